@@ -1,0 +1,13 @@
+//! Parsing of everything a user types into gpupool: memory sizes, simulated-GPU specs and the
+//! tenant limits read from env variables or a limits file.
+//!
+//! Pure functions only: no I/O beyond what the caller hands in, so every rule is unit-tested and
+//! the preloaded library can parse its configuration once at start-up.
+
+pub mod limits;
+pub mod sim_spec;
+pub mod size;
+
+pub use limits::{ConfigError, LogLevel, TenantConfig};
+pub use sim_spec::{SimDevice, SimSpec, SpecError};
+pub use size::{format_size, parse_size, SizeError};

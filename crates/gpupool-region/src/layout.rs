@@ -1,0 +1,66 @@
+//! The binary layout shared by every process that maps a region.
+
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+/// First eight bytes of every region file.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"GPUPOOL1");
+/// Bumped on every incompatible layout change.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Devices a region can account for.
+pub const MAX_DEVICES: usize = 16;
+/// Processes a region can hold at once.
+pub const MAX_SLOTS: usize = 1024;
+
+/// Slot owner value while a reaper is clearing the slot.
+pub(crate) const OWNER_RECLAIMING: u64 = u64::MAX;
+/// Device entry states.
+pub(crate) const DEVICE_EMPTY: u32 = 0;
+pub(crate) const DEVICE_READY: u32 = 2;
+
+/// File header.
+#[repr(C)]
+pub(crate) struct Header {
+    pub magic: AtomicU64,
+    pub version: AtomicU32,
+    pub size: AtomicU32,
+    pub device_count: AtomicU32,
+    /// One past the highest slot index ever claimed; scans stop there.
+    pub slot_hint: AtomicU32,
+}
+
+/// One device known to the region, keyed by UUID.
+#[repr(C)]
+pub(crate) struct DeviceEntry {
+    pub state: AtomicU32,
+    pub _pad: AtomicU32,
+    pub uuid: [AtomicU64; 2],
+    /// Limit recorded for display (0 = none); enforcement uses each process's own config.
+    pub limit: AtomicU64,
+    /// Allocations refused because of the limit.
+    pub denied: AtomicU64,
+}
+
+/// One process's usage.
+#[repr(C)]
+pub(crate) struct ProcSlot {
+    /// 0 = free, [`OWNER_RECLAIMING`] = being reaped, anything else = a claim token.
+    pub owner: AtomicU64,
+    pub pid: AtomicU32,
+    pub host_pid: AtomicU32,
+    pub pidns: AtomicU64,
+    pub start_time: AtomicU64,
+    pub used: [AtomicU64; MAX_DEVICES],
+}
+
+/// The whole region.
+#[repr(C)]
+pub(crate) struct Layout {
+    pub header: Header,
+    pub devices: [DeviceEntry; MAX_DEVICES],
+    pub slots: [ProcSlot; MAX_SLOTS],
+}
+
+/// Size in bytes of a region file.
+pub(crate) const LAYOUT_SIZE: usize = std::mem::size_of::<Layout>();
+const _: () = assert!(LAYOUT_SIZE < u32::MAX as usize);
+const _: () = assert!(std::mem::align_of::<Layout>() <= 4096);

@@ -1,0 +1,25 @@
+//! The shared accounting region.
+//!
+//! One region per tenant (and one per simulated machine, for its physical memory). It is a
+//! memory-mapped file of fixed layout:
+//!
+//! ```text
+//! Header { magic "GPUPOOL1", version, size, device_count, slot_hint }
+//! DeviceEntry[16] { state, uuid, limit, denied }
+//! ProcSlot[1024]  { owner token, pid, host pid, pid namespace, start time, used[16] }
+//! ```
+//!
+//! Every process owns one slot and only adds to / subtracts from its own counters, with atomics.
+//! A reservation adds first, then sums all live slots and backs out if the sum exceeds the
+//! limit: with sequentially consistent operations two racing reservations can both fail, but
+//! never both succeed past the limit. A process that dies (even by SIGKILL) leaves its slot
+//! behind; [`Region::reap_dead`] recognises it by pid and start time and zeroes it. The only lock
+//! is `flock` while registering a device, which the kernel releases when its holder dies.
+
+mod layout;
+mod process;
+mod region;
+
+pub use layout::{LAYOUT_VERSION, MAGIC, MAX_DEVICES, MAX_SLOTS};
+pub use process::ProcessIdentity;
+pub use region::{Denied, ProcessUsage, Region, RegionError, SlotHandle};

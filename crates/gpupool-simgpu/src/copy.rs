@@ -1,0 +1,378 @@
+//! Copies and sets, in every direction, synchronous and stream-ordered. The simulator executes
+//! stream work immediately, so the async forms behave like the sync ones after completion.
+
+use crate::ctx::initialised;
+use crate::mem::find;
+use gpupool_cuda::cu::{CUarray, CUdeviceptr, CUstream, CUDA_MEMCPY2D, CUDA_MEMCPY3D};
+use gpupool_cuda::result::*;
+use std::ffi::c_void;
+
+/// Checks that `[ptr, ptr + len)` lies inside memory the simulator handed out.
+fn device_range(ptr: u64, len: u64) -> Result<*mut u8, u32> {
+    if len == 0 {
+        return Ok(ptr as *mut u8);
+    }
+    find(ptr, len)
+        .map(|_| ptr as *mut u8)
+        .ok_or(CUDA_ERROR_INVALID_VALUE)
+}
+
+/// Device range if it is one of ours, else trusted host memory (unified addressing).
+fn any_range(ptr: u64, len: u64) -> Result<*mut u8, u32> {
+    if ptr == 0 && len > 0 {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    Ok(device_range(ptr, len).unwrap_or(ptr as *mut u8))
+}
+
+fn copy(dst: Result<*mut u8, u32>, src: Result<*mut u8, u32>, n: usize) -> u32 {
+    if let Err(e) = initialised() {
+        return e;
+    }
+    match (dst, src) {
+        (Ok(d), Ok(s)) => {
+            if n > 0 {
+                // SAFETY: both ranges were validated (device) or supplied by the caller (host);
+                // copy handles overlap.
+                unsafe { std::ptr::copy(s, d, n) };
+            }
+            CUDA_SUCCESS
+        }
+        (Err(e), _) | (_, Err(e)) => e,
+    }
+}
+
+/// `cuMemcpyHtoD_v2` (and `_ptds`, `Async`).
+pub unsafe fn htod(dst: CUdeviceptr, src: *const c_void, n: usize) -> u32 {
+    copy(
+        device_range(dst, n as u64),
+        any_range(src as u64, n as u64),
+        n,
+    )
+}
+/// `cuMemcpyDtoH_v2`.
+pub unsafe fn dtoh(dst: *mut c_void, src: CUdeviceptr, n: usize) -> u32 {
+    copy(
+        any_range(dst as u64, n as u64),
+        device_range(src, n as u64),
+        n,
+    )
+}
+/// `cuMemcpyDtoD_v2`.
+pub unsafe fn dtod(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32 {
+    copy(device_range(dst, n as u64), device_range(src, n as u64), n)
+}
+/// `cuMemcpy` (unified).
+pub unsafe fn memcpy(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32 {
+    copy(any_range(dst, n as u64), any_range(src, n as u64), n)
+}
+/// `cuMemcpyHtoDAsync_v2`.
+pub unsafe fn htod_async(dst: CUdeviceptr, src: *const c_void, n: usize, _s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { htod(dst, src, n) }
+}
+/// `cuMemcpyDtoHAsync_v2`.
+pub unsafe fn dtoh_async(dst: *mut c_void, src: CUdeviceptr, n: usize, _s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { dtoh(dst, src, n) }
+}
+/// `cuMemcpyDtoDAsync_v2`.
+pub unsafe fn dtod_async(dst: CUdeviceptr, src: CUdeviceptr, n: usize, _s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { dtod(dst, src, n) }
+}
+/// `cuMemcpyAsync`.
+pub unsafe fn memcpy_async(dst: CUdeviceptr, src: CUdeviceptr, n: usize, _s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { memcpy(dst, src, n) }
+}
+/// `cuMemcpyPeer`.
+pub unsafe fn memcpy_peer(
+    dst: CUdeviceptr,
+    _dc: *mut c_void,
+    src: CUdeviceptr,
+    _sc: *mut c_void,
+    n: usize,
+) -> u32 {
+    // SAFETY: same contract.
+    unsafe { dtod(dst, src, n) }
+}
+/// `cuMemcpyPeerAsync`.
+pub unsafe fn memcpy_peer_async(
+    dst: CUdeviceptr,
+    dc: *mut c_void,
+    src: CUdeviceptr,
+    sc: *mut c_void,
+    n: usize,
+    _s: CUstream,
+) -> u32 {
+    // SAFETY: same contract.
+    unsafe { memcpy_peer(dst, dc, src, sc, n) }
+}
+
+/// Base address of one side of a 2D/3D copy.
+fn side_base(
+    memtype: u32,
+    host: *const c_void,
+    device: CUdeviceptr,
+    array: CUarray,
+) -> Result<u64, u32> {
+    match memtype {
+        1 => Ok(host as u64),
+        2 | 4 => Ok(if device != 0 { device } else { host as u64 }),
+        3 => crate::array::array_base(array),
+        _ => Err(CUDA_ERROR_INVALID_VALUE),
+    }
+}
+
+/// A strided 3D copy; rows are validated one by one.
+#[allow(clippy::too_many_arguments)]
+fn copy_3d(
+    src: u64,
+    src_pitch: u64,
+    src_height: u64,
+    src_xyz: (u64, u64, u64),
+    dst: u64,
+    dst_pitch: u64,
+    dst_height: u64,
+    dst_xyz: (u64, u64, u64),
+    width: u64,
+    height: u64,
+    depth: u64,
+) -> u32 {
+    if let Err(e) = initialised() {
+        return e;
+    }
+    let src_pitch = if src_pitch == 0 { width } else { src_pitch };
+    let dst_pitch = if dst_pitch == 0 { width } else { dst_pitch };
+    if width > src_pitch || width > dst_pitch {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    for z in 0..depth {
+        for y in 0..height {
+            let s = src
+                + src_xyz.0
+                + (src_xyz.1 + y) * src_pitch
+                + (src_xyz.2 + z) * src_pitch * src_height;
+            let d = dst
+                + dst_xyz.0
+                + (dst_xyz.1 + y) * dst_pitch
+                + (dst_xyz.2 + z) * dst_pitch * dst_height;
+            let rc = copy(any_range(d, width), any_range(s, width), width as usize);
+            if rc != CUDA_SUCCESS {
+                return rc;
+            }
+        }
+    }
+    CUDA_SUCCESS
+}
+
+/// `cuMemcpy2D_v2` (also `Unaligned`, `Async`).
+pub unsafe fn memcpy_2d(p: *const CUDA_MEMCPY2D) -> u32 {
+    if p.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: caller passes a valid descriptor; memory types are read as raw integers.
+    let c = unsafe { &*p };
+    let (st, dt) = (c.srcMemoryType as u32, c.dstMemoryType as u32);
+    let src = match side_base(st, c.srcHost, c.srcDevice, c.srcArray) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let dst = match side_base(dt, c.dstHost, c.dstDevice, c.dstArray) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let sp = if st == 3 {
+        crate::array::array_pitch(c.srcArray)
+    } else {
+        c.srcPitch as u64
+    };
+    let dp = if dt == 3 {
+        crate::array::array_pitch(c.dstArray)
+    } else {
+        c.dstPitch as u64
+    };
+    copy_3d(
+        src,
+        sp,
+        0,
+        (c.srcXInBytes as u64, c.srcY as u64, 0),
+        dst,
+        dp,
+        0,
+        (c.dstXInBytes as u64, c.dstY as u64, 0),
+        c.WidthInBytes as u64,
+        c.Height as u64,
+        1,
+    )
+}
+
+/// `cuMemcpy2DAsync_v2`.
+pub unsafe fn memcpy_2d_async(p: *const CUDA_MEMCPY2D, _s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { memcpy_2d(p) }
+}
+
+/// `cuMemcpy3D_v2`.
+pub unsafe fn memcpy_3d(p: *const CUDA_MEMCPY3D) -> u32 {
+    if p.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: caller passes a valid descriptor.
+    let c = unsafe { &*p };
+    let (st, dt) = (c.srcMemoryType as u32, c.dstMemoryType as u32);
+    let src = match side_base(st, c.srcHost, c.srcDevice, c.srcArray) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let dst = match side_base(dt, c.dstHost, c.dstDevice, c.dstArray) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let (sp, sh) = if st == 3 {
+        (
+            crate::array::array_pitch(c.srcArray),
+            crate::array::array_height(c.srcArray),
+        )
+    } else {
+        (c.srcPitch as u64, c.srcHeight as u64)
+    };
+    let (dp, dh) = if dt == 3 {
+        (
+            crate::array::array_pitch(c.dstArray),
+            crate::array::array_height(c.dstArray),
+        )
+    } else {
+        (c.dstPitch as u64, c.dstHeight as u64)
+    };
+    copy_3d(
+        src,
+        sp,
+        sh.max(c.Height as u64),
+        (c.srcXInBytes as u64, c.srcY as u64, c.srcZ as u64),
+        dst,
+        dp,
+        dh.max(c.Height as u64),
+        (c.dstXInBytes as u64, c.dstY as u64, c.dstZ as u64),
+        c.WidthInBytes as u64,
+        c.Height as u64,
+        c.Depth as u64,
+    )
+}
+
+/// `cuMemcpy3DAsync_v2`.
+pub unsafe fn memcpy_3d_async(p: *const CUDA_MEMCPY3D, _s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { memcpy_3d(p) }
+}
+
+/// Sets `count` elements of `N` bytes at `dst` (rows of `width` elements, `pitch` apart).
+fn set<const N: usize>(dst: u64, pitch: u64, value: [u8; N], width: u64, height: u64) -> u32 {
+    if let Err(e) = initialised() {
+        return e;
+    }
+    let row = width * N as u64;
+    let pitch = if height <= 1 { row } else { pitch };
+    if height > 1 && pitch < row {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    for y in 0..height {
+        let start = dst + y * pitch;
+        let p = match device_range(start, row) {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        for i in 0..width as usize {
+            // SAFETY: the row was validated to lie inside one allocation.
+            unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), p.add(i * N), N) };
+        }
+    }
+    CUDA_SUCCESS
+}
+
+/// `cuMemsetD8_v2`.
+pub unsafe fn memset_d8(dst: CUdeviceptr, v: u8, n: usize) -> u32 {
+    if let Err(e) = initialised() {
+        return e;
+    }
+    match device_range(dst, n as u64) {
+        // SAFETY: validated range.
+        Ok(p) => unsafe {
+            std::ptr::write_bytes(p, v, n);
+            CUDA_SUCCESS
+        },
+        Err(e) => e,
+    }
+}
+/// `cuMemsetD16_v2`.
+pub unsafe fn memset_d16(dst: CUdeviceptr, v: u16, n: usize) -> u32 {
+    set(dst, 0, v.to_ne_bytes(), n as u64, 1)
+}
+/// `cuMemsetD32_v2`.
+pub unsafe fn memset_d32(dst: CUdeviceptr, v: u32, n: usize) -> u32 {
+    set(dst, 0, v.to_ne_bytes(), n as u64, 1)
+}
+/// `cuMemsetD2D8_v2`.
+pub unsafe fn memset_d2d8(dst: CUdeviceptr, pitch: usize, v: u8, w: usize, h: usize) -> u32 {
+    set(dst, pitch as u64, [v], w as u64, h as u64)
+}
+/// `cuMemsetD2D16_v2`.
+pub unsafe fn memset_d2d16(dst: CUdeviceptr, pitch: usize, v: u16, w: usize, h: usize) -> u32 {
+    set(dst, pitch as u64, v.to_ne_bytes(), w as u64, h as u64)
+}
+/// `cuMemsetD2D32_v2`.
+pub unsafe fn memset_d2d32(dst: CUdeviceptr, pitch: usize, v: u32, w: usize, h: usize) -> u32 {
+    set(dst, pitch as u64, v.to_ne_bytes(), w as u64, h as u64)
+}
+/// `cuMemsetD8Async`.
+pub unsafe fn memset_d8_async(dst: CUdeviceptr, v: u8, n: usize, _s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { memset_d8(dst, v, n) }
+}
+/// `cuMemsetD16Async`.
+pub unsafe fn memset_d16_async(dst: CUdeviceptr, v: u16, n: usize, _s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { memset_d16(dst, v, n) }
+}
+/// `cuMemsetD32Async`.
+pub unsafe fn memset_d32_async(dst: CUdeviceptr, v: u32, n: usize, _s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { memset_d32(dst, v, n) }
+}
+/// `cuMemsetD2D8Async`.
+pub unsafe fn memset_d2d8_async(
+    dst: CUdeviceptr,
+    pitch: usize,
+    v: u8,
+    w: usize,
+    h: usize,
+    _s: CUstream,
+) -> u32 {
+    // SAFETY: same contract.
+    unsafe { memset_d2d8(dst, pitch, v, w, h) }
+}
+/// `cuMemsetD2D16Async`.
+pub unsafe fn memset_d2d16_async(
+    dst: CUdeviceptr,
+    pitch: usize,
+    v: u16,
+    w: usize,
+    h: usize,
+    _s: CUstream,
+) -> u32 {
+    // SAFETY: same contract.
+    unsafe { memset_d2d16(dst, pitch, v, w, h) }
+}
+/// `cuMemsetD2D32Async`.
+pub unsafe fn memset_d2d32_async(
+    dst: CUdeviceptr,
+    pitch: usize,
+    v: u32,
+    w: usize,
+    h: usize,
+    _s: CUstream,
+) -> u32 {
+    // SAFETY: same contract.
+    unsafe { memset_d2d32(dst, pitch, v, w, h) }
+}

@@ -1,0 +1,262 @@
+//! The simulated machine as this process sees it: the spec (shared through the state folder),
+//! the physical-memory region shared by every process, this process's slot in it, and the
+//! devices made visible by `CUDA_VISIBLE_DEVICES`.
+
+use gpupool_config::{SimDevice, SimSpec};
+use gpupool_cuda::result::*;
+use gpupool_region::{ProcessIdentity, Region, SlotHandle};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Env variable: the spec (`2x80GiB`, `1xH100`…); default `1xH100`.
+pub const ENV_SPEC: &str = "GPUPOOL_SIM_SPEC";
+/// Env variable: the state folder shared by all processes of one simulated machine.
+pub const ENV_STATE: &str = "GPUPOOL_SIM_STATE";
+/// Env variable: log every `cuGetProcAddress` and unimplemented export-table call to stderr.
+pub const ENV_TRACE: &str = "GPUPOOL_SIM_TRACE";
+/// Driver version the simulator reports (CUDA 13.0, so every runtime up to 13.0 accepts it).
+pub const DRIVER_VERSION: i32 = 13000;
+
+/// One device as a process sees it.
+pub struct Device {
+    /// Index in the spec (the "physical" index, NVML's index).
+    pub physical: usize,
+    /// Its description.
+    pub spec: SimDevice,
+    /// UUID bytes.
+    pub uuid: [u8; 16],
+    /// Index of the device in the shared region.
+    pub region_index: usize,
+}
+
+/// The machine.
+pub struct Machine {
+    /// All devices of the spec, in physical order.
+    pub all: Vec<Device>,
+    /// Physical indices visible to this process, in CUDA ordinal order.
+    pub visible: Vec<usize>,
+    /// Physical memory accounting shared by all processes.
+    pub region: Region,
+    /// This process's slot.
+    pub slot: SlotHandle,
+    /// Whether tracing is on.
+    pub trace: bool,
+}
+
+impl Machine {
+    /// Device by CUDA ordinal.
+    pub fn device(&self, ordinal: i32) -> Option<&Device> {
+        let phys = *self.visible.get(usize::try_from(ordinal).ok()?)?;
+        self.all.get(phys)
+    }
+
+    /// Reserves `bytes` of physical memory on a device (by ordinal-resolved device).
+    pub fn reserve(&self, dev: &Device, bytes: u64) -> Result<(), u32> {
+        self.region
+            .try_reserve(self.slot, dev.region_index, bytes, dev.spec.memory)
+            .map_err(|_| CUDA_ERROR_OUT_OF_MEMORY)
+    }
+
+    /// Returns `bytes` of physical memory.
+    pub fn unreserve(&self, dev: &Device, bytes: u64) {
+        self.region.release(self.slot, dev.region_index, bytes);
+    }
+
+    /// Physical memory used on a device by all processes. Slots of dead processes are reaped
+    /// first (at most every 200 ms), so a killed process's memory is back within that time.
+    pub fn used(&self, dev: &Device) -> u64 {
+        static LAST_REAP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if now.saturating_sub(LAST_REAP_MS.swap(now, std::sync::atomic::Ordering::Relaxed)) >= 200 {
+            self.region.reap_dead();
+        }
+        self.region.used(dev.region_index)
+    }
+}
+
+/// Deterministic UUID of simulated device `index` of a machine whose state folder is `state`.
+fn device_uuid(state: &std::path::Path, index: usize) -> [u8; 16] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in state
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .chain(&(index as u64).to_le_bytes())
+    {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&h.to_be_bytes());
+    out[8..].copy_from_slice(&(h.rotate_left(29) ^ index as u64).to_be_bytes());
+    out[6] = (out[6] & 0x0f) | 0x40;
+    out
+}
+
+fn state_dir() -> PathBuf {
+    match std::env::var_os(ENV_STATE) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        // SAFETY: getuid has no preconditions.
+        _ => std::env::temp_dir().join(format!("gpupool-sim-{}", unsafe { libc::getuid() })),
+    }
+}
+
+/// Reads the spec from the state folder, writing it there first if this is the first process.
+fn load_spec(state: &std::path::Path) -> Result<SimSpec, String> {
+    std::fs::create_dir_all(state)
+        .map_err(|e| format!("simulated GPU state folder {}: {e}", state.display()))?;
+    let spec_file = state.join("spec");
+    let wanted = std::env::var(ENV_SPEC)
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let parsed_wanted = match &wanted {
+        Some(s) => Some(SimSpec::parse(s).map_err(|e| format!("{ENV_SPEC}: {e}"))?),
+        None => None,
+    };
+    match std::fs::read_to_string(&spec_file) {
+        Ok(stored) => {
+            let stored_spec = SimSpec::parse(stored.trim())
+                .map_err(|e| format!("{}: {e}", spec_file.display()))?;
+            if let Some(w) = parsed_wanted {
+                if w != stored_spec {
+                    return Err(format!(
+                        "{ENV_SPEC}={} differs from the spec of the simulated machine in {} ({}); use another {ENV_STATE} or remove that folder",
+                        wanted.unwrap_or_default(),
+                        state.display(),
+                        stored.trim()
+                    ));
+                }
+            }
+            Ok(stored_spec)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let spec =
+                parsed_wanted.unwrap_or_else(|| SimSpec::parse("1xH100").expect("built-in spec"));
+            let tmp = state.join(format!("spec.{}", std::process::id()));
+            std::fs::write(&tmp, spec.to_spec_string())
+                .and_then(|_| std::fs::rename(&tmp, &spec_file))
+                .map_err(|e| format!("cannot write {}: {e}", spec_file.display()))?;
+            // Another process may have won the race with a different spec: re-read.
+            load_spec(state)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", spec_file.display())),
+    }
+}
+
+/// Parses `CUDA_VISIBLE_DEVICES` the way the real driver does: indices or UUID prefixes,
+/// stopping at the first entry that matches nothing.
+pub fn visible_devices(env: Option<&str>, uuids: &[[u8; 16]]) -> Vec<usize> {
+    let Some(list) = env else {
+        return (0..uuids.len()).collect();
+    };
+    let mut out = Vec::new();
+    for entry in list.split(',').map(str::trim) {
+        let found = if let Ok(i) = entry.parse::<usize>() {
+            (i < uuids.len()).then_some(i)
+        } else if entry.starts_with("GPU-") && entry.len() > 4 {
+            uuids
+                .iter()
+                .position(|u| gpupool_cuda::uuid::format_gpu_uuid(u).starts_with(entry))
+        } else {
+            None
+        };
+        match found {
+            Some(i) if !out.contains(&i) => out.push(i),
+            _ => break,
+        }
+    }
+    out
+}
+
+fn build() -> Result<Machine, String> {
+    let state = state_dir();
+    let spec = load_spec(&state)?;
+    let region = Region::open(&state.join("memory.region")).map_err(|e| e.to_string())?;
+    let mut all = Vec::new();
+    for (i, d) in spec.devices.into_iter().enumerate() {
+        let uuid = device_uuid(&state, i);
+        let region_index = region.device_index(uuid).map_err(|e| e.to_string())?;
+        region.set_limit(region_index, d.memory);
+        all.push(Device {
+            physical: i,
+            spec: d,
+            uuid,
+            region_index,
+        });
+    }
+    let uuids: Vec<_> = all.iter().map(|d| d.uuid).collect();
+    let visible = visible_devices(
+        std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+        &uuids,
+    );
+    let slot = region
+        .claim_slot(ProcessIdentity::current())
+        .map_err(|e| e.to_string())?;
+    Ok(Machine {
+        all,
+        visible,
+        region,
+        slot,
+        trace: std::env::var_os(ENV_TRACE).is_some(),
+    })
+}
+
+static MACHINE: OnceLock<Result<Machine, String>> = OnceLock::new();
+
+/// At normal exit the process's memory goes back, as the real driver frees it.
+extern "C" fn release_at_exit() {
+    if let Some(Ok(m)) = MACHINE.get() {
+        m.region.release_slot(m.slot);
+    }
+}
+
+/// The machine, built on first use; an unusable spec or state folder is reported once on stderr.
+pub fn machine() -> Result<&'static Machine, u32> {
+    let m = MACHINE.get_or_init(|| {
+        let r = build();
+        match &r {
+            Err(e) => eprintln!("gpupool simulated GPU: {e}"),
+            // SAFETY: registering a plain extern "C" function.
+            Ok(_) => unsafe {
+                libc::atexit(release_at_exit);
+            },
+        }
+        r
+    });
+    m.as_ref().map_err(|_| CUDA_ERROR_NO_DEVICE)
+}
+
+/// Whether tracing is on (without building the machine).
+pub fn tracing() -> bool {
+    static T: OnceLock<bool> = OnceLock::new();
+    *T.get_or_init(|| std::env::var_os(ENV_TRACE).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visible_devices_follow_cuda_rules() {
+        let uuids = [[1u8; 16], [2u8; 16], [3u8; 16]];
+        assert_eq!(visible_devices(None, &uuids), vec![0, 1, 2]);
+        assert_eq!(visible_devices(Some("2,0"), &uuids), vec![2, 0]);
+        assert_eq!(
+            visible_devices(Some("1,7,0"), &uuids),
+            vec![1],
+            "stops at the first bad entry"
+        );
+        assert_eq!(visible_devices(Some(""), &uuids), Vec::<usize>::new());
+        let u = gpupool_cuda::uuid::format_gpu_uuid(&uuids[2]);
+        assert_eq!(visible_devices(Some(&u[..12]), &uuids), vec![2]);
+    }
+
+    #[test]
+    fn uuids_differ_per_device_and_machine() {
+        let a = device_uuid(std::path::Path::new("/a"), 0);
+        assert_ne!(a, device_uuid(std::path::Path::new("/a"), 1));
+        assert_ne!(a, device_uuid(std::path::Path::new("/b"), 0));
+    }
+}

@@ -1,0 +1,131 @@
+//! `cuGetProcAddress` / `_v2` and error strings.
+
+use crate::machine::tracing;
+use gpupool_cuda::result::*;
+use gpupool_cuda::symbols::resolve;
+use gpupool_cuda::*;
+use std::ffi::{c_char, c_void, CStr};
+
+/// Looks `name` up for `version` / `flags`; returns our function and the status code.
+pub fn lookup(name: &str, version: i32, flags: u64) -> (Option<*mut c_void>, i32) {
+    if name.is_empty() {
+        return (None, CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND);
+    }
+    let mut buf = [0u8; 128];
+    let sym = resolve(name, version.max(0) as u32, flags, &mut buf);
+    let found = crate::exported_symbol(sym);
+    if tracing() {
+        eprintln!(
+            "gpupool simulated GPU: cuGetProcAddress({name}, {version}, {flags}) -> {sym}: {}",
+            if found.is_some() {
+                "found"
+            } else {
+                "not found"
+            }
+        );
+    }
+    match found {
+        Some(f) => (Some(f), CU_GET_PROC_ADDRESS_SUCCESS),
+        None => (None, CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND),
+    }
+}
+
+fn answer(
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    version: i32,
+    flags: u64,
+    status: *mut i32,
+) -> u32 {
+    if symbol.is_null() || pfn.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: caller passes a NUL-terminated name.
+    let name = unsafe { CStr::from_ptr(symbol) }.to_str().unwrap_or("");
+    let (f, st) = lookup(name, version, flags);
+    // SAFETY: non-null out pointers.
+    unsafe {
+        *pfn = f.unwrap_or(std::ptr::null_mut());
+        if !status.is_null() {
+            *status = st;
+        }
+    }
+    if f.is_some() {
+        CUDA_SUCCESS
+    } else {
+        CUDA_ERROR_NOT_FOUND
+    }
+}
+
+/// `cuGetProcAddress` (CUDA 11.x).
+pub unsafe fn get_proc_address(
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    version: i32,
+    flags: u64,
+) -> u32 {
+    answer(symbol, pfn, version, flags, std::ptr::null_mut())
+}
+
+/// `cuGetProcAddress_v2` (CUDA 12+).
+pub unsafe fn get_proc_address_v2(
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    version: i32,
+    flags: u64,
+    status: *mut i32,
+) -> u32 {
+    answer(symbol, pfn, version, flags, status)
+}
+
+fn error_text(e: u32) -> Option<(&'static CStr, &'static CStr)> {
+    Some(match e {
+        CUDA_SUCCESS => (c"CUDA_SUCCESS", c"no error"),
+        CUDA_ERROR_INVALID_VALUE => (c"CUDA_ERROR_INVALID_VALUE", c"invalid argument"),
+        CUDA_ERROR_OUT_OF_MEMORY => (c"CUDA_ERROR_OUT_OF_MEMORY", c"out of memory"),
+        CUDA_ERROR_NOT_INITIALIZED => (c"CUDA_ERROR_NOT_INITIALIZED", c"initialization error"),
+        CUDA_ERROR_NO_DEVICE => (
+            c"CUDA_ERROR_NO_DEVICE",
+            c"no CUDA-capable device is detected",
+        ),
+        CUDA_ERROR_INVALID_DEVICE => (c"CUDA_ERROR_INVALID_DEVICE", c"invalid device ordinal"),
+        CUDA_ERROR_INVALID_CONTEXT => (c"CUDA_ERROR_INVALID_CONTEXT", c"invalid device context"),
+        CUDA_ERROR_INVALID_HANDLE => (c"CUDA_ERROR_INVALID_HANDLE", c"invalid resource handle"),
+        CUDA_ERROR_NOT_FOUND => (c"CUDA_ERROR_NOT_FOUND", c"named symbol not found"),
+        CUDA_ERROR_NOT_SUPPORTED => (c"CUDA_ERROR_NOT_SUPPORTED", c"operation not supported"),
+        CUDA_ERROR_INVALID_IMAGE => (
+            c"CUDA_ERROR_INVALID_IMAGE",
+            c"device kernel image is invalid",
+        ),
+        _ => return None,
+    })
+}
+
+/// `cuGetErrorName`.
+pub unsafe fn get_error_name(e: u32, out: *mut *const c_char) -> u32 {
+    match (error_text(e), out.is_null()) {
+        // SAFETY: non-null out pointer; static string.
+        (Some((n, _)), false) => unsafe {
+            *out = n.as_ptr();
+            CUDA_SUCCESS
+        },
+        _ => CUDA_ERROR_INVALID_VALUE,
+    }
+}
+
+/// `cuGetErrorString`.
+pub unsafe fn get_error_string(e: u32, out: *mut *const c_char) -> u32 {
+    match (error_text(e), out.is_null()) {
+        // SAFETY: non-null out pointer; static string.
+        (Some((_, s)), false) => unsafe {
+            *out = s.as_ptr();
+            CUDA_SUCCESS
+        },
+        _ => CUDA_ERROR_INVALID_VALUE,
+    }
+}
+
+/// `cuModuleGetLoadingMode`: eager.
+pub unsafe fn module_get_loading_mode(out: *mut u32) -> u32 {
+    crate::mem::write(out, 1)
+}

@@ -1,0 +1,283 @@
+//! Streams and events. Work runs when issued, so streams are always idle, callbacks run at once,
+//! and events carry the host time at which they were recorded.
+
+use crate::ctx::{require_current, Context};
+use crate::mem::write;
+use gpupool_cuda::cu::{CUcontext, CUevent, CUstream};
+use gpupool_cuda::result::*;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// A stream.
+pub struct Stream {
+    ctx: usize,
+    flags: u32,
+    priority: i32,
+    id: u64,
+}
+
+/// An event: nanoseconds since the simulator's epoch when recorded, 0 if never.
+pub struct Event {
+    recorded_ns: AtomicU64,
+}
+
+static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(16);
+
+fn epoch() -> Instant {
+    static E: OnceLock<Instant> = OnceLock::new();
+    *E.get_or_init(Instant::now)
+}
+
+/// `true` for the special handles (null, `CU_STREAM_LEGACY`, `CU_STREAM_PER_THREAD`).
+fn is_special(s: CUstream) -> bool {
+    (s as usize) <= 2
+}
+
+fn stream_ref(s: CUstream) -> Result<Option<&'static Stream>, u32> {
+    if is_special(s) {
+        return Ok(None);
+    }
+    // SAFETY: non-special stream handles are leaked Box<Stream>.
+    Ok(Some(unsafe { &*(s as *const Stream) }))
+}
+
+fn ok_or(r: Result<u32, u32>) -> u32 {
+    r.unwrap_or_else(|e| e)
+}
+
+/// `cuStreamCreateWithPriority`.
+pub unsafe fn stream_create_with_priority(out: *mut CUstream, flags: u32, priority: i32) -> u32 {
+    ok_or(require_current().map(|c| {
+        let s = Box::new(Stream {
+            ctx: c as *const Context as usize,
+            flags,
+            priority: priority.clamp(-5, 0),
+            id: NEXT_STREAM_ID.fetch_add(1, SeqCst),
+        });
+        write(out, Box::into_raw(s) as CUstream)
+    }))
+}
+
+/// `cuStreamCreate`.
+pub unsafe fn stream_create(out: *mut CUstream, flags: u32) -> u32 {
+    // SAFETY: same contract.
+    unsafe { stream_create_with_priority(out, flags, 0) }
+}
+
+/// `cuStreamDestroy_v2` (handles stay valid memory; they are small and never reused).
+pub unsafe fn stream_destroy(s: CUstream) -> u32 {
+    if is_special(s) {
+        return CUDA_ERROR_INVALID_HANDLE;
+    }
+    CUDA_SUCCESS
+}
+
+/// `cuStreamSynchronize` / `cuStreamQuery`: always complete.
+pub unsafe fn stream_synchronize(s: CUstream) -> u32 {
+    ok_or(require_current().and(stream_ref(s)).map(|_| CUDA_SUCCESS))
+}
+
+/// `cuStreamWaitEvent`.
+pub unsafe fn stream_wait_event(s: CUstream, _e: CUevent, _flags: u32) -> u32 {
+    // SAFETY: same contract.
+    unsafe { stream_synchronize(s) }
+}
+
+/// `cuStreamGetPriority`.
+pub unsafe fn stream_get_priority(s: CUstream, out: *mut i32) -> u32 {
+    ok_or(stream_ref(s).map(|st| write(out, st.map_or(0, |x| x.priority))))
+}
+
+/// `cuStreamGetFlags`.
+pub unsafe fn stream_get_flags(s: CUstream, out: *mut u32) -> u32 {
+    ok_or(stream_ref(s).map(|st| write(out, st.map_or(0, |x| x.flags))))
+}
+
+/// `cuStreamGetId`.
+pub unsafe fn stream_get_id(s: CUstream, out: *mut u64) -> u32 {
+    ok_or(stream_ref(s).map(|st| write(out, st.map_or(s as u64, |x| x.id))))
+}
+
+/// `cuStreamGetCtx`.
+pub unsafe fn stream_get_ctx(s: CUstream, out: *mut CUcontext) -> u32 {
+    ok_or(stream_ref(s).and_then(|st| match st {
+        Some(x) => Ok(write(out, x.ctx as CUcontext)),
+        None => require_current().map(|c| write(out, c as *const Context as CUcontext)),
+    }))
+}
+
+/// `cuStreamGetCtx_v2` (no green contexts).
+pub unsafe fn stream_get_ctx_v2(s: CUstream, out: *mut CUcontext, green: *mut *mut c_void) -> u32 {
+    if !green.is_null() {
+        write(green, std::ptr::null_mut());
+    }
+    // SAFETY: same contract.
+    unsafe { stream_get_ctx(s, out) }
+}
+
+/// `cuStreamGetDevice`.
+pub unsafe fn stream_get_device(s: CUstream, out: *mut i32) -> u32 {
+    ok_or(stream_ref(s).and_then(|st| match st {
+        // SAFETY: stream contexts are leaked Box<Context>.
+        Some(x) => Ok(write(out, unsafe { (*(x.ctx as *const Context)).ordinal })),
+        None => require_current().map(|c| write(out, c.ordinal)),
+    }))
+}
+
+/// `cuStreamIsCapturing`: never capturing.
+pub unsafe fn stream_is_capturing(s: CUstream, out: *mut u32) -> u32 {
+    ok_or(stream_ref(s).map(|_| write(out, 0)))
+}
+
+/// `cuStreamGetCaptureInfo` (v1).
+pub unsafe fn stream_get_capture_info(s: CUstream, status: *mut u32, id: *mut u64) -> u32 {
+    if !id.is_null() {
+        write(id, 0);
+    }
+    // SAFETY: same contract.
+    unsafe { stream_is_capturing(s, status) }
+}
+
+/// `cuStreamGetCaptureInfo_v2`.
+pub unsafe fn stream_get_capture_info_v2(
+    s: CUstream,
+    status: *mut u32,
+    id: *mut u64,
+    graph: *mut *mut c_void,
+    deps: *mut *const c_void,
+    n: *mut usize,
+) -> u32 {
+    for p in [graph as *mut *const c_void, deps] {
+        if !p.is_null() {
+            write(p, std::ptr::null());
+        }
+    }
+    if !n.is_null() {
+        write(n, 0);
+    }
+    // SAFETY: same contract.
+    unsafe { stream_get_capture_info(s, status, id) }
+}
+
+/// `cuStreamGetCaptureInfo_v3`.
+pub unsafe fn stream_get_capture_info_v3(
+    s: CUstream,
+    status: *mut u32,
+    id: *mut u64,
+    graph: *mut *mut c_void,
+    deps: *mut *const c_void,
+    edges: *mut *const c_void,
+    n: *mut usize,
+) -> u32 {
+    if !edges.is_null() {
+        write(edges, std::ptr::null());
+    }
+    // SAFETY: same contract.
+    unsafe { stream_get_capture_info_v2(s, status, id, graph, deps, n) }
+}
+
+/// `cuStreamAddCallback`: runs the callback now.
+pub unsafe fn stream_add_callback(
+    s: CUstream,
+    cb: Option<unsafe extern "C" fn(CUstream, u32, *mut c_void)>,
+    user: *mut c_void,
+    flags: u32,
+) -> u32 {
+    let Some(cb) = cb.filter(|_| flags == 0) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    // SAFETY: the user's callback with the user's data.
+    unsafe { cb(s, CUDA_SUCCESS, user) };
+    CUDA_SUCCESS
+}
+
+/// `cuLaunchHostFunc`: runs the function now.
+pub unsafe fn launch_host_func(
+    _s: CUstream,
+    f: Option<unsafe extern "C" fn(*mut c_void)>,
+    user: *mut c_void,
+) -> u32 {
+    let Some(f) = f else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    // SAFETY: the user's function with the user's data.
+    unsafe { f(user) };
+    CUDA_SUCCESS
+}
+
+/// `cuStreamGetAttribute`: zeroed values (the union is 64 bytes).
+pub unsafe fn stream_get_attribute(s: CUstream, _attr: u32, out: *mut [u8; 64]) -> u32 {
+    ok_or(stream_ref(s).map(|_| write(out, [0; 64])))
+}
+
+/// `cuStreamSetAttribute` / `cuStreamCopyAttributes`: accepted.
+pub unsafe fn stream_set_attribute(s: CUstream, _attr: u32, _v: *const c_void) -> u32 {
+    ok_or(stream_ref(s).map(|_| CUDA_SUCCESS))
+}
+
+/// `cuStreamCopyAttributes`.
+pub unsafe fn stream_copy_attributes(dst: CUstream, src: CUstream) -> u32 {
+    ok_or(stream_ref(dst).and(stream_ref(src)).map(|_| CUDA_SUCCESS))
+}
+
+/// `cuEventCreate`.
+pub unsafe fn event_create(out: *mut CUevent, _flags: u32) -> u32 {
+    ok_or(require_current().map(|_| {
+        write(
+            out,
+            Box::into_raw(Box::new(Event {
+                recorded_ns: AtomicU64::new(0),
+            })) as CUevent,
+        )
+    }))
+}
+
+fn event_ref(e: CUevent) -> Result<&'static Event, u32> {
+    if e.is_null() {
+        return Err(CUDA_ERROR_INVALID_HANDLE);
+    }
+    // SAFETY: event handles are leaked Box<Event>.
+    Ok(unsafe { &*(e as *const Event) })
+}
+
+/// `cuEventDestroy_v2`.
+pub unsafe fn event_destroy(e: CUevent) -> u32 {
+    ok_or(event_ref(e).map(|_| CUDA_SUCCESS))
+}
+
+/// `cuEventRecord`.
+pub unsafe fn event_record(e: CUevent, _s: CUstream) -> u32 {
+    ok_or(event_ref(e).map(|ev| {
+        ev.recorded_ns
+            .store(epoch().elapsed().as_nanos() as u64 + 1, SeqCst);
+        CUDA_SUCCESS
+    }))
+}
+
+/// `cuEventRecordWithFlags`.
+pub unsafe fn event_record_with_flags(e: CUevent, s: CUstream, _flags: u32) -> u32 {
+    // SAFETY: same contract.
+    unsafe { event_record(e, s) }
+}
+
+/// `cuEventSynchronize` / `cuEventQuery`.
+pub unsafe fn event_synchronize(e: CUevent) -> u32 {
+    ok_or(event_ref(e).map(|_| CUDA_SUCCESS))
+}
+
+/// `cuEventElapsedTime` (and `_v2`).
+pub unsafe fn event_elapsed_time(ms: *mut f32, start: CUevent, end: CUevent) -> u32 {
+    ok_or(
+        event_ref(start)
+            .and_then(|s| event_ref(end).map(|e| (s, e)))
+            .and_then(|(s, e)| {
+                let (a, b) = (s.recorded_ns.load(SeqCst), e.recorded_ns.load(SeqCst));
+                if a == 0 || b == 0 {
+                    return Err(CUDA_ERROR_INVALID_HANDLE);
+                }
+                Ok(write(ms, (b as f64 - a as f64) as f32 / 1e6))
+            }),
+    )
+}
