@@ -2,7 +2,7 @@
 //! C exports, its `cuGetProcAddress` / `dlsym` answers and (for an interposer) its forwarders to
 //! the next library's functions of the same name.
 //!
-//! ```ignore
+//! ```text
 //! gpupool_cuda::export_functions! {
 //!     forward_via crate::real_driver::resolve;
 //!     fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytes: usize) -> u32 => crate::memory::alloc;

@@ -61,6 +61,22 @@ pub struct SlotHandle {
     token: u64,
 }
 
+impl SlotHandle {
+    /// The handle as plain integers (to keep in atomics).
+    pub fn to_raw(self) -> (u32, u64) {
+        (self.index, self.token)
+    }
+
+    /// A handle from [`SlotHandle::to_raw`]'s integers. An invalid pair only makes later
+    /// operations on it no-ops ([`Region::slot_valid`] is false) or out-of-range safe.
+    pub fn from_raw(index: u32, token: u64) -> SlotHandle {
+        SlotHandle {
+            index: index.min(MAX_SLOTS as u32 - 1),
+            token,
+        }
+    }
+}
+
 /// Usage of one live process, for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessUsage {

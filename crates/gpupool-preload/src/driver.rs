@@ -1,0 +1,123 @@
+//! Calls into the real driver for the few functions we need but do not intercept.
+
+use gpupool_cuda::cu::CUuuid;
+use gpupool_cuda::props::RawAllocationProp;
+use gpupool_cuda::result::*;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+/// Calls the real driver function `$name` of type `$ty` (resolved once per call site).
+macro_rules! call_real {
+    ($name:literal, $ty:ty, $($arg:expr),*) => {{
+        static P: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+        let mut p = P.load(Relaxed);
+        if p.is_null() {
+            p = crate::real_lib::resolve(concat!($name, "\0"));
+            P.store(p, Relaxed);
+        }
+        if p.is_null() {
+            CUDA_ERROR_NOT_FOUND
+        } else {
+            // SAFETY: p is the real driver's function of that name and type.
+            unsafe { std::mem::transmute::<*mut c_void, $ty>(p)($($arg),*) }
+        }
+    }};
+}
+
+/// UUID of ordinal `ord`.
+pub fn device_uuid(ord: i32) -> Result<[u8; 16], u32> {
+    let mut u = CUuuid { bytes: [0; 16] };
+    let rc = call_real!(
+        "cuDeviceGetUuid",
+        unsafe extern "C" fn(*mut CUuuid, i32) -> u32,
+        &mut u,
+        ord
+    );
+    if rc != CUDA_SUCCESS {
+        return Err(rc);
+    }
+    Ok(u.bytes.map(|b| b as u8))
+}
+
+/// Device of the current context.
+pub fn current_device() -> Result<i32, u32> {
+    let mut d = 0i32;
+    let rc = call_real!(
+        "cuCtxGetDevice",
+        unsafe extern "C" fn(*mut i32) -> u32,
+        &mut d
+    );
+    if rc == CUDA_SUCCESS {
+        Ok(d)
+    } else {
+        Err(rc)
+    }
+}
+
+/// Minimum allocation granularity of ordinal `ord`.
+pub fn allocation_granularity(ord: i32) -> Option<u64> {
+    let prop = RawAllocationProp::device(ord);
+    let mut g = 0usize;
+    let rc = call_real!(
+        "cuMemGetAllocationGranularity",
+        unsafe extern "C" fn(*mut usize, *const RawAllocationProp, u32) -> u32,
+        &mut g,
+        &prop,
+        0
+    );
+    (rc == CUDA_SUCCESS && g > 0).then_some(g as u64)
+}
+
+/// UUIDs of the CUDA devices this process sees, by ordinal (initialising the real driver if
+/// needed; NVML calls use this to show the same devices in the same order as CUDA).
+pub fn cuda_device_uuids() -> &'static [[u8; 16]] {
+    static UUIDS: OnceLock<Vec<[u8; 16]>> = OnceLock::new();
+    UUIDS.get_or_init(|| {
+        if call_real!("cuInit", unsafe extern "C" fn(u32) -> u32, 0) != CUDA_SUCCESS {
+            return Vec::new();
+        }
+        let mut n = 0i32;
+        if call_real!(
+            "cuDeviceGetCount",
+            unsafe extern "C" fn(*mut i32) -> u32,
+            &mut n
+        ) != CUDA_SUCCESS
+        {
+            return Vec::new();
+        }
+        (0..n).filter_map(|i| device_uuid(i).ok()).collect()
+    })
+}
+
+/// NVML's UUID text of device handle `h`.
+pub fn nvml_device_uuid(h: gpupool_cuda::nvml::nvmlDevice_t) -> Option<String> {
+    let mut buf = [0 as std::ffi::c_char; 96];
+    let rc = call_real!(
+        "nvmlDeviceGetUUID",
+        unsafe extern "C" fn(gpupool_cuda::nvml::nvmlDevice_t, *mut std::ffi::c_char, u32) -> u32,
+        h,
+        buf.as_mut_ptr(),
+        buf.len() as u32
+    );
+    if rc != NVML_SUCCESS {
+        return None;
+    }
+    // SAFETY: NVML wrote a NUL-terminated string into buf.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// NVML's handle of the device with UUID `uuid`.
+pub fn nvml_handle_by_uuid(uuid: &[u8; 16], h: *mut gpupool_cuda::nvml::nvmlDevice_t) -> u32 {
+    let text = format!("{}\0", gpupool_cuda::uuid::format_gpu_uuid(uuid));
+    call_real!(
+        "nvmlDeviceGetHandleByUUID",
+        unsafe extern "C" fn(*const std::ffi::c_char, *mut gpupool_cuda::nvml::nvmlDevice_t) -> u32,
+        text.as_ptr().cast(),
+        h
+    )
+}

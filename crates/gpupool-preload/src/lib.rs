@@ -1,0 +1,67 @@
+//! `libgpupool.so`, preloaded into unmodified CUDA programs (`LD_PRELOAD` or
+//! `/etc/ld.so.preload`). It enforces the tenant's hard device-memory limits on every allocation
+//! path, shows the tenant a virtual view of memory and devices in CUDA and NVML, and keeps the
+//! tenant's usage in a shared region (see `gpupool-region`).
+//!
+//! The list below is the only declaration of what is intercepted: it makes the C exports, the
+//! answers to `cuGetProcAddress` / `dlsym`, and the forwarders to the real driver (`real::*`).
+//! Everything not listed is left to the real driver untouched.
+//!
+//! Safety: every `unsafe fn` here implements the driver / NVML function named in its doc
+//! comment and has that function's contract.
+
+#![allow(clippy::missing_safety_doc)]
+
+pub mod driver;
+pub mod log;
+pub mod lookup;
+pub mod memory;
+pub mod real_lib;
+pub mod spinlock;
+pub mod tenant;
+pub mod tracking;
+pub mod view;
+
+use gpupool_cuda::arrays::{RawArray3dDescriptor, RawArrayDescriptor};
+use gpupool_cuda::cu::*;
+use gpupool_cuda::nvml::{nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlProcessInfo_v2_t};
+use gpupool_cuda::props::RawAllocationProp;
+use std::ffi::{c_char, c_uint, c_void};
+
+gpupool_cuda::export_functions! {
+    forward_via crate::real_lib::resolve;
+    fn cuInit(flags: u32) -> u32 => lookup::init;
+    fn cuGetProcAddress(symbol: *const c_char, pfn: *mut *mut c_void, version: i32, flags: u64) -> u32 => lookup::get_proc_address;
+    fn cuGetProcAddress_v2(symbol: *const c_char, pfn: *mut *mut c_void, version: i32, flags: u64, status: *mut i32) -> u32 => lookup::get_proc_address_v2;
+
+    fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, size: usize) -> u32 => memory::mem_alloc;
+    fn cuMemAllocPitch_v2(dptr: *mut CUdeviceptr, pitch: *mut usize, w: usize, h: usize, elem: u32) -> u32 => memory::mem_alloc_pitch;
+    fn cuMemAllocManaged(dptr: *mut CUdeviceptr, size: usize, flags: u32) -> u32 => memory::mem_alloc_managed;
+    fn cuMemFree_v2(dptr: CUdeviceptr) -> u32 => memory::mem_free;
+    fn cuMemAllocAsync(dptr: *mut CUdeviceptr, size: usize, s: CUstream) -> u32 => memory::mem_alloc_async;
+    fn cuMemAllocAsync_ptsz(dptr: *mut CUdeviceptr, size: usize, s: CUstream) -> u32 => memory::mem_alloc_async_ptsz;
+    fn cuMemAllocFromPoolAsync(dptr: *mut CUdeviceptr, size: usize, pool: CUmemoryPool, s: CUstream) -> u32 => memory::mem_alloc_from_pool_async;
+    fn cuMemAllocFromPoolAsync_ptsz(dptr: *mut CUdeviceptr, size: usize, pool: CUmemoryPool, s: CUstream) -> u32 => memory::mem_alloc_from_pool_async_ptsz;
+    fn cuMemFreeAsync(dptr: CUdeviceptr, s: CUstream) -> u32 => memory::mem_free_async;
+    fn cuMemFreeAsync_ptsz(dptr: CUdeviceptr, s: CUstream) -> u32 => memory::mem_free_async_ptsz;
+    fn cuMemCreate(handle: *mut u64, size: usize, prop: *const RawAllocationProp, flags: u64) -> u32 => memory::mem_create;
+    fn cuMemRelease(handle: u64) -> u32 => memory::mem_release;
+    fn cuArrayCreate_v2(a: *mut CUarray, d: *const RawArrayDescriptor) -> u32 => memory::array_create;
+    fn cuArray3DCreate_v2(a: *mut CUarray, d: *const RawArray3dDescriptor) -> u32 => memory::array_3d_create;
+    fn cuArrayDestroy(a: CUarray) -> u32 => memory::array_destroy;
+    fn cuMipmappedArrayCreate(a: *mut CUmipmappedArray, d: *const RawArray3dDescriptor, levels: u32) -> u32 => memory::mipmapped_array_create;
+    fn cuMipmappedArrayDestroy(a: CUmipmappedArray) -> u32 => memory::mipmapped_array_destroy;
+    fn cuCtxCreate_v2(ctx: *mut CUcontext, flags: u32, dev: CUdevice) -> u32 => memory::ctx_create;
+    fn cuCtxCreate_v3(ctx: *mut CUcontext, params: *mut c_void, n: i32, flags: u32, dev: CUdevice) -> u32 => memory::ctx_create_v3;
+    fn cuCtxCreate_v4(ctx: *mut CUcontext, params: *mut c_void, flags: u32, dev: CUdevice) -> u32 => memory::ctx_create_v4;
+    fn cuCtxDestroy_v2(ctx: CUcontext) -> u32 => memory::ctx_destroy;
+
+    fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> u32 => view::mem_get_info;
+    fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: CUdevice) -> u32 => view::device_total_mem;
+    fn nvmlDeviceGetMemoryInfo(h: nvmlDevice_t, m: *mut nvmlMemory_t) -> u32 => view::nvml_memory_info;
+    fn nvmlDeviceGetMemoryInfo_v2(h: nvmlDevice_t, m: *mut nvmlMemory_v2_t) -> u32 => view::nvml_memory_info_v2;
+    fn nvmlDeviceGetCount_v2(n: *mut c_uint) -> u32 => view::nvml_device_count;
+    fn nvmlDeviceGetHandleByIndex_v2(i: c_uint, h: *mut nvmlDevice_t) -> u32 => view::nvml_handle_by_index;
+    fn nvmlDeviceGetComputeRunningProcesses_v3(h: nvmlDevice_t, n: *mut c_uint, p: *mut nvmlProcessInfo_v2_t) -> u32 => view::nvml_compute_processes_v3;
+    fn nvmlDeviceGetComputeRunningProcesses_v2(h: nvmlDevice_t, n: *mut c_uint, p: *mut nvmlProcessInfo_v2_t) -> u32 => view::nvml_compute_processes_v2;
+}

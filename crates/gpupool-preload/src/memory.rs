@@ -1,0 +1,379 @@
+//! Hard device-memory limits on every allocation path. Each hook reserves the bytes the driver
+//! will really consume (rounded to the allocation granularity) before calling the driver, and
+//! gives them back if the driver fails; frees give back after the driver succeeds. Nothing is
+//! ever allocated past the limit.
+
+use crate::real;
+use crate::tenant::{self, granularity};
+use crate::tracking::{self, Charge, Kind};
+use gpupool_cuda::arrays::{
+    array_bytes, mipmapped_bytes, RawArray3dDescriptor, RawArrayDescriptor,
+};
+use gpupool_cuda::cu::{
+    CUarray, CUcontext, CUdevice, CUdeviceptr, CUmemoryPool, CUmipmappedArray, CUstream,
+};
+use gpupool_cuda::props::RawAllocationProp;
+use gpupool_cuda::result::*;
+use std::ffi::c_void;
+
+/// Rounds up to a multiple of `g`.
+pub fn round_up(n: u64, g: u64) -> u64 {
+    n.div_ceil(g.max(1)).saturating_mul(g.max(1))
+}
+
+/// Reserves `bytes` on `ord`, runs the driver call, records the charge under `key()` on success.
+fn with_charge(
+    ord: i32,
+    bytes: u64,
+    kind: Kind,
+    call: impl FnOnce() -> u32,
+    key: impl FnOnce() -> u64,
+) -> u32 {
+    let acct = match tenant::account(ord) {
+        Ok(Some(a)) => a,
+        Ok(None) => return call(),
+        Err(e) => return e,
+    };
+    if let Err(e) = acct.reserve(bytes) {
+        return e;
+    }
+    let rc = call();
+    if rc == CUDA_SUCCESS {
+        tracking::insert(
+            kind,
+            key(),
+            Charge {
+                ordinal: ord,
+                bytes,
+            },
+        );
+    } else {
+        acct.release(bytes);
+    }
+    rc
+}
+
+/// Runs the driver's free, then gives back what was charged for `key`.
+fn with_uncharge(kind: Kind, key: u64, call: impl FnOnce() -> u32) -> u32 {
+    let rc = call();
+    if rc == CUDA_SUCCESS {
+        if let Some(c) = tracking::remove(kind, key) {
+            if let Ok(Some(acct)) = tenant::account(c.ordinal) {
+                acct.release(c.bytes);
+            }
+        }
+    }
+    rc
+}
+
+/// The current device, or `None` when there is no context (the driver then reports the error).
+fn current() -> Option<i32> {
+    crate::driver::current_device().ok()
+}
+
+fn read_ptr(p: *mut CUdeviceptr) -> u64 {
+    // SAFETY: only called after the driver succeeded, so p was a valid out pointer.
+    if p.is_null() {
+        0
+    } else {
+        unsafe { *p }
+    }
+}
+
+/// Hook for `cuMemAlloc_v2`.
+pub unsafe fn mem_alloc(dptr: *mut CUdeviceptr, size: usize) -> u32 {
+    let Some(ord) = current().filter(|_| size > 0) else {
+        // SAFETY: forwarding the caller's arguments.
+        return unsafe { real::cuMemAlloc_v2(dptr, size) };
+    };
+    // SAFETY: forwarding the caller's arguments.
+    with_charge(
+        ord,
+        round_up(size as u64, granularity(ord)),
+        Kind::Pointer,
+        || unsafe { real::cuMemAlloc_v2(dptr, size) },
+        || read_ptr(dptr),
+    )
+}
+
+/// Hook for `cuMemAllocManaged` (managed memory is charged as device memory).
+pub unsafe fn mem_alloc_managed(dptr: *mut CUdeviceptr, size: usize, flags: u32) -> u32 {
+    let Some(ord) = current().filter(|_| size > 0) else {
+        // SAFETY: forwarding.
+        return unsafe { real::cuMemAllocManaged(dptr, size, flags) };
+    };
+    // SAFETY: forwarding.
+    with_charge(
+        ord,
+        round_up(size as u64, granularity(ord)),
+        Kind::Pointer,
+        || unsafe { real::cuMemAllocManaged(dptr, size, flags) },
+        || read_ptr(dptr),
+    )
+}
+
+/// Largest pitch alignment a driver uses; the reservation is corrected once the real pitch is
+/// known.
+const MAX_PITCH_ALIGNMENT: u64 = 512;
+
+/// Hook for `cuMemAllocPitch_v2`: charged as the real pitch × height.
+pub unsafe fn mem_alloc_pitch(
+    dptr: *mut CUdeviceptr,
+    pitch: *mut usize,
+    width: usize,
+    height: usize,
+    elem: u32,
+) -> u32 {
+    // SAFETY (all calls below): forwarding the caller's arguments.
+    let forward = || unsafe { real::cuMemAllocPitch_v2(dptr, pitch, width, height, elem) };
+    let Some(ord) = current().filter(|_| width > 0 && height > 0 && !pitch.is_null()) else {
+        return forward();
+    };
+    let acct = match tenant::account(ord) {
+        Ok(Some(a)) => a,
+        Ok(None) => return forward(),
+        Err(e) => return e,
+    };
+    let g = granularity(ord);
+    let estimate = round_up(
+        round_up(width as u64, MAX_PITCH_ALIGNMENT).saturating_mul(height as u64),
+        g,
+    );
+    if let Err(e) = acct.reserve(estimate) {
+        return e;
+    }
+    let rc = forward();
+    if rc != CUDA_SUCCESS {
+        acct.release(estimate);
+        return rc;
+    }
+    // SAFETY: the driver succeeded, so pitch holds the real pitch.
+    let actual = round_up((unsafe { *pitch } as u64).saturating_mul(height as u64), g);
+    if actual < estimate {
+        acct.release(estimate - actual);
+    } else if actual > estimate && acct.reserve(actual - estimate).is_err() {
+        // SAFETY: freeing what the driver just gave us.
+        unsafe { real::cuMemFree_v2(read_ptr(dptr)) };
+        acct.release(estimate);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    tracking::insert(
+        Kind::Pointer,
+        read_ptr(dptr),
+        Charge {
+            ordinal: ord,
+            bytes: actual,
+        },
+    );
+    CUDA_SUCCESS
+}
+
+/// Hook for `cuMemFree_v2`.
+pub unsafe fn mem_free(dptr: CUdeviceptr) -> u32 {
+    // SAFETY: forwarding.
+    with_uncharge(Kind::Pointer, dptr, || unsafe { real::cuMemFree_v2(dptr) })
+}
+
+macro_rules! async_alloc_hooks {
+    ($($hook:ident => $real:ident ($($arg:ident : $ty:ty),*);)*) => {$(
+        /// Hook for the stream-ordered allocation of the same name: each allocation is charged
+        /// at the granularity until it is freed.
+        pub unsafe fn $hook(dptr: *mut CUdeviceptr, size: usize, $($arg: $ty),*) -> u32 {
+            let Some(ord) = current().filter(|_| size > 0) else {
+                // SAFETY: forwarding.
+                return unsafe { real::$real(dptr, size, $($arg),*) };
+            };
+            // SAFETY: forwarding.
+            with_charge(ord, round_up(size as u64, granularity(ord)), Kind::Pointer, || unsafe { real::$real(dptr, size, $($arg),*) }, || read_ptr(dptr))
+        }
+    )*};
+}
+
+async_alloc_hooks! {
+    mem_alloc_async => cuMemAllocAsync(s: CUstream);
+    mem_alloc_async_ptsz => cuMemAllocAsync_ptsz(s: CUstream);
+    mem_alloc_from_pool_async => cuMemAllocFromPoolAsync(pool: CUmemoryPool, s: CUstream);
+    mem_alloc_from_pool_async_ptsz => cuMemAllocFromPoolAsync_ptsz(pool: CUmemoryPool, s: CUstream);
+}
+
+/// Hook for `cuMemFreeAsync`.
+pub unsafe fn mem_free_async(dptr: CUdeviceptr, s: CUstream) -> u32 {
+    // SAFETY: forwarding.
+    with_uncharge(Kind::Pointer, dptr, || unsafe {
+        real::cuMemFreeAsync(dptr, s)
+    })
+}
+
+/// Hook for `cuMemFreeAsync_ptsz`.
+pub unsafe fn mem_free_async_ptsz(dptr: CUdeviceptr, s: CUstream) -> u32 {
+    // SAFETY: forwarding.
+    with_uncharge(Kind::Pointer, dptr, || unsafe {
+        real::cuMemFreeAsync_ptsz(dptr, s)
+    })
+}
+
+/// Hook for `cuMemCreate`: physical memory is charged when created (device locations only).
+pub unsafe fn mem_create(
+    handle: *mut u64,
+    size: usize,
+    prop: *const RawAllocationProp,
+    flags: u64,
+) -> u32 {
+    // SAFETY: forwarding.
+    let forward = || unsafe { real::cuMemCreate(handle, size, prop, flags) };
+    // SAFETY: prop is null or the caller's valid struct.
+    let Some(p) =
+        (unsafe { prop.as_ref() }).filter(|p| p.loc_type == 1 && size > 0 && !handle.is_null())
+    else {
+        return forward();
+    };
+    let ord = p.loc_id;
+    // SAFETY: the driver succeeded, so handle holds the new handle.
+    with_charge(
+        ord,
+        round_up(size as u64, granularity(ord)),
+        Kind::Handle,
+        forward,
+        || unsafe { *handle },
+    )
+}
+
+/// Hook for `cuMemRelease`.
+pub unsafe fn mem_release(handle: u64) -> u32 {
+    // SAFETY: forwarding.
+    with_uncharge(Kind::Handle, handle, || unsafe {
+        real::cuMemRelease(handle)
+    })
+}
+
+fn charge_array(bytes: Option<u64>, out: *mut *mut c_void, call: impl FnOnce() -> u32) -> u32 {
+    match (current(), bytes) {
+        (Some(ord), Some(b)) if !out.is_null() => {
+            // SAFETY: the driver succeeded, so out holds the new handle.
+            with_charge(
+                ord,
+                round_up(b, granularity(ord)),
+                Kind::Array,
+                call,
+                || unsafe { *out as u64 },
+            )
+        }
+        _ => call(),
+    }
+}
+
+/// Hook for `cuArrayCreate_v2`.
+pub unsafe fn array_create(out: *mut CUarray, desc: *const RawArrayDescriptor) -> u32 {
+    // SAFETY: desc is null or the caller's valid descriptor.
+    let bytes = unsafe { desc.as_ref() }
+        .and_then(|d| array_bytes(d.width, d.height, 0, d.format, d.channels))
+        .map(|(_, b)| b);
+    // SAFETY: forwarding.
+    charge_array(bytes, out.cast(), || unsafe {
+        real::cuArrayCreate_v2(out, desc)
+    })
+}
+
+/// Hook for `cuArray3DCreate_v2`.
+pub unsafe fn array_3d_create(out: *mut CUarray, desc: *const RawArray3dDescriptor) -> u32 {
+    // SAFETY: desc is null or the caller's valid descriptor.
+    let bytes = unsafe { desc.as_ref() }
+        .and_then(|d| array_bytes(d.width, d.height, d.depth, d.format, d.channels))
+        .map(|(_, b)| b);
+    // SAFETY: forwarding.
+    charge_array(bytes, out.cast(), || unsafe {
+        real::cuArray3DCreate_v2(out, desc)
+    })
+}
+
+/// Hook for `cuMipmappedArrayCreate`.
+pub unsafe fn mipmapped_array_create(
+    out: *mut CUmipmappedArray,
+    desc: *const RawArray3dDescriptor,
+    levels: u32,
+) -> u32 {
+    // SAFETY: desc is null or the caller's valid descriptor.
+    let bytes = unsafe { desc.as_ref() }
+        .and_then(|d| mipmapped_bytes(d, levels))
+        .map(|(_, b)| b);
+    // SAFETY: forwarding.
+    charge_array(bytes, out.cast(), || unsafe {
+        real::cuMipmappedArrayCreate(out, desc, levels)
+    })
+}
+
+/// Hook for `cuArrayDestroy`.
+pub unsafe fn array_destroy(a: CUarray) -> u32 {
+    // SAFETY: forwarding.
+    with_uncharge(Kind::Array, a as u64, || unsafe { real::cuArrayDestroy(a) })
+}
+
+/// Hook for `cuMipmappedArrayDestroy`.
+pub unsafe fn mipmapped_array_destroy(a: CUmipmappedArray) -> u32 {
+    // SAFETY: forwarding.
+    with_uncharge(Kind::Array, a as u64, || unsafe {
+        real::cuMipmappedArrayDestroy(a)
+    })
+}
+
+fn context_memory() -> u64 {
+    match tenant::tenant() {
+        Ok(Some(t)) => t.config.context_memory,
+        _ => 0,
+    }
+}
+
+/// Hook for `cuCtxCreate_v2`: an extra context costs device memory too.
+pub unsafe fn ctx_create(ctx: *mut CUcontext, flags: u32, dev: CUdevice) -> u32 {
+    // SAFETY: forwarding; ctx holds the new context after success.
+    with_charge(
+        dev,
+        context_memory(),
+        Kind::Context,
+        || unsafe { real::cuCtxCreate_v2(ctx, flags, dev) },
+        || unsafe { *ctx as u64 },
+    )
+}
+
+/// Hook for `cuCtxCreate_v3`.
+pub unsafe fn ctx_create_v3(
+    ctx: *mut CUcontext,
+    params: *mut c_void,
+    n: i32,
+    flags: u32,
+    dev: CUdevice,
+) -> u32 {
+    // SAFETY: as above.
+    with_charge(
+        dev,
+        context_memory(),
+        Kind::Context,
+        || unsafe { real::cuCtxCreate_v3(ctx, params, n, flags, dev) },
+        || unsafe { *ctx as u64 },
+    )
+}
+
+/// Hook for `cuCtxCreate_v4`.
+pub unsafe fn ctx_create_v4(
+    ctx: *mut CUcontext,
+    params: *mut c_void,
+    flags: u32,
+    dev: CUdevice,
+) -> u32 {
+    // SAFETY: as above.
+    with_charge(
+        dev,
+        context_memory(),
+        Kind::Context,
+        || unsafe { real::cuCtxCreate_v4(ctx, params, flags, dev) },
+        || unsafe { *ctx as u64 },
+    )
+}
+
+/// Hook for `cuCtxDestroy_v2`.
+pub unsafe fn ctx_destroy(ctx: CUcontext) -> u32 {
+    // SAFETY: forwarding.
+    with_uncharge(Kind::Context, ctx as u64, || unsafe {
+        real::cuCtxDestroy_v2(ctx)
+    })
+}

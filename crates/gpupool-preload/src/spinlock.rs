@@ -1,0 +1,83 @@
+//! A tiny lock for the allocation path (never used on the launch path). Unlike `std::sync::Mutex`
+//! it can be taken in a `pthread_atfork` prepare handler and released in the parent and child
+//! handlers, so a fork while another thread holds it cannot leave the child deadlocked.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{
+    AtomicBool,
+    Ordering::{Acquire, Relaxed, Release},
+};
+
+/// A spin-then-yield lock around `T`.
+pub struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: access to `value` is serialised by `locked`.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// A new, unlocked lock.
+    pub const fn new(value: T) -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock without handing out a guard (fork handlers).
+    pub fn raw_lock(&self) {
+        let mut spins = 0u32;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Releases a lock taken with [`SpinLock::raw_lock`].
+    pub fn raw_unlock(&self) {
+        self.locked.store(false, Release);
+    }
+
+    /// Runs `f` with the value locked.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.raw_lock();
+        struct Unlock<'a>(&'a AtomicBool);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Release);
+            }
+        }
+        let _unlock = Unlock(&self.locked);
+        // SAFETY: we hold the lock until `_unlock` drops.
+        f(unsafe { &mut *self.value.get() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn serialises_increments() {
+        let l = Arc::new(SpinLock::new(0u64));
+        let ts: Vec<_> = (0..4)
+            .map(|_| {
+                let l = l.clone();
+                std::thread::spawn(move || (0..10_000).for_each(|_| l.with(|v| *v += 1)))
+            })
+            .collect();
+        ts.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(l.with(|v| *v), 40_000);
+    }
+}

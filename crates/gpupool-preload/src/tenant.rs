@@ -1,0 +1,273 @@
+//! The tenant this process belongs to: configuration (read once), its accounting region, this
+//! process's slot, and per-device facts (region index, granularity, limit). Fork-aware: a child
+//! claims its own slot on first use.
+
+use crate::log;
+use crate::spinlock::SpinLock;
+use gpupool_config::limits::read_limits_file;
+use gpupool_config::{format_size, TenantConfig};
+use gpupool_cuda::result::*;
+use gpupool_region::{ProcessIdentity, Region, SlotHandle, MAX_DEVICES};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
+use std::sync::OnceLock;
+
+/// A configured tenant.
+pub struct Tenant {
+    /// Its configuration.
+    pub config: TenantConfig,
+    /// Its accounting region.
+    pub region: Region,
+}
+
+/// `None` = no limit configured anywhere: every call passes straight through.
+static TENANT: OnceLock<Result<Option<Tenant>, String>> = OnceLock::new();
+
+static PID: AtomicU32 = AtomicU32::new(0);
+static SLOT_PID: AtomicU32 = AtomicU32::new(0);
+static SLOT_INDEX: AtomicU32 = AtomicU32::new(0);
+static SLOT_TOKEN: AtomicU64 = AtomicU64::new(0);
+static SLOT_CLAIM: SpinLock<()> = SpinLock::new(());
+/// Region index + 1 per CUDA ordinal (0 = not looked up yet).
+static DEVICE_INDEX: [AtomicU32; MAX_DEVICES] = [const { AtomicU32::new(0) }; MAX_DEVICES];
+/// Allocation granularity per ordinal (0 = not looked up yet).
+static GRANULARITY: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
+/// Pid of the process that charged this ordinal's primary context (0 = none).
+static CONTEXT_CHARGED: [AtomicU32; MAX_DEVICES] = [const { AtomicU32::new(0) }; MAX_DEVICES];
+
+/// Granularity used when the driver cannot tell.
+pub const DEFAULT_GRANULARITY: u64 = 2 << 20;
+
+/// This process's pid, cached (refreshed in the child after fork).
+#[inline]
+pub fn pid() -> u32 {
+    let p = PID.load(Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: getpid has no preconditions.
+    let p = unsafe { libc::getpid() } as u32;
+    PID.store(p, Relaxed);
+    p
+}
+
+extern "C" fn fork_prepare() {
+    crate::tracking::lock_all();
+    SLOT_CLAIM.raw_lock();
+}
+
+extern "C" fn fork_parent() {
+    SLOT_CLAIM.raw_unlock();
+    crate::tracking::unlock_all();
+}
+
+extern "C" fn fork_child() {
+    SLOT_CLAIM.raw_unlock();
+    crate::tracking::unlock_all();
+    crate::tracking::forget_all();
+    PID.store(0, Relaxed);
+    for c in &CONTEXT_CHARGED {
+        c.store(0, Relaxed);
+    }
+}
+
+extern "C" fn release_at_exit() {
+    if let Some(Ok(Some(t))) = TENANT.get() {
+        if SLOT_PID.load(SeqCst) == pid() {
+            t.region.release_slot(current_slot_handle());
+        }
+    }
+}
+
+fn load() -> Result<Option<Tenant>, String> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let file = read_limits_file(&env).map_err(|e| e.to_string())?;
+    let config =
+        TenantConfig::from_sources(&env, file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))
+            .map_err(|e| e.to_string())?;
+    log::set_level(config.log_level);
+    if !config.has_memory_limit() && config.region.is_none() {
+        return Ok(None);
+    }
+    let region = match &config.region {
+        Some(p) => Region::open(p),
+        None => Region::private(),
+    }
+    .map_err(|e| e.to_string())?;
+    crate::log!(
+        Info,
+        "limits from {:?}, region {}",
+        config.source,
+        region.path().display()
+    );
+    // SAFETY: registering plain extern "C" handlers.
+    unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        libc::atexit(release_at_exit);
+    }
+    Ok(Some(Tenant { config, region }))
+}
+
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// The tenant (`Ok(None)` when nothing is configured), or the configuration error as the CUDA
+/// error to return. The error is printed once.
+#[inline]
+pub fn tenant() -> Result<Option<&'static Tenant>, u32> {
+    match TENANT.get_or_init(load) {
+        Ok(t) => Ok(t.as_ref()),
+        Err(msg) => {
+            if !REPORTED.swap(true, Relaxed) {
+                eprintln!("{msg}\ngpupool: refusing to start CUDA without valid limits (fix the configuration above)");
+            }
+            Err(CUDA_ERROR_NOT_INITIALIZED)
+        }
+    }
+}
+
+fn current_slot_handle() -> SlotHandle {
+    SlotHandle::from_raw(SLOT_INDEX.load(SeqCst), SLOT_TOKEN.load(SeqCst))
+}
+
+/// This process's slot in the tenant's region, claimed on first use (and again after fork).
+pub fn slot(t: &Tenant) -> Result<SlotHandle, u32> {
+    let me = pid();
+    if SLOT_PID.load(SeqCst) == me {
+        return Ok(current_slot_handle());
+    }
+    SLOT_CLAIM.with(|_| {
+        if SLOT_PID.load(SeqCst) == me {
+            return Ok(current_slot_handle());
+        }
+        let h = t
+            .region
+            .claim_slot(ProcessIdentity::current())
+            .map_err(|e| {
+                crate::log!(Error, "{e}");
+                CUDA_ERROR_OUT_OF_MEMORY
+            })?;
+        let (index, token) = h.to_raw();
+        SLOT_INDEX.store(index, SeqCst);
+        SLOT_TOKEN.store(token, SeqCst);
+        SLOT_PID.store(me, SeqCst);
+        Ok(h)
+    })
+}
+
+/// The limit of ordinal `ord` (`u64::MAX` = none).
+pub fn limit(t: &Tenant, ord: i32) -> u64 {
+    usize::try_from(ord)
+        .ok()
+        .and_then(|o| t.config.memory_limit(o))
+        .unwrap_or(u64::MAX)
+}
+
+/// Region index of ordinal `ord`, registering its UUID on first use.
+pub fn device_index(t: &Tenant, ord: i32) -> Result<usize, u32> {
+    let o = usize::try_from(ord)
+        .ok()
+        .filter(|o| *o < MAX_DEVICES)
+        .ok_or(CUDA_ERROR_INVALID_DEVICE)?;
+    let cached = DEVICE_INDEX[o].load(Relaxed);
+    if cached != 0 {
+        return Ok(cached as usize - 1);
+    }
+    let uuid = crate::driver::device_uuid(ord)?;
+    let idx = t.region.device_index(uuid).map_err(|e| {
+        crate::log!(Error, "{e}");
+        CUDA_ERROR_INVALID_DEVICE
+    })?;
+    let l = limit(t, ord);
+    if l != u64::MAX {
+        t.region.set_limit(idx, l);
+    }
+    DEVICE_INDEX[o].store(idx as u32 + 1, Relaxed);
+    Ok(idx)
+}
+
+/// Allocation granularity of ordinal `ord`.
+pub fn granularity(ord: i32) -> u64 {
+    let Some(o) = usize::try_from(ord).ok().filter(|o| *o < MAX_DEVICES) else {
+        return DEFAULT_GRANULARITY;
+    };
+    let g = GRANULARITY[o].load(Relaxed);
+    if g != 0 {
+        return g;
+    }
+    let g = crate::driver::allocation_granularity(ord).unwrap_or(DEFAULT_GRANULARITY);
+    GRANULARITY[o].store(g, Relaxed);
+    g
+}
+
+/// Everything needed to charge memory of one device.
+pub struct Account {
+    /// The tenant.
+    pub tenant: &'static Tenant,
+    /// This process's slot.
+    pub slot: SlotHandle,
+    /// Region index of the device.
+    pub device: usize,
+    /// The device's limit (`u64::MAX` = none).
+    pub limit: u64,
+}
+
+/// The account for ordinal `ord`, charging this process's context on that device the first
+/// time (a context costs device memory before anything is allocated in it).
+pub fn account(ord: i32) -> Result<Option<Account>, u32> {
+    let Some(t) = tenant()? else {
+        return Ok(None);
+    };
+    let device = device_index(t, ord)?;
+    let slot = slot(t)?;
+    let acct = Account {
+        tenant: t,
+        slot,
+        device,
+        limit: limit(t, ord),
+    };
+    let me = pid();
+    let charged = &CONTEXT_CHARGED[ord as usize];
+    if t.config.context_memory > 0 && charged.load(Relaxed) != me && charged.swap(me, SeqCst) != me
+    {
+        t.region.charge(slot, device, t.config.context_memory);
+    }
+    Ok(Some(acct))
+}
+
+impl Account {
+    /// Reserves `bytes` against the limit.
+    pub fn reserve(&self, bytes: u64) -> Result<(), u32> {
+        self.tenant
+            .region
+            .try_reserve(self.slot, self.device, bytes, self.limit)
+            .map_err(|d| {
+                crate::log!(
+                    Info,
+                    "out of memory: {} requested, {} of {} in use",
+                    format_size(bytes),
+                    format_size(d.used),
+                    format_size(d.limit)
+                );
+                CUDA_ERROR_OUT_OF_MEMORY
+            })
+    }
+
+    /// Gives `bytes` back.
+    pub fn release(&self, bytes: u64) {
+        self.tenant.region.release(self.slot, self.device, bytes);
+    }
+
+    /// Usage of the whole tenant on this device, dead processes reaped at most every 200 ms.
+    pub fn used(&self) -> u64 {
+        static LAST_REAP_MS: AtomicU64 = AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if now.saturating_sub(LAST_REAP_MS.swap(now, Relaxed)) >= 200 {
+            self.tenant.region.reap_dead();
+        }
+        self.tenant.region.used(self.device)
+    }
+}

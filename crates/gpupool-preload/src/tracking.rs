@@ -1,0 +1,97 @@
+//! What each live allocation was charged: device pointers, VMM handles, arrays, contexts.
+//! Sharded maps behind spin locks (no list walks on free); all locks are taken around `fork`.
+
+use crate::spinlock::SpinLock;
+use std::collections::HashMap;
+
+/// What was charged for one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    /// CUDA ordinal.
+    pub ordinal: i32,
+    /// Bytes charged.
+    pub bytes: u64,
+}
+
+/// The kinds of objects tracked, each in its own namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `CUdeviceptr` from `cuMemAlloc*`.
+    Pointer,
+    /// `CUmemGenericAllocationHandle`.
+    Handle,
+    /// `CUarray` / `CUmipmappedArray`.
+    Array,
+    /// Extra contexts from `cuCtxCreate`.
+    Context,
+}
+
+const SHARDS: usize = 16;
+type Map = Option<HashMap<(Kind, u64), Charge>>;
+static MAPS: [SpinLock<Map>; SHARDS] = [const { SpinLock::new(None) }; SHARDS];
+
+fn shard(key: u64) -> &'static SpinLock<Map> {
+    &MAPS[((key >> 12) ^ (key >> 21)) as usize % SHARDS]
+}
+
+/// Records a charge.
+pub fn insert(kind: Kind, key: u64, charge: Charge) {
+    shard(key).with(|m| {
+        m.get_or_insert_with(HashMap::new)
+            .insert((kind, key), charge)
+    });
+}
+
+/// Removes and returns a charge.
+pub fn remove(kind: Kind, key: u64) -> Option<Charge> {
+    shard(key).with(|m| m.as_mut()?.remove(&(kind, key)))
+}
+
+/// Fork prepare: take every lock.
+pub fn lock_all() {
+    MAPS.iter().for_each(|m| m.raw_lock());
+}
+
+/// Fork parent / child: release every lock.
+pub fn unlock_all() {
+    MAPS.iter().for_each(|m| m.raw_unlock());
+}
+
+/// Fork child: the parent's allocations are not the child's.
+pub fn forget_all() {
+    MAPS.iter().for_each(|m| m.with(|m| *m = None));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_separate_namespaces() {
+        insert(
+            Kind::Pointer,
+            0x1000,
+            Charge {
+                ordinal: 0,
+                bytes: 5,
+            },
+        );
+        insert(
+            Kind::Handle,
+            0x1000,
+            Charge {
+                ordinal: 1,
+                bytes: 7,
+            },
+        );
+        assert_eq!(
+            remove(Kind::Pointer, 0x1000),
+            Some(Charge {
+                ordinal: 0,
+                bytes: 5
+            })
+        );
+        assert_eq!(remove(Kind::Pointer, 0x1000), None);
+        assert_eq!(remove(Kind::Handle, 0x1000).map(|c| c.bytes), Some(7));
+    }
+}

@@ -1,0 +1,305 @@
+//! The tenant's virtual view of memory and devices: `cuMemGetInfo`, `cuDeviceTotalMem` and NVML
+//! report the limit as total and limit − used as free (never underflowing); NVML lists only the
+//! tenant's devices, in CUDA's order, and only the tenant's processes.
+
+use crate::driver::cuda_device_uuids;
+use crate::real;
+use crate::tenant::{self, Account};
+use gpupool_cuda::cu::CUdevice;
+use gpupool_cuda::nvml::{nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlProcessInfo_v2_t};
+use gpupool_cuda::result::*;
+use gpupool_cuda::uuid::parse_gpu_uuid;
+use std::ffi::c_uint;
+
+/// (total, free, used) as the tenant sees a device whose real figures are given.
+pub fn virtual_memory(
+    limit: u64,
+    tenant_used: u64,
+    real_total: u64,
+    real_free: u64,
+) -> (u64, u64, u64) {
+    if limit == u64::MAX {
+        return (real_total, real_free, real_total.saturating_sub(real_free));
+    }
+    let total = limit.min(real_total);
+    let used = tenant_used.min(total);
+    let free = (total - used).min(real_free);
+    (total, free, used)
+}
+
+/// Hook for `cuMemGetInfo_v2`.
+pub unsafe fn mem_get_info(free: *mut usize, total: *mut usize) -> u32 {
+    // SAFETY: forwarding.
+    let rc = unsafe { real::cuMemGetInfo_v2(free, total) };
+    if rc != CUDA_SUCCESS || free.is_null() || total.is_null() {
+        return rc;
+    }
+    let Ok(ord) = crate::driver::current_device() else {
+        return rc;
+    };
+    match tenant::account(ord) {
+        Ok(Some(a)) => {
+            // SAFETY: the driver filled both.
+            let (t, f, _) =
+                virtual_memory(
+                    a.limit,
+                    a.used(),
+                    unsafe { *total } as u64,
+                    unsafe { *free } as u64,
+                );
+            // SAFETY: non-null out pointers.
+            unsafe {
+                *total = t as usize;
+                *free = f as usize;
+            }
+            rc
+        }
+        Ok(None) => rc,
+        Err(e) => e,
+    }
+}
+
+/// Hook for `cuDeviceTotalMem_v2`.
+pub unsafe fn device_total_mem(bytes: *mut usize, dev: CUdevice) -> u32 {
+    // SAFETY: forwarding.
+    let rc = unsafe { real::cuDeviceTotalMem_v2(bytes, dev) };
+    if rc != CUDA_SUCCESS || bytes.is_null() {
+        return rc;
+    }
+    match tenant::tenant() {
+        Ok(Some(t)) => {
+            let l = tenant::limit(t, dev);
+            // SAFETY: filled by the driver.
+            unsafe { *bytes = (*bytes as u64).min(l) as usize };
+            rc
+        }
+        Ok(None) => rc,
+        Err(e) => e,
+    }
+}
+
+fn nvml_err(e: u32) -> u32 {
+    if e == CUDA_ERROR_NOT_INITIALIZED {
+        NVML_ERROR_UNINITIALIZED
+    } else {
+        NVML_ERROR_UNKNOWN
+    }
+}
+
+/// CUDA ordinal of an NVML device handle, through its UUID.
+fn ordinal_of(h: nvmlDevice_t) -> Option<i32> {
+    let uuid = parse_gpu_uuid(&crate::driver::nvml_device_uuid(h)?)?;
+    cuda_device_uuids()
+        .iter()
+        .position(|u| *u == uuid)
+        .map(|i| i as i32)
+}
+
+/// The account of an NVML device, if the tenant is configured and the device is one of its own.
+fn nvml_account(h: nvmlDevice_t) -> Result<Option<Account>, u32> {
+    if tenant::tenant().map_err(nvml_err)?.is_none() {
+        return Ok(None);
+    }
+    match ordinal_of(h) {
+        Some(ord) => tenant::account(ord).map_err(nvml_err),
+        None => Ok(None),
+    }
+}
+
+/// Hook for `nvmlDeviceGetMemoryInfo`.
+pub unsafe fn nvml_memory_info(h: nvmlDevice_t, mem: *mut nvmlMemory_t) -> u32 {
+    // SAFETY: forwarding.
+    let rc = unsafe { real::nvmlDeviceGetMemoryInfo(h, mem) };
+    if rc != NVML_SUCCESS || mem.is_null() {
+        return rc;
+    }
+    match nvml_account(h) {
+        Ok(Some(a)) => {
+            // SAFETY: filled by NVML.
+            let m = unsafe { &mut *mem };
+            let (total, free, used) = virtual_memory(a.limit, a.used(), m.total, m.free);
+            *m = nvmlMemory_t { total, free, used };
+            rc
+        }
+        Ok(None) => rc,
+        Err(e) => e,
+    }
+}
+
+/// Hook for `nvmlDeviceGetMemoryInfo_v2`.
+pub unsafe fn nvml_memory_info_v2(h: nvmlDevice_t, mem: *mut nvmlMemory_v2_t) -> u32 {
+    // SAFETY: forwarding.
+    let rc = unsafe { real::nvmlDeviceGetMemoryInfo_v2(h, mem) };
+    if rc != NVML_SUCCESS || mem.is_null() {
+        return rc;
+    }
+    match nvml_account(h) {
+        Ok(Some(a)) => {
+            // SAFETY: filled by NVML.
+            let m = unsafe { &mut *mem };
+            let (total, free, used) = virtual_memory(a.limit, a.used(), m.total, m.free);
+            m.total = total;
+            m.free = free;
+            m.used = used;
+            m.reserved = 0;
+            rc
+        }
+        Ok(None) => rc,
+        Err(e) => e,
+    }
+}
+
+/// Whether the tenant's device list replaces NVML's (a tenant is configured and CUDA sees
+/// devices).
+fn virtual_devices() -> Option<&'static [[u8; 16]]> {
+    match tenant::tenant() {
+        Ok(Some(_)) => Some(cuda_device_uuids()).filter(|u| !u.is_empty()),
+        _ => None,
+    }
+}
+
+/// Hook for `nvmlDeviceGetCount_v2`: the tenant's devices.
+pub unsafe fn nvml_device_count(n: *mut c_uint) -> u32 {
+    match virtual_devices() {
+        Some(u) if !n.is_null() => {
+            // SAFETY: non-null out pointer.
+            unsafe { *n = u.len() as c_uint };
+            NVML_SUCCESS
+        }
+        // SAFETY: forwarding.
+        _ => unsafe { real::nvmlDeviceGetCount_v2(n) },
+    }
+}
+
+/// Hook for `nvmlDeviceGetHandleByIndex_v2`: index = the tenant's CUDA ordinal.
+pub unsafe fn nvml_handle_by_index(i: c_uint, h: *mut nvmlDevice_t) -> u32 {
+    match virtual_devices() {
+        Some(u) => match u.get(i as usize) {
+            Some(uuid) => crate::driver::nvml_handle_by_uuid(uuid, h),
+            None => NVML_ERROR_INVALID_ARGUMENT,
+        },
+        // SAFETY: forwarding.
+        None => unsafe { real::nvmlDeviceGetHandleByIndex_v2(i, h) },
+    }
+}
+
+/// Keeps only the tenant's processes in an NVML process list.
+unsafe fn filter_processes(
+    h: nvmlDevice_t,
+    count: *mut c_uint,
+    infos: *mut nvmlProcessInfo_v2_t,
+    call: impl Fn(*mut c_uint, *mut nvmlProcessInfo_v2_t) -> u32,
+) -> u32 {
+    let t = match tenant::tenant() {
+        Ok(Some(t)) => t,
+        Ok(None) => return call(count, infos),
+        Err(e) => return nvml_err(e),
+    };
+    let _ = h;
+    let mut cap: c_uint = 64;
+    let mut all = Vec::new();
+    for _ in 0..4 {
+        all = vec![
+            nvmlProcessInfo_v2_t {
+                pid: 0,
+                usedGpuMemory: 0,
+                gpuInstanceId: 0,
+                computeInstanceId: 0
+            };
+            cap as usize
+        ];
+        let mut n = cap;
+        match call(&mut n, all.as_mut_ptr()) {
+            NVML_SUCCESS => {
+                all.truncate(n as usize);
+                break;
+            }
+            NVML_ERROR_INSUFFICIENT_SIZE => cap = n.max(cap) + 16,
+            other => return other,
+        }
+    }
+    t.region.reap_dead();
+    let ours: Vec<(u32, u32)> = t
+        .region
+        .processes()
+        .iter()
+        .map(|p| (p.pid, p.host_pid))
+        .collect();
+    all.retain(|p| {
+        ours.iter()
+            .any(|(pid, host)| *pid == p.pid || *host == p.pid)
+    });
+    if count.is_null() {
+        return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    // SAFETY: non-null caller pointer.
+    let room = unsafe { *count } as usize;
+    // SAFETY: as above.
+    unsafe { *count = all.len() as c_uint };
+    if all.len() > room || (infos.is_null() && !all.is_empty()) {
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    for (i, p) in all.iter().enumerate() {
+        // SAFETY: the caller's array holds `room` >= all.len() entries.
+        unsafe { infos.add(i).write(*p) };
+    }
+    NVML_SUCCESS
+}
+
+/// Hook for `nvmlDeviceGetComputeRunningProcesses_v3`.
+pub unsafe fn nvml_compute_processes_v3(
+    h: nvmlDevice_t,
+    count: *mut c_uint,
+    infos: *mut nvmlProcessInfo_v2_t,
+) -> u32 {
+    // SAFETY: forwarding inside the filter.
+    unsafe {
+        filter_processes(h, count, infos, |c, i| {
+            real::nvmlDeviceGetComputeRunningProcesses_v3(h, c, i)
+        })
+    }
+}
+
+/// Hook for `nvmlDeviceGetComputeRunningProcesses_v2`.
+pub unsafe fn nvml_compute_processes_v2(
+    h: nvmlDevice_t,
+    count: *mut c_uint,
+    infos: *mut nvmlProcessInfo_v2_t,
+) -> u32 {
+    // SAFETY: forwarding inside the filter.
+    unsafe {
+        filter_processes(h, count, infos, |c, i| {
+            real::nvmlDeviceGetComputeRunningProcesses_v2(h, c, i)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_view_never_underflows() {
+        let g = 1u64 << 30;
+        assert_eq!(virtual_memory(4 * g, g, 80 * g, 70 * g), (4 * g, 3 * g, g));
+        assert_eq!(
+            virtual_memory(g, 5 * g, 80 * g, 70 * g),
+            (g, 0, g),
+            "over-used: free is 0, not 17 TB"
+        );
+        assert_eq!(
+            virtual_memory(4 * g, g, 80 * g, g),
+            (4 * g, g, g),
+            "physically scarce: free follows the card"
+        );
+        assert_eq!(
+            virtual_memory(u64::MAX, 7, 80 * g, 70 * g),
+            (80 * g, 70 * g, 10 * g)
+        );
+        assert_eq!(
+            virtual_memory(100 * g, 0, 80 * g, 80 * g),
+            (80 * g, 80 * g, 0),
+            "limit above the card"
+        );
+    }
+}
