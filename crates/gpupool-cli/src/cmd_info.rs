@@ -1,0 +1,151 @@
+//! `gpupool info`: devices with memory and processes, and the tenants (limit, usage, processes)
+//! whose regions live in the machine's tenants folder.
+
+use crate::artefacts::sim_library;
+use crate::cmd_run::tenants_dir;
+use crate::nvml_client::{read_devices, DeviceEntry};
+use crate::sim_env::SimEnv;
+use anyhow::Result;
+use clap::Args;
+use gpupool_config::format_size;
+use gpupool_region::Region;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `gpupool info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Inspect a simulated machine of this spec instead of the real GPUs.
+    #[arg(long, value_name = "SPEC")]
+    pub sim: Option<String>,
+    /// State folder of the simulated machine (default: the one `gpupool run --sim SPEC` uses).
+    #[arg(long, value_name = "DIR", requires = "sim")]
+    pub state: Option<PathBuf>,
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A tenant's usage of one device.
+#[derive(Serialize, Debug)]
+pub struct TenantDevice {
+    /// Device UUID.
+    pub uuid: String,
+    /// Limit (null = none recorded).
+    pub limit_bytes: Option<u64>,
+    /// Used by all the tenant's processes.
+    pub used_bytes: u64,
+    /// Allocations refused because of the limit.
+    pub denied: u64,
+}
+
+/// One tenant.
+#[derive(Serialize, Debug)]
+pub struct TenantEntry {
+    /// Tenant name (its folder).
+    pub name: String,
+    /// Per device.
+    pub devices: Vec<TenantDevice>,
+    /// Pids of its live processes.
+    pub pids: Vec<u32>,
+}
+
+/// The whole snapshot.
+#[derive(Serialize, Debug)]
+pub struct InfoSnapshot {
+    /// Devices, from NVML.
+    pub devices: Vec<DeviceEntry>,
+    /// Tenants, from their regions.
+    pub tenants: Vec<TenantEntry>,
+}
+
+/// Reads every tenant region in `dir`.
+pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    names.sort();
+    for path in names {
+        let file = path.join("region");
+        if !file.is_file() {
+            continue;
+        }
+        let Ok(region) = Region::open(&file) else { continue };
+        region.reap_dead();
+        let devices = region
+            .devices()
+            .iter()
+            .enumerate()
+            .map(|(i, u)| TenantDevice {
+                uuid: gpupool_cuda::uuid::format_gpu_uuid(u),
+                limit_bytes: Some(region.limit(i)).filter(|l| *l > 0),
+                used_bytes: region.used(i),
+                denied: region.denied(i),
+            })
+            .collect();
+        out.push(TenantEntry {
+            name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            devices,
+            pids: region.processes().iter().map(|p| p.host_pid).collect(),
+        });
+    }
+    out
+}
+
+/// Takes a snapshot (devices through NVML, tenants through their regions).
+pub fn snapshot(sim: Option<&SimEnv>) -> Result<InfoSnapshot> {
+    let devices = match sim {
+        Some(s) => {
+            for (k, v) in s.env() {
+                // Only this process's own NVML client reads them, before any thread starts.
+                std::env::set_var(k, v);
+            }
+            read_devices(Some(&sim_library()?))?
+        }
+        None => read_devices(None)?,
+    };
+    let tenants = read_tenants(&tenants_dir(sim.map(|s| s.state.as_path())));
+    Ok(InfoSnapshot { devices, tenants })
+}
+
+/// Prints the snapshot.
+pub fn run(a: InfoArgs) -> Result<()> {
+    let sim = match &a.sim {
+        Some(spec) => Some(SimEnv::prepare(spec, a.state.as_deref())?),
+        None => None,
+    };
+    let snap = snapshot(sim.as_ref())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&snap)?);
+        return Ok(());
+    }
+    println!("{:<4} {:<28} {:>12} {:>12} {:>12}  UUID", "GPU", "NAME", "TOTAL", "USED", "FREE");
+    for d in &snap.devices {
+        println!(
+            "{:<4} {:<28} {:>12} {:>12} {:>12}  {}",
+            d.index, d.name, format_size(d.total_bytes), format_size(d.used_bytes), format_size(d.free_bytes), d.uuid
+        );
+        for p in &d.processes {
+            println!("       pid {:<10} {:>12}", p.pid, format_size(p.used_bytes));
+        }
+    }
+    if !snap.tenants.is_empty() {
+        println!("\n{:<20} {:<42} {:>12} {:>12} {:>7}  PIDS", "TENANT", "GPU", "LIMIT", "USED", "DENIED");
+        for t in &snap.tenants {
+            for d in &t.devices {
+                println!(
+                    "{:<20} {:<42} {:>12} {:>12} {:>7}  {:?}",
+                    t.name,
+                    d.uuid,
+                    d.limit_bytes.map(format_size).unwrap_or_else(|| "-".into()),
+                    format_size(d.used_bytes),
+                    d.denied,
+                    t.pids
+                );
+            }
+        }
+    }
+    Ok(())
+}

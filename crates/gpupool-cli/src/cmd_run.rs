@@ -1,0 +1,147 @@
+//! `gpupool run`: runs a command as a tenant — `libgpupool.so` preloaded, limits in env
+//! variables, a shared accounting region — optionally on a simulated GPU.
+
+use crate::artefacts::preload_library;
+use crate::sim_env::SimEnv;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use gpupool_config::parse_size;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `gpupool run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Run on a simulated GPU of this spec (e.g. `2x80GiB`, `1xH100`, `2x16GiB:ctx=300MiB`).
+    #[arg(long, value_name = "SPEC")]
+    pub sim: Option<String>,
+    /// State folder of the simulated machine (default: one per spec under $TMPDIR).
+    #[arg(long, value_name = "DIR", requires = "sim")]
+    pub state: Option<PathBuf>,
+    /// Device memory limit: one size for every device or a comma list per device
+    /// (`512MiB`, `4GiB`, `4G`, bytes).
+    #[arg(long, value_name = "SIZE[,SIZE…]")]
+    pub memory: Option<String>,
+    /// Devices the command may use, as CUDA_VISIBLE_DEVICES takes them (`0,2` or GPU UUIDs).
+    #[arg(long, value_name = "LIST")]
+    pub devices: Option<String>,
+    /// Device memory charged for each context (default: the simulated card's, else 0).
+    #[arg(long, value_name = "SIZE")]
+    pub context_memory: Option<String>,
+    /// Tenant name: runs with the same name share one limit (default: this run alone).
+    #[arg(long, value_name = "NAME")]
+    pub tenant: Option<String>,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+fn validate_memory(list: &str) -> Result<()> {
+    for (i, part) in list.split(',').enumerate() {
+        match parse_size(part) {
+            Ok(0) => bail!("--memory {list:?}: entry {i} is 0; a limit must be larger than 0"),
+            Ok(_) => {}
+            Err(e) => bail!("--memory {list:?}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn validate_devices(list: &str) -> Result<()> {
+    for part in list.split(',') {
+        let p = part.trim();
+        let ok = p.parse::<u32>().is_ok() || (p.starts_with("GPU-") && p.len() > 4);
+        if !ok {
+            bail!("--devices {list:?}: {p:?} is neither a device index nor a GPU UUID (GPU-…)");
+        }
+    }
+    Ok(())
+}
+
+fn tenant_name(t: &str) -> Result<&str> {
+    if t.is_empty() || t.len() > 64 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || t.starts_with('.') {
+        bail!("--tenant {t:?}: use 1-64 letters, digits, '-', '_' or '.'");
+    }
+    Ok(t)
+}
+
+/// Folder holding tenant regions: inside the simulated machine's state, else under $TMPDIR.
+pub fn tenants_dir(sim_state: Option<&Path>) -> PathBuf {
+    match sim_state {
+        Some(s) => s.join("tenants"),
+        // SAFETY: getuid has no preconditions.
+        None => std::env::temp_dir().join(format!("gpupool-{}", unsafe { libc::getuid() })).join("tenants"),
+    }
+}
+
+/// Runs the command; returns its exit status (128 + signal if killed).
+pub fn run(a: RunArgs) -> Result<i32> {
+    if let Some(m) = &a.memory {
+        validate_memory(m)?;
+    }
+    if let Some(d) = &a.devices {
+        validate_devices(d)?;
+    }
+    let preload = preload_library()?;
+    let sim = match &a.sim {
+        Some(spec) => Some(SimEnv::prepare(spec, a.state.as_deref())?),
+        None => None,
+    };
+    let context_memory = match (&a.context_memory, &sim) {
+        (Some(s), _) => parse_size(s).with_context(|| format!("--context-memory {s:?}"))?,
+        (None, Some(sim)) => sim.spec.devices[0].context_memory,
+        (None, None) => 0,
+    };
+    let (name, ephemeral) = match &a.tenant {
+        Some(t) => (tenant_name(t)?.to_string(), false),
+        None => (format!("run-{}", std::process::id()), true),
+    };
+    let tenant_dir = tenants_dir(sim.as_ref().map(|s| s.state.as_path())).join(&name);
+    std::fs::create_dir_all(&tenant_dir).with_context(|| format!("tenant folder {}", tenant_dir.display()))?;
+    let region = tenant_dir.join("region");
+
+    let mut cmd = std::process::Command::new(&a.command[0]);
+    cmd.args(&a.command[1..]);
+    if let Some(sim) = &sim {
+        cmd.envs(sim.env());
+    }
+    let mut preload_var = preload.display().to_string();
+    if let Ok(old) = std::env::var("LD_PRELOAD") {
+        if !old.is_empty() && !old.contains("libgpupool.so") {
+            preload_var = format!("{preload_var}:{old}");
+        }
+    }
+    cmd.env("LD_PRELOAD", preload_var)
+        .env("GPUPOOL_REGION", &region)
+        .env("GPUPOOL_CONTEXT_MEMORY", context_memory.to_string());
+    if let Some(m) = &a.memory {
+        cmd.env("GPUPOOL_MEMORY_LIMIT", m);
+    }
+    if let Some(d) = &a.devices {
+        cmd.env("CUDA_VISIBLE_DEVICES", d);
+    }
+    let status = cmd.status().with_context(|| format!("cannot run {:?}", a.command[0]));
+    if ephemeral {
+        let _ = std::fs::remove_dir_all(&tenant_dir);
+    }
+    let status = status?;
+    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_input() {
+        assert!(validate_memory("4GiB,512MiB").is_ok());
+        let e = validate_memory("4GiB,lots").unwrap_err().to_string();
+        assert!(e.contains("lots"), "{e}");
+        assert!(validate_memory("0").is_err());
+        assert!(validate_devices("0,2,GPU-1234").is_ok());
+        assert!(validate_devices("0,x").unwrap_err().to_string().contains("\"x\""));
+        assert!(tenant_name("team-a.1").is_ok());
+        assert!(tenant_name("../etc").is_err());
+        assert!(tenant_name("").is_err());
+    }
+}

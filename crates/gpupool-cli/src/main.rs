@@ -1,0 +1,50 @@
+//! `gpupool`: run programs on a virtual GPU, inspect devices and tenants, demo.
+//! Command-line parsing and dispatch only; each command lives in its own module.
+
+mod artefacts;
+mod cmd_demo;
+mod cmd_info;
+mod cmd_run;
+mod driver_probe;
+mod nvml_client;
+mod sim_env;
+
+use clap::{Parser, Subcommand};
+
+/// Share NVIDIA GPUs safely: hard per-tenant memory limits and a virtual view of the card.
+#[derive(Parser)]
+#[command(name = "gpupool", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command with libgpupool.so preloaded and the limits applied.
+    Run(cmd_run::RunArgs),
+    /// Show devices, memory and processes (and the tenants of a simulated machine).
+    Info(cmd_info::InfoArgs),
+    /// Two tenants with different memory limits share one simulated card.
+    Demo(cmd_demo::DemoArgs),
+    /// (internal) allocate through the driver API until refused; prints one JSON line.
+    #[command(hide = true)]
+    Probe(driver_probe::ProbeArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => cmd_run::run(a),
+        Command::Info(a) => cmd_info::run(a).map(|_| 0),
+        Command::Demo(a) => cmd_demo::run(a).map(|_| 0),
+        Command::Probe(a) => driver_probe::run(a).map(|_| 0),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("gpupool: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! A small NVML client (for `gpupool info` and `demo`): loads `libnvidia-ml.so.1` — the real
+//! one, or the simulated driver — and reads devices, memory and processes.
+
+use anyhow::{anyhow, bail, Result};
+use serde::Serialize;
+use std::ffi::{c_char, c_uint, c_void, CStr, CString};
+use std::path::Path;
+
+/// One process on a device.
+#[derive(Serialize, Debug, Clone)]
+pub struct ProcessEntry {
+    /// Host pid.
+    pub pid: u32,
+    /// Device memory used.
+    pub used_bytes: u64,
+}
+
+/// One device.
+#[derive(Serialize, Debug, Clone)]
+pub struct DeviceEntry {
+    /// NVML index.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// UUID text.
+    pub uuid: String,
+    /// Total memory.
+    pub total_bytes: u64,
+    /// Used memory (all processes).
+    pub used_bytes: u64,
+    /// Free memory.
+    pub free_bytes: u64,
+    /// Compute processes.
+    pub processes: Vec<ProcessEntry>,
+}
+
+#[repr(C)]
+struct Memory {
+    total: u64,
+    free: u64,
+    used: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ProcessInfo {
+    pid: c_uint,
+    used: u64,
+    gi: c_uint,
+    ci: c_uint,
+}
+
+/// Reads every device from the NVML library at `path` (or `libnvidia-ml.so.1` by name).
+pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
+    let name = match path {
+        Some(p) => CString::new(p.display().to_string())?,
+        None => CString::new("libnvidia-ml.so.1")?,
+    };
+    // SAFETY: dlopen of a library path / soname.
+    let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) };
+    if h.is_null() {
+        bail!("cannot load {} (no NVIDIA driver here; try --sim SPEC)", name.to_string_lossy());
+    }
+    let sym = |n: &str| -> Result<*mut c_void> {
+        let c = CString::new(n)?;
+        // SAFETY: live handle and NUL-terminated name.
+        let p = unsafe { libc::dlsym(h, c.as_ptr()) };
+        if p.is_null() { Err(anyhow!("NVML has no {n}")) } else { Ok(p) }
+    };
+    macro_rules! nv {
+        ($e:expr, $what:literal) => {{
+            let rc = $e;
+            if rc != 0 {
+                bail!("{} failed with NVML error {}", $what, rc);
+            }
+        }};
+    }
+    let mut out = Vec::new();
+    // SAFETY: every symbol is transmuted to its documented NVML signature.
+    unsafe {
+        let init: unsafe extern "C" fn() -> u32 = std::mem::transmute(sym("nvmlInit_v2")?);
+        let count: unsafe extern "C" fn(*mut c_uint) -> u32 = std::mem::transmute(sym("nvmlDeviceGetCount_v2")?);
+        let by_index: unsafe extern "C" fn(c_uint, *mut *mut c_void) -> u32 = std::mem::transmute(sym("nvmlDeviceGetHandleByIndex_v2")?);
+        let get_name: unsafe extern "C" fn(*mut c_void, *mut c_char, c_uint) -> u32 = std::mem::transmute(sym("nvmlDeviceGetName")?);
+        let get_uuid: unsafe extern "C" fn(*mut c_void, *mut c_char, c_uint) -> u32 = std::mem::transmute(sym("nvmlDeviceGetUUID")?);
+        let mem: unsafe extern "C" fn(*mut c_void, *mut Memory) -> u32 = std::mem::transmute(sym("nvmlDeviceGetMemoryInfo")?);
+        let procs: unsafe extern "C" fn(*mut c_void, *mut c_uint, *mut ProcessInfo) -> u32 = std::mem::transmute(sym("nvmlDeviceGetComputeRunningProcesses_v3")?);
+        nv!(init(), "nvmlInit");
+        let mut n = 0;
+        nv!(count(&mut n), "nvmlDeviceGetCount");
+        for i in 0..n {
+            let mut d = std::ptr::null_mut();
+            nv!(by_index(i, &mut d), "nvmlDeviceGetHandleByIndex");
+            let mut buf = [0 as c_char; 96];
+            nv!(get_name(d, buf.as_mut_ptr(), 96), "nvmlDeviceGetName");
+            let dev_name = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
+            nv!(get_uuid(d, buf.as_mut_ptr(), 96), "nvmlDeviceGetUUID");
+            let uuid = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
+            let mut m = Memory { total: 0, free: 0, used: 0 };
+            nv!(mem(d, &mut m), "nvmlDeviceGetMemoryInfo");
+            let mut list = vec![ProcessInfo { pid: 0, used: 0, gi: 0, ci: 0 }; 256];
+            let mut pn: c_uint = 256;
+            nv!(procs(d, &mut pn, list.as_mut_ptr()), "nvmlDeviceGetComputeRunningProcesses");
+            list.truncate(pn as usize);
+            out.push(DeviceEntry {
+                index: i,
+                name: dev_name,
+                uuid,
+                total_bytes: m.total,
+                used_bytes: m.used,
+                free_bytes: m.free,
+                processes: list.iter().map(|p| ProcessEntry { pid: p.pid, used_bytes: p.used }).collect(),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,61 @@
+//! The environment of a simulated machine: its state folder, a library folder where
+//! `libcuda.so.1` and `libnvidia-ml.so.1` are the simulated driver, and the env variables that
+//! point a program at them.
+
+use crate::artefacts::sim_library;
+use anyhow::{Context, Result};
+use gpupool_config::SimSpec;
+use std::path::{Path, PathBuf};
+
+/// A simulated machine ready to run programs on.
+pub struct SimEnv {
+    /// The parsed spec.
+    pub spec: SimSpec,
+    /// The spec as given.
+    pub spec_text: String,
+    /// State folder shared by the machine's processes.
+    pub state: PathBuf,
+    /// Folder to put first on `LD_LIBRARY_PATH`.
+    pub lib: PathBuf,
+}
+
+/// Default state folder of a spec: one machine per spec and user.
+pub fn default_state(spec: &str) -> PathBuf {
+    let safe: String = spec.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+    // SAFETY: getuid has no preconditions.
+    std::env::temp_dir().join(format!("gpupool-sim-{}", unsafe { libc::getuid() })).join(safe)
+}
+
+impl SimEnv {
+    /// Prepares (or reuses) the machine of `spec` in `state` (default per spec).
+    pub fn prepare(spec: &str, state: Option<&Path>) -> Result<SimEnv> {
+        let parsed = SimSpec::parse(spec)?;
+        let state = state.map(Path::to_path_buf).unwrap_or_else(|| default_state(spec));
+        let lib = state.join("lib");
+        std::fs::create_dir_all(&lib).with_context(|| format!("simulated GPU state folder {}", lib.display()))?;
+        let target = sim_library()?;
+        for name in ["libcuda.so.1", "libnvidia-ml.so.1", "libcuda.so", "libnvidia-ml.so"] {
+            let link = lib.join(name);
+            if std::fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(&target, &link).with_context(|| format!("creating {}", link.display()))?;
+            }
+        }
+        Ok(SimEnv { spec: parsed, spec_text: spec.to_string(), state, lib })
+    }
+
+    /// Env variables that make a program use this machine.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut ld = self.lib.display().to_string();
+        if let Ok(old) = std::env::var("LD_LIBRARY_PATH") {
+            if !old.is_empty() {
+                ld = format!("{ld}:{old}");
+            }
+        }
+        vec![
+            ("LD_LIBRARY_PATH".into(), ld),
+            ("GPUPOOL_SIM_SPEC".into(), self.spec_text.clone()),
+            ("GPUPOOL_SIM_STATE".into(), self.state.display().to_string()),
+        ]
+    }
+}
