@@ -29,8 +29,16 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let sim = SimEnv::prepare(&a.sim, Some(&state))?;
     let exe = std::env::current_exe()?;
     let dev = &sim.spec.devices[0];
-    println!("gpupool demo: one simulated {} ({}), two tenants allocating {} chunks at once", dev.name, format_size(dev.memory), a.chunk);
-    println!("(each context costs {} of device memory, as on a real card)\n", format_size(dev.context_memory));
+    println!(
+        "gpupool demo: one simulated {} ({}), two tenants allocating {} chunks at once",
+        dev.name,
+        format_size(dev.memory),
+        a.chunk
+    );
+    println!(
+        "(each context costs {} of device memory, as on a real card)\n",
+        format_size(dev.context_memory)
+    );
     let children: Vec<_> = a
         .limits
         .iter()
@@ -39,7 +47,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
             Command::new(&exe)
                 .args(["run", "--sim", &a.sim, "--state"])
                 .arg(&state)
-                .args(["--memory", limit, "--tenant", &format!("tenant-{}", (b'A' + i as u8) as char), "--"])
+                .args([
+                    "--memory",
+                    limit,
+                    "--tenant",
+                    &format!("tenant-{}", (b'A' + i as u8) as char),
+                    "--",
+                ])
                 .arg(&exe)
                 .args(["probe", "--chunk", &a.chunk, "--hold-ms", "1500"])
                 .stdout(Stdio::piped())
@@ -59,9 +73,15 @@ pub fn run(a: DemoArgs) -> Result<()> {
             bail!("a tenant failed: {}", String::from_utf8_lossy(&out.stdout));
         }
         let line = String::from_utf8_lossy(&out.stdout);
-        reports.push(serde_json::from_str::<ProbeReport>(line.trim()).with_context(|| format!("tenant output {line:?}"))?);
+        reports.push(
+            serde_json::from_str::<ProbeReport>(line.trim())
+                .with_context(|| format!("tenant output {line:?}"))?,
+        );
     }
-    println!("{:<9} {:>10} {:>14} {:>14} {:>16}  {}", "TENANT", "LIMIT", "SEES TOTAL", "SEES FREE", "GOT (CHUNKS)", "THEN");
+    println!(
+        "{:<9} {:>10} {:>14} {:>14} {:>16}  {}",
+        "TENANT", "LIMIT", "SEES TOTAL", "SEES FREE", "GOT (CHUNKS)", "THEN"
+    );
     for (i, (r, limit)) in reports.iter().zip(&a.limits).enumerate() {
         println!(
             "{:<9} {:>10} {:>14} {:>14} {:>16}  {}",
@@ -70,16 +90,26 @@ pub fn run(a: DemoArgs) -> Result<()> {
             format_size(r.total),
             format_size(r.free_before),
             format!("{} ({})", format_size(r.allocated), r.chunks),
-            if r.stop_error == 2 { "CUDA_ERROR_OUT_OF_MEMORY".to_string() } else { format!("error {}", r.stop_error) }
+            if r.stop_error == 2 {
+                "CUDA_ERROR_OUT_OF_MEMORY".to_string()
+            } else {
+                format!("error {}", r.stop_error)
+            }
         );
     }
     if let Some(d) = card.first() {
-        println!("\nthe card while both held their memory (NVML): {} used of {}", format_size(d.used_bytes), format_size(d.total_bytes));
+        println!(
+            "\nthe card while both held their memory (NVML): {} used of {}",
+            format_size(d.used_bytes),
+            format_size(d.total_bytes)
+        );
         for p in &d.processes {
             println!("  pid {:<8} {}", p.pid, format_size(p.used_bytes));
         }
     }
-    println!("\nEach tenant got at most its limit minus its context; the card was never oversubscribed.");
+    println!(
+        "\nEach tenant got at most its limit minus its context; the card was never oversubscribed."
+    );
     let _ = std::fs::remove_dir_all(&state);
     Ok(())
 }

@@ -72,7 +72,9 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
         if !file.is_file() {
             continue;
         }
-        let Ok(region) = Region::open(&file) else { continue };
+        let Ok(region) = Region::open(&file) else {
+            continue;
+        };
         region.reap_dead();
         let devices = region
             .devices()
@@ -86,7 +88,10 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
             })
             .collect();
         out.push(TenantEntry {
-            name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             devices,
             pids: region.processes().iter().map(|p| p.host_pid).collect(),
         });
@@ -121,18 +126,29 @@ pub fn run(a: InfoArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&snap)?);
         return Ok(());
     }
-    println!("{:<4} {:<28} {:>12} {:>12} {:>12}  UUID", "GPU", "NAME", "TOTAL", "USED", "FREE");
+    println!(
+        "{:<4} {:<28} {:>12} {:>12} {:>12}  UUID",
+        "GPU", "NAME", "TOTAL", "USED", "FREE"
+    );
     for d in &snap.devices {
         println!(
             "{:<4} {:<28} {:>12} {:>12} {:>12}  {}",
-            d.index, d.name, format_size(d.total_bytes), format_size(d.used_bytes), format_size(d.free_bytes), d.uuid
+            d.index,
+            d.name,
+            format_size(d.total_bytes),
+            format_size(d.used_bytes),
+            format_size(d.free_bytes),
+            d.uuid
         );
         for p in &d.processes {
             println!("       pid {:<10} {:>12}", p.pid, format_size(p.used_bytes));
         }
     }
     if !snap.tenants.is_empty() {
-        println!("\n{:<20} {:<42} {:>12} {:>12} {:>7}  PIDS", "TENANT", "GPU", "LIMIT", "USED", "DENIED");
+        println!(
+            "\n{:<20} {:<42} {:>12} {:>12} {:>7}  PIDS",
+            "TENANT", "GPU", "LIMIT", "USED", "DENIED"
+        );
         for t in &snap.tenants {
             for d in &t.devices {
                 println!(

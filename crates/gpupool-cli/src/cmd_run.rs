@@ -32,7 +32,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub tenant: Option<String>,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 
@@ -59,7 +64,13 @@ fn validate_devices(list: &str) -> Result<()> {
 }
 
 fn tenant_name(t: &str) -> Result<&str> {
-    if t.is_empty() || t.len() > 64 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || t.starts_with('.') {
+    if t.is_empty()
+        || t.len() > 64
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || t.starts_with('.')
+    {
         bail!("--tenant {t:?}: use 1-64 letters, digits, '-', '_' or '.'");
     }
     Ok(t)
@@ -70,7 +81,9 @@ pub fn tenants_dir(sim_state: Option<&Path>) -> PathBuf {
     match sim_state {
         Some(s) => s.join("tenants"),
         // SAFETY: getuid has no preconditions.
-        None => std::env::temp_dir().join(format!("gpupool-{}", unsafe { libc::getuid() })).join("tenants"),
+        None => std::env::temp_dir()
+            .join(format!("gpupool-{}", unsafe { libc::getuid() }))
+            .join("tenants"),
     }
 }
 
@@ -97,7 +110,8 @@ pub fn run(a: RunArgs) -> Result<i32> {
         None => (format!("run-{}", std::process::id()), true),
     };
     let tenant_dir = tenants_dir(sim.as_ref().map(|s| s.state.as_path())).join(&name);
-    std::fs::create_dir_all(&tenant_dir).with_context(|| format!("tenant folder {}", tenant_dir.display()))?;
+    std::fs::create_dir_all(&tenant_dir)
+        .with_context(|| format!("tenant folder {}", tenant_dir.display()))?;
     let region = tenant_dir.join("region");
 
     let mut cmd = std::process::Command::new(&a.command[0]);
@@ -120,12 +134,16 @@ pub fn run(a: RunArgs) -> Result<i32> {
     if let Some(d) = &a.devices {
         cmd.env("CUDA_VISIBLE_DEVICES", d);
     }
-    let status = cmd.status().with_context(|| format!("cannot run {:?}", a.command[0]));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {:?}", a.command[0]));
     if ephemeral {
         let _ = std::fs::remove_dir_all(&tenant_dir);
     }
     let status = status?;
-    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -139,7 +157,10 @@ mod tests {
         assert!(e.contains("lots"), "{e}");
         assert!(validate_memory("0").is_err());
         assert!(validate_devices("0,2,GPU-1234").is_ok());
-        assert!(validate_devices("0,x").unwrap_err().to_string().contains("\"x\""));
+        assert!(validate_devices("0,x")
+            .unwrap_err()
+            .to_string()
+            .contains("\"x\""));
         assert!(tenant_name("team-a.1").is_ok());
         assert!(tenant_name("../etc").is_err());
         assert!(tenant_name("").is_err());

@@ -60,13 +60,19 @@ fn loader(proc_address: bool) -> Result<Lookup> {
     // SAFETY: dlopen by soname.
     let h = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW) };
     if h.is_null() {
-        bail!("cannot load libcuda.so.1 (no NVIDIA driver, and no simulated one on LD_LIBRARY_PATH)");
+        bail!(
+            "cannot load libcuda.so.1 (no NVIDIA driver, and no simulated one on LD_LIBRARY_PATH)"
+        );
     }
     let dlsym_lookup = move |name: &str| -> Result<*mut c_void> {
         let c = CString::new(name)?;
         // SAFETY: live handle, NUL-terminated name.
         let p = unsafe { libc::dlsym(h, c.as_ptr()) };
-        if p.is_null() { Err(anyhow!("libcuda.so.1 has no {name}")) } else { Ok(p) }
+        if p.is_null() {
+            Err(anyhow!("libcuda.so.1 has no {name}"))
+        } else {
+            Ok(p)
+        }
     };
     if !proc_address {
         return Ok(Box::new(dlsym_lookup));
@@ -81,7 +87,11 @@ fn loader(proc_address: bool) -> Result<Lookup> {
         let mut status = 0;
         // SAFETY: valid pointers; version 12090 as a 12.9 runtime asks.
         let rc = unsafe { gpa(c.as_ptr(), &mut p, 12090, 0, &mut status) };
-        if rc != 0 || p.is_null() { Err(anyhow!("cuGetProcAddress({base}) failed: {rc}")) } else { Ok(p) }
+        if rc != 0 || p.is_null() {
+            Err(anyhow!("cuGetProcAddress({base}) failed: {rc}"))
+        } else {
+            Ok(p)
+        }
     }))
 }
 
@@ -101,11 +111,16 @@ pub fn run(a: ProbeArgs) -> Result<()> {
     // SAFETY: each symbol is the driver function with the signature it is transmuted to.
     unsafe {
         let init: unsafe extern "C" fn(u32) -> u32 = std::mem::transmute(sym("cuInit")?);
-        let total_mem: unsafe extern "C" fn(*mut usize, i32) -> u32 = std::mem::transmute(sym("cuDeviceTotalMem_v2")?);
-        let retain: unsafe extern "C" fn(*mut *mut c_void, i32) -> u32 = std::mem::transmute(sym("cuDevicePrimaryCtxRetain")?);
-        let set_current: unsafe extern "C" fn(*mut c_void) -> u32 = std::mem::transmute(sym("cuCtxSetCurrent")?);
-        let info: unsafe extern "C" fn(*mut usize, *mut usize) -> u32 = std::mem::transmute(sym("cuMemGetInfo_v2")?);
-        let alloc: unsafe extern "C" fn(*mut u64, usize) -> u32 = std::mem::transmute(sym("cuMemAlloc_v2")?);
+        let total_mem: unsafe extern "C" fn(*mut usize, i32) -> u32 =
+            std::mem::transmute(sym("cuDeviceTotalMem_v2")?);
+        let retain: unsafe extern "C" fn(*mut *mut c_void, i32) -> u32 =
+            std::mem::transmute(sym("cuDevicePrimaryCtxRetain")?);
+        let set_current: unsafe extern "C" fn(*mut c_void) -> u32 =
+            std::mem::transmute(sym("cuCtxSetCurrent")?);
+        let info: unsafe extern "C" fn(*mut usize, *mut usize) -> u32 =
+            std::mem::transmute(sym("cuMemGetInfo_v2")?);
+        let alloc: unsafe extern "C" fn(*mut u64, usize) -> u32 =
+            std::mem::transmute(sym("cuMemAlloc_v2")?);
         let free: unsafe extern "C" fn(u64) -> u32 = std::mem::transmute(sym("cuMemFree_v2")?);
         cu!(init(0), "cuInit");
         let mut device_total = 0usize;

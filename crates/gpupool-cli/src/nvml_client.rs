@@ -59,13 +59,20 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
     // SAFETY: dlopen of a library path / soname.
     let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) };
     if h.is_null() {
-        bail!("cannot load {} (no NVIDIA driver here; try --sim SPEC)", name.to_string_lossy());
+        bail!(
+            "cannot load {} (no NVIDIA driver here; try --sim SPEC)",
+            name.to_string_lossy()
+        );
     }
     let sym = |n: &str| -> Result<*mut c_void> {
         let c = CString::new(n)?;
         // SAFETY: live handle and NUL-terminated name.
         let p = unsafe { libc::dlsym(h, c.as_ptr()) };
-        if p.is_null() { Err(anyhow!("NVML has no {n}")) } else { Ok(p) }
+        if p.is_null() {
+            Err(anyhow!("NVML has no {n}"))
+        } else {
+            Ok(p)
+        }
     };
     macro_rules! nv {
         ($e:expr, $what:literal) => {{
@@ -79,12 +86,18 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
     // SAFETY: every symbol is transmuted to its documented NVML signature.
     unsafe {
         let init: unsafe extern "C" fn() -> u32 = std::mem::transmute(sym("nvmlInit_v2")?);
-        let count: unsafe extern "C" fn(*mut c_uint) -> u32 = std::mem::transmute(sym("nvmlDeviceGetCount_v2")?);
-        let by_index: unsafe extern "C" fn(c_uint, *mut *mut c_void) -> u32 = std::mem::transmute(sym("nvmlDeviceGetHandleByIndex_v2")?);
-        let get_name: unsafe extern "C" fn(*mut c_void, *mut c_char, c_uint) -> u32 = std::mem::transmute(sym("nvmlDeviceGetName")?);
-        let get_uuid: unsafe extern "C" fn(*mut c_void, *mut c_char, c_uint) -> u32 = std::mem::transmute(sym("nvmlDeviceGetUUID")?);
-        let mem: unsafe extern "C" fn(*mut c_void, *mut Memory) -> u32 = std::mem::transmute(sym("nvmlDeviceGetMemoryInfo")?);
-        let procs: unsafe extern "C" fn(*mut c_void, *mut c_uint, *mut ProcessInfo) -> u32 = std::mem::transmute(sym("nvmlDeviceGetComputeRunningProcesses_v3")?);
+        let count: unsafe extern "C" fn(*mut c_uint) -> u32 =
+            std::mem::transmute(sym("nvmlDeviceGetCount_v2")?);
+        let by_index: unsafe extern "C" fn(c_uint, *mut *mut c_void) -> u32 =
+            std::mem::transmute(sym("nvmlDeviceGetHandleByIndex_v2")?);
+        let get_name: unsafe extern "C" fn(*mut c_void, *mut c_char, c_uint) -> u32 =
+            std::mem::transmute(sym("nvmlDeviceGetName")?);
+        let get_uuid: unsafe extern "C" fn(*mut c_void, *mut c_char, c_uint) -> u32 =
+            std::mem::transmute(sym("nvmlDeviceGetUUID")?);
+        let mem: unsafe extern "C" fn(*mut c_void, *mut Memory) -> u32 =
+            std::mem::transmute(sym("nvmlDeviceGetMemoryInfo")?);
+        let procs: unsafe extern "C" fn(*mut c_void, *mut c_uint, *mut ProcessInfo) -> u32 =
+            std::mem::transmute(sym("nvmlDeviceGetComputeRunningProcesses_v3")?);
         nv!(init(), "nvmlInit");
         let mut n = 0;
         nv!(count(&mut n), "nvmlDeviceGetCount");
@@ -96,11 +109,26 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
             let dev_name = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
             nv!(get_uuid(d, buf.as_mut_ptr(), 96), "nvmlDeviceGetUUID");
             let uuid = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
-            let mut m = Memory { total: 0, free: 0, used: 0 };
+            let mut m = Memory {
+                total: 0,
+                free: 0,
+                used: 0,
+            };
             nv!(mem(d, &mut m), "nvmlDeviceGetMemoryInfo");
-            let mut list = vec![ProcessInfo { pid: 0, used: 0, gi: 0, ci: 0 }; 256];
+            let mut list = vec![
+                ProcessInfo {
+                    pid: 0,
+                    used: 0,
+                    gi: 0,
+                    ci: 0
+                };
+                256
+            ];
             let mut pn: c_uint = 256;
-            nv!(procs(d, &mut pn, list.as_mut_ptr()), "nvmlDeviceGetComputeRunningProcesses");
+            nv!(
+                procs(d, &mut pn, list.as_mut_ptr()),
+                "nvmlDeviceGetComputeRunningProcesses"
+            );
             list.truncate(pn as usize);
             out.push(DeviceEntry {
                 index: i,
@@ -109,7 +137,13 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
                 total_bytes: m.total,
                 used_bytes: m.used,
                 free_bytes: m.free,
-                processes: list.iter().map(|p| ProcessEntry { pid: p.pid, used_bytes: p.used }).collect(),
+                processes: list
+                    .iter()
+                    .map(|p| ProcessEntry {
+                        pid: p.pid,
+                        used_bytes: p.used,
+                    })
+                    .collect(),
             });
         }
     }

@@ -21,27 +21,52 @@ pub struct SimEnv {
 
 /// Default state folder of a spec: one machine per spec and user.
 pub fn default_state(spec: &str) -> PathBuf {
-    let safe: String = spec.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+    let safe: String = spec
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     // SAFETY: getuid has no preconditions.
-    std::env::temp_dir().join(format!("gpupool-sim-{}", unsafe { libc::getuid() })).join(safe)
+    std::env::temp_dir()
+        .join(format!("gpupool-sim-{}", unsafe { libc::getuid() }))
+        .join(safe)
 }
 
 impl SimEnv {
     /// Prepares (or reuses) the machine of `spec` in `state` (default per spec).
     pub fn prepare(spec: &str, state: Option<&Path>) -> Result<SimEnv> {
         let parsed = SimSpec::parse(spec)?;
-        let state = state.map(Path::to_path_buf).unwrap_or_else(|| default_state(spec));
+        let state = state
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| default_state(spec));
         let lib = state.join("lib");
-        std::fs::create_dir_all(&lib).with_context(|| format!("simulated GPU state folder {}", lib.display()))?;
+        std::fs::create_dir_all(&lib)
+            .with_context(|| format!("simulated GPU state folder {}", lib.display()))?;
         let target = sim_library()?;
-        for name in ["libcuda.so.1", "libnvidia-ml.so.1", "libcuda.so", "libnvidia-ml.so"] {
+        for name in [
+            "libcuda.so.1",
+            "libnvidia-ml.so.1",
+            "libcuda.so",
+            "libnvidia-ml.so",
+        ] {
             let link = lib.join(name);
             if std::fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
                 let _ = std::fs::remove_file(&link);
-                std::os::unix::fs::symlink(&target, &link).with_context(|| format!("creating {}", link.display()))?;
+                std::os::unix::fs::symlink(&target, &link)
+                    .with_context(|| format!("creating {}", link.display()))?;
             }
         }
-        Ok(SimEnv { spec: parsed, spec_text: spec.to_string(), state, lib })
+        Ok(SimEnv {
+            spec: parsed,
+            spec_text: spec.to_string(),
+            state,
+            lib,
+        })
     }
 
     /// Env variables that make a program use this machine.

@@ -199,7 +199,7 @@ unsafe extern "C" fn integrity_check(version: u32, unix_seconds: u64, out: *mut 
         _ => integrity_hash(version, unix_seconds),
     };
     if tracing() {
-        eprintln!("gpupool simulated GPU: integrity check version {version} time {unix_seconds} -> {answer:x?}");
+        eprintln!("gpupool simulated GPU: integrity check version {version} time {unix_seconds} initialised {} -> {answer:x?}", initialised().is_ok());
     }
     // SAFETY: caller's out pointer to two u64.
     unsafe { *out = answer };
@@ -323,6 +323,12 @@ pub unsafe fn get_export_table(out: *mut *const c_void, id: *const CUuuid) -> u3
     }
     // SAFETY: caller passes a 16-byte uuid.
     let bytes: [u8; 16] = unsafe { (*id).bytes.map(|b| b as u8) };
+    if tracing() {
+        eprintln!(
+            "gpupool simulated GPU: export table {} requested",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+    }
     let table: *const c_void = match bytes {
         ID_CUDART_INTERFACE => &CUDART_INTERFACE as *const _ as *const c_void,
         ID_RUNTIME_CALLBACK_HOOKS => &RUNTIME_CALLBACK_HOOKS as *const _ as *const c_void,

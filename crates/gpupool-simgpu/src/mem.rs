@@ -223,10 +223,13 @@ pub unsafe fn mem_alloc_managed(dptr: *mut CUdeviceptr, size: usize, flags: u32)
     result(alloc_device(size as u64, Kind::Managed).map(|p| write(dptr, p)))
 }
 
-/// `cuMemFree_v2`.
+/// `cuMemFree_v2` (freeing 0 is a no-op, as `cudaFree(NULL)` relies on).
 pub unsafe fn mem_free(dptr: CUdeviceptr) -> u32 {
-    if let Err(e) = crate::ctx::initialised() {
+    if let Err(e) = crate::ctx::require_current() {
         return e;
+    }
+    if dptr == 0 {
+        return CUDA_SUCCESS;
     }
     result(free_device(dptr, |k| matches!(k, Kind::Device | Kind::Managed)).map(|_| CUDA_SUCCESS))
 }

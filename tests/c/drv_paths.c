@@ -1,0 +1,138 @@
+/* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
+ * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pitch lookup)
+ * Prints "key value" lines like rt_limits. */
+#include <cuda.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef CUresult (*gpa_t)(const char *, void **, int, cuuint64_t, CUdriverProcAddressQueryResult *);
+static gpa_t gpa;
+static void *lib;
+
+static void *get(const char *name, int version, cuuint64_t flags) {
+    void *p = NULL;
+    CUdriverProcAddressQueryResult st;
+    if (gpa(name, &p, version, flags, &st) != CUDA_SUCCESS || !p) {
+        printf("FAIL lookup %s\n", name);
+        exit(1);
+    }
+    return p;
+}
+#define FN(var, name, ver, type) __typeof__(type) var = (__typeof__(type))get(name, ver, 0)
+#define CHECK(call) do { CUresult e_ = (call); if (e_ != CUDA_SUCCESS) { \
+    printf("FAIL %s:%d %s -> %d\n", __FILE__, __LINE__, #call, (int)e_); return 1; } } while (0)
+
+enum { MAXP = 4096 };
+static CUdeviceptr ptrs[MAXP];
+static CUmemGenericAllocationHandle handles[MAXP];
+static CUcontext ctxs[MAXP];
+
+int main(int argc, char **argv) {
+    if (argc != 3) { fprintf(stderr, "usage: %s PATH CHUNK_MIB\n", argv[0]); return 2; }
+    const char *path = argv[1];
+    size_t chunk = (size_t)atol(argv[2]) << 20;
+    lib = dlopen("libcuda.so.1", RTLD_NOW);
+    if (!lib) { printf("FAIL dlopen\n"); return 1; }
+    gpa = (gpa_t)dlsym(lib, "cuGetProcAddress_v2");
+    if (!gpa) { printf("FAIL dlsym\n"); return 1; }
+    FN(init, "cuInit", 2000, CUresult (*)(unsigned));
+    FN(retain, "cuDevicePrimaryCtxRetain", 7000, CUresult (*)(CUcontext *, CUdevice));
+    FN(set_current, "cuCtxSetCurrent", 4000, CUresult (*)(CUcontext));
+    FN(info, "cuMemGetInfo", 3020, CUresult (*)(size_t *, size_t *));
+    CHECK(init(0));
+    CUcontext primary;
+    CHECK(retain(&primary, 0));
+    CHECK(set_current(primary));
+    size_t free0, free1, free2, total;
+    CHECK(info(&free0, &total));
+
+    if (!strcmp(path, "lookup")) {
+        /* Hooked symbols resolve to the interposer's export, honouring version and flags;
+         * others to the driver's own variant of the requested flavour. */
+        void *alloc = get("cuMemAlloc", 3020, 0);
+        void *async_ptsz = get("cuMemAllocAsync", 11020, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM);
+        void *async_legacy = get("cuMemAllocAsync", 11020, 0);
+        void *htod_ptds = get("cuMemcpyHtoD", 7000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM);
+        printf("alloc_is_default %d\n", alloc == dlsym(RTLD_DEFAULT, "cuMemAlloc_v2"));
+        printf("async_ptsz_is_default %d\n", async_ptsz == dlsym(RTLD_DEFAULT, "cuMemAllocAsync_ptsz"));
+        printf("async_variants_differ %d\n", async_ptsz != async_legacy);
+        printf("htod_ptds_is_driver %d\n", htod_ptds == dlsym(lib, "cuMemcpyHtoD_v2_ptds"));
+        printf("probe_not_found %d\n", ({ void *p = NULL; CUdriverProcAddressQueryResult st;
+                 gpa("", &p, 0, 0, &st) != CUDA_SUCCESS && p == NULL; }));
+        return 0;
+    }
+
+    int n = 0;
+    CUresult err = CUDA_SUCCESS;
+    if (!strcmp(path, "vmm")) {
+        FN(create, "cuMemCreate", 10020, CUresult (*)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *, unsigned long long));
+        FN(gran, "cuMemGetAllocationGranularity", 10020, CUresult (*)(size_t *, const CUmemAllocationProp *, CUmemAllocationGranularity_flags));
+        CUmemAllocationProp prop;
+        memset(&prop, 0, sizeof prop);
+        prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+        prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+        prop.location.id = 0;
+        size_t g = 0;
+        CHECK(gran(&g, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+        for (; n < MAXP; n++) if ((err = create(&handles[n], chunk, &prop, 0)) != CUDA_SUCCESS) break;
+        if (n > 0) {
+            /* map the first handle and move real bytes through it */
+            FN(reserve, "cuMemAddressReserve", 10020, CUresult (*)(CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long));
+            FN(map, "cuMemMap", 10020, CUresult (*)(CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle, unsigned long long));
+            FN(access, "cuMemSetAccess", 10020, CUresult (*)(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t));
+            FN(unmap, "cuMemUnmap", 10020, CUresult (*)(CUdeviceptr, size_t));
+            FN(afree, "cuMemAddressFree", 10020, CUresult (*)(CUdeviceptr, size_t));
+            FN(htod, "cuMemcpyHtoD", 3020, CUresult (*)(CUdeviceptr, const void *, size_t));
+            FN(dtoh, "cuMemcpyDtoH", 3020, CUresult (*)(void *, CUdeviceptr, size_t));
+            CUdeviceptr va;
+            CHECK(reserve(&va, chunk, 0, 0, 0));
+            CHECK(map(va, chunk, 0, handles[0], 0));
+            CUmemAccessDesc ad = { { CU_MEM_LOCATION_TYPE_DEVICE, 0 }, CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
+            CHECK(access(va, chunk, &ad, 1));
+            char msg[16] = "gpupool vmm ok", back[16] = { 0 };
+            CHECK(htod(va + chunk - 16, msg, 16));
+            CHECK(dtoh(back, va + chunk - 16, 16));
+            printf("vmm_data_ok %d\n", !memcmp(msg, back, 16));
+            CHECK(unmap(va, chunk));
+            CHECK(afree(va, chunk));
+        }
+        CHECK(info(&free1, &total));
+        FN(release, "cuMemRelease", 10020, CUresult (*)(CUmemGenericAllocationHandle));
+        for (int i = 0; i < n; i++) CHECK(release(handles[i]));
+    } else if (!strcmp(path, "ctx")) {
+        FN(create, "cuCtxCreate", 3020, CUresult (*)(CUcontext *, unsigned, CUdevice));
+        FN(destroy, "cuCtxDestroy", 4000, CUresult (*)(CUcontext));
+        for (; n < MAXP; n++) if ((err = create(&ctxs[n], 0, 0)) != CUDA_SUCCESS) break;
+        CHECK(set_current(primary));
+        CHECK(info(&free1, &total));
+        for (int i = 0; i < n; i++) CHECK(destroy(ctxs[i]));
+        CHECK(set_current(primary));
+    } else if (!strcmp(path, "ptsz")) {
+        typedef CUresult (*alloc_async_t)(CUdeviceptr *, size_t, CUstream);
+        typedef CUresult (*free_async_t)(CUdeviceptr, CUstream);
+        alloc_async_t alloc = (alloc_async_t)get("cuMemAllocAsync", 11020, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM);
+        free_async_t ffree = (free_async_t)get("cuMemFreeAsync", 11020, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM);
+        for (; n < MAXP; n++) if ((err = alloc(&ptrs[n], chunk, CU_STREAM_PER_THREAD)) != CUDA_SUCCESS) break;
+        CHECK(info(&free1, &total));
+        for (int i = 0; i < n; i++) CHECK(ffree(ptrs[i], CU_STREAM_PER_THREAD));
+    } else if (!strcmp(path, "pitch")) {
+        FN(pitch_alloc, "cuMemAllocPitch", 3020, CUresult (*)(CUdeviceptr *, size_t *, size_t, size_t, unsigned));
+        FN(mfree, "cuMemFree", 3020, CUresult (*)(CUdeviceptr));
+        size_t pitch = 0;
+        /* width 1 byte: counted as pitch x height, not width x height */
+        for (; n < MAXP; n++) if ((err = pitch_alloc(&ptrs[n], &pitch, 1, chunk / 512, 4)) != CUDA_SUCCESS) break;
+        printf("pitch %zu\n", pitch);
+        CHECK(info(&free1, &total));
+        for (int i = 0; i < n; i++) CHECK(mfree(ptrs[i]));
+    } else {
+        fprintf(stderr, "unknown path %s\n", path);
+        return 2;
+    }
+    CHECK(info(&free2, &total));
+    printf("total %zu\nfree_before %zu\nchunks %d\nallocated %zu\nerror %d\nfree_holding %zu\nfree_after %zu\n",
+           total, free0, n, (size_t)n * chunk, (int)err, free1, free2);
+    return 0;
+}
