@@ -79,8 +79,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
         );
     }
     println!(
-        "{:<9} {:>10} {:>14} {:>14} {:>16}  {}",
-        "TENANT", "LIMIT", "SEES TOTAL", "SEES FREE", "GOT (CHUNKS)", "THEN"
+        "{:<9} {:>10} {:>14} {:>14} {:>16}  THEN",
+        "TENANT", "LIMIT", "SEES TOTAL", "SEES FREE", "GOT (CHUNKS)"
     );
     for (i, (r, limit)) in reports.iter().zip(&a.limits).enumerate() {
         println!(

@@ -56,8 +56,11 @@ impl SimEnv {
         ] {
             let link = lib.join(name);
             if std::fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
-                let _ = std::fs::remove_file(&link);
-                std::os::unix::fs::symlink(&target, &link)
+                // Several runs may prepare the same machine at once: link aside, then rename.
+                let tmp = lib.join(format!(".{name}.{}", std::process::id()));
+                let _ = std::fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(&target, &tmp)
+                    .and_then(|_| std::fs::rename(&tmp, &link))
                     .with_context(|| format!("creating {}", link.display()))?;
             }
         }

@@ -91,7 +91,10 @@ pub fn cuda_device_uuids() -> &'static [[u8; 16]] {
 }
 
 /// NVML's UUID text of device handle `h`.
-pub fn nvml_device_uuid(h: gpupool_cuda::nvml::nvmlDevice_t) -> Option<String> {
+///
+/// # Safety
+/// `h` must be an NVML device handle.
+pub unsafe fn nvml_device_uuid(h: gpupool_cuda::nvml::nvmlDevice_t) -> Option<String> {
     let mut buf = [0 as std::ffi::c_char; 96];
     let rc = call_real!(
         "nvmlDeviceGetUUID",
@@ -112,7 +115,13 @@ pub fn nvml_device_uuid(h: gpupool_cuda::nvml::nvmlDevice_t) -> Option<String> {
 }
 
 /// NVML's handle of the device with UUID `uuid`.
-pub fn nvml_handle_by_uuid(uuid: &[u8; 16], h: *mut gpupool_cuda::nvml::nvmlDevice_t) -> u32 {
+///
+/// # Safety
+/// `h` must be null or writable.
+pub unsafe fn nvml_handle_by_uuid(
+    uuid: &[u8; 16],
+    h: *mut gpupool_cuda::nvml::nvmlDevice_t,
+) -> u32 {
     let text = format!("{}\0", gpupool_cuda::uuid::format_gpu_uuid(uuid));
     call_real!(
         "nvmlDeviceGetHandleByUUID",

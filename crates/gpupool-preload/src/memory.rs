@@ -58,7 +58,7 @@ fn with_uncharge(kind: Kind, key: u64, call: impl FnOnce() -> u32) -> u32 {
     let rc = call();
     if rc == CUDA_SUCCESS {
         if let Some(c) = tracking::remove(kind, key) {
-            if let Ok(Some(acct)) = tenant::account(c.ordinal) {
+            if let Ok(Some(acct)) = tenant::lookup_account(c.ordinal) {
                 acct.release(c.bytes);
             }
         }

@@ -213,27 +213,52 @@ pub struct Account {
     pub limit: u64,
 }
 
-/// The account for ordinal `ord`, charging this process's context on that device the first
-/// time (a context costs device memory before anything is allocated in it).
-pub fn account(ord: i32) -> Result<Option<Account>, u32> {
+/// The account for ordinal `ord`, without charging anything.
+pub fn lookup_account(ord: i32) -> Result<Option<Account>, u32> {
     let Some(t) = tenant()? else {
         return Ok(None);
     };
     let device = device_index(t, ord)?;
     let slot = slot(t)?;
-    let acct = Account {
+    Ok(Some(Account {
         tenant: t,
         slot,
         device,
         limit: limit(t, ord),
-    };
-    let me = pid();
-    let charged = &CONTEXT_CHARGED[ord as usize];
-    if t.config.context_memory > 0 && charged.load(Relaxed) != me && charged.swap(me, SeqCst) != me
-    {
-        t.region.charge(slot, device, t.config.context_memory);
+    }))
+}
+
+/// The account for ordinal `ord`, for allocating. The first time, this process's context on
+/// that device is charged (a context costs device memory before anything is allocated in it);
+/// while the context does not fit in the limit, every allocation is refused.
+pub fn account(ord: i32) -> Result<Option<Account>, u32> {
+    let acct = lookup_account(ord)?;
+    if let Some(a) = &acct {
+        charge_context(a, ord)?;
     }
-    Ok(Some(acct))
+    Ok(acct)
+}
+
+/// Charges this process's context on `ord` once.
+pub fn charge_context(acct: &Account, ord: i32) -> Result<(), u32> {
+    let bytes = acct.tenant.config.context_memory;
+    let me = pid();
+    let Some(charged) = usize::try_from(ord)
+        .ok()
+        .and_then(|o| CONTEXT_CHARGED.get(o))
+    else {
+        return Ok(());
+    };
+    if bytes == 0 || charged.load(SeqCst) == me {
+        return Ok(());
+    }
+    SLOT_CLAIM.with(|_| {
+        if charged.load(SeqCst) != me {
+            acct.reserve(bytes)?;
+            charged.store(me, SeqCst);
+        }
+        Ok(())
+    })
 }
 
 impl Account {

@@ -37,8 +37,10 @@ pub unsafe fn mem_get_info(free: *mut usize, total: *mut usize) -> u32 {
     let Ok(ord) = crate::driver::current_device() else {
         return rc;
     };
-    match tenant::account(ord) {
+    match tenant::lookup_account(ord) {
         Ok(Some(a)) => {
+            // A context that does not fit leaves free at 0, which is what the tenant can use.
+            let _ = tenant::charge_context(&a, ord);
             // SAFETY: the driver filled both.
             let (t, f, _) =
                 virtual_memory(
@@ -88,7 +90,8 @@ fn nvml_err(e: u32) -> u32 {
 
 /// CUDA ordinal of an NVML device handle, through its UUID.
 fn ordinal_of(h: nvmlDevice_t) -> Option<i32> {
-    let uuid = parse_gpu_uuid(&crate::driver::nvml_device_uuid(h)?)?;
+    // SAFETY: h came from NVML through the caller.
+    let uuid = parse_gpu_uuid(&unsafe { crate::driver::nvml_device_uuid(h) }?)?;
     cuda_device_uuids()
         .iter()
         .position(|u| *u == uuid)
@@ -101,7 +104,7 @@ fn nvml_account(h: nvmlDevice_t) -> Result<Option<Account>, u32> {
         return Ok(None);
     }
     match ordinal_of(h) {
-        Some(ord) => tenant::account(ord).map_err(nvml_err),
+        Some(ord) => tenant::lookup_account(ord).map_err(nvml_err),
         None => Ok(None),
     }
 }
@@ -175,7 +178,8 @@ pub unsafe fn nvml_device_count(n: *mut c_uint) -> u32 {
 pub unsafe fn nvml_handle_by_index(i: c_uint, h: *mut nvmlDevice_t) -> u32 {
     match virtual_devices() {
         Some(u) => match u.get(i as usize) {
-            Some(uuid) => crate::driver::nvml_handle_by_uuid(uuid, h),
+            // SAFETY: h is the caller's out pointer.
+            Some(uuid) => unsafe { crate::driver::nvml_handle_by_uuid(uuid, h) },
             None => NVML_ERROR_INVALID_ARGUMENT,
         },
         // SAFETY: forwarding.

@@ -1,0 +1,91 @@
+//! The driver API as NVIDIA's runtime uses it (every function through `cuGetProcAddress_v2`):
+//! symbol versions and per-thread-stream flags, VMM, extra contexts, pitch and `_ptsz` paths.
+
+mod common;
+use common::*;
+
+fn run_path(path: &str, limit: &str, chunk_mib: u64) -> std::collections::HashMap<String, String> {
+    let m = Machine::new(&format!("drv-{path}"), "1x16GiB");
+    let prog = c_program("drv_paths", "driver");
+    key_values(&m.run(
+        &["--memory", limit],
+        &[prog.to_str().unwrap(), path, &chunk_mib.to_string()],
+    ))
+}
+
+#[test]
+fn lookups_honour_version_and_per_thread_flags() {
+    let kv = run_path("lookup", "1GiB", 64);
+    for key in [
+        "alloc_is_default",
+        "async_ptsz_is_default",
+        "async_variants_differ",
+        "htod_ptds_is_driver",
+        "probe_not_found",
+    ] {
+        assert_eq!(kv[key], "1", "{key}: {kv:?}");
+    }
+}
+
+#[test]
+fn vmm_physical_memory_is_limited_and_usable() {
+    let kv = run_path("vmm", "1GiB", 64);
+    assert_eq!(kv["vmm_data_ok"], "1");
+    assert_eq!(num(&kv, "allocated"), 768 * MIB);
+    assert_eq!(num(&kv, "error"), 2);
+    assert_eq!(num(&kv, "free_after"), 768 * MIB);
+}
+
+#[test]
+fn extra_contexts_cost_memory() {
+    let kv = run_path("ctx", "1GiB", 64);
+    assert_eq!(
+        num(&kv, "chunks"),
+        3,
+        "three 256 MiB contexts fit beside the primary one"
+    );
+    assert_eq!(num(&kv, "error"), 2);
+    assert_eq!(num(&kv, "free_after"), 768 * MIB);
+}
+
+#[test]
+fn per_thread_stream_allocations_are_limited() {
+    let kv = run_path("ptsz", "1GiB", 64);
+    assert_eq!(num(&kv, "allocated"), 768 * MIB);
+    assert_eq!(num(&kv, "free_after"), 768 * MIB);
+}
+
+#[test]
+fn pitch_allocations_count_pitch_times_height() {
+    // 1-byte-wide rows still cost a whole 512-byte pitch each.
+    let kv = run_path("pitch", "1GiB", 64);
+    assert_eq!(num(&kv, "pitch"), 512);
+    assert_eq!(num(&kv, "allocated"), 768 * MIB);
+    assert_eq!(num(&kv, "free_holding"), 0);
+}
+
+#[test]
+fn dlsym_path_is_limited_too() {
+    let m = Machine::new("probe-dlsym", "1x16GiB");
+    for extra in [&[][..], &["--proc-address"][..]] {
+        let mut cmd = vec![
+            gpupool().to_str().unwrap().to_string(),
+            "probe".into(),
+            "--chunk".into(),
+            "128MiB".into(),
+        ];
+        cmd.extend(extra.iter().map(|s| s.to_string()));
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let out = m.run(&["--memory", "2GiB"], &cmd);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["total"], 2 * GIB);
+        assert_eq!(r["device_total"], 2 * GIB);
+        assert_eq!(r["allocated"], 2 * GIB - 256 * MIB);
+        assert_eq!(r["stop_error"], 2);
+    }
+}

@@ -1,0 +1,111 @@
+//! NVIDIA's real CUDA runtime (12.9 and 13.0) on the simulated GPU, bare and under
+//! `libgpupool.so`: device queries, data movement, and the memory limit on every runtime
+//! allocation path.
+
+mod common;
+use common::*;
+
+const RUNTIMES: [&str; 2] = ["12.9", "13.0"];
+
+#[test]
+fn runtime_runs_on_the_simulated_gpu() {
+    for v in RUNTIMES {
+        let m = Machine::new(&format!("bare-{v}"), "1xH100");
+        let prog = c_program("rt_basic", v);
+        let out = std::process::Command::new(&prog)
+            .envs(m.sim_env())
+            .output()
+            .unwrap();
+        let kv = key_values(&out);
+        assert_eq!(kv["name"], "NVIDIA H100 80GB HBM3", "runtime {v}");
+        assert_eq!(num(&kv, "sms"), 132);
+        assert_eq!(num(&kv, "meminfo_total"), 81_559 * MIB);
+        assert_eq!(
+            num(&kv, "meminfo_free"),
+            81_559 * MIB - 256 * MIB,
+            "the context costs 256 MiB"
+        );
+        assert_eq!(
+            num(&kv, "meminfo_free") - num(&kv, "meminfo_free_after_2MiB"),
+            4 * MIB,
+            "two 1 MiB buffers at 2 MiB granularity"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == "OK"));
+    }
+}
+
+#[test]
+fn runtime_sees_the_limit_as_its_card() {
+    for v in RUNTIMES {
+        let m = Machine::new(&format!("view-{v}"), "1xH100");
+        let prog = c_program("rt_basic", v);
+        let out = m.run(&["--memory", "3GiB"], &[prog.to_str().unwrap()]);
+        let kv = key_values(&out);
+        assert_eq!(
+            num(&kv, "total_global"),
+            3 * GIB,
+            "cudaGetDeviceProperties under {v}"
+        );
+        assert_eq!(num(&kv, "meminfo_total"), 3 * GIB);
+        assert_eq!(num(&kv, "meminfo_free"), 3 * GIB - 256 * MIB);
+    }
+}
+
+fn check_path(v: &str, path: &str, limit_mib: u64, chunk_mib: u64) {
+    let m = Machine::new(&format!("path-{v}-{path}"), "1x16GiB");
+    let prog = c_program("rt_limits", v);
+    let out = m.run(
+        &["--memory", &format!("{limit_mib}MiB")],
+        &[prog.to_str().unwrap(), path, &chunk_mib.to_string()],
+    );
+    let kv = key_values(&out);
+    let budget = (limit_mib - 256) * MIB;
+    let got = num(&kv, "allocated");
+    assert!(
+        got <= budget,
+        "{v}/{path}: allocated {got} over the budget {budget}"
+    );
+    assert!(
+        got + chunk_mib * MIB > budget,
+        "{v}/{path}: refused early at {got} of {budget}"
+    );
+    assert_eq!(
+        num(&kv, "error"),
+        2,
+        "{v}/{path}: expected cudaErrorMemoryAllocation"
+    );
+    assert_eq!(num(&kv, "total"), limit_mib * MIB);
+    assert_eq!(num(&kv, "free_before"), budget);
+    assert_eq!(num(&kv, "free_holding"), budget - got);
+    assert_eq!(
+        num(&kv, "free_after"),
+        budget,
+        "{v}/{path}: everything given back"
+    );
+}
+
+#[test]
+fn limit_holds_on_every_runtime_allocation_path() {
+    for v in RUNTIMES {
+        for path in [
+            "malloc", "pitch", "managed", "async", "pool", "array", "array3d", "mipmap",
+        ] {
+            check_path(v, path, 1280, 96);
+        }
+    }
+}
+
+#[test]
+fn odd_sizes_are_charged_at_the_granularity() {
+    // 3 MiB chunks cost 4 MiB each (2 MiB granularity): 1024 - 256 = 768 MiB holds 192 of them.
+    let m = Machine::new("granularity", "1x16GiB");
+    let prog = c_program("rt_limits", "12.9");
+    let kv = key_values(&m.run(
+        &["--memory", "1GiB"],
+        &[prog.to_str().unwrap(), "malloc", "3"],
+    ));
+    assert_eq!(num(&kv, "chunks"), 192);
+    assert_eq!(num(&kv, "free_holding"), 0);
+}

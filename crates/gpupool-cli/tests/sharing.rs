@@ -1,0 +1,220 @@
+//! Several processes of one tenant: one shared limit, SIGKILL reclamation, and a stress test
+//! (threads × processes) during which the card's memory is sampled and never exceeds the limit.
+
+mod common;
+use common::*;
+use gpupool_region::Region;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn probe(m: &Machine, tenant: &str, limit: &str, hold_ms: u64) -> std::process::Child {
+    m.run_cmd(
+        &["--memory", limit, "--tenant", tenant],
+        &[
+            gpupool().to_str().unwrap(),
+            "probe",
+            "--chunk",
+            "128MiB",
+            "--hold-ms",
+            &hold_ms.to_string(),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+fn report(c: std::process::Child) -> serde_json::Value {
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn tenant_used(m: &Machine, name: &str) -> Option<u64> {
+    let info = m.info();
+    info["tenants"]
+        .as_array()?
+        .iter()
+        .find(|t| t["name"] == name)?["devices"][0]["used_bytes"]
+        .as_u64()
+}
+
+#[test]
+fn processes_of_a_tenant_share_one_limit() {
+    let m = Machine::new("share", "1x16GiB");
+    let a = probe(&m, "shared", "2GiB", 1500);
+    let b = probe(&m, "shared", "2GiB", 1500);
+    let (ra, rb) = (report(a), report(b));
+    let sum = ra["allocated"].as_u64().unwrap() + rb["allocated"].as_u64().unwrap();
+    // Each process's context (256 MiB) counts too, once it has been charged; a process whose
+    // context no longer fits is refused everything.
+    let contexts = [&ra, &rb]
+        .iter()
+        .filter(|r| r["free_before"].as_u64() != Some(0) || r["allocated"] != 0)
+        .count() as u64;
+    assert!(contexts >= 1);
+    assert!(
+        sum + contexts * 256 * MIB <= 2 * GIB,
+        "tenant got {sum} + {contexts} contexts over 2 GiB"
+    );
+    assert!(
+        sum + 2 * 256 * MIB + 128 * MIB > 2 * GIB,
+        "tenant refused early: {sum}"
+    );
+    assert_eq!(ra["stop_error"], 2);
+    assert_eq!(rb["stop_error"], 2);
+    // A different tenant on the same card has its own limit.
+    let c = report(probe(&m, "other", "1GiB", 0));
+    assert_eq!(c["allocated"], GIB - 256 * MIB);
+}
+
+#[test]
+fn memory_of_a_killed_process_is_back_within_a_second() {
+    let m = Machine::new("sigkill", "1x16GiB");
+    let mut holder = probe(&m, "victim", "2GiB", 60_000);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        let info = m.info();
+        let t = info["tenants"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == "victim").cloned());
+        if let Some(t) = t {
+            if t["devices"][0]["used_bytes"].as_u64() == Some(2 * GIB) {
+                break t["pids"][0].as_u64().unwrap() as i32;
+            }
+        }
+        assert!(Instant::now() < deadline, "holder never filled its limit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // SAFETY: sending SIGKILL to the probe process we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let killed = Instant::now();
+    while tenant_used(&m, "victim").unwrap_or(0) != 0 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "memory not reclaimed within 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let back = killed.elapsed();
+    let status = holder.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(128 + 9),
+        "gpupool run reports the SIGKILL"
+    );
+    // The next process of the tenant gets the whole budget, and so does the card.
+    let r = report(probe(&m, "victim", "2GiB", 0));
+    assert_eq!(
+        r["allocated"],
+        2 * GIB - 256 * MIB,
+        "reclaimed after {back:?}"
+    );
+    assert_eq!(r["free_before"], 2 * GIB - 256 * MIB);
+}
+
+#[test]
+fn stress_threads_and_processes_never_exceed_the_limit() {
+    const LIMIT: u64 = 3 * GIB;
+    let m = Machine::new("stress", "1x16GiB");
+    let prog = c_program("stress", "12.9");
+    let barrier = m.state.join("barrier");
+    std::fs::create_dir_all(&barrier).unwrap();
+    let mut children: Vec<_> = (0..4)
+        .map(|_| {
+            m.run_cmd(
+                &["--memory", "3GiB", "--tenant", "stress"],
+                &[prog.to_str().unwrap(), "8", "3000", "256"],
+            )
+            .env("STRESS_BARRIER_DIR", &barrier)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    // Once every process's context exists (and is accounted), let them race, sampling the
+    // simulated card's physical memory: what was really allocated, contexts included.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&barrier).unwrap().count() < 4 {
+        if Instant::now() > deadline
+            || children
+                .iter_mut()
+                .any(|c| c.try_wait().ok().flatten().is_some())
+        {
+            // Release the ones waiting so that their output pipes close, then report.
+            std::fs::write(barrier.join("go"), b"").unwrap();
+            let outputs: Vec<_> = children
+                .drain(..)
+                .map(|c| {
+                    let out = c.wait_with_output().unwrap();
+                    format!(
+                        "{:?} {} {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                })
+                .collect();
+            panic!("stress processes did not all start: {outputs:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let card = Region::open(&m.state.join("memory.region")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let samples = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, peak, samples) = (stop.clone(), peak.clone(), samples.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                peak.fetch_max(card.used(0), Ordering::SeqCst);
+                samples.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    std::fs::write(barrier.join("go"), b"").unwrap();
+    let mut ok = 0;
+    let mut oom = 0;
+    for c in children.drain(..) {
+        let out = c.wait_with_output().unwrap();
+        let kv = key_values(&out);
+        assert_eq!(num(&kv, "bad"), 0, "errors other than out-of-memory");
+        ok += num(&kv, "ok");
+        oom += num(&kv, "oom");
+    }
+    stop.store(true, Ordering::SeqCst);
+    sampler.join().unwrap();
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(samples.load(Ordering::SeqCst) > 100, "too few samples");
+    assert!(
+        peak <= LIMIT,
+        "card usage reached {peak} with a {LIMIT} limit"
+    );
+    assert!(
+        peak > LIMIT - 512 * MIB,
+        "the stress never came near the limit (peak {peak})"
+    );
+    assert!(
+        ok > 1000 && oom > 0,
+        "ok {ok}, oom {oom}: the limit was never contended"
+    );
+    assert_eq!(
+        tenant_used(&m, "stress"),
+        Some(0),
+        "tenant usage back to zero"
+    );
+    assert_eq!(
+        m.info()["devices"][0]["used_bytes"],
+        0,
+        "card usage back to zero"
+    );
+}
