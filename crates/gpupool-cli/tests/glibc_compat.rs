@@ -7,12 +7,20 @@ use std::process::Command;
 
 fn container_library() -> std::path::PathBuf {
     let p = root().join("target/glibc217/x86_64-unknown-linux-gnu/release/libgpupool.so");
-    assert!(p.is_file(), "{} missing: run scripts/build-glibc217 (scripts/test does)", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/build-glibc217 (scripts/test does)",
+        p.display()
+    );
     p
 }
 
 fn dynamic_symbols(lib: &std::path::Path) -> String {
-    let out = Command::new("objdump").arg("-T").arg(lib).output().expect("objdump");
+    let out = Command::new("objdump")
+        .arg("-T")
+        .arg(lib)
+        .output()
+        .expect("objdump");
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
@@ -32,19 +40,36 @@ fn max_glibc(symbols: &str) -> (u32, u32) {
 
 #[test]
 fn parser_reads_versions() {
-    assert_eq!(max_glibc("0 DF *UND* (GLIBC_2.2.5) dlopen\n0 DF *UND* (GLIBC_2.17) x\n0 DF *UND* GLIBC_2.3.4 y"), (2, 17));
+    assert_eq!(
+        max_glibc(
+            "0 DF *UND* (GLIBC_2.2.5) dlopen\n0 DF *UND* (GLIBC_2.17) x\n0 DF *UND* GLIBC_2.3.4 y"
+        ),
+        (2, 17)
+    );
     assert_eq!(max_glibc("0 DF *UND* (GLIBC_2.34) dlsym"), (2, 34));
 }
 
 #[test]
 fn needs_no_glibc_newer_than_2_17() {
     let symbols = dynamic_symbols(&container_library());
-    assert!(max_glibc(&symbols) <= (2, 17), "needs GLIBC_{:?}", max_glibc(&symbols));
+    assert!(
+        max_glibc(&symbols) <= (2, 17),
+        "needs GLIBC_{:?}",
+        max_glibc(&symbols)
+    );
     // The development build, linked on this machine, is expected to need more: the check can fail.
     assert!(max_glibc(&dynamic_symbols(&lib_dir().join("libgpupool.so"))) > (2, 17));
-    for hook in ["cuMemAlloc_v2", "cuGetProcAddress_v2", "cuMemAllocAsync_ptsz", "nvmlDeviceGetMemoryInfo_v2", "dlsym"] {
+    for hook in [
+        "cuMemAlloc_v2",
+        "cuGetProcAddress_v2",
+        "cuMemAllocAsync_ptsz",
+        "nvmlDeviceGetMemoryInfo_v2",
+        "dlsym",
+    ] {
         assert!(
-            symbols.lines().any(|l| l.contains(" g ") && l.contains(".text") && l.trim_end().ends_with(hook)),
+            symbols
+                .lines()
+                .any(|l| l.contains(" g ") && l.contains(".text") && l.trim_end().ends_with(hook)),
             "{hook} not exported"
         );
     }

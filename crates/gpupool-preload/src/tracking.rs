@@ -3,6 +3,7 @@
 
 use crate::spinlock::SpinLock;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// What was charged for one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +27,33 @@ pub enum Kind {
     Context,
 }
 
+/// A multiplicative hasher: keys are addresses and handles, already well spread, and SipHash
+/// would cost more than the rest of the allocation path.
+#[derive(Default)]
+pub struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ *b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(n as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
 const SHARDS: usize = 16;
-type Map = Option<HashMap<(Kind, u64), Charge>>;
+type Map = Option<HashMap<(Kind, u64), Charge, BuildHasherDefault<AddressHasher>>>;
 static MAPS: [SpinLock<Map>; SHARDS] = [const { SpinLock::new(None) }; SHARDS];
 
 fn shard(key: u64) -> &'static SpinLock<Map> {
@@ -37,7 +63,7 @@ fn shard(key: u64) -> &'static SpinLock<Map> {
 /// Records a charge.
 pub fn insert(kind: Kind, key: u64, charge: Charge) {
     shard(key).with(|m| {
-        m.get_or_insert_with(HashMap::new)
+        m.get_or_insert_with(HashMap::default)
             .insert((kind, key), charge)
     });
 }

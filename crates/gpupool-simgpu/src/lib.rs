@@ -17,6 +17,7 @@ pub mod copy;
 pub mod ctx;
 pub mod device;
 pub mod export_tables;
+pub mod launch;
 pub mod machine;
 pub mod md2;
 pub mod mem;
@@ -200,6 +201,8 @@ gpupool_cuda::export_functions! {
     fn cuMemRetainAllocationHandle(h: *mut u64, addr: *mut c_void) -> u32 => vmm::mem_retain_allocation_handle;
     fn cuMemGetAllocationPropertiesFromHandle(prop: *mut gpupool_cuda::props::RawAllocationProp, h: u64) -> u32 => vmm::mem_get_allocation_properties_from_handle;
 
+    fn cuLaunchKernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => launch::launch_kernel;
+    fn cuLaunchKernel_ptsz(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => launch::launch_kernel;
     fn cuStreamCreate(s: *mut CUstream, flags: u32) -> u32 => stream::stream_create;
     fn cuStreamCreateWithPriority(s: *mut CUstream, flags: u32, prio: i32) -> u32 => stream::stream_create_with_priority;
     fn cuStreamDestroy_v2(s: CUstream) -> u32 => stream::stream_destroy;

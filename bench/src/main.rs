@@ -1,0 +1,190 @@
+//! `gpupool-bench`: added cost per call of `libgpupool.so` over the bare simulated driver.
+//!
+//! The parent runs itself as a child alternately without and with the library preloaded (same
+//! simulated machine, same run), several rounds each; every child resolves the driver through
+//! `cuGetProcAddress_v2` as NVIDIA's runtime does, times batches of calls and reports the median
+//! per-call time. The parent prints a table of medians and the difference.
+//!
+//! Usage: `gpupool-bench [ROUNDS]` (run from `target/release`, beside the libraries).
+
+use serde::{Deserialize, Serialize};
+use std::ffi::{c_char, c_void, CString};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+struct Sample {
+    launch_ns: f64,
+    alloc_free_ns: f64,
+    mem_get_info_ns: f64,
+}
+
+type Gpa = unsafe extern "C" fn(*const c_char, *mut *mut c_void, i32, u64, *mut i32) -> u32;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median over `batches` of the per-call time of `f` run `n` times.
+fn time_per_call(batches: usize, n: usize, mut f: impl FnMut()) -> f64 {
+    let per: Vec<f64> = (0..batches)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / n as f64
+        })
+        .collect();
+    median(per)
+}
+
+fn child() -> Sample {
+    // SAFETY: loading the driver and calling documented entry points with valid arguments.
+    unsafe {
+        let h = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW);
+        assert!(!h.is_null(), "no libcuda.so.1");
+        let gpa: Gpa = std::mem::transmute(libc::dlsym(h, c"cuGetProcAddress_v2".as_ptr()));
+        let get = |name: &str, ver: i32| -> *mut c_void {
+            let c = CString::new(name).unwrap();
+            let mut p = std::ptr::null_mut();
+            let mut st = 0;
+            assert_eq!(gpa(c.as_ptr(), &mut p, ver, 0, &mut st), 0, "{name}");
+            p
+        };
+        let init: unsafe extern "C" fn(u32) -> u32 = std::mem::transmute(get("cuInit", 2000));
+        let retain: unsafe extern "C" fn(*mut *mut c_void, i32) -> u32 =
+            std::mem::transmute(get("cuDevicePrimaryCtxRetain", 7000));
+        let set: unsafe extern "C" fn(*mut c_void) -> u32 =
+            std::mem::transmute(get("cuCtxSetCurrent", 4000));
+        type Launch = unsafe extern "C" fn(
+            *mut c_void,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            *mut c_void,
+            *mut *mut c_void,
+            *mut *mut c_void,
+        ) -> u32;
+        let launch: Launch = std::mem::transmute(get("cuLaunchKernel", 7000));
+        let alloc: unsafe extern "C" fn(*mut u64, usize) -> u32 =
+            std::mem::transmute(get("cuMemAlloc", 3020));
+        let free: unsafe extern "C" fn(u64) -> u32 = std::mem::transmute(get("cuMemFree", 3020));
+        let info: unsafe extern "C" fn(*mut usize, *mut usize) -> u32 =
+            std::mem::transmute(get("cuMemGetInfo", 3020));
+        assert_eq!(init(0), 0);
+        let mut ctx = std::ptr::null_mut();
+        assert_eq!(retain(&mut ctx, 0), 0);
+        assert_eq!(set(ctx), 0);
+        let func = 0x1000 as *mut c_void; // the simulator accepts any non-null function
+        let mut params: [*mut c_void; 1] = [std::ptr::null_mut()];
+        let launch_ns = time_per_call(31, 20_000, || {
+            assert_eq!(
+                launch(
+                    func,
+                    1,
+                    1,
+                    1,
+                    128,
+                    1,
+                    1,
+                    0,
+                    std::ptr::null_mut(),
+                    params.as_mut_ptr(),
+                    std::ptr::null_mut()
+                ),
+                0
+            );
+        });
+        let alloc_free_ns = time_per_call(31, 2_000, || {
+            let mut p = 0;
+            assert_eq!(alloc(&mut p, 1 << 20), 0);
+            assert_eq!(free(p), 0);
+        });
+        let mem_get_info_ns = time_per_call(31, 20_000, || {
+            let (mut f, mut t) = (0, 0);
+            assert_eq!(info(&mut f, &mut t), 0);
+        });
+        Sample {
+            launch_ns,
+            alloc_free_ns,
+            mem_get_info_ns,
+        }
+    }
+}
+
+fn main() {
+    if std::env::var_os("GPUPOOL_BENCH_CHILD").is_some() {
+        println!("{}", serde_json::to_string(&child()).unwrap());
+        return;
+    }
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().to_path_buf();
+    let state: PathBuf = std::env::temp_dir().join(format!("gpupool-bench-{}", std::process::id()));
+    let lib = state.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    for name in ["libcuda.so.1", "libnvidia-ml.so.1"] {
+        std::os::unix::fs::symlink(dir.join("libgpupool_simgpu.so"), lib.join(name)).unwrap();
+    }
+    let run = |preload: bool| -> Sample {
+        let mut c = Command::new(&exe);
+        c.env("GPUPOOL_BENCH_CHILD", "1")
+            .env("LD_LIBRARY_PATH", &lib)
+            .env("GPUPOOL_SIM_SPEC", "1x80GiB")
+            .env("GPUPOOL_SIM_STATE", &state);
+        if preload {
+            c.env("LD_PRELOAD", dir.join("libgpupool.so"))
+                .env("GPUPOOL_MEMORY_LIMIT", "40GiB")
+                .env("GPUPOOL_REGION", state.join("tenant.region"))
+                .env("GPUPOOL_CONTEXT_MEMORY", "256MiB");
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let mut bare = Vec::new();
+    let mut with = Vec::new();
+    for _ in 0..rounds {
+        bare.push(run(false));
+        with.push(run(true));
+    }
+    let _ = std::fs::remove_dir_all(&state);
+    let row = |name: &str, goal: &str, get: fn(&Sample) -> f64| {
+        let b = median(bare.iter().map(get).collect());
+        let w = median(with.iter().map(get).collect());
+        println!(
+            "| {name:<24} | {b:>10.1} | {w:>10.1} | {:>10.1} | {goal:>8} |",
+            w - b
+        );
+    };
+    println!("rounds: {rounds} (alternating bare / preloaded), medians of per-call medians, ns");
+    println!(
+        "| {:<24} | {:>10} | {:>10} | {:>10} | {:>8} |",
+        "call", "bare", "gpupool", "added", "goal"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|",
+        "-".repeat(26),
+        "-".repeat(12),
+        "-".repeat(12),
+        "-".repeat(12),
+        "-".repeat(10)
+    );
+    row("cuLaunchKernel", "<= 25", |s| s.launch_ns);
+    row("cuMemAlloc + cuMemFree", "<= 300", |s| s.alloc_free_ns);
+    row("cuMemGetInfo", "-", |s| s.mem_get_info_ns);
+}
