@@ -112,6 +112,37 @@ pub fn unmap(base: u64, len: u64) {
     unsafe { libc::munmap(base as *mut c_void, len as usize) };
 }
 
+/// Freed device mappings kept for reuse, like a driver's sub-allocator: (length, address).
+/// Bounded in count and bytes; contents are not cleared (neither are real `cuMemAlloc`'s).
+static SPARE: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+const SPARE_MAX_ENTRIES: usize = 32;
+const SPARE_MAX_LEN: u64 = 16 << 20;
+
+fn reuse_or_map(len: u64) -> Result<u64, u32> {
+    let reused = {
+        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        spare
+            .iter()
+            .position(|(l, _)| *l == len)
+            .map(|i| spare.swap_remove(i).1)
+    };
+    match reused {
+        Some(base) => Ok(base),
+        None => map_anonymous(len),
+    }
+}
+
+fn keep_or_unmap(base: u64, len: u64) {
+    if len <= SPARE_MAX_LEN {
+        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_MAX_ENTRIES {
+            spare.push((len, base));
+            return;
+        }
+    }
+    unmap(base, len);
+}
+
 /// Rounds `n` up to a multiple of `g` (a power of two).
 pub fn round_up(n: u64, g: u64) -> u64 {
     n.div_ceil(g).saturating_mul(g)
@@ -152,7 +183,7 @@ pub fn alloc_charged(ordinal: i32, ctx: usize, size: u64, kind: Kind) -> Result<
     let (m, dev) = device(ordinal)?;
     let mapped = round_up(size, dev.spec.granularity);
     m.reserve(dev, mapped)?;
-    let base = match map_anonymous(mapped) {
+    let base = match reuse_or_map(mapped) {
         Ok(b) => b,
         Err(e) => {
             m.unreserve(dev, mapped);
@@ -176,7 +207,7 @@ pub fn alloc_charged(ordinal: i32, ctx: usize, size: u64, kind: Kind) -> Result<
 /// Frees charged device memory allocated by [`alloc_on`].
 pub fn free_device(base: u64, accept: impl Fn(Kind) -> bool) -> Result<(), u32> {
     let a = unregister_if(base, |a| accept(a.kind))?;
-    unmap(base, a.mapped);
+    keep_or_unmap(base, a.mapped);
     let (m, dev): (&Machine, _) = device(a.ordinal)?;
     m.unreserve(dev, a.mapped);
     Ok(())
