@@ -1,6 +1,7 @@
 /* Many threads allocating and freeing random sizes through the runtime until told to stop.
  * usage: stress THREADS ITERATIONS MAX_MIB
- * Prints "ok N", "oom N" (allocations refused) and "bad N" (errors other than out-of-memory).
+ * Prints "ok N", "oom N" (allocations refused), "bad N" (errors other than out-of-memory), and
+ * free memory before and after (equal unless something leaked).
  * With STRESS_BARRIER_DIR set, it creates DIR/ready.PID once its context exists and waits for
  * DIR/go before allocating, so that every process's context is accounted before the race. */
 #include <cuda_runtime_api.h>
@@ -59,6 +60,8 @@ int main(int argc, char **argv) {
     pthread_t t[64];
     for (int i = 0; i < threads && i < 64; i++) pthread_create(&t[i], NULL, worker, (void *)(size_t)i);
     for (int i = 0; i < threads && i < 64; i++) pthread_join(t[i], NULL);
-    printf("ok %ld\noom %ld\nbad %ld\n", ok_count, oom_count, bad_count);
+    size_t free_end = 0;
+    if (cudaMemGetInfo(&free_end, &total0) != cudaSuccess) { printf("FAIL meminfo\n"); return 1; }
+    printf("ok %ld\noom %ld\nbad %ld\nfree_start %zu\nfree_end %zu\n", ok_count, oom_count, bad_count, free0, free_end);
     return 0;
 }

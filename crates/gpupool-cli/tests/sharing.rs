@@ -218,3 +218,21 @@ fn stress_threads_and_processes_never_exceed_the_limit() {
         "card usage back to zero"
     );
 }
+
+#[test]
+fn forked_children_that_exit_keep_the_parents_accounting() {
+    let m = Machine::new("fork", "1x16GiB");
+    let prog = c_program("fork_exit", "12.9");
+    let kv = key_values(&m.run(&["--memory", "2GiB"], &[prog.to_str().unwrap()]));
+    assert_eq!(
+        num(&kv, "children"),
+        50,
+        "every child exited cleanly (no deadlock)"
+    );
+    assert_eq!(num(&kv, "free_before"), 2 * GIB - 256 * MIB - 512 * MIB);
+    assert_eq!(
+        num(&kv, "free_after"),
+        num(&kv, "free_before"),
+        "children's exit released nothing of the parent"
+    );
+}

@@ -11,6 +11,7 @@ pub mod arrays;
 pub mod exports;
 pub mod props;
 pub mod result;
+pub mod spinlock;
 pub mod symbols;
 pub mod uuid;
 

@@ -17,7 +17,7 @@ pub mod log;
 pub mod lookup;
 pub mod memory;
 pub mod real_lib;
-pub mod spinlock;
+pub use gpupool_cuda::spinlock;
 pub mod tenant;
 pub mod tracking;
 pub mod view;

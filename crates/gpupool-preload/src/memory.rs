@@ -54,14 +54,21 @@ fn with_charge(
 }
 
 /// Runs the driver's free, then gives back what was charged for `key`.
+///
+/// The record is taken out *before* the driver call: once the driver has freed the address,
+/// another thread may get the same address from its next allocation and record its own charge
+/// under it. If the driver refuses the free, the record is put back.
 fn with_uncharge(kind: Kind, key: u64, call: impl FnOnce() -> u32) -> u32 {
+    let charge = tracking::remove(kind, key);
     let rc = call();
-    if rc == CUDA_SUCCESS {
-        if let Some(c) = tracking::remove(kind, key) {
+    match charge {
+        Some(c) if rc == CUDA_SUCCESS => {
             if let Ok(Some(acct)) = tenant::lookup_account(c.ordinal) {
                 acct.release(c.bytes);
             }
         }
+        Some(c) => tracking::insert(kind, key, c),
+        None => {}
     }
     rc
 }

@@ -3,9 +3,9 @@
 use crate::machine::{machine, Device, Machine};
 use gpupool_cuda::cu::{CUcontext, CUdevice};
 use gpupool_cuda::result::*;
+use gpupool_cuda::spinlock::SpinLock;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
-use std::sync::Mutex;
 
 static INITIALISED: AtomicBool = AtomicBool::new(false);
 
@@ -25,7 +25,7 @@ pub struct Context {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static PRIMARY: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+pub(crate) static PRIMARY: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
 
 thread_local! {
     static STACK: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
@@ -79,7 +79,7 @@ pub fn ctx_ref(ctx: CUcontext) -> Result<&'static Context, u32> {
     if ctx.is_null() {
         return Err(CUDA_ERROR_INVALID_CONTEXT);
     }
-    let all = ALL.lock().unwrap_or_else(|e| e.into_inner());
+    let all = ALL.lock();
     if !all.contains(&(ctx as usize)) {
         return Err(CUDA_ERROR_INVALID_CONTEXT);
     }
@@ -87,7 +87,7 @@ pub fn ctx_ref(ctx: CUcontext) -> Result<&'static Context, u32> {
     Ok(unsafe { &*(ctx as *const Context) })
 }
 
-static ALL: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+pub(crate) static ALL: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
 
 fn new_context(
     m: &Machine,
@@ -105,7 +105,7 @@ fn new_context(
         id: NEXT_ID.fetch_add(1, SeqCst),
     });
     let p = Box::into_raw(c) as usize;
-    ALL.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+    ALL.lock().push(p);
     Ok(p)
 }
 
@@ -135,7 +135,7 @@ fn result(r: Result<u32, u32>) -> u32 {
 /// Retains (creating on first use) the primary context of `ordinal`.
 pub fn primary_retain(ordinal: CUdevice) -> Result<CUcontext, u32> {
     let (m, dev) = device(ordinal)?;
-    let mut prim = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut prim = PRIMARY.lock();
     if prim.len() < m.all.len() {
         prim.resize(m.all.len(), 0);
     }
@@ -165,7 +165,7 @@ pub unsafe fn primary_ctx_retain(pctx: *mut CUcontext, ordinal: CUdevice) -> u32
 pub unsafe fn primary_ctx_release(ordinal: CUdevice) -> u32 {
     result((|| {
         let (m, dev) = device(ordinal)?;
-        let prim = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
+        let prim = PRIMARY.lock();
         let p = prim.get(dev.physical).copied().unwrap_or(0);
         if p == 0 {
             return Err(CUDA_ERROR_INVALID_CONTEXT);
@@ -185,7 +185,7 @@ pub unsafe fn primary_ctx_release(ordinal: CUdevice) -> u32 {
 pub unsafe fn primary_ctx_reset(ordinal: CUdevice) -> u32 {
     result((|| {
         let (m, dev) = device(ordinal)?;
-        let prim = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
+        let prim = PRIMARY.lock();
         if let Some(&p) = prim.get(dev.physical).filter(|p| **p != 0) {
             // SAFETY: primary slots hold leaked Box<Context>.
             let c = unsafe { &*(p as *const Context) };
@@ -201,7 +201,7 @@ pub unsafe fn primary_ctx_reset(ordinal: CUdevice) -> u32 {
 pub unsafe fn primary_ctx_get_state(ordinal: CUdevice, flags: *mut u32, active: *mut i32) -> u32 {
     result((|| {
         let (_, dev) = device(ordinal)?;
-        let prim = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
+        let prim = PRIMARY.lock();
         let (f, a) = match prim.get(dev.physical).filter(|p| **p != 0) {
             // SAFETY: primary slots hold leaked Box<Context>.
             Some(&p) => unsafe {

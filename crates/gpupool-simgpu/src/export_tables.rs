@@ -8,9 +8,9 @@ use crate::machine::{tracing, DRIVER_VERSION};
 use crate::md2::hmac_md2;
 use gpupool_cuda::cu::{CUcontext, CUdevice, CUuuid};
 use gpupool_cuda::result::*;
+use gpupool_cuda::spinlock::SpinLock;
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::Mutex;
 
 /// A table of function pointers (and, for most tables, its size in slot 0).
 #[repr(C)]
@@ -78,15 +78,12 @@ unsafe extern "C" fn cudart_primary_ctx(out: *mut CUcontext, dev: CUdevice) -> u
     }
 }
 
-static HOOK_BUF_A: Mutex<[u32; 1024]> = Mutex::new([0; 1024]);
-static HOOK_BUF_B: Mutex<[u8; 14]> = Mutex::new([0; 14]);
+pub(crate) static HOOK_BUF_A: SpinLock<[u32; 1024]> = SpinLock::new([0; 1024]);
+pub(crate) static HOOK_BUF_B: SpinLock<[u8; 14]> = SpinLock::new([0; 14]);
 
 /// RUNTIME_CALLBACK_HOOKS slot 2: a buffer of 1024 u32.
 unsafe extern "C" fn hooks_buffer_a(buf: *mut *mut c_void, n: *mut usize) -> u32 {
-    let p = HOOK_BUF_A
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_mut_ptr();
+    let p = HOOK_BUF_A.lock().as_mut_ptr();
     // SAFETY: caller's out pointers; the static buffer lives forever.
     unsafe {
         if !buf.is_null() {
@@ -101,10 +98,7 @@ unsafe extern "C" fn hooks_buffer_a(buf: *mut *mut c_void, n: *mut usize) -> u32
 
 /// RUNTIME_CALLBACK_HOOKS slot 6: a buffer of 14 bytes.
 unsafe extern "C" fn hooks_buffer_b(buf: *mut *mut c_void, n: *mut usize) -> u32 {
-    let p = HOOK_BUF_B
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_mut_ptr();
+    let p = HOOK_BUF_B.lock().as_mut_ptr();
     // SAFETY: as above.
     unsafe {
         if !buf.is_null() {
@@ -118,7 +112,7 @@ unsafe extern "C" fn hooks_buffer_b(buf: *mut *mut c_void, n: *mut usize) -> u32
 }
 
 type ClsKey = (usize, usize);
-static CLS: Mutex<Option<HashMap<ClsKey, usize>>> = Mutex::new(None);
+pub(crate) static CLS: SpinLock<Option<HashMap<ClsKey, usize>>> = SpinLock::new(None);
 
 fn cls_ctx(ctx: CUcontext) -> usize {
     if ctx.is_null() {
@@ -137,7 +131,6 @@ unsafe extern "C" fn cls_put(
 ) -> u32 {
     let k = (cls_ctx(ctx), key as usize);
     CLS.lock()
-        .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(HashMap::new)
         .insert(k, value as usize);
     CUDA_SUCCESS
@@ -146,22 +139,14 @@ unsafe extern "C" fn cls_put(
 /// CONTEXT_LOCAL_STORAGE slot 1: delete.
 unsafe extern "C" fn cls_delete(ctx: CUcontext, key: *mut c_void) -> u32 {
     let k = (cls_ctx(ctx), key as usize);
-    CLS.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .remove(&k);
+    CLS.lock().get_or_insert_with(HashMap::new).remove(&k);
     CUDA_SUCCESS
 }
 
 /// CONTEXT_LOCAL_STORAGE slot 2: get.
 unsafe extern "C" fn cls_get(out: *mut *mut c_void, ctx: CUcontext, key: *mut c_void) -> u32 {
     let k = (cls_ctx(ctx), key as usize);
-    let v = CLS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .get(&k)
-        .copied();
+    let v = CLS.lock().get_or_insert_with(HashMap::new).get(&k).copied();
     match v {
         Some(v) => {
             if !out.is_null() {

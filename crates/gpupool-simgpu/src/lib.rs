@@ -17,6 +17,7 @@ pub mod copy;
 pub mod ctx;
 pub mod device;
 pub mod export_tables;
+pub mod fork;
 pub mod launch;
 pub mod machine;
 pub mod md2;

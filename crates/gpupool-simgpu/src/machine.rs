@@ -41,6 +41,8 @@ pub struct Machine {
     pub slot: SlotHandle,
     /// Whether tracing is on.
     pub trace: bool,
+    /// Pid of the process that built the machine (and owns `slot`).
+    pub pid: u32,
 }
 
 impl Machine {
@@ -200,15 +202,20 @@ fn build() -> Result<Machine, String> {
         region,
         slot,
         trace: std::env::var_os(ENV_TRACE).is_some(),
+        pid: std::process::id(),
     })
 }
 
 static MACHINE: OnceLock<Result<Machine, String>> = OnceLock::new();
 
 /// At normal exit the process's memory goes back, as the real driver frees it.
+/// (A forked child that exits must not release its parent's memory.)
 extern "C" fn release_at_exit() {
     if let Some(Ok(m)) = MACHINE.get() {
-        m.region.release_slot(m.slot);
+        // SAFETY: getpid has no preconditions.
+        if m.pid == unsafe { libc::getpid() } as u32 {
+            m.region.release_slot(m.slot);
+        }
     }
 }
 
@@ -221,6 +228,7 @@ pub fn machine() -> Result<&'static Machine, u32> {
             // SAFETY: registering a plain extern "C" function.
             Ok(_) => unsafe {
                 libc::atexit(release_at_exit);
+                crate::fork::register();
             },
         }
         r

@@ -10,10 +10,10 @@ use crate::ctx::{device, require_current, Context};
 use crate::machine::Machine;
 use gpupool_cuda::cu::{CUcontext, CUdeviceptr};
 use gpupool_cuda::result::*;
+use gpupool_cuda::spinlock::SpinLock;
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::Mutex;
 
 /// What an allocation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,11 +51,11 @@ pub struct Alloc {
     pub id: u64,
 }
 
-static ALLOCS: Mutex<BTreeMap<u64, Alloc>> = Mutex::new(BTreeMap::new());
+pub(crate) static ALLOCS: SpinLock<BTreeMap<u64, Alloc>> = SpinLock::new(BTreeMap::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-fn allocs() -> std::sync::MutexGuard<'static, BTreeMap<u64, Alloc>> {
-    ALLOCS.lock().unwrap_or_else(|e| e.into_inner())
+fn allocs() -> gpupool_cuda::spinlock::SpinGuard<'static, BTreeMap<u64, Alloc>> {
+    ALLOCS.lock()
 }
 
 /// Finds the allocation containing `[ptr, ptr + len)`.
@@ -114,13 +114,13 @@ pub fn unmap(base: u64, len: u64) {
 
 /// Freed device mappings kept for reuse, like a driver's sub-allocator: (length, address).
 /// Bounded in count and bytes; contents are not cleared (neither are real `cuMemAlloc`'s).
-static SPARE: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+pub(crate) static SPARE: SpinLock<Vec<(u64, u64)>> = SpinLock::new(Vec::new());
 const SPARE_MAX_ENTRIES: usize = 32;
 const SPARE_MAX_LEN: u64 = 16 << 20;
 
 fn reuse_or_map(len: u64) -> Result<u64, u32> {
     let reused = {
-        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut spare = SPARE.lock();
         spare
             .iter()
             .position(|(l, _)| *l == len)
@@ -134,7 +134,7 @@ fn reuse_or_map(len: u64) -> Result<u64, u32> {
 
 fn keep_or_unmap(base: u64, len: u64) {
     if len <= SPARE_MAX_LEN {
-        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut spare = SPARE.lock();
         if spare.len() < SPARE_MAX_ENTRIES {
             spare.push((len, base));
             return;

@@ -7,9 +7,9 @@ use crate::mem::{alloc_charged, find, free_device, write, Kind};
 use gpupool_cuda::cu::{CUdevice, CUdeviceptr, CUmemoryPool, CUstream};
 use gpupool_cuda::props::RawPoolProps;
 use gpupool_cuda::result::*;
+use gpupool_cuda::spinlock::SpinLock;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::Mutex;
 
 /// A pool.
 pub struct Pool {
@@ -19,7 +19,7 @@ pub struct Pool {
     release_threshold: AtomicU64,
 }
 
-static DEFAULT_POOLS: Mutex<Vec<(i32, usize, usize)>> = Mutex::new(Vec::new());
+pub(crate) static DEFAULT_POOLS: SpinLock<Vec<(i32, usize, usize)>> = SpinLock::new(Vec::new());
 
 fn new_pool(ordinal: i32) -> usize {
     Box::into_raw(Box::new(Pool {
@@ -30,8 +30,8 @@ fn new_pool(ordinal: i32) -> usize {
     })) as usize
 }
 
-fn pools() -> std::sync::MutexGuard<'static, Vec<(i32, usize, usize)>> {
-    DEFAULT_POOLS.lock().unwrap_or_else(|e| e.into_inner())
+fn pools() -> gpupool_cuda::spinlock::SpinGuard<'static, Vec<(i32, usize, usize)>> {
+    DEFAULT_POOLS.lock()
 }
 
 /// (default pool, current pool) of a device.

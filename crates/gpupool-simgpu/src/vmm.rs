@@ -6,11 +6,11 @@ use crate::mem::{find, register, unregister_if, write, Alloc, Kind};
 use gpupool_cuda::cu::CUdeviceptr;
 use gpupool_cuda::props::RawAllocationProp;
 use gpupool_cuda::result::*;
+use gpupool_cuda::spinlock::SpinLock;
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::Mutex;
 
-struct Physical {
+pub(crate) struct Physical {
     fd: i32,
     size: u64,
     ordinal: i32,
@@ -18,23 +18,17 @@ struct Physical {
     released: bool,
 }
 
-static HANDLES: Mutex<Option<HashMap<u64, Physical>>> = Mutex::new(None);
+pub(crate) static HANDLES: SpinLock<Option<HashMap<u64, Physical>>> = SpinLock::new(None);
 /// Mapped ranges: start -> (handle, size).
-static MAPPINGS: Mutex<Option<HashMap<u64, (u64, u64)>>> = Mutex::new(None);
+pub(crate) static MAPPINGS: SpinLock<Option<HashMap<u64, (u64, u64)>>> = SpinLock::new(None);
 static NEXT_HANDLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0x1000);
 
 fn with_handles<R>(f: impl FnOnce(&mut HashMap<u64, Physical>) -> R) -> R {
-    f(HANDLES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new))
+    f(HANDLES.lock().get_or_insert_with(HashMap::new))
 }
 
 fn with_mappings<R>(f: impl FnOnce(&mut HashMap<u64, (u64, u64)>) -> R) -> R {
-    f(MAPPINGS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new))
+    f(MAPPINGS.lock().get_or_insert_with(HashMap::new))
 }
 
 fn prop_device(prop: *const RawAllocationProp) -> Result<i32, u32> {

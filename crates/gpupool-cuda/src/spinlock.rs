@@ -1,6 +1,7 @@
-//! A tiny lock for the allocation path (never used on the launch path). Unlike `std::sync::Mutex`
-//! it can be taken in a `pthread_atfork` prepare handler and released in the parent and child
-//! handlers, so a fork while another thread holds it cannot leave the child deadlocked.
+//! A tiny lock for code that runs inside users' processes (the interception library and the
+//! simulated driver; never on a launch path). Unlike `std::sync::Mutex` it can be taken in a
+//! `pthread_atfork` prepare handler and released in the parent and child handlers, so a fork
+//! while another thread holds it cannot leave the child deadlocked.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{
@@ -48,6 +49,12 @@ impl<T> SpinLock<T> {
         self.locked.store(false, Release);
     }
 
+    /// Locks and returns a guard that unlocks on drop.
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        self.raw_lock();
+        SpinGuard(self)
+    }
+
     /// Runs `f` with the value locked.
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         self.raw_lock();
@@ -60,6 +67,30 @@ impl<T> SpinLock<T> {
         let _unlock = Unlock(&self.locked);
         // SAFETY: we hold the lock until `_unlock` drops.
         f(unsafe { &mut *self.value.get() })
+    }
+}
+
+/// Access to a [`SpinLock`]'s value while it is held.
+pub struct SpinGuard<'a, T>(&'a SpinLock<T>);
+
+impl<T> std::ops::Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while the lock is held.
+        unsafe { &*self.0.value.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard exists only while the lock is held, and is unique.
+        unsafe { &mut *self.0.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.0.raw_unlock();
     }
 }
 
