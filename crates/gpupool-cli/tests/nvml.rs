@@ -48,8 +48,9 @@ fn nvml_as_tenant(m: &Machine, run_args: &[&str]) -> serde_json::Value {
     )
 }
 
-/// Starts a probe holding memory and waits until the card shows it.
-fn holder(m: &Machine, args: &[&str]) -> std::process::Child {
+/// Starts a probe (`gpupool run ARGS`) holding `chunks` × 512 MiB for 4 s, and waits until the
+/// card lists `processes` processes.
+fn holder(m: &Machine, args: &[&str], chunks: u32, processes: usize) -> std::process::Child {
     let c = m
         .run_cmd(
             args,
@@ -59,7 +60,7 @@ fn holder(m: &Machine, args: &[&str]) -> std::process::Child {
                 "--chunk",
                 "512MiB",
                 "--max-chunks",
-                "2",
+                &chunks.to_string(),
                 "--hold-ms",
                 "4000",
             ],
@@ -71,7 +72,7 @@ fn holder(m: &Machine, args: &[&str]) -> std::process::Child {
     while m.info()["devices"][0]["processes"]
         .as_array()
         .map_or(0, |p| p.len())
-        < 1
+        < processes
     {
         assert!(Instant::now() < deadline, "holder did not start");
         std::thread::sleep(Duration::from_millis(20));
@@ -82,7 +83,7 @@ fn holder(m: &Machine, args: &[&str]) -> std::process::Child {
 #[test]
 fn bare_card_lists_processes_with_their_memory() {
     let m = Machine::new("nvml-bare", "1x16GiB");
-    let mut h = holder(&m, &[]);
+    let mut h = holder(&m, &[], 2, 1);
     let v = nvml_bare(&m);
     let d = &v["devices"][0];
     assert_eq!(d["total"], 16 * GIB);
@@ -101,33 +102,8 @@ fn bare_card_lists_processes_with_their_memory() {
 #[test]
 fn tenant_sees_its_limit_usage_and_processes_only() {
     let m = Machine::new("nvml-tenant", "1x16GiB");
-    let mut mine = holder(&m, &["--memory", "4GiB", "--tenant", "mine"]);
-    let mut theirs = m
-        .run_cmd(
-            &["--memory", "2GiB", "--tenant", "theirs"],
-            &[
-                gpupool().to_str().unwrap(),
-                "probe",
-                "--chunk",
-                "512MiB",
-                "--max-chunks",
-                "1",
-                "--hold-ms",
-                "4000",
-            ],
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while m.info()["devices"][0]["processes"]
-        .as_array()
-        .map_or(0, |p| p.len())
-        < 2
-    {
-        assert!(Instant::now() < deadline, "second holder did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut mine = holder(&m, &["--memory", "4GiB", "--tenant", "mine"], 2, 1);
+    let mut theirs = holder(&m, &["--memory", "2GiB", "--tenant", "theirs"], 1, 2);
     let v = nvml_as_tenant(&m, &["--memory", "4GiB", "--tenant", "mine"]);
     let d = &v["devices"][0];
     assert_eq!(d["total"], 4 * GIB);

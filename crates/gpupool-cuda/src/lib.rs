@@ -9,6 +9,7 @@
 
 pub mod arrays;
 pub mod exports;
+pub mod nvml_list;
 pub mod props;
 pub mod result;
 pub mod spinlock;

@@ -330,16 +330,21 @@ fn context_memory() -> u64 {
     }
 }
 
+/// Charges an extra context on `dev` around the driver's `create`, recording it under the new
+/// context handle.
+fn charged_context(ctx: *mut CUcontext, dev: CUdevice, create: impl FnOnce() -> u32) -> u32 {
+    // SAFETY: ctx holds the new context once the driver succeeded.
+    with_charge(dev, context_memory(), Kind::Context, create, || unsafe {
+        *ctx as u64
+    })
+}
+
 /// Hook for `cuCtxCreate_v2`: an extra context costs device memory too.
 pub unsafe fn ctx_create(ctx: *mut CUcontext, flags: u32, dev: CUdevice) -> u32 {
-    // SAFETY: forwarding; ctx holds the new context after success.
-    with_charge(
-        dev,
-        context_memory(),
-        Kind::Context,
-        || unsafe { real::cuCtxCreate_v2(ctx, flags, dev) },
-        || unsafe { *ctx as u64 },
-    )
+    // SAFETY: forwarding.
+    charged_context(ctx, dev, || unsafe {
+        real::cuCtxCreate_v2(ctx, flags, dev)
+    })
 }
 
 /// Hook for `cuCtxCreate_v3`.
@@ -350,14 +355,10 @@ pub unsafe fn ctx_create_v3(
     flags: u32,
     dev: CUdevice,
 ) -> u32 {
-    // SAFETY: as above.
-    with_charge(
-        dev,
-        context_memory(),
-        Kind::Context,
-        || unsafe { real::cuCtxCreate_v3(ctx, params, n, flags, dev) },
-        || unsafe { *ctx as u64 },
-    )
+    // SAFETY: forwarding.
+    charged_context(ctx, dev, || unsafe {
+        real::cuCtxCreate_v3(ctx, params, n, flags, dev)
+    })
 }
 
 /// Hook for `cuCtxCreate_v4`.
@@ -367,14 +368,10 @@ pub unsafe fn ctx_create_v4(
     flags: u32,
     dev: CUdevice,
 ) -> u32 {
-    // SAFETY: as above.
-    with_charge(
-        dev,
-        context_memory(),
-        Kind::Context,
-        || unsafe { real::cuCtxCreate_v4(ctx, params, flags, dev) },
-        || unsafe { *ctx as u64 },
-    )
+    // SAFETY: forwarding.
+    charged_context(ctx, dev, || unsafe {
+        real::cuCtxCreate_v4(ctx, params, flags, dev)
+    })
 }
 
 /// Hook for `cuCtxDestroy_v2`.

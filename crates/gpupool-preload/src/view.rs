@@ -109,18 +109,22 @@ fn nvml_account(h: nvmlDevice_t) -> Result<Option<Account>, u32> {
     }
 }
 
+/// The tenant's (total, free, used) of an NVML device whose real total and free are given;
+/// `None` when the device is not limited for this tenant.
+fn nvml_view(h: nvmlDevice_t, total: u64, free: u64) -> Result<Option<(u64, u64, u64)>, u32> {
+    Ok(nvml_account(h)?.map(|a| virtual_memory(a.limit, a.used(), total, free)))
+}
+
 /// Hook for `nvmlDeviceGetMemoryInfo`.
 pub unsafe fn nvml_memory_info(h: nvmlDevice_t, mem: *mut nvmlMemory_t) -> u32 {
     // SAFETY: forwarding.
     let rc = unsafe { real::nvmlDeviceGetMemoryInfo(h, mem) };
-    if rc != NVML_SUCCESS || mem.is_null() {
+    // SAFETY: filled by NVML when it succeeded.
+    let Some(m) = (unsafe { mem.as_mut() }).filter(|_| rc == NVML_SUCCESS) else {
         return rc;
-    }
-    match nvml_account(h) {
-        Ok(Some(a)) => {
-            // SAFETY: filled by NVML.
-            let m = unsafe { &mut *mem };
-            let (total, free, used) = virtual_memory(a.limit, a.used(), m.total, m.free);
+    };
+    match nvml_view(h, m.total, m.free) {
+        Ok(Some((total, free, used))) => {
             *m = nvmlMemory_t { total, free, used };
             rc
         }
@@ -133,18 +137,13 @@ pub unsafe fn nvml_memory_info(h: nvmlDevice_t, mem: *mut nvmlMemory_t) -> u32 {
 pub unsafe fn nvml_memory_info_v2(h: nvmlDevice_t, mem: *mut nvmlMemory_v2_t) -> u32 {
     // SAFETY: forwarding.
     let rc = unsafe { real::nvmlDeviceGetMemoryInfo_v2(h, mem) };
-    if rc != NVML_SUCCESS || mem.is_null() {
+    // SAFETY: filled by NVML when it succeeded.
+    let Some(m) = (unsafe { mem.as_mut() }).filter(|_| rc == NVML_SUCCESS) else {
         return rc;
-    }
-    match nvml_account(h) {
-        Ok(Some(a)) => {
-            // SAFETY: filled by NVML.
-            let m = unsafe { &mut *mem };
-            let (total, free, used) = virtual_memory(a.limit, a.used(), m.total, m.free);
-            m.total = total;
-            m.free = free;
-            m.used = used;
-            m.reserved = 0;
+    };
+    match nvml_view(h, m.total, m.free) {
+        Ok(Some((total, free, used))) => {
+            (m.total, m.free, m.used, m.reserved) = (total, free, used, 0);
             rc
         }
         Ok(None) => rc,
@@ -233,21 +232,8 @@ unsafe fn filter_processes(
         ours.iter()
             .any(|(pid, host)| *pid == p.pid || *host == p.pid)
     });
-    if count.is_null() {
-        return NVML_ERROR_INVALID_ARGUMENT;
-    }
-    // SAFETY: non-null caller pointer.
-    let room = unsafe { *count } as usize;
-    // SAFETY: as above.
-    unsafe { *count = all.len() as c_uint };
-    if all.len() > room || (infos.is_null() && !all.is_empty()) {
-        return NVML_ERROR_INSUFFICIENT_SIZE;
-    }
-    for (i, p) in all.iter().enumerate() {
-        // SAFETY: the caller's array holds `room` >= all.len() entries.
-        unsafe { infos.add(i).write(*p) };
-    }
-    NVML_SUCCESS
+    // SAFETY: the caller's count / array, per NVML's contract.
+    unsafe { gpupool_cuda::nvml_list::fill_list(&all, count, infos) }
 }
 
 /// Hook for `nvmlDeviceGetComputeRunningProcesses_v3`.

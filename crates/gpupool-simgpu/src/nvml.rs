@@ -220,18 +220,7 @@ pub unsafe fn device_get_memory_info_v2(h: nvmlDevice_t, mem: *mut nvmlMemory_v2
 }
 
 /// One entry of a process list (v2/v3 layout).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ProcessInfo {
-    /// Host pid.
-    pub pid: c_uint,
-    /// Used device memory.
-    pub used: u64,
-    /// MIG GPU instance (none).
-    pub gpu_instance: c_uint,
-    /// MIG compute instance (none).
-    pub compute_instance: c_uint,
-}
+pub use gpupool_cuda::nvml::nvmlProcessInfo_v2_t as ProcessInfo;
 
 /// (host pid, bytes) of processes using device `d`.
 fn processes(m: &Machine, d: &Device) -> Vec<(u32, u64)> {
@@ -249,31 +238,19 @@ fn processes(m: &Machine, d: &Device) -> Vec<(u32, u64)> {
         .collect()
 }
 
-/// Fills a caller's process array per NVML's count protocol.
+/// Returns a process list in the caller's entry layout.
 ///
 /// # Safety
-/// `count` must be null or valid; `infos` must hold `*count` entries.
-pub unsafe fn fill_processes<T>(
+/// `count` must be null or valid; `infos` must be null or hold `*count` entries.
+pub unsafe fn fill_processes<T: Copy>(
     list: &[(u32, u64)],
     count: *mut c_uint,
     infos: *mut T,
     make: impl Fn(u32, u64) -> T,
 ) -> u32 {
-    if count.is_null() {
-        return NVML_ERROR_INVALID_ARGUMENT;
-    }
-    // SAFETY: non-null caller pointer.
-    let room = unsafe { *count } as usize;
-    // SAFETY: as above.
-    unsafe { *count = list.len() as c_uint };
-    if list.len() > room || (infos.is_null() && !list.is_empty()) {
-        return NVML_ERROR_INSUFFICIENT_SIZE;
-    }
-    for (i, &(pid, used)) in list.iter().enumerate() {
-        // SAFETY: the caller's array has `room` >= list.len() entries.
-        unsafe { infos.add(i).write(make(pid, used)) };
-    }
-    NVML_SUCCESS
+    let items: Vec<T> = list.iter().map(|&(pid, used)| make(pid, used)).collect();
+    // SAFETY: the caller's count / array.
+    unsafe { gpupool_cuda::nvml_list::fill_list(&items, count, infos) }
 }
 
 /// `nvmlDeviceGetComputeRunningProcesses_v3` / `_v2`.
@@ -285,9 +262,9 @@ pub unsafe fn device_get_compute_running_processes(
     ok(dev(h).map(|(m, d)| {
         fill_processes(&processes(m, d), count, infos, |pid, used| ProcessInfo {
             pid,
-            used,
-            gpu_instance: u32::MAX,
-            compute_instance: u32::MAX,
+            usedGpuMemory: used,
+            gpuInstanceId: u32::MAX,
+            computeInstanceId: u32::MAX,
         })
     }))
 }
@@ -314,9 +291,9 @@ pub unsafe fn device_get_graphics_running_processes(
     ok(dev(h).map(|_| {
         fill_processes(&[], count, infos, |pid, used| ProcessInfo {
             pid,
-            used,
-            gpu_instance: 0,
-            compute_instance: 0,
+            usedGpuMemory: used,
+            gpuInstanceId: 0,
+            computeInstanceId: 0,
         })
     }))
 }
