@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pitch lookup)
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pitch lookup errors)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
 #include <dlfcn.h>
@@ -39,6 +39,22 @@ int main(int argc, char **argv) {
     gpa = (gpa_t)dlsym(lib, "cuGetProcAddress_v2");
     if (!gpa) { printf("FAIL dlsym\n"); return 1; }
     FN(init, "cuInit", 2000, CUresult (*)(unsigned));
+    if (!strcmp(path, "errors")) {
+        /* like a real driver: nothing works before cuInit, memory calls need a context */
+        FN(info0, "cuMemGetInfo", 3020, CUresult (*)(size_t *, size_t *));
+        FN(count, "cuDeviceGetCount", 2000, CUresult (*)(int *));
+        FN(alloc0, "cuMemAlloc", 3020, CUresult (*)(CUdeviceptr *, size_t));
+        size_t f, t;
+        int n = 0;
+        CUdeviceptr p;
+        printf("count_before_init %d\n", (int)count(&n));
+        printf("info_before_init %d\n", (int)info0(&f, &t));
+        CHECK(init(0));
+        printf("info_without_context %d\n", (int)info0(&f, &t));
+        printf("alloc_without_context %d\n", (int)alloc0(&p, 1 << 20));
+        printf("init_bad_flags %d\n", (int)init(7));
+        return 0;
+    }
     FN(retain, "cuDevicePrimaryCtxRetain", 7000, CUresult (*)(CUcontext *, CUdevice));
     FN(set_current, "cuCtxSetCurrent", 4000, CUresult (*)(CUcontext));
     FN(info, "cuMemGetInfo", 3020, CUresult (*)(size_t *, size_t *));

@@ -198,3 +198,35 @@ fn bad_sim_state_is_reported() {
     );
     std::mem::forget(other);
 }
+
+#[test]
+fn bad_simulator_spec_or_state_names_the_input() {
+    let prog = c_program("rt_basic", "12.9");
+    let m = Machine::new("sim-bad-spec", "1x16GiB");
+    let mut env = m.sim_env();
+    for (k, v) in env.iter_mut() {
+        if k == "GPUPOOL_SIM_SPEC" {
+            *v = "3xfoo".into();
+        }
+    }
+    let out = Command::new(&prog).envs(env).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("GPUPOOL_SIM_SPEC") && stderr(&out).contains("foo"),
+        "{}",
+        stderr(&out)
+    );
+    let mut env = m.sim_env();
+    for (k, v) in env.iter_mut() {
+        if k == "GPUPOOL_SIM_STATE" {
+            *v = "/proc/gpupool-state".into();
+        }
+    }
+    let out = Command::new(&prog).envs(env).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("/proc/gpupool-state"),
+        "{}",
+        stderr(&out)
+    );
+}

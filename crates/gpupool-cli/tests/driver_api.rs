@@ -89,3 +89,21 @@ fn dlsym_path_is_limited_too() {
         assert_eq!(r["stop_error"], 2);
     }
 }
+
+#[test]
+fn errors_before_init_and_without_context_are_the_drivers() {
+    let kv = run_path("errors", "1GiB", 64);
+    assert_eq!(
+        num(&kv, "count_before_init"),
+        3,
+        "CUDA_ERROR_NOT_INITIALIZED"
+    );
+    assert_eq!(num(&kv, "info_before_init"), 3);
+    assert_eq!(
+        num(&kv, "info_without_context"),
+        201,
+        "CUDA_ERROR_INVALID_CONTEXT"
+    );
+    assert_eq!(num(&kv, "alloc_without_context"), 201);
+    assert_eq!(num(&kv, "init_bad_flags"), 1, "CUDA_ERROR_INVALID_VALUE");
+}

@@ -109,3 +109,18 @@ fn odd_sizes_are_charged_at_the_granularity() {
     assert_eq!(num(&kv, "chunks"), 192);
     assert_eq!(num(&kv, "free_holding"), 0);
 }
+
+#[test]
+fn a_limit_smaller_than_a_context_still_gives_a_sane_view() {
+    // HAMi-core answered cuMemGetInfo with an error here, breaking frameworks at start-up.
+    let m = Machine::new("tiny", "1x16GiB");
+    let prog = c_program("rt_limits", "12.9");
+    let kv = key_values(&m.run(
+        &["--memory", "128MiB"],
+        &[prog.to_str().unwrap(), "malloc", "2"],
+    ));
+    assert_eq!(num(&kv, "total"), 128 * MIB);
+    assert_eq!(num(&kv, "free_before"), 0, "free never underflows");
+    assert_eq!(num(&kv, "chunks"), 0);
+    assert_eq!(num(&kv, "error"), 2);
+}

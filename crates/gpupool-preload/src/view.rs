@@ -39,16 +39,14 @@ pub unsafe fn mem_get_info(free: *mut usize, total: *mut usize) -> u32 {
     };
     match tenant::lookup_account(ord) {
         Ok(Some(a)) => {
-            // A context that does not fit leaves free at 0, which is what the tenant can use.
-            let _ = tenant::charge_context(&a, ord);
+            // While this process's context does not fit, it can allocate nothing: free is 0.
+            let context_fits = tenant::charge_context(&a, ord).is_ok();
             // SAFETY: the driver filled both.
-            let (t, f, _) =
-                virtual_memory(
-                    a.limit,
-                    a.used(),
-                    unsafe { *total } as u64,
-                    unsafe { *free } as u64,
-                );
+            let (real_total, real_free) = unsafe { (*total as u64, *free as u64) };
+            let (t, mut f, _) = virtual_memory(a.limit, a.used(), real_total, real_free);
+            if !context_fits {
+                f = 0;
+            }
             // SAFETY: non-null out pointers.
             unsafe {
                 *total = t as usize;
