@@ -1,47 +1,74 @@
-/* A CUDA process that forks children which do not use CUDA (like PyTorch's DataLoader workers)
- * while its own threads allocate and free. The children's exit must not release the parent's
- * accounting, and nothing may deadlock. Prints "key value" lines. */
-#include <cuda_runtime_api.h>
+/* A CUDA process that forks children which do not use CUDA (like data-loader workers) while its
+ * own threads allocate and free. The children's normal exit (atexit handlers run) must not
+ * release the parent's accounting, and nothing of ours may deadlock. Driver API only: NVIDIA's
+ * runtime itself is not fork-safe at exit (its destructors take a lock another thread of the
+ * parent may have held at fork time). Prints "key value" lines. */
+#include <cuda.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CHECK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { \
-    printf("FAIL %s:%d %s -> %d\n", __FILE__, __LINE__, #call, (int)e_); exit(1); } } while (0)
-
+typedef CUresult (*gpa_t)(const char *, void **, int, cuuint64_t, CUdriverProcAddressQueryResult *);
+static gpa_t gpa;
+static CUresult (*alloc)(CUdeviceptr *, size_t);
+static CUresult (*mfree)(CUdeviceptr);
+static CUresult (*info)(size_t *, size_t *);
+static CUresult (*set_current)(CUcontext);
+static CUcontext ctx;
 static volatile int stop;
+
+static void *get(const char *name, int version) {
+    void *p = NULL;
+    CUdriverProcAddressQueryResult st;
+    if (gpa(name, &p, version, 0, &st) != CUDA_SUCCESS || !p) { printf("FAIL lookup %s\n", name); exit(1); }
+    return p;
+}
+#define CHECK(call) do { CUresult e_ = (call); if (e_ != CUDA_SUCCESS) { \
+    printf("FAIL %s:%d %s -> %d\n", __FILE__, __LINE__, #call, (int)e_); exit(1); } } while (0)
 
 static void *churn(void *arg) {
     (void)arg;
-    CHECK(cudaSetDevice(0));
+    CHECK(set_current(ctx));
     while (!stop) {
-        void *p;
-        CHECK(cudaMalloc(&p, 1 << 20));
-        CHECK(cudaFree(p));
+        CUdeviceptr p;
+        CHECK(alloc(&p, 1 << 20));
+        CHECK(mfree(p));
     }
     return NULL;
 }
 
 int main(void) {
-    void *held;
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW);
+    if (!lib || !(gpa = (gpa_t)dlsym(lib, "cuGetProcAddress_v2"))) { printf("FAIL load\n"); return 1; }
+    CUresult (*init)(unsigned) = (CUresult (*)(unsigned))get("cuInit", 2000);
+    CUresult (*retain)(CUcontext *, CUdevice) = (CUresult (*)(CUcontext *, CUdevice))get("cuDevicePrimaryCtxRetain", 7000);
+    set_current = (CUresult (*)(CUcontext))get("cuCtxSetCurrent", 4000);
+    alloc = (CUresult (*)(CUdeviceptr *, size_t))get("cuMemAlloc", 3020);
+    mfree = (CUresult (*)(CUdeviceptr))get("cuMemFree", 3020);
+    info = (CUresult (*)(size_t *, size_t *))get("cuMemGetInfo", 3020);
+    CHECK(init(0));
+    CHECK(retain(&ctx, 0));
+    CHECK(set_current(ctx));
+    CUdeviceptr held;
     size_t f0, f1, total;
-    CHECK(cudaMalloc(&held, 512 << 20));
-    CHECK(cudaMemGetInfo(&f0, &total));
+    CHECK(alloc(&held, 512 << 20));
+    CHECK(info(&f0, &total));
     pthread_t t[4];
     for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, churn, NULL);
     int children = 0;
     for (int i = 0; i < 50; i++) {
         pid_t pid = fork();
-        if (pid == 0) exit(0); /* runs atexit handlers, as a worker's normal exit does */
+        if (pid == 0) exit(0); /* runs atexit handlers and library destructors */
         int st = 0;
         if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0) children++;
     }
     stop = 1;
     for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
-    CHECK(cudaMemGetInfo(&f1, &total));
+    CHECK(info(&f1, &total));
     printf("children %d\nfree_before %zu\nfree_after %zu\n", children, f0, f1);
-    CHECK(cudaFree(held));
+    CHECK(mfree(held));
     return 0;
 }

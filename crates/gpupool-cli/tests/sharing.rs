@@ -222,7 +222,7 @@ fn stress_threads_and_processes_never_exceed_the_limit() {
 #[test]
 fn forked_children_that_exit_keep_the_parents_accounting() {
     let m = Machine::new("fork", "1x16GiB");
-    let prog = c_program("fork_exit", "12.9");
+    let prog = c_program("fork_exit", "driver");
     let kv = key_values(&m.run(&["--memory", "2GiB"], &[prog.to_str().unwrap()]));
     assert_eq!(
         num(&kv, "children"),
