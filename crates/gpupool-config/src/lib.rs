@@ -4,6 +4,8 @@
 //! Pure functions only: no I/O beyond what the caller hands in, so every rule is unit-tested and
 //! the preloaded library can parse its configuration once at start-up.
 
+#![warn(missing_docs)]
+
 pub mod limits;
 pub mod sim_spec;
 pub mod size;

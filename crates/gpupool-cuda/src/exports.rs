@@ -39,6 +39,7 @@ macro_rules! export_functions {
             pub mod slots {
                 use super::AtomicPtr;
                 $(
+                    #[doc = concat!("The real `", stringify!($name), "`, once resolved.")]
                     #[allow(non_upper_case_globals)]
                     pub static $name: AtomicPtr<::core::ffi::c_void> = AtomicPtr::new(::core::ptr::null_mut());
                 )*

@@ -7,6 +7,8 @@
 //! - [`symbols`]: how `cuGetProcAddress(name, version, flags)` maps to an exported symbol.
 //! - [`export_functions!`]: one list of functions drives exports, lookup and forwarding.
 
+#![warn(missing_docs)]
+
 pub mod arrays;
 pub mod exports;
 pub mod nvml_list;

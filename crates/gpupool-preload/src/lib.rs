@@ -10,6 +10,7 @@
 //! Safety: every `unsafe fn` here implements the driver / NVML function named in its doc
 //! comment and has that function's contract.
 
+#![warn(missing_docs)]
 #![allow(clippy::missing_safety_doc)]
 
 pub mod driver;

@@ -16,6 +16,8 @@
 //! behind; [`Region::reap_dead`] recognises it by pid and start time and zeroes it. The only lock
 //! is `flock` while registering a device, which the kernel releases when its holder dies.
 
+#![warn(missing_docs)]
+
 mod layout;
 mod process;
 mod region;

@@ -10,6 +10,7 @@
 //! Safety: every `unsafe fn` in this crate implements the driver or NVML function named in its
 //! doc comment and has that function's contract (pointers valid as CUDA / NVML document them).
 
+#![warn(missing_docs)]
 #![allow(clippy::missing_safety_doc)]
 
 pub mod array;
