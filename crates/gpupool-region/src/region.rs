@@ -95,6 +95,7 @@ pub struct Region {
     path: PathBuf,
     register_lock: Mutex<()>,
     my_pidns: u64,
+    last_reap_ms: AtomicU64,
 }
 
 // SAFETY: the mapping is only accessed through atomics; the pointer stays valid until drop.
@@ -195,6 +196,7 @@ impl Region {
             path: path.to_path_buf(),
             register_lock: Mutex::new(()),
             my_pidns: own_pidns(),
+            last_reap_ms: AtomicU64::new(0),
         })
     }
 
@@ -229,6 +231,7 @@ impl Region {
             path: PathBuf::from("(private)"),
             register_lock: Mutex::new(()),
             my_pidns: own_pidns(),
+            last_reap_ms: AtomicU64::new(0),
         })
     }
 
@@ -416,7 +419,10 @@ impl Region {
             }
             mine.fetch_sub(bytes, SeqCst);
             used = total.saturating_sub(bytes);
-            if used.saturating_add(bytes) > limit && attempt == 0 && self.reap_dead() > 0 {
+            if used.saturating_add(bytes) > limit
+                && attempt == 0
+                && self.reap_dead_rate_limited() > 0
+            {
                 continue;
             }
             // Racing reservations of other processes back out when they fail too: give them a
@@ -439,6 +445,24 @@ impl Region {
         if let Some(u) = self.layout().slots[h.index as usize].used.get(dev) {
             let _ = u.fetch_update(SeqCst, SeqCst, |v| Some(v.saturating_sub(bytes)));
         }
+    }
+
+    /// [`Region::reap_dead`], at most every 100 ms per mapping (refusals near the limit must stay
+    /// cheap; a dead process's memory is still back within that time).
+    pub fn reap_dead_rate_limited(&self) -> usize {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.last_reap_ms.load(SeqCst);
+        if now.saturating_sub(last) < 100
+            || self
+                .last_reap_ms
+                .compare_exchange(last, now, SeqCst, SeqCst)
+                .is_err()
+        {
+            return 0;
+        }
+        self.reap_dead()
     }
 
     /// Clears the slots of processes that no longer exist; returns how many.

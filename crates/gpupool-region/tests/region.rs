@@ -141,16 +141,27 @@ fn concurrent_reservations_never_exceed_the_limit() {
             std::thread::spawn(move || {
                 let slot = region.claim_slot(ProcessIdentity::current()).unwrap();
                 let mut ok = 0;
+                // Each thread holds up to three reservations, so even one thread alone comes
+                // near the limit and several contend for it.
+                let mut held = std::collections::VecDeque::new();
                 for i in 0..20_000u64 {
+                    if held.len() == 3 {
+                        let old: u64 = held.pop_front().unwrap();
+                        committed.fetch_sub(old, Ordering::SeqCst);
+                        region.release(slot, 0, old);
+                    }
                     let bytes = 1000 + (i * 37 + t * 11) % 2000;
                     if region.try_reserve(slot, 0, bytes, LIMIT).is_ok() {
                         let now = committed.fetch_add(bytes, Ordering::SeqCst) + bytes;
                         peak.fetch_max(now, Ordering::SeqCst);
                         assert!(now <= LIMIT, "limit exceeded: {now}");
-                        committed.fetch_sub(bytes, Ordering::SeqCst);
-                        region.release(slot, 0, bytes);
+                        held.push_back(bytes);
                         ok += 1;
                     }
+                }
+                for b in held {
+                    committed.fetch_sub(b, Ordering::SeqCst);
+                    region.release(slot, 0, b);
                 }
                 region.release_slot(slot);
                 ok
