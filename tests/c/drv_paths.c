@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pitch lookup errors)
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pitch lookup errors)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
 #include <dlfcn.h>
@@ -134,6 +134,21 @@ int main(int argc, char **argv) {
         for (; n < MAXP; n++) if ((err = alloc(&ptrs[n], chunk, CU_STREAM_PER_THREAD)) != CUDA_SUCCESS) break;
         CHECK(info(&free1, &total));
         for (int i = 0; i < n; i++) CHECK(ffree(ptrs[i], CU_STREAM_PER_THREAD));
+    } else if (!strcmp(path, "pool1")) {
+        /* a pool on device 1 while device 0's context is current: charged to device 1 */
+        FN(pool_create, "cuMemPoolCreate", 11020, CUresult (*)(CUmemoryPool *, const CUmemPoolProps *));
+        FN(from_pool, "cuMemAllocFromPoolAsync", 11020, CUresult (*)(CUdeviceptr *, size_t, CUmemoryPool, CUstream));
+        FN(free_async, "cuMemFreeAsync", 11020, CUresult (*)(CUdeviceptr, CUstream));
+        CUmemPoolProps props;
+        memset(&props, 0, sizeof props);
+        props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+        props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+        props.location.id = 1;
+        CUmemoryPool pool;
+        CHECK(pool_create(&pool, &props));
+        for (; n < MAXP; n++) if ((err = from_pool(&ptrs[n], chunk, pool, 0)) != CUDA_SUCCESS) break;
+        CHECK(info(&free1, &total));
+        for (int i = 0; i < n; i++) CHECK(free_async(ptrs[i], 0));
     } else if (!strcmp(path, "pitch")) {
         FN(pitch_alloc, "cuMemAllocPitch", 3020, CUresult (*)(CUdeviceptr *, size_t *, size_t, size_t, unsigned));
         FN(mfree, "cuMemFree", 3020, CUresult (*)(CUdeviceptr));

@@ -107,3 +107,17 @@ fn errors_before_init_and_without_context_are_the_drivers() {
     assert_eq!(num(&kv, "alloc_without_context"), 201);
     assert_eq!(num(&kv, "init_bad_flags"), 1, "CUDA_ERROR_INVALID_VALUE");
 }
+
+#[test]
+fn pool_allocations_are_charged_to_the_pools_device() {
+    let m = Machine::new("drv-pool1", "2x16GiB");
+    let prog = c_program("drv_paths", "driver");
+    let kv = key_values(&m.run(
+        &["--memory", "1GiB,2GiB"],
+        &[prog.to_str().unwrap(), "pool1", "64"],
+    ));
+    // Device 1's limit (2 GiB, less this process's context there), not device 0's.
+    assert_eq!(num(&kv, "allocated"), 2 * GIB - 256 * MIB);
+    assert_eq!(num(&kv, "error"), 2);
+    assert_eq!(num(&kv, "free_holding"), 768 * MIB, "device 0 untouched");
+}

@@ -26,7 +26,7 @@ pub mod view;
 use gpupool_cuda::arrays::{RawArray3dDescriptor, RawArrayDescriptor};
 use gpupool_cuda::cu::*;
 use gpupool_cuda::nvml::{nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlProcessInfo_v2_t};
-use gpupool_cuda::props::RawAllocationProp;
+use gpupool_cuda::props::{RawAllocationProp, RawPoolProps};
 use std::ffi::{c_char, c_uint, c_void};
 
 gpupool_cuda::export_functions! {
@@ -43,6 +43,10 @@ gpupool_cuda::export_functions! {
     fn cuMemAllocAsync_ptsz(dptr: *mut CUdeviceptr, size: usize, s: CUstream) -> u32 => memory::mem_alloc_async_ptsz;
     fn cuMemAllocFromPoolAsync(dptr: *mut CUdeviceptr, size: usize, pool: CUmemoryPool, s: CUstream) -> u32 => memory::mem_alloc_from_pool_async;
     fn cuMemAllocFromPoolAsync_ptsz(dptr: *mut CUdeviceptr, size: usize, pool: CUmemoryPool, s: CUstream) -> u32 => memory::mem_alloc_from_pool_async_ptsz;
+    fn cuMemPoolCreate(pool: *mut CUmemoryPool, props: *const RawPoolProps) -> u32 => memory::mem_pool_create;
+    fn cuMemPoolDestroy(pool: CUmemoryPool) -> u32 => memory::mem_pool_destroy;
+    fn cuDeviceGetDefaultMemPool(pool: *mut CUmemoryPool, dev: CUdevice) -> u32 => memory::device_get_default_mem_pool;
+    fn cuDeviceGetMemPool(pool: *mut CUmemoryPool, dev: CUdevice) -> u32 => memory::device_get_mem_pool;
     fn cuMemFreeAsync(dptr: CUdeviceptr, s: CUstream) -> u32 => memory::mem_free_async;
     fn cuMemFreeAsync_ptsz(dptr: CUdeviceptr, s: CUstream) -> u32 => memory::mem_free_async_ptsz;
     fn cuMemCreate(handle: *mut u64, size: usize, prop: *const RawAllocationProp, flags: u64) -> u32 => memory::mem_create;

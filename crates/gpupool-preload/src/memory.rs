@@ -12,7 +12,7 @@ use gpupool_cuda::arrays::{
 use gpupool_cuda::cu::{
     CUarray, CUcontext, CUdevice, CUdeviceptr, CUmemoryPool, CUmipmappedArray, CUstream,
 };
-use gpupool_cuda::props::RawAllocationProp;
+use gpupool_cuda::props::{RawAllocationProp, RawPoolProps};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
 
@@ -199,8 +199,82 @@ macro_rules! async_alloc_hooks {
 async_alloc_hooks! {
     mem_alloc_async => cuMemAllocAsync(s: CUstream);
     mem_alloc_async_ptsz => cuMemAllocAsync_ptsz(s: CUstream);
-    mem_alloc_from_pool_async => cuMemAllocFromPoolAsync(pool: CUmemoryPool, s: CUstream);
-    mem_alloc_from_pool_async_ptsz => cuMemAllocFromPoolAsync_ptsz(pool: CUmemoryPool, s: CUstream);
+}
+
+/// The device a pool allocates on (recorded when the pool was created or looked up), else the
+/// current device.
+fn pool_device(pool: CUmemoryPool) -> Option<i32> {
+    tracking::get(Kind::Pool, pool as u64)
+        .map(|c| c.ordinal)
+        .or_else(current)
+}
+
+macro_rules! pool_alloc_hooks {
+    ($($hook:ident => $real:ident;)*) => {$(
+        /// Hook for the pool allocation of the same name: charged on the pool's device.
+        pub unsafe fn $hook(dptr: *mut CUdeviceptr, size: usize, pool: CUmemoryPool, s: CUstream) -> u32 {
+            let Some(ord) = pool_device(pool).filter(|_| size > 0) else {
+                // SAFETY: forwarding.
+                return unsafe { real::$real(dptr, size, pool, s) };
+            };
+            // SAFETY: forwarding.
+            with_charge(ord, round_up(size as u64, granularity(ord)), Kind::Pointer, || unsafe { real::$real(dptr, size, pool, s) }, || read_ptr(dptr))
+        }
+    )*};
+}
+
+pool_alloc_hooks! {
+    mem_alloc_from_pool_async => cuMemAllocFromPoolAsync;
+    mem_alloc_from_pool_async_ptsz => cuMemAllocFromPoolAsync_ptsz;
+}
+
+fn remember_pool(rc: u32, pool: *mut CUmemoryPool, ordinal: i32) -> u32 {
+    if rc == CUDA_SUCCESS && !pool.is_null() {
+        // SAFETY: the driver filled the caller's out pointer.
+        tracking::insert(
+            Kind::Pool,
+            unsafe { *pool } as u64,
+            Charge { ordinal, bytes: 0 },
+        );
+    }
+    rc
+}
+
+/// Hook for `cuMemPoolCreate`: remembers the pool's device.
+pub unsafe fn mem_pool_create(pool: *mut CUmemoryPool, props: *const RawPoolProps) -> u32 {
+    // SAFETY: forwarding.
+    let rc = unsafe { real::cuMemPoolCreate(pool, props) };
+    // SAFETY: props is null or the caller's valid struct.
+    match unsafe { props.as_ref() } {
+        Some(p) if p.loc_type == 1 => remember_pool(rc, pool, p.loc_id),
+        _ => rc,
+    }
+}
+
+/// Hook for `cuMemPoolDestroy`.
+pub unsafe fn mem_pool_destroy(pool: CUmemoryPool) -> u32 {
+    // SAFETY: forwarding.
+    let rc = unsafe { real::cuMemPoolDestroy(pool) };
+    if rc == CUDA_SUCCESS {
+        tracking::remove(Kind::Pool, pool as u64);
+    }
+    rc
+}
+
+/// Hook for `cuDeviceGetDefaultMemPool`: remembers the pool's device.
+pub unsafe fn device_get_default_mem_pool(pool: *mut CUmemoryPool, dev: CUdevice) -> u32 {
+    // SAFETY: forwarding.
+    remember_pool(
+        unsafe { real::cuDeviceGetDefaultMemPool(pool, dev) },
+        pool,
+        dev,
+    )
+}
+
+/// Hook for `cuDeviceGetMemPool`: remembers the pool's device.
+pub unsafe fn device_get_mem_pool(pool: *mut CUmemoryPool, dev: CUdevice) -> u32 {
+    // SAFETY: forwarding.
+    remember_pool(unsafe { real::cuDeviceGetMemPool(pool, dev) }, pool, dev)
 }
 
 /// Hook for `cuMemFreeAsync`.

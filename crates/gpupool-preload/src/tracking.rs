@@ -25,6 +25,8 @@ pub enum Kind {
     Array,
     /// Extra contexts from `cuCtxCreate`.
     Context,
+    /// Memory pools, with the device they allocate on (bytes unused).
+    Pool,
 }
 
 /// A multiplicative hasher: keys are addresses and handles, already well spread, and SipHash
@@ -71,6 +73,11 @@ pub fn insert(kind: Kind, key: u64, charge: Charge) {
 /// Removes and returns a charge.
 pub fn remove(kind: Kind, key: u64) -> Option<Charge> {
     shard(key).with(|m| m.as_mut()?.remove(&(kind, key)))
+}
+
+/// The charge recorded for `key`, left in place.
+pub fn get(kind: Kind, key: u64) -> Option<Charge> {
+    shard(key).with(|m| m.as_ref()?.get(&(kind, key)).copied())
 }
 
 /// Fork prepare: take every lock.
