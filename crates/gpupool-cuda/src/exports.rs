@@ -94,7 +94,5 @@ macro_rules! export_functions {
             }
         }
 
-        /// Every symbol this library exports from its function list.
-        pub const EXPORTED_SYMBOLS: &[&str] = &[$(stringify!($name)),*];
     };
 }

@@ -389,11 +389,6 @@ impl Region {
             .fold(0u64, u64::saturating_add)
     }
 
-    /// Usage of device `dev` by one slot.
-    pub fn slot_used(&self, h: SlotHandle, dev: usize) -> u64 {
-        self.layout().slots[h.index as usize].used[dev].load(SeqCst)
-    }
-
     /// Reserves `bytes` on device `dev` for slot `h` if the region's total stays within `limit`.
     ///
     /// On refusal, dead processes are reaped and the reservation retried, so memory of a killed
@@ -431,13 +426,6 @@ impl Region {
         }
         l.devices[dev].denied.fetch_add(1, SeqCst);
         Err(Denied { used, limit })
-    }
-
-    /// Adds `bytes` on device `dev` for slot `h` without any limit check.
-    pub fn charge(&self, h: SlotHandle, dev: usize, bytes: u64) {
-        if let Some(u) = self.layout().slots[h.index as usize].used.get(dev) {
-            u.fetch_add(bytes, SeqCst);
-        }
     }
 
     /// Returns `bytes` on device `dev` from slot `h` (saturating at zero).

@@ -11,7 +11,6 @@ pub struct Array {
     base: u64,
     pitch: u64,
     height: u64,
-    bytes: u64,
 }
 
 fn create(ctx: &Context, pitch: u64, height: u64, bytes: u64) -> Result<*mut Array, u32> {
@@ -20,7 +19,6 @@ fn create(ctx: &Context, pitch: u64, height: u64, bytes: u64) -> Result<*mut Arr
         base,
         pitch,
         height,
-        bytes,
     })))
 }
 
@@ -106,16 +104,6 @@ pub fn array_height(a: CUarray) -> u64 {
         0
     } else {
         unsafe { (*(a as *const Array)).height }
-    }
-}
-
-/// Bytes of an array's store.
-pub fn array_size(a: CUarray) -> u64 {
-    // SAFETY: as above.
-    if a.is_null() {
-        0
-    } else {
-        unsafe { (*(a as *const Array)).bytes }
     }
 }
 

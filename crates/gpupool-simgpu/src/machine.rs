@@ -39,8 +39,6 @@ pub struct Machine {
     pub region: Region,
     /// This process's slot.
     pub slot: SlotHandle,
-    /// Whether tracing is on.
-    pub trace: bool,
     /// Pid of the process that built the machine (and owns `slot`).
     pub pid: u32,
 }
@@ -201,7 +199,6 @@ fn build() -> Result<Machine, String> {
         visible,
         region,
         slot,
-        trace: std::env::var_os(ENV_TRACE).is_some(),
         pid: std::process::id(),
     })
 }

@@ -72,11 +72,6 @@ pub fn register(base: u64, mut a: Alloc) {
     allocs().insert(base, a);
 }
 
-/// Removes the allocation starting exactly at `base`.
-pub fn unregister(base: u64) -> Option<Alloc> {
-    allocs().remove(&base)
-}
-
 /// Removes the allocation at `base` only if `keep(alloc)` is false.
 pub fn unregister_if(base: u64, matches: impl Fn(&Alloc) -> bool) -> Result<Alloc, u32> {
     let mut map = allocs();
