@@ -1,25 +1,32 @@
 #!/usr/bin/env python3
-"""Real-GPU memory-isolation checks for gpupool (PyTorch under libgpupool.so).
+"""Real-GPU checks for gpupool; see docs/real-gpu.md. Sections (each recorded even if it fails):
 
-1. Under a 4 GiB limit: torch.cuda.mem_get_info() reports 4 GiB total; allocating up to the limit
-   works; one more allocation raises OutOfMemoryError; nvidia-smi run under the library shows
-   the limit; the process's real usage (nvidia-smi from outside) stays within the limit.
-2. Two processes sharing one 4 GiB limit cannot exceed it together.
+integrity      the driver's answers to the runtime integrity check (for the simulator, 11.x)
+runtimes       NVIDIA's runtimes 11.8 / 12.9 / 13.0 (tests/c/rt_basic) bare and under the library
+runtime_paths  the limit on the 8 runtime allocation paths x 3 runtimes (tests/c/rt_limits)
+driver_paths   VMM, extra contexts, _ptsz, pitch, lookups, errors (tests/c/drv_paths)
+memory         PyTorch under a 4 GiB limit: mem_get_info, allocate to the limit, OOM past it,
+               nvidia-smi under the library, real usage from outside; two processes, one limit
+overhead       empty-kernel launch rate (nvcc) and a small PyTorch training loop, bare vs library
 
-Every CUDA result is checked; a failed check is recorded, not hidden. Writes
-<out>/memory-<date>-<card>.json and prints a table.
+Writes <out>/gpu-check-<date>-<card>.json and prints a PASS / FAIL table.
 """
 import argparse
 import datetime
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 GIB = 1 << 30
 MIB = 1 << 20
+RUNTIMES = ["11.8", "12.9", "13.0"]
+RT_PATHS = ["malloc", "pitch", "managed", "async", "pool", "array", "array3d", "mipmap"]
 
 CHILD = r"""
 import json, os, sys, time, torch
@@ -39,12 +46,41 @@ print(json.dumps({"pid": os.getpid(), "total": total, "free_before": free, "chun
 time.sleep(hold)
 """
 
+TRAIN = r"""
+import json, time, torch
+torch.manual_seed(0)
+m = torch.nn.Sequential(torch.nn.Linear(1024, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 1024)).cuda()
+opt = torch.optim.SGD(m.parameters(), lr=0.01)
+x = torch.randn(512, 1024, device="cuda"); y = torch.randn(512, 1024, device="cuda")
+def step():
+    opt.zero_grad(); loss = ((m(x) - y) ** 2).mean(); loss.backward(); opt.step(); return loss
+for _ in range(20): step()
+torch.cuda.synchronize(); t0 = time.perf_counter()
+for _ in range(300): loss = step()
+torch.cuda.synchronize()
+print(json.dumps({"seconds": time.perf_counter() - t0, "loss": float(loss)}))
+"""
+
+
+def run(cmd, env=None, timeout=120):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
 
 def smi(args, env=None):
-    r = subprocess.run(["nvidia-smi"] + args, capture_output=True, text=True, env=env, timeout=60)
-    if r.returncode != 0:
-        raise RuntimeError(f"nvidia-smi {args}: {r.stderr.strip()}")
-    return r.stdout.strip()
+    rc, out, err = run(["nvidia-smi"] + args, env=env, timeout=60)
+    if rc != 0:
+        raise RuntimeError(f"nvidia-smi {args}: rc {rc} {err.strip()} {out.strip()}")
+    return out.strip()
+
+
+def key_values(text):
+    kv = {}
+    for line in text.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and not line.startswith("FAIL"):
+            kv[parts[0]] = parts[1].strip()
+    return kv
 
 
 def process_usage():
@@ -58,11 +94,83 @@ def process_usage():
     return usage
 
 
-def tenant_env(lib, region, limit, ctx):
-    env = dict(os.environ)
-    env.update({"LD_PRELOAD": lib, "GPUPOOL_MEMORY_LIMIT": limit, "GPUPOOL_REGION": region,
-                "GPUPOOL_CONTEXT_MEMORY": str(ctx), "GPUPOOL_LOG": "warn"})
-    return env
+class Checker:
+    def __init__(self, carry, tmp):
+        self.carry, self.tmp, self.lib = carry, tmp, os.path.join(carry, "libgpupool.so")
+        self.n = 0
+
+    def env(self, limit, ctx, region=None):
+        self.n += 1
+        env = dict(os.environ)
+        env.update({"LD_PRELOAD": self.lib, "GPUPOOL_MEMORY_LIMIT": limit,
+                    "GPUPOOL_REGION": region or os.path.join(self.tmp, f"r{self.n}.region"),
+                    "GPUPOOL_CONTEXT_MEMORY": str(ctx), "GPUPOOL_LOG": "warn"})
+        return env
+
+    def bin(self, name):
+        return os.path.join(self.carry, "bin", name)
+
+
+def section_integrity(c, card):
+    rc, out, err = run([c.bin("integrity_probe")])
+    data = json.loads(out) if rc == 0 else {"rc": rc, "stdout": out[-2000:], "stderr": err[-2000:]}
+    data["pass_recorded"] = rc == 0 and all(a["rc"] == 0 for a in data.get("answers", []))
+    return data
+
+
+def section_runtimes(c, card):
+    res = {}
+    for v in RUNTIMES:
+        for mode, env in (("bare", dict(os.environ)), ("library", c.env("8GiB", 0))):
+            rc, out, err = run([c.bin(f"rt_basic-{v}")], env=env)
+            fails = [l for l in out.splitlines() if l.startswith("FAIL")]
+            res[f"{v}_{mode}"] = {"rc": rc, "fail_lines": fails, "stderr": err[-1000:],
+                                  "kv": key_values(out)}
+            res[f"pass_{v}_{mode}"] = rc == 0 and not fails
+    return res
+
+
+def section_runtime_paths(c, card):
+    res = {}
+    limit_mib, chunk_mib, ctx = 1280, 96, 256 * MIB
+    budget = limit_mib * MIB - ctx
+    for v in RUNTIMES:
+        for path in RT_PATHS:
+            rc, out, err = run([c.bin(f"rt_limits-{v}"), path, str(chunk_mib)],
+                               env=c.env(f"{limit_mib}MiB", ctx))
+            kv = key_values(out)
+            got = int(kv.get("allocated", -1))
+            ok = (rc == 0 and 0 <= got <= budget and got + chunk_mib * MIB > budget
+                  and kv.get("error") == "2" and int(kv.get("total", 0)) == limit_mib * MIB
+                  and int(kv.get("free_after", -1)) == budget)
+            res[f"{v}_{path}"] = {"rc": rc, "kv": kv, "stderr": err[-600:],
+                                  "fail_lines": [l for l in out.splitlines() if l.startswith("FAIL")]}
+            res[f"pass_{v}_{path}"] = ok
+    return res
+
+
+DRIVER_EXPECT = {
+    "vmm": {"vmm_data_ok": "1", "allocated": str(768 * MIB), "error": "2", "free_after": str(768 * MIB)},
+    "ctx": {"chunks": "3", "error": "2", "free_after": str(768 * MIB)},
+    "ptsz": {"allocated": str(768 * MIB), "free_after": str(768 * MIB)},
+    "pitch": {"allocated": str(768 * MIB), "free_holding": "0"},
+    "lookup": {k: "1" for k in ["alloc_is_default", "async_ptsz_is_default", "async_variants_differ",
+                                "htod_ptds_is_driver", "probe_not_found"]},
+    "errors": {"count_before_init": "3", "info_before_init": "3", "info_without_context": "201",
+               "alloc_without_context": "201", "init_bad_flags": "1"},
+}
+
+
+def section_driver_paths(c, card):
+    res = {}
+    for path, want in DRIVER_EXPECT.items():
+        rc, out, err = run([c.bin("drv_paths"), path, "64"], env=c.env("1GiB", 256 * MIB))
+        kv = key_values(out)
+        wrong = {k: [kv.get(k), v] for k, v in want.items() if kv.get(k) != v}
+        res[path] = {"rc": rc, "kv": kv, "wrong": wrong, "stderr": err[-600:]}
+        # "pitch" asserts a 512-byte pitch on the simulator; a real card may pick another pitch.
+        res[f"pass_{path}"] = rc == 0 and not wrong
+    return res
 
 
 def start_child(env, chunk, hold, max_chunks):
@@ -78,55 +186,31 @@ def read_report(p):
     return json.loads(line)
 
 
-def measure_context():
-    """Bytes a bare PyTorch process holds on the card right after CUDA initialisation."""
+def section_memory(c, card):
+    res = {}
     p = start_child(dict(os.environ), MIB, 3, 0)
     rep = read_report(p)
     time.sleep(0.5)
-    used = process_usage().get(rep["pid"], 0)
+    ctx = process_usage().get(rep["pid"], 0)
     p.wait(timeout=60)
-    return used
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lib", required=True, help="libgpupool.so to preload")
-    ap.add_argument("--out", required=True, help="folder for the JSON report")
-    ap.add_argument("--limit-gib", type=int, default=4)
-    a = ap.parse_args()
-    if not os.path.isfile(a.lib):
-        sys.exit(f"gpu-check: {a.lib} not found (run scripts/prepare-gpu-carry on the build machine)")
-    name, driver, total_mib = [x.strip() for x in smi(["--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"]).splitlines()[0].split(",")]
-    report = {"date": datetime.datetime.utcnow().isoformat() + "Z", "card": name, "driver": driver,
-              "card_total_bytes": int(total_mib) * MIB, "checks": {}}
-    checks = report["checks"]
-    limit = a.limit_gib * GIB
+    res["torch_context_bytes"] = ctx
+    limit = 4 * GIB
     chunk = 256 * MIB
-    ctx = measure_context()
-    report["context_bytes"] = ctx
-    tmp = tempfile.mkdtemp(prefix="gpupool-gpu-check-")
-
-    # 1. One process under the limit.
-    env = tenant_env(a.lib, os.path.join(tmp, "one.region"), f"{a.limit_gib}GiB", ctx)
+    env = c.env("4GiB", ctx)
     p = start_child(env, chunk, 3, 10_000)
     rep = read_report(p)
     time.sleep(0.5)
     real = process_usage().get(rep["pid"], 0)
-    smi_view = smi(["--query-gpu=memory.total,memory.used", "--format=csv,noheader,nounits"], env=env).splitlines()[0]
+    smi_view = smi(["--query-gpu=memory.total,memory.used", "--format=csv,noheader,nounits"], env=env)
     p.wait(timeout=120)
-    smi_total = int(smi_view.split(",")[0]) * MIB
-    checks["single"] = {
-        **rep, "real_usage_bytes": real, "nvidia_smi_view_total_bytes": smi_total,
-        "pass_total_is_limit": rep["total"] == limit,
-        "pass_allocated_up_to_limit": rep["allocated"] + ctx + chunk > limit and rep["allocated"] + ctx <= limit,
-        "pass_oom_past_limit": rep["stop"] == "OutOfMemoryError",
-        "pass_nvidia_smi_shows_limit": smi_total == limit,
-        "pass_real_usage_within_limit": real <= limit + 64 * MIB,
-    }
-
-    # 2. Two processes sharing one limit.
-    region = os.path.join(tmp, "shared.region")
-    env = tenant_env(a.lib, region, f"{a.limit_gib}GiB", ctx)
+    smi_total = int(smi_view.splitlines()[0].split(",")[0]) * MIB
+    res["single"] = {**rep, "real_usage_bytes": real, "nvidia_smi_view_total_bytes": smi_total}
+    res["pass_total_is_limit"] = rep["total"] == limit
+    res["pass_allocated_up_to_limit"] = rep["allocated"] + ctx + chunk > limit >= rep["allocated"] + ctx
+    res["pass_oom_past_limit"] = rep["stop"] == "OutOfMemoryError"
+    res["pass_nvidia_smi_shows_limit"] = smi_total == limit
+    res["pass_real_usage_within_limit"] = real <= limit + 64 * MIB
+    env = c.env("4GiB", ctx)
     procs = [start_child(env, chunk, 4, 10_000) for _ in range(2)]
     reps = [read_report(q) for q in procs]
     time.sleep(0.5)
@@ -134,29 +218,98 @@ def main():
     real_sum = sum(usage.get(r["pid"], 0) for r in reps)
     for q in procs:
         q.wait(timeout=120)
-    checks["shared"] = {
-        "processes": reps, "real_usage_sum_bytes": real_sum,
-        "pass_sum_within_limit": sum(r["allocated"] for r in reps) + 2 * ctx <= limit,
-        "pass_real_usage_within_limit": real_sum <= limit + 2 * 64 * MIB,
-        "pass_all_refused_at_the_end": all(r["stop"] == "OutOfMemoryError" for r in reps),
-    }
+    res["shared"] = {"processes": reps, "real_usage_sum_bytes": real_sum}
+    res["pass_shared_sum_within_limit"] = sum(r["allocated"] for r in reps) + 2 * ctx <= limit
+    res["pass_shared_real_usage_within_limit"] = real_sum <= limit + 2 * 64 * MIB
+    res["pass_shared_all_refused_at_the_end"] = all(r["stop"] == "OutOfMemoryError" for r in reps)
+    return res
 
-    passed = all(v for c in checks.values() for k, v in c.items() if k.startswith("pass_"))
-    report["pass"] = passed
+
+def section_overhead(c, card):
+    res = {}
+    exe = os.path.join(c.tmp, "launch_rate")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu", "launch_rate.cu")
+    nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    rc, out, err = run([nvcc, "-O2", "-o", exe, src], timeout=180)
+    if rc != 0:
+        raise RuntimeError(f"nvcc: {err[-1500:]}")
+    runs = {"bare": [], "library": []}
+    for _ in range(5):
+        for mode in runs:
+            env = dict(os.environ) if mode == "bare" else c.env("8GiB", 0)
+            rc, out, err = run([exe, "200000"], env=env)
+            kv = key_values(out)
+            if rc != 0 or "ns_per_launch" not in kv:
+                raise RuntimeError(f"launch_rate {mode}: rc {rc} {out[-500:]} {err[-500:]}")
+            runs[mode].append(float(kv["ns_per_launch"]))
+    res["launch_ns_runs"] = runs
+    res["launch_ns_median"] = {m: statistics.median(v) for m, v in runs.items()}
+    res["launch_added_ns"] = res["launch_ns_median"]["library"] - res["launch_ns_median"]["bare"]
+    train = {"bare": [], "library": []}
+    for _ in range(2):
+        for mode in train:
+            env = dict(os.environ) if mode == "bare" else c.env("16GiB", 0)
+            rc, out, err = run([sys.executable, "-c", TRAIN], env=env, timeout=180)
+            if rc != 0:
+                raise RuntimeError(f"train {mode}: {err[-1500:]}")
+            train[mode].append(json.loads(out.strip().splitlines()[-1])["seconds"])
+    res["train_300_steps_seconds"] = train
+    res["train_ratio_library_over_bare"] = min(train["library"]) / min(train["bare"])
+    res["pass_launch_runs"] = True
+    return res
+
+
+SECTIONS = [("integrity", section_integrity), ("runtimes", section_runtimes),
+            ("runtime_paths", section_runtime_paths), ("driver_paths", section_driver_paths),
+            ("memory", section_memory), ("overhead", section_overhead)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--carry", required=True, help="folder made by scripts/prepare-gpu-carry")
+    ap.add_argument("--out", required=True, help="folder for the JSON report")
+    ap.add_argument("--only", help="comma list of sections to run")
+    a = ap.parse_args()
+    if not os.path.isfile(os.path.join(a.carry, "libgpupool.so")):
+        sys.exit(f"gpu-check: {a.carry}/libgpupool.so not found (run scripts/prepare-gpu-carry first)")
+    line = smi(["--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"])
+    name, driver, total_mib = [x.strip() for x in line.splitlines()[0].split(",")]
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "card": name,
+              "driver": driver, "card_total_bytes": int(total_mib) * MIB, "sections": {}}
+    tmp = tempfile.mkdtemp(prefix="gpupool-gpu-check-")
+    c = Checker(os.path.abspath(a.carry), tmp)
+    only = set(a.only.split(",")) if a.only else None
+    for sname, fn in SECTIONS:
+        if only and sname not in only:
+            continue
+        t0 = time.time()
+        try:
+            report["sections"][sname] = fn(c, name)
+        except Exception:
+            report["sections"][sname] = {"error": traceback.format_exc()[-3000:], "pass_ran": False}
+        report["sections"][sname]["seconds"] = round(time.time() - t0, 1)
+        print(f"[{sname}] done in {time.time() - t0:.1f} s", flush=True)
+    results = [(f"{s}: {k[5:]}", v) for s, d in report["sections"].items() for k, v in d.items()
+               if k.startswith("pass_")]
+    report["pass"] = all(v for _, v in results)
     card = name.replace(" ", "-").replace("/", "-")
-    path = os.path.join(a.out, f"memory-{datetime.date.today().isoformat()}-{card}.json")
+    path = os.path.join(a.out, f"gpu-check-{datetime.date.today().isoformat()}-{card}.json")
     with open(path, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"gpupool gpu-check (memory) on {name}, driver {driver}; context {ctx / MIB:.0f} MiB")
-    print(f"{'check':<40} {'result'}")
-    for cname, c in checks.items():
-        for k, v in c.items():
-            if k.startswith("pass_"):
-                print(f"{cname + ': ' + k[5:]:<40} {'PASS' if v else 'FAIL'}")
-    s = checks["single"]
-    print(f"single: sees {s['total'] / GIB:.2f} GiB, allocated {s['allocated'] / GIB:.2f} GiB, real {s['real_usage_bytes'] / GIB:.2f} GiB, smi view {s['nvidia_smi_view_total_bytes'] / GIB:.2f} GiB")
+        json.dump(report, f, indent=1)
+    print(f"gpupool gpu-check on {name}, driver {driver}")
+    for k, v in results:
+        print(f"{k:<48} {'PASS' if v else 'FAIL'}")
+    o = report["sections"].get("overhead", {})
+    if "launch_ns_median" in o:
+        print(f"launch: bare {o['launch_ns_median']['bare']:.0f} ns, library {o['launch_ns_median']['library']:.0f} ns; "
+              f"train ratio {o['train_ratio_library_over_bare']:.3f}")
+    m = report["sections"].get("memory", {})
+    if "single" in m:
+        s = m["single"]
+        print(f"memory: sees {s['total'] / GIB:.2f} GiB, allocated {s['allocated'] / GIB:.2f} GiB, "
+              f"real {s['real_usage_bytes'] / GIB:.2f} GiB, smi view {s['nvidia_smi_view_total_bytes'] / GIB:.2f} GiB")
     print(f"report: {path}")
-    return 0 if passed else 1
+    return 0 if report["pass"] else 1
 
 
 if __name__ == "__main__":

@@ -406,7 +406,8 @@ unsafe fn pointer_attribute(
         return CUDA_ERROR_INVALID_VALUE;
     };
     let host = matches!(a.kind, Kind::Host | Kind::Registered);
-    let boolean = |v: bool| write(data as *mut u8, v as u8);
+    // Boolean attributes are 32-bit integers, as callers (and NVIDIA's runtime) read them.
+    let boolean = |v: bool| write(data as *mut u32, v as u32);
     match attr {
         1 => write(data as *mut CUcontext, a.ctx as CUcontext),
         2 => write(
@@ -489,7 +490,7 @@ pub unsafe fn pointer_get_attributes(
                 match attr {
                     1 | 4 | 17 => write(out as *mut usize, 0),
                     3 | 7 | 11 | 14 | 19 | 20 => write(out as *mut u64, 0),
-                    2 | 16 => write(out as *mut u32, 0),
+                    2 | 6 | 8 | 10 | 13 | 15 | 16 => write(out as *mut u32, 0),
                     9 => write(out as *mut i32, -2),
                     12 | 18 => write(out as *mut usize, 0),
                     _ => write(out as *mut u8, 0),
