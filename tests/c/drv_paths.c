@@ -76,8 +76,11 @@ int main(int argc, char **argv) {
         printf("async_ptsz_is_default %d\n", async_ptsz == dlsym(RTLD_DEFAULT, "cuMemAllocAsync_ptsz"));
         printf("async_variants_differ %d\n", async_ptsz != async_legacy);
         printf("htod_ptds_is_driver %d\n", htod_ptds == dlsym(lib, "cuMemcpyHtoD_v2_ptds"));
-        printf("probe_not_found %d\n", ({ void *p = NULL; CUdriverProcAddressQueryResult st;
-                 gpa("", &p, 0, 0, &st) != CUDA_SUCCESS && p == NULL; }));
+        void *none = NULL;
+        CUdriverProcAddressQueryResult st = CU_GET_PROC_ADDRESS_SUCCESS;
+        CUresult none_rc = gpa("cuNoSuchFunction", &none, 12000, 0, &st);
+        printf("unknown_name_rc %d\nunknown_name_status %d\n", (int)none_rc, (int)st);
+        printf("probe_not_found %d\n", none == NULL && st == CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND);
         return 0;
     }
 

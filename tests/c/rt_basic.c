@@ -94,6 +94,14 @@ int main(void) {
     CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used));
     EXPECT(used == 0);
 #endif
+    {
+        /* Past the card's largest mipmapped 2D extent (32768): refused, as on an H100. */
+        struct cudaChannelFormatDesc cd = cudaCreateChannelDesc(8, 0, 0, 0, cudaChannelFormatKindUnsigned);
+        cudaMipmappedArray_t big;
+        struct cudaExtent e = {1024, 98304, 0};
+        EXPECT(cudaMallocMipmappedArray(&big, &cd, e, 1, 0) == cudaErrorInvalidValue);
+        (void)cudaGetLastError();
+    }
     size_t pitch = 0;
     void *p2 = NULL;
     CHECK(cudaMallocPitch(&p2, &pitch, 1000, 10));

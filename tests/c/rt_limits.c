@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
             err = cudaMalloc3DArray(&arrays[n], &d, extent(1024, 1024, chunk >> 20), 0);
         } else if (!strcmp(path, "mipmap")) {
             struct cudaChannelFormatDesc d = cudaCreateChannelDesc(8, 0, 0, 0, cudaChannelFormatKindUnsigned);
-            err = cudaMallocMipmappedArray(&mips[n], &d, extent(1024, chunk >> 10, 0), 1, 0);
+            err = cudaMallocMipmappedArray(&mips[n], &d, extent(4096, chunk >> 12, 0), 1, 0);
         } else { fprintf(stderr, "unknown path %s\n", path); return 2; }
         if (err != cudaSuccess) break;
         got += chunk;

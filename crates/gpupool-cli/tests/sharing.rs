@@ -51,28 +51,88 @@ fn processes_of_a_tenant_share_one_limit() {
     let m = Machine::new("share", "1x16GiB");
     let a = probe(&m, "shared", "2GiB", 1500);
     let b = probe(&m, "shared", "2GiB", 1500);
-    let (ra, rb) = (report(a), report(b));
-    let sum = ra["allocated"].as_u64().unwrap() + rb["allocated"].as_u64().unwrap();
-    // Each process's context (256 MiB) counts too, once it has been charged; a process whose
-    // context no longer fits is refused everything.
-    let contexts = [&ra, &rb]
+    // Each process's context (256 MiB) counts too. A process that starts after the other one
+    // used the limit up is refused at its context (it never gets one).
+    let reports: Vec<serde_json::Value> = [a, b]
+        .into_iter()
+        .filter_map(|c| {
+            let out = c.wait_with_output().unwrap();
+            if out.status.success() {
+                return Some(serde_json::from_slice(&out.stdout).unwrap());
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("cuDevicePrimaryCtxRetain failed with CUDA error 2"),
+                "{err}"
+            );
+            None
+        })
+        .collect();
+    assert!(!reports.is_empty());
+    let sum: u64 = reports
         .iter()
-        .filter(|r| r["free_before"].as_u64() != Some(0) || r["allocated"] != 0)
-        .count() as u64;
-    assert!(contexts >= 1);
+        .map(|r| r["allocated"].as_u64().unwrap())
+        .sum();
+    let contexts = reports.len() as u64;
     assert!(
         sum + contexts * 256 * MIB <= 2 * GIB,
         "tenant got {sum} + {contexts} contexts over 2 GiB"
     );
     assert!(
-        sum + 2 * 256 * MIB + 128 * MIB > 2 * GIB,
+        sum + contexts * 256 * MIB + 128 * MIB > 2 * GIB,
         "tenant refused early: {sum}"
     );
-    assert_eq!(ra["stop_error"], 2);
-    assert_eq!(rb["stop_error"], 2);
+    for r in &reports {
+        assert_eq!(r["stop_error"], 2);
+    }
     // A different tenant on the same card has its own limit.
     let c = report(probe(&m, "other", "1GiB", 0));
     assert_eq!(c["allocated"], GIB - 256 * MIB);
+}
+
+#[test]
+fn a_context_that_no_longer_fits_is_never_created() {
+    // On a real H100 a second PyTorch process of a tenant whose limit was used up still put its
+    // 518 MiB context on the card. Now the context is refused before the driver creates it.
+    let m = Machine::new("ctxfull", "1x16GiB");
+    let mut a = probe(&m, "full", "1GiB", 60_000);
+    let t0 = Instant::now();
+    while tenant_used(&m, "full") != Some(GIB) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "first probe never filled its limit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let b = probe(&m, "full", "1GiB", 0).wait_with_output().unwrap();
+    // NVIDIA's runtime retains its context through cuGetProcAddress: refused there too.
+    let rt = m.run(
+        &["--memory", "1GiB", "--tenant", "full"],
+        &[
+            c_program("rt_limits", "12.9").to_str().unwrap(),
+            "malloc",
+            "64",
+        ],
+    );
+    let card = m.info()["devices"][0]["used_bytes"].as_u64().unwrap();
+    a.kill().unwrap();
+    a.wait().unwrap();
+    assert!(!b.status.success(), "second process must be refused");
+    let err = String::from_utf8_lossy(&b.stderr);
+    assert!(
+        err.contains("cuDevicePrimaryCtxRetain failed with CUDA error 2"),
+        "refused with out-of-memory at its context: {err}"
+    );
+    assert!(!rt.status.success(), "runtime process must be refused");
+    assert!(
+        String::from_utf8_lossy(&rt.stdout).contains("cudaSetDevice(0)"),
+        "the runtime fails at its first call, before it has a context: {}",
+        String::from_utf8_lossy(&rt.stdout)
+    );
+    assert!(
+        card <= GIB,
+        "the card holds {card} bytes for a 1 GiB tenant"
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod driver;
 pub mod log;
 pub mod lookup;
 pub mod memory;
+pub mod primary_context;
 pub mod real_lib;
 pub use gpupool_cuda::spinlock;
 pub mod tenant;
@@ -56,6 +57,7 @@ gpupool_cuda::export_functions! {
     fn cuArrayDestroy(a: CUarray) -> u32 => memory::array_destroy;
     fn cuMipmappedArrayCreate(a: *mut CUmipmappedArray, d: *const RawArray3dDescriptor, levels: u32) -> u32 => memory::mipmapped_array_create;
     fn cuMipmappedArrayDestroy(a: CUmipmappedArray) -> u32 => memory::mipmapped_array_destroy;
+    fn cuDevicePrimaryCtxRetain(ctx: *mut CUcontext, dev: CUdevice) -> u32 => primary_context::primary_ctx_retain;
     fn cuCtxCreate_v2(ctx: *mut CUcontext, flags: u32, dev: CUdevice) -> u32 => memory::ctx_create;
     fn cuCtxCreate_v3(ctx: *mut CUcontext, params: *mut c_void, n: i32, flags: u32, dev: CUdevice) -> u32 => memory::ctx_create_v3;
     fn cuCtxCreate_v4(ctx: *mut CUcontext, params: *mut c_void, flags: u32, dev: CUdevice) -> u32 => memory::ctx_create_v4;

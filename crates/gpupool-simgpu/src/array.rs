@@ -13,6 +13,25 @@ pub struct Array {
     height: u64,
 }
 
+/// Largest array extents of a compute-capability 9.0 card (what `cuDeviceGetAttribute` reports
+/// for the texture and surface limits there): 1D, 2D width × height, 3D side; mipmapped arrays
+/// are limited to 32768 texels per side in 1D / 2D.
+const MAX_1D: usize = 131_072;
+const MAX_2D: (usize, usize) = (131_072, 65_536);
+const MAX_3D: usize = 16_384;
+const MAX_MIPMAPPED_2D: usize = 32_768;
+
+/// Whether an array of these extents (height / depth 0 for fewer dimensions) can exist.
+fn extent_ok(width: usize, height: usize, depth: usize, mipmapped: bool) -> bool {
+    match (height, depth) {
+        _ if depth > 0 => width <= MAX_3D && height <= MAX_3D && depth <= MAX_3D,
+        (0, _) if mipmapped => width <= MAX_MIPMAPPED_2D,
+        (0, _) => width <= MAX_1D,
+        _ if mipmapped => width <= MAX_MIPMAPPED_2D && height <= MAX_MIPMAPPED_2D,
+        _ => width <= MAX_2D.0 && height <= MAX_2D.1,
+    }
+}
+
 fn create(ctx: &Context, pitch: u64, height: u64, bytes: u64) -> Result<*mut Array, u32> {
     let base = alloc_on(ctx, bytes, Kind::Array)?;
     Ok(Box::into_raw(Box::new(Array {
@@ -29,6 +48,9 @@ pub unsafe fn array_create(out: *mut CUarray, desc: *const RawArrayDescriptor) -
     }
     // SAFETY: caller passes a valid descriptor.
     let d = unsafe { &*desc };
+    if !extent_ok(d.width, d.height, 0, false) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     let Some((pitch, bytes)) = array_bytes(d.width, d.height, 0, d.format, d.channels) else {
         return CUDA_ERROR_INVALID_VALUE;
     };
@@ -49,6 +71,9 @@ pub unsafe fn array_3d_create(out: *mut CUarray, desc: *const RawArray3dDescript
     }
     // SAFETY: caller passes a valid descriptor.
     let d = unsafe { &*desc };
+    if !extent_ok(d.width, d.height, d.depth, false) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     let Some((pitch, bytes)) = array_bytes(d.width, d.height, d.depth, d.format, d.channels) else {
         return CUDA_ERROR_INVALID_VALUE;
     };
@@ -118,6 +143,9 @@ pub unsafe fn mipmapped_array_create(
     }
     // SAFETY: caller passes a valid descriptor.
     let d = unsafe { &*desc };
+    if !extent_ok(d.width, d.height, d.depth, true) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     let Some((first_pitch, total)) = gpupool_cuda::arrays::mipmapped_bytes(d, levels) else {
         return CUDA_ERROR_INVALID_VALUE;
     };

@@ -158,6 +158,9 @@ pub fn primary_retain(ordinal: CUdevice) -> Result<CUcontext, u32> {
 
 /// `cuDevicePrimaryCtxRetain`.
 pub unsafe fn primary_ctx_retain(pctx: *mut CUcontext, ordinal: CUdevice) -> u32 {
+    if crate::machine::tracing() {
+        eprintln!("gpupool simulated GPU: cuDevicePrimaryCtxRetain({ordinal})");
+    }
     result(primary_retain(ordinal).map(|c| write(pctx, c)))
 }
 

@@ -66,6 +66,9 @@ unsafe extern "C" fn no_module() -> u32 {
 
 /// CUDART_INTERFACE slot 2: retain the primary context of `dev`.
 unsafe extern "C" fn cudart_primary_ctx(out: *mut CUcontext, dev: CUdevice) -> u32 {
+    if tracing() {
+        eprintln!("gpupool simulated GPU: CUDART_INTERFACE[2]: primary context of device {dev}");
+    }
     match primary_retain(dev) {
         Ok(c) => {
             if !out.is_null() {
