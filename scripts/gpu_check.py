@@ -165,7 +165,8 @@ DRIVER_EXPECT = {
     "ptsz": {"allocated": str(768 * MIB), "free_after": str(768 * MIB)},
     "pitch": {"allocated": str(768 * MIB), "free_holding": "0"},
     "lookup": {k: "1" for k in ["alloc_is_default", "async_ptsz_is_default", "async_variants_differ",
-                                "htod_ptds_is_driver", "probe_not_found"]},
+                                "htod_ptds_is_driver", "probe_not_found"]}
+              | {"unknown_name_rc": "0", "unknown_name_status": "1"},
     "errors": {"count_before_init": "3", "info_before_init": "3", "info_without_context": "201",
                "alloc_without_context": "201", "init_bad_flags": "1"},
 }

@@ -25,6 +25,9 @@ fn lookups_honour_version_and_per_thread_flags() {
     ] {
         assert_eq!(kv[key], "1", "{key}: {kv:?}");
     }
+    // As driver 580 on an H100 (bench/gpu): success, no function, SYMBOL_NOT_FOUND.
+    assert_eq!(kv["unknown_name_rc"], "0");
+    assert_eq!(kv["unknown_name_status"], "1");
 }
 
 #[test]
