@@ -5,6 +5,7 @@ integrity      the driver's answers to the runtime integrity check (for the simu
 runtimes       NVIDIA's runtimes 11.8 / 12.9 / 13.0 (tests/c/rt_basic) bare and under the library
 runtime_paths  the limit on the 8 runtime allocation paths x 3 runtimes (tests/c/rt_limits)
 driver_paths   VMM, extra contexts, _ptsz, pitch, lookups, errors (tests/c/drv_paths)
+compute        PyTorch matmul loop capped at 25 / 50 / 75 %, and two tenants at 30 % + 60 %
 memory         PyTorch under a 4 GiB limit: mem_get_info, allocate to the limit, OOM past it,
                nvidia-smi under the library, real usage from outside; two processes, one limit
 overhead       empty-kernel launch rate (nvcc) and a small PyTorch training loop, bare vs library
@@ -271,9 +272,61 @@ def section_overhead(c, card):
     return res
 
 
+MATMUL = r"""
+import json, sys, time, torch
+seconds = float(sys.argv[1])
+n = 4096
+a = torch.randn(n, n, device="cuda", dtype=torch.float16)
+b = torch.randn(n, n, device="cuda", dtype=torch.float16)
+for _ in range(20):
+    c = a @ b
+torch.cuda.synchronize()
+t0 = time.perf_counter(); iters = 0
+while time.perf_counter() - t0 < seconds:
+    for _ in range(10):
+        c = a @ b
+    torch.cuda.synchronize()
+    iters += 10
+el = time.perf_counter() - t0
+print(json.dumps({"iters": iters, "seconds": el, "iters_per_s": iters / el}))
+"""
+
+
+def section_compute(c, card):
+    """PyTorch fp16 matmul loop: alone unlimited, then capped at 25 / 50 / 75 %; then two
+    tenants (30 % and 60 %) side by side. Achieved share = throughput / unlimited throughput."""
+    res = {}
+    secs = 6.0
+
+    def start(limit):
+        env = dict(os.environ) if limit is None else c.env("70GiB", 0)
+        if limit is not None:
+            env["GPUPOOL_COMPUTE_LIMIT"] = str(limit)
+        return subprocess.Popen([sys.executable, "-c", MATMUL, str(secs)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(p):
+        out, err = p.communicate(timeout=180)
+        if p.returncode != 0:
+            raise RuntimeError(f"matmul: {err[-1500:]}")
+        return json.loads(out.strip().splitlines()[-1])
+
+    base = finish(start(None))["iters_per_s"]
+    res["unlimited_iters_per_s"] = base
+    for limit in (25, 50, 75):
+        got = finish(start(limit))["iters_per_s"] / base
+        res[f"share_at_{limit}"] = got
+        res[f"pass_share_at_{limit}_within_5pp"] = abs(got - limit / 100) <= 0.05
+    pa, pb = start(30), start(60)
+    ra, rb = finish(pa)["iters_per_s"] / base, finish(pb)["iters_per_s"] / base
+    res["two_tenants"] = {"limit_30": ra, "limit_60": rb}
+    res["pass_two_tenants_within_5pp"] = abs(ra - 0.30) <= 0.05 and abs(rb - 0.60) <= 0.05
+    return res
+
+
 SECTIONS = [("integrity", section_integrity), ("runtimes", section_runtimes),
             ("runtime_paths", section_runtime_paths), ("driver_paths", section_driver_paths),
-            ("memory", section_memory), ("overhead", section_overhead)]
+            ("memory", section_memory), ("compute", section_compute), ("overhead", section_overhead)]
 
 
 def main():
@@ -315,6 +368,10 @@ def main():
     if "launch_ns_median" in o:
         print(f"launch: bare {o['launch_ns_median']['bare']:.0f} ns, library {o['launch_ns_median']['library']:.0f} ns; "
               f"train ratio {o['train_ratio_library_over_bare']:.3f}")
+    cs = report["sections"].get("compute", {})
+    if "share_at_25" in cs:
+        print("compute: achieved " + ", ".join(f"{cs[f'share_at_{l}'] * 100:.1f} % at {l} %" for l in (25, 50, 75))
+              + f"; together {cs['two_tenants']['limit_30'] * 100:.1f} % + {cs['two_tenants']['limit_60'] * 100:.1f} % at 30 + 60 %")
     m = report["sections"].get("memory", {})
     if "single" in m:
         s = m["single"]

@@ -1,4 +1,5 @@
-//! `gpupool-bench`: added cost per call of `libgpupool.so` over the bare simulated driver.
+//! `gpupool-bench`: added cost per call of `libgpupool.so` over the bare simulated driver
+//! (launches of a zero-length simulated kernel, with and without a compute limit).
 //!
 //! The parent runs itself as a child alternately without and with the library preloaded (same
 //! simulated machine, same run), several rounds each; every child resolves the driver through
@@ -82,7 +83,15 @@ fn child() -> Sample {
         let mut ctx = std::ptr::null_mut();
         assert_eq!(retain(&mut ctx, 0), 0);
         assert_eq!(set(ctx), 0);
-        let func = 0x1000 as *mut c_void; // the simulator accepts any non-null function
+        let load: unsafe extern "C" fn(*mut *mut c_void, *const c_void) -> u32 =
+            std::mem::transmute(get("cuModuleLoadData", 2000));
+        let function: unsafe extern "C" fn(*mut *mut c_void, *mut c_void, *const c_char) -> u32 =
+            std::mem::transmute(get("cuModuleGetFunction", 2000));
+        let mut module = std::ptr::null_mut();
+        let image = c"gpupool-sim-module 1\nkernel empty 0ns\n";
+        assert_eq!(load(&mut module, image.as_ptr().cast()), 0);
+        let mut func = std::ptr::null_mut();
+        assert_eq!(function(&mut func, module, c"empty".as_ptr()), 0);
         let mut params: [*mut c_void; 1] = [std::ptr::null_mut()];
         let launch_ns = time_per_call(31, 20_000, || {
             assert_eq!(
@@ -136,7 +145,9 @@ fn main() {
     for name in ["libcuda.so.1", "libnvidia-ml.so.1"] {
         std::os::unix::fs::symlink(dir.join("libgpupool_simgpu.so"), lib.join(name)).unwrap();
     }
-    let run = |preload: bool| -> Sample {
+    // Modes: bare driver; library with a memory limit; library with memory and compute limits.
+    let run = |mode: usize| -> Sample {
+        let preload = mode > 0;
         let mut c = Command::new(&exe);
         c.env("GPUPOOL_BENCH_CHILD", "1")
             .env("LD_LIBRARY_PATH", &lib)
@@ -148,6 +159,12 @@ fn main() {
                 .env("GPUPOOL_REGION", state.join("tenant.region"))
                 .env("GPUPOOL_CONTEXT_MEMORY", "256MiB");
         }
+        if mode == 2 {
+            // 100 %: the whole pacing path runs on every launch, and the simulator's zero-length
+            // kernels never make a launch wait, so the difference is the hook's own cost.
+            c.env("GPUPOOL_COMPUTE_LIMIT", "100")
+                .env("GPUPOOL_REGION", state.join("compute.region"));
+        }
         let out = c.output().unwrap();
         assert!(
             out.status.success(),
@@ -158,9 +175,11 @@ fn main() {
     };
     let mut bare = Vec::new();
     let mut with = Vec::new();
+    let mut paced = Vec::new();
     for _ in 0..rounds {
-        bare.push(run(false));
-        with.push(run(true));
+        bare.push(run(0));
+        with.push(run(1));
+        paced.push(run(2));
     }
     let _ = std::fs::remove_dir_all(&state);
     let row = |name: &str, goal: &str, get: fn(&Sample) -> f64| {
@@ -185,6 +204,14 @@ fn main() {
         "-".repeat(10)
     );
     row("cuLaunchKernel", "<= 25", |s| s.launch_ns);
+    let b = median(bare.iter().map(|s| s.launch_ns).collect());
+    let p = median(paced.iter().map(|s| s.launch_ns).collect());
+    println!(
+        "| {:<24} | {b:>10.1} | {p:>10.1} | {:>10.1} | {:>8} |",
+        "cuLaunchKernel, paced",
+        p - b,
+        "<= 60"
+    );
     row("cuMemAlloc + cuMemFree", "<= 300", |s| s.alloc_free_ns);
     row("cuMemGetInfo", "-", |s| s.mem_get_info_ns);
 }

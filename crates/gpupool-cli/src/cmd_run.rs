@@ -22,6 +22,10 @@ pub struct RunArgs {
     /// (`512MiB`, `4GiB`, `4G`, bytes).
     #[arg(long, value_name = "SIZE[,SIZE…]")]
     pub memory: Option<String>,
+    /// Compute limit: percent of each device's time, one value for every device or a comma
+    /// list per device (`50`, `25%,75%`). A tenant alone on a card is limited too.
+    #[arg(long, value_name = "PCT[,PCT…]")]
+    pub compute: Option<String>,
     /// Devices the command may use, as CUDA_VISIBLE_DEVICES takes them (`0,2` or GPU UUIDs).
     #[arg(long, value_name = "LIST")]
     pub devices: Option<String>,
@@ -41,15 +45,22 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-fn validate_memory(list: &str) -> Result<()> {
-    for (i, part) in list.split(',').enumerate() {
-        match parse_size(part) {
-            Ok(0) => bail!("--memory {list:?}: entry {i} is 0; a limit must be larger than 0"),
-            Ok(_) => {}
-            Err(e) => bail!("--memory {list:?}: {e}"),
-        }
+/// Checks a flag's value with the library's own parser (the variable it is passed in).
+fn validate_limit(flag: &str, var: &str, value: &str) -> Result<()> {
+    let env = [(var.to_string(), value.to_string())];
+    match gpupool_config::TenantConfig::from_sources(&env, None) {
+        Ok(_) => Ok(()),
+        Err(gpupool_config::ConfigError::Env { why, .. }) => bail!("{flag} {value:?}: {why}"),
+        Err(e) => bail!("{flag} {value:?}: {e}"),
     }
-    Ok(())
+}
+
+fn validate_memory(list: &str) -> Result<()> {
+    validate_limit("--memory", "GPUPOOL_MEMORY_LIMIT", list)
+}
+
+fn validate_compute(list: &str) -> Result<()> {
+    validate_limit("--compute", "GPUPOOL_COMPUTE_LIMIT", list)
 }
 
 fn validate_devices(list: &str) -> Result<()> {
@@ -92,6 +103,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
     if let Some(m) = &a.memory {
         validate_memory(m)?;
     }
+    if let Some(c) = &a.compute {
+        validate_compute(c)?;
+    }
     if let Some(d) = &a.devices {
         validate_devices(d)?;
     }
@@ -128,6 +142,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
     cmd.env("LD_PRELOAD", preload_var)
         .env("GPUPOOL_REGION", &region)
         .env("GPUPOOL_CONTEXT_MEMORY", context_memory.to_string());
+    if let Some(c) = &a.compute {
+        cmd.env("GPUPOOL_COMPUTE_LIMIT", c);
+    }
     if let Some(m) = &a.memory {
         cmd.env("GPUPOOL_MEMORY_LIMIT", m);
     }
@@ -156,6 +173,10 @@ mod tests {
         let e = validate_memory("4GiB,lots").unwrap_err().to_string();
         assert!(e.contains("lots"), "{e}");
         assert!(validate_memory("0").is_err());
+        assert!(validate_compute("25%,75").is_ok());
+        let e = validate_compute("150").unwrap_err().to_string();
+        assert!(e.contains("--compute") && e.contains("150"), "{e}");
+        assert!(validate_compute("0").is_err());
         assert!(validate_devices("0,2,GPU-1234").is_ok());
         assert!(validate_devices("0,x")
             .unwrap_err()

@@ -29,6 +29,11 @@ pub const DEFAULT_LIMITS_FILE: &str = "/etc/gpupool/limits.conf";
 pub const HAMI_MEMORY_LIMIT: &str = "CUDA_DEVICE_MEMORY_LIMIT";
 /// HAMi-core: shared cache (our region) file.
 pub const HAMI_SHARED_CACHE: &str = "CUDA_DEVICE_MEMORY_SHARED_CACHE";
+/// Env variable: compute limit in percent of the device's time, one value for all devices or a
+/// comma list per device ordinal (`50`, `25%,75%`).
+pub const ENV_COMPUTE_LIMIT: &str = "GPUPOOL_COMPUTE_LIMIT";
+/// HAMi-core: compute limit (percent) for all devices (and `_<i>` per device).
+pub const HAMI_SM_LIMIT: &str = "CUDA_DEVICE_SM_LIMIT";
 
 /// How much the library logs (to stderr).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -105,13 +110,72 @@ pub enum ConfigSource {
     File(PathBuf),
 }
 
+/// A value for every device, with per-ordinal exceptions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PerDevice<T> {
+    /// For every device without a specific value.
+    pub default: Option<T>,
+    /// Per ordinal (index = CUDA ordinal as the tenant sees it).
+    pub devices: Vec<Option<T>>,
+}
+
+impl<T: Copy> PerDevice<T> {
+    /// The value for device `ordinal`, if any.
+    pub fn get(&self, ordinal: usize) -> Option<T> {
+        self.devices
+            .get(ordinal)
+            .copied()
+            .flatten()
+            .or(self.default)
+    }
+
+    /// True when some device has a value.
+    pub fn any(&self) -> bool {
+        self.default.is_some() || self.devices.iter().any(Option::is_some)
+    }
+
+    /// Sets the value of one ordinal.
+    pub fn set(&mut self, ordinal: usize, value: T) -> Result<(), String> {
+        if ordinal >= MAX_DEVICES {
+            return Err(format!(
+                "device index {ordinal} is out of range (0..{MAX_DEVICES})"
+            ));
+        }
+        if self.devices.len() <= ordinal {
+            self.devices.resize(ordinal + 1, None);
+        }
+        self.devices[ordinal] = Some(value);
+        Ok(())
+    }
+
+    /// `V` (every device) or `V,V,...` (per ordinal), each parsed by `parse`.
+    pub fn set_list(
+        &mut self,
+        text: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<(), String> {
+        let parts: Vec<&str> = text.split(',').collect();
+        self.default = None;
+        self.devices.clear();
+        if parts.len() == 1 {
+            self.default = Some(parse(parts[0])?);
+            return Ok(());
+        }
+        for (i, p) in parts.iter().enumerate() {
+            let v = parse(p).map_err(|e| format!("entry {i}: {e}"))?;
+            self.set(i, v)?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything the preloaded library needs to know about its tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TenantConfig {
-    /// Limit for every device without a specific one.
-    pub default_memory_limit: Option<u64>,
-    /// Per-ordinal limits (index = CUDA ordinal as the tenant sees it).
-    pub device_memory_limits: Vec<Option<u64>>,
+    /// Device memory limits (bytes).
+    pub memory: PerDevice<u64>,
+    /// Compute limits (percent of the device's time, 1..=100).
+    pub compute: PerDevice<u32>,
     /// Shared accounting region file; `None` = a private, per-process region.
     pub region: Option<PathBuf>,
     /// Memory charged per context created.
@@ -125,16 +189,17 @@ pub struct TenantConfig {
 impl TenantConfig {
     /// The memory limit of device `ordinal`, if any.
     pub fn memory_limit(&self, ordinal: usize) -> Option<u64> {
-        self.device_memory_limits
-            .get(ordinal)
-            .copied()
-            .flatten()
-            .or(self.default_memory_limit)
+        self.memory.get(ordinal)
     }
 
     /// True when at least one device has a memory limit.
     pub fn has_memory_limit(&self) -> bool {
-        self.default_memory_limit.is_some() || self.device_memory_limits.iter().any(Option::is_some)
+        self.memory.any()
+    }
+
+    /// The compute limit of device `ordinal` in percent, if any.
+    pub fn compute_limit(&self, ordinal: usize) -> Option<u32> {
+        self.compute.get(ordinal)
     }
 
     /// Builds the configuration from env pairs and, optionally, a limits file's text.
@@ -164,7 +229,14 @@ impl TenantConfig {
         }
         apply_hami_env(&mut cfg, env)?;
         if let Some(v) = get(ENV_MEMORY_LIMIT) {
-            apply_limit_list(&mut cfg, v).map_err(|why| env_err(ENV_MEMORY_LIMIT, v, &why))?;
+            cfg.memory
+                .set_list(v, parse_limit)
+                .map_err(|why| env_err(ENV_MEMORY_LIMIT, v, &why))?;
+        }
+        if let Some(v) = get(ENV_COMPUTE_LIMIT) {
+            cfg.compute
+                .set_list(v, parse_percent)
+                .map_err(|why| env_err(ENV_COMPUTE_LIMIT, v, &why))?;
         }
         if let Some(v) = get(ENV_REGION).or_else(|| get(HAMI_SHARED_CACHE)) {
             if v.trim().is_empty() {
@@ -172,7 +244,7 @@ impl TenantConfig {
             }
             cfg.region = Some(PathBuf::from(v));
         }
-        if cfg.has_memory_limit() {
+        if cfg.has_memory_limit() || cfg.compute.any() {
             cfg.source = ConfigSource::Env;
         }
         Ok(cfg)
@@ -195,51 +267,42 @@ fn parse_limit(v: &str) -> Result<u64, String> {
     }
 }
 
-fn set_device_limit(cfg: &mut TenantConfig, ordinal: usize, limit: u64) -> Result<(), String> {
-    if ordinal >= MAX_DEVICES {
-        return Err(format!(
-            "device index {ordinal} is out of range (0..{MAX_DEVICES})"
-        ));
+/// A compute limit: `50` or `50%`, from 1 to 100.
+fn parse_percent(v: &str) -> Result<u32, String> {
+    let t = v.trim();
+    let t = t.strip_suffix('%').unwrap_or(t).trim();
+    match t.parse::<u32>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n),
+        _ => Err("a compute limit is a percentage from 1 to 100".into()),
     }
-    if cfg.device_memory_limits.len() <= ordinal {
-        cfg.device_memory_limits.resize(ordinal + 1, None);
-    }
-    cfg.device_memory_limits[ordinal] = Some(limit);
-    Ok(())
-}
-
-/// `4GiB` (all devices) or `4GiB,2GiB` (per ordinal).
-fn apply_limit_list(cfg: &mut TenantConfig, v: &str) -> Result<(), String> {
-    let parts: Vec<&str> = v.split(',').collect();
-    if parts.len() == 1 {
-        cfg.default_memory_limit = Some(parse_limit(parts[0])?);
-        cfg.device_memory_limits.clear();
-        return Ok(());
-    }
-    cfg.default_memory_limit = None;
-    cfg.device_memory_limits.clear();
-    for (i, p) in parts.iter().enumerate() {
-        let limit = parse_limit(p).map_err(|e| format!("entry {i}: {e}"))?;
-        set_device_limit(cfg, i, limit)?;
-    }
-    Ok(())
 }
 
 fn apply_hami_env(cfg: &mut TenantConfig, env: &[(String, String)]) -> Result<(), ConfigError> {
     for (key, value) in env {
-        if key == HAMI_MEMORY_LIMIT {
-            cfg.default_memory_limit =
-                Some(parse_limit(value).map_err(|why| env_err(key, value, &why))?);
-        } else if let Some(idx) = key
-            .strip_prefix(HAMI_MEMORY_LIMIT)
-            .and_then(|s| s.strip_prefix('_'))
-        {
-            let ordinal: usize = idx
-                .parse()
-                .map_err(|_| env_err(key, value, "the suffix must be a device index"))?;
-            let limit = parse_limit(value).map_err(|why| env_err(key, value, &why))?;
-            set_device_limit(cfg, ordinal, limit).map_err(|why| env_err(key, value, &why))?;
-        }
+        apply_hami_var(&mut cfg.memory, HAMI_MEMORY_LIMIT, key, value, parse_limit)?;
+        apply_hami_var(&mut cfg.compute, HAMI_SM_LIMIT, key, value, parse_percent)?;
+    }
+    Ok(())
+}
+
+/// HAMi-core's `NAME` (every device) or `NAME_<i>` (one device).
+fn apply_hami_var<T: Copy>(
+    target: &mut PerDevice<T>,
+    name: &str,
+    key: &str,
+    value: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<(), ConfigError> {
+    if key == name {
+        target.default = Some(parse(value).map_err(|why| env_err(key, value, &why))?);
+    } else if let Some(idx) = key.strip_prefix(name).and_then(|s| s.strip_prefix('_')) {
+        let ordinal: usize = idx
+            .parse()
+            .map_err(|_| env_err(key, value, "the suffix must be a device index"))?;
+        let v = parse(value).map_err(|why| env_err(key, value, &why))?;
+        target
+            .set(ordinal, v)
+            .map_err(|why| env_err(key, value, &why))?;
     }
     Ok(())
 }
@@ -260,7 +323,8 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
             .ok_or_else(|| bad(format!("expected key = value, got {line:?}")))?;
         let (key, value) = (key.trim(), value.trim());
         match key {
-            "memory" => cfg.default_memory_limit = Some(parse_limit(value).map_err(bad)?),
+            "memory" => cfg.memory.default = Some(parse_limit(value).map_err(bad)?),
+            "compute" => cfg.compute.default = Some(parse_percent(value).map_err(bad)?),
             "region" => {
                 if value.is_empty() {
                     return Err(bad("region needs a path".into()));
@@ -270,20 +334,25 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
             "context_memory" => {
                 cfg.context_memory = parse_size(value).map_err(|e| bad(e.to_string()))?
             }
-            _ => match key.strip_prefix("memory.") {
-                Some(idx) => {
-                    let ordinal: usize = idx
-                        .parse()
-                        .map_err(|_| bad(format!("{key:?}: expected memory.<device index>")))?;
+            _ => {
+                let per_device = |prefix: &str| {
+                    key.strip_prefix(prefix).map(|idx| {
+                        idx.parse::<usize>()
+                            .map_err(|_| bad(format!("{key:?}: expected {prefix}<device index>")))
+                    })
+                };
+                if let Some(ordinal) = per_device("memory.") {
                     let limit = parse_limit(value).map_err(bad)?;
-                    set_device_limit(cfg, ordinal, limit).map_err(bad)?;
-                }
-                None => {
+                    cfg.memory.set(ordinal?, limit).map_err(bad)?;
+                } else if let Some(ordinal) = per_device("compute.") {
+                    let limit = parse_percent(value).map_err(bad)?;
+                    cfg.compute.set(ordinal?, limit).map_err(bad)?;
+                } else {
                     return Err(bad(format!(
-                        "unknown key {key:?} (memory, memory.<i>, region, context_memory)"
-                    )))
+                        "unknown key {key:?} (memory, memory.<i>, compute, compute.<i>, region, context_memory)"
+                    )));
                 }
-            },
+            }
         }
     }
     Ok(())
@@ -320,6 +389,60 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn compute_limits_from_env_hami_and_file() {
+        let cfg = TenantConfig::from_sources(&env(&[(ENV_COMPUTE_LIMIT, "25%,75")]), None).unwrap();
+        assert_eq!(cfg.compute_limit(0), Some(25));
+        assert_eq!(cfg.compute_limit(1), Some(75));
+        assert_eq!(cfg.compute_limit(2), None);
+        assert_eq!(cfg.source, ConfigSource::Env);
+        let cfg = TenantConfig::from_sources(
+            &env(&[
+                ("CUDA_DEVICE_SM_LIMIT", "30"),
+                ("CUDA_DEVICE_SM_LIMIT_1", "60"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(cfg.compute_limit(0), Some(30));
+        assert_eq!(cfg.compute_limit(1), Some(60));
+        let cfg = TenantConfig::from_sources(
+            &env(&[("CUDA_DEVICE_SM_LIMIT", "30"), (ENV_COMPUTE_LIMIT, "40")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.compute_limit(0),
+            Some(40),
+            "GPUPOOL_* wins over HAMi's name"
+        );
+        let file = "compute = 50\ncompute.1 = 10%\n";
+        let cfg = TenantConfig::from_sources(&[], Some((Path::new("/l"), file))).unwrap();
+        assert_eq!(
+            (cfg.compute_limit(0), cfg.compute_limit(1)),
+            (Some(50), Some(10))
+        );
+    }
+
+    #[test]
+    fn bad_compute_limits_fail_closed_naming_the_input() {
+        for (k, v) in [
+            (ENV_COMPUTE_LIMIT, "0"),
+            (ENV_COMPUTE_LIMIT, "101"),
+            (ENV_COMPUTE_LIMIT, "half"),
+            (ENV_COMPUTE_LIMIT, "50,,50"),
+            ("CUDA_DEVICE_SM_LIMIT", "0"),
+            ("CUDA_DEVICE_SM_LIMIT_x", "50"),
+        ] {
+            let e = TenantConfig::from_sources(&env(&[(k, v)]), None).unwrap_err();
+            assert!(e.to_string().contains(k), "{k}={v}: {e}");
+        }
+        for line in ["compute = 0", "compute.x = 5", "compute.99 = 5"] {
+            let e = TenantConfig::from_sources(&[], Some((Path::new("/l"), line))).unwrap_err();
+            assert!(e.to_string().contains("/l"), "{line}: {e}");
+        }
     }
 
     #[test]

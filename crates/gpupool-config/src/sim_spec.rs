@@ -25,6 +25,9 @@ pub struct SimDevice {
     pub context_memory: u64,
     /// Allocation granularity: every allocation is rounded up to a multiple of it.
     pub granularity: u64,
+    /// Time slice in nanoseconds: kernels of different contexts take turns on the device for at
+    /// most this long each.
+    pub time_slice_ns: u64,
 }
 
 /// A whole simulated machine: the devices in CUDA ordinal order.
@@ -86,6 +89,8 @@ const GIB: u64 = 1 << 30;
 pub const DEFAULT_CONTEXT_MEMORY: u64 = 256 * MIB;
 /// Default allocation granularity of a simulated device.
 pub const DEFAULT_GRANULARITY: u64 = 2 * MIB;
+/// Default time slice between contexts on a simulated device (2 ms).
+pub const DEFAULT_TIME_SLICE_NS: u64 = 2_000_000;
 
 fn model(name: &str) -> Option<SimDevice> {
     let (full, memory, sms, cc) = match name.to_ascii_uppercase().as_str() {
@@ -104,6 +109,7 @@ fn model(name: &str) -> Option<SimDevice> {
         compute_capability: cc,
         context_memory: DEFAULT_CONTEXT_MEMORY,
         granularity: DEFAULT_GRANULARITY,
+        time_slice_ns: DEFAULT_TIME_SLICE_NS,
     })
 }
 
@@ -134,14 +140,15 @@ impl SimSpec {
             .iter()
             .map(|d| {
                 format!(
-                    "1x{}:name={},sms={},cc={}.{},ctx={},gran={}",
+                    "1x{}:name={},sms={},cc={}.{},ctx={},gran={},slice={}ns",
                     d.memory,
                     d.name,
                     d.sms,
                     d.compute_capability.0,
                     d.compute_capability.1,
                     d.context_memory,
-                    d.granularity
+                    d.granularity,
+                    d.time_slice_ns
                 )
             })
             .collect::<Vec<_>>()
@@ -192,6 +199,7 @@ fn parse_group(spec: &str, group: &str) -> Result<(usize, SimDevice), SpecError>
                 compute_capability: (8, 0),
                 context_memory: DEFAULT_CONTEXT_MEMORY,
                 granularity: DEFAULT_GRANULARITY,
+                time_slice_ns: DEFAULT_TIME_SLICE_NS,
             }
         }
     };
@@ -243,6 +251,13 @@ fn apply_option(spec: &str, option: &str, device: &mut SimDevice) -> Result<(), 
             device.compute_capability =
                 parsed.ok_or_else(|| bad("cc must look like 9.0".into()))?;
         }
+        "slice" => {
+            let ns = crate::duration::parse_duration_ns(value).map_err(|e| bad(e.to_string()))?;
+            if !(10_000..=1_000_000_000).contains(&ns) {
+                return Err(bad("time slice must be from 10us to 1s".into()));
+            }
+            device.time_slice_ns = ns;
+        }
         "name" => {
             if value.is_empty() || value.len() > 95 || value.contains(['+', ':', ',']) {
                 return Err(bad("name must be 1..95 characters without + : ,".into()));
@@ -251,7 +266,7 @@ fn apply_option(spec: &str, option: &str, device: &mut SimDevice) -> Result<(), 
         }
         other => {
             return Err(bad(format!(
-                "unknown key {other:?} (sms, ctx, gran, cc, name)"
+                "unknown key {other:?} (sms, ctx, gran, cc, slice, name)"
             )))
         }
     }
@@ -278,7 +293,9 @@ mod tests {
 
     #[test]
     fn parses_options() {
-        let s = SimSpec::parse("2x16GiB:sms=40,ctx=300MiB,gran=64KiB,name=Test GPU").unwrap();
+        let s = SimSpec::parse("2x16GiB:sms=40,ctx=300MiB,gran=64KiB,slice=500us,name=Test GPU")
+            .unwrap();
+        assert_eq!(s.devices[0].time_slice_ns, 500_000);
         assert_eq!(s.devices[1].sms, 40);
         assert_eq!(s.devices[1].context_memory, 300 * MIB);
         assert_eq!(s.devices[1].granularity, 64 << 10);
@@ -294,6 +311,8 @@ mod tests {
             "2x8GiB:sms",
             "2x8GiB:sms=0",
             "2x8GiB:gran=3MiB",
+            "1x8GiB:slice=5us",
+            "1x8GiB:slice=fast",
             "1x8GiB:ctx=9GiB",
             "17x1GiB",
             "2x8GiB:color=red",
@@ -309,8 +328,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn canonical_form_round_trips(n in 1usize..4, gib in 1u64..200, sms in 1u32..300) {
-            let spec = SimSpec::parse(&format!("{n}x{gib}GiB:sms={sms}")).unwrap();
+        fn canonical_form_round_trips(n in 1usize..4, gib in 1u64..200, sms in 1u32..300, us in 10u64..100_000) {
+            let spec = SimSpec::parse(&format!("{n}x{gib}GiB:sms={sms},slice={us}us")).unwrap();
             prop_assert_eq!(SimSpec::parse(&spec.to_spec_string()), Ok(spec));
         }
 

@@ -130,3 +130,113 @@ pub unsafe fn nvml_handle_by_uuid(
         h
     )
 }
+
+/// Timing events through the real driver (for `cost`).
+pub mod events {
+    use super::*;
+    use gpupool_cuda::cu::{CUcontext, CUevent, CUstream};
+
+    /// The calling thread's current context, if any.
+    pub fn current_context() -> Option<CUcontext> {
+        let mut c: CUcontext = std::ptr::null_mut();
+        let rc = call_real!(
+            "cuCtxGetCurrent",
+            unsafe extern "C" fn(*mut CUcontext) -> u32,
+            &mut c
+        );
+        (rc == CUDA_SUCCESS && !c.is_null()).then_some(c)
+    }
+
+    /// Whether stream `s` is being captured into a graph (events cannot be timed there).
+    ///
+    /// # Safety
+    /// `s` must be a stream handle of this process (or a special handle).
+    pub unsafe fn capturing(s: CUstream) -> bool {
+        let mut status = 0u32;
+        let rc = call_real!(
+            "cuStreamIsCapturing",
+            unsafe extern "C" fn(CUstream, *mut u32) -> u32,
+            s,
+            &mut status
+        );
+        rc != CUDA_SUCCESS || status != 0
+    }
+
+    /// A new timing event in the current context.
+    pub fn create() -> Option<CUevent> {
+        let mut e: CUevent = std::ptr::null_mut();
+        let rc = call_real!(
+            "cuEventCreate",
+            unsafe extern "C" fn(*mut CUevent, u32) -> u32,
+            &mut e,
+            0
+        );
+        (rc == CUDA_SUCCESS && !e.is_null()).then_some(e)
+    }
+
+    /// Destroys an event.
+    ///
+    /// # Safety
+    /// Handles must be the driver's (events / streams / contexts of this process).
+    pub unsafe fn destroy(e: CUevent) {
+        call_real!("cuEventDestroy_v2", unsafe extern "C" fn(CUevent) -> u32, e);
+    }
+
+    /// Records `e` on stream `s` (`s` as the caller's launch used it).
+    ///
+    /// # Safety
+    /// Handles must be the driver's (events / streams / contexts of this process).
+    pub unsafe fn record(e: CUevent, s: CUstream) -> bool {
+        call_real!(
+            "cuEventRecord",
+            unsafe extern "C" fn(CUevent, CUstream) -> u32,
+            e,
+            s
+        ) == CUDA_SUCCESS
+    }
+
+    /// Waits for `e`.
+    ///
+    /// # Safety
+    /// Handles must be the driver's (events / streams / contexts of this process).
+    pub unsafe fn synchronize(e: CUevent) -> bool {
+        call_real!(
+            "cuEventSynchronize",
+            unsafe extern "C" fn(CUevent) -> u32,
+            e
+        ) == CUDA_SUCCESS
+    }
+
+    /// Whether `e` completed (`None` on an error), with `ctx` made current first.
+    ///
+    /// # Safety
+    /// Handles must be the driver's (events / streams / contexts of this process).
+    pub unsafe fn query(ctx: CUcontext, e: CUevent) -> Option<bool> {
+        call_real!(
+            "cuCtxSetCurrent",
+            unsafe extern "C" fn(CUcontext) -> u32,
+            ctx
+        );
+        match call_real!("cuEventQuery", unsafe extern "C" fn(CUevent) -> u32, e) {
+            CUDA_SUCCESS => Some(true),
+            CUDA_ERROR_NOT_READY => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Nanoseconds between two completed events.
+    ///
+    /// # Safety
+    /// Handles must be the driver's (events / streams / contexts of this process).
+    pub unsafe fn elapsed_ns(a: CUevent, b: CUevent) -> Option<u64> {
+        let mut ms = 0f32;
+        let rc = call_real!(
+            "cuEventElapsedTime",
+            unsafe extern "C" fn(*mut f32, CUevent, CUevent) -> u32,
+            &mut ms,
+            a,
+            b
+        );
+        (rc == CUDA_SUCCESS && ms >= 0.0).then_some((ms as f64 * 1e6) as u64)
+    }
+}

@@ -13,6 +13,8 @@
 #![warn(missing_docs)]
 #![allow(clippy::missing_safety_doc)]
 
+pub mod compute;
+pub mod cost;
 pub mod driver;
 pub mod log;
 pub mod lookup;
@@ -62,6 +64,16 @@ gpupool_cuda::export_functions! {
     fn cuCtxCreate_v3(ctx: *mut CUcontext, params: *mut c_void, n: i32, flags: u32, dev: CUdevice) -> u32 => memory::ctx_create_v3;
     fn cuCtxCreate_v4(ctx: *mut CUcontext, params: *mut c_void, flags: u32, dev: CUdevice) -> u32 => memory::ctx_create_v4;
     fn cuCtxDestroy_v2(ctx: CUcontext) -> u32 => memory::ctx_destroy;
+
+    fn cuLaunchKernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => compute::launch_kernel;
+    fn cuLaunchKernel_ptsz(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => compute::launch_kernel_ptsz;
+    fn cuLaunchKernelEx(config: *const CUlaunchConfig_st, f: CUfunction, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => compute::launch_kernel_ex;
+    fn cuLaunchKernelEx_ptsz(config: *const CUlaunchConfig_st, f: CUfunction, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => compute::launch_kernel_ex_ptsz;
+    fn cuLaunchCooperativeKernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void) -> u32 => compute::launch_cooperative_kernel;
+    fn cuLaunchCooperativeKernel_ptsz(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void) -> u32 => compute::launch_cooperative_kernel_ptsz;
+    fn cuLaunchCooperativeKernelMultiDevice(list: *mut CUDA_LAUNCH_PARAMS_st, n: u32, flags: u32) -> u32 => compute::launch_cooperative_kernel_multi_device;
+    fn cuGraphLaunch(exec: CUgraphExec, s: CUstream) -> u32 => compute::graph_launch;
+    fn cuGraphLaunch_ptsz(exec: CUgraphExec, s: CUstream) -> u32 => compute::graph_launch_ptsz;
 
     fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> u32 => view::mem_get_info;
     fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: CUdevice) -> u32 => view::device_total_mem;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every region file.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"GPUPOOL1");
 /// Bumped on every incompatible layout change.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Devices a region can account for.
 pub const MAX_DEVICES: usize = 16;
 /// Processes a region can hold at once.
@@ -38,6 +38,8 @@ pub(crate) struct DeviceEntry {
     pub limit: AtomicU64,
     /// Allocations refused because of the limit.
     pub denied: AtomicU64,
+    /// Compute pacing of the tenant on this device (see `compute.rs`).
+    pub compute: crate::compute::ComputeState,
 }
 
 /// One process's usage.

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! Header { magic "GPUPOOL1", version, size, device_count, slot_hint }
-//! DeviceEntry[16] { state, uuid, limit, denied }
+//! DeviceEntry[16] { state, uuid, limit, denied, compute pacing }
 //! ProcSlot[1024]  { owner token, pid, host pid, pid namespace, start time, used[16] }
 //! ```
 //!
@@ -18,10 +18,12 @@
 
 #![warn(missing_docs)]
 
+pub mod compute;
 mod layout;
 mod process;
 mod region;
 
+pub use compute::ComputeState;
 pub use layout::{LAYOUT_VERSION, MAGIC, MAX_DEVICES, MAX_SLOTS};
-pub use process::ProcessIdentity;
+pub use process::{process_alive, ProcessIdentity};
 pub use region::{Denied, ProcessUsage, Region, RegionError, SlotHandle};

@@ -46,13 +46,20 @@ pub(crate) fn own_pidns() -> u64 {
 
 /// Start time of `pid` from `/proc/<pid>/stat`.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat(pid).map(|(_, start)| start)
 }
 
-/// Whether the process `pid` that started at `start` is still alive.
+/// State letter and start time of `pid`, from `/proc/<pid>/stat`.
+fn stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields resume after the last ')'.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.nth(18)?.parse().ok()?))
+}
+
+/// Whether the process `pid` that started at `start` (0 = any) is still alive. A zombie (dead,
+/// not yet reaped by its parent, which in containers may never happen) counts as dead.
 pub(crate) fn is_alive(pid: u32, start: u64) -> bool {
     if pid == 0 {
         return true; // slot still being filled in
@@ -62,11 +69,17 @@ pub(crate) fn is_alive(pid: u32, start: u64) -> bool {
     if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
         return false;
     }
-    match start_time(pid) {
-        Some(now) => start == 0 || now == start,
+    match stat(pid) {
+        Some(('Z' | 'X', _)) => false,
+        Some((_, now)) => start == 0 || now == start,
         // Exists (kill said so) but /proc is not ours to read: assume alive.
         None => true,
     }
+}
+
+/// Whether process `pid` is alive (not gone, not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    pid != 0 && is_alive(pid, 0)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Opening, validating and updating a region.
 
+use crate::compute::ComputeState;
 use crate::layout::*;
 use crate::process::{is_alive, own_pidns, ProcessIdentity};
 use std::fs::{File, OpenOptions};
@@ -313,6 +314,11 @@ impl Region {
             .devices
             .get(dev)
             .map_or(0, |d| d.limit.load(SeqCst))
+    }
+
+    /// Compute pacing state of device `dev`.
+    pub fn compute(&self, dev: usize) -> Option<&ComputeState> {
+        self.layout().devices.get(dev).map(|d| &d.compute)
     }
 
     /// Allocations refused on device `dev`.

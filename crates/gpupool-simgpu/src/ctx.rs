@@ -22,6 +22,10 @@ pub struct Context {
     pub refs: AtomicU32,
     /// Unique id.
     pub id: u64,
+    /// Last kernel queued in this context on any stream (timeline sequence, 0 = none).
+    pub last_any: AtomicU64,
+    /// Last kernel queued on its legacy (null) stream.
+    pub legacy_last: AtomicU64,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -103,6 +107,8 @@ fn new_context(
         primary,
         refs: AtomicU32::new(1),
         id: NEXT_ID.fetch_add(1, SeqCst),
+        last_any: AtomicU64::new(0),
+        legacy_last: AtomicU64::new(0),
     });
     let p = Box::into_raw(c) as usize;
     ALL.lock().push(p);
@@ -335,7 +341,10 @@ pub unsafe fn ctx_get_device(out: *mut CUdevice) -> u32 {
 
 /// `cuCtxSynchronize`: everything runs synchronously in the simulator.
 pub unsafe fn ctx_synchronize() -> u32 {
-    result(require_current().map(|_| CUDA_SUCCESS))
+    result(require_current().map(|c| {
+        crate::work::wait(c, c.last_any.load(SeqCst));
+        CUDA_SUCCESS
+    }))
 }
 
 /// `cuCtxGetFlags`.

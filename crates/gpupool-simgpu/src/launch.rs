@@ -1,10 +1,50 @@
-//! Kernel launches. The simulator does not execute kernels yet (simulated kernel durations are
-//! future work): a launch checks its arguments and completes at once.
+//! Kernel launches: every launch path queues the kernel's simulated duration (see `module`) on
+//! the device timeline (`work`, `timeline`).
 
 use crate::ctx::require_current;
-use gpupool_cuda::cu::{CUfunction, CUstream};
+use crate::module::kernel;
+use gpupool_cuda::cu::{CUDA_LAUNCH_PARAMS_st, CUfunction, CUlaunchConfig_st, CUstream};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
+
+/// Grid and block of a launch.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Grid dimensions.
+    pub grid: [u32; 3],
+    /// Block dimensions.
+    pub block: [u32; 3],
+}
+
+impl Shape {
+    /// Blocks in the grid.
+    pub fn blocks(&self) -> u64 {
+        self.grid.iter().map(|&d| d as u64).product()
+    }
+
+    fn check(&self) -> Result<(), u32> {
+        let threads: u64 = self.block.iter().map(|&d| d as u64).product();
+        if self.grid.contains(&0) || self.block.contains(&0) || threads > 1024 {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        Ok(())
+    }
+}
+
+/// Duration of `f` launched with `shape`, after checking both.
+pub fn duration(f: CUfunction, shape: Shape) -> Result<u64, u32> {
+    require_current()?;
+    let k = kernel(f)?;
+    shape.check()?;
+    Ok(k.duration_ns(shape.blocks()))
+}
+
+fn launch(f: CUfunction, shape: Shape, stream: CUstream) -> u32 {
+    match duration(f, shape).and_then(|d| crate::work::launch(stream, d)) {
+        Ok(()) => CUDA_SUCCESS,
+        Err(e) => e,
+    }
+}
 
 /// `cuLaunchKernel` (and `_ptsz`).
 #[allow(clippy::too_many_arguments)]
@@ -17,25 +57,187 @@ pub unsafe fn launch_kernel(
     by: u32,
     bz: u32,
     _shared: u32,
-    _stream: CUstream,
+    stream: CUstream,
     _params: *mut *mut c_void,
     _extra: *mut *mut c_void,
 ) -> u32 {
-    if let Err(e) = require_current() {
-        return e;
+    let shape = Shape {
+        grid: [gx, gy, gz],
+        block: [bx, by, bz],
+    };
+    launch(f, shape, stream)
+}
+
+/// `cuLaunchKernelEx` (and `_ptsz`).
+pub unsafe fn launch_kernel_ex(
+    config: *const CUlaunchConfig_st,
+    f: CUfunction,
+    _params: *mut *mut c_void,
+    _extra: *mut *mut c_void,
+) -> u32 {
+    // SAFETY: null or the caller's launch configuration.
+    let Some(c) = (unsafe { config.as_ref() }) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let shape = Shape {
+        grid: [c.gridDimX, c.gridDimY, c.gridDimZ],
+        block: [c.blockDimX, c.blockDimY, c.blockDimZ],
+    };
+    launch(f, shape, c.hStream)
+}
+
+/// Blocks a cooperative launch may have on a device: all resident at once.
+fn cooperative_fits(shape: Shape) -> Result<(), u32> {
+    let c = require_current()?;
+    let (_, d) = crate::ctx::device(c.ordinal)?;
+    if shape.blocks() > d.spec.sms as u64 * 32 {
+        return Err(CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE);
     }
-    if f.is_null() {
-        return CUDA_ERROR_INVALID_HANDLE;
+    Ok(())
+}
+
+/// `cuLaunchCooperativeKernel` (and `_ptsz`).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_cooperative_kernel(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    _shared: u32,
+    stream: CUstream,
+    _params: *mut *mut c_void,
+) -> u32 {
+    let shape = Shape {
+        grid: [gx, gy, gz],
+        block: [bx, by, bz],
+    };
+    match cooperative_fits(shape) {
+        Ok(()) => launch(f, shape, stream),
+        Err(e) => e,
     }
-    if gx == 0
-        || gy == 0
-        || gz == 0
-        || bx == 0
-        || by == 0
-        || bz == 0
-        || (bx as u64 * by as u64 * bz as u64) > 1024
-    {
+}
+
+/// `cuLaunchCooperativeKernelMultiDevice`: one launch per entry, each on its stream's device.
+pub unsafe fn launch_cooperative_kernel_multi_device(
+    list: *mut CUDA_LAUNCH_PARAMS_st,
+    n: u32,
+    _flags: u32,
+) -> u32 {
+    if list.is_null() || n == 0 {
         return CUDA_ERROR_INVALID_VALUE;
     }
+    // SAFETY: the caller passes n entries.
+    let entries = unsafe { std::slice::from_raw_parts(list, n as usize) };
+    let shapes: Vec<Shape> = entries
+        .iter()
+        .map(|e| Shape {
+            grid: [e.gridDimX, e.gridDimY, e.gridDimZ],
+            block: [e.blockDimX, e.blockDimY, e.blockDimZ],
+        })
+        .collect();
+    // All or nothing: check every entry first.
+    for (e, shape) in entries.iter().zip(&shapes) {
+        if let Err(err) = duration(e.function, *shape) {
+            return err;
+        }
+    }
+    for (e, shape) in entries.iter().zip(&shapes) {
+        let rc = launch(e.function, *shape, e.hStream);
+        if rc != CUDA_SUCCESS {
+            return rc;
+        }
+    }
     CUDA_SUCCESS
+}
+
+/// In the `_ptsz` variants the null stream is the calling thread's default stream.
+pub fn per_thread(s: CUstream) -> CUstream {
+    if s.is_null() {
+        2 as CUstream
+    } else {
+        s
+    }
+}
+
+/// `cuLaunchKernel_ptsz`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_kernel_ptsz(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    shared: u32,
+    stream: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> u32 {
+    // SAFETY: same contract.
+    unsafe {
+        launch_kernel(
+            f,
+            gx,
+            gy,
+            gz,
+            bx,
+            by,
+            bz,
+            shared,
+            per_thread(stream),
+            params,
+            extra,
+        )
+    }
+}
+
+/// `cuLaunchKernelEx_ptsz`.
+pub unsafe fn launch_kernel_ex_ptsz(
+    config: *const CUlaunchConfig_st,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> u32 {
+    // SAFETY: null or the caller's launch configuration.
+    let Some(mut c) = (unsafe { config.as_ref() }).copied() else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    c.hStream = per_thread(c.hStream);
+    // SAFETY: same contract, with the stream resolved.
+    unsafe { launch_kernel_ex(&c, f, params, extra) }
+}
+
+/// `cuLaunchCooperativeKernel_ptsz`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_cooperative_kernel_ptsz(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    shared: u32,
+    stream: CUstream,
+    params: *mut *mut c_void,
+) -> u32 {
+    // SAFETY: same contract.
+    unsafe {
+        launch_cooperative_kernel(
+            f,
+            gx,
+            gy,
+            gz,
+            bx,
+            by,
+            bz,
+            shared,
+            per_thread(stream),
+            params,
+        )
+    }
 }

@@ -27,6 +27,8 @@ pub struct Device {
     pub uuid: [u8; 16],
     /// Index of the device in the shared region.
     pub region_index: usize,
+    /// Its timeline, shared by every process of the machine.
+    pub timeline: crate::timeline::Timeline,
 }
 
 /// The machine.
@@ -179,11 +181,14 @@ fn build() -> Result<Machine, String> {
         let uuid = device_uuid(&state, i);
         let region_index = region.device_index(uuid).map_err(|e| e.to_string())?;
         region.set_limit(region_index, d.memory);
+        let timeline =
+            crate::timeline::Timeline::open(&state.join(format!("timeline-{i}")), d.time_slice_ns)?;
         all.push(Device {
             physical: i,
             spec: d,
             uuid,
             region_index,
+            timeline,
         });
     }
     let uuids: Vec<_> = all.iter().map(|d| d.uuid).collect();

@@ -1,5 +1,5 @@
-//! Streams and events. Work runs when issued, so streams are always idle, callbacks run at once,
-//! and events carry the host time at which they were recorded.
+//! Streams and events. Kernels run on the device timeline (`work`, `timeline`); streams and
+//! events complete when their kernels have; host callbacks run at once.
 
 use crate::ctx::{require_current, Context};
 use crate::mem::write;
@@ -7,8 +7,6 @@ use gpupool_cuda::cu::{CUcontext, CUevent, CUstream};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::OnceLock;
-use std::time::Instant;
 
 /// A stream.
 pub struct Stream {
@@ -16,26 +14,41 @@ pub struct Stream {
     flags: u32,
     priority: i32,
     id: u64,
+    /// Last kernel queued on it (timeline sequence, 0 = none).
+    pub(crate) last_seq: AtomicU64,
 }
 
-/// An event: nanoseconds since the simulator's epoch when recorded, 0 if never.
+impl Stream {
+    /// Its context.
+    pub(crate) fn context(&self) -> &'static Context {
+        // SAFETY: stream contexts are leaked Box<Context>.
+        unsafe { &*(self.ctx as *const Context) }
+    }
+
+    /// Its id (unique in the process).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// An event: when it was recorded, and the kernel it completes after.
 pub struct Event {
-    recorded_ns: AtomicU64,
+    /// `CLOCK_MONOTONIC` ns of the record, 0 if never recorded.
+    pub(crate) recorded_ns: AtomicU64,
+    /// Timeline sequence of the last kernel of the stream at the record (0 = none).
+    pub(crate) after_seq: AtomicU64,
+    /// Physical index of the device whose timeline `after_seq` is on.
+    pub(crate) device: AtomicU64,
 }
 
 static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(16);
 
-fn epoch() -> Instant {
-    static E: OnceLock<Instant> = OnceLock::new();
-    *E.get_or_init(Instant::now)
-}
-
 /// `true` for the special handles (null, `CU_STREAM_LEGACY`, `CU_STREAM_PER_THREAD`).
-fn is_special(s: CUstream) -> bool {
+pub(crate) fn is_special(s: CUstream) -> bool {
     (s as usize) <= 2
 }
 
-fn stream_ref(s: CUstream) -> Result<Option<&'static Stream>, u32> {
+pub(crate) fn stream_ref(s: CUstream) -> Result<Option<&'static Stream>, u32> {
     if is_special(s) {
         return Ok(None);
     }
@@ -55,6 +68,7 @@ pub unsafe fn stream_create_with_priority(out: *mut CUstream, flags: u32, priori
             flags,
             priority: priority.clamp(-5, 0),
             id: NEXT_STREAM_ID.fetch_add(1, SeqCst),
+            last_seq: AtomicU64::new(0),
         });
         write(out, Box::into_raw(s) as CUstream)
     }))
@@ -74,15 +88,32 @@ pub unsafe fn stream_destroy(s: CUstream) -> u32 {
     CUDA_SUCCESS
 }
 
-/// `cuStreamSynchronize` / `cuStreamQuery`: always complete.
+/// `cuStreamSynchronize`: waits for the stream's kernels.
 pub unsafe fn stream_synchronize(s: CUstream) -> u32 {
-    ok_or(require_current().and(stream_ref(s)).map(|_| CUDA_SUCCESS))
+    ok_or(crate::work::stream_last(s).map(|(ctx, seq)| {
+        crate::work::wait(ctx, seq);
+        CUDA_SUCCESS
+    }))
 }
 
-/// `cuStreamWaitEvent`.
-pub unsafe fn stream_wait_event(s: CUstream, _e: CUevent, _flags: u32) -> u32 {
-    // SAFETY: same contract.
-    unsafe { stream_synchronize(s) }
+/// `cuStreamQuery`: `CUDA_ERROR_NOT_READY` while a kernel of the stream runs.
+pub unsafe fn stream_query(s: CUstream) -> u32 {
+    ok_or(crate::work::stream_last(s).map(|(ctx, seq)| {
+        if crate::work::done_at(ctx, seq).is_some() {
+            CUDA_SUCCESS
+        } else {
+            CUDA_ERROR_NOT_READY
+        }
+    }))
+}
+
+/// `cuStreamWaitEvent`: the host waits for the event (the simulator has no cross-stream
+/// dependencies on the device).
+pub unsafe fn stream_wait_event(s: CUstream, e: CUevent, _flags: u32) -> u32 {
+    ok_or(stream_ref(s).and_then(|_| event_ref(e)).map(|ev| {
+        crate::work::event_wait(ev);
+        CUDA_SUCCESS
+    }))
 }
 
 /// `cuStreamGetPriority`.
@@ -229,6 +260,8 @@ pub unsafe fn event_create(out: *mut CUevent, _flags: u32) -> u32 {
             out,
             Box::into_raw(Box::new(Event {
                 recorded_ns: AtomicU64::new(0),
+                after_seq: AtomicU64::new(0),
+                device: AtomicU64::new(0),
             })) as CUevent,
         )
     }))
@@ -247,13 +280,16 @@ pub unsafe fn event_destroy(e: CUevent) -> u32 {
     ok_or(event_ref(e).map(|_| CUDA_SUCCESS))
 }
 
-/// `cuEventRecord`.
-pub unsafe fn event_record(e: CUevent, _s: CUstream) -> u32 {
-    ok_or(event_ref(e).map(|ev| {
-        ev.recorded_ns
-            .store(epoch().elapsed().as_nanos() as u64 + 1, SeqCst);
-        CUDA_SUCCESS
-    }))
+/// `cuEventRecord`: completes after the stream's kernels queued so far.
+pub unsafe fn event_record(e: CUevent, s: CUstream) -> u32 {
+    ok_or(
+        event_ref(e)
+            .and_then(|ev| crate::work::stream_last(s).map(|last| (ev, last)))
+            .map(|(ev, (ctx, seq))| {
+                crate::work::event_record(ev, ctx, seq);
+                CUDA_SUCCESS
+            }),
+    )
 }
 
 /// `cuEventRecordWithFlags`.
@@ -262,9 +298,20 @@ pub unsafe fn event_record_with_flags(e: CUevent, s: CUstream, _flags: u32) -> u
     unsafe { event_record(e, s) }
 }
 
-/// `cuEventSynchronize` / `cuEventQuery`.
+/// `cuEventSynchronize`.
 pub unsafe fn event_synchronize(e: CUevent) -> u32 {
-    ok_or(event_ref(e).map(|_| CUDA_SUCCESS))
+    ok_or(event_ref(e).map(|ev| {
+        crate::work::event_wait(ev);
+        CUDA_SUCCESS
+    }))
+}
+
+/// `cuEventQuery`.
+pub unsafe fn event_query(e: CUevent) -> u32 {
+    ok_or(event_ref(e).map(|ev| match crate::work::event_time(ev) {
+        Some(_) => CUDA_SUCCESS,
+        None => CUDA_ERROR_NOT_READY,
+    }))
 }
 
 /// `cuEventElapsedTime` (and `_v2`).
@@ -273,11 +320,31 @@ pub unsafe fn event_elapsed_time(ms: *mut f32, start: CUevent, end: CUevent) -> 
         event_ref(start)
             .and_then(|s| event_ref(end).map(|e| (s, e)))
             .and_then(|(s, e)| {
-                let (a, b) = (s.recorded_ns.load(SeqCst), e.recorded_ns.load(SeqCst));
-                if a == 0 || b == 0 {
+                if s.recorded_ns.load(SeqCst) == 0 || e.recorded_ns.load(SeqCst) == 0 {
                     return Err(CUDA_ERROR_INVALID_HANDLE);
                 }
-                Ok(write(ms, (b as f64 - a as f64) as f32 / 1e6))
+                match (crate::work::event_time(s), crate::work::event_time(e)) {
+                    (Some(a), Some(b)) => Ok(write(ms, (b as f64 - a as f64) as f32 / 1e6)),
+                    _ => Err(CUDA_ERROR_NOT_READY),
+                }
             }),
     )
+}
+
+/// `cuStreamSynchronize_ptsz`.
+pub unsafe fn stream_synchronize_ptsz(s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { stream_synchronize(crate::launch::per_thread(s)) }
+}
+
+/// `cuStreamQuery_ptsz`.
+pub unsafe fn stream_query_ptsz(s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { stream_query(crate::launch::per_thread(s)) }
+}
+
+/// `cuEventRecord_ptsz`.
+pub unsafe fn event_record_ptsz(e: CUevent, s: CUstream) -> u32 {
+    // SAFETY: same contract.
+    unsafe { event_record(e, crate::launch::per_thread(s)) }
 }

@@ -1,0 +1,341 @@
+//! Compute limits: every launch path is paced so that a tenant's GPU time stays within its share
+//! of each device (`GPUPOOL_COMPUTE_LIMIT`, HAMi's `CUDA_DEVICE_SM_LIMIT`), also when it is
+//! alone on the card.
+//!
+//! A launch is charged its expected run time (`cost`) against the tenant's pacing state in the
+//! shared region (`gpupool_region::compute`), and waits when the tenant is ahead of its rate.
+//! Waiting before submission is what keeps the device's queue, and therefore the device's time,
+//! at the tenant's share: whether the program synchronises after every launch or never does.
+//! Without a compute limit the hooks forward at once after one atomic load.
+
+use crate::cost::{self, Timing};
+use crate::real;
+use gpupool_cuda::cu::{
+    CUDA_LAUNCH_PARAMS_st, CUfunction, CUgraphExec, CUlaunchConfig_st, CUstream,
+};
+use gpupool_cuda::result::CUDA_SUCCESS;
+use gpupool_region::ComputeState;
+use gpupool_region::MAX_DEVICES;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering::*};
+
+/// How far ahead of its rate a tenant may run (absorbs wake-up jitter; bounds bursts).
+pub const BURST_NS: u64 = 5_000_000;
+
+/// 0: not known yet, 1: no compute limit anywhere, 2: some device is limited.
+static ACTIVE: AtomicU8 = AtomicU8::new(0);
+
+fn active() -> bool {
+    match ACTIVE.load(Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let on = matches!(crate::tenant::tenant(), Ok(Some(t)) if t.config.compute.any());
+            ACTIVE.store(if on { 2 } else { 1 }, Relaxed);
+            on
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` in ns.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sleeps `ns`, then spins the last stretch (timers overshoot by tens of µs).
+fn wait(ns: u64) {
+    let deadline = now_ns() + ns;
+    if ns > 120_000 {
+        std::thread::sleep(std::time::Duration::from_nanos(ns - 80_000));
+    }
+    while now_ns() < deadline {
+        std::thread::yield_now();
+    }
+}
+
+/// The device a launch runs on: the only visible one, else the current context's.
+fn ordinal() -> i32 {
+    if crate::driver::cuda_device_uuids().len() == 1 {
+        0
+    } else {
+        crate::driver::current_device().unwrap_or(0)
+    }
+}
+
+/// Per ordinal: the tenant's pacing state (null until resolved) and limit (0 = none).
+static STATES: [AtomicPtr<ComputeState>; MAX_DEVICES] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_DEVICES];
+static LIMITS: [AtomicU32; MAX_DEVICES] = [const { AtomicU32::new(0) }; MAX_DEVICES];
+/// Marks an ordinal resolved without a limit.
+static NO_LIMIT: ComputeState = ComputeState::new();
+
+/// The tenant's pacing state and limit on device `ord`, when it has a compute limit there
+/// (resolved once per ordinal, then two atomic loads).
+fn pacing(ord: i32) -> Option<(&'static ComputeState, u32)> {
+    let o = usize::try_from(ord).ok().filter(|o| *o < MAX_DEVICES)?;
+    let p = STATES[o].load(Acquire);
+    if !p.is_null() {
+        // SAFETY: only ever set to 'static states (the region lives as long as the process).
+        let state = unsafe { &*p };
+        return (!std::ptr::eq(state, &NO_LIMIT)).then(|| (state, LIMITS[o].load(Relaxed)));
+    }
+    let resolved = resolve(ord);
+    let (state, pct) = resolved.unwrap_or((&NO_LIMIT, 0));
+    LIMITS[o].store(pct, Relaxed);
+    STATES[o].store(state as *const ComputeState as *mut ComputeState, Release);
+    resolved
+}
+
+fn resolve(ord: i32) -> Option<(&'static ComputeState, u32)> {
+    let t = crate::tenant::tenant().ok()??;
+    let pct = t.config.compute_limit(usize::try_from(ord).ok()?)?;
+    let dev = crate::tenant::device_index(t, ord).ok()?;
+    let state = t.region.compute(dev)?;
+    state.limit_pct.store(pct, Relaxed);
+    Some((state, pct))
+}
+
+/// Paces one launch of kernel shape (`handle`, `blocks`) on `stream`, then runs `launch`.
+fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> u32) -> u32 {
+    if !active() {
+        return launch();
+    }
+    let Some((state, pct)) = pacing(ordinal()) else {
+        return launch();
+    };
+    let key = cost::shape_key(handle, blocks);
+    let now = now_ns();
+    let Some(estimate) = cost::estimate(key) else {
+        // First launch of this shape: run it timed, then charge what it really took.
+        let timing = match Timing::claim(key) {
+            Some(t) if t.start(stream) => Some(t),
+            Some(t) => {
+                t.abandon();
+                None
+            }
+            None => None,
+        };
+        let rc = launch();
+        let took = match timing {
+            Some(t) if rc == CUDA_SUCCESS => t.finish_now(stream),
+            Some(t) => {
+                t.abandon();
+                None
+            }
+            None => None,
+        };
+        if rc == CUDA_SUCCESS {
+            let cost = took.unwrap_or_else(cost::fallback);
+            let w = state.charge(now_ns(), cost, pct, BURST_NS);
+            if w > 0 {
+                wait(w);
+            }
+        }
+        return rc;
+    };
+    let w = state.charge(now, estimate, pct, BURST_NS);
+    if w > 0 {
+        wait(w);
+    }
+    if cost::sample_due(now) {
+        if let Some(t) = Timing::claim(key) {
+            if t.start(stream) {
+                let rc = launch();
+                if rc == CUDA_SUCCESS {
+                    t.finish(stream);
+                } else {
+                    t.abandon();
+                }
+                return rc;
+            }
+            t.abandon();
+        }
+    }
+    launch()
+}
+
+/// The stream a `_ptsz` call means: its null stream is the per-thread stream.
+fn per_thread(s: CUstream) -> CUstream {
+    if s.is_null() {
+        2 as CUstream
+    } else {
+        s
+    }
+}
+
+fn blocks(gx: u32, gy: u32, gz: u32) -> u64 {
+    gx as u64 * gy as u64 * gz as u64
+}
+
+/// Hook for `cuLaunchKernel`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_kernel(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    shared: u32,
+    s: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> u32 {
+    paced(f as usize, blocks(gx, gy, gz), s, || {
+        // SAFETY: forwarding.
+        unsafe { real::cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shared, s, params, extra) }
+    })
+}
+
+/// Hook for `cuLaunchKernel_ptsz`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_kernel_ptsz(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    shared: u32,
+    s: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> u32 {
+    paced(f as usize, blocks(gx, gy, gz), per_thread(s), || {
+        // SAFETY: forwarding.
+        unsafe { real::cuLaunchKernel_ptsz(f, gx, gy, gz, bx, by, bz, shared, s, params, extra) }
+    })
+}
+
+fn config_shape(config: *const CUlaunchConfig_st) -> (u64, CUstream) {
+    // SAFETY: null or the caller's launch configuration.
+    match unsafe { config.as_ref() } {
+        Some(c) => (blocks(c.gridDimX, c.gridDimY, c.gridDimZ), c.hStream),
+        None => (1, std::ptr::null_mut()),
+    }
+}
+
+/// Hook for `cuLaunchKernelEx`.
+pub unsafe fn launch_kernel_ex(
+    config: *const CUlaunchConfig_st,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> u32 {
+    let (b, s) = config_shape(config);
+    paced(f as usize, b, s, || {
+        // SAFETY: forwarding.
+        unsafe { real::cuLaunchKernelEx(config, f, params, extra) }
+    })
+}
+
+/// Hook for `cuLaunchKernelEx_ptsz`.
+pub unsafe fn launch_kernel_ex_ptsz(
+    config: *const CUlaunchConfig_st,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> u32 {
+    let (b, s) = config_shape(config);
+    paced(f as usize, b, per_thread(s), || {
+        // SAFETY: forwarding.
+        unsafe { real::cuLaunchKernelEx_ptsz(config, f, params, extra) }
+    })
+}
+
+/// Hook for `cuLaunchCooperativeKernel`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_cooperative_kernel(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    shared: u32,
+    s: CUstream,
+    params: *mut *mut c_void,
+) -> u32 {
+    paced(f as usize, blocks(gx, gy, gz), s, || {
+        // SAFETY: forwarding.
+        unsafe { real::cuLaunchCooperativeKernel(f, gx, gy, gz, bx, by, bz, shared, s, params) }
+    })
+}
+
+/// Hook for `cuLaunchCooperativeKernel_ptsz`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_cooperative_kernel_ptsz(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    shared: u32,
+    s: CUstream,
+    params: *mut *mut c_void,
+) -> u32 {
+    paced(f as usize, blocks(gx, gy, gz), per_thread(s), || {
+        // SAFETY: forwarding.
+        unsafe {
+            real::cuLaunchCooperativeKernel_ptsz(f, gx, gy, gz, bx, by, bz, shared, s, params)
+        }
+    })
+}
+
+/// Hook for `cuLaunchCooperativeKernelMultiDevice`: every entry is charged (on the current
+/// device's pacing) before the one call.
+pub unsafe fn launch_cooperative_kernel_multi_device(
+    list: *mut CUDA_LAUNCH_PARAMS_st,
+    n: u32,
+    flags: u32,
+) -> u32 {
+    if active() && !list.is_null() && n > 0 {
+        if let Some((state, pct)) = pacing(ordinal()) {
+            // SAFETY: the caller passes n entries.
+            let entries = unsafe { std::slice::from_raw_parts(list, n as usize) };
+            let total: u64 = entries
+                .iter()
+                .map(|e| {
+                    let key = cost::shape_key(
+                        e.function as usize,
+                        blocks(e.gridDimX, e.gridDimY, e.gridDimZ),
+                    );
+                    cost::estimate(key).unwrap_or_else(cost::fallback)
+                })
+                .sum();
+            let w = state.charge(now_ns(), total, pct, BURST_NS);
+            if w > 0 {
+                wait(w);
+            }
+        }
+    }
+    // SAFETY: forwarding.
+    unsafe { real::cuLaunchCooperativeKernelMultiDevice(list, n, flags) }
+}
+
+/// Hook for `cuGraphLaunch`: a graph is one shape, timed as a whole.
+pub unsafe fn graph_launch(exec: CUgraphExec, s: CUstream) -> u32 {
+    paced(exec as usize, 1, s, || {
+        // SAFETY: forwarding.
+        unsafe { real::cuGraphLaunch(exec, s) }
+    })
+}
+
+/// Hook for `cuGraphLaunch_ptsz`.
+pub unsafe fn graph_launch_ptsz(exec: CUgraphExec, s: CUstream) -> u32 {
+    paced(exec as usize, 1, per_thread(s), || {
+        // SAFETY: forwarding.
+        unsafe { real::cuGraphLaunch_ptsz(exec, s) }
+    })
+}

@@ -1,0 +1,325 @@
+//! How long a launch runs on the GPU, learnt from the device itself.
+//!
+//! Each kernel shape (function, and grid size rounded to a power of two) has an estimate in a
+//! fixed lock-free table. Estimates come from timing events recorded around launches: the
+//! first launch of a shape is timed synchronously (the hook waits for it, once), later ones are
+//! sampled at most once per [`SAMPLE_EVERY_NS`] per process and timed by a meter thread, so the
+//! launch path only reads atomics. When kernels of other tenants share the device (time
+//! slicing), a timed launch includes their slices; the estimate therefore follows lower
+//! samples at once and higher ones slowly, tracking the kernel's own run time.
+
+use crate::driver::events;
+use gpupool_cuda::cu::{CUcontext, CUevent, CUstream};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering::*};
+
+/// Kernel shapes remembered (a full table falls back to the process's last sample).
+const SHAPES: usize = 1024;
+/// Sampling period per process.
+pub const SAMPLE_EVERY_NS: u64 = 1_000_000;
+/// Timing-event pairs in flight at once.
+const PAIRS: usize = 16;
+
+struct Shape {
+    key: AtomicU64,
+    estimate_ns: AtomicU64,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY_SHAPE: Shape = Shape {
+    key: AtomicU64::new(0),
+    estimate_ns: AtomicU64::new(0),
+};
+static TABLE: [Shape; SHAPES] = [EMPTY_SHAPE; SHAPES];
+/// The last estimate learnt, for shapes that do not fit in the table.
+static FALLBACK_NS: AtomicU64 = AtomicU64::new(0);
+static NEXT_SAMPLE_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Key of a launch: the function (or graph) handle and the grid size's power of two.
+pub fn shape_key(handle: usize, blocks: u64) -> u64 {
+    let bucket = 64 - blocks.max(1).leading_zeros() as u64;
+    let k = (handle as u64).rotate_left(7) ^ (bucket << 58);
+    k | 1
+}
+
+fn slot_of(key: u64, insert: bool) -> Option<&'static Shape> {
+    let start = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % SHAPES;
+    for i in 0..16 {
+        let s = &TABLE[(start + i) % SHAPES];
+        let k = s.key.load(Acquire);
+        if k == key {
+            return Some(s);
+        }
+        if k == 0 {
+            if !insert {
+                return None;
+            }
+            match s.key.compare_exchange(0, key, AcqRel, Acquire) {
+                Ok(_) => return Some(s),
+                Err(k) if k == key => return Some(s),
+                Err(_) => continue,
+            }
+        }
+    }
+    None
+}
+
+/// The estimate for a shape, `None` when it was never timed.
+#[inline]
+pub fn estimate(key: u64) -> Option<u64> {
+    match slot_of(key, false) {
+        Some(s) => match s.estimate_ns.load(Relaxed) {
+            0 => None,
+            e => Some(e),
+        },
+        None => None,
+    }
+}
+
+/// Folds a timed run into the shape's estimate; returns the new estimate.
+pub fn learn(key: u64, sample_ns: u64) -> u64 {
+    let sample = sample_ns.max(1);
+    FALLBACK_NS.store(sample, Relaxed);
+    let Some(s) = slot_of(key, true) else {
+        return sample;
+    };
+    let mut next = sample;
+    let _ = s.estimate_ns.fetch_update(AcqRel, Relaxed, |old| {
+        next = match old {
+            0 => sample,
+            // Lower: most likely the kernel alone; follow quickly.
+            o if sample < o => (o + 3 * sample) / 4,
+            // Higher: maybe slowed by other tenants' slices; follow slowly.
+            o => o + (sample - o) / 16,
+        };
+        Some(next.max(1))
+    });
+    next
+}
+
+/// The estimate to charge when a shape has none and cannot be timed now.
+pub fn fallback() -> u64 {
+    FALLBACK_NS.load(Relaxed)
+}
+
+/// Whether this launch should be sampled (claims the sampling turn).
+#[inline]
+pub fn sample_due(now_ns: u64) -> bool {
+    let next = NEXT_SAMPLE_NS.load(Relaxed);
+    now_ns >= next
+        && NEXT_SAMPLE_NS
+            .compare_exchange(next, now_ns + SAMPLE_EVERY_NS, Relaxed, Relaxed)
+            .is_ok()
+}
+
+/// A pair of timing events around one launch.
+struct Pair {
+    /// 0 free, 1 being recorded, 2 waiting for the meter.
+    state: AtomicU8,
+    start: AtomicPtr<std::ffi::c_void>,
+    end: AtomicPtr<std::ffi::c_void>,
+    ctx: AtomicPtr<std::ffi::c_void>,
+    key: AtomicU64,
+    /// What the two events measure with nothing between them (subtracted from samples).
+    baseline_ns: AtomicU64,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY_PAIR: Pair = Pair {
+    state: AtomicU8::new(0),
+    start: AtomicPtr::new(std::ptr::null_mut()),
+    end: AtomicPtr::new(std::ptr::null_mut()),
+    ctx: AtomicPtr::new(std::ptr::null_mut()),
+    key: AtomicU64::new(0),
+    baseline_ns: AtomicU64::new(0),
+};
+static PAIRS_IN_FLIGHT: [Pair; PAIRS] = [EMPTY_PAIR; PAIRS];
+
+/// Time two events recorded back to back measure: the launch path's own overhead.
+fn baseline(a: CUevent, b: CUevent) -> u64 {
+    let null = std::ptr::null_mut();
+    (0..3)
+        .filter_map(|_| {
+            // SAFETY: events just created in the current context; its null stream.
+            unsafe {
+                (events::record(a, null) && events::record(b, null) && events::synchronize(b))
+                    .then(|| events::elapsed_ns(a, b))
+                    .flatten()
+            }
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+/// A sample without the events' own overhead.
+fn net(p: &Pair, ns: u64) -> u64 {
+    ns.saturating_sub(p.baseline_ns.load(Relaxed))
+}
+
+/// A claimed pair: events created in the caller's current context.
+pub struct Timing {
+    index: usize,
+}
+
+impl Timing {
+    /// Claims a free pair whose events belong to the current context; `None` if none is free
+    /// or events cannot be made.
+    pub fn claim(key: u64) -> Option<Timing> {
+        let ctx = events::current_context()?;
+        for (i, p) in PAIRS_IN_FLIGHT.iter().enumerate() {
+            if p.state.compare_exchange(0, 1, Acquire, Relaxed).is_err() {
+                continue;
+            }
+            if p.ctx.load(Relaxed) != ctx as *mut _ || p.start.load(Relaxed).is_null() {
+                let old = (p.start.load(Relaxed), p.end.load(Relaxed));
+                let (Some(a), Some(b)) = (events::create(), events::create()) else {
+                    p.state.store(0, Release);
+                    return None;
+                };
+                for e in [old.0, old.1] {
+                    if !e.is_null() {
+                        // SAFETY: events this table created.
+                        unsafe { events::destroy(e as CUevent) };
+                    }
+                }
+                p.start.store(a as *mut _, Relaxed);
+                p.end.store(b as *mut _, Relaxed);
+                p.ctx.store(ctx as *mut _, Relaxed);
+                p.baseline_ns.store(baseline(a, b), Relaxed);
+            }
+            p.key.store(key, Relaxed);
+            return Some(Timing { index: i });
+        }
+        None
+    }
+
+    fn pair(&self) -> &'static Pair {
+        &PAIRS_IN_FLIGHT[self.index]
+    }
+
+    /// Records the start event on `stream` (before the launch); false (nothing recorded) when
+    /// the stream is being captured into a graph.
+    pub(crate) fn start(&self, stream: CUstream) -> bool {
+        // SAFETY: the caller's stream.
+        if unsafe { events::capturing(stream) } {
+            return false;
+        }
+        // SAFETY: the pair's event; the caller's stream.
+        unsafe { events::record(self.pair().start.load(Relaxed) as CUevent, stream) }
+    }
+
+    /// Records the end event (after the launch) and hands the pair to the meter thread.
+    pub(crate) fn finish(self, stream: CUstream) {
+        let p = self.pair();
+        // SAFETY: the pair's event; the caller's stream.
+        if unsafe { events::record(p.end.load(Relaxed) as CUevent, stream) } {
+            p.state.store(2, Release);
+            start_meter();
+        } else {
+            p.state.store(0, Release);
+        }
+    }
+
+    /// Records the end event and waits for it: the launch's duration, learnt.
+    pub(crate) fn finish_now(self, stream: CUstream) -> Option<u64> {
+        let p = self.pair();
+        let (a, b) = (
+            p.start.load(Relaxed) as CUevent,
+            p.end.load(Relaxed) as CUevent,
+        );
+        // SAFETY: the pair's events; the caller's stream.
+        let ns = if unsafe { events::record(b, stream) } && unsafe { events::synchronize(b) } {
+            // SAFETY: the pair's events.
+            unsafe { events::elapsed_ns(a, b) }
+        } else {
+            None
+        };
+        let learnt = ns.map(|ns| learn(p.key.load(Relaxed), net(p, ns)));
+        p.state.store(0, Release);
+        learnt
+    }
+
+    /// Gives the pair back unused (the launch failed).
+    pub fn abandon(self) {
+        self.pair().state.store(0, Release);
+    }
+}
+
+/// Times finished pairs; returns how many are still waiting.
+pub fn meter_once() -> usize {
+    let mut waiting = 0;
+    for p in &PAIRS_IN_FLIGHT {
+        if p.state.load(Acquire) != 2 {
+            continue;
+        }
+        let ctx = p.ctx.load(Relaxed) as CUcontext;
+        let (a, b) = (
+            p.start.load(Relaxed) as CUevent,
+            p.end.load(Relaxed) as CUevent,
+        );
+        // SAFETY: the pair's event and the context it was made in.
+        match unsafe { events::query(ctx, b) } {
+            Some(true) => {
+                // SAFETY: the pair's events.
+                if let Some(ns) = unsafe { events::elapsed_ns(a, b) } {
+                    learn(p.key.load(Relaxed), net(p, ns));
+                }
+                p.state.store(0, Release);
+            }
+            Some(false) => waiting += 1,
+            None => p.state.store(0, Release),
+        }
+    }
+    waiting
+}
+
+static METER_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn start_meter() {
+    if METER_STARTED.swap(true, AcqRel) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("gpupool-meter".into())
+        .spawn(|| loop {
+            meter_once();
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        });
+    if spawned.is_err() {
+        METER_STARTED.store(false, Release);
+    }
+}
+
+/// After `fork`: the child has no meter thread.
+pub fn forget_meter_after_fork() {
+    METER_STARTED.store(false, Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_follow_low_samples_fast_and_high_ones_slowly() {
+        let key = shape_key(0x1234_5678, 100);
+        assert_eq!(estimate(key), None);
+        assert_eq!(learn(key, 1_000), 1_000);
+        assert_eq!(learn(key, 2_000), 1_062);
+        assert_eq!(learn(key, 200), 415);
+        assert_eq!(estimate(key), Some(415));
+    }
+
+    #[test]
+    fn grid_sizes_share_a_key_within_a_power_of_two() {
+        assert_eq!(shape_key(0x10, 65), shape_key(0x10, 127));
+        assert_ne!(shape_key(0x10, 127), shape_key(0x10, 128));
+        assert_ne!(shape_key(0x10, 1), shape_key(0x20, 1));
+    }
+
+    #[test]
+    fn one_sampler_per_period() {
+        let t = 5_000_000_000_000;
+        assert!(sample_due(t));
+        assert!(!sample_due(t + 1));
+        assert!(sample_due(t + SAMPLE_EVERY_NS));
+    }
+}
