@@ -246,10 +246,12 @@ def section_overhead(c, card):
     rc, out, err = run([nvcc, "-O2", "-o", exe, src], timeout=180)
     if rc != 0:
         raise RuntimeError(f"nvcc: {err[-1500:]}")
-    runs = {"bare": [], "library": []}
+    runs = {"bare": [], "library": [], "paced": []}
     for _ in range(5):
         for mode in runs:
             env = dict(os.environ) if mode == "bare" else c.env("8GiB", 0)
+            if mode == "paced":
+                env["GPUPOOL_COMPUTE_LIMIT"] = "100"
             rc, out, err = run([exe, "200000"], env=env)
             kv = key_values(out)
             if rc != 0 or "ns_per_launch" not in kv:
@@ -366,7 +368,8 @@ def main():
         print(f"{k:<48} {'PASS' if v else 'FAIL'}")
     o = report["sections"].get("overhead", {})
     if "launch_ns_median" in o:
-        print(f"launch: bare {o['launch_ns_median']['bare']:.0f} ns, library {o['launch_ns_median']['library']:.0f} ns; "
+        print(f"launch: bare {o['launch_ns_median']['bare']:.0f} ns, library {o['launch_ns_median']['library']:.0f} ns, "
+              f"paced at 100 % {o['launch_ns_median']['paced']:.0f} ns; "
               f"train ratio {o['train_ratio_library_over_bare']:.3f}")
     cs = report["sections"].get("compute", {})
     if "share_at_25" in cs:
