@@ -8,8 +8,9 @@
 //!
 //! Usage: `gpupool-bench [ROUNDS]` (run from `target/release`, beside the libraries).
 
+use gpupool_bench::{Driver, Launch};
 use serde::{Deserialize, Serialize};
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::c_void;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -20,8 +21,6 @@ struct Sample {
     alloc_free_ns: f64,
     mem_get_info_ns: f64,
 }
-
-type Gpa = unsafe extern "C" fn(*const c_char, *mut *mut c_void, i32, u64, *mut i32) -> u32;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -43,55 +42,17 @@ fn time_per_call(batches: usize, n: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn child() -> Sample {
-    // SAFETY: loading the driver and calling documented entry points with valid arguments.
+    let d = Driver::open();
+    let get = |name: &str, ver: i32| d.get(name, ver);
+    // SAFETY: calling documented entry points with valid arguments.
     unsafe {
-        let h = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW);
-        assert!(!h.is_null(), "no libcuda.so.1");
-        let gpa: Gpa = std::mem::transmute(libc::dlsym(h, c"cuGetProcAddress_v2".as_ptr()));
-        let get = |name: &str, ver: i32| -> *mut c_void {
-            let c = CString::new(name).unwrap();
-            let mut p = std::ptr::null_mut();
-            let mut st = 0;
-            assert_eq!(gpa(c.as_ptr(), &mut p, ver, 0, &mut st), 0, "{name}");
-            p
-        };
-        let init: unsafe extern "C" fn(u32) -> u32 = std::mem::transmute(get("cuInit", 2000));
-        let retain: unsafe extern "C" fn(*mut *mut c_void, i32) -> u32 =
-            std::mem::transmute(get("cuDevicePrimaryCtxRetain", 7000));
-        let set: unsafe extern "C" fn(*mut c_void) -> u32 =
-            std::mem::transmute(get("cuCtxSetCurrent", 4000));
-        type Launch = unsafe extern "C" fn(
-            *mut c_void,
-            u32,
-            u32,
-            u32,
-            u32,
-            u32,
-            u32,
-            u32,
-            *mut c_void,
-            *mut *mut c_void,
-            *mut *mut c_void,
-        ) -> u32;
         let launch: Launch = std::mem::transmute(get("cuLaunchKernel", 7000));
         let alloc: unsafe extern "C" fn(*mut u64, usize) -> u32 =
             std::mem::transmute(get("cuMemAlloc", 3020));
         let free: unsafe extern "C" fn(u64) -> u32 = std::mem::transmute(get("cuMemFree", 3020));
         let info: unsafe extern "C" fn(*mut usize, *mut usize) -> u32 =
             std::mem::transmute(get("cuMemGetInfo", 3020));
-        assert_eq!(init(0), 0);
-        let mut ctx = std::ptr::null_mut();
-        assert_eq!(retain(&mut ctx, 0), 0);
-        assert_eq!(set(ctx), 0);
-        let load: unsafe extern "C" fn(*mut *mut c_void, *const c_void) -> u32 =
-            std::mem::transmute(get("cuModuleLoadData", 2000));
-        let function: unsafe extern "C" fn(*mut *mut c_void, *mut c_void, *const c_char) -> u32 =
-            std::mem::transmute(get("cuModuleGetFunction", 2000));
-        let mut module = std::ptr::null_mut();
-        let image = c"gpupool-sim-module 1\nkernel empty 0ns\n";
-        assert_eq!(load(&mut module, image.as_ptr().cast()), 0);
-        let mut func = std::ptr::null_mut();
-        assert_eq!(function(&mut func, module, c"empty".as_ptr()), 0);
+        let func = d.simulated_kernel("gpupool-sim-module 1\nkernel empty 0ns\n", "empty");
         let mut params: [*mut c_void; 1] = [std::ptr::null_mut()];
         let launch_ns = time_per_call(31, 20_000, || {
             assert_eq!(

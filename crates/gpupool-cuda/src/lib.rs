@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod arrays;
+pub mod clock;
 pub mod exports;
 pub mod nvml_list;
 pub mod props;

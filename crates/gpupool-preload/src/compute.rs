@@ -37,16 +37,8 @@ fn active() -> bool {
     }
 }
 
-/// `CLOCK_MONOTONIC` in ns.
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+/// Nanoseconds of `CLOCK_MONOTONIC` (shared by all processes of the machine).
+pub use gpupool_cuda::clock::monotonic_ns as now_ns;
 
 /// Sleeps `ns`, then spins the last stretch (timers overshoot by tens of µs).
 fn wait(ns: u64) {

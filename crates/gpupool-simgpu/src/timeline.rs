@@ -98,15 +98,7 @@ unsafe impl Send for Timeline {}
 unsafe impl Sync for Timeline {}
 
 /// Nanoseconds of `CLOCK_MONOTONIC` (shared by all processes of the machine).
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use gpupool_cuda::clock::monotonic_ns as now_ns;
 
 fn alive(pid: u32) -> bool {
     gpupool_region::process_alive(pid)
