@@ -76,10 +76,16 @@ fn main() {
         child(kernel, secs.parse().unwrap());
         return;
     }
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10.0);
+    let secs: f64 = match std::env::args().nth(1) {
+        None => 10.0,
+        Some(a) => match a.parse() {
+            Ok(s) if s >= 2.0 => s,
+            _ => {
+                eprintln!("gpupool-accuracy: SECONDS {a:?} must be a number of at least 2 (the first second is reported apart)");
+                std::process::exit(2);
+            }
+        },
+    };
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().to_path_buf();
     let mut scenarios = Vec::new();
