@@ -1,5 +1,6 @@
-//! `gpupool info`: devices with memory and processes, and the tenants (limit, usage, processes)
-//! whose regions live in the machine's tenants folder.
+//! `gpupool info`: devices with memory, utilisation and processes, and the tenants (memory limit
+//! and usage, compute cap and achieved share, processes) whose regions live in the machine's
+//! tenants folder.
 
 use crate::artefacts::sim_library;
 use crate::cmd_run::tenants_dir;
@@ -11,6 +12,7 @@ use gpupool_config::format_size;
 use gpupool_region::Region;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Arguments of `gpupool info`.
 #[derive(Args, Debug)]
@@ -37,6 +39,13 @@ pub struct TenantDevice {
     pub used_bytes: u64,
     /// Allocations refused because of the limit.
     pub denied: u64,
+    /// Compute limit in percent (null = none).
+    pub compute_limit_percent: Option<u32>,
+    /// Share of the device's time its processes' kernels ran recently (NVML samples; null
+    /// when NVML has none).
+    pub compute_percent: Option<u32>,
+    /// Time launches waited for their turn under the compute limit, in all.
+    pub throttled_ms: u64,
 }
 
 /// One tenant.
@@ -85,6 +94,14 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
                 limit_bytes: Some(region.limit(i)).filter(|l| *l > 0),
                 used_bytes: region.used(i),
                 denied: region.denied(i),
+                compute_limit_percent: region
+                    .compute(i)
+                    .map(|c| c.limit_pct.load(Relaxed))
+                    .filter(|p| *p > 0),
+                compute_percent: None,
+                throttled_ms: region
+                    .compute(i)
+                    .map_or(0, |c| c.throttled_ns.load(Relaxed) / 1_000_000),
             })
             .collect();
         out.push(TenantEntry {
@@ -111,8 +128,29 @@ pub fn snapshot(sim: Option<&SimEnv>) -> Result<InfoSnapshot> {
         }
         None => read_devices(None)?,
     };
-    let tenants = read_tenants(&tenants_dir(sim.map(|s| s.state.as_path())));
+    let mut tenants = read_tenants(&tenants_dir(sim.map(|s| s.state.as_path())));
+    attach_compute_shares(&mut tenants, &devices);
     Ok(InfoSnapshot { devices, tenants })
+}
+
+/// Sums the NVML SM share of each tenant's processes on each device.
+fn attach_compute_shares(tenants: &mut [TenantEntry], devices: &[DeviceEntry]) {
+    for t in tenants {
+        for td in &mut t.devices {
+            let Some(d) = devices.iter().find(|d| d.uuid == td.uuid) else {
+                continue;
+            };
+            let shares: Vec<u32> = d
+                .processes
+                .iter()
+                .filter(|p| t.pids.contains(&p.pid))
+                .filter_map(|p| p.sm_percent)
+                .collect();
+            if !shares.is_empty() {
+                td.compute_percent = Some(shares.iter().sum::<u32>().min(100));
+            }
+        }
+    }
 }
 
 /// Prints the snapshot.
@@ -126,38 +164,47 @@ pub fn run(a: InfoArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&snap)?);
         return Ok(());
     }
+    let pct = |p: Option<u32>| p.map_or_else(|| "-".to_string(), |p| format!("{p}%"));
     println!(
-        "{:<4} {:<28} {:>12} {:>12} {:>12}  UUID",
-        "GPU", "NAME", "TOTAL", "USED", "FREE"
+        "{:<4} {:<28} {:>12} {:>12} {:>12} {:>5}  UUID",
+        "GPU", "NAME", "TOTAL", "USED", "FREE", "UTIL"
     );
     for d in &snap.devices {
         println!(
-            "{:<4} {:<28} {:>12} {:>12} {:>12}  {}",
+            "{:<4} {:<28} {:>12} {:>12} {:>12} {:>5}  {}",
             d.index,
             d.name,
             format_size(d.total_bytes),
             format_size(d.used_bytes),
             format_size(d.free_bytes),
+            pct(d.utilization_percent),
             d.uuid
         );
         for p in &d.processes {
-            println!("       pid {:<10} {:>12}", p.pid, format_size(p.used_bytes));
+            println!(
+                "       pid {:<10} {:>12} {:>5}",
+                p.pid,
+                format_size(p.used_bytes),
+                pct(p.sm_percent)
+            );
         }
     }
     if !snap.tenants.is_empty() {
         println!(
-            "\n{:<20} {:<42} {:>12} {:>12} {:>7}  PIDS",
-            "TENANT", "GPU", "LIMIT", "USED", "DENIED"
+            "\n{:<20} {:<42} {:>12} {:>12} {:>7} {:>9} {:>9}  PIDS",
+            "TENANT", "GPU", "LIMIT", "USED", "DENIED", "COMPUTE", "CAP"
         );
         for t in &snap.tenants {
             for d in &t.devices {
                 println!(
-                    "{:<20} {:<42} {:>12} {:>12} {:>7}  {:?}",
+                    "{:<20} {:<42} {:>12} {:>12} {:>7} {:>9} {:>9}  {:?}",
                     t.name,
                     d.uuid,
                     d.limit_bytes.map(format_size).unwrap_or_else(|| "-".into()),
                     format_size(d.used_bytes),
                     d.denied,
+                    pct(d.compute_percent),
+                    pct(d.compute_limit_percent),
                     t.pids
                 );
             }

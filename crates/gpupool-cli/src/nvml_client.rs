@@ -13,6 +13,9 @@ pub struct ProcessEntry {
     pub pid: u32,
     /// Device memory used.
     pub used_bytes: u64,
+    /// Percent of the device's time its kernels ran, over NVML's recent samples (null when
+    /// NVML has no sample for it).
+    pub sm_percent: Option<u32>,
 }
 
 /// One device.
@@ -30,8 +33,28 @@ pub struct DeviceEntry {
     pub used_bytes: u64,
     /// Free memory.
     pub free_bytes: u64,
+    /// Percent of the last sample period in which a kernel ran (null if NVML cannot say).
+    pub utilization_percent: Option<u32>,
     /// Compute processes.
     pub processes: Vec<ProcessEntry>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Utilization {
+    gpu: c_uint,
+    memory: c_uint,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct ProcessSample {
+    pid: c_uint,
+    time_stamp: u64,
+    sm: c_uint,
+    mem: c_uint,
+    enc: c_uint,
+    dec: c_uint,
 }
 
 #[repr(C)]
@@ -98,6 +121,16 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
             std::mem::transmute(sym("nvmlDeviceGetMemoryInfo")?);
         let procs: unsafe extern "C" fn(*mut c_void, *mut c_uint, *mut ProcessInfo) -> u32 =
             std::mem::transmute(sym("nvmlDeviceGetComputeRunningProcesses_v3")?);
+        // Optional: older drivers or restricted NVML may lack these.
+        let utilization: Option<unsafe extern "C" fn(*mut c_void, *mut Utilization) -> u32> =
+            sym("nvmlDeviceGetUtilizationRates")
+                .ok()
+                .map(|p| std::mem::transmute(p));
+        type SamplesFn =
+            unsafe extern "C" fn(*mut c_void, *mut ProcessSample, *mut c_uint, u64) -> u32;
+        let samples: Option<SamplesFn> = sym("nvmlDeviceGetProcessUtilization")
+            .ok()
+            .map(|p| std::mem::transmute(p));
         nv!(init(), "nvmlInit");
         let mut n = 0;
         nv!(count(&mut n), "nvmlDeviceGetCount");
@@ -130,6 +163,19 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
                 "nvmlDeviceGetComputeRunningProcesses"
             );
             list.truncate(pn as usize);
+            let utilization_percent = utilization.and_then(|f| {
+                let mut u = Utilization::default();
+                (f(d, &mut u) == 0).then_some(u.gpu)
+            });
+            let mut sm = vec![ProcessSample::default(); 256];
+            let mut sn: c_uint = 256;
+            let sm_of: Vec<ProcessSample> = match samples {
+                Some(f) if f(d, sm.as_mut_ptr(), &mut sn, 0) == 0 => {
+                    sm.truncate(sn as usize);
+                    sm
+                }
+                _ => Vec::new(),
+            };
             out.push(DeviceEntry {
                 index: i,
                 name: dev_name,
@@ -137,11 +183,13 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
                 total_bytes: m.total,
                 used_bytes: m.used,
                 free_bytes: m.free,
+                utilization_percent,
                 processes: list
                     .iter()
                     .map(|p| ProcessEntry {
                         pid: p.pid,
                         used_bytes: p.used,
+                        sm_percent: sm_of.iter().find(|s| s.pid == p.pid).map(|s| s.sm),
                     })
                     .collect(),
             });

@@ -168,3 +168,47 @@ fn hami_sm_limit_is_the_cap_and_bad_values_fail_closed() {
         assert!(err.contains("CUDA_DEVICE_SM_LIMIT"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn info_shows_each_tenants_cap_and_share_from_nvml() {
+    let _s = serial();
+    let m = Machine::new("info-shares", "1x16GiB");
+    let start = |tenant: &str, limit: &str, path: &str| {
+        let cmd = compute_args(path, "1ms", 4.0, 1);
+        m.run_cmd(
+            &["--compute", limit, "--tenant", tenant],
+            &cmd.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+    };
+    let mut a = start("small", "20", "async");
+    let mut b = start("large", "60", "sync");
+    std::thread::sleep(Duration::from_millis(2500));
+    let info = m.info();
+    a.wait().unwrap();
+    b.wait().unwrap();
+    let tenant = |name: &str| {
+        let t = info["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {info}"))
+            .clone();
+        let d = t["devices"][0].clone();
+        (
+            d["compute_limit_percent"].as_u64(),
+            d["compute_percent"].as_u64(),
+        )
+    };
+    let (cap, got) = tenant("small");
+    assert_eq!(cap, Some(20));
+    assert!(got.is_some_and(|g| g.abs_diff(20) <= 5), "small: {got:?}");
+    let (cap, got) = tenant("large");
+    assert_eq!(cap, Some(60));
+    assert!(got.is_some_and(|g| g.abs_diff(60) <= 5), "large: {got:?}");
+    let util = info["devices"][0]["utilization_percent"].as_u64().unwrap();
+    assert!(util.abs_diff(80) <= 8, "device utilisation {util}");
+}

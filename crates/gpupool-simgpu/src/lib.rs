@@ -26,6 +26,7 @@ pub mod md2;
 pub mod mem;
 pub mod module;
 pub mod nvml;
+pub mod nvml_util;
 pub mod pool;
 pub mod proc_address;
 pub mod stream;
@@ -35,7 +36,8 @@ pub mod work;
 
 use gpupool_cuda::cu::*;
 use gpupool_cuda::nvml::{
-    nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t, nvmlUtilization_t,
+    nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t, nvmlProcessUtilizationSample_t,
+    nvmlUtilization_t,
 };
 use std::ffi::{c_char, c_uint, c_void};
 
@@ -303,7 +305,8 @@ gpupool_cuda::export_functions! {
     fn nvmlDeviceGetComputeRunningProcesses_v2(h: nvmlDevice_t, n: *mut c_uint, p: *mut nvml::ProcessInfo) -> u32 => nvml::device_get_compute_running_processes;
     fn nvmlDeviceGetComputeRunningProcesses(h: nvmlDevice_t, n: *mut c_uint, p: *mut [u64; 2]) -> u32 => nvml::device_get_compute_running_processes_v1;
     fn nvmlDeviceGetGraphicsRunningProcesses_v3(h: nvmlDevice_t, n: *mut c_uint, p: *mut nvml::ProcessInfo) -> u32 => nvml::device_get_graphics_running_processes;
-    fn nvmlDeviceGetUtilizationRates(h: nvmlDevice_t, u: *mut nvmlUtilization_t) -> u32 => nvml::device_get_utilization_rates;
+    fn nvmlDeviceGetUtilizationRates(h: nvmlDevice_t, u: *mut nvmlUtilization_t) -> u32 => nvml_util::device_get_utilization_rates;
+    fn nvmlDeviceGetProcessUtilization(h: nvmlDevice_t, s: *mut nvmlProcessUtilizationSample_t, n: *mut c_uint, last_seen: u64) -> u32 => nvml_util::device_get_process_utilization;
     fn nvmlDeviceGetCudaComputeCapability(h: nvmlDevice_t, a: *mut i32, b: *mut i32) -> u32 => nvml::device_get_cuda_compute_capability;
     fn nvmlDeviceGetTemperature(h: nvmlDevice_t, sensor: c_uint, t: *mut c_uint) -> u32 => nvml::device_get_temperature;
 }

@@ -3,9 +3,7 @@
 
 use crate::device::pci_bus_id;
 use crate::machine::{machine, Device, Machine};
-use gpupool_cuda::nvml::{
-    nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t, nvmlUtilization_t,
-};
+use gpupool_cuda::nvml::{nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t};
 use gpupool_cuda::result::*;
 use std::ffi::{c_char, c_uint, CStr};
 
@@ -23,6 +21,11 @@ fn dev(h: nvmlDevice_t) -> Result<(&'static Machine, &'static Device), u32> {
         .find(|d| std::ptr::eq(*d as *const Device as *const u8, h as *const u8))
         .map(|d| (m, d))
         .ok_or(NVML_ERROR_INVALID_ARGUMENT)
+}
+
+/// The device behind an NVML handle.
+pub(crate) fn device_of(h: nvmlDevice_t) -> Result<&'static Device, u32> {
+    dev(h).map(|(_, d)| d)
 }
 
 fn out<T>(p: *mut T, v: T) -> u32 {
@@ -296,11 +299,6 @@ pub unsafe fn device_get_graphics_running_processes(
             computeInstanceId: 0,
         })
     }))
-}
-
-/// `nvmlDeviceGetUtilizationRates`: idle until kernels are simulated.
-pub unsafe fn device_get_utilization_rates(h: nvmlDevice_t, u: *mut nvmlUtilization_t) -> u32 {
-    ok(dev(h).map(|_| out(u, nvmlUtilization_t { gpu: 0, memory: 0 })))
 }
 
 /// `nvmlDeviceGetCudaComputeCapability`.

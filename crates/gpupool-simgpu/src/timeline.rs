@@ -61,6 +61,34 @@ pub struct ProcBusy {
     pub last_ns: u64,
 }
 
+/// Snapshots of busy time kept for NVML's utilisation samples.
+pub const SNAPSHOTS: usize = 32;
+/// Time between snapshots (NVML's sample period on most cards is 1/6 s).
+pub const SNAPSHOT_EVERY_NS: u64 = 166_666_667;
+
+/// Busy time of the device and of each process at one moment.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Snapshot {
+    /// `CLOCK_MONOTONIC` ns (0 = empty).
+    pub at_ns: u64,
+    /// Device busy time so far.
+    pub busy_ns: u64,
+    /// Per process, as in the process table then.
+    pub procs: [ProcBusy; PROCS],
+}
+
+impl ProcBusy {
+    /// A process's entry with `busy_ns` of run time.
+    pub fn new(pid: u32, busy_ns: u64) -> ProcBusy {
+        ProcBusy {
+            pid,
+            busy_ns,
+            ..ProcBusy::default()
+        }
+    }
+}
+
 /// Everything behind the lock.
 #[repr(C)]
 struct State {
@@ -78,6 +106,9 @@ struct State {
     pending: [Pending; QUEUE],
     done: [Done; DONE_RING],
     procs: [ProcBusy; PROCS],
+    /// Count of snapshots taken; the latest is at `(count - 1) % SNAPSHOTS`.
+    snapshot_count: u64,
+    snapshots: [Snapshot; SNAPSHOTS],
 }
 
 #[repr(C)]
@@ -292,6 +323,17 @@ impl Timeline {
         })
     }
 
+    /// Snapshots, oldest first (taken every [`SNAPSHOT_EVERY_NS`] while the device is looked
+    /// at), ending with one taken now.
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        self.with(|s| {
+            take_snapshot(s, true);
+            let n = s.snapshot_count as usize;
+            let have = n.min(SNAPSHOTS);
+            (n - have..n).map(|i| s.snapshots[i % SNAPSHOTS]).collect()
+        })
+    }
+
     /// Kernels queued or running on the device.
     pub fn queued(&self) -> usize {
         self.with(|s| s.npending as usize)
@@ -398,6 +440,31 @@ fn account(s: &mut State, pid: u32, ns: u64) {
     }
 }
 
+/// Records busy times at `s.now_ns` when a period has passed (or always, with `force`, by
+/// replacing the latest snapshot when it is younger than a period).
+fn take_snapshot(s: &mut State, force: bool) {
+    let n = s.snapshot_count as usize;
+    let last_at = if n == 0 {
+        0
+    } else {
+        s.snapshots[(n - 1) % SNAPSHOTS].at_ns
+    };
+    let due = n == 0 || s.now_ns.saturating_sub(last_at) >= SNAPSHOT_EVERY_NS;
+    if !due && !force {
+        return;
+    }
+    let slot = if due || n == 0 { n } else { n - 1 };
+    // Forcing keeps the period boundaries: a young latest snapshot is overwritten, unless it
+    // is the only one (then a second is added).
+    let slot = if !due && n == 1 { n } else { slot };
+    s.snapshots[slot % SNAPSHOTS] = Snapshot {
+        at_ns: s.now_ns,
+        busy_ns: s.busy_ns,
+        procs: s.procs,
+    };
+    s.snapshot_count = slot as u64 + 1;
+}
+
 fn reap(s: &mut State) {
     // Each distinct process is looked up once (the queue may hold a thousand of its kernels).
     let mut dead: Vec<u32> = Vec::new();
@@ -425,8 +492,32 @@ fn reap(s: &mut State) {
     }
 }
 
-/// Runs the device from `s.now_ns` to `to`.
+/// Runs the device from `s.now_ns` to `to`, taking the snapshots that fall due on the way.
 fn advance(s: &mut State, to: u64) {
+    while s.now_ns < to {
+        if s.npending == 0 && s.snapshot_count > 0 {
+            // Idle: nothing to record between now and `to` but time.
+            run_until(s, to);
+            break;
+        }
+        let n = s.snapshot_count as usize;
+        let next = if n == 0 {
+            s.now_ns
+        } else {
+            s.snapshots[(n - 1) % SNAPSHOTS].at_ns + SNAPSHOT_EVERY_NS
+        };
+        run_until(s, next.clamp(s.now_ns, to));
+        take_snapshot(s, false);
+        if next >= to {
+            run_until(s, to);
+            break;
+        }
+    }
+    take_snapshot(s, false);
+}
+
+/// Runs the device from `s.now_ns` to `to`.
+fn run_until(s: &mut State, to: u64) {
     if to.saturating_sub(s.last_reap_ns) >= REAP_EVERY_NS {
         s.last_reap_ns = to;
         reap(s);
