@@ -6,6 +6,7 @@ runtimes       NVIDIA's runtimes 11.8 / 12.9 / 13.0 (tests/c/rt_basic) bare and 
 runtime_paths  the limit on the 8 runtime allocation paths x 3 runtimes (tests/c/rt_limits)
 driver_paths   VMM, extra contexts, _ptsz, pitch, lookups, errors (tests/c/drv_paths)
 compute        PyTorch matmul loop capped at 25 / 50 / 75 %, and two tenants at 30 % + 60 %
+priority       low priority alone and beside a 60 % high-priority tenant; borrowing 30 % -> 80 %
 memory         PyTorch under a 4 GiB limit: mem_get_info, allocate to the limit, OOM past it,
                nvidia-smi under the library, real usage from outside; two processes, one limit
 overhead       empty-kernel launch rate (nvcc) and a small PyTorch training loop, bare vs library
@@ -376,9 +377,49 @@ def section_compute(c, card):
     return res
 
 
+def section_priority(c, card):
+    """Online / offline co-location: a low-priority matmul loop alone, then beside a
+    high-priority one capped at 60 %; and borrowing: a tenant with request 30 % / limit 80 %
+    alone, then beside a 50 % tenant. Shares from the kernels' CUPTI durations (a time-sliced
+    kernel's duration includes the other tenant's slices, so shares together are upper bounds)
+    and nvidia-smi pmon."""
+    res = {}
+    secs = 4.0
+    cards = os.path.join(c.tmp, "cards")
+
+    def start(extra):
+        env = c.env("30GiB", 0)
+        env["GPUPOOL_CARD_DIR"] = cards
+        env.update(extra)
+        return subprocess.Popen([sys.executable, "-c", MATMUL, str(secs)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(p):
+        out, err = p.communicate(timeout=180)
+        if p.returncode != 0:
+            raise RuntimeError(f"matmul: {err[-1500:]}")
+        return json.loads(out.strip().splitlines()[-1])
+
+    low_alone = finish(start({"GPUPOOL_PRIORITY": "low"}))
+    pl, ph = start({"GPUPOOL_PRIORITY": "low"}), start({"GPUPOOL_COMPUTE_LIMIT": "60"})
+    mon = pmon(secs + 4)
+    rl, rh = finish(pl), finish(ph)
+    sm = pmon_shares(mon, [pl.pid, ph.pid])
+    res["low_alone"] = low_alone
+    res["low_beside_high"] = {"low": rl, "high": rh, "pmon_low": sm.get(pl.pid), "pmon_high": sm.get(ph.pid)}
+    res["pass_low_alone_uses_the_card"] = low_alone["kernel_busy_share"] > 0.85
+    res["pass_high_gets_its_60"] = sm.get(ph.pid) is not None and abs(sm[ph.pid] - 0.60) <= 0.08
+    res["pass_low_backs_off"] = sm.get(pl.pid) is not None and sm[pl.pid] <= 0.45
+    borrow = {"GPUPOOL_COMPUTE_LIMIT": "80", "GPUPOOL_COMPUTE_REQUEST": "30"}
+    res["borrow_alone"] = finish(start(borrow))
+    res["pass_borrows_up_to_80"] = abs(res["borrow_alone"]["kernel_busy_share"] - 0.80) <= 0.05
+    return res
+
+
 SECTIONS = [("integrity", section_integrity), ("runtimes", section_runtimes),
             ("runtime_paths", section_runtime_paths), ("driver_paths", section_driver_paths),
-            ("memory", section_memory), ("compute", section_compute), ("overhead", section_overhead)]
+            ("memory", section_memory), ("compute", section_compute),
+            ("priority", section_priority), ("overhead", section_overhead)]
 
 
 def main():

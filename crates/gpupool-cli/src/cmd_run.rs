@@ -26,6 +26,14 @@ pub struct RunArgs {
     /// list per device (`50`, `25%,75%`). A tenant alone on a card is limited too.
     #[arg(long, value_name = "PCT[,PCT…]")]
     pub compute: Option<String>,
+    /// Guaranteed compute share (percent, at most --compute): idle time of the card is lent up to
+    /// --compute and taken back when other tenants need their share.
+    #[arg(long, value_name = "PCT[,PCT…]")]
+    pub compute_request: Option<String>,
+    /// `high` (default): gets its share whenever busy; `low`: uses only what high-priority
+    /// tenants leave idle and backs off within 100 ms when they become busy.
+    #[arg(long, value_name = "high|low")]
+    pub priority: Option<String>,
     /// Devices the command may use, as CUDA_VISIBLE_DEVICES takes them (`0,2` or GPU UUIDs).
     #[arg(long, value_name = "LIST")]
     pub devices: Option<String>,
@@ -59,8 +67,28 @@ fn validate_memory(list: &str) -> Result<()> {
     validate_limit("--memory", "GPUPOOL_MEMORY_LIMIT", list)
 }
 
-fn validate_compute(list: &str) -> Result<()> {
-    validate_limit("--compute", "GPUPOOL_COMPUTE_LIMIT", list)
+/// The compute flags as the library's env variables, checked together (a request above its
+/// limit is an error naming both flags).
+fn compute_env(a: &RunArgs) -> Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    for (flag, var, value) in [
+        ("--compute", "GPUPOOL_COMPUTE_LIMIT", &a.compute),
+        (
+            "--compute-request",
+            "GPUPOOL_COMPUTE_REQUEST",
+            &a.compute_request,
+        ),
+        ("--priority", "GPUPOOL_PRIORITY", &a.priority),
+    ] {
+        if let Some(v) = value {
+            validate_limit(flag, var, v)?;
+            env.push((var.to_string(), v.clone()));
+        }
+    }
+    if let Err(e) = gpupool_config::TenantConfig::from_sources(&env, None) {
+        bail!("--compute-request / --compute: {e}");
+    }
+    Ok(env)
 }
 
 fn validate_devices(list: &str) -> Result<()> {
@@ -103,9 +131,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
     if let Some(m) = &a.memory {
         validate_memory(m)?;
     }
-    if let Some(c) = &a.compute {
-        validate_compute(c)?;
-    }
+    let compute_env = compute_env(&a)?;
     if let Some(d) = &a.devices {
         validate_devices(d)?;
     }
@@ -142,8 +168,11 @@ pub fn run(a: RunArgs) -> Result<i32> {
     cmd.env("LD_PRELOAD", preload_var)
         .env("GPUPOOL_REGION", &region)
         .env("GPUPOOL_CONTEXT_MEMORY", context_memory.to_string());
-    if let Some(c) = &a.compute {
-        cmd.env("GPUPOOL_COMPUTE_LIMIT", c);
+    cmd.envs(compute_env);
+    if std::env::var_os("GPUPOOL_CARD_DIR").is_none() {
+        // Tenants of this machine coordinate their compute shares through one folder.
+        let tenants = tenants_dir(sim.as_ref().map(|s| s.state.as_path()));
+        cmd.env("GPUPOOL_CARD_DIR", tenants.with_file_name("cards"));
     }
     if let Some(m) = &a.memory {
         cmd.env("GPUPOOL_MEMORY_LIMIT", m);
@@ -173,10 +202,31 @@ mod tests {
         let e = validate_memory("4GiB,lots").unwrap_err().to_string();
         assert!(e.contains("lots"), "{e}");
         assert!(validate_memory("0").is_err());
-        assert!(validate_compute("25%,75").is_ok());
-        let e = validate_compute("150").unwrap_err().to_string();
+        assert!(validate_limit("--compute", "GPUPOOL_COMPUTE_LIMIT", "25%,75").is_ok());
+        let e = validate_limit("--compute", "GPUPOOL_COMPUTE_LIMIT", "150")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--compute") && e.contains("150"), "{e}");
-        assert!(validate_compute("0").is_err());
+        let mut a = RunArgs {
+            sim: None,
+            state: None,
+            memory: None,
+            compute: Some("40".into()),
+            compute_request: Some("60".into()),
+            priority: None,
+            devices: None,
+            context_memory: None,
+            tenant: None,
+            command: vec!["true".into()],
+        };
+        let e = compute_env(&a).unwrap_err().to_string();
+        assert!(e.contains("above the compute limit"), "{e}");
+        a.compute_request = Some("20".into());
+        a.priority = Some("urgent".into());
+        let e = compute_env(&a).unwrap_err().to_string();
+        assert!(e.contains("--priority") && e.contains("urgent"), "{e}");
+        a.priority = Some("low".into());
+        assert_eq!(compute_env(&a).unwrap().len(), 3);
         assert!(validate_devices("0,2,GPU-1234").is_ok());
         assert!(validate_devices("0,x")
             .unwrap_err()

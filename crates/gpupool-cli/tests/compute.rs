@@ -212,3 +212,188 @@ fn info_shows_each_tenants_cap_and_share_from_nvml() {
     let util = info["devices"][0]["utilization_percent"].as_u64().unwrap();
     assert!(util.abs_diff(80) <= 8, "device utilisation {util}");
 }
+
+/// Busy time per pid on the simulated card, sampled every 20 ms.
+struct Trace {
+    samples: Vec<(f64, Vec<(u32, u64)>)>,
+}
+
+impl Trace {
+    fn record(m: &Machine, seconds: f64) -> Trace {
+        let path = m.state.join("timeline-0");
+        let t0 = std::time::Instant::now();
+        while !path.exists() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no timeline");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let timeline = gpupool_simgpu::timeline::Timeline::open(&path, 2_000_000).unwrap();
+        let mut samples = Vec::new();
+        while t0.elapsed().as_secs_f64() < seconds {
+            let (_, procs) = timeline.busy();
+            let per = procs.iter().map(|p| (p.pid, p.busy_ns)).collect();
+            samples.push((t0.elapsed().as_secs_f64(), per));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Trace { samples }
+    }
+
+    fn busy(&self, i: usize, pid: u32) -> u64 {
+        self.samples[i]
+            .1
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map_or(0, |(_, b)| *b)
+    }
+
+    /// Share of the card pid `pid` used between `from` and `to` seconds.
+    fn share(&self, pid: u32, from: f64, to: f64) -> f64 {
+        let i = self.samples.iter().position(|s| s.0 >= from).unwrap();
+        let j = self.samples.iter().rposition(|s| s.0 <= to).unwrap();
+        let span = self.samples[j].0 - self.samples[i].0;
+        (self.busy(j, pid) - self.busy(i, pid)) as f64 / 1e9 / span
+    }
+}
+
+/// Pid of the program a tenant runs (from `gpupool info`).
+fn tenant_pid(m: &Machine, tenant: &str) -> u32 {
+    let t0 = std::time::Instant::now();
+    loop {
+        let info = m.info();
+        let pid = info["tenants"].as_array().and_then(|ts| {
+            ts.iter()
+                .find(|t| t["name"] == tenant)
+                .and_then(|t| t["pids"][0].as_u64())
+        });
+        if let Some(p) = pid {
+            return p as u32;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tenant {tenant} never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_tenant(m: &Machine, args: &[&str], path: &str, seconds: f64) -> std::process::Child {
+    let cmd = compute_args(path, "1ms", seconds, 1);
+    m.run_cmd(args, &cmd.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn idle_time_is_lent_up_to_the_limit_and_taken_back() {
+    let _s = serial();
+    let m = Machine::new("borrow", "1x16GiB");
+    let mut a = start_tenant(
+        &m,
+        &[
+            "--compute",
+            "80",
+            "--compute-request",
+            "30",
+            "--tenant",
+            "a",
+        ],
+        "async",
+        4.0,
+    );
+    let trace = std::thread::scope(|s| {
+        let rec = s.spawn(|| Trace::record(&m, 4.2));
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut b = start_tenant(&m, &["--compute", "50", "--tenant", "b"], "async", 1.5);
+        let pb = tenant_pid(&m, "b");
+        b.wait().unwrap();
+        (rec.join().unwrap(), pb)
+    });
+    let (trace, pb) = trace;
+    let pa = tenant_pid_from_trace(&trace, pb);
+    a.wait().unwrap();
+    let alone = trace.share(pa, 0.4, 1.4);
+    let shared_a = trace.share(pa, 1.8, 2.9);
+    let shared_b = trace.share(pb, 1.8, 2.9);
+    let after = trace.share(pa, 3.2, 3.7);
+    assert!(
+        (alone - 0.80).abs() <= 0.05,
+        "A alone borrows up to its limit: {alone:.3}"
+    );
+    assert!(
+        (shared_b - 0.50).abs() <= 0.05,
+        "B gets its 50 %: {shared_b:.3}"
+    );
+    assert!(
+        (shared_a - 0.50).abs() <= 0.05,
+        "A keeps 30 % + the 20 % nobody requests: {shared_a:.3}"
+    );
+    assert!((after - 0.80).abs() <= 0.05, "A borrows again: {after:.3}");
+}
+
+/// The busiest pid of a trace other than `other`.
+fn tenant_pid_from_trace(trace: &Trace, other: u32) -> u32 {
+    // Entries of finished processes leave the timeline: look through every sample.
+    trace
+        .samples
+        .iter()
+        .flat_map(|s| s.1.iter())
+        .filter(|(p, _)| *p != other)
+        .max_by_key(|(_, b)| *b)
+        .map(|(p, _)| *p)
+        .expect("a second tenant")
+}
+
+#[test]
+fn low_priority_backs_off_within_100ms_and_resumes_when_high_priority_dies() {
+    let _s = serial();
+    let m = Machine::new("priority", "1x16GiB");
+    let mut low = start_tenant(&m, &["--priority", "low", "--tenant", "low"], "async", 4.0);
+    let (trace, ph) = std::thread::scope(|s| {
+        let rec = s.spawn(|| Trace::record(&m, 4.2));
+        std::thread::sleep(Duration::from_millis(1000));
+        let mut high = start_tenant(&m, &["--compute", "60", "--tenant", "high"], "async", 10.0);
+        let ph = tenant_pid(&m, "high");
+        std::thread::sleep(Duration::from_millis(1500));
+        // The high-priority tenant dies at once (SIGKILL to its whole group).
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(-(high.id() as i32), libc::SIGKILL) };
+        high.wait().unwrap();
+        (rec.join().unwrap(), ph)
+    });
+    let pl = tenant_pid_from_trace(&trace, ph);
+    low.wait().unwrap();
+    // When the high tenant's first kernel ran.
+    let first = trace
+        .samples
+        .iter()
+        .find(|s| s.1.iter().any(|(p, b)| *p == ph && *b > 0))
+        .expect("high tenant ran")
+        .0;
+    let killed = first + 1.4;
+    let before = trace.share(pl, 0.3, 0.9);
+    let backed_off = trace.share(pl, first + 0.1, killed - 0.1);
+    let high_share = trace.share(ph, first + 0.1, killed - 0.1);
+    let resumed = trace.share(pl, killed + 0.5, 3.7);
+    assert!(
+        before > 0.9,
+        "low priority alone uses the card: {before:.3}"
+    );
+    assert!(
+        (high_share - 0.60).abs() <= 0.05,
+        "high priority gets its 60 %: {high_share:.3}"
+    );
+    assert!(
+        backed_off <= 0.45,
+        "low priority backs off to the 40 % left: {backed_off:.3}"
+    );
+    let soon = trace.share(pl, first + 0.1, first + 0.3);
+    assert!(
+        soon <= 0.45,
+        "backed off within 100 ms: {soon:.3} in the 200 ms after"
+    );
+    assert!(
+        resumed > 0.9,
+        "low priority resumes after the high tenant died: {resumed:.3}"
+    );
+}

@@ -12,6 +12,6 @@ pub mod sim_spec;
 pub mod size;
 
 pub use duration::{format_duration_ns, parse_duration_ns, DurationError};
-pub use limits::{ConfigError, LogLevel, TenantConfig};
+pub use limits::{ConfigError, LogLevel, Priority, TenantConfig};
 pub use sim_spec::{SimDevice, SimSpec, SpecError};
 pub use size::{format_size, parse_size, SizeError};

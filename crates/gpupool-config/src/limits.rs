@@ -34,6 +34,37 @@ pub const HAMI_SHARED_CACHE: &str = "CUDA_DEVICE_MEMORY_SHARED_CACHE";
 pub const ENV_COMPUTE_LIMIT: &str = "GPUPOOL_COMPUTE_LIMIT";
 /// HAMi-core: compute limit (percent) for all devices (and `_<i>` per device).
 pub const HAMI_SM_LIMIT: &str = "CUDA_DEVICE_SM_LIMIT";
+/// Env variable: guaranteed compute share in percent (same forms as the limit); idle time of
+/// the card is lent up to the limit.
+pub const ENV_COMPUTE_REQUEST: &str = "GPUPOOL_COMPUTE_REQUEST";
+/// Env variable: `high` (default) or `low`: low-priority tenants only use time that
+/// high-priority tenants leave idle.
+pub const ENV_PRIORITY: &str = "GPUPOOL_PRIORITY";
+/// HAMi-core: task priority, `0` high, `1` low.
+pub const HAMI_PRIORITY: &str = "CUDA_TASK_PRIORITY";
+/// Env variable: folder of the per-card coordination files shared by all tenants of a node.
+pub const ENV_CARD_DIR: &str = "GPUPOOL_CARD_DIR";
+
+/// Scheduling priority of a tenant's kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// Gets its share whenever it is busy (the default).
+    #[default]
+    High,
+    /// Uses what high-priority tenants leave idle; backs off when they are busy.
+    Low,
+}
+
+impl Priority {
+    /// Parses `high` / `low` (and HAMi's `0` / `1`).
+    pub fn parse(s: &str) -> Option<Priority> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "high" | "0" => Some(Priority::High),
+            "low" | "1" => Some(Priority::Low),
+            _ => None,
+        }
+    }
+}
 
 /// How much the library logs (to stderr).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -176,6 +207,12 @@ pub struct TenantConfig {
     pub memory: PerDevice<u64>,
     /// Compute limits (percent of the device's time, 1..=100).
     pub compute: PerDevice<u32>,
+    /// Guaranteed compute shares (percent, at most the limit).
+    pub compute_request: PerDevice<u32>,
+    /// Priority of the tenant's kernels.
+    pub priority: Priority,
+    /// Folder of the per-card coordination files (request, priority); `None` = no coordination.
+    pub card_dir: Option<PathBuf>,
     /// Shared accounting region file; `None` = a private, per-process region.
     pub region: Option<PathBuf>,
     /// Memory charged per context created.
@@ -202,6 +239,27 @@ impl TenantConfig {
         self.compute.get(ordinal)
     }
 
+    /// The guaranteed share of device `ordinal`: the request, else the limit.
+    pub fn compute_request(&self, ordinal: usize) -> Option<u32> {
+        self.compute_request
+            .get(ordinal)
+            .or_else(|| self.compute_limit(ordinal))
+    }
+
+    /// Checks that no request exceeds its device's limit.
+    fn check_requests(&self) -> Result<(), String> {
+        for o in 0..MAX_DEVICES {
+            if let (Some(r), Some(l)) = (self.compute_request.get(o), self.compute.get(o)) {
+                if r > l {
+                    return Err(format!(
+                        "device {o}: compute request {r}% is above the compute limit {l}%"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the configuration from env pairs and, optionally, a limits file's text.
     pub fn from_sources(
         env: &[(String, String)],
@@ -224,6 +282,11 @@ impl TenantConfig {
         }
         if let Some((path, text)) = file {
             apply_file(&mut cfg, path, text)?;
+            cfg.check_requests().map_err(|why| ConfigError::File {
+                path: path.display().to_string(),
+                line: 0,
+                why,
+            })?;
             cfg.source = ConfigSource::File(path.to_path_buf());
             return Ok(cfg);
         }
@@ -237,6 +300,25 @@ impl TenantConfig {
             cfg.compute
                 .set_list(v, parse_percent)
                 .map_err(|why| env_err(ENV_COMPUTE_LIMIT, v, &why))?;
+        }
+        if let Some(v) = get(ENV_COMPUTE_REQUEST) {
+            cfg.compute_request
+                .set_list(v, parse_percent)
+                .map_err(|why| env_err(ENV_COMPUTE_REQUEST, v, &why))?;
+            cfg.check_requests()
+                .map_err(|why| env_err(ENV_COMPUTE_REQUEST, v, &why))?;
+        }
+        for var in [HAMI_PRIORITY, ENV_PRIORITY] {
+            if let Some(v) = get(var) {
+                cfg.priority = Priority::parse(v)
+                    .ok_or_else(|| env_err(var, v, "expected high or low (HAMi: 0 or 1)"))?;
+            }
+        }
+        if let Some(v) = get(ENV_CARD_DIR) {
+            if v.trim().is_empty() {
+                return Err(env_err(ENV_CARD_DIR, v, "empty path"));
+            }
+            cfg.card_dir = Some(PathBuf::from(v));
         }
         if let Some(v) = get(ENV_REGION).or_else(|| get(HAMI_SHARED_CACHE)) {
             if v.trim().is_empty() {
@@ -325,6 +407,19 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
         match key {
             "memory" => cfg.memory.default = Some(parse_limit(value).map_err(bad)?),
             "compute" => cfg.compute.default = Some(parse_percent(value).map_err(bad)?),
+            "compute_request" => {
+                cfg.compute_request.default = Some(parse_percent(value).map_err(bad)?)
+            }
+            "priority" => {
+                cfg.priority = Priority::parse(value)
+                    .ok_or_else(|| bad(format!("priority {value:?}: expected high or low")))?
+            }
+            "card_dir" => {
+                if value.is_empty() {
+                    return Err(bad("card_dir needs a path".into()));
+                }
+                cfg.card_dir = Some(PathBuf::from(value));
+            }
             "region" => {
                 if value.is_empty() {
                     return Err(bad("region needs a path".into()));
@@ -344,12 +439,15 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
                 if let Some(ordinal) = per_device("memory.") {
                     let limit = parse_limit(value).map_err(bad)?;
                     cfg.memory.set(ordinal?, limit).map_err(bad)?;
+                } else if let Some(ordinal) = per_device("compute_request.") {
+                    let request = parse_percent(value).map_err(bad)?;
+                    cfg.compute_request.set(ordinal?, request).map_err(bad)?;
                 } else if let Some(ordinal) = per_device("compute.") {
                     let limit = parse_percent(value).map_err(bad)?;
                     cfg.compute.set(ordinal?, limit).map_err(bad)?;
                 } else {
                     return Err(bad(format!(
-                        "unknown key {key:?} (memory, memory.<i>, compute, compute.<i>, region, context_memory)"
+                        "unknown key {key:?} (memory[.<i>], compute[.<i>], compute_request[.<i>], priority, region, card_dir, context_memory)"
                     )));
                 }
             }
@@ -424,6 +522,61 @@ mod tests {
             (cfg.compute_limit(0), cfg.compute_limit(1)),
             (Some(50), Some(10))
         );
+    }
+
+    #[test]
+    fn requests_priority_and_card_dir() {
+        let cfg = TenantConfig::from_sources(
+            &env(&[
+                (ENV_COMPUTE_LIMIT, "80"),
+                (ENV_COMPUTE_REQUEST, "30"),
+                (ENV_PRIORITY, "low"),
+                (ENV_CARD_DIR, "/run/gpupool/cards"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(cfg.compute_request(0), Some(30));
+        assert_eq!(cfg.priority, Priority::Low);
+        assert_eq!(cfg.card_dir, Some(PathBuf::from("/run/gpupool/cards")));
+        let only_limit =
+            TenantConfig::from_sources(&env(&[(ENV_COMPUTE_LIMIT, "40")]), None).unwrap();
+        assert_eq!(
+            only_limit.compute_request(0),
+            Some(40),
+            "the request defaults to the limit"
+        );
+        assert_eq!(only_limit.priority, Priority::High);
+        let hami = TenantConfig::from_sources(&env(&[(HAMI_PRIORITY, "1")]), None).unwrap();
+        assert_eq!(hami.priority, Priority::Low);
+        for (k, v) in [
+            (ENV_PRIORITY, "urgent"),
+            (HAMI_PRIORITY, "2"),
+            (ENV_CARD_DIR, " "),
+        ] {
+            let e = TenantConfig::from_sources(&env(&[(k, v)]), None).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+        }
+        let over = TenantConfig::from_sources(
+            &env(&[(ENV_COMPUTE_LIMIT, "40"), (ENV_COMPUTE_REQUEST, "60")]),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            over.to_string().contains("above the compute limit"),
+            "{over}"
+        );
+        let file = "compute = 80\ncompute_request = 20\npriority = low\ncard_dir = /c\n";
+        let cfg = TenantConfig::from_sources(&[], Some((Path::new("/l"), file))).unwrap();
+        assert_eq!(
+            (cfg.compute_request(0), cfg.priority),
+            (Some(20), Priority::Low)
+        );
+        let bad = TenantConfig::from_sources(
+            &[],
+            Some((Path::new("/l"), "compute = 10\ncompute_request = 20\n")),
+        );
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use gpupool_cuda::result::CUDA_SUCCESS;
 use gpupool_region::ComputeState;
 use gpupool_region::MAX_DEVICES;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering::*};
 
 /// How far ahead of its rate a tenant may run (absorbs wake-up jitter; bounds bursts).
 pub const BURST_NS: u64 = 5_000_000;
@@ -30,7 +30,7 @@ fn active() -> bool {
         1 => false,
         2 => true,
         _ => {
-            let on = matches!(crate::tenant::tenant(), Ok(Some(t)) if t.config.compute.any());
+            let on = matches!(crate::tenant::tenant(), Ok(Some(t)) if crate::coordination::compute_configured(&t.config));
             ACTIVE.store(if on { 2 } else { 1 }, Relaxed);
             on
         }
@@ -60,37 +60,44 @@ fn ordinal() -> i32 {
     }
 }
 
-/// Per ordinal: the tenant's pacing state (null until resolved) and limit (0 = none).
+/// Per ordinal: the tenant's pacing state (null until resolved).
 static STATES: [AtomicPtr<ComputeState>; MAX_DEVICES] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_DEVICES];
-static LIMITS: [AtomicU32; MAX_DEVICES] = [const { AtomicU32::new(0) }; MAX_DEVICES];
 /// Marks an ordinal resolved without a limit.
 static NO_LIMIT: ComputeState = ComputeState::new();
 
-/// The tenant's pacing state and limit on device `ord`, when it has a compute limit there
-/// (resolved once per ordinal, then two atomic loads).
-fn pacing(ord: i32) -> Option<(&'static ComputeState, u32)> {
+/// The tenant's pacing state on device `ord` and the ordinal's index, when it is paced there
+/// (resolved once per ordinal, then one atomic load).
+fn pacing(ord: i32) -> Option<(&'static ComputeState, usize)> {
     let o = usize::try_from(ord).ok().filter(|o| *o < MAX_DEVICES)?;
     let p = STATES[o].load(Acquire);
     if !p.is_null() {
         // SAFETY: only ever set to 'static states (the region lives as long as the process).
         let state = unsafe { &*p };
-        return (!std::ptr::eq(state, &NO_LIMIT)).then(|| (state, LIMITS[o].load(Relaxed)));
+        return (!std::ptr::eq(state, &NO_LIMIT)).then_some((state, o));
     }
-    let resolved = resolve(ord);
-    let (state, pct) = resolved.unwrap_or((&NO_LIMIT, 0));
-    LIMITS[o].store(pct, Relaxed);
+    let state = resolve(ord).unwrap_or(&NO_LIMIT);
     STATES[o].store(state as *const ComputeState as *mut ComputeState, Release);
-    resolved
+    (!std::ptr::eq(state, &NO_LIMIT)).then_some((state, o))
 }
 
-fn resolve(ord: i32) -> Option<(&'static ComputeState, u32)> {
+fn resolve(ord: i32) -> Option<&'static ComputeState> {
     let t = crate::tenant::tenant().ok()??;
-    let pct = t.config.compute_limit(usize::try_from(ord).ok()?)?;
+    let o = usize::try_from(ord).ok()?;
+    let shares = crate::coordination::Shares::of(&t.config, o)?;
     let dev = crate::tenant::device_index(t, ord).ok()?;
     let state = t.region.compute(dev)?;
-    state.limit_pct.store(pct, Relaxed);
-    Some((state, pct))
+    state.limit_pct.store(shares.limit, Relaxed);
+    crate::coordination::join(t, ord, shares);
+    Some(state)
+}
+
+/// After `fork`: the child resolves (and joins its cards) again.
+pub fn forget_after_fork() {
+    for s in &STATES {
+        s.store(std::ptr::null_mut(), Relaxed);
+    }
+    crate::coordination::forget_after_fork();
 }
 
 /// Paces one launch of kernel shape (`handle`, `blocks`) on `stream`, then runs `launch`.
@@ -98,11 +105,12 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
     if !active() {
         return launch();
     }
-    let Some((state, pct)) = pacing(ordinal()) else {
+    let Some((state, o)) = pacing(ordinal()) else {
         return launch();
     };
     let key = cost::shape_key(handle, blocks);
     let now = now_ns();
+    let pct = crate::coordination::launching(o, now);
     let Some(estimate) = cost::estimate(key) else {
         // First launch of this shape: run it timed, then charge what it really took.
         let timing = match Timing::claim(key) {
@@ -293,7 +301,8 @@ pub unsafe fn launch_cooperative_kernel_multi_device(
     flags: u32,
 ) -> u32 {
     if active() && !list.is_null() && n > 0 {
-        if let Some((state, pct)) = pacing(ordinal()) {
+        if let Some((state, o)) = pacing(ordinal()) {
+            let pct = crate::coordination::launching(o, now_ns());
             // SAFETY: the caller passes n entries.
             let entries = unsafe { std::slice::from_raw_parts(list, n as usize) };
             let total: u64 = entries

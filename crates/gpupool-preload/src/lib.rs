@@ -14,6 +14,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod compute;
+pub mod coordination;
 pub mod cost;
 pub mod driver;
 pub mod log;

@@ -65,6 +65,7 @@ extern "C" fn fork_parent() {
 
 extern "C" fn fork_child() {
     crate::cost::forget_meter_after_fork();
+    crate::compute::forget_after_fork();
     SLOT_CLAIM.raw_unlock();
     crate::tracking::unlock_all();
     crate::tracking::forget_all();
@@ -75,6 +76,7 @@ extern "C" fn fork_child() {
 }
 
 extern "C" fn release_at_exit() {
+    crate::coordination::leave_all();
     if let Some(Ok(Some(t))) = TENANT.get() {
         if SLOT_PID.load(SeqCst) == pid() {
             t.region.release_slot(current_slot_handle());
@@ -89,7 +91,10 @@ fn load() -> Result<Option<Tenant>, String> {
         TenantConfig::from_sources(&env, file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))
             .map_err(|e| e.to_string())?;
     log::set_level(config.log_level);
-    if !config.has_memory_limit() && !config.compute.any() && config.region.is_none() {
+    if !config.has_memory_limit()
+        && !crate::coordination::compute_configured(&config)
+        && config.region.is_none()
+    {
         return Ok(None);
     }
     let region = match &config.region {

@@ -18,11 +18,13 @@
 
 #![warn(missing_docs)]
 
+pub mod card;
 pub mod compute;
 mod layout;
 mod process;
 mod region;
 
+pub use card::{allocate, Card, Demand, Publish};
 pub use compute::ComputeState;
 pub use layout::{LAYOUT_VERSION, MAGIC, MAX_DEVICES, MAX_SLOTS};
 pub use process::{process_alive, ProcessIdentity};

@@ -163,7 +163,7 @@ impl Region {
         } else {
             (len as usize).min(LAYOUT_SIZE)
         };
-        let map = map_shared(&file, map_len).map_err(io)?;
+        let map: *mut Layout = map_shared(&file, map_len).map_err(io)?;
         // SAFETY: at least a Header's worth is mapped.
         let header = unsafe { &(*map).header };
         if fresh {
@@ -536,7 +536,8 @@ fn layout_error(path: &Path, magic: u64, version: u32, size: u64) -> RegionError
     }
 }
 
-fn map_shared(file: &File, len: usize) -> std::io::Result<*mut Layout> {
+/// Maps `len` bytes of `file` shared, as a `T`.
+pub(crate) fn map_shared<T>(file: &File, len: usize) -> std::io::Result<*mut T> {
     // SAFETY: mapping `len` bytes of an open file we own; the result is checked.
     let p = unsafe {
         libc::mmap(
@@ -551,15 +552,15 @@ fn map_shared(file: &File, len: usize) -> std::io::Result<*mut Layout> {
     if p == libc::MAP_FAILED {
         Err(std::io::Error::last_os_error())
     } else {
-        Ok(p as *mut Layout)
+        Ok(p as *mut T)
     }
 }
 
 /// An exclusive `flock`, released on drop or by the kernel when the holder dies.
-struct FileLock<'a>(&'a File);
+pub(crate) struct FileLock<'a>(&'a File);
 
 impl<'a> FileLock<'a> {
-    fn exclusive(file: &'a File) -> std::io::Result<FileLock<'a>> {
+    pub(crate) fn exclusive(file: &'a File) -> std::io::Result<FileLock<'a>> {
         loop {
             // SAFETY: flock on a valid fd.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {

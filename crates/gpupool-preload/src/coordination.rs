@@ -1,0 +1,243 @@
+//! The tenant's current compute rate on each device: its limit, or — when the node has a card
+//! folder (`GPUPOOL_CARD_DIR`) — what `gpupool_region::card::allocate` grants it among the
+//! card's tenants (request, borrowing of idle time, priority). A thread republishes this
+//! process's entry and recomputes the rate every [`PERIOD`]; launches read the rate with one
+//! atomic load and note their time with one atomic store.
+
+use crate::tenant::Tenant;
+use gpupool_config::{Priority, TenantConfig};
+use gpupool_region::{allocate, Card, Publish, MAX_DEVICES};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How often entries are republished and rates recomputed.
+pub const PERIOD: Duration = Duration::from_millis(10);
+
+/// A tenant's compute shares on one device (percent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shares {
+    /// Cap.
+    pub limit: u32,
+    /// Guaranteed part.
+    pub request: u32,
+    /// Low priority?
+    pub low: bool,
+}
+
+impl Shares {
+    /// The shares `config` gives device `ordinal`, `None` when its launches are not paced.
+    pub fn of(config: &TenantConfig, ordinal: usize) -> Option<Shares> {
+        let low = config.priority == Priority::Low;
+        let request = config.compute_request.get(ordinal);
+        let limit = config.compute_limit(ordinal);
+        if limit.is_none() && request.is_none() && !low {
+            return None;
+        }
+        let limit = limit.unwrap_or(100);
+        Some(Shares {
+            limit,
+            request: request.unwrap_or(limit).min(limit),
+            low,
+        })
+    }
+}
+
+/// Whether `config` asks for any compute pacing at all.
+pub fn compute_configured(config: &TenantConfig) -> bool {
+    config.compute.any() || config.compute_request.any() || config.priority == Priority::Low
+}
+
+/// Current rate per ordinal (percent; 0 = not joined).
+static RATES: [AtomicU32; MAX_DEVICES] = [const { AtomicU32::new(0) }; MAX_DEVICES];
+/// This process's last launch per ordinal (`CLOCK_MONOTONIC` ns).
+static LAST_LAUNCH: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
+
+/// A device this process coordinates on.
+struct Joined {
+    ordinal: usize,
+    card: Card,
+    slot: usize,
+    shares: Shares,
+}
+
+static JOINED: OnceLock<std::sync::Mutex<Vec<Joined>>> = OnceLock::new();
+static THREAD: AtomicBool = AtomicBool::new(false);
+
+/// The rate a launch on ordinal `o` is paced at, noting the launch.
+#[inline]
+pub fn launching(o: usize, now_ns: u64) -> u32 {
+    LAST_LAUNCH[o].store(now_ns, Relaxed);
+    RATES[o].load(Relaxed).max(1)
+}
+
+fn tenant_key(t: &Tenant) -> u64 {
+    // FNV-1a of the region path: every process of the tenant maps the same file.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in t.region.path().as_os_str().as_encoded_bytes() {
+        h = (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h | 1
+}
+
+/// Starts pacing ordinal `ord` at `shares`: at its limit, or, with a card folder, at what the
+/// card's tenants leave it (recomputed every [`PERIOD`]).
+pub fn join(t: &'static Tenant, ord: i32, shares: Shares) {
+    let o = ord as usize;
+    RATES[o].store(shares.limit, Relaxed);
+    let Some(dir) = &t.config.card_dir else {
+        if shares.request < shares.limit || shares.low {
+            crate::log!(
+                Warn,
+                "compute request / priority need a card folder (GPUPOOL_CARD_DIR); capping at {}%",
+                shares.limit
+            );
+        }
+        return;
+    };
+    let uuid = match crate::driver::device_uuid(ord) {
+        Ok(u) => gpupool_cuda::uuid::format_gpu_uuid(&u),
+        Err(_) => return,
+    };
+    let card = match Card::open(&dir.join(&uuid)) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::log!(Warn, "{e}; capping at {}%", shares.limit);
+            return;
+        }
+    };
+    let now = crate::compute::now_ns();
+    let key = tenant_key(t);
+    let Some(slot) = card.claim(key, std::process::id(), now) else {
+        crate::log!(
+            Warn,
+            "card file of {uuid} is full; capping at {}%",
+            shares.limit
+        );
+        return;
+    };
+    let joined = Joined {
+        ordinal: o,
+        card,
+        slot,
+        shares,
+    };
+    LAST_LAUNCH[o].store(now, Relaxed);
+    update(&joined, key, now);
+    JOINED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(joined);
+    start_thread(key);
+}
+
+/// Republishes one entry and recomputes its rate.
+fn update(j: &Joined, key: u64, now: u64) {
+    let me = Publish {
+        tenant: key,
+        pid: std::process::id(),
+        low: j.shares.low,
+        request: j.shares.request,
+        limit: j.shares.limit,
+        last_launch_ns: LAST_LAUNCH[j.ordinal].load(Relaxed),
+    };
+    j.card.publish(j.slot, &me, now);
+    let demands = j.card.demands(now);
+    let mine = demands.iter().find(|d| d.tenant == key).copied();
+    if let Some(mine) = mine {
+        let mut mine = mine;
+        mine.busy = true;
+        RATES[j.ordinal].store(allocate(&demands, &mine), Relaxed);
+    }
+}
+
+fn start_thread(key: u64) {
+    if THREAD.swap(true, AcqRel) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("gpupool-coord".into())
+        .spawn(move || loop {
+            std::thread::sleep(PERIOD);
+            let now = crate::compute::now_ns();
+            if let Some(list) = JOINED.get() {
+                for j in list.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    update(j, key, now);
+                }
+            }
+        });
+    if spawned.is_err() {
+        THREAD.store(false, Release);
+    }
+}
+
+/// After `fork`: the child has no coordination thread and must claim entries of its own.
+pub fn forget_after_fork() {
+    THREAD.store(false, Release);
+    if let Some(list) = JOINED.get() {
+        // The parent's thread may have held the lock at the fork: take the data regardless.
+        if let Ok(mut l) = list.try_lock() {
+            l.clear();
+        }
+    }
+}
+
+/// At exit: this process's entries are given back.
+pub fn leave_all() {
+    if let Some(list) = JOINED.get() {
+        if let Ok(l) = list.try_lock() {
+            for j in l.iter() {
+                j.card.release(j.slot);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_from_the_configuration() {
+        let env = |pairs: &[(&str, &str)]| -> TenantConfig {
+            let e: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            TenantConfig::from_sources(&e, None).unwrap()
+        };
+        assert_eq!(Shares::of(&env(&[]), 0), None);
+        let capped = env(&[("GPUPOOL_COMPUTE_LIMIT", "40")]);
+        assert_eq!(
+            Shares::of(&capped, 0),
+            Some(Shares {
+                limit: 40,
+                request: 40,
+                low: false
+            })
+        );
+        let borrowing = env(&[
+            ("GPUPOOL_COMPUTE_LIMIT", "80"),
+            ("GPUPOOL_COMPUTE_REQUEST", "30"),
+        ]);
+        assert_eq!(
+            Shares::of(&borrowing, 0),
+            Some(Shares {
+                limit: 80,
+                request: 30,
+                low: false
+            })
+        );
+        let low = env(&[("GPUPOOL_PRIORITY", "low")]);
+        assert_eq!(
+            Shares::of(&low, 0),
+            Some(Shares {
+                limit: 100,
+                request: 100,
+                low: true
+            })
+        );
+        assert!(compute_configured(&low));
+    }
+}

@@ -1,0 +1,330 @@
+//! Coordination of compute shares between the tenants of one card: guaranteed shares with
+//! borrowing of idle time, and online (high) / offline (low) priority.
+//!
+//! One small file per card (named by its UUID, in the node's card folder) holds an entry per
+//! process that uses the card under a compute limit: its tenant, priority, request and limit,
+//! when it last launched, and a heartbeat. Every such process republishes its entry about
+//! every 10 ms and computes its tenant's current rate from all live entries ([`allocate`]):
+//!
+//! - a tenant is *busy* when one of its processes launched within [`BUSY_WINDOW_NS`];
+//! - every busy high-priority tenant is guaranteed its request; the card's time not requested by
+//!   busy high-priority tenants is *idle* and is lent to busy high-priority tenants whose limit
+//!   is above their request, in equal parts, up to their limit; it is taken back as soon as the
+//!   owner of a request becomes busy;
+//! - low-priority tenants share what busy high-priority tenants do not request, in proportion
+//!   to their requests, each up to its limit; they get 1 % (a trickle) while high-priority
+//!   tenants request the whole card.
+//!
+//! Entries are plain atomics; there is no lock. A process that dies simply stops its heartbeat,
+//! and its entry is ignored after [`STALE_NS`] and reused later, so a crash at any moment cannot
+//! stall the others.
+
+use crate::region::{map_shared, FileLock};
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+/// Entries a card file holds.
+pub const CARD_ENTRIES: usize = 256;
+/// A tenant is busy when it launched this recently.
+pub const BUSY_WINDOW_NS: u64 = 100_000_000;
+/// An entry whose heartbeat is older is ignored (its process died or stopped launching).
+pub const STALE_NS: u64 = 200_000_000;
+const CARD_MAGIC: u64 = u64::from_le_bytes(*b"GPCARD01");
+
+/// One process's entry.
+#[repr(C)]
+#[derive(Default)]
+struct Entry {
+    /// Tenant key (0 = free).
+    tenant: AtomicU64,
+    pid: AtomicU32,
+    /// 0 high, 1 low.
+    priority: AtomicU32,
+    request: AtomicU32,
+    limit: AtomicU32,
+    last_launch_ns: AtomicU64,
+    heartbeat_ns: AtomicU64,
+}
+
+#[repr(C)]
+struct CardFile {
+    magic: AtomicU64,
+    _pad: AtomicU64,
+    entries: [Entry; CARD_ENTRIES],
+}
+
+/// What a tenant asks for on a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    /// Tenant key.
+    pub tenant: u64,
+    /// Low priority?
+    pub low: bool,
+    /// Guaranteed share (percent).
+    pub request: u32,
+    /// Cap (percent).
+    pub limit: u32,
+    /// Launched within the busy window.
+    pub busy: bool,
+}
+
+/// The rate (percent of the card) tenant `me` may use now, given every tenant's demand.
+pub fn allocate(demands: &[Demand], me: &Demand) -> u32 {
+    let others = demands.iter().filter(|d| d.tenant != me.tenant && d.busy);
+    let busy: Vec<&Demand> = others.chain(std::iter::once(me)).collect();
+    let high_requests: u32 = busy
+        .iter()
+        .filter(|d| !d.low)
+        .map(|d| d.request.min(d.limit))
+        .sum();
+    let rate = if !me.low {
+        let idle = 100u32.saturating_sub(high_requests);
+        let borrowers = busy
+            .iter()
+            .filter(|d| !d.low && d.limit > d.request)
+            .count() as u32;
+        let lent = if me.limit > me.request && borrowers > 0 {
+            idle / borrowers
+        } else {
+            0
+        };
+        (me.request + lent).min(me.limit)
+    } else {
+        let left = 100u32.saturating_sub(high_requests);
+        let low_requests: u32 = busy
+            .iter()
+            .filter(|d| d.low)
+            .map(|d| d.request.max(1))
+            .sum();
+        let share = (left as u64 * me.request.max(1) as u64 / low_requests.max(1) as u64) as u32;
+        share.min(me.limit)
+    };
+    rate.clamp(1, 100)
+}
+
+/// A card's coordination file.
+pub struct Card {
+    map: *mut CardFile,
+}
+
+// SAFETY: the mapping lives as long as the process; every field is an atomic.
+unsafe impl Send for Card {}
+// SAFETY: as above.
+unsafe impl Sync for Card {}
+
+/// What a process publishes about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish {
+    /// Tenant key.
+    pub tenant: u64,
+    /// The process.
+    pub pid: u32,
+    /// Low priority?
+    pub low: bool,
+    /// Request (percent).
+    pub request: u32,
+    /// Limit (percent).
+    pub limit: u32,
+    /// Its last launch (`CLOCK_MONOTONIC` ns).
+    pub last_launch_ns: u64,
+}
+
+impl Card {
+    /// Opens (creating) the card file at `path`.
+    pub fn open(path: &Path) -> Result<Card, String> {
+        let err = |e: std::io::Error| format!("gpupool: card file {}: {e}", path.display());
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(err)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o666)
+            .open(path)
+            .map_err(err)?;
+        let size = std::mem::size_of::<CardFile>();
+        let _guard = FileLock::exclusive(&file).map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        if len == 0 {
+            file.set_len(size as u64).map_err(err)?;
+        } else if len != size as u64 {
+            return Err(format!(
+                "gpupool: card file {} has an unexpected size ({len} bytes, expected {size}); remove it",
+                path.display()
+            ));
+        }
+        let map: *mut CardFile = map_shared(&file, size).map_err(err)?;
+        // SAFETY: the whole file is mapped.
+        let magic = unsafe { &(*map).magic };
+        if len == 0 {
+            magic.store(CARD_MAGIC, SeqCst);
+        } else if magic.load(SeqCst) != CARD_MAGIC {
+            // SAFETY: unmapping what we mapped.
+            unsafe { libc::munmap(map.cast(), size) };
+            return Err(format!(
+                "gpupool: {} is not a card file; remove it",
+                path.display()
+            ));
+        }
+        Ok(Card { map })
+    }
+
+    fn entries(&self) -> &[Entry; CARD_ENTRIES] {
+        // SAFETY: mapped for the process's lifetime.
+        unsafe { &(*self.map).entries }
+    }
+
+    /// Claims an entry for process `pid` (a free one, or one stale for long); `None` if full.
+    pub fn claim(&self, tenant: u64, pid: u32, now_ns: u64) -> Option<usize> {
+        for (i, e) in self.entries().iter().enumerate() {
+            let t = e.tenant.load(Acquire);
+            let stale = now_ns.saturating_sub(e.heartbeat_ns.load(Relaxed)) > 10 * STALE_NS;
+            if (t == 0 || stale)
+                && e.tenant
+                    .compare_exchange(t, tenant, AcqRel, Relaxed)
+                    .is_ok()
+            {
+                e.pid.store(pid, Relaxed);
+                e.heartbeat_ns.store(now_ns, Release);
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Updates entry `slot` (heartbeat = `now_ns`).
+    pub fn publish(&self, slot: usize, p: &Publish, now_ns: u64) {
+        let Some(e) = self.entries().get(slot) else {
+            return;
+        };
+        e.tenant.store(p.tenant, Relaxed);
+        e.pid.store(p.pid, Relaxed);
+        e.priority.store(p.low as u32, Relaxed);
+        e.request.store(p.request, Relaxed);
+        e.limit.store(p.limit, Relaxed);
+        e.last_launch_ns.store(p.last_launch_ns, Relaxed);
+        e.heartbeat_ns.store(now_ns, Release);
+    }
+
+    /// Gives entry `slot` back (at exit).
+    pub fn release(&self, slot: usize) {
+        if let Some(e) = self.entries().get(slot) {
+            e.heartbeat_ns.store(0, Relaxed);
+            e.tenant.store(0, Release);
+        }
+    }
+
+    /// Every live tenant's demand, one per tenant (its processes merged).
+    pub fn demands(&self, now_ns: u64) -> Vec<Demand> {
+        let mut out: Vec<Demand> = Vec::new();
+        for e in self.entries() {
+            let tenant = e.tenant.load(Acquire);
+            if tenant == 0 || now_ns.saturating_sub(e.heartbeat_ns.load(Acquire)) > STALE_NS {
+                continue;
+            }
+            let d = Demand {
+                tenant,
+                low: e.priority.load(Relaxed) == 1,
+                request: e.request.load(Relaxed),
+                limit: e.limit.load(Relaxed),
+                busy: now_ns.saturating_sub(e.last_launch_ns.load(Relaxed)) <= BUSY_WINDOW_NS,
+            };
+            match out.iter_mut().find(|x| x.tenant == tenant) {
+                Some(x) => x.busy |= d.busy,
+                None => out.push(d),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(tenant: u64, low: bool, request: u32, limit: u32, busy: bool) -> Demand {
+        Demand {
+            tenant,
+            low,
+            request,
+            limit,
+            busy,
+        }
+    }
+
+    #[test]
+    fn idle_time_is_lent_up_to_the_limit_and_taken_back() {
+        let a = d(1, false, 30, 80, true);
+        // Alone: borrows the idle 70 %, up to its limit.
+        assert_eq!(allocate(&[a], &a), 80);
+        // B (request 50) idle: still lent.
+        let b_idle = d(2, false, 50, 50, false);
+        assert_eq!(allocate(&[a, b_idle], &a), 80);
+        // B busy: A keeps its 30 % plus the 20 % nobody requests.
+        let b = d(2, false, 50, 50, true);
+        assert_eq!(allocate(&[a, b], &a), 50);
+        assert_eq!(allocate(&[a, b], &b), 50);
+    }
+
+    #[test]
+    fn low_priority_uses_what_high_priority_leaves() {
+        let low = d(1, true, 100, 100, true);
+        assert_eq!(allocate(&[low], &low), 100);
+        let high = d(2, false, 60, 60, true);
+        assert_eq!(allocate(&[low, high], &low), 40);
+        assert_eq!(allocate(&[low, high], &high), 60);
+        let full = d(3, false, 100, 100, true);
+        assert_eq!(allocate(&[low, full], &low), 1, "a trickle");
+        let high_idle = d(2, false, 60, 60, false);
+        assert_eq!(allocate(&[low, high_idle], &low), 100, "resumes");
+    }
+
+    #[test]
+    fn low_priority_tenants_split_in_proportion_to_requests() {
+        let a = d(1, true, 10, 100, true);
+        let b = d(2, true, 30, 100, true);
+        let h = d(3, false, 60, 60, true);
+        assert_eq!(allocate(&[a, b, h], &a), 10);
+        assert_eq!(allocate(&[a, b, h], &b), 30);
+    }
+
+    #[test]
+    fn entries_of_a_tenant_merge_and_stale_ones_are_ignored() {
+        let path = std::env::temp_dir().join(format!("gpupool-card-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let card = Card::open(&path).unwrap();
+        let now = 10_000_000_000;
+        let p = |tenant, last| Publish {
+            tenant,
+            pid: 1,
+            low: false,
+            request: 50,
+            limit: 50,
+            last_launch_ns: last,
+        };
+        let s1 = card.claim(7, 1, now).unwrap();
+        let s2 = card.claim(7, 2, now).unwrap();
+        let s3 = card.claim(9, 3, now).unwrap();
+        card.publish(s1, &p(7, 0), now);
+        card.publish(s2, &p(7, now), now);
+        card.publish(s3, &p(9, now), now - STALE_NS - 1);
+        let ds = card.demands(now);
+        assert_eq!(ds.len(), 1, "tenant 9 is stale: {ds:?}");
+        assert!(ds[0].busy, "one busy process makes the tenant busy");
+        card.release(s1);
+        card.release(s2);
+        assert!(card.demands(now).is_empty());
+        let other = Card::open(&path).unwrap();
+        assert!(
+            other.claim(5, 5, now).is_some(),
+            "released entries are reused"
+        );
+        std::fs::write(&path, b"junk").unwrap();
+        assert!(Card::open(&path).is_err());
+        let _ = std::fs::remove_file(&path);
+    }
+}
