@@ -65,6 +65,7 @@ impl Machine<'_> {
                 "GPUPOOL_REGION",
                 self.state.join(format!("tenant-{i}.region")),
             )
+            .env("GPUPOOL_CARD_DIR", self.state.join("cards"))
             .spawn()
             .expect("tenant")
     }

@@ -113,7 +113,7 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
     let pct = crate::coordination::launching(o, now);
     let Some(estimate) = cost::estimate(key) else {
         // First launch of this shape: run it timed, then charge what it really took.
-        let timing = match Timing::claim(key) {
+        let timing = match Timing::claim(key, o) {
             Some(t) if t.start(stream) => Some(t),
             Some(t) => {
                 t.abandon();
@@ -132,6 +132,7 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
         };
         if rc == CUDA_SUCCESS {
             let cost = took.unwrap_or_else(cost::fallback);
+            crate::coordination::charged(o, cost);
             let w = state.charge(now_ns(), cost, pct, BURST_NS);
             if w > 0 {
                 wait(w);
@@ -139,12 +140,13 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
         }
         return rc;
     };
+    crate::coordination::charged(o, estimate);
     let w = state.charge(now, estimate, pct, BURST_NS);
     if w > 0 {
         wait(w);
     }
     if cost::sample_due(now) {
-        if let Some(t) = Timing::claim(key) {
+        if let Some(t) = Timing::claim(key, o) {
             if t.start(stream) {
                 let rc = launch();
                 if rc == CUDA_SUCCESS {

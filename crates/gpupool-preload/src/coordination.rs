@@ -52,6 +52,12 @@ pub fn compute_configured(config: &TenantConfig) -> bool {
 static RATES: [AtomicU32; MAX_DEVICES] = [const { AtomicU32::new(0) }; MAX_DEVICES];
 /// This process's last launch per ordinal (`CLOCK_MONOTONIC` ns).
 static LAST_LAUNCH: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
+/// GPU time this process charged per ordinal (ns, ever).
+static CHARGED: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
+/// Share of the card other tenants charged recently, per ordinal (millionths).
+static OTHERS_PPM: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
+/// A typical time slice between contexts (what the corrections of timed launches assume).
+pub const TYPICAL_SLICE_NS: u64 = 2_000_000;
 
 /// A device this process coordinates on.
 struct Joined {
@@ -59,6 +65,10 @@ struct Joined {
     card: Card,
     slot: usize,
     shares: Shares,
+    /// `CHARGED` and the time at the last update, and the smoothed use since.
+    last_charged: u64,
+    last_at: u64,
+    used_ppm: u64,
 }
 
 static JOINED: OnceLock<std::sync::Mutex<Vec<Joined>>> = OnceLock::new();
@@ -69,6 +79,27 @@ static THREAD: AtomicBool = AtomicBool::new(false);
 pub fn launching(o: usize, now_ns: u64) -> u32 {
     LAST_LAUNCH[o].store(now_ns, Relaxed);
     RATES[o].load(Relaxed).max(1)
+}
+
+/// Notes `cost_ns` of GPU time charged on ordinal `o`.
+#[inline]
+pub fn charged(o: usize, cost_ns: u64) {
+    CHARGED[o].fetch_add(cost_ns, Relaxed);
+}
+
+/// A timed launch's run time without the other tenants' time slices in it. A launch that
+/// spans many time slices shares its interval with the other tenants in proportion to their
+/// recent use; one shorter than a slice is left alone (it rarely straddles a switch, and the
+/// lower quartile of the shape's samples already drops those that did); in between, partly.
+pub fn exclusive_ns(o: usize, elapsed_ns: u64) -> u64 {
+    let others = OTHERS_PPM
+        .get(o)
+        .map_or(0, |a| a.load(Relaxed))
+        .min(900_000) as f64
+        / 1e6;
+    let slice = TYPICAL_SLICE_NS as f64;
+    let spans = ((elapsed_ns as f64 - slice) / (3.0 * slice)).clamp(0.0, 1.0);
+    (elapsed_ns as f64 * (1.0 - others * spans)) as u64
 }
 
 fn tenant_key(t: &Tenant) -> u64 {
@@ -116,14 +147,17 @@ pub fn join(t: &'static Tenant, ord: i32, shares: Shares) {
         );
         return;
     };
-    let joined = Joined {
+    let mut joined = Joined {
         ordinal: o,
         card,
         slot,
         shares,
+        last_charged: CHARGED[o].load(Relaxed),
+        last_at: now,
+        used_ppm: 0,
     };
     LAST_LAUNCH[o].store(now, Relaxed);
-    update(&joined, key, now);
+    update(&mut joined, key, now);
     JOINED
         .get_or_init(Default::default)
         .lock()
@@ -132,8 +166,14 @@ pub fn join(t: &'static Tenant, ord: i32, shares: Shares) {
     start_thread(key);
 }
 
-/// Republishes one entry and recomputes its rate.
-fn update(j: &Joined, key: u64, now: u64) {
+/// Republishes one entry and recomputes its rate and the others' use.
+fn update(j: &mut Joined, key: u64, now: u64) {
+    let charged = CHARGED[j.ordinal].load(Relaxed);
+    if now > j.last_at {
+        let recent = (charged - j.last_charged) as u128 * 1_000_000 / (now - j.last_at) as u128;
+        j.used_ppm = (j.used_ppm * 7 + (recent as u64).min(1_000_000) * 3) / 10;
+        (j.last_charged, j.last_at) = (charged, now);
+    }
     let me = Publish {
         tenant: key,
         pid: std::process::id(),
@@ -141,9 +181,16 @@ fn update(j: &Joined, key: u64, now: u64) {
         request: j.shares.request,
         limit: j.shares.limit,
         last_launch_ns: LAST_LAUNCH[j.ordinal].load(Relaxed),
+        used_ppm: j.used_ppm,
     };
     j.card.publish(j.slot, &me, now);
     let demands = j.card.demands(now);
+    let others: u64 = demands
+        .iter()
+        .filter(|d| d.tenant != key && d.busy)
+        .map(|d| d.used_ppm)
+        .sum();
+    OTHERS_PPM[j.ordinal].store(others, Relaxed);
     let mine = demands.iter().find(|d| d.tenant == key).copied();
     if let Some(mine) = mine {
         let mut mine = mine;
@@ -162,7 +209,7 @@ fn start_thread(key: u64) {
             std::thread::sleep(PERIOD);
             let now = crate::compute::now_ns();
             if let Some(list) = JOINED.get() {
-                for j in list.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                for j in list.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
                     update(j, key, now);
                 }
             }
@@ -197,6 +244,26 @@ pub fn leave_all() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_timed_launches_lose_the_other_tenants_share() {
+        let o = MAX_DEVICES - 1;
+        OTHERS_PPM[o].store(500_000, Relaxed);
+        assert_eq!(
+            exclusive_ns(o, 1_000_000),
+            1_000_000,
+            "shorter than a slice: as timed"
+        );
+        assert_eq!(
+            exclusive_ns(o, 20_000_000),
+            10_000_000,
+            "many slices: half was others'"
+        );
+        let mid = exclusive_ns(o, 5_000_000);
+        assert!((2_500_000..5_000_000).contains(&mid), "{mid}");
+        OTHERS_PPM[o].store(0, Relaxed);
+        assert_eq!(exclusive_ns(o, 20_000_000), 20_000_000, "alone: as timed");
+    }
 
     #[test]
     fn shares_from_the_configuration() {

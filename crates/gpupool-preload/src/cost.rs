@@ -132,6 +132,8 @@ struct Pair {
     key: AtomicU64,
     /// What the two events measure with nothing between them (subtracted from samples).
     baseline_ns: AtomicU64,
+    /// Ordinal of the device the timed launch ran on.
+    ordinal: AtomicU64,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -142,6 +144,7 @@ const EMPTY_PAIR: Pair = Pair {
     ctx: AtomicPtr::new(std::ptr::null_mut()),
     key: AtomicU64::new(0),
     baseline_ns: AtomicU64::new(0),
+    ordinal: AtomicU64::new(0),
 };
 static PAIRS_IN_FLIGHT: [Pair; PAIRS] = [EMPTY_PAIR; PAIRS];
 
@@ -161,9 +164,10 @@ fn baseline(a: CUevent, b: CUevent) -> u64 {
         .unwrap_or(0)
 }
 
-/// A sample without the events' own overhead.
+/// A sample without the events' own overhead, nor the other tenants' time slices.
 fn net(p: &Pair, ns: u64) -> u64 {
-    ns.saturating_sub(p.baseline_ns.load(Relaxed))
+    let o = p.ordinal.load(Relaxed) as usize;
+    crate::coordination::exclusive_ns(o, ns.saturating_sub(p.baseline_ns.load(Relaxed)))
 }
 
 /// A claimed pair: events created in the caller's current context.
@@ -172,9 +176,9 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// Claims a free pair whose events belong to the current context; `None` if none is free
-    /// or events cannot be made.
-    pub fn claim(key: u64) -> Option<Timing> {
+    /// Claims a free pair whose events belong to the current context, for a launch on device
+    /// `ordinal`; `None` if none is free or events cannot be made.
+    pub fn claim(key: u64, ordinal: usize) -> Option<Timing> {
         let ctx = events::current_context()?;
         for (i, p) in PAIRS_IN_FLIGHT.iter().enumerate() {
             if p.state.compare_exchange(0, 1, Acquire, Relaxed).is_err() {
@@ -198,6 +202,7 @@ impl Timing {
                 p.baseline_ns.store(baseline(a, b), Relaxed);
             }
             p.key.store(key, Relaxed);
+            p.ordinal.store(ordinal as u64, Relaxed);
             return Some(Timing { index: i });
         }
         None

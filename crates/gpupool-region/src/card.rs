@@ -31,7 +31,7 @@ pub const CARD_ENTRIES: usize = 256;
 pub const BUSY_WINDOW_NS: u64 = 100_000_000;
 /// An entry whose heartbeat is older is ignored (its process died or stopped launching).
 pub const STALE_NS: u64 = 200_000_000;
-const CARD_MAGIC: u64 = u64::from_le_bytes(*b"GPCARD01");
+const CARD_MAGIC: u64 = u64::from_le_bytes(*b"GPCARD02");
 
 /// One process's entry.
 #[repr(C)]
@@ -46,6 +46,8 @@ struct Entry {
     limit: AtomicU32,
     last_launch_ns: AtomicU64,
     heartbeat_ns: AtomicU64,
+    /// GPU time the process charged recently, in millionths of the card.
+    used_ppm: AtomicU64,
 }
 
 #[repr(C)]
@@ -68,6 +70,8 @@ pub struct Demand {
     pub limit: u32,
     /// Launched within the busy window.
     pub busy: bool,
+    /// Share of the card its processes charged recently (millionths).
+    pub used_ppm: u64,
 }
 
 /// The rate (percent of the card) tenant `me` may use now, given every tenant's demand.
@@ -129,6 +133,8 @@ pub struct Publish {
     pub limit: u32,
     /// Its last launch (`CLOCK_MONOTONIC` ns).
     pub last_launch_ns: u64,
+    /// Share of the card it charged recently (millionths).
+    pub used_ppm: u64,
 }
 
 impl Card {
@@ -207,6 +213,7 @@ impl Card {
         e.request.store(p.request, Relaxed);
         e.limit.store(p.limit, Relaxed);
         e.last_launch_ns.store(p.last_launch_ns, Relaxed);
+        e.used_ppm.store(p.used_ppm, Relaxed);
         e.heartbeat_ns.store(now_ns, Release);
     }
 
@@ -232,9 +239,13 @@ impl Card {
                 request: e.request.load(Relaxed),
                 limit: e.limit.load(Relaxed),
                 busy: now_ns.saturating_sub(e.last_launch_ns.load(Relaxed)) <= BUSY_WINDOW_NS,
+                used_ppm: e.used_ppm.load(Relaxed),
             };
             match out.iter_mut().find(|x| x.tenant == tenant) {
-                Some(x) => x.busy |= d.busy,
+                Some(x) => {
+                    x.busy |= d.busy;
+                    x.used_ppm += d.used_ppm;
+                }
                 None => out.push(d),
             }
         }
@@ -253,6 +264,7 @@ mod tests {
             request,
             limit,
             busy,
+            used_ppm: 0,
         }
     }
 
@@ -305,6 +317,7 @@ mod tests {
             request: 50,
             limit: 50,
             last_launch_ns: last,
+            used_ppm: 250_000,
         };
         let s1 = card.claim(7, 1, now).unwrap();
         let s2 = card.claim(7, 2, now).unwrap();
@@ -315,6 +328,7 @@ mod tests {
         let ds = card.demands(now);
         assert_eq!(ds.len(), 1, "tenant 9 is stale: {ds:?}");
         assert!(ds[0].busy, "one busy process makes the tenant busy");
+        assert_eq!(ds[0].used_ppm, 500_000, "its processes' use adds up");
         card.release(s1);
         card.release(s2);
         assert!(card.demands(now).is_empty());
