@@ -311,6 +311,21 @@ print(json.dumps({"iters": iters, "seconds": el, "iters_per_s": iters / el,
 """
 
 
+def start_matmul(env, secs, extra=None):
+    """Starts the matmul loop child with `env` (plus `extra`)."""
+    env = dict(env, **(extra or {}))
+    return subprocess.Popen([sys.executable, "-c", MATMUL, str(secs)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_matmul(p):
+    """Its JSON report (raises with its stderr when it failed)."""
+    out, err = p.communicate(timeout=180)
+    if p.returncode != 0:
+        raise RuntimeError(f"matmul: {err[-1500:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def pmon(seconds):
     """Per-process SM utilisation samples from `nvidia-smi pmon` (one per second)."""
     return subprocess.Popen(["nvidia-smi", "pmon", "-s", "u", "-d", "1", "-c", str(int(seconds))],
@@ -339,17 +354,11 @@ def section_compute(c, card):
     secs = 4.0
 
     def start(limit):
-        env = dict(os.environ) if limit is None else c.env("70GiB", 0)
-        if limit is not None:
-            env["GPUPOOL_COMPUTE_LIMIT"] = str(limit)
-        return subprocess.Popen([sys.executable, "-c", MATMUL, str(secs)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if limit is None:
+            return start_matmul(dict(os.environ), secs)
+        return start_matmul(c.env("70GiB", 0), secs, {"GPUPOOL_COMPUTE_LIMIT": str(limit)})
 
-    def finish(p):
-        out, err = p.communicate(timeout=180)
-        if p.returncode != 0:
-            raise RuntimeError(f"matmul: {err[-1500:]}")
-        return json.loads(out.strip().splitlines()[-1])
+    finish = finish_matmul
 
     def alone(limit):
         p = start(limit)
@@ -388,17 +397,9 @@ def section_priority(c, card):
     cards = os.path.join(c.tmp, "cards")
 
     def start(extra):
-        env = c.env("30GiB", 0)
-        env["GPUPOOL_CARD_DIR"] = cards
-        env.update(extra)
-        return subprocess.Popen([sys.executable, "-c", MATMUL, str(secs)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return start_matmul(c.env("30GiB", 0), secs, {"GPUPOOL_CARD_DIR": cards, **extra})
 
-    def finish(p):
-        out, err = p.communicate(timeout=180)
-        if p.returncode != 0:
-            raise RuntimeError(f"matmul: {err[-1500:]}")
-        return json.loads(out.strip().splitlines()[-1])
+    finish = finish_matmul
 
     low_alone = finish(start({"GPUPOOL_PRIORITY": "low"}))
     pl, ph = start({"GPUPOOL_PRIORITY": "low"}), start({"GPUPOOL_COMPUTE_LIMIT": "60"})

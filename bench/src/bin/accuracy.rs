@@ -11,7 +11,7 @@
 //! Usage: `gpupool-accuracy [SECONDS]` (default 10; run from `target/release`).
 
 use gpupool_bench::{Driver, Launch};
-use gpupool_simgpu::timeline::Timeline;
+use gpupool_timeline::Timeline;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};

@@ -226,7 +226,7 @@ impl Trace {
             assert!(t0.elapsed() < Duration::from_secs(10), "no timeline");
             std::thread::sleep(Duration::from_millis(5));
         }
-        let timeline = gpupool_simgpu::timeline::Timeline::open(&path, 2_000_000).unwrap();
+        let timeline = gpupool_timeline::Timeline::open(&path, 2_000_000).unwrap();
         let mut samples = Vec::new();
         while t0.elapsed().as_secs_f64() < seconds {
             let (_, procs) = timeline.busy();

@@ -19,9 +19,7 @@
 //! and its entry is ignored after [`STALE_NS`] and reused later, so a crash at any moment cannot
 //! stall the others.
 
-use crate::region::{map_shared, FileLock};
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
+use crate::region::{map_shared, open_shared_file, FileLock};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
@@ -141,17 +139,7 @@ impl Card {
     /// Opens (creating) the card file at `path`.
     pub fn open(path: &Path) -> Result<Card, String> {
         let err = |e: std::io::Error| format!("gpupool: card file {}: {e}", path.display());
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(err)?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o666)
-            .open(path)
-            .map_err(err)?;
+        let file = open_shared_file(path).map_err(err)?;
         let size = std::mem::size_of::<CardFile>();
         let _guard = FileLock::exclusive(&file).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();

@@ -139,17 +139,7 @@ impl Region {
             path: path.display().to_string(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o666)
-            .open(path)
-            .map_err(io)?;
+        let file = open_shared_file(path).map_err(io)?;
         let guard = FileLock::exclusive(&file).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let fresh = len == 0;
@@ -534,6 +524,20 @@ fn layout_error(path: &Path, magic: u64, version: u32, size: u64) -> RegionError
         expected_magic: MAGIC,
         expected_size: LAYOUT_SIZE,
     }
+}
+
+/// Opens (creating, with its folder) a file that processes of several users share.
+pub(crate) fn open_shared_file(path: &Path) -> std::io::Result<File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o666)
+        .open(path)
 }
 
 /// Maps `len` bytes of `file` shared, as a `T`.

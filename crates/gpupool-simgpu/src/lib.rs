@@ -30,7 +30,7 @@ pub mod nvml_util;
 pub mod pool;
 pub mod proc_address;
 pub mod stream;
-pub mod timeline;
+pub use gpupool_timeline as timeline;
 pub mod vmm;
 pub mod work;
 

@@ -1,5 +1,6 @@
-//! One simulated device's timeline, shared by every process of the simulated machine through a
-//! file in the state folder (`timeline-<index>`).
+//! The simulated GPU's device timeline, used by `gpupool-simgpu` (a plain library, so that
+//! tests and benchmarks can read it too). One simulated device's timeline is shared by every
+//! process of the simulated machine through a file in the state folder (`timeline-<index>`).
 //!
 //! Kernels are queued with a duration. The device runs one context at a time: the context that
 //! has the device keeps it for at most one time slice while another context has work ready,
@@ -9,6 +10,8 @@
 //! "now" by whichever process looks at it, under a lock whose owner is a pid, so a process that
 //! dies holding it cannot stall the others. Kernels of a process that died are dropped, as a
 //! real driver drops a dead context's work.
+
+#![warn(missing_docs)]
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
