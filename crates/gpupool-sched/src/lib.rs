@@ -1,0 +1,12 @@
+//! GPU-level placement for the scheduler extender, and the annotation protocol it shares with
+//! the node agent (`docs/kubernetes.md`).
+//!
+//! - [`protocol`]: the node inventory and assignment annotations, parsed and written.
+//! - [`request`]: a pod's vGPU requests (HAMi resource names) and placement policy.
+//! - [`placement`]: which cards of a node every container gets, and how good a node is.
+
+#![warn(missing_docs)]
+
+pub mod placement;
+pub mod protocol;
+pub mod request;

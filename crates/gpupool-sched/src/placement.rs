@@ -1,0 +1,420 @@
+//! Which cards of a node every container of a pod gets.
+//!
+//! Memory and cores are never over-committed on a card (memory may be oversubscribed by a
+//! configured factor), a card's vGPU slots are respected, every vGPU of a container is on a
+//! different card, unhealthy cards and cards excluded by the pod's selectors are never used.
+//! Containers are placed one after another (largest first); each picks its cards by the pod's
+//! card policy (binpack: fullest first; spread: emptiest first), from one NUMA node when the pod
+//! asks for it, and from one interconnect group when one can hold them all.
+
+use crate::protocol::CardInfo;
+use crate::request::{ContainerRequest, Packing, Policy};
+
+/// A card and what is already placed on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardState {
+    /// The card.
+    pub info: CardInfo,
+    /// Memory given out, MiB.
+    pub used_mib: u64,
+    /// Cores given out, percent.
+    pub used_cores: u32,
+    /// vGPUs on it.
+    pub used_slots: u32,
+}
+
+impl CardState {
+    /// An empty card.
+    pub fn new(info: CardInfo) -> CardState {
+        CardState {
+            info,
+            used_mib: 0,
+            used_cores: 0,
+            used_slots: 0,
+        }
+    }
+
+    fn memory_cap(&self, oversubscription: f64) -> u64 {
+        (self.info.memory_mib as f64 * oversubscription.max(1.0)) as u64
+    }
+
+    /// Whether one vGPU of `r` fits.
+    pub fn fits(&self, r: &ContainerRequest, oversubscription: f64) -> bool {
+        self.info.healthy
+            && self.used_slots < self.info.slots
+            && self.used_cores + r.cores <= 100
+            && self.used_mib + r.memory_on(self.info.memory_mib)
+                <= self.memory_cap(oversubscription)
+    }
+
+    /// Whether the pod's selectors allow it.
+    pub fn allowed(&self, p: &Policy) -> bool {
+        let model = &self.info.model;
+        let uuid = &self.info.uuid;
+        (p.use_types.is_empty() || p.use_types.iter().any(|t| model.contains(t.as_str())))
+            && !p.avoid_types.iter().any(|t| model.contains(t.as_str()))
+            && (p.use_uuids.is_empty() || p.use_uuids.contains(uuid))
+            && !p.avoid_uuids.contains(uuid)
+    }
+
+    /// How full it is, 0..=1 (the larger of memory and cores).
+    pub fn load(&self) -> f64 {
+        let mem = self.used_mib as f64 / self.info.memory_mib.max(1) as f64;
+        let cores = self.used_cores as f64 / 100.0;
+        mem.max(cores).min(1.0)
+    }
+
+    fn take(&mut self, r: &ContainerRequest) -> u64 {
+        let mib = r.memory_on(self.info.memory_mib);
+        self.used_mib += mib;
+        self.used_cores += r.cores;
+        self.used_slots += 1;
+        mib
+    }
+}
+
+/// A vGPU chosen for a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    /// Index of the card in the node's list.
+    pub card: usize,
+    /// Memory given, MiB.
+    pub memory_mib: u64,
+    /// Cores given, percent.
+    pub cores: u32,
+}
+
+/// Places every container of a pod on `cards`; `None` if it does not fit. On success `cards`
+/// is left as it would be with the pod placed, and the picks are in `pod`'s order.
+pub fn place(
+    cards: &mut [CardState],
+    pod: &[ContainerRequest],
+    policy: &Policy,
+    oversubscription: f64,
+) -> Option<Vec<Vec<Pick>>> {
+    let before = cards.to_vec();
+    let mut order: Vec<usize> = (0..pod.len()).collect();
+    // Largest first: the hardest to fit.
+    order.sort_by_key(|&i| {
+        std::cmp::Reverse((
+            pod[i].count,
+            pod[i].cores,
+            pod[i].memory_on(u32::MAX as u64),
+        ))
+    });
+    let mut picks = vec![Vec::new(); pod.len()];
+    for i in order {
+        match place_container(cards, &pod[i], policy, oversubscription) {
+            Some(p) => picks[i] = p,
+            None => {
+                cards.clone_from_slice(&before);
+                return None;
+            }
+        }
+    }
+    Some(picks)
+}
+
+fn place_container(
+    cards: &mut [CardState],
+    r: &ContainerRequest,
+    policy: &Policy,
+    over: f64,
+) -> Option<Vec<Pick>> {
+    let candidates: Vec<usize> = (0..cards.len())
+        .filter(|&i| cards[i].allowed(policy) && cards[i].fits(r, over))
+        .collect();
+    let count = r.count as usize;
+    if candidates.len() < count {
+        return None;
+    }
+    let order = |set: &mut Vec<usize>| {
+        set.sort_by(|&a, &b| {
+            let (la, lb) = (cards[a].load(), cards[b].load());
+            let c = match policy.gpu {
+                Packing::Binpack => lb.total_cmp(&la),
+                Packing::Spread => la.total_cmp(&lb),
+            };
+            c.then(a.cmp(&b))
+        })
+    };
+    // Groups to choose from: one NUMA node (required), else one interconnect group
+    // (preferred), else any card.
+    let key = |i: usize| -> Option<String> {
+        if policy.numa && count > 1 {
+            Some(format!("numa:{}", cards[i].info.numa))
+        } else if count > 1 {
+            cards[i].info.group.clone().map(|g| format!("group:{g}"))
+        } else {
+            None
+        }
+    };
+    let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    for &i in &candidates {
+        let k = key(i);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((k, vec![i])),
+        }
+    }
+    let mut chosen: Option<Vec<usize>> = None;
+    for (_, set) in groups.iter_mut().filter(|(_, s)| s.len() >= count) {
+        order(set);
+        let pick = set[..count].to_vec();
+        // Among groups that fit, the one whose picks the packing prefers.
+        let better = match &chosen {
+            None => true,
+            Some(c) => {
+                let load = |v: &[usize]| v.iter().map(|&i| cards[i].load()).sum::<f64>();
+                match policy.gpu {
+                    Packing::Binpack => load(&pick) > load(c),
+                    Packing::Spread => load(&pick) < load(c),
+                }
+            }
+        };
+        if better {
+            chosen = Some(pick);
+        }
+    }
+    if chosen.is_none() && !(policy.numa && count > 1) {
+        let mut all = candidates.clone();
+        order(&mut all);
+        chosen = Some(all[..count].to_vec());
+    }
+    let chosen = chosen?;
+    Some(
+        chosen
+            .into_iter()
+            .map(|i| Pick {
+                card: i,
+                memory_mib: cards[i].take(r),
+                cores: r.cores,
+            })
+            .collect(),
+    )
+}
+
+/// How much the pod's node policy likes a node with these cards (after placing the pod),
+/// 0..=10 as kube-scheduler extenders score.
+pub fn score(cards: &[CardState], policy: &Policy) -> i64 {
+    if cards.is_empty() {
+        return 0;
+    }
+    let load = cards.iter().map(CardState::load).sum::<f64>() / cards.len() as f64;
+    let s = match policy.node {
+        Packing::Binpack => load,
+        Packing::Spread => 1.0 - load,
+    };
+    (s * 10.0).round().clamp(0.0, 10.0) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Memory;
+    use proptest::prelude::*;
+
+    fn card(i: usize, model: &str, mib: u64, numa: i32, group: Option<&str>) -> CardState {
+        CardState::new(CardInfo {
+            uuid: format!("GPU-{i}"),
+            model: model.into(),
+            memory_mib: mib,
+            sms: 132,
+            numa,
+            healthy: true,
+            slots: 4,
+            group: group.map(String::from),
+        })
+    }
+
+    fn req(count: u32, mib: u64, cores: u32) -> ContainerRequest {
+        ContainerRequest {
+            name: "c".into(),
+            count,
+            memory: Memory::Mib(mib),
+            cores,
+            priority: 0,
+        }
+    }
+
+    #[test]
+    fn binpack_fills_a_card_spread_uses_the_emptiest() {
+        let mut cards = vec![
+            card(0, "H100", 80_000, 0, None),
+            card(1, "H100", 80_000, 0, None),
+        ];
+        cards[1].used_mib = 40_000;
+        let mut bp = cards.clone();
+        let p = place(&mut bp, &[req(1, 10_000, 10)], &Policy::default(), 1.0).unwrap();
+        assert_eq!(p[0][0].card, 1, "binpack: the fuller card");
+        let spread = Policy {
+            gpu: Packing::Spread,
+            ..Policy::default()
+        };
+        let p = place(&mut cards, &[req(1, 10_000, 10)], &spread, 1.0).unwrap();
+        assert_eq!(p[0][0].card, 0, "spread: the emptier card");
+    }
+
+    #[test]
+    fn nothing_is_over_committed_and_a_failed_pod_changes_nothing() {
+        let mut cards = vec![card(0, "H100", 80_000, 0, None)];
+        assert!(place(&mut cards, &[req(1, 60_000, 50)], &Policy::default(), 1.0).is_some());
+        let before = cards.clone();
+        assert!(place(&mut cards, &[req(1, 30_000, 10)], &Policy::default(), 1.0).is_none());
+        assert!(place(&mut cards, &[req(1, 1_000, 60)], &Policy::default(), 1.0).is_none());
+        assert_eq!(cards, before);
+        assert!(
+            place(&mut cards, &[req(1, 30_000, 10)], &Policy::default(), 1.5).is_some(),
+            "oversubscription"
+        );
+        let mut two = vec![card(0, "H100", 80_000, 0, None)];
+        assert!(
+            place(&mut two, &[req(2, 1, 1)], &Policy::default(), 1.0).is_none(),
+            "two vGPUs need two cards"
+        );
+    }
+
+    #[test]
+    fn numa_and_groups() {
+        let mut cards = vec![
+            card(0, "H100", 80_000, 0, Some("a")),
+            card(1, "H100", 80_000, 1, Some("b")),
+            card(2, "H100", 80_000, 1, Some("b")),
+            card(3, "H100", 80_000, 0, Some("c")),
+        ];
+        let numa = Policy {
+            numa: true,
+            ..Policy::default()
+        };
+        let p = place(&mut cards.clone(), &[req(2, 1_000, 10)], &numa, 1.0).unwrap();
+        let nodes: Vec<i32> = p[0].iter().map(|k| cards[k.card].info.numa).collect();
+        assert_eq!(nodes[0], nodes[1]);
+        let p = place(
+            &mut cards.clone(),
+            &[req(2, 1_000, 10)],
+            &Policy::default(),
+            1.0,
+        )
+        .unwrap();
+        let mut got: Vec<usize> = p[0].iter().map(|k| k.card).collect();
+        got.sort();
+        assert_eq!(got, vec![1, 2], "the only group holding both");
+        cards[1].info.healthy = false;
+        assert!(place(&mut cards.clone(), &[req(3, 1_000, 10)], &numa, 1.0).is_none());
+    }
+
+    #[test]
+    fn selectors() {
+        let cards = vec![
+            card(0, "NVIDIA H100", 80_000, 0, None),
+            card(1, "Tesla T4", 15_000, 0, None),
+        ];
+        let t4 = Policy {
+            use_types: vec!["T4".into()],
+            ..Policy::default()
+        };
+        let p = place(&mut cards.clone(), &[req(1, 1_000, 10)], &t4, 1.0).unwrap();
+        assert_eq!(p[0][0].card, 1);
+        let not0 = Policy {
+            avoid_uuids: vec!["GPU-0".into()],
+            ..Policy::default()
+        };
+        assert_eq!(
+            place(&mut cards.clone(), &[req(1, 1_000, 10)], &not0, 1.0).unwrap()[0][0].card,
+            1
+        );
+    }
+
+    #[test]
+    fn node_scores_follow_the_policy() {
+        let mut full = vec![card(0, "H100", 100, 0, None)];
+        full[0].used_mib = 90;
+        let empty = vec![card(0, "H100", 100, 0, None)];
+        let bp = Policy::default();
+        let sp = Policy {
+            node: Packing::Spread,
+            ..Policy::default()
+        };
+        assert!(score(&full, &bp) > score(&empty, &bp));
+        assert!(score(&full, &sp) < score(&empty, &sp));
+    }
+
+    fn arb_card() -> impl Strategy<Value = CardState> {
+        (1u64..100_000, 0i32..2, 1u32..8, any::<bool>(), 0u8..3).prop_map(
+            |(mib, numa, slots, healthy, g)| {
+                let mut c = card(0, "H100", mib, numa, Some(["x", "y", "z"][g as usize]));
+                c.info.slots = slots;
+                c.info.healthy = healthy || g == 0;
+                c
+            },
+        )
+    }
+
+    fn arb_req() -> impl Strategy<Value = ContainerRequest> {
+        (
+            1u32..4,
+            prop_oneof![
+                (1u64..50_000).prop_map(Memory::Mib),
+                (1u32..100).prop_map(Memory::Percent),
+                Just(Memory::Whole)
+            ],
+            1u32..101,
+        )
+            .prop_map(|(count, memory, cores)| ContainerRequest {
+                name: "c".into(),
+                count,
+                memory,
+                cores,
+                priority: 0,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn streams_of_pods_never_over_commit_a_card(
+            cards in proptest::collection::vec(arb_card(), 1..8),
+            pods in proptest::collection::vec(proptest::collection::vec(arb_req(), 1..3), 1..30),
+            spread in any::<bool>(),
+            numa in any::<bool>(),
+        ) {
+            let mut cards: Vec<CardState> = cards
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut c)| { c.info.uuid = format!("GPU-{i}"); c })
+                .collect();
+            let policy = Policy {
+                gpu: if spread { Packing::Spread } else { Packing::Binpack },
+                numa,
+                ..Policy::default()
+            };
+            for pod in &pods {
+                let before = cards.clone();
+                match place(&mut cards, pod, &policy, 1.0) {
+                    Some(picks) => {
+                        for (r, p) in pod.iter().zip(&picks) {
+                            prop_assert_eq!(p.len(), r.count as usize);
+                            let mut idx: Vec<usize> = p.iter().map(|k| k.card).collect();
+                            idx.sort();
+                            idx.dedup();
+                            prop_assert_eq!(idx.len(), p.len(), "distinct cards");
+                            for k in p {
+                                prop_assert!(before[k.card].info.healthy);
+                                prop_assert_eq!(k.memory_mib, r.memory_on(before[k.card].info.memory_mib));
+                            }
+                            if numa && r.count > 1 {
+                                let n0 = before[p[0].card].info.numa;
+                                prop_assert!(p.iter().all(|k| before[k.card].info.numa == n0));
+                            }
+                        }
+                    }
+                    None => prop_assert_eq!(&cards, &before),
+                }
+                for c in &cards {
+                    prop_assert!(c.used_mib <= c.info.memory_mib);
+                    prop_assert!(c.used_cores <= 100);
+                    prop_assert!(c.used_slots <= c.info.slots);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The annotations of `docs/kubernetes.md`: node inventory (written by the node agent) and
+//! per-container assignment (written by the scheduler at bind).
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Node annotation with the node's cards.
+pub const INVENTORY_ANNOTATION: &str = "gpupool.io/inventory";
+/// Pod annotation with the devices chosen for each container.
+pub const ASSIGNMENT_ANNOTATION: &str = "gpupool.io/assignment";
+/// Protocol version written and accepted.
+pub const VERSION: u32 = 1;
+
+/// One card of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardInfo {
+    /// `GPU-…` UUID.
+    pub uuid: String,
+    /// Model name as NVML reports it.
+    pub model: String,
+    /// Device memory, MiB.
+    #[serde(rename = "memoryMiB")]
+    pub memory_mib: u64,
+    /// Streaming multiprocessors.
+    #[serde(default)]
+    pub sms: u32,
+    /// NUMA node (-1 = unknown).
+    #[serde(default = "unknown_numa")]
+    pub numa: i32,
+    /// Usable.
+    pub healthy: bool,
+    /// vGPUs the card may hold at once.
+    pub slots: u32,
+    /// Cards with the same group share the best interconnect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+fn unknown_numa() -> i32 {
+    -1
+}
+
+/// A node's inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Protocol version.
+    pub version: u32,
+    /// When the agent wrote it (RFC 3339).
+    #[serde(default)]
+    pub updated: String,
+    /// The cards.
+    pub cards: Vec<CardInfo>,
+}
+
+/// One device given to a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignedDevice {
+    /// Card UUID.
+    pub uuid: String,
+    /// Memory limit, MiB.
+    #[serde(rename = "memoryMiB")]
+    pub memory_mib: u64,
+    /// Compute cap, percent.
+    pub cores: u32,
+    /// 0 high, 1 low.
+    #[serde(default)]
+    pub priority: u32,
+}
+
+/// The devices of one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedContainer {
+    /// Container name.
+    pub name: String,
+    /// Its devices.
+    pub devices: Vec<AssignedDevice>,
+}
+
+/// A pod's assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Protocol version.
+    pub version: u32,
+    /// The node it was bound to.
+    pub node: String,
+    /// Per container with vGPUs.
+    pub containers: Vec<AssignedContainer>,
+}
+
+/// A malformed annotation.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// Not the JSON the protocol defines.
+    #[error("annotation {annotation}: {why}")]
+    Malformed {
+        /// The annotation's name.
+        annotation: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+fn malformed(annotation: &'static str, why: impl ToString) -> ProtocolError {
+    ProtocolError::Malformed {
+        annotation,
+        why: why.to_string(),
+    }
+}
+
+impl Inventory {
+    /// Parses and checks an inventory annotation.
+    pub fn parse(text: &str) -> Result<Inventory, ProtocolError> {
+        let inv: Inventory =
+            serde_json::from_str(text).map_err(|e| malformed(INVENTORY_ANNOTATION, e))?;
+        if inv.version != VERSION {
+            return Err(malformed(
+                INVENTORY_ANNOTATION,
+                format!("version {} (this gpupool reads {VERSION})", inv.version),
+            ));
+        }
+        for (i, c) in inv.cards.iter().enumerate() {
+            if !c.uuid.starts_with("GPU-") || c.memory_mib == 0 || c.slots == 0 {
+                return Err(malformed(
+                    INVENTORY_ANNOTATION,
+                    format!(
+                        "card {i} ({:?}): needs a GPU-… uuid, memoryMiB > 0 and slots > 0",
+                        c.uuid
+                    ),
+                ));
+            }
+            if inv.cards[..i].iter().any(|o| o.uuid == c.uuid) {
+                return Err(malformed(
+                    INVENTORY_ANNOTATION,
+                    format!("card {:?} listed twice", c.uuid),
+                ));
+            }
+        }
+        Ok(inv)
+    }
+
+    /// The annotation's text.
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).expect("plain data")
+    }
+}
+
+impl Assignment {
+    /// Parses an assignment annotation.
+    pub fn parse(text: &str) -> Result<Assignment, ProtocolError> {
+        let a: Assignment =
+            serde_json::from_str(text).map_err(|e| malformed(ASSIGNMENT_ANNOTATION, e))?;
+        if a.version != VERSION {
+            return Err(malformed(
+                ASSIGNMENT_ANNOTATION,
+                format!("version {} (this gpupool reads {VERSION})", a.version),
+            ));
+        }
+        Ok(a)
+    }
+
+    /// The annotation's text.
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).expect("plain data")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_inventory_parses_and_round_trips() {
+        let text = r#"{"version":1,"updated":"2026-11-26T15:00:00Z","cards":[
+            {"uuid":"GPU-1","model":"NVIDIA H100 80GB HBM3","memoryMiB":81559,"sms":132,
+             "numa":0,"healthy":true,"slots":10,"group":"nvlink-0"}]}"#;
+        let inv = Inventory::parse(text).unwrap();
+        assert_eq!(inv.cards[0].memory_mib, 81559);
+        assert_eq!(Inventory::parse(&inv.to_annotation()).unwrap(), inv);
+    }
+
+    #[test]
+    fn bad_inventories_name_the_annotation() {
+        for bad in [
+            "",
+            "{}",
+            r#"{"version":2,"cards":[]}"#,
+            r#"{"version":1,"cards":[{"uuid":"x","model":"m","memoryMiB":1,"healthy":true,"slots":1}]}"#,
+            r#"{"version":1,"cards":[{"uuid":"GPU-1","model":"m","memoryMiB":0,"healthy":true,"slots":1}]}"#,
+            r#"{"version":1,"cards":[{"uuid":"GPU-1","model":"m","memoryMiB":1,"healthy":true,"slots":1},
+                                     {"uuid":"GPU-1","model":"m","memoryMiB":1,"healthy":true,"slots":1}]}"#,
+        ] {
+            let e = Inventory::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(INVENTORY_ANNOTATION), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn assignments_round_trip() {
+        let a = Assignment {
+            version: VERSION,
+            node: "n1".into(),
+            containers: vec![AssignedContainer {
+                name: "main".into(),
+                devices: vec![AssignedDevice {
+                    uuid: "GPU-1".into(),
+                    memory_mib: 4096,
+                    cores: 30,
+                    priority: 0,
+                }],
+            }],
+        };
+        assert_eq!(Assignment::parse(&a.to_annotation()).unwrap(), a);
+        assert!(Assignment::parse(r#"{"version":1}"#).is_err());
+    }
+}

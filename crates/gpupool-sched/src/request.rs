@@ -1,0 +1,380 @@
+//! A pod's vGPU requests (HAMi-compatible resource names, per container) and its placement
+//! policy (annotations), with errors that name the container and resource or annotation.
+
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// Device memory a vGPU asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// MiB.
+    Mib(u64),
+    /// Percent of the card.
+    Percent(u32),
+    /// The whole card (neither memory resource given).
+    Whole,
+}
+
+/// One container's vGPU request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRequest {
+    /// Container name.
+    pub name: String,
+    /// vGPUs, each on a different card.
+    pub count: u32,
+    /// Memory per vGPU.
+    pub memory: Memory,
+    /// Compute cap per vGPU, percent.
+    pub cores: u32,
+    /// 0 high, 1 low.
+    pub priority: u32,
+}
+
+impl ContainerRequest {
+    /// Memory this request takes on a card of `card_mib`.
+    pub fn memory_on(&self, card_mib: u64) -> u64 {
+        match self.memory {
+            Memory::Mib(m) => m,
+            Memory::Percent(p) => card_mib * p as u64 / 100,
+            Memory::Whole => card_mib,
+        }
+    }
+}
+
+/// The resource names, under a configurable domain (`nvidia.com` by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceNames {
+    /// vGPU count.
+    pub gpu: String,
+    /// Memory, MiB.
+    pub memory: String,
+    /// Memory, percent.
+    pub memory_percent: String,
+    /// Compute, percent.
+    pub cores: String,
+    /// Priority.
+    pub priority: String,
+}
+
+impl ResourceNames {
+    /// The names under `domain`.
+    pub fn new(domain: &str) -> ResourceNames {
+        ResourceNames {
+            gpu: format!("{domain}/gpu"),
+            memory: format!("{domain}/gpumem"),
+            memory_percent: format!("{domain}/gpumem-percentage"),
+            cores: format!("{domain}/gpucores"),
+            priority: format!("{domain}/priority"),
+        }
+    }
+}
+
+impl Default for ResourceNames {
+    fn default() -> ResourceNames {
+        ResourceNames::new("nvidia.com")
+    }
+}
+
+/// A request or annotation that cannot be honoured as written.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RequestError {
+    /// A resource of a container.
+    #[error("container {container:?}: {resource}={value:?}: {why}")]
+    Resource {
+        /// The container.
+        container: String,
+        /// The resource name.
+        resource: String,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A pod annotation.
+    #[error("annotation {annotation}={value:?}: {why}")]
+    Annotation {
+        /// The annotation.
+        annotation: String,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Reads a container's vGPU request from its resource limits; `None` when it asks for none.
+pub fn container_request(
+    names: &ResourceNames,
+    container: &str,
+    resources: &BTreeMap<String, String>,
+) -> Result<Option<ContainerRequest>, RequestError> {
+    let get = |r: &str, min: u64, max: u64| -> Result<Option<u64>, RequestError> {
+        let Some(v) = resources.get(r) else {
+            return Ok(None);
+        };
+        let bad = |why: &str| RequestError::Resource {
+            container: container.into(),
+            resource: r.into(),
+            value: v.clone(),
+            why: why.into(),
+        };
+        let n: u64 = v
+            .trim()
+            .parse()
+            .map_err(|_| bad("expected a whole number"))?;
+        if n < min || n > max {
+            return Err(bad(&format!("must be from {min} to {max}")));
+        }
+        Ok(Some(n))
+    };
+    let count = get(&names.gpu, 0, 64)?.unwrap_or(0) as u32;
+    let mib = get(&names.memory, 1, u32::MAX as u64)?;
+    let pct = get(&names.memory_percent, 1, 100)?;
+    let cores = get(&names.cores, 1, 100)?;
+    let priority = get(&names.priority, 0, 1)?;
+    if count == 0 {
+        if mib.is_some() || pct.is_some() || cores.is_some() {
+            return Err(RequestError::Resource {
+                container: container.into(),
+                resource: names.gpu.clone(),
+                value: "0".into(),
+                why: "GPU memory or cores are asked for without any vGPU".into(),
+            });
+        }
+        return Ok(None);
+    }
+    let memory = match (mib, pct) {
+        (Some(_), Some(_)) => {
+            return Err(RequestError::Resource {
+                container: container.into(),
+                resource: names.memory_percent.clone(),
+                value: resources[&names.memory_percent].clone(),
+                why: format!(
+                    "give {} or {}, not both",
+                    names.memory, names.memory_percent
+                ),
+            })
+        }
+        (Some(m), None) => Memory::Mib(m),
+        (None, Some(p)) => Memory::Percent(p as u32),
+        (None, None) => Memory::Whole,
+    };
+    Ok(Some(ContainerRequest {
+        name: container.into(),
+        count,
+        memory,
+        cores: cores.unwrap_or(100) as u32,
+        priority: priority.unwrap_or(0) as u32,
+    }))
+}
+
+/// Binpack (prefer fuller) or spread (prefer emptier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Packing {
+    /// Fill up before using more.
+    #[default]
+    Binpack,
+    /// Keep load even.
+    Spread,
+}
+
+/// How a pod's cards are chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// Among nodes.
+    pub node: Packing,
+    /// Among cards of a node.
+    pub gpu: Packing,
+    /// Multi-card requests on one NUMA node.
+    pub numa: bool,
+    /// Only cards whose model contains one of these.
+    pub use_types: Vec<String>,
+    /// Never cards whose model contains one of these.
+    pub avoid_types: Vec<String>,
+    /// Only these cards.
+    pub use_uuids: Vec<String>,
+    /// Never these cards.
+    pub avoid_uuids: Vec<String>,
+}
+
+/// Annotation: node packing.
+pub const NODE_POLICY: &str = "gpupool.io/node-policy";
+/// Annotation: card packing.
+pub const GPU_POLICY: &str = "gpupool.io/gpu-policy";
+/// Annotation: NUMA locality.
+pub const NUMA: &str = "gpupool.io/numa";
+/// Annotation: card models to use.
+pub const USE_TYPE: &str = "gpupool.io/use-gpu-type";
+/// Annotation: card models to avoid.
+pub const AVOID_TYPE: &str = "gpupool.io/avoid-gpu-type";
+/// Annotation: card UUIDs to use.
+pub const USE_UUID: &str = "gpupool.io/use-gpu-uuid";
+/// Annotation: card UUIDs to avoid.
+pub const AVOID_UUID: &str = "gpupool.io/avoid-gpu-uuid";
+
+impl Policy {
+    /// The pod's policy: its annotations over `defaults`.
+    pub fn from_annotations(
+        annotations: &BTreeMap<String, String>,
+        defaults: &Policy,
+    ) -> Result<Policy, RequestError> {
+        let mut p = defaults.clone();
+        let bad = |a: &str, v: &str, why: &str| RequestError::Annotation {
+            annotation: a.into(),
+            value: v.into(),
+            why: why.into(),
+        };
+        let packing = |a: &str, v: &str| match v.trim() {
+            "binpack" => Ok(Packing::Binpack),
+            "spread" => Ok(Packing::Spread),
+            _ => Err(bad(a, v, "expected binpack or spread")),
+        };
+        let list = |v: &str| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        for (k, v) in annotations {
+            match k.as_str() {
+                NODE_POLICY => p.node = packing(k, v)?,
+                GPU_POLICY => p.gpu = packing(k, v)?,
+                NUMA => {
+                    p.numa = match v.trim() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad(k, v, "expected true or false")),
+                    }
+                }
+                USE_TYPE => p.use_types = list(v),
+                AVOID_TYPE => p.avoid_types = list(v),
+                USE_UUID | AVOID_UUID => {
+                    let l = list(v);
+                    if let Some(u) = l.iter().find(|u| !u.starts_with("GPU-")) {
+                        return Err(bad(k, v, &format!("{u:?} is not a GPU-… UUID")));
+                    }
+                    if k == USE_UUID {
+                        p.use_uuids = l;
+                    } else {
+                        p.avoid_uuids = l;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn hami_resources_make_a_request() {
+        let n = ResourceNames::default();
+        let r = container_request(
+            &n,
+            "main",
+            &res(&[
+                ("nvidia.com/gpu", "2"),
+                ("nvidia.com/gpumem", "4096"),
+                ("nvidia.com/gpucores", "30"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (r.count, r.memory, r.cores, r.priority),
+            (2, Memory::Mib(4096), 30, 0)
+        );
+        let pct = container_request(
+            &n,
+            "c",
+            &res(&[
+                ("nvidia.com/gpu", "1"),
+                ("nvidia.com/gpumem-percentage", "25"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(pct.memory_on(80_000), 20_000);
+        assert_eq!(
+            container_request(&n, "c", &res(&[("cpu", "2")])).unwrap(),
+            None
+        );
+        let other = ResourceNames::new("gpupool.io");
+        assert!(
+            container_request(&other, "c", &res(&[("gpupool.io/gpu", "1")]))
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn bad_requests_name_container_and_resource() {
+        let n = ResourceNames::default();
+        for (pairs, needle) in [
+            (&[("nvidia.com/gpu", "two")][..], "nvidia.com/gpu"),
+            (
+                &[("nvidia.com/gpu", "1"), ("nvidia.com/gpucores", "0")][..],
+                "nvidia.com/gpucores",
+            ),
+            (
+                &[("nvidia.com/gpu", "1"), ("nvidia.com/gpucores", "150")][..],
+                "nvidia.com/gpucores",
+            ),
+            (
+                &[
+                    ("nvidia.com/gpu", "1"),
+                    ("nvidia.com/gpumem", "10"),
+                    ("nvidia.com/gpumem-percentage", "5"),
+                ][..],
+                "not both",
+            ),
+            (&[("nvidia.com/gpumem", "10")][..], "without any vGPU"),
+            (
+                &[("nvidia.com/gpu", "1"), ("nvidia.com/priority", "5")][..],
+                "nvidia.com/priority",
+            ),
+        ] {
+            let e = container_request(&n, "web", &res(pairs))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("web") && e.contains(needle), "{pairs:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn policy_from_annotations() {
+        let p = Policy::from_annotations(
+            &res(&[
+                (GPU_POLICY, "spread"),
+                (NUMA, "true"),
+                (USE_TYPE, "H100, A100"),
+                (AVOID_UUID, "GPU-1"),
+            ]),
+            &Policy::default(),
+        )
+        .unwrap();
+        assert_eq!(p.gpu, Packing::Spread);
+        assert_eq!(p.node, Packing::Binpack);
+        assert!(p.numa);
+        assert_eq!(p.use_types, vec!["H100", "A100"]);
+        assert_eq!(p.avoid_uuids, vec!["GPU-1"]);
+        for (k, v) in [(NODE_POLICY, "pack"), (NUMA, "yes"), (USE_UUID, "1234")] {
+            let e = Policy::from_annotations(&res(&[(k, v)]), &Policy::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(k), "{e}");
+        }
+    }
+}
