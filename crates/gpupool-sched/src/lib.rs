@@ -4,9 +4,11 @@
 //! - [`protocol`]: the node inventory and assignment annotations, parsed and written.
 //! - [`request`]: a pod's vGPU requests (HAMi resource names) and placement policy.
 //! - [`placement`]: which cards of a node every container gets, and how good a node is.
+//! - [`cluster`]: nodes and placed pods; `filter`, `prioritize` and `assign` (for `bind`).
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod placement;
 pub mod protocol;
 pub mod request;

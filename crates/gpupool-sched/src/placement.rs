@@ -9,12 +9,13 @@
 
 use crate::protocol::CardInfo;
 use crate::request::{ContainerRequest, Packing, Policy};
+use std::sync::Arc;
 
 /// A card and what is already placed on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardState {
-    /// The card.
-    pub info: CardInfo,
+    /// The card (shared: copies of a node's state for trial placements are cheap).
+    pub info: Arc<CardInfo>,
     /// Memory given out, MiB.
     pub used_mib: u64,
     /// Cores given out, percent.
@@ -27,7 +28,7 @@ impl CardState {
     /// An empty card.
     pub fn new(info: CardInfo) -> CardState {
         CardState {
-            info,
+            info: Arc::new(info),
             used_mib: 0,
             used_cores: 0,
             used_slots: 0,
@@ -85,7 +86,8 @@ pub struct Pick {
 }
 
 /// Places every container of a pod on `cards`; `None` if it does not fit. On success `cards`
-/// is left as it would be with the pod placed, and the picks are in `pod`'s order.
+/// is left as it would be with the pod placed, and the picks are in `pod`'s order; on failure
+/// `cards` is unchanged.
 pub fn place(
     cards: &mut [CardState],
     pod: &[ContainerRequest],
@@ -93,6 +95,23 @@ pub fn place(
     oversubscription: f64,
 ) -> Option<Vec<Vec<Pick>>> {
     let before = cards.to_vec();
+    let picks = try_place(cards, pod, policy, oversubscription);
+    if picks.is_none() {
+        cards.clone_from_slice(&before);
+    }
+    picks
+}
+
+/// [`place`] on a scratch copy: on failure `cards` is left part-way.
+pub fn try_place(
+    cards: &mut [CardState],
+    pod: &[ContainerRequest],
+    policy: &Policy,
+    oversubscription: f64,
+) -> Option<Vec<Vec<Pick>>> {
+    if let [one] = pod {
+        return Some(vec![place_container(cards, one, policy, oversubscription)?]);
+    }
     let mut order: Vec<usize> = (0..pod.len()).collect();
     // Largest first: the hardest to fit.
     order.sort_by_key(|&i| {
@@ -104,13 +123,7 @@ pub fn place(
     });
     let mut picks = vec![Vec::new(); pod.len()];
     for i in order {
-        match place_container(cards, &pod[i], policy, oversubscription) {
-            Some(p) => picks[i] = p,
-            None => {
-                cards.clone_from_slice(&before);
-                return None;
-            }
-        }
+        picks[i] = place_container(cards, &pod[i], policy, oversubscription)?;
     }
     Some(picks)
 }
@@ -121,10 +134,25 @@ fn place_container(
     policy: &Policy,
     over: f64,
 ) -> Option<Vec<Pick>> {
-    let candidates: Vec<usize> = (0..cards.len())
-        .filter(|&i| cards[i].allowed(policy) && cards[i].fits(r, over))
-        .collect();
     let count = r.count as usize;
+    let usable = |i: usize| cards[i].fits(r, over) && cards[i].allowed(policy);
+    if count == 1 {
+        // One vGPU: the best usable card by the packing, no grouping, no allocation.
+        let best = (0..cards.len()).filter(|&i| usable(i)).min_by(|&a, &b| {
+            let (la, lb) = (cards[a].load(), cards[b].load());
+            let c = match policy.gpu {
+                Packing::Binpack => lb.total_cmp(&la),
+                Packing::Spread => la.total_cmp(&lb),
+            };
+            c.then(a.cmp(&b))
+        })?;
+        return Some(vec![Pick {
+            card: best,
+            memory_mib: cards[best].take(r),
+            cores: r.cores,
+        }]);
+    }
+    let candidates: Vec<usize> = (0..cards.len()).filter(|&i| usable(i)).collect();
     if candidates.len() < count {
         return None;
     }
@@ -140,16 +168,22 @@ fn place_container(
     };
     // Groups to choose from: one NUMA node (required), else one interconnect group
     // (preferred), else any card.
-    let key = |i: usize| -> Option<String> {
+    #[derive(PartialEq)]
+    enum Key<'a> {
+        Any,
+        Numa(i32),
+        Group(&'a str),
+    }
+    let key = |i: usize| -> Key<'_> {
         if policy.numa && count > 1 {
-            Some(format!("numa:{}", cards[i].info.numa))
+            Key::Numa(cards[i].info.numa)
         } else if count > 1 {
-            cards[i].info.group.clone().map(|g| format!("group:{g}"))
+            cards[i].info.group.as_deref().map_or(Key::Any, Key::Group)
         } else {
-            None
+            Key::Any
         }
     };
-    let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
     for &i in &candidates {
         let k = key(i);
         match groups.iter_mut().find(|(g, _)| *g == k) {
@@ -299,7 +333,7 @@ mod tests {
         let mut got: Vec<usize> = p[0].iter().map(|k| k.card).collect();
         got.sort();
         assert_eq!(got, vec![1, 2], "the only group holding both");
-        cards[1].info.healthy = false;
+        Arc::make_mut(&mut cards[1].info).healthy = false;
         assert!(place(&mut cards.clone(), &[req(3, 1_000, 10)], &numa, 1.0).is_none());
     }
 
@@ -343,8 +377,9 @@ mod tests {
         (1u64..100_000, 0i32..2, 1u32..8, any::<bool>(), 0u8..3).prop_map(
             |(mib, numa, slots, healthy, g)| {
                 let mut c = card(0, "H100", mib, numa, Some(["x", "y", "z"][g as usize]));
-                c.info.slots = slots;
-                c.info.healthy = healthy || g == 0;
+                let info = Arc::make_mut(&mut c.info);
+                info.slots = slots;
+                info.healthy = healthy || g == 0;
                 c
             },
         )
@@ -380,7 +415,7 @@ mod tests {
             let mut cards: Vec<CardState> = cards
                 .into_iter()
                 .enumerate()
-                .map(|(i, mut c)| { c.info.uuid = format!("GPU-{i}"); c })
+                .map(|(i, mut c)| { Arc::make_mut(&mut c.info).uuid = format!("GPU-{i}"); c })
                 .collect();
             let policy = Policy {
                 gpu: if spread { Packing::Spread } else { Packing::Binpack },

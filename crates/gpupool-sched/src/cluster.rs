@@ -1,0 +1,372 @@
+//! The extender's view of the cluster: every node's cards (from its inventory annotation) and
+//! the devices of every pod placed on them (bound, or assumed between `bind` and the API's
+//! confirmation). `filter` and `prioritize` try the pod on each candidate node; `assign` places
+//! it for `bind` and records it, so two binds never get the same capacity.
+
+use crate::placement::{place, score, try_place, CardState, Pick};
+use crate::protocol::{AssignedContainer, AssignedDevice, Assignment, Inventory, VERSION};
+use crate::request::{ContainerRequest, Policy};
+use std::collections::BTreeMap;
+
+/// One node.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    cards: Vec<CardState>,
+}
+
+/// The devices a pod holds on a node.
+#[derive(Debug, Clone)]
+struct Placed {
+    node: String,
+    devices: Vec<(String, u64, u32)>,
+}
+
+/// The outcome of trying a pod on candidate nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Nodes where it fits, with their scores (0..=10), in candidate order.
+    pub fits: Vec<(String, i64)>,
+    /// Nodes where it does not, with the reason.
+    pub failed: BTreeMap<String, String>,
+}
+
+/// Nodes, their cards and the pods on them.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    nodes: BTreeMap<String, Node>,
+    pods: BTreeMap<String, Placed>,
+    /// Memory oversubscription factor (1.0 = none).
+    pub oversubscription: f64,
+}
+
+impl Cluster {
+    /// An empty cluster without memory oversubscription.
+    pub fn new() -> Cluster {
+        Cluster {
+            oversubscription: 1.0,
+            ..Cluster::default()
+        }
+    }
+
+    /// Sets a node's cards from its inventory, keeping what pods already use on them.
+    pub fn set_inventory(&mut self, node: &str, inventory: &Inventory) {
+        let cards = inventory
+            .cards
+            .iter()
+            .map(|c| CardState::new(c.clone()))
+            .collect();
+        self.nodes.insert(node.to_string(), Node { cards });
+        let pods: Vec<Placed> = self
+            .pods
+            .values()
+            .filter(|p| p.node == node)
+            .cloned()
+            .collect();
+        for p in pods {
+            self.charge(&p, true);
+        }
+    }
+
+    /// Forgets a node (its pods stay recorded until they are removed).
+    pub fn remove_node(&mut self, node: &str) {
+        self.nodes.remove(node);
+    }
+
+    fn charge(&mut self, p: &Placed, add: bool) {
+        let Some(n) = self.nodes.get_mut(&p.node) else {
+            return;
+        };
+        for (uuid, mib, cores) in &p.devices {
+            if let Some(c) = n.cards.iter_mut().find(|c| &c.info.uuid == uuid) {
+                if add {
+                    c.used_mib += mib;
+                    c.used_cores += cores;
+                    c.used_slots += 1;
+                } else {
+                    c.used_mib = c.used_mib.saturating_sub(*mib);
+                    c.used_cores = c.used_cores.saturating_sub(*cores);
+                    c.used_slots = c.used_slots.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Records a pod's assignment (from its annotation, or after `assign`); replaces an earlier
+    /// record of the same pod.
+    pub fn add_pod(&mut self, pod: &str, a: &Assignment) {
+        self.remove_pod(pod);
+        let placed = Placed {
+            node: a.node.clone(),
+            devices: a
+                .containers
+                .iter()
+                .flat_map(|c| c.devices.iter())
+                .map(|d| (d.uuid.clone(), d.memory_mib, d.cores))
+                .collect(),
+        };
+        self.charge(&placed, true);
+        self.pods.insert(pod.to_string(), placed);
+    }
+
+    /// Forgets a pod (it ended, or its bind failed).
+    pub fn remove_pod(&mut self, pod: &str) {
+        if let Some(p) = self.pods.remove(pod) {
+            self.charge(&p, false);
+        }
+    }
+
+    /// Whether a pod is recorded.
+    pub fn has_pod(&self, pod: &str) -> bool {
+        self.pods.contains_key(pod)
+    }
+
+    /// Tries the pod on every candidate: the nodes where it fits with their scores (0..=10),
+    /// and why each other one does not. `filter` and `prioritize` are both answered from one
+    /// evaluation (the extender keeps it between the two calls for the same pod).
+    pub fn evaluate(
+        &self,
+        pod: &[ContainerRequest],
+        policy: &Policy,
+        candidates: &[String],
+    ) -> Evaluation {
+        // Large clusters are split over the machine's cores (scoped threads, merged in order).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        if candidates.len() < 512 || threads < 2 {
+            return self.evaluate_part(pod, policy, candidates);
+        }
+        let chunk = candidates.len().div_ceil(threads);
+        let parts: Vec<Evaluation> = std::thread::scope(|s| {
+            let handles: Vec<_> = candidates
+                .chunks(chunk)
+                .map(|part| s.spawn(move || self.evaluate_part(pod, policy, part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut e = Evaluation::default();
+        for p in parts {
+            e.fits.extend(p.fits);
+            e.failed.extend(p.failed);
+        }
+        e
+    }
+
+    fn evaluate_part(
+        &self,
+        pod: &[ContainerRequest],
+        policy: &Policy,
+        candidates: &[String],
+    ) -> Evaluation {
+        let mut e = Evaluation::default();
+        let mut cards: Vec<CardState> = Vec::new();
+        for name in candidates {
+            match self.nodes.get(name) {
+                None => {
+                    e.failed
+                        .insert(name.clone(), "no gpupool inventory on this node".into());
+                }
+                Some(n) => {
+                    cards.clear();
+                    cards.extend_from_slice(&n.cards);
+                    if try_place(&mut cards, pod, policy, self.oversubscription).is_some() {
+                        e.fits.push((name.clone(), score(&cards, policy)));
+                    } else {
+                        e.failed.insert(
+                            name.clone(),
+                            "not enough free GPU slots, memory or cores".into(),
+                        );
+                    }
+                }
+            }
+        }
+        e
+    }
+
+    /// The nodes among `candidates` where the pod fits, and why each other one does not.
+    pub fn filter(
+        &self,
+        pod: &[ContainerRequest],
+        policy: &Policy,
+        candidates: &[String],
+    ) -> (Vec<String>, BTreeMap<String, String>) {
+        let e = self.evaluate(pod, policy, candidates);
+        (e.fits.into_iter().map(|(n, _)| n).collect(), e.failed)
+    }
+
+    /// Scores (0..=10) of `candidates` for the pod; nodes where it does not fit score 0.
+    pub fn prioritize(
+        &self,
+        pod: &[ContainerRequest],
+        policy: &Policy,
+        candidates: &[String],
+    ) -> Vec<(String, i64)> {
+        let e = self.evaluate(pod, policy, candidates);
+        candidates
+            .iter()
+            .map(|n| {
+                let s = e.fits.iter().find(|(f, _)| f == n).map_or(0, |(_, s)| *s);
+                (n.clone(), s)
+            })
+            .collect()
+    }
+
+    /// Places the pod on `node` and records it (for `bind`); the assignment to annotate.
+    pub fn assign(
+        &mut self,
+        pod: &str,
+        node: &str,
+        containers: &[ContainerRequest],
+        policy: &Policy,
+    ) -> Result<Assignment, String> {
+        let over = self.oversubscription;
+        let n = self
+            .nodes
+            .get(node)
+            .ok_or_else(|| format!("node {node:?} has no gpupool inventory"))?;
+        let mut cards = n.cards.clone();
+        let picks = place(&mut cards, containers, policy, over)
+            .ok_or_else(|| format!("pod {pod:?} no longer fits on node {node:?}"))?;
+        let assignment = Assignment {
+            version: VERSION,
+            node: node.to_string(),
+            containers: containers
+                .iter()
+                .zip(&picks)
+                .map(|(c, p)| AssignedContainer {
+                    name: c.name.clone(),
+                    devices: p
+                        .iter()
+                        .map(|k: &Pick| AssignedDevice {
+                            uuid: cards[k.card].info.uuid.clone(),
+                            memory_mib: k.memory_mib,
+                            cores: k.cores,
+                            priority: c.priority,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        self.add_pod(pod, &assignment);
+        Ok(assignment)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::CardInfo;
+    use crate::request::Memory;
+
+    fn inventory(cards: usize, mib: u64) -> Inventory {
+        Inventory {
+            version: VERSION,
+            updated: String::new(),
+            cards: (0..cards)
+                .map(|i| CardInfo {
+                    uuid: format!("GPU-{i}"),
+                    model: "H100".into(),
+                    memory_mib: mib,
+                    sms: 132,
+                    numa: 0,
+                    healthy: true,
+                    slots: 4,
+                    group: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn req(mib: u64) -> Vec<ContainerRequest> {
+        vec![ContainerRequest {
+            name: "main".into(),
+            count: 1,
+            memory: Memory::Mib(mib),
+            cores: 50,
+            priority: 0,
+        }]
+    }
+
+    #[test]
+    fn filter_prioritize_assign_and_release() {
+        let mut c = Cluster::new();
+        c.set_inventory("a", &inventory(1, 10_000));
+        c.set_inventory("b", &inventory(1, 10_000));
+        let names = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let (ok, failed) = c.filter(&req(6_000), &Policy::default(), &names);
+        assert_eq!(ok, vec!["a", "b"]);
+        assert!(failed["c"].contains("no gpupool inventory"));
+        let a = c
+            .assign("ns/p1", "a", &req(6_000), &Policy::default())
+            .unwrap();
+        assert_eq!(a.containers[0].devices[0].uuid, "GPU-0");
+        // The same capacity is not given twice.
+        let (ok, _) = c.filter(&req(6_000), &Policy::default(), &names);
+        assert_eq!(ok, vec!["b"]);
+        assert!(c
+            .assign("ns/p2", "a", &req(6_000), &Policy::default())
+            .is_err());
+        // Binpack prefers the node already in use for a pod that fits there.
+        let scores = c.prioritize(&req(1_000), &Policy::default(), &names);
+        assert!(scores[0].1 > scores[1].1, "{scores:?}");
+        c.remove_pod("ns/p1");
+        assert_eq!(
+            c.filter(&req(6_000), &Policy::default(), &names).0,
+            vec!["a", "b"]
+        );
+    }
+
+    #[test]
+    fn large_candidate_lists_evaluate_in_parallel_with_the_same_answer() {
+        let mut c = Cluster::new();
+        let names: Vec<String> = (0..1200).map(|i| format!("n{i:04}")).collect();
+        for (i, n) in names.iter().enumerate() {
+            c.set_inventory(n, &inventory(1 + i % 3, 10_000));
+            if i % 5 == 0 {
+                c.assign(&format!("ns/p{i}"), n, &req(6_000), &Policy::default())
+                    .unwrap();
+            }
+        }
+        let mut all = names.clone();
+        all.push("missing".into());
+        let parallel = c.evaluate(&req(6_000), &Policy::default(), &all);
+        let sequential = c.evaluate_part(&req(6_000), &Policy::default(), &all);
+        assert_eq!(parallel, sequential);
+        assert!(parallel.failed.contains_key("missing"));
+        assert!(!parallel.fits.is_empty() && parallel.failed.len() > 1);
+    }
+
+    #[test]
+    fn a_new_inventory_keeps_the_pods_on_it() {
+        let mut c = Cluster::new();
+        c.set_inventory("a", &inventory(1, 10_000));
+        c.assign("ns/p1", "a", &req(6_000), &Policy::default())
+            .unwrap();
+        c.set_inventory("a", &inventory(1, 10_000));
+        assert!(c
+            .assign("ns/p2", "a", &req(6_000), &Policy::default())
+            .is_err());
+        // A rebuilt scheduler replays the assignments it finds on pods.
+        let mut rebuilt = Cluster::new();
+        let a = c.pods["ns/p1"].clone();
+        let ann = Assignment {
+            version: VERSION,
+            node: a.node.clone(),
+            containers: vec![AssignedContainer {
+                name: "main".into(),
+                devices: vec![AssignedDevice {
+                    uuid: a.devices[0].0.clone(),
+                    memory_mib: a.devices[0].1,
+                    cores: a.devices[0].2,
+                    priority: 0,
+                }],
+            }],
+        };
+        rebuilt.add_pod("ns/p1", &ann);
+        rebuilt.set_inventory("a", &inventory(1, 10_000));
+        assert!(rebuilt
+            .assign("ns/p2", "a", &req(6_000), &Policy::default())
+            .is_err());
+    }
+}
