@@ -3,7 +3,7 @@
 //! confirmation). `filter` and `prioritize` try the pod on each candidate node; `assign` places
 //! it for `bind` and records it, so two binds never get the same capacity.
 
-use crate::placement::{place, score, try_place, CardState, Pick};
+use crate::placement::{place, score, score_single, try_place, CardState, Pick};
 use crate::protocol::{AssignedContainer, AssignedDevice, Assignment, Inventory, VERSION};
 use crate::request::{ContainerRequest, Policy};
 use std::collections::BTreeMap;
@@ -168,10 +168,20 @@ impl Cluster {
                         .insert(name.clone(), "no gpupool inventory on this node".into());
                 }
                 Some(n) => {
-                    cards.clear();
-                    cards.extend_from_slice(&n.cards);
-                    if try_place(&mut cards, pod, policy, self.oversubscription).is_some() {
-                        e.fits.push((name.clone(), score(&cards, policy)));
+                    let fits = match pod {
+                        // One container, one vGPU: scored in place, nothing copied.
+                        [one] if one.count == 1 => {
+                            score_single(&n.cards, one, policy, self.oversubscription)
+                        }
+                        _ => {
+                            cards.clear();
+                            cards.extend_from_slice(&n.cards);
+                            try_place(&mut cards, pod, policy, self.oversubscription)
+                                .map(|_| score(&cards, policy))
+                        }
+                    };
+                    if let Some(s) = fits {
+                        e.fits.push((name.clone(), s));
                     } else {
                         e.failed.insert(
                             name.clone(),

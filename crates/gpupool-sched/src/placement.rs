@@ -60,9 +60,13 @@ impl CardState {
 
     /// How full it is, 0..=1 (the larger of memory and cores).
     pub fn load(&self) -> f64 {
-        let mem = self.used_mib as f64 / self.info.memory_mib.max(1) as f64;
-        let cores = self.used_cores as f64 / 100.0;
-        mem.max(cores).min(1.0)
+        self.load_with(self.used_mib, self.used_cores)
+    }
+
+    /// How full it would be with `mib` and `cores` given out.
+    fn load_with(&self, mib: u64, cores: u32) -> f64 {
+        let mem = mib as f64 / self.info.memory_mib.max(1) as f64;
+        (mem.max(cores as f64 / 100.0)).min(1.0)
     }
 
     fn take(&mut self, r: &ContainerRequest) -> u64 {
@@ -228,6 +232,49 @@ fn place_container(
     )
 }
 
+/// The node score a one-vGPU request would give `cards` if placed, without copying them (the
+/// common case of `filter` / `prioritize`); `None` if it does not fit. Same answer as
+/// [`place`] followed by [`score`].
+pub fn score_single(
+    cards: &[CardState],
+    r: &ContainerRequest,
+    policy: &Policy,
+    oversubscription: f64,
+) -> Option<i64> {
+    if r.count != 1 {
+        return None;
+    }
+    let best = (0..cards.len())
+        .filter(|&i| cards[i].fits(r, oversubscription) && cards[i].allowed(policy))
+        .min_by(|&a, &b| {
+            let (la, lb) = (cards[a].load(), cards[b].load());
+            let c = match policy.gpu {
+                Packing::Binpack => lb.total_cmp(&la),
+                Packing::Spread => la.total_cmp(&lb),
+            };
+            c.then(a.cmp(&b))
+        })?;
+    let b = &cards[best];
+    let after = b.load_with(
+        b.used_mib + r.memory_on(b.info.memory_mib),
+        b.used_cores + r.cores,
+    );
+    let total: f64 = cards
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if i == best { after } else { c.load() })
+        .sum();
+    Some(node_score(total / cards.len() as f64, policy))
+}
+
+fn node_score(load: f64, policy: &Policy) -> i64 {
+    let s = match policy.node {
+        Packing::Binpack => load,
+        Packing::Spread => 1.0 - load,
+    };
+    (s * 10.0).round().clamp(0.0, 10.0) as i64
+}
+
 /// How much the pod's node policy likes a node with these cards (after placing the pod),
 /// 0..=10 as kube-scheduler extenders score.
 pub fn score(cards: &[CardState], policy: &Policy) -> i64 {
@@ -235,11 +282,7 @@ pub fn score(cards: &[CardState], policy: &Policy) -> i64 {
         return 0;
     }
     let load = cards.iter().map(CardState::load).sum::<f64>() / cards.len() as f64;
-    let s = match policy.node {
-        Packing::Binpack => load,
-        Packing::Spread => 1.0 - load,
-    };
-    (s * 10.0).round().clamp(0.0, 10.0) as i64
+    node_score(load, policy)
 }
 
 #[cfg(test)]
@@ -405,6 +448,24 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_single_vgpu_shortcut_scores_like_a_placement(
+            cards in proptest::collection::vec(arb_card(), 1..8),
+            r in arb_req(),
+            spread in any::<bool>(),
+        ) {
+            let r = ContainerRequest { count: 1, ..r };
+            let policy = Policy {
+                gpu: if spread { Packing::Spread } else { Packing::Binpack },
+                node: if spread { Packing::Binpack } else { Packing::Spread },
+                ..Policy::default()
+            };
+            let mut placed = cards.clone();
+            let full = place(&mut placed, std::slice::from_ref(&r), &policy, 1.0)
+                .map(|_| score(&placed, &policy));
+            prop_assert_eq!(score_single(&cards, &r, &policy, 1.0), full);
+        }
+
         #[test]
         fn streams_of_pods_never_over_commit_a_card(
             cards in proptest::collection::vec(arb_card(), 1..8),
