@@ -78,6 +78,17 @@ impl CardState {
     }
 }
 
+/// Card `a` before card `b` in the order the pod's card packing prefers (binpack: fuller
+/// first; spread: emptier first; then by index, so choices are deterministic).
+fn preferred(cards: &[CardState], policy: &Policy, a: usize, b: usize) -> std::cmp::Ordering {
+    let (la, lb) = (cards[a].load(), cards[b].load());
+    let c = match policy.gpu {
+        Packing::Binpack => lb.total_cmp(&la),
+        Packing::Spread => la.total_cmp(&lb),
+    };
+    c.then(a.cmp(&b))
+}
+
 /// A vGPU chosen for a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pick {
@@ -142,14 +153,9 @@ fn place_container(
     let usable = |i: usize| cards[i].fits(r, over) && cards[i].allowed(policy);
     if count == 1 {
         // One vGPU: the best usable card by the packing, no grouping, no allocation.
-        let best = (0..cards.len()).filter(|&i| usable(i)).min_by(|&a, &b| {
-            let (la, lb) = (cards[a].load(), cards[b].load());
-            let c = match policy.gpu {
-                Packing::Binpack => lb.total_cmp(&la),
-                Packing::Spread => la.total_cmp(&lb),
-            };
-            c.then(a.cmp(&b))
-        })?;
+        let best = (0..cards.len())
+            .filter(|&i| usable(i))
+            .min_by(|&a, &b| preferred(cards, policy, a, b))?;
         return Some(vec![Pick {
             card: best,
             memory_mib: cards[best].take(r),
@@ -160,16 +166,7 @@ fn place_container(
     if candidates.len() < count {
         return None;
     }
-    let order = |set: &mut Vec<usize>| {
-        set.sort_by(|&a, &b| {
-            let (la, lb) = (cards[a].load(), cards[b].load());
-            let c = match policy.gpu {
-                Packing::Binpack => lb.total_cmp(&la),
-                Packing::Spread => la.total_cmp(&lb),
-            };
-            c.then(a.cmp(&b))
-        })
-    };
+    let order = |set: &mut Vec<usize>| set.sort_by(|&a, &b| preferred(cards, policy, a, b));
     // Groups to choose from: one NUMA node (required), else one interconnect group
     // (preferred), else any card.
     #[derive(PartialEq)]
@@ -246,14 +243,7 @@ pub fn score_single(
     }
     let best = (0..cards.len())
         .filter(|&i| cards[i].fits(r, oversubscription) && cards[i].allowed(policy))
-        .min_by(|&a, &b| {
-            let (la, lb) = (cards[a].load(), cards[b].load());
-            let c = match policy.gpu {
-                Packing::Binpack => lb.total_cmp(&la),
-                Packing::Spread => la.total_cmp(&lb),
-            };
-            c.then(a.cmp(&b))
-        })?;
+        .min_by(|&a, &b| preferred(cards, policy, a, b))?;
     let b = &cards[best];
     let after = b.load_with(
         b.used_mib + r.memory_on(b.info.memory_mib),
