@@ -105,24 +105,31 @@ fn every_launch_path_is_paced() {
 
 #[test]
 fn two_tenants_get_their_own_limits() {
+    // Measured as the issue asks: after the first second (convergence), from the device
+    // timeline, not over the whole run with its start-up.
     let _s = serial();
     let m = Machine::new("two", "1x16GiB");
-    let start = |limit: &str, path: &str| {
-        let cmd = compute_args(path, "100us", 3.0, 1);
+    let start = |tenant: &str, limit: &str, path: &str| {
+        let cmd = compute_args(path, "100us", 4.0, 1);
         m.run_cmd(
-            &["--compute", limit],
+            &["--compute", limit, "--tenant", tenant],
             &cmd.iter().map(String::as_str).collect::<Vec<_>>(),
         )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap()
     };
-    let a = start("30", "async");
-    let b = start("60", "sync");
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert_near("tenant A", share(&a, "100us"), 0.30);
-    assert_near("tenant B", share(&b, "100us"), 0.60);
+    let (trace, pa, pb) = std::thread::scope(|s| {
+        let rec = s.spawn(|| Trace::record(&m, 4.0));
+        let mut a = start("a", "30", "async");
+        let mut b = start("b", "60", "sync");
+        let (pa, pb) = (tenant_pid(&m, "a"), tenant_pid(&m, "b"));
+        a.wait().unwrap();
+        b.wait().unwrap();
+        (rec.join().unwrap(), pa, pb)
+    });
+    assert_near("tenant A", trace.share(pa, 1.2, 3.6), 0.30);
+    assert_near("tenant B", trace.share(pb, 1.2, 3.6), 0.60);
 }
 
 #[test]
