@@ -110,14 +110,13 @@ fn two_tenants_get_their_own_limits() {
     let _s = serial();
     let m = Machine::new("two", "1x16GiB");
     let start = |tenant: &str, limit: &str, path: &str| {
-        let cmd = compute_args(path, "100us", 4.0, 1);
-        m.run_cmd(
+        start_tenant(
+            &m,
             &["--compute", limit, "--tenant", tenant],
-            &cmd.iter().map(String::as_str).collect::<Vec<_>>(),
+            path,
+            "100us",
+            4.0,
         )
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
     };
     let (trace, pa, pb) = std::thread::scope(|s| {
         let rec = s.spawn(|| Trace::record(&m, 4.0));
@@ -181,14 +180,13 @@ fn info_shows_each_tenants_cap_and_share_from_nvml() {
     let _s = serial();
     let m = Machine::new("info-shares", "1x16GiB");
     let start = |tenant: &str, limit: &str, path: &str| {
-        let cmd = compute_args(path, "1ms", 4.0, 1);
-        m.run_cmd(
+        start_tenant(
+            &m,
             &["--compute", limit, "--tenant", tenant],
-            &cmd.iter().map(String::as_str).collect::<Vec<_>>(),
+            path,
+            "1ms",
+            4.0,
         )
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
     };
     let mut a = start("small", "20", "async");
     let mut b = start("large", "60", "sync");
@@ -282,8 +280,15 @@ fn tenant_pid(m: &Machine, tenant: &str) -> u32 {
     }
 }
 
-fn start_tenant(m: &Machine, args: &[&str], path: &str, seconds: f64) -> std::process::Child {
-    let cmd = compute_args(path, "1ms", seconds, 1);
+/// Starts `gpupool run ARGS -- compute PATH KERNEL SECONDS` in its own process group.
+fn start_tenant(
+    m: &Machine,
+    args: &[&str],
+    path: &str,
+    kernel: &str,
+    seconds: f64,
+) -> std::process::Child {
+    let cmd = compute_args(path, kernel, seconds, 1);
     m.run_cmd(args, &cmd.iter().map(String::as_str).collect::<Vec<_>>())
         .stdout(Stdio::null())
         .process_group(0)
@@ -306,12 +311,19 @@ fn idle_time_is_lent_up_to_the_limit_and_taken_back() {
             "a",
         ],
         "async",
+        "1ms",
         4.0,
     );
     let trace = std::thread::scope(|s| {
         let rec = s.spawn(|| Trace::record(&m, 4.2));
         std::thread::sleep(Duration::from_millis(1500));
-        let mut b = start_tenant(&m, &["--compute", "50", "--tenant", "b"], "async", 1.5);
+        let mut b = start_tenant(
+            &m,
+            &["--compute", "50", "--tenant", "b"],
+            "async",
+            "1ms",
+            1.5,
+        );
         let pb = tenant_pid(&m, "b");
         b.wait().unwrap();
         (rec.join().unwrap(), pb)
@@ -355,11 +367,23 @@ fn tenant_pid_from_trace(trace: &Trace, other: u32) -> u32 {
 fn low_priority_backs_off_within_100ms_and_resumes_when_high_priority_dies() {
     let _s = serial();
     let m = Machine::new("priority", "1x16GiB");
-    let mut low = start_tenant(&m, &["--priority", "low", "--tenant", "low"], "async", 4.0);
+    let mut low = start_tenant(
+        &m,
+        &["--priority", "low", "--tenant", "low"],
+        "async",
+        "1ms",
+        4.0,
+    );
     let (trace, ph) = std::thread::scope(|s| {
         let rec = s.spawn(|| Trace::record(&m, 4.2));
         std::thread::sleep(Duration::from_millis(1000));
-        let mut high = start_tenant(&m, &["--compute", "60", "--tenant", "high"], "async", 10.0);
+        let mut high = start_tenant(
+            &m,
+            &["--compute", "60", "--tenant", "high"],
+            "async",
+            "1ms",
+            10.0,
+        );
         let ph = tenant_pid(&m, "high");
         std::thread::sleep(Duration::from_millis(1500));
         // The high-priority tenant dies at once (SIGKILL to its whole group).

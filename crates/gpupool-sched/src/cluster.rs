@@ -67,11 +67,6 @@ impl Cluster {
         }
     }
 
-    /// Forgets a node (its pods stay recorded until they are removed).
-    pub fn remove_node(&mut self, node: &str) {
-        self.nodes.remove(node);
-    }
-
     fn charge(&mut self, p: &Placed, add: bool) {
         let Some(n) = self.nodes.get_mut(&p.node) else {
             return;
@@ -113,11 +108,6 @@ impl Cluster {
         if let Some(p) = self.pods.remove(pod) {
             self.charge(&p, false);
         }
-    }
-
-    /// Whether a pod is recorded.
-    pub fn has_pod(&self, pod: &str) -> bool {
-        self.pods.contains_key(pod)
     }
 
     /// Tries the pod on every candidate: the nodes where it fits with their scores (0..=10),
