@@ -1,11 +1,11 @@
-//! NVIDIA's real CUDA runtime (12.9 and 13.0) on the simulated GPU, bare and under
+//! NVIDIA's real CUDA runtime (11.8, 12.9 and 13.0) on the simulated GPU, bare and under
 //! `libgpupool.so`: device queries, data movement, and the memory limit on every runtime
 //! allocation path.
 
 mod common;
 use common::*;
 
-const RUNTIMES: [&str; 2] = ["12.9", "13.0"];
+const RUNTIMES: [&str; 3] = ["11.8", "12.9", "13.0"];
 
 #[test]
 fn runtime_runs_on_the_simulated_gpu() {

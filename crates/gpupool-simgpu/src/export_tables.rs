@@ -53,7 +53,6 @@ stubs!(
     stub_checks_1 = "CONTEXT_CHECKS[1]",
     stub_checks_3 = "CONTEXT_CHECKS[3]",
     stub_integrity_2 = "INTEGRITY_CHECK[2]",
-    stub_integrity_3 = "INTEGRITY_CHECK[3]",
 );
 
 /// Module loading from fat binaries (kernels) is not simulated yet.
@@ -182,8 +181,14 @@ unsafe extern "C" fn integrity_check(version: u32, unix_seconds: u64, out: *mut 
         return CUDA_ERROR_INVALID_VALUE;
     }
     let answer = match version % 10 {
-        0 => [0x3341181c03cb675c, 0x8ed383aa1f4cd1e8],
-        1 => [0x1841181c03cb675c, 0x8ed383aa1f4cd1e8],
+        0 => SELF_TEST_ANSWER,
+        // The runtime (11.x checks it, 12.x and 13.x do not) expects the low byte of the
+        // table's size slot in the top byte of the second self-test answer.
+        1 => [
+            SELF_TEST_ANSWER[0] & 0x00ff_ffff_ffff_ffff
+                | (INTEGRITY_CHECK.0[0] as u64 & 0xff) << 56,
+            SELF_TEST_ANSWER[1],
+        ],
         _ => integrity_hash(version, unix_seconds),
     };
     if tracing() {
@@ -193,6 +198,9 @@ unsafe extern "C" fn integrity_check(version: u32, unix_seconds: u64, out: *mut 
     unsafe { *out = answer };
     CUDA_SUCCESS
 }
+
+/// The fixed answer to the first self-test version (`version % 10 == 0`).
+const SELF_TEST_ANSWER: [u64; 2] = [0x3341181c03cb675c, 0x8ed383aa1f4cd1e8];
 
 const INTEGRITY_KEY: [u8; 16] = [
     0x14, 0x6a, 0xdd, 0xae, 0x53, 0xa9, 0xa7, 0x52, 0xaa, 0x08, 0x41, 0x36, 0x0b, 0xf5, 0x5a, 0x9f,
@@ -278,11 +286,12 @@ static CONTEXT_CHECKS: Table<4> = Table([
     f(context_check as *const ()),
     f(stub_checks_3 as *const ()),
 ]);
-static INTEGRITY_CHECK: Table<4> = Table([
-    size(4),
+/// Three slots and a size of 24 bytes, as on driver 580: the 11.x runtime folds the size into the
+/// answer it expects for its second self-test version (see [`integrity_check`]).
+static INTEGRITY_CHECK: Table<3> = Table([
+    size(3),
     f(integrity_check as *const ()),
     f(stub_integrity_2 as *const ()),
-    f(stub_integrity_3 as *const ()),
 ]);
 
 const ID_CUDART_INTERFACE: [u8; 16] = [
