@@ -1,10 +1,12 @@
-//! `gpupool`: run programs on a virtual GPU, inspect devices and tenants, demo.
+//! `gpupool`: run programs on a virtual GPU, inspect devices and tenants, demo, and the
+//! Kubernetes scheduler extender.
 //! Command-line parsing and dispatch only; each command lives in its own module.
 
 mod artefacts;
 mod cmd_demo;
 mod cmd_info;
 mod cmd_run;
+mod cmd_scheduler;
 mod driver_probe;
 mod nvml_client;
 mod sim_env;
@@ -27,6 +29,8 @@ enum Command {
     Info(cmd_info::InfoArgs),
     /// Two tenants with different memory limits share one simulated card.
     Demo(cmd_demo::DemoArgs),
+    /// Kubernetes scheduler extender: places vGPU pods on cards (filter, prioritize, bind).
+    Scheduler(cmd_scheduler::SchedulerArgs),
     /// (internal) allocate through the driver API until refused; prints one JSON line.
     #[command(hide = true)]
     Probe(driver_probe::ProbeArgs),
@@ -38,6 +42,7 @@ fn main() {
         Command::Run(a) => cmd_run::run(a),
         Command::Info(a) => cmd_info::run(a).map(|_| 0),
         Command::Demo(a) => cmd_demo::run(a).map(|_| 0),
+        Command::Scheduler(a) => cmd_scheduler::run(a).map(|_| 0),
         Command::Probe(a) => driver_probe::run(a).map(|_| 0),
     };
     match result {

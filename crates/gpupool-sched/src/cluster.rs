@@ -86,6 +86,16 @@ impl Cluster {
         }
     }
 
+    /// The node a pod is placed on, if it is.
+    pub fn node_of(&self, pod: &str) -> Option<&str> {
+        self.pods.get(pod).map(|p| p.node.as_str())
+    }
+
+    /// How many pods are placed.
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
     /// Records a pod's assignment (from its annotation, or after `assign`); replaces an earlier
     /// record of the same pod.
     pub fn add_pod(&mut self, pod: &str, a: &Assignment) {

@@ -1,0 +1,139 @@
+//! `gpupool scheduler`: the kube-scheduler extender (filter, prioritize, bind over HTTP) that
+//! places vGPU pods on cards. Flags here; the extender is `gpupool-extender`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use gpupool_extender::state::Settings;
+use gpupool_extender::Options;
+use gpupool_sched::request::{Packing, Policy, ResourceNames};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Binpack or spread, as a flag value.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PackingArg {
+    /// Prefer fuller nodes / cards.
+    Binpack,
+    /// Prefer emptier nodes / cards.
+    Spread,
+}
+
+impl From<PackingArg> for Packing {
+    fn from(p: PackingArg) -> Packing {
+        match p {
+            PackingArg::Binpack => Packing::Binpack,
+            PackingArg::Spread => Packing::Spread,
+        }
+    }
+}
+
+/// Arguments of `gpupool scheduler`.
+#[derive(Args, Debug)]
+pub struct SchedulerArgs {
+    /// Address the extender listens on (kube-scheduler's `urlPrefix` points here).
+    #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// Domain of the vGPU resources (`DOMAIN/gpu`, `DOMAIN/gpumem`, …).
+    #[arg(long, default_value = "nvidia.com", value_name = "DOMAIN")]
+    pub resource_domain: String,
+    /// Node preference of pods without a `gpupool.io/node-policy` annotation.
+    #[arg(long, value_enum, default_value = "binpack")]
+    pub node_policy: PackingArg,
+    /// Card preference of pods without a `gpupool.io/gpu-policy` annotation.
+    #[arg(long, value_enum, default_value = "binpack")]
+    pub gpu_policy: PackingArg,
+    /// Keep multi-card requests on one NUMA node unless a pod says otherwise.
+    #[arg(long)]
+    pub numa: bool,
+    /// Device memory a card may promise, as a multiple of its size (1 = no oversubscription).
+    #[arg(long, default_value = "1", value_name = "FACTOR")]
+    pub memory_oversubscription: f64,
+    /// How often nodes and pods are listed again (e.g. `10s`, `500ms`).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub refresh: String,
+    /// Kubeconfig file (default: `$KUBECONFIG`, `~/.kube/config`, or the in-cluster account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Log level (`error`, `warn`, `info`, `debug`).
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+    /// Check the flags, print the settings they give, and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn options(a: &SchedulerArgs) -> Result<Options> {
+    let over = a.memory_oversubscription;
+    if !(1.0..=16.0).contains(&over) {
+        bail!("--memory-oversubscription {over}: must be from 1 to 16");
+    }
+    let refresh = gpupool_config::parse_duration_ns(&a.refresh)
+        .map_err(|e| anyhow::anyhow!("--refresh {:?}: {e}", a.refresh))?;
+    if refresh < 100_000_000 {
+        bail!("--refresh {:?}: must be at least 100ms", a.refresh);
+    }
+    if a.resource_domain.is_empty() || a.resource_domain.contains('/') {
+        bail!(
+            "--resource-domain {:?}: expected a domain such as nvidia.com",
+            a.resource_domain
+        );
+    }
+    Ok(Options {
+        settings: Settings {
+            names: ResourceNames::new(&a.resource_domain),
+            defaults: Policy {
+                node: a.node_policy.into(),
+                gpu: a.gpu_policy.into(),
+                numa: a.numa,
+                ..Policy::default()
+            },
+            oversubscription: over,
+            ..Settings::default()
+        },
+        listen: a.listen,
+        refresh: Duration::from_nanos(refresh),
+    })
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer().await.context(
+            "no Kubernetes API found (no in-cluster account, $KUBECONFIG or ~/.kube/config); \
+             pass --kubeconfig",
+        )?,
+    };
+    kube::Client::try_from(config).context("creating the Kubernetes client")
+}
+
+/// Runs the extender until SIGTERM / Ctrl-C.
+pub fn run(a: SchedulerArgs) -> Result<()> {
+    let options = options(&a)?;
+    if a.dry_run {
+        println!("{options:#?}");
+        return Ok(());
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&a.log_level)
+        .map_err(|e| anyhow::anyhow!("--log-level {:?}: {e}", a.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = client(a.kubeconfig.as_ref()).await?;
+        gpupool_extender::run(options, client)
+            .await
+            .map_err(anyhow::Error::msg)
+    })
+}

@@ -1,0 +1,255 @@
+//! Every manifest under `deploy/` is read into its `k8s-openapi` type and written back: a field
+//! the type does not know (a typo) is lost on the way and fails the test. The scheduler's
+//! `KubeSchedulerConfiguration` is checked field by field against the extender it points to,
+//! and the extender's command line is run through `gpupool scheduler --dry-run`.
+
+mod common;
+use common::*;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn manifests(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            manifests(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p);
+        }
+    }
+}
+
+/// Every document of every manifest, with where it came from.
+fn documents() -> Vec<(String, Value)> {
+    let mut files = Vec::new();
+    manifests(&root().join("deploy"), &mut files);
+    files.sort();
+    assert!(!files.is_empty(), "no manifests under deploy/");
+    let mut docs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, d) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let v = Value::deserialize(d)
+                .unwrap_or_else(|e| panic!("{} document {i}: {e}", f.display()));
+            if !v.is_null() {
+                docs.push((format!("{} document {i}", f.display()), v));
+            }
+        }
+    }
+    docs
+}
+
+/// Drops nulls and empty objects, which a round trip may add or remove without meaning.
+fn normalise(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), normalise(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The first path where `a` and `b` differ.
+fn difference(a: &Value, b: &Value, at: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => x.iter().find_map(|(k, v)| match y.get(k) {
+            None => Some(format!("{at}.{k}")),
+            Some(w) => difference(v, w, &format!("{at}.{k}")),
+        }),
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (v, w))| difference(v, w, &format!("{at}[{i}]"))),
+        _ => (a != b).then(|| at.to_string()),
+    }
+}
+
+fn round_trip<T: DeserializeOwned + Serialize>(what: &str, v: &Value) -> T {
+    let typed: T = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let back = serde_json::to_value(&typed).unwrap();
+    if let Some(path) = difference(&normalise(v), &normalise(&back), "") {
+        panic!("{what}: {path} is not part of the type (typo?) or changed on the way");
+    }
+    typed
+}
+
+#[test]
+fn every_manifest_is_a_valid_kubernetes_object() {
+    let mut kinds = Vec::new();
+    for (what, v) in documents() {
+        let kind = v["kind"].as_str().unwrap_or_default().to_string();
+        match kind.as_str() {
+            "ServiceAccount" => drop(round_trip::<ServiceAccount>(&what, &v)),
+            "ClusterRole" => drop(round_trip::<ClusterRole>(&what, &v)),
+            "ClusterRoleBinding" => drop(round_trip::<ClusterRoleBinding>(&what, &v)),
+            "Role" => drop(round_trip::<Role>(&what, &v)),
+            "RoleBinding" => drop(round_trip::<RoleBinding>(&what, &v)),
+            "ConfigMap" => drop(round_trip::<ConfigMap>(&what, &v)),
+            "Deployment" => drop(round_trip::<Deployment>(&what, &v)),
+            "DaemonSet" => drop(round_trip::<DaemonSet>(&what, &v)),
+            other => panic!("{what}: kind {other:?} is not checked by this test"),
+        }
+        kinds.push(kind);
+    }
+    for k in ["Deployment", "ConfigMap", "ClusterRole", "ServiceAccount"] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} in deploy/");
+    }
+}
+
+/// `kubescheduler.config.k8s.io/v1` `KubeSchedulerConfiguration`, the parts we set (unknown
+/// fields are refused so that a typo fails).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct SchedulerConfig {
+    api_version: String,
+    kind: String,
+    leader_election: Option<LeaderElection>,
+    profiles: Vec<Profile>,
+    extenders: Vec<ExtenderConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct LeaderElection {
+    leader_elect: bool,
+    resource_namespace: String,
+    resource_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Profile {
+    scheduler_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ExtenderConfig {
+    url_prefix: String,
+    filter_verb: String,
+    prioritize_verb: String,
+    bind_verb: String,
+    weight: i64,
+    #[serde(rename = "enableHTTPS")]
+    enable_https: bool,
+    node_cache_capable: bool,
+    ignorable: bool,
+    http_timeout: String,
+    managed_resources: Vec<ManagedResource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ManagedResource {
+    name: String,
+    ignored_by_scheduler: bool,
+}
+
+#[test]
+fn the_scheduler_configuration_points_at_the_extender_it_runs_with() {
+    let docs = documents();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|(_, v)| v["kind"] == kind && v["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .1
+            .clone()
+    };
+    let cm: ConfigMap =
+        serde_json::from_value(find("ConfigMap", "gpupool-scheduler-config")).unwrap();
+    let text = &cm.data.unwrap()["config.yaml"];
+    let config: SchedulerConfig = serde_yaml::from_str(text).expect("KubeSchedulerConfiguration");
+    assert_eq!(config.api_version, "kubescheduler.config.k8s.io/v1");
+    assert_eq!(config.kind, "KubeSchedulerConfiguration");
+    assert_eq!(config.profiles[0].scheduler_name, "gpupool-scheduler");
+    let ext = &config.extenders[0];
+    // The verbs are the extender's routes.
+    assert_eq!(
+        (
+            ext.filter_verb.as_str(),
+            ext.prioritize_verb.as_str(),
+            ext.bind_verb.as_str()
+        ),
+        ("filter", "prioritize", "bind")
+    );
+    assert!(ext.node_cache_capable && !ext.enable_https && ext.weight >= 1);
+    // Every vGPU resource is left to the extender.
+    let managed: Vec<&str> = ext
+        .managed_resources
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    let names = gpupool_sched::request::ResourceNames::default();
+    for r in [
+        &names.gpu,
+        &names.memory,
+        &names.memory_percent,
+        &names.cores,
+        &names.priority,
+    ] {
+        assert!(
+            managed.contains(&r.as_str()),
+            "{r} not managed by the extender"
+        );
+    }
+    assert!(ext.managed_resources.iter().all(|m| m.ignored_by_scheduler));
+
+    // The Deployment mounts that ConfigMap, runs kube-scheduler on it, and runs the extender
+    // where urlPrefix points; its flags are accepted by `gpupool scheduler`.
+    let d: Deployment = serde_json::from_value(find("Deployment", "gpupool-scheduler")).unwrap();
+    let spec = d.spec.unwrap().template.spec.unwrap();
+    let volume = spec
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "config")
+        .unwrap();
+    assert_eq!(volume.config_map.unwrap().name, "gpupool-scheduler-config");
+    let sched = spec
+        .containers
+        .iter()
+        .find(|c| c.name == "kube-scheduler")
+        .unwrap();
+    let mount = &sched.volume_mounts.as_ref().unwrap()[0].mount_path;
+    assert!(sched
+        .command
+        .as_ref()
+        .unwrap()
+        .contains(&format!("--config={mount}/config.yaml")));
+    let extender = spec
+        .containers
+        .iter()
+        .find(|c| c.name == "gpupool-extender")
+        .unwrap();
+    let cmd = extender.command.clone().unwrap();
+    assert_eq!(&cmd[..2], ["gpupool", "scheduler"]);
+    let listen = cmd
+        .iter()
+        .find_map(|a| a.strip_prefix("--listen="))
+        .expect("--listen");
+    assert_eq!(ext.url_prefix, format!("http://{listen}"));
+    let out = std::process::Command::new(gpupool())
+        .args(&cmd[1..])
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(listen));
+}

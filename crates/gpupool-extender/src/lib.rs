@@ -1,0 +1,89 @@
+//! `gpupool scheduler`: a kube-scheduler extender that chooses which cards every container of a
+//! vGPU pod gets (placement from `gpupool-sched`), and binds the pod with that decision recorded
+//! in its `gpupool.io/assignment` annotation (`docs/kubernetes.md`).
+//!
+//! - [`api`]: the extender wire format.
+//! - [`pod`]: what is read from a pod (requests, policy, assignment).
+//! - [`state`]: the cluster view and the decisions, without I/O.
+//! - [`kube_api`]: `bind` and the rebuild through the Kubernetes API.
+//! - [`server`]: the HTTP routes.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod kube_api;
+pub mod pod;
+pub mod server;
+pub mod state;
+
+use server::App;
+use state::{Extender, Settings};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How `gpupool scheduler` runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Placement settings.
+    pub settings: Settings,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// How often the view is rebuilt from the API.
+    pub refresh: Duration,
+}
+
+/// Runs the extender until SIGTERM / Ctrl-C, with `client` for the Kubernetes API.
+pub async fn run(options: Options, client: kube::Client) -> Result<(), String> {
+    let extender = Arc::new(Extender::new(options.settings.clone()));
+    let app = Arc::new(App {
+        extender: extender.clone(),
+        client: client.clone(),
+        ready: Default::default(),
+    });
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", options.listen))?;
+    tracing::info!("gpupool scheduler extender listening on {}", options.listen);
+    let refresher = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                match kube_api::rebuild(&app.extender, &app.client).await {
+                    Ok(_) => {
+                        if !app.ready.swap(true, Ordering::AcqRel) {
+                            tracing::info!(
+                                pods = app.extender.placed_pods(),
+                                "cluster state read; serving"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::warn!("cluster state not refreshed: {e}"),
+                }
+                tokio::time::sleep(options.refresh).await;
+            }
+        })
+    };
+    let served = axum::serve(listener, server::router(app))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| format!("serving: {e}"));
+    refresher.abort();
+    served
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
