@@ -457,7 +457,7 @@ mod tests {
         }
 
         #[test]
-        fn streams_of_pods_never_over_commit_a_card(
+        fn streams_of_pods_never_over_commit_a_card_and_follow_the_policy(
             cards in proptest::collection::vec(arb_card(), 1..8),
             pods in proptest::collection::vec(proptest::collection::vec(arb_req(), 1..3), 1..30),
             spread in any::<bool>(),
@@ -486,6 +486,20 @@ mod tests {
                             for k in p {
                                 prop_assert!(before[k.card].info.healthy);
                                 prop_assert_eq!(k.memory_mib, r.memory_on(before[k.card].info.memory_mib));
+                            }
+                            if pod.len() == 1 && r.count == 1 {
+                                // Policy order: no usable card was preferable to the pick.
+                                let k = p[0].card;
+                                for (j, c) in before.iter().enumerate() {
+                                    if j == k || !c.fits(r, 1.0) || !c.allowed(&policy) {
+                                        continue;
+                                    }
+                                    if spread {
+                                        prop_assert!(c.load() >= before[k].load(), "spread took a fuller card");
+                                    } else {
+                                        prop_assert!(c.load() <= before[k].load(), "binpack took an emptier card");
+                                    }
+                                }
                             }
                             if numa && r.count > 1 {
                                 let n0 = before[p[0].card].info.numa;

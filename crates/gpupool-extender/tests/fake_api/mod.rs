@@ -74,6 +74,7 @@ impl Cluster {
     }
 
     /// A pod object.
+    #[allow(dead_code)] // not every test binary reads pods back
     pub fn pod(&self, ns: &str, name: &str) -> Value {
         self.pods[&format!("{ns}/{name}")].clone()
     }
