@@ -96,8 +96,8 @@ async fn prioritize(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let ext = app.extender.clone();
-    match tokio::task::spawn_blocking(move || ext.prioritize(&args)).await {
-        Ok(r) => Json(r).into_response(),
+    match tokio::task::spawn_blocking(move || ext.prioritize_json(&args)).await {
+        Ok(json) => ([(http::header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("prioritize: {e}"),

@@ -4,11 +4,13 @@
 
 use crate::api::{ExtenderArgs, ExtenderFilterResult, HostPriority, NodeList, MAX_PRIORITY};
 use crate::pod;
-use gpupool_sched::cluster::Cluster;
+use gpupool_sched::cluster::{Cluster, Verdict};
 use gpupool_sched::protocol::{Assignment, Inventory, INVENTORY_ANNOTATION};
 use gpupool_sched::request::{Policy, ResourceNames};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -46,6 +48,36 @@ struct Inner {
     bad_inventories: HashMap<String, String>,
     /// Pods assigned by `bind` here, with when.
     assumed: HashMap<String, (Assignment, Instant)>,
+    /// Bumped by every change of the view (evaluations of an older one are stale).
+    generation: u64,
+    /// The last `filter` evaluation, reused by the `prioritize` call that follows it.
+    last: Option<Cached>,
+}
+
+/// An evaluation kept between `filter` and `prioritize` of the same pod.
+struct Cached {
+    /// Pod UID and resource version (the pod's content).
+    pod: (String, String),
+    generation: u64,
+    /// Each candidate's score (0 where the pod does not fit), by the hash of its name
+    /// (no copies of thousands of names on the hot path).
+    scores: HashMap<u64, i64>,
+}
+
+/// The hash of a node name that [`Cached`] is keyed by.
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
+}
+
+fn pod_identity(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata
+            .uid
+            .clone()
+            .unwrap_or_else(|| pod::pod_key(pod)),
+        pod.metadata.resource_version.clone().unwrap_or_default(),
+    )
 }
 
 impl Inner {
@@ -63,6 +95,7 @@ impl Inner {
 pub struct Extender {
     settings: Settings,
     inner: Mutex<Inner>,
+    evaluations: AtomicU64,
 }
 
 /// Outcome of [`Extender::assign`].
@@ -89,6 +122,7 @@ impl Extender {
         Extender {
             inner: Mutex::new(Inner::empty(settings.oversubscription)),
             settings,
+            evaluations: AtomicU64::new(0),
         }
     }
 
@@ -136,41 +170,50 @@ impl Extender {
             Err(why) => {
                 // The pod's own request is wrong: no node will ever do, and preemption
                 // cannot help.
-                for n in &candidates {
+                for n in candidates.iter() {
                     result
                         .failed_and_unresolvable
                         .insert(n.clone(), why.clone());
                 }
                 Vec::new()
             }
-            Ok(None) => candidates.clone(),
+            Ok(None) => candidates.to_vec(),
             Ok(Some((reqs, policy))) => {
-                let g = self.lock();
-                // A node whose inventory cannot be read is never chosen: its cards are unknown.
-                let (bad, good): (Vec<String>, Vec<String>) = candidates
+                let mut g = self.lock();
+                self.evaluations.fetch_add(1, Ordering::Relaxed);
+                let evaluation = g.cluster.evaluate(&reqs, &policy, &candidates);
+                let scores = candidates
                     .iter()
-                    .cloned()
-                    .partition(|n| g.bad_inventories.contains_key(n));
-                for n in bad {
-                    let why = g.bad_inventories[&n].clone();
-                    result.failed_nodes.insert(n, why);
+                    .zip(&evaluation.verdicts)
+                    .map(|(n, v)| (name_hash(n), v.score()))
+                    .collect();
+                g.last = Some(Cached {
+                    pod: pod_identity(pod),
+                    generation: g.generation,
+                    scores,
+                });
+                let (fits, failed) = evaluation.filter(&candidates);
+                result.failed_nodes = failed;
+                // A node whose inventory cannot be read is never chosen: its cards are unknown.
+                for (n, why) in &g.bad_inventories {
+                    if let Some(reason) = result.failed_nodes.get_mut(n) {
+                        *reason = why.clone();
+                    }
                 }
-                let (fits, failed) = g.cluster.filter(&reqs, &policy, &good);
-                result.failed_nodes.extend(failed);
-                fits
+                fits.into_iter()
+                    .filter(|n| !g.bad_inventories.contains_key(n))
+                    .collect()
             }
         };
         match &args.nodes {
             Some(list) => {
+                let fits: HashSet<&str> = fits.iter().map(String::as_str).collect();
                 result.nodes = Some(NodeList {
                     metadata: list.metadata.clone(),
                     items: list
                         .items
                         .iter()
-                        .filter(|n| {
-                            fits.iter()
-                                .any(|f| Some(f.as_str()) == n.metadata.name.as_deref())
-                        })
+                        .filter(|n| n.metadata.name.as_deref().is_some_and(|m| fits.contains(m)))
                         .cloned()
                         .collect(),
                 })
@@ -183,35 +226,78 @@ impl Extender {
     /// Answers `prioritize`: 0..=10 per candidate (0 everywhere for pods without vGPUs or with
     /// a malformed request).
     pub fn prioritize(&self, args: &ExtenderArgs) -> Vec<HostPriority> {
+        let (candidates, scores) = self.scores(args);
+        candidates
+            .iter()
+            .zip(scores)
+            .map(|(host, score)| HostPriority {
+                host: host.clone(),
+                score,
+            })
+            .collect()
+    }
+
+    /// [`Extender::prioritize`]'s answer as JSON, written straight from the request's node
+    /// names (no copy of each name: thousands of them per call).
+    pub fn prioritize_json(&self, args: &ExtenderArgs) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Borrowed<'a> {
+            #[serde(rename = "Host")]
+            host: &'a str,
+            #[serde(rename = "Score")]
+            score: i64,
+        }
+        let (candidates, scores) = self.scores(args);
+        let answer: Vec<Borrowed> = candidates
+            .iter()
+            .zip(scores)
+            .map(|(host, score)| Borrowed { host, score })
+            .collect();
+        serde_json::to_vec(&answer).unwrap_or_default()
+    }
+
+    /// The candidates and their scores (same order).
+    fn scores<'a>(&self, args: &'a ExtenderArgs) -> (Cow<'a, [String]>, Vec<i64>) {
         if let Some(nodes) = &args.nodes {
             self.observe_nodes(&nodes.items);
         }
         let candidates = candidates(args);
-        let scores: Vec<(String, i64)> = match args.pod.as_ref().map(|p| self.judge(p)) {
-            Some(Ok(Some((reqs, policy)))) => {
-                let g = self.lock();
-                g.cluster
-                    .prioritize(&reqs, &policy, &candidates)
-                    .into_iter()
-                    .map(|(n, s)| {
-                        let s = if g.bad_inventories.contains_key(&n) {
-                            0
-                        } else {
-                            s
-                        };
-                        (n, s)
-                    })
-                    .collect()
-            }
-            _ => candidates.iter().map(|n| (n.clone(), 0)).collect(),
+        let Some(Ok(Some((reqs, policy)))) = args.pod.as_ref().map(|p| self.judge(p)) else {
+            let zeros = vec![0; candidates.len()];
+            return (candidates, zeros);
         };
-        scores
-            .into_iter()
-            .map(|(host, score)| HostPriority {
-                host,
-                score: score.clamp(0, MAX_PRIORITY),
+        let g = self.lock();
+        let identity = args.pod.as_ref().map(pod_identity);
+        // kube-scheduler asks `prioritize` right after `filter`, for the nodes that passed:
+        // reuse that evaluation when nothing changed since.
+        let cached: Option<Vec<i64>> = g
+            .last
+            .as_ref()
+            .filter(|c| c.generation == g.generation && Some(&c.pod) == identity.as_ref())
+            .and_then(|c| {
+                candidates
+                    .iter()
+                    .map(|n| c.scores.get(&name_hash(n)).copied())
+                    .collect()
+            });
+        let scores = cached.unwrap_or_else(|| {
+            self.evaluations.fetch_add(1, Ordering::Relaxed);
+            let e = g.cluster.evaluate(&reqs, &policy, &candidates);
+            e.verdicts.iter().map(Verdict::score).collect()
+        });
+        let scores = candidates
+            .iter()
+            .zip(scores)
+            .map(|(n, s)| {
+                if g.bad_inventories.contains_key(n) {
+                    0
+                } else {
+                    s.clamp(0, MAX_PRIORITY)
+                }
             })
-            .collect()
+            .collect();
+        drop(g);
+        (candidates, scores)
     }
 
     /// The pod's vGPU requests and policy; `None` when it asks for no vGPU.
@@ -244,6 +330,7 @@ impl Extender {
                 return Ok(Assigned::Again(a.clone()));
             }
         }
+        g.generation += 1;
         g.cluster.remove_pod(&key);
         let a = g.cluster.assign(&key, node, &reqs, &policy)?;
         g.assumed.insert(key, (a.clone(), Instant::now()));
@@ -255,6 +342,7 @@ impl Extender {
         let mut g = self.lock();
         g.assumed.remove(key);
         g.cluster.remove_pod(key);
+        g.generation += 1;
     }
 
     /// Marks a pod's assignment as confirmed by the API (bound); it stays counted.
@@ -316,8 +404,15 @@ impl Extender {
             }
             fresh.assumed.insert(key, (a, at));
         }
+        fresh.generation = g.generation + 1;
         *g = fresh;
         problems
+    }
+
+    /// How many times pods were tried on the cluster (a `prioritize` right after the `filter`
+    /// of the same pod reuses its evaluation).
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations.load(Ordering::Relaxed)
     }
 
     /// How many pods the view counts as placed.
@@ -332,15 +427,16 @@ impl Extender {
 }
 
 /// Candidate node names of a request.
-fn candidates(args: &ExtenderArgs) -> Vec<String> {
+fn candidates(args: &ExtenderArgs) -> Cow<'_, [String]> {
     match (&args.node_names, &args.nodes) {
-        (Some(names), _) => names.clone(),
-        (None, Some(list)) => list
-            .items
-            .iter()
-            .filter_map(|n| n.metadata.name.clone())
-            .collect(),
-        (None, None) => Vec::new(),
+        (Some(names), _) => Cow::Borrowed(names),
+        (None, Some(list)) => Cow::Owned(
+            list.items
+                .iter()
+                .filter_map(|n| n.metadata.name.clone())
+                .collect(),
+        ),
+        (None, None) => Cow::Owned(Vec::new()),
     }
 }
 
@@ -348,6 +444,7 @@ fn apply_inventory(g: &mut Inner, node: &str, text: &str) {
     if g.inventories.get(node).map(String::as_str) == Some(text) {
         return;
     }
+    g.generation += 1;
     match Inventory::parse(text) {
         Ok(inv) => {
             g.cluster.set_inventory(node, &inv);

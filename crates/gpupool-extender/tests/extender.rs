@@ -441,3 +441,30 @@ async fn a_restarted_extender_rebuilds_the_same_view() {
     let after = post(&restarted, "/filter", &probe).await.1;
     assert_eq!(names(&after["NodeNames"]), ["gpu-a", "gpu-b"]);
 }
+
+#[tokio::test]
+async fn prioritize_reuses_the_filter_evaluation_until_the_view_changes() {
+    let shared = cluster();
+    shared.lock().unwrap().add_pod("ml", "p1", 1, 1000);
+    let (router, app) = start(&shared).await;
+    let pod = payload()["Pod"].clone();
+    let all = json!(["gpu-a", "gpu-b", "gpu-c", "cpu-only"]);
+    let (_, f) = post(&router, "/filter", &json!({"Pod": pod, "NodeNames": all})).await;
+    let passed = f["NodeNames"].clone();
+    let body = json!({"Pod": pod, "NodeNames": passed});
+    let (_, first) = post(&router, "/prioritize", &body).await;
+    assert_eq!(
+        app.extender.evaluations(),
+        1,
+        "prioritize reused filter's evaluation"
+    );
+    // The same answer as an extender that evaluates afresh.
+    let (fresh, fresh_app) = start(&shared).await;
+    assert_eq!(post(&fresh, "/prioritize", &body).await.1, first);
+    assert_eq!(fresh_app.extender.evaluations(), 1);
+    // A bind changes the view: the next prioritize evaluates again.
+    let (_, r) = post(&router, "/bind", &bind_args("p1", "gpu-b")).await;
+    assert_eq!(r["Error"], "");
+    post(&router, "/prioritize", &body).await;
+    assert_eq!(app.extender.evaluations(), 2);
+}

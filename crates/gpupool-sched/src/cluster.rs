@@ -3,10 +3,12 @@
 //! confirmation). `filter` and `prioritize` try the pod on each candidate node; `assign` places
 //! it for `bind` and records it, so two binds never get the same capacity.
 
-use crate::placement::{place, score, score_single, try_place, CardState, Pick};
+use crate::placement::{
+    place, score, score_single, try_place, CardState, Pick, MAX_IN_PLACE_CARDS,
+};
 use crate::protocol::{AssignedContainer, AssignedDevice, Assignment, Inventory, VERSION};
 use crate::request::{ContainerRequest, Policy};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One node.
 #[derive(Debug, Clone, Default)]
@@ -21,19 +23,87 @@ struct Placed {
     devices: Vec<(String, u64, u32)>,
 }
 
-/// The outcome of trying a pod on candidate nodes.
+/// The outcome of trying a pod on one candidate node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It fits, with this score (0..=10).
+    Fits(i64),
+    /// The node has no gpupool inventory.
+    NoInventory,
+    /// Not enough free slots, memory or cores on the node's cards.
+    NoRoom,
+}
+
+impl Verdict {
+    /// The score; 0 where the pod does not fit.
+    pub fn score(&self) -> i64 {
+        match self {
+            Verdict::Fits(s) => *s,
+            _ => 0,
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Fits(s) => write!(f, "fits (score {s})"),
+            Verdict::NoInventory => f.write_str("no gpupool inventory on this node"),
+            Verdict::NoRoom => f.write_str("not enough free GPU slots, memory or cores"),
+        }
+    }
+}
+
+/// The outcome of trying a pod on candidate nodes: one verdict per candidate, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Evaluation {
-    /// Nodes where it fits, with their scores (0..=10), in candidate order.
-    pub fits: Vec<(String, i64)>,
-    /// Nodes where it does not, with the reason.
-    pub failed: BTreeMap<String, String>,
+    /// Verdict of each candidate (same order as the candidates).
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Evaluation {
+    /// The candidates where the pod fits, and why each other one does not.
+    pub fn filter(&self, candidates: &[String]) -> (Vec<String>, BTreeMap<String, String>) {
+        let mut fits = Vec::new();
+        let mut failed = BTreeMap::new();
+        for (name, v) in candidates.iter().zip(&self.verdicts) {
+            match v {
+                Verdict::Fits(_) => fits.push(name.clone()),
+                other => {
+                    failed.insert(name.clone(), other.to_string());
+                }
+            }
+        }
+        (fits, failed)
+    }
+
+    /// Every candidate's score; 0 where the pod does not fit.
+    pub fn scores(&self, candidates: &[String]) -> Vec<(String, i64)> {
+        candidates
+            .iter()
+            .zip(&self.verdicts)
+            .map(|(n, v)| (n.clone(), v.score()))
+            .collect()
+    }
+
+    /// The index of the best candidate (highest score, first on ties).
+    pub fn best(&self) -> Option<usize> {
+        let mut best: Option<(usize, i64)> = None;
+        for (i, v) in self.verdicts.iter().enumerate() {
+            if let Verdict::Fits(s) = *v {
+                if best.is_none_or(|(_, b)| s > b) {
+                    best = Some((i, s));
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
 }
 
 /// Nodes, their cards and the pods on them.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
-    nodes: BTreeMap<String, Node>,
+    nodes: HashMap<String, Node>,
     pods: BTreeMap<String, Placed>,
     /// Memory oversubscription factor (1.0 = none).
     pub oversubscription: f64,
@@ -145,12 +215,9 @@ impl Cluster {
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        let mut e = Evaluation::default();
-        for p in parts {
-            e.fits.extend(p.fits);
-            e.failed.extend(p.failed);
+        Evaluation {
+            verdicts: parts.into_iter().flat_map(|p| p.verdicts).collect(),
         }
-        e
     }
 
     fn evaluate_part(
@@ -159,18 +226,17 @@ impl Cluster {
         policy: &Policy,
         candidates: &[String],
     ) -> Evaluation {
-        let mut e = Evaluation::default();
+        let mut e = Evaluation {
+            verdicts: Vec::with_capacity(candidates.len()),
+        };
         let mut cards: Vec<CardState> = Vec::new();
         for name in candidates {
             match self.nodes.get(name) {
-                None => {
-                    e.failed
-                        .insert(name.clone(), "no gpupool inventory on this node".into());
-                }
+                None => e.verdicts.push(Verdict::NoInventory),
                 Some(n) => {
                     let fits = match pod {
                         // One container, one vGPU: scored in place, nothing copied.
-                        [one] if one.count == 1 => {
+                        [one] if n.cards.len() <= MAX_IN_PLACE_CARDS => {
                             score_single(&n.cards, one, policy, self.oversubscription)
                         }
                         _ => {
@@ -180,14 +246,7 @@ impl Cluster {
                                 .map(|_| score(&cards, policy))
                         }
                     };
-                    if let Some(s) = fits {
-                        e.fits.push((name.clone(), s));
-                    } else {
-                        e.failed.insert(
-                            name.clone(),
-                            "not enough free GPU slots, memory or cores".into(),
-                        );
-                    }
+                    e.verdicts.push(fits.map_or(Verdict::NoRoom, Verdict::Fits));
                 }
             }
         }
@@ -201,8 +260,7 @@ impl Cluster {
         policy: &Policy,
         candidates: &[String],
     ) -> (Vec<String>, BTreeMap<String, String>) {
-        let e = self.evaluate(pod, policy, candidates);
-        (e.fits.into_iter().map(|(n, _)| n).collect(), e.failed)
+        self.evaluate(pod, policy, candidates).filter(candidates)
     }
 
     /// Scores (0..=10) of `candidates` for the pod; nodes where it does not fit score 0.
@@ -212,14 +270,7 @@ impl Cluster {
         policy: &Policy,
         candidates: &[String],
     ) -> Vec<(String, i64)> {
-        let e = self.evaluate(pod, policy, candidates);
-        candidates
-            .iter()
-            .map(|n| {
-                let s = e.fits.iter().find(|(f, _)| f == n).map_or(0, |(_, s)| *s);
-                (n.clone(), s)
-            })
-            .collect()
+        self.evaluate(pod, policy, candidates).scores(candidates)
     }
 
     /// Places the pod on `node` and records it (for `bind`); the assignment to annotate.
@@ -343,8 +394,10 @@ mod tests {
         let parallel = c.evaluate(&req(6_000), &Policy::default(), &all);
         let sequential = c.evaluate_part(&req(6_000), &Policy::default(), &all);
         assert_eq!(parallel, sequential);
-        assert!(parallel.failed.contains_key("missing"));
-        assert!(!parallel.fits.is_empty() && parallel.failed.len() > 1);
+        assert_eq!(parallel.verdicts.last(), Some(&Verdict::NoInventory));
+        let (fits, failed) = parallel.filter(&all);
+        assert!(!fits.is_empty() && failed.len() > 1);
+        assert_eq!(fits.len() + failed.len(), all.len());
     }
 
     #[test]

@@ -22,16 +22,24 @@ pub struct CardState {
     pub used_cores: u32,
     /// vGPUs on it.
     pub used_slots: u32,
+    /// The interconnect group as a number (0: none), compared instead of the name when many
+    /// nodes are scored.
+    group_key: u64,
 }
 
 impl CardState {
     /// An empty card.
     pub fn new(info: CardInfo) -> CardState {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let group_key = info.group.as_deref().map_or(0, |g| {
+            BuildHasherDefault::<DefaultHasher>::default().hash_one(g) | 1
+        });
         CardState {
             info: Arc::new(info),
             used_mib: 0,
             used_cores: 0,
             used_slots: 0,
+            group_key,
         }
     }
 
@@ -229,32 +237,131 @@ fn place_container(
     )
 }
 
-/// The node score a one-vGPU request would give `cards` if placed, without copying them (the
-/// common case of `filter` / `prioritize`); `None` if it does not fit. Same answer as
-/// [`place`] followed by [`score`].
+/// Most cards a node may have for [`score_single`] to score it in place (larger nodes are
+/// tried on a copy).
+pub const MAX_IN_PLACE_CARDS: usize = 64;
+
+/// The node score a one-container request (any vGPU count) would give `cards` if placed,
+/// without copying them or allocating (the common case of `filter` / `prioritize`); `None` if
+/// it does not fit, or if the node has more than [`MAX_IN_PLACE_CARDS`] cards (use [`place`]).
+/// Same choice of cards as [`place`], so the same score as [`place`] followed by [`score`].
 pub fn score_single(
     cards: &[CardState],
     r: &ContainerRequest,
     policy: &Policy,
     oversubscription: f64,
 ) -> Option<i64> {
-    if r.count != 1 {
-        return None;
-    }
-    let best = (0..cards.len())
-        .filter(|&i| cards[i].fits(r, oversubscription) && cards[i].allowed(policy))
-        .min_by(|&a, &b| preferred(cards, policy, a, b))?;
-    let b = &cards[best];
-    let after = b.load_with(
-        b.used_mib + r.memory_on(b.info.memory_mib),
-        b.used_cores + r.cores,
-    );
+    let mut chosen = [0usize; MAX_IN_PLACE_CARDS];
+    let picks = pick_in_place(cards, r, policy, oversubscription, &mut chosen)?;
     let total: f64 = cards
         .iter()
         .enumerate()
-        .map(|(i, c)| if i == best { after } else { c.load() })
+        .map(|(i, c)| {
+            if picks.contains(&i) {
+                c.load_with(
+                    c.used_mib + r.memory_on(c.info.memory_mib),
+                    c.used_cores + r.cores,
+                )
+            } else {
+                c.load()
+            }
+        })
         .sum();
     Some(node_score(total / cards.len() as f64, policy))
+}
+
+/// The cards [`place`] would give a one-container request, found without allocating; written
+/// to `chosen`, whose used part is returned.
+fn pick_in_place<'a>(
+    cards: &[CardState],
+    r: &ContainerRequest,
+    policy: &Policy,
+    oversubscription: f64,
+    chosen: &'a mut [usize; MAX_IN_PLACE_CARDS],
+) -> Option<&'a [usize]> {
+    let count = r.count as usize;
+    if count == 0 || cards.len() > MAX_IN_PLACE_CARDS {
+        return None;
+    }
+    let mut usable = [0usize; MAX_IN_PLACE_CARDS];
+    let mut n = 0;
+    for (i, c) in cards.iter().enumerate() {
+        if c.fits(r, oversubscription) && c.allowed(policy) {
+            usable[n] = i;
+            n += 1;
+        }
+    }
+    if n < count {
+        return None;
+    }
+    let usable = &mut usable[..n];
+    // Loads computed once (the order below compares them many times).
+    let mut loads = [0f64; MAX_IN_PLACE_CARDS];
+    for &i in usable.iter() {
+        loads[i] = cards[i].load();
+    }
+    let by_policy = |a: &usize, b: &usize| {
+        let c = match policy.gpu {
+            Packing::Binpack => loads[*b].total_cmp(&loads[*a]),
+            Packing::Spread => loads[*a].total_cmp(&loads[*b]),
+        };
+        c.then(a.cmp(b))
+    };
+    if count == 1 {
+        // One vGPU: the best usable card, no groups.
+        chosen[0] = usable.iter().copied().min_by(by_policy)?;
+        return Some(&chosen[..1]);
+    }
+    // The grouping `place_container` uses: NUMA node (required), interconnect group
+    // (preferred), or none for one vGPU.
+    let numa = policy.numa && count > 1;
+    let same_group = |a: usize, b: usize| {
+        if numa {
+            cards[a].info.numa == cards[b].info.numa
+        } else if count > 1 {
+            cards[a].group_key == cards[b].group_key
+        } else {
+            true
+        }
+    };
+    let load_of = |picks: &[usize]| picks.iter().map(|&i| loads[i]).sum::<f64>();
+    let mut have = false;
+    let mut members = [0usize; MAX_IN_PLACE_CARDS];
+    for (pos, &first) in usable.iter().enumerate() {
+        // Each group once, in the order its first card appears.
+        if usable[..pos].iter().any(|&e| same_group(e, first)) {
+            continue;
+        }
+        let mut m = 0;
+        for &i in usable.iter() {
+            if same_group(i, first) {
+                members[m] = i;
+                m += 1;
+            }
+        }
+        if m < count {
+            continue;
+        }
+        let set = &mut members[..m];
+        set.sort_by(by_policy);
+        let better = !have
+            || match policy.gpu {
+                Packing::Binpack => load_of(&set[..count]) > load_of(&chosen[..count]),
+                Packing::Spread => load_of(&set[..count]) < load_of(&chosen[..count]),
+            };
+        if better {
+            chosen[..count].copy_from_slice(&set[..count]);
+            have = true;
+        }
+    }
+    if !have {
+        if numa {
+            return None;
+        }
+        usable.sort_by(by_policy);
+        chosen[..count].copy_from_slice(&usable[..count]);
+    }
+    Some(&chosen[..count])
 }
 
 fn node_score(load: f64, policy: &Policy) -> i64 {
@@ -407,9 +514,10 @@ mod tests {
     }
 
     fn arb_card() -> impl Strategy<Value = CardState> {
-        (1u64..100_000, 0i32..2, 1u32..8, any::<bool>(), 0u8..3).prop_map(
+        (1u64..100_000, 0i32..2, 1u32..8, any::<bool>(), 0u8..4).prop_map(
             |(mib, numa, slots, healthy, g)| {
-                let mut c = card(0, "H100", mib, numa, Some(["x", "y", "z"][g as usize]));
+                let group = ["x", "y", "z"].get(g as usize).copied();
+                let mut c = card(0, "H100", mib, numa, group);
                 let info = Arc::make_mut(&mut c.info);
                 info.slots = slots;
                 info.healthy = healthy || g == 0;
@@ -439,21 +547,32 @@ mod tests {
 
     proptest! {
         #[test]
-        fn the_single_vgpu_shortcut_scores_like_a_placement(
-            cards in proptest::collection::vec(arb_card(), 1..8),
+        fn the_one_container_shortcut_scores_like_a_placement(
+            cards in proptest::collection::vec(arb_card(), 1..10),
             r in arb_req(),
             spread in any::<bool>(),
+            numa in any::<bool>(),
+            used in proptest::collection::vec((0u64..60_000, 0u32..90), 10),
         ) {
-            let r = ContainerRequest { count: 1, ..r };
+            let mut cards = cards;
+            for (c, (mib, cores)) in cards.iter_mut().zip(used) {
+                c.used_mib = mib.min(c.info.memory_mib);
+                c.used_cores = cores;
+            }
             let policy = Policy {
                 gpu: if spread { Packing::Spread } else { Packing::Binpack },
                 node: if spread { Packing::Binpack } else { Packing::Spread },
+                numa,
                 ..Policy::default()
             };
             let mut placed = cards.clone();
-            let full = place(&mut placed, std::slice::from_ref(&r), &policy, 1.0)
-                .map(|_| score(&placed, &policy));
+            let picks = place(&mut placed, std::slice::from_ref(&r), &policy, 1.0);
+            let full = picks.as_ref().map(|_| score(&placed, &policy));
             prop_assert_eq!(score_single(&cards, &r, &policy, 1.0), full);
+            let mut buf = [0; MAX_IN_PLACE_CARDS];
+            let fast = pick_in_place(&cards, &r, &policy, 1.0, &mut buf).map(<[usize]>::to_vec);
+            let slow = picks.map(|p| p[0].iter().map(|k| k.card).collect::<Vec<_>>());
+            prop_assert_eq!(fast, slow, "the same cards");
         }
 
         #[test]
