@@ -25,6 +25,18 @@ pub struct CardState {
     /// The interconnect group as a number (0: none), compared instead of the name when many
     /// nodes are scored.
     group_key: u64,
+    /// Copies of the fields every fit test reads, kept beside the usage so that scoring
+    /// thousands of nodes does not chase each card's shared `info`.
+    hot: Hot,
+}
+
+/// The card facts read on every fit test (copied from [`CardInfo`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hot {
+    memory_mib: u64,
+    slots: u32,
+    healthy: bool,
+    numa: i32,
 }
 
 impl CardState {
@@ -34,7 +46,14 @@ impl CardState {
         let group_key = info.group.as_deref().map_or(0, |g| {
             BuildHasherDefault::<DefaultHasher>::default().hash_one(g) | 1
         });
+        let hot = Hot {
+            memory_mib: info.memory_mib,
+            slots: info.slots,
+            healthy: info.healthy,
+            numa: info.numa,
+        };
         CardState {
+            hot,
             info: Arc::new(info),
             used_mib: 0,
             used_cores: 0,
@@ -44,16 +63,15 @@ impl CardState {
     }
 
     fn memory_cap(&self, oversubscription: f64) -> u64 {
-        (self.info.memory_mib as f64 * oversubscription.max(1.0)) as u64
+        (self.hot.memory_mib as f64 * oversubscription.max(1.0)) as u64
     }
 
     /// Whether one vGPU of `r` fits.
     pub fn fits(&self, r: &ContainerRequest, oversubscription: f64) -> bool {
-        self.info.healthy
-            && self.used_slots < self.info.slots
+        self.hot.healthy
+            && self.used_slots < self.hot.slots
             && self.used_cores + r.cores <= 100
-            && self.used_mib + r.memory_on(self.info.memory_mib)
-                <= self.memory_cap(oversubscription)
+            && self.used_mib + r.memory_on(self.hot.memory_mib) <= self.memory_cap(oversubscription)
     }
 
     /// Whether the pod's selectors allow it.
@@ -73,12 +91,12 @@ impl CardState {
 
     /// How full it would be with `mib` and `cores` given out.
     fn load_with(&self, mib: u64, cores: u32) -> f64 {
-        let mem = mib as f64 / self.info.memory_mib.max(1) as f64;
+        let mem = mib as f64 / self.hot.memory_mib.max(1) as f64;
         (mem.max(cores as f64 / 100.0)).min(1.0)
     }
 
     fn take(&mut self, r: &ContainerRequest) -> u64 {
-        let mib = r.memory_on(self.info.memory_mib);
+        let mib = r.memory_on(self.hot.memory_mib);
         self.used_mib += mib;
         self.used_cores += r.cores;
         self.used_slots += 1;
@@ -185,7 +203,7 @@ fn place_container(
     }
     let key = |i: usize| -> Key<'_> {
         if policy.numa && count > 1 {
-            Key::Numa(cards[i].info.numa)
+            Key::Numa(cards[i].hot.numa)
         } else if count > 1 {
             cards[i].info.group.as_deref().map_or(Key::Any, Key::Group)
         } else {
@@ -259,7 +277,7 @@ pub fn score_single(
         .map(|(i, c)| {
             if picks.contains(&i) {
                 c.load_with(
-                    c.used_mib + r.memory_on(c.info.memory_mib),
+                    c.used_mib + r.memory_on(c.hot.memory_mib),
                     c.used_cores + r.cores,
                 )
             } else {
@@ -317,7 +335,7 @@ fn pick_in_place<'a>(
     let numa = policy.numa && count > 1;
     let same_group = |a: usize, b: usize| {
         if numa {
-            cards[a].info.numa == cards[b].info.numa
+            cards[a].hot.numa == cards[b].hot.numa
         } else if count > 1 {
             cards[a].group_key == cards[b].group_key
         } else {
@@ -473,7 +491,9 @@ mod tests {
         let mut got: Vec<usize> = p[0].iter().map(|k| k.card).collect();
         got.sort();
         assert_eq!(got, vec![1, 2], "the only group holding both");
-        Arc::make_mut(&mut cards[1].info).healthy = false;
+        let mut sick = (*cards[1].info).clone();
+        sick.healthy = false;
+        cards[1] = CardState::new(sick);
         assert!(place(&mut cards.clone(), &[req(3, 1_000, 10)], &numa, 1.0).is_none());
     }
 
@@ -517,11 +537,10 @@ mod tests {
         (1u64..100_000, 0i32..2, 1u32..8, any::<bool>(), 0u8..4).prop_map(
             |(mib, numa, slots, healthy, g)| {
                 let group = ["x", "y", "z"].get(g as usize).copied();
-                let mut c = card(0, "H100", mib, numa, group);
-                let info = Arc::make_mut(&mut c.info);
+                let mut info = (*card(0, "H100", mib, numa, group).info).clone();
                 info.slots = slots;
                 info.healthy = healthy || g == 0;
-                c
+                CardState::new(info)
             },
         )
     }
