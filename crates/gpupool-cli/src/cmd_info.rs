@@ -5,24 +5,21 @@
 use crate::artefacts::sim_library;
 use crate::cmd_run::tenants_dir;
 use crate::nvml_client::{read_devices, DeviceEntry};
-use crate::sim_env::SimEnv;
+use crate::sim_env::{SimArgs, SimEnv};
 use anyhow::Result;
 use clap::Args;
 use gpupool_config::format_size;
 use gpupool_region::Region;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Arguments of `gpupool info`.
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// Inspect a simulated machine of this spec instead of the real GPUs.
-    #[arg(long, value_name = "SPEC")]
-    pub sim: Option<String>,
-    /// State folder of the simulated machine (default: the one `gpupool run --sim SPEC` uses).
-    #[arg(long, value_name = "DIR", requires = "sim")]
-    pub state: Option<PathBuf>,
+    /// The machine to look at.
+    #[command(flatten)]
+    pub machine: SimArgs,
     /// Print one JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -41,6 +38,8 @@ pub struct TenantDevice {
     pub denied: u64,
     /// Compute limit in percent (null = none).
     pub compute_limit_percent: Option<u32>,
+    /// Guaranteed compute share in percent (null = none).
+    pub compute_request_percent: Option<u32>,
     /// Share of the device's time its processes' kernels ran recently (NVML samples; null
     /// when NVML has none).
     pub compute_percent: Option<u32>,
@@ -57,6 +56,20 @@ pub struct TenantEntry {
     pub devices: Vec<TenantDevice>,
     /// Pids of its live processes.
     pub pids: Vec<u32>,
+    /// The Kubernetes container it serves, when its folder says (`owner.json`, written by the
+    /// node agent).
+    pub owner: Option<Owner>,
+}
+
+/// The Kubernetes container a tenant serves.
+#[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name.
+    pub container: String,
 }
 
 /// The whole snapshot.
@@ -98,6 +111,10 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
                     .compute(i)
                     .map(|c| c.limit_pct.load(Relaxed))
                     .filter(|p| *p > 0),
+                compute_request_percent: region
+                    .compute(i)
+                    .map(|c| c.request_pct.load(Relaxed))
+                    .filter(|p| *p > 0),
                 compute_percent: None,
                 throttled_ms: region
                     .compute(i)
@@ -111,6 +128,9 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
                 .unwrap_or_default(),
             devices,
             pids: region.processes().iter().map(|p| p.host_pid).collect(),
+            owner: std::fs::read(path.join("owner.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok()),
         });
     }
     out
@@ -120,10 +140,14 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
 pub fn snapshot(sim: Option<&SimEnv>) -> Result<InfoSnapshot> {
     let devices = match sim {
         Some(s) => {
-            for (k, v) in s.env() {
-                // Only this process's own NVML client reads them, before any thread starts.
-                std::env::set_var(k, v);
-            }
+            static ENV: std::sync::Once = std::sync::Once::new();
+            ENV.call_once(|| {
+                for (k, v) in s.env() {
+                    // Only this process's own NVML client reads them; set once, by the first
+                    // snapshot, before the exporter's or top's threads read anything.
+                    std::env::set_var(k, v);
+                }
+            });
             read_devices(Some(&sim_library()?))?
         }
         None => read_devices(None)?,
@@ -155,10 +179,7 @@ fn attach_compute_shares(tenants: &mut [TenantEntry], devices: &[DeviceEntry]) {
 
 /// Prints the snapshot.
 pub fn run(a: InfoArgs) -> Result<()> {
-    let sim = match &a.sim {
-        Some(spec) => Some(SimEnv::prepare(spec, a.state.as_deref())?),
-        None => None,
-    };
+    let sim = a.machine.prepare()?;
     let snap = snapshot(sim.as_ref())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&snap)?);

@@ -4,12 +4,16 @@
 
 mod artefacts;
 mod cmd_demo;
+mod cmd_exporter;
 mod cmd_info;
 mod cmd_run;
 mod cmd_scheduler;
+mod cmd_top;
 mod driver_probe;
+mod metrics;
 mod nvml_client;
 mod sim_env;
+mod top_view;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +33,10 @@ enum Command {
     Info(cmd_info::InfoArgs),
     /// Two tenants with different memory limits share one simulated card.
     Demo(cmd_demo::DemoArgs),
+    /// Prometheus metrics of this host's cards and tenants on /metrics.
+    Exporter(cmd_exporter::ExporterArgs),
+    /// Live view of cards and tenants (memory, compute, throttling, denials).
+    Top(cmd_top::TopArgs),
     /// Kubernetes scheduler extender: places vGPU pods on cards (filter, prioritize, bind).
     Scheduler(cmd_scheduler::SchedulerArgs),
     /// (internal) allocate through the driver API until refused; prints one JSON line.
@@ -42,6 +50,8 @@ fn main() {
         Command::Run(a) => cmd_run::run(a),
         Command::Info(a) => cmd_info::run(a).map(|_| 0),
         Command::Demo(a) => cmd_demo::run(a).map(|_| 0),
+        Command::Exporter(a) => cmd_exporter::run(a).map(|_| 0),
+        Command::Top(a) => cmd_top::run(a).map(|_| 0),
         Command::Scheduler(a) => cmd_scheduler::run(a).map(|_| 0),
         Command::Probe(a) => driver_probe::run(a).map(|_| 0),
     };

@@ -7,6 +7,28 @@ use anyhow::{Context, Result};
 use gpupool_config::SimSpec;
 use std::path::{Path, PathBuf};
 
+/// `--sim SPEC [--state DIR]` of the commands that look at a machine (`info`, `top`,
+/// `exporter`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Look at a simulated machine of this spec instead of the real GPUs.
+    #[arg(long, value_name = "SPEC")]
+    pub sim: Option<String>,
+    /// State folder of the simulated machine (default: the one `gpupool run --sim SPEC` uses).
+    #[arg(long, value_name = "DIR", requires = "sim")]
+    pub state: Option<PathBuf>,
+}
+
+impl SimArgs {
+    /// The simulated machine, prepared; `None` for the real GPUs.
+    pub fn prepare(&self) -> Result<Option<SimEnv>> {
+        self.sim
+            .as_deref()
+            .map(|spec| SimEnv::prepare(spec, self.state.as_deref()))
+            .transpose()
+    }
+}
+
 /// A simulated machine ready to run programs on.
 pub struct SimEnv {
     /// The parsed spec.

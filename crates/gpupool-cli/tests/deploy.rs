@@ -241,15 +241,8 @@ fn the_scheduler_configuration_points_at_the_extender_it_runs_with() {
         .find_map(|a| a.strip_prefix("--listen="))
         .expect("--listen");
     assert_eq!(ext.url_prefix, format!("http://{listen}"));
-    let out = std::process::Command::new(gpupool())
-        .args(&cmd[1..])
-        .arg("--dry-run")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut args: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
+    args.push("--dry-run");
+    let out = gpupool_ok(&args);
     assert!(String::from_utf8_lossy(&out.stdout).contains(listen));
 }

@@ -88,6 +88,7 @@ fn resolve(ord: i32) -> Option<&'static ComputeState> {
     let dev = crate::tenant::device_index(t, ord).ok()?;
     let state = t.region.compute(dev)?;
     state.limit_pct.store(shares.limit, Relaxed);
+    state.request_pct.store(shares.request, Relaxed);
     crate::coordination::join(t, ord, shares);
     Some(state)
 }

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 pub struct ComputeState {
     /// Limit in percent (0 = none).
     pub limit_pct: AtomicU32,
-    _pad: AtomicU32,
+    /// Guaranteed share in percent (0 = none), for observers.
+    pub request_pct: AtomicU32,
     /// Theoretical arrival time (`CLOCK_MONOTONIC` ns).
     pub tat_ns: AtomicU64,
     /// Time launches spent waiting for their turn (ns).
@@ -37,7 +38,7 @@ impl ComputeState {
     pub const fn new() -> ComputeState {
         ComputeState {
             limit_pct: AtomicU32::new(0),
-            _pad: AtomicU32::new(0),
+            request_pct: AtomicU32::new(0),
             tat_ns: AtomicU64::new(0),
             throttled_ns: AtomicU64::new(0),
             throttled_launches: AtomicU64::new(0),

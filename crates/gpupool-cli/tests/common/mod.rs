@@ -150,20 +150,18 @@ impl Machine {
         self.run_cmd(args, cmd).output().expect("gpupool run")
     }
 
+    /// `gpupool COMMAND ARGS --sim SPEC --state DIR` on this machine; fails the test with the
+    /// command's stderr when it fails.
+    pub fn gpupool_on(&self, args: &[&str]) -> Output {
+        let state = self.state.display().to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--sim", &self.spec, "--state", &state]);
+        gpupool_ok(&all)
+    }
+
     /// `gpupool info --json` of this machine.
     pub fn info(&self) -> serde_json::Value {
-        let out = Command::new(gpupool())
-            .args(["info", "--json", "--sim", &self.spec, "--state"])
-            .arg(&self.state)
-            .env("GPUPOOL_LIB_DIR", lib_dir())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "info failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_slice(&self.gpupool_on(&["info", "--json"]).stdout).unwrap()
     }
 
     /// Env variables that put a program on this machine directly (no `gpupool run`).
@@ -186,6 +184,25 @@ impl Drop for Machine {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.state);
     }
+}
+
+/// Runs `gpupool ARGS` with this build's libraries; fails the test with its stderr when it
+/// fails.
+pub fn gpupool_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    let out = Command::new(gpupool())
+        .args(args)
+        .env("GPUPOOL_LIB_DIR", lib_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gpupool {:?} failed: {}",
+        args.iter()
+            .map(|a| a.as_ref().to_string_lossy())
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Parses `key value` lines into a map, failing on a `FAIL` line.

@@ -1,0 +1,76 @@
+//! `gpupool exporter`: Prometheus metrics of this host's cards and tenants on `/metrics`, for
+//! hosts without the node agent. Each scrape reads NVML and the tenants' regions afresh (reads
+//! only: atomics in the shared files, never a lock a tenant waits on).
+
+use crate::cmd_info::snapshot;
+use crate::sim_env::{SimArgs, SimEnv};
+use anyhow::{Context, Result};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use clap::Args;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Arguments of `gpupool exporter`.
+#[derive(Args, Debug)]
+pub struct ExporterArgs {
+    /// Address to serve `/metrics` on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "0.0.0.0:9400", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// The machine to look at.
+    #[command(flatten)]
+    pub machine: SimArgs,
+}
+
+/// OpenMetrics text, which Prometheus reads.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+async fn metrics(sim: Arc<Option<SimEnv>>) -> impl IntoResponse {
+    let taken = tokio::task::spawn_blocking(move || snapshot(sim.as_ref().as_ref())).await;
+    match taken {
+        Ok(Ok(snap)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, CONTENT_TYPE)],
+            crate::metrics::render(&snap),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("gpupool exporter: reading the GPUs: {e:#}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Serves metrics until SIGTERM / Ctrl-C.
+pub fn run(a: ExporterArgs) -> Result<()> {
+    let sim = a.machine.prepare()?;
+    // Read once before serving: a machine that cannot be read is an error at start, and the
+    // simulator's environment is set before any thread exists.
+    snapshot(sim.as_ref()).context("reading the GPUs")?;
+    let sim = Arc::new(sim);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("listening on {}", a.listen))?;
+        let addr = listener.local_addr()?;
+        eprintln!("gpupool exporter: serving http://{addr}/metrics");
+        let app = Router::new()
+            .route("/metrics", get(move || metrics(sim.clone())))
+            .route("/healthz", get(|| async { "ok" }));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving")
+    })
+}
