@@ -80,8 +80,8 @@ async fn filter(State(app): State<Arc<App>>, body: Bytes) -> Response {
         );
     }
     let ext = app.extender.clone();
-    match tokio::task::spawn_blocking(move || ext.filter(&args)).await {
-        Ok(r) => Json(r).into_response(),
+    match tokio::task::spawn_blocking(move || ext.filter_json(&args)).await {
+        Ok(json) => ([(http::header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => filter_error(StatusCode::INTERNAL_SERVER_ERROR, format!("filter: {e}")),
     }
 }

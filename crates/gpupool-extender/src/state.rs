@@ -2,12 +2,13 @@
 //! pods) behind one lock, `filter` / `prioritize` answers, the assignment made at `bind`, and
 //! the rebuild from listed nodes and pods.
 
-use crate::api::{ExtenderArgs, ExtenderFilterResult, HostPriority, NodeList, MAX_PRIORITY};
+use crate::api::{ExtenderArgs, MAX_PRIORITY};
 use crate::pod;
 use gpupool_sched::cluster::{Cluster, Verdict};
 use gpupool_sched::protocol::{Assignment, Inventory, INVENTORY_ANNOTATION};
 use gpupool_sched::request::{Policy, ResourceNames};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,15 +60,44 @@ struct Cached {
     /// Pod UID and resource version (the pod's content).
     pod: (String, String),
     generation: u64,
-    /// Each candidate's score (0 where the pod does not fit), by the hash of its name
-    /// (no copies of thousands of names on the hot path).
-    scores: HashMap<u64, i64>,
+    /// Hash of each of filter's candidates' names (no copies of thousands of names).
+    hashes: Vec<u64>,
+    /// Each candidate's score (0 where the pod does not fit), same order.
+    scores: Vec<i64>,
 }
 
-/// The hash of a node name that [`Cached`] is keyed by.
+impl Cached {
+    /// The scores of `candidates` when they are filter's candidates or a subsequence of them
+    /// in the same order (kube-scheduler sends the nodes that passed, in order).
+    fn scores_of(&self, candidates: &[String]) -> Option<Vec<i64>> {
+        let mut at = 0;
+        candidates
+            .iter()
+            .map(|n| {
+                let h = name_hash(n);
+                let k = self.hashes[at..].iter().position(|x| *x == h)?;
+                at += k + 1;
+                Some(self.scores[at - 1])
+            })
+            .collect()
+    }
+}
+
+/// `filter`'s verdict, before it is written as an answer.
+#[derive(Default)]
+struct FilterAnswer {
+    /// Indices of the candidates that fit.
+    fits: Vec<usize>,
+    failed: BTreeMap<String, String>,
+    unresolvable: BTreeMap<String, String>,
+    error: String,
+}
+
+/// FNV-1a of a node name: how [`Cached`] recognises candidates.
 fn name_hash(name: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn pod_identity(pod: &Pod) -> (String, String) {
@@ -153,92 +183,107 @@ impl Extender {
         }
     }
 
-    /// Answers `filter`.
-    pub fn filter(&self, args: &ExtenderArgs) -> ExtenderFilterResult {
+    /// Answers `filter` (an `ExtenderFilterResult` as JSON), written straight from the request's
+    /// names and node objects (nothing copied per node: thousands of them per call).
+    pub fn filter_json(&self, args: &ExtenderArgs) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct List<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            metadata: Option<&'a ListMeta>,
+            items: Vec<&'a Node>,
+        }
+        #[derive(serde::Serialize)]
+        struct Answer<'a> {
+            #[serde(rename = "Nodes")]
+            nodes: Option<List<'a>>,
+            #[serde(rename = "NodeNames")]
+            node_names: Option<Vec<&'a str>>,
+            #[serde(rename = "FailedNodes")]
+            failed: &'a BTreeMap<String, String>,
+            #[serde(rename = "FailedAndUnresolvableNodes")]
+            unresolvable: &'a BTreeMap<String, String>,
+            #[serde(rename = "Error")]
+            error: &'a str,
+        }
+        let (candidates, answer) = self.filter_core(args);
+        let fit_names = || answer.fits.iter().map(|&i| candidates[i].as_str());
+        let (nodes, node_names) = match &args.nodes {
+            Some(list) => {
+                let fits: HashSet<&str> = fit_names().collect();
+                let items = list
+                    .items
+                    .iter()
+                    .filter(|n| n.metadata.name.as_deref().is_some_and(|m| fits.contains(m)))
+                    .collect();
+                (
+                    Some(List {
+                        metadata: list.metadata.as_ref(),
+                        items,
+                    }),
+                    None,
+                )
+            }
+            None => (None, Some(fit_names().collect())),
+        };
+        serde_json::to_vec(&Answer {
+            nodes,
+            node_names,
+            failed: &answer.failed,
+            unresolvable: &answer.unresolvable,
+            error: &answer.error,
+        })
+        .unwrap_or_default()
+    }
+
+    /// The candidates and `filter`'s verdict on them (fits as indices into the candidates).
+    fn filter_core<'a>(&self, args: &'a ExtenderArgs) -> (Cow<'a, [String]>, FilterAnswer) {
+        let mut answer = FilterAnswer::default();
         let Some(pod) = &args.pod else {
-            return ExtenderFilterResult {
-                error: "the request has no Pod".into(),
-                ..Default::default()
-            };
+            answer.error = "the request has no Pod".into();
+            return (Cow::Owned(Vec::new()), answer);
         };
         if let Some(nodes) = &args.nodes {
             self.observe_nodes(&nodes.items);
         }
         let candidates = candidates(args);
-        let mut result = ExtenderFilterResult::default();
-        let fits: Vec<String> = match self.judge(pod) {
+        match self.judge(pod) {
             Err(why) => {
                 // The pod's own request is wrong: no node will ever do, and preemption
                 // cannot help.
                 for n in candidates.iter() {
-                    result
-                        .failed_and_unresolvable
-                        .insert(n.clone(), why.clone());
+                    answer.unresolvable.insert(n.clone(), why.clone());
                 }
-                Vec::new()
             }
-            Ok(None) => candidates.to_vec(),
+            Ok(None) => answer.fits = (0..candidates.len()).collect(),
             Ok(Some((reqs, policy))) => {
                 let mut g = self.lock();
                 self.evaluations.fetch_add(1, Ordering::Relaxed);
                 let evaluation = g.cluster.evaluate(&reqs, &policy, &candidates);
-                let scores = candidates
-                    .iter()
-                    .zip(&evaluation.verdicts)
-                    .map(|(n, v)| (name_hash(n), v.score()))
-                    .collect();
                 g.last = Some(Cached {
                     pod: pod_identity(pod),
                     generation: g.generation,
-                    scores,
+                    hashes: candidates.iter().map(|n| name_hash(n)).collect(),
+                    scores: evaluation.verdicts.iter().map(Verdict::score).collect(),
                 });
-                let (fits, failed) = evaluation.filter(&candidates);
-                result.failed_nodes = failed;
-                // A node whose inventory cannot be read is never chosen: its cards are unknown.
-                for (n, why) in &g.bad_inventories {
-                    if let Some(reason) = result.failed_nodes.get_mut(n) {
-                        *reason = why.clone();
+                for (i, (name, v)) in candidates.iter().zip(&evaluation.verdicts).enumerate() {
+                    // A node whose inventory cannot be read is never chosen: its cards are
+                    // unknown.
+                    if let Some(why) = g.bad_inventories.get(name) {
+                        answer.failed.insert(name.clone(), why.clone());
+                    } else if let Verdict::Fits(_) = v {
+                        answer.fits.push(i);
+                    } else {
+                        answer.failed.insert(name.clone(), v.to_string());
                     }
                 }
-                fits.into_iter()
-                    .filter(|n| !g.bad_inventories.contains_key(n))
-                    .collect()
             }
-        };
-        match &args.nodes {
-            Some(list) => {
-                let fits: HashSet<&str> = fits.iter().map(String::as_str).collect();
-                result.nodes = Some(NodeList {
-                    metadata: list.metadata.clone(),
-                    items: list
-                        .items
-                        .iter()
-                        .filter(|n| n.metadata.name.as_deref().is_some_and(|m| fits.contains(m)))
-                        .cloned()
-                        .collect(),
-                })
-            }
-            None => result.node_names = Some(fits),
         }
-        result
+        (candidates, answer)
     }
 
-    /// Answers `prioritize`: 0..=10 per candidate (0 everywhere for pods without vGPUs or with
-    /// a malformed request).
-    pub fn prioritize(&self, args: &ExtenderArgs) -> Vec<HostPriority> {
-        let (candidates, scores) = self.scores(args);
-        candidates
-            .iter()
-            .zip(scores)
-            .map(|(host, score)| HostPriority {
-                host: host.clone(),
-                score,
-            })
-            .collect()
-    }
-
-    /// [`Extender::prioritize`]'s answer as JSON, written straight from the request's node
-    /// names (no copy of each name: thousands of them per call).
+    /// Answers `prioritize` (a `HostPriorityList` as JSON: 0..=10 per candidate; 0 everywhere
+    /// for pods without vGPUs or with a malformed request), written straight from the
+    /// request's node names (no copy of each name: thousands of them per call).
     pub fn prioritize_json(&self, args: &ExtenderArgs) -> Vec<u8> {
         #[derive(serde::Serialize)]
         struct Borrowed<'a> {
@@ -274,12 +319,7 @@ impl Extender {
             .last
             .as_ref()
             .filter(|c| c.generation == g.generation && Some(&c.pod) == identity.as_ref())
-            .and_then(|c| {
-                candidates
-                    .iter()
-                    .map(|n| c.scores.get(&name_hash(n)).copied())
-                    .collect()
-            });
+            .and_then(|c| c.scores_of(&candidates));
         let scores = cached.unwrap_or_else(|| {
             self.evaluations.fetch_add(1, Ordering::Relaxed);
             let e = g.cluster.evaluate(&reqs, &policy, &candidates);

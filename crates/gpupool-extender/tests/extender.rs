@@ -226,6 +226,28 @@ async fn malformed_requests_get_clear_errors_and_never_a_panic() {
     let why = r["FailedAndUnresolvableNodes"]["gpu-a"].as_str().unwrap();
     assert!(why.contains("gpupool.io/numa"), "{why}");
 
+    // A node whose inventory turns unreadable (sent in full node objects) is never chosen
+    // again, and says why, although its last good cards are still known.
+    let mut nodes: Vec<Value> = shared.lock().unwrap().nodes.values().cloned().collect();
+    for n in &mut nodes {
+        if n["metadata"]["name"] == "gpu-b" {
+            n["metadata"]["annotations"]["gpupool.io/inventory"] = json!("not json");
+        }
+    }
+    let body = json!({"Pod": payload()["Pod"], "Nodes": {"items": nodes}});
+    let (_, r) = post(&router, "/filter", &body).await;
+    let kept: Vec<&str> = r["Nodes"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, ["gpu-a"], "{r}");
+    assert!(r["FailedNodes"]["gpu-b"]
+        .as_str()
+        .unwrap()
+        .contains("gpupool.io/inventory"));
+
     // A node whose inventory annotation is broken is never chosen, and says why.
     shared.lock().unwrap().nodes.get_mut("gpu-b").unwrap()["metadata"]["annotations"]
         ["gpupool.io/inventory"] = json!("{\"version\": 1, \"cards\": 5}");

@@ -200,7 +200,10 @@ impl Cluster {
         candidates: &[String],
     ) -> Evaluation {
         // Large clusters are split over the machine's cores (scoped threads, merged in order).
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        // Asked once: the answer reads cgroup files, too slow for every call.
+        static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let threads = *THREADS
+            .get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
         if candidates.len() < 512 || threads < 2 {
             return self.evaluate_part(pod, policy, candidates);
         }
