@@ -4,7 +4,7 @@
 
 use crate::api::ExtenderBindingArgs;
 use crate::pod;
-use crate::state::{Assigned, Extender};
+use crate::state::Extender;
 use gpupool_sched::protocol::ASSIGNMENT_ANNOTATION;
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -82,9 +82,7 @@ async fn record_assignment(
                 Err(format!("pod {key} is already bound to node {n}"))
             };
         }
-        let assignment = match ext.assign(&pod, &args.node)? {
-            Assigned::New(a) | Assigned::Again(a) => a,
-        };
+        let assignment = ext.assign(&pod, &args.node)?;
         let patch = serde_json::json!({
             "metadata": {
                 "resourceVersion": pod.metadata.resource_version,

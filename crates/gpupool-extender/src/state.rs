@@ -128,24 +128,6 @@ pub struct Extender {
     evaluations: AtomicU64,
 }
 
-/// Outcome of [`Extender::assign`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Assigned {
-    /// Placed now.
-    New(Assignment),
-    /// Already placed on that node earlier (a retried bind).
-    Again(Assignment),
-}
-
-impl Assigned {
-    /// The assignment.
-    pub fn assignment(&self) -> &Assignment {
-        match self {
-            Assigned::New(a) | Assigned::Again(a) => a,
-        }
-    }
-}
-
 impl Extender {
     /// An extender with an empty cluster view.
     pub fn new(settings: Settings) -> Extender {
@@ -359,7 +341,7 @@ impl Extender {
     /// Chooses the pod's cards on `node` and counts them as used (assumed) at once, so that a
     /// concurrent bind cannot get the same capacity. A pod already placed on `node` gets its
     /// earlier assignment back; placed elsewhere, it is moved.
-    pub fn assign(&self, pod: &Pod, node: &str) -> Result<Assigned, String> {
+    pub fn assign(&self, pod: &Pod, node: &str) -> Result<Assignment, String> {
         let key = pod::pod_key(pod);
         let Some((reqs, policy)) = self.judge(pod)? else {
             return Err(format!("pod {key} asks for no vGPU"));
@@ -367,14 +349,14 @@ impl Extender {
         let mut g = self.lock();
         if let Some((a, _)) = g.assumed.get(&key) {
             if a.node == node {
-                return Ok(Assigned::Again(a.clone()));
+                return Ok(a.clone());
             }
         }
         g.generation += 1;
         g.cluster.remove_pod(&key);
         let a = g.cluster.assign(&key, node, &reqs, &policy)?;
         g.assumed.insert(key, (a.clone(), Instant::now()));
-        Ok(Assigned::New(a))
+        Ok(a)
     }
 
     /// Drops what [`Extender::assign`] recorded for a pod whose bind failed.

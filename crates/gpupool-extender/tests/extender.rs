@@ -86,6 +86,16 @@ fn gpu_pod(name: &str, mib: u64, annotations: Value) -> Value {
                "nvidia.com/gpucores": "10"}}}]}})
 }
 
+/// Names of the node objects a full-node `filter` answer kept.
+fn kept_nodes(r: &Value) -> Vec<&str> {
+    r["Nodes"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect()
+}
+
 fn names(v: &Value) -> Vec<String> {
     serde_json::from_value(v.clone()).unwrap()
 }
@@ -117,12 +127,7 @@ async fn filter_with_full_node_objects_returns_node_objects() {
     body["Nodes"] = json!({"metadata": {}, "items": nodes});
     let (status, r) = post(&router, "/filter", &body).await;
     assert_eq!(status, StatusCode::OK, "{r}");
-    let kept: Vec<&str> = r["Nodes"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["metadata"]["name"].as_str().unwrap())
-        .collect();
+    let kept = kept_nodes(&r);
     assert_eq!(kept, ["gpu-a", "gpu-b"]);
     assert!(r["NodeNames"].is_null());
     // The objects come back whole.
@@ -143,8 +148,7 @@ async fn full_node_objects_teach_the_extender_new_inventories() {
     let nodes: Vec<Value> = shared.lock().unwrap().nodes.values().cloned().collect();
     let body = json!({"Pod": gpu_pod("p", 1000, json!({})), "Nodes": {"items": nodes}});
     let (_, r) = post(&router, "/filter", &body).await;
-    let kept = r["Nodes"]["items"].as_array().unwrap().len();
-    assert_eq!(kept, 3, "{r}");
+    assert_eq!(kept_nodes(&r).len(), 3, "{r}");
 }
 
 async fn scores(router: &Router, pod: Value) -> BTreeMap<String, i64> {
@@ -236,12 +240,7 @@ async fn malformed_requests_get_clear_errors_and_never_a_panic() {
     }
     let body = json!({"Pod": payload()["Pod"], "Nodes": {"items": nodes}});
     let (_, r) = post(&router, "/filter", &body).await;
-    let kept: Vec<&str> = r["Nodes"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["metadata"]["name"].as_str().unwrap())
-        .collect();
+    let kept = kept_nodes(&r);
     assert_eq!(kept, ["gpu-a"], "{r}");
     assert!(r["FailedNodes"]["gpu-b"]
         .as_str()

@@ -3,9 +3,7 @@
 //! confirmation). `filter` and `prioritize` try the pod on each candidate node; `assign` places
 //! it for `bind` and records it, so two binds never get the same capacity.
 
-use crate::placement::{
-    place, score, score_single, try_place, CardState, Pick, MAX_IN_PLACE_CARDS,
-};
+use crate::placement::{place, score, score_single, try_place, CardState, Pick, Scratch};
 use crate::protocol::{AssignedContainer, AssignedDevice, Assignment, Inventory, VERSION};
 use crate::request::{ContainerRequest, Policy};
 use std::collections::{BTreeMap, HashMap};
@@ -233,14 +231,15 @@ impl Cluster {
             verdicts: Vec::with_capacity(candidates.len()),
         };
         let mut cards: Vec<CardState> = Vec::new();
+        let mut scratch = Scratch::default();
         for name in candidates {
             match self.nodes.get(name) {
                 None => e.verdicts.push(Verdict::NoInventory),
                 Some(n) => {
                     let fits = match pod {
-                        // One container, one vGPU: scored in place, nothing copied.
-                        [one] if n.cards.len() <= MAX_IN_PLACE_CARDS => {
-                            score_single(&n.cards, one, policy, self.oversubscription)
+                        // One container (any vGPU count): scored in place, nothing copied.
+                        [one] => {
+                            score_single(&n.cards, one, policy, self.oversubscription, &mut scratch)
                         }
                         _ => {
                             cards.clear();

@@ -104,17 +104,6 @@ impl CardState {
     }
 }
 
-/// Card `a` before card `b` in the order the pod's card packing prefers (binpack: fuller
-/// first; spread: emptier first; then by index, so choices are deterministic).
-fn preferred(cards: &[CardState], policy: &Policy, a: usize, b: usize) -> std::cmp::Ordering {
-    let (la, lb) = (cards[a].load(), cards[b].load());
-    let c = match policy.gpu {
-        Packing::Binpack => lb.total_cmp(&la),
-        Packing::Spread => la.total_cmp(&lb),
-    };
-    c.then(a.cmp(&b))
-}
-
 /// A vGPU chosen for a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pick {
@@ -175,74 +164,8 @@ fn place_container(
     policy: &Policy,
     over: f64,
 ) -> Option<Vec<Pick>> {
-    let count = r.count as usize;
-    let usable = |i: usize| cards[i].fits(r, over) && cards[i].allowed(policy);
-    if count == 1 {
-        // One vGPU: the best usable card by the packing, no grouping, no allocation.
-        let best = (0..cards.len())
-            .filter(|&i| usable(i))
-            .min_by(|&a, &b| preferred(cards, policy, a, b))?;
-        return Some(vec![Pick {
-            card: best,
-            memory_mib: cards[best].take(r),
-            cores: r.cores,
-        }]);
-    }
-    let candidates: Vec<usize> = (0..cards.len()).filter(|&i| usable(i)).collect();
-    if candidates.len() < count {
-        return None;
-    }
-    let order = |set: &mut Vec<usize>| set.sort_by(|&a, &b| preferred(cards, policy, a, b));
-    // Groups to choose from: one NUMA node (required), else one interconnect group
-    // (preferred), else any card.
-    #[derive(PartialEq)]
-    enum Key<'a> {
-        Any,
-        Numa(i32),
-        Group(&'a str),
-    }
-    let key = |i: usize| -> Key<'_> {
-        if policy.numa && count > 1 {
-            Key::Numa(cards[i].hot.numa)
-        } else if count > 1 {
-            cards[i].info.group.as_deref().map_or(Key::Any, Key::Group)
-        } else {
-            Key::Any
-        }
-    };
-    let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
-    for &i in &candidates {
-        let k = key(i);
-        match groups.iter_mut().find(|(g, _)| *g == k) {
-            Some((_, v)) => v.push(i),
-            None => groups.push((k, vec![i])),
-        }
-    }
-    let mut chosen: Option<Vec<usize>> = None;
-    for (_, set) in groups.iter_mut().filter(|(_, s)| s.len() >= count) {
-        order(set);
-        let pick = set[..count].to_vec();
-        // Among groups that fit, the one whose picks the packing prefers.
-        let better = match &chosen {
-            None => true,
-            Some(c) => {
-                let load = |v: &[usize]| v.iter().map(|&i| cards[i].load()).sum::<f64>();
-                match policy.gpu {
-                    Packing::Binpack => load(&pick) > load(c),
-                    Packing::Spread => load(&pick) < load(c),
-                }
-            }
-        };
-        if better {
-            chosen = Some(pick);
-        }
-    }
-    if chosen.is_none() && !(policy.numa && count > 1) {
-        let mut all = candidates.clone();
-        order(&mut all);
-        chosen = Some(all[..count].to_vec());
-    }
-    let chosen = chosen?;
+    let mut scratch = Scratch::default();
+    let chosen = choose(cards, r, policy, over, &mut scratch)?.to_vec();
     Some(
         chosen
             .into_iter()
@@ -255,22 +178,27 @@ fn place_container(
     )
 }
 
-/// Most cards a node may have for [`score_single`] to score it in place (larger nodes are
-/// tried on a copy).
-pub const MAX_IN_PLACE_CARDS: usize = 64;
+/// Buffers for choosing cards, kept between calls so that scoring thousands of nodes
+/// allocates nothing once they have grown.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    usable: Vec<usize>,
+    members: Vec<usize>,
+    chosen: Vec<usize>,
+    loads: Vec<f64>,
+}
 
 /// The node score a one-container request (any vGPU count) would give `cards` if placed,
-/// without copying them or allocating (the common case of `filter` / `prioritize`); `None` if
-/// it does not fit, or if the node has more than [`MAX_IN_PLACE_CARDS`] cards (use [`place`]).
-/// Same choice of cards as [`place`], so the same score as [`place`] followed by [`score`].
+/// without changing them (the common case of `filter` / `prioritize`); `None` if it does not
+/// fit. The same cards as [`place`] chooses, so the same score as [`place`] then [`score`].
 pub fn score_single(
     cards: &[CardState],
     r: &ContainerRequest,
     policy: &Policy,
     oversubscription: f64,
+    scratch: &mut Scratch,
 ) -> Option<i64> {
-    let mut chosen = [0usize; MAX_IN_PLACE_CARDS];
-    let picks = pick_in_place(cards, r, policy, oversubscription, &mut chosen)?;
+    let picks = choose(cards, r, policy, oversubscription, scratch)?;
     let total: f64 = cards
         .iter()
         .enumerate()
@@ -288,35 +216,36 @@ pub fn score_single(
     Some(node_score(total / cards.len() as f64, policy))
 }
 
-/// The cards [`place`] would give a one-container request, found without allocating; written
-/// to `chosen`, whose used part is returned.
-fn pick_in_place<'a>(
+/// The cards one container gets: the usable ones (fitting, allowed), grouped by NUMA node
+/// (required with `policy.numa`) or interconnect group (preferred) for several vGPUs, ordered
+/// by the card packing (binpack: fuller first; spread: emptier first; then by index); among
+/// groups holding enough, the one whose picks the packing prefers. Written to `scratch`.
+fn choose<'s>(
     cards: &[CardState],
     r: &ContainerRequest,
     policy: &Policy,
     oversubscription: f64,
-    chosen: &'a mut [usize; MAX_IN_PLACE_CARDS],
-) -> Option<&'a [usize]> {
+    scratch: &'s mut Scratch,
+) -> Option<&'s [usize]> {
+    let Scratch {
+        usable,
+        members,
+        chosen,
+        loads,
+    } = scratch;
     let count = r.count as usize;
-    if count == 0 || cards.len() > MAX_IN_PLACE_CARDS {
-        return None;
-    }
-    let mut usable = [0usize; MAX_IN_PLACE_CARDS];
-    let mut n = 0;
+    usable.clear();
+    loads.clear();
+    loads.resize(cards.len(), 0.0);
     for (i, c) in cards.iter().enumerate() {
         if c.fits(r, oversubscription) && c.allowed(policy) {
-            usable[n] = i;
-            n += 1;
+            usable.push(i);
+            // Computed once: the order below compares them many times.
+            loads[i] = c.load();
         }
     }
-    if n < count {
+    if usable.len() < count {
         return None;
-    }
-    let usable = &mut usable[..n];
-    // Loads computed once (the order below compares them many times).
-    let mut loads = [0f64; MAX_IN_PLACE_CARDS];
-    for &i in usable.iter() {
-        loads[i] = cards[i].load();
     }
     let by_policy = |a: &usize, b: &usize| {
         let c = match policy.gpu {
@@ -325,61 +254,50 @@ fn pick_in_place<'a>(
         };
         c.then(a.cmp(b))
     };
+    chosen.clear();
     if count == 1 {
         // One vGPU: the best usable card, no groups.
-        chosen[0] = usable.iter().copied().min_by(by_policy)?;
-        return Some(&chosen[..1]);
+        chosen.push(usable.iter().copied().min_by(by_policy)?);
+        return Some(chosen);
     }
-    // The grouping `place_container` uses: NUMA node (required), interconnect group
-    // (preferred), or none for one vGPU.
     let numa = policy.numa && count > 1;
     let same_group = |a: usize, b: usize| {
         if numa {
             cards[a].hot.numa == cards[b].hot.numa
-        } else if count > 1 {
-            cards[a].group_key == cards[b].group_key
         } else {
-            true
+            cards[a].group_key == cards[b].group_key
         }
     };
     let load_of = |picks: &[usize]| picks.iter().map(|&i| loads[i]).sum::<f64>();
-    let mut have = false;
-    let mut members = [0usize; MAX_IN_PLACE_CARDS];
     for (pos, &first) in usable.iter().enumerate() {
         // Each group once, in the order its first card appears.
         if usable[..pos].iter().any(|&e| same_group(e, first)) {
             continue;
         }
-        let mut m = 0;
-        for &i in usable.iter() {
-            if same_group(i, first) {
-                members[m] = i;
-                m += 1;
-            }
-        }
-        if m < count {
+        members.clear();
+        members.extend(usable.iter().copied().filter(|&i| same_group(i, first)));
+        if members.len() < count {
             continue;
         }
-        let set = &mut members[..m];
-        set.sort_by(by_policy);
-        let better = !have
+        members.sort_by(by_policy);
+        let better = chosen.is_empty()
             || match policy.gpu {
-                Packing::Binpack => load_of(&set[..count]) > load_of(&chosen[..count]),
-                Packing::Spread => load_of(&set[..count]) < load_of(&chosen[..count]),
+                Packing::Binpack => load_of(&members[..count]) > load_of(chosen),
+                Packing::Spread => load_of(&members[..count]) < load_of(chosen),
             };
         if better {
-            chosen[..count].copy_from_slice(&set[..count]);
-            have = true;
+            chosen.clear();
+            chosen.extend_from_slice(&members[..count]);
         }
     }
-    if !have {
+    if chosen.is_empty() {
         if numa {
             return None;
         }
         usable.sort_by(by_policy);
-        chosen[..count].copy_from_slice(&usable[..count]);
+        chosen.extend_from_slice(&usable[..count]);
     }
-    Some(&chosen[..count])
+    Some(chosen)
 }
 
 fn node_score(load: f64, policy: &Policy) -> i64 {
@@ -587,9 +505,9 @@ mod tests {
             let mut placed = cards.clone();
             let picks = place(&mut placed, std::slice::from_ref(&r), &policy, 1.0);
             let full = picks.as_ref().map(|_| score(&placed, &policy));
-            prop_assert_eq!(score_single(&cards, &r, &policy, 1.0), full);
-            let mut buf = [0; MAX_IN_PLACE_CARDS];
-            let fast = pick_in_place(&cards, &r, &policy, 1.0, &mut buf).map(<[usize]>::to_vec);
+            let mut scratch = Scratch::default();
+            prop_assert_eq!(score_single(&cards, &r, &policy, 1.0, &mut scratch), full);
+            let fast = choose(&cards, &r, &policy, 1.0, &mut scratch).map(<[usize]>::to_vec);
             let slow = picks.map(|p| p[0].iter().map(|k| k.card).collect::<Vec<_>>());
             prop_assert_eq!(fast, slow, "the same cards");
         }
