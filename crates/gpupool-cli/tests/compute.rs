@@ -4,6 +4,11 @@
 //! The share a run achieved is exact: every kernel runs its whole duration on the device, so
 //! launches × duration / wall time is the GPU time the tenant got. Runs are serialised (a
 //! static lock) so that the CPU time the pacing needs is there.
+//!
+//! The simulated device and the pacer both run on the test machine's CPUs, so a burst of load
+//! from elsewhere (a noisy CI host) can starve a run and make it miss. Every measurement is
+//! therefore taken again once when it misses ([`measured`]): a pacing error misses both times,
+//! and the first miss is printed so that a recurring near-miss stays visible.
 
 mod common;
 use common::*;
@@ -50,13 +55,40 @@ fn run_limited(m: &Machine, limit: Option<&str>, path: &str, kernel: &str, secon
     share(&m.run(&args, &cmd), kernel)
 }
 
-fn assert_near(what: &str, got: f64, want: f64) {
-    assert!(
-        (got - want).abs() <= 0.03,
-        "{what}: achieved {:.1} % for a limit of {:.0} %",
-        got * 100.0,
-        want * 100.0
-    );
+/// `Err` unless `got` is within `tolerance` of `want` (shares, 0..1).
+fn within(what: &str, got: f64, want: f64, tolerance: f64) -> Result<(), String> {
+    if (got - want).abs() <= tolerance {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: achieved {:.1} % for a limit of {:.0} %",
+            got * 100.0,
+            want * 100.0
+        ))
+    }
+}
+
+/// `Err` unless `got` is within 3 pp of `want` (the accuracy goal).
+fn near(what: &str, got: f64, want: f64) -> Result<(), String> {
+    within(what, got, want, 0.03)
+}
+
+/// `Err(message)` when `ok` is false.
+fn check(ok: bool, message: String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(message)
+    }
+}
+
+/// Runs a timed measurement, and once more if it missed; panics when both missed.
+fn measured(mut run: impl FnMut() -> Result<(), String>) {
+    let Err(first) = run() else { return };
+    eprintln!("missed once, measuring again: {first}");
+    if let Err(second) = run() {
+        panic!("missed twice: {first}; then {second}");
+    }
 }
 
 #[test]
@@ -71,12 +103,14 @@ fn a_tenant_alone_gets_its_limit_short_and_long_kernels() {
         (10, "20ms", "async"),
         (90, "1ms", "async"),
     ] {
-        let got = run_limited(&m, Some(&limit.to_string()), path, kernel, 2.0);
-        assert_near(
-            &format!("{limit} % {kernel} {path}"),
-            got,
-            limit as f64 / 100.0,
-        );
+        measured(|| {
+            let got = run_limited(&m, Some(&limit.to_string()), path, kernel, 2.0);
+            near(
+                &format!("{limit} % {kernel} {path}"),
+                got,
+                limit as f64 / 100.0,
+            )
+        });
     }
 }
 
@@ -84,8 +118,13 @@ fn a_tenant_alone_gets_its_limit_short_and_long_kernels() {
 fn without_a_limit_a_tenant_fills_the_device() {
     let _s = serial();
     let m = Machine::new("unlimited", "1x16GiB");
-    let got = run_limited(&m, None, "async", "1ms", 1.0);
-    assert!(got > 0.97, "unlimited run got {:.1} %", got * 100.0);
+    measured(|| {
+        let got = run_limited(&m, None, "async", "1ms", 1.0);
+        check(
+            got > 0.97,
+            format!("unlimited run got {:.1} %", got * 100.0),
+        )
+    });
 }
 
 #[test]
@@ -93,14 +132,15 @@ fn every_launch_path_is_paced() {
     let _s = serial();
     let m = Machine::new("paths", "1x16GiB");
     for path in ["ex", "coop", "graph", "ptsz"] {
-        let got = run_limited(&m, Some("40"), path, "1ms", 1.5);
-        assert_near(path, got, 0.40);
+        measured(|| near(path, run_limited(&m, Some("40"), path, "1ms", 1.5), 0.40));
     }
     // Many threads, each on its own stream, share the tenant's one limit.
     let cmd = compute_args("async", "500us", 1.5, 4);
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    let got = share(&m.run(&["--compute", "40"], &cmd), "500us");
-    assert_near("4 threads", got, 0.40);
+    measured(|| {
+        let got = share(&m.run(&["--compute", "40"], &cmd), "500us");
+        near("4 threads", got, 0.40)
+    });
 }
 
 #[test]
@@ -118,17 +158,19 @@ fn two_tenants_get_their_own_limits() {
             4.0,
         )
     };
-    let (trace, pa, pb) = std::thread::scope(|s| {
-        let rec = s.spawn(|| Trace::record(&m, 4.0));
-        let mut a = start("a", "30", "async");
-        let mut b = start("b", "60", "sync");
-        let (pa, pb) = (tenant_pid(&m, "a"), tenant_pid(&m, "b"));
-        a.wait().unwrap();
-        b.wait().unwrap();
-        (rec.join().unwrap(), pa, pb)
+    measured(|| {
+        let (trace, pa, pb) = std::thread::scope(|s| {
+            let rec = s.spawn(|| Trace::record(&m, 4.0));
+            let mut a = start("a", "30", "async");
+            let mut b = start("b", "60", "sync");
+            let (pa, pb) = (tenant_pid(&m, "a"), tenant_pid(&m, "b"));
+            a.wait().unwrap();
+            b.wait().unwrap();
+            (rec.join().unwrap(), pa, pb)
+        });
+        near("tenant A", trace.share(pa, 1.2, 3.6), 0.30)?;
+        near("tenant B", trace.share(pb, 1.2, 3.6), 0.60)
     });
-    assert_near("tenant A", trace.share(pa, 1.2, 3.6), 0.30);
-    assert_near("tenant B", trace.share(pb, 1.2, 3.6), 0.60);
 }
 
 #[test]
@@ -148,8 +190,13 @@ fn a_killed_tenant_does_not_stall_the_others() {
     // program) dies at once.
     unsafe { libc::kill(-(hog.id() as i32), libc::SIGKILL) };
     hog.wait().unwrap();
-    let got = run_limited(&m, Some("30"), "sync", "1ms", 1.5);
-    assert_near("after the kill", got, 0.30);
+    measured(|| {
+        near(
+            "after the kill",
+            run_limited(&m, Some("30"), "sync", "1ms", 1.5),
+            0.30,
+        )
+    });
 }
 
 #[test]
@@ -166,7 +213,7 @@ fn hami_sm_limit_is_the_cap_and_bad_values_fail_closed() {
             .output()
             .unwrap()
     };
-    assert_near("CUDA_DEVICE_SM_LIMIT=40", share(&run("40"), "1ms"), 0.40);
+    measured(|| near("CUDA_DEVICE_SM_LIMIT=40", share(&run("40"), "1ms"), 0.40));
     for bad in ["0", "150", "lots"] {
         let out = run(bad);
         assert!(!out.status.success(), "{bad} accepted");
@@ -188,12 +235,20 @@ fn info_shows_each_tenants_cap_and_share_from_nvml() {
             4.0,
         )
     };
-    let mut a = start("small", "20", "async");
-    let mut b = start("large", "60", "sync");
-    std::thread::sleep(Duration::from_millis(2500));
-    let info = m.info();
-    a.wait().unwrap();
-    b.wait().unwrap();
+    measured(|| {
+        let mut a = start("small", "20", "async");
+        let mut b = start("large", "60", "sync");
+        std::thread::sleep(Duration::from_millis(2500));
+        let info = m.info();
+        a.wait().unwrap();
+        b.wait().unwrap();
+        info_shares(&info)
+    });
+}
+
+/// Checks the caps and shares `gpupool info` reported for the two tenants of
+/// [`info_shows_each_tenants_cap_and_share_from_nvml`].
+fn info_shares(info: &serde_json::Value) -> Result<(), String> {
     let tenant = |name: &str| {
         let t = info["tenants"]
             .as_array()
@@ -210,12 +265,18 @@ fn info_shows_each_tenants_cap_and_share_from_nvml() {
     };
     let (cap, got) = tenant("small");
     assert_eq!(cap, Some(20));
-    assert!(got.is_some_and(|g| g.abs_diff(20) <= 5), "small: {got:?}");
+    check(
+        got.is_some_and(|g| g.abs_diff(20) <= 5),
+        format!("small: {got:?}"),
+    )?;
     let (cap, got) = tenant("large");
     assert_eq!(cap, Some(60));
-    assert!(got.is_some_and(|g| g.abs_diff(60) <= 5), "large: {got:?}");
+    check(
+        got.is_some_and(|g| g.abs_diff(60) <= 5),
+        format!("large: {got:?}"),
+    )?;
     let util = info["devices"][0]["utilization_percent"].as_u64().unwrap();
-    assert!(util.abs_diff(80) <= 8, "device utilisation {util}");
+    check(util.abs_diff(80) <= 8, format!("device utilisation {util}"))
 }
 
 /// Busy time per pid on the simulated card, sampled every 20 ms.
@@ -300,54 +361,59 @@ fn start_tenant(
 fn idle_time_is_lent_up_to_the_limit_and_taken_back() {
     let _s = serial();
     let m = Machine::new("borrow", "1x16GiB");
-    let mut a = start_tenant(
-        &m,
-        &[
-            "--compute",
-            "80",
-            "--compute-request",
-            "30",
-            "--tenant",
-            "a",
-        ],
-        "async",
-        "1ms",
-        4.0,
-    );
-    let trace = std::thread::scope(|s| {
-        let rec = s.spawn(|| Trace::record(&m, 4.2));
-        std::thread::sleep(Duration::from_millis(1500));
-        let mut b = start_tenant(
+    measured(|| {
+        let mut a = start_tenant(
             &m,
-            &["--compute", "50", "--tenant", "b"],
+            &[
+                "--compute",
+                "80",
+                "--compute-request",
+                "30",
+                "--tenant",
+                "a",
+            ],
             "async",
             "1ms",
-            1.5,
+            4.0,
         );
-        let pb = tenant_pid(&m, "b");
-        b.wait().unwrap();
-        (rec.join().unwrap(), pb)
+        let trace = std::thread::scope(|s| {
+            let rec = s.spawn(|| Trace::record(&m, 4.2));
+            std::thread::sleep(Duration::from_millis(1500));
+            let mut b = start_tenant(
+                &m,
+                &["--compute", "50", "--tenant", "b"],
+                "async",
+                "1ms",
+                1.5,
+            );
+            let pb = tenant_pid(&m, "b");
+            b.wait().unwrap();
+            (rec.join().unwrap(), pb)
+        });
+        let (trace, pb) = trace;
+        let pa = tenant_pid_from_trace(&trace, pb);
+        a.wait().unwrap();
+        let alone = trace.share(pa, 0.4, 1.4);
+        let shared_a = trace.share(pa, 1.8, 2.9);
+        let shared_b = trace.share(pb, 1.8, 2.9);
+        let after = trace.share(pa, 3.2, 3.7);
+        check(
+            (alone - 0.80).abs() <= 0.05,
+            format!("A alone borrows up to its limit: {alone:.3}"),
+        )?;
+        check(
+            (shared_b - 0.50).abs() <= 0.05,
+            format!("B gets its 50 %: {shared_b:.3}"),
+        )?;
+        check(
+            (shared_a - 0.50).abs() <= 0.05,
+            format!("A keeps 30 % + the 20 % nobody requests: {shared_a:.3}"),
+        )?;
+        check(
+            (after - 0.80).abs() <= 0.05,
+            format!("A borrows again: {after:.3}"),
+        )
     });
-    let (trace, pb) = trace;
-    let pa = tenant_pid_from_trace(&trace, pb);
-    a.wait().unwrap();
-    let alone = trace.share(pa, 0.4, 1.4);
-    let shared_a = trace.share(pa, 1.8, 2.9);
-    let shared_b = trace.share(pb, 1.8, 2.9);
-    let after = trace.share(pa, 3.2, 3.7);
-    assert!(
-        (alone - 0.80).abs() <= 0.05,
-        "A alone borrows up to its limit: {alone:.3}"
-    );
-    assert!(
-        (shared_b - 0.50).abs() <= 0.05,
-        "B gets its 50 %: {shared_b:.3}"
-    );
-    assert!(
-        (shared_a - 0.50).abs() <= 0.05,
-        "A keeps 30 % + the 20 % nobody requests: {shared_a:.3}"
-    );
-    assert!((after - 0.80).abs() <= 0.05, "A borrows again: {after:.3}");
 }
 
 /// The busiest pid of a trace other than `other`.
@@ -367,64 +433,66 @@ fn tenant_pid_from_trace(trace: &Trace, other: u32) -> u32 {
 fn low_priority_backs_off_within_100ms_and_resumes_when_high_priority_dies() {
     let _s = serial();
     let m = Machine::new("priority", "1x16GiB");
-    let mut low = start_tenant(
-        &m,
-        &["--priority", "low", "--tenant", "low"],
-        "async",
-        "1ms",
-        4.0,
-    );
-    let (trace, ph) = std::thread::scope(|s| {
-        let rec = s.spawn(|| Trace::record(&m, 4.2));
-        std::thread::sleep(Duration::from_millis(1000));
-        let mut high = start_tenant(
+    measured(|| {
+        let mut low = start_tenant(
             &m,
-            &["--compute", "60", "--tenant", "high"],
+            &["--priority", "low", "--tenant", "low"],
             "async",
             "1ms",
-            10.0,
+            4.0,
         );
-        let ph = tenant_pid(&m, "high");
-        std::thread::sleep(Duration::from_millis(1500));
-        // The high-priority tenant dies at once (SIGKILL to its whole group).
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(-(high.id() as i32), libc::SIGKILL) };
-        high.wait().unwrap();
-        (rec.join().unwrap(), ph)
+        let (trace, ph) = std::thread::scope(|s| {
+            let rec = s.spawn(|| Trace::record(&m, 4.2));
+            std::thread::sleep(Duration::from_millis(1000));
+            let mut high = start_tenant(
+                &m,
+                &["--compute", "60", "--tenant", "high"],
+                "async",
+                "1ms",
+                10.0,
+            );
+            let ph = tenant_pid(&m, "high");
+            std::thread::sleep(Duration::from_millis(1500));
+            // The high-priority tenant dies at once (SIGKILL to its whole group).
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-(high.id() as i32), libc::SIGKILL) };
+            high.wait().unwrap();
+            (rec.join().unwrap(), ph)
+        });
+        let pl = tenant_pid_from_trace(&trace, ph);
+        low.wait().unwrap();
+        // When the high tenant's first kernel ran.
+        let first = trace
+            .samples
+            .iter()
+            .find(|s| s.1.iter().any(|(p, b)| *p == ph && *b > 0))
+            .expect("high tenant ran")
+            .0;
+        let killed = first + 1.4;
+        let before = trace.share(pl, 0.3, 0.9);
+        let backed_off = trace.share(pl, first + 0.1, killed - 0.1);
+        let high_share = trace.share(ph, first + 0.1, killed - 0.1);
+        let resumed = trace.share(pl, killed + 0.5, 3.7);
+        check(
+            before > 0.9,
+            format!("low priority alone uses the card: {before:.3}"),
+        )?;
+        check(
+            (high_share - 0.60).abs() <= 0.05,
+            format!("high priority gets its 60 %: {high_share:.3}"),
+        )?;
+        check(
+            backed_off <= 0.45,
+            format!("low priority backs off to the 40 % left: {backed_off:.3}"),
+        )?;
+        let soon = trace.share(pl, first + 0.1, first + 0.3);
+        check(
+            soon <= 0.45,
+            format!("backed off within 100 ms: {soon:.3} in the 200 ms after"),
+        )?;
+        check(
+            resumed > 0.9,
+            format!("low priority resumes after the high tenant died: {resumed:.3}"),
+        )
     });
-    let pl = tenant_pid_from_trace(&trace, ph);
-    low.wait().unwrap();
-    // When the high tenant's first kernel ran.
-    let first = trace
-        .samples
-        .iter()
-        .find(|s| s.1.iter().any(|(p, b)| *p == ph && *b > 0))
-        .expect("high tenant ran")
-        .0;
-    let killed = first + 1.4;
-    let before = trace.share(pl, 0.3, 0.9);
-    let backed_off = trace.share(pl, first + 0.1, killed - 0.1);
-    let high_share = trace.share(ph, first + 0.1, killed - 0.1);
-    let resumed = trace.share(pl, killed + 0.5, 3.7);
-    assert!(
-        before > 0.9,
-        "low priority alone uses the card: {before:.3}"
-    );
-    assert!(
-        (high_share - 0.60).abs() <= 0.05,
-        "high priority gets its 60 %: {high_share:.3}"
-    );
-    assert!(
-        backed_off <= 0.45,
-        "low priority backs off to the 40 % left: {backed_off:.3}"
-    );
-    let soon = trace.share(pl, first + 0.1, first + 0.3);
-    assert!(
-        soon <= 0.45,
-        "backed off within 100 ms: {soon:.3} in the 200 ms after"
-    );
-    assert!(
-        resumed > 0.9,
-        "low priority resumes after the high tenant died: {resumed:.3}"
-    );
 }
