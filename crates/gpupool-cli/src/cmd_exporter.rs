@@ -2,7 +2,8 @@
 //! hosts without the node agent. Each scrape reads NVML and the tenants' regions afresh (reads
 //! only: atomics in the shared files, never a lock a tenant waits on).
 
-use crate::cmd_info::snapshot;
+use crate::cmd_info::{snapshot, snapshot_of};
+use crate::cmd_run::tenants_dir;
 use crate::sim_env::{SimArgs, SimEnv};
 use anyhow::{Context, Result};
 use axum::http::{header, StatusCode};
@@ -11,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use clap::Args;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Arguments of `gpupool exporter`.
@@ -27,8 +29,9 @@ pub struct ExporterArgs {
 /// OpenMetrics text, which Prometheus reads.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-async fn metrics(sim: Arc<Option<SimEnv>>) -> impl IntoResponse {
-    let taken = tokio::task::spawn_blocking(move || snapshot(sim.as_ref().as_ref())).await;
+async fn metrics(sim: Arc<Option<SimEnv>>, tenants: Arc<PathBuf>) -> impl IntoResponse {
+    let taken =
+        tokio::task::spawn_blocking(move || snapshot_of(sim.as_ref().as_ref(), &tenants)).await;
     match taken {
         Ok(Ok(snap)) => (
             StatusCode::OK,
@@ -43,6 +46,17 @@ async fn metrics(sim: Arc<Option<SimEnv>>) -> impl IntoResponse {
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// `/metrics` (cards through NVML, the tenants in the folders of `tenants`) and `/healthz`.
+pub fn router(sim: Arc<Option<SimEnv>>, tenants: PathBuf) -> Router {
+    let tenants = Arc::new(tenants);
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || metrics(sim.clone(), tenants.clone())),
+        )
+        .route("/healthz", get(|| async { "ok" }))
 }
 
 /// Serves metrics until SIGTERM / Ctrl-C.
@@ -63,10 +77,8 @@ pub fn run(a: ExporterArgs) -> Result<()> {
             .with_context(|| format!("listening on {}", a.listen))?;
         let addr = listener.local_addr()?;
         eprintln!("gpupool exporter: serving http://{addr}/metrics");
-        let app = Router::new()
-            .route("/metrics", get(move || metrics(sim.clone())))
-            .route("/healthz", get(|| async { "ok" }));
-        axum::serve(listener, app)
+        let tenants = tenants_dir(sim.as_ref().as_ref().map(|s| s.state.as_path()));
+        axum::serve(listener, router(sim, tenants))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })

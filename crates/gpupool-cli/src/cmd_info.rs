@@ -138,7 +138,13 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
 
 /// Takes a snapshot (devices through NVML, tenants through their regions).
 pub fn snapshot(sim: Option<&SimEnv>) -> Result<InfoSnapshot> {
-    let devices = match sim {
+    snapshot_of(sim, &tenants_dir(sim.map(|s| s.state.as_path())))
+}
+
+/// Reads the devices through NVML; `None` for the real GPUs, else the simulated machine (whose
+/// env is set in this process on the first call).
+pub fn read_machine(sim: Option<&SimEnv>) -> Result<Vec<DeviceEntry>> {
+    match sim {
         Some(s) => {
             static ENV: std::sync::Once = std::sync::Once::new();
             ENV.call_once(|| {
@@ -148,11 +154,16 @@ pub fn snapshot(sim: Option<&SimEnv>) -> Result<InfoSnapshot> {
                     std::env::set_var(k, v);
                 }
             });
-            read_devices(Some(&sim_library()?))?
+            read_devices(Some(&sim_library()?))
         }
-        None => read_devices(None)?,
-    };
-    let mut tenants = read_tenants(&tenants_dir(sim.map(|s| s.state.as_path())));
+        None => read_devices(None),
+    }
+}
+
+/// A snapshot whose tenants are the folders in `tenants` (the node agent keeps its own).
+pub fn snapshot_of(sim: Option<&SimEnv>, tenants: &Path) -> Result<InfoSnapshot> {
+    let devices = read_machine(sim)?;
+    let mut tenants = read_tenants(tenants);
     attach_compute_shares(&mut tenants, &devices);
     Ok(InfoSnapshot { devices, tenants })
 }
@@ -191,6 +202,10 @@ pub fn run(a: InfoArgs) -> Result<()> {
         "GPU", "NAME", "TOTAL", "USED", "FREE", "UTIL"
     );
     for d in &snap.devices {
+        if let Some(e) = &d.error {
+            println!("{:<4} unreadable: {e}", d.index);
+            continue;
+        }
         println!(
             "{:<4} {:<28} {:>12} {:>12} {:>12} {:>5}  {}",
             d.index,

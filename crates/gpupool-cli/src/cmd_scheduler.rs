@@ -96,23 +96,6 @@ fn options(a: &SchedulerArgs) -> Result<Options> {
     })
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .with_context(|| format!("kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer().await.context(
-            "no Kubernetes API found (no in-cluster account, $KUBECONFIG or ~/.kube/config); \
-             pass --kubeconfig",
-        )?,
-    };
-    kube::Client::try_from(config).context("creating the Kubernetes client")
-}
-
 /// Runs the extender until SIGTERM / Ctrl-C.
 pub fn run(a: SchedulerArgs) -> Result<()> {
     let options = options(&a)?;
@@ -120,18 +103,13 @@ pub fn run(a: SchedulerArgs) -> Result<()> {
         println!("{options:#?}");
         return Ok(());
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&a.log_level)
-        .map_err(|e| anyhow::anyhow!("--log-level {:?}: {e}", a.log_level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    crate::daemon::init_logging(&a.log_level)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let client = client(a.kubeconfig.as_ref()).await?;
+        let client = crate::daemon::kube_client(a.kubeconfig.as_deref()).await?;
         gpupool_extender::run(options, client)
             .await
             .map_err(anyhow::Error::msg)

@@ -1,14 +1,16 @@
 //! `gpupool`: run programs on a virtual GPU, inspect devices and tenants, demo, and the
-//! Kubernetes scheduler extender.
+//! Kubernetes scheduler extender and node agent.
 //! Command-line parsing and dispatch only; each command lives in its own module.
 
 mod artefacts;
 mod cmd_demo;
 mod cmd_exporter;
 mod cmd_info;
+mod cmd_node;
 mod cmd_run;
 mod cmd_scheduler;
 mod cmd_top;
+mod daemon;
 mod driver_probe;
 mod metrics;
 mod nvml_client;
@@ -39,6 +41,8 @@ enum Command {
     Top(cmd_top::TopArgs),
     /// Kubernetes scheduler extender: places vGPU pods on cards (filter, prioritize, bind).
     Scheduler(cmd_scheduler::SchedulerArgs),
+    /// Kubernetes node agent: kubelet device plugin for vGPUs, limits files, card inventory.
+    Node(cmd_node::NodeArgs),
     /// (internal) allocate through the driver API until refused; prints one JSON line.
     #[command(hide = true)]
     Probe(driver_probe::ProbeArgs),
@@ -53,6 +57,7 @@ fn main() {
         Command::Exporter(a) => cmd_exporter::run(a).map(|_| 0),
         Command::Top(a) => cmd_top::run(a).map(|_| 0),
         Command::Scheduler(a) => cmd_scheduler::run(a).map(|_| 0),
+        Command::Node(a) => cmd_node::run(a).map(|_| 0),
         Command::Probe(a) => driver_probe::run(a).map(|_| 0),
     };
     match result {

@@ -79,7 +79,8 @@ fn pair(k: &str, v: impl ToString) -> (String, String) {
 pub fn render(snap: &InfoSnapshot) -> String {
     let mut registry = Registry::default();
     let f = Families::register(&mut registry);
-    for d in &snap.devices {
+    // A card NVML cannot read has no values to show (the node agent marks it unhealthy).
+    for d in snap.devices.iter().filter(|d| d.error.is_none()) {
         let l = vec![
             pair("gpu", d.index),
             pair("uuid", &d.uuid),

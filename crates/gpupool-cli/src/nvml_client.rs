@@ -37,6 +37,26 @@ pub struct DeviceEntry {
     pub utilization_percent: Option<u32>,
     /// Compute processes.
     pub processes: Vec<ProcessEntry>,
+    /// Why the device could not be read (it is then unhealthy; the other fields are empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DeviceEntry {
+    /// An entry for device `index` that NVML failed to read.
+    fn failed(index: u32, error: String) -> DeviceEntry {
+        DeviceEntry {
+            index,
+            name: String::new(),
+            uuid: String::new(),
+            total_bytes: 0,
+            used_bytes: 0,
+            free_bytes: 0,
+            utilization_percent: None,
+            processes: Vec::new(),
+            error: Some(error),
+        }
+    }
 }
 
 #[repr(C)]
@@ -135,64 +155,69 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
         let mut n = 0;
         nv!(count(&mut n), "nvmlDeviceGetCount");
         for i in 0..n {
-            let mut d = std::ptr::null_mut();
-            nv!(by_index(i, &mut d), "nvmlDeviceGetHandleByIndex");
-            let mut buf = [0 as c_char; 96];
-            nv!(get_name(d, buf.as_mut_ptr(), 96), "nvmlDeviceGetName");
-            let dev_name = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
-            nv!(get_uuid(d, buf.as_mut_ptr(), 96), "nvmlDeviceGetUUID");
-            let uuid = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
-            let mut m = Memory {
-                total: 0,
-                free: 0,
-                used: 0,
-            };
-            nv!(mem(d, &mut m), "nvmlDeviceGetMemoryInfo");
-            let mut list = vec![
-                ProcessInfo {
-                    pid: 0,
+            // A device NVML cannot read is reported as such; the others are still read.
+            let read = || -> Result<DeviceEntry> {
+                let mut d = std::ptr::null_mut();
+                nv!(by_index(i, &mut d), "nvmlDeviceGetHandleByIndex");
+                let mut buf = [0 as c_char; 96];
+                nv!(get_name(d, buf.as_mut_ptr(), 96), "nvmlDeviceGetName");
+                let dev_name = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
+                nv!(get_uuid(d, buf.as_mut_ptr(), 96), "nvmlDeviceGetUUID");
+                let uuid = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
+                let mut m = Memory {
+                    total: 0,
+                    free: 0,
                     used: 0,
-                    gi: 0,
-                    ci: 0
                 };
-                256
-            ];
-            let mut pn: c_uint = 256;
-            nv!(
-                procs(d, &mut pn, list.as_mut_ptr()),
-                "nvmlDeviceGetComputeRunningProcesses"
-            );
-            list.truncate(pn as usize);
-            let utilization_percent = utilization.and_then(|f| {
-                let mut u = Utilization::default();
-                (f(d, &mut u) == 0).then_some(u.gpu)
-            });
-            let mut sm = vec![ProcessSample::default(); 256];
-            let mut sn: c_uint = 256;
-            let sm_of: Vec<ProcessSample> = match samples {
-                Some(f) if f(d, sm.as_mut_ptr(), &mut sn, 0) == 0 => {
-                    sm.truncate(sn as usize);
-                    sm
-                }
-                _ => Vec::new(),
+                nv!(mem(d, &mut m), "nvmlDeviceGetMemoryInfo");
+                let mut list = vec![
+                    ProcessInfo {
+                        pid: 0,
+                        used: 0,
+                        gi: 0,
+                        ci: 0
+                    };
+                    256
+                ];
+                let mut pn: c_uint = 256;
+                nv!(
+                    procs(d, &mut pn, list.as_mut_ptr()),
+                    "nvmlDeviceGetComputeRunningProcesses"
+                );
+                list.truncate(pn as usize);
+                let utilization_percent = utilization.and_then(|f| {
+                    let mut u = Utilization::default();
+                    (f(d, &mut u) == 0).then_some(u.gpu)
+                });
+                let mut sm = vec![ProcessSample::default(); 256];
+                let mut sn: c_uint = 256;
+                let sm_of: Vec<ProcessSample> = match samples {
+                    Some(f) if f(d, sm.as_mut_ptr(), &mut sn, 0) == 0 => {
+                        sm.truncate(sn as usize);
+                        sm
+                    }
+                    _ => Vec::new(),
+                };
+                Ok(DeviceEntry {
+                    index: i,
+                    name: dev_name,
+                    uuid,
+                    total_bytes: m.total,
+                    used_bytes: m.used,
+                    free_bytes: m.free,
+                    utilization_percent,
+                    processes: list
+                        .iter()
+                        .map(|p| ProcessEntry {
+                            pid: p.pid,
+                            used_bytes: p.used,
+                            sm_percent: sm_of.iter().find(|s| s.pid == p.pid).map(|s| s.sm),
+                        })
+                        .collect(),
+                    error: None,
+                })
             };
-            out.push(DeviceEntry {
-                index: i,
-                name: dev_name,
-                uuid,
-                total_bytes: m.total,
-                used_bytes: m.used,
-                free_bytes: m.free,
-                utilization_percent,
-                processes: list
-                    .iter()
-                    .map(|p| ProcessEntry {
-                        pid: p.pid,
-                        used_bytes: p.used,
-                        sm_percent: sm_of.iter().find(|s| s.pid == p.pid).map(|s| s.sm),
-                    })
-                    .collect(),
-            });
+            out.push(read().unwrap_or_else(|e| DeviceEntry::failed(i, format!("{e:#}"))));
         }
     }
     Ok(out)

@@ -219,6 +219,7 @@ mod tests {
                     used_bytes: GIB,
                     sm_percent: Some(20),
                 }],
+                error: None,
             }],
             tenants: vec![
                 tenant("small", GIB, Some(10), 0),

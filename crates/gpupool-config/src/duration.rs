@@ -1,4 +1,5 @@
-//! Durations as users and simulated-module images write them: `500ns`, `50us`, `20ms`, `1.5s`.
+//! Durations as users and simulated-module images write them: `500ns`, `50us`, `20ms`, `1.5s`,
+//! `2m`, `1h`.
 
 use thiserror::Error;
 
@@ -31,7 +32,9 @@ pub fn parse_duration_ns(input: &str) -> Result<u64, DurationError> {
         "us" | "µs" => 1e3,
         "ms" => 1e6,
         "s" => 1e9,
-        _ => return Err(err("unknown unit (ns, us, ms, s)")),
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => return Err(err("unknown unit (ns, us, ms, s, m, h)")),
     };
     if number.is_empty() || number.matches('.').count() > 1 {
         return Err(err("not a number"));

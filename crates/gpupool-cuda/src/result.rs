@@ -65,6 +65,8 @@ pub const NVML_ERROR_NOT_SUPPORTED: NvmlReturn = 3;
 pub const NVML_ERROR_NOT_FOUND: NvmlReturn = 6;
 /// `NVML_ERROR_INSUFFICIENT_SIZE`.
 pub const NVML_ERROR_INSUFFICIENT_SIZE: NvmlReturn = 7;
+/// `NVML_ERROR_GPU_IS_LOST`: the device fell off the bus or otherwise became inaccessible.
+pub const NVML_ERROR_GPU_IS_LOST: NvmlReturn = 15;
 /// `NVML_ERROR_FUNCTION_NOT_FOUND`.
 pub const NVML_ERROR_FUNCTION_NOT_FOUND: NvmlReturn = 13;
 /// `NVML_ERROR_ARGUMENT_VERSION_MISMATCH`.

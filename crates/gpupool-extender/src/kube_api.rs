@@ -3,8 +3,8 @@
 //! and pods (at start and periodically).
 
 use crate::api::ExtenderBindingArgs;
-use crate::pod;
 use crate::state::Extender;
+use gpupool_sched::pod;
 use gpupool_sched::protocol::ASSIGNMENT_ANNOTATION;
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -3,7 +3,6 @@
 //! in its `gpupool.io/assignment` annotation (`docs/kubernetes.md`).
 //!
 //! - [`api`]: the extender wire format.
-//! - [`pod`]: what is read from a pod (requests, policy, assignment).
 //! - [`state`]: the cluster view and the decisions, without I/O.
 //! - [`kube_api`]: `bind` and the rebuild through the Kubernetes API.
 //! - [`server`]: the HTTP routes.
@@ -12,7 +11,6 @@
 
 pub mod api;
 pub mod kube_api;
-pub mod pod;
 pub mod server;
 pub mod state;
 
@@ -73,7 +71,8 @@ pub async fn run(options: Options, client: kube::Client) -> Result<(), String> {
     served
 }
 
-async fn shutdown() {
+/// Resolves at SIGTERM or Ctrl-C (the daemons' signal to stop).
+pub async fn shutdown() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -3,8 +3,8 @@
 //! the rebuild from listed nodes and pods.
 
 use crate::api::{ExtenderArgs, MAX_PRIORITY};
-use crate::pod;
 use gpupool_sched::cluster::{Cluster, Verdict};
+use gpupool_sched::pod;
 use gpupool_sched::protocol::{Assignment, Inventory, INVENTORY_ANNOTATION};
 use gpupool_sched::request::{Policy, ResourceNames};
 use k8s_openapi::api::core::v1::{Node, Pod};

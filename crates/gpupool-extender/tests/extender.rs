@@ -3,7 +3,7 @@
 //! priorities, malformed input, bind with conflicts and failures, concurrent binds, rebuild
 //! after a restart.
 
-mod fake_api;
+use gpupool_fakekube as fake_api;
 
 use axum::body::Body;
 use axum::Router;

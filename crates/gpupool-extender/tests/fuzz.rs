@@ -2,7 +2,7 @@
 //! or an absurd one, and arbitrary bytes) are answered `200` with a well-formed result or
 //! `400` with the reason: never a panic, a hang or a dropped connection.
 
-mod fake_api;
+use gpupool_fakekube as fake_api;
 
 use axum::body::Body;
 use axum::Router;

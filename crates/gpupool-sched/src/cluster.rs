@@ -291,9 +291,14 @@ impl Cluster {
         let mut cards = n.cards.clone();
         let picks = place(&mut cards, containers, policy, over)
             .ok_or_else(|| format!("pod {pod:?} no longer fits on node {node:?}"))?;
+        let assigned_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .ok();
         let assignment = Assignment {
             version: VERSION,
             node: node.to_string(),
+            assigned_ns,
             containers: containers
                 .iter()
                 .zip(&picks)
@@ -418,6 +423,7 @@ mod tests {
         let ann = Assignment {
             version: VERSION,
             node: a.node.clone(),
+            assigned_ns: None,
             containers: vec![AssignedContainer {
                 name: "main".into(),
                 devices: vec![AssignedDevice {

@@ -4,11 +4,13 @@
 //! - [`protocol`]: the node inventory and assignment annotations, parsed and written.
 //! - [`request`]: a pod's vGPU requests (HAMi resource names) and placement policy.
 //! - [`placement`]: which cards of a node every container gets, and how good a node is.
+//! - [`pod`]: what both sides read from a Kubernetes pod object.
 //! - [`cluster`]: nodes and placed pods; `filter`, `prioritize` and `assign` (for `bind`).
 
 #![warn(missing_docs)]
 
 pub mod cluster;
 pub mod placement;
+pub mod pod;
 pub mod protocol;
 pub mod request;

@@ -87,6 +87,14 @@ pub struct Assignment {
     pub node: String,
     /// Per container with vGPUs.
     pub containers: Vec<AssignedContainer>,
+    /// When the scheduler assigned it (Unix time, nanoseconds): the node agent serves pods
+    /// with equal requests in this order, the order the kubelet receives them in.
+    #[serde(
+        default,
+        rename = "assignedNs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub assigned_ns: Option<u64>,
 }
 
 /// A malformed annotation.
@@ -200,6 +208,7 @@ mod tests {
     fn assignments_round_trip() {
         let a = Assignment {
             version: VERSION,
+            assigned_ns: Some(1_795_000_000_000_000_000),
             node: "n1".into(),
             containers: vec![AssignedContainer {
                 name: "main".into(),

@@ -43,6 +43,18 @@ pub struct Machine {
     pub slot: SlotHandle,
     /// Pid of the process that built the machine (and owns `slot`).
     pub pid: u32,
+    /// Fault injection: a file named after a device's UUID in this folder makes NVML calls on
+    /// that device fail with `NVML_ERROR_GPU_IS_LOST` (see `docs/simulator.md`).
+    pub faults: PathBuf,
+}
+
+impl Device {
+    /// Whether a fault was injected for this device (`<state>/faults/<GPU-uuid>` exists).
+    pub fn faulted(&self, faults: &std::path::Path) -> bool {
+        faults
+            .join(gpupool_cuda::uuid::format_gpu_uuid(&self.uuid))
+            .exists()
+    }
 }
 
 impl Machine {
@@ -205,6 +217,7 @@ fn build() -> Result<Machine, String> {
         region,
         slot,
         pid: std::process::id(),
+        faults: state.join("faults"),
     })
 }
 

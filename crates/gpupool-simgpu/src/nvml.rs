@@ -16,11 +16,15 @@ fn m() -> Result<&'static Machine, u32> {
 
 fn dev(h: nvmlDevice_t) -> Result<(&'static Machine, &'static Device), u32> {
     let m = m()?;
-    m.all
+    let d = m
+        .all
         .iter()
         .find(|d| std::ptr::eq(*d as *const Device as *const u8, h as *const u8))
-        .map(|d| (m, d))
-        .ok_or(NVML_ERROR_INVALID_ARGUMENT)
+        .ok_or(NVML_ERROR_INVALID_ARGUMENT)?;
+    if d.faulted(&m.faults) {
+        return Err(NVML_ERROR_GPU_IS_LOST);
+    }
+    Ok((m, d))
 }
 
 /// The device behind an NVML handle.
@@ -78,6 +82,7 @@ pub fn error_string(r: u32) -> &'static CStr {
         NVML_ERROR_INVALID_ARGUMENT => c"Invalid Argument",
         NVML_ERROR_NOT_SUPPORTED => c"Not Supported",
         NVML_ERROR_NOT_FOUND => c"Not Found",
+        NVML_ERROR_GPU_IS_LOST => c"GPU is lost",
         NVML_ERROR_INSUFFICIENT_SIZE => c"Insufficient Size",
         NVML_ERROR_FUNCTION_NOT_FOUND => c"Function Not Found",
         _ => c"Unknown Error",

@@ -1,8 +1,9 @@
-//! What the extender reads from a pod object: its key, its vGPU requests (HAMi resource names on
-//! each container), its placement policy (annotations), and its recorded assignment.
+//! What the extender and the node agent read from a pod object: its key, its vGPU requests (HAMi
+//! resource names on each container), its placement policy (annotations), its recorded
+//! assignment, where it is bound and whether it finished.
 
-use gpupool_sched::protocol::{Assignment, ASSIGNMENT_ANNOTATION};
-use gpupool_sched::request::{container_request, ContainerRequest, Policy, ResourceNames};
+use crate::protocol::{Assignment, ASSIGNMENT_ANNOTATION};
+use crate::request::{container_request, ContainerRequest, Policy, ResourceNames};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::BTreeMap;
 

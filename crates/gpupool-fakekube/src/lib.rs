@@ -1,6 +1,8 @@
-//! A small in-memory Kubernetes API behind `tower-test`'s mock service, enough for the
-//! extender: list nodes and pods, get / merge-patch a pod (with resource-version checks), and
-//! create a pod's binding. Conflicts and failures can be injected; every request is logged.
+//! Tests only: a small in-memory Kubernetes API, enough for the scheduler extender and the node
+//! agent: list nodes and pods (field selectors on the node name and phase), get / merge-patch
+//! pods and nodes (with resource-version checks), create a pod's binding, record events.
+//! Conflicts and failures can be injected; every request is logged. Served to a `kube::Client`
+//! through `tower-test` ([`client`]) or on a local HTTP port for other processes ([`serve`]).
 
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
@@ -22,6 +24,8 @@ pub struct Cluster {
     pub conflicts: usize,
     /// Answer binding requests with this status.
     pub fail_binding: Option<u16>,
+    /// Events created, as sent.
+    pub events: Vec<Value>,
     version: u64,
 }
 
@@ -74,9 +78,32 @@ impl Cluster {
     }
 
     /// A pod object.
-    #[allow(dead_code)] // not every test binary reads pods back
     pub fn pod(&self, ns: &str, name: &str) -> Value {
         self.pods[&format!("{ns}/{name}")].clone()
+    }
+
+    /// Adds a pod as it is once scheduled: bound to `node`, still `Pending`, with the
+    /// annotations given (e.g. the scheduler's assignment) and `containers` as its spec's.
+    pub fn add_bound_pod(
+        &mut self,
+        ns: &str,
+        name: &str,
+        node: &str,
+        annotations: Value,
+        containers: Value,
+    ) -> String {
+        let rv = self.next_version();
+        let uid = format!("uid-{name}");
+        self.pods.insert(
+            format!("{ns}/{name}"),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": ns, "uid": uid, "resourceVersion": rv,
+                                "creationTimestamp": "2026-11-26T00:00:00Z",
+                                "annotations": annotations},
+                   "spec": {"nodeName": node, "containers": containers},
+                   "status": {"phase": "Pending"}}),
+        );
+        uid
     }
 }
 
@@ -129,13 +156,19 @@ fn handle(
             )
         }
         ("GET", ["api", "v1", "pods"]) => {
-            let unfinished = query.contains("fieldSelector");
+            let selector = field_selector(query);
             let items: Vec<Value> = c
                 .pods
                 .values()
                 .filter(|p| {
-                    !unfinished
-                        || !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+                    selector.iter().all(|(field, op, value)| {
+                        let actual = match field.as_str() {
+                            "spec.nodeName" => p["spec"]["nodeName"].as_str().unwrap_or(""),
+                            "status.phase" => p["status"]["phase"].as_str().unwrap_or(""),
+                            other => panic!("field selector on {other} not supported by the fake"),
+                        };
+                        (actual == value) == (op == "=")
+                    })
                 })
                 .cloned()
                 .collect();
@@ -173,6 +206,29 @@ fn handle(
             merge(pod, &patch);
             pod["metadata"]["resourceVersion"] = json!(rv);
             respond(200, pod)
+        }
+        ("GET", ["api", "v1", "nodes", name]) => match c.nodes.get(*name) {
+            Some(n) => respond(200, n),
+            None => status(404, "NotFound", &format!("nodes \"{name}\" not found")),
+        },
+        ("PATCH", ["api", "v1", "nodes", name]) => {
+            let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+                return status(400, "BadRequest", "patch is not JSON");
+            };
+            let rv = c.next_version();
+            let Some(node) = c.nodes.get_mut(*name) else {
+                return status(404, "NotFound", &format!("nodes \"{name}\" not found"));
+            };
+            merge(node, &patch);
+            node["metadata"]["resourceVersion"] = json!(rv);
+            respond(200, node)
+        }
+        ("POST", ["api", "v1", "namespaces", _, "events"]) => {
+            let Ok(event) = serde_json::from_slice::<Value>(body) else {
+                return status(400, "BadRequest", "event is not JSON");
+            };
+            c.events.push(event.clone());
+            respond(201, &event)
         }
         ("POST", ["api", "v1", "namespaces", ns, "pods", name, "binding"]) => {
             if let Some(code) = c.fail_binding {
@@ -215,4 +271,114 @@ pub fn client(cluster: Shared) -> kube::Client {
 fn handle_request(c: &mut Cluster, parts: &http::request::Parts, body: &[u8]) -> Response<Body> {
     let query = parts.uri.query().unwrap_or("");
     handle(c, &parts.method, parts.uri.path(), query, body)
+}
+
+/// The `fieldSelector` of a query as (field, `=` or `!=`, value) terms.
+fn field_selector(query: &str) -> Vec<(String, String, String)> {
+    let Some(raw) = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("fieldSelector="))
+    else {
+        return Vec::new();
+    };
+    let decoded = percent_decode(raw);
+    decoded
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(|term| {
+            if let Some((f, v)) = term.split_once("!=") {
+                (f.to_string(), "!=".to_string(), v.to_string())
+            } else {
+                let (f, v) = term
+                    .trim_start_matches('=')
+                    .split_once('=')
+                    .unwrap_or((term, ""));
+                let v = v.trim_start_matches('=');
+                (f.to_string(), "=".to_string(), v.to_string())
+            }
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Serves the fake cluster over plain HTTP on 127.0.0.1 (a free port) from a thread of its own,
+/// for programs that read a kubeconfig; returns the server's URL.
+pub fn serve(cluster: Shared) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free local port");
+    let addr = listener.local_addr().expect("bound address");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+                let cluster = cluster.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let bytes = axum::body::to_bytes(body, 16 << 20)
+                        .await
+                        .unwrap_or_default();
+                    let query = parts.uri.query().unwrap_or("").to_string();
+                    let (code, body) = {
+                        let mut c = cluster.lock().unwrap();
+                        let response =
+                            handle(&mut c, &parts.method, parts.uri.path(), &query, &bytes);
+                        let code = response.status();
+                        (code, response.into_body())
+                    };
+                    let bytes = body.collect_bytes().await.unwrap_or_default();
+                    axum::response::Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(bytes))
+                        .unwrap()
+                }
+            });
+            axum::serve(listener, app).await.expect("fake API server");
+        });
+    });
+    format!("http://{addr}")
+}
+
+/// A kubeconfig (YAML) that points at `url` without credentials.
+pub fn kubeconfig(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: nobody\ncurrent-context: fake\nusers:\n- name: nobody\n  user: {{}}\n"
+    )
 }

@@ -1,0 +1,189 @@
+//! `gpupool node`: the Kubernetes node agent (kubelet device plugin for vGPUs, limits files,
+//! inventory annotation, card health, metrics). Settings and the NVML card source here; the
+//! agent is `gpupool-node`.
+
+use crate::cmd_info::read_machine;
+use crate::sim_env::{SimArgs, SimEnv};
+use anyhow::{anyhow, Context, Result};
+use clap::Args;
+use gpupool_node::cards::{Card, CardSource};
+use gpupool_node::config::{AuditPolicy, NodeConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Arguments of `gpupool node` (flags override the config file).
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// YAML configuration file (keys as in `docs/kubernetes.md`; flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's name (default: `$NODE_NAME`, which the DaemonSet sets from `spec.nodeName`).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// The kubelet's device-plugin folder.
+    #[arg(long, value_name = "DIR")]
+    pub kubelet_dir: Option<PathBuf>,
+    /// Domain of the resource names (`DOMAIN/gpu` is registered with the kubelet).
+    #[arg(long, value_name = "DOMAIN")]
+    pub resource_domain: Option<String>,
+    /// vGPU slots per card (how many containers may share one card).
+    #[arg(long, value_name = "N")]
+    pub split: Option<u32>,
+    /// The agent's folder on the host (allocations, tenant folders, limits files).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// `libgpupool.so` on the host, mounted into every vGPU container.
+    #[arg(long, value_name = "FILE")]
+    pub library: Option<PathBuf>,
+    /// How often the inventory annotation is rewritten (e.g. `30s`).
+    #[arg(long, value_name = "DURATION")]
+    pub inventory_refresh: Option<String>,
+    /// How often the cards' health is checked (e.g. `5s`).
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// What to do with a container over its memory limit: `report` or `kill`.
+    #[arg(long, value_name = "POLICY")]
+    pub audit_policy: Option<String>,
+    /// Also return CDI device names (`DOMAIN/gpu=<uuid>`).
+    #[arg(long)]
+    pub cdi: bool,
+    /// Address of `/metrics` (the exporter's metrics for this node's cards and containers).
+    #[arg(long, default_value = "0.0.0.0:9400", value_name = "ADDR:PORT")]
+    pub metrics_listen: SocketAddr,
+    /// Kubeconfig file (default: `$KUBECONFIG`, `~/.kube/config`, or the in-cluster account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Log level (`error`, `warn`, `info`, `debug`).
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+    /// Print the settings (after the file and flags) and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The machine: real GPUs, or `--sim SPEC` for the simulated driver.
+    #[command(flatten)]
+    pub machine: SimArgs,
+}
+
+fn duration(flag: &str, v: &str) -> Result<std::time::Duration> {
+    gpupool_config::parse_duration_ns(v)
+        .map(std::time::Duration::from_nanos)
+        .map_err(|e| anyhow!("{flag}: {e}"))
+}
+
+/// The settings: defaults, then the file, then the flags; validated.
+pub fn settings(a: &NodeArgs, sim: Option<&SimEnv>) -> Result<NodeConfig> {
+    let env_name = std::env::var("NODE_NAME").unwrap_or_default();
+    let mut c = NodeConfig::defaults(&env_name);
+    if let Some(f) = &a.config {
+        c.apply_file(f).map_err(|e| anyhow!(e))?;
+    }
+    if let Some(v) = &a.node_name {
+        c.node_name = v.clone();
+    }
+    if let Some(v) = &a.kubelet_dir {
+        c.kubelet_dir = v.clone();
+    }
+    if let Some(v) = &a.resource_domain {
+        c.resource_domain = v.clone();
+    }
+    if let Some(v) = a.split {
+        c.split = v;
+    }
+    if let Some(v) = &a.state_dir {
+        c.state_dir = v.clone();
+    }
+    if let Some(v) = &a.library {
+        c.library = v.clone();
+    }
+    if let Some(v) = &a.inventory_refresh {
+        c.inventory_refresh = duration("--inventory-refresh", v)?;
+    }
+    if let Some(v) = &a.health_interval {
+        c.health_interval = duration("--health-interval", v)?;
+    }
+    if let Some(v) = &a.audit_policy {
+        c.audit_policy = AuditPolicy::parse(v).map_err(|e| anyhow!("--audit-policy: {e}"))?;
+    }
+    if a.cdi {
+        c.cdi = true;
+    }
+    if let Some(sim) = sim {
+        c.context_memory = sim.spec.devices.first().map_or(0, |d| d.context_memory);
+    }
+    c.validate().map_err(|e| anyhow!(e))?;
+    Ok(c)
+}
+
+/// Cards through NVML (the real library, or the simulated one).
+struct NvmlCards {
+    sim: Arc<Option<SimEnv>>,
+}
+
+impl CardSource for NvmlCards {
+    fn cards(&self) -> Result<Vec<Card>, String> {
+        let sim = self.sim.as_ref().as_ref();
+        let devices = read_machine(sim).map_err(|e| format!("{e:#}"))?;
+        Ok(devices
+            .into_iter()
+            .map(|d| {
+                let sms = sim
+                    .and_then(|s| s.spec.devices.get(d.index as usize))
+                    .map_or(0, |sd| sd.sms);
+                if let Some(e) = &d.error {
+                    tracing::warn!(index = d.index, "card unreadable: {e}");
+                }
+                Card {
+                    index: d.index,
+                    healthy: d.error.is_none(),
+                    uuid: d.uuid,
+                    model: d.name,
+                    memory_mib: d.total_bytes >> 20,
+                    sms,
+                    numa: -1,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Runs the agent until SIGTERM / Ctrl-C.
+pub fn run(a: NodeArgs) -> Result<()> {
+    let sim = a.machine.prepare()?;
+    let config = settings(&a, sim.as_ref())?;
+    if a.dry_run {
+        println!("{config:#?}");
+        return Ok(());
+    }
+    crate::daemon::init_logging(&a.log_level)?;
+    let sim = Arc::new(sim);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let tenants = config.tenants_dir();
+    runtime.block_on(async move {
+        let client = crate::daemon::kube_client(a.kubeconfig.as_deref()).await?;
+        let source = NvmlCards { sim: sim.clone() };
+        let agent = gpupool_node::agent::Agent::new(config, client, Arc::new(source))
+            .map_err(|e| anyhow!(e))?;
+        let listener = tokio::net::TcpListener::bind(a.metrics_listen)
+            .await
+            .with_context(|| format!("--metrics-listen {}", a.metrics_listen))?;
+        eprintln!(
+            "gpupool node: metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        let router = crate::cmd_exporter::router(sim.clone(), tenants);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            gpupool_extender::shutdown().await;
+            let _ = stop.send(true);
+        });
+        gpupool_node::run(agent, stopped)
+            .await
+            .map_err(|e| anyhow!(e))
+    })
+}

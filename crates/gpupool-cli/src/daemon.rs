@@ -1,0 +1,35 @@
+//! What the daemons (`gpupool scheduler`, `gpupool node`) share: logging and the Kubernetes
+//! client from a kubeconfig or the cluster.
+
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// Logs to stderr at `level` (`error`, `warn`, `info`, `debug`, or a tracing filter).
+pub fn init_logging(level: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| anyhow::anyhow!("--log-level {level:?}: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+/// A client for the API server of `kubeconfig`, else `$KUBECONFIG`, `~/.kube/config` or the
+/// in-cluster service account.
+pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer().await.context(
+            "no Kubernetes API found (no in-cluster account, $KUBECONFIG or ~/.kube/config); \
+             pass --kubeconfig",
+        )?,
+    };
+    kube::Client::try_from(config).context("creating the Kubernetes client")
+}

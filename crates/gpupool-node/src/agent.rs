@@ -1,0 +1,277 @@
+//! The agent's shared state and its decisions: which slots to prefer, what an `Allocate`
+//! gives, what to reap. The gRPC service (`plugin`) and the loops (`lib.rs`) call into it.
+
+use crate::cards::{self, Card, CardSource};
+use crate::config::NodeConfig;
+use crate::kube_api;
+use crate::matching;
+use crate::proto;
+use crate::store::Store;
+use crate::tenant;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::{watch, Mutex};
+
+/// A new reading of the cards over the last one: a card the source could not identify (no UUID:
+/// NVML failed on it) keeps what was known of it, marked unhealthy; one never known is left out.
+pub fn merge(last: &[Card], read: Vec<Card>) -> Vec<Card> {
+    read.into_iter()
+        .filter_map(|c| {
+            if !c.uuid.is_empty() {
+                return Some(c);
+            }
+            let mut known = last.iter().find(|l| l.index == c.index)?.clone();
+            known.healthy = false;
+            Some(known)
+        })
+        .collect()
+}
+
+/// The node agent.
+pub struct Agent {
+    /// Its settings.
+    pub config: NodeConfig,
+    client: kube::Client,
+    source: Arc<dyn CardSource>,
+    cards: watch::Sender<Vec<Card>>,
+    /// The allocation records; the lock also serialises `Allocate` calls.
+    store: Mutex<Store>,
+}
+
+impl Agent {
+    /// Reads the allocation records and the cards (failing when there is no card source).
+    pub fn new(
+        config: NodeConfig,
+        client: kube::Client,
+        source: Arc<dyn CardSource>,
+    ) -> Result<Arc<Agent>, String> {
+        let store = Store::open(&config.allocations_dir())?;
+        let found = merge(&[], source.cards()?);
+        tracing::info!(
+            cards = found.len(),
+            allocations = store.all().count(),
+            "node agent starting"
+        );
+        let (cards, _) = watch::channel(found);
+        Ok(Arc::new(Agent {
+            config,
+            client,
+            source,
+            cards,
+            store: Mutex::new(store),
+        }))
+    }
+
+    /// The cards as last read.
+    pub fn cards(&self) -> Vec<Card> {
+        self.cards.borrow().clone()
+    }
+
+    /// A receiver that sees every change of the cards (health included).
+    pub fn watch_cards(&self) -> watch::Receiver<Vec<Card>> {
+        self.cards.subscribe()
+    }
+
+    /// The devices `ListAndWatch` reports now.
+    pub fn devices(&self) -> Vec<proto::Device> {
+        cards::slots(&self.cards.borrow(), self.config.split)
+    }
+
+    /// Reads the cards again; a source that fails marks every known card unhealthy. Returns
+    /// whether anything changed.
+    pub async fn check_health(&self) -> bool {
+        let source = self.source.clone();
+        let read = tokio::task::spawn_blocking(move || source.cards())
+            .await
+            .unwrap_or_else(|e| Err(format!("card check panicked: {e}")));
+        let next = match read {
+            Ok(c) => merge(&self.cards(), c),
+            Err(e) => {
+                tracing::warn!("reading the cards failed, all marked unhealthy: {e}");
+                let mut c = self.cards();
+                c.iter_mut().for_each(|c| c.healthy = false);
+                c
+            }
+        };
+        self.cards.send_if_modified(|cur| {
+            if *cur == next {
+                return false;
+            }
+            for (old, new) in cur.iter().zip(&next) {
+                if old.healthy != new.healthy {
+                    tracing::warn!(uuid = %new.uuid, healthy = new.healthy, "card health changed");
+                }
+            }
+            *cur = next;
+            true
+        })
+    }
+
+    /// Writes the inventory annotation of the node from the current cards.
+    pub async fn publish_inventory(&self) -> Result<(), String> {
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let inv = cards::inventory(&self.cards(), self.config.split, now);
+        kube_api::publish_inventory(&self.client, &self.config.node_name, &inv).await
+    }
+
+    /// Reports pods whose annotations could not be used (log, and an event on the pod).
+    async fn report(&self, pods: &[k8s_openapi::api::core::v1::Pod], problems: Vec<String>) {
+        for p in problems {
+            tracing::warn!("{p}");
+            let Some(pod) = pods
+                .iter()
+                .find(|pod| p.contains(&gpupool_sched::pod::pod_key(pod)))
+            else {
+                continue;
+            };
+            let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+            let name = pod.metadata.name.as_deref().unwrap_or("");
+            let uid = pod.metadata.uid.as_deref().unwrap_or("");
+            if let Err(e) =
+                kube_api::warn_pod(&self.client, ns, name, uid, "GpupoolBadAnnotation", &p).await
+            {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// Serves one container of an `Allocate` call: finds the pod and container it is for,
+    /// writes its tenant folder and limits file, records it, marks the pod.
+    pub async fn allocate(
+        &self,
+        device_ids: &[String],
+    ) -> Result<proto::ContainerAllocateResponse, String> {
+        for id in device_ids {
+            if cards::card_of_slot(id).is_none() {
+                return Err(format!("device ID {id:?} is not a gpupool vGPU slot"));
+            }
+        }
+        let mut store = self.store.lock().await;
+        let pods = kube_api::node_pods(&self.client, &self.config.node_name).await?;
+        let mut problems = Vec::new();
+        let found = matching::find(
+            &pods,
+            &self.config.node_name,
+            device_ids.len(),
+            &store,
+            &mut problems,
+        );
+        self.report(&pods, problems).await;
+        let m = found?;
+        let known: HashSet<String> = self.cards().into_iter().map(|c| c.uuid).collect();
+        if let Some(d) = m
+            .container
+            .devices
+            .iter()
+            .find(|d| !known.contains(&d.uuid))
+        {
+            return Err(format!(
+                "pod {}/{} container {} is assigned card {}, which this node does not have",
+                m.namespace, m.pod, m.container.name, d.uuid
+            ));
+        }
+        let record = tenant::prepare(&self.config, &m, device_ids)?;
+        let response = tenant::response(&self.config, &record);
+        store.insert(record)?;
+        tracing::info!(pod = %format!("{}/{}", m.namespace, m.pod), container = %m.container.name,
+                       devices = ?device_ids, "allocated");
+        if let Err(e) =
+            kube_api::mark_allocated(&self.client, &m.namespace, &m.pod, &m.container.name).await
+        {
+            // The record on disk already keeps the container from being served twice here.
+            tracing::warn!("{e}");
+        }
+        Ok(response)
+    }
+
+    /// The slots to prefer for a request of `size` from `available`: on the cards the pod being
+    /// admitted was assigned, else one slot per card where possible.
+    pub async fn preferred(
+        &self,
+        available: &[String],
+        must_include: &[String],
+        size: usize,
+    ) -> Vec<String> {
+        let mut chosen: Vec<String> = must_include.to_vec();
+        let mut used_cards: HashSet<String> = chosen
+            .iter()
+            .filter_map(|id| cards::card_of_slot(id).map(String::from))
+            .collect();
+        let wanted: Vec<String> = {
+            let store = self.store.lock().await;
+            match kube_api::node_pods(&self.client, &self.config.node_name).await {
+                Ok(pods) => {
+                    matching::find(&pods, &self.config.node_name, size, &store, &mut vec![])
+                        .map(|m| m.container.devices.into_iter().map(|d| d.uuid).collect())
+                        .unwrap_or_default()
+                }
+                Err(_) => Vec::new(),
+            }
+        };
+        let mut pick = |want: Option<&str>| {
+            for id in available {
+                if chosen.len() >= size {
+                    return;
+                }
+                let Some(card) = cards::card_of_slot(id) else {
+                    continue;
+                };
+                let fits = match want {
+                    Some(w) => card == w,
+                    None => true,
+                };
+                if fits && !used_cards.contains(card) && !chosen.contains(id) {
+                    used_cards.insert(card.to_string());
+                    chosen.push(id.clone());
+                    if want.is_some() {
+                        return;
+                    }
+                }
+            }
+        };
+        for w in &wanted {
+            pick(Some(w));
+        }
+        pick(None);
+        // Fewer cards than slots wanted: fill with any free slot.
+        for id in available {
+            if chosen.len() >= size {
+                break;
+            }
+            if !chosen.contains(id) {
+                chosen.push(id.clone());
+            }
+        }
+        chosen
+    }
+
+    /// Removes the records, tenant folders and limits files of containers whose pod is gone or
+    /// finished. Nothing is removed when the pods cannot be listed.
+    pub async fn reap(&self) -> Result<usize, String> {
+        let pods = kube_api::node_pods(&self.client, &self.config.node_name).await?;
+        let live: HashSet<String> = pods
+            .iter()
+            .filter(|p| !gpupool_sched::pod::finished(p))
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        let mut store = self.store.lock().await;
+        let gone: Vec<_> = store
+            .all()
+            .filter(|a| !live.contains(&a.pod_uid))
+            .cloned()
+            .collect();
+        for a in &gone {
+            let _ = std::fs::remove_dir_all(&a.tenant_dir);
+            let _ = std::fs::remove_file(&a.limits_file);
+            store.remove(&a.key())?;
+            tracing::info!(pod = %format!("{}/{}", a.namespace, a.pod), container = %a.container,
+                           "reaped");
+        }
+        Ok(gone.len())
+    }
+
+    /// Every allocation record (for tests and `gpupool info`).
+    pub async fn allocations(&self) -> Vec<crate::store::Allocation> {
+        self.store.lock().await.all().cloned().collect()
+    }
+}

@@ -1,0 +1,281 @@
+//! The agent's settings: a YAML file (`--config`), then flags over it, then validation that names
+//! the bad input.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What the audit does with a container whose processes use more device memory than its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditPolicy {
+    /// Log it, raise a Kubernetes event and count it in a metric.
+    Report,
+    /// Report it, then kill the container's processes on that card.
+    Kill,
+}
+
+impl AuditPolicy {
+    /// Parses `report` / `kill`.
+    pub fn parse(s: &str) -> Result<AuditPolicy, String> {
+        match s {
+            "report" => Ok(AuditPolicy::Report),
+            "kill" => Ok(AuditPolicy::Kill),
+            _ => Err(format!("audit policy {s:?}: expected report or kill")),
+        }
+    }
+}
+
+/// Settings of `gpupool node`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// This node's name in Kubernetes (`spec.nodeName` of its pods).
+    pub node_name: String,
+    /// The kubelet's device-plugin folder (its `kubelet.sock`, our socket next to it).
+    pub kubelet_dir: PathBuf,
+    /// Domain of the resource names (`nvidia.com` → `nvidia.com/gpu`, …).
+    pub resource_domain: String,
+    /// vGPU slots per card (how many containers may share one card).
+    pub split: u32,
+    /// The agent's folder on the host: allocations, tenant folders, card coordination files.
+    pub state_dir: PathBuf,
+    /// `libgpupool.so` on the host (mounted into every vGPU container).
+    pub library: PathBuf,
+    /// How often the inventory annotation is rewritten.
+    pub inventory_refresh: Duration,
+    /// How often cards are checked for health.
+    pub health_interval: Duration,
+    /// How often the audit compares NVML's memory per process with the limits.
+    pub audit_interval: Duration,
+    /// What the audit does with a container over its limit.
+    pub audit_policy: AuditPolicy,
+    /// Return CDI device names (`nvidia.com/gpu=<uuid>`) besides `NVIDIA_VISIBLE_DEVICES`.
+    pub cdi: bool,
+    /// Device memory charged per context inside containers (0 on real GPUs).
+    pub context_memory: u64,
+}
+
+impl NodeConfig {
+    /// The defaults for `node_name`.
+    pub fn defaults(node_name: &str) -> NodeConfig {
+        NodeConfig {
+            node_name: node_name.to_string(),
+            kubelet_dir: PathBuf::from("/var/lib/kubelet/device-plugins"),
+            resource_domain: "nvidia.com".into(),
+            split: 10,
+            state_dir: PathBuf::from("/var/lib/gpupool"),
+            library: PathBuf::from("/usr/local/gpupool/lib/libgpupool.so"),
+            inventory_refresh: Duration::from_secs(30),
+            health_interval: Duration::from_secs(5),
+            audit_interval: Duration::from_secs(10),
+            audit_policy: AuditPolicy::Report,
+            cdi: false,
+            context_memory: 0,
+        }
+    }
+
+    /// The resource the plugin registers (`<domain>/gpu`).
+    pub fn resource_name(&self) -> String {
+        format!("{}/gpu", self.resource_domain)
+    }
+
+    /// Folder of the allocation records.
+    pub fn allocations_dir(&self) -> PathBuf {
+        self.state_dir.join("allocations")
+    }
+
+    /// Folder of the tenant folders (one per container).
+    pub fn tenants_dir(&self) -> PathBuf {
+        self.state_dir.join("tenants")
+    }
+
+    /// Folder of the per-card coordination files shared by every tenant of the node.
+    pub fn cards_dir(&self) -> PathBuf {
+        self.state_dir.join("cards")
+    }
+
+    /// The file holding `/etc/ld.so.preload` for containers.
+    pub fn preload_file(&self) -> PathBuf {
+        self.state_dir.join("ld.so.preload")
+    }
+
+    /// Applies a YAML configuration file's settings (unknown keys are errors).
+    pub fn apply_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("config file {}: {e}", path.display()))?;
+        self.apply_yaml(&text)
+            .map_err(|e| format!("config file {}: {e}", path.display()))
+    }
+
+    /// Applies YAML text (the config file's format, documented in `docs/kubernetes.md`).
+    pub fn apply_yaml(&mut self, text: &str) -> Result<(), String> {
+        let file: FileConfig = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(v) = file.node_name {
+            self.node_name = v;
+        }
+        if let Some(v) = file.kubelet_dir {
+            self.kubelet_dir = v;
+        }
+        if let Some(v) = file.resource_domain {
+            self.resource_domain = v;
+        }
+        if let Some(v) = file.split {
+            self.split = v;
+        }
+        if let Some(v) = file.state_dir {
+            self.state_dir = v;
+        }
+        if let Some(v) = file.library {
+            self.library = v;
+        }
+        let duration = |key: &str, v: &str| {
+            gpupool_config_duration(v).map_err(|why| format!("{key}: {v:?}: {why}"))
+        };
+        if let Some(v) = file.inventory_refresh {
+            self.inventory_refresh = duration("inventoryRefresh", &v)?;
+        }
+        if let Some(v) = file.health_interval {
+            self.health_interval = duration("healthInterval", &v)?;
+        }
+        if let Some(v) = file.audit_interval {
+            self.audit_interval = duration("auditInterval", &v)?;
+        }
+        if let Some(v) = file.audit_policy {
+            self.audit_policy = v;
+        }
+        if let Some(v) = file.cdi {
+            self.cdi = v;
+        }
+        Ok(())
+    }
+
+    /// Checks every setting; the error names the setting and its value.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.node_name.is_empty() {
+            return Err(
+                "node name is empty: pass --node-name or set NODE_NAME (the downward API's spec.nodeName)"
+                    .into(),
+            );
+        }
+        if !valid_domain(&self.resource_domain) {
+            return Err(format!(
+                "resource domain {:?}: expected a DNS name such as nvidia.com",
+                self.resource_domain
+            ));
+        }
+        if !(1..=64).contains(&self.split) {
+            return Err(format!(
+                "split {}: expected 1 to 64 vGPUs per card",
+                self.split
+            ));
+        }
+        for (key, path) in [
+            ("kubeletDir", &self.kubelet_dir),
+            ("stateDir", &self.state_dir),
+            ("library", &self.library),
+        ] {
+            if !path.is_absolute() {
+                return Err(format!(
+                    "{key} {}: expected an absolute path",
+                    path.display()
+                ));
+            }
+        }
+        for (key, d) in [
+            ("inventoryRefresh", self.inventory_refresh),
+            ("healthInterval", self.health_interval),
+            ("auditInterval", self.audit_interval),
+        ] {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                return Err(format!("{key} {d:?}: expected 100ms to 1h"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn gpupool_config_duration(v: &str) -> Result<Duration, String> {
+    gpupool_config::parse_duration_ns(v)
+        .map(Duration::from_nanos)
+        .map_err(|e| e.why.to_string())
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// The YAML file: every key optional, camelCase, unknown keys refused.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileConfig {
+    node_name: Option<String>,
+    kubelet_dir: Option<PathBuf>,
+    resource_domain: Option<String>,
+    split: Option<u32>,
+    state_dir: Option<PathBuf>,
+    library: Option<PathBuf>,
+    inventory_refresh: Option<String>,
+    health_interval: Option<String>,
+    audit_interval: Option<String>,
+    audit_policy: Option<AuditPolicy>,
+    cdi: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_settings_apply_and_bad_ones_are_named() {
+        let mut c = NodeConfig::defaults("n1");
+        c.apply_yaml(
+            "split: 4\nresourceDomain: example.com\ninventoryRefresh: 10s\nauditPolicy: kill\n",
+        )
+        .unwrap();
+        assert_eq!(c.split, 4);
+        assert_eq!(c.resource_name(), "example.com/gpu");
+        assert_eq!(c.inventory_refresh, Duration::from_secs(10));
+        assert_eq!(c.audit_policy, AuditPolicy::Kill);
+        c.validate().unwrap();
+
+        let e = c.apply_yaml("splitt: 4\n").unwrap_err();
+        assert!(e.contains("splitt"), "{e}");
+        let e = c.apply_yaml("inventoryRefresh: soon\n").unwrap_err();
+        assert!(e.contains("inventoryRefresh") && e.contains("soon"), "{e}");
+        let e = c.apply_yaml("auditPolicy: maybe\n").unwrap_err();
+        assert!(e.contains("maybe"), "{e}");
+        let e = c.apply_yaml("split: -1\n").unwrap_err();
+        assert!(e.contains("split"), "{e}");
+
+        c.split = 0;
+        assert!(c.validate().unwrap_err().contains("split 0"));
+        c.split = 10;
+        c.resource_domain = "Nvidia Com".into();
+        assert!(c.validate().unwrap_err().contains("Nvidia Com"));
+        c.resource_domain = "nvidia.com".into();
+        c.state_dir = "relative".into();
+        assert!(c.validate().unwrap_err().contains("stateDir relative"));
+        c.state_dir = "/var/lib/gpupool".into();
+        c.node_name.clear();
+        assert!(c.validate().unwrap_err().contains("node name"));
+    }
+
+    #[test]
+    fn durations_take_minutes() {
+        assert_eq!(
+            gpupool_config_duration("2m").unwrap(),
+            Duration::from_secs(120)
+        );
+        assert!(gpupool_config_duration("10").is_err());
+    }
+}

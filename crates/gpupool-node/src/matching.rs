@@ -1,0 +1,265 @@
+//! Which pod and container an `Allocate` call serves. The kubelet's call names only device IDs,
+//! so the agent reads the scheduler's decision from the pods bound to this node: the pending pod
+//! with an assignment here whose next unallocated container asks for as many vGPUs as the call.
+//! Among several such pods (equal requests) the one assigned first is served first: the kubelet
+//! receives pods in the order they are bound, and admits them one at a time.
+
+use crate::store::Store;
+use gpupool_sched::pod;
+use gpupool_sched::protocol::{AssignedContainer, Assignment};
+use k8s_openapi::api::core::v1::Pod;
+
+/// Annotation listing the containers of a pod the node agent has allocated (comma list).
+pub const ALLOCATED_ANNOTATION: &str = "gpupool.io/allocated";
+
+/// The pod an `Allocate` call serves, and the container in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Pod UID.
+    pub uid: String,
+    /// The container's assignment.
+    pub container: AssignedContainer,
+    /// Containers of the pod allocated before this one.
+    pub allocated: Vec<String>,
+}
+
+/// The containers of a pod recorded as allocated (its annotation).
+pub fn allocated_containers(p: &Pod) -> Vec<String> {
+    pod::annotations(p)
+        .get(ALLOCATED_ANNOTATION)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A pod bound here with an assignment: its key for ordering and the assignment.
+struct Candidate<'a> {
+    pod: &'a Pod,
+    assignment: Assignment,
+}
+
+impl Candidate<'_> {
+    fn order(&self) -> (u64, String, String) {
+        (
+            self.assignment.assigned_ns.unwrap_or(u64::MAX),
+            self.pod
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+            pod::pod_key(self.pod),
+        )
+    }
+}
+
+/// Finds the pod and container an `Allocate` of `count` vGPUs on `node` serves. `problems`
+/// receives one line per pod whose annotations could not be used (they are skipped, never
+/// guessed at). `Err` says why no pod matches.
+pub fn find(
+    pods: &[Pod],
+    node: &str,
+    count: usize,
+    store: &Store,
+    problems: &mut Vec<String>,
+) -> Result<Match, String> {
+    let mut candidates = Vec::new();
+    for p in pods {
+        if pod::bound_node(p) != Some(node) || pod::finished(p) {
+            continue;
+        }
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        if !matches!(phase, None | Some("Pending")) {
+            continue;
+        }
+        match pod::assignment(p) {
+            Ok(Some(a)) if a.node == node => candidates.push(Candidate {
+                pod: p,
+                assignment: a,
+            }),
+            Ok(Some(a)) => problems.push(format!(
+                "pod {} is bound to {node} but assigned to {}",
+                pod::pod_key(p),
+                a.node
+            )),
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    candidates.sort_by_key(Candidate::order);
+    for c in &candidates {
+        let uid = c.pod.metadata.uid.clone().unwrap_or_default();
+        let allocated = allocated_containers(c.pod);
+        let done =
+            |name: &str| allocated.iter().any(|a| a == name) || store.get(&uid, name).is_some();
+        let next = c
+            .assignment
+            .containers
+            .iter()
+            .find(|ac| !done(&ac.name) && ac.devices.len() == count);
+        if let Some(container) = next {
+            return Ok(Match {
+                namespace: c
+                    .pod
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                pod: c.pod.metadata.name.clone().unwrap_or_default(),
+                uid,
+                container: container.clone(),
+                allocated,
+            });
+        }
+    }
+    Err(format!(
+        "no pending pod on node {node} has a container assigned {count} vGPU(s) that is not \
+         allocated yet ({} pod(s) with an assignment here; was the pod scheduled by gpupool-scheduler?)",
+        candidates.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, node: &str, assignment: serde_json::Value, extra: serde_json::Value) -> Pod {
+        let mut annotations = json!({"gpupool.io/assignment": assignment.to_string()});
+        if let Some(m) = extra.as_object() {
+            for (k, v) in m {
+                annotations[k] = v.clone();
+            }
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"),
+                         "annotations": annotations},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"phase": "Pending"}
+        }))
+        .unwrap()
+    }
+
+    fn assignment(node: &str, at: u64, containers: &[(&str, usize)]) -> serde_json::Value {
+        let cs: Vec<_> = containers
+            .iter()
+            .map(|(n, k)| {
+                let devs: Vec<_> = (0..*k)
+                    .map(|i| json!({"uuid": format!("GPU-{i}"), "memoryMiB": 1024, "cores": 30}))
+                    .collect();
+                json!({"name": n, "devices": devs})
+            })
+            .collect();
+        json!({"version": 1, "node": node, "assignedNs": at, "containers": cs})
+    }
+
+    fn empty_store() -> Store {
+        let dir = std::env::temp_dir().join(format!(
+            "gpupool-match-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Store::open(&dir).unwrap()
+    }
+
+    #[test]
+    fn equal_requests_are_served_in_assignment_order() {
+        let pods = vec![
+            pod(
+                "late",
+                "n1",
+                assignment("n1", 20, &[("main", 1)]),
+                json!({}),
+            ),
+            pod(
+                "early",
+                "n1",
+                assignment("n1", 10, &[("main", 1)]),
+                json!({}),
+            ),
+            pod(
+                "elsewhere",
+                "n2",
+                assignment("n2", 1, &[("main", 1)]),
+                json!({}),
+            ),
+        ];
+        let store = empty_store();
+        let mut problems = vec![];
+        let m = find(&pods, "n1", 1, &store, &mut problems).unwrap();
+        assert_eq!(m.pod, "early");
+        // Once "early" is marked, "late" is next.
+        let pods = vec![
+            pods[0].clone(),
+            pod(
+                "early",
+                "n1",
+                assignment("n1", 10, &[("main", 1)]),
+                json!({"gpupool.io/allocated": "main"}),
+            ),
+        ];
+        assert_eq!(
+            find(&pods, "n1", 1, &store, &mut problems).unwrap().pod,
+            "late"
+        );
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn containers_are_served_in_order_and_counts_must_match() {
+        let pods = vec![pod(
+            "multi",
+            "n1",
+            assignment("n1", 5, &[("a", 2), ("b", 1)]),
+            json!({"gpupool.io/allocated": "a"}),
+        )];
+        let store = empty_store();
+        let mut problems = vec![];
+        let m = find(&pods, "n1", 1, &store, &mut problems).unwrap();
+        assert_eq!(
+            (m.container.name.as_str(), m.allocated.clone()),
+            ("b", vec!["a".to_string()])
+        );
+        let e = find(&pods, "n1", 3, &store, &mut problems).unwrap_err();
+        assert!(e.contains("3 vGPU"), "{e}");
+    }
+
+    #[test]
+    fn malformed_annotations_are_reported_and_skipped() {
+        let mut bad = pod("bad", "n1", json!({}), json!({}));
+        bad.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("gpupool.io/assignment".into(), "{not json".into());
+        let good = pod(
+            "good",
+            "n1",
+            assignment("n1", 50, &[("main", 1)]),
+            json!({}),
+        );
+        let wrong_node = pod(
+            "moved",
+            "n1",
+            assignment("n9", 1, &[("main", 1)]),
+            json!({}),
+        );
+        let store = empty_store();
+        let mut problems = vec![];
+        let m = find(&[bad, wrong_node, good], "n1", 1, &store, &mut problems).unwrap();
+        assert_eq!(m.pod, "good");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("ns/bad"), "{problems:?}");
+        assert!(problems[1].contains("n9"), "{problems:?}");
+    }
+}

@@ -1,0 +1,210 @@
+//! What a container gets from `Allocate`: its tenant folder (region, `owner.json`), its limits
+//! file (mounted read-only where the library trusts it), the library and an `ld.so.preload`
+//! mounted over the image's, and the env naming its cards.
+
+use crate::config::NodeConfig;
+use crate::matching::Match;
+use crate::proto;
+use crate::store::Allocation;
+use gpupool_config::limits::DEFAULT_LIMITS_FILE;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Where the library is mounted in containers.
+pub const CONTAINER_LIBRARY: &str = "/usr/local/gpupool/lib/libgpupool.so";
+/// The preload list mounted over the container's.
+pub const CONTAINER_PRELOAD: &str = "/etc/ld.so.preload";
+/// The tenant folder (its accounting region) in the container.
+pub const CONTAINER_TENANT: &str = "/run/gpupool/tenant";
+/// The node's card coordination folder in the container.
+pub const CONTAINER_CARDS: &str = "/run/gpupool/cards";
+
+/// The limits file's text for a container's devices (CUDA ordinals in assignment order, which
+/// `CUDA_VISIBLE_DEVICES` fixes).
+pub fn limits_text(m: &Match, context_memory: u64) -> String {
+    let mut t = format!(
+        "# written by gpupool node for pod {}/{} container {}; do not edit\n",
+        m.namespace, m.pod, m.container.name
+    );
+    t += &format!("region = {CONTAINER_TENANT}/region\n");
+    t += &format!("card_dir = {CONTAINER_CARDS}\n");
+    t += &format!("context_memory = {context_memory}\n");
+    for (i, d) in m.container.devices.iter().enumerate() {
+        t += &format!("memory.{i} = {}MiB\n", d.memory_mib);
+        if d.cores < 100 {
+            t += &format!("compute.{i} = {}\n", d.cores);
+        }
+    }
+    if m.container.devices.iter().any(|d| d.priority > 0) {
+        t += "priority = low\n";
+    }
+    t
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Creates the container's tenant folder and limits file on the host; returns its record.
+pub fn prepare(
+    config: &NodeConfig,
+    m: &Match,
+    device_ids: &[String],
+) -> Result<Allocation, String> {
+    let name = format!("k8s-{}-{}", m.uid, m.container.name);
+    let tenant_dir = config.tenants_dir().join(&name);
+    let limits_dir = config.state_dir.join("limits");
+    for dir in [&tenant_dir, &limits_dir, &config.cards_dir()] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let owner = serde_json::json!({
+        "namespace": m.namespace, "pod": m.pod, "container": m.container.name,
+    });
+    write(&tenant_dir.join("owner.json"), &owner.to_string())?;
+    let limits_file = limits_dir.join(format!("{name}.conf"));
+    write(&limits_file, &limits_text(m, config.context_memory))?;
+    let preload = config.preload_file();
+    write(&preload, &format!("{CONTAINER_LIBRARY}\n"))?;
+    Ok(Allocation {
+        pod_uid: m.uid.clone(),
+        namespace: m.namespace.clone(),
+        pod: m.pod.clone(),
+        container: m.container.name.clone(),
+        device_ids: device_ids.to_vec(),
+        devices: m.container.devices.clone(),
+        tenant_dir,
+        limits_file,
+    })
+}
+
+fn mount(container: &str, host: &Path, read_only: bool) -> proto::Mount {
+    proto::Mount {
+        container_path: container.into(),
+        host_path: host.display().to_string(),
+        read_only,
+    }
+}
+
+/// The kubelet's answer for one allocated container.
+pub fn response(config: &NodeConfig, a: &Allocation) -> proto::ContainerAllocateResponse {
+    let uuids: Vec<&str> = a.devices.iter().map(|d| d.uuid.as_str()).collect();
+    let list = uuids.join(",");
+    let mut envs = HashMap::new();
+    // The container toolkit exposes these cards; CUDA numbers them in this order.
+    envs.insert("NVIDIA_VISIBLE_DEVICES".to_string(), list.clone());
+    envs.insert("CUDA_VISIBLE_DEVICES".to_string(), list);
+    envs.insert(
+        "GPUPOOL_TENANT".to_string(),
+        format!("{}/{}/{}", a.namespace, a.pod, a.container),
+    );
+    let mounts = vec![
+        mount(CONTAINER_LIBRARY, &config.library, true),
+        mount(CONTAINER_PRELOAD, &config.preload_file(), true),
+        mount(DEFAULT_LIMITS_FILE, &a.limits_file, true),
+        mount(CONTAINER_TENANT, &a.tenant_dir, false),
+        mount(CONTAINER_CARDS, &config.cards_dir(), false),
+    ];
+    let cdi_devices = if config.cdi {
+        uuids
+            .iter()
+            .map(|u| proto::CdiDevice {
+                name: format!("{}/gpu={u}", config.resource_domain),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    proto::ContainerAllocateResponse {
+        envs,
+        mounts,
+        devices: Vec::new(),
+        annotations: HashMap::new(),
+        cdi_devices,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpupool_sched::protocol::{AssignedContainer, AssignedDevice};
+
+    fn matched(cores: u32, priority: u32) -> Match {
+        Match {
+            namespace: "ns".into(),
+            pod: "p".into(),
+            uid: "u1".into(),
+            container: AssignedContainer {
+                name: "main".into(),
+                devices: vec![
+                    AssignedDevice {
+                        uuid: "GPU-a".into(),
+                        memory_mib: 4096,
+                        cores,
+                        priority,
+                    },
+                    AssignedDevice {
+                        uuid: "GPU-b".into(),
+                        memory_mib: 2048,
+                        cores: 100,
+                        priority,
+                    },
+                ],
+            },
+            allocated: vec![],
+        }
+    }
+
+    #[test]
+    fn the_limits_file_is_what_the_library_reads() {
+        let text = limits_text(&matched(30, 1), 256 << 20);
+        let cfg = gpupool_config::TenantConfig::from_sources(
+            &[],
+            Some((Path::new(DEFAULT_LIMITS_FILE), &text)),
+        )
+        .unwrap();
+        assert_eq!(cfg.memory_limit(0), Some(4096 << 20));
+        assert_eq!(cfg.memory_limit(1), Some(2048 << 20));
+        assert_eq!(cfg.compute_limit(0), Some(30));
+        assert_eq!(cfg.compute_limit(1), None, "100 % is no compute limit");
+        assert_eq!(cfg.priority, gpupool_config::Priority::Low);
+        assert_eq!(cfg.context_memory, 256 << 20);
+        assert_eq!(
+            cfg.region.as_deref(),
+            Some(Path::new("/run/gpupool/tenant/region"))
+        );
+    }
+
+    #[test]
+    fn the_response_mounts_limits_read_only_and_names_the_cards() {
+        let dir = std::env::temp_dir().join(format!("gpupool-tenant-{}", std::process::id()));
+        let mut config = NodeConfig::defaults("n1");
+        config.state_dir = dir.clone();
+        config.cdi = true;
+        let a = prepare(
+            &config,
+            &matched(30, 0),
+            &["GPU-a::0".into(), "GPU-b::3".into()],
+        )
+        .unwrap();
+        let r = response(&config, &a);
+        assert_eq!(r.envs["CUDA_VISIBLE_DEVICES"], "GPU-a,GPU-b");
+        let limits = r
+            .mounts
+            .iter()
+            .find(|m| m.container_path == DEFAULT_LIMITS_FILE)
+            .unwrap();
+        assert!(limits.read_only);
+        assert!(std::fs::read_to_string(&limits.host_path)
+            .unwrap()
+            .contains("memory.0 = 4096MiB"));
+        assert_eq!(r.cdi_devices[1].name, "nvidia.com/gpu=GPU-b");
+        let owner: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(a.tenant_dir.join("owner.json")).unwrap())
+                .unwrap();
+        assert_eq!(owner["container"], "main");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
