@@ -101,7 +101,13 @@ fn every_manifest_is_a_valid_kubernetes_object() {
         }
         kinds.push(kind);
     }
-    for k in ["Deployment", "ConfigMap", "ClusterRole", "ServiceAccount"] {
+    for k in [
+        "Deployment",
+        "DaemonSet",
+        "ConfigMap",
+        "ClusterRole",
+        "ServiceAccount",
+    ] {
         assert!(kinds.iter().any(|x| x == k), "no {k} in deploy/");
     }
 }
@@ -245,4 +251,94 @@ fn the_scheduler_configuration_points_at_the_extender_it_runs_with() {
     args.push("--dry-run");
     let out = gpupool_ok(&args);
     assert!(String::from_utf8_lossy(&out.stdout).contains(listen));
+}
+
+#[test]
+fn the_node_agent_runs_with_its_config_and_sees_host_paths_as_they_are() {
+    let docs = documents();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|(_, v)| v["kind"] == kind && v["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .1
+            .clone()
+    };
+    let cm: ConfigMap = serde_json::from_value(find("ConfigMap", "gpupool-node-config")).unwrap();
+    let text = cm.data.unwrap()["config.yaml"].clone();
+    let ds: DaemonSet = serde_json::from_value(find("DaemonSet", "gpupool-node")).unwrap();
+    let spec = ds.spec.unwrap().template.spec.unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some("gpupool-node"));
+    let agent = spec
+        .containers
+        .iter()
+        .find(|c| c.name == "gpupool-node")
+        .unwrap();
+    // NODE_NAME comes from the downward API.
+    let env = agent.env.clone().unwrap();
+    let node_name = env.iter().find(|e| e.name == "NODE_NAME").unwrap();
+    assert_eq!(
+        node_name
+            .value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "spec.nodeName"
+    );
+    // The command line with the ConfigMap's file is accepted; the settings it prints are the
+    // ones the hostPath volumes are mounted at (the agent writes host paths into Allocate).
+    let cmd = agent.command.clone().unwrap();
+    assert_eq!(&cmd[..2], ["gpupool", "node"]);
+    let config_path = cmd
+        .iter()
+        .find_map(|a| a.strip_prefix("--config="))
+        .expect("--config");
+    let mounts = agent.volume_mounts.clone().unwrap();
+    let config_mount = mounts.iter().find(|m| m.name == "config").unwrap();
+    assert!(config_path.starts_with(&config_mount.mount_path));
+    let dir = std::env::temp_dir().join(format!("gpupool-deploy-node-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let local = dir.join("config.yaml");
+    std::fs::write(&local, &text).unwrap();
+    let mut args: Vec<String> = cmd[1..]
+        .iter()
+        .map(|a| {
+            if a.starts_with("--config=") {
+                format!("--config={}", local.display())
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    args.extend(["--dry-run".into(), "--node-name".into(), "n1".into()]);
+    let out = gpupool_ok(&args);
+    let settings = String::from_utf8_lossy(&out.stdout);
+    let volumes = spec.volumes.unwrap();
+    for (name, setting) in [("device-plugins", "kubelet_dir"), ("state", "state_dir")] {
+        let host = volumes
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.host_path.clone())
+            .unwrap_or_else(|| panic!("hostPath volume {name}"))
+            .path;
+        let mount = &mounts.iter().find(|m| m.name == name).unwrap().mount_path;
+        assert_eq!(&host, mount, "{name} is mounted at its host path");
+        assert!(
+            settings.contains(&format!("{setting}: \"{host}\"")),
+            "{setting} is {host}: {settings}"
+        );
+    }
+    let library = volumes
+        .iter()
+        .find(|v| v.name == "library")
+        .and_then(|v| v.host_path.clone())
+        .unwrap()
+        .path;
+    assert!(
+        settings.contains(&format!("library: \"{library}/libgpupool.so\"")),
+        "{settings}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

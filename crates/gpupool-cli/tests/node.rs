@@ -1,0 +1,274 @@
+//! `gpupool node` end to end on the simulated GPU: the agent (its own process, NVML of the
+//! simulated driver, the Kubernetes API served by the in-memory fake over HTTP) registers with a
+//! stand-in kubelet; `Allocate` for a scheduled pod returns env and mounts; a CUDA program
+//! started with exactly that env, and the mounted files at their host paths, is held to the
+//! pod's limit. Then a card fault (injected in the simulator) reaches `ListAndWatch` and the
+//! inventory, and the agent's `/metrics` names the pod.
+
+mod common;
+use common::*;
+use gpupool_fakekube as fake_api;
+use gpupool_node::fake_kubelet::FakeKubelet;
+use gpupool_node::proto;
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The agent process; killed when dropped.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `gpupool node` on machine `m`; returns it and its metrics address.
+fn start_agent(m: &Machine, dir: &Path, url: &str) -> (Agent, String) {
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, fake_api::kubeconfig(url)).unwrap();
+    let mut child = Command::new(gpupool())
+        .args(["node", "--node-name", "n1", "--sim", &m.spec, "--state"])
+        .arg(&m.state)
+        .arg("--kubelet-dir")
+        .arg(dir.join("device-plugins"))
+        .arg("--state-dir")
+        .arg(dir.join("agent"))
+        .arg("--library")
+        .arg(lib_dir().join("libgpupool.so"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--health-interval",
+            "200ms",
+            "--inventory-refresh",
+            "500ms",
+            "--log-level",
+            "warn",
+        ])
+        .env("GPUPOOL_LIB_DIR", lib_dir())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("gpupool node printed its metrics address")
+            .unwrap();
+        if let Some(rest) = line.split("metrics on http://").nth(1) {
+            break rest.trim_end_matches("/metrics").to_string();
+        }
+    };
+    // Keep draining stderr so the agent never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Agent(child), addr)
+}
+
+/// The limits file as the container would see it, its mounted folders replaced by the host
+/// paths behind them (the test stands in for the container runtime's mounts).
+fn limits_at_host_paths(r: &proto::ContainerAllocateResponse, out: &Path) -> PathBuf {
+    let host = |container: &str| {
+        r.mounts
+            .iter()
+            .find(|m| m.container_path == container)
+            .unwrap_or_else(|| panic!("mount {container} in {:?}", r.mounts))
+            .host_path
+            .clone()
+    };
+    let mut text = std::fs::read_to_string(host("/etc/gpupool/limits.conf")).unwrap();
+    for folder in ["/run/gpupool/tenant", "/run/gpupool/cards"] {
+        text = text.replace(folder, &host(folder));
+    }
+    std::fs::write(out, text).unwrap();
+    out.to_path_buf()
+}
+
+fn node_inventory(cluster: &fake_api::Shared) -> Option<gpupool_sched::protocol::Inventory> {
+    let node = cluster.lock().unwrap().nodes["n1"].clone();
+    node["metadata"]["annotations"]["gpupool.io/inventory"]
+        .as_str()
+        .and_then(|t| gpupool_sched::protocol::Inventory::parse(t).ok())
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..100 {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within 10 s");
+}
+
+#[test]
+fn an_allocated_container_runs_under_its_pods_limits() {
+    let m = Machine::new("node-e2e", "2x16GiB");
+    let dir = std::env::temp_dir().join(format!("gpupool-node-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster: fake_api::Shared = Default::default();
+    cluster.lock().unwrap().add_node("n1", &[]);
+    let url = fake_api::serve(cluster.clone());
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut kubelet = rt
+        .block_on(async { FakeKubelet::start(&dir.join("device-plugins")) })
+        .unwrap();
+    let (_agent, metrics) = start_agent(&m, &dir, &url);
+
+    let reg = rt
+        .block_on(kubelet.next_registration(Duration::from_secs(20)))
+        .expect("the agent registers with the kubelet");
+    assert_eq!(reg.resource_name, "nvidia.com/gpu");
+    let mut plugin = rt.block_on(kubelet.plugin(&reg)).unwrap();
+    let mut stream = rt
+        .block_on(plugin.list_and_watch(proto::Empty {}))
+        .unwrap()
+        .into_inner();
+    let first = rt.block_on(stream.message()).unwrap().unwrap();
+    assert_eq!(first.devices.len(), 20, "2 cards x 10 slots");
+
+    // The inventory names the simulated cards; the scheduler assigned card 1 to the pod.
+    let inventory = wait_for("inventory annotation", || node_inventory(&cluster));
+    assert_eq!(inventory.cards.len(), 2);
+    assert_eq!(inventory.cards[0].memory_mib, 16 * 1024);
+    let card = inventory.cards[1].uuid.clone();
+    let assignment = json!({"version": 1, "node": "n1", "assignedNs": 1, "containers": [
+        {"name": "main", "devices": [{"uuid": card, "memoryMiB": 1024, "cores": 100}]}]});
+    cluster.lock().unwrap().add_bound_pod(
+        "team",
+        "infer",
+        "n1",
+        json!({"gpupool.io/assignment": assignment.to_string()}),
+        json!([{"name": "main", "image": "cuda"}]),
+    );
+    let response = rt
+        .block_on(plugin.allocate(proto::AllocateRequest {
+            container_requests: vec![proto::ContainerAllocateRequest {
+                devices_ids: vec![format!("{card}::0")],
+            }],
+        }))
+        .unwrap()
+        .into_inner()
+        .container_responses
+        .remove(0);
+
+    // The container: exactly the returned env, the library preloaded (the ld.so.preload
+    // mount), the limits file at its host path.
+    let limits = limits_at_host_paths(&response, &dir.join("limits-as-mounted.conf"));
+    let out = Command::new(gpupool())
+        .args(["probe", "--chunk", "128MiB"])
+        .envs(m.sim_env())
+        .envs(&response.envs)
+        .env("LD_PRELOAD", lib_dir().join("libgpupool.so"))
+        .env("GPUPOOL_LIMITS_FILE", &limits)
+        .env("GPUPOOL_LIB_DIR", lib_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["total"],
+        1024 * MIB,
+        "the pod's 1 GiB is the card: {report}"
+    );
+    assert!(
+        report["allocated"].as_u64().unwrap() <= 1024 * MIB,
+        "held to 1 GiB: {report}"
+    );
+    assert_eq!(
+        report["stop_error"], 2,
+        "refused with out-of-memory: {report}"
+    );
+    // The agent's metrics name the pod, on the assigned card (CUDA_VISIBLE_DEVICES named it).
+    let body = http_get(&metrics, "/metrics");
+    assert!(
+        body.contains("pod=\"infer\"") && body.contains(&card),
+        "metrics name the pod's tenant: {body}"
+    );
+
+    // A card fault: NVML fails on card 0; its slots turn unhealthy, and the inventory says so.
+    let uuid0 = inventory.cards[0].uuid.clone();
+    std::fs::create_dir_all(m.state.join("faults")).unwrap();
+    std::fs::write(m.state.join("faults").join(&uuid0), "xid 79").unwrap();
+    let update = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), stream.message()).await })
+        .expect("a ListAndWatch update within 10 s")
+        .unwrap()
+        .unwrap();
+    for d in &update.devices {
+        let want = if d.id.starts_with(&uuid0) {
+            "Unhealthy"
+        } else {
+            "Healthy"
+        };
+        assert_eq!(d.health, want, "{}", d.id);
+    }
+    wait_for("inventory marks the card unhealthy", || {
+        node_inventory(&cluster).filter(|i| !i.cards[0].healthy && i.cards[1].healthy)
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `GET path` on `addr` (HTTP/1.0, whole body).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn bad_settings_are_named() {
+    let dir = std::env::temp_dir().join(format!("gpupool-node-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("node.yaml");
+    std::fs::write(&file, "split: 4\nsplitCount: 3\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(gpupool())
+            .args(["node", "--dry-run", "--node-name", "n1"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["--config", file.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("splitCount") && err.contains("node.yaml"),
+        "{err}"
+    );
+    std::fs::write(&file, "split: 4\nresourceDomain: example.com\n").unwrap();
+    let (ok, out, err) = run(&["--config", file.to_str().unwrap(), "--split", "7"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("split: 7") && out.contains("example.com"),
+        "flags over the file: {out}"
+    );
+    let (ok, _, err) = run(&["--split", "0"]);
+    assert!(!ok && err.contains("split 0"), "{err}");
+    let (ok, _, err) = run(&["--health-interval", "soon"]);
+    assert!(!ok && err.contains("--health-interval"), "{err}");
+    let (ok, _, err) = run(&["--audit-policy", "maybe"]);
+    assert!(!ok && err.contains("maybe"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
