@@ -2,7 +2,7 @@
 //! hosts without the node agent. Each scrape reads NVML and the tenants' regions afresh (reads
 //! only: atomics in the shared files, never a lock a tenant waits on).
 
-use crate::cmd_info::{snapshot, snapshot_of};
+use crate::cmd_info::{snapshot, snapshot_of, InfoSnapshot};
 use crate::cmd_run::tenants_dir;
 use crate::sim_env::{SimArgs, SimEnv};
 use anyhow::{Context, Result};
@@ -29,9 +29,22 @@ pub struct ExporterArgs {
 /// OpenMetrics text, which Prometheus reads.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-async fn metrics(sim: Arc<Option<SimEnv>>, tenants: Arc<PathBuf>) -> impl IntoResponse {
-    let taken =
-        tokio::task::spawn_blocking(move || snapshot_of(sim.as_ref().as_ref(), &tenants)).await;
+/// Adds what only the caller knows (the node agent's audit findings) to a snapshot.
+pub type AddToSnapshot = Arc<dyn Fn(&mut InfoSnapshot) + Send + Sync>;
+
+async fn metrics(
+    sim: Arc<Option<SimEnv>>,
+    tenants: Arc<PathBuf>,
+    add: Option<AddToSnapshot>,
+) -> impl IntoResponse {
+    let taken = tokio::task::spawn_blocking(move || {
+        let mut snap = snapshot_of(sim.as_ref().as_ref(), &tenants)?;
+        if let Some(add) = add {
+            add(&mut snap);
+        }
+        Ok::<_, anyhow::Error>(snap)
+    })
+    .await;
     match taken {
         Ok(Ok(snap)) => (
             StatusCode::OK,
@@ -49,12 +62,12 @@ async fn metrics(sim: Arc<Option<SimEnv>>, tenants: Arc<PathBuf>) -> impl IntoRe
 }
 
 /// `/metrics` (cards through NVML, the tenants in the folders of `tenants`) and `/healthz`.
-pub fn router(sim: Arc<Option<SimEnv>>, tenants: PathBuf) -> Router {
+pub fn router(sim: Arc<Option<SimEnv>>, tenants: PathBuf, add: Option<AddToSnapshot>) -> Router {
     let tenants = Arc::new(tenants);
     Router::new()
         .route(
             "/metrics",
-            get(move || metrics(sim.clone(), tenants.clone())),
+            get(move || metrics(sim.clone(), tenants.clone(), add.clone())),
         )
         .route("/healthz", get(|| async { "ok" }))
 }
@@ -78,7 +91,7 @@ pub fn run(a: ExporterArgs) -> Result<()> {
         let addr = listener.local_addr()?;
         eprintln!("gpupool exporter: serving http://{addr}/metrics");
         let tenants = tenants_dir(sim.as_ref().as_ref().map(|s| s.state.as_path()));
-        axum::serve(listener, router(sim, tenants))
+        axum::serve(listener, router(sim, tenants, None))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })

@@ -79,6 +79,24 @@ pub struct InfoSnapshot {
     pub devices: Vec<DeviceEntry>,
     /// Tenants, from their regions.
     pub tenants: Vec<TenantEntry>,
+    /// Containers the node agent's audit found above their memory limit (empty elsewhere).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub over_limit: Vec<OverLimitEntry>,
+}
+
+/// A container the node agent's audit found above its memory limit on a card.
+#[derive(Serialize, Debug, Clone)]
+pub struct OverLimitEntry {
+    /// The container's owner.
+    pub owner: Owner,
+    /// Card UUID.
+    pub uuid: String,
+    /// Audit rounds that found it over.
+    pub rounds: u64,
+    /// NVML's memory of its processes on the card at the last finding.
+    pub used_bytes: u64,
+    /// Its limit there.
+    pub limit_bytes: u64,
 }
 
 /// Reads every tenant region in `dir`.
@@ -165,7 +183,11 @@ pub fn snapshot_of(sim: Option<&SimEnv>, tenants: &Path) -> Result<InfoSnapshot>
     let devices = read_machine(sim)?;
     let mut tenants = read_tenants(tenants);
     attach_compute_shares(&mut tenants, &devices);
-    Ok(InfoSnapshot { devices, tenants })
+    Ok(InfoSnapshot {
+        devices,
+        tenants,
+        over_limit: Vec::new(),
+    })
 }
 
 /// Sums the NVML SM share of each tenant's processes on each device.

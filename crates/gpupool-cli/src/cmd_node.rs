@@ -2,10 +2,12 @@
 //! inventory annotation, card health, metrics). Settings and the NVML card source here; the
 //! agent is `gpupool-node`.
 
-use crate::cmd_info::read_machine;
+use crate::cmd_exporter::AddToSnapshot;
+use crate::cmd_info::{read_machine, InfoSnapshot, OverLimitEntry, Owner};
 use crate::sim_env::{SimArgs, SimEnv};
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
+use gpupool_node::audit::ProcessMemory;
 use gpupool_node::cards::{Card, CardSource};
 use gpupool_node::config::{AuditPolicy, NodeConfig};
 use std::net::SocketAddr;
@@ -45,6 +47,12 @@ pub struct NodeArgs {
     /// What to do with a container over its memory limit: `report` or `kill`.
     #[arg(long, value_name = "POLICY")]
     pub audit_policy: Option<String>,
+    /// How often NVML's memory per process is compared with the limits (e.g. `10s`).
+    #[arg(long, value_name = "DURATION")]
+    pub audit_interval: Option<String>,
+    /// Where processes' cgroups are read (`/proc`; tests point it elsewhere).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub proc_root: Option<PathBuf>,
     /// Also return CDI device names (`DOMAIN/gpu=<uuid>`).
     #[arg(long)]
     pub cdi: bool,
@@ -102,6 +110,12 @@ pub fn settings(a: &NodeArgs, sim: Option<&SimEnv>) -> Result<NodeConfig> {
     if let Some(v) = &a.health_interval {
         c.health_interval = duration("--health-interval", v)?;
     }
+    if let Some(v) = &a.audit_interval {
+        c.audit_interval = duration("--audit-interval", v)?;
+    }
+    if let Some(v) = &a.proc_root {
+        c.proc_root = v.clone();
+    }
     if let Some(v) = &a.audit_policy {
         c.audit_policy = AuditPolicy::parse(v).map_err(|e| anyhow!("--audit-policy: {e}"))?;
     }
@@ -145,6 +159,42 @@ impl CardSource for NvmlCards {
             })
             .collect())
     }
+
+    fn processes(&self) -> Result<Vec<ProcessMemory>, String> {
+        let devices = read_machine(self.sim.as_ref().as_ref()).map_err(|e| format!("{e:#}"))?;
+        Ok(devices
+            .into_iter()
+            .flat_map(|d| {
+                let uuid = d.uuid;
+                d.processes.into_iter().map(move |p| ProcessMemory {
+                    uuid: uuid.clone(),
+                    pid: p.pid,
+                    used_bytes: p.used_bytes,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The agent's audit findings as snapshot entries (for `/metrics`).
+fn findings_of(agent: Arc<gpupool_node::agent::Agent>) -> AddToSnapshot {
+    Arc::new(move |snap: &mut InfoSnapshot| {
+        snap.over_limit = agent
+            .findings()
+            .into_iter()
+            .map(|(rounds, f)| OverLimitEntry {
+                owner: Owner {
+                    namespace: f.namespace,
+                    pod: f.pod,
+                    container: f.container,
+                },
+                uuid: f.uuid,
+                rounds,
+                used_bytes: f.used_bytes,
+                limit_bytes: f.limit_bytes,
+            })
+            .collect();
+    })
 }
 
 /// Runs the agent until SIGTERM / Ctrl-C.
@@ -175,7 +225,8 @@ pub fn run(a: NodeArgs) -> Result<()> {
             "gpupool node: metrics on http://{}/metrics",
             listener.local_addr()?
         );
-        let router = crate::cmd_exporter::router(sim.clone(), tenants);
+        let router =
+            crate::cmd_exporter::router(sim.clone(), tenants, Some(findings_of(agent.clone())));
         tokio::spawn(async move { axum::serve(listener, router).await });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

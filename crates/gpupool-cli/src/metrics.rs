@@ -29,6 +29,7 @@ struct Families {
     tenant_throttled: CounterF,
     tenant_denied: CounterF,
     tenant_processes: GaugeF,
+    container_over_limit: CounterF,
 }
 
 fn gauge(r: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> GaugeF {
@@ -67,6 +68,7 @@ impl Families {
             tenant_throttled: counter(r, "gpupool_tenant_throttled", "Time the tenant's launches waited for their turn under the compute limit.", Some(Seconds)),
             tenant_denied: counter(r, "gpupool_tenant_allocations_denied", "Allocations refused because of the memory limit.", None),
             tenant_processes: gauge(r, "gpupool_tenant_processes", "Live processes of the tenant.", None),
+            container_over_limit: counter(r, "gpupool_container_over_limit", "Audit rounds (node agent) in which NVML showed the container's processes above its memory limit on the card.", None),
         }
     }
 }
@@ -138,6 +140,17 @@ pub fn render(snap: &InfoSnapshot) -> String {
                 .get_or_create(&l)
                 .set(t.pids.len() as f64);
         }
+    }
+    for o in &snap.over_limit {
+        let l = vec![
+            pair("namespace", &o.owner.namespace),
+            pair("pod", &o.owner.pod),
+            pair("container", &o.owner.container),
+            pair("uuid", &o.uuid),
+        ];
+        f.container_over_limit
+            .get_or_create(&l)
+            .inc_by(o.rounds as f64);
     }
     let mut out = String::new();
     // Writing into a String cannot fail.

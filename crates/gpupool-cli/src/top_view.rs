@@ -221,6 +221,7 @@ mod tests {
                 }],
                 error: None,
             }],
+            over_limit: Vec::new(),
             tenants: vec![
                 tenant("small", GIB, Some(10), 0),
                 tenant("big", 3 * GIB, Some(28), 7),

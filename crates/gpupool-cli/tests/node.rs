@@ -3,7 +3,8 @@
 //! stand-in kubelet; `Allocate` for a scheduled pod returns env and mounts; a CUDA program
 //! started with exactly that env, and the mounted files at their host paths, is held to the
 //! pod's limit. Then a card fault (injected in the simulator) reaches `ListAndWatch` and the
-//! inventory, and the agent's `/metrics` names the pod.
+//! inventory, the agent's `/metrics` names the pod, and its audit kills a process of the pod
+//! that bypasses the library and goes over the limit.
 
 mod common;
 use common::*;
@@ -12,6 +13,7 @@ use gpupool_node::fake_kubelet::FakeKubelet;
 use gpupool_node::proto;
 use serde_json::json;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -50,7 +52,13 @@ fn start_agent(m: &Machine, dir: &Path, url: &str) -> (Agent, String) {
             "500ms",
             "--log-level",
             "warn",
+            "--audit-policy",
+            "kill",
+            "--audit-interval",
+            "300ms",
         ])
+        .arg("--proc-root")
+        .arg(dir.join("proc"))
         .env("GPUPOOL_LIB_DIR", lib_dir())
         .stderr(Stdio::piped())
         .spawn()
@@ -145,7 +153,7 @@ fn an_allocated_container_runs_under_its_pods_limits() {
     let card = inventory.cards[1].uuid.clone();
     let assignment = json!({"version": 1, "node": "n1", "assignedNs": 1, "containers": [
         {"name": "main", "devices": [{"uuid": card, "memoryMiB": 1024, "cores": 100}]}]});
-    cluster.lock().unwrap().add_bound_pod(
+    let uid = cluster.lock().unwrap().add_bound_pod(
         "team",
         "infer",
         "n1",
@@ -199,6 +207,62 @@ fn an_allocated_container_runs_under_its_pods_limits() {
     assert!(
         body.contains("pod=\"infer\"") && body.contains(&card),
         "metrics name the pod's tenant: {body}"
+    );
+
+    // The audit: a process of the pod that bypasses the library (no preload) takes 2 GiB on
+    // the pod's card; NVML shows it, its cgroup names the pod, the kill policy ends it.
+    let mut hog = Command::new(gpupool())
+        .args([
+            "probe",
+            "--chunk",
+            "512MiB",
+            "--max-chunks",
+            "4",
+            "--hold-ms",
+            "15000",
+        ])
+        .envs(m.sim_env())
+        .env("CUDA_VISIBLE_DEVICES", &card)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cgroup = dir.join("proc").join(hog.id().to_string());
+    std::fs::create_dir_all(&cgroup).unwrap();
+    std::fs::write(
+        cgroup.join("cgroup"),
+        format!(
+            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-0123abcd.scope\n",
+            uid.replace('-', "_")
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let status = wait_for("the audit kills the process", || hog.try_wait().unwrap());
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "killed by the audit: {status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "well before its 15 s hold"
+    );
+    let events = cluster.lock().unwrap().events.clone();
+    assert!(
+        events.iter().any(|e| e["reason"] == "GpupoolOverLimit"
+            && e["involvedObject"]["name"] == "infer"
+            && e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("above its limit of 1024 MiB")),
+        "an event on the pod: {events:?}"
+    );
+    let body = http_get(&metrics, "/metrics");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("gpupool_container_over_limit_total{")
+                && l.contains("pod=\"infer\"")),
+        "the finding is counted: {body}"
     );
 
     // A card fault: NVML fails on card 0; its slots turn unhealthy, and the inventory says so.

@@ -83,7 +83,8 @@ impl Cluster {
     }
 
     /// Adds a pod as it is once scheduled: bound to `node`, still `Pending`, with the
-    /// annotations given (e.g. the scheduler's assignment) and `containers` as its spec's.
+    /// annotations given (e.g. the scheduler's assignment) and `containers` as its spec's. Its
+    /// UID is a UUID derived from its name (as in cgroup paths); returned.
     pub fn add_bound_pod(
         &mut self,
         ns: &str,
@@ -93,7 +94,10 @@ impl Cluster {
         containers: Value,
     ) -> String {
         let rv = self.next_version();
-        let uid = format!("uid-{name}");
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let uid = format!("00000000-0000-4000-8000-{:012x}", hash & 0xffff_ffff_ffff);
         self.pods.insert(
             format!("{ns}/{name}"),
             json!({"apiVersion": "v1", "kind": "Pod",

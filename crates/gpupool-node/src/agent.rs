@@ -1,14 +1,16 @@
 //! The agent's shared state and its decisions: which slots to prefer, what an `Allocate`
 //! gives, what to reap. The gRPC service (`plugin`) and the loops (`lib.rs`) call into it.
 
+use crate::audit::{self, OverLimit};
 use crate::cards::{self, Card, CardSource};
+use crate::config::AuditPolicy;
 use crate::config::NodeConfig;
 use crate::kube_api;
 use crate::matching;
 use crate::proto;
 use crate::store::Store;
 use crate::tenant;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{watch, Mutex};
 
@@ -36,7 +38,13 @@ pub struct Agent {
     cards: watch::Sender<Vec<Card>>,
     /// The allocation records; the lock also serialises `Allocate` calls.
     store: Mutex<Store>,
+    /// Audit findings so far: how many rounds each container was found over its limit per card,
+    /// and the last finding.
+    findings: std::sync::Mutex<BTreeMap<FindingKey, (u64, OverLimit)>>,
 }
+
+/// (namespace, pod, container, card UUID).
+type FindingKey = (String, String, String, String);
 
 impl Agent {
     /// Reads the allocation records and the cards (failing when there is no card source).
@@ -59,6 +67,7 @@ impl Agent {
             source,
             cards,
             store: Mutex::new(store),
+            findings: Default::default(),
         }))
     }
 
@@ -268,6 +277,82 @@ impl Agent {
                            "reaped");
         }
         Ok(gone.len())
+    }
+
+    /// One audit round: NVML's memory per process against the limits; each container over its
+    /// limit is logged, gets an event on its pod when first found, is counted, and with the `kill`
+    /// policy its processes on that card are killed. Returns the findings of this round.
+    pub async fn audit(&self) -> Result<Vec<OverLimit>, String> {
+        let source = self.source.clone();
+        let usage = tokio::task::spawn_blocking(move || source.processes())
+            .await
+            .map_err(|e| format!("audit: {e}"))??;
+        let allocations = self.allocations().await;
+        if usage.is_empty() || allocations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pods = kube_api::node_pods(&self.client, &self.config.node_name).await?;
+        let root = self.config.proc_root.clone();
+        let found = audit::find_over_limit(&usage, &allocations, &pods, |pid| {
+            audit::owner_of(&root, pid)
+        });
+        let mut first_seen = Vec::new();
+        {
+            let mut findings = self.findings.lock().unwrap_or_else(|e| e.into_inner());
+            for f in &found {
+                let key = (
+                    f.namespace.clone(),
+                    f.pod.clone(),
+                    f.container.clone(),
+                    f.uuid.clone(),
+                );
+                let e = findings.entry(key).or_insert((0, f.clone()));
+                if e.0 == 0 {
+                    first_seen.push(f.clone());
+                }
+                e.0 += 1;
+                e.1 = f.clone();
+            }
+        }
+        for f in &found {
+            let message = format!(
+                "container {} uses {} MiB on {} (NVML), above its limit of {} MiB (pids {:?})",
+                f.container,
+                f.used_bytes >> 20,
+                f.uuid,
+                f.limit_bytes >> 20,
+                f.pids
+            );
+            tracing::warn!(pod = %format!("{}/{}", f.namespace, f.pod), "{message}");
+            if self.config.audit_policy == AuditPolicy::Kill {
+                for pid in &f.pids {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+                }
+                tracing::warn!(pids = ?f.pids, "killed (audit policy kill)");
+            }
+            if first_seen.contains(f) {
+                let uid = allocations
+                    .iter()
+                    .find(|a| a.namespace == f.namespace && a.pod == f.pod)
+                    .map(|a| a.pod_uid.clone())
+                    .unwrap_or_default();
+                let reason = "GpupoolOverLimit";
+                if let Err(e) =
+                    kube_api::warn_pod(&self.client, &f.namespace, &f.pod, &uid, reason, &message)
+                        .await
+                {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every container the audit found over its limit: rounds found, last finding.
+    pub fn findings(&self) -> Vec<(u64, OverLimit)> {
+        let findings = self.findings.lock().unwrap_or_else(|e| e.into_inner());
+        findings.values().cloned().collect()
     }
 
     /// Every allocation record (for tests and `gpupool info`).

@@ -28,6 +28,11 @@ pub trait CardSource: Send + Sync + 'static {
     /// Every card of the node with its current health; `Err` when the source as a whole
     /// cannot be read (the agent then keeps its last view and marks every card unhealthy).
     fn cards(&self) -> Result<Vec<Card>, String>;
+
+    /// Device memory per process and card, from the driver (for the audit); none by default.
+    fn processes(&self) -> Result<Vec<crate::audit::ProcessMemory>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// Separates a card's UUID from the slot number in a kubelet device ID.

@@ -53,6 +53,9 @@ pub struct NodeConfig {
     pub cdi: bool,
     /// Device memory charged per context inside containers (0 on real GPUs).
     pub context_memory: u64,
+    /// Where processes' cgroups are read (`<procRoot>/<pid>/cgroup`; the host's `/proc` with
+    /// `hostPID: true`).
+    pub proc_root: PathBuf,
 }
 
 impl NodeConfig {
@@ -71,6 +74,7 @@ impl NodeConfig {
             audit_policy: AuditPolicy::Report,
             cdi: false,
             context_memory: 0,
+            proc_root: PathBuf::from("/proc"),
         }
     }
 
@@ -146,6 +150,9 @@ impl NodeConfig {
         if let Some(v) = file.cdi {
             self.cdi = v;
         }
+        if let Some(v) = file.proc_root {
+            self.proc_root = v;
+        }
         Ok(())
     }
 
@@ -173,6 +180,7 @@ impl NodeConfig {
             ("kubeletDir", &self.kubelet_dir),
             ("stateDir", &self.state_dir),
             ("library", &self.library),
+            ("procRoot", &self.proc_root),
         ] {
             if !path.is_absolute() {
                 return Err(format!(
@@ -229,6 +237,7 @@ struct FileConfig {
     audit_interval: Option<String>,
     audit_policy: Option<AuditPolicy>,
     cdi: Option<bool>,
+    proc_root: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - [`matching`]: which pod and container an `Allocate` serves.
 //! - [`tenant`]: what a container is given.
 //! - [`store`]: allocation records on disk.
+//! - [`audit`]: NVML's memory per process against the limits (cgroups map processes to pods).
 //! - [`agent`]: the decisions, over the above.
 //! - [`plugin`] / [`kubelet`]: the gRPC service, its socket and registration.
 //! - [`kube_api`]: pods, node annotation, events.
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod audit;
 pub mod cards;
 pub mod config;
 pub mod fake_kubelet;
@@ -68,8 +70,24 @@ pub async fn run(agent: Arc<agent::Agent>, stop: watch::Receiver<bool>) -> Resul
             }
         })
     };
+    let audit = {
+        let agent = agent.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(agent.config.audit_interval) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                if let Err(e) = agent.audit().await {
+                    tracing::warn!("audit: {e}");
+                }
+            }
+        })
+    };
     let result = kubelet::serve(agent, stop).await;
     health.abort();
     inventory.abort();
+    audit.abort();
     result
 }
