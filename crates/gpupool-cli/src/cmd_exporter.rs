@@ -79,12 +79,7 @@ pub fn run(a: ExporterArgs) -> Result<()> {
     // simulator's environment is set before any thread exists.
     snapshot(sim.as_ref()).context("reading the GPUs")?;
     let sim = Arc::new(sim);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    crate::daemon::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .with_context(|| format!("listening on {}", a.listen))?;

@@ -4,6 +4,7 @@
 
 use crate::cmd_exporter::AddToSnapshot;
 use crate::cmd_info::{read_machine, InfoSnapshot, OverLimitEntry, Owner};
+use crate::daemon::{self, DaemonArgs};
 use crate::sim_env::{SimArgs, SimEnv};
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
@@ -59,12 +60,9 @@ pub struct NodeArgs {
     /// Address of `/metrics` (the exporter's metrics for this node's cards and containers).
     #[arg(long, default_value = "0.0.0.0:9400", value_name = "ADDR:PORT")]
     pub metrics_listen: SocketAddr,
-    /// Kubeconfig file (default: `$KUBECONFIG`, `~/.kube/config`, or the in-cluster account).
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Log level (`error`, `warn`, `info`, `debug`).
-    #[arg(long, default_value = "info", value_name = "LEVEL")]
-    pub log_level: String,
+    /// Kubernetes API and logging.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
     /// Print the settings (after the file and flags) and exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -205,16 +203,11 @@ pub fn run(a: NodeArgs) -> Result<()> {
         println!("{config:#?}");
         return Ok(());
     }
-    crate::daemon::init_logging(&a.log_level)?;
+    a.daemon.init_logging()?;
     let sim = Arc::new(sim);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let tenants = config.tenants_dir();
-    runtime.block_on(async move {
-        let client = crate::daemon::kube_client(a.kubeconfig.as_deref()).await?;
+    daemon::runtime()?.block_on(async move {
+        let client = a.daemon.kube_client().await?;
         let source = NvmlCards { sim: sim.clone() };
         let agent = gpupool_node::agent::Agent::new(config, client, Arc::new(source))
             .map_err(|e| anyhow!(e))?;

@@ -1,13 +1,13 @@
 //! `gpupool scheduler`: the kube-scheduler extender (filter, prioritize, bind over HTTP) that
 //! places vGPU pods on cards. Flags here; the extender is `gpupool-extender`.
 
-use anyhow::{bail, Context, Result};
+use crate::daemon::{self, DaemonArgs};
+use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use gpupool_extender::state::Settings;
 use gpupool_extender::Options;
 use gpupool_sched::request::{Packing, Policy, ResourceNames};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Binpack or spread, as a flag value.
@@ -52,12 +52,9 @@ pub struct SchedulerArgs {
     /// How often nodes and pods are listed again (e.g. `10s`, `500ms`).
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub refresh: String,
-    /// Kubeconfig file (default: `$KUBECONFIG`, `~/.kube/config`, or the in-cluster account).
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Log level (`error`, `warn`, `info`, `debug`).
-    #[arg(long, default_value = "info", value_name = "LEVEL")]
-    pub log_level: String,
+    /// Kubernetes API and logging.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
     /// Check the flags, print the settings they give, and exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -103,13 +100,9 @@ pub fn run(a: SchedulerArgs) -> Result<()> {
         println!("{options:#?}");
         return Ok(());
     }
-    crate::daemon::init_logging(&a.log_level)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let client = crate::daemon::kube_client(a.kubeconfig.as_deref()).await?;
+    a.daemon.init_logging()?;
+    daemon::runtime()?.block_on(async {
+        let client = a.daemon.kube_client().await?;
         gpupool_extender::run(options, client)
             .await
             .map_err(anyhow::Error::msg)

@@ -1,8 +1,40 @@
-//! What the daemons (`gpupool scheduler`, `gpupool node`) share: logging and the Kubernetes
-//! client from a kubeconfig or the cluster.
+//! What the daemons (`gpupool scheduler`, `gpupool node`, `gpupool exporter`) share: their
+//! async runtime, logging, and the Kubernetes client from a kubeconfig or the cluster.
 
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// `--kubeconfig` and `--log-level` of the Kubernetes daemons.
+#[derive(clap::Args, Debug)]
+pub struct DaemonArgs {
+    /// Kubeconfig file (default: `$KUBECONFIG`, `~/.kube/config`, or the in-cluster account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Log level (`error`, `warn`, `info`, `debug`).
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+}
+
+impl DaemonArgs {
+    /// Logs to stderr at `--log-level`.
+    pub fn init_logging(&self) -> Result<()> {
+        init_logging(&self.log_level)
+    }
+
+    /// A client for the API server of `--kubeconfig` (or the defaults).
+    pub async fn kube_client(&self) -> Result<kube::Client> {
+        kube_client(self.kubeconfig.as_deref()).await
+    }
+}
+
+/// The daemons' async runtime (two workers: they mostly wait).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
 
 /// Logs to stderr at `level` (`error`, `warn`, `info`, `debug`, or a tracing filter).
 pub fn init_logging(level: &str) -> Result<()> {

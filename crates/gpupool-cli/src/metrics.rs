@@ -81,7 +81,11 @@ fn pair(k: &str, v: impl ToString) -> (String, String) {
 pub fn render(snap: &InfoSnapshot) -> String {
     let mut registry = Registry::default();
     let f = Families::register(&mut registry);
-    // A card NVML cannot read has no values to show (the node agent marks it unhealthy).
+    // A card NVML cannot read has only its health (0): no name, UUID or values to show.
+    for d in snap.devices.iter().filter(|d| d.error.is_some()) {
+        let l = vec![pair("gpu", d.index), pair("uuid", ""), pair("model", "")];
+        f.card_healthy.get_or_create(&l).set(0.0);
+    }
     for d in snap.devices.iter().filter(|d| d.error.is_none()) {
         let l = vec![
             pair("gpu", d.index),

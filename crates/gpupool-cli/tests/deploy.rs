@@ -112,6 +112,15 @@ fn every_manifest_is_a_valid_kubernetes_object() {
     }
 }
 
+/// The manifest of `kind` named `name`.
+fn find(docs: &[(String, Value)], kind: &str, name: &str) -> Value {
+    docs.iter()
+        .find(|(_, v)| v["kind"] == kind && v["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+        .1
+        .clone()
+}
+
 /// `kubescheduler.config.k8s.io/v1` `KubeSchedulerConfiguration`, the parts we set (unknown
 /// fields are refused so that a typo fails).
 #[derive(Deserialize)]
@@ -167,13 +176,7 @@ struct ManagedResource {
 #[test]
 fn the_scheduler_configuration_points_at_the_extender_it_runs_with() {
     let docs = documents();
-    let find = |kind: &str, name: &str| {
-        docs.iter()
-            .find(|(_, v)| v["kind"] == kind && v["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("no {kind} {name}"))
-            .1
-            .clone()
-    };
+    let find = |kind: &str, name: &str| find(&docs, kind, name);
     let cm: ConfigMap =
         serde_json::from_value(find("ConfigMap", "gpupool-scheduler-config")).unwrap();
     let text = &cm.data.unwrap()["config.yaml"];
@@ -256,18 +259,17 @@ fn the_scheduler_configuration_points_at_the_extender_it_runs_with() {
 #[test]
 fn the_node_agent_runs_with_its_config_and_sees_host_paths_as_they_are() {
     let docs = documents();
-    let find = |kind: &str, name: &str| {
-        docs.iter()
-            .find(|(_, v)| v["kind"] == kind && v["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("no {kind} {name}"))
-            .1
-            .clone()
-    };
+    let find = |kind: &str, name: &str| find(&docs, kind, name);
     let cm: ConfigMap = serde_json::from_value(find("ConfigMap", "gpupool-node-config")).unwrap();
     let text = cm.data.unwrap()["config.yaml"].clone();
     let ds: DaemonSet = serde_json::from_value(find("DaemonSet", "gpupool-node")).unwrap();
     let spec = ds.spec.unwrap().template.spec.unwrap();
     assert_eq!(spec.service_account_name.as_deref(), Some("gpupool-node"));
+    assert_eq!(
+        spec.host_pid,
+        Some(true),
+        "the audit needs the host's pids (NVML reports them)"
+    );
     let agent = spec
         .containers
         .iter()

@@ -285,6 +285,13 @@ fn an_allocated_container_runs_under_its_pods_limits() {
     wait_for("inventory marks the card unhealthy", || {
         node_inventory(&cluster).filter(|i| !i.cards[0].healthy && i.cards[1].healthy)
     });
+    let body = http_get(&metrics, "/metrics");
+    assert!(
+        body.lines().any(|l| l.starts_with("gpupool_card_healthy{")
+            && l.contains("gpu=\"0\"")
+            && l.ends_with(" 0.0")),
+        "the lost card's health is 0 in the metrics: {body}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

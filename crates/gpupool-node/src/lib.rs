@@ -33,58 +33,91 @@ pub mod tenant;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Runs the agent until `stop` turns true: the plugin (registered with the kubelet, again after
-/// every kubelet restart), the health check, and the inventory / reaping loop.
-pub async fn run(agent: Arc<agent::Agent>, stop: watch::Receiver<bool>) -> Result<(), String> {
-    let health = {
-        let agent = agent.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(agent.config.health_interval) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+/// Runs `round` after every `interval` (or earlier when `wake` fires) until `stop` turns true.
+fn every<F, Fut>(
+    interval: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+    mut wake: Option<watch::Receiver<Vec<cards::Card>>>,
+    first_now: bool,
+    mut round: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        if first_now {
+            round().await;
+        }
+        loop {
+            let woken = async {
+                match &mut wake {
+                    Some(w) => {
+                        let _ = w.changed().await;
+                    }
+                    None => std::future::pending().await,
                 }
-                agent.check_health().await;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = woken => {}
+                _ = stop.wait_for(|s| *s) => return,
             }
-        })
-    };
-    let inventory = {
-        let agent = agent.clone();
-        let mut stop = stop.clone();
-        let mut changes = agent.watch_cards();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = agent.publish_inventory().await {
+            round().await;
+        }
+    })
+}
+
+/// Runs the agent until `stop` turns true: the plugin (registered with the kubelet, again after
+/// every kubelet restart), the health check, the inventory / reaping round (also at once after a
+/// health change), and the audit.
+pub async fn run(agent: Arc<agent::Agent>, stop: watch::Receiver<bool>) -> Result<(), String> {
+    let a = agent.clone();
+    let health = every(
+        agent.config.health_interval,
+        stop.clone(),
+        None,
+        false,
+        move || {
+            let a = a.clone();
+            async move {
+                a.check_health().await;
+            }
+        },
+    );
+    let a = agent.clone();
+    let inventory = every(
+        agent.config.inventory_refresh,
+        stop.clone(),
+        Some(agent.watch_cards()),
+        true,
+        move || {
+            let a = a.clone();
+            async move {
+                if let Err(e) = a.publish_inventory().await {
                     tracing::warn!("{e}");
                 }
-                match agent.reap().await {
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("reaping: {e}"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(agent.config.inventory_refresh) => {}
-                    _ = changes.changed() => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                if let Err(e) = a.reap().await {
+                    tracing::warn!("reaping: {e}");
                 }
             }
-        })
-    };
-    let audit = {
-        let agent = agent.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(agent.config.audit_interval) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-                if let Err(e) = agent.audit().await {
+        },
+    );
+    let a = agent.clone();
+    let audit = every(
+        agent.config.audit_interval,
+        stop.clone(),
+        None,
+        false,
+        move || {
+            let a = a.clone();
+            async move {
+                if let Err(e) = a.audit().await {
                     tracing::warn!("audit: {e}");
                 }
             }
-        })
-    };
+        },
+    );
     let result = kubelet::serve(agent, stop).await;
     health.abort();
     inventory.abort();

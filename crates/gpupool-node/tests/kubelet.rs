@@ -118,6 +118,18 @@ fn start_agent(
     (stop, task, agent)
 }
 
+impl Node {
+    /// Stops the agent (which must exit cleanly, removing its socket) and removes the test's
+    /// folder.
+    async fn finish(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().unwrap();
+        let socket = self.kubelet.0.dir.join("gpupool-nvidia.com-gpu.sock");
+        assert!(!socket.exists(), "the socket is removed at exit");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 async fn node(name: &str) -> Node {
     let dir = test_dir(name);
     let cluster: fake_api::Shared = Default::default();
@@ -177,6 +189,14 @@ fn annotation(cluster: &fake_api::Shared, pod: &str, key: &str) -> Option<String
     cluster.lock().unwrap().pod("team", pod)["metadata"]["annotations"][key]
         .as_str()
         .map(String::from)
+}
+
+/// The inventory annotation of node n1, when there is one that parses.
+fn inventory(cluster: &fake_api::Shared) -> Option<gpupool_sched::protocol::Inventory> {
+    let node = cluster.lock().unwrap().nodes["n1"].clone();
+    node["metadata"]["annotations"]["gpupool.io/inventory"]
+        .as_str()
+        .and_then(|t| gpupool_sched::protocol::Inventory::parse(t).ok())
 }
 
 async fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
@@ -258,20 +278,10 @@ async fn registers_lists_slots_and_allocates_from_the_assignment() {
     // The inventory annotation is published.
     let cluster = n.cluster.clone();
     eventually("inventory", || {
-        let node = cluster.lock().unwrap().nodes["n1"].clone();
-        node["metadata"]["annotations"]["gpupool.io/inventory"]
-            .as_str()
-            .and_then(|t| gpupool_sched::protocol::Inventory::parse(t).ok())
-            .is_some_and(|inv| inv.cards.len() == 2 && inv.cards[0].slots == 4)
+        inventory(&cluster).is_some_and(|inv| inv.cards.len() == 2 && inv.cards[0].slots == 4)
     })
     .await;
-    n.stop.send(true).unwrap();
-    n.task.await.unwrap().unwrap();
-    assert!(
-        !n.kubelet.0.dir.join(&reg.endpoint).exists(),
-        "the socket is removed at exit"
-    );
-    let _ = std::fs::remove_dir_all(&n.dir);
+    n.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,9 +326,7 @@ async fn equal_requests_are_served_in_assignment_order_and_bad_annotations_repor
                     .contains("gpupool.io/assignment")),
         "an event names the malformed annotation: {events:?}"
     );
-    n.stop.send(true).unwrap();
-    n.task.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(&n.dir);
+    n.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,16 +356,10 @@ async fn an_unhealthy_card_is_reported_through_list_and_watch_and_the_inventory(
     }
     let cluster = n.cluster.clone();
     eventually("inventory shows the card unhealthy", || {
-        let node = cluster.lock().unwrap().nodes["n1"].clone();
-        node["metadata"]["annotations"]["gpupool.io/inventory"]
-            .as_str()
-            .and_then(|t| gpupool_sched::protocol::Inventory::parse(t).ok())
-            .is_some_and(|inv| !inv.cards[1].healthy && inv.cards[0].healthy)
+        inventory(&cluster).is_some_and(|inv| !inv.cards[1].healthy && inv.cards[0].healthy)
     })
     .await;
-    n.stop.send(true).unwrap();
-    n.task.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(&n.dir);
+    n.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,9 +377,7 @@ async fn a_kubelet_restart_leads_to_registration_again() {
         .unwrap()
         .into_inner();
     assert_eq!(stream.message().await.unwrap().unwrap().devices.len(), 8);
-    n.stop.send(true).unwrap();
-    n.task.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(&n.dir);
+    n.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
