@@ -130,6 +130,8 @@ pub fn settings(a: &NodeArgs, sim: Option<&SimEnv>) -> Result<NodeConfig> {
 /// Cards through NVML (the real library, or the simulated one).
 struct NvmlCards {
     sim: Arc<Option<SimEnv>>,
+    /// Cards that had a critical XID (filled by the event thread once started).
+    lost: Arc<std::sync::OnceLock<crate::nvml_events::LostCards>>,
 }
 
 impl CardSource for NvmlCards {
@@ -145,9 +147,14 @@ impl CardSource for NvmlCards {
                 if let Some(e) = &d.error {
                     tracing::warn!(index = d.index, "card unreadable: {e}");
                 }
+                let xid = self.lost.get().is_some_and(|l| {
+                    l.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&d.uuid)
+                });
                 Card {
                     index: d.index,
-                    healthy: d.error.is_none(),
+                    healthy: d.error.is_none() && !xid,
                     uuid: d.uuid,
                     model: d.name,
                     memory_mib: d.total_bytes >> 20,
@@ -208,9 +215,24 @@ pub fn run(a: NodeArgs) -> Result<()> {
     let tenants = config.tenants_dir();
     daemon::runtime()?.block_on(async move {
         let client = a.daemon.kube_client().await?;
-        let source = NvmlCards { sim: sim.clone() };
+        let lost = Arc::new(std::sync::OnceLock::new());
+        let source = NvmlCards {
+            sim: sim.clone(),
+            lost: lost.clone(),
+        };
         let agent = gpupool_node::agent::Agent::new(config, client, Arc::new(source))
             .map_err(|e| anyhow!(e))?;
+        // After the first read (which points this process at the simulator, if any).
+        let library = match (*sim).as_ref() {
+            Some(_) => Some(crate::artefacts::sim_library()?),
+            None => None,
+        };
+        match crate::nvml_events::watch(library) {
+            Ok(l) => {
+                let _ = lost.set(l);
+            }
+            Err(e) => tracing::warn!("XID events are not watched: {e:#}"),
+        }
         let listener = tokio::net::TcpListener::bind(a.metrics_listen)
             .await
             .with_context(|| format!("--metrics-listen {}", a.metrics_listen))?;

@@ -14,6 +14,7 @@ mod daemon;
 mod driver_probe;
 mod metrics;
 mod nvml_client;
+mod nvml_events;
 mod sim_env;
 mod top_view;
 

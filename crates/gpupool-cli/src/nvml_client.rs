@@ -93,30 +93,46 @@ struct ProcessInfo {
     ci: c_uint,
 }
 
-/// Reads every device from the NVML library at `path` (or `libnvidia-ml.so.1` by name).
-pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
-    let name = match path {
-        Some(p) => CString::new(p.display().to_string())?,
-        None => CString::new("libnvidia-ml.so.1")?,
-    };
-    // SAFETY: dlopen of a library path / soname.
-    let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) };
-    if h.is_null() {
-        bail!(
-            "cannot load {} (no NVIDIA driver here; try --sim SPEC)",
-            name.to_string_lossy()
-        );
+/// A loaded NVML library (the real one, or the simulated driver).
+pub struct NvmlLib {
+    handle: *mut c_void,
+}
+
+impl NvmlLib {
+    /// Loads the library at `path` (or `libnvidia-ml.so.1` by name).
+    pub fn open(path: Option<&Path>) -> Result<NvmlLib> {
+        let name = match path {
+            Some(p) => CString::new(p.display().to_string())?,
+            None => CString::new("libnvidia-ml.so.1")?,
+        };
+        // SAFETY: dlopen of a library path / soname.
+        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) };
+        if handle.is_null() {
+            bail!(
+                "cannot load {} (no NVIDIA driver here; try --sim SPEC)",
+                name.to_string_lossy()
+            );
+        }
+        Ok(NvmlLib { handle })
     }
-    let sym = |n: &str| -> Result<*mut c_void> {
-        let c = CString::new(n)?;
-        // SAFETY: live handle and NUL-terminated name.
-        let p = unsafe { libc::dlsym(h, c.as_ptr()) };
+
+    /// The address of function `name`.
+    pub fn sym(&self, name: &str) -> Result<*mut c_void> {
+        let c = CString::new(name)?;
+        // SAFETY: live handle (never closed) and NUL-terminated name.
+        let p = unsafe { libc::dlsym(self.handle, c.as_ptr()) };
         if p.is_null() {
-            Err(anyhow!("NVML has no {n}"))
+            Err(anyhow!("NVML has no {name}"))
         } else {
             Ok(p)
         }
-    };
+    }
+}
+
+/// Reads every device from the NVML library at `path` (or `libnvidia-ml.so.1` by name).
+pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
+    let lib = NvmlLib::open(path)?;
+    let sym = |n: &str| lib.sym(n);
     macro_rules! nv {
         ($e:expr, $what:literal) => {{
             let rc = $e;

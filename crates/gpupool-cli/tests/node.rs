@@ -2,9 +2,9 @@
 //! simulated driver, the Kubernetes API served by the in-memory fake over HTTP) registers with a
 //! stand-in kubelet; `Allocate` for a scheduled pod returns env and mounts; a CUDA program
 //! started with exactly that env, and the mounted files at their host paths, is held to the
-//! pod's limit. Then a card fault (injected in the simulator) reaches `ListAndWatch` and the
-//! inventory, the agent's `/metrics` names the pod, and its audit kills a process of the pod
-//! that bypasses the library and goes over the limit.
+//! pod's limit. The agent's `/metrics` names the pod; its audit kills a process of the pod that
+//! bypasses the library and goes over the limit. Then card faults injected in the simulator
+//! (NVML failing on a card, an XID event) reach `ListAndWatch` and the inventory.
 
 mod common;
 use common::*;
@@ -147,7 +147,9 @@ fn an_allocated_container_runs_under_its_pods_limits() {
     assert_eq!(first.devices.len(), 20, "2 cards x 10 slots");
 
     // The inventory names the simulated cards; the scheduler assigned card 1 to the pod.
-    let inventory = wait_for("inventory annotation", || node_inventory(&cluster));
+    let inventory = wait_for("inventory annotation", || {
+        node_inventory(&cluster).filter(|i| !i.cards.is_empty())
+    });
     assert_eq!(inventory.cards.len(), 2);
     assert_eq!(inventory.cards[0].memory_mib, 16 * 1024);
     let card = inventory.cards[1].uuid.clone();
@@ -269,11 +271,7 @@ fn an_allocated_container_runs_under_its_pods_limits() {
     let uuid0 = inventory.cards[0].uuid.clone();
     std::fs::create_dir_all(m.state.join("faults")).unwrap();
     std::fs::write(m.state.join("faults").join(&uuid0), "xid 79").unwrap();
-    let update = rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(10), stream.message()).await })
-        .expect("a ListAndWatch update within 10 s")
-        .unwrap()
-        .unwrap();
+    let update = next_update(&rt, &mut stream, "a ListAndWatch update within 10 s");
     for d in &update.devices {
         let want = if d.id.starts_with(&uuid0) {
             "Unhealthy"
@@ -283,7 +281,8 @@ fn an_allocated_container_runs_under_its_pods_limits() {
         assert_eq!(d.health, want, "{}", d.id);
     }
     wait_for("inventory marks the card unhealthy", || {
-        node_inventory(&cluster).filter(|i| !i.cards[0].healthy && i.cards[1].healthy)
+        node_inventory(&cluster)
+            .filter(|i| i.cards.len() == 2 && !i.cards[0].healthy && i.cards[1].healthy)
     });
     let body = http_get(&metrics, "/metrics");
     assert!(
@@ -292,7 +291,30 @@ fn an_allocated_container_runs_under_its_pods_limits() {
             && l.ends_with(" 0.0")),
         "the lost card's health is 0 in the metrics: {body}"
     );
+
+    // An XID error on card 1 (an application's XID 43 first, which is not the card's fault,
+    // then 79, fallen off the bus) reaches the agent through NVML's event API.
+    std::fs::create_dir_all(m.state.join("xid")).unwrap();
+    std::fs::write(m.state.join("xid").join(&card), "43\n79\n").unwrap();
+    let update = next_update(&rt, &mut stream, "a ListAndWatch update after the XID");
+    assert!(
+        update.devices.iter().all(|d| d.health == "Unhealthy"),
+        "both cards unhealthy now: {:?}",
+        update.devices
+    );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The next `ListAndWatch` message, within 10 s.
+fn next_update(
+    rt: &tokio::runtime::Runtime,
+    stream: &mut tonic::Streaming<proto::ListAndWatchResponse>,
+    what: &str,
+) -> proto::ListAndWatchResponse {
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), stream.message()).await })
+        .unwrap_or_else(|_| panic!("{what}: no update within 10 s"))
+        .unwrap()
+        .unwrap()
 }
 
 /// `GET path` on `addr` (HTTP/1.0, whole body).

@@ -356,7 +356,9 @@ async fn an_unhealthy_card_is_reported_through_list_and_watch_and_the_inventory(
     }
     let cluster = n.cluster.clone();
     eventually("inventory shows the card unhealthy", || {
-        inventory(&cluster).is_some_and(|inv| !inv.cards[1].healthy && inv.cards[0].healthy)
+        inventory(&cluster).is_some_and(|inv| {
+            inv.cards.len() == 2 && !inv.cards[1].healthy && inv.cards[0].healthy
+        })
     })
     .await;
     n.finish().await;

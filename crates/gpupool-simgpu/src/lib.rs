@@ -26,6 +26,7 @@ pub mod md2;
 pub mod mem;
 pub mod module;
 pub mod nvml;
+pub mod nvml_events;
 pub mod nvml_util;
 pub mod pool;
 pub mod proc_address;
@@ -308,6 +309,12 @@ gpupool_cuda::export_functions! {
     fn nvmlDeviceGetUtilizationRates(h: nvmlDevice_t, u: *mut nvmlUtilization_t) -> u32 => nvml_util::device_get_utilization_rates;
     fn nvmlDeviceGetProcessUtilization(h: nvmlDevice_t, s: *mut nvmlProcessUtilizationSample_t, n: *mut c_uint, last_seen: u64) -> u32 => nvml_util::device_get_process_utilization;
     fn nvmlDeviceGetCudaComputeCapability(h: nvmlDevice_t, a: *mut i32, b: *mut i32) -> u32 => nvml::device_get_cuda_compute_capability;
+    fn nvmlEventSetCreate(s: *mut gpupool_cuda::nvml::nvmlEventSet_t) -> u32 => nvml_events::event_set_create;
+    fn nvmlDeviceGetSupportedEventTypes(h: nvmlDevice_t, t: *mut u64) -> u32 => nvml_events::device_get_supported_event_types;
+    fn nvmlDeviceRegisterEvents(h: nvmlDevice_t, t: u64, s: gpupool_cuda::nvml::nvmlEventSet_t) -> u32 => nvml_events::device_register_events;
+    fn nvmlEventSetWait_v2(s: gpupool_cuda::nvml::nvmlEventSet_t, d: *mut gpupool_cuda::nvml::nvmlEventData_t, ms: c_uint) -> u32 => nvml_events::event_set_wait;
+    fn nvmlEventSetWait(s: gpupool_cuda::nvml::nvmlEventSet_t, d: *mut gpupool_cuda::nvml::nvmlEventData_t, ms: c_uint) -> u32 => nvml_events::event_set_wait;
+    fn nvmlEventSetFree(s: gpupool_cuda::nvml::nvmlEventSet_t) -> u32 => nvml_events::event_set_free;
     fn nvmlDeviceGetTemperature(h: nvmlDevice_t, sensor: c_uint, t: *mut c_uint) -> u32 => nvml::device_get_temperature;
 }
 
