@@ -97,6 +97,17 @@ pub struct Assignment {
     pub assigned_ns: Option<u64>,
 }
 
+/// Whether `s` is an RFC 1123 label (what Kubernetes allows as a container name): it becomes
+/// part of file names on the node.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 /// A malformed annotation.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ProtocolError {
@@ -165,6 +176,41 @@ impl Assignment {
                 format!("version {} (this gpupool reads {VERSION})", a.version),
             ));
         }
+        for c in &a.containers {
+            if !is_dns_label(&c.name) {
+                return Err(malformed(
+                    ASSIGNMENT_ANNOTATION,
+                    format!("container name {:?} is not a DNS label", c.name),
+                ));
+            }
+            for d in &c.devices {
+                let why = if d.uuid.is_empty()
+                    || !d
+                        .uuid
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+                {
+                    Some(format!("card {:?} is not a card UUID", d.uuid))
+                } else if d.memory_mib == 0 {
+                    Some(format!("container {}: memoryMiB 0 on {}", c.name, d.uuid))
+                } else if !(1..=100).contains(&d.cores) {
+                    Some(format!(
+                        "container {}: cores {} on {} (1-100)",
+                        c.name, d.cores, d.uuid
+                    ))
+                } else if d.priority > 1 {
+                    Some(format!(
+                        "container {}: priority {} (0 or 1)",
+                        c.name, d.priority
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(malformed(ASSIGNMENT_ANNOTATION, why));
+                }
+            }
+        }
         Ok(a)
     }
 
@@ -222,5 +268,18 @@ mod tests {
         };
         assert_eq!(Assignment::parse(&a.to_annotation()).unwrap(), a);
         assert!(Assignment::parse(r#"{"version":1}"#).is_err());
+        // Names and values that would reach file names or limits files are checked.
+        let bad = |f: &dyn Fn(&mut Assignment)| {
+            let mut b = a.clone();
+            f(&mut b);
+            Assignment::parse(&b.to_annotation())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad(&|b| b.containers[0].name = "../etc".into()).contains("../etc"));
+        assert!(bad(&|b| b.containers[0].devices[0].uuid = "GPU-1/..".into()).contains("GPU-1/.."));
+        assert!(bad(&|b| b.containers[0].devices[0].memory_mib = 0).contains("memoryMiB 0"));
+        assert!(bad(&|b| b.containers[0].devices[0].cores = 0).contains("cores 0"));
+        assert!(bad(&|b| b.containers[0].devices[0].priority = 7).contains("priority 7"));
     }
 }
