@@ -159,6 +159,7 @@ fn through_the_extender(names: &[String], rng: &mut Rng, placed: &[Assignment]) 
     let extender = Extender::new(Settings::default());
     extender.rebuild(&nodes, &pods);
     let mut times = Vec::new();
+    let mut parts = (Vec::new(), Vec::new());
     let rounds: usize = std::env::var("ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -190,7 +191,17 @@ fn through_the_extender(names: &[String], rng: &mut Rng, placed: &[Assignment]) 
         args.node_names = filtered.node_names;
         let t = Instant::now();
         std::hint::black_box(extender.prioritize_json(&args));
-        times.push((filter + t.elapsed()).as_secs_f64() * 1e3);
+        let prioritize = t.elapsed();
+        times.push((filter + prioritize).as_secs_f64() * 1e3);
+        parts.0.push(filter.as_secs_f64() * 1e3);
+        parts.1.push(prioritize.as_secs_f64() * 1e3);
     }
+    eprintln!(
+        "filter p50 {:.2} ms p99 {:.2} ms; prioritize p50 {:.2} ms p99 {:.2} ms",
+        percentile(&mut parts.0, 0.5),
+        percentile(&mut parts.0, 0.99),
+        percentile(&mut parts.1, 0.5),
+        percentile(&mut parts.1, 0.99)
+    );
     (percentile(&mut times, 0.5), percentile(&mut times, 0.99))
 }

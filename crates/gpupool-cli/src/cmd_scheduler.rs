@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use gpupool_extender::state::Settings;
 use gpupool_extender::Options;
+use gpupool_sched::protocol::is_dns_subdomain;
 use gpupool_sched::request::{Packing, Policy, ResourceNames};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -70,9 +71,9 @@ fn options(a: &SchedulerArgs) -> Result<Options> {
     if refresh < 100_000_000 {
         bail!("--refresh {:?}: must be at least 100ms", a.refresh);
     }
-    if a.resource_domain.is_empty() || a.resource_domain.contains('/') {
+    if !is_dns_subdomain(&a.resource_domain) {
         bail!(
-            "--resource-domain {:?}: expected a domain such as nvidia.com",
+            "--resource-domain {:?}: expected a DNS domain such as nvidia.com (lower-case letters, digits, '-' and '.')",
             a.resource_domain
         );
     }

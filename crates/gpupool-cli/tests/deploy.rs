@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn manifests(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -254,6 +255,22 @@ fn the_scheduler_configuration_points_at_the_extender_it_runs_with() {
     args.push("--dry-run");
     let out = gpupool_ok(&args);
     assert!(String::from_utf8_lossy(&out.stdout).contains(listen));
+    // The extender refuses the resource domains the node agent refuses.
+    for bad in ["Example.com", "example.com/gpu", "-x.io"] {
+        let out = Command::new(gpupool())
+            .args([
+                "scheduler",
+                "--dry-run",
+                &format!("--resource-domain={bad}"),
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("--resource-domain") && err.contains(bad),
+            "{bad}: {err}"
+        );
+    }
 }
 
 #[test]

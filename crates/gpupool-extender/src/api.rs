@@ -148,3 +148,46 @@ mod tests {
         assert_eq!(h, serde_json::json!({"Host": "a", "Score": 3}));
     }
 }
+
+/// Appends `s` to `out` as a JSON string. Node names are DNS names (nothing to escape) and
+/// are copied as they are; anything else goes through `serde_json`.
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    let plain = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'/'));
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a str to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Appends `names` to `out` as a JSON array of strings.
+pub fn push_json_names<'a>(out: &mut Vec<u8>, names: impl IntoIterator<Item = &'a str>) {
+    out.push(b'[');
+    for (i, n) in names.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_str(out, n);
+    }
+    out.push(b']');
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_written_as_serde_json_writes_them() {
+        let names = ["node-1", "a.b.example.com", "we\"ird\n", "ünï", ""];
+        let mut out = Vec::new();
+        push_json_names(&mut out, names);
+        assert_eq!(out, serde_json::to_vec(&names).unwrap());
+        let back: Vec<String> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, names);
+    }
+}

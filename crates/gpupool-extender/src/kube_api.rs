@@ -4,7 +4,7 @@
 
 use crate::api::ExtenderBindingArgs;
 use crate::state::Extender;
-use gpupool_sched::pod;
+use gpupool_sched::pod::{self, api_error};
 use gpupool_sched::protocol::ASSIGNMENT_ANNOTATION;
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -17,13 +17,6 @@ pub const BIND_ATTEMPTS: usize = 5;
 
 /// Fields selected when listing pods: finished pods hold no devices.
 pub const UNFINISHED_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed";
-
-fn api_error(what: &str, e: kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{what}: {} ({})", s.message, s.code),
-        other => format!("{what}: {other}"),
-    }
-}
 
 /// Serves `bind`: chooses the pod's cards on the node (counted at once, so concurrent binds never
 /// share capacity), writes the assignment annotation guarded by the pod's resource version

@@ -2,8 +2,9 @@
 //! pods) behind one lock, `filter` / `prioritize` answers, the assignment made at `bind`, and
 //! the rebuild from listed nodes and pods.
 
-use crate::api::{ExtenderArgs, MAX_PRIORITY};
+use crate::api::{push_json_names, push_json_str, ExtenderArgs, MAX_PRIORITY};
 use gpupool_sched::cluster::{Cluster, Verdict};
+use gpupool_sched::names::name_hash;
 use gpupool_sched::pod;
 use gpupool_sched::protocol::{Assignment, Inventory, INVENTORY_ANNOTATION};
 use gpupool_sched::request::{Policy, ResourceNames};
@@ -11,6 +12,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -91,13 +93,6 @@ struct FilterAnswer {
     failed: BTreeMap<String, String>,
     unresolvable: BTreeMap<String, String>,
     error: String,
-}
-
-/// FNV-1a of a node name: how [`Cached`] recognises candidates.
-fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 fn pod_identity(pod: &Pod) -> (String, String) {
@@ -189,6 +184,21 @@ impl Extender {
         }
         let (candidates, answer) = self.filter_core(args);
         let fit_names = || answer.fits.iter().map(|&i| candidates[i].as_str());
+        if args.nodes.is_none() {
+            // The common case (`nodeCacheCapable`): names only, thousands of them, written
+            // by hand; the same fields in the same order as the struct below.
+            let mut out = Vec::with_capacity(answer.fits.len() * 24 + 128);
+            out.extend_from_slice(b"{\"Nodes\":null,\"NodeNames\":");
+            push_json_names(&mut out, fit_names());
+            out.extend_from_slice(b",\"FailedNodes\":");
+            let _ = serde_json::to_writer(&mut out, &answer.failed);
+            out.extend_from_slice(b",\"FailedAndUnresolvableNodes\":");
+            let _ = serde_json::to_writer(&mut out, &answer.unresolvable);
+            out.extend_from_slice(b",\"Error\":");
+            push_json_str(&mut out, &answer.error);
+            out.push(b'}');
+            return out;
+        }
         let (nodes, node_names) = match &args.nodes {
             Some(list) => {
                 let fits: HashSet<&str> = fit_names().collect();
@@ -244,13 +254,14 @@ impl Extender {
                 g.last = Some(Cached {
                     pod: pod_identity(pod),
                     generation: g.generation,
-                    hashes: candidates.iter().map(|n| name_hash(n)).collect(),
+                    hashes: evaluation.name_hashes.clone(),
                     scores: evaluation.verdicts.iter().map(Verdict::score).collect(),
                 });
+                let any_bad = !g.bad_inventories.is_empty();
                 for (i, (name, v)) in candidates.iter().zip(&evaluation.verdicts).enumerate() {
                     // A node whose inventory cannot be read is never chosen: its cards are
                     // unknown.
-                    if let Some(why) = g.bad_inventories.get(name) {
+                    if let Some(why) = any_bad.then(|| g.bad_inventories.get(name)).flatten() {
                         answer.failed.insert(name.clone(), why.clone());
                     } else if let Verdict::Fits(_) = v {
                         answer.fits.push(i);
@@ -267,20 +278,22 @@ impl Extender {
     /// for pods without vGPUs or with a malformed request), written straight from the
     /// request's node names (no copy of each name: thousands of them per call).
     pub fn prioritize_json(&self, args: &ExtenderArgs) -> Vec<u8> {
-        #[derive(serde::Serialize)]
-        struct Borrowed<'a> {
-            #[serde(rename = "Host")]
-            host: &'a str,
-            #[serde(rename = "Score")]
-            score: i64,
-        }
         let (candidates, scores) = self.scores(args);
-        let answer: Vec<Borrowed> = candidates
-            .iter()
-            .zip(scores)
-            .map(|(host, score)| Borrowed { host, score })
-            .collect();
-        serde_json::to_vec(&answer).unwrap_or_default()
+        // Written by hand: thousands of entries, each `{"Host":"…","Score":N}`.
+        let mut out = Vec::with_capacity(candidates.len() * 40 + 2);
+        out.push(b'[');
+        for (i, (host, score)) in candidates.iter().zip(scores).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"Host\":");
+            push_json_str(&mut out, host);
+            out.extend_from_slice(b",\"Score\":");
+            let _ = write!(out, "{score}");
+            out.push(b'}');
+        }
+        out.push(b']');
+        out
     }
 
     /// The candidates and their scores (same order).
@@ -307,11 +320,12 @@ impl Extender {
             let e = g.cluster.evaluate(&reqs, &policy, &candidates);
             e.verdicts.iter().map(Verdict::score).collect()
         });
+        let any_bad = !g.bad_inventories.is_empty();
         let scores = candidates
             .iter()
             .zip(scores)
             .map(|(n, s)| {
-                if g.bad_inventories.contains_key(n) {
+                if any_bad && g.bad_inventories.contains_key(n) {
                     0
                 } else {
                     s.clamp(0, MAX_PRIORITY)

@@ -1,6 +1,7 @@
 //! The agent's settings: a YAML file (`--config`), then flags over it, then validation that names
 //! the bad input.
 
+use gpupool_sched::protocol::is_dns_subdomain;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -164,7 +165,7 @@ impl NodeConfig {
                     .into(),
             );
         }
-        if !valid_domain(&self.resource_domain) {
+        if !is_dns_subdomain(&self.resource_domain) {
             return Err(format!(
                 "resource domain {:?}: expected a DNS name such as nvidia.com",
                 self.resource_domain
@@ -206,20 +207,6 @@ fn gpupool_config_duration(v: &str) -> Result<Duration, String> {
     gpupool_config::parse_duration_ns(v)
         .map(Duration::from_nanos)
         .map_err(|e| e.why.to_string())
-}
-
-fn valid_domain(d: &str) -> bool {
-    !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// The YAML file: every key optional, camelCase, unknown keys refused.

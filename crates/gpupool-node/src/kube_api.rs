@@ -3,6 +3,7 @@
 //! annotation, and events.
 
 use crate::matching::ALLOCATED_ANNOTATION;
+use gpupool_sched::pod::api_error;
 use gpupool_sched::protocol::{Inventory, INVENTORY_ANNOTATION};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -10,14 +11,6 @@ use kube::{Api, Client};
 
 /// How often a patch re-reads the pod and tries again after a resource-version conflict.
 pub const PATCH_ATTEMPTS: usize = 5;
-
-/// One line for an API error.
-pub fn api_error(what: &str, e: kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{what}: {} ({})", s.message, s.code),
-        other => format!("{what}: {other}"),
-    }
-}
 
 /// Every pod bound to `node`.
 pub async fn node_pods(client: &Client, node: &str) -> Result<Vec<Pod>, String> {

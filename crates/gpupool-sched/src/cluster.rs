@@ -3,15 +3,17 @@
 //! confirmation). `filter` and `prioritize` try the pod on each candidate node; `assign` places
 //! it for `bind` and records it, so two binds never get the same capacity.
 
+use crate::names::{name_hash, NameMap};
 use crate::placement::{place, score, score_single, try_place, CardState, Pick, Scratch};
 use crate::protocol::{AssignedContainer, AssignedDevice, Assignment, Inventory, VERSION};
 use crate::request::{ContainerRequest, Policy};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-/// One node.
-#[derive(Debug, Clone, Default)]
+/// One node: where its cards are in [`Cluster::cards`].
+#[derive(Debug, Clone, Copy, Default)]
 struct Node {
-    cards: Vec<CardState>,
+    start: usize,
+    len: usize,
 }
 
 /// The devices a pod holds on a node.
@@ -57,6 +59,9 @@ impl std::fmt::Display for Verdict {
 pub struct Evaluation {
     /// Verdict of each candidate (same order as the candidates).
     pub verdicts: Vec<Verdict>,
+    /// Each candidate's [`name_hash`] (same order), taken while its name was read anyway:
+    /// how a caller recognises the candidates of a later request without keeping the names.
+    pub name_hashes: Vec<u64>,
 }
 
 impl Evaluation {
@@ -101,7 +106,13 @@ impl Evaluation {
 /// Nodes, their cards and the pods on them.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
-    nodes: HashMap<String, Node>,
+    nodes: NameMap<Node>,
+    /// Every node's cards, one node after another: scoring thousands of nodes reads a few
+    /// pages instead of one allocation per node, wherever the allocator put it (twice as
+    /// fast once the heap has been through a rebuild).
+    cards: Vec<CardState>,
+    /// Entries of `cards` no node uses any more (a node's card count changed).
+    stale: usize,
     pods: BTreeMap<String, Placed>,
     /// Memory oversubscription factor (1.0 = none).
     pub oversubscription: f64,
@@ -118,12 +129,26 @@ impl Cluster {
 
     /// Sets a node's cards from its inventory, keeping what pods already use on them.
     pub fn set_inventory(&mut self, node: &str, inventory: &Inventory) {
-        let cards = inventory
-            .cards
-            .iter()
-            .map(|c| CardState::new(c.clone()))
-            .collect();
-        self.nodes.insert(node.to_string(), Node { cards });
+        let cards = inventory.cards.iter().map(|c| CardState::new(c.clone()));
+        let len = inventory.cards.len();
+        match self.nodes.get_mut(node) {
+            Some(n) if n.len == len => {
+                for (slot, card) in self.cards[n.start..n.start + len].iter_mut().zip(cards) {
+                    *slot = card;
+                }
+            }
+            old => {
+                if let Some(n) = old {
+                    self.stale += n.len;
+                }
+                let start = self.cards.len();
+                self.cards.extend(cards);
+                self.nodes.insert(node.to_string(), Node { start, len });
+                if self.stale > 64 && self.stale * 2 > self.cards.len() {
+                    self.compact();
+                }
+            }
+        }
         let pods: Vec<Placed> = self
             .pods
             .values()
@@ -135,12 +160,39 @@ impl Cluster {
         }
     }
 
+    /// Drops the cards no node uses any more, keeping the nodes' order in [`Cluster::cards`].
+    fn compact(&mut self) {
+        let mut order: Vec<(usize, &String)> =
+            self.nodes.iter().map(|(k, n)| (n.start, k)).collect();
+        order.sort_unstable();
+        let mut cards = Vec::with_capacity(self.cards.len() - self.stale);
+        let mut moved = Vec::with_capacity(order.len());
+        for (start, key) in order {
+            let n = self.nodes[key.as_str()];
+            moved.push((key.clone(), cards.len()));
+            cards.extend_from_slice(&self.cards[start..start + n.len]);
+        }
+        for (key, start) in moved {
+            if let Some(n) = self.nodes.get_mut(&key) {
+                n.start = start;
+            }
+        }
+        self.cards = cards;
+        self.stale = 0;
+    }
+
+    /// A node's cards.
+    fn cards_of(&self, n: Node) -> &[CardState] {
+        &self.cards[n.start..n.start + n.len]
+    }
+
     fn charge(&mut self, p: &Placed, add: bool) {
-        let Some(n) = self.nodes.get_mut(&p.node) else {
+        let Some(&n) = self.nodes.get(&p.node) else {
             return;
         };
+        let cards = &mut self.cards[n.start..n.start + n.len];
         for (uuid, mib, cores) in &p.devices {
-            if let Some(c) = n.cards.iter_mut().find(|c| &c.info.uuid == uuid) {
+            if let Some(c) = cards.iter_mut().find(|c| &c.info.uuid == uuid) {
                 if add {
                     c.used_mib += mib;
                     c.used_cores += cores;
@@ -207,16 +259,22 @@ impl Cluster {
         }
         let chunk = candidates.len().div_ceil(threads);
         let parts: Vec<Evaluation> = std::thread::scope(|s| {
-            let handles: Vec<_> = candidates
-                .chunks(chunk)
+            let mut chunks = candidates.chunks(chunk);
+            // The last part runs on this thread: one thread fewer to start per call.
+            let mine = chunks.next_back().unwrap_or_default();
+            let handles: Vec<_> = chunks
                 .map(|part| s.spawn(move || self.evaluate_part(pod, policy, part)))
                 .collect();
-            handles
+            let last = self.evaluate_part(pod, policy, mine);
+            let mut parts: Vec<Evaluation> = handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_default())
-                .collect()
+                .collect();
+            parts.push(last);
+            parts
         });
         Evaluation {
+            name_hashes: parts.iter().flat_map(|p| &p.name_hashes).copied().collect(),
             verdicts: parts.into_iter().flat_map(|p| p.verdicts).collect(),
         }
     }
@@ -229,21 +287,28 @@ impl Cluster {
     ) -> Evaluation {
         let mut e = Evaluation {
             verdicts: Vec::with_capacity(candidates.len()),
+            name_hashes: Vec::with_capacity(candidates.len()),
         };
         let mut cards: Vec<CardState> = Vec::new();
         let mut scratch = Scratch::default();
         for name in candidates {
+            e.name_hashes.push(name_hash(name));
             match self.nodes.get(name) {
                 None => e.verdicts.push(Verdict::NoInventory),
-                Some(n) => {
+                Some(&n) => {
+                    let node_cards = self.cards_of(n);
                     let fits = match pod {
                         // One container (any vGPU count): scored in place, nothing copied.
-                        [one] => {
-                            score_single(&n.cards, one, policy, self.oversubscription, &mut scratch)
-                        }
+                        [one] => score_single(
+                            node_cards,
+                            one,
+                            policy,
+                            self.oversubscription,
+                            &mut scratch,
+                        ),
                         _ => {
                             cards.clear();
-                            cards.extend_from_slice(&n.cards);
+                            cards.extend_from_slice(node_cards);
                             try_place(&mut cards, pod, policy, self.oversubscription)
                                 .map(|_| score(&cards, policy))
                         }
@@ -284,11 +349,11 @@ impl Cluster {
         policy: &Policy,
     ) -> Result<Assignment, String> {
         let over = self.oversubscription;
-        let n = self
+        let &n = self
             .nodes
             .get(node)
             .ok_or_else(|| format!("node {node:?} has no gpupool inventory"))?;
-        let mut cards = n.cards.clone();
+        let mut cards = self.cards_of(n).to_vec();
         let picks = place(&mut cards, containers, policy, over)
             .ok_or_else(|| format!("pod {pod:?} no longer fits on node {node:?}"))?;
         let assigned_ns = std::time::SystemTime::now()
@@ -405,6 +470,62 @@ mod tests {
         let (fits, failed) = parallel.filter(&all);
         assert!(!fits.is_empty() && failed.len() > 1);
         assert_eq!(fits.len() + failed.len(), all.len());
+    }
+
+    #[test]
+    fn inventories_that_change_size_keep_every_node_right_through_compaction() {
+        // Nodes grow and shrink many times (their old cards become stale in the arena and
+        // are compacted away); the view must equal one built from the final inventories.
+        let names: Vec<String> = (0..40).map(|i| format!("n{i:02}")).collect();
+        let mut c = Cluster::new();
+        for round in 0..12 {
+            for (i, n) in names.iter().enumerate() {
+                c.set_inventory(n, &inventory(1 + (i + round) % 4, 10_000));
+            }
+            c.assign(
+                &format!("ns/p{round}"),
+                &names[round],
+                &req(6_000),
+                &Policy::default(),
+            )
+            .unwrap();
+        }
+        // 12 rounds appended about 1 200 cards; compaction keeps the arena near the 100 in use.
+        assert!(
+            c.cards.len() < 400,
+            "not compacted: {} cards",
+            c.cards.len()
+        );
+        assert!(
+            c.stale * 2 <= c.cards.len(),
+            "{} of {} stale",
+            c.stale,
+            c.cards.len()
+        );
+        let mut fresh = Cluster::new();
+        for (i, n) in names.iter().enumerate() {
+            fresh.set_inventory(n, &inventory(1 + (i + 11) % 4, 10_000));
+        }
+        for (key, p) in &c.pods {
+            fresh.pods.insert(key.clone(), p.clone());
+            fresh.charge(p, true);
+        }
+        let all: Vec<String> = names.iter().cloned().chain(["gone".into()]).collect();
+        for mib in [1_000, 4_000, 6_000, 9_000] {
+            let p = req(mib);
+            assert_eq!(
+                c.evaluate(&p, &Policy::default(), &all),
+                fresh.evaluate(&p, &Policy::default(), &all),
+                "{mib} MiB"
+            );
+        }
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(
+                c.cards_of(c.nodes[n.as_str()]).len(),
+                1 + (i + 11) % 4,
+                "{n}"
+            );
+        }
     }
 
     #[test]

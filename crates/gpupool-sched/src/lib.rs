@@ -6,10 +6,12 @@
 //! - [`placement`]: which cards of a node every container gets, and how good a node is.
 //! - [`pod`]: what both sides read from a Kubernetes pod object.
 //! - [`cluster`]: nodes and placed pods; `filter`, `prioritize` and `assign` (for `bind`).
+//! - [`names`]: the fast hash of node names those maps use.
 
 #![warn(missing_docs)]
 
 pub mod cluster;
+pub mod names;
 pub mod placement;
 pub mod pod;
 pub mod protocol;

@@ -76,6 +76,10 @@ impl CardState {
 
     /// Whether the pod's selectors allow it.
     pub fn allowed(&self, p: &Policy) -> bool {
+        if !p.has_selectors() {
+            // The common case: nothing to read from the shared `info` (a cache miss per card).
+            return true;
+        }
         let model = &self.info.model;
         let uuid = &self.info.uuid;
         (p.use_types.is_empty() || p.use_types.iter().any(|t| model.contains(t.as_str())))

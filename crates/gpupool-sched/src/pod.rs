@@ -84,6 +84,15 @@ pub fn bound_node(pod: &Pod) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
+/// One line for a Kubernetes API error: what was being done, the API's message and code.
+#[cfg(feature = "kube")]
+pub fn api_error(what: &str, e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{what}: {} ({})", s.message, s.code),
+        other => format!("{what}: {other}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

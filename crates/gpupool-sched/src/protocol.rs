@@ -97,15 +97,22 @@ pub struct Assignment {
     pub assigned_ns: Option<u64>,
 }
 
-/// Whether `s` is an RFC 1123 label (what Kubernetes allows as a container name): it becomes
+/// Whether `s` is a DNS label (RFC 1123, as Kubernetes checks container names): 1–63 of
+/// `a-z`, `0-9`, `-`, not starting or ending with `-`. Container names in assignments must be: they become
 /// part of file names on the node.
-fn is_dns_label(s: &str) -> bool {
+pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// Whether `s` is a DNS subdomain (RFC 1123, as Kubernetes checks resource-name prefixes such
+/// as `nvidia.com`): dot-separated [`is_dns_label`]s, 253 characters at most.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// A malformed annotation.
@@ -223,6 +230,30 @@ impl Assignment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_names_are_checked_as_kubernetes_does() {
+        for ok in ["nvidia.com", "gpupool.io", "a", "x-1.y-2.example"] {
+            assert!(is_dns_subdomain(ok), "{ok}");
+        }
+        let long_label = "a".repeat(64);
+        let long_name = ["abc"; 64].join(".");
+        for bad in [
+            "",
+            "Nvidia.com",
+            "nvidia.com/",
+            "-a.com",
+            "a-.com",
+            "a..com",
+            ".com",
+            "a b",
+            &long_label,
+            &long_name,
+        ] {
+            assert!(!is_dns_subdomain(bad), "{bad:?}");
+        }
+        assert!(is_dns_label("main-1") && !is_dns_label("a.b") && !is_dns_label("../x"));
+    }
 
     #[test]
     fn the_documented_inventory_parses_and_round_trips() {

@@ -197,6 +197,16 @@ pub struct Policy {
     pub avoid_uuids: Vec<String>,
 }
 
+impl Policy {
+    /// Whether the pod restricts the cards by model or UUID.
+    pub fn has_selectors(&self) -> bool {
+        !(self.use_types.is_empty()
+            && self.avoid_types.is_empty()
+            && self.use_uuids.is_empty()
+            && self.avoid_uuids.is_empty())
+    }
+}
+
 /// Annotation: node packing.
 pub const NODE_POLICY: &str = "gpupool.io/node-policy";
 /// Annotation: card packing.
