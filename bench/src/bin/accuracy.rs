@@ -8,7 +8,8 @@
 //! run after the first second, the share in the first second, and the highest 100 ms window
 //! after the first second.
 //!
-//! Usage: `gpupool-accuracy [SECONDS]` (default 10; run from `target/release`).
+//! Usage: `gpupool-accuracy [SECONDS]` (default 10; run from `target/release`);
+//! `GPUPOOL_ACCURACY_ONLY=TEXT` keeps the scenarios whose "kernel scenario" contains TEXT.
 
 use gpupool_bench::{Driver, Launch};
 use gpupool_timeline::Timeline;
@@ -109,6 +110,11 @@ fn main() {
             limits: vec![10, 25, 50],
         });
     }
+    // `GPUPOOL_ACCURACY_ONLY=20ms` (or `two`, `20ms alone 25`...): the scenarios whose
+    // "kernel scenario" text contains it.
+    if let Ok(only) = std::env::var("GPUPOOL_ACCURACY_ONLY") {
+        scenarios.retain(|s| format!("{} {}", s.kernel, s.name).contains(&only));
+    }
     println!("window {secs} s per scenario; share = GPU time / wall time from the device timeline");
     println!("| kernel | scenario | limit | share after 1 s | error (pp) | share in 1st s | max 100 ms window after 1 s |");
     println!("|---|---|---|---|---|---|---|");
@@ -142,12 +148,21 @@ fn main() {
         let timeline = Timeline::open(&path, 2_000_000).unwrap();
         let mut samples: Vec<(f64, Vec<u64>)> = Vec::new();
         while t0.elapsed().as_secs_f64() < secs {
+            // The timeline is read under its lock, which the tenants take on every launch: a
+            // read that waited for it is taken again, so that each sample's time is the time
+            // its busy figures are for (a late time stamp would shrink the next window and
+            // inflate its share).
+            let before = t0.elapsed().as_secs_f64();
             let (_, procs) = timeline.busy();
+            let after = t0.elapsed().as_secs_f64();
+            if after - before > 0.000_5 {
+                continue;
+            }
             let per: Vec<u64> = pids
                 .iter()
                 .map(|p| procs.iter().find(|x| x.pid == *p).map_or(0, |x| x.busy_ns))
                 .collect();
-            samples.push((t0.elapsed().as_secs_f64(), per));
+            samples.push(((before + after) / 2.0, per));
             std::thread::sleep(Duration::from_millis(100));
         }
         for k in &mut kids {

@@ -146,6 +146,7 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
     if w > 0 {
         wait(w);
     }
+    state.submitted(now_ns, estimate, pct);
     if cost::sample_due(now) {
         if let Some(t) = Timing::claim(key, o) {
             if t.start(stream) {
