@@ -42,6 +42,11 @@ pub const WINDOW_NS: u64 = 100_000_000;
 pub const WINDOW_SLACK_PCT: u64 = 10;
 /// Kept below that slack (per mille of the window), for launch and wake-up jitter.
 const WINDOW_MARGIN_PERMILLE: u64 = 15;
+/// How far below its share the stretching in [`paced_step_ns`] may take a tenant, per mille.
+pub const MAX_SHARE_LOSS_PERMILLE: u64 = 25;
+/// Kernels longer than this are spaced for the window bound; a window holds at most one
+/// shorter kernel more than the share, which is within the slack less the margin.
+pub const LONG_KERNEL_NS: u64 = WINDOW_NS / 1000 * (WINDOW_SLACK_PCT * 10 - WINDOW_MARGIN_PERMILLE);
 
 /// Wall time between launches of `cost_ns` at `limit_pct`, stretched where evenly spaced
 /// launches would put more than the limit plus the slack into some window (long kernels cannot
@@ -53,9 +58,7 @@ const WINDOW_MARGIN_PERMILLE: u64 = 15;
 pub fn paced_step_ns(cost_ns: u64, limit_pct: u32) -> u64 {
     let step = wall_cost_ns(cost_ns, limit_pct);
     let pct = limit_pct.clamp(1, 100) as u64;
-    // Short kernels: the fullest window holds at most one kernel more than the share, which
-    // is within the slack.
-    if cost_ns <= WINDOW_NS / 1000 * (WINDOW_SLACK_PCT * 10 - WINDOW_MARGIN_PERMILLE) {
+    if cost_ns <= LONG_KERNEL_NS {
         return step;
     }
     // The longest step that still gives the share less the allowed loss.
@@ -75,9 +78,6 @@ pub fn paced_step_ns(cost_ns: u64, limit_pct: u32) -> u64 {
     }
     step
 }
-
-/// How far below its share the stretching in [`paced_step_ns`] may take a tenant, per mille.
-pub const MAX_SHARE_LOSS_PERMILLE: u64 = 25;
 
 /// The smallest step not below `step` with which no [`WINDOW_NS`] window holds more than
 /// `bound` of `cost`-long kernels; `None` when a kernel alone is longer than `bound`. With
@@ -137,16 +137,15 @@ impl ComputeState {
             }
         }
     }
-}
 
-impl ComputeState {
     /// Notes that a launch of `cost_ns` charged by [`ComputeState::charge`] was submitted at
-    /// `now_ns()` (read only for long kernels). For long kernels, whose spacing keeps 100 ms windows within the bound
-    /// ([`paced_step_ns`]), a launch that woke up late pushes the next one back by as much:
-    /// otherwise the gap after it shrinks by the lateness (a 3 ms late wake-up on a busy host
-    /// put 37 % into a window at 25 %). Short kernels keep their schedule (one atomic load).
+    /// `now_ns()` (read only for long kernels). For long kernels, whose spacing keeps 100 ms
+    /// windows within the bound ([`paced_step_ns`]), a launch that woke up late pushes the next
+    /// one back by as much: otherwise the gap after it shrinks by the lateness (a 3 ms late
+    /// wake-up on a busy host put 37 % into a window at 25 %). Short kernels keep their
+    /// schedule (one comparison).
     pub fn submitted(&self, now_ns: impl FnOnce() -> u64, cost_ns: u64, limit_pct: u32) {
-        if cost_ns > WINDOW_NS / 1000 * (WINDOW_SLACK_PCT * 10 - WINDOW_MARGIN_PERMILLE) {
+        if cost_ns > LONG_KERNEL_NS {
             let next = now_ns().saturating_add(paced_step_ns(cost_ns, limit_pct));
             self.tat_ns.fetch_max(next, AcqRel);
         }
@@ -252,7 +251,7 @@ mod tests {
                 prop_assert!(fullest_window_pm(cost, s) <= bound_pm, "{s}");
                 prop_assert!(share_pm >= pct as f64 * 10.0 - MAX_SHARE_LOSS_PERMILLE as f64 - 0.01,
                     "share {share_pm}");
-            } else if cost <= WINDOW_NS / 1000 * (WINDOW_SLACK_PCT * 10 - WINDOW_MARGIN_PERMILLE) {
+            } else if cost <= LONG_KERNEL_NS {
                 // Short kernels need no stretching.
                 prop_assert!(fullest_window_pm(cost, s) <= bound_pm + 1, "{s}");
             }
