@@ -162,20 +162,13 @@ impl Cluster {
 
     /// Drops the cards no node uses any more, keeping the nodes' order in [`Cluster::cards`].
     fn compact(&mut self) {
-        let mut order: Vec<(usize, &String)> =
-            self.nodes.iter().map(|(k, n)| (n.start, k)).collect();
-        order.sort_unstable();
+        let mut nodes: Vec<&mut Node> = self.nodes.values_mut().collect();
+        nodes.sort_unstable_by_key(|n| n.start);
         let mut cards = Vec::with_capacity(self.cards.len() - self.stale);
-        let mut moved = Vec::with_capacity(order.len());
-        for (start, key) in order {
-            let n = self.nodes[key.as_str()];
-            moved.push((key.clone(), cards.len()));
-            cards.extend_from_slice(&self.cards[start..start + n.len]);
-        }
-        for (key, start) in moved {
-            if let Some(n) = self.nodes.get_mut(&key) {
-                n.start = start;
-            }
+        for n in nodes {
+            let old = n.start;
+            n.start = cards.len();
+            cards.extend_from_slice(&self.cards[old..old + n.len]);
         }
         self.cards = cards;
         self.stale = 0;
