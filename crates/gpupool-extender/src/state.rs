@@ -2,7 +2,7 @@
 //! pods) behind one lock, `filter` / `prioritize` answers, the assignment made at `bind`, and
 //! the rebuild from listed nodes and pods.
 
-use crate::api::{push_json_names, push_json_str, ExtenderArgs, MAX_PRIORITY};
+use crate::api::{push_json_map, push_json_names, push_json_str, ExtenderArgs, MAX_PRIORITY};
 use gpupool_sched::cluster::{Cluster, Verdict};
 use gpupool_sched::names::name_hash;
 use gpupool_sched::pod;
@@ -90,7 +90,9 @@ impl Cached {
 struct FilterAnswer {
     /// Indices of the candidates that fit.
     fits: Vec<usize>,
-    failed: BTreeMap<String, String>,
+    /// Indices of the candidates that do not, with why (hundreds per call: no copy of the
+    /// name, and the common reasons are static text).
+    failed: Vec<(usize, Cow<'static, str>)>,
     unresolvable: BTreeMap<String, String>,
     error: String,
 }
@@ -176,7 +178,7 @@ impl Extender {
             #[serde(rename = "NodeNames")]
             node_names: Option<Vec<&'a str>>,
             #[serde(rename = "FailedNodes")]
-            failed: &'a BTreeMap<String, String>,
+            failed: BTreeMap<&'a str, &'a str>,
             #[serde(rename = "FailedAndUnresolvableNodes")]
             unresolvable: &'a BTreeMap<String, String>,
             #[serde(rename = "Error")]
@@ -191,7 +193,13 @@ impl Extender {
             out.extend_from_slice(b"{\"Nodes\":null,\"NodeNames\":");
             push_json_names(&mut out, fit_names());
             out.extend_from_slice(b",\"FailedNodes\":");
-            let _ = serde_json::to_writer(&mut out, &answer.failed);
+            push_json_map(
+                &mut out,
+                answer
+                    .failed
+                    .iter()
+                    .map(|(i, why)| (candidates[*i].as_str(), why.as_ref())),
+            );
             out.extend_from_slice(b",\"FailedAndUnresolvableNodes\":");
             let _ = serde_json::to_writer(&mut out, &answer.unresolvable);
             out.extend_from_slice(b",\"Error\":");
@@ -220,7 +228,11 @@ impl Extender {
         serde_json::to_vec(&Answer {
             nodes,
             node_names,
-            failed: &answer.failed,
+            failed: answer
+                .failed
+                .iter()
+                .map(|(i, why)| (candidates[*i].as_str(), why.as_ref()))
+                .collect(),
             unresolvable: &answer.unresolvable,
             error: &answer.error,
         })
@@ -250,11 +262,11 @@ impl Extender {
             Ok(Some((reqs, policy))) => {
                 let mut g = self.lock();
                 self.evaluations.fetch_add(1, Ordering::Relaxed);
-                let evaluation = g.cluster.evaluate(&reqs, &policy, &candidates);
+                let mut evaluation = g.cluster.evaluate(&reqs, &policy, &candidates);
                 g.last = Some(Cached {
                     pod: pod_identity(pod),
                     generation: g.generation,
-                    hashes: evaluation.name_hashes.clone(),
+                    hashes: std::mem::take(&mut evaluation.name_hashes),
                     scores: evaluation.verdicts.iter().map(Verdict::score).collect(),
                 });
                 let any_bad = !g.bad_inventories.is_empty();
@@ -262,11 +274,11 @@ impl Extender {
                     // A node whose inventory cannot be read is never chosen: its cards are
                     // unknown.
                     if let Some(why) = any_bad.then(|| g.bad_inventories.get(name)).flatten() {
-                        answer.failed.insert(name.clone(), why.clone());
-                    } else if let Verdict::Fits(_) = v {
-                        answer.fits.push(i);
+                        answer.failed.push((i, Cow::Owned(why.clone())));
+                    } else if let Some(why) = v.why_not() {
+                        answer.failed.push((i, Cow::Borrowed(why)));
                     } else {
-                        answer.failed.insert(name.clone(), v.to_string());
+                        answer.fits.push(i);
                     }
                 }
             }
@@ -289,7 +301,7 @@ impl Extender {
             out.extend_from_slice(b"{\"Host\":");
             push_json_str(&mut out, host);
             out.extend_from_slice(b",\"Score\":");
-            let _ = write!(out, "{score}");
+            push_score(&mut out, score);
             out.push(b'}');
         }
         out.push(b']');
@@ -459,6 +471,17 @@ impl Extender {
     /// The node a pod is placed on in the view.
     pub fn node_of(&self, key: &str) -> Option<String> {
         self.lock().cluster.node_of(key).map(String::from)
+    }
+}
+
+/// Appends a score (0..=`MAX_PRIORITY` after clamping) without the formatting machinery:
+/// thousands per answer.
+fn push_score(out: &mut Vec<u8>, score: i64) {
+    match score {
+        0..=9 => out.push(b'0' + score as u8),
+        _ => {
+            let _ = write!(out, "{score}");
+        }
     }
 }
 

@@ -3,11 +3,12 @@
 //! confirmation). `filter` and `prioritize` try the pod on each candidate node; `assign` places
 //! it for `bind` and records it, so two binds never get the same capacity.
 
-use crate::names::{name_hash, NameMap};
+use crate::names::{name_hash, NameTable};
 use crate::placement::{place, score, score_single, try_place, CardState, Pick, Scratch};
 use crate::protocol::{AssignedContainer, AssignedDevice, Assignment, Inventory, VERSION};
 use crate::request::{ContainerRequest, Policy};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 /// One node: where its cards are in [`Cluster::cards`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,12 +45,22 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// Why the pod does not fit; `None` where it does.
+    pub fn why_not(&self) -> Option<&'static str> {
+        match self {
+            Verdict::Fits(_) => None,
+            Verdict::NoInventory => Some("no gpupool inventory on this node"),
+            Verdict::NoRoom => Some("not enough free GPU slots, memory or cores"),
+        }
+    }
+}
+
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Verdict::Fits(s) => write!(f, "fits (score {s})"),
-            Verdict::NoInventory => f.write_str("no gpupool inventory on this node"),
-            Verdict::NoRoom => f.write_str("not enough free GPU slots, memory or cores"),
+        match self.why_not() {
+            Some(why) => f.write_str(why),
+            None => write!(f, "fits (score {})", self.score()),
         }
     }
 }
@@ -106,7 +117,7 @@ impl Evaluation {
 /// Nodes, their cards and the pods on them.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
-    nodes: NameMap<Node>,
+    nodes: NameTable<Node>,
     /// Every node's cards, one node after another: scoring thousands of nodes reads a few
     /// pages instead of one allocation per node, wherever the allocator put it (twice as
     /// fast once the heap has been through a rebuild).
@@ -143,7 +154,7 @@ impl Cluster {
                 }
                 let start = self.cards.len();
                 self.cards.extend(cards);
-                self.nodes.insert(node.to_string(), Node { start, len });
+                self.nodes.insert(node, Node { start, len });
                 if self.stale > 64 && self.stale * 2 > self.cards.len() {
                     self.compact();
                 }
@@ -242,30 +253,31 @@ impl Cluster {
         policy: &Policy,
         candidates: &[String],
     ) -> Evaluation {
-        // Large clusters are split over the machine's cores (scoped threads, merged in order).
-        // Asked once: the answer reads cgroup files, too slow for every call.
-        static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let threads = *THREADS
-            .get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
+        // Large clusters are split over the machine's cores (long-lived helper threads,
+        // parts merged in order).
+        let threads = crate::helpers::parallelism();
         if candidates.len() < 512 || threads < 2 {
             return self.evaluate_part(pod, policy, candidates);
         }
-        let chunk = candidates.len().div_ceil(threads);
-        let parts: Vec<Evaluation> = std::thread::scope(|s| {
-            let mut chunks = candidates.chunks(chunk);
-            // The last part runs on this thread: one thread fewer to start per call.
-            let mine = chunks.next_back().unwrap_or_default();
-            let handles: Vec<_> = chunks
-                .map(|part| s.spawn(move || self.evaluate_part(pod, policy, part)))
-                .collect();
-            let last = self.evaluate_part(pod, policy, mine);
-            let mut parts: Vec<Evaluation> = handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect();
-            parts.push(last);
-            parts
+        let chunks: Vec<&[String]> = candidates
+            .chunks(candidates.len().div_ceil(threads))
+            .collect();
+        let parts: Vec<Mutex<Option<Evaluation>>> =
+            chunks.iter().map(|_| Mutex::new(None)).collect();
+        crate::helpers::run_split(chunks.len(), &|i| {
+            let e = self.evaluate_part(pod, policy, chunks[i]);
+            *parts[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
         });
+        // A part that panicked on a helper is evaluated again here (it panics here too).
+        let parts: Vec<Evaluation> = parts
+            .into_iter()
+            .zip(&chunks)
+            .map(|(p, chunk)| {
+                p.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(|| self.evaluate_part(pod, policy, chunk))
+            })
+            .collect();
         Evaluation {
             name_hashes: parts.iter().flat_map(|p| &p.name_hashes).copied().collect(),
             verdicts: parts.into_iter().flat_map(|p| p.verdicts).collect(),
@@ -285,8 +297,9 @@ impl Cluster {
         let mut cards: Vec<CardState> = Vec::new();
         let mut scratch = Scratch::default();
         for name in candidates {
-            e.name_hashes.push(name_hash(name));
-            match self.nodes.get(name) {
+            let hash = name_hash(name);
+            e.name_hashes.push(hash);
+            match self.nodes.get_hashed(name, hash) {
                 None => e.verdicts.push(Verdict::NoInventory),
                 Some(&n) => {
                     let node_cards = self.cards_of(n);
@@ -514,7 +527,7 @@ mod tests {
         }
         for (i, n) in names.iter().enumerate() {
             assert_eq!(
-                c.cards_of(c.nodes[n.as_str()]).len(),
+                c.cards_of(*c.nodes.get(n).unwrap()).len(),
                 1 + (i + 11) % 4,
                 "{n}"
             );

@@ -6,11 +6,13 @@
 //! - [`placement`]: which cards of a node every container gets, and how good a node is.
 //! - [`pod`]: what both sides read from a Kubernetes pod object.
 //! - [`cluster`]: nodes and placed pods; `filter`, `prioritize` and `assign` (for `bind`).
-//! - [`names`]: the fast hash of node names those maps use.
+//! - [`names`]: the fast hash of node names and the table of nodes by name.
+//! - [`helpers`]: long-lived threads that split an evaluation over the cores.
 
 #![warn(missing_docs)]
 
 pub mod cluster;
+pub mod helpers;
 pub mod names;
 pub mod placement;
 pub mod pod;

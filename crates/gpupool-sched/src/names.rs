@@ -1,49 +1,169 @@
-//! Node-name hashing: a fast hash for the maps keyed by node name that every `filter` and
-//! `prioritize` looks thousands of names up in. Node names come from the API server, not from
-//! untrusted clients, so a keyed hash (std's SipHash) buys nothing there and costs a third of
-//! a lookup.
+//! Node names: a fast hash and a table keyed by node name, which every `filter` and
+//! `prioritize` looks thousands of names up in.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+/// Multiplier of the word mixing (odd, bits spread: SplitMix64's).
+const MIX: u64 = 0xbf58_476d_1ce4_e5b9;
 
-/// FNV-1a over the bytes written, eight at a time where it can.
-#[derive(Debug, Clone, Copy)]
-pub struct NameHasher(u64);
-
-const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const PRIME: u64 = 0x0000_0100_0000_01b3;
-
-impl Default for NameHasher {
-    fn default() -> NameHasher {
-        NameHasher(OFFSET)
-    }
-}
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let word = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-            self.0 = (self.0 ^ word).wrapping_mul(PRIME).rotate_left(23);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(PRIME);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        // Mix the high bits down: hashbrown takes its control bits from the top.
-        let h = self.0;
-        (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
-    }
-}
-
-/// A map keyed by node name with [`NameHasher`].
-pub type NameMap<V> = HashMap<String, V, BuildHasherDefault<NameHasher>>;
-
-/// The hash of one node name (the same for equal names, in every process).
+/// The hash of one node name (the same for equal names, in every process): the name's length,
+/// then its bytes eight at a time (the last word zero-padded), each word xored in, multiplied
+/// and rotated; the top bits mixed down at the end. Node names come from the API server, not
+/// from untrusted clients, so a keyed hash (std's SipHash) buys nothing here and cost a third
+/// of a lookup; going through `std::hash::Hasher` cost a call per byte of the tail and one
+/// for `str`'s terminator.
 pub fn name_hash(name: &str) -> u64 {
-    BuildHasherDefault::<NameHasher>::default().hash_one(name)
+    let bytes = name.as_bytes();
+    let mut h = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut eat = |word: u64| h = (h ^ word).wrapping_mul(MIX).rotate_left(23);
+    for c in &mut chunks {
+        eat(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        eat(u64::from_le_bytes(last));
+    }
+    (h ^ (h >> 29)).wrapping_mul(MIX) ^ (h >> 32)
+}
+
+/// Node names with a value each, for looking thousands of names up per call. The names live
+/// in one buffer and the entries in one vector, both in insertion order, so candidates listed
+/// in that order (as kube-scheduler lists nodes) read memory front to back; the index is an
+/// open-addressing table of entry numbers (4 bytes a slot, cache-resident for thousands of
+/// nodes). A `HashMap<String, _>` puts every key in its own allocation, wherever the heap
+/// was when it was inserted: a cache miss per lookup once the map was built amid parsing.
+/// Entries are never removed (nodes that leave keep theirs until the table is rebuilt).
+#[derive(Debug, Clone)]
+pub struct NameTable<V> {
+    text: String,
+    entries: Vec<Entry<V>>,
+    /// 0: free; otherwise an entry's index + 1. Length: a power of two, at least twice the
+    /// number of entries.
+    slots: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry<V> {
+    hash: u64,
+    at: usize,
+    len: usize,
+    value: V,
+}
+
+impl<V> Default for NameTable<V> {
+    fn default() -> NameTable<V> {
+        NameTable {
+            text: String::new(),
+            entries: Vec::new(),
+            slots: Vec::new(),
+        }
+    }
+}
+
+impl<V> NameTable<V> {
+    /// How many names it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds no name.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The slot where probing for `hash` starts (Fibonacci hashing: the product's top bits).
+    fn home(&self, hash: u64) -> usize {
+        let bits = self.slots.len().trailing_zeros();
+        (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+    }
+
+    /// The entry of `name` (whose [`name_hash`] is `hash`), or the free slot where it would go.
+    fn find(&self, name: &str, hash: u64) -> Result<usize, usize> {
+        if self.slots.is_empty() {
+            return Err(0);
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(hash);
+        loop {
+            match self.slots[at] {
+                0 => return Err(at),
+                k => {
+                    let e = &self.entries[k as usize - 1];
+                    if e.hash == hash && &self.text[e.at..e.at + e.len] == name {
+                        return Ok(k as usize - 1);
+                    }
+                }
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// The value of `name`, whose [`name_hash`] the caller has already taken.
+    pub fn get_hashed(&self, name: &str, hash: u64) -> Option<&V> {
+        self.find(name, hash).ok().map(|i| &self.entries[i].value)
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&V> {
+        self.get_hashed(name, name_hash(name))
+    }
+
+    /// The value of `name`, to change.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut V> {
+        let i = self.find(name, name_hash(name)).ok()?;
+        Some(&mut self.entries[i].value)
+    }
+
+    /// Sets the value of `name`; the value it had, if any.
+    pub fn insert(&mut self, name: &str, value: V) -> Option<V> {
+        let hash = name_hash(name);
+        match self.find(name, hash) {
+            Ok(i) => return Some(std::mem::replace(&mut self.entries[i].value, value)),
+            Err(free) => {
+                let at = self.text.len();
+                self.text.push_str(name);
+                self.entries.push(Entry {
+                    hash,
+                    at,
+                    len: name.len(),
+                    value,
+                });
+                if self.entries.len() * 2 > self.slots.len() {
+                    self.reindex();
+                } else {
+                    self.slots[free] = self.entries.len() as u32;
+                }
+            }
+        }
+        None
+    }
+
+    /// Rebuilds the index at twice the size the entries need (at least 16 slots).
+    fn reindex(&mut self) {
+        let size = (self.entries.len() * 2).next_power_of_two().max(16) * 2;
+        self.slots = vec![0; size];
+        let mask = size - 1;
+        for i in 0..self.entries.len() {
+            let mut at = self.home(self.entries[i].hash);
+            while self.slots[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = i as u32 + 1;
+        }
+    }
+
+    /// Every name and its value, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.entries
+            .iter()
+            .map(|e| (&self.text[e.at..e.at + e.len], &e.value))
+    }
+
+    /// Every value, to change, in insertion order.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.entries.iter_mut().map(|e| &mut e.value)
+    }
 }
 
 #[cfg(test)]
@@ -61,10 +181,43 @@ mod tests {
             );
             assert!(seen.insert(name_hash(&format!("gpu-worker-{n}.example.com"))));
         }
-        let mut m: NameMap<u32> = NameMap::default();
-        m.insert("a".into(), 1);
-        m.insert("node-1".into(), 2);
-        assert_eq!(m.get("node-1"), Some(&2));
-        assert_eq!(m.get("node-2"), None);
+        // The padding of the last word is told apart by the length.
+        assert_ne!(name_hash("a"), name_hash("a\0"));
+        assert_ne!(name_hash(""), name_hash("\0"));
+        assert_ne!(name_hash("abcdefgh"), name_hash("abcdefgh\0"));
+    }
+
+    #[test]
+    fn name_table_finds_what_was_inserted_and_nothing_else() {
+        let mut t: NameTable<usize> = NameTable::default();
+        assert_eq!(t.get("x"), None);
+        for n in 0..5_000 {
+            assert_eq!(t.insert(&format!("node-{n}"), n), None);
+        }
+        assert_eq!(t.insert("node-7", 70), Some(7));
+        assert_eq!(t.len(), 5_000);
+        for n in 0..5_000 {
+            let want = if n == 7 { 70 } else { n };
+            assert_eq!(t.get(&format!("node-{n}")), Some(&want), "node-{n}");
+        }
+        for miss in ["node-5000", "node-", "", "node-00", "Node-1"] {
+            assert_eq!(t.get(miss), None, "{miss}");
+        }
+        // Names whose hashes are equal but whose text is not are told apart by the text.
+        let mut t: NameTable<u8> = NameTable::default();
+        t.entries.push(Entry {
+            hash: name_hash("b"),
+            at: 0,
+            len: 0,
+            value: 9,
+        });
+        t.reindex();
+        assert_eq!(t.get("b"), None);
+        assert_eq!(t.insert("b", 1), None);
+        assert_eq!(t.get("b"), Some(&1));
+        let order: Vec<&str> = t.iter().map(|(n, _)| n).collect();
+        assert_eq!(order, ["", "b"]);
+        *t.get_mut("b").unwrap() = 2;
+        assert_eq!(t.values_mut().map(|v| *v).collect::<Vec<_>>(), [9, 2]);
     }
 }

@@ -31,13 +31,19 @@ pub struct CardState {
 }
 
 /// The card facts read on every fit test (copied from [`CardInfo`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Hot {
     memory_mib: u64,
+    /// `1 / memory_mib` (1 for a card reporting none): loads are computed for every card of
+    /// thousands of nodes per call, a multiplication is cheaper than a division.
+    per_mib: f64,
     slots: u32,
     healthy: bool,
     numa: i32,
 }
+
+// `per_mib` is `1 / memory_mib` of a whole number at least 1: never NaN, so equality is one.
+impl Eq for Hot {}
 
 impl CardState {
     /// An empty card.
@@ -48,6 +54,7 @@ impl CardState {
         });
         let hot = Hot {
             memory_mib: info.memory_mib,
+            per_mib: 1.0 / info.memory_mib.max(1) as f64,
             slots: info.slots,
             healthy: info.healthy,
             numa: info.numa,
@@ -95,8 +102,8 @@ impl CardState {
 
     /// How full it would be with `mib` and `cores` given out.
     fn load_with(&self, mib: u64, cores: u32) -> f64 {
-        let mem = mib as f64 / self.hot.memory_mib.max(1) as f64;
-        (mem.max(cores as f64 / 100.0)).min(1.0)
+        let mem = mib as f64 * self.hot.per_mib;
+        (mem.max(cores as f64 * 0.01)).min(1.0)
     }
 
     fn take(&mut self, r: &ContainerRequest) -> u64 {
@@ -202,21 +209,17 @@ pub fn score_single(
     oversubscription: f64,
     scratch: &mut Scratch,
 ) -> Option<i64> {
-    let picks = choose(cards, r, policy, oversubscription, scratch)?;
-    let total: f64 = cards
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            if picks.contains(&i) {
-                c.load_with(
-                    c.used_mib + r.memory_on(c.hot.memory_mib),
-                    c.used_cores + r.cores,
-                )
-            } else {
-                c.load()
-            }
-        })
-        .sum();
+    choose(cards, r, policy, oversubscription, scratch)?;
+    let Scratch { chosen, loads, .. } = scratch;
+    // `choose` left every card's load in `loads`: only the picked cards' change.
+    for &i in chosen.iter() {
+        let c = &cards[i];
+        loads[i] = c.load_with(
+            c.used_mib + r.memory_on(c.hot.memory_mib),
+            c.used_cores + r.cores,
+        );
+    }
+    let total: f64 = loads.iter().sum();
     Some(node_score(total / cards.len() as f64, policy))
 }
 
@@ -240,12 +243,12 @@ fn choose<'s>(
     let count = r.count as usize;
     usable.clear();
     loads.clear();
-    loads.resize(cards.len(), 0.0);
     for (i, c) in cards.iter().enumerate() {
+        // Every card's, computed once: the order below compares them many times and
+        // `score_single` sums them.
+        loads.push(c.load());
         if c.fits(r, oversubscription) && c.allowed(policy) {
             usable.push(i);
-            // Computed once: the order below compares them many times.
-            loads[i] = c.load();
         }
     }
     if usable.len() < count {
