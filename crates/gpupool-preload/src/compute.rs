@@ -14,6 +14,7 @@ use gpupool_cuda::cu::{
     CUDA_LAUNCH_PARAMS_st, CUfunction, CUgraphExec, CUlaunchConfig_st, CUstream,
 };
 use gpupool_cuda::result::CUDA_SUCCESS;
+use gpupool_region::compute::{LONG_KERNEL_NS, WINDOW_NS};
 use gpupool_region::ComputeState;
 use gpupool_region::MAX_DEVICES;
 use std::ffi::c_void;
@@ -146,9 +147,20 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
     if w > 0 {
         wait(w);
     }
-    state.submitted(now_ns, estimate, pct);
-    if cost::sample_due(now) {
+    let long = estimate > LONG_KERNEL_NS;
+    if long {
+        hold_for_window(state, o, estimate, pct);
+    }
+    // Long kernels are always timed: their runs' ends keep the windows ([`hold_for_window`]).
+    let run = long.then(|| {
+        let at = now_ns();
+        (state.long_run_started(at, estimate), at)
+    });
+    if long || cost::sample_due(now) {
         if let Some(t) = Timing::claim(key, o) {
+            if let Some((slot, at)) = run {
+                t.completes(state, slot, at);
+            }
             if t.start(stream) {
                 let rc = launch();
                 if rc == CUDA_SUCCESS {
@@ -162,6 +174,25 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
         }
     }
     launch()
+}
+
+/// Waits until a long kernel of `cost` fits the window its predecessors left
+/// ([`ComputeState::window_hold_ns`]), looking again after each wait (a running predecessor's
+/// end becomes known meanwhile) and for at most one window in all.
+fn hold_for_window(state: &ComputeState, o: usize, cost: u64, pct: u32) {
+    let deadline = now_ns() + WINDOW_NS;
+    loop {
+        let now = now_ns();
+        let contexts = crate::coordination::contexts(o);
+        let hold = state
+            .window_hold_ns(now, cost, pct, contexts)
+            .min(deadline.saturating_sub(now));
+        if hold == 0 {
+            return;
+        }
+        state.throttled_ns.fetch_add(hold, Relaxed);
+        wait(hold);
+    }
 }
 
 /// The stream a `_ptsz` call means: its null stream is the per-thread stream.

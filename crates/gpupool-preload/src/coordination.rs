@@ -56,6 +56,10 @@ static LAST_LAUNCH: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX
 static CHARGED: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
 /// Share of the card other tenants charged recently, per ordinal (millionths).
 static OTHERS_PPM: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
+/// Busy processes (contexts) on the card per ordinal, this one included; 1 without a card
+/// folder (then a long kernel's run is counted at its worst, see
+/// `ComputeState::window_hold_ns`).
+static CONTEXTS: [AtomicU32; MAX_DEVICES] = [const { AtomicU32::new(1) }; MAX_DEVICES];
 /// A typical time slice between contexts (what the corrections of timed launches assume).
 pub const TYPICAL_SLICE_NS: u64 = 2_000_000;
 
@@ -79,6 +83,11 @@ static THREAD: AtomicBool = AtomicBool::new(false);
 pub fn launching(o: usize, now_ns: u64) -> u32 {
     LAST_LAUNCH[o].store(now_ns, Relaxed);
     RATES[o].load(Relaxed).max(1)
+}
+
+/// How many busy contexts share the card of ordinal `o` (at least 1).
+pub fn contexts(o: usize) -> u32 {
+    CONTEXTS.get(o).map_or(1, |c| c.load(Relaxed).max(1))
 }
 
 /// Notes `cost_ns` of GPU time charged on ordinal `o`.
@@ -191,6 +200,13 @@ fn update(j: &mut Joined, key: u64, now: u64) {
         .map(|d| d.used_ppm)
         .sum();
     OTHERS_PPM[j.ordinal].store(others, Relaxed);
+    let others_contexts: u32 = demands
+        .iter()
+        .filter(|d| d.tenant != key)
+        .map(|d| d.contexts)
+        .sum();
+    // This process counts as busy: it is about to launch whenever the count is read.
+    CONTEXTS[j.ordinal].store(others_contexts + 1, Relaxed);
     let mine = demands.iter().find(|d| d.tenant == key).copied();
     if let Some(mine) = mine {
         let mut mine = mine;

@@ -14,6 +14,8 @@
 
 use crate::driver::events;
 use gpupool_cuda::cu::{CUcontext, CUevent, CUstream};
+use gpupool_region::compute::LONG_KERNEL_NS;
+use gpupool_region::ComputeState;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering::*};
 
 /// Kernel shapes remembered (a full table falls back to the process's last sample).
@@ -90,7 +92,9 @@ pub fn estimate(key: u64) -> Option<u64> {
 /// Folds a timed run into the shape's estimate (the third lowest of its last [`WINDOW`]
 /// samples, the lowest while it has fewer than 8: little bias on a kernel's ordinary jitter,
 /// and unmoved while fewer than 14 of 16 samples are stretched by other tenants' time
-/// slices); returns it.
+/// slices); returns it. Long kernels ([`LONG_KERNEL_NS`]) take the lowest sample: their
+/// samples are not corrected for other tenants' time slices (see [`net`]), a run is never
+/// shorter than its GPU time, and one run alone among 16 suffices.
 pub fn learn(key: u64, sample_ns: u64) -> u64 {
     let sample = sample_ns.max(1);
     FALLBACK_NS.store(sample, Relaxed);
@@ -106,7 +110,11 @@ pub fn learn(key: u64, sample_ns: u64) -> u64 {
     }
     let v = &mut v[..have];
     v.sort_unstable();
-    let estimate = v[have / 8].max(1);
+    let estimate = if v[0] > LONG_KERNEL_NS {
+        v[0]
+    } else {
+        v[have / 8].max(1)
+    };
     s.estimate_ns.store(estimate, Relaxed);
     estimate
 }
@@ -138,6 +146,11 @@ struct Pair {
     baseline_ns: AtomicU64,
     /// Ordinal of the device the timed launch ran on.
     ordinal: AtomicU64,
+    /// The pacing state whose long-kernel record the timed launch completes (null: none),
+    /// with the record's slot and submission time.
+    run_state: AtomicPtr<ComputeState>,
+    run_slot: AtomicU64,
+    run_submitted_ns: AtomicU64,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -149,6 +162,9 @@ const EMPTY_PAIR: Pair = Pair {
     key: AtomicU64::new(0),
     baseline_ns: AtomicU64::new(0),
     ordinal: AtomicU64::new(0),
+    run_state: AtomicPtr::new(std::ptr::null_mut()),
+    run_slot: AtomicU64::new(0),
+    run_submitted_ns: AtomicU64::new(0),
 };
 static PAIRS_IN_FLIGHT: [Pair; PAIRS] = [EMPTY_PAIR; PAIRS];
 
@@ -168,10 +184,18 @@ fn baseline(a: CUevent, b: CUevent) -> u64 {
         .unwrap_or(0)
 }
 
-/// A sample without the events' own overhead, nor the other tenants' time slices.
+/// A sample without the events' own overhead, nor (short kernels) the other tenants' time
+/// slices. A long kernel's run is kept whole: taking the others' recent share off it ran
+/// below the kernel's GPU time whenever it overlapped them for part of its run only (tenants
+/// beside others got 2–3 points over their limits with 20 ms kernels).
 fn net(p: &Pair, ns: u64) -> u64 {
     let o = p.ordinal.load(Relaxed) as usize;
-    crate::coordination::exclusive_ns(o, ns.saturating_sub(p.baseline_ns.load(Relaxed)))
+    let run = ns.saturating_sub(p.baseline_ns.load(Relaxed));
+    if run > LONG_KERNEL_NS {
+        run
+    } else {
+        crate::coordination::exclusive_ns(o, run)
+    }
 }
 
 /// A claimed pair: events created in the caller's current context.
@@ -207,6 +231,7 @@ impl Timing {
             }
             p.key.store(key, Relaxed);
             p.ordinal.store(ordinal as u64, Relaxed);
+            p.run_state.store(std::ptr::null_mut(), Relaxed);
             return Some(Timing { index: i });
         }
         None
@@ -214,6 +239,16 @@ impl Timing {
 
     fn pair(&self) -> &'static Pair {
         &PAIRS_IN_FLIGHT[self.index]
+    }
+
+    /// Has the meter complete `state`'s long-kernel record `slot` (submitted at
+    /// `submitted_ns`) with the run this pair times.
+    pub(crate) fn completes(&self, state: &'static ComputeState, slot: usize, submitted_ns: u64) {
+        let p = self.pair();
+        p.run_slot.store(slot as u64, Relaxed);
+        p.run_submitted_ns.store(submitted_ns, Relaxed);
+        p.run_state
+            .store(state as *const ComputeState as *mut ComputeState, Relaxed);
     }
 
     /// Records the start event on `stream` (before the launch); false (nothing recorded) when
@@ -282,6 +317,18 @@ pub fn meter_once() -> usize {
                 // SAFETY: the pair's events.
                 if let Some(ns) = unsafe { events::elapsed_ns(a, b) } {
                     learn(p.key.load(Relaxed), net(p, ns));
+                    let state = p.run_state.load(Relaxed);
+                    if !state.is_null() {
+                        // SAFETY: only ever set to 'static states (`Timing::completes`).
+                        let state = unsafe { &*state };
+                        let run = ns.saturating_sub(p.baseline_ns.load(Relaxed));
+                        state.long_run_ended(
+                            p.run_slot.load(Relaxed) as usize,
+                            p.run_submitted_ns.load(Relaxed),
+                            crate::compute::now_ns(),
+                            run,
+                        );
+                    }
                 }
                 p.state.store(0, Release);
             }

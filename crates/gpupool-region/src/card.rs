@@ -70,6 +70,9 @@ pub struct Demand {
     pub busy: bool,
     /// Share of the card its processes charged recently (millionths).
     pub used_ppm: u64,
+    /// Its processes that launched within the busy window (each a context the card's time is
+    /// sliced among).
+    pub contexts: u32,
 }
 
 /// The rate (percent of the card) tenant `me` may use now, given every tenant's demand.
@@ -221,18 +224,21 @@ impl Card {
             if tenant == 0 || now_ns.saturating_sub(e.heartbeat_ns.load(Acquire)) > STALE_NS {
                 continue;
             }
+            let busy = now_ns.saturating_sub(e.last_launch_ns.load(Relaxed)) <= BUSY_WINDOW_NS;
             let d = Demand {
                 tenant,
                 low: e.priority.load(Relaxed) == 1,
                 request: e.request.load(Relaxed),
                 limit: e.limit.load(Relaxed),
-                busy: now_ns.saturating_sub(e.last_launch_ns.load(Relaxed)) <= BUSY_WINDOW_NS,
+                busy,
                 used_ppm: e.used_ppm.load(Relaxed),
+                contexts: busy as u32,
             };
             match out.iter_mut().find(|x| x.tenant == tenant) {
                 Some(x) => {
                     x.busy |= d.busy;
                     x.used_ppm += d.used_ppm;
+                    x.contexts += d.contexts;
                 }
                 None => out.push(d),
             }
@@ -253,6 +259,7 @@ mod tests {
             limit,
             busy,
             used_ppm: 0,
+            contexts: busy as u32,
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every region file.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"GPUPOOL1");
 /// Bumped on every incompatible layout change.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Devices a region can account for.
 pub const MAX_DEVICES: usize = 16;
 /// Processes a region can hold at once.
