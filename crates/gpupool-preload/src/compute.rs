@@ -90,7 +90,7 @@ fn resolve(ord: i32) -> Option<&'static ComputeState> {
     let state = t.region.compute(dev)?;
     state.limit_pct.store(shares.limit, Relaxed);
     state.request_pct.store(shares.request, Relaxed);
-    crate::coordination::join(t, ord, shares);
+    crate::coordination::join(t, ord, shares, state);
     Some(state)
 }
 
@@ -176,6 +176,9 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
     launch()
 }
 
+/// How long a hold waits before it looks again.
+const HOLD_RECHECK_NS: u64 = 5_000_000;
+
 /// Waits until a long kernel of `cost` fits the window its predecessors left
 /// ([`ComputeState::window_hold_ns`]), looking again after each wait (a running predecessor's
 /// end becomes known meanwhile) and for at most one window in all.
@@ -190,6 +193,8 @@ fn hold_for_window(state: &ComputeState, o: usize, cost: u64, pct: u32) {
         if hold == 0 {
             return;
         }
+        // In steps: a profile of the last run (`coordination::share_runs`) may shorten it.
+        let hold = hold.min(HOLD_RECHECK_NS);
         state.throttled_ns.fetch_add(hold, Relaxed);
         wait(hold);
     }

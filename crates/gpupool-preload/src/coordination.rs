@@ -6,7 +6,8 @@
 
 use crate::tenant::Tenant;
 use gpupool_config::{Priority, TenantConfig};
-use gpupool_region::{allocate, Card, Publish, MAX_DEVICES};
+use gpupool_region::compute::{profile_of, WINDOW_NS};
+use gpupool_region::{allocate, Card, ComputeState, Publish, MAX_DEVICES};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -69,6 +70,8 @@ struct Joined {
     card: Card,
     slot: usize,
     shares: Shares,
+    /// The tenant's pacing state on the device (its long kernels are shared with the card).
+    state: &'static ComputeState,
     /// `CHARGED` and the time at the last update, and the smoothed use since.
     last_charged: u64,
     last_at: u64,
@@ -122,7 +125,7 @@ fn tenant_key(t: &Tenant) -> u64 {
 
 /// Starts pacing ordinal `ord` at `shares`: at its limit, or, with a card folder, at what the
 /// card's tenants leave it (recomputed every [`PERIOD`]).
-pub fn join(t: &'static Tenant, ord: i32, shares: Shares) {
+pub fn join(t: &'static Tenant, ord: i32, shares: Shares, state: &'static ComputeState) {
     let o = ord as usize;
     RATES[o].store(shares.limit, Relaxed);
     let Some(dir) = &t.config.card_dir else {
@@ -161,6 +164,7 @@ pub fn join(t: &'static Tenant, ord: i32, shares: Shares) {
         card,
         slot,
         shares,
+        state,
         last_charged: CHARGED[o].load(Relaxed),
         last_at: now,
         used_ppm: 0,
@@ -173,6 +177,33 @@ pub fn join(t: &'static Tenant, ord: i32, shares: Shares) {
         .unwrap_or_else(|e| e.into_inner())
         .push(joined);
     start_thread(key);
+}
+
+/// Publishes the tenant's long kernels of the last two windows in the card file, and gives
+/// each of them that has ended the profile of the other tenants' long kernels beside it
+/// (`ComputeState::window_hold_ns` then knows where in the run the tenant had the card). A
+/// profile is recomputed on every update while the run is recent: the others' runs show up
+/// a period after they start.
+fn share_runs(j: &Joined, key: u64, now: u64) {
+    let recent = |end: u64| end == 0 || end + 2 * WINDOW_NS > now;
+    let mine: Vec<(usize, u64, u64)> = j
+        .state
+        .long_runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i, r.start_ns.load(Acquire), r.end_ns.load(Acquire)))
+        .filter(|&(_, start, end)| start != 0 && recent(end))
+        .collect();
+    let published: Vec<(u64, u64)> = mine.iter().map(|&(_, s, e)| (s, e)).collect();
+    j.card.publish_runs(j.slot, &published);
+    let others = j.card.other_runs(key, now);
+    for &(slot, start, end) in &mine {
+        if end != 0 {
+            if let Some(steps) = profile_of(start, end, &others, now) {
+                j.state.set_profile(slot, start, &steps);
+            }
+        }
+    }
 }
 
 /// Republishes one entry and recomputes its rate and the others' use.
@@ -207,6 +238,7 @@ fn update(j: &mut Joined, key: u64, now: u64) {
         .sum();
     // This process counts as busy: it is about to launch whenever the count is read.
     CONTEXTS[j.ordinal].store(others_contexts + 1, Relaxed);
+    share_runs(j, key, now);
     let mine = demands.iter().find(|d| d.tenant == key).copied();
     if let Some(mine) = mine {
         let mut mine = mine;

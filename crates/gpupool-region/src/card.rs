@@ -29,7 +29,10 @@ pub const CARD_ENTRIES: usize = 256;
 pub const BUSY_WINDOW_NS: u64 = 100_000_000;
 /// An entry whose heartbeat is older is ignored (its process died or stopped launching).
 pub const STALE_NS: u64 = 200_000_000;
-const CARD_MAGIC: u64 = u64::from_le_bytes(*b"GPCARD02");
+const CARD_MAGIC: u64 = u64::from_le_bytes(*b"GPCARD03");
+/// Long kernels an entry publishes: its tenant's recent ones (`ComputeState::long_runs`), so
+/// that each tenant can tell where in a run of its own it shared the card.
+pub const CARD_RUNS: usize = 8;
 
 /// One process's entry.
 #[repr(C)]
@@ -46,6 +49,8 @@ struct Entry {
     heartbeat_ns: AtomicU64,
     /// GPU time the process charged recently, in millionths of the card.
     used_ppm: AtomicU64,
+    /// Recent long kernels of the tenant: start and end (ns; start 0 = none, end 0 = running).
+    runs: [[AtomicU64; 2]; CARD_RUNS],
 }
 
 #[repr(C)]
@@ -208,6 +213,41 @@ impl Card {
         e.heartbeat_ns.store(now_ns, Release);
     }
 
+    /// Publishes the tenant's recent long kernels `(start, end)` (`end` 0 while running) in
+    /// entry `slot`; the first [`CARD_RUNS`] are kept.
+    pub fn publish_runs(&self, slot: usize, runs: &[(u64, u64)]) {
+        let Some(e) = self.entries().get(slot) else {
+            return;
+        };
+        for (i, r) in e.runs.iter().enumerate() {
+            let (start, end) = runs.get(i).copied().unwrap_or((0, 0));
+            r[1].store(end, Relaxed);
+            r[0].store(start, Release);
+        }
+    }
+
+    /// The long kernels other tenants' live entries publish, `(start, end)` with `end` 0
+    /// while running, each once (a tenant's processes publish the same ones).
+    pub fn other_runs(&self, me: u64, now_ns: u64) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for e in self.entries() {
+            let tenant = e.tenant.load(Acquire);
+            if tenant == 0
+                || tenant == me
+                || now_ns.saturating_sub(e.heartbeat_ns.load(Acquire)) > STALE_NS
+            {
+                continue;
+            }
+            for r in &e.runs {
+                let run = (r[0].load(Acquire), r[1].load(Relaxed));
+                if run.0 != 0 && !out.contains(&run) {
+                    out.push(run);
+                }
+            }
+        }
+        out
+    }
+
     /// Gives entry `slot` back (at exit).
     pub fn release(&self, slot: usize) {
         if let Some(e) = self.entries().get(slot) {
@@ -324,6 +364,15 @@ mod tests {
         assert_eq!(ds.len(), 1, "tenant 9 is stale: {ds:?}");
         assert!(ds[0].busy, "one busy process makes the tenant busy");
         assert_eq!(ds[0].used_ppm, 500_000, "its processes' use adds up");
+        assert_eq!(ds[0].contexts, 1, "one of its processes launched lately");
+        // Long kernels: each once, other tenants' only, stale entries' never.
+        card.publish_runs(s1, &[(100, 200), (300, 0)]);
+        card.publish_runs(s2, &[(100, 200)]);
+        card.publish_runs(s3, &[(50, 60)]);
+        assert_eq!(card.other_runs(8, now), vec![(100, 200), (300, 0)]);
+        assert!(card.other_runs(7, now).is_empty());
+        card.publish_runs(s1, &[]);
+        assert_eq!(card.other_runs(8, now), vec![(100, 200)]);
         card.release(s1);
         card.release(s2);
         assert!(card.demands(now).is_empty());

@@ -52,7 +52,16 @@ pub struct LongRun {
     pub end_ns: AtomicU64,
     /// GPU time charged (ns).
     pub cost_ns: AtomicU64,
+    /// Where in the run other tenants' long kernels ran beside it
+    /// ([`ComputeState::set_profile`]): steps `(µs after the start + 1) << 16 | others`,
+    /// 0 = unused.
+    pub profile: [AtomicU64; PROFILE_STEPS],
+    /// The start of the run the profile describes (0 = none).
+    pub profile_of: AtomicU64,
 }
+
+/// Steps a run's profile holds.
+pub const PROFILE_STEPS: usize = 6;
 
 impl LongRun {
     /// A free slot.
@@ -61,8 +70,42 @@ impl LongRun {
             start_ns: AtomicU64::new(0),
             end_ns: AtomicU64::new(0),
             cost_ns: AtomicU64::new(0),
+            profile: [const { AtomicU64::new(0) }; PROFILE_STEPS],
+            profile_of: AtomicU64::new(0),
         }
     }
+}
+
+/// The profile of a run `[start, end)` beside other tenants' runs `(start, end)` (`end` 0:
+/// still running at `now_ns`): from each offset (ns after `start`) on, how many of them ran.
+/// `None` when that takes more than [`PROFILE_STEPS`] steps.
+pub fn profile_of(
+    start: u64,
+    end: u64,
+    others: &[(u64, u64)],
+    now_ns: u64,
+) -> Option<Vec<(u64, u32)>> {
+    let others: Vec<(u64, u64)> = others
+        .iter()
+        .map(|&(s, e)| (s, if e == 0 { now_ns.max(s) } else { e }))
+        .filter(|&(s, e)| e > start && s < end)
+        .collect();
+    let mut cuts = vec![start];
+    for &(s, e) in &others {
+        cuts.extend([s, e].into_iter().filter(|c| (start + 1..end).contains(c)));
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut steps: Vec<(u64, u32)> = Vec::new();
+    for (i, &c) in cuts.iter().enumerate() {
+        let next = cuts.get(i + 1).copied().unwrap_or(end);
+        let mid = c + (next - c) / 2;
+        let beside = others.iter().filter(|&&(s, e)| s <= mid && mid < e).count() as u32;
+        if steps.last().map(|l| l.1) != Some(beside) {
+            steps.push((c - start, beside));
+        }
+    }
+    (steps.len() <= PROFILE_STEPS).then_some(steps)
 }
 
 /// Wall time a launch costs at `limit_pct`: `cost · 100 / pct`.
@@ -135,10 +178,28 @@ impl ComputeState {
     pub fn long_run_started(&self, now_ns: u64, cost_ns: u64) -> usize {
         let i = (self.long_next.fetch_add(1, AcqRel) % LONG_RUNS as u64) as usize;
         let r = &self.long_runs[i];
+        r.profile_of.store(0, Relaxed);
         r.end_ns.store(0, Relaxed);
         r.cost_ns.store(cost_ns, Relaxed);
         r.start_ns.store(now_ns.max(1), Release);
         i
+    }
+
+    /// Sets the profile of the run in `slot` that started at `start_ns` ([`profile_of`]).
+    /// Ignored when the slot holds another run now.
+    pub fn set_profile(&self, slot: usize, start_ns: u64, steps: &[(u64, u32)]) {
+        let r = &self.long_runs[slot % LONG_RUNS];
+        if r.start_ns.load(Acquire) != start_ns || steps.len() > PROFILE_STEPS {
+            return;
+        }
+        r.profile_of.store(0, Release);
+        for (i, word) in r.profile.iter().enumerate() {
+            let v = steps.get(i).map_or(0, |&(offset, beside)| {
+                ((offset / 1000 + 1) << 16) | beside.min(0xffff) as u64
+            });
+            word.store(v, Relaxed);
+        }
+        r.profile_of.store(start_ns, Release);
     }
 
     /// Notes that the long kernel recorded in `slot` at `submitted_ns` ran for `elapsed_ns`
@@ -155,10 +216,10 @@ impl ComputeState {
         }
     }
 
-    /// The recorded long kernels as runs `(start, end, cost, contexts)` seen at `now_ns`:
-    /// a kernel still running runs until `now_ns` at least, one never measured for at most
-    /// [`UNMEASURED_STRETCH`] costs; both are counted at their worst (one context).
-    fn runs(&self, now_ns: u64, contexts: u32) -> impl Iterator<Item = (u64, u64, u64, u64)> + '_ {
+    /// The recorded long kernels as [`Run`]s seen at `now_ns`: a kernel still running runs
+    /// until `now_ns` at least, one never measured for at most [`UNMEASURED_STRETCH`] costs;
+    /// both are counted at their worst (one context, no profile).
+    fn runs(&self, now_ns: u64, contexts: u32) -> impl Iterator<Item = Run> + '_ {
         self.long_runs.iter().filter_map(move |r| {
             let (start, end, cost) = (
                 r.start_ns.load(Acquire),
@@ -169,18 +230,33 @@ impl ComputeState {
                 return None;
             }
             let earliest = start.saturating_add(cost);
-            Some(match end {
-                0 => {
-                    let latest = start.saturating_add(cost.saturating_mul(UNMEASURED_STRETCH));
-                    (start, now_ns.clamp(earliest, latest.max(earliest)), cost, 1)
+            let mut run = Run {
+                start,
+                end: end.max(start),
+                cost,
+                contexts: contexts.max(1) as u64,
+                ..Run::default()
+            };
+            if end == 0 {
+                let latest = start.saturating_add(cost.saturating_mul(UNMEASURED_STRETCH));
+                run.end = now_ns.clamp(earliest, latest.max(earliest));
+                run.contexts = 1;
+            } else if r.profile_of.load(Acquire) == start {
+                for word in &r.profile {
+                    let w = word.load(Relaxed);
+                    if w == 0 {
+                        break;
+                    }
+                    run.steps[run.profiled] = (((w >> 16) - 1) * 1000, (w & 0xffff) as u32);
+                    run.profiled += 1;
                 }
-                e => (start, e.max(start), cost, contexts.max(1) as u64),
-            })
+            }
+            Some(run)
         })
     }
 
-    /// The most GPU time a run `(start, end, cost, n)` of [`ComputeState::runs`] can have had
-    /// in `[from, to)`.
+    /// The GPU time a [`Run`] had in `[from, to)`: the most it can have had, or, with a
+    /// profile that accounts for its cost, what the profile says (never more than the most).
     ///
     /// A kernel whose run of `R` took `C` of GPU time had at least `1/n` of the card whenever
     /// it ran (`n` busy contexts) and at most all of it: the most it can have had in an
@@ -188,22 +264,30 @@ impl ComputeState {
     /// and a `1/n` share of the rest of its overlap with the run. With one context (or a run
     /// no longer than its cost) the whole cost may be anywhere in the run: a kernel that
     /// shared the card may have had all of it at the end of its run.
-    fn time_in((start, end, cost, n): (u64, u64, u64, u64), from: u64, to: u64) -> u64 {
+    fn time_in(run: &Run, from: u64, to: u64) -> u64 {
+        let Run {
+            start,
+            end,
+            cost,
+            contexts: n,
+            ..
+        } = *run;
         let overlap = end.min(to).saturating_sub(start.max(from));
-        let run = end - start;
-        if n == 1 || run <= cost {
-            return cost.min(overlap);
-        }
-        let solid = ((n * cost).saturating_sub(run) / (n - 1)).min(cost);
-        let dense = solid.min(overlap);
-        cost.min(dense + (overlap - dense) / n)
+        let most = if n == 1 || end - start <= cost {
+            cost.min(overlap)
+        } else {
+            let solid = ((n * cost).saturating_sub(end - start) / (n - 1)).min(cost);
+            let dense = solid.min(overlap);
+            cost.min(dense + (overlap - dense) / n)
+        };
+        run.profiled_time_in(from, to).map_or(most, |t| t.min(most))
     }
 
     /// How much longer a long kernel of `cost_ns` must wait at `now_ns` so that the
     /// [`WINDOW_NS`] ending when it completes holds no more than the limit plus the slack
     /// (less a small margin) of the tenant's GPU time, counting its
     /// recent long kernels at their worst with the card shared by `contexts` busy contexts
-    /// ([`ComputeState::long_time_in`]). Beside other tenants a kernel runs in time slices,
+    /// (`ComputeState::time_in`). Beside other tenants a kernel runs in time slices,
     /// longer than its GPU time, and may get most of that time at the end of its run; spacing
     /// launches by their submission times put 38–40 % into windows at 25 %. 0 for short
     /// kernels, for limits whose bound is the whole window, and for kernels as long as the
@@ -215,7 +299,7 @@ impl ComputeState {
             return 0;
         }
         let room = bound - cost_ns;
-        let mut runs = [(0, 0, 0, 1); LONG_RUNS];
+        let mut runs = [Run::default(); LONG_RUNS];
         let mut count = 0;
         for (slot, run) in runs.iter_mut().zip(self.runs(now_ns, contexts)) {
             *slot = run;
@@ -224,14 +308,14 @@ impl ComputeState {
         let runs = &runs[..count];
         // The tenant's kernels run one after another: the new one starts when the last
         // ends, at the earliest.
-        let busy_until = runs.iter().map(|r| r.1).max().unwrap_or(0);
+        let busy_until = runs.iter().map(|r| r.end).max().unwrap_or(0);
         let mut hold = busy_until.saturating_sub(now_ns);
         while hold < WINDOW_NS {
             // The new kernel would run solid over [t, t + cost): the window ending then
             // starts at t + cost − W.
             let t = now_ns + hold;
             let from = (t + cost_ns).saturating_sub(WINDOW_NS);
-            let before: u64 = runs.iter().map(|&r| Self::time_in(r, from, t)).sum();
+            let before: u64 = runs.iter().map(|r| Self::time_in(r, from, t)).sum();
             if before <= room {
                 return hold;
             }
@@ -241,10 +325,107 @@ impl ComputeState {
     }
 }
 
+/// A recorded long kernel as the window hold counts it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    start: u64,
+    end: u64,
+    cost: u64,
+    /// Busy contexts on the card (1: unknown, counted at the worst).
+    contexts: u64,
+    /// Its profile: from each offset (ns after the start) on, how many other tenants' long
+    /// kernels ran beside it; the first `profiled` are set.
+    steps: [(u64, u32); PROFILE_STEPS],
+    profiled: usize,
+}
+
+impl Run {
+    /// The GPU time the profile puts in `[from, to)`: beside `k` others the kernel had
+    /// `1/(k + 1)` of the card (time slices in turn), scaled so that the run holds its cost.
+    /// `None` without a profile, or when the profile's account is off by more than a third
+    /// (others that publish no long kernels shared the card too).
+    fn profiled_time_in(&self, from: u64, to: u64) -> Option<u64> {
+        let steps = &self.steps[..self.profiled];
+        if steps.is_empty() {
+            return None;
+        }
+        let segment = |i: usize| {
+            let a = self.start + steps[i].0;
+            let b = steps.get(i + 1).map_or(self.end, |s| self.start + s.0);
+            (
+                a.min(self.end),
+                b.min(self.end),
+                1.0 / (steps[i].1 as f64 + 1.0),
+            )
+        };
+        let account: f64 = (0..steps.len())
+            .map(|i| {
+                let (a, b, share) = segment(i);
+                b.saturating_sub(a) as f64 * share
+            })
+            .sum();
+        let cost = self.cost as f64;
+        if account < cost * 0.75 || account > cost * 1.34 {
+            return None;
+        }
+        let scale = cost / account;
+        let inside: f64 = (0..steps.len())
+            .map(|i| {
+                let (a, b, share) = segment(i);
+                b.min(to).saturating_sub(a.max(from)) as f64 * (share * scale).min(1.0)
+            })
+            .sum();
+        Some((inside as u64).min(self.cost))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_profile_says_where_in_a_run_the_card_was_shared() {
+        let ms = 1_000_000;
+        let t0 = 1_000 * ms;
+        // A 20 ms kernel that ran over [t0, t0 + 30 ms]: another tenant's kernel ran over its
+        // first 20 ms (half the card each), none after.
+        let others = [(t0 - 5 * ms, t0 + 20 * ms), (t0 + 40 * ms, 0)];
+        let steps = profile_of(t0, t0 + 30 * ms, &others, t0 + 45 * ms).unwrap();
+        assert_eq!(steps, vec![(0, 1), (20 * ms, 0)]);
+        // Still running (end 0): until now.
+        let steps = profile_of(t0, t0 + 30 * ms, &[(t0 + 10 * ms, 0)], t0 + 25 * ms).unwrap();
+        assert_eq!(steps, vec![(0, 0), (10 * ms, 1), (25 * ms, 0)]);
+        // Too many steps: none.
+        let many: Vec<(u64, u64)> = (0..10)
+            .map(|i| (t0 + i * 2 * ms, t0 + i * 2 * ms + ms))
+            .collect();
+        assert_eq!(profile_of(t0, t0 + 30 * ms, &many, t0), None);
+
+        let s = ComputeState::default();
+        let at = t0 + 30 * ms;
+        let slot = s.long_run_started(t0, 20 * ms);
+        s.long_run_ended(slot, t0, t0 + 30 * ms, 30 * ms);
+        // Two contexts, no profile: a 10 ms solid stretch (2 × 20 − 30) may be at its end and
+        // half of the rest before it: the window may overlap 19 ms of the run (10 + 9 / 2 =
+        // 14.5, the room at 25 %), until t0 + 91 ms.
+        let worst = s.window_hold_ns(at, 20 * ms, 25, 2);
+        assert_eq!(worst, 61 * ms);
+        // With the profile (shared first, alone last) the same: the solid stretch is at its end.
+        s.set_profile(slot, t0, &[(0, 1), (20 * ms, 0)]);
+        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2), worst);
+        // Alone first, shared last: its last 20 ms held 10 ms of GPU time, and the window
+        // may overlap 24.5 ms of the run (10 + 4.5 alone): until t0 + 85.5 ms.
+        s.set_profile(slot, t0, &[(0, 0), (10 * ms, 1)]);
+        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2), 55_500_000);
+        // A profile for another run is ignored.
+        s.set_profile(slot, t0 + 1, &[(0, 1)]);
+        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2), 55_500_000);
+        // One that cannot account for the cost (others without long kernels shared the
+        // card too) is not used.
+        s.set_profile(slot, t0, &[(0, 5)]);
+        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2), worst);
+    }
 
     #[test]
     fn a_long_kernel_waits_for_room_in_the_window_its_predecessors_left() {
