@@ -255,8 +255,11 @@ impl Agent {
     }
 
     /// Removes the records, tenant folders and limits files of containers whose pod is gone or
-    /// finished. Nothing is removed when the pods cannot be listed.
+    /// finished. Nothing is removed when the pods cannot be listed, nor what was allocated
+    /// after the listing began (its pod may be newer than the list: a CI run once saw a
+    /// container's folder removed between `Allocate` and its start).
     pub async fn reap(&self) -> Result<usize, String> {
+        let known: HashSet<String> = self.store.lock().await.all().map(|a| a.key()).collect();
         let pods = kube_api::node_pods(&self.client, &self.config.node_name).await?;
         let live: HashSet<String> = pods
             .iter()
@@ -266,7 +269,7 @@ impl Agent {
         let mut store = self.store.lock().await;
         let gone: Vec<_> = store
             .all()
-            .filter(|a| !live.contains(&a.pod_uid))
+            .filter(|a| !live.contains(&a.pod_uid) && known.contains(&a.key()))
             .cloned()
             .collect();
         for a in &gone {

@@ -151,17 +151,15 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
     if long {
         hold_for_window(state, o, estimate, pct);
     }
-    // Long kernels are always timed: their runs' ends keep the windows ([`hold_for_window`]).
-    let run = long.then(|| {
-        let at = now_ns();
-        (state.long_run_started(at, estimate), at)
-    });
+    // Long kernels are always timed and recorded: their runs keep the windows
+    // ([`hold_for_window`]).
     if long || cost::sample_due(now) {
-        if let Some(t) = Timing::claim(key, o) {
-            if let Some((slot, at)) = run {
-                t.completes(state, slot, at);
-            }
-            if t.start(stream) {
+        match Timing::claim(key, o) {
+            Some(t) if t.start(stream) => {
+                if long {
+                    let at = now_ns();
+                    t.completes(state, state.long_run_started(at, estimate), at);
+                }
                 let rc = launch();
                 if rc == CUDA_SUCCESS {
                     t.finish(stream);
@@ -170,7 +168,13 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
                 }
                 return rc;
             }
-            t.abandon();
+            // A stream being captured into a graph: the kernel does not run now.
+            Some(t) => t.abandon(),
+            // No timing pair free: recorded unmeasured, counted at its worst.
+            None if long => {
+                state.long_run_started(now_ns(), estimate);
+            }
+            None => {}
         }
     }
     launch()
