@@ -6,7 +6,8 @@ runtimes       NVIDIA's runtimes 11.8 / 12.9 / 13.0 (tests/c/rt_basic) bare and 
 runtime_paths  the limit on the 8 runtime allocation paths x 3 runtimes (tests/c/rt_limits)
 driver_paths   VMM, extra contexts, _ptsz, pitch, lookups, errors (tests/c/drv_paths)
 compute        PyTorch matmul loop capped at 25 / 50 / 75 %, and two tenants at 30 % + 60 %
-priority       low priority alone and beside a 60 % high-priority tenant; borrowing 30 % -> 80 %
+priority       low priority alone and beside a 60 % high-priority tenant, back-off and resume
+               times; borrowing 30 % -> 80 % alone and beside a 50 % tenant
 memory         PyTorch under a 4 GiB limit: mem_get_info, allocate to the limit, OOM past it,
                nvidia-smi under the library, real usage from outside; two processes, one limit
 overhead       empty-kernel launch rate (nvcc) and a small PyTorch training loop, bare vs library
@@ -28,6 +29,8 @@ import traceback
 GIB = 1 << 30
 MIB = 1 << 20
 RUNTIMES = ["11.8", "12.9", "13.0"]
+# Seconds from starting two loops to their common start (Python, PyTorch and CUDA start-up).
+PAIR_START_S = 12.0
 RT_PATHS = ["malloc", "pitch", "managed", "async", "pool", "array", "array3d", "mipmap"]
 
 CHILD = r"""
@@ -278,12 +281,15 @@ def section_overhead(c, card):
 MATMUL = r"""
 import json, sys, time, torch
 seconds = float(sys.argv[1])
+begin_at = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 n = 4096
 a = torch.randn(n, n, device="cuda", dtype=torch.float16)
 b = torch.randn(n, n, device="cuda", dtype=torch.float16)
 for _ in range(20):
     c = a @ b
 torch.cuda.synchronize()
+# Loops run side by side start together (Python and CUDA start-up take seconds, unevenly).
+time.sleep(max(0.0, begin_at - time.time()))
 
 def loop(secs):
     t0 = time.perf_counter(); iters = 0
@@ -294,6 +300,7 @@ def loop(secs):
         iters += 10
     return iters, time.perf_counter() - t0
 
+late = time.time() - begin_at if begin_at else 0.0
 iters, el = loop(seconds)
 # GPU busy share from the kernels' own start / end times (CUPTI, through torch.profiler) over a
 # 2 s window: sum of kernel durations / wall time.
@@ -306,15 +313,93 @@ kernel_us = 0.0
 for e in prof.events():
     if str(getattr(e, "device_type", "")).endswith("CUDA"):
         kernel_us += getattr(e, "device_time", None) or getattr(e, "cuda_time", 0.0) or 0.0
-print(json.dumps({"iters": iters, "seconds": el, "iters_per_s": iters / el,
+print(json.dumps({"iters": iters, "seconds": el, "iters_per_s": iters / el, "late_s": late,
                   "kernel_busy_share": kernel_us / 1e6 / window}))
 """
 
 
-def start_matmul(env, secs, extra=None):
-    """Starts the matmul loop child with `env` (plus `extra`)."""
+TIMELINE = r"""
+import json, sys, time, torch
+begin_at, work, idle = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+n = 4096
+a = torch.randn(n, n, device="cuda", dtype=torch.float16)
+b = torch.randn(n, n, device="cuda", dtype=torch.float16)
+for _ in range(20):
+    c = a @ b
+torch.cuda.synchronize()
+time.sleep(max(0.0, begin_at - time.time()))
+start = time.time(); stamps = []
+while time.time() - start < work:
+    for _ in range(10):
+        c = a @ b
+    torch.cuda.synchronize()
+    stamps.append(time.time())
+end = time.time()
+time.sleep(idle)
+print(json.dumps({"start": start, "end": end, "late_s": start - begin_at, "stamps": stamps}))
+"""
+
+
+def start_timeline(env, begin_at, work, idle):
+    """Starts a matmul loop that works from the wall time `begin_at` for `work` seconds, then
+    stays alive idle for `idle` seconds; it reports the time of every 10th matmul."""
+    return subprocess.Popen([sys.executable, "-c", TIMELINE, str(begin_at), str(work), str(idle)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def rate_bins(stamps, t0, t1, width=0.1):
+    """Matmuls per second in consecutive `width` bins from `t0` to `t1` (10 per stamp)."""
+    bins = []
+    t = t0
+    while t + width <= t1:
+        bins.append((t, sum(10 for s in stamps if t <= s < t + width) / width))
+        t += width
+    return bins
+
+
+def first_stamp(stamps, t0, t1, pred, width=0.05):
+    """The first stamp in [t0, t1) whose trailing `width` window's rate (matmuls per second)
+    satisfies `pred`, or None."""
+    for s in stamps:
+        if t0 <= s < t1 and pred(sum(10 for x in stamps if s - width < x <= s) / width):
+            return s
+    return None
+
+
+def backoff_and_resume(low, high):
+    """How long the low-priority loop took to slow down once the high-priority one began
+    working, and to speed up again once it went idle, against its median rate alone before
+    (100 ms bins). Slowed = a trailing 50 ms window at most 70 % of that rate; resumed = at
+    least 85 % of it. A window's rate lags a change by part of its width (up to ~30 ms here)."""
+    stamps = low["stamps"]
+    before = [r for _, r in rate_bins(stamps, low["start"] + 0.5, high["start"])]
+    alone = statistics.median(before) if before else 0.0
+    res = {"low_rate_alone": alone}
+    if not alone:
+        return res
+    during = rate_bins(stamps, high["start"] + 0.3, high["end"])
+    res["low_rate_beside_high"] = statistics.median([r for _, r in during]) if during else None
+    slowed = first_stamp(stamps, high["start"], high["end"], lambda r: r <= 0.7 * alone)
+    res["backoff_ms"] = (slowed - high["start"]) * 1000 if slowed else None
+    resumed = first_stamp(stamps, high["end"], low["end"], lambda r: r >= 0.85 * alone)
+    res["resume_ms"] = (resumed - high["end"]) * 1000 if resumed else None
+    after = rate_bins(stamps, high["end"] + 0.3, low["end"])
+    res["low_rate_after"] = statistics.median([r for _, r in after]) if after else None
+    return res
+
+
+def finish_timeline(p):
+    out, err = p.communicate(timeout=180)
+    if p.returncode != 0:
+        raise RuntimeError(f"timeline: {err[-1500:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def start_matmul(env, secs, extra=None, begin_at=0.0):
+    """Starts the matmul loop child with `env` (plus `extra`); its loop begins at the wall time
+    `begin_at` (or at once)."""
     env = dict(env, **(extra or {}))
-    return subprocess.Popen([sys.executable, "-c", MATMUL, str(secs)], env=env,
+    return subprocess.Popen([sys.executable, "-c", MATMUL, str(secs), str(begin_at)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -353,10 +438,10 @@ def section_compute(c, card):
     res = {}
     secs = 4.0
 
-    def start(limit):
+    def start(limit, begin_at=0.0):
         if limit is None:
             return start_matmul(dict(os.environ), secs)
-        return start_matmul(c.env("70GiB", 0), secs, {"GPUPOOL_COMPUTE_LIMIT": str(limit)})
+        return start_matmul(c.env("70GiB", 0), secs, {"GPUPOOL_COMPUTE_LIMIT": str(limit)}, begin_at)
 
     finish = finish_matmul
 
@@ -375,14 +460,19 @@ def section_compute(c, card):
         res[f"at_{limit}"] = r
         res[f"share_at_{limit}"] = r["kernel_busy_share"]
         res[f"pass_share_at_{limit}_within_3pp"] = abs(r["kernel_busy_share"] - limit / 100) <= 0.03
-    pa, pb = start(30), start(60)
+    begin = time.time() + PAIR_START_S
+    pa, pb = start(30, begin), start(60, begin)
     mon = pmon(secs + 4)
     ra, rb = finish(pa), finish(pb)
     sm = pmon_shares(mon, [pa.pid, pb.pid])
+    # Together, a loop's share is its rate times the GPU time per matmul of the unlimited run
+    # (CUPTI busy share over its rate): pmon's SM % is coarse (68 % for the unlimited loop whose
+    # kernels kept the card 96 % busy) and time-sliced kernels' durations include the other's.
+    per_matmul = base["kernel_busy_share"] / base["iters_per_s"]
+    wa, wb = ra["iters_per_s"] * per_matmul, rb["iters_per_s"] * per_matmul
     res["two_tenants"] = {"limit_30": ra, "limit_60": rb, "pmon_sm_30": sm.get(pa.pid),
-                          "pmon_sm_60": sm.get(pb.pid)}
-    res["pass_two_tenants_within_5pp"] = (sm.get(pa.pid) is not None and sm.get(pb.pid) is not None
-                                          and abs(sm[pa.pid] - 0.30) <= 0.05 and abs(sm[pb.pid] - 0.60) <= 0.05)
+                          "pmon_sm_60": sm.get(pb.pid), "work_30": wa, "work_60": wb}
+    res["pass_two_tenants_within_5pp"] = abs(wa - 0.30) <= 0.05 and abs(wb - 0.60) <= 0.05
     return res
 
 
@@ -396,24 +486,60 @@ def section_priority(c, card):
     secs = 4.0
     cards = os.path.join(c.tmp, "cards")
 
-    def start(extra):
-        return start_matmul(c.env("30GiB", 0), secs, {"GPUPOOL_CARD_DIR": cards, **extra})
+    def start(extra, begin_at=0.0):
+        return start_matmul(c.env("30GiB", 0), secs, {"GPUPOOL_CARD_DIR": cards, **extra}, begin_at)
 
     finish = finish_matmul
 
     low_alone = finish(start({"GPUPOOL_PRIORITY": "low"}))
-    pl, ph = start({"GPUPOOL_PRIORITY": "low"}), start({"GPUPOOL_COMPUTE_LIMIT": "60"})
+    begin = time.time() + PAIR_START_S
+    pl, ph = start({"GPUPOOL_PRIORITY": "low"}, begin), start({"GPUPOOL_COMPUTE_LIMIT": "60"}, begin)
     mon = pmon(secs + 4)
     rl, rh = finish(pl), finish(ph)
     sm = pmon_shares(mon, [pl.pid, ph.pid])
+    # GPU time per matmul from the low loop alone (its CUPTI busy share over its rate): a
+    # loop's share of the card is its rate times that. pmon's SM % is too coarse (it read 68 %
+    # for a loop whose kernels kept the card 96 % busy), and CUPTI durations of time-sliced
+    # kernels include the other process's slices.
+    per_matmul = low_alone["kernel_busy_share"] / low_alone["iters_per_s"]
+
+    def work(r):
+        return r["iters_per_s"] * per_matmul
     res["low_alone"] = low_alone
-    res["low_beside_high"] = {"low": rl, "high": rh, "pmon_low": sm.get(pl.pid), "pmon_high": sm.get(ph.pid)}
+    res["low_beside_high"] = {"low": rl, "high": rh, "pmon_low": sm.get(pl.pid), "pmon_high": sm.get(ph.pid),
+                              "work_low": work(rl), "work_high": work(rh)}
     res["pass_low_alone_uses_the_card"] = low_alone["kernel_busy_share"] > 0.85
-    res["pass_high_gets_its_60"] = sm.get(ph.pid) is not None and abs(sm[ph.pid] - 0.60) <= 0.08
-    res["pass_low_backs_off"] = sm.get(pl.pid) is not None and sm[pl.pid] <= 0.45
+    res["pass_high_gets_its_60"] = abs(work(rh) - 0.60) <= 0.05
+    res["pass_low_backs_off"] = work(rl) <= 0.35
     borrow = {"GPUPOOL_COMPUTE_LIMIT": "80", "GPUPOOL_COMPUTE_REQUEST": "30"}
     res["borrow_alone"] = finish(start(borrow))
     res["pass_borrows_up_to_80"] = abs(res["borrow_alone"]["kernel_busy_share"] - 0.80) <= 0.05
+    # Borrowing beside a 50 % tenant: the borrower keeps its 30 % and borrows the 20 % idle.
+    begin = time.time() + PAIR_START_S
+    pb, pf = start(borrow, begin), start({"GPUPOOL_COMPUTE_LIMIT": "50"}, begin)
+    mon = pmon(secs + 4)
+    rb, rf = finish(pb), finish(pf)
+    sm = pmon_shares(mon, [pb.pid, pf.pid])
+    res["borrow_beside_50"] = {"borrower": rb, "other": rf, "pmon_borrower": sm.get(pb.pid),
+                               "pmon_other": sm.get(pf.pid), "work_borrower": work(rb),
+                               "work_other": work(rf)}
+    # The borrower keeps 30 % + the 20 % nobody requests, less 10 of headroom.
+    res["pass_borrower_gives_back"] = abs(work(rb) - 0.40) <= 0.05
+    res["pass_owner_gets_its_50"] = abs(work(rf) - 0.50) <= 0.05
+    # Back-off and resume in time: the low loop works 9 s; the 60 % high one works 3 s from its
+    # 3rd second, then stays alive idle.
+    begin = time.time() + PAIR_START_S
+    env_low = dict(c.env("30GiB", 0), GPUPOOL_CARD_DIR=cards, GPUPOOL_PRIORITY="low")
+    env_high = dict(c.env("30GiB", 0), GPUPOOL_CARD_DIR=cards, GPUPOOL_COMPUTE_LIMIT="60")
+    tl, th = start_timeline(env_low, begin, 9.0, 0.0), start_timeline(env_high, begin + 3.0, 3.0, 4.0)
+    low, high = finish_timeline(tl), finish_timeline(th)
+    t = backoff_and_resume(low, high)
+    t.update({"low_late_s": low["late_s"], "high_late_s": high["late_s"]})
+    res["timeline"] = t
+    # The goal is 100 ms; the 50 ms windows that see the change lag it by up to ~30 ms. A tenant
+    # is idle 100 ms after its last launch (card.rs BUSY_WINDOW_NS), rates follow within 10 ms.
+    res["pass_low_backs_off_within_130ms"] = t.get("backoff_ms") is not None and t["backoff_ms"] <= 130
+    res["pass_low_resumes_within_200ms"] = t.get("resume_ms") is not None and t["resume_ms"] <= 200
     return res
 
 
@@ -438,6 +564,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="gpupool-gpu-check-")
     c = Checker(os.path.abspath(a.carry), tmp)
     only = set(a.only.split(",")) if a.only else None
+    card = name.replace(" ", "-").replace("/", "-")
+    path = os.path.join(a.out, f"gpu-check-{datetime.date.today().isoformat()}-{card}.json")
+    results = []
     for sname, fn in SECTIONS:
         if only and sname not in only:
             continue
@@ -448,13 +577,12 @@ def main():
             report["sections"][sname] = {"error": traceback.format_exc()[-3000:], "pass_ran": False}
         report["sections"][sname]["seconds"] = round(time.time() - t0, 1)
         print(f"[{sname}] done in {time.time() - t0:.1f} s", flush=True)
-    results = [(f"{s}: {k[5:]}", v) for s, d in report["sections"].items() for k, v in d.items()
-               if k.startswith("pass_")]
-    report["pass"] = all(v for _, v in results)
-    card = name.replace(" ", "-").replace("/", "-")
-    path = os.path.join(a.out, f"gpu-check-{datetime.date.today().isoformat()}-{card}.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
+        results = [(f"{s}: {k[5:]}", v) for s, d in report["sections"].items() for k, v in d.items()
+                   if k.startswith("pass_")]
+        report["pass"] = all(v for _, v in results)
+        # Written after every section, so a run cut short still leaves what it measured.
+        with open(path, "w") as f:
+            json.dump(report, f, indent=1)
     print(f"gpupool gpu-check on {name}, driver {driver}")
     for k, v in results:
         print(f"{k:<48} {'PASS' if v else 'FAIL'}")
@@ -470,8 +598,18 @@ def main():
         def pct(v):
             return "n/a" if v is None else f"{v * 100:.1f} %"
         print("compute: kernel busy " + ", ".join(f"{pct(cs[f'share_at_{l}'])} at {l} %" for l in (25, 50, 75))
-              + f" (unlimited {pct(cs['unlimited']['kernel_busy_share'])}); together, pmon SM "
-              + f"{pct(t['pmon_sm_30'])} + {pct(t['pmon_sm_60'])} at 30 + 60 %")
+              + f" (unlimited {pct(cs['unlimited']['kernel_busy_share'])}); together, work "
+              + f"{pct(t['work_30'])} + {pct(t['work_60'])} at 30 + 60 % (pmon SM "
+              + f"{pct(t['pmon_sm_30'])} + {pct(t['pmon_sm_60'])})")
+    pr = report["sections"].get("priority", {})
+    if "timeline" in pr:
+        tl = pr["timeline"]
+        print(f"priority: low alone {pr['low_alone']['kernel_busy_share'] * 100:.1f} %, pmon low / high "
+              f"{pr['low_beside_high']['pmon_low']} / {pr['low_beside_high']['pmon_high']}, work "
+              f"{pr['low_beside_high']['work_low'] * 100:.1f} / {pr['low_beside_high']['work_high'] * 100:.1f} %; "
+              f"back-off {tl.get('backoff_ms')} ms, resume {tl.get('resume_ms')} ms; borrower alone "
+              f"{pr['borrow_alone']['kernel_busy_share'] * 100:.1f} %, beside 50 %: work "
+              f"{pr['borrow_beside_50']['work_borrower'] * 100:.1f} / {pr['borrow_beside_50']['work_other'] * 100:.1f} %")
     m = report["sections"].get("memory", {})
     if "single" in m:
         s = m["single"]
