@@ -191,8 +191,9 @@ fn hold_for_window(state: &ComputeState, o: usize, cost: u64, pct: u32) {
     loop {
         let now = now_ns();
         let contexts = crate::coordination::contexts(o);
+        let others_until = crate::coordination::others_long_until(o);
         let hold = state
-            .window_hold_ns(now, cost, pct, contexts)
+            .window_hold_ns(now, cost, pct, contexts, others_until)
             .min(deadline.saturating_sub(now));
         if hold == 0 {
             return;

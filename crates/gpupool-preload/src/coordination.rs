@@ -7,7 +7,7 @@
 use crate::tenant::Tenant;
 use gpupool_config::{Priority, TenantConfig};
 use gpupool_region::compute::{profile_of, WINDOW_NS};
-use gpupool_region::{allocate, Card, ComputeState, Publish, MAX_DEVICES};
+use gpupool_region::{allocate, Card, ComputeState, Publish, PublishedRun, MAX_DEVICES};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -61,6 +61,12 @@ static OTHERS_PPM: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_
 /// folder (then a long kernel's run is counted at its worst, see
 /// `ComputeState::window_hold_ns`).
 static CONTEXTS: [AtomicU32; MAX_DEVICES] = [const { AtomicU32::new(1) }; MAX_DEVICES];
+/// When the other tenants' long kernels running now could be done at the earliest, per
+/// ordinal (ns; 0 = none known): see `ComputeState::window_hold_ns`.
+static OTHERS_LONG_UNTIL: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
+/// What an estimate of another tenant's kernel is trusted for, in tenths: its kernel may run
+/// a little shorter than its estimate (the lowest of its recent runs).
+const OTHERS_COST_TENTHS: u64 = 9;
 /// A typical time slice between contexts (what the corrections of timed launches assume).
 pub const TYPICAL_SLICE_NS: u64 = 2_000_000;
 
@@ -86,6 +92,12 @@ static THREAD: AtomicBool = AtomicBool::new(false);
 pub fn launching(o: usize, now_ns: u64) -> u32 {
     LAST_LAUNCH[o].store(now_ns, Relaxed);
     RATES[o].load(Relaxed).max(1)
+}
+
+/// When the other tenants' long kernels running on ordinal `o` could be done at the earliest
+/// (ns; 0 = none known).
+pub fn others_long_until(o: usize) -> u64 {
+    OTHERS_LONG_UNTIL.get(o).map_or(0, |a| a.load(Relaxed))
 }
 
 /// How many busy contexts share the card of ordinal `o` (at least 1).
@@ -186,18 +198,34 @@ pub fn join(t: &'static Tenant, ord: i32, shares: Shares, state: &'static Comput
 /// a period after they start.
 fn share_runs(j: &Joined, key: u64, now: u64) {
     let recent = |end: u64| end == 0 || end + 2 * WINDOW_NS > now;
-    let mine: Vec<(usize, u64, u64)> = j
+    let mine: Vec<(usize, PublishedRun)> = j
         .state
         .long_runs
         .iter()
         .enumerate()
-        .map(|(i, r)| (i, r.start_ns.load(Acquire), r.end_ns.load(Acquire)))
-        .filter(|&(_, start, end)| start != 0 && recent(end))
+        .map(|(i, r)| {
+            let run = PublishedRun {
+                start: r.start_ns.load(Acquire),
+                end: r.end_ns.load(Acquire),
+                cost: r.cost_ns.load(Relaxed),
+            };
+            (i, run)
+        })
+        .filter(|(_, r)| r.start != 0 && recent(r.end))
         .collect();
-    let published: Vec<(u64, u64)> = mine.iter().map(|&(_, s, e)| (s, e)).collect();
+    let published: Vec<PublishedRun> = mine.iter().map(|&(_, r)| r).collect();
     j.card.publish_runs(j.slot, &published);
     let others = j.card.other_runs(key, now);
-    for &(slot, start, end) in &mine {
+    // A running kernel had at most the time since its start (or submission) on the GPU.
+    let until = others
+        .iter()
+        .filter(|r| r.end == 0)
+        .map(|r| r.start + r.cost / 10 * OTHERS_COST_TENTHS)
+        .max()
+        .unwrap_or(0);
+    OTHERS_LONG_UNTIL[j.ordinal].store(until, Relaxed);
+    let others: Vec<(u64, u64)> = others.iter().map(|r| (r.start, r.end)).collect();
+    for &(slot, PublishedRun { start, end, .. }) in &mine {
         if end != 0 {
             if let Some(steps) = profile_of(start, end, &others, now) {
                 j.state.set_profile(slot, start, &steps);

@@ -32,7 +32,7 @@ pub const CARD_ENTRIES: usize = 256;
 pub const BUSY_WINDOW_NS: u64 = 100_000_000;
 /// An entry whose heartbeat is older is ignored (its process died or stopped launching).
 pub const STALE_NS: u64 = 200_000_000;
-const CARD_MAGIC: u64 = u64::from_le_bytes(*b"GPCARD03");
+const CARD_MAGIC: u64 = u64::from_le_bytes(*b"GPCARD04");
 /// Long kernels an entry publishes: its tenant's recent ones (`ComputeState::long_runs`), so
 /// that each tenant can tell where in a run of its own it shared the card.
 pub const CARD_RUNS: usize = 8;
@@ -52,8 +52,9 @@ struct Entry {
     heartbeat_ns: AtomicU64,
     /// GPU time the process charged recently, in millionths of the card.
     used_ppm: AtomicU64,
-    /// Recent long kernels of the tenant: start and end (ns; start 0 = none, end 0 = running).
-    runs: [[AtomicU64; 2]; CARD_RUNS],
+    /// Recent long kernels of the tenant: start, end and GPU time (ns; start 0 = none, end 0 =
+    /// running).
+    runs: [[AtomicU64; 3]; CARD_RUNS],
 }
 
 #[repr(C)]
@@ -131,6 +132,17 @@ pub fn allocate(demands: &[Demand], me: &Demand) -> u32 {
         share.min(me.limit)
     };
     rate.clamp(1, 100)
+}
+
+/// A long kernel as a tenant publishes it in the card file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishedRun {
+    /// Start on the GPU, or submission while not measured yet (ns; 0 = none).
+    pub start: u64,
+    /// End on the GPU (ns; 0 = still running).
+    pub end: u64,
+    /// GPU time it was charged (ns).
+    pub cost: u64,
 }
 
 /// A card's coordination file.
@@ -234,21 +246,22 @@ impl Card {
 
     /// Publishes the tenant's recent long kernels `(start, end)` (`end` 0 while running) in
     /// entry `slot`; the first [`CARD_RUNS`] are kept.
-    pub fn publish_runs(&self, slot: usize, runs: &[(u64, u64)]) {
+    pub fn publish_runs(&self, slot: usize, runs: &[PublishedRun]) {
         let Some(e) = self.entries().get(slot) else {
             return;
         };
         for (i, r) in e.runs.iter().enumerate() {
-            let (start, end) = runs.get(i).copied().unwrap_or((0, 0));
-            r[1].store(end, Relaxed);
-            r[0].store(start, Release);
+            let run = runs.get(i).copied().unwrap_or_default();
+            r[1].store(run.end, Relaxed);
+            r[2].store(run.cost, Relaxed);
+            r[0].store(run.start, Release);
         }
     }
 
-    /// The long kernels other tenants' live entries publish, `(start, end)` with `end` 0
-    /// while running, each once (a tenant's processes publish the same ones).
-    pub fn other_runs(&self, me: u64, now_ns: u64) -> Vec<(u64, u64)> {
-        let mut out: Vec<(u64, u64)> = Vec::new();
+    /// The long kernels other tenants' live entries publish, each once (a tenant's processes
+    /// publish the same ones).
+    pub fn other_runs(&self, me: u64, now_ns: u64) -> Vec<PublishedRun> {
+        let mut out: Vec<PublishedRun> = Vec::new();
         for e in self.entries() {
             let tenant = e.tenant.load(Acquire);
             if tenant == 0
@@ -258,8 +271,12 @@ impl Card {
                 continue;
             }
             for r in &e.runs {
-                let run = (r[0].load(Acquire), r[1].load(Relaxed));
-                if run.0 != 0 && !out.contains(&run) {
+                let run = PublishedRun {
+                    start: r[0].load(Acquire),
+                    end: r[1].load(Relaxed),
+                    cost: r[2].load(Relaxed),
+                };
+                if run.start != 0 && !out.contains(&run) {
                     out.push(run);
                 }
             }
@@ -409,13 +426,17 @@ mod tests {
         assert_eq!(ds[0].used_ppm, 500_000, "its processes' use adds up");
         assert_eq!(ds[0].contexts, 1, "one of its processes launched lately");
         // Long kernels: each once, other tenants' only, stale entries' never.
-        card.publish_runs(s1, &[(100, 200), (300, 0)]);
-        card.publish_runs(s2, &[(100, 200)]);
-        card.publish_runs(s3, &[(50, 60)]);
-        assert_eq!(card.other_runs(8, now), vec![(100, 200), (300, 0)]);
+        let run = |start, end, cost| PublishedRun { start, end, cost };
+        card.publish_runs(s1, &[run(100, 200, 90), run(300, 0, 50)]);
+        card.publish_runs(s2, &[run(100, 200, 90)]);
+        card.publish_runs(s3, &[run(50, 60, 10)]);
+        assert_eq!(
+            card.other_runs(8, now),
+            vec![run(100, 200, 90), run(300, 0, 50)]
+        );
         assert!(card.other_runs(7, now).is_empty());
         card.publish_runs(s1, &[]);
-        assert_eq!(card.other_runs(8, now), vec![(100, 200)]);
+        assert_eq!(card.other_runs(8, now), vec![run(100, 200, 90)]);
         card.release(s1);
         card.release(s2);
         assert!(card.demands(now).is_empty());

@@ -292,13 +292,26 @@ impl ComputeState {
     /// launches by their submission times put 38–40 % into windows at 25 %. 0 for short
     /// kernels, for limits whose bound is the whole window, and for kernels as long as the
     /// bound (a window holding one is at it already); at most one window.
-    pub fn window_hold_ns(&self, now_ns: u64, cost_ns: u64, limit_pct: u32, contexts: u32) -> u64 {
+    ///
+    /// `others_until_ns` (0: none) is when the other tenants' long kernels running now could
+    /// be done at the earliest, had they had the card alone since they started
+    /// (`coordination`, from the runs tenants publish in the card file). Until then the new
+    /// kernel shares the card ([`shared_gpu_time`]): it ends later, and the window ending with
+    /// it holds less of the earlier runs, so it may go earlier; every window ending while it
+    /// runs is checked then, since it gains GPU time more slowly than a window loses the past.
+    pub fn window_hold_ns(
+        &self,
+        now_ns: u64,
+        cost_ns: u64,
+        limit_pct: u32,
+        contexts: u32,
+        others_until_ns: u64,
+    ) -> u64 {
         let pct = limit_pct.clamp(1, 100) as u64;
         let bound = WINDOW_NS / 1000 * ((pct + WINDOW_SLACK_PCT) * 10 - HOLD_MARGIN_PERMILLE);
         if cost_ns <= LONG_KERNEL_NS || bound >= WINDOW_NS || cost_ns >= bound {
             return 0;
         }
-        let room = bound - cost_ns;
         let mut runs = [Run::default(); LONG_RUNS];
         let mut count = 0;
         for (slot, run) in runs.iter_mut().zip(self.runs(now_ns, contexts)) {
@@ -309,19 +322,62 @@ impl ComputeState {
         // The tenant's kernels run one after another: the new one starts when the last
         // ends, at the earliest.
         let busy_until = runs.iter().map(|r| r.end).max().unwrap_or(0);
+        // The tenant's GPU time in the window ending at `w`, its new kernel (started at `t`)
+        // having had `mine` by then.
+        let window = |t: u64, w: u64, mine: u64| -> u64 {
+            let from = w.saturating_sub(WINDOW_NS);
+            mine + runs.iter().map(|r| Self::time_in(r, from, t)).sum::<u64>()
+        };
         let mut hold = busy_until.saturating_sub(now_ns);
         while hold < WINDOW_NS {
-            // The new kernel would run solid over [t, t + cost): the window ending then
-            // starts at t + cost − W.
             let t = now_ns + hold;
-            let from = (t + cost_ns).saturating_sub(WINDOW_NS);
-            let before: u64 = runs.iter().map(|r| Self::time_in(r, from, t)).sum();
-            if before <= room {
+            // Running solid over [t, t + cost): the window ending then is the fullest.
+            if window(t, t + cost_ns, cost_ns) <= bound {
                 return hold;
+            }
+            let rest = others_until_ns.saturating_sub(t);
+            if rest > 0 {
+                // Sharing the card first: every window ending while it runs.
+                let done = shared_run_ns(cost_ns, rest);
+                let fits = |x: u64| window(t, t + x, shared_gpu_time(x, cost_ns, rest)) <= bound;
+                if fits(done)
+                    && fits(SHARE_SLICE_NS.min(done))
+                    && (SHARE_SLICE_NS..done)
+                        .step_by(SHARED_CHECK_STEP_NS as usize)
+                        .all(fits)
+                {
+                    return hold;
+                }
             }
             hold += HOLD_STEP_NS;
         }
         WINDOW_NS
+    }
+}
+
+/// How long a new kernel may have the card before a tenant whose kernel is running gets its
+/// turn again (twice the simulator's time slice, for real GPUs' longer ones).
+pub const SHARE_SLICE_NS: u64 = 4_000_000;
+/// Spacing of the windows checked while a new kernel shares the card.
+const SHARED_CHECK_STEP_NS: u64 = 1_000_000;
+
+/// The most GPU time a kernel of `cost_ns` can have had `x_ns` after it started, while other
+/// tenants have at least `rest_ns` of GPU time left on the card: the first slice, then every
+/// other one (contexts take turns) until their rest is done, then all of it.
+pub fn shared_gpu_time(x_ns: u64, cost_ns: u64, rest_ns: u64) -> u64 {
+    let others = rest_ns.min(x_ns.saturating_sub(SHARE_SLICE_NS) / 2);
+    (x_ns - others).min(cost_ns)
+}
+
+/// The earliest a kernel of `cost_ns` can be done, after its start, while other tenants have
+/// `rest_ns` of GPU time left ([`shared_gpu_time`] reaches its cost).
+pub fn shared_run_ns(cost_ns: u64, rest_ns: u64) -> u64 {
+    if cost_ns <= SHARE_SLICE_NS {
+        cost_ns
+    } else if cost_ns >= SHARE_SLICE_NS + rest_ns {
+        cost_ns + rest_ns
+    } else {
+        2 * cost_ns - SHARE_SLICE_NS
     }
 }
 
@@ -409,22 +465,22 @@ mod tests {
         // Two contexts, no profile: a 10 ms solid stretch (2 × 20 − 30) may be at its end and
         // half of the rest before it: the window may overlap 19 ms of the run (10 + 9 / 2 =
         // 14.5, the room at 25 %), until t0 + 91 ms.
-        let worst = s.window_hold_ns(at, 20 * ms, 25, 2);
+        let worst = s.window_hold_ns(at, 20 * ms, 25, 2, 0);
         assert_eq!(worst, 61 * ms);
         // With the profile (shared first, alone last) the same: the solid stretch is at its end.
         s.set_profile(slot, t0, &[(0, 1), (20 * ms, 0)]);
-        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2), worst);
+        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2, 0), worst);
         // Alone first, shared last: its last 20 ms held 10 ms of GPU time, and the window
         // may overlap 24.5 ms of the run (10 + 4.5 alone): until t0 + 85.5 ms.
         s.set_profile(slot, t0, &[(0, 0), (10 * ms, 1)]);
-        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2), 55_500_000);
+        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2, 0), 55_500_000);
         // A profile for another run is ignored.
         s.set_profile(slot, t0 + 1, &[(0, 1)]);
-        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2), 55_500_000);
+        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2, 0), 55_500_000);
         // One that cannot account for the cost (others without long kernels shared the
         // card too) is not used.
         s.set_profile(slot, t0, &[(0, 5)]);
-        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2), worst);
+        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2, 0), worst);
     }
 
     #[test]
@@ -433,12 +489,12 @@ mod tests {
         let s = ComputeState::default();
         let t0 = 1_000 * ms;
         // Short kernels, high limits and kernels as long as the bound are never held.
-        assert_eq!(s.window_hold_ns(t0, 50_000, 25, 1), 0);
-        assert_eq!(s.window_hold_ns(t0, 20 * ms, 95, 1), 0);
-        assert_eq!(s.window_hold_ns(t0, 40 * ms, 25, 1), 0);
-        assert_eq!(s.window_hold_ns(t0, 20 * ms, 10, 1), 0);
+        assert_eq!(s.window_hold_ns(t0, 50_000, 25, 1, 0), 0);
+        assert_eq!(s.window_hold_ns(t0, 20 * ms, 95, 1, 0), 0);
+        assert_eq!(s.window_hold_ns(t0, 40 * ms, 25, 1, 0), 0);
+        assert_eq!(s.window_hold_ns(t0, 20 * ms, 10, 1, 0), 0);
         // Nothing recorded: no hold.
-        assert_eq!(s.window_hold_ns(t0, 20 * ms, 25, 1), 0);
+        assert_eq!(s.window_hold_ns(t0, 20 * ms, 25, 1, 0), 0);
         let at = t0 + 30 * ms;
         let expect = |hold: u64, until: u64| {
             assert!(
@@ -452,25 +508,72 @@ mod tests {
         // at most 34.5 − 20 = 14.5 ms of the first, at t0 + 85.5 ms.
         let slot = s.long_run_started(t0, 20 * ms);
         s.long_run_ended(slot, t0, t0 + 20 * ms, 20 * ms);
-        expect(s.window_hold_ns(at, 20 * ms, 25, 1), t0 + 85_500_000);
+        expect(s.window_hold_ns(at, 20 * ms, 25, 1, 0), t0 + 85_500_000);
         // Two contexts do not change a run that had the card to itself.
-        expect(s.window_hold_ns(at, 20 * ms, 25, 2), t0 + 85_500_000);
+        expect(s.window_hold_ns(at, 20 * ms, 25, 2, 0), t0 + 85_500_000);
         // Had it run over [t0, t0 + 40 ms] beside an unknown number of contexts, all 20 ms
         // may have been at its end: the next one waits until t0 + 105.5 ms.
         let s = ComputeState::default();
         let slot = s.long_run_started(t0, 20 * ms);
         s.long_run_ended(slot, t0, t0 + 40 * ms, 40 * ms);
-        let worst = s.window_hold_ns(at, 20 * ms, 25, 1);
+        let worst = s.window_hold_ns(at, 20 * ms, 25, 1, 0);
         expect(worst, t0 + 105_500_000);
         // Beside one other context it had half the card all along (2 × 20 = 40): the window
         // may overlap 29 ms of its run, until t0 + 91 ms.
-        expect(s.window_hold_ns(at, 20 * ms, 25, 2), t0 + 91 * ms);
+        expect(s.window_hold_ns(at, 20 * ms, 25, 2, 0), t0 + 91 * ms);
         // Among three, a 10 ms solid stretch is possible (3 × 20 − 40 = 2 × 10) and a third
         // of the rest: 10 + 13.5 / 3 = 14.5 in the last 23.5 ms, until t0 + 96.5 ms.
-        expect(s.window_hold_ns(at, 20 * ms, 25, 3), t0 + 96_500_000);
+        expect(s.window_hold_ns(at, 20 * ms, 25, 3, 0), t0 + 96_500_000);
         // A report for a slot reused since is ignored.
         s.long_run_ended(slot, t0 - 1, t0 + 90 * ms, 90 * ms);
-        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 1), worst);
+        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 1, 0), worst);
+    }
+
+    #[test]
+    fn a_kernel_that_will_share_the_card_may_go_earlier() {
+        let ms = 1_000_000;
+        let t0 = 1_000 * ms;
+        let at = t0 + 30 * ms;
+        let s = ComputeState::default();
+        let slot = s.long_run_started(t0, 20 * ms);
+        s.long_run_ended(slot, t0, t0 + 40 * ms, 40 * ms);
+        let solid = s.window_hold_ns(at, 20 * ms, 25, 2, 0);
+        assert_eq!(solid, 61 * ms, "until t0 + 91 ms, as above");
+        // Another tenant's kernel cannot be done before t0 + 95 ms: the new one shares the
+        // card until then, ends later, and the window ending with it holds less of the last.
+        let shared = s.window_hold_ns(at, 20 * ms, 25, 2, t0 + 95 * ms);
+        assert!(shared < solid - 5 * ms, "{shared}");
+        // Every window ending while it runs (its GPU time at most `shared_gpu_time`) holds
+        // no more than the bound (34.5 ms): the last run had half the card over 40 ms.
+        let t = at + shared;
+        let rest = t0 + 95 * ms - t;
+        let last_in = |from: u64| (t0 + 40 * ms).saturating_sub(from.max(t0)) / 2;
+        for x in (0..=shared_run_ns(20 * ms, rest)).step_by(ms as usize / 4) {
+            let w = shared_gpu_time(x, 20 * ms, rest) + last_in(t + x - WINDOW_NS);
+            assert!(w <= 34_500_000 + HOLD_STEP_NS, "window ending {x} in: {w}");
+        }
+        // Others done by then, or only short kernels beside it: as if alone.
+        assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2, at), solid);
+    }
+
+    #[test]
+    fn shared_runs_take_turns_with_the_others_rest() {
+        let ms = 1_000_000;
+        // Alone: solid.
+        assert_eq!(shared_run_ns(20 * ms, 0), 20 * ms);
+        assert_eq!(shared_gpu_time(7 * ms, 20 * ms, 0), 7 * ms);
+        // 10 ms left to others: the first slice, then every other one until they are done.
+        assert_eq!(
+            shared_gpu_time(SHARE_SLICE_NS, 20 * ms, 10 * ms),
+            SHARE_SLICE_NS
+        );
+        assert_eq!(shared_gpu_time(10 * ms, 20 * ms, 10 * ms), 7 * ms);
+        assert_eq!(shared_run_ns(20 * ms, 10 * ms), 30 * ms);
+        assert_eq!(shared_gpu_time(30 * ms, 20 * ms, 10 * ms), 20 * ms);
+        // Others with more left than the kernel needs: half the card after the first slice.
+        assert_eq!(shared_run_ns(20 * ms, 50 * ms), 36 * ms);
+        assert_eq!(shared_gpu_time(36 * ms, 20 * ms, 50 * ms), 20 * ms);
+        assert_eq!(shared_gpu_time(35 * ms, 20 * ms, 50 * ms), 19_500_000);
     }
 
     #[test]
@@ -480,12 +583,12 @@ mod tests {
         let t0 = 1_000 * ms;
         s.long_run_started(t0, 20 * ms);
         // Still running 30 ms later (sharing the GPU): taken to end no earlier than now.
-        let hold = s.window_hold_ns(t0 + 30 * ms, 20 * ms, 25, 1);
+        let hold = s.window_hold_ns(t0 + 30 * ms, 20 * ms, 25, 1, 0);
         assert!(hold >= 65 * ms, "{hold}");
         // Never measured: taken to have ended by t0 + 4 × 20 ms at the latest.
-        let hold = s.window_hold_ns(t0 + 500 * ms, 20 * ms, 25, 1);
+        let hold = s.window_hold_ns(t0 + 500 * ms, 20 * ms, 25, 1, 0);
         assert_eq!(hold, 0);
-        let hold = s.window_hold_ns(t0 + 100 * ms, 20 * ms, 25, 1);
+        let hold = s.window_hold_ns(t0 + 100 * ms, 20 * ms, 25, 1, 0);
         assert!(hold > 0 && hold <= 65 * ms, "{hold}");
     }
 
@@ -510,7 +613,7 @@ mod tests {
             let mut now = 1_000 * ms;
             let mut runs = Vec::new();
             for stretch in &stretches {
-                now += s.window_hold_ns(now, cost, pct, contexts);
+                now += s.window_hold_ns(now, cost, pct, contexts, 0);
                 let slot = s.long_run_started(now, cost);
                 let span = cost + (n.max(2) - 1) * cost * stretch / 100;
                 let end = now + span;
@@ -532,6 +635,49 @@ mod tests {
             for w in (runs[0].0..now).step_by(ms as usize / 2) {
                 let busy = busy_in(w, w + WINDOW_NS);
                 prop_assert!(busy <= bound + HOLD_STEP_NS, "window at {w}: {busy} of {bound}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn kernels_held_while_others_run_keep_every_window_within_the_bound(
+            pct in 10u32..=80,
+            cost_ms in 9u64..=30,
+            rests in proptest::collection::vec(0u64..=40, 40),
+        ) {
+            // Before each launch another tenant has a kernel running with `rest` ms of GPU
+            // time left at the earliest; each of the tenant's kernels then has its GPU time
+            // as early as taking turns allows (`shared_gpu_time`), the worst for the windows
+            // ending while it runs.
+            let ms = 1_000_000;
+            let cost = cost_ms * ms;
+            let bound = WINDOW_NS / 100 * (pct as u64 + WINDOW_SLACK_PCT);
+            prop_assume!(cost + 2 * ms <= bound);
+            let s = ComputeState::default();
+            let mut now = 1_000 * ms;
+            let mut runs = Vec::new();
+            for rest in &rests {
+                let others_until = now + rest * ms;
+                now += s.window_hold_ns(now, cost, pct, 2, others_until);
+                let rest = others_until.saturating_sub(now);
+                let span = shared_run_ns(cost, rest);
+                let slot = s.long_run_started(now, cost);
+                s.long_run_ended(slot, now, now + span, span);
+                runs.push((now, rest));
+                now += span;
+            }
+            let gpu_by = |t: u64| -> u64 {
+                runs.iter()
+                    .map(|&(start, rest)| shared_gpu_time(t.saturating_sub(start), cost, rest))
+                    .sum()
+            };
+            for w in (runs[0].0..now).step_by(ms as usize / 2) {
+                let busy = gpu_by(w + WINDOW_NS) - gpu_by(w);
+                prop_assert!(
+                    busy <= bound + HOLD_STEP_NS + SHARED_CHECK_STEP_NS / 2,
+                    "window at {w}: {busy} of {bound}"
+                );
             }
         }
     }

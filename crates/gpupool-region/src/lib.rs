@@ -24,7 +24,7 @@ mod layout;
 mod process;
 mod region;
 
-pub use card::{allocate, Card, Demand, Publish};
+pub use card::{allocate, Card, Demand, Publish, PublishedRun};
 pub use compute::ComputeState;
 pub use layout::{LAYOUT_VERSION, MAGIC, MAX_DEVICES, MAX_SLOTS};
 pub use process::{process_alive, ProcessIdentity};
