@@ -6,7 +6,7 @@
 
 use crate::tenant::Tenant;
 use gpupool_config::{Priority, TenantConfig};
-use gpupool_region::compute::{profile_of, WINDOW_NS};
+use gpupool_region::compute::{profile_of, profiled_gpu_ns, WINDOW_NS};
 use gpupool_region::{allocate, Card, ComputeState, Publish, PublishedRun, MAX_DEVICES};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::OnceLock;
@@ -67,6 +67,9 @@ static OTHERS_LONG_UNTIL: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) 
 /// What an estimate of another tenant's kernel is trusted for, in tenths: its kernel may run
 /// a little shorter than its estimate (the lowest of its recent runs).
 const OTHERS_COST_TENTHS: u64 = 9;
+/// How long after a run ended the other tenants' runs beside it are all published (each
+/// tenant publishes every [`PERIOD`], its meter sees an end within a millisecond).
+const PROFILE_SETTLED_NS: u64 = 30_000_000;
 /// A typical time slice between contexts (what the corrections of timed launches assume).
 pub const TYPICAL_SLICE_NS: u64 = 2_000_000;
 
@@ -224,11 +227,24 @@ fn share_runs(j: &Joined, key: u64, now: u64) {
         .max()
         .unwrap_or(0);
     OTHERS_LONG_UNTIL[j.ordinal].store(until, Relaxed);
-    let others: Vec<(u64, u64)> = others.iter().map(|r| (r.start, r.end)).collect();
+    let published = others;
+    let others: Vec<(u64, u64)> = published.iter().map(|r| (r.start, r.end)).collect();
     for &(slot, PublishedRun { start, end, .. }) in &mine {
         if end != 0 {
             if let Some(steps) = profile_of(start, end, &others, now) {
                 j.state.set_profile(slot, start, &steps);
+                // Only from measured runs: one never measured stays "running" (end 0), and
+                // would halve the GPU time of every run after it.
+                let measured = !published.iter().any(|r| r.end == 0 && r.start < end);
+                if measured && end + PROFILE_SETTLED_NS < now && steps.iter().any(|s| s.1 > 0) {
+                    // Its GPU time by the profile, plus a slice: turns begin and end
+                    // anywhere in a slice, and an estimate below the truth would let the
+                    // tenant over its limit and its windows.
+                    let gpu = profiled_gpu_ns(end - start, &steps) + TYPICAL_SLICE_NS;
+                    if gpu < end - start {
+                        crate::cost::relearn_long(slot, start, gpu);
+                    }
+                }
             }
         }
     }

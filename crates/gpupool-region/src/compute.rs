@@ -63,6 +63,18 @@ pub struct LongRun {
 /// Steps a run's profile holds.
 pub const PROFILE_STEPS: usize = 6;
 
+/// The GPU time a run of `run_ns` had by its profile ([`profile_of`]): beside `k` other
+/// tenants' long kernels, `1/(k + 1)` of the card (contexts take turns).
+pub fn profiled_gpu_ns(run_ns: u64, steps: &[(u64, u32)]) -> u64 {
+    (0..steps.len())
+        .map(|i| {
+            let from = steps[i].0.min(run_ns);
+            let to = steps.get(i + 1).map_or(run_ns, |s| s.0.min(run_ns));
+            to.saturating_sub(from) / (steps[i].1 as u64 + 1)
+        })
+        .sum()
+}
+
 impl LongRun {
     /// A free slot.
     pub const fn new() -> LongRun {
@@ -205,15 +217,21 @@ impl ComputeState {
     /// Notes that the long kernel recorded in `slot` at `submitted_ns` ran for `elapsed_ns`
     /// until `end_ns` (its timing events' interval, seen complete then). Ignored when the
     /// slot was reused since.
-    pub fn long_run_ended(&self, slot: usize, submitted_ns: u64, end_ns: u64, elapsed_ns: u64) {
+    /// Returns the run's start as recorded, `None` when ignored.
+    pub fn long_run_ended(
+        &self,
+        slot: usize,
+        submitted_ns: u64,
+        end_ns: u64,
+        elapsed_ns: u64,
+    ) -> Option<u64> {
         let r = &self.long_runs[slot % LONG_RUNS];
         let start = end_ns.saturating_sub(elapsed_ns).max(1);
-        if r.start_ns
+        r.start_ns
             .compare_exchange(submitted_ns.max(1), start, AcqRel, Relaxed)
-            .is_ok()
-        {
-            r.end_ns.store(end_ns.max(start), Release);
-        }
+            .ok()?;
+        r.end_ns.store(end_ns.max(start), Release);
+        Some(start)
     }
 
     /// The recorded long kernels as [`Run`]s seen at `now_ns`: a kernel still running runs
@@ -515,7 +533,7 @@ mod tests {
         // may have been at its end: the next one waits until t0 + 105.5 ms.
         let s = ComputeState::default();
         let slot = s.long_run_started(t0, 20 * ms);
-        s.long_run_ended(slot, t0, t0 + 40 * ms, 40 * ms);
+        assert_eq!(s.long_run_ended(slot, t0, t0 + 40 * ms, 40 * ms), Some(t0));
         let worst = s.window_hold_ns(at, 20 * ms, 25, 1, 0);
         expect(worst, t0 + 105_500_000);
         // Beside one other context it had half the card all along (2 × 20 = 40): the window
@@ -525,7 +543,7 @@ mod tests {
         // of the rest: 10 + 13.5 / 3 = 14.5 in the last 23.5 ms, until t0 + 96.5 ms.
         expect(s.window_hold_ns(at, 20 * ms, 25, 3, 0), t0 + 96_500_000);
         // A report for a slot reused since is ignored.
-        s.long_run_ended(slot, t0 - 1, t0 + 90 * ms, 90 * ms);
+        assert_eq!(s.long_run_ended(slot, t0 - 1, t0 + 90 * ms, 90 * ms), None);
         assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 1, 0), worst);
     }
 
@@ -554,6 +572,19 @@ mod tests {
         }
         // Others done by then, or only short kernels beside it: as if alone.
         assert_eq!(s.window_hold_ns(at, 20 * ms, 25, 2, at), solid);
+    }
+
+    #[test]
+    fn a_profile_gives_the_gpu_time_of_a_run() {
+        let ms = 1_000_000;
+        // 40 ms beside one other kernel all along: 20 ms.
+        assert_eq!(profiled_gpu_ns(40 * ms, &[(0, 1)]), 20 * ms);
+        // 10 alone, 20 beside one, 9 beside two: 10 + 10 + 3.
+        let steps = [(0, 0), (10 * ms, 1), (30 * ms, 2)];
+        assert_eq!(profiled_gpu_ns(39 * ms, &steps), 23 * ms);
+        // Alone: all of it; no profile: nothing known.
+        assert_eq!(profiled_gpu_ns(20 * ms, &[(0, 0)]), 20 * ms);
+        assert_eq!(profiled_gpu_ns(20 * ms, &[]), 0);
     }
 
     #[test]
