@@ -6,6 +6,10 @@
 //! `cuGetProcAddress_v2` as NVIDIA's runtime does, times batches of calls and reports the median
 //! per-call time. The parent prints a table of medians and the difference.
 //!
+//! The launch rows are taken twice: over the simulator's timeline (a launch queues a
+//! zero-length kernel under a file-backed lock, ~430–600 ns and noisy), and over a simulator
+//! that only checks the launch (`GPUPOOL_SIM_LAUNCH=none`), where the hooks' own cost shows.
+//!
 //! Usage: `gpupool-bench [ROUNDS]` (run from `target/release`, beside the libraries).
 
 use gpupool_bench::{Driver, Launch};
@@ -18,6 +22,8 @@ use std::time::Instant;
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
 struct Sample {
     launch_ns: f64,
+    /// The same launch, the simulator only checking it (`GPUPOOL_SIM_LAUNCH=none`).
+    null_launch_ns: f64,
     alloc_free_ns: f64,
     mem_get_info_ns: f64,
 }
@@ -54,24 +60,36 @@ fn child() -> Sample {
             std::mem::transmute(get("cuMemGetInfo", 3020));
         let func = d.simulated_kernel("gpupool-sim-module 1\nkernel empty 0ns\n", "empty");
         let mut params: [*mut c_void; 1] = [std::ptr::null_mut()];
-        let launch_ns = time_per_call(31, 20_000, || {
-            assert_eq!(
-                launch(
-                    func,
-                    1,
-                    1,
-                    1,
-                    128,
-                    1,
-                    1,
-                    0,
-                    std::ptr::null_mut(),
-                    params.as_mut_ptr(),
-                    std::ptr::null_mut()
-                ),
-                0
-            );
-        });
+        let mut launch_ns = || {
+            time_per_call(31, 20_000, || {
+                assert_eq!(
+                    launch(
+                        func,
+                        1,
+                        1,
+                        1,
+                        128,
+                        1,
+                        1,
+                        0,
+                        std::ptr::null_mut(),
+                        params.as_mut_ptr(),
+                        std::ptr::null_mut()
+                    ),
+                    0
+                );
+            })
+        };
+        if std::env::var("GPUPOOL_SIM_LAUNCH").as_deref() == Ok("none") {
+            let null_launch_ns = launch_ns();
+            return Sample {
+                launch_ns: 0.0,
+                null_launch_ns,
+                alloc_free_ns: 0.0,
+                mem_get_info_ns: 0.0,
+            };
+        }
+        let launch_ns = launch_ns();
         let alloc_free_ns = time_per_call(31, 2_000, || {
             let mut p = 0;
             assert_eq!(alloc(&mut p, 1 << 20), 0);
@@ -83,6 +101,7 @@ fn child() -> Sample {
         });
         Sample {
             launch_ns,
+            null_launch_ns: 0.0,
             alloc_free_ns,
             mem_get_info_ns,
         }
@@ -107,9 +126,14 @@ fn main() {
         std::os::unix::fs::symlink(dir.join("libgpupool_simgpu.so"), lib.join(name)).unwrap();
     }
     // Modes: bare driver; library with a memory limit; library with memory and compute limits.
-    let run = |mode: usize| -> Sample {
+    // `null`: the simulator only checks launches (`GPUPOOL_SIM_LAUNCH=none`), as a driver whose
+    // launch returns at once; the children then time launches only.
+    let run = |mode: usize, null: bool| -> Sample {
         let preload = mode > 0;
         let mut c = Command::new(&exe);
+        if null {
+            c.env("GPUPOOL_SIM_LAUNCH", "none");
+        }
         c.env("GPUPOOL_BENCH_CHILD", "1")
             .env("LD_LIBRARY_PATH", &lib)
             .env("GPUPOOL_SIM_SPEC", "1x80GiB")
@@ -138,9 +162,13 @@ fn main() {
     let mut with = Vec::new();
     let mut paced = Vec::new();
     for _ in 0..rounds {
-        bare.push(run(0));
-        with.push(run(1));
-        paced.push(run(2));
+        bare.push(run(0, false));
+        with.push(run(1, false));
+        paced.push(run(2, false));
+        let (b, w, p) = (run(0, true), run(1, true), run(2, true));
+        bare.last_mut().unwrap().null_launch_ns = b.null_launch_ns;
+        with.last_mut().unwrap().null_launch_ns = w.null_launch_ns;
+        paced.last_mut().unwrap().null_launch_ns = p.null_launch_ns;
     }
     let _ = std::fs::remove_dir_all(&state);
     let row = |name: &str, goal: &str, get: fn(&Sample) -> f64| {
@@ -164,15 +192,19 @@ fn main() {
         "-".repeat(12),
         "-".repeat(10)
     );
+    let paced_row = |name: &str, get: fn(&Sample) -> f64| {
+        let b = median(bare.iter().map(get).collect());
+        let p = median(paced.iter().map(get).collect());
+        println!(
+            "| {name:<24} | {b:>10.1} | {p:>10.1} | {:>10.1} | {:>8} |",
+            p - b,
+            "<= 60"
+        );
+    };
     row("cuLaunchKernel", "<= 25", |s| s.launch_ns);
-    let b = median(bare.iter().map(|s| s.launch_ns).collect());
-    let p = median(paced.iter().map(|s| s.launch_ns).collect());
-    println!(
-        "| {:<24} | {b:>10.1} | {p:>10.1} | {:>10.1} | {:>8} |",
-        "cuLaunchKernel, paced",
-        p - b,
-        "<= 60"
-    );
+    paced_row("cuLaunchKernel, paced", |s| s.launch_ns);
+    row("launch, null driver", "<= 25", |s| s.null_launch_ns);
+    paced_row("paced, null driver", |s| s.null_launch_ns);
     row("cuMemAlloc + cuMemFree", "<= 300", |s| s.alloc_free_ns);
     row("cuMemGetInfo", "-", |s| s.mem_get_info_ns);
 }

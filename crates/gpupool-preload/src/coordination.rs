@@ -111,7 +111,11 @@ pub fn contexts(o: usize) -> u32 {
 /// Notes `cost_ns` of GPU time charged on ordinal `o`.
 #[inline]
 pub fn charged(o: usize, cost_ns: u64) {
-    CHARGED[o].fetch_add(cost_ns, Relaxed);
+    // A load and a store, not a read-modify-write (a locked instruction on the launch path):
+    // threads launching at the same instant may lose one another's note, which only makes
+    // the use others see a little low (their slice correction then charges them more).
+    let c = &CHARGED[o];
+    c.store(c.load(Relaxed).wrapping_add(cost_ns), Relaxed);
 }
 
 /// A timed launch's run time without the other tenants' time slices in it. A launch that
@@ -254,7 +258,8 @@ fn share_runs(j: &Joined, key: u64, now: u64) {
 fn update(j: &mut Joined, key: u64, now: u64) {
     let charged = CHARGED[j.ordinal].load(Relaxed);
     if now > j.last_at {
-        let recent = (charged - j.last_charged) as u128 * 1_000_000 / (now - j.last_at) as u128;
+        let recent =
+            charged.saturating_sub(j.last_charged) as u128 * 1_000_000 / (now - j.last_at) as u128;
         j.used_ppm = (j.used_ppm * 7 + (recent as u64).min(1_000_000) * 3) / 10;
         (j.last_charged, j.last_at) = (charged, now);
     }

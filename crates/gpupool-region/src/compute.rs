@@ -122,8 +122,10 @@ pub fn profile_of(
 
 /// Wall time a launch costs at `limit_pct`: `cost · 100 / pct`.
 pub fn wall_cost_ns(cost_ns: u64, limit_pct: u32) -> u64 {
-    let pct = limit_pct.clamp(1, 100) as u128;
-    (cost_ns as u128 * 100 / pct).min(u64::MAX as u128) as u64
+    let pct = limit_pct.clamp(1, 100) as u64;
+    // 64-bit division on the launch path (a 128-bit one is a library call); costs up to
+    // 58 years fit.
+    cost_ns.checked_mul(100).map_or(u64::MAX, |c| c / pct)
 }
 
 /// The window a tenant's share is also held to: no `WINDOW_NS` of wall time may hold more than
@@ -711,6 +713,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn wall_cost_scales_by_the_limit_and_saturates() {
+        assert_eq!(wall_cost_ns(1_000, 25), 4_000);
+        assert_eq!(wall_cost_ns(1_000, 100), 1_000);
+        assert_eq!(wall_cost_ns(1_000, 0), 100_000, "0 % counts as 1 %");
+        assert_eq!(wall_cost_ns(u64::MAX / 10, 50), u64::MAX);
     }
 
     #[test]

@@ -251,6 +251,15 @@ pub fn machine() -> Result<&'static Machine, u32> {
     m.as_ref().map_err(|_| CUDA_ERROR_NO_DEVICE)
 }
 
+/// Whether launches are only checked, not queued (`GPUPOOL_SIM_LAUNCH=none`): a driver whose
+/// launch returns at once and whose kernels take no GPU time (events all read one time), so
+/// that a benchmark of the library's launch hooks measures them rather than the timeline's
+/// file-backed lock. Any other value is the normal simulator.
+pub fn null_launches() -> bool {
+    static N: OnceLock<bool> = OnceLock::new();
+    *N.get_or_init(|| std::env::var("GPUPOOL_SIM_LAUNCH").as_deref() == Ok("none"))
+}
+
 /// Whether tracing is on (without building the machine).
 pub fn tracing() -> bool {
     static T: OnceLock<bool> = OnceLock::new();
