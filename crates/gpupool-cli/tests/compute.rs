@@ -128,6 +128,25 @@ fn without_a_limit_a_tenant_fills_the_device() {
 }
 
 #[test]
+fn a_null_launch_simulator_checks_launches_but_queues_no_gpu_time() {
+    // `GPUPOOL_SIM_LAUNCH=none` (gpupool-bench's null-driver rows): 20 ms kernels launched and
+    // synchronised one after another take no time, yet the run succeeds through the library.
+    let _s = serial();
+    let m = Machine::new("null", "1x16GiB");
+    let cmd = compute_args("sync", "20ms", 0.3, 1);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = m
+        .run_cmd(&["--compute", "50"], &cmd)
+        .env("GPUPOOL_SIM_LAUNCH", "none")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let launches = num(&key_values(&out), "launches");
+    // Queued, 0.3 s holds 15 of them at most (7 at 50 %).
+    assert!(launches > 1000, "{launches} launches in 0.3 s");
+}
+
+#[test]
 fn every_launch_path_is_paced() {
     let _s = serial();
     let m = Machine::new("paths", "1x16GiB");
