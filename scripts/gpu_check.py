@@ -278,16 +278,20 @@ def section_overhead(c, card):
     return res
 
 
-MATMUL = r"""
+# The matmul loops' common start: two fp16 4096 x 4096 matrices, warmed up.
+WARM_MATMUL = r"""
 import json, sys, time, torch
-seconds = float(sys.argv[1])
-begin_at = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 n = 4096
 a = torch.randn(n, n, device="cuda", dtype=torch.float16)
 b = torch.randn(n, n, device="cuda", dtype=torch.float16)
 for _ in range(20):
     c = a @ b
 torch.cuda.synchronize()
+"""
+
+MATMUL = WARM_MATMUL + r"""
+seconds = float(sys.argv[1])
+begin_at = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 # Loops run side by side start together (Python and CUDA start-up take seconds, unevenly).
 time.sleep(max(0.0, begin_at - time.time()))
 
@@ -318,15 +322,8 @@ print(json.dumps({"iters": iters, "seconds": el, "iters_per_s": iters / el, "lat
 """
 
 
-TIMELINE = r"""
-import json, sys, time, torch
+TIMELINE = WARM_MATMUL + r"""
 begin_at, work, idle = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-n = 4096
-a = torch.randn(n, n, device="cuda", dtype=torch.float16)
-b = torch.randn(n, n, device="cuda", dtype=torch.float16)
-for _ in range(20):
-    c = a @ b
-torch.cuda.synchronize()
 time.sleep(max(0.0, begin_at - time.time()))
 start = time.time(); stamps = []
 while time.time() - start < work:
