@@ -4,7 +4,7 @@
 
 use crate::api::{push_json_map, push_json_names, push_json_str, ExtenderArgs, MAX_PRIORITY};
 use gpupool_sched::cluster::{Cluster, Verdict};
-use gpupool_sched::names::name_hash;
+use gpupool_sched::names::{name_hash, prefetch_name, PREFETCH_AHEAD};
 use gpupool_sched::pod;
 use gpupool_sched::protocol::{Assignment, Inventory, INVENTORY_ANNOTATION};
 use gpupool_sched::request::{Policy, ResourceNames};
@@ -75,7 +75,11 @@ impl Cached {
         let mut at = 0;
         candidates
             .iter()
-            .map(|n| {
+            .enumerate()
+            .map(|(i, n)| {
+                if let Some(ahead) = candidates.get(i + PREFETCH_AHEAD) {
+                    prefetch_name(ahead);
+                }
                 let h = name_hash(n);
                 let k = self.hashes[at..].iter().position(|x| *x == h)?;
                 at += k + 1;
@@ -95,6 +99,10 @@ struct FilterAnswer {
     failed: Vec<(usize, Cow<'static, str>)>,
     unresolvable: BTreeMap<String, String>,
     error: String,
+    /// `NodeNames` and `FailedNodes` already written (`[…],"FailedNodes":{…}`), from the
+    /// view's own copy of the names while the evaluation held it: the request's thousands of
+    /// names are each a separate allocation, cold by then.
+    names_json: Option<Vec<u8>>,
 }
 
 fn pod_identity(pod: &Pod) -> (String, String) {
@@ -191,15 +199,10 @@ impl Extender {
             // by hand; the same fields in the same order as the struct below.
             let mut out = Vec::with_capacity(answer.fits.len() * 24 + 128);
             out.extend_from_slice(b"{\"Nodes\":null,\"NodeNames\":");
-            push_json_names(&mut out, fit_names());
-            out.extend_from_slice(b",\"FailedNodes\":");
-            push_json_map(
-                &mut out,
-                answer
-                    .failed
-                    .iter()
-                    .map(|(i, why)| (candidates[*i].as_str(), why.as_ref())),
-            );
+            match &answer.names_json {
+                Some(written) => out.extend_from_slice(written),
+                None => push_names_and_failed(&mut out, &answer, |i| candidates[i].as_str()),
+            }
             out.extend_from_slice(b",\"FailedAndUnresolvableNodes\":");
             let _ = serde_json::to_writer(&mut out, &answer.unresolvable);
             out.extend_from_slice(b",\"Error\":");
@@ -280,6 +283,16 @@ impl Extender {
                     } else {
                         answer.fits.push(i);
                     }
+                }
+                if args.nodes.is_none() {
+                    // The view's copy of a name is the request's (the evaluation matched it).
+                    let mut out = Vec::with_capacity(answer.fits.len() * 24 + 64);
+                    push_names_and_failed(&mut out, &answer, |i| {
+                        g.cluster
+                            .node_name(evaluation.nodes[i])
+                            .unwrap_or(candidates[i].as_str())
+                    });
+                    answer.names_json = Some(out);
                 }
             }
         }
@@ -486,6 +499,24 @@ fn push_score(out: &mut Vec<u8>, score: i64) {
 }
 
 /// Candidate node names of a request.
+/// Writes `filter`'s `NodeNames` array and `,"FailedNodes":` map, candidate `i` being named
+/// `name_of(i)`.
+fn push_names_and_failed<'a>(
+    out: &mut Vec<u8>,
+    answer: &'a FilterAnswer,
+    name_of: impl Fn(usize) -> &'a str,
+) {
+    push_json_names(out, answer.fits.iter().map(|&i| name_of(i)));
+    out.extend_from_slice(b",\"FailedNodes\":");
+    push_json_map(
+        out,
+        answer
+            .failed
+            .iter()
+            .map(|(i, why)| (name_of(*i), why.as_ref())),
+    );
+}
+
 fn candidates(args: &ExtenderArgs) -> Cow<'_, [String]> {
     match (&args.node_names, &args.nodes) {
         (Some(names), _) => Cow::Borrowed(names),

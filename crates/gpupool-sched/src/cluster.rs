@@ -3,7 +3,7 @@
 //! confirmation). `filter` and `prioritize` try the pod on each candidate node; `assign` places
 //! it for `bind` and records it, so two binds never get the same capacity.
 
-use crate::names::{name_hash, NameTable};
+use crate::names::{name_hash, prefetch_name, NameTable, PREFETCH_AHEAD};
 use crate::placement::{place, score, score_single, try_place, CardState, Pick, Scratch};
 use crate::protocol::{AssignedContainer, AssignedDevice, Assignment, Inventory, VERSION};
 use crate::request::{ContainerRequest, Policy};
@@ -73,7 +73,13 @@ pub struct Evaluation {
     /// Each candidate's [`name_hash`] (same order), taken while its name was read anyway:
     /// how a caller recognises the candidates of a later request without keeping the names.
     pub name_hashes: Vec<u64>,
+    /// Each candidate's node in the view ([`Cluster::node_name`]; [`NO_NODE`] where the view
+    /// has none): answers can copy the names from the view's one buffer.
+    pub nodes: Vec<u32>,
 }
+
+/// [`Evaluation::nodes`] of a candidate the view does not know.
+pub const NO_NODE: u32 = u32::MAX;
 
 impl Evaluation {
     /// The candidates where the pod fits, and why each other one does not.
@@ -186,6 +192,11 @@ impl Cluster {
     }
 
     /// A node's cards.
+    /// The name of node `i` of an [`Evaluation::nodes`] (`None` for [`NO_NODE`]).
+    pub fn node_name(&self, i: u32) -> Option<&str> {
+        self.nodes.name_at(i as usize)
+    }
+
     fn cards_of(&self, n: Node) -> &[CardState] {
         &self.cards[n.start..n.start + n.len]
     }
@@ -280,6 +291,7 @@ impl Cluster {
             .collect();
         Evaluation {
             name_hashes: parts.iter().flat_map(|p| &p.name_hashes).copied().collect(),
+            nodes: parts.iter().flat_map(|p| &p.nodes).copied().collect(),
             verdicts: parts.into_iter().flat_map(|p| p.verdicts).collect(),
         }
     }
@@ -293,15 +305,21 @@ impl Cluster {
         let mut e = Evaluation {
             verdicts: Vec::with_capacity(candidates.len()),
             name_hashes: Vec::with_capacity(candidates.len()),
+            nodes: Vec::with_capacity(candidates.len()),
         };
         let mut cards: Vec<CardState> = Vec::new();
         let mut scratch = Scratch::default();
-        for name in candidates {
+        for (i, name) in candidates.iter().enumerate() {
+            if let Some(ahead) = candidates.get(i + PREFETCH_AHEAD) {
+                prefetch_name(ahead);
+            }
             let hash = name_hash(name);
             e.name_hashes.push(hash);
-            match self.nodes.get_hashed(name, hash) {
+            let found = self.nodes.entry_hashed(name, hash);
+            e.nodes.push(found.map_or(NO_NODE, |(i, _)| i as u32));
+            match found {
                 None => e.verdicts.push(Verdict::NoInventory),
-                Some(&n) => {
+                Some((_, &n)) => {
                     let node_cards = self.cards_of(n);
                     let fits = match pod {
                         // One container (any vGPU count): scored in place, nothing copied.
@@ -473,6 +491,12 @@ mod tests {
         let sequential = c.evaluate_part(&req(6_000), &Policy::default(), &all);
         assert_eq!(parallel, sequential);
         assert_eq!(parallel.verdicts.last(), Some(&Verdict::NoInventory));
+        // Every known candidate's node gives its name back from the view; the unknown none.
+        for (name, &node) in all.iter().zip(&parallel.nodes) {
+            let known = (name != "missing").then_some(name.as_str());
+            assert_eq!(c.node_name(node), known);
+        }
+        assert_eq!(parallel.nodes.last(), Some(&NO_NODE));
         let (fits, failed) = parallel.filter(&all);
         assert!(!fits.is_empty() && failed.len() > 1);
         assert_eq!(fits.len() + failed.len(), all.len());
