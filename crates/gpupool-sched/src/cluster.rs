@@ -78,6 +78,9 @@ pub struct Evaluation {
     pub nodes: Vec<u32>,
 }
 
+/// Parts per evaluation thread a large evaluation is split into.
+const PARTS_PER_THREAD: usize = 6;
+
 /// [`Evaluation::nodes`] of a candidate the view does not know.
 pub const NO_NODE: u32 = u32::MAX;
 
@@ -270,8 +273,9 @@ impl Cluster {
         if candidates.len() < 512 || threads < 2 {
             return self.evaluate_part(pod, policy, candidates);
         }
+        // Several parts per thread, handed out in turn: a helper the OS runs late takes fewer.
         let chunks: Vec<&[String]> = candidates
-            .chunks(candidates.len().div_ceil(threads))
+            .chunks(candidates.len().div_ceil(threads * PARTS_PER_THREAD))
             .collect();
         let parts: Vec<Mutex<Option<Evaluation>>> =
             chunks.iter().map(|_| Mutex::new(None)).collect();

@@ -4,19 +4,30 @@
 //! p99; the helpers are started once and woken per call.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 
-/// A part of a split call: the task, with its borrow's lifetime erased, and the part's index.
-type Part = (&'static (dyn Fn(usize) + Sync), usize);
+/// A split call as a helper sees it: the task and the call's counter of parts handed out
+/// (borrows of the caller's stack, their lifetimes erased), and the number of parts.
+type Job = (&'static (dyn Fn(usize) + Sync), &'static AtomicUsize, usize);
 
 /// One helper thread's mailbox.
 #[derive(Default)]
+struct Slot {
+    /// The call to help with; cleared by the helper when it is done, or by the caller taking
+    /// it back before the helper started.
+    job: Option<Job>,
+    /// The helper has started on `job`.
+    running: bool,
+}
+
+/// One helper thread.
+#[derive(Default)]
 struct Helper {
-    /// The part to run; cleared by the helper when it has run.
-    part: Mutex<Option<Part>>,
-    /// Signalled when a part is posted.
+    slot: Mutex<Slot>,
+    /// Signalled when a job is posted.
     posted: Condvar,
-    /// Signalled when a part has run.
+    /// Signalled when a job is done.
     finished: Condvar,
 }
 
@@ -30,34 +41,55 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs parts of `job` until none is left to hand out.
+fn take_parts((task, next, parts): Job) {
+    loop {
+        let i = next.fetch_add(1, Relaxed);
+        if i >= parts {
+            return;
+        }
+        task(i);
+    }
+}
+
 impl Helper {
     fn serve(&'static self) {
         loop {
-            let mut slot = lock(&self.part);
-            let (task, index) = loop {
-                match *slot {
-                    Some(part) => break part,
-                    None => slot = self.posted.wait(slot).unwrap_or_else(|e| e.into_inner()),
+            let mut slot = lock(&self.slot);
+            let job = loop {
+                match slot.job {
+                    Some(job) if !slot.running => break job,
+                    _ => slot = self.posted.wait(slot).unwrap_or_else(|e| e.into_inner()),
                 }
             };
+            slot.running = true;
             drop(slot);
             // A panicking part leaves its result unset; the caller sees that.
-            let _ = catch_unwind(AssertUnwindSafe(|| task(index)));
-            *lock(&self.part) = None;
+            let _ = catch_unwind(AssertUnwindSafe(|| take_parts(job)));
+            let mut slot = lock(&self.slot);
+            slot.job = None;
+            slot.running = false;
+            drop(slot);
             self.finished.notify_one();
         }
     }
 
-    /// Waits until the posted part (if any) has run.
+    /// Takes the job back if the helper has not started on it (a helper the OS has not run
+    /// yet must not hold the call up: the caller has run every part itself by then), else
+    /// waits until it is done.
     fn wait(&self) {
-        let mut slot = lock(&self.part);
-        while slot.is_some() {
+        let mut slot = lock(&self.slot);
+        if !slot.running {
+            slot.job = None;
+            return;
+        }
+        while slot.job.is_some() {
             slot = self.finished.wait(slot).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
-/// Waits for the helpers given parts, also when the caller's own part unwinds: the parts
+/// Waits for the helpers given the job, also when the caller's own part unwinds: the parts
 /// borrow the caller's stack.
 struct WaitAll<'a>(&'a [&'static Helper]);
 
@@ -69,7 +101,7 @@ impl Drop for WaitAll<'_> {
     }
 }
 
-/// How many parts [`run_split`] runs at once: the machine's cores (at most 8), asked once
+/// How many threads [`run_split`] runs parts on: the machine's cores (at most 8), asked once
 /// (the answer reads cgroup files, too slow for every call).
 pub fn parallelism() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
@@ -96,9 +128,11 @@ fn pool() -> &'static Pool {
     })
 }
 
-/// Runs `task(0)` … `task(parts − 1)`: all but the last on helper threads, the last on this
-/// thread, and returns when every part has run. With fewer helpers than parts, or while
-/// another caller uses them, the parts left run on this thread in turn.
+/// Runs `task(0)` … `task(parts − 1)`, each once, and returns when every part has run. This
+/// thread and the helpers take parts in turn from one counter, so a helper that is slow to
+/// wake (another process has its core) takes fewer and never holds the call up beyond the
+/// part it is running; split a call into several parts per thread. While another caller uses
+/// the helpers, every part runs on this thread.
 pub fn run_split(parts: usize, task: &(dyn Fn(usize) + Sync)) {
     let pool = pool();
     let guard = match pool.in_use.try_lock() {
@@ -110,20 +144,24 @@ pub fn run_split(parts: usize, task: &(dyn Fn(usize) + Sync)) {
         Some(_) => &pool.helpers[..pool.helpers.len().min(parts.saturating_sub(1))],
         None => &[],
     };
-    // SAFETY: the erased borrow is used only by the helpers given a part, and `WaitAll`
-    // waits (also while unwinding) until each of them has run it and dropped it, before
-    // `task`'s borrow ends with this function.
-    let erased: &'static (dyn Fn(usize) + Sync) = unsafe {
-        std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(task)
+    let next = AtomicUsize::new(0);
+    // SAFETY: the erased borrows are used only by the helpers given the job, and `WaitAll`
+    // waits (also while unwinding) until each of them has finished with it or never started
+    // it (taken back under the helper's lock, after which the helper cannot start it),
+    // before `task`'s and `next`'s borrows end with this function.
+    let job: Job = unsafe {
+        (
+            std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(task),
+            std::mem::transmute::<&AtomicUsize, &'static AtomicUsize>(&next),
+            parts,
+        )
     };
     let waiter = WaitAll(helpers);
-    for (index, h) in helpers.iter().enumerate() {
-        *lock(&h.part) = Some((erased, index));
+    for h in helpers {
+        lock(&h.slot).job = Some(job);
         h.posted.notify_one();
     }
-    for index in helpers.len()..parts {
-        task(index);
-    }
+    take_parts(job);
     drop(waiter);
 }
 
@@ -164,19 +202,28 @@ mod tests {
 
     #[test]
     fn a_panicking_part_does_not_stop_the_others_or_the_helpers() {
-        let done = AtomicUsize::new(0);
-        let caught = catch_unwind(AssertUnwindSafe(|| {
-            run_split(2, &|i| {
-                if i == 1 {
-                    panic!("part {i}");
-                }
-                std::thread::sleep(std::time::Duration::from_millis(2));
-                done.fetch_add(1, Relaxed);
-            })
-        }));
-        assert!(caught.is_err());
-        // The helper's part ran to the end before the caller's panic left `run_split`.
-        assert_eq!(done.load(Relaxed), 1);
+        for _ in 0..20 {
+            let done = AtomicUsize::new(0);
+            let running = AtomicUsize::new(0);
+            let caught = catch_unwind(AssertUnwindSafe(|| {
+                run_split(2, &|i| {
+                    if i == 1 {
+                        panic!("part {i}");
+                    }
+                    running.fetch_add(1, Relaxed);
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    done.fetch_add(1, Relaxed);
+                })
+            }));
+            // A part a helper started ran to its end before `run_split` returned or
+            // unwound (its borrows end there); a panic on a helper is caught there (the
+            // part's result stays unset), one on this thread comes out of `run_split`, and
+            // then parts nobody started may not run.
+            assert_eq!(done.load(Relaxed), running.load(Relaxed));
+            if caught.is_ok() {
+                assert_eq!(done.load(Relaxed), 1, "the other part ran");
+            }
+        }
         let again = AtomicUsize::new(0);
         run_split(2, &|_| {
             again.fetch_add(1, Relaxed);
