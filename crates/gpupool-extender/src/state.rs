@@ -498,7 +498,6 @@ fn push_score(out: &mut Vec<u8>, score: i64) {
     }
 }
 
-/// Candidate node names of a request.
 /// Writes `filter`'s `NodeNames` array and `,"FailedNodes":` map, candidate `i` being named
 /// `name_of(i)`.
 fn push_names_and_failed<'a>(
@@ -517,6 +516,7 @@ fn push_names_and_failed<'a>(
     );
 }
 
+/// Candidate node names of a request.
 fn candidates(args: &ExtenderArgs) -> Cow<'_, [String]> {
     match (&args.node_names, &args.nodes) {
         (Some(names), _) => Cow::Borrowed(names),

@@ -231,15 +231,14 @@ fn share_runs(j: &Joined, key: u64, now: u64) {
         .max()
         .unwrap_or(0);
     OTHERS_LONG_UNTIL[j.ordinal].store(until, Relaxed);
-    let published = others;
-    let others: Vec<(u64, u64)> = published.iter().map(|r| (r.start, r.end)).collect();
+    let spans: Vec<(u64, u64)> = others.iter().map(|r| (r.start, r.end)).collect();
     for &(slot, PublishedRun { start, end, .. }) in &mine {
         if end != 0 {
-            if let Some(steps) = profile_of(start, end, &others, now) {
+            if let Some(steps) = profile_of(start, end, &spans, now) {
                 j.state.set_profile(slot, start, &steps);
                 // Only from measured runs: one never measured stays "running" (end 0), and
                 // would halve the GPU time of every run after it.
-                let measured = !published.iter().any(|r| r.end == 0 && r.start < end);
+                let measured = !others.iter().any(|r| r.end == 0 && r.start < end);
                 if measured && end + PROFILE_SETTLED_NS < now && steps.iter().any(|s| s.1 > 0) {
                     // Its GPU time by the profile, plus a slice: turns begin and end
                     // anywhere in a slice, and an estimate below the truth would let the

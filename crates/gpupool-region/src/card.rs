@@ -244,8 +244,8 @@ impl Card {
         e.heartbeat_ns.store(now_ns, Release);
     }
 
-    /// Publishes the tenant's recent long kernels `(start, end)` (`end` 0 while running) in
-    /// entry `slot`; the first [`CARD_RUNS`] are kept.
+    /// Publishes the tenant's recent long kernels in entry `slot`; the first [`CARD_RUNS`]
+    /// are kept.
     pub fn publish_runs(&self, slot: usize, runs: &[PublishedRun]) {
         let Some(e) = self.entries().get(slot) else {
             return;

@@ -434,12 +434,7 @@ impl Run {
                 1.0 / (steps[i].1 as f64 + 1.0),
             )
         };
-        let account: f64 = (0..steps.len())
-            .map(|i| {
-                let (a, b, share) = segment(i);
-                b.saturating_sub(a) as f64 * share
-            })
-            .sum();
+        let account = profiled_gpu_ns(self.end - self.start, steps) as f64;
         let cost = self.cost as f64;
         if account < cost * 0.75 || account > cost * 1.34 {
             return None;
