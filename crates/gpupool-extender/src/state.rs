@@ -256,9 +256,11 @@ impl Extender {
         match self.judge(pod) {
             Err(why) => {
                 // The pod's own request is wrong: no node will ever do, and preemption
-                // cannot help.
-                for n in candidates.iter() {
+                // cannot help. The reason goes in both maps: schedulers that predate
+                // `FailedAndUnresolvableNodes` (or drop it) show only `FailedNodes`.
+                for (i, n) in candidates.iter().enumerate() {
                     answer.unresolvable.insert(n.clone(), why.clone());
+                    answer.failed.push((i, Cow::Owned(why.clone())));
                 }
             }
             Ok(None) => answer.fits = (0..candidates.len()).collect(),

@@ -218,6 +218,8 @@ async fn malformed_requests_get_clear_errors_and_never_a_panic() {
         why.contains("server") && why.contains("nvidia.com/gpucores"),
         "{why}"
     );
+    // Schedulers that ignore FailedAndUnresolvableNodes still show the reason.
+    assert_eq!(r["FailedNodes"]["gpu-a"].as_str(), Some(why));
     assert_eq!(names(&r["NodeNames"]).len(), 0);
 
     let odd = gpu_pod("p", 1000, json!({"gpupool.io/numa": "maybe"}));
@@ -488,4 +490,84 @@ async fn prioritize_reuses_the_filter_evaluation_until_the_view_changes() {
     assert_eq!(r["Error"], "");
     post(&router, "/prioritize", &body).await;
     assert_eq!(app.extender.evaluations(), 2);
+}
+
+/// A pod created through the API server with these limits, as the scheduler then sends it (its
+/// quantities in canonical form); `None` where the API server refuses it.
+fn stored_pod(shared: &fake_api::Shared, name: &str, limits: Value) -> Option<Value> {
+    let mut c = shared.lock().unwrap();
+    c.add_pod_with_limits("ml", name, limits).ok()?;
+    Some(c.pod("ml", name))
+}
+
+#[tokio::test]
+async fn quantities_as_the_api_server_stores_them_are_placed() {
+    let shared = cluster();
+    let (router, _) = start(&shared).await;
+    // (as written, as stored, MiB placed); all of them fit on gpu-b together.
+    for (i, (written, stored, mib)) in [
+        (json!(6000), "6k", 6000),
+        (json!("6000"), "6k", 6000),
+        (json!("8k"), "8k", 8000),
+        (json!("1.5k"), "1500", 1500),
+        (json!("6e3"), "6e3", 6000),
+        (json!("6Gi"), "6Gi", 6144),
+        (json!("2048Mi"), "2Gi", 2048),
+        (json!("1536Mi"), "1536Mi", 1536),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("q{i}");
+        let limits = json!({"nvidia.com/gpu": 1, "nvidia.com/gpumem": written,
+                            "nvidia.com/gpucores": "1e1"});
+        let pod = stored_pod(&shared, &name, limits).unwrap();
+        let resources = &pod["spec"]["containers"][0]["resources"];
+        assert_eq!(
+            resources["limits"]["nvidia.com/gpumem"], stored,
+            "{written}"
+        );
+        assert_eq!(
+            resources["requests"]["nvidia.com/gpumem"], stored,
+            "{written}"
+        );
+        let (status, r) = post(
+            &router,
+            "/filter",
+            &json!({"Pod": pod, "NodeNames": ["gpu-a", "gpu-b"]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        assert_eq!(names(&r["NodeNames"]), ["gpu-a", "gpu-b"], "{written}: {r}");
+        let (status, r) = post(&router, "/bind", &bind_args(&name, "gpu-b")).await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        let a = assignment_of(&shared, &name).unwrap();
+        assert_eq!(a.containers[0].devices[0].memory_mib, mib, "{written}");
+        assert_eq!(a.containers[0].devices[0].cores, 10, "{written}");
+    }
+    // What the API server refuses never reaches the extender; what is not a whole number of
+    // MiB is refused by name.
+    assert!(stored_pod(
+        &shared,
+        "half",
+        json!({"nvidia.com/gpu": 1, "nvidia.com/gpumem": "0.5"})
+    )
+    .is_none());
+    let pod = stored_pod(
+        &shared,
+        "odd",
+        json!({"nvidia.com/gpu": 1, "nvidia.com/gpumem": "1.5Mi"}),
+    )
+    .unwrap();
+    let (_, r) = post(
+        &router,
+        "/filter",
+        &json!({"Pod": pod, "NodeNames": ["gpu-a"]}),
+    )
+    .await;
+    let why = r["FailedNodes"]["gpu-a"].as_str().unwrap();
+    assert!(
+        why.contains("nvidia.com/gpumem=\"1536Ki\"") && why.contains("whole number of MiB"),
+        "{why}"
+    );
 }

@@ -1,9 +1,11 @@
 //! Tests only: a small in-memory Kubernetes API, enough for the scheduler extender and the node
 //! agent: list nodes and pods (field selectors on the node name and phase), get / merge-patch
-//! pods and nodes (with resource-version checks), create a pod's binding, record events.
+//! pods and nodes (with resource-version checks), create pods (their quantities stored in the
+//! API server's canonical form), create a pod's binding, record events.
 //! Conflicts and failures can be injected; every request is logged. Served to a `kube::Client`
 //! through `tower-test` ([`client`]) or on a local HTTP port for other processes ([`serve`]).
 
+use gpupool_sched::quantity::{stored_form, Quantity};
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{json, Value};
@@ -61,20 +63,35 @@ impl Cluster {
     /// Adds a pending pod whose container `main` asks for `count` vGPUs of `mib` MiB and 25 % of
     /// the cores.
     pub fn add_pod(&mut self, ns: &str, name: &str, count: u32, mib: u64) -> String {
+        self.add_pod_with_limits(
+            ns,
+            name,
+            json!({"nvidia.com/gpu": count.to_string(),
+                   "nvidia.com/gpumem": mib.to_string(),
+                   "nvidia.com/gpucores": "25"}),
+        )
+        .expect("valid limits")
+    }
+
+    /// Adds a pending pod whose container `main` has these resource limits, stored as the API
+    /// server stores them ([`admit_pod`]); the API server's refusal otherwise.
+    pub fn add_pod_with_limits(
+        &mut self,
+        ns: &str,
+        name: &str,
+        limits: Value,
+    ) -> Result<String, String> {
         let rv = self.next_version();
         let uid = format!("uid-{name}");
-        self.pods.insert(
-            format!("{ns}/{name}"),
-            json!({"apiVersion": "v1", "kind": "Pod",
-                   "metadata": {"name": name, "namespace": ns, "uid": uid, "resourceVersion": rv},
-                   "spec": {"schedulerName": "gpupool-scheduler", "containers": [{
-                       "name": "main", "image": "cuda:12",
-                       "resources": {"limits": {"nvidia.com/gpu": count.to_string(),
-                                                "nvidia.com/gpumem": mib.to_string(),
-                                                "nvidia.com/gpucores": "25"}}}]},
-                   "status": {"phase": "Pending"}}),
-        );
-        uid
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": ns, "uid": uid, "resourceVersion": rv},
+               "spec": {"schedulerName": "gpupool-scheduler", "containers": [{
+                   "name": "main", "image": "cuda:12",
+                   "resources": {"limits": limits}}]},
+               "status": {"phase": "Pending"}});
+        admit_pod(&mut pod)?;
+        self.pods.insert(format!("{ns}/{name}"), pod);
+        Ok(uid)
     }
 
     /// A pod object.
@@ -98,17 +115,85 @@ impl Cluster {
             (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
         });
         let uid = format!("00000000-0000-4000-8000-{:012x}", hash & 0xffff_ffff_ffff);
-        self.pods.insert(
-            format!("{ns}/{name}"),
-            json!({"apiVersion": "v1", "kind": "Pod",
-                   "metadata": {"name": name, "namespace": ns, "uid": uid, "resourceVersion": rv,
-                                "creationTimestamp": "2026-11-26T00:00:00Z",
-                                "annotations": annotations},
-                   "spec": {"nodeName": node, "containers": containers},
-                   "status": {"phase": "Pending"}}),
-        );
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": ns, "uid": uid, "resourceVersion": rv,
+                            "creationTimestamp": "2026-11-26T00:00:00Z",
+                            "annotations": annotations},
+               "spec": {"nodeName": node, "containers": containers},
+               "status": {"phase": "Pending"}});
+        admit_pod(&mut pod).expect("valid resources");
+        self.pods.insert(format!("{ns}/{name}"), pod);
         uid
     }
+}
+
+/// Whether the API server requires whole values for a resource name: extended resources (a
+/// domain outside `kubernetes.io`, and not a quota's `requests.` name).
+fn is_extended_resource(name: &str) -> bool {
+    let Some((domain, _)) = name.split_once('/') else {
+        return false;
+    };
+    !(domain == "kubernetes.io"
+        || domain.ends_with(".kubernetes.io")
+        || name.starts_with("requests."))
+}
+
+/// What the API server does to a pod's resources on create: every quantity parsed and stored in
+/// its canonical text (`6000` → `6k`, `2048Mi` → `2Gi`; numbers become strings), extended
+/// resources refused unless whole and non-negative, and requests defaulted from limits.
+pub fn admit_pod(pod: &mut Value) -> Result<(), String> {
+    let Some(containers) = pod["spec"]["containers"].as_array_mut() else {
+        return Ok(());
+    };
+    for (i, c) in containers.iter_mut().enumerate() {
+        let resources = &mut c["resources"];
+        if !resources.is_object() {
+            continue;
+        }
+        for field in ["limits", "requests"] {
+            let Some(map) = resources.get_mut(field).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            for (name, value) in map.iter_mut() {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    other => {
+                        return Err(format!(
+                        "spec.containers[{i}].resources.{field}[{name}]: not a quantity: {other}"
+                    ))
+                    }
+                };
+                let at = format!(
+                    "spec.containers[{i}].resources.{field}[{name}]: Invalid value: {text:?}"
+                );
+                let stored = stored_form(&text).map_err(|e| format!("{at}: {e}"))?;
+                if is_extended_resource(name) {
+                    let q = Quantity::parse(&stored).map_err(|e| format!("{at}: {e}"))?;
+                    if q.is_negative() {
+                        return Err(format!("{at}: must be greater than or equal to 0"));
+                    }
+                    if q.whole().is_none() {
+                        return Err(format!("{at}: must be an integer"));
+                    }
+                }
+                *value = Value::String(stored);
+            }
+        }
+        if let Some(limits) = resources["limits"].as_object().cloned() {
+            let requests = resources
+                .as_object_mut()
+                .expect("resources is an object")
+                .entry("requests")
+                .or_insert_with(|| json!({}));
+            if let Some(requests) = requests.as_object_mut() {
+                for (name, value) in limits {
+                    requests.entry(name).or_insert(value);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
@@ -181,6 +266,34 @@ fn handle(
                 &json!({"kind": "PodList", "apiVersion": "v1",
                                  "metadata": {"resourceVersion": "1"}, "items": items}),
             )
+        }
+        ("POST", ["api", "v1", "namespaces", ns, "pods"]) => {
+            let Ok(mut pod) = serde_json::from_slice::<Value>(body) else {
+                return status(400, "BadRequest", "pod is not JSON");
+            };
+            let Some(name) = pod["metadata"]["name"].as_str().map(String::from) else {
+                return status(422, "Invalid", "metadata.name: Required value");
+            };
+            let key = format!("{ns}/{name}");
+            if c.pods.contains_key(&key) {
+                return status(
+                    409,
+                    "AlreadyExists",
+                    &format!("pods \"{name}\" already exists"),
+                );
+            }
+            if let Err(why) = admit_pod(&mut pod) {
+                return status(422, "Invalid", &format!("Pod \"{name}\" is invalid: {why}"));
+            }
+            let rv = c.next_version();
+            pod["metadata"]["namespace"] = json!(ns);
+            pod["metadata"]["resourceVersion"] = json!(rv);
+            pod["metadata"]["uid"] = json!(format!("uid-{name}"));
+            if pod["status"]["phase"].is_null() {
+                pod["status"]["phase"] = json!("Pending");
+            }
+            c.pods.insert(key, pod.clone());
+            respond(201, &pod)
         }
         ("GET", ["api", "v1", "namespaces", ns, "pods", name]) => {
             match c.pods.get(&format!("{ns}/{name}")) {

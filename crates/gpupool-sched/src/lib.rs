@@ -17,4 +17,5 @@ pub mod names;
 pub mod placement;
 pub mod pod;
 pub mod protocol;
+pub mod quantity;
 pub mod request;

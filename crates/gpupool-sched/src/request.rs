@@ -1,6 +1,7 @@
 //! A pod's vGPU requests (HAMi-compatible resource names, per container) and its placement
 //! policy (annotations), with errors that name the container and resource or annotation.
 
+use crate::quantity::{Format, Quantity};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -102,13 +103,71 @@ pub enum RequestError {
     },
 }
 
+/// What a resource counts, for messages.
+#[derive(Clone, Copy)]
+enum Unit {
+    Count,
+    Mib,
+    Percent,
+    Priority,
+}
+
+impl Unit {
+    fn words(self) -> &'static str {
+        match self {
+            Unit::Count => "vGPUs",
+            Unit::Mib => "MiB",
+            Unit::Percent => "percent",
+            Unit::Priority => "(0 high, 1 low)",
+        }
+    }
+}
+
+/// One resource's value, read as a Kubernetes quantity (`6000`, `6k`, `1.5k`, `6e3` as the API
+/// server stores them). `gpumem` with a binary suffix (`6Gi`, `1536Mi`) is a byte size and must
+/// be a whole number of MiB; every other value is a count of its unit.
+fn resource_value(text: &str, unit: Unit) -> Result<u64, String> {
+    let q = Quantity::parse(text.trim()).map_err(|e| e.to_string())?;
+    let shown = |q: &Quantity| {
+        let plain = q.plain();
+        if plain == text.trim() {
+            String::new()
+        } else {
+            format!("{plain} ")
+        }
+    };
+    if q.is_negative() {
+        return Err(format!("{}is negative", shown(&q)));
+    }
+    let Some(whole) = q.whole() else {
+        return Err(format!(
+            "{}is not a whole number of {}",
+            shown(&q),
+            unit.words()
+        ));
+    };
+    let whole = match (unit, q.format) {
+        (Unit::Mib, Format::BinarySi) => {
+            const MIB: i128 = 1 << 20;
+            if whole % MIB != 0 {
+                return Err(format!(
+                    "{whole} bytes is not a whole number of MiB (a plain number is MiB; a binary suffix such as Gi is a byte size)"
+                ));
+            }
+            whole / MIB
+        }
+        _ => whole,
+    };
+    u64::try_from(whole).map_err(|_| "too large".to_string())
+}
+
 /// Reads a container's vGPU request from its resource limits; `None` when it asks for none.
 pub fn container_request(
     names: &ResourceNames,
     container: &str,
     resources: &BTreeMap<String, String>,
 ) -> Result<Option<ContainerRequest>, RequestError> {
-    let get = |r: &str, min: u64, max: u64| -> Result<Option<u64>, RequestError> {
+    let get = |r: &str, unit: Unit, min: u64, max: u64| -> Result<Option<u64>, RequestError> {
         let Some(v) = resources.get(r) else {
             return Ok(None);
         };
@@ -118,20 +177,20 @@ pub fn container_request(
             value: v.clone(),
             why: why.into(),
         };
-        let n: u64 = v
-            .trim()
-            .parse()
-            .map_err(|_| bad("expected a whole number"))?;
+        let n = resource_value(v, unit).map_err(|why| bad(&why))?;
         if n < min || n > max {
-            return Err(bad(&format!("must be from {min} to {max}")));
+            return Err(bad(&format!(
+                "{n} {}: must be from {min} to {max}",
+                unit.words()
+            )));
         }
         Ok(Some(n))
     };
-    let count = get(&names.gpu, 0, 64)?.unwrap_or(0) as u32;
-    let mib = get(&names.memory, 1, u32::MAX as u64)?;
-    let pct = get(&names.memory_percent, 1, 100)?;
-    let cores = get(&names.cores, 1, 100)?;
-    let priority = get(&names.priority, 0, 1)?;
+    let count = get(&names.gpu, Unit::Count, 0, 64)?.unwrap_or(0) as u32;
+    let mib = get(&names.memory, Unit::Mib, 1, u32::MAX as u64)?;
+    let pct = get(&names.memory_percent, Unit::Percent, 1, 100)?;
+    let cores = get(&names.cores, Unit::Percent, 1, 100)?;
+    let priority = get(&names.priority, Unit::Priority, 0, 1)?;
     if count == 0 {
         if mib.is_some() || pct.is_some() || cores.is_some() {
             return Err(RequestError::Resource {
@@ -327,6 +386,53 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[test]
+    fn quantities_in_every_form_the_api_server_stores() {
+        let n = ResourceNames::default();
+        let one = |mem: &str, cores: &str| {
+            container_request(
+                &n,
+                "c",
+                &res(&[
+                    ("nvidia.com/gpu", "1"),
+                    ("nvidia.com/gpumem", mem),
+                    ("nvidia.com/gpucores", cores),
+                ]),
+            )
+        };
+        for (mem, mib) in [
+            ("6k", 6000),
+            ("8k", 8000),
+            ("1500", 1500),
+            ("6e3", 6000),
+            ("+6", 6),
+            ("06", 6),
+            ("6Gi", 6144),
+            ("2Gi", 2048),
+            ("1536Mi", 1536),
+            ("1Ti", 1 << 20),
+        ] {
+            let r = one(mem, "1e1").unwrap().unwrap();
+            assert_eq!((r.memory, r.cores), (Memory::Mib(mib), 10), "{mem}");
+        }
+        for (mem, cores, needle) in [
+            ("1536Ki", "10", "1572864 bytes is not a whole number of MiB"),
+            ("500m", "10", "0.5 is not a whole number of MiB"),
+            ("10", "2500m", "2.5 is not a whole number of percent"),
+            ("10", "1k", "1000 percent: must be from 1 to 100"),
+            ("-1", "10", "is negative"),
+            ("6K", "10", "unknown suffix \"K\""),
+            ("6 k", "10", "not a Kubernetes quantity"),
+            ("5Pi", "10", "must be from 1 to 4294967295"),
+        ] {
+            let e = one(mem, cores).unwrap_err().to_string();
+            assert!(
+                e.contains(needle) && e.contains("container \"c\""),
+                "{mem} {cores}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,369 @@
+//! gpupool against a real Kubernetes control plane (etcd, kube-apiserver and kube-scheduler from
+//! `scripts/fetch-k8s`): two `gpupool node --sim` agents publish their cards through the API
+//! server and register with stand-in kubelets, `gpupool scheduler` is kube-scheduler's extender
+//! (configured from `deploy/scheduler/config.yaml`), and HAMi-style pods whose quantities the API
+//! server stored in canonical form (`6000` → `6k`) are bound to cards; a request that is not a
+//! whole number of MiB reaches the pod's event with its reason; an agent answers `Allocate` from
+//! the assignment it reads through the API server. The API server's stored quantities are also
+//! checked against the canonical forms the in-memory fake API writes.
+
+mod common;
+use common::control_plane::{free_port, ControlPlane};
+use common::*;
+use gpupool_node::fake_kubelet::FakeKubelet;
+use gpupool_node::proto;
+use gpupool_sched::protocol::{Assignment, Inventory};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The shipped scheduler configuration, for the 1.20 scheduler (`v1beta1`) and this test's
+/// extender address.
+fn scheduler_config(extender: &str) -> String {
+    let text = std::fs::read_to_string(root().join("deploy/scheduler/config.yaml")).unwrap();
+    let map: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let config = map["data"]["config.yaml"].as_str().unwrap();
+    assert!(
+        config.contains("urlPrefix: \"http://127.0.0.1:8888\""),
+        "{config}"
+    );
+    config
+        .replace(
+            "kubescheduler.config.k8s.io/v1\n",
+            "kubescheduler.config.k8s.io/v1beta1\n",
+        )
+        .replace("http://127.0.0.1:8888", &format!("http://{extender}"))
+}
+
+/// Polls `f` every 200 ms for up to `secs` seconds.
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn pod(name: &str, scheduler: &str, limits: Value) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"schedulerName": scheduler, "containers": [
+            {"name": "main", "image": "cuda", "resources": {"limits": limits}}]}
+    }))
+    .unwrap()
+}
+
+/// A node the scheduler can place pods on (no kubelet keeps its status: set by hand).
+async fn create_node(nodes: &Api<Node>, name: &str) {
+    let node: Node = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+            "labels": {"kubernetes.io/hostname": name}}
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let capacity = json!({"cpu": "64", "memory": "256Gi", "pods": "110"});
+    let status = json!({"status": {"capacity": capacity, "allocatable": capacity,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "message": "stand-in", "lastHeartbeatTime": "2026-12-01T00:00:00Z",
+                        "lastTransitionTime": "2026-12-01T00:00:00Z"}]}});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+/// `gpupool node --sim` for `node` against the control plane; its stand-in kubelet.
+fn start_agent(cp: &mut ControlPlane, m: &Machine, node: &str) -> FakeKubelet {
+    let dir = cp.dir.join(node);
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubelet = FakeKubelet::start(&dir.join("device-plugins")).unwrap();
+    let mut cmd = Command::new(gpupool());
+    cmd.args(["node", "--node-name", node, "--sim", &m.spec, "--state"])
+        .arg(&m.state)
+        .arg("--kubelet-dir")
+        .arg(dir.join("device-plugins"))
+        .arg("--state-dir")
+        .arg(dir.join("agent"))
+        .arg("--library")
+        .arg(lib_dir().join("libgpupool.so"))
+        .arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .args([
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--inventory-refresh",
+            "500ms",
+        ])
+        .arg("--proc-root")
+        .arg(dir.join("proc"))
+        .env("GPUPOOL_LIB_DIR", lib_dir());
+    cp.spawn_process(&format!("agent-{node}"), cmd);
+    kubelet
+}
+
+#[test]
+fn hami_pods_are_placed_through_a_real_control_plane() {
+    let mut cp = ControlPlane::start("hami");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(cp.client_async()).unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // Two GPU nodes, each with its agent publishing two simulated 16 GiB cards.
+    let machines = [
+        Machine::new("cp-node-1", "2x16GiB"),
+        Machine::new("cp-node-2", "2x16GiB"),
+    ];
+    let mut kubelets = Vec::new();
+    for (i, m) in machines.iter().enumerate() {
+        let name = format!("node-{}", i + 1);
+        rt.block_on(create_node(&nodes, &name));
+        let _guard = rt.enter();
+        kubelets.push(start_agent(&mut cp, m, &name));
+    }
+    for i in 1..=2 {
+        let name = format!("node-{i}");
+        rt.block_on(eventually("an inventory on each node", 30, || {
+            let nodes = nodes.clone();
+            let name = name.clone();
+            async move {
+                let n = nodes.get(&name).await.ok()?;
+                let text = n.metadata.annotations?.get("gpupool.io/inventory")?.clone();
+                let inv = Inventory::parse(&text).ok()?;
+                (inv.cards.len() == 2).then_some(())
+            }
+        }));
+    }
+
+    // The extender, and kube-scheduler configured as shipped.
+    let extender = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(gpupool());
+    cmd.args([
+        "scheduler",
+        "--listen",
+        &extender,
+        "--refresh",
+        "500ms",
+        "--kubeconfig",
+    ])
+    .arg(&cp.kubeconfig);
+    cp.spawn_process("gpupool-scheduler", cmd);
+    cp.start_scheduler(&scheduler_config(&extender));
+
+    // HAMi-style requests, as users write them; the API server stores them canonically.
+    let cases = [
+        ("mem-6000", json!(6000), "6k", 6000),
+        ("mem-8k", json!("8k"), "8k", 8000),
+        ("mem-6gi", json!("6Gi"), "6Gi", 6144),
+        ("mem-1500", json!("1.5k"), "1500", 1500),
+        ("mem-6e3", json!("6e3"), "6e3", 6000),
+    ];
+    for (name, mem, _, _) in &cases {
+        let limits = json!({"nvidia.com/gpu": 1, "nvidia.com/gpumem": mem,
+                            "nvidia.com/gpucores": "20"});
+        rt.block_on(pods.create(
+            &PostParams::default(),
+            &pod(name, "gpupool-scheduler", limits),
+        ))
+        .unwrap();
+    }
+    let mut placed = Vec::new();
+    for (name, written, stored, mib) in &cases {
+        let p = rt.block_on(eventually(&format!("pod {name} bound"), 60, || {
+            let pods = pods.clone();
+            async move {
+                let p = pods.get(name).await.ok()?;
+                p.spec.as_ref()?.node_name.as_ref()?;
+                Some(p)
+            }
+        }));
+        let limits = p.spec.as_ref().unwrap().containers[0]
+            .resources
+            .as_ref()
+            .unwrap()
+            .limits
+            .clone()
+            .unwrap();
+        assert_eq!(
+            limits["nvidia.com/gpumem"].0, *stored,
+            "{written} as stored"
+        );
+        let text = p.metadata.annotations.as_ref().unwrap()["gpupool.io/assignment"].clone();
+        let a = Assignment::parse(&text).unwrap();
+        let node = p.spec.as_ref().unwrap().node_name.clone().unwrap();
+        assert_eq!(a.node, node);
+        assert_eq!(a.containers[0].devices[0].memory_mib, *mib, "{written}");
+        assert_eq!(a.containers[0].devices[0].cores, 20, "{written}");
+        placed.push((name.to_string(), node, a));
+    }
+
+    // Not a whole number of MiB: the pod's event says why.
+    let limits = json!({"nvidia.com/gpu": 1, "nvidia.com/gpumem": "1.5Mi"});
+    rt.block_on(pods.create(
+        &PostParams::default(),
+        &pod("mem-odd", "gpupool-scheduler", limits),
+    ))
+    .unwrap();
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let message = rt.block_on(eventually("a FailedScheduling event", 60, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items.into_iter().find_map(|e| {
+                (e.involved_object.name.as_deref() == Some("mem-odd")
+                    && e.reason.as_deref() == Some("FailedScheduling"))
+                .then(|| e.message.unwrap_or_default())
+            })
+        }
+    }));
+    eprintln!("FailedScheduling event of mem-odd: {message}");
+    assert!(
+        message.contains("nvidia.com/gpumem=\"1536Ki\"")
+            && message.contains("not a whole number of MiB"),
+        "the event names the value and why: {message}"
+    );
+
+    // The agent of node-1 answers Allocate from the assignment it reads through the API
+    // server: for the pod bound there first (the kubelet admits pods in that order; the
+    // device IDs the kubelet names are slots of any card), that pod's card and tenant.
+    let response = rt.block_on(async {
+        let reg = kubelets[0]
+            .next_registration(Duration::from_secs(20))
+            .await
+            .expect("the agent registers with its kubelet");
+        let mut plugin = kubelets[0].plugin(&reg).await.unwrap();
+        let card = &placed.iter().find(|(_, n, _)| n == "node-1").unwrap().2;
+        plugin
+            .allocate(proto::AllocateRequest {
+                container_requests: vec![proto::ContainerAllocateRequest {
+                    devices_ids: vec![format!("{}::0", card.containers[0].devices[0].uuid)],
+                }],
+            })
+            .await
+            .map(|r| r.into_inner())
+            .unwrap_or_else(|e| panic!("Allocate on node-1: {e}"))
+    });
+    let envs = &response.container_responses[0].envs;
+    let tenant = envs.get("GPUPOOL_TENANT").cloned().unwrap_or_default();
+    let (_, _, a) = placed
+        .iter()
+        .find(|(name, node, _)| node == "node-1" && tenant == format!("default/{name}/main"))
+        .unwrap_or_else(|| panic!("Allocate served a pod bound to node-1: {envs:?}"));
+    assert_eq!(
+        envs.get("NVIDIA_VISIBLE_DEVICES"),
+        Some(&a.containers[0].devices[0].uuid),
+        "{envs:?}"
+    );
+    cp.assert_running("kube-scheduler");
+    cp.assert_running("gpupool-scheduler");
+}
+
+/// Spellings of whole values of every suffix family, for the stored-form check.
+fn spellings() -> Vec<String> {
+    let mut out = Vec::new();
+    for v in [
+        0u64,
+        1,
+        6,
+        999,
+        1000,
+        1024,
+        1500,
+        2048,
+        6000,
+        6144,
+        8000,
+        65536,
+        100_000,
+        1 << 30,
+    ] {
+        out.extend([
+            v.to_string(),
+            format!("+{v}"),
+            format!("0{v}"),
+            format!("{v}.0"),
+            format!("{v}e0"),
+            format!("{v}000m"),
+            format!("{v}0e-1"),
+        ]);
+        if v % 1000 == 0 {
+            out.extend([format!("{}k", v / 1000), format!("{}e3", v / 1000)]);
+        }
+        out.push(format!("{}.{:03}k", v / 1000, v % 1000));
+        if v % 1024 == 0 {
+            out.extend([format!("{}Ki", v / 1024)]);
+        }
+        if v % 512 == 0 {
+            out.push(format!("{}Ki", v as f64 / 1024.0));
+        }
+        if v % (1 << 20) == 0 {
+            out.push(format!("{}Mi", v >> 20));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_api_server_stores_quantities_as_the_fake_api_does() {
+    let cp = ControlPlane::start("quantities");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(cp.client_async()).unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let texts = spellings();
+    assert!(texts.len() > 100);
+    for (i, text) in texts.iter().enumerate() {
+        let limits = json!({"example.com/thing": text});
+        let created = rt
+            .block_on(pods.create(
+                &PostParams::default(),
+                &pod(&format!("q{i}"), "nobody", limits.clone()),
+            ))
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        let stored = created.spec.unwrap().containers[0]
+            .resources
+            .clone()
+            .unwrap()
+            .limits
+            .unwrap()["example.com/thing"]
+            .0
+            .clone();
+        let mut fake = json!({"spec": {"containers": [{"resources": {"limits": limits}}]}});
+        gpupool_fakekube::admit_pod(&mut fake).unwrap();
+        assert_eq!(
+            fake["spec"]["containers"][0]["resources"]["limits"]["example.com/thing"], stored,
+            "{text:?}"
+        );
+    }
+    // What the API server refuses for an extended resource, the fake refuses too.
+    for (i, text) in ["0.5", "500m", "-1", "1e-3", "1.5Ki", "1.5"]
+        .iter()
+        .enumerate()
+    {
+        let limits = json!({"example.com/thing": text});
+        let name = format!("bad{i}");
+        let real = rt.block_on(pods.create(
+            &PostParams::default(),
+            &pod(&name, "nobody", limits.clone()),
+        ));
+        let mut fake = json!({"spec": {"containers": [{"resources": {"limits": limits}}]}});
+        let fake = gpupool_fakekube::admit_pod(&mut fake);
+        assert_eq!(real.is_err(), fake.is_err(), "{text}: {real:?} / {fake:?}");
+    }
+}
