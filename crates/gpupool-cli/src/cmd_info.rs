@@ -9,6 +9,7 @@ use crate::sim_env::{SimArgs, SimEnv};
 use anyhow::Result;
 use clap::Args;
 use gpupool_config::format_size;
+use gpupool_region::untrusted::read_small_file;
 use gpupool_region::Region;
 use serde::Serialize;
 use std::path::Path;
@@ -56,8 +57,8 @@ pub struct TenantEntry {
     pub devices: Vec<TenantDevice>,
     /// Pids of its live processes.
     pub pids: Vec<u32>,
-    /// The Kubernetes container it serves, when its folder says (`owner.json`, written by the
-    /// node agent).
+    /// The Kubernetes container it serves, when the node agent recorded it (`<name>.owner.json`
+    /// beside the folder, where the container cannot write).
     pub owner: Option<Owner>,
 }
 
@@ -108,14 +109,11 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
     let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
     names.sort();
     for path in names {
-        let file = path.join("region");
-        if !file.is_file() {
-            continue;
-        }
-        let Ok(region) = Region::open(&file) else {
+        // A private copy: a tenant's folder is the tenant's to write, and nothing in it may
+        // crash, hang or mislead this reader (no mapping, no lock, no symlink followed).
+        let Ok(region) = Region::snapshot(&path.join("region")) else {
             continue;
         };
-        region.reap_dead();
         let devices = region
             .devices()
             .iter()
@@ -146,7 +144,7 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
                 .unwrap_or_default(),
             devices,
             pids: region.processes().iter().map(|p| p.host_pid).collect(),
-            owner: std::fs::read(path.join("owner.json"))
+            owner: read_small_file(&gpupool_node::tenant::owner_file(&path), 64 << 10)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok()),
         });

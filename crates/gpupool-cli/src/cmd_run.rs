@@ -126,6 +126,52 @@ pub fn tenants_dir(sim_state: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The UUIDs of the devices the command `cmd` will see, by CUDA ordinal: `gpupool probe
+/// --list-uuids` with the command's environment, without the library.
+fn device_uuids(cmd: &std::process::Command) -> Result<Vec<String>> {
+    let mut probe = std::process::Command::new(std::env::current_exe()?);
+    probe.args(["probe", "--list-uuids"]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => probe.env(k, v),
+            None => probe.env_remove(k),
+        };
+    }
+    probe.env_remove("LD_PRELOAD");
+    let out = probe.output().context("listing the devices")?;
+    if !out.status.success() {
+        bail!(
+            "per-device limits need the devices' UUIDs, and listing them failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// A per-device list (`8GiB,2GiB`) as per-card entries (`GPU-…=8GiB,GPU-…=2GiB`).
+fn pin_to_cards(flag: &str, list: &str, uuids: &[String]) -> Result<String> {
+    if !list.contains(',') {
+        return Ok(list.to_string());
+    }
+    let values: Vec<&str> = list.split(',').collect();
+    if values.len() > uuids.len() {
+        bail!(
+            "{flag} {list:?}: {} values for the {} devices the command sees",
+            values.len(),
+            uuids.len()
+        );
+    }
+    Ok(values
+        .iter()
+        .zip(uuids)
+        .map(|(v, u)| format!("{u}={}", v.trim()))
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
 /// Runs the command; returns its exit status (128 + signal if killed).
 pub fn run(a: RunArgs) -> Result<i32> {
     if let Some(m) = &a.memory {
@@ -174,11 +220,36 @@ pub fn run(a: RunArgs) -> Result<i32> {
         let tenants = tenants_dir(sim.as_ref().map(|s| s.state.as_path()));
         cmd.env("GPUPOOL_CARD_DIR", tenants.with_file_name("cards"));
     }
-    if let Some(m) = &a.memory {
-        cmd.env("GPUPOOL_MEMORY_LIMIT", m);
-    }
     if let Some(d) = &a.devices {
         cmd.env("CUDA_VISIBLE_DEVICES", d);
+    }
+    // Per-device values are pinned to the cards the command sees now: a command that reorders
+    // CUDA_VISIBLE_DEVICES later cannot swap its cards' limits.
+    let mut lists: Vec<(&str, &str, String)> = Vec::new();
+    if let Some(m) = &a.memory {
+        lists.push(("--memory", "GPUPOOL_MEMORY_LIMIT", m.clone()));
+    }
+    for (flag, var, value) in [
+        ("--compute", "GPUPOOL_COMPUTE_LIMIT", &a.compute),
+        (
+            "--compute-request",
+            "GPUPOOL_COMPUTE_REQUEST",
+            &a.compute_request,
+        ),
+    ] {
+        if let Some(v) = value {
+            lists.push((flag, var, v.clone()));
+        }
+    }
+    if lists.iter().any(|(_, _, v)| v.contains(',')) {
+        let uuids = device_uuids(&cmd)?;
+        for (flag, var, value) in &lists {
+            cmd.env(var, pin_to_cards(flag, value, &uuids)?);
+        }
+    } else {
+        for (_, var, value) in &lists {
+            cmd.env(var, value);
+        }
     }
     let status = cmd
         .status()

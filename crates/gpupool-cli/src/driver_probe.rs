@@ -8,6 +8,15 @@ use gpupool_config::parse_size;
 use serde::{Deserialize, Serialize};
 use std::ffi::{c_char, c_void, CString};
 
+macro_rules! cu {
+    ($f:expr, $name:literal) => {{
+        let rc = $f;
+        if rc != 0 {
+            bail!("{} failed with CUDA error {}", $name, rc);
+        }
+    }};
+}
+
 /// Arguments of `gpupool probe`.
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
@@ -27,6 +36,35 @@ pub struct ProbeArgs {
     /// `dlsym`.
     #[arg(long)]
     pub proc_address: bool,
+    /// Only print the UUID of every device, one a line, in CUDA ordinal order.
+    #[arg(long)]
+    pub list_uuids: bool,
+}
+
+/// The UUIDs of the devices CUDA shows this process, by ordinal.
+fn list_uuids(sym: &Lookup) -> Result<Vec<[u8; 16]>> {
+    // SAFETY: each symbol is the driver function with the signature it is transmuted to.
+    unsafe {
+        let init: unsafe extern "C" fn(u32) -> u32 = std::mem::transmute(sym("cuInit")?);
+        let count: unsafe extern "C" fn(*mut i32) -> u32 =
+            std::mem::transmute(sym("cuDeviceGetCount")?);
+        let get: unsafe extern "C" fn(*mut i32, i32) -> u32 =
+            std::mem::transmute(sym("cuDeviceGet")?);
+        let uuid: unsafe extern "C" fn(*mut [u8; 16], i32) -> u32 =
+            std::mem::transmute(sym("cuDeviceGetUuid")?);
+        cu!(init(0), "cuInit");
+        let mut n = 0;
+        cu!(count(&mut n), "cuDeviceGetCount");
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut dev = 0;
+            cu!(get(&mut dev, i), "cuDeviceGet");
+            let mut u = [0u8; 16];
+            cu!(uuid(&mut u, dev), "cuDeviceGetUuid");
+            out.push(u);
+        }
+        Ok(out)
+    }
 }
 
 /// What the probe saw.
@@ -95,19 +133,16 @@ fn loader(proc_address: bool) -> Result<Lookup> {
     }))
 }
 
-macro_rules! cu {
-    ($f:expr, $name:literal) => {{
-        let rc = $f;
-        if rc != 0 {
-            bail!("{} failed with CUDA error {}", $name, rc);
-        }
-    }};
-}
-
 /// Runs the probe and prints its report.
 pub fn run(a: ProbeArgs) -> Result<()> {
     let chunk = parse_size(&a.chunk)?;
     let sym = loader(a.proc_address)?;
+    if a.list_uuids {
+        for u in list_uuids(&sym)? {
+            println!("{}", gpupool_cuda::uuid::format_gpu_uuid(&u));
+        }
+        return Ok(());
+    }
     // SAFETY: each symbol is the driver function with the signature it is transmuted to.
     unsafe {
         let init: unsafe extern "C" fn(u32) -> u32 = std::mem::transmute(sym("cuInit")?);

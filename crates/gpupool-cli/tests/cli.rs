@@ -21,7 +21,7 @@ fn run_returns_the_commands_exit_status() {
 fn run_sets_the_environment_for_the_tenant() {
     let m = Machine::new("env", "2x4GiB");
     let out = m.run(
-        &["--memory", "1GiB,2GiB", "--devices", "1"],
+        &["--memory", "1GiB", "--devices", "1"],
         &[
             "sh",
             "-c",
@@ -29,8 +29,34 @@ fn run_sets_the_environment_for_the_tenant() {
         ],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("1GiB,2GiB 1 "), "{text}");
+    assert!(text.starts_with("1GiB 1 "), "{text}");
     assert!(text.trim_end().ends_with("libgpupool.so"), "{text}");
+    // Per-device values are pinned to the cards the command sees, in its order.
+    let uuids: Vec<String> = m.info()["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["uuid"].as_str().unwrap().to_string())
+        .collect();
+    let out = m.run(
+        &["--memory", "1GiB,2GiB", "--devices", "1,0"],
+        &["sh", "-c", "echo $GPUPOOL_MEMORY_LIMIT"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        format!("{}=1GiB,{}=2GiB", uuids[1], uuids[0]),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // More values than devices is a mistake, said as such.
+    let out = m.run(&["--memory", "1GiB,2GiB", "--devices", "1"], &["true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--memory") && err.contains("2 values for the 1 devices"),
+        "{err}"
+    );
 }
 
 #[test]

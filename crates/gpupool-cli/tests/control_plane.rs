@@ -237,32 +237,34 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
         "the event names the value and why: {message}"
     );
 
-    // The agent of node-1 answers Allocate from the assignment it reads through the API
+    // The agent of a pod's node answers Allocate from the assignment it reads through the API
     // server: for the pod bound there first (the kubelet admits pods in that order; the
     // device IDs the kubelet names are slots of any card), that pod's card and tenant.
+    let node = placed[0].1.clone();
+    let k = if node == "node-1" { 0 } else { 1 };
+    let card = placed[0].2.containers[0].devices[0].uuid.clone();
     let response = rt.block_on(async {
-        let reg = kubelets[0]
+        let reg = kubelets[k]
             .next_registration(Duration::from_secs(20))
             .await
             .expect("the agent registers with its kubelet");
-        let mut plugin = kubelets[0].plugin(&reg).await.unwrap();
-        let card = &placed.iter().find(|(_, n, _)| n == "node-1").unwrap().2;
+        let mut plugin = kubelets[k].plugin(&reg).await.unwrap();
         plugin
             .allocate(proto::AllocateRequest {
                 container_requests: vec![proto::ContainerAllocateRequest {
-                    devices_ids: vec![format!("{}::0", card.containers[0].devices[0].uuid)],
+                    devices_ids: vec![format!("{card}::0")],
                 }],
             })
             .await
             .map(|r| r.into_inner())
-            .unwrap_or_else(|e| panic!("Allocate on node-1: {e}"))
+            .unwrap_or_else(|e| panic!("Allocate on {node}: {e}"))
     });
     let envs = &response.container_responses[0].envs;
     let tenant = envs.get("GPUPOOL_TENANT").cloned().unwrap_or_default();
     let (_, _, a) = placed
         .iter()
-        .find(|(name, node, _)| node == "node-1" && tenant == format!("default/{name}/main"))
-        .unwrap_or_else(|| panic!("Allocate served a pod bound to node-1: {envs:?}"));
+        .find(|(name, n, _)| *n == node && tenant == format!("default/{name}/main"))
+        .unwrap_or_else(|| panic!("Allocate served a pod bound to {node}: {envs:?}"));
     assert_eq!(
         envs.get("NVIDIA_VISIBLE_DEVICES"),
         Some(&a.containers[0].devices[0].uuid),

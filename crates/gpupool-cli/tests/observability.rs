@@ -126,9 +126,9 @@ fn exporter_top_and_dashboard_show_what_the_tenants_do() {
     // Let a reach its limit and b's NVML samples accumulate.
     std::thread::sleep(Duration::from_millis(2500));
 
-    // The node agent names the container a tenant serves in its folder.
+    // The node agent names the container a tenant serves beside its folder.
     std::fs::write(
-        m.state.join("tenants/a/owner.json"),
+        m.state.join("tenants/a.owner.json"),
         r#"{"namespace": "ml", "pod": "llm-0", "container": "server"}"#,
     )
     .unwrap();

@@ -141,18 +141,30 @@ pub enum ConfigSource {
     File(PathBuf),
 }
 
-/// A value for every device, with per-ordinal exceptions.
+/// A value for every device, with exceptions per device: by CUDA ordinal (as the tenant sees its
+/// devices, which `CUDA_VISIBLE_DEVICES` can reorder) or by card UUID (what launchers write:
+/// a tenant reordering its devices cannot swap those).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PerDevice<T> {
     /// For every device without a specific value.
     pub default: Option<T>,
     /// Per ordinal (index = CUDA ordinal as the tenant sees it).
     pub devices: Vec<Option<T>>,
+    /// Per card UUID; when any is given, ordinals are not used.
+    pub by_uuid: Vec<([u8; 16], T)>,
 }
 
 impl<T: Copy> PerDevice<T> {
-    /// The value for device `ordinal`, if any.
-    pub fn get(&self, ordinal: usize) -> Option<T> {
+    /// The value for the device with CUDA ordinal `ordinal` and UUID `uuid` (when known), if
+    /// any: its UUID's entry, else (when no UUID entry exists at all) its ordinal's, else the
+    /// default.
+    pub fn get(&self, ordinal: usize, uuid: Option<&[u8; 16]>) -> Option<T> {
+        if !self.by_uuid.is_empty() {
+            return uuid
+                .and_then(|u| self.by_uuid.iter().find(|(k, _)| k == u))
+                .map(|(_, v)| *v)
+                .or(self.default);
+        }
         self.devices
             .get(ordinal)
             .copied()
@@ -162,7 +174,14 @@ impl<T: Copy> PerDevice<T> {
 
     /// True when some device has a value.
     pub fn any(&self) -> bool {
-        self.default.is_some() || self.devices.iter().any(Option::is_some)
+        self.default.is_some()
+            || self.devices.iter().any(Option::is_some)
+            || !self.by_uuid.is_empty()
+    }
+
+    /// True when some device has a value of its own (by ordinal or UUID).
+    pub fn per_device(&self) -> bool {
+        self.devices.iter().any(Option::is_some) || !self.by_uuid.is_empty()
     }
 
     /// Sets the value of one ordinal.
@@ -175,11 +194,27 @@ impl<T: Copy> PerDevice<T> {
         if self.devices.len() <= ordinal {
             self.devices.resize(ordinal + 1, None);
         }
+        if self.devices[ordinal].is_some() {
+            return Err(format!("device {ordinal} is given twice"));
+        }
         self.devices[ordinal] = Some(value);
         Ok(())
     }
 
-    /// `V` (every device) or `V,V,...` (per ordinal), each parsed by `parse`.
+    /// Sets the value of the card with `uuid`.
+    pub fn set_uuid(&mut self, uuid: [u8; 16], value: T) -> Result<(), String> {
+        if self.by_uuid.iter().any(|(k, _)| *k == uuid) {
+            return Err(format!("card {} is given twice", format_uuid(&uuid)));
+        }
+        if self.by_uuid.len() >= MAX_DEVICES {
+            return Err(format!("more than {MAX_DEVICES} cards"));
+        }
+        self.by_uuid.push((uuid, value));
+        Ok(())
+    }
+
+    /// `V` (every device), `V,V,...` (per ordinal) or `GPU-<uuid>=V,...` (per card), each value
+    /// parsed by `parse`.
     pub fn set_list(
         &mut self,
         text: &str,
@@ -188,6 +223,19 @@ impl<T: Copy> PerDevice<T> {
         let parts: Vec<&str> = text.split(',').collect();
         self.default = None;
         self.devices.clear();
+        self.by_uuid.clear();
+        if parts.iter().any(|p| p.contains('=')) {
+            for (i, p) in parts.iter().enumerate() {
+                let (uuid, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| format!("entry {i}: expected GPU-<uuid>=VALUE"))?;
+                let uuid = parse_gpu_uuid(uuid.trim())
+                    .ok_or_else(|| format!("entry {i}: {:?} is not a GPU UUID", uuid.trim()))?;
+                let v = parse(v).map_err(|e| format!("entry {i}: {e}"))?;
+                self.set_uuid(uuid, v)?;
+            }
+            return Ok(());
+        }
         if parts.len() == 1 {
             self.default = Some(parse(parts[0])?);
             return Ok(());
@@ -200,11 +248,52 @@ impl<T: Copy> PerDevice<T> {
     }
 }
 
+/// Parses `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (NVIDIA's form of a card UUID).
+pub fn parse_gpu_uuid(text: &str) -> Option<[u8; 16]> {
+    let hex = text.strip_prefix("GPU-")?;
+    let groups: Vec<&str> = hex.split('-').collect();
+    if groups.iter().map(|g| g.len()).collect::<Vec<_>>() != [8, 4, 4, 4, 12] {
+        return None;
+    }
+    let digits: String = groups.concat();
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(digits.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// NVIDIA's text form of a card UUID.
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// A device's memory limit as the configuration gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryLimit {
+    /// No memory limit is configured for the tenant at all.
+    None,
+    /// At most this many bytes.
+    Bytes(u64),
+    /// Limits are given per device, and not for this one: nothing may be allocated on it.
+    NotListed,
+}
+
 /// Everything the preloaded library needs to know about its tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TenantConfig {
     /// Device memory limits (bytes).
     pub memory: PerDevice<u64>,
+    /// The limits file says `memory = unlimited` (a choice, never a default).
+    pub memory_unlimited: bool,
     /// Compute limits (percent of the device's time, 1..=100).
     pub compute: PerDevice<u32>,
     /// Guaranteed compute shares (percent, at most the limit).
@@ -224,35 +313,59 @@ pub struct TenantConfig {
 }
 
 impl TenantConfig {
-    /// The memory limit of device `ordinal`, if any.
+    /// The memory limit of the device with CUDA ordinal `ordinal` and UUID `uuid`.
+    pub fn memory_limit_of(&self, ordinal: usize, uuid: Option<&[u8; 16]>) -> MemoryLimit {
+        if self.memory_unlimited || !self.memory.any() {
+            return MemoryLimit::None;
+        }
+        match self.memory.get(ordinal, uuid) {
+            Some(b) => MemoryLimit::Bytes(b),
+            None => MemoryLimit::NotListed,
+        }
+    }
+
+    /// The memory limit of device `ordinal` by ordinal alone, if any.
     pub fn memory_limit(&self, ordinal: usize) -> Option<u64> {
-        self.memory.get(ordinal)
+        self.memory.get(ordinal, None)
     }
 
     /// True when at least one device has a memory limit.
     pub fn has_memory_limit(&self) -> bool {
-        self.memory.any()
+        self.memory.any() && !self.memory_unlimited
     }
 
-    /// The compute limit of device `ordinal` in percent, if any.
+    /// The compute limit of device `ordinal` in percent, if any (by ordinal alone).
     pub fn compute_limit(&self, ordinal: usize) -> Option<u32> {
-        self.compute.get(ordinal)
+        self.compute.get(ordinal, None)
     }
 
-    /// The guaranteed share of device `ordinal`: the request, else the limit.
+    /// The guaranteed share of device `ordinal`: the request, else the limit (by ordinal
+    /// alone).
     pub fn compute_request(&self, ordinal: usize) -> Option<u32> {
         self.compute_request
-            .get(ordinal)
+            .get(ordinal, None)
             .or_else(|| self.compute_limit(ordinal))
     }
 
     /// Checks that no request exceeds its device's limit.
     fn check_requests(&self) -> Result<(), String> {
         for o in 0..MAX_DEVICES {
-            if let (Some(r), Some(l)) = (self.compute_request.get(o), self.compute.get(o)) {
+            if let (Some(r), Some(l)) =
+                (self.compute_request.get(o, None), self.compute.get(o, None))
+            {
                 if r > l {
                     return Err(format!(
                         "device {o}: compute request {r}% is above the compute limit {l}%"
+                    ));
+                }
+            }
+        }
+        for (uuid, r) in &self.compute_request.by_uuid {
+            if let Some(l) = self.compute.get(0, Some(uuid)) {
+                if *r > l {
+                    return Err(format!(
+                        "card {}: compute request {r}% is above the compute limit {l}%",
+                        format_uuid(uuid)
                     ));
                 }
             }
@@ -341,9 +454,17 @@ fn env_err(var: &str, value: &str, why: &str) -> ConfigError {
     }
 }
 
+/// The largest memory limit accepted (1 PiB): anything larger is a mistake (or an attempt at
+/// "no limit", which is written by leaving the limit out, or `memory = unlimited` in a limits
+/// file).
+pub const MAX_MEMORY_LIMIT: u64 = 1 << 50;
+
 fn parse_limit(v: &str) -> Result<u64, String> {
     match parse_size(v) {
         Ok(0) => Err("a memory limit must be larger than 0".into()),
+        Ok(n) if n > MAX_MEMORY_LIMIT => Err(format!(
+            "a memory limit must be at most 1PiB ({MAX_MEMORY_LIMIT} bytes); for no limit, give none"
+        )),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
@@ -390,6 +511,7 @@ fn apply_hami_var<T: Copy>(
 }
 
 fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), ConfigError> {
+    let mut seen: Vec<(String, usize)> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let bad = |why: String| ConfigError::File {
             path: path.display().to_string(),
@@ -404,7 +526,14 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
             .split_once('=')
             .ok_or_else(|| bad(format!("expected key = value, got {line:?}")))?;
         let (key, value) = (key.trim(), value.trim());
+        if let Some((_, first)) = seen.iter().find(|(k, _)| k == key) {
+            return Err(bad(format!(
+                "{key:?} is given twice (first on line {first})"
+            )));
+        }
+        seen.push((key.to_string(), n + 1));
         match key {
+            "memory" if value.eq_ignore_ascii_case("unlimited") => cfg.memory_unlimited = true,
             "memory" => cfg.memory.default = Some(parse_limit(value).map_err(bad)?),
             "compute" => cfg.compute.default = Some(parse_percent(value).map_err(bad)?),
             "compute_request" => {
@@ -430,30 +559,58 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
                 cfg.context_memory = parse_size(value).map_err(|e| bad(e.to_string()))?
             }
             _ => {
-                let per_device = |prefix: &str| {
-                    key.strip_prefix(prefix).map(|idx| {
-                        idx.parse::<usize>()
-                            .map_err(|_| bad(format!("{key:?}: expected {prefix}<device index>")))
-                    })
-                };
-                if let Some(ordinal) = per_device("memory.") {
-                    let limit = parse_limit(value).map_err(bad)?;
-                    cfg.memory.set(ordinal?, limit).map_err(bad)?;
-                } else if let Some(ordinal) = per_device("compute_request.") {
-                    let request = parse_percent(value).map_err(bad)?;
-                    cfg.compute_request.set(ordinal?, request).map_err(bad)?;
-                } else if let Some(ordinal) = per_device("compute.") {
-                    let limit = parse_percent(value).map_err(bad)?;
-                    cfg.compute.set(ordinal?, limit).map_err(bad)?;
-                } else {
+                let Some((name, device)) = key.split_once('.') else {
                     return Err(bad(format!(
-                        "unknown key {key:?} (memory[.<i>], compute[.<i>], compute_request[.<i>], priority, region, card_dir, context_memory)"
+                        "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], compute[…], compute_request[…], priority, region, card_dir, context_memory)"
                     )));
-                }
+                };
+                let target = |cfg: &mut TenantConfig| -> Result<(), String> {
+                    match name {
+                        "memory" => set_device(&mut cfg.memory, device, parse_limit(value)?),
+                        "compute" => set_device(&mut cfg.compute, device, parse_percent(value)?),
+                        "compute_request" => {
+                            set_device(&mut cfg.compute_request, device, parse_percent(value)?)
+                        }
+                        _ => Err(format!(
+                            "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], compute[…], compute_request[…], priority, region, card_dir, context_memory)"
+                        )),
+                    }
+                };
+                target(cfg).map_err(bad)?;
             }
         }
     }
+    if cfg.memory_unlimited && cfg.memory.any() {
+        return Err(ConfigError::File {
+            path: path.display().to_string(),
+            line: 0,
+            why: "memory = unlimited together with memory limits".into(),
+        });
+    }
+    if !cfg.memory.any() && !cfg.memory_unlimited {
+        // A limits file is the node's word on the tenant: one that says nothing about memory
+        // is a broken file, never "no limit".
+        return Err(ConfigError::File {
+            path: path.display().to_string(),
+            line: 0,
+            why: "no memory limit (memory = SIZE, memory.<i> / memory.GPU-<uuid> = SIZE, or memory = unlimited)".into(),
+        });
+    }
     Ok(())
+}
+
+/// `<i>` (a CUDA ordinal) or `GPU-<uuid>` (a card) of a per-device key.
+fn set_device<T: Copy>(target: &mut PerDevice<T>, device: &str, value: T) -> Result<(), String> {
+    if device.starts_with("GPU-") {
+        let uuid = parse_gpu_uuid(device).ok_or_else(|| {
+            format!("{device:?} is not a GPU UUID (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+        })?;
+        return target.set_uuid(uuid, value);
+    }
+    let ordinal = device
+        .parse::<usize>()
+        .map_err(|_| format!("{device:?}: expected a device index or GPU-<uuid>"))?;
+    target.set(ordinal, value)
 }
 
 /// Reads the limits file that applies to this process, if any: the trusted default path when it
@@ -516,7 +673,7 @@ mod tests {
             Some(40),
             "GPUPOOL_* wins over HAMi's name"
         );
-        let file = "compute = 50\ncompute.1 = 10%\n";
+        let file = "memory = unlimited\ncompute = 50\ncompute.1 = 10%\n";
         let cfg = TenantConfig::from_sources(&[], Some((Path::new("/l"), file))).unwrap();
         assert_eq!(
             (cfg.compute_limit(0), cfg.compute_limit(1)),
@@ -566,7 +723,8 @@ mod tests {
             over.to_string().contains("above the compute limit"),
             "{over}"
         );
-        let file = "compute = 80\ncompute_request = 20\npriority = low\ncard_dir = /c\n";
+        let file =
+            "memory = 1GiB\ncompute = 80\ncompute_request = 20\npriority = low\ncard_dir = /c\n";
         let cfg = TenantConfig::from_sources(&[], Some((Path::new("/l"), file))).unwrap();
         assert_eq!(
             (cfg.compute_request(0), cfg.priority),
@@ -574,7 +732,10 @@ mod tests {
         );
         let bad = TenantConfig::from_sources(
             &[],
-            Some((Path::new("/l"), "compute = 10\ncompute_request = 20\n")),
+            Some((
+                Path::new("/l"),
+                "memory = 1GiB\ncompute = 10\ncompute_request = 20\n",
+            )),
         );
         assert!(bad.is_err());
     }
@@ -593,7 +754,8 @@ mod tests {
             assert!(e.to_string().contains(k), "{k}={v}: {e}");
         }
         for line in ["compute = 0", "compute.x = 5", "compute.99 = 5"] {
-            let e = TenantConfig::from_sources(&[], Some((Path::new("/l"), line))).unwrap_err();
+            let text = format!("memory = 1GiB\n{line}");
+            let e = TenantConfig::from_sources(&[], Some((Path::new("/l"), &text))).unwrap_err();
             assert!(e.to_string().contains("/l"), "{line}: {e}");
         }
     }
@@ -616,6 +778,87 @@ mod tests {
         assert_eq!(cfg.memory_limit(0), Some(1 << 30));
         assert_eq!(cfg.memory_limit(1), Some(2 << 30));
         assert_eq!(cfg.memory_limit(2), None);
+        assert_eq!(
+            cfg.memory_limit_of(2, None),
+            MemoryLimit::NotListed,
+            "a device left out of a per-device list gets nothing, not everything"
+        );
+        let a = "GPU-0a0a0a0a-0000-4000-8000-000000000001";
+        let b = "GPU-0b0b0b0b-0000-4000-8000-000000000002";
+        let cfg = TenantConfig::from_sources(
+            &env(&[("GPUPOOL_MEMORY_LIMIT", &format!("{a}=1GiB,{b}=2GiB"))]),
+            None,
+        )
+        .unwrap();
+        let (ua, ub) = (parse_gpu_uuid(a).unwrap(), parse_gpu_uuid(b).unwrap());
+        // Keyed by card: the order the tenant sees its devices in does not matter.
+        assert_eq!(
+            cfg.memory_limit_of(1, Some(&ua)),
+            MemoryLimit::Bytes(1 << 30)
+        );
+        assert_eq!(
+            cfg.memory_limit_of(0, Some(&ub)),
+            MemoryLimit::Bytes(2 << 30)
+        );
+        assert_eq!(cfg.memory_limit_of(0, None), MemoryLimit::NotListed);
+        assert_eq!(format_uuid(&ua), a);
+    }
+
+    #[test]
+    fn a_limits_file_fails_closed() {
+        let f = |text: &str| TenantConfig::from_sources(&[], Some((Path::new("/l.conf"), text)));
+        // Nothing about memory is never "no limit".
+        for text in ["", "# comment only\n", "region = /r\n", "compute = 50\n"] {
+            let e = f(text).expect_err(text).to_string();
+            assert!(
+                e.contains("/l.conf") && e.contains("no memory limit"),
+                "{text:?}: {e}"
+            );
+        }
+        // Every key once.
+        for text in [
+            "memory = 1GiB\nmemory = 8GiB\n",
+            "memory.0 = 1GiB\nmemory.0 = 2GiB\n",
+            "memory = 1GiB\nregion = /a\nregion = /b\n",
+        ] {
+            let e = f(text).expect_err(text).to_string();
+            assert!(e.contains("given twice"), "{text:?}: {e}");
+        }
+        let a = "GPU-0a0a0a0a-0000-4000-8000-000000000001";
+        let e = f(&format!("memory.{a} = 1GiB\nmemory.{a} = 2GiB\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("given twice"), "{e}");
+        let e = f("memory.GPU-zz = 1GiB\n").unwrap_err().to_string();
+        assert!(e.contains("not a GPU UUID"), "{e}");
+        let e = f("memory = unlimited\nmemory.0 = 1GiB\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unlimited together"), "{e}");
+        let cfg = f("memory = unlimited\ncompute = 20\n").unwrap();
+        assert_eq!(cfg.memory_limit_of(0, None), MemoryLimit::None);
+        assert!(!cfg.has_memory_limit());
+    }
+
+    #[test]
+    fn a_limit_meant_as_no_limit_is_refused() {
+        for v in ["18446744073709551615", "16EiB", "2PiB", "1048577GiB"] {
+            let e = TenantConfig::from_sources(&env(&[(ENV_MEMORY_LIMIT, v)]), None)
+                .expect_err(v)
+                .to_string();
+            assert!(
+                e.contains(ENV_MEMORY_LIMIT)
+                    && (e.contains("at most 1PiB")
+                        || e.contains("too large")
+                        || e.contains("unit")),
+                "{v}: {e}"
+            );
+            let text = format!("memory = {v}\n");
+            assert!(TenantConfig::from_sources(&[], Some((Path::new("/l"), &text))).is_err());
+        }
+        let cfg =
+            TenantConfig::from_sources(&env(&[(ENV_MEMORY_LIMIT, "1048576GiB")]), None).unwrap();
+        assert_eq!(cfg.memory_limit(0), Some(MAX_MEMORY_LIMIT));
     }
 
     #[test]

@@ -275,6 +275,7 @@ impl Agent {
         for a in &gone {
             let _ = std::fs::remove_dir_all(&a.tenant_dir);
             let _ = std::fs::remove_file(&a.limits_file);
+            let _ = std::fs::remove_file(crate::tenant::owner_file(&a.tenant_dir));
             store.remove(&a.key())?;
             tracing::info!(pod = %format!("{}/{}", a.namespace, a.pod), container = %a.container,
                            "reaped");

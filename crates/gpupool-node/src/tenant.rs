@@ -6,7 +6,7 @@ use crate::config::NodeConfig;
 use crate::matching::Match;
 use crate::proto;
 use crate::store::Allocation;
-use gpupool_config::limits::DEFAULT_LIMITS_FILE;
+use gpupool_config::limits::{parse_gpu_uuid, DEFAULT_LIMITS_FILE};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -19,8 +19,9 @@ pub const CONTAINER_TENANT: &str = "/run/gpupool/tenant";
 /// The node's card coordination folder in the container.
 pub const CONTAINER_CARDS: &str = "/run/gpupool/cards";
 
-/// The limits file's text for a container's devices (CUDA ordinals in assignment order, which
-/// `CUDA_VISIBLE_DEVICES` fixes).
+/// The limits file's text for a container's devices, keyed by card UUID (a container that
+/// reorders `CUDA_VISIBLE_DEVICES` cannot swap its cards' limits; an identifier that is not a
+/// card UUID falls back to its CUDA ordinal in assignment order).
 pub fn limits_text(m: &Match, context_memory: u64) -> String {
     let mut t = format!(
         "# written by gpupool node for pod {}/{} container {}; do not edit\n",
@@ -30,15 +31,27 @@ pub fn limits_text(m: &Match, context_memory: u64) -> String {
     t += &format!("card_dir = {CONTAINER_CARDS}\n");
     t += &format!("context_memory = {context_memory}\n");
     for (i, d) in m.container.devices.iter().enumerate() {
-        t += &format!("memory.{i} = {}MiB\n", d.memory_mib);
+        let key = match parse_gpu_uuid(&d.uuid) {
+            Some(_) => d.uuid.clone(),
+            None => i.to_string(),
+        };
+        t += &format!("memory.{key} = {}MiB\n", d.memory_mib);
         if d.cores < 100 {
-            t += &format!("compute.{i} = {}\n", d.cores);
+            t += &format!("compute.{key} = {}\n", d.cores);
         }
     }
     if m.container.devices.iter().any(|d| d.priority > 0) {
         t += "priority = low\n";
     }
     t
+}
+
+/// Where the owner of the tenant folder `tenant_dir` is recorded: beside it (`<name>.owner.json`),
+/// where the container cannot write.
+pub fn owner_file(tenant_dir: &Path) -> std::path::PathBuf {
+    let mut name = tenant_dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".owner.json");
+    tenant_dir.with_file_name(name)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
@@ -63,7 +76,8 @@ pub fn prepare(
     let owner = serde_json::json!({
         "namespace": m.namespace, "pod": m.pod, "container": m.container.name,
     });
-    write(&tenant_dir.join("owner.json"), &owner.to_string())?;
+    // Beside the tenant folder, never in it: the container writes there.
+    write(&owner_file(&tenant_dir), &owner.to_string())?;
     let limits_file = limits_dir.join(format!("{name}.conf"));
     write(&limits_file, &limits_text(m, config.context_memory))?;
     let preload = config.preload_file();
@@ -129,7 +143,11 @@ pub fn response(config: &NodeConfig, a: &Allocation) -> proto::ContainerAllocate
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpupool_config::limits::MemoryLimit;
     use gpupool_sched::protocol::{AssignedContainer, AssignedDevice};
+
+    const UUID_A: &str = "GPU-0a0a0a0a-0000-4000-8000-000000000001";
+    const UUID_B: &str = "GPU-0b0b0b0b-0000-4000-8000-000000000002";
 
     fn matched(cores: u32, priority: u32) -> Match {
         Match {
@@ -140,13 +158,13 @@ mod tests {
                 name: "main".into(),
                 devices: vec![
                     AssignedDevice {
-                        uuid: "GPU-a".into(),
+                        uuid: UUID_A.into(),
                         memory_mib: 4096,
                         cores,
                         priority,
                     },
                     AssignedDevice {
-                        uuid: "GPU-b".into(),
+                        uuid: UUID_B.into(),
                         memory_mib: 2048,
                         cores: 100,
                         priority,
@@ -165,10 +183,33 @@ mod tests {
             Some((Path::new(DEFAULT_LIMITS_FILE), &text)),
         )
         .unwrap();
-        assert_eq!(cfg.memory_limit(0), Some(4096 << 20));
-        assert_eq!(cfg.memory_limit(1), Some(2048 << 20));
-        assert_eq!(cfg.compute_limit(0), Some(30));
-        assert_eq!(cfg.compute_limit(1), None, "100 % is no compute limit");
+        let (a, b) = (
+            parse_gpu_uuid(UUID_A).unwrap(),
+            parse_gpu_uuid(UUID_B).unwrap(),
+        );
+        // By card, whatever order the container gives its devices.
+        for (ordinal_a, ordinal_b) in [(0, 1), (1, 0)] {
+            assert_eq!(
+                cfg.memory_limit_of(ordinal_a, Some(&a)),
+                MemoryLimit::Bytes(4096 << 20)
+            );
+            assert_eq!(
+                cfg.memory_limit_of(ordinal_b, Some(&b)),
+                MemoryLimit::Bytes(2048 << 20)
+            );
+        }
+        assert_eq!(cfg.compute.get(1, Some(&a)), Some(30));
+        assert_eq!(
+            cfg.compute.get(0, Some(&b)),
+            None,
+            "100 % is no compute limit"
+        );
+        let other = [9u8; 16];
+        assert_eq!(
+            cfg.memory_limit_of(0, Some(&other)),
+            MemoryLimit::NotListed,
+            "a card that is not the container's gets nothing"
+        );
         assert_eq!(cfg.priority, gpupool_config::Priority::Low);
         assert_eq!(cfg.context_memory, 256 << 20);
         assert_eq!(
@@ -190,7 +231,7 @@ mod tests {
         )
         .unwrap();
         let r = response(&config, &a);
-        assert_eq!(r.envs["CUDA_VISIBLE_DEVICES"], "GPU-a,GPU-b");
+        assert_eq!(r.envs["CUDA_VISIBLE_DEVICES"], format!("{UUID_A},{UUID_B}"));
         let limits = r
             .mounts
             .iter()
@@ -199,11 +240,14 @@ mod tests {
         assert!(limits.read_only);
         assert!(std::fs::read_to_string(&limits.host_path)
             .unwrap()
-            .contains("memory.0 = 4096MiB"));
-        assert_eq!(r.cdi_devices[1].name, "nvidia.com/gpu=GPU-b");
+            .contains(&format!("memory.{UUID_A} = 4096MiB")));
+        assert_eq!(r.cdi_devices[1].name, format!("nvidia.com/gpu={UUID_B}"));
+        assert!(
+            !a.tenant_dir.join("owner.json").exists(),
+            "never in the tenant's folder"
+        );
         let owner: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(a.tenant_dir.join("owner.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(owner_file(&a.tenant_dir)).unwrap()).unwrap();
         assert_eq!(owner["container"], "main");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -251,8 +251,15 @@ async fn registers_lists_slots_and_allocates_from_the_assignment() {
     assert_eq!(r.envs["CUDA_VISIBLE_DEVICES"], uuid(1));
     assert_eq!(r.envs["NVIDIA_VISIBLE_DEVICES"], uuid(1));
     let limits = limits_of(&r);
-    assert!(limits.contains("memory.0 = 4096MiB"), "{limits}");
-    assert!(limits.contains("compute.0 = 30"), "{limits}");
+    // Keyed by the card, which the container cannot reorder.
+    assert!(
+        limits.contains(&format!("memory.{} = 4096MiB", uuid(1))),
+        "{limits}"
+    );
+    assert!(
+        limits.contains(&format!("compute.{} = 30", uuid(1))),
+        "{limits}"
+    );
     let paths: Vec<&str> = r.mounts.iter().map(|m| m.container_path.as_str()).collect();
     for p in [
         "/etc/ld.so.preload",

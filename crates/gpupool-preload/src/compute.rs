@@ -85,7 +85,8 @@ fn pacing(ord: i32) -> Option<(&'static ComputeState, usize)> {
 fn resolve(ord: i32) -> Option<&'static ComputeState> {
     let t = crate::tenant::tenant().ok()??;
     let o = usize::try_from(ord).ok()?;
-    let shares = crate::coordination::Shares::of(&t.config, o)?;
+    let uuid = crate::driver::device_uuid(ord).ok();
+    let shares = crate::coordination::Shares::of(&t.config, o, uuid.as_ref())?;
     let dev = crate::tenant::device_index(t, ord).ok()?;
     let state = t.region.compute(dev)?;
     state.limit_pct.store(shares.limit, Relaxed);

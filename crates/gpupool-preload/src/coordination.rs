@@ -27,11 +27,12 @@ pub struct Shares {
 }
 
 impl Shares {
-    /// The shares `config` gives device `ordinal`, `None` when its launches are not paced.
-    pub fn of(config: &TenantConfig, ordinal: usize) -> Option<Shares> {
+    /// The shares `config` gives device `ordinal` (card `uuid`), `None` when its launches are
+    /// not paced.
+    pub fn of(config: &TenantConfig, ordinal: usize, uuid: Option<&[u8; 16]>) -> Option<Shares> {
         let low = config.priority == Priority::Low;
-        let request = config.compute_request.get(ordinal);
-        let limit = config.compute_limit(ordinal);
+        let request = config.compute_request.get(ordinal, uuid);
+        let limit = config.compute.get(ordinal, uuid);
         if limit.is_none() && request.is_none() && !low {
             return None;
         }
@@ -370,10 +371,10 @@ mod tests {
                 .collect();
             TenantConfig::from_sources(&e, None).unwrap()
         };
-        assert_eq!(Shares::of(&env(&[]), 0), None);
+        assert_eq!(Shares::of(&env(&[]), 0, None), None);
         let capped = env(&[("GPUPOOL_COMPUTE_LIMIT", "40")]);
         assert_eq!(
-            Shares::of(&capped, 0),
+            Shares::of(&capped, 0, None),
             Some(Shares {
                 limit: 40,
                 request: 40,
@@ -385,7 +386,7 @@ mod tests {
             ("GPUPOOL_COMPUTE_REQUEST", "30"),
         ]);
         assert_eq!(
-            Shares::of(&borrowing, 0),
+            Shares::of(&borrowing, 0, None),
             Some(Shares {
                 limit: 80,
                 request: 30,
@@ -394,7 +395,7 @@ mod tests {
         );
         let low = env(&[("GPUPOOL_PRIORITY", "low")]);
         assert_eq!(
-            Shares::of(&low, 0),
+            Shares::of(&low, 0, None),
             Some(Shares {
                 limit: 100,
                 request: 100,

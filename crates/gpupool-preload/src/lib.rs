@@ -26,6 +26,7 @@ pub use gpupool_cuda::spinlock;
 pub mod tenant;
 pub mod tracking;
 pub mod view;
+pub mod vmm;
 
 use gpupool_cuda::arrays::{RawArray3dDescriptor, RawArrayDescriptor};
 use gpupool_cuda::cu::*;
@@ -55,6 +56,8 @@ gpupool_cuda::export_functions! {
     fn cuMemFreeAsync_ptsz(dptr: CUdeviceptr, s: CUstream) -> u32 => memory::mem_free_async_ptsz;
     fn cuMemCreate(handle: *mut u64, size: usize, prop: *const RawAllocationProp, flags: u64) -> u32 => memory::mem_create;
     fn cuMemRelease(handle: u64) -> u32 => memory::mem_release;
+    fn cuMemMap(va: CUdeviceptr, size: usize, offset: usize, handle: u64, flags: u64) -> u32 => memory::mem_map;
+    fn cuMemUnmap(va: CUdeviceptr, size: usize) -> u32 => memory::mem_unmap;
     fn cuArrayCreate_v2(a: *mut CUarray, d: *const RawArrayDescriptor) -> u32 => memory::array_create;
     fn cuArray3DCreate_v2(a: *mut CUarray, d: *const RawArray3dDescriptor) -> u32 => memory::array_3d_create;
     fn cuArrayDestroy(a: CUarray) -> u32 => memory::array_destroy;

@@ -63,9 +63,7 @@ fn with_uncharge(kind: Kind, key: u64, call: impl FnOnce() -> u32) -> u32 {
     let rc = call();
     match charge {
         Some(c) if rc == CUDA_SUCCESS => {
-            if let Ok(Some(acct)) = tenant::lookup_account(c.ordinal) {
-                acct.release(c.bytes);
-            }
+            give_back(c);
         }
         Some(c) => tracking::insert(kind, key, c),
         None => {}
@@ -319,16 +317,65 @@ pub unsafe fn mem_create(
     )
 }
 
-/// Hook for `cuMemRelease`.
+/// Hook for `cuMemRelease`: the charge goes back now, or at the last unmap of a handle that is
+/// still mapped (when the driver really frees it).
 pub unsafe fn mem_release(handle: u64) -> u32 {
+    let charge = tracking::remove(Kind::Handle, handle);
     // SAFETY: forwarding.
-    with_uncharge(Kind::Handle, handle, || unsafe {
-        real::cuMemRelease(handle)
-    })
+    let rc = unsafe { real::cuMemRelease(handle) };
+    match charge {
+        Some(c) if rc == CUDA_SUCCESS => {
+            if let Some(now) = crate::vmm::released(handle, c) {
+                give_back(now);
+            }
+        }
+        Some(c) => tracking::insert(Kind::Handle, handle, c),
+        None => {}
+    }
+    rc
 }
 
+fn give_back(c: Charge) {
+    if let Ok(Some(acct)) = tenant::lookup_account(c.ordinal) {
+        acct.release(c.bytes);
+    }
+}
+
+/// Hook for `cuMemMap`: remembers which handle backs the range.
+pub unsafe fn mem_map(va: CUdeviceptr, size: usize, offset: usize, handle: u64, flags: u64) -> u32 {
+    // SAFETY: forwarding.
+    let rc = unsafe { real::cuMemMap(va, size, offset, handle, flags) };
+    if rc == CUDA_SUCCESS {
+        crate::vmm::mapped(va, size as u64, handle);
+    }
+    rc
+}
+
+/// Hook for `cuMemUnmap`: gives back the charge of handles released earlier whose last mapping
+/// this was.
+pub unsafe fn mem_unmap(va: CUdeviceptr, size: usize) -> u32 {
+    // SAFETY: forwarding.
+    let rc = unsafe { real::cuMemUnmap(va, size) };
+    if rc == CUDA_SUCCESS {
+        crate::vmm::unmapped(va, size as u64)
+            .into_iter()
+            .for_each(give_back);
+    }
+    rc
+}
+
+/// Charges an array of `bytes` (`None`: an unknown format or impossible dimensions) around the
+/// driver's `create`. An array whose size cannot be known is refused, never left uncharged.
 fn charge_array(bytes: Option<u64>, out: *mut *mut c_void, call: impl FnOnce() -> u32) -> u32 {
     match (current(), bytes) {
+        (Some(ord), None) if !out.is_null() => match tenant::account(ord) {
+            Ok(Some(_)) => {
+                crate::log!(Info, "array of an unknown format or size refused");
+                CUDA_ERROR_INVALID_VALUE
+            }
+            Ok(None) => call(),
+            Err(e) => e,
+        },
         (Some(ord), Some(b)) if !out.is_null() => {
             // SAFETY: the driver succeeded, so out holds the new handle.
             with_charge(

@@ -5,6 +5,7 @@
 use crate::log;
 use crate::spinlock::SpinLock;
 use gpupool_config::limits::read_limits_file;
+use gpupool_config::limits::MemoryLimit;
 use gpupool_config::{format_size, TenantConfig};
 use gpupool_cuda::result::*;
 use gpupool_region::{ProcessIdentity, Region, SlotHandle, MAX_DEVICES};
@@ -55,20 +56,27 @@ pub fn pid() -> u32 {
 
 extern "C" fn fork_prepare() {
     crate::tracking::lock_all();
+    crate::vmm::lock();
     SLOT_CLAIM.raw_lock();
 }
 
 extern "C" fn fork_parent() {
     SLOT_CLAIM.raw_unlock();
+    crate::vmm::unlock();
     crate::tracking::unlock_all();
 }
 
 extern "C" fn fork_child() {
+    if let Some(Ok(Some(t))) = TENANT.get() {
+        t.region.forget_after_fork();
+    }
     crate::cost::forget_meter_after_fork();
     crate::compute::forget_after_fork();
     SLOT_CLAIM.raw_unlock();
+    crate::vmm::unlock();
     crate::tracking::unlock_all();
     crate::tracking::forget_all();
+    crate::vmm::forget();
     PID.store(0, Relaxed);
     for c in &CONTEXT_CHARGED {
         c.store(0, Relaxed);
@@ -162,12 +170,38 @@ pub fn slot(t: &Tenant) -> Result<SlotHandle, u32> {
     })
 }
 
-/// The limit of ordinal `ord` (`u64::MAX` = none).
+/// Memory limit per ordinal, resolved with the device's UUID on first use: `NO_LIMIT`, bytes, or
+/// 0 when limits are per device and this one has none (nothing may be allocated on it).
+static LIMIT: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(UNRESOLVED) }; MAX_DEVICES];
+const UNRESOLVED: u64 = u64::MAX - 1;
+const NO_LIMIT: u64 = u64::MAX;
+
+/// The memory limit of ordinal `ord` (`u64::MAX` = none; 0 = this device is not among the
+/// tenant's, so nothing may be allocated on it).
 pub fn limit(t: &Tenant, ord: i32) -> u64 {
-    usize::try_from(ord)
-        .ok()
-        .and_then(|o| t.config.memory_limit(o))
-        .unwrap_or(u64::MAX)
+    let Some(o) = usize::try_from(ord).ok().filter(|o| *o < MAX_DEVICES) else {
+        return NO_LIMIT;
+    };
+    let cached = LIMIT[o].load(Relaxed);
+    if cached != UNRESOLVED {
+        return cached;
+    }
+    let uuid = crate::driver::device_uuid(ord).ok();
+    let l = match t.config.memory_limit_of(o, uuid.as_ref()) {
+        MemoryLimit::None => NO_LIMIT,
+        MemoryLimit::Bytes(b) => b,
+        MemoryLimit::NotListed => {
+            crate::log!(
+                Warn,
+                "device {ord} ({}) has no memory limit among the tenant's per-device limits: nothing may be allocated on it",
+                uuid.map(|u| gpupool_cuda::uuid::format_gpu_uuid(&u))
+                    .unwrap_or_else(|| "unknown UUID".into())
+            );
+            0
+        }
+    };
+    LIMIT[o].store(l, Relaxed);
+    l
 }
 
 /// Region index of ordinal `ord`, registering its UUID on first use.
@@ -186,7 +220,7 @@ pub fn device_index(t: &Tenant, ord: i32) -> Result<usize, u32> {
         CUDA_ERROR_INVALID_DEVICE
     })?;
     let l = limit(t, ord);
-    if l != u64::MAX {
+    if l != NO_LIMIT {
         t.region.set_limit(idx, l);
     }
     DEVICE_INDEX[o].store(idx as u32 + 1, Relaxed);

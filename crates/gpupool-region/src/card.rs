@@ -180,7 +180,7 @@ impl Card {
         let err = |e: std::io::Error| format!("gpupool: card file {}: {e}", path.display());
         let file = open_shared_file(path).map_err(err)?;
         let size = std::mem::size_of::<CardFile>();
-        let _guard = FileLock::exclusive(&file).map_err(err)?;
+        let _guard = FileLock::exclusive_within(&file, crate::region::LOCK_TIMEOUT).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
         if len == 0 {
             file.set_len(size as u64).map_err(err)?;

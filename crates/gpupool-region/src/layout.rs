@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every region file.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"GPUPOOL1");
 /// Bumped on every incompatible layout change.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Devices a region can account for.
 pub const MAX_DEVICES: usize = 16;
 /// Processes a region can hold at once.
@@ -13,6 +13,13 @@ pub const MAX_SLOTS: usize = 1024;
 
 /// Slot owner value while a reaper is clearing the slot.
 pub(crate) const OWNER_RECLAIMING: u64 = u64::MAX;
+/// How a slot's liveness is judged: not set yet (the slot is being filled in; pid and start
+/// time in the claimer's pid namespace), by its lock byte (see `liveness.rs`), or by pid and
+/// start time (the kernel has no open-file-description locks; only judged from the same pid
+/// namespace).
+pub(crate) const LIVENESS_UNSET: u32 = 0;
+pub(crate) const LIVENESS_LOCK: u32 = 1;
+pub(crate) const LIVENESS_PID: u32 = 2;
 /// Device entry states.
 pub(crate) const DEVICE_EMPTY: u32 = 0;
 pub(crate) const DEVICE_READY: u32 = 2;
@@ -49,6 +56,9 @@ pub(crate) struct ProcSlot {
     pub owner: AtomicU64,
     pub pid: AtomicU32,
     pub host_pid: AtomicU32,
+    /// One of the `LIVENESS_*` values.
+    pub liveness: AtomicU32,
+    pub _pad: AtomicU32,
     pub pidns: AtomicU64,
     pub start_time: AtomicU64,
     pub used: [AtomicU64; MAX_DEVICES],

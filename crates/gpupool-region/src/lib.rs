@@ -21,11 +21,13 @@
 pub mod card;
 pub mod compute;
 mod layout;
+mod liveness;
 mod process;
 mod region;
+pub mod untrusted;
 
 pub use card::{allocate, Card, Demand, Publish, PublishedRun};
 pub use compute::ComputeState;
 pub use layout::{LAYOUT_VERSION, MAGIC, MAX_DEVICES, MAX_SLOTS};
 pub use process::{process_alive, ProcessIdentity};
-pub use region::{Denied, ProcessUsage, Region, RegionError, SlotHandle};
+pub use region::{Denied, ProcessUsage, Region, RegionError, SlotHandle, LOCK_TIMEOUT};

@@ -2,14 +2,20 @@
 
 use crate::compute::ComputeState;
 use crate::layout::*;
+use crate::liveness;
 use crate::process::{is_alive, own_pidns, ProcessIdentity};
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
+use std::time::Duration;
 use thiserror::Error;
+
+/// How long a process waits for a region's registration lock before giving up with an error
+/// (another process of the tenant may hold it forever).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a region could not be used.
 #[derive(Debug, Error)]
@@ -89,10 +95,13 @@ pub struct ProcessUsage {
     pub used: Vec<u64>,
 }
 
-/// A mapped region.
+/// A mapped region, or a private copy of one read by an observer ([`Region::snapshot`]).
 pub struct Region {
     map: *mut Layout,
+    /// The mapped file (the copied one for a snapshot); lock queries go through it.
     file: Option<File>,
+    /// This process's own description of the file, holding its slots' lock bytes (-1: none yet).
+    lock_fd: AtomicI32,
     path: PathBuf,
     register_lock: Mutex<()>,
     my_pidns: u64,
@@ -108,6 +117,11 @@ impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: map was returned by mmap with LAYOUT_SIZE and is not used after this.
         unsafe { libc::munmap(self.map.cast(), LAYOUT_SIZE) };
+        let fd = self.lock_fd.swap(-1, SeqCst);
+        if fd >= 0 {
+            // SAFETY: closing the descriptor this region opened and owns.
+            unsafe { libc::close(fd) };
+        }
     }
 }
 
@@ -133,62 +147,104 @@ fn uuid_words(uuid: [u8; 16]) -> [u64; 2] {
 }
 
 impl Region {
-    /// Opens the region file at `path`, creating and initialising it if it is new or empty.
+    /// Opens the region file at `path` for a tenant's process, creating and initialising it if it
+    /// is new or empty. The last component must not be a symlink; waiting for another process's
+    /// registration lock ends with an error after [`LOCK_TIMEOUT`].
     pub fn open(path: &Path) -> Result<Region, RegionError> {
+        Region::open_within(path, LOCK_TIMEOUT)
+    }
+
+    /// [`Region::open`], waiting at most `timeout` for the registration lock.
+    pub fn open_within(path: &Path, timeout: Duration) -> Result<Region, RegionError> {
         let io = |source| RegionError::Io {
             path: path.display().to_string(),
             source,
         };
         let file = open_shared_file(path).map_err(io)?;
-        let guard = FileLock::exclusive(&file).map_err(io)?;
+        let guard = FileLock::exclusive_within(&file, timeout).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let fresh = len == 0;
         if fresh {
             file.set_len(LAYOUT_SIZE as u64).map_err(io)?;
-        } else if len < std::mem::size_of::<Header>() as u64 {
+        } else if len != LAYOUT_SIZE as u64 {
             return Err(layout_error(path, 0, 0, len));
         }
-        let map_len = if fresh {
-            LAYOUT_SIZE
-        } else {
-            (len as usize).min(LAYOUT_SIZE)
-        };
-        let map: *mut Layout = map_shared(&file, map_len).map_err(io)?;
-        // SAFETY: at least a Header's worth is mapped.
+        let map: *mut Layout = map_shared(&file, LAYOUT_SIZE).map_err(io)?;
+        // SAFETY: the whole layout is mapped and the file is that long.
         let header = unsafe { &(*map).header };
         if fresh {
             header.version.store(LAYOUT_VERSION, SeqCst);
             header.size.store(LAYOUT_SIZE as u32, SeqCst);
             header.magic.store(MAGIC, SeqCst);
         }
-        let (magic, version, size) = (
-            header.magic.load(SeqCst),
-            header.version.load(SeqCst),
-            header.size.load(SeqCst),
-        );
-        if magic != MAGIC
-            || version != LAYOUT_VERSION
-            || size as usize != LAYOUT_SIZE
-            || len as usize != LAYOUT_SIZE && !fresh
-        {
+        if let Err(e) = check_header(path, header, LAYOUT_SIZE as u64) {
             // SAFETY: unmapping what we mapped above.
-            unsafe { libc::munmap(map.cast(), map_len) };
-            return Err(layout_error(
-                path,
-                magic,
-                version,
-                if fresh { size as u64 } else { len },
-            ));
+            unsafe { libc::munmap(map.cast(), LAYOUT_SIZE) };
+            return Err(e);
         }
         drop(guard);
         Ok(Region {
             map,
             file: Some(file),
+            lock_fd: AtomicI32::new(-1),
             path: path.to_path_buf(),
             register_lock: Mutex::new(()),
             my_pidns: own_pidns(),
             last_reap_ms: AtomicU64::new(0),
         })
+    }
+
+    /// A private copy of the region file at `path`, for observers (`gpupool info`, metrics, the
+    /// node agent): read with `pread` (never mapped, so a file truncated or rewritten by a tenant
+    /// cannot crash the reader), without waiting for any lock, without following a symlink, and
+    /// with the slots of dead processes cleared in the copy (never in the file). Nothing done to
+    /// the copy reaches the file.
+    pub fn snapshot(path: &Path) -> Result<Region, RegionError> {
+        let io = |source| RegionError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.file_type().is_file() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        if meta.len() != LAYOUT_SIZE as u64 {
+            return Err(layout_error(path, 0, 0, meta.len()));
+        }
+        let map = map_private_anonymous().map_err(io)?;
+        // SAFETY: map is LAYOUT_SIZE writable bytes of our own.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(map.cast::<u8>(), LAYOUT_SIZE) };
+        let read = read_fully(&file, bytes);
+        let region = Region {
+            map,
+            file: Some(file),
+            lock_fd: AtomicI32::new(-1),
+            path: path.to_path_buf(),
+            register_lock: Mutex::new(()),
+            my_pidns: own_pidns(),
+            last_reap_ms: AtomicU64::new(0),
+        };
+        match read {
+            Ok(n) if n == LAYOUT_SIZE => {}
+            Ok(n) => return Err(layout_error(path, 0, 0, n as u64)),
+            Err(e) => return Err(io(e)),
+        }
+        check_header(path, &region.layout().header, LAYOUT_SIZE as u64)?;
+        for (i, slot) in region.layout().slots.iter().enumerate() {
+            let owner = slot.owner.load(SeqCst);
+            if owner != 0 && owner != OWNER_RECLAIMING && !region.slot_alive(slot, i) {
+                clear_slot(slot);
+            }
+        }
+        Ok(region)
     }
 
     /// A region private to this process (no file), for a tenant without a shared region.
@@ -219,6 +275,7 @@ impl Region {
         Ok(Region {
             map,
             file: None,
+            lock_fd: AtomicI32::new(-1),
             path: PathBuf::from("(private)"),
             register_lock: Mutex::new(()),
             my_pidns: own_pidns(),
@@ -244,10 +301,12 @@ impl Region {
         }
         let _local = self.register_lock.lock().unwrap_or_else(|e| e.into_inner());
         let _file = match &self.file {
-            Some(f) => Some(FileLock::exclusive(f).map_err(|source| RegionError::Io {
-                path: self.path.display().to_string(),
-                source,
-            })?),
+            Some(f) => Some(
+                FileLock::exclusive_within(f, LOCK_TIMEOUT).map_err(|source| RegionError::Io {
+                    path: self.path.display().to_string(),
+                    source,
+                })?,
+            ),
             None => None,
         };
         if let Some(i) = self.find_device(words) {
@@ -319,15 +378,13 @@ impl Region {
             .map_or(0, |d| d.denied.load(SeqCst))
     }
 
-    /// Claims a slot for `who`. Reaps dead processes' slots if the region is full.
+    /// Claims a slot for `who` (the calling process: its slot stays alive exactly as long as this
+    /// process runs its current image, see `liveness.rs`). Dead processes' slots are reaped first
+    /// (they may hold memory the caller is about to need).
     pub fn claim_slot(&self, who: ProcessIdentity) -> Result<SlotHandle, RegionError> {
-        for attempt in 0..2 {
-            if let Some(h) = self.try_claim(who) {
-                return Ok(h);
-            }
-            if attempt == 0 {
-                self.reap_dead();
-            }
+        self.reap_dead();
+        if let Some(h) = self.try_claim(who) {
+            return Ok(h);
         }
         Err(RegionError::SlotsFull(self.path.display().to_string()))
     }
@@ -348,6 +405,11 @@ impl Region {
                 slot.pidns.store(who.pidns, SeqCst);
                 slot.start_time.store(who.start_time, SeqCst);
                 slot.pid.store(who.pid, SeqCst);
+                let locked = self
+                    .own_lock_fd()
+                    .is_some_and(|fd| liveness::lock(fd, i).is_ok());
+                slot.liveness
+                    .store(if locked { LIVENESS_LOCK } else { LIVENESS_PID }, SeqCst);
                 l.header.slot_hint.fetch_max(i as u32 + 1, SeqCst);
                 return Some(SlotHandle {
                     index: i as u32,
@@ -356,6 +418,51 @@ impl Region {
             }
         }
         None
+    }
+
+    /// This process's lock description of the region file, opened on first use: a new open of
+    /// the same file (through `/proc/self/fd`, else the path if it is still the same file).
+    fn own_lock_fd(&self) -> Option<RawFd> {
+        let fd = self.lock_fd.load(SeqCst);
+        if fd >= 0 {
+            return Some(fd);
+        }
+        let file = self.file.as_ref()?;
+        let meta = file.metadata().ok()?;
+        let same = |f: &File| {
+            f.metadata()
+                .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+        };
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(p)
+                .ok()
+                .filter(same)
+        };
+        let new = open(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())))
+            .or_else(|| open(&self.path))?
+            .into_raw_fd();
+        match self.lock_fd.compare_exchange(-1, new, SeqCst, SeqCst) {
+            Ok(_) => Some(new),
+            Err(theirs) => {
+                // SAFETY: closing the descriptor opened just above, never shared.
+                unsafe { libc::close(new) };
+                Some(theirs)
+            }
+        }
+    }
+
+    /// In a child after `fork`: lets go of the parent's lock description (the parent's slots stay
+    /// locked by the parent's copy of it). The child's own slot gets a new one.
+    pub fn forget_after_fork(&self) {
+        let fd = self.lock_fd.swap(-1, SeqCst);
+        if fd >= 0 {
+            // SAFETY: this process's copy of a descriptor the region owns; closing a copy does not
+            // release the locks of the description while the parent holds it.
+            unsafe { libc::close(fd) };
+        }
     }
 
     /// Gives a slot back (normal process exit); its usage stops counting.
@@ -367,6 +474,27 @@ impl Region {
             .is_ok()
         {
             clear_slot(slot);
+            let fd = self.lock_fd.load(SeqCst);
+            if fd >= 0 {
+                liveness::unlock(fd, h.index as usize);
+            }
+        }
+    }
+
+    /// Whether the process behind `slot` (at `index`) is alive, as judged from this process.
+    /// A process in another pid namespace is judged only by its lock byte; without one it is left
+    /// alone (its pid means nothing here).
+    fn slot_alive(&self, slot: &ProcSlot, index: usize) -> bool {
+        let file_fd = self.file.as_ref().map(|f| f.as_raw_fd());
+        match slot.liveness.load(SeqCst) {
+            LIVENESS_LOCK => match file_fd {
+                Some(fd) => liveness::held_by_other(fd, index).unwrap_or(true),
+                None => true,
+            },
+            _ => {
+                slot.pidns.load(SeqCst) != self.my_pidns
+                    || is_alive(slot.pid.load(SeqCst), slot.start_time.load(SeqCst))
+            }
         }
     }
 
@@ -400,10 +528,23 @@ impl Region {
         if dev >= MAX_DEVICES {
             return Err(Denied { used: 0, limit });
         }
+        if bytes > limit {
+            l.devices[dev].denied.fetch_add(1, SeqCst);
+            return Err(Denied {
+                used: self.used(dev),
+                limit,
+            });
+        }
         let mine = &l.slots[h.index as usize].used[dev];
         let mut used = 0;
         for attempt in 0..4 {
-            mine.fetch_add(bytes, SeqCst);
+            // Never wraps: a sum past u64::MAX is refused, not taken modulo 2^64.
+            if mine
+                .fetch_update(SeqCst, SeqCst, |v| v.checked_add(bytes))
+                .is_err()
+            {
+                break;
+            }
             let total = self.used(dev);
             if total <= limit {
                 return Ok(());
@@ -454,24 +595,12 @@ impl Region {
         let l = self.layout();
         let hint = (l.header.slot_hint.load(SeqCst) as usize).min(MAX_SLOTS);
         let mut reaped = 0;
-        for slot in &l.slots[..hint] {
+        for (i, slot) in l.slots[..hint].iter().enumerate() {
             let owner = slot.owner.load(SeqCst);
             if owner == 0 || owner == OWNER_RECLAIMING {
                 continue;
             }
-            let (pid, host_pid, ns, start) = (
-                slot.pid.load(SeqCst),
-                slot.host_pid.load(SeqCst),
-                slot.pidns.load(SeqCst),
-                slot.start_time.load(SeqCst),
-            );
-            let alive = if ns == self.my_pidns {
-                is_alive(pid, start)
-            } else {
-                // Another pid namespace (a container seen from the host): check the host pid,
-                // whose start time is the same process's.
-                is_alive(host_pid, start)
-            };
+            let alive = self.slot_alive(slot, i);
             if !alive
                 && slot
                     .owner
@@ -512,6 +641,7 @@ fn clear_slot(slot: &ProcSlot) {
     slot.pid.store(0, SeqCst);
     slot.host_pid.store(0, SeqCst);
     slot.start_time.store(0, SeqCst);
+    slot.liveness.store(LIVENESS_UNSET, SeqCst);
     slot.owner.store(0, SeqCst);
 }
 
@@ -531,13 +661,70 @@ pub(crate) fn open_shared_file(path: &Path) -> std::io::Result<File> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o666)
-        .open(path)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() || kind.is_fifo() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// Checks a mapped header against this build's layout.
+fn check_header(path: &Path, header: &Header, len: u64) -> Result<(), RegionError> {
+    let (magic, version, size) = (
+        header.magic.load(SeqCst),
+        header.version.load(SeqCst),
+        header.size.load(SeqCst),
+    );
+    if magic != MAGIC || version != LAYOUT_VERSION || size as usize != LAYOUT_SIZE {
+        return Err(layout_error(path, magic, version, len));
+    }
+    Ok(())
+}
+
+/// `LAYOUT_SIZE` bytes of zeroed private memory, as a `Layout`.
+fn map_private_anonymous() -> std::io::Result<*mut Layout> {
+    // SAFETY: anonymous private mapping, checked below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            LAYOUT_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(p as *mut Layout)
+    }
+}
+
+/// Reads `buf.len()` bytes from offset 0 of `file` (fewer at end of file); returns how many.
+pub(crate) fn read_fully(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// Maps `len` bytes of `file` shared, as a `T`.
@@ -564,16 +751,35 @@ pub(crate) fn map_shared<T>(file: &File, len: usize) -> std::io::Result<*mut T> 
 pub(crate) struct FileLock<'a>(&'a File);
 
 impl<'a> FileLock<'a> {
-    pub(crate) fn exclusive(file: &'a File) -> std::io::Result<FileLock<'a>> {
+    /// Takes the lock, polling for at most `timeout` while another process holds it; then
+    /// `TimedOut`.
+    pub(crate) fn exclusive_within(
+        file: &'a File,
+        timeout: Duration,
+    ) -> std::io::Result<FileLock<'a>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pause = Duration::from_micros(50);
         loop {
             // SAFETY: flock on a valid fd.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
                 return Ok(FileLock(file));
             }
             let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
+            match e.raw_os_error() {
+                Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
+                _ => return Err(e),
             }
+            if std::time::Instant::now() >= deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "another process has held its lock for {} s",
+                        timeout.as_secs_f32()
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 }

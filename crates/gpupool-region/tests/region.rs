@@ -89,41 +89,222 @@ fn too_many_devices_is_an_error() {
     ));
 }
 
+/// Env variable that turns this test binary into a helper process (see [`helper_process`]).
+const HELPER: &str = "GPUPOOL_REGION_TEST_HELPER";
+
+/// A helper process: `region-path bytes then` claims a slot in the region, reserves `bytes` on
+/// device 0, prints `ready`, then `sleeps` or `execs` (`sleep 30`, same pid and start time).
+#[test]
+fn helper_process() {
+    let Ok(spec) = std::env::var(HELPER) else {
+        return;
+    };
+    let mut parts = spec.split(' ');
+    let (path, bytes, then) = (
+        parts.next().unwrap(),
+        parts.next().unwrap().parse::<u64>().unwrap(),
+        parts.next().unwrap(),
+    );
+    let r = Region::open(std::path::Path::new(path)).unwrap();
+    let slot = r.claim_slot(ProcessIdentity::current()).unwrap();
+    r.try_reserve(slot, 0, bytes, u64::MAX / 2).unwrap();
+    println!("ready");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    if then == "execs" {
+        use std::os::unix::process::CommandExt;
+        let e = std::process::Command::new("sleep").arg("30").exec();
+        panic!("exec: {e}");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(30));
+}
+
+/// A helper process holding `bytes` in the region at `path` (optionally under `wrapper`, e.g.
+/// `unshare`), once it says it is ready; killed when dropped.
+struct Helper(std::process::Child);
+
+impl Helper {
+    fn start(wrapper: &[&str], path: &std::path::Path, bytes: u64, then: &str) -> Helper {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = std::process::Command::new(first);
+                c.args(rest).arg(&exe);
+                c
+            }
+            None => std::process::Command::new(&exe),
+        };
+        let mut child = cmd
+            .args([
+                "helper_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(HELPER, format!("{} {bytes} {then}", path.display()))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let ready = std::io::BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("ready"));
+        assert!(ready, "helper did not start");
+        Helper(child)
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        // A wrapper (unshare --kill-child) takes its child with it.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn dead_process_slots_are_reaped() {
     let path = temp_path("reap");
     let r = Region::open(&path).unwrap();
-    let mut child = std::process::Command::new("sleep")
-        .arg("10")
-        .spawn()
-        .unwrap();
-    let me = ProcessIdentity::current();
-    let ghost = ProcessIdentity {
-        pid: child.id(),
-        host_pid: child.id(),
-        pidns: me.pidns,
-        start_time: std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
-            .unwrap()
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .nth(19)
-            .unwrap()
-            .parse()
-            .unwrap(),
-    };
-    let ghost_slot = r.claim_slot(ghost).unwrap();
-    r.try_reserve(ghost_slot, 0, 900, 1000).unwrap();
+    let helper = Helper::start(&[], &path, 900, "sleeps");
+    assert_eq!(r.used(0), 900);
     assert_eq!(r.reap_dead(), 0, "a live process is never reaped");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert_eq!(Region::snapshot(&path).unwrap().used(0), 900);
+    drop(helper);
+    // An observer sees it gone at once, without touching the file.
+    assert_eq!(Region::snapshot(&path).unwrap().used(0), 0);
+    assert_eq!(r.used(0), 900, "the snapshot changed nothing in the file");
     // A new reservation that only fits once the dead process's memory is back succeeds.
-    let mine = r.claim_slot(me).unwrap();
+    let mine = r.claim_slot(ProcessIdentity::current()).unwrap();
     r.try_reserve(mine, 0, 500, 1000).unwrap();
     assert_eq!(r.used(0), 500);
-    assert!(!r.slot_valid(ghost_slot));
     assert_eq!(r.processes().len(), 1);
+}
+
+#[test]
+fn a_process_in_another_pid_namespace_is_judged_alive_from_here() {
+    let path = temp_path("pidns");
+    let helper = Helper::start(
+        &["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"],
+        &path,
+        1_750,
+        "sleeps",
+    );
+    let r = Region::open(&path).unwrap();
+    let ns = r.processes();
+    assert_eq!(ns.len(), 1);
+    assert_eq!(ns[0].pid, 1, "pid 1 of its own namespace");
+    // Neither an observer nor a tenant process here (where pid 1 is another process) takes
+    // its memory away.
+    assert_eq!(Region::snapshot(&path).unwrap().used(0), 1_750);
+    assert_eq!(r.reap_dead(), 0);
+    let mine = r.claim_slot(ProcessIdentity::current()).unwrap();
+    assert!(
+        r.try_reserve(mine, 0, 500, 2_000).is_err(),
+        "1750 + 500 > 2000"
+    );
+    r.try_reserve(mine, 0, 250, 2_000).unwrap();
+    drop(helper);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while Region::snapshot(&path).unwrap().used(0) != 250 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still charged after it died"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(r.reap_dead(), 1, "gone once it exits");
+}
+
+#[test]
+fn a_process_that_execs_leaves_its_old_image_s_memory_behind() {
+    let path = temp_path("exec");
+    let _helper = Helper::start(&[], &path, 1_500, "execs");
+    let r = Region::open(&path).unwrap();
+    // Same pid, same start time, a new image without CUDA: its old usage is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while Region::snapshot(&path).unwrap().used(0) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still charged after exec"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mine = r.claim_slot(ProcessIdentity::current()).unwrap();
+    r.try_reserve(mine, 0, 1_500, 2_000).unwrap();
+}
+
+#[test]
+fn a_snapshot_survives_any_file_content() {
+    let path = temp_path("hostile");
+    let r = Region::open(&path).unwrap();
+    let slot = r.claim_slot(ProcessIdentity::current()).unwrap();
+    r.try_reserve(slot, 0, 100, 1000).unwrap();
+    assert_eq!(Region::snapshot(&path).unwrap().used(0), 100);
+    // Truncated, grown, garbage, a symlink, a folder, a fifo: errors, never a crash.
+    let full = std::fs::read(&path).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    for len in [0, 7, 4096, full.len() as u64 - 1, full.len() as u64 + 1] {
+        f.set_len(len).unwrap();
+        assert!(Region::snapshot(&path).is_err(), "length {len}");
+    }
+    f.set_len(full.len() as u64).unwrap();
+    std::fs::write(&path, vec![0xffu8; full.len()]).unwrap();
+    assert!(Region::snapshot(&path).is_err());
+    let link = path.with_file_name("link");
+    std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+    assert!(Region::snapshot(&link).is_err());
+    assert!(
+        Region::open(&link).is_err(),
+        "a tenant never follows one either"
+    );
+    assert_eq!(
+        std::fs::read(&link).unwrap(),
+        std::fs::read("/etc/passwd").unwrap()
+    );
+    assert!(Region::snapshot(path.parent().unwrap()).is_err());
+    let fifo = path.with_file_name("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert!(Region::snapshot(&fifo).is_err(), "no wait on a fifo");
+    assert!(Region::open(&fifo).is_err());
+    drop(r);
+}
+
+#[test]
+fn a_held_registration_lock_times_out_with_a_clear_error() {
+    let path = temp_path("lock");
+    drop(Region::open(&path).unwrap());
+    let f = std::fs::File::open(&path).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a valid fd.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let started = std::time::Instant::now();
+    let err = Region::open_within(&path, std::time::Duration::from_millis(300))
+        .err()
+        .expect("refused while locked");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(err.to_string().contains("held its lock"), "{err}");
+    // Observers never wait for it.
+    assert!(Region::snapshot(&path).is_ok());
+}
+
+proptest! {
+    /// Sizes near u64::MAX never wrap a counter: a refused reservation leaves usage as it was.
+    #[test]
+    fn huge_reservations_never_wrap(first in 0u64..1 << 40, huge in (u64::MAX - (1 << 41))..=u64::MAX, limit in prop_oneof![Just(u64::MAX), (1u64 << 31)..(1u64 << 41)]) {
+        let r = Region::private().unwrap();
+        let s = r.claim_slot(ProcessIdentity::current()).unwrap();
+        let ok = r.try_reserve(s, 0, first, limit).is_ok();
+        let before = r.used(0);
+        prop_assert_eq!(before, if ok { first } else { 0 });
+        prop_assert!(r.try_reserve(s, 0, huge, limit).is_err() || before.checked_add(huge).is_some_and(|t| t <= limit));
+        prop_assert_eq!(r.used(0), before.max(if before.checked_add(huge).is_some_and(|t| t <= limit) { before + huge } else { before }));
+        prop_assert!(r.used(0) <= limit);
+    }
 }
 
 #[test]
