@@ -195,7 +195,14 @@ pub fn run(a: RunArgs) -> Result<i32> {
         Some(t) => (tenant_name(t)?.to_string(), false),
         None => (format!("run-{}", std::process::id()), true),
     };
-    let tenant_dir = tenants_dir(sim.as_ref().map(|s| s.state.as_path())).join(&name);
+    let tenants = tenants_dir(sim.as_ref().map(|s| s.state.as_path()));
+    if sim.is_none() {
+        // $TMPDIR/gpupool-<uid>: private, or someone else's regions and card files.
+        if let Some(base) = tenants.parent() {
+            gpupool_region::untrusted::ensure_private_dir(base)?;
+        }
+    }
+    let tenant_dir = tenants.join(&name);
     std::fs::create_dir_all(&tenant_dir)
         .with_context(|| format!("tenant folder {}", tenant_dir.display()))?;
     let region = tenant_dir.join("region");

@@ -63,9 +63,17 @@ impl SimEnv {
     /// Prepares (or reuses) the machine of `spec` in `state` (default per spec).
     pub fn prepare(spec: &str, state: Option<&Path>) -> Result<SimEnv> {
         let parsed = SimSpec::parse(spec)?;
-        let state = state
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| default_state(spec));
+        let state = match state {
+            Some(s) => s.to_path_buf(),
+            None => {
+                // Under $TMPDIR: a folder someone else made first could hold their libcuda.
+                let state = default_state(spec);
+                if let Some(base) = state.parent() {
+                    gpupool_region::untrusted::ensure_private_dir(base)?;
+                }
+                state
+            }
+        };
         let lib = state.join("lib");
         std::fs::create_dir_all(&lib)
             .with_context(|| format!("simulated GPU state folder {}", lib.display()))?;

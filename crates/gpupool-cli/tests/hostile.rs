@@ -190,3 +190,50 @@ impl Drop for KillGroup {
         unsafe { libc::kill(-(self.0 as i32), libc::SIGKILL) };
     }
 }
+
+#[test]
+fn a_simulator_folder_someone_else_planted_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = std::env::temp_dir().join(format!("gpupool-planted-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    // SAFETY: getuid has no preconditions.
+    let base = tmp.join(format!("gpupool-sim-{}", unsafe { libc::getuid() }));
+    let lib = base.join("1x16GiB").join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("libcuda.so.1"), b"not ours").unwrap();
+    let run = || {
+        Command::new(gpupool())
+            .args(["run", "--sim", "1x16GiB", "--", "true"])
+            .env("TMPDIR", &tmp)
+            .env("GPUPOOL_LIB_DIR", lib_dir())
+            .output()
+            .unwrap()
+    };
+    for (mode, owner) in [(0o777, None), (0o755, Some(12345))] {
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(mode)).unwrap();
+        if let Some(uid) = owner {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                continue;
+            }
+            std::os::unix::fs::chown(&base, Some(uid), None).unwrap();
+        }
+        let out = run();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "ran in a planted folder");
+        assert!(
+            err.contains(&base.display().to_string()) && err.contains("not safe to use"),
+            "{err}"
+        );
+    }
+    // Its own private folder is fine.
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

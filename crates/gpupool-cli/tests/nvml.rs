@@ -144,3 +144,49 @@ fn tenant_sees_only_its_devices_in_cuda_order() {
     );
     assert_eq!(devs[0]["total"], GIB);
 }
+
+#[test]
+fn nvml_1_entry_points_and_lookups_show_the_tenants_devices_and_processes_only() {
+    let m = Machine::new("nvml-v1", "2x16GiB");
+    let prog = c_program("nvml_v1", "driver");
+    let text = String::from_utf8_lossy(
+        &Command::new(&prog)
+            .arg("list")
+            .envs(m.sim_env())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    let devices: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().skip(2).collect())
+        .collect();
+    assert_eq!(devices.len(), 2, "{text}");
+    let (card0, hidden_uuid, hidden_bus) = (devices[0][0], devices[1][0], devices[1][1]);
+    // Another tenant's process on the tenant's own card.
+    let mut theirs = holder(
+        &m,
+        &["--memory", "2GiB", "--tenant", "theirs", "--devices", "0"],
+        1,
+        1,
+    );
+    let kv = key_values(&m.run(
+        &["--memory", "1GiB", "--devices", "0"],
+        &[prog.to_str().unwrap(), "view", hidden_uuid, hidden_bus],
+    ));
+    assert_eq!(num(&kv, "count_v1_rc"), 0);
+    assert_eq!(num(&kv, "count_v1"), 1, "one device: {kv:?}");
+    assert_eq!(kv["handle_v1_0"], card0);
+    assert_eq!(num(&kv, "handle_v1_1_rc"), 2, "NVML_ERROR_INVALID_ARGUMENT");
+    assert_eq!(num(&kv, "hidden_by_uuid_rc"), 6, "NVML_ERROR_NOT_FOUND");
+    assert_eq!(num(&kv, "hidden_by_pci_rc"), 6, "NVML_ERROR_NOT_FOUND");
+    assert_eq!(num(&kv, "procs_v1_0_rc"), 0);
+    assert_eq!(
+        num(&kv, "procs_v1_0"),
+        0,
+        "not the other tenant's process: {kv:?}"
+    );
+    assert_eq!(num(&kv, "procs_v3_0"), 0, "{kv:?}");
+    theirs.wait().unwrap();
+}

@@ -87,4 +87,10 @@ gpupool_cuda::export_functions! {
     fn nvmlDeviceGetHandleByIndex_v2(i: c_uint, h: *mut nvmlDevice_t) -> u32 => view::nvml_handle_by_index;
     fn nvmlDeviceGetComputeRunningProcesses_v3(h: nvmlDevice_t, n: *mut c_uint, p: *mut nvmlProcessInfo_v2_t) -> u32 => view::nvml_compute_processes_v3;
     fn nvmlDeviceGetComputeRunningProcesses_v2(h: nvmlDevice_t, n: *mut c_uint, p: *mut nvmlProcessInfo_v2_t) -> u32 => view::nvml_compute_processes_v2;
+    fn nvmlDeviceGetComputeRunningProcesses(h: nvmlDevice_t, n: *mut c_uint, p: *mut view::ProcessInfoV1) -> u32 => view::nvml_compute_processes_v1;
+    fn nvmlDeviceGetGraphicsRunningProcesses_v3(h: nvmlDevice_t, n: *mut c_uint, p: *mut nvmlProcessInfo_v2_t) -> u32 => view::nvml_graphics_processes_v3;
+    fn nvmlDeviceGetCount(n: *mut c_uint) -> u32 => view::nvml_device_count_v1;
+    fn nvmlDeviceGetHandleByIndex(i: c_uint, h: *mut nvmlDevice_t) -> u32 => view::nvml_handle_by_index_v1;
+    fn nvmlDeviceGetHandleByUUID(uuid: *const c_char, h: *mut nvmlDevice_t) -> u32 => view::nvml_handle_by_uuid;
+    fn nvmlDeviceGetHandleByPciBusId_v2(bus: *const c_char, h: *mut nvmlDevice_t) -> u32 => view::nvml_handle_by_pci_bus_id;
 }

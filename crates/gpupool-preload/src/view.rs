@@ -9,7 +9,7 @@ use gpupool_cuda::cu::CUdevice;
 use gpupool_cuda::nvml::{nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlProcessInfo_v2_t};
 use gpupool_cuda::result::*;
 use gpupool_cuda::uuid::parse_gpu_uuid;
-use std::ffi::c_uint;
+use std::ffi::{c_char, c_uint};
 
 /// (total, free, used) as the tenant sees a device whose real figures are given.
 pub fn virtual_memory(
@@ -158,38 +158,123 @@ fn virtual_devices() -> Option<&'static [[u8; 16]]> {
     }
 }
 
-/// Hook for `nvmlDeviceGetCount_v2`: the tenant's devices.
-pub unsafe fn nvml_device_count(n: *mut c_uint) -> u32 {
+/// The tenant's device count, or `None` to ask NVML.
+unsafe fn virtual_count(n: *mut c_uint) -> Option<u32> {
     match virtual_devices() {
         Some(u) if !n.is_null() => {
             // SAFETY: non-null out pointer.
             unsafe { *n = u.len() as c_uint };
-            NVML_SUCCESS
+            Some(NVML_SUCCESS)
         }
-        // SAFETY: forwarding.
-        _ => unsafe { real::nvmlDeviceGetCount_v2(n) },
+        _ => None,
     }
+}
+
+/// Hook for `nvmlDeviceGetCount_v2`: the tenant's devices.
+pub unsafe fn nvml_device_count(n: *mut c_uint) -> u32 {
+    // SAFETY: the caller's pointer; forwarding.
+    unsafe { virtual_count(n).unwrap_or_else(|| real::nvmlDeviceGetCount_v2(n)) }
+}
+
+/// Hook for `nvmlDeviceGetCount` (NVML 1): the tenant's devices.
+pub unsafe fn nvml_device_count_v1(n: *mut c_uint) -> u32 {
+    // SAFETY: the caller's pointer; forwarding.
+    unsafe { virtual_count(n).unwrap_or_else(|| real::nvmlDeviceGetCount(n)) }
+}
+
+/// The handle of the tenant's device `i`, or `None` to ask NVML.
+unsafe fn virtual_handle(i: c_uint, h: *mut nvmlDevice_t) -> Option<u32> {
+    let u = virtual_devices()?;
+    Some(match u.get(i as usize) {
+        // SAFETY: h is the caller's out pointer.
+        Some(uuid) => unsafe { crate::driver::nvml_handle_by_uuid(uuid, h) },
+        None => NVML_ERROR_INVALID_ARGUMENT,
+    })
 }
 
 /// Hook for `nvmlDeviceGetHandleByIndex_v2`: index = the tenant's CUDA ordinal.
 pub unsafe fn nvml_handle_by_index(i: c_uint, h: *mut nvmlDevice_t) -> u32 {
-    match virtual_devices() {
-        Some(u) => match u.get(i as usize) {
-            // SAFETY: h is the caller's out pointer.
-            Some(uuid) => unsafe { crate::driver::nvml_handle_by_uuid(uuid, h) },
-            None => NVML_ERROR_INVALID_ARGUMENT,
-        },
-        // SAFETY: forwarding.
-        None => unsafe { real::nvmlDeviceGetHandleByIndex_v2(i, h) },
+    // SAFETY: the caller's pointer; forwarding.
+    unsafe { virtual_handle(i, h).unwrap_or_else(|| real::nvmlDeviceGetHandleByIndex_v2(i, h)) }
+}
+
+/// Hook for `nvmlDeviceGetHandleByIndex` (NVML 1): index = the tenant's CUDA ordinal.
+pub unsafe fn nvml_handle_by_index_v1(i: c_uint, h: *mut nvmlDevice_t) -> u32 {
+    // SAFETY: the caller's pointer; forwarding.
+    unsafe { virtual_handle(i, h).unwrap_or_else(|| real::nvmlDeviceGetHandleByIndex(i, h)) }
+}
+
+/// A handle NVML returned by some other key (UUID, PCI bus id), kept only when it is one of the
+/// tenant's devices: the others are not found, as if absent from the machine.
+unsafe fn only_visible(rc: u32, h: *mut nvmlDevice_t) -> u32 {
+    if rc != NVML_SUCCESS || h.is_null() || virtual_devices().is_none() {
+        return rc;
+    }
+    // SAFETY: NVML filled the caller's out pointer.
+    if ordinal_of(unsafe { *h }).is_some() {
+        rc
+    } else {
+        NVML_ERROR_NOT_FOUND
+    }
+}
+
+/// Hook for `nvmlDeviceGetHandleByUUID`: the tenant's devices only.
+pub unsafe fn nvml_handle_by_uuid(uuid: *const c_char, h: *mut nvmlDevice_t) -> u32 {
+    // SAFETY: forwarding; then the out pointer NVML filled.
+    unsafe { only_visible(real::nvmlDeviceGetHandleByUUID(uuid, h), h) }
+}
+
+/// Hook for `nvmlDeviceGetHandleByPciBusId_v2`: the tenant's devices only.
+pub unsafe fn nvml_handle_by_pci_bus_id(bus: *const c_char, h: *mut nvmlDevice_t) -> u32 {
+    // SAFETY: forwarding; then the out pointer NVML filled.
+    unsafe { only_visible(real::nvmlDeviceGetHandleByPciBusId_v2(bus, h), h) }
+}
+
+/// `nvmlProcessInfo_v1_t` (NVML 1's process list entry).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessInfoV1 {
+    /// Process id (as the host sees it).
+    pub pid: c_uint,
+    /// Device memory it uses.
+    pub used_gpu_memory: u64,
+}
+
+/// An entry of an NVML process list.
+trait ProcessEntry: Copy {
+    fn empty() -> Self;
+    fn pid(&self) -> u32;
+}
+
+impl ProcessEntry for ProcessInfoV1 {
+    fn empty() -> Self {
+        ProcessInfoV1::default()
+    }
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl ProcessEntry for nvmlProcessInfo_v2_t {
+    fn empty() -> Self {
+        nvmlProcessInfo_v2_t {
+            pid: 0,
+            usedGpuMemory: 0,
+            gpuInstanceId: 0,
+            computeInstanceId: 0,
+        }
+    }
+    fn pid(&self) -> u32 {
+        self.pid
     }
 }
 
 /// Keeps only the tenant's processes in an NVML process list.
-unsafe fn filter_processes(
+unsafe fn filter_processes<T: ProcessEntry>(
     h: nvmlDevice_t,
     count: *mut c_uint,
-    infos: *mut nvmlProcessInfo_v2_t,
-    call: impl Fn(*mut c_uint, *mut nvmlProcessInfo_v2_t) -> u32,
+    infos: *mut T,
+    call: impl Fn(*mut c_uint, *mut T) -> u32,
 ) -> u32 {
     let t = match tenant::tenant() {
         Ok(Some(t)) => t,
@@ -200,15 +285,7 @@ unsafe fn filter_processes(
     let mut cap: c_uint = 64;
     let mut all = Vec::new();
     for _ in 0..4 {
-        all = vec![
-            nvmlProcessInfo_v2_t {
-                pid: 0,
-                usedGpuMemory: 0,
-                gpuInstanceId: 0,
-                computeInstanceId: 0
-            };
-            cap as usize
-        ];
+        all = vec![T::empty(); cap as usize];
         let mut n = cap;
         match call(&mut n, all.as_mut_ptr()) {
             NVML_SUCCESS => {
@@ -228,7 +305,7 @@ unsafe fn filter_processes(
         .collect();
     all.retain(|p| {
         ours.iter()
-            .any(|(pid, host)| *pid == p.pid || *host == p.pid)
+            .any(|(pid, host)| *pid == p.pid() || *host == p.pid())
     });
     // SAFETY: the caller's count / array, per NVML's contract.
     unsafe { gpupool_cuda::nvml_list::fill_list(&all, count, infos) }
@@ -258,6 +335,34 @@ pub unsafe fn nvml_compute_processes_v2(
     unsafe {
         filter_processes(h, count, infos, |c, i| {
             real::nvmlDeviceGetComputeRunningProcesses_v2(h, c, i)
+        })
+    }
+}
+
+/// Hook for `nvmlDeviceGetComputeRunningProcesses` (NVML 1).
+pub unsafe fn nvml_compute_processes_v1(
+    h: nvmlDevice_t,
+    count: *mut c_uint,
+    infos: *mut ProcessInfoV1,
+) -> u32 {
+    // SAFETY: forwarding inside the filter.
+    unsafe {
+        filter_processes(h, count, infos, |c, i| {
+            real::nvmlDeviceGetComputeRunningProcesses(h, c, i)
+        })
+    }
+}
+
+/// Hook for `nvmlDeviceGetGraphicsRunningProcesses_v3`.
+pub unsafe fn nvml_graphics_processes_v3(
+    h: nvmlDevice_t,
+    count: *mut c_uint,
+    infos: *mut nvmlProcessInfo_v2_t,
+) -> u32 {
+    // SAFETY: forwarding inside the filter.
+    unsafe {
+        filter_processes(h, count, infos, |c, i| {
+            real::nvmlDeviceGetGraphicsRunningProcesses_v3(h, c, i)
         })
     }
 }

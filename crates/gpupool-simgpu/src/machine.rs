@@ -109,11 +109,16 @@ fn device_uuid(state: &std::path::Path, index: usize) -> [u8; 16] {
     out
 }
 
-fn state_dir() -> PathBuf {
+fn state_dir() -> Result<PathBuf, String> {
     match std::env::var_os(ENV_STATE) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        // SAFETY: getuid has no preconditions.
-        _ => std::env::temp_dir().join(format!("gpupool-sim-{}", unsafe { libc::getuid() })),
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => {
+            // SAFETY: getuid has no preconditions.
+            let dir =
+                std::env::temp_dir().join(format!("gpupool-sim-{}", unsafe { libc::getuid() }));
+            gpupool_region::untrusted::ensure_private_dir(&dir).map_err(|e| e.to_string())?;
+            Ok(dir)
+        }
     }
 }
 
@@ -185,7 +190,7 @@ pub fn visible_devices(env: Option<&str>, uuids: &[[u8; 16]]) -> Vec<usize> {
 }
 
 fn build() -> Result<Machine, String> {
-    let state = state_dir();
+    let state = state_dir()?;
     let spec = load_spec(&state)?;
     let region = Region::open(&state.join("memory.region")).map_err(|e| e.to_string())?;
     let mut all = Vec::new();
