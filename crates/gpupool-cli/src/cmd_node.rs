@@ -4,7 +4,7 @@
 
 use crate::cmd_exporter::AddToSnapshot;
 use crate::cmd_info::{read_machine, InfoSnapshot, OverLimitEntry, Owner};
-use crate::daemon::{self, DaemonArgs};
+use crate::daemon::{self, AssignmentKeyArgs, DaemonArgs};
 use crate::sim_env::{SimArgs, SimEnv};
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
@@ -60,6 +60,9 @@ pub struct NodeArgs {
     /// Address of `/metrics` (the exporter's metrics for this node's cards and containers).
     #[arg(long, default_value = "0.0.0.0:9400", value_name = "ADDR:PORT")]
     pub metrics_listen: SocketAddr,
+    /// Which assignments are trusted.
+    #[command(flatten)]
+    pub assignment_key: AssignmentKeyArgs,
     /// Kubernetes API and logging.
     #[command(flatten)]
     pub daemon: DaemonArgs,
@@ -123,6 +126,7 @@ pub fn settings(a: &NodeArgs, sim: Option<&SimEnv>) -> Result<NodeConfig> {
     if let Some(sim) = sim {
         c.context_memory = sim.spec.devices.first().map_or(0, |d| d.context_memory);
     }
+    c.assignment_key = a.assignment_key.key()?;
     c.validate().map_err(|e| anyhow!(e))?;
     Ok(c)
 }

@@ -1,7 +1,7 @@
 //! `gpupool scheduler`: the kube-scheduler extender (filter, prioritize, bind over HTTP) that
 //! places vGPU pods on cards. Flags here; the extender is `gpupool-extender`.
 
-use crate::daemon::{self, DaemonArgs};
+use crate::daemon::{self, AssignmentKeyArgs, DaemonArgs};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use gpupool_extender::state::Settings;
@@ -9,6 +9,7 @@ use gpupool_extender::Options;
 use gpupool_sched::protocol::is_dns_subdomain;
 use gpupool_sched::request::{Packing, Policy, ResourceNames};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Binpack or spread, as a flag value.
@@ -53,6 +54,20 @@ pub struct SchedulerArgs {
     /// How often nodes and pods are listed again (e.g. `10s`, `500ms`).
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub refresh: String,
+    /// Server certificate (PEM): serve HTTPS. Point kube-scheduler's extender `tlsConfig` at
+    /// its CA.
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Accept only clients with a certificate from this CA (PEM): kube-scheduler's extender
+    /// `tlsConfig` `certFile` / `keyFile`. Needed to listen beyond loopback.
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Signing of the assignments.
+    #[command(flatten)]
+    pub assignment_key: AssignmentKeyArgs,
     /// Kubernetes API and logging.
     #[command(flatten)]
     pub daemon: DaemonArgs,
@@ -77,6 +92,23 @@ fn options(a: &SchedulerArgs) -> Result<Options> {
             a.resource_domain
         );
     }
+    if a.tls_client_ca_file.is_none() && !a.listen.ip().is_loopback() {
+        bail!(
+            "--listen {}: without --tls-client-ca-file anyone who reaches this address could place and bind pods; listen on loopback (kube-scheduler beside it in the pod), or serve HTTPS with client certificates (--tls-cert-file, --tls-key-file, --tls-client-ca-file)",
+            a.listen
+        );
+    }
+    let tls = a
+        .tls_cert_file
+        .as_ref()
+        .map(|cert| gpupool_extender::tls::TlsFiles {
+            cert: cert.clone(),
+            key: a.tls_key_file.clone().unwrap_or_default(),
+            client_ca: a.tls_client_ca_file.clone(),
+        });
+    if let Some(files) = &tls {
+        gpupool_extender::tls::server_config(files).map_err(anyhow::Error::msg)?;
+    }
     Ok(Options {
         settings: Settings {
             names: ResourceNames::new(&a.resource_domain),
@@ -87,10 +119,12 @@ fn options(a: &SchedulerArgs) -> Result<Options> {
                 ..Policy::default()
             },
             oversubscription: over,
+            key: a.assignment_key.key()?,
             ..Settings::default()
         },
         listen: a.listen,
         refresh: Duration::from_nanos(refresh),
+        tls,
     })
 }
 

@@ -15,6 +15,36 @@ pub struct DaemonArgs {
     pub log_level: String,
 }
 
+/// `--assignment-key-file` / `--unsigned-assignments` of the scheduler and the node agent.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AssignmentKeyArgs {
+    /// File with the key that signs pods' assignments (at least 32 bytes; the same Secret
+    /// mounted into the scheduler and every node agent). Without it any pod author could give
+    /// their pod any card's memory by writing the annotation.
+    #[arg(long, value_name = "FILE")]
+    pub assignment_key_file: Option<PathBuf>,
+    /// Trust assignments without a signature (test clusters where every pod author is trusted).
+    #[arg(long, conflicts_with = "assignment_key_file")]
+    pub unsigned_assignments: bool,
+}
+
+impl AssignmentKeyArgs {
+    /// The key; `None` only with `--unsigned-assignments`.
+    pub fn key(&self) -> Result<Option<gpupool_sched::signing::AssignmentKey>> {
+        match (&self.assignment_key_file, self.unsigned_assignments) {
+            (Some(path), _) => Ok(Some(
+                gpupool_sched::signing::AssignmentKey::from_file(path)
+                    .map_err(|e| anyhow::anyhow!("--assignment-key-file: {e}"))?,
+            )),
+            (None, true) => Ok(None),
+            (None, false) => anyhow::bail!(
+                "--assignment-key-file FILE is needed (a Secret shared with the {}; `head -c 32 /dev/urandom > key`), or --unsigned-assignments to trust every pod author",
+                "scheduler and the node agents"
+            ),
+        }
+    }
+}
+
 impl DaemonArgs {
     /// Logs to stderr at `--log-level`.
     pub fn init_logging(&self) -> Result<()> {

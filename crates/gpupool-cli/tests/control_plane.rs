@@ -82,6 +82,13 @@ async fn create_node(nodes: &Api<Node>, name: &str) {
         .unwrap();
 }
 
+/// The assignment key the extender and the agents share (the Secret's content).
+fn key_file(cp: &ControlPlane) -> std::path::PathBuf {
+    let path = cp.dir.join("assignment.key");
+    std::fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
+    path
+}
+
 /// `gpupool node --sim` for `node` against the control plane; its stand-in kubelet.
 fn start_agent(cp: &mut ControlPlane, m: &Machine, node: &str) -> FakeKubelet {
     let dir = cp.dir.join(node);
@@ -98,6 +105,8 @@ fn start_agent(cp: &mut ControlPlane, m: &Machine, node: &str) -> FakeKubelet {
         .arg(lib_dir().join("libgpupool.so"))
         .arg("--kubeconfig")
         .arg(&cp.kubeconfig)
+        .arg("--assignment-key-file")
+        .arg(key_file(cp))
         .args([
             "--metrics-listen",
             "127.0.0.1:0",
@@ -160,7 +169,9 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
         "500ms",
         "--kubeconfig",
     ])
-    .arg(&cp.kubeconfig);
+    .arg(&cp.kubeconfig)
+    .arg("--assignment-key-file")
+    .arg(key_file(&cp));
     cp.spawn_process("gpupool-scheduler", cmd);
     cp.start_scheduler(&scheduler_config(&extender));
 
@@ -243,22 +254,22 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
     let node = placed[0].1.clone();
     let k = if node == "node-1" { 0 } else { 1 };
     let card = placed[0].2.containers[0].devices[0].uuid.clone();
-    let response = rt.block_on(async {
+    let mut plugin = rt.block_on(async {
         let reg = kubelets[k]
             .next_registration(Duration::from_secs(20))
             .await
             .expect("the agent registers with its kubelet");
-        let mut plugin = kubelets[k].plugin(&reg).await.unwrap();
-        plugin
-            .allocate(proto::AllocateRequest {
-                container_requests: vec![proto::ContainerAllocateRequest {
-                    devices_ids: vec![format!("{card}::0")],
-                }],
-            })
-            .await
-            .map(|r| r.into_inner())
-            .unwrap_or_else(|e| panic!("Allocate on {node}: {e}"))
+        kubelets[k].plugin(&reg).await.unwrap()
     });
+    let request = proto::AllocateRequest {
+        container_requests: vec![proto::ContainerAllocateRequest {
+            devices_ids: vec![format!("{card}::0")],
+        }],
+    };
+    let response = rt
+        .block_on(plugin.allocate(request.clone()))
+        .map(|r| r.into_inner())
+        .unwrap_or_else(|e| panic!("Allocate on {node}: {e}"));
     let envs = &response.container_responses[0].envs;
     let tenant = envs.get("GPUPOOL_TENANT").cloned().unwrap_or_default();
     let (_, _, a) = placed
@@ -269,6 +280,31 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
         envs.get("NVIDIA_VISIBLE_DEVICES"),
         Some(&a.containers[0].devices[0].uuid),
         "{envs:?}"
+    );
+
+    // A pod that skips the scheduler (`spec.nodeName` set by its author) with an assignment it
+    // wrote itself, a whole card's memory: the agent refuses it, naming the pod and why.
+    let mut forged = pod(
+        "forged",
+        "default-scheduler",
+        json!({"nvidia.com/gpu": 1, "nvidia.com/gpumem": "16Gi"}),
+    );
+    forged.spec.as_mut().unwrap().node_name = Some(node.clone());
+    let text = json!({"version": 1, "node": node, "containers": [{"name": "main",
+        "devices": [{"uuid": card, "memoryMiB": 16384, "cores": 100, "priority": 0}]}]});
+    forged.metadata.annotations = Some(
+        [("gpupool.io/assignment".to_string(), text.to_string())]
+            .into_iter()
+            .collect(),
+    );
+    rt.block_on(pods.create(&PostParams::default(), &forged))
+        .unwrap();
+    let refused = rt
+        .block_on(plugin.allocate(request))
+        .expect_err("a forged assignment is refused");
+    assert!(
+        refused.message().contains("default/forged") && refused.message().contains("not signed"),
+        "{refused:?}"
     );
     cp.assert_running("kube-scheduler");
     cp.assert_running("gpupool-scheduler");

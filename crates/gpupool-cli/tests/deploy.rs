@@ -251,10 +251,26 @@ fn the_scheduler_configuration_points_at_the_extender_it_runs_with() {
         .find_map(|a| a.strip_prefix("--listen="))
         .expect("--listen");
     assert_eq!(ext.url_prefix, format!("http://{listen}"));
-    let mut args: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
-    args.push("--dry-run");
+    let key = test_key_file("scheduler");
+    let mut args: Vec<String> = cmd[1..]
+        .iter()
+        .map(|a| with_local_key(a, &key, &extender.volume_mounts))
+        .collect();
+    args.push("--dry-run".into());
     let out = gpupool_ok(&args);
     assert!(String::from_utf8_lossy(&out.stdout).contains(listen));
+    // Without the key (the Secret not created), it says what is missing.
+    let out = Command::new(gpupool())
+        .args(
+            cmd[1..]
+                .iter()
+                .filter(|a| !a.starts_with("--assignment-key-file")),
+        )
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--assignment-key-file"));
     // The extender refuses the resource domains the node agent refuses.
     for bad in ["Example.com", "example.com/gpu", "-x.io"] {
         let out = Command::new(gpupool())
@@ -271,6 +287,36 @@ fn the_scheduler_configuration_points_at_the_extender_it_runs_with() {
             "{bad}: {err}"
         );
     }
+}
+
+/// A signing key in a file of its own, standing in for the mounted Secret.
+fn test_key_file(name: &str) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("gpupool-deploy-key-{}-{name}", std::process::id()));
+    std::fs::write(&path, "k".repeat(32)).unwrap();
+    path
+}
+
+/// `--assignment-key-file=…` pointed at `local`, after checking it lies in a mounted Secret.
+fn with_local_key(
+    arg: &str,
+    local: &std::path::Path,
+    mounts: &Option<Vec<k8s_openapi::api::core::v1::VolumeMount>>,
+) -> String {
+    let Some(path) = arg.strip_prefix("--assignment-key-file=") else {
+        return arg.to_string();
+    };
+    let mount = mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "assignment-key")
+        .expect("the assignment-key volume is mounted");
+    assert!(
+        path.starts_with(&mount.mount_path),
+        "{path} in {}",
+        mount.mount_path
+    );
+    format!("--assignment-key-file={}", local.display())
 }
 
 #[test]
@@ -321,13 +367,14 @@ fn the_node_agent_runs_with_its_config_and_sees_host_paths_as_they_are() {
     std::fs::create_dir_all(&dir).unwrap();
     let local = dir.join("config.yaml");
     std::fs::write(&local, &text).unwrap();
+    let key = test_key_file("node");
     let mut args: Vec<String> = cmd[1..]
         .iter()
         .map(|a| {
             if a.starts_with("--config=") {
                 format!("--config={}", local.display())
             } else {
-                a.clone()
+                with_local_key(a, &key, &agent.volume_mounts)
             }
         })
         .collect();

@@ -28,6 +28,26 @@ impl Drop for Agent {
     }
 }
 
+/// The key the scheduler and the agent share, written into `dir`.
+fn key_file(dir: &Path) -> PathBuf {
+    let path = dir.join("assignment.key");
+    std::fs::write(&path, "a test key, long enough for HMAC-SHA256\n").unwrap();
+    path
+}
+
+/// The signature the scheduler would put on pod `ns/name` (as `add_bound_pod` adds it) bound to
+/// `n1` with `assignment`.
+fn signature(dir: &Path, ns: &str, name: &str, assignment: &str) -> String {
+    let key = gpupool_sched::signing::AssignmentKey::from_file(&key_file(dir)).unwrap();
+    key.sign(&gpupool_sched::signing::SignedFields {
+        namespace: ns,
+        name,
+        uid: &fake_api::bound_pod_uid(name),
+        node: "n1",
+        assignment,
+    })
+}
+
 /// Starts `gpupool node` on machine `m`; returns it and its metrics address.
 fn start_agent(m: &Machine, dir: &Path, url: &str) -> (Agent, String) {
     let kubeconfig = dir.join("kubeconfig");
@@ -43,6 +63,8 @@ fn start_agent(m: &Machine, dir: &Path, url: &str) -> (Agent, String) {
         .arg(lib_dir().join("libgpupool.so"))
         .arg("--kubeconfig")
         .arg(&kubeconfig)
+        .arg("--assignment-key-file")
+        .arg(key_file(dir))
         .args([
             "--metrics-listen",
             "127.0.0.1:0",
@@ -154,20 +176,57 @@ fn an_allocated_container_runs_under_its_pods_limits() {
     assert_eq!(inventory.cards[0].memory_mib, 16 * 1024);
     let card = inventory.cards[1].uuid.clone();
     let assignment = json!({"version": 1, "node": "n1", "assignedNs": 1, "containers": [
-        {"name": "main", "devices": [{"uuid": card, "memoryMiB": 1024, "cores": 100}]}]});
-    let uid = cluster.lock().unwrap().add_bound_pod(
-        "team",
-        "infer",
-        "n1",
-        json!({"gpupool.io/assignment": assignment.to_string()}),
-        json!([{"name": "main", "image": "cuda"}]),
-    );
-    let response = rt
-        .block_on(plugin.allocate(proto::AllocateRequest {
+        {"name": "main", "devices": [{"uuid": card, "memoryMiB": 1024, "cores": 100}]}]})
+    .to_string();
+    let mut allocate = |card: &str| {
+        rt.block_on(plugin.allocate(proto::AllocateRequest {
             container_requests: vec![proto::ContainerAllocateRequest {
                 devices_ids: vec![format!("{card}::0")],
             }],
         }))
+    };
+
+    // A pod written with `spec.nodeName` and an assignment by its author (none, or one copied
+    // from another pod with its signature) gets nothing.
+    let big = assignment.replace("\"memoryMiB\":1024", "\"memoryMiB\":16384");
+    let copied = signature(&dir, "team", "someone-else", &big);
+    for (name, annotations, why) in [
+        (
+            "forged",
+            json!({"gpupool.io/assignment": big}),
+            "not signed",
+        ),
+        (
+            "copied",
+            json!({"gpupool.io/assignment": big, "gpupool.io/assignment-signature": copied}),
+            "signature does not match",
+        ),
+    ] {
+        cluster.lock().unwrap().add_bound_pod(
+            "team",
+            name,
+            "n1",
+            annotations,
+            json!([{"name": "main", "image": "cuda"}]),
+        );
+        let refused = allocate(&card).unwrap_err();
+        assert!(
+            refused.message().contains(&format!("team/{name}")) && refused.message().contains(why),
+            "{name}: {refused:?}"
+        );
+        cluster.lock().unwrap().pods.remove(&format!("team/{name}"));
+    }
+
+    let signed = signature(&dir, "team", "infer", &assignment);
+    let uid = cluster.lock().unwrap().add_bound_pod(
+        "team",
+        "infer",
+        "n1",
+        json!({"gpupool.io/assignment": assignment,
+               "gpupool.io/assignment-signature": signed}),
+        json!([{"name": "main", "image": "cuda"}]),
+    );
+    let response = allocate(&card)
         .unwrap()
         .into_inner()
         .container_responses
@@ -337,6 +396,11 @@ fn bad_settings_are_named() {
         let out = Command::new(gpupool())
             .args(["node", "--dry-run", "--node-name", "n1"])
             .args(args)
+            .args(if args.contains(&"--assignment-key-file") {
+                &[][..]
+            } else {
+                &["--unsigned-assignments"][..]
+            })
             .output()
             .unwrap();
         (
@@ -363,5 +427,22 @@ fn bad_settings_are_named() {
     assert!(!ok && err.contains("--health-interval"), "{err}");
     let (ok, _, err) = run(&["--audit-policy", "maybe"]);
     assert!(!ok && err.contains("maybe"), "{err}");
+    // Trusting pod authors is an explicit choice, and a short key is refused.
+    let out = Command::new(gpupool())
+        .args(["node", "--dry-run", "--node-name", "n1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--assignment-key-file"),
+        "{err}"
+    );
+    let short = dir.join("short.key");
+    std::fs::write(&short, "0123456789").unwrap();
+    let (ok, _, err) = run(&["--assignment-key-file", short.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("short.key") && err.contains("32"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,9 +3,10 @@
 //! and pods (at start and periodically).
 
 use crate::api::ExtenderBindingArgs;
-use crate::state::Extender;
+use crate::state::{Extender, Tentative};
 use gpupool_sched::pod::{self, api_error};
 use gpupool_sched::protocol::ASSIGNMENT_ANNOTATION;
+use gpupool_sched::signing::{SignedFields, SIGNATURE_ANNOTATION};
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -19,9 +20,10 @@ pub const BIND_ATTEMPTS: usize = 5;
 pub const UNFINISHED_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed";
 
 /// Serves `bind`: chooses the pod's cards on the node (counted at once, so concurrent binds never
-/// share capacity), writes the assignment annotation guarded by the pod's resource version
-/// (re-reading and retrying on a conflict), then creates the binding. On failure nothing stays
-/// counted.
+/// share capacity), writes the assignment annotation (signed) guarded by the pod's resource
+/// version (re-reading and retrying on a conflict), then creates the binding. Binds of one pod
+/// run one at a time; on failure exactly what this bind counted is undone (a pod bound earlier
+/// keeps what it holds).
 pub async fn bind(
     ext: &Extender,
     client: &Client,
@@ -36,26 +38,64 @@ pub async fn bind(
         &args.pod_namespace
     };
     let key = pod::key(ns, &args.pod_name);
+    let turn = pod_turn(&key);
+    let _held = turn.lock().await;
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let result = record_assignment(ext, &api, args, &key).await;
+    let mut tentative = None;
+    let result = record_assignment(ext, &api, args, &key, &mut tentative).await;
     let result = match result {
         Ok(true) => create_binding(&api, args, ns).await,
         Ok(false) => Ok(()),
         Err(e) => Err(e),
     };
-    match &result {
-        Ok(()) => ext.confirm(&key),
-        Err(_) => ext.forget(&key),
+    match (&result, tentative) {
+        (Ok(()), _) => ext.confirm(&key),
+        (Err(_), Some(t)) => ext.undo(t),
+        (Err(_), None) => {}
     }
+    drop(_held);
+    release_turn(&key, turn);
     result
 }
 
+type Turn = std::sync::Arc<tokio::sync::Mutex<()>>;
+
+fn turns() -> &'static std::sync::Mutex<std::collections::HashMap<String, Turn>> {
+    static TURNS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Turn>>> =
+        std::sync::OnceLock::new();
+    TURNS.get_or_init(Default::default)
+}
+
+/// The lock that orders the binds of one pod (a retried bind waits for the one in flight).
+fn pod_turn(key: &str) -> Turn {
+    turns()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key.to_string())
+        .or_default()
+        .clone()
+}
+
+/// Drops the pod's lock once no bind waits for it.
+fn release_turn(key: &str, turn: Turn) {
+    let mut map = turns().lock().unwrap_or_else(|e| e.into_inner());
+    drop(turn);
+    if map
+        .get(key)
+        .is_some_and(|t| std::sync::Arc::strong_count(t) == 1)
+    {
+        map.remove(key);
+    }
+}
+
 /// Writes the assignment on the pod; `Ok(false)` when the pod is already bound to the node.
+/// What `assign` changed is left in `tentative` for the caller to undo on failure.
 async fn record_assignment(
     ext: &Extender,
     api: &Api<Pod>,
     args: &ExtenderBindingArgs,
     key: &str,
+    tentative: &mut Option<Tentative>,
 ) -> Result<bool, String> {
     for _ in 0..BIND_ATTEMPTS {
         let pod = api
@@ -69,17 +109,37 @@ async fn record_assignment(
             ));
         }
         if let Some(n) = pod::bound_node(&pod) {
+            // Whatever it holds stays counted.
+            ext.observe_bound(&pod);
             return if n == args.node {
                 Ok(false)
             } else {
                 Err(format!("pod {key} is already bound to node {n}"))
             };
         }
-        let assignment = ext.assign(&pod, &args.node)?;
+        if let Some(t) = tentative.take() {
+            // A retry after a conflict: this bind's earlier choice goes first.
+            ext.undo(t);
+        }
+        let (assignment, t) = ext.assign(&pod, &args.node)?;
+        *tentative = t;
+        let text = assignment.to_annotation();
+        let signature = ext.settings().key.as_ref().map(|k| {
+            k.sign(&SignedFields {
+                namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
+                name: &args.pod_name,
+                uid: pod.metadata.uid.as_deref().unwrap_or(""),
+                node: &assignment.node,
+                assignment: &text,
+            })
+        });
         let patch = serde_json::json!({
             "metadata": {
                 "resourceVersion": pod.metadata.resource_version,
-                "annotations": { ASSIGNMENT_ANNOTATION: assignment.to_annotation() },
+                "annotations": {
+                    ASSIGNMENT_ANNOTATION: text,
+                    SIGNATURE_ANNOTATION: signature,
+                },
             }
         });
         match api

@@ -6,6 +6,7 @@
 //! - [`state`]: the cluster view and the decisions, without I/O.
 //! - [`kube_api`]: `bind` and the rebuild through the Kubernetes API.
 //! - [`server`]: the HTTP routes.
+//! - [`tls`]: HTTPS with client certificates.
 
 #![warn(missing_docs)]
 
@@ -13,6 +14,7 @@ pub mod api;
 pub mod kube_api;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 use server::App;
 use state::{Extender, Settings};
@@ -30,6 +32,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// How often the view is rebuilt from the API.
     pub refresh: Duration,
+    /// HTTPS (and which clients may call); `None`: plain HTTP, for a loopback address only.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 /// Runs the extender until SIGTERM / Ctrl-C, with `client` for the Kubernetes API.
@@ -63,10 +67,23 @@ pub async fn run(options: Options, client: kube::Client) -> Result<(), String> {
             }
         })
     };
-    let served = axum::serve(listener, server::router(app))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    let router = server::router(app);
+    let served = match &options.tls {
+        Some(files) => {
+            let config = tls::server_config(files)?;
+            let listener = tls::TlsListener::new(listener, config)
+                .map_err(|e| format!("listening on {}: {e}", options.listen))?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown())
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown())
+                .await
+        }
+    }
+    .map_err(|e| format!("serving: {e}"));
     refresher.abort();
     served
 }

@@ -3,11 +3,12 @@
 //! the rebuild from listed nodes and pods.
 
 use crate::api::{push_json_map, push_json_names, push_json_str, ExtenderArgs, MAX_PRIORITY};
-use gpupool_sched::cluster::{Cluster, Verdict};
+use gpupool_sched::cluster::{Cluster, Placed, Verdict};
 use gpupool_sched::names::{name_hash, prefetch_name, PREFETCH_AHEAD};
 use gpupool_sched::pod;
 use gpupool_sched::protocol::{Assignment, Inventory, INVENTORY_ANNOTATION};
 use gpupool_sched::request::{Policy, ResourceNames};
+use gpupool_sched::signing::AssignmentKey;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use std::borrow::Cow;
@@ -28,6 +29,9 @@ pub struct Settings {
     pub oversubscription: f64,
     /// How long a pod assigned here counts as placed while the API does not show it bound.
     pub assume_for: Duration,
+    /// The key assignments are signed with (shared with the node agents); `None`: unsigned,
+    /// and unsigned assignments of other pods are trusted (the operator's explicit choice).
+    pub key: Option<AssignmentKey>,
 }
 
 impl Default for Settings {
@@ -37,6 +41,7 @@ impl Default for Settings {
             defaults: Policy::default(),
             oversubscription: 1.0,
             assume_for: Duration::from_secs(60),
+            key: None,
         }
     }
 }
@@ -103,6 +108,18 @@ struct FilterAnswer {
     /// view's own copy of the names while the evaluation held it: the request's thousands of
     /// names are each a separate allocation, cold by then.
     names_json: Option<Vec<u8>>,
+}
+
+/// What one bind's [`Extender::assign`] changed in the view.
+#[derive(Debug)]
+pub struct Tentative {
+    key: String,
+    /// The record it made (to recognise it later).
+    added: Option<Placed>,
+    assignment: Assignment,
+    /// What the pod held before, to put back.
+    previous: Option<Placed>,
+    previous_assumed: Option<(Assignment, Instant)>,
 }
 
 fn pod_identity(pod: &Pod) -> (String, String) {
@@ -381,8 +398,9 @@ impl Extender {
 
     /// Chooses the pod's cards on `node` and counts them as used (assumed) at once, so that a
     /// concurrent bind cannot get the same capacity. A pod already placed on `node` gets its
-    /// earlier assignment back; placed elsewhere, it is moved.
-    pub fn assign(&self, pod: &Pod, node: &str) -> Result<Assignment, String> {
+    /// earlier assignment back; placed elsewhere, it is moved. The [`Tentative`] undoes exactly
+    /// this change if the bind fails (`None`: nothing changed).
+    pub fn assign(&self, pod: &Pod, node: &str) -> Result<(Assignment, Option<Tentative>), String> {
         let key = pod::pod_key(pod);
         let Some((reqs, policy)) = self.judge(pod)? else {
             return Err(format!("pod {key} asks for no vGPU"));
@@ -390,22 +408,71 @@ impl Extender {
         let mut g = self.lock();
         if let Some((a, _)) = g.assumed.get(&key) {
             if a.node == node {
-                return Ok(a.clone());
+                return Ok((a.clone(), None));
             }
         }
         g.generation += 1;
-        g.cluster.remove_pod(&key);
-        let a = g.cluster.assign(&key, node, &reqs, &policy)?;
-        g.assumed.insert(key, (a.clone(), Instant::now()));
-        Ok(a)
+        let previous = g.cluster.take_pod(&key);
+        let previous_assumed = g.assumed.get(&key).cloned();
+        let a = match g.cluster.assign(&key, node, &reqs, &policy) {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(p) = previous {
+                    g.cluster.put_pod(&key, p);
+                }
+                return Err(e);
+            }
+        };
+        let added = g.cluster.placed(&key).cloned();
+        g.assumed.insert(key.clone(), (a.clone(), Instant::now()));
+        Ok((
+            a.clone(),
+            Some(Tentative {
+                key,
+                added,
+                assignment: a,
+                previous,
+                previous_assumed,
+            }),
+        ))
     }
 
-    /// Drops what [`Extender::assign`] recorded for a pod whose bind failed.
-    pub fn forget(&self, key: &str) {
+    /// Undoes what [`Extender::assign`] did for a bind that failed: its own record goes, what
+    /// the pod held before comes back (a pod bound earlier keeps its cards), and a record
+    /// another bind made since is left alone.
+    pub fn undo(&self, t: Tentative) {
         let mut g = self.lock();
-        g.assumed.remove(key);
-        g.cluster.remove_pod(key);
+        if g.cluster.placed(&t.key) != t.added.as_ref() {
+            return;
+        }
         g.generation += 1;
+        g.cluster.remove_pod(&t.key);
+        if g.assumed.get(&t.key).map(|(a, _)| a) == Some(&t.assignment) {
+            g.assumed.remove(&t.key);
+        }
+        if let Some(p) = t.previous {
+            g.cluster.put_pod(&t.key, p);
+        }
+        if let Some(a) = t.previous_assumed {
+            g.assumed.insert(t.key, a);
+        }
+    }
+
+    /// Counts a pod the API shows bound with a (valid) assignment, if the view lacks it: a bind
+    /// that finds its pod already bound says what it holds.
+    pub fn observe_bound(&self, pod: &Pod) {
+        let Ok(Some(a)) = pod::signed_assignment(pod, self.settings.key.as_ref()) else {
+            return;
+        };
+        if pod::bound_node(pod) != Some(a.node.as_str()) || pod::finished(pod) {
+            return;
+        }
+        let key = pod::pod_key(pod);
+        let mut g = self.lock();
+        if g.cluster.node_of(&key).is_none() {
+            g.generation += 1;
+            g.cluster.add_pod(&key, &a);
+        }
     }
 
     /// Marks a pod's assignment as confirmed by the API (bound); it stays counted.
@@ -443,7 +510,7 @@ impl Extender {
                 continue;
             }
             let key = pod::pod_key(p);
-            match pod::assignment(p) {
+            match pod::signed_assignment(p, self.settings.key.as_ref()) {
                 Ok(Some(a)) if pod::bound_node(p) == Some(a.node.as_str()) => {
                     fresh.cluster.add_pod(&key, &a);
                     seen.push(key);

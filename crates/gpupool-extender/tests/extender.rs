@@ -41,8 +41,13 @@ fn cluster() -> fake_api::Shared {
 
 /// The extender's router on the fake cluster, state read from it.
 async fn start(shared: &fake_api::Shared) -> (Router, Arc<App>) {
+    start_with(shared, Settings::default()).await
+}
+
+/// [`start`] with these settings.
+async fn start_with(shared: &fake_api::Shared, settings: Settings) -> (Router, Arc<App>) {
     let client = fake_api::client(shared.clone());
-    let extender = Arc::new(Extender::new(Settings::default()));
+    let extender = Arc::new(Extender::new(settings));
     kube_api::rebuild(&extender, &client).await.unwrap();
     let app = Arc::new(App {
         extender,
@@ -570,4 +575,151 @@ async fn quantities_as_the_api_server_stores_them_are_placed() {
         why.contains("nvidia.com/gpumem=\"1536Ki\"") && why.contains("whole number of MiB"),
         "{why}"
     );
+}
+
+/// What the pods' assignments promise on each card, in MiB.
+fn promised_per_card(shared: &fake_api::Shared) -> BTreeMap<String, u64> {
+    let pods: Vec<Value> = shared.lock().unwrap().pods.values().cloned().collect();
+    let mut per_card = BTreeMap::new();
+    for pod in pods {
+        let Some(text) = pod["metadata"]["annotations"]["gpupool.io/assignment"].as_str() else {
+            continue;
+        };
+        for c in Assignment::parse(text).unwrap().containers {
+            for d in c.devices {
+                *per_card.entry(d.uuid).or_default() += d.memory_mib;
+            }
+        }
+    }
+    per_card
+}
+
+#[tokio::test]
+async fn a_refused_or_failed_bind_never_frees_a_bound_pods_capacity() {
+    let shared = cluster();
+    {
+        let mut c = shared.lock().unwrap();
+        c.add_pod("ml", "p1", 1, 70_000);
+        c.add_pod("ml", "p2", 1, 70_000);
+    }
+    let (router, _) = start(&shared).await;
+    let (_, r) = post(&router, "/bind", &bind_args("p1", "gpu-b")).await;
+    assert_eq!(r["Error"], "", "{r}");
+    // The scheduler retries p1 elsewhere (its first answer was lost): refused, and p1's card
+    // stays taken.
+    let (_, r) = post(&router, "/bind", &bind_args("p1", "gpu-a")).await;
+    assert!(
+        r["Error"].as_str().unwrap().contains("already bound"),
+        "{r}"
+    );
+    // A bind of p1 that fails at the API does not give p1's card back either.
+    shared.lock().unwrap().fail_binding = Some(500);
+    let (_, r) = post(&router, "/bind", &bind_args("p1", "gpu-b")).await;
+    assert_eq!(
+        r["Error"], "",
+        "an already bound pod is not bound again: {r}"
+    );
+    let (_, r) = post(&router, "/bind", &bind_args("p2", "gpu-b")).await;
+    assert!(r["Error"].as_str().unwrap() != "", "{r}");
+    shared.lock().unwrap().fail_binding = None;
+    let body = json!({"Pod": gpu_pod("p2", 70_000, json!({})), "NodeNames": ["gpu-b"]});
+    let (_, r) = post(&router, "/filter", &body).await;
+    assert!(r["FailedNodes"]["gpu-b"].is_string(), "{r}");
+    let (_, r) = post(&router, "/bind", &bind_args("p2", "gpu-b")).await;
+    assert!(
+        r["Error"].as_str().unwrap().contains("no longer fits"),
+        "{r}"
+    );
+    let promised = promised_per_card(&shared);
+    assert!(promised.values().all(|m| *m <= CARD_MIB), "{promised:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_binds_of_one_pod_keep_what_the_winner_holds() {
+    // Each round: two binds of the same pod to two nodes at once (one must lose), then a pod
+    // as large tries both nodes. Whatever the interleaving, no card is promised twice.
+    for round in 0..20 {
+        let shared = cluster();
+        {
+            let mut c = shared.lock().unwrap();
+            c.add_node("gpu-d", &[("GPU-d0", CARD_MIB, 0)]);
+            c.add_pod("ml", "p1", 1, 70_000);
+            c.add_pod("ml", "q1", 1, 70_000);
+        }
+        let (router, _) = start(&shared).await;
+        let binds: Vec<_> = ["gpu-b", "gpu-d"]
+            .into_iter()
+            .map(|node| {
+                let router = router.clone();
+                tokio::spawn(async move { post(&router, "/bind", &bind_args("p1", node)).await })
+            })
+            .collect();
+        let mut errors = 0;
+        for b in binds {
+            errors += usize::from(b.await.unwrap().1["Error"] != "");
+        }
+        assert_eq!(errors, 1, "round {round}: one bind wins");
+        let winner = shared.lock().unwrap().pod("ml", "p1")["spec"]["nodeName"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let loser = if winner == "gpu-b" { "gpu-d" } else { "gpu-b" };
+        let (_, r) = post(&router, "/bind", &bind_args("q1", &winner)).await;
+        assert!(r["Error"].as_str().unwrap() != "", "round {round}: {r}");
+        let (_, r) = post(&router, "/bind", &bind_args("q1", loser)).await;
+        assert_eq!(
+            r["Error"], "",
+            "round {round}: the loser's card is free again"
+        );
+        let promised = promised_per_card(&shared);
+        assert!(
+            promised.values().all(|m| *m <= CARD_MIB),
+            "round {round}: {promised:?}"
+        );
+    }
+}
+
+fn test_key() -> gpupool_sched::signing::AssignmentKey {
+    gpupool_sched::signing::AssignmentKey::new(&[7u8; 32]).unwrap()
+}
+
+#[tokio::test]
+async fn binds_sign_assignments_and_forged_ones_are_not_counted() {
+    let shared = cluster();
+    shared.lock().unwrap().add_pod("ml", "p1", 1, 40_000);
+    let settings = Settings {
+        key: Some(test_key()),
+        ..Settings::default()
+    };
+    let (router, _) = start_with(&shared, settings.clone()).await;
+    let (_, r) = post(&router, "/bind", &bind_args("p1", "gpu-b")).await;
+    assert_eq!(r["Error"], "", "{r}");
+    let pod: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(shared.lock().unwrap().pod("ml", "p1")).unwrap();
+    let signed = gpupool_sched::pod::signed_assignment(&pod, Some(&test_key())).unwrap();
+    assert_eq!(signed.unwrap().node, "gpu-b");
+    let other = gpupool_sched::signing::AssignmentKey::new(&[8u8; 32]).unwrap();
+    assert!(gpupool_sched::pod::signed_assignment(&pod, Some(&other)).is_err());
+
+    // After a restart, the signed pod is counted; gpu-c's pod (an unsigned assignment, as a
+    // pod author could write) is not.
+    let (router, _) = start_with(&shared, settings).await;
+    let body = json!({"Pod": gpu_pod("p2", 50_000, json!({})), "NodeNames": ["gpu-b", "gpu-c"]});
+    let (_, r) = post(&router, "/filter", &body).await;
+    assert_eq!(names(&r["NodeNames"]), ["gpu-c"], "{r}");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_unread() {
+    let shared = cluster();
+    let (router, _) = start(&shared).await;
+    let huge = format!(
+        "{{\"Pod\": {{}}, \"NodeNames\": [\"{}\"]}}",
+        "x".repeat(server::BODY_LIMIT)
+    );
+    let (status, _) = call(&router, "POST", "/filter", huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Just under it is read (and judged on its content).
+    let (status, _) = post(&router, "/filter", &payload()).await;
+    assert_eq!(status, StatusCode::OK);
 }

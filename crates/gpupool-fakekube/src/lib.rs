@@ -111,10 +111,7 @@ impl Cluster {
         containers: Value,
     ) -> String {
         let rv = self.next_version();
-        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
-        let uid = format!("00000000-0000-4000-8000-{:012x}", hash & 0xffff_ffff_ffff);
+        let uid = bound_pod_uid(name);
         let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": name, "namespace": ns, "uid": uid, "resourceVersion": rv,
                             "creationTimestamp": "2026-11-26T00:00:00Z",
@@ -125,6 +122,15 @@ impl Cluster {
         self.pods.insert(format!("{ns}/{name}"), pod);
         uid
     }
+}
+
+/// The UID [`Cluster::add_bound_pod`] gives a pod named `name` (derived from the name, so a
+/// test can sign an assignment before adding the pod).
+pub fn bound_pod_uid(name: &str) -> String {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("00000000-0000-4000-8000-{:012x}", hash & 0xffff_ffff_ffff)
 }
 
 /// Whether the API server requires whole values for a resource name: extended resources (a
@@ -211,7 +217,11 @@ fn respond(code: u16, body: &Value) -> Response<Body> {
         .unwrap()
 }
 
+/// JSON merge patch (RFC 7386): objects merge key by key, `null` removes a key.
 fn merge(target: &mut Value, patch: &Value) {
+    if patch.is_object() && !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
     match (target, patch) {
         (Value::Object(t), Value::Object(p)) => {
             for (k, v) in p {

@@ -163,6 +163,7 @@ impl Agent {
             &self.config.node_name,
             device_ids.len(),
             &store,
+            self.config.assignment_key.as_ref(),
             &mut problems,
         );
         self.report(&pods, problems).await;
@@ -209,11 +210,16 @@ impl Agent {
         let wanted: Vec<String> = {
             let store = self.store.lock().await;
             match kube_api::node_pods(&self.client, &self.config.node_name).await {
-                Ok(pods) => {
-                    matching::find(&pods, &self.config.node_name, size, &store, &mut vec![])
-                        .map(|m| m.container.devices.into_iter().map(|d| d.uuid).collect())
-                        .unwrap_or_default()
-                }
+                Ok(pods) => matching::find(
+                    &pods,
+                    &self.config.node_name,
+                    size,
+                    &store,
+                    self.config.assignment_key.as_ref(),
+                    &mut vec![],
+                )
+                .map(|m| m.container.devices.into_iter().map(|d| d.uuid).collect())
+                .unwrap_or_default(),
                 Err(_) => Vec::new(),
             }
         };

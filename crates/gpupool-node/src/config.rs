@@ -2,6 +2,7 @@
 //! the bad input.
 
 use gpupool_sched::protocol::is_dns_subdomain;
+use gpupool_sched::signing::AssignmentKey;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,6 +58,9 @@ pub struct NodeConfig {
     /// Where processes' cgroups are read (`<procRoot>/<pid>/cgroup`; the host's `/proc` with
     /// `hostPID: true`).
     pub proc_root: PathBuf,
+    /// The key the scheduler signs assignments with; `None`: unsigned assignments are trusted
+    /// (the operator's explicit choice).
+    pub assignment_key: Option<AssignmentKey>,
 }
 
 impl NodeConfig {
@@ -76,6 +80,7 @@ impl NodeConfig {
             cdi: false,
             context_memory: 0,
             proc_root: PathBuf::from("/proc"),
+            assignment_key: None,
         }
     }
 

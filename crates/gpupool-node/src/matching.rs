@@ -7,6 +7,7 @@
 use crate::store::Store;
 use gpupool_sched::pod;
 use gpupool_sched::protocol::{AssignedContainer, Assignment};
+use gpupool_sched::signing::AssignmentKey;
 use k8s_openapi::api::core::v1::Pod;
 
 /// Annotation listing the containers of a pod the node agent has allocated (comma list).
@@ -70,6 +71,7 @@ pub fn find(
     node: &str,
     count: usize,
     store: &Store,
+    key: Option<&AssignmentKey>,
     problems: &mut Vec<String>,
 ) -> Result<Match, String> {
     let mut candidates = Vec::new();
@@ -81,7 +83,7 @@ pub fn find(
         if !matches!(phase, None | Some("Pending")) {
             continue;
         }
-        match pod::assignment(p) {
+        match pod::signed_assignment(p, key) {
             Ok(Some(a)) if a.node == node => candidates.push(Candidate {
                 pod: p,
                 assignment: a,
@@ -121,9 +123,14 @@ pub fn find(
             });
         }
     }
+    let refused = if problems.is_empty() {
+        String::new()
+    } else {
+        format!("; refused: {}", problems.join("; "))
+    };
     Err(format!(
         "no pending pod on node {node} has a container assigned {count} vGPU(s) that is not \
-         allocated yet ({} pod(s) with an assignment here; was the pod scheduled by gpupool-scheduler?)",
+         allocated yet ({} pod(s) with an assignment here; was the pod scheduled by gpupool-scheduler?){refused}",
         candidates.len()
     ))
 }
@@ -196,7 +203,7 @@ mod tests {
         ];
         let store = empty_store();
         let mut problems = vec![];
-        let m = find(&pods, "n1", 1, &store, &mut problems).unwrap();
+        let m = find(&pods, "n1", 1, &store, None, &mut problems).unwrap();
         assert_eq!(m.pod, "early");
         // Once "early" is marked, "late" is next.
         let pods = vec![
@@ -209,7 +216,9 @@ mod tests {
             ),
         ];
         assert_eq!(
-            find(&pods, "n1", 1, &store, &mut problems).unwrap().pod,
+            find(&pods, "n1", 1, &store, None, &mut problems)
+                .unwrap()
+                .pod,
             "late"
         );
         assert!(problems.is_empty());
@@ -225,12 +234,12 @@ mod tests {
         )];
         let store = empty_store();
         let mut problems = vec![];
-        let m = find(&pods, "n1", 1, &store, &mut problems).unwrap();
+        let m = find(&pods, "n1", 1, &store, None, &mut problems).unwrap();
         assert_eq!(
             (m.container.name.as_str(), m.allocated.clone()),
             ("b", vec!["a".to_string()])
         );
-        let e = find(&pods, "n1", 3, &store, &mut problems).unwrap_err();
+        let e = find(&pods, "n1", 3, &store, None, &mut problems).unwrap_err();
         assert!(e.contains("3 vGPU"), "{e}");
     }
 
@@ -256,10 +265,68 @@ mod tests {
         );
         let store = empty_store();
         let mut problems = vec![];
-        let m = find(&[bad, wrong_node, good], "n1", 1, &store, &mut problems).unwrap();
+        let m = find(
+            &[bad, wrong_node, good],
+            "n1",
+            1,
+            &store,
+            None,
+            &mut problems,
+        )
+        .unwrap();
         assert_eq!(m.pod, "good");
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("ns/bad"), "{problems:?}");
         assert!(problems[1].contains("n9"), "{problems:?}");
+    }
+
+    #[test]
+    fn with_a_key_only_signed_assignments_are_served() {
+        use gpupool_sched::signing::{AssignmentKey, SignedFields};
+        let key = AssignmentKey::new(&[3u8; 32]).unwrap();
+        let text = assignment("n1", 10, &[("main", 1)]).to_string();
+        let sign = |name: &str| {
+            key.sign(&SignedFields {
+                namespace: "ns",
+                name,
+                uid: &format!("uid-{name}"),
+                node: "n1",
+                assignment: &text,
+            })
+        };
+        let a: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let forged = pod("forged", "n1", a.clone(), json!({}));
+        // A signature copied from another pod does not carry over.
+        let copied = pod(
+            "copied",
+            "n1",
+            a.clone(),
+            json!({"gpupool.io/assignment-signature": sign("good")}),
+        );
+        let good = pod(
+            "good",
+            "n1",
+            a,
+            json!({"gpupool.io/assignment-signature": sign("good")}),
+        );
+        let store = empty_store();
+        let mut problems = vec![];
+        let pods = [forged.clone(), copied.clone(), good];
+        let m = find(&pods, "n1", 1, &store, Some(&key), &mut problems).unwrap();
+        assert_eq!(m.pod, "good");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("ns/forged") && problems[0].contains("not signed"));
+        assert!(problems[1].contains("ns/copied") && problems[1].contains("does not match"));
+        let mut problems = vec![];
+        let e = find(
+            &[forged, copied],
+            "n1",
+            1,
+            &store,
+            Some(&key),
+            &mut problems,
+        )
+        .unwrap_err();
+        assert!(e.contains("refused") && e.contains("ns/forged"), "{e}");
     }
 }

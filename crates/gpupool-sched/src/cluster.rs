@@ -18,8 +18,8 @@ struct Node {
 }
 
 /// The devices a pod holds on a node.
-#[derive(Debug, Clone)]
-struct Placed {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
     node: String,
     devices: Vec<(String, u64, u32)>,
 }
@@ -253,9 +253,26 @@ impl Cluster {
 
     /// Forgets a pod (it ended, or its bind failed).
     pub fn remove_pod(&mut self, pod: &str) {
-        if let Some(p) = self.pods.remove(pod) {
-            self.charge(&p, false);
-        }
+        self.take_pod(pod);
+    }
+
+    /// Forgets a pod and returns what it held, to put back with [`Cluster::put_pod`].
+    pub fn take_pod(&mut self, pod: &str) -> Option<Placed> {
+        let p = self.pods.remove(pod)?;
+        self.charge(&p, false);
+        Some(p)
+    }
+
+    /// What a pod holds, if it is placed.
+    pub fn placed(&self, pod: &str) -> Option<&Placed> {
+        self.pods.get(pod)
+    }
+
+    /// Puts back what [`Cluster::take_pod`] returned (replacing any other record of the pod).
+    pub fn put_pod(&mut self, pod: &str, placed: Placed) {
+        self.remove_pod(pod);
+        self.charge(&placed, true);
+        self.pods.insert(pod.to_string(), placed);
     }
 
     /// Tries the pod on every candidate: the nodes where it fits with their scores (0..=10),

@@ -19,3 +19,4 @@ pub mod pod;
 pub mod protocol;
 pub mod quantity;
 pub mod request;
+pub mod signing;

@@ -4,6 +4,7 @@
 
 use crate::protocol::{Assignment, ASSIGNMENT_ANNOTATION};
 use crate::request::{container_request, ContainerRequest, Policy, ResourceNames};
+use crate::signing::{AssignmentKey, SignedFields, SIGNATURE_ANNOTATION};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::BTreeMap;
 
@@ -66,6 +67,39 @@ pub fn assignment(pod: &Pod) -> Result<Option<Assignment>, String> {
             .map(Some)
             .map_err(|e| format!("pod {}: {e}", pod_key(pod))),
     }
+}
+
+/// The assignment recorded on the pod, if any, accepted only with a valid signature of `key`
+/// (`None`: signatures are not checked, by the operator's explicit choice). A malformed or
+/// unsigned one is an error naming the pod.
+pub fn signed_assignment(
+    pod: &Pod,
+    key: Option<&AssignmentKey>,
+) -> Result<Option<Assignment>, String> {
+    let Some(a) = assignment(pod)? else {
+        return Ok(None);
+    };
+    let Some(key) = key else {
+        return Ok(Some(a));
+    };
+    let annotations = pod.metadata.annotations.as_ref();
+    let text = annotations
+        .and_then(|m| m.get(ASSIGNMENT_ANNOTATION))
+        .map(String::as_str)
+        .unwrap_or_default();
+    let fields = SignedFields {
+        namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
+        name: pod.metadata.name.as_deref().unwrap_or(""),
+        uid: pod.metadata.uid.as_deref().unwrap_or(""),
+        node: &a.node,
+        assignment: text,
+    };
+    let signature = annotations
+        .and_then(|m| m.get(SIGNATURE_ANNOTATION))
+        .map(String::as_str);
+    key.verify(&fields, signature)
+        .map_err(|e| format!("pod {}: {e}", pod_key(pod)))?;
+    Ok(Some(a))
 }
 
 /// Whether the pod has finished (its devices are free again).
