@@ -8,6 +8,7 @@ use crate::daemon::{self, AssignmentKeyArgs, DaemonArgs};
 use crate::sim_env::{SimArgs, SimEnv};
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
+use gpupool_config::parse_size;
 use gpupool_node::audit::ProcessMemory;
 use gpupool_node::cards::{Card, CardSource};
 use gpupool_node::config::{AuditPolicy, NodeConfig};
@@ -51,6 +52,15 @@ pub struct NodeArgs {
     /// How often NVML's memory per process is compared with the limits (e.g. `10s`).
     #[arg(long, value_name = "DURATION")]
     pub audit_interval: Option<String>,
+    /// What the audit allows each process beyond what it allocated, where contexts are not
+    /// charged (real GPUs): by default each card's context size, measured at start (raise it
+    /// for frameworks whose kernel images are large, e.g. `1GiB`).
+    #[arg(long, value_name = "SIZE")]
+    pub audit_context_allowance: Option<String>,
+    /// Device memory charged to each context inside containers (default: the simulator's
+    /// context size; 0 on real GPUs, where the audit allows contexts instead).
+    #[arg(long, value_name = "SIZE", hide = true)]
+    pub context_memory: Option<String>,
     /// Where processes' cgroups are read (`/proc`; tests point it elsewhere).
     #[arg(long, value_name = "DIR", hide = true)]
     pub proc_root: Option<PathBuf>,
@@ -126,6 +136,13 @@ pub fn settings(a: &NodeArgs, sim: Option<&SimEnv>) -> Result<NodeConfig> {
     if let Some(sim) = sim {
         c.context_memory = sim.spec.devices.first().map_or(0, |d| d.context_memory);
     }
+    if let Some(v) = &a.context_memory {
+        c.context_memory = parse_size(v).map_err(|e| anyhow!("--context-memory {v:?}: {e}"))?;
+    }
+    if let Some(v) = &a.audit_context_allowance {
+        c.audit_context_allowance =
+            Some(parse_size(v).map_err(|e| anyhow!("--audit-context-allowance {v:?}: {e}"))?);
+    }
     c.assignment_key = a.assignment_key.key()?;
     c.validate().map_err(|e| anyhow!(e))?;
     Ok(c)
@@ -182,6 +199,28 @@ impl CardSource for NvmlCards {
                 })
             })
             .collect())
+    }
+
+    fn context_sizes(&self) -> Result<std::collections::BTreeMap<String, u64>, String> {
+        // In a process of its own (a context costs device memory until it exits; a driver
+        // fault there does not touch the agent), without the library.
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut probe = std::process::Command::new(exe);
+        probe
+            .args(["probe", "--context-sizes"])
+            .env_remove("LD_PRELOAD");
+        if let Some(sim) = self.sim.as_ref().as_ref() {
+            probe.envs(sim.env());
+        }
+        let out = probe.output().map_err(|e| format!("gpupool probe: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "gpupool probe --context-sizes: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("gpupool probe --context-sizes: {e}"))
     }
 }
 

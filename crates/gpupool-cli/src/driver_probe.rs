@@ -39,6 +39,60 @@ pub struct ProbeArgs {
     /// Only print the UUID of every device, one a line, in CUDA ordinal order.
     #[arg(long)]
     pub list_uuids: bool,
+    /// Only measure the size of a context on every device, as NVML counts it for this process
+    /// (a JSON object: UUID to bytes).
+    #[arg(long)]
+    pub context_sizes: bool,
+}
+
+/// The memory NVML shows for this process on each card once it holds a context on every one:
+/// what a context costs, as the driver counts it. NVML may report pids of another pid namespace;
+/// then the one process that appeared on a card is taken.
+fn context_sizes(sym: &Lookup) -> Result<std::collections::BTreeMap<String, u64>> {
+    let before = crate::nvml_client::read_devices(None)?;
+    let uuids = list_uuids(sym)?;
+    // SAFETY: each symbol is the driver function with the signature it is transmuted to.
+    unsafe {
+        let get: unsafe extern "C" fn(*mut i32, i32) -> u32 =
+            std::mem::transmute(sym("cuDeviceGet")?);
+        let retain: unsafe extern "C" fn(*mut *mut c_void, i32) -> u32 =
+            std::mem::transmute(sym("cuDevicePrimaryCtxRetain")?);
+        let set_current: unsafe extern "C" fn(*mut c_void) -> u32 =
+            std::mem::transmute(sym("cuCtxSetCurrent")?);
+        let synchronize: unsafe extern "C" fn() -> u32 =
+            std::mem::transmute(sym("cuCtxSynchronize")?);
+        for i in 0..uuids.len() as i32 {
+            let mut dev = 0;
+            cu!(get(&mut dev, i), "cuDeviceGet");
+            let mut ctx = std::ptr::null_mut();
+            cu!(retain(&mut ctx, dev), "cuDevicePrimaryCtxRetain");
+            cu!(set_current(ctx), "cuCtxSetCurrent");
+            cu!(synchronize(), "cuCtxSynchronize");
+        }
+    }
+    let me = std::process::id();
+    let mut out = std::collections::BTreeMap::new();
+    for d in crate::nvml_client::read_devices(None)? {
+        let earlier: Vec<u32> = before
+            .iter()
+            .filter(|b| b.uuid == d.uuid)
+            .flat_map(|b| b.processes.iter().map(|p| p.pid))
+            .collect();
+        let mine = d.processes.iter().find(|p| p.pid == me);
+        let new: Vec<_> = d
+            .processes
+            .iter()
+            .filter(|p| !earlier.contains(&p.pid))
+            .collect();
+        let found = mine.or(match new.as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        });
+        if let Some(p) = found {
+            out.insert(d.uuid.clone(), p.used_bytes);
+        }
+    }
+    Ok(out)
 }
 
 /// The UUIDs of the devices CUDA shows this process, by ordinal.
@@ -137,6 +191,10 @@ fn loader(proc_address: bool) -> Result<Lookup> {
 pub fn run(a: ProbeArgs) -> Result<()> {
     let chunk = parse_size(&a.chunk)?;
     let sym = loader(a.proc_address)?;
+    if a.context_sizes {
+        println!("{}", serde_json::to_string(&context_sizes(&sym)?)?);
+        return Ok(());
+    }
     if a.list_uuids {
         for u in list_uuids(&sym)? {
             println!("{}", gpupool_cuda::uuid::format_gpu_uuid(&u));

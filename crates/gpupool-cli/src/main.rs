@@ -43,7 +43,7 @@ enum Command {
     /// Kubernetes scheduler extender: places vGPU pods on cards (filter, prioritize, bind).
     Scheduler(cmd_scheduler::SchedulerArgs),
     /// Kubernetes node agent: kubelet device plugin for vGPUs, limits files, card inventory.
-    Node(cmd_node::NodeArgs),
+    Node(Box<cmd_node::NodeArgs>),
     /// (internal) allocate through the driver API until refused; prints one JSON line.
     #[command(hide = true)]
     Probe(driver_probe::ProbeArgs),
@@ -58,7 +58,7 @@ fn main() {
         Command::Exporter(a) => cmd_exporter::run(a).map(|_| 0),
         Command::Top(a) => cmd_top::run(a).map(|_| 0),
         Command::Scheduler(a) => cmd_scheduler::run(a).map(|_| 0),
-        Command::Node(a) => cmd_node::run(a).map(|_| 0),
+        Command::Node(a) => cmd_node::run(*a).map(|_| 0),
         Command::Probe(a) => driver_probe::run(a).map(|_| 0),
     };
     match result {

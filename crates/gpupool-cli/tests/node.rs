@@ -78,6 +78,10 @@ fn start_agent(m: &Machine, dir: &Path, url: &str) -> (Agent, String) {
             "kill",
             "--audit-interval",
             "300ms",
+            // As on a real GPU: contexts are not charged inside containers (the audit allows
+            // each process its context instead).
+            "--context-memory",
+            "0",
         ])
         .arg("--proc-root")
         .arg(dir.join("proc"))
@@ -98,6 +102,26 @@ fn start_agent(m: &Machine, dir: &Path, url: &str) -> (Agent, String) {
     // Keep draining stderr so the agent never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (Agent(child), addr)
+}
+
+/// Makes the agent's `/proc` (under `dir`) show process `pid` in pod `uid`: its cgroup names
+/// the pod; its `stat` is the real one (the audit checks its start time before a kill).
+fn in_pod(dir: &Path, pid: u32, uid: &str) {
+    let at = dir.join("proc").join(pid.to_string());
+    std::fs::create_dir_all(&at).unwrap();
+    std::fs::write(
+        at.join("stat"),
+        std::fs::read(format!("/proc/{pid}/stat")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        at.join("cgroup"),
+        format!(
+            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-0123abcd.scope\n",
+            uid.replace('-', "_")
+        ),
+    )
+    .unwrap();
 }
 
 /// The limits file as the container would see it, its mounted folders replaced by the host
@@ -235,18 +259,25 @@ fn an_allocated_container_runs_under_its_pods_limits() {
     // The container: exactly the returned env, the library preloaded (the ld.so.preload
     // mount), the limits file at its host path.
     let limits = limits_at_host_paths(&response, &dir.join("limits-as-mounted.conf"));
-    let out = Command::new(gpupool())
-        .args(["probe", "--chunk", "128MiB"])
+    // It holds its memory over several audit rounds: NVML shows its 1 GiB and its context
+    // (256 MiB on the simulator), which the audit allows; it is not killed.
+    let well_behaved = Command::new(gpupool())
+        .args(["probe", "--chunk", "128MiB", "--hold-ms", "2000"])
         .envs(m.sim_env())
         .envs(&response.envs)
         .env("LD_PRELOAD", lib_dir().join("libgpupool.so"))
         .env("GPUPOOL_LIMITS_FILE", &limits)
         .env("GPUPOOL_LIB_DIR", lib_dir())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    in_pod(&dir, well_behaved.id(), &uid);
+    let out = well_behaved.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{:?} {}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -287,16 +318,7 @@ fn an_allocated_container_runs_under_its_pods_limits() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let cgroup = dir.join("proc").join(hog.id().to_string());
-    std::fs::create_dir_all(&cgroup).unwrap();
-    std::fs::write(
-        cgroup.join("cgroup"),
-        format!(
-            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-0123abcd.scope\n",
-            uid.replace('-', "_")
-        ),
-    )
-    .unwrap();
+    in_pod(&dir, hog.id(), &uid);
     let started = std::time::Instant::now();
     let status = wait_for("the audit kills the process", || hog.try_wait().unwrap());
     assert_eq!(

@@ -41,6 +41,41 @@ pub struct Agent {
     /// Audit findings so far: how many rounds each container was found over its limit per card,
     /// and the last finding.
     findings: std::sync::Mutex<BTreeMap<FindingKey, (u64, OverLimit)>>,
+    /// What each process may hold beyond its allocations (its context).
+    allowance: audit::ContextAllowance,
+}
+
+/// The context allowance per process when it can be neither measured nor was it configured
+/// (about what a context takes on recent data-centre cards).
+pub const DEFAULT_CONTEXT_ALLOWANCE: u64 = 512 << 20;
+
+/// The audit's allowance: 0 where the library charges contexts; else as configured, or each
+/// card's context as measured now.
+fn context_allowance(config: &NodeConfig, source: &dyn CardSource) -> audit::ContextAllowance {
+    if config.context_memory > 0 {
+        return audit::ContextAllowance::default();
+    }
+    if let Some(bytes) = config.audit_context_allowance {
+        return audit::ContextAllowance {
+            per_card: BTreeMap::new(),
+            otherwise: bytes,
+        };
+    }
+    let per_card = source.context_sizes().unwrap_or_else(|e| {
+        tracing::warn!(
+            "context size not measured ({e}); the audit allows {} MiB per process",
+            DEFAULT_CONTEXT_ALLOWANCE >> 20
+        );
+        BTreeMap::new()
+    });
+    tracing::info!(
+        ?per_card,
+        "context size per card (the audit allows it per process)"
+    );
+    audit::ContextAllowance {
+        per_card,
+        otherwise: DEFAULT_CONTEXT_ALLOWANCE,
+    }
 }
 
 /// (namespace, pod, container, card UUID).
@@ -61,7 +96,9 @@ impl Agent {
             "node agent starting"
         );
         let (cards, _) = watch::channel(found);
+        let allowance = context_allowance(&config, source.as_ref());
         Ok(Arc::new(Agent {
+            allowance,
             config,
             client,
             source,
@@ -303,7 +340,7 @@ impl Agent {
         }
         let pods = kube_api::node_pods(&self.client, &self.config.node_name).await?;
         let root = self.config.proc_root.clone();
-        let found = audit::find_over_limit(&usage, &allocations, &pods, |pid| {
+        let found = audit::find_over_limit(&usage, &allocations, &pods, &self.allowance, |pid| {
             audit::owner_of(&root, pid)
         });
         let mut first_seen = Vec::new();
@@ -335,11 +372,20 @@ impl Agent {
             );
             tracing::warn!(pod = %format!("{}/{}", f.namespace, f.pod), "{message}");
             if self.config.audit_policy == AuditPolicy::Kill {
-                for pid in &f.pids {
-                    // SAFETY: kill has no memory-safety preconditions.
-                    unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+                let mut killed = Vec::new();
+                for p in &f.processes {
+                    match audit::kill_if_same(&root, *p) {
+                        Ok(true) => killed.push(p.pid),
+                        Ok(false) => {
+                            tracing::info!(
+                                pid = p.pid,
+                                "not killed: gone, or its pid is another process's now"
+                            )
+                        }
+                        Err(e) => tracing::warn!("{e}"),
+                    }
                 }
-                tracing::warn!(pids = ?f.pids, "killed (audit policy kill)");
+                tracing::warn!(pids = ?killed, "killed (audit policy kill)");
             }
             if first_seen.contains(f) {
                 let uid = allocations

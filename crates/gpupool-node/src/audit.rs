@@ -2,6 +2,12 @@
 //! container did or did not count) against each container's limit. Processes are mapped to
 //! pods and containers through their cgroups (`/proc/<pid>/cgroup`) and the pods' container
 //! statuses.
+//!
+//! Like is compared with like: NVML counts each process's context, which the library charges
+//! only where the node says so (the simulator); elsewhere each process may hold its card's
+//! context size (measured when the agent starts, [`ContextAllowance`]) beyond its allocations.
+//! A process is signalled only through a pidfd opened after its start time was checked again,
+//! so a pid reused by another process is never hit.
 
 use crate::store::Allocation;
 use k8s_openapi::api::core::v1::Pod;
@@ -26,6 +32,35 @@ pub struct ProcessOwner {
     pub pod_uid: String,
     /// Container runtime ID (hex), when the cgroup names one.
     pub container_id: Option<String>,
+    /// The process's start time (clock ticks after boot, `/proc/<pid>/stat`), which tells it
+    /// from a later process given the same pid; `None` when unreadable.
+    pub start_time: Option<u64>,
+}
+
+/// What each process may hold on a card beyond what the library charged it: the card's context
+/// size where the library does not charge contexts, else 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContextAllowance {
+    /// Per card UUID.
+    pub per_card: BTreeMap<String, u64>,
+    /// For a card not measured.
+    pub otherwise: u64,
+}
+
+impl ContextAllowance {
+    /// The allowance on card `uuid`.
+    pub fn on(&self, uuid: &str) -> u64 {
+        self.per_card.get(uuid).copied().unwrap_or(self.otherwise)
+    }
+}
+
+/// A process the audit found, as it was then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundProcess {
+    /// Host pid.
+    pub pid: u32,
+    /// Its start time then (see [`ProcessOwner::start_time`]).
+    pub start_time: Option<u64>,
 }
 
 /// Reads the pod and container of a cgroup file's text (cgroup v1 or v2; cgroupfs or systemd
@@ -49,6 +84,7 @@ pub fn owner_from_cgroup(text: &str) -> Option<ProcessOwner> {
         return Some(ProcessOwner {
             pod_uid,
             container_id,
+            start_time: None,
         });
     }
     None
@@ -66,10 +102,66 @@ fn pod_uid_in(component: &str) -> Option<String> {
     ok.then_some(uid)
 }
 
-/// The owner of `pid` under `proc_root` (normally `/proc`).
+/// The owner of `pid` under `proc_root` (normally `/proc`), with its start time.
 pub fn owner_of(proc_root: &Path, pid: u32) -> Option<ProcessOwner> {
-    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
-    owner_from_cgroup(&text)
+    let dir = proc_root.join(pid.to_string());
+    let text = gpupool_region::untrusted::read_small_file(&dir.join("cgroup"), 64 << 10).ok()?;
+    let mut owner = owner_from_cgroup(&String::from_utf8_lossy(&text))?;
+    owner.start_time = start_time(proc_root, pid);
+    Some(owner)
+}
+
+/// The start time of `pid` (field 22 of `/proc/<pid>/stat`, counted after the command name,
+/// which may hold spaces and parentheses).
+pub fn start_time(proc_root: &Path, pid: u32) -> Option<u64> {
+    let path = proc_root.join(pid.to_string()).join("stat");
+    let text = gpupool_region::untrusted::read_small_file(&path, 4096).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let after_name = &text[text.rfind(')')? + 1..];
+    // Fields from the 3rd (state) on; the start time is the 22nd.
+    after_name.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// Sends SIGKILL to `p` if it is still the process the audit found: a pidfd pins the process,
+/// then its start time is checked again (a pid reused since is left alone). `Ok(false)`: gone
+/// or another process now.
+pub fn kill_if_same(proc_root: &Path, p: FoundProcess) -> Result<bool, String> {
+    let Some(expected) = p.start_time else {
+        return Ok(false);
+    };
+    // SAFETY: pidfd_open takes a pid and flags; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid as libc::c_long, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ESRCH) => Ok(false),
+            _ => Err(format!("pidfd_open({}): {e}", p.pid)),
+        };
+    }
+    // SAFETY: a descriptor just returned to us, owned from here on.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    if start_time(proc_root, p.pid) != Some(expected) {
+        return Ok(false);
+    }
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo, no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            raw,
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ESRCH) => Ok(false),
+            _ => Err(format!("signalling pid {}: {e}", p.pid)),
+        };
+    }
+    Ok(true)
 }
 
 /// A container over its limit on a card.
@@ -89,6 +181,8 @@ pub struct OverLimit {
     pub limit_bytes: u64,
     /// Its processes on that card.
     pub pids: Vec<u32>,
+    /// The same, with their start times when found.
+    pub processes: Vec<FoundProcess>,
 }
 
 /// The container name of runtime ID `id` in a pod's statuses.
@@ -108,18 +202,19 @@ fn container_named(pod: &Pod, id: &str) -> Option<String> {
         .map(|s| s.name.clone())
 }
 
-/// Compares NVML's memory per process with the allocations. A process is charged to the
-/// container its cgroup names; when the runtime ID cannot be matched to a container name and the
-/// pod has a single allocated container, to that one. Processes of pods the agent did not
-/// allocate for are not its business.
+/// Compares NVML's memory per process, less each process's context allowance on its card, with
+/// the allocations. A process is charged to the container its cgroup names; when the runtime ID
+/// cannot be matched to a container name and the pod has a single allocated container, to that
+/// one. Processes of pods the agent did not allocate for are not its business.
 pub fn find_over_limit(
     usage: &[ProcessMemory],
     allocations: &[Allocation],
     pods: &[Pod],
+    allowance: &ContextAllowance,
     owner: impl Fn(u32) -> Option<ProcessOwner>,
 ) -> Vec<OverLimit> {
-    // (pod uid, container, uuid) -> (bytes, pids)
-    let mut per: BTreeMap<(String, String, String), (u64, Vec<u32>)> = BTreeMap::new();
+    // (pod uid, container, uuid) -> (bytes, processes)
+    let mut per: BTreeMap<(String, String, String), (u64, Vec<FoundProcess>)> = BTreeMap::new();
     for p in usage {
         let Some(o) = owner(p.pid) else { continue };
         let mine: Vec<&Allocation> = allocations
@@ -145,11 +240,15 @@ pub fn find_over_limit(
         let e = per
             .entry((o.pod_uid.clone(), container, p.uuid.clone()))
             .or_default();
-        e.0 += p.used_bytes;
-        e.1.push(p.pid);
+        e.0 =
+            e.0.saturating_add(p.used_bytes.saturating_sub(allowance.on(&p.uuid)));
+        e.1.push(FoundProcess {
+            pid: p.pid,
+            start_time: o.start_time,
+        });
     }
     let mut out = Vec::new();
-    for ((uid, container, uuid), (used, pids)) in per {
+    for ((uid, container, uuid), (used, processes)) in per {
         let Some(a) = allocations
             .iter()
             .find(|a| a.pod_uid == uid && a.container == container)
@@ -170,7 +269,8 @@ pub fn find_over_limit(
                 uuid,
                 used_bytes: used,
                 limit_bytes: limit,
-                pids,
+                pids: processes.iter().map(|p| p.pid).collect(),
+                processes,
             });
         }
     }
@@ -265,15 +365,18 @@ mod tests {
             (pid != 99).then(|| ProcessOwner {
                 pod_uid: UID.into(),
                 container_id: Some(CID.into()),
+                start_time: Some(u64::from(pid) * 1000),
             })
         };
-        let found = find_over_limit(&usage, &allocs, std::slice::from_ref(&pod), owner);
+        let none = ContextAllowance::default();
+        let found = find_over_limit(&usage, &allocs, std::slice::from_ref(&pod), &none, owner);
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(
             (found[0].uuid.as_str(), found[0].used_bytes),
             ("GPU-a", 1400 << 20)
         );
         assert_eq!(found[0].pids, vec![10, 11]);
+        assert_eq!(found[0].processes[1].start_time, Some(11_000));
         assert_eq!(found[0].container, "main");
         assert_eq!(
             (found[1].uuid.as_str(), found[1].limit_bytes),
@@ -281,7 +384,80 @@ mod tests {
             "a card it was not given"
         );
         // Within the limit: nothing.
-        let found = find_over_limit(&usage[..1], &allocs, &[pod], owner);
+        let found = find_over_limit(
+            &usage[..1],
+            &allocs,
+            std::slice::from_ref(&pod),
+            &none,
+            owner,
+        );
         assert!(found.is_empty());
+        // Each process's context is allowed where the library does not charge it: 2 × 700 MiB
+        // less 2 × 200 MiB is within main's 1 GiB; GPU-b has no allowance measured but the
+        // default.
+        let allowance = ContextAllowance {
+            per_card: [("GPU-a".to_string(), 200 << 20)].into_iter().collect(),
+            otherwise: 1 << 20,
+        };
+        let found = find_over_limit(&usage, &allocs, std::slice::from_ref(&pod), &allowance, owner);
+        assert!(found.is_empty(), "{found:?}");
+        // Beyond the allowance, the rest counts.
+        let mut big = usage.clone();
+        big[1].used_bytes = 1000 << 20;
+        let found = find_over_limit(&big, &allocs, &[pod], &allowance, owner);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].used_bytes, (500 + 800) << 20);
+    }
+
+    #[test]
+    fn the_start_time_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let root = std::env::temp_dir().join(format!("gpupool-stat-{}", std::process::id()));
+        let dir = root.join("42");
+        std::fs::create_dir_all(&dir).unwrap();
+        let fields: Vec<String> = (3..=30).map(|i| i.to_string()).collect();
+        std::fs::write(
+            dir.join("stat"),
+            format!("42 (a) (b c) {}\n", fields.join(" ")),
+        )
+        .unwrap();
+        assert_eq!(start_time(&root, 42), Some(22));
+        assert_eq!(start_time(&root, 43), None);
+        std::fs::write(dir.join("stat"), "42 (x\n").unwrap();
+        assert_eq!(start_time(&root, 42), None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_process_is_killed_only_while_it_is_the_one_found() {
+        let proc_root = Path::new("/proc");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = start_time(proc_root, pid).expect("its start time");
+        // Another process's start time (a pid reused since it was found): left alone.
+        let other = FoundProcess {
+            pid,
+            start_time: Some(start + 1),
+        };
+        assert_eq!(kill_if_same(proc_root, other), Ok(false));
+        let unknown = FoundProcess {
+            pid,
+            start_time: None,
+        };
+        assert_eq!(kill_if_same(proc_root, unknown), Ok(false));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(child.try_wait().unwrap().is_none(), "still running");
+        let same = FoundProcess {
+            pid,
+            start_time: Some(start),
+        };
+        assert_eq!(kill_if_same(proc_root, same), Ok(true));
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        // Gone (reaped): nothing to signal.
+        assert_eq!(kill_if_same(proc_root, same), Ok(false));
     }
 }

@@ -33,6 +33,12 @@ pub trait CardSource: Send + Sync + 'static {
     fn processes(&self) -> Result<Vec<crate::audit::ProcessMemory>, String> {
         Ok(Vec::new())
     }
+
+    /// What a context costs on each card (UUID to bytes), as NVML counts it for a process that
+    /// just created one; none by default.
+    fn context_sizes(&self) -> Result<std::collections::BTreeMap<String, u64>, String> {
+        Ok(Default::default())
+    }
 }
 
 /// Separates a card's UUID from the slot number in a kubelet device ID.

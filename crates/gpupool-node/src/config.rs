@@ -55,6 +55,9 @@ pub struct NodeConfig {
     pub cdi: bool,
     /// Device memory charged per context inside containers (0 on real GPUs).
     pub context_memory: u64,
+    /// What the audit allows each process beyond its allocations where contexts are not
+    /// charged; `None`: each card's context size, measured when the agent starts.
+    pub audit_context_allowance: Option<u64>,
     /// Where processes' cgroups are read (`<procRoot>/<pid>/cgroup`; the host's `/proc` with
     /// `hostPID: true`).
     pub proc_root: PathBuf,
@@ -79,6 +82,7 @@ impl NodeConfig {
             audit_policy: AuditPolicy::Report,
             cdi: false,
             context_memory: 0,
+            audit_context_allowance: None,
             proc_root: PathBuf::from("/proc"),
             assignment_key: None,
         }
@@ -159,6 +163,12 @@ impl NodeConfig {
         if let Some(v) = file.proc_root {
             self.proc_root = v;
         }
+        if let Some(v) = file.audit_context_allowance {
+            self.audit_context_allowance = Some(
+                gpupool_config::parse_size(&v)
+                    .map_err(|e| format!("auditContextAllowance: {v:?}: {e}"))?,
+            );
+        }
         Ok(())
     }
 
@@ -230,6 +240,7 @@ struct FileConfig {
     audit_policy: Option<AuditPolicy>,
     cdi: Option<bool>,
     proc_root: Option<PathBuf>,
+    audit_context_allowance: Option<String>,
 }
 
 #[cfg(test)]
