@@ -237,3 +237,123 @@ fn a_simulator_folder_someone_else_planted_is_refused() {
     );
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// Waits for the first card file a tenant creates in `cards` (`<cards>/<tenant>/<uuid>`);
+/// returns the card's UUID.
+fn first_card_file(cards: &std::path::Path) -> String {
+    for _ in 0..200 {
+        let found = std::fs::read_dir(cards).ok().and_then(|list| {
+            list.flatten()
+                .filter(|d| d.path().is_dir())
+                .find_map(|d| std::fs::read_dir(d.path()).ok()?.flatten().next())
+        });
+        if let Some(file) = found {
+            return file.file_name().to_string_lossy().into_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("no card file in {}", cards.display());
+}
+
+#[test]
+fn hostile_card_files_never_hurt_another_tenant() {
+    // A tenant paced through the card folder runs 2.5 s while a neighbour publishes an entry
+    // in its own folder, then truncates, garbles and replaces its file, over and over: the
+    // tenant reads it all the time and must finish normally.
+    let m = Machine::new("hostile-cards", "1x16GiB");
+    let cards = m.state.join("hostile-cards");
+    let _ = std::fs::remove_dir_all(&cards);
+    std::fs::create_dir_all(&cards).unwrap();
+    let prog = c_program("compute", "driver");
+    let mut victim = m
+        .run_cmd(
+            &["--compute", "50", "--tenant", "victim"],
+            &[prog.to_str().unwrap(), "async", "1ms", "2.5", "1"],
+        )
+        .env("GPUPOOL_CARD_DIR", &cards)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let uuid = first_card_file(&cards);
+    let file = cards.join("neighbour").join(&uuid);
+    let started = std::time::Instant::now();
+    let mut round = 0u64;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_dir_all(&file);
+        let card = gpupool_region::Card::open(&cards, "neighbour", &uuid).unwrap();
+        let slot = card.claim(1, 0).unwrap();
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec to fill.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let now = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+        let entry = gpupool_region::Publish {
+            pid: 1,
+            low: false,
+            request: 100,
+            limit: 100,
+            last_launch_ns: now,
+            used_ppm: 1_000_000,
+        };
+        card.publish(slot, &entry, now);
+        std::thread::sleep(std::time::Duration::from_millis(15));
+        let size = std::fs::metadata(&file).unwrap().len();
+        match round % 4 {
+            0 => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_len(0)
+                .unwrap(),
+            1 => std::fs::write(&file, vec![0xffu8; size as usize]).unwrap(),
+            2 => {
+                std::fs::remove_file(&file).unwrap();
+                std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+            }
+            _ => {
+                std::fs::remove_file(&file).unwrap();
+                std::fs::create_dir(&file).unwrap();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(15));
+        round += 1;
+    }
+    let out = victim_output(&mut victim);
+    assert!(
+        out.status.success(),
+        "the tenant ended with {:?} after {round} rounds: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kv = key_values(&out);
+    let launches: u64 = kv["launches"].parse().unwrap();
+    assert!(launches > 0, "{kv:?}");
+}
+
+fn victim_output(child: &mut std::process::Child) -> std::process::Output {
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    std::process::Output {
+        status: child.wait().unwrap(),
+        stdout,
+        stderr,
+    }
+}

@@ -302,6 +302,9 @@ pub struct TenantConfig {
     pub priority: Priority,
     /// Folder of the per-card coordination files (request, priority); `None` = no coordination.
     pub card_dir: Option<PathBuf>,
+    /// This tenant's folder name in `card_dir` (its entries; the node agent names it); `None`:
+    /// derived from the region's path.
+    pub card_tenant: Option<String>,
     /// Shared accounting region file; `None` = a private, per-process region.
     pub region: Option<PathBuf>,
     /// Memory charged per context created.
@@ -454,6 +457,23 @@ fn env_err(var: &str, value: &str, why: &str) -> ConfigError {
     }
 }
 
+/// Checks a tenant folder name for the card folder: 1 to 128 letters, digits, `-`, `_` or
+/// `.`, not starting with `.`.
+pub fn check_card_tenant(name: &str) -> Result<String, String> {
+    let ok = (1..=128).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "card_tenant {name:?}: expected 1 to 128 letters, digits, '-', '_' or '.', not starting with '.'"
+        ))
+    }
+}
+
 /// The largest memory limit accepted (1 PiB): anything larger is a mistake (or an attempt at
 /// "no limit", which is written by leaving the limit out, or `memory = unlimited` in a limits
 /// file).
@@ -549,6 +569,9 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
                 }
                 cfg.card_dir = Some(PathBuf::from(value));
             }
+            "card_tenant" => {
+                cfg.card_tenant = Some(check_card_tenant(value).map_err(bad)?);
+            }
             "region" => {
                 if value.is_empty() {
                     return Err(bad("region needs a path".into()));
@@ -561,7 +584,7 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
             _ => {
                 let Some((name, device)) = key.split_once('.') else {
                     return Err(bad(format!(
-                        "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], compute[…], compute_request[…], priority, region, card_dir, context_memory)"
+                        "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory)"
                     )));
                 };
                 let target = |cfg: &mut TenantConfig| -> Result<(), String> {
@@ -572,7 +595,7 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
                             set_device(&mut cfg.compute_request, device, parse_percent(value)?)
                         }
                         _ => Err(format!(
-                            "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], compute[…], compute_request[…], priority, region, card_dir, context_memory)"
+                            "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory)"
                         )),
                     }
                 };

@@ -220,6 +220,7 @@ impl Agent {
         let record = tenant::prepare(&self.config, &m, device_ids)?;
         let response = tenant::response(&self.config, &record);
         store.insert(record)?;
+        tenant::write_grants(&self.config, store.all())?;
         tracing::info!(pod = %format!("{}/{}", m.namespace, m.pod), container = %m.container.name,
                        devices = ?device_ids, "allocated");
         if let Err(e) =
@@ -317,11 +318,15 @@ impl Agent {
             .collect();
         for a in &gone {
             let _ = std::fs::remove_dir_all(&a.tenant_dir);
+            let _ = std::fs::remove_dir_all(crate::tenant::card_folder(&self.config, a));
             let _ = std::fs::remove_file(&a.limits_file);
             let _ = std::fs::remove_file(crate::tenant::owner_file(&a.tenant_dir));
             store.remove(&a.key())?;
             tracing::info!(pod = %format!("{}/{}", a.namespace, a.pod), container = %a.container,
                            "reaped");
+        }
+        if !gone.is_empty() {
+            tenant::write_grants(&self.config, store.all())?;
         }
         Ok(gone.len())
     }

@@ -399,7 +399,13 @@ mod tests {
             per_card: [("GPU-a".to_string(), 200 << 20)].into_iter().collect(),
             otherwise: 1 << 20,
         };
-        let found = find_over_limit(&usage, &allocs, std::slice::from_ref(&pod), &allowance, owner);
+        let found = find_over_limit(
+            &usage,
+            &allocs,
+            std::slice::from_ref(&pod),
+            &allowance,
+            owner,
+        );
         assert!(found.is_empty(), "{found:?}");
         // Beyond the allowance, the rest counts.
         let mut big = usage.clone();

@@ -16,8 +16,66 @@ pub const CONTAINER_LIBRARY: &str = "/usr/local/gpupool/lib/libgpupool.so";
 pub const CONTAINER_PRELOAD: &str = "/etc/ld.so.preload";
 /// The tenant folder (its accounting region) in the container.
 pub const CONTAINER_TENANT: &str = "/run/gpupool/tenant";
-/// The node's card coordination folder in the container.
+/// The node's card coordination folder in the container (read-only; the container's own
+/// folder in it is mounted read-write).
 pub const CONTAINER_CARDS: &str = "/run/gpupool/cards";
+
+/// A container's name on the node: its tenant folder, limits file and card folder
+/// (`k8s-<pod uid>-<container>`).
+pub fn tenant_name(pod_uid: &str, container: &str) -> String {
+    format!("k8s-{pod_uid}-{container}")
+}
+
+/// The container's own folder in the node's card folder.
+pub fn card_folder(config: &NodeConfig, a: &Allocation) -> std::path::PathBuf {
+    let name = a.tenant_dir.file_name().unwrap_or_default();
+    config.cards_dir().join(name)
+}
+
+/// Writes each card's grants file (what every container allocated there may request): the
+/// library caps every tenant's published request and limit at it, and ignores tenants without
+/// a grant. Cards without containers lose theirs.
+pub fn write_grants<'a>(
+    config: &NodeConfig,
+    allocations: impl Iterator<Item = &'a Allocation>,
+) -> Result<(), String> {
+    use gpupool_region::card_peers::{grants_path, grants_text, Grant};
+    let mut per_card: std::collections::BTreeMap<String, Vec<(String, Grant)>> = Default::default();
+    for a in allocations {
+        let name = a
+            .tenant_dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        for d in &a.devices {
+            per_card.entry(d.uuid.clone()).or_default().push((
+                name.clone(),
+                Grant {
+                    request: d.cores.min(100),
+                    limit: d.cores.min(100),
+                    low: d.priority > 0,
+                },
+            ));
+        }
+    }
+    let dir = config.cards_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if let Ok(list) = std::fs::read_dir(&dir) {
+        for item in list.flatten() {
+            let file = item.file_name().to_string_lossy().into_owned();
+            if let Some(uuid) = file.strip_suffix(".grants") {
+                if !per_card.contains_key(uuid) {
+                    let _ = std::fs::remove_file(item.path());
+                }
+            }
+        }
+    }
+    for (uuid, grants) in per_card {
+        write(&grants_path(&dir, &uuid), &grants_text(&grants))?;
+    }
+    Ok(())
+}
 
 /// The limits file's text for a container's devices, keyed by card UUID (a container that
 /// reorders `CUDA_VISIBLE_DEVICES` cannot swap its cards' limits; an identifier that is not a
@@ -29,6 +87,7 @@ pub fn limits_text(m: &Match, context_memory: u64) -> String {
     );
     t += &format!("region = {CONTAINER_TENANT}/region\n");
     t += &format!("card_dir = {CONTAINER_CARDS}\n");
+    t += &format!("card_tenant = {}\n", tenant_name(&m.uid, &m.container.name));
     t += &format!("context_memory = {context_memory}\n");
     for (i, d) in m.container.devices.iter().enumerate() {
         let key = match parse_gpu_uuid(&d.uuid) {
@@ -67,10 +126,10 @@ pub fn prepare(
     m: &Match,
     device_ids: &[String],
 ) -> Result<Allocation, String> {
-    let name = format!("k8s-{}-{}", m.uid, m.container.name);
+    let name = tenant_name(&m.uid, &m.container.name);
     let tenant_dir = config.tenants_dir().join(&name);
     let limits_dir = config.state_dir.join("limits");
-    for dir in [&tenant_dir, &limits_dir, &config.cards_dir()] {
+    for dir in [&tenant_dir, &limits_dir, &config.cards_dir().join(&name)] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let owner = serde_json::json!({
@@ -119,7 +178,20 @@ pub fn response(config: &NodeConfig, a: &Allocation) -> proto::ContainerAllocate
         mount(CONTAINER_PRELOAD, &config.preload_file(), true),
         mount(DEFAULT_LIMITS_FILE, &a.limits_file, true),
         mount(CONTAINER_TENANT, &a.tenant_dir, false),
-        mount(CONTAINER_CARDS, &config.cards_dir(), false),
+        // The node's card folder read-only, the container's own folder in it read-write (the
+        // runtime mounts the parent first): a tenant writes only its own card files.
+        mount(CONTAINER_CARDS, &config.cards_dir(), true),
+        mount(
+            &format!(
+                "{CONTAINER_CARDS}/{}",
+                a.tenant_dir
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+            ),
+            &card_folder(config, a),
+            false,
+        ),
     ];
     let cdi_devices = if config.cdi {
         uuids
@@ -249,6 +321,32 @@ mod tests {
         let owner: serde_json::Value =
             serde_json::from_slice(&std::fs::read(owner_file(&a.tenant_dir)).unwrap()).unwrap();
         assert_eq!(owner["container"], "main");
+        // The card folder is read-only but for the container's own folder in it.
+        let cards: Vec<(&str, bool)> = r
+            .mounts
+            .iter()
+            .filter(|m| m.container_path.starts_with(CONTAINER_CARDS))
+            .map(|m| (m.container_path.as_str(), m.read_only))
+            .collect();
+        let own = format!("{CONTAINER_CARDS}/{}", tenant_name(&a.pod_uid, "main"));
+        assert_eq!(cards, [(CONTAINER_CARDS, true), (own.as_str(), false)]);
+        assert!(card_folder(&config, &a).is_dir());
+        let limits_text = std::fs::read_to_string(&limits.host_path).unwrap();
+        assert!(limits_text.contains(&format!(
+            "card_tenant = {}",
+            tenant_name(&a.pod_uid, "main")
+        )));
+        // Grants: every container's cores on each of its cards.
+        write_grants(&config, [&a].into_iter()).unwrap();
+        let grants = std::fs::read_to_string(gpupool_region::card_peers::grants_path(
+            &config.cards_dir(),
+            UUID_A,
+        ))
+        .unwrap();
+        let parsed = gpupool_region::card_peers::parse_grants(&grants);
+        assert_eq!(parsed[&tenant_name(&a.pod_uid, "main")].limit, 30);
+        write_grants(&config, std::iter::empty()).unwrap();
+        assert!(!gpupool_region::card_peers::grants_path(&config.cards_dir(), UUID_A).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -134,13 +134,17 @@ pub fn exclusive_ns(o: usize, elapsed_ns: u64) -> u64 {
     (elapsed_ns as f64 * (1.0 - others * spans)) as u64
 }
 
-fn tenant_key(t: &Tenant) -> u64 {
-    // FNV-1a of the region path: every process of the tenant maps the same file.
+/// This tenant's folder name in the card folder: as the node agent named it (`card_tenant`),
+/// else from its region's path (each `gpupool run` tenant has its own region).
+fn card_tenant(t: &Tenant) -> String {
+    if let Some(name) = &t.config.card_tenant {
+        return name.clone();
+    }
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in t.region.path().as_os_str().as_encoded_bytes() {
         h = (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    h | 1
+    format!("t-{h:016x}")
 }
 
 /// Starts pacing ordinal `ord` at `shares`: at its limit, or, with a card folder, at what the
@@ -162,7 +166,8 @@ pub fn join(t: &'static Tenant, ord: i32, shares: Shares, state: &'static Comput
         Ok(u) => gpupool_cuda::uuid::format_gpu_uuid(&u),
         Err(_) => return,
     };
-    let card = match Card::open(&dir.join(&uuid)) {
+    let name = card_tenant(t);
+    let card = match Card::open(dir, &name, &uuid) {
         Ok(c) => c,
         Err(e) => {
             crate::log!(Warn, "{e}; capping at {}%", shares.limit);
@@ -170,8 +175,8 @@ pub fn join(t: &'static Tenant, ord: i32, shares: Shares, state: &'static Comput
         }
     };
     let now = crate::compute::now_ns();
-    let key = tenant_key(t);
-    let Some(slot) = card.claim(key, std::process::id(), now) else {
+    let key = card.key();
+    let Some(slot) = card.claim(std::process::id(), now) else {
         crate::log!(
             Warn,
             "card file of {uuid} is full; capping at {}%",
@@ -204,7 +209,7 @@ pub fn join(t: &'static Tenant, ord: i32, shares: Shares, state: &'static Comput
 /// (`ComputeState::window_hold_ns` then knows where in the run the tenant had the card). A
 /// profile is recomputed on every update while the run is recent: the others' runs show up
 /// a period after they start.
-fn share_runs(j: &Joined, key: u64, now: u64) {
+fn share_runs(j: &Joined, now: u64) {
     let recent = |end: u64| end == 0 || end + 2 * WINDOW_NS > now;
     let mine: Vec<(usize, PublishedRun)> = j
         .state
@@ -223,7 +228,7 @@ fn share_runs(j: &Joined, key: u64, now: u64) {
         .collect();
     let published: Vec<PublishedRun> = mine.iter().map(|&(_, r)| r).collect();
     j.card.publish_runs(j.slot, &published);
-    let others = j.card.other_runs(key, now);
+    let others = j.card.other_runs(now);
     // A running kernel had at most the time since its start (or submission) on the GPU.
     let until = others
         .iter()
@@ -264,7 +269,6 @@ fn update(j: &mut Joined, key: u64, now: u64) {
         (j.last_charged, j.last_at) = (charged, now);
     }
     let me = Publish {
-        tenant: key,
         pid: std::process::id(),
         low: j.shares.low,
         request: j.shares.request,
@@ -273,6 +277,7 @@ fn update(j: &mut Joined, key: u64, now: u64) {
         used_ppm: j.used_ppm,
     };
     j.card.publish(j.slot, &me, now);
+    j.card.refresh(now);
     let demands = j.card.demands(now);
     let others: u64 = demands
         .iter()
@@ -287,7 +292,7 @@ fn update(j: &mut Joined, key: u64, now: u64) {
         .sum();
     // This process counts as busy: it is about to launch whenever the count is read.
     CONTEXTS[j.ordinal].store(others_contexts + 1, Relaxed);
-    share_runs(j, key, now);
+    share_runs(j, now);
     let mine = demands.iter().find(|d| d.tenant == key).copied();
     if let Some(mine) = mine {
         let mut mine = mine;

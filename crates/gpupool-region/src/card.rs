@@ -1,10 +1,11 @@
 //! Coordination of compute shares between the tenants of one card: guaranteed shares with
 //! borrowing of idle time, and online (high) / offline (low) priority.
 //!
-//! One small file per card (named by its UUID, in the node's card folder) holds an entry per
-//! process that uses the card under a compute limit: its tenant, priority, request and limit,
-//! when it last launched, and a heartbeat. Every such process republishes its entry about
-//! every 10 ms and computes its tenant's current rate from all live entries ([`allocate`]):
+//! Each tenant has a folder of its own in the node's card folder, and in it one small file per
+//! card it uses (named by the card's UUID), holding an entry per process of the tenant that
+//! uses the card under a compute limit: priority, request and limit, when it last launched, and
+//! a heartbeat. Every such process republishes its entry about every 10 ms and computes its
+//! tenant's current rate from all live entries of all tenants ([`allocate`]):
 //!
 //! - a tenant is *busy* when one of its processes launched within [`BUSY_WINDOW_NS`];
 //! - every busy high-priority tenant is guaranteed its request; the card's time not requested by
@@ -18,21 +19,30 @@
 //!   [`SHARED_HEADROOM_PCT`] of the card is not lent nor left to low priority: switching between
 //!   processes costs a real GPU some of its time, and that must not come out of requests.
 //!
-//! Entries are plain atomics; there is no lock. A process that dies simply stops its heartbeat,
-//! and its entry is ignored after [`STALE_NS`] and reused later, so a crash at any moment cannot
-//! stall the others.
+//! A tenant maps only its own file. Other tenants' files are read with `pread` into a private
+//! copy ([`crate::card_peers`]): a file truncated, filled with garbage or replaced by something
+//! else hurts no reader, and no lock is shared between tenants. An entry counts for the tenant
+//! whose folder holds it, and where the node agent publishes grants (`<uuid>.grants`), a
+//! tenant's request and limit are capped at its grant: a tenant can only change its own share.
+//!
+//! Entries are plain atomics; there is no lock but the one a tenant's own processes take to
+//! create their file. A process that dies simply stops its heartbeat, and its entry is ignored
+//! after [`STALE_NS`] and reused later, so a crash at any moment cannot stall the others.
 
+use crate::card_peers::{EntryCopy, Grants, Peers};
 use crate::region::{map_shared, open_shared_file, FileLock};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
-/// Entries a card file holds.
-pub const CARD_ENTRIES: usize = 256;
+/// Entries a tenant's card file holds (processes of the tenant on the card; more are paced at
+/// their limit alone).
+pub const CARD_ENTRIES: usize = 16;
 /// A tenant is busy when it launched this recently.
 pub const BUSY_WINDOW_NS: u64 = 100_000_000;
 /// An entry whose heartbeat is older is ignored (its process died or stopped launching).
 pub const STALE_NS: u64 = 200_000_000;
-const CARD_MAGIC: u64 = u64::from_le_bytes(*b"GPCARD04");
+/// First eight bytes of a card file.
+pub(crate) const CARD_MAGIC: u64 = u64::from_le_bytes(*b"GPCARD05");
 /// Long kernels an entry publishes: its tenant's recent ones (`ComputeState::long_runs`), so
 /// that each tenant can tell where in a run of its own it shared the card.
 pub const CARD_RUNS: usize = 8;
@@ -58,10 +68,35 @@ struct Entry {
 }
 
 #[repr(C)]
-struct CardFile {
+pub(crate) struct CardFile {
     magic: AtomicU64,
     _pad: AtomicU64,
     entries: [Entry; CARD_ENTRIES],
+}
+
+impl Entry {
+    /// A plain copy of the entry.
+    fn copy(&self) -> EntryCopy {
+        let mut runs = [[0u64; 3]; CARD_RUNS];
+        for (to, from) in runs.iter_mut().zip(&self.runs) {
+            *to = [
+                from[0].load(Acquire),
+                from[1].load(Relaxed),
+                from[2].load(Relaxed),
+            ];
+        }
+        EntryCopy {
+            tenant: self.tenant.load(Acquire),
+            pid: self.pid.load(Relaxed),
+            priority: self.priority.load(Relaxed),
+            request: self.request.load(Relaxed),
+            limit: self.limit.load(Relaxed),
+            last_launch_ns: self.last_launch_ns.load(Relaxed),
+            heartbeat_ns: self.heartbeat_ns.load(Acquire),
+            used_ppm: self.used_ppm.load(Relaxed),
+            runs,
+        }
+    }
 }
 
 /// What a tenant asks for on a card.
@@ -145,21 +180,23 @@ pub struct PublishedRun {
     pub cost: u64,
 }
 
-/// A card's coordination file.
+/// This tenant's view of one card: its own file (mapped, written) and the other tenants'
+/// (read as copies, see [`Card::refresh`]).
 pub struct Card {
     map: *mut CardFile,
+    key: u64,
+    name: String,
+    dir: PathBuf,
+    uuid: String,
+    peers: Peers,
 }
 
-// SAFETY: the mapping lives as long as the process; every field is an atomic.
+// SAFETY: the mapping lives as long as the process; every field of it is an atomic.
 unsafe impl Send for Card {}
-// SAFETY: as above.
-unsafe impl Sync for Card {}
 
 /// What a process publishes about itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Publish {
-    /// Tenant key.
-    pub tenant: u64,
     /// The process.
     pub pid: u32,
     /// Low priority?
@@ -174,11 +211,22 @@ pub struct Publish {
     pub used_ppm: u64,
 }
 
+/// The key of the tenant whose folder in the card folder is `name` (never 0).
+pub fn tenant_key(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h | 1
+}
+
 impl Card {
-    /// Opens (creating) the card file at `path`.
-    pub fn open(path: &Path) -> Result<Card, String> {
+    /// Opens (creating) tenant `tenant`'s file for card `uuid` in the card folder `card_dir`
+    /// (`<card_dir>/<tenant>/<uuid>`).
+    pub fn open(card_dir: &Path, tenant: &str, uuid: &str) -> Result<Card, String> {
+        let path = card_dir.join(tenant).join(uuid);
         let err = |e: std::io::Error| format!("gpupool: card file {}: {e}", path.display());
-        let file = open_shared_file(path).map_err(err)?;
+        let file = open_shared_file(&path).map_err(err)?;
         let size = std::mem::size_of::<CardFile>();
         let _guard = FileLock::exclusive_within(&file, crate::region::LOCK_TIMEOUT).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
@@ -203,7 +251,19 @@ impl Card {
                 path.display()
             ));
         }
-        Ok(Card { map })
+        Ok(Card {
+            map,
+            key: tenant_key(tenant),
+            name: tenant.to_string(),
+            dir: card_dir.to_path_buf(),
+            uuid: uuid.to_string(),
+            peers: Peers::default(),
+        })
+    }
+
+    /// This tenant's key.
+    pub fn key(&self) -> u64 {
+        self.key
     }
 
     fn entries(&self) -> &[Entry; CARD_ENTRIES] {
@@ -212,13 +272,13 @@ impl Card {
     }
 
     /// Claims an entry for process `pid` (a free one, or one stale for long); `None` if full.
-    pub fn claim(&self, tenant: u64, pid: u32, now_ns: u64) -> Option<usize> {
+    pub fn claim(&self, pid: u32, now_ns: u64) -> Option<usize> {
         for (i, e) in self.entries().iter().enumerate() {
             let t = e.tenant.load(Acquire);
             let stale = now_ns.saturating_sub(e.heartbeat_ns.load(Relaxed)) > 10 * STALE_NS;
             if (t == 0 || stale)
                 && e.tenant
-                    .compare_exchange(t, tenant, AcqRel, Relaxed)
+                    .compare_exchange(t, self.key, AcqRel, Relaxed)
                     .is_ok()
             {
                 e.pid.store(pid, Relaxed);
@@ -234,7 +294,7 @@ impl Card {
         let Some(e) = self.entries().get(slot) else {
             return;
         };
-        e.tenant.store(p.tenant, Relaxed);
+        e.tenant.store(self.key, Relaxed);
         e.pid.store(p.pid, Relaxed);
         e.priority.store(p.low as u32, Relaxed);
         e.request.store(p.request, Relaxed);
@@ -258,23 +318,44 @@ impl Card {
         }
     }
 
+    /// Gives entry `slot` back (at exit).
+    pub fn release(&self, slot: usize) {
+        if let Some(e) = self.entries().get(slot) {
+            e.heartbeat_ns.store(0, Relaxed);
+            e.tenant.store(0, Release);
+        }
+    }
+
+    /// Reads the other tenants' files again (and, every so often, which there are, and the
+    /// grants).
+    pub fn refresh(&mut self, now_ns: u64) {
+        self.peers
+            .refresh(&self.dir, &self.name, &self.uuid, now_ns);
+    }
+
+    /// Every tenant's entries as last read: (tenant folder, key, entries); this tenant's
+    /// read now.
+    fn all_entries(&self) -> impl Iterator<Item = (&str, u64, EntryCopy)> + '_ {
+        let own = self
+            .entries()
+            .iter()
+            .map(move |e| (self.name.as_str(), self.key, e.copy()));
+        own.chain(self.peers.entries())
+    }
+
     /// The long kernels other tenants' live entries publish, each once (a tenant's processes
-    /// publish the same ones).
-    pub fn other_runs(&self, me: u64, now_ns: u64) -> Vec<PublishedRun> {
+    /// publish the same ones), as last read.
+    pub fn other_runs(&self, now_ns: u64) -> Vec<PublishedRun> {
         let mut out: Vec<PublishedRun> = Vec::new();
-        for e in self.entries() {
-            let tenant = e.tenant.load(Acquire);
-            if tenant == 0
-                || tenant == me
-                || now_ns.saturating_sub(e.heartbeat_ns.load(Acquire)) > STALE_NS
-            {
+        for (_, key, e) in self.all_entries() {
+            if key == self.key || !e.live(now_ns) {
                 continue;
             }
             for r in &e.runs {
                 let run = PublishedRun {
-                    start: r[0].load(Acquire),
-                    end: r[1].load(Relaxed),
-                    cost: r[2].load(Relaxed),
+                    start: r[0],
+                    end: r[1],
+                    cost: r[2],
                 };
                 if run.start != 0 && !out.contains(&run) {
                     out.push(run);
@@ -284,37 +365,36 @@ impl Card {
         out
     }
 
-    /// Gives entry `slot` back (at exit).
-    pub fn release(&self, slot: usize) {
-        if let Some(e) = self.entries().get(slot) {
-            e.heartbeat_ns.store(0, Relaxed);
-            e.tenant.store(0, Release);
-        }
-    }
-
-    /// Every live tenant's demand, one per tenant (its processes merged).
+    /// Every live tenant's demand, one per tenant (its processes merged), capped by the grants
+    /// when the node publishes them (a tenant without a grant then counts for nothing).
     pub fn demands(&self, now_ns: u64) -> Vec<Demand> {
+        let grants: Option<&Grants> = self.peers.grants();
         let mut out: Vec<Demand> = Vec::new();
-        for e in self.entries() {
-            let tenant = e.tenant.load(Acquire);
-            if tenant == 0 || now_ns.saturating_sub(e.heartbeat_ns.load(Acquire)) > STALE_NS {
+        for (name, tenant, e) in self.all_entries() {
+            if !e.live(now_ns) {
                 continue;
             }
-            let busy = now_ns.saturating_sub(e.last_launch_ns.load(Relaxed)) <= BUSY_WINDOW_NS;
-            let d = Demand {
+            let busy = now_ns.saturating_sub(e.last_launch_ns) <= BUSY_WINDOW_NS;
+            let mut d = Demand {
                 tenant,
-                low: e.priority.load(Relaxed) == 1,
-                request: e.request.load(Relaxed),
-                limit: e.limit.load(Relaxed),
+                low: e.priority == 1,
+                request: e.request.min(100),
+                limit: e.limit.min(100),
                 busy,
-                used_ppm: e.used_ppm.load(Relaxed),
+                used_ppm: e.used_ppm.min(1_000_000),
                 contexts: busy as u32,
             };
+            if let Some(grants) = grants {
+                let Some(g) = grants.get(name) else { continue };
+                d.request = d.request.min(g.request);
+                d.limit = d.limit.min(g.limit);
+                d.low |= g.low;
+            }
             match out.iter_mut().find(|x| x.tenant == tenant) {
                 Some(x) => {
                     x.busy |= d.busy;
-                    x.used_ppm += d.used_ppm;
-                    x.contexts += d.contexts;
+                    x.used_ppm = x.used_ppm.saturating_add(d.used_ppm);
+                    x.contexts = x.contexts.saturating_add(d.contexts);
                 }
                 None => out.push(d),
             }
@@ -401,12 +481,13 @@ mod tests {
 
     #[test]
     fn entries_of_a_tenant_merge_and_stale_ones_are_ignored() {
-        let path = std::env::temp_dir().join(format!("gpupool-card-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let card = Card::open(&path).unwrap();
+        let dir = std::env::temp_dir().join(format!("gpupool-card-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut seven = Card::open(&dir, "seven", "GPU-x").unwrap();
+        let nine = Card::open(&dir, "nine", "GPU-x").unwrap();
+        let mut eight = Card::open(&dir, "eight", "GPU-x").unwrap();
         let now = 10_000_000_000;
-        let p = |tenant, last| Publish {
-            tenant,
+        let p = |last| Publish {
             pid: 1,
             low: false,
             request: 50,
@@ -414,39 +495,47 @@ mod tests {
             last_launch_ns: last,
             used_ppm: 250_000,
         };
-        let s1 = card.claim(7, 1, now).unwrap();
-        let s2 = card.claim(7, 2, now).unwrap();
-        let s3 = card.claim(9, 3, now).unwrap();
-        card.publish(s1, &p(7, 0), now);
-        card.publish(s2, &p(7, now), now);
-        card.publish(s3, &p(9, now), now - STALE_NS - 1);
-        let ds = card.demands(now);
-        assert_eq!(ds.len(), 1, "tenant 9 is stale: {ds:?}");
+        let s1 = seven.claim(1, now).unwrap();
+        let s2 = seven.claim(2, now).unwrap();
+        let s3 = nine.claim(3, now).unwrap();
+        seven.publish(s1, &p(0), now);
+        seven.publish(s2, &p(now), now);
+        nine.publish(s3, &p(now), now - STALE_NS - 1);
+        eight.refresh(now);
+        let ds = eight.demands(now);
+        assert_eq!(ds.len(), 1, "nine is stale, eight has no entry: {ds:?}");
+        assert_eq!(ds[0].tenant, tenant_key("seven"));
         assert!(ds[0].busy, "one busy process makes the tenant busy");
         assert_eq!(ds[0].used_ppm, 500_000, "its processes' use adds up");
         assert_eq!(ds[0].contexts, 1, "one of its processes launched lately");
         // Long kernels: each once, other tenants' only, stale entries' never.
         let run = |start, end, cost| PublishedRun { start, end, cost };
-        card.publish_runs(s1, &[run(100, 200, 90), run(300, 0, 50)]);
-        card.publish_runs(s2, &[run(100, 200, 90)]);
-        card.publish_runs(s3, &[run(50, 60, 10)]);
+        seven.publish_runs(s1, &[run(100, 200, 90), run(300, 0, 50)]);
+        seven.publish_runs(s2, &[run(100, 200, 90)]);
+        nine.publish_runs(s3, &[run(50, 60, 10)]);
+        eight.refresh(now);
         assert_eq!(
-            card.other_runs(8, now),
+            eight.other_runs(now),
             vec![run(100, 200, 90), run(300, 0, 50)]
         );
-        assert!(card.other_runs(7, now).is_empty());
-        card.publish_runs(s1, &[]);
-        assert_eq!(card.other_runs(8, now), vec![run(100, 200, 90)]);
-        card.release(s1);
-        card.release(s2);
-        assert!(card.demands(now).is_empty());
-        let other = Card::open(&path).unwrap();
-        assert!(
-            other.claim(5, 5, now).is_some(),
-            "released entries are reused"
-        );
-        std::fs::write(&path, b"junk").unwrap();
-        assert!(Card::open(&path).is_err());
-        let _ = std::fs::remove_file(&path);
+        seven.refresh(now);
+        assert!(seven.other_runs(now).is_empty());
+        seven.publish_runs(s1, &[]);
+        eight.refresh(now);
+        assert_eq!(eight.other_runs(now), vec![run(100, 200, 90)]);
+        seven.release(s1);
+        seven.release(s2);
+        eight.refresh(now);
+        assert!(eight.demands(now).is_empty());
+        let again = Card::open(&dir, "seven", "GPU-x").unwrap();
+        assert!(again.claim(5, now).is_some(), "released entries are reused");
+        std::fs::write(dir.join("junk").join("GPU-x"), b"junk")
+            .or_else(|_| {
+                std::fs::create_dir_all(dir.join("junk"))
+                    .and_then(|_| std::fs::write(dir.join("junk").join("GPU-x"), b"junk"))
+            })
+            .unwrap();
+        assert!(Card::open(&dir, "junk", "GPU-x").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod card;
+pub mod card_peers;
 pub mod compute;
 mod layout;
 mod liveness;
@@ -26,7 +27,7 @@ mod process;
 mod region;
 pub mod untrusted;
 
-pub use card::{allocate, Card, Demand, Publish, PublishedRun};
+pub use card::{allocate, tenant_key, Card, Demand, Publish, PublishedRun};
 pub use compute::ComputeState;
 pub use layout::{LAYOUT_VERSION, MAGIC, MAX_DEVICES, MAX_SLOTS};
 pub use process::{process_alive, ProcessIdentity};
