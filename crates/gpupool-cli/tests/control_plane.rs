@@ -1,7 +1,9 @@
 //! gpupool against a real Kubernetes control plane (etcd, kube-apiserver and kube-scheduler from
-//! `scripts/fetch-k8s`): two `gpupool node --sim` agents publish their cards through the API
-//! server and register with stand-in kubelets, `gpupool scheduler` is kube-scheduler's extender
-//! (configured from `deploy/scheduler/config.yaml`), and HAMi-style pods whose quantities the API
+//! `scripts/fetch-k8s`), authorising by RBAC: two `gpupool node --sim` agents publish their
+//! cards through the API server and register with stand-in kubelets, `gpupool scheduler` is
+//! kube-scheduler's extender (configured from `deploy/scheduler/config.yaml`), all three acting
+//! as the service accounts of `deploy/*/rbac.yaml` with only what those grant; kube-scheduler
+//! leads on its own lease, and HAMi-style pods whose quantities the API
 //! server stored in canonical form (`6000` → `6k`) are bound to cards; a request that is not a
 //! whole number of MiB reaches the pod's event with its reason; an agent answers `Allocate` from
 //! the assignment it reads through the API server. The API server's stored quantities are also
@@ -13,6 +15,7 @@ use common::*;
 use gpupool_node::fake_kubelet::FakeKubelet;
 use gpupool_node::proto;
 use gpupool_sched::protocol::{Assignment, Inventory};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
@@ -104,7 +107,7 @@ fn start_agent(cp: &mut ControlPlane, m: &Machine, node: &str) -> FakeKubelet {
         .arg("--library")
         .arg(lib_dir().join("libgpupool.so"))
         .arg("--kubeconfig")
-        .arg(&cp.kubeconfig)
+        .arg(cp.kubeconfig_as("gpupool-node"))
         .arg("--assignment-key-file")
         .arg(key_file(cp))
         .args([
@@ -128,6 +131,12 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
         .enable_all()
         .build()
         .unwrap();
+    // The API server authorises by RBAC; the agents, the extender and kube-scheduler act as
+    // the service accounts of the shipped manifests, with only what those grant.
+    for manifest in ["deploy/scheduler/rbac.yaml", "deploy/node/rbac.yaml"] {
+        rt.block_on(cp.apply(&root().join(manifest)))
+            .unwrap_or_else(|e| panic!("{manifest}: {e}"));
+    }
     let client = rt.block_on(cp.client_async()).unwrap();
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -169,11 +178,25 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
         "500ms",
         "--kubeconfig",
     ])
-    .arg(&cp.kubeconfig)
+    .arg(cp.kubeconfig_as("gpupool-scheduler"))
     .arg("--assignment-key-file")
     .arg(key_file(&cp));
     cp.spawn_process("gpupool-scheduler", cmd);
-    cp.start_scheduler(&scheduler_config(&extender));
+    cp.start_scheduler(
+        &scheduler_config(&extender),
+        &cp.kubeconfig_as("gpupool-scheduler"),
+    );
+    // It leads: the lease the shipped configuration names is held (the built-in role alone
+    // allows only the lease `kube-scheduler`).
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let holder = rt.block_on(eventually("the lease gpupool-scheduler held", 30, || {
+        let leases = leases.clone();
+        async move {
+            let l = leases.get("gpupool-scheduler").await.ok()?;
+            l.spec?.holder_identity.filter(|h| !h.is_empty())
+        }
+    }));
+    eprintln!("lease gpupool-scheduler held by {holder}");
 
     // HAMi-style requests, as users write them; the API server stores them canonically.
     let cases = [
@@ -299,9 +322,33 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
     );
     rt.block_on(pods.create(&PostParams::default(), &forged))
         .unwrap();
-    let refused = rt
-        .block_on(plugin.allocate(request))
-        .expect_err("a forged assignment is refused");
+    // The agent serves the pods bound to the node in order; once each bound pod is served, the
+    // forged one is all that is left, and it is refused.
+    let on_node = placed.iter().filter(|(_, n, _)| *n == node).count();
+    let mut served = vec![tenant];
+    let refused = loop {
+        match rt.block_on(plugin.allocate(request.clone())) {
+            Ok(r) => {
+                let envs = &r.into_inner().container_responses[0].envs;
+                let t = envs.get("GPUPOOL_TENANT").cloned().unwrap_or_default();
+                assert!(
+                    t != "default/forged/main" && !served.contains(&t),
+                    "Allocate served {t} after {served:?}"
+                );
+                served.push(t);
+                assert!(
+                    served.len() <= on_node,
+                    "more pods served than were bound to {node}: {served:?}"
+                );
+            }
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(
+        served.len(),
+        on_node,
+        "every bound pod is served first: {served:?}"
+    );
     assert!(
         refused.message().contains("default/forged") && refused.message().contains("not signed"),
         "{refused:?}"

@@ -1,6 +1,8 @@
 //! A real Kubernetes control plane for end-to-end tests: etcd, kube-apiserver (TLS with a test
-//! CA, a static bearer token, every request allowed) and, on demand, kube-scheduler with a
-//! configuration of the test's, all from `.cache/k8s/bin` (`scripts/fetch-k8s`). Processes are
+//! CA, static bearer tokens, RBAC: an administrator and the service accounts the shipped
+//! manifests bind, which hold only what those manifests grant them) and, on demand,
+//! kube-scheduler with a configuration of the test's, all from `.cache/k8s/bin`
+//! (`scripts/fetch-k8s`). Processes are
 //! killed and the folder removed when the value is dropped; their logs are printed when the
 //! test is failing.
 
@@ -11,8 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The bearer token every component and the test use.
+/// The administrator's bearer token (the test's own requests).
 pub const TOKEN: &str = "gpupool-e2e-token";
+
+/// The service accounts (in `kube-system`) that have a token: those the shipped manifests bind.
+pub const SERVICE_ACCOUNTS: [&str; 2] = ["gpupool-scheduler", "gpupool-node"];
 
 /// A running control plane.
 pub struct ControlPlane {
@@ -149,11 +154,13 @@ impl ControlPlane {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         make_certificates(&dir);
-        std::fs::write(
-            dir.join("tokens.csv"),
-            format!("{TOKEN},admin,admin,system:masters\n"),
-        )
-        .unwrap();
+        let mut tokens = format!("{TOKEN},admin,admin,system:masters\n");
+        for sa in SERVICE_ACCOUNTS {
+            tokens.push_str(&format!(
+                "sa-{sa},system:serviceaccount:kube-system:{sa},uid-{sa},\"system:serviceaccounts,system:serviceaccounts:kube-system\"\n"
+            ));
+        }
+        std::fs::write(dir.join("tokens.csv"), tokens).unwrap();
         let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
         let mut cp = ControlPlane {
             url: format!("https://127.0.0.1:{api_port}"),
@@ -196,7 +203,7 @@ impl ControlPlane {
                 "server.key",
             ])
             .args(["--token-auth-file", "tokens.csv"])
-            .args(["--authorization-mode", "AlwaysAllow"])
+            .args(["--authorization-mode", "RBAC"])
             .args(["--service-account-key-file", "sa.pub"])
             .args(["--service-account-signing-key-file", "sa.key"])
             .args(["--service-account-issuer", "https://kubernetes.default.svc"])
@@ -207,18 +214,65 @@ impl ControlPlane {
             ])
             .current_dir(&cp.dir);
         cp.spawn("kube-apiserver", api);
-        let ca = std::fs::read(cp.dir.join("ca.crt")).unwrap();
+        cp.write_kubeconfig(&cp.kubeconfig, TOKEN);
+        cp.wait_ready();
+        cp
+    }
+
+    /// Writes a kubeconfig for the API server that authenticates with `token`.
+    fn write_kubeconfig(&self, path: &Path, token: &str) {
+        let ca = std::fs::read(self.dir.join("ca.crt")).unwrap();
         std::fs::write(
-            &cp.kubeconfig,
+            path,
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: admin\ncurrent-context: e2e\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\n",
-                cp.url,
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: e2e\ncurrent-context: e2e\nusers:\n- name: e2e\n  user:\n    token: {token}\n",
+                self.url,
                 base64(&ca)
             ),
         )
         .unwrap();
-        cp.wait_ready();
-        cp
+    }
+
+    /// A kubeconfig that acts as the service account `kube-system/<account>` (one of
+    /// [`SERVICE_ACCOUNTS`]): it may do only what the RBAC objects created so far grant.
+    pub fn kubeconfig_as(&self, account: &str) -> PathBuf {
+        assert!(
+            SERVICE_ACCOUNTS.contains(&account),
+            "{account} has no token: add it to SERVICE_ACCOUNTS"
+        );
+        let path = self.dir.join(format!("kubeconfig-{account}"));
+        self.write_kubeconfig(&path, &format!("sa-{account}"));
+        path
+    }
+
+    /// Creates every object of the manifest `path` (a multi-document YAML file) as the
+    /// administrator.
+    pub async fn apply(&self, path: &Path) -> Result<(), String> {
+        use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+        use serde::Deserialize;
+        let client = self.client_async().await?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for d in serde_yaml::Deserializer::from_str(&text) {
+            let v = serde_json::Value::deserialize(d).map_err(|e| e.to_string())?;
+            if v.is_null() {
+                continue;
+            }
+            let obj: DynamicObject = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            let types = obj
+                .types
+                .clone()
+                .ok_or("a document without apiVersion/kind")?;
+            let gvk = GroupVersionKind::try_from(&types).map_err(|e| e.to_string())?;
+            let resource = ApiResource::from_gvk(&gvk);
+            let api: Api<DynamicObject> = match &obj.metadata.namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            api.create(&PostParams::default(), &obj)
+                .await
+                .map_err(|e| format!("{} {:?}: {e}", types.kind, obj.metadata.name))?;
+        }
+        Ok(())
     }
 
     fn spawn(&mut self, name: &str, mut cmd: Command) {
@@ -289,14 +343,14 @@ impl ControlPlane {
     }
 
     /// Starts kube-scheduler with `config` (a `KubeSchedulerConfiguration`, v1beta1, whose
-    /// `clientConnection.kubeconfig` is filled in here).
-    pub fn start_scheduler(&mut self, config: &str) {
+    /// `clientConnection.kubeconfig` is filled in here with `kubeconfig`).
+    pub fn start_scheduler(&mut self, config: &str, kubeconfig: &Path) {
         let path = self.dir.join("scheduler.yaml");
         // Health and metrics on ports of their own (the defaults would collide between
         // tests running at once).
         let config = format!(
             "{config}\nclientConnection:\n  kubeconfig: {}\nhealthzBindAddress: 127.0.0.1:{}\nmetricsBindAddress: 127.0.0.1:{}\n",
-            self.kubeconfig.display(),
+            kubeconfig.display(),
             free_port(),
             free_port()
         );
