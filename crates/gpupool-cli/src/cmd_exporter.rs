@@ -1,6 +1,6 @@
 //! `gpupool exporter`: Prometheus metrics of this host's cards and tenants on `/metrics`, for
-//! hosts without the node agent. Each scrape reads NVML and the tenants' regions afresh (reads
-//! only: atomics in the shared files, never a lock a tenant waits on).
+//! hosts without the node agent. Each scrape reads NVML and private copies of the tenants'
+//! regions afresh (never a lock a tenant waits on).
 
 use crate::cmd_info::{snapshot, snapshot_of, InfoSnapshot};
 use crate::cmd_run::tenants_dir;
@@ -21,6 +21,9 @@ pub struct ExporterArgs {
     /// Address to serve `/metrics` on (port 0: any free port, printed at start).
     #[arg(long, default_value = "0.0.0.0:9400", value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
+    /// The `Hostname` label of every series (DCGM exporter's; default: this host's name).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
     /// The machine to look at.
     #[command(flatten)]
     pub machine: SimArgs,
@@ -36,6 +39,7 @@ async fn metrics(
     sim: Arc<Option<SimEnv>>,
     tenants: Arc<PathBuf>,
     add: Option<AddToSnapshot>,
+    host: Arc<str>,
 ) -> impl IntoResponse {
     let taken = tokio::task::spawn_blocking(move || {
         let mut snap = snapshot_of(sim.as_ref().as_ref(), &tenants)?;
@@ -49,7 +53,7 @@ async fn metrics(
         Ok(Ok(snap)) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, CONTENT_TYPE)],
-            crate::metrics::render(&snap),
+            crate::metrics::render(&snap, &host),
         )
             .into_response(),
         Ok(Err(e)) => (
@@ -61,13 +65,20 @@ async fn metrics(
     }
 }
 
-/// `/metrics` (cards through NVML, the tenants in the folders of `tenants`) and `/healthz`.
-pub fn router(sim: Arc<Option<SimEnv>>, tenants: PathBuf, add: Option<AddToSnapshot>) -> Router {
+/// `/metrics` (cards through NVML, the tenants in the folders of `tenants`, every series
+/// labelled `Hostname=host`) and `/healthz`.
+pub fn router(
+    sim: Arc<Option<SimEnv>>,
+    tenants: PathBuf,
+    add: Option<AddToSnapshot>,
+    host: &str,
+) -> Router {
     let tenants = Arc::new(tenants);
+    let host: Arc<str> = Arc::from(host);
     Router::new()
         .route(
             "/metrics",
-            get(move || metrics(sim.clone(), tenants.clone(), add.clone())),
+            get(move || metrics(sim.clone(), tenants.clone(), add.clone(), host.clone())),
         )
         .route("/healthz", get(|| async { "ok" }))
 }
@@ -86,7 +97,8 @@ pub fn run(a: ExporterArgs) -> Result<()> {
         let addr = listener.local_addr()?;
         eprintln!("gpupool exporter: serving http://{addr}/metrics");
         let tenants = tenants_dir(sim.as_ref().as_ref().map(|s| s.state.as_path()));
-        axum::serve(listener, router(sim, tenants, None))
+        let host = a.hostname.clone().unwrap_or_else(crate::metrics::host_name);
+        axum::serve(listener, router(sim, tenants, None, &host))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })

@@ -256,6 +256,7 @@ pub fn run(a: NodeArgs) -> Result<()> {
     a.daemon.init_logging()?;
     let sim = Arc::new(sim);
     let tenants = config.tenants_dir();
+    let node_name = config.node_name.clone();
     daemon::runtime()?.block_on(async move {
         let client = a.daemon.kube_client().await?;
         let lost = Arc::new(std::sync::OnceLock::new());
@@ -283,8 +284,12 @@ pub fn run(a: NodeArgs) -> Result<()> {
             "gpupool node: metrics on http://{}/metrics",
             listener.local_addr()?
         );
-        let router =
-            crate::cmd_exporter::router(sim.clone(), tenants, Some(findings_of(agent.clone())));
+        let router = crate::cmd_exporter::router(
+            sim.clone(),
+            tenants,
+            Some(findings_of(agent.clone())),
+            &node_name,
+        );
         tokio::spawn(async move { axum::serve(listener, router).await });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

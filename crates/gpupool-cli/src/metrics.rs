@@ -1,8 +1,11 @@
 //! Prometheus metrics from a snapshot (`gpupool exporter`): per card and per tenant and card.
-//! Names, units and labels are documented in `docs/metrics.md`; each scrape builds a fresh
-//! registry from a fresh snapshot (nothing is kept between scrapes).
+//! Names, units and labels are documented in `docs/metrics.md`; the card and pod labels are
+//! DCGM exporter's (`gpu`, `UUID`, `modelName`, `Hostname`, `namespace`, `pod`, `container`) so
+//! that queries can join the two. Each scrape builds a fresh registry from a fresh snapshot
+//! (nothing is kept between scrapes).
 
 use crate::cmd_info::InfoSnapshot;
+use crate::nvml_client::DeviceEntry;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -32,6 +35,7 @@ struct Families {
     container_over_limit: CounterF,
 }
 
+/// Registers a gauge family. `help` has no final period: the registry adds one.
 fn gauge(r: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> GaugeF {
     let f = GaugeF::default();
     match unit {
@@ -41,6 +45,7 @@ fn gauge(r: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> GaugeF
     f
 }
 
+/// Registers a counter family. `help` has no final period: the registry adds one.
 fn counter(r: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> CounterF {
     let f = CounterF::default();
     match unit {
@@ -55,20 +60,20 @@ impl Families {
         use Unit::{Bytes, Seconds};
         let ratio = || Some(Unit::Other("ratio".into()));
         Families {
-            card_memory_used: gauge(r, "gpupool_card_memory_used", "Device memory in use on the card (all processes, from NVML).", Some(Bytes)),
-            card_memory_total: gauge(r, "gpupool_card_memory_total", "Device memory of the card.", Some(Bytes)),
-            card_utilization: gauge(r, "gpupool_card_utilization", "Share of recent time the card ran kernels (NVML).", ratio()),
-            card_healthy: gauge(r, "gpupool_card_healthy", "1 when NVML answers for the card, else 0.", None),
-            card_processes: gauge(r, "gpupool_card_processes", "Processes with memory on the card.", None),
-            tenant_memory_used: gauge(r, "gpupool_tenant_memory_used", "Device memory the tenant's processes hold on the card, as the library counts it.", Some(Bytes)),
-            tenant_memory_limit: gauge(r, "gpupool_tenant_memory_limit", "The tenant's hard memory limit on the card.", Some(Bytes)),
-            tenant_compute: gauge(r, "gpupool_tenant_compute", "Share of the card's time the tenant's kernels ran recently (NVML process samples).", ratio()),
-            tenant_compute_limit: gauge(r, "gpupool_tenant_compute_limit", "The tenant's compute cap on the card.", ratio()),
-            tenant_compute_request: gauge(r, "gpupool_tenant_compute_request", "The tenant's guaranteed compute share on the card.", ratio()),
-            tenant_throttled: counter(r, "gpupool_tenant_throttled", "Time the tenant's launches waited for their turn under the compute limit.", Some(Seconds)),
-            tenant_denied: counter(r, "gpupool_tenant_allocations_denied", "Allocations refused because of the memory limit.", None),
-            tenant_processes: gauge(r, "gpupool_tenant_processes", "Live processes of the tenant.", None),
-            container_over_limit: counter(r, "gpupool_container_over_limit", "Audit rounds (node agent) in which NVML showed the container's processes above its memory limit on the card.", None),
+            card_memory_used: gauge(r, "gpupool_card_memory_used", "Device memory in use on the card (all processes, from NVML)", Some(Bytes)),
+            card_memory_total: gauge(r, "gpupool_card_memory_total", "Device memory of the card", Some(Bytes)),
+            card_utilization: gauge(r, "gpupool_card_utilization", "Share of recent time the card ran kernels (NVML)", ratio()),
+            card_healthy: gauge(r, "gpupool_card_healthy", "1 when NVML answers for the card, else 0", None),
+            card_processes: gauge(r, "gpupool_card_processes", "Processes with memory on the card", None),
+            tenant_memory_used: gauge(r, "gpupool_tenant_memory_used", "Device memory the tenant's processes hold on the card, as the library counts it", Some(Bytes)),
+            tenant_memory_limit: gauge(r, "gpupool_tenant_memory_limit", "The tenant's hard memory limit on the card", Some(Bytes)),
+            tenant_compute: gauge(r, "gpupool_tenant_compute", "Share of the card's time the tenant's kernels ran recently (NVML process samples)", ratio()),
+            tenant_compute_limit: gauge(r, "gpupool_tenant_compute_limit", "The tenant's compute cap on the card", ratio()),
+            tenant_compute_request: gauge(r, "gpupool_tenant_compute_request", "The tenant's guaranteed compute share on the card", ratio()),
+            tenant_throttled: counter(r, "gpupool_tenant_throttled", "Time the tenant's launches waited for their turn under the compute limit", Some(Seconds)),
+            tenant_denied: counter(r, "gpupool_tenant_allocations_denied", "Allocations refused because of the memory limit", None),
+            tenant_processes: gauge(r, "gpupool_tenant_processes", "Live processes of the tenant", None),
+            container_over_limit: counter(r, "gpupool_container_over_limit", "Audit rounds (node agent) in which NVML showed the container's processes above its memory limit on the card", None),
         }
     }
 }
@@ -77,21 +82,42 @@ fn pair(k: &str, v: impl ToString) -> (String, String) {
     (k.to_string(), v.to_string())
 }
 
-/// The snapshot in the Prometheus / OpenMetrics text format.
-pub fn render(snap: &InfoSnapshot) -> String {
+/// The labels of a card, as DCGM exporter names them.
+fn card_labels(d: &DeviceEntry, host: &str) -> Labels {
+    vec![
+        pair("gpu", d.index),
+        pair("UUID", &d.uuid),
+        pair("modelName", &d.name),
+        pair("Hostname", host),
+    ]
+}
+
+/// The labels of the card `uuid`: what the snapshot knows of it (a card NVML does not list
+/// has its UUID only).
+fn card_labels_of(snap: &InfoSnapshot, uuid: &str, host: &str) -> Labels {
+    match snap.devices.iter().find(|d| d.uuid == uuid) {
+        Some(d) => card_labels(d, host),
+        None => vec![pair("UUID", uuid), pair("Hostname", host)],
+    }
+}
+
+/// The snapshot in the Prometheus / OpenMetrics text format; `host` is the `Hostname` label
+/// (the node's name under the node agent).
+pub fn render(snap: &InfoSnapshot, host: &str) -> String {
     let mut registry = Registry::default();
     let f = Families::register(&mut registry);
     // A card NVML cannot read has only its health (0): no name, UUID or values to show.
     for d in snap.devices.iter().filter(|d| d.error.is_some()) {
-        let l = vec![pair("gpu", d.index), pair("uuid", ""), pair("model", "")];
+        let l = vec![
+            pair("gpu", d.index),
+            pair("UUID", ""),
+            pair("modelName", ""),
+            pair("Hostname", host),
+        ];
         f.card_healthy.get_or_create(&l).set(0.0);
     }
     for d in snap.devices.iter().filter(|d| d.error.is_none()) {
-        let l = vec![
-            pair("gpu", d.index),
-            pair("uuid", &d.uuid),
-            pair("model", &d.name),
-        ];
+        let l = card_labels(d, host);
         f.card_memory_used
             .get_or_create(&l)
             .set(d.used_bytes as f64);
@@ -108,10 +134,8 @@ pub fn render(snap: &InfoSnapshot) -> String {
     }
     for t in &snap.tenants {
         for td in &t.devices {
-            let mut l = vec![pair("tenant", &t.name), pair("uuid", &td.uuid)];
-            if let Some(d) = snap.devices.iter().find(|d| d.uuid == td.uuid) {
-                l.push(pair("gpu", d.index));
-            }
+            let mut l = card_labels_of(snap, &td.uuid, host);
+            l.push(pair("tenant", &t.name));
             if let Some(o) = &t.owner {
                 l.push(pair("namespace", &o.namespace));
                 l.push(pair("pod", &o.pod));
@@ -146,12 +170,10 @@ pub fn render(snap: &InfoSnapshot) -> String {
         }
     }
     for o in &snap.over_limit {
-        let l = vec![
-            pair("namespace", &o.owner.namespace),
-            pair("pod", &o.owner.pod),
-            pair("container", &o.owner.container),
-            pair("uuid", &o.uuid),
-        ];
+        let mut l = card_labels_of(snap, &o.uuid, host);
+        l.push(pair("namespace", &o.owner.namespace));
+        l.push(pair("pod", &o.owner.pod));
+        l.push(pair("container", &o.owner.container));
         f.container_over_limit
             .get_or_create(&l)
             .inc_by(o.rounds as f64);
@@ -160,4 +182,16 @@ pub fn render(snap: &InfoSnapshot) -> String {
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
     out
+}
+
+/// This machine's host name (the `Hostname` label of `gpupool exporter`).
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer and its length are ours; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match rc {
+        0 => String::from_utf8_lossy(&buf[..end]).into_owned(),
+        _ => "localhost".to_string(),
+    }
 }

@@ -294,12 +294,21 @@ fn an_allocated_container_runs_under_its_pods_limits() {
         report["stop_error"], 2,
         "refused with out-of-memory: {report}"
     );
-    // The agent's metrics name the pod, on the assigned card (CUDA_VISIBLE_DEVICES named it).
+    // The agent's metrics name the pod, on the assigned card (CUDA_VISIBLE_DEVICES named it),
+    // with DCGM exporter's labels and the node's name as its `Hostname`.
     let body = http_get(&metrics, "/metrics");
-    assert!(
-        body.contains("pod=\"infer\"") && body.contains(&card),
-        "metrics name the pod's tenant: {body}"
-    );
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("gpupool_tenant_memory_used_bytes{") && l.contains("pod=\"infer\""))
+        .unwrap_or_else(|| panic!("metrics name the pod's tenant: {body}"));
+    for label in [
+        format!("UUID=\"{card}\""),
+        "Hostname=\"n1\"".to_string(),
+        "namespace=\"team\"".to_string(),
+        "container=\"main\"".to_string(),
+    ] {
+        assert!(line.contains(&label), "{label} in {line}");
+    }
 
     // The audit: a process of the pod that bypasses the library (no preload) takes 2 GiB on
     // the pod's card; NVML shows it, its cgroup names the pod, the kill policy ends it.
@@ -330,21 +339,28 @@ fn an_allocated_container_runs_under_its_pods_limits() {
         started.elapsed() < Duration::from_secs(12),
         "well before its 15 s hold"
     );
-    let events = cluster.lock().unwrap().events.clone();
-    assert!(
-        events.iter().any(|e| e["reason"] == "GpupoolOverLimit"
-            && e["involvedObject"]["name"] == "infer"
-            && e["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("above its limit of 1024 MiB")),
-        "an event on the pod: {events:?}"
-    );
+    // The event is posted after the kill: wait for it.
+    wait_for("an event on the pod", || {
+        let events = cluster.lock().unwrap().events.clone();
+        events
+            .iter()
+            .any(|e| {
+                e["reason"] == "GpupoolOverLimit"
+                    && e["involvedObject"]["name"] == "infer"
+                    && e["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("above its limit of 1024 MiB")
+            })
+            .then_some(())
+    });
     let body = http_get(&metrics, "/metrics");
     assert!(
         body.lines()
             .any(|l| l.starts_with("gpupool_container_over_limit_total{")
-                && l.contains("pod=\"infer\"")),
+                && l.contains("pod=\"infer\"")
+                && l.contains(&format!("UUID=\"{card}\""))
+                && l.contains("Hostname=\"n1\"")),
         "the finding is counted: {body}"
     );
 

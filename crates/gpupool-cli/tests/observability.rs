@@ -135,7 +135,7 @@ fn exporter_top_and_dashboard_show_what_the_tenants_do() {
     let mut exporter = Command::new(gpupool())
         .args(["exporter", "--sim", &m.spec, "--state"])
         .arg(&m.state)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--hostname", "gpu-host-7"])
         .env("GPUPOOL_LIB_DIR", lib_dir())
         .stderr(Stdio::piped())
         .spawn()
@@ -153,6 +153,29 @@ fn exporter_top_and_dashboard_show_what_the_tenants_do() {
         .to_string();
     let text = scrape(&addr);
     let s = parse(&text);
+
+    // HELP texts end in one period (the registry adds it).
+    for l in text.lines().filter(|l| l.starts_with("# HELP")) {
+        assert!(l.ends_with('.') && !l.ends_with(".."), "{l}");
+    }
+    // DCGM exporter's labels on every card and tenant series, so queries can join the two.
+    let card = s
+        .iter()
+        .find(|(n, _, _)| n == "gpupool_card_memory_total_bytes")
+        .map(|x| x.1.clone())
+        .unwrap();
+    let tenant = s
+        .iter()
+        .find(|(n, l, _)| n == "gpupool_tenant_memory_used_bytes" && l["tenant"] == "a")
+        .map(|x| x.1.clone())
+        .unwrap();
+    for labels in [&card, &tenant] {
+        assert_eq!(labels["gpu"], "0", "{labels:?}");
+        assert!(labels["UUID"].starts_with("GPU-"), "{labels:?}");
+        assert_eq!(labels["Hostname"], "gpu-host-7", "{labels:?}");
+        assert!(!labels["modelName"].is_empty(), "{labels:?}");
+        assert!(!labels.contains_key("uuid") && !labels.contains_key("model"));
+    }
 
     // Cards.
     assert_eq!(
