@@ -245,6 +245,40 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
         placed.push((name.to_string(), node, a));
     }
 
+    // HAMi's defaults and annotations: memory alone is one vGPU that reserves no compute, on
+    // the card HAMi's UUID annotation names.
+    let want = placed[0].2.containers[0].devices[0].uuid.clone();
+    let mut hami = pod(
+        "hami-mem-only",
+        "gpupool-scheduler",
+        json!({"nvidia.com/gpumem": "2000"}),
+    );
+    hami.metadata.annotations = Some(
+        [("nvidia.com/use-gpuuuid".to_string(), want.clone())]
+            .into_iter()
+            .collect(),
+    );
+    rt.block_on(pods.create(&PostParams::default(), &hami))
+        .unwrap();
+    let p = rt.block_on(eventually("pod hami-mem-only bound", 60, || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("hami-mem-only").await.ok()?;
+            p.spec.as_ref()?.node_name.as_ref()?;
+            Some(p)
+        }
+    }));
+    let text = p.metadata.annotations.as_ref().unwrap()["gpupool.io/assignment"].clone();
+    let a = Assignment::parse(&text).unwrap();
+    let d = &a.containers[0].devices;
+    assert_eq!(d.len(), 1, "{text}");
+    assert_eq!(
+        (&d[0].uuid, d[0].memory_mib, d[0].cores),
+        (&want, 2000, 0),
+        "{text}"
+    );
+    placed.push(("hami-mem-only".to_string(), a.node.clone(), a));
+
     // Not a whole number of MiB: the pod's event says why.
     let limits = json!({"nvidia.com/gpu": 1, "nvidia.com/gpumem": "1.5Mi"});
     rt.block_on(pods.create(

@@ -53,7 +53,11 @@ pub fn write_grants<'a>(
                 name.clone(),
                 Grant {
                     request: d.cores.min(100),
-                    limit: d.cores.min(100),
+                    // 0 cores: no cap, nothing guaranteed (HAMi's default).
+                    limit: match d.cores {
+                        0 => 100,
+                        c => c.min(100),
+                    },
                     low: d.priority > 0,
                 },
             ));
@@ -95,7 +99,8 @@ pub fn limits_text(m: &Match, context_memory: u64) -> String {
             None => i.to_string(),
         };
         t += &format!("memory.{key} = {}MiB\n", d.memory_mib);
-        if d.cores < 100 {
+        // 0 (no cap, HAMi's default) and 100 (the whole card) write no compute limit.
+        if (1..100).contains(&d.cores) {
             t += &format!("compute.{key} = {}\n", d.cores);
         }
     }
@@ -276,6 +281,9 @@ mod tests {
             None,
             "100 % is no compute limit"
         );
+        // 0 cores (HAMi's default): no compute limit either.
+        let text = limits_text(&matched(0, 0), 0);
+        assert!(!text.contains("compute."), "{text}");
         let other = [9u8; 16];
         assert_eq!(
             cfg.memory_limit_of(0, Some(&other)),
@@ -345,6 +353,17 @@ mod tests {
         .unwrap();
         let parsed = gpupool_region::card_peers::parse_grants(&grants);
         assert_eq!(parsed[&tenant_name(&a.pod_uid, "main")].limit, 30);
+        // 0 cores: nothing guaranteed, nothing capped.
+        let mut best_effort = a.clone();
+        best_effort.devices[0].cores = 0;
+        write_grants(&config, [&best_effort].into_iter()).unwrap();
+        let grants = std::fs::read_to_string(gpupool_region::card_peers::grants_path(
+            &config.cards_dir(),
+            UUID_A,
+        ))
+        .unwrap();
+        let g = gpupool_region::card_peers::parse_grants(&grants)[&tenant_name(&a.pod_uid, "main")];
+        assert_eq!((g.request, g.limit), (0, 100));
         write_grants(&config, std::iter::empty()).unwrap();
         assert!(!gpupool_region::card_peers::grants_path(&config.cards_dir(), UUID_A).exists());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -73,11 +73,14 @@ impl CardState {
         (self.hot.memory_mib as f64 * oversubscription.max(1.0)) as u64
     }
 
-    /// Whether one vGPU of `r` fits.
+    /// Whether one vGPU of `r` fits. A vGPU of 100 cores has the card to itself (no other vGPU
+    /// before or after it, as in HAMi); one of 0 cores reserves no compute.
     pub fn fits(&self, r: &ContainerRequest, oversubscription: f64) -> bool {
         self.hot.healthy
             && self.used_slots < self.hot.slots
             && self.used_cores + r.cores <= 100
+            && self.used_cores < 100
+            && !(r.cores >= 100 && self.used_slots > 0)
             && self.used_mib + r.memory_on(self.hot.memory_mib) <= self.memory_cap(oversubscription)
     }
 
@@ -370,6 +373,24 @@ mod tests {
         };
         let p = place(&mut cards, &[req(1, 10_000, 10)], &spread, 1.0).unwrap();
         assert_eq!(p[0][0].card, 0, "spread: the emptier card");
+    }
+
+    #[test]
+    fn zero_cores_share_a_card_and_a_hundred_take_it_alone() {
+        let mut cards = vec![card(0, "H100", 80_000, 0, None)];
+        let p = Policy::default();
+        // Pods that ask memory only (0 cores) share the card without reserving compute.
+        for _ in 0..3 {
+            place(&mut cards, &[req(1, 10_000, 0)], &p, 1.0).unwrap();
+        }
+        assert_eq!((cards[0].used_slots, cards[0].used_cores), (3, 0));
+        // 100 cores wants the card to itself: not on a shared card.
+        assert!(place(&mut cards, &[req(1, 1_000, 100)], &p, 1.0).is_none());
+        let mut empty = vec![card(1, "H100", 80_000, 0, None)];
+        place(&mut empty, &[req(1, 1_000, 100)], &p, 1.0).unwrap();
+        // ... and once it has it, nothing joins, not even a pod of 0 cores.
+        assert!(place(&mut empty, &[req(1, 1_000, 0)], &p, 1.0).is_none());
+        assert_eq!(empty[0].used_slots, 1);
     }
 
     #[test]

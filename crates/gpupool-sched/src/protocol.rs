@@ -62,7 +62,7 @@ pub struct AssignedDevice {
     /// Memory limit, MiB.
     #[serde(rename = "memoryMiB")]
     pub memory_mib: u64,
-    /// Compute cap, percent.
+    /// Compute, percent: reserved and capped (0: neither, 100: the card alone).
     pub cores: u32,
     /// 0 high, 1 low.
     #[serde(default)]
@@ -200,9 +200,9 @@ impl Assignment {
                     Some(format!("card {:?} is not a card UUID", d.uuid))
                 } else if d.memory_mib == 0 {
                     Some(format!("container {}: memoryMiB 0 on {}", c.name, d.uuid))
-                } else if !(1..=100).contains(&d.cores) {
+                } else if d.cores > 100 {
                     Some(format!(
-                        "container {}: cores {} on {} (1-100)",
+                        "container {}: cores {} on {} (0-100)",
                         c.name, d.cores, d.uuid
                     ))
                 } else if d.priority > 1 {
@@ -310,7 +310,7 @@ mod tests {
         assert!(bad(&|b| b.containers[0].name = "../etc".into()).contains("../etc"));
         assert!(bad(&|b| b.containers[0].devices[0].uuid = "GPU-1/..".into()).contains("GPU-1/.."));
         assert!(bad(&|b| b.containers[0].devices[0].memory_mib = 0).contains("memoryMiB 0"));
-        assert!(bad(&|b| b.containers[0].devices[0].cores = 0).contains("cores 0"));
+        assert!(bad(&|b| b.containers[0].devices[0].cores = 101).contains("cores 101"));
         assert!(bad(&|b| b.containers[0].devices[0].priority = 7).contains("priority 7"));
     }
 }

@@ -25,7 +25,8 @@ pub struct ContainerRequest {
     pub count: u32,
     /// Memory per vGPU.
     pub memory: Memory,
-    /// Compute cap per vGPU, percent.
+    /// Compute per vGPU, percent: guaranteed and cap; 0 (the default, as in HAMi) caps nothing
+    /// and reserves nothing; 100 takes the card to itself.
     pub cores: u32,
     /// 0 high, 1 low.
     pub priority: u32,
@@ -186,22 +187,27 @@ pub fn container_request(
         }
         Ok(Some(n))
     };
-    let count = get(&names.gpu, Unit::Count, 0, 64)?.unwrap_or(0) as u32;
+    let count = get(&names.gpu, Unit::Count, 0, 64)?;
     let mib = get(&names.memory, Unit::Mib, 1, u32::MAX as u64)?;
     let pct = get(&names.memory_percent, Unit::Percent, 1, 100)?;
-    let cores = get(&names.cores, Unit::Percent, 1, 100)?;
+    let cores = get(&names.cores, Unit::Percent, 0, 100)?;
     let priority = get(&names.priority, Unit::Priority, 0, 1)?;
-    if count == 0 {
-        if mib.is_some() || pct.is_some() || cores.is_some() {
+    let asks = mib.is_some() || pct.is_some() || cores.is_some();
+    let count = match count {
+        // Memory or cores without a count: one vGPU, as in HAMi.
+        None if asks => 1,
+        None => return Ok(None),
+        Some(0) if asks => {
             return Err(RequestError::Resource {
                 container: container.into(),
                 resource: names.gpu.clone(),
-                value: "0".into(),
-                why: "GPU memory or cores are asked for without any vGPU".into(),
-            });
+                value: resources[&names.gpu].clone(),
+                why: "GPU memory or cores are asked for with 0 vGPUs".into(),
+            })
         }
-        return Ok(None);
-    }
+        Some(0) => return Ok(None),
+        Some(n) => n as u32,
+    };
     let memory = match (mib, pct) {
         (Some(_), Some(_)) => {
             return Err(RequestError::Resource {
@@ -222,7 +228,7 @@ pub fn container_request(
         name: container.into(),
         count,
         memory,
-        cores: cores.unwrap_or(100) as u32,
+        cores: cores.unwrap_or(0) as u32,
         priority: priority.unwrap_or(0) as u32,
     }))
 }
@@ -281,6 +287,56 @@ pub const USE_UUID: &str = "gpupool.io/use-gpu-uuid";
 /// Annotation: card UUIDs to avoid.
 pub const AVOID_UUID: &str = "gpupool.io/avoid-gpu-uuid";
 
+/// HAMi's annotations, each read as the gpupool annotation beside it (a pod giving both with
+/// different values is refused).
+pub const HAMI_ANNOTATIONS: [(&str, &str); 7] = [
+    ("hami.io/node-scheduler-policy", NODE_POLICY),
+    ("hami.io/gpu-scheduler-policy", GPU_POLICY),
+    ("nvidia.com/numa-bind", NUMA),
+    ("nvidia.com/use-gputype", USE_TYPE),
+    ("nvidia.com/nouse-gputype", AVOID_TYPE),
+    ("nvidia.com/use-gpuuuid", USE_UUID),
+    ("nvidia.com/nouse-gpuuuid", AVOID_UUID),
+];
+
+/// The pod's placement annotations under gpupool's names, HAMi's names translated.
+fn placement_annotations(
+    annotations: &BTreeMap<String, String>,
+) -> Result<BTreeMap<&'static str, (String, String)>, RequestError> {
+    let mut out: BTreeMap<&'static str, (String, String)> = BTreeMap::new();
+    for (k, v) in annotations {
+        let ours = [
+            NODE_POLICY,
+            GPU_POLICY,
+            NUMA,
+            USE_TYPE,
+            AVOID_TYPE,
+            USE_UUID,
+            AVOID_UUID,
+        ]
+        .into_iter()
+        .find(|a| a == k)
+        .or_else(|| {
+            HAMI_ANNOTATIONS
+                .iter()
+                .find(|(hami, _)| hami == k)
+                .map(|(_, ours)| *ours)
+        });
+        let Some(ours) = ours else { continue };
+        if let Some((other, w)) = out.get(ours) {
+            if w.trim() != v.trim() {
+                return Err(RequestError::Annotation {
+                    annotation: k.clone(),
+                    value: v.clone(),
+                    why: format!("conflicts with {other}={w:?}"),
+                });
+            }
+        }
+        out.insert(ours, (k.clone(), v.clone()));
+    }
+    Ok(out)
+}
+
 impl Policy {
     /// The pod's policy: its annotations over `defaults`.
     pub fn from_annotations(
@@ -295,6 +351,9 @@ impl Policy {
         };
         let packing = |a: &str, v: &str| match v.trim() {
             "binpack" => Ok(Packing::Binpack),
+            // HAMi's topology-aware card policy: binpack, as multi-card requests are always
+            // kept in one interconnect group where one can hold them.
+            "topology-aware" if a == "hami.io/gpu-scheduler-policy" => Ok(Packing::Binpack),
             "spread" => Ok(Packing::Spread),
             _ => Err(bad(a, v, "expected binpack or spread")),
         };
@@ -305,8 +364,9 @@ impl Policy {
                 .map(String::from)
                 .collect()
         };
-        for (k, v) in annotations {
-            match k.as_str() {
+        for (ours, (k, v)) in placement_annotations(annotations)? {
+            let (k, v) = (k.as_str(), v.as_str());
+            match ours {
                 NODE_POLICY => p.node = packing(k, v)?,
                 GPU_POLICY => p.gpu = packing(k, v)?,
                 NUMA => {
@@ -323,7 +383,7 @@ impl Policy {
                     if let Some(u) = l.iter().find(|u| !u.starts_with("GPU-")) {
                         return Err(bad(k, v, &format!("{u:?} is not a GPU-… UUID")));
                     }
-                    if k == USE_UUID {
+                    if ours == USE_UUID {
                         p.use_uuids = l;
                     } else {
                         p.avoid_uuids = l;
@@ -421,7 +481,7 @@ mod tests {
             ("1536Ki", "10", "1572864 bytes is not a whole number of MiB"),
             ("500m", "10", "0.5 is not a whole number of MiB"),
             ("10", "2500m", "2.5 is not a whole number of percent"),
-            ("10", "1k", "1000 percent: must be from 1 to 100"),
+            ("10", "1k", "1000 percent: must be from 0 to 100"),
             ("-1", "10", "is negative"),
             ("6K", "10", "unknown suffix \"K\""),
             ("6 k", "10", "not a Kubernetes quantity"),
@@ -441,8 +501,8 @@ mod tests {
         for (pairs, needle) in [
             (&[("nvidia.com/gpu", "two")][..], "nvidia.com/gpu"),
             (
-                &[("nvidia.com/gpu", "1"), ("nvidia.com/gpucores", "0")][..],
-                "nvidia.com/gpucores",
+                &[("nvidia.com/gpu", "0"), ("nvidia.com/gpumem", "10")][..],
+                "with 0 vGPUs",
             ),
             (
                 &[("nvidia.com/gpu", "1"), ("nvidia.com/gpucores", "150")][..],
@@ -456,7 +516,6 @@ mod tests {
                 ][..],
                 "not both",
             ),
-            (&[("nvidia.com/gpumem", "10")][..], "without any vGPU"),
             (
                 &[("nvidia.com/gpu", "1"), ("nvidia.com/priority", "5")][..],
                 "nvidia.com/priority",
@@ -467,6 +526,79 @@ mod tests {
                 .to_string();
             assert!(e.contains("web") && e.contains(needle), "{pairs:?}: {e}");
         }
+    }
+
+    #[test]
+    fn hami_defaults_one_vgpu_and_no_compute() {
+        let n = ResourceNames::default();
+        let one = |pairs: &[(&str, &str)]| container_request(&n, "c", &res(pairs)).unwrap();
+        // gpumem alone: one vGPU, no compute reserved or capped.
+        let r = one(&[("nvidia.com/gpumem", "3000")]).unwrap();
+        assert_eq!((r.count, r.memory, r.cores), (1, Memory::Mib(3000), 0));
+        let r = one(&[("nvidia.com/gpucores", "40")]).unwrap();
+        assert_eq!((r.count, r.memory, r.cores), (1, Memory::Whole, 40));
+        let r = one(&[("nvidia.com/gpu", "2"), ("nvidia.com/gpucores", "0")]).unwrap();
+        assert_eq!((r.count, r.cores), (2, 0));
+        assert_eq!(one(&[("nvidia.com/gpu", "0")]), None);
+    }
+
+    #[test]
+    fn hami_annotations_are_read_as_ours() {
+        let p = Policy::from_annotations(
+            &res(&[
+                ("hami.io/node-scheduler-policy", "spread"),
+                ("hami.io/gpu-scheduler-policy", "spread"),
+                ("nvidia.com/numa-bind", "true"),
+                ("nvidia.com/use-gputype", "A100,H100"),
+                ("nvidia.com/nouse-gputype", "T4"),
+                ("nvidia.com/use-gpuuuid", "GPU-a,GPU-b"),
+                ("nvidia.com/nouse-gpuuuid", "GPU-c"),
+            ]),
+            &Policy::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (p.node, p.gpu, p.numa),
+            (Packing::Spread, Packing::Spread, true)
+        );
+        assert_eq!(p.use_types, vec!["A100", "H100"]);
+        assert_eq!(p.avoid_types, vec!["T4"]);
+        assert_eq!(p.use_uuids, vec!["GPU-a", "GPU-b"]);
+        assert_eq!(p.avoid_uuids, vec!["GPU-c"]);
+        let spread = Policy {
+            gpu: Packing::Spread,
+            ..Policy::default()
+        };
+        let topo = Policy::from_annotations(
+            &res(&[("hami.io/gpu-scheduler-policy", "topology-aware")]),
+            &spread,
+        )
+        .unwrap();
+        assert_eq!(topo.gpu, Packing::Binpack);
+        // The same setting under both names: equal values are fine, different ones refused.
+        assert!(Policy::from_annotations(
+            &res(&[
+                (GPU_POLICY, "spread"),
+                ("hami.io/gpu-scheduler-policy", "spread")
+            ]),
+            &Policy::default(),
+        )
+        .is_ok());
+        let e = Policy::from_annotations(
+            &res(&[(USE_TYPE, "A100"), ("nvidia.com/use-gputype", "H100")]),
+            &Policy::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(USE_TYPE) && e.contains("nvidia.com/use-gputype") && e.contains("conflicts"),
+            "{e}"
+        );
+        let e =
+            Policy::from_annotations(&res(&[("nvidia.com/use-gpuuuid", "0")]), &Policy::default())
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("nvidia.com/use-gpuuuid"), "{e}");
     }
 
     #[test]
