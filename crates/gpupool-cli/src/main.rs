@@ -10,6 +10,7 @@ mod cmd_node;
 mod cmd_run;
 mod cmd_scheduler;
 mod cmd_top;
+mod cmd_webhook;
 mod daemon;
 mod driver_probe;
 mod metrics;
@@ -44,6 +45,8 @@ enum Command {
     Scheduler(cmd_scheduler::SchedulerArgs),
     /// Kubernetes node agent: kubelet device plugin for vGPUs, limits files, card inventory.
     Node(Box<cmd_node::NodeArgs>),
+    /// Kubernetes admission webhook: sends pods that ask for vGPUs to the gpupool scheduler.
+    Webhook(cmd_webhook::WebhookArgs),
     /// (internal) allocate through the driver API until refused; prints one JSON line.
     #[command(hide = true)]
     Probe(driver_probe::ProbeArgs),
@@ -59,6 +62,7 @@ fn main() {
         Command::Top(a) => cmd_top::run(a).map(|_| 0),
         Command::Scheduler(a) => cmd_scheduler::run(a).map(|_| 0),
         Command::Node(a) => cmd_node::run(*a).map(|_| 0),
+        Command::Webhook(a) => cmd_webhook::run(a).map(|_| 0),
         Command::Probe(a) => driver_probe::run(a).map(|_| 0),
     };
     match result {

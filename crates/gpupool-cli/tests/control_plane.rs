@@ -10,7 +10,7 @@
 //! checked against the canonical forms the in-memory fake API writes.
 
 mod common;
-use common::control_plane::{free_port, ControlPlane};
+use common::control_plane::{base64, free_port, ControlPlane};
 use common::*;
 use gpupool_node::fake_kubelet::FakeKubelet;
 use gpupool_node::proto;
@@ -246,12 +246,13 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
     }
 
     // HAMi's defaults and annotations: memory alone is one vGPU that reserves no compute, on
-    // the card HAMi's UUID annotation names.
+    // the card HAMi's UUID annotation names (500 MiB: at least 740 MiB are left on any card
+    // after the pods above, whichever way they were packed).
     let want = placed[0].2.containers[0].devices[0].uuid.clone();
     let mut hami = pod(
         "hami-mem-only",
         "gpupool-scheduler",
-        json!({"nvidia.com/gpumem": "2000"}),
+        json!({"nvidia.com/gpumem": "500"}),
     );
     hami.metadata.annotations = Some(
         [("nvidia.com/use-gpuuuid".to_string(), want.clone())]
@@ -274,7 +275,7 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
     assert_eq!(d.len(), 1, "{text}");
     assert_eq!(
         (&d[0].uuid, d[0].memory_mib, d[0].cores),
-        (&want, 2000, 0),
+        (&want, 500, 0),
         "{text}"
     );
     placed.push(("hami-mem-only".to_string(), a.node.clone(), a));
@@ -485,4 +486,115 @@ fn the_api_server_stores_quantities_as_the_fake_api_does() {
         let fake = gpupool_fakekube::admit_pod(&mut fake);
         assert_eq!(real.is_err(), fake.is_err(), "{text}: {real:?} / {fake:?}");
     }
+}
+
+/// The shipped webhook configuration, pointed at `url` with the control plane's CA, failing
+/// pod creation when the webhook cannot be called (so that a broken webhook fails the test
+/// instead of being skipped).
+fn webhook_configuration(cp: &ControlPlane, url: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("deploy/scheduler/webhook.yaml")).unwrap();
+    let mut mwc = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .find(|v| v["kind"] == "MutatingWebhookConfiguration")
+        .expect("a MutatingWebhookConfiguration in deploy/scheduler/webhook.yaml");
+    let ca = std::fs::read(cp.dir.join("ca.crt")).unwrap();
+    let hook = &mut mwc["webhooks"][0];
+    hook["clientConfig"] = json!({"url": url, "caBundle": base64(&ca)});
+    hook["failurePolicy"] = "Fail".into();
+    mwc
+}
+
+#[test]
+fn the_webhook_sends_vgpu_pods_to_the_gpupool_scheduler() {
+    let mut cp = ControlPlane::start("webhook");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The webhook serves with the API server's own certificate (127.0.0.1, signed by the CA
+    // the configuration names).
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(gpupool());
+    cmd.args(["webhook", "--listen", &addr, "--tls-cert-file"])
+        .arg(cp.dir.join("server.crt"))
+        .arg("--tls-key-file")
+        .arg(cp.dir.join("server.key"));
+    cp.spawn_process("gpupool-webhook", cmd);
+    let client = rt.block_on(cp.client_async()).unwrap();
+    let mwc = webhook_configuration(&cp, &format!("https://{addr}/mutate"));
+    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+    ));
+    let configs: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
+    let obj: kube::api::DynamicObject = serde_json::from_value(mwc).unwrap();
+    rt.block_on(configs.create(&PostParams::default(), &obj))
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // A pod that asks memory only, naming no scheduler, as HAMi users write them. The API
+    // server takes up the configuration within a few seconds; until the webhook is called the
+    // pod comes back unchanged (and is deleted for the next try).
+    let mut tries = 0;
+    let stored = rt.block_on(eventually("a pod mutated by the webhook", 30, || {
+        tries += 1;
+        let pods = pods.clone();
+        async move {
+            let name = format!("mem-only-{tries}");
+            let p: Pod = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"containers": [{"name": "main", "image": "cuda",
+                    "resources": {"limits": {"nvidia.com/gpumem": "3000"}}}]}
+            }))
+            .unwrap();
+            let created = pods.create(&PostParams::default(), &p).await.ok()?;
+            let spec = created.spec.clone()?;
+            if spec.scheduler_name.as_deref() == Some("gpupool-scheduler") {
+                return Some(created);
+            }
+            let _ = pods.delete(&name, &Default::default()).await;
+            None
+        }
+    }));
+    let resources = stored.spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap();
+    let gpu = |m: &Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >| {
+        m.as_ref()
+            .and_then(|m| m.get("nvidia.com/gpu"))
+            .map(|q| q.0.clone())
+    };
+    assert_eq!(
+        gpu(&resources.limits).as_deref(),
+        Some("1"),
+        "{resources:?}"
+    );
+    assert_eq!(
+        gpu(&resources.requests).as_deref(),
+        Some("1"),
+        "{resources:?}"
+    );
+
+    // A pod without vGPUs is left to the default scheduler.
+    let plain: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "plain", "namespace": "default"},
+        "spec": {"containers": [{"name": "main", "image": "busybox",
+            "resources": {"limits": {"cpu": "1"}}}]}
+    }))
+    .unwrap();
+    let created = rt
+        .block_on(pods.create(&PostParams::default(), &plain))
+        .unwrap();
+    assert_eq!(
+        created.spec.unwrap().scheduler_name.as_deref(),
+        Some("default-scheduler")
+    );
+    cp.assert_running("gpupool-webhook");
 }

@@ -5,8 +5,9 @@
 
 mod common;
 use common::*;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -98,6 +99,10 @@ fn every_manifest_is_a_valid_kubernetes_object() {
             "ConfigMap" => drop(round_trip::<ConfigMap>(&what, &v)),
             "Deployment" => drop(round_trip::<Deployment>(&what, &v)),
             "DaemonSet" => drop(round_trip::<DaemonSet>(&what, &v)),
+            "Service" => drop(round_trip::<Service>(&what, &v)),
+            "MutatingWebhookConfiguration" => {
+                drop(round_trip::<MutatingWebhookConfiguration>(&what, &v))
+            }
             other => panic!("{what}: kind {other:?} is not checked by this test"),
         }
         kinds.push(kind);
@@ -287,6 +292,117 @@ fn the_scheduler_configuration_points_at_the_extender_it_runs_with() {
             "{bad}: {err}"
         );
     }
+}
+
+#[test]
+fn the_webhook_is_reached_where_it_listens_and_runs_with_its_flags() {
+    let docs = documents();
+    let find = |kind: &str, name: &str| find(&docs, kind, name);
+    let mwc: MutatingWebhookConfiguration =
+        serde_json::from_value(find("MutatingWebhookConfiguration", "gpupool")).unwrap();
+    let hook = &mwc.webhooks.unwrap()[0];
+    let svc_ref = hook
+        .client_config
+        .service
+        .clone()
+        .expect("a Service reference");
+    assert_eq!(
+        svc_ref.path.as_deref(),
+        Some("/mutate"),
+        "the webhook's route"
+    );
+    assert_eq!(hook.admission_review_versions, ["v1"]);
+    assert_eq!(
+        hook.failure_policy.as_deref(),
+        Some("Ignore"),
+        "pods are never blocked"
+    );
+    let rule = &hook.rules.as_ref().unwrap()[0];
+    assert_eq!(rule.resources.as_deref(), Some(&["pods".to_string()][..]));
+    let svc: Service = serde_json::from_value(find("Service", &svc_ref.name)).unwrap();
+    assert_eq!(
+        svc.metadata.namespace.as_deref(),
+        Some(svc_ref.namespace.as_str())
+    );
+    let port = svc
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|p| Some(p.port) == svc_ref.port)
+        .expect("the Service has the referenced port")
+        .clone();
+    let target = match port.target_port {
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p)) => p,
+        other => panic!("targetPort {other:?}"),
+    };
+    // The Service selects the pod that runs the webhook, on the port it listens on.
+    let d: Deployment = serde_json::from_value(find("Deployment", "gpupool-scheduler")).unwrap();
+    let template = d.spec.unwrap().template;
+    let labels = template.metadata.unwrap().labels.unwrap();
+    for (k, v) in svc.spec.unwrap().selector.unwrap() {
+        assert_eq!(labels.get(&k), Some(&v), "selector {k}={v}");
+    }
+    let spec = template.spec.unwrap();
+    let c = spec
+        .containers
+        .iter()
+        .find(|c| c.name == "gpupool-webhook")
+        .expect("the webhook container");
+    let cmd = c.command.clone().unwrap();
+    assert_eq!(&cmd[..2], ["gpupool", "webhook"]);
+    let listen = cmd
+        .iter()
+        .find_map(|a| a.strip_prefix("--listen="))
+        .expect("--listen");
+    assert!(
+        listen.ends_with(&format!(":{target}")),
+        "{listen} vs {target}"
+    );
+    // Its certificate files come from the mounted Secret; with test files in their place the
+    // flags are accepted.
+    let mount = c.volume_mounts.as_ref().unwrap()[0].mount_path.clone();
+    let dir = std::env::temp_dir().join(format!("gpupool-deploy-webhook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=gpupool-webhook.kube-system.svc"])
+        .arg("-keyout")
+        .arg(dir.join("tls.key"))
+        .arg("-out")
+        .arg(dir.join("tls.crt"))
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut args: Vec<String> = cmd[1..]
+        .iter()
+        .map(|a| a.replace(&mount, &dir.display().to_string()))
+        .collect();
+    assert!(args.iter().any(|a| a.contains(&dir.display().to_string())));
+    args.push("--dry-run".into());
+    let out = gpupool_ok(&args);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("gpupool-scheduler"));
+    // A missing certificate is named.
+    let out = Command::new(gpupool())
+        .args(cmd[1..].iter())
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--tls-cert-file"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A signing key in a file of its own, standing in for the mounted Secret.

@@ -7,14 +7,18 @@
 //! - [`kube_api`]: `bind` and the rebuild through the Kubernetes API.
 //! - [`server`]: the HTTP routes.
 //! - [`tls`]: HTTPS with client certificates.
+//! - [`admission`], [`webhook`]: the mutating admission webhook (`gpupool webhook`) that sends
+//!   vGPU pods to the gpupool scheduler.
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod api;
 pub mod kube_api;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod webhook;
 
 use server::App;
 use state::{Extender, Settings};
