@@ -6,8 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use gpupool_extender::state::Settings;
 use gpupool_extender::Options;
-use gpupool_sched::protocol::is_dns_subdomain;
-use gpupool_sched::request::{Packing, Policy, ResourceNames};
+use gpupool_sched::request::{Packing, Policy};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,12 +85,7 @@ fn options(a: &SchedulerArgs) -> Result<Options> {
     if refresh < 100_000_000 {
         bail!("--refresh {:?}: must be at least 100ms", a.refresh);
     }
-    if !is_dns_subdomain(&a.resource_domain) {
-        bail!(
-            "--resource-domain {:?}: expected a DNS domain such as nvidia.com (lower-case letters, digits, '-' and '.')",
-            a.resource_domain
-        );
-    }
+    let names = daemon::resource_names(&a.resource_domain)?;
     if a.tls_client_ca_file.is_none() && !a.listen.ip().is_loopback() {
         bail!(
             "--listen {}: without --tls-client-ca-file anyone who reaches this address could place and bind pods; listen on loopback (kube-scheduler beside it in the pod), or serve HTTPS with client certificates (--tls-cert-file, --tls-key-file, --tls-client-ca-file)",
@@ -111,7 +105,7 @@ fn options(a: &SchedulerArgs) -> Result<Options> {
     }
     Ok(Options {
         settings: Settings {
-            names: ResourceNames::new(&a.resource_domain),
+            names,
             defaults: Policy {
                 node: a.node_policy.into(),
                 gpu: a.gpu_policy.into(),

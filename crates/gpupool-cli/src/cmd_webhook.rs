@@ -9,7 +9,6 @@ use gpupool_extender::admission::WebhookSettings;
 use gpupool_extender::tls::TlsFiles;
 use gpupool_extender::webhook::WebhookOptions;
 use gpupool_sched::protocol::is_dns_subdomain;
-use gpupool_sched::request::ResourceNames;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -45,12 +44,7 @@ pub struct WebhookArgs {
 }
 
 fn options(a: &WebhookArgs) -> Result<WebhookOptions> {
-    if !is_dns_subdomain(&a.resource_domain) {
-        bail!(
-            "--resource-domain {:?}: expected a DNS domain such as nvidia.com",
-            a.resource_domain
-        );
-    }
+    let names = daemon::resource_names(&a.resource_domain)?;
     if !is_dns_subdomain(&a.scheduler_name) {
         bail!(
             "--scheduler-name {:?}: expected a scheduler name such as gpupool-scheduler",
@@ -66,7 +60,7 @@ fn options(a: &WebhookArgs) -> Result<WebhookOptions> {
     Ok(WebhookOptions {
         settings: WebhookSettings {
             scheduler_name: a.scheduler_name.clone(),
-            names: ResourceNames::new(&a.resource_domain),
+            names,
         },
         listen: a.listen,
         tls,

@@ -95,3 +95,14 @@ pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
     };
     kube::Client::try_from(config).context("creating the Kubernetes client")
 }
+
+/// The vGPU resource names under `--resource-domain` (the scheduler's and the webhook's flag;
+/// the node agent refuses the same domains).
+pub fn resource_names(domain: &str) -> Result<gpupool_sched::request::ResourceNames> {
+    if !gpupool_sched::protocol::is_dns_subdomain(domain) {
+        anyhow::bail!(
+            "--resource-domain {domain:?}: expected a DNS domain such as nvidia.com (lower-case letters, digits, '-' and '.')"
+        );
+    }
+    Ok(gpupool_sched::request::ResourceNames::new(domain))
+}

@@ -53,11 +53,7 @@ pub fn write_grants<'a>(
                 name.clone(),
                 Grant {
                     request: d.cores.min(100),
-                    // 0 cores: no cap, nothing guaranteed (HAMi's default).
-                    limit: match d.cores {
-                        0 => 100,
-                        c => c.min(100),
-                    },
+                    limit: d.compute_cap().unwrap_or(100),
                     low: d.priority > 0,
                 },
             ));
@@ -99,9 +95,8 @@ pub fn limits_text(m: &Match, context_memory: u64) -> String {
             None => i.to_string(),
         };
         t += &format!("memory.{key} = {}MiB\n", d.memory_mib);
-        // 0 (no cap, HAMi's default) and 100 (the whole card) write no compute limit.
-        if (1..100).contains(&d.cores) {
-            t += &format!("compute.{key} = {}\n", d.cores);
+        if let Some(cap) = d.compute_cap() {
+            t += &format!("compute.{key} = {cap}\n");
         }
     }
     if m.container.devices.iter().any(|d| d.priority > 0) {

@@ -69,6 +69,14 @@ pub struct AssignedDevice {
     pub priority: u32,
 }
 
+impl AssignedDevice {
+    /// The compute cap, percent; `None` when there is none (0 cores: HAMi's default, or the
+    /// whole card).
+    pub fn compute_cap(&self) -> Option<u32> {
+        (1..100).contains(&self.cores).then_some(self.cores)
+    }
+}
+
 /// The devices of one container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssignedContainer {

@@ -287,9 +287,16 @@ pub const USE_UUID: &str = "gpupool.io/use-gpu-uuid";
 /// Annotation: card UUIDs to avoid.
 pub const AVOID_UUID: &str = "gpupool.io/avoid-gpu-uuid";
 
-/// HAMi's annotations, each read as the gpupool annotation beside it (a pod giving both with
-/// different values is refused).
-pub const HAMI_ANNOTATIONS: [(&str, &str); 7] = [
+/// Every placement annotation a pod may give, with the gpupool annotation it is read as:
+/// gpupool's own, and HAMi's (a pod giving both names with different values is refused).
+const PLACEMENT_ANNOTATIONS: [(&str, &str); 14] = [
+    (NODE_POLICY, NODE_POLICY),
+    (GPU_POLICY, GPU_POLICY),
+    (NUMA, NUMA),
+    (USE_TYPE, USE_TYPE),
+    (AVOID_TYPE, AVOID_TYPE),
+    (USE_UUID, USE_UUID),
+    (AVOID_UUID, AVOID_UUID),
     ("hami.io/node-scheduler-policy", NODE_POLICY),
     ("hami.io/gpu-scheduler-policy", GPU_POLICY),
     ("nvidia.com/numa-bind", NUMA),
@@ -299,30 +306,16 @@ pub const HAMI_ANNOTATIONS: [(&str, &str); 7] = [
     ("nvidia.com/nouse-gpuuuid", AVOID_UUID),
 ];
 
-/// The pod's placement annotations under gpupool's names, HAMi's names translated.
+/// The pod's placement annotations under gpupool's names, each with the name and value the
+/// pod gave.
 fn placement_annotations(
     annotations: &BTreeMap<String, String>,
-) -> Result<BTreeMap<&'static str, (String, String)>, RequestError> {
-    let mut out: BTreeMap<&'static str, (String, String)> = BTreeMap::new();
+) -> Result<BTreeMap<&'static str, (&str, &str)>, RequestError> {
+    let mut out: BTreeMap<&'static str, (&str, &str)> = BTreeMap::new();
     for (k, v) in annotations {
-        let ours = [
-            NODE_POLICY,
-            GPU_POLICY,
-            NUMA,
-            USE_TYPE,
-            AVOID_TYPE,
-            USE_UUID,
-            AVOID_UUID,
-        ]
-        .into_iter()
-        .find(|a| a == k)
-        .or_else(|| {
-            HAMI_ANNOTATIONS
-                .iter()
-                .find(|(hami, _)| hami == k)
-                .map(|(_, ours)| *ours)
-        });
-        let Some(ours) = ours else { continue };
+        let Some(&(_, ours)) = PLACEMENT_ANNOTATIONS.iter().find(|(name, _)| name == k) else {
+            continue;
+        };
         if let Some((other, w)) = out.get(ours) {
             if w.trim() != v.trim() {
                 return Err(RequestError::Annotation {
@@ -332,7 +325,7 @@ fn placement_annotations(
                 });
             }
         }
-        out.insert(ours, (k.clone(), v.clone()));
+        out.insert(ours, (k, v));
     }
     Ok(out)
 }
@@ -365,7 +358,6 @@ impl Policy {
                 .collect()
         };
         for (ours, (k, v)) in placement_annotations(annotations)? {
-            let (k, v) = (k.as_str(), v.as_str());
             match ours {
                 NODE_POLICY => p.node = packing(k, v)?,
                 GPU_POLICY => p.gpu = packing(k, v)?,
