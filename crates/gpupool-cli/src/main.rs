@@ -6,6 +6,7 @@ mod artefacts;
 mod cmd_demo;
 mod cmd_exporter;
 mod cmd_info;
+mod cmd_install_library;
 mod cmd_node;
 mod cmd_run;
 mod cmd_scheduler;
@@ -47,6 +48,8 @@ enum Command {
     Node(Box<cmd_node::NodeArgs>),
     /// Kubernetes admission webhook: sends pods that ask for vGPUs to the gpupool scheduler.
     Webhook(cmd_webhook::WebhookArgs),
+    /// Copy libgpupool.so into a folder, replacing the old one atomically (node installs).
+    InstallLibrary(cmd_install_library::InstallLibraryArgs),
     /// (internal) allocate through the driver API until refused; prints one JSON line.
     #[command(hide = true)]
     Probe(driver_probe::ProbeArgs),
@@ -63,6 +66,7 @@ fn main() {
         Command::Scheduler(a) => cmd_scheduler::run(a).map(|_| 0),
         Command::Node(a) => cmd_node::run(*a).map(|_| 0),
         Command::Webhook(a) => cmd_webhook::run(a).map(|_| 0),
+        Command::InstallLibrary(a) => cmd_install_library::run(a).map(|_| 0),
         Command::Probe(a) => driver_probe::run(a).map(|_| 0),
     };
     match result {

@@ -1,8 +1,8 @@
 //! gpupool against a real Kubernetes control plane (etcd, kube-apiserver and kube-scheduler from
 //! `scripts/fetch-k8s`), authorising by RBAC: two `gpupool node --sim` agents publish their
 //! cards through the API server and register with stand-in kubelets, `gpupool scheduler` is
-//! kube-scheduler's extender (configured from `deploy/scheduler/config.yaml`), all three acting
-//! as the service accounts of `deploy/*/rbac.yaml` with only what those grant; kube-scheduler
+//! kube-scheduler's extender (configured as the Helm chart `deploy/helm/gpupool` renders it),
+//! all three acting as the chart's service accounts with only what its roles grant; kube-scheduler
 //! leads on its own lease, and HAMi-style pods whose quantities the API
 //! server stored in canonical form (`6000` → `6k`) are bound to cards; a request that is not a
 //! whole number of MiB reaches the pod's event with its reason; an agent answers `Allocate` from
@@ -10,6 +10,7 @@
 //! checked against the canonical forms the in-memory fake API writes.
 
 mod common;
+use common::chart;
 use common::control_plane::{base64, free_port, ControlPlane};
 use common::*;
 use gpupool_node::fake_kubelet::FakeKubelet;
@@ -22,12 +23,15 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The shipped scheduler configuration, for the 1.20 scheduler (`v1beta1`) and this test's
+/// The chart's scheduler configuration, for the 1.20 scheduler (`v1beta1`) and this test's
 /// extender address.
 fn scheduler_config(extender: &str) -> String {
-    let text = std::fs::read_to_string(root().join("deploy/scheduler/config.yaml")).unwrap();
-    let map: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let config = map["data"]["config.yaml"].as_str().unwrap();
+    let cm = chart::find(
+        &chart::objects(&[]),
+        "ConfigMap",
+        "gpupool-scheduler-config",
+    );
+    let config = cm["data"]["config.yaml"].as_str().unwrap();
     assert!(
         config.contains("urlPrefix: \"http://127.0.0.1:8888\""),
         "{config}"
@@ -132,11 +136,21 @@ fn hami_pods_are_placed_through_a_real_control_plane() {
         .build()
         .unwrap();
     // The API server authorises by RBAC; the agents, the extender and kube-scheduler act as
-    // the service accounts of the shipped manifests, with only what those grant.
-    for manifest in ["deploy/scheduler/rbac.yaml", "deploy/node/rbac.yaml"] {
-        rt.block_on(cp.apply(&root().join(manifest)))
-            .unwrap_or_else(|e| panic!("{manifest}: {e}"));
-    }
+    // the service accounts of the chart, with only what its roles grant.
+    let rbac: Vec<Value> = chart::objects(&[])
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| {
+            let kind = v["kind"].as_str().unwrap_or_default();
+            kind == "ServiceAccount"
+                || v["apiVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("rbac.")
+        })
+        .collect();
+    assert!(rbac.len() >= 8, "the chart's roles and accounts: {rbac:?}");
+    rt.block_on(cp.apply(&rbac)).unwrap();
     let client = rt.block_on(cp.client_async()).unwrap();
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -488,15 +502,15 @@ fn the_api_server_stores_quantities_as_the_fake_api_does() {
     }
 }
 
-/// The shipped webhook configuration, pointed at `url` with the control plane's CA, failing
+/// The chart's webhook configuration, pointed at `url` with the control plane's CA, failing
 /// pod creation when the webhook cannot be called (so that a broken webhook fails the test
 /// instead of being skipped).
 fn webhook_configuration(cp: &ControlPlane, url: &str) -> Value {
-    let text = std::fs::read_to_string(root().join("deploy/scheduler/webhook.yaml")).unwrap();
-    let mut mwc = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-        .find(|v| v["kind"] == "MutatingWebhookConfiguration")
-        .expect("a MutatingWebhookConfiguration in deploy/scheduler/webhook.yaml");
+    let mut mwc = chart::find(
+        &chart::objects(&[]),
+        "MutatingWebhookConfiguration",
+        "gpupool",
+    );
     let ca = std::fs::read(cp.dir.join("ca.crt")).unwrap();
     let hook = &mut mwc["webhooks"][0];
     hook["clientConfig"] = json!({"url": url, "caBundle": base64(&ca)});

@@ -1,49 +1,87 @@
-//! Every manifest under `deploy/` is read into its `k8s-openapi` type and written back: a field
-//! the type does not know (a typo) is lost on the way and fails the test. The scheduler's
+//! The Helm chart `deploy/helm/gpupool`, rendered by the real helm with its defaults and with
+//! every switch turned: each object is read into its `k8s-openapi` type and written back (a
+//! field the type does not know, a typo, is lost on the way and fails the test); values reach
+//! the objects they configure and bad values are refused by name. The scheduler's
 //! `KubeSchedulerConfiguration` is checked field by field against the extender it points to,
-//! and the extender's command line is run through `gpupool scheduler --dry-run`.
+//! and the daemons' command lines are run through their `--dry-run`.
 
 mod common;
+use common::chart::{self, find, objects, render};
 use common::*;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn manifests(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            manifests(&p, out);
-        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-            out.push(p);
-        }
-    }
+/// The chart with its defaults.
+fn documents() -> Vec<(String, Value)> {
+    objects(&[])
 }
 
-/// Every document of every manifest, with where it came from.
-fn documents() -> Vec<(String, Value)> {
-    let mut files = Vec::new();
-    manifests(&root().join("deploy"), &mut files);
-    files.sort();
-    assert!(!files.is_empty(), "no manifests under deploy/");
-    let mut docs = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        for (i, d) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let v = Value::deserialize(d)
-                .unwrap_or_else(|e| panic!("{} document {i}: {e}", f.display()));
-            if !v.is_null() {
-                docs.push((format!("{} document {i}", f.display()), v));
-            }
-        }
-    }
-    docs
+/// Values that turn every switch away from its default.
+const EVERY_SWITCH: &[&str] = &[
+    "resourceDomain=example.com",
+    "image.tag=9.9.9",
+    "imagePullSecrets[0].name=registry",
+    "assignmentKey.create=false",
+    "scheduler.name=vgpu",
+    "scheduler.nodePolicy=spread",
+    "scheduler.gpuPolicy=spread",
+    "scheduler.nodeSelector.role=control",
+    "scheduler.tolerations[0].operator=Exists",
+    "webhook.tls.create=false",
+    "webhook.tls.caBundle=Q0E=",
+    "webhook.failurePolicy=Fail",
+    "node.split=4",
+    "node.auditPolicy=kill",
+    "node.cdi=true",
+    "node.kubeletDir=/data/kubelet/device-plugins",
+    "node.stateDir=/data/gpupool",
+    "node.libraryDir=/opt/gpupool/lib",
+    "node.metricsPort=9500",
+    "metrics.serviceMonitor.enabled=true",
+    "metrics.serviceMonitor.labels.release=prometheus",
+];
+
+/// `monitoring.coreos.com/v1` `ServiceMonitor`, the parts the chart sets (unknown fields are
+/// refused so that a typo fails).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ServiceMonitor {
+    api_version: String,
+    kind: String,
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec: ServiceMonitorSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ServiceMonitorSpec {
+    selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    namespace_selector: NamespaceSelector,
+    endpoints: Vec<Endpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct NamespaceSelector {
+    match_names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Endpoint {
+    port: String,
+    path: String,
+    interval: String,
 }
 
 /// Drops nulls and empty objects, which a round trip may add or remove without meaning.
@@ -85,46 +123,85 @@ fn round_trip<T: DeserializeOwned + Serialize>(what: &str, v: &Value) -> T {
     typed
 }
 
-#[test]
-fn every_manifest_is_a_valid_kubernetes_object() {
+/// Checks every object of `docs` against its type; returns the kinds seen.
+fn check_objects(docs: &[(String, Value)]) -> Vec<String> {
     let mut kinds = Vec::new();
-    for (what, v) in documents() {
+    for (what, v) in docs {
         let kind = v["kind"].as_str().unwrap_or_default().to_string();
+        let labels = &v["metadata"]["labels"];
+        assert_eq!(
+            labels["app.kubernetes.io/part-of"], "gpupool",
+            "{what}: labels"
+        );
         match kind.as_str() {
-            "ServiceAccount" => drop(round_trip::<ServiceAccount>(&what, &v)),
-            "ClusterRole" => drop(round_trip::<ClusterRole>(&what, &v)),
-            "ClusterRoleBinding" => drop(round_trip::<ClusterRoleBinding>(&what, &v)),
-            "Role" => drop(round_trip::<Role>(&what, &v)),
-            "RoleBinding" => drop(round_trip::<RoleBinding>(&what, &v)),
-            "ConfigMap" => drop(round_trip::<ConfigMap>(&what, &v)),
-            "Deployment" => drop(round_trip::<Deployment>(&what, &v)),
-            "DaemonSet" => drop(round_trip::<DaemonSet>(&what, &v)),
-            "Service" => drop(round_trip::<Service>(&what, &v)),
+            "ServiceAccount" => drop(round_trip::<ServiceAccount>(what, v)),
+            "ClusterRole" => drop(round_trip::<ClusterRole>(what, v)),
+            "ClusterRoleBinding" => drop(round_trip::<ClusterRoleBinding>(what, v)),
+            "Role" => drop(round_trip::<Role>(what, v)),
+            "RoleBinding" => drop(round_trip::<RoleBinding>(what, v)),
+            "ConfigMap" => drop(round_trip::<ConfigMap>(what, v)),
+            "Secret" => drop(round_trip::<Secret>(what, v)),
+            "Deployment" => drop(round_trip::<Deployment>(what, v)),
+            "DaemonSet" => drop(round_trip::<DaemonSet>(what, v)),
+            "Service" => drop(round_trip::<Service>(what, v)),
             "MutatingWebhookConfiguration" => {
-                drop(round_trip::<MutatingWebhookConfiguration>(&what, &v))
+                drop(round_trip::<MutatingWebhookConfiguration>(what, v))
             }
+            "ServiceMonitor" => drop(
+                serde_json::from_value::<ServiceMonitor>(v.clone())
+                    .unwrap_or_else(|e| panic!("{what}: {e}")),
+            ),
             other => panic!("{what}: kind {other:?} is not checked by this test"),
         }
         kinds.push(kind);
     }
+    kinds
+}
+
+#[test]
+fn every_object_the_chart_renders_is_a_valid_kubernetes_object() {
+    let out = Command::new(chart::helm())
+        .args(["lint", "--strict"])
+        .arg(chart::chart())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm lint: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let kinds = check_objects(&documents());
     for k in [
         "Deployment",
         "DaemonSet",
         "ConfigMap",
         "ClusterRole",
         "ServiceAccount",
+        "Secret",
+        "MutatingWebhookConfiguration",
+        "Service",
     ] {
-        assert!(kinds.iter().any(|x| x == k), "no {k} in deploy/");
+        assert!(kinds.iter().any(|x| x == k), "no {k} in the chart");
     }
-}
-
-/// The manifest of `kind` named `name`.
-fn find(docs: &[(String, Value)], kind: &str, name: &str) -> Value {
-    docs.iter()
-        .find(|(_, v)| v["kind"] == kind && v["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name}"))
-        .1
-        .clone()
+    assert!(
+        !kinds.iter().any(|x| x == "ServiceMonitor"),
+        "off by default"
+    );
+    let kinds = check_objects(&objects(EVERY_SWITCH));
+    assert!(kinds.iter().any(|x| x == "ServiceMonitor"));
+    assert!(!kinds.iter().any(|x| x == "Secret"), "both Secrets brought");
+    // Parts switched off leave nothing of theirs behind.
+    let docs = objects(&["scheduler.enabled=false", "metrics.service=false"]);
+    check_objects(&docs);
+    assert!(docs.iter().all(|(_, v)| {
+        let name = v["metadata"]["name"].as_str().unwrap();
+        !name.starts_with("gpupool-scheduler") && !name.contains("webhook") && name != "gpupool"
+    }));
+    let docs = objects(&["node.enabled=false"]);
+    assert!(docs.iter().all(|(_, v)| !v["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("gpupool-node")));
 }
 
 /// `kubescheduler.config.k8s.io/v1` `KubeSchedulerConfiguration`, the parts we set (unknown
@@ -362,27 +439,49 @@ fn the_webhook_is_reached_where_it_listens_and_runs_with_its_flags() {
         listen.ends_with(&format!(":{target}")),
         "{listen} vs {target}"
     );
-    // Its certificate files come from the mounted Secret; with test files in their place the
-    // flags are accepted.
+    // Its certificate files come from the Secret the chart made: the CA in the configuration's
+    // caBundle signed a certificate for the Service's name, and the webhook accepts the files.
+    let volume = spec
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "webhook-tls")
+        .unwrap();
+    let secret_name = volume.secret.as_ref().unwrap().secret_name.clone().unwrap();
+    let secret: Secret = serde_json::from_value(find("Secret", &secret_name)).unwrap();
+    let data = secret.data.unwrap();
+    assert_eq!(
+        hook.client_config.ca_bundle.as_ref(),
+        Some(&data["ca.crt"]),
+        "caBundle is the Secret's CA"
+    );
     let mount = c.volume_mounts.as_ref().unwrap()[0].mount_path.clone();
     let dir = std::env::temp_dir().join(format!("gpupool-deploy-webhook-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    for f in ["ca.crt", "tls.crt", "tls.key"] {
+        std::fs::write(dir.join(f), &data[f].0).unwrap();
+    }
+    let host = format!("{}.{}.svc", svc_ref.name, svc_ref.namespace);
     let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=gpupool-webhook.kube-system.svc"])
-        .arg("-keyout")
-        .arg(dir.join("tls.key"))
-        .arg("-out")
+        .args(["verify", "-verify_hostname", &host, "-CAfile"])
+        .arg(dir.join("ca.crt"))
         .arg(dir.join("tls.crt"))
         .output()
         .expect("openssl");
     assert!(
         out.status.success(),
-        "{}",
+        "the certificate for {host}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = Command::new("openssl")
+        .args(["verify", "-verify_hostname", "elsewhere.example", "-CAfile"])
+        .arg(dir.join("ca.crt"))
+        .arg(dir.join("tls.crt"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the check can fail");
     let mut args: Vec<String> = cmd[1..]
         .iter()
         .map(|a| a.replace(&mount, &dir.display().to_string()))
@@ -437,8 +536,14 @@ fn with_local_key(
 
 #[test]
 fn the_node_agent_runs_with_its_config_and_sees_host_paths_as_they_are() {
-    let docs = documents();
-    let find = |kind: &str, name: &str| find(&docs, kind, name);
+    node_agent_runs_with_its_config(&documents());
+    node_agent_runs_with_its_config(&objects(EVERY_SWITCH));
+}
+
+/// The node agent of `docs` accepts its command line and ConfigMap, and the host paths it
+/// writes into Allocate answers are where its volumes are mounted.
+fn node_agent_runs_with_its_config(docs: &[(String, Value)]) {
+    let find = |kind: &str, name: &str| find(docs, kind, name);
     let cm: ConfigMap = serde_json::from_value(find("ConfigMap", "gpupool-node-config")).unwrap();
     let text = cm.data.unwrap()["config.yaml"].clone();
     let ds: DaemonSet = serde_json::from_value(find("DaemonSet", "gpupool-node")).unwrap();
@@ -523,4 +628,372 @@ fn the_node_agent_runs_with_its_config_and_sees_host_paths_as_they_are() {
         "{settings}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The containers (init containers too) of the pod template of `v`.
+fn containers(v: &Value) -> Vec<Value> {
+    let spec = &v["spec"]["template"]["spec"];
+    let mut all = spec["containers"].as_array().cloned().unwrap_or_default();
+    all.extend(
+        spec["initContainers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    all
+}
+
+/// The argument of flag `--name=` in container `c`'s command.
+fn flag(c: &Value, name: &str) -> String {
+    c["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|a| a.as_str().unwrap().strip_prefix(&format!("--{name}=")))
+        .unwrap_or_else(|| panic!("--{name} in {}", c["name"]))
+        .to_string()
+}
+
+#[test]
+fn the_chart_s_values_reach_the_objects_they_configure() {
+    let docs = objects(EVERY_SWITCH);
+    let find = |kind: &str, name: &str| find(&docs, kind, name);
+    let scheduler = find("Deployment", "gpupool-scheduler");
+    let node = find("DaemonSet", "gpupool-node");
+    let mut gpupool_containers = 0;
+    for c in containers(&scheduler).iter().chain(&containers(&node)) {
+        if c["command"][0] == "gpupool" {
+            assert_eq!(c["image"], "ghcr.io/gpupool/gpupool:9.9.9", "{}", c["name"]);
+            gpupool_containers += 1;
+        }
+    }
+    assert_eq!(
+        gpupool_containers, 4,
+        "extender, webhook, agent, library installer"
+    );
+    for pod in [&scheduler, &node] {
+        assert_eq!(
+            pod["spec"]["template"]["spec"]["imagePullSecrets"][0]["name"],
+            "registry"
+        );
+    }
+
+    // The scheduler's name: profile, lease, the role allowing that lease, the account, the
+    // webhook's mutation.
+    let cm: ConfigMap =
+        serde_json::from_value(find("ConfigMap", "gpupool-scheduler-config")).unwrap();
+    let config: SchedulerConfig = serde_yaml::from_str(&cm.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(config.profiles[0].scheduler_name, "vgpu");
+    let lease = config.leader_election.unwrap();
+    assert_eq!(
+        (
+            lease.resource_namespace.as_str(),
+            lease.resource_name.as_str()
+        ),
+        (chart::NAMESPACE, "vgpu")
+    );
+    let role: Role =
+        serde_json::from_value(find("Role", "gpupool-scheduler-leader-election")).unwrap();
+    assert!(role
+        .rules
+        .unwrap()
+        .iter()
+        .any(
+            |r| r.resource_names.as_deref() == Some(&["vgpu".to_string()][..])
+                && r.verbs.contains(&"update".to_string())
+        ));
+    drop(find("ServiceAccount", "vgpu"));
+    assert_eq!(
+        scheduler["spec"]["template"]["spec"]["serviceAccountName"],
+        "vgpu"
+    );
+    assert_eq!(
+        scheduler["spec"]["template"]["spec"]["nodeSelector"]["role"],
+        "control"
+    );
+    let pods = containers(&scheduler);
+    let by_name = |n: &str| pods.iter().find(|c| c["name"] == n).unwrap().clone();
+    assert_eq!(flag(&by_name("gpupool-webhook"), "scheduler-name"), "vgpu");
+
+    // The resource domain and policies.
+    assert!(config.extenders[0]
+        .managed_resources
+        .iter()
+        .all(|m| m.name.starts_with("example.com/")));
+    for c in ["gpupool-extender", "gpupool-webhook"] {
+        assert_eq!(flag(&by_name(c), "resource-domain"), "example.com");
+    }
+    assert_eq!(flag(&by_name("gpupool-extender"), "node-policy"), "spread");
+    assert_eq!(flag(&by_name("gpupool-extender"), "gpu-policy"), "spread");
+
+    // The node agent's settings.
+    let cm: ConfigMap = serde_json::from_value(find("ConfigMap", "gpupool-node-config")).unwrap();
+    let settings: serde_yaml::Value =
+        serde_yaml::from_str(&cm.data.unwrap()["config.yaml"]).unwrap();
+    for (key, want) in [
+        ("resourceDomain", serde_yaml::Value::from("example.com")),
+        ("split", 4.into()),
+        ("auditPolicy", "kill".into()),
+        ("cdi", true.into()),
+        ("library", "/opt/gpupool/lib/libgpupool.so".into()),
+        ("stateDir", "/data/gpupool".into()),
+    ] {
+        assert_eq!(settings[key], want, "{key}");
+    }
+    let agent = containers(&node)
+        .into_iter()
+        .find(|c| c["name"] == "gpupool-node")
+        .unwrap();
+    assert_eq!(flag(&agent, "metrics-listen"), "0.0.0.0:9500");
+
+    // Metrics and the webhook configuration.
+    let sm = find("ServiceMonitor", "gpupool-node");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
+    let svc: Service = serde_json::from_value(find("Service", "gpupool-node-metrics")).unwrap();
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 9500);
+    let mwc: MutatingWebhookConfiguration =
+        serde_json::from_value(find("MutatingWebhookConfiguration", "gpupool")).unwrap();
+    let hook = &mwc.webhooks.unwrap()[0];
+    assert_eq!(hook.failure_policy.as_deref(), Some("Fail"));
+    assert_eq!(hook.client_config.ca_bundle.as_ref().unwrap().0, b"CA");
+}
+
+#[test]
+fn bad_values_are_refused_naming_the_value() {
+    for (set, named) in [
+        ("node.split=0", "node.split 0"),
+        ("node.split=65", "node.split 65"),
+        ("resourceDomain=Bad_Domain", "resourceDomain \"Bad_Domain\""),
+        (
+            "scheduler.nodePolicy=random",
+            "scheduler.nodePolicy \"random\"",
+        ),
+        ("scheduler.gpuPolicy=first", "scheduler.gpuPolicy \"first\""),
+        ("node.auditPolicy=warn", "node.auditPolicy \"warn\""),
+        (
+            "webhook.failurePolicy=Never",
+            "webhook.failurePolicy \"Never\"",
+        ),
+        ("webhook.tls.create=false", "webhook.tls.caBundle is empty"),
+    ] {
+        let err = render(&[set]).expect_err(set);
+        assert!(err.contains(named), "{set}: {err}");
+    }
+}
+
+#[test]
+fn the_chart_makes_its_secrets_once_and_keeps_them() {
+    let key = |docs: &[(String, Value)]| {
+        let s: Secret =
+            serde_json::from_value(find(docs, "Secret", "gpupool-assignment-key")).unwrap();
+        s.data.unwrap()["key"].0.clone()
+    };
+    let (a, b) = (key(&documents()), key(&documents()));
+    assert!(a.len() >= 32, "the daemons refuse keys under 32 bytes");
+    assert_ne!(a, b, "a fresh install gets a random key");
+    // Upgrades keep what the cluster holds (helm's lookup); the template says so, since a
+    // render without a cluster cannot show it.
+    for t in ["assignment-key.yaml", "webhook.yaml"] {
+        let text = std::fs::read_to_string(chart::chart().join("templates").join(t)).unwrap();
+        assert!(text.contains("lookup \"v1\" \"Secret\""), "{t}");
+    }
+}
+
+/// The blob `digest` (`sha256:…`) of the OCI layout `dir`, checked against its digest.
+fn oci_blob(dir: &std::path::Path, digest: &Value, size: &Value) -> Vec<u8> {
+    let digest = digest.as_str().unwrap();
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    let path = dir.join("blobs/sha256").join(hex);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(sha256_hex(&path), hex, "{digest} holds other bytes");
+    assert_eq!(size.as_u64(), Some(bytes.len() as u64), "{digest} size");
+    bytes
+}
+
+fn sha256_hex(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// `cmd` run with `root` as its root folder and only `env` (chroot; in a user namespace when
+/// not root).
+fn in_root(root: &std::path::Path, env: &[String], cmd: &[&str]) -> std::process::Output {
+    let chroot = ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("chroot (coreutils)");
+    let mut c = if unsafe { libc::geteuid() } == 0 {
+        Command::new(chroot)
+    } else {
+        let mut c = Command::new("/usr/bin/unshare");
+        c.args(["-r", chroot]);
+        c
+    };
+    c.env_clear();
+    for kv in env {
+        let (k, v) = kv.split_once('=').unwrap();
+        c.env(k, v);
+    }
+    c.arg(root).args(cmd).output().unwrap()
+}
+
+#[test]
+fn the_image_runs_gpupool_and_installs_the_container_library() {
+    let dir = std::env::temp_dir().join(format!("gpupool-image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let layout = dir.join("oci");
+    let out = Command::new(root().join("scripts/build-image"))
+        .arg(&layout)
+        .arg("0.1.0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/build-image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The layout: index → manifest → config and layer, every blob matching its digest.
+    assert!(std::fs::read_to_string(layout.join("oci-layout"))
+        .unwrap()
+        .contains("\"imageLayoutVersion\": \"1.0.0\""));
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = &index["manifests"][0];
+    assert_eq!(
+        entry["annotations"]["org.opencontainers.image.ref.name"],
+        "0.1.0"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&oci_blob(&layout, &entry["digest"], &entry["size"])).unwrap();
+    let config: Value = serde_json::from_slice(&oci_blob(
+        &layout,
+        &manifest["config"]["digest"],
+        &manifest["config"]["size"],
+    ))
+    .unwrap();
+    assert_eq!(
+        (config["os"].as_str(), config["architecture"].as_str()),
+        (Some("linux"), Some("amd64"))
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    let gz = oci_blob(&layout, &layers[0]["digest"], &layers[0]["size"]);
+    let tar = dir.join("layer.tar");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("gzip -dc > \"$0\"")
+        .arg(&tar)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&gz)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0].as_str().unwrap(),
+        format!("sha256:{}", sha256_hex(&tar)),
+        "diff_id is the uncompressed layer's digest"
+    );
+
+    // The file tree: gpupool, the container library, the C libraries gpupool links; no shell.
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let out = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&rootfs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("find")
+        .arg(".")
+        .args(["-type", "f"])
+        .current_dir(&rootfs)
+        .output()
+        .unwrap();
+    let mut files: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .collect();
+    files.sort();
+    assert!(
+        files.contains(&"usr/local/bin/gpupool".to_string()),
+        "{files:?}"
+    );
+    assert!(files.contains(&"usr/local/gpupool/lib/libgpupool.so".to_string()));
+    for f in &files {
+        assert!(
+            f.starts_with("usr/local/") || f.starts_with("lib/") || f.starts_with("lib64/"),
+            "{f} in the image"
+        );
+        assert!(
+            !f.ends_with("/sh") && !f.ends_with("/bash"),
+            "{f}: no shell"
+        );
+    }
+    assert!(files.len() <= 8, "{files:?}");
+
+    // The entrypoint, run as the runtime would (the config's environment, the tree as root).
+    let env: Vec<String> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let entrypoint: Vec<&str> = config["config"]["Entrypoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(entrypoint, ["gpupool"]);
+    let out = in_root(&rootfs, &env, &[entrypoint[0], "--version"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("gpupool {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    // The chart's init container command installs the glibc-2.17 build the image carries.
+    let docs = documents();
+    let node = find(&docs, "DaemonSet", "gpupool-node");
+    let init = &node["spec"]["template"]["spec"]["initContainers"][0];
+    let cmd: Vec<&str> = init["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let host_dir = cmd.last().unwrap().trim_start_matches('/');
+    let out = in_root(&rootfs, &env, &cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = rootfs.join(host_dir).join("libgpupool.so");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(
+            root().join("target/glibc217/x86_64-unknown-linux-gnu/release/libgpupool.so")
+        )
+        .unwrap(),
+        "the container build"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -231,19 +231,13 @@ impl ControlPlane {
         path
     }
 
-    /// Creates every object of the manifest `path` (a multi-document YAML file) as the
-    /// administrator.
-    pub async fn apply(&self, path: &Path) -> Result<(), String> {
+    /// Creates `objects` (Kubernetes objects as JSON) as the administrator.
+    pub async fn apply(&self, objects: &[serde_json::Value]) -> Result<(), String> {
         use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
-        use serde::Deserialize;
         let client = self.client_async().await?;
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for d in serde_yaml::Deserializer::from_str(&text) {
-            let v = serde_json::Value::deserialize(d).map_err(|e| e.to_string())?;
-            if v.is_null() {
-                continue;
-            }
-            let obj: DynamicObject = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        for v in objects {
+            let obj: DynamicObject =
+                serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
             let types = obj
                 .types
                 .clone()
