@@ -236,6 +236,12 @@ pub fn run(a: InfoArgs) -> Result<()> {
             pct(d.utilization_percent),
             d.uuid
         );
+        if d.mig {
+            println!(
+                "     MIG mode enabled: {}",
+                crate::nvml_client::MIG_NOT_SHARED.replace("INDEX", &d.index.to_string())
+            );
+        }
         for p in &d.processes {
             println!(
                 "       pid {:<10} {:>12} {:>5}",

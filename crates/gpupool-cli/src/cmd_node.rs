@@ -148,9 +148,12 @@ pub fn settings(a: &NodeArgs, sim: Option<&SimEnv>) -> Result<NodeConfig> {
     Ok(c)
 }
 
-/// Cards through NVML (the real library, or the simulated one).
+/// Cards through NVML (the real library, or the simulated one). Cards in MIG mode are left
+/// out (said once per card in the log).
 struct NvmlCards {
     sim: Arc<Option<SimEnv>>,
+    /// Cards in MIG mode already reported.
+    mig_reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Cards that had a critical XID (filled by the event thread once started).
     lost: Arc<std::sync::OnceLock<crate::nvml_events::LostCards>>,
 }
@@ -159,8 +162,22 @@ impl CardSource for NvmlCards {
     fn cards(&self) -> Result<Vec<Card>, String> {
         let sim = self.sim.as_ref().as_ref();
         let devices = read_machine(sim).map_err(|e| format!("{e:#}"))?;
+        let mut reported = self.mig_reported.lock().unwrap_or_else(|p| p.into_inner());
         Ok(devices
             .into_iter()
+            .filter(|d| {
+                if d.mig && reported.insert(d.uuid.clone()) {
+                    tracing::warn!(
+                        index = d.index,
+                        uuid = %d.uuid,
+                        "card {} ({}) has MIG mode enabled: {}",
+                        d.index,
+                        d.name,
+                        crate::nvml_client::MIG_NOT_SHARED.replace("INDEX", &d.index.to_string())
+                    );
+                }
+                !d.mig
+            })
             .map(|d| {
                 let sms = sim
                     .and_then(|s| s.spec.devices.get(d.index as usize))
@@ -263,6 +280,7 @@ pub fn run(a: NodeArgs) -> Result<()> {
         let source = NvmlCards {
             sim: sim.clone(),
             lost: lost.clone(),
+            mig_reported: Default::default(),
         };
         let agent = gpupool_node::agent::Agent::new(config, client, Arc::new(source))
             .map_err(|e| anyhow!(e))?;

@@ -18,6 +18,11 @@ pub struct ProcessEntry {
     pub sm_percent: Option<u32>,
 }
 
+/// What gpupool does with a card in MIG mode, for messages.
+pub const MIG_NOT_SHARED: &str = "gpupool does not share MIG instances, so the node agent \
+     does not advertise this card; disable MIG (nvidia-smi -i INDEX -mig 0, then reset the card) \
+     to share it with gpupool, or leave it to NVIDIA's device plugin";
+
 /// One device.
 #[derive(Serialize, Debug, Clone)]
 pub struct DeviceEntry {
@@ -37,6 +42,9 @@ pub struct DeviceEntry {
     pub utilization_percent: Option<u32>,
     /// Compute processes.
     pub processes: Vec<ProcessEntry>,
+    /// MIG mode is enabled (the card is split into MIG instances; false where NVML cannot
+    /// say, e.g. cards without MIG).
+    pub mig: bool,
     /// Why the device could not be read (it is then unhealthy; the other fields are empty).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -54,6 +62,7 @@ impl DeviceEntry {
             free_bytes: 0,
             utilization_percent: None,
             processes: Vec::new(),
+            mig: false,
             error: Some(error),
         }
     }
@@ -167,6 +176,10 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
         let samples: Option<SamplesFn> = sym("nvmlDeviceGetProcessUtilization")
             .ok()
             .map(|p| std::mem::transmute(p));
+        type MigModeFn = unsafe extern "C" fn(*mut c_void, *mut c_uint, *mut c_uint) -> u32;
+        let mig_mode: Option<MigModeFn> = sym("nvmlDeviceGetMigMode")
+            .ok()
+            .map(|p| std::mem::transmute(p));
         nv!(init(), "nvmlInit");
         let mut n = 0;
         nv!(count(&mut n), "nvmlDeviceGetCount");
@@ -214,6 +227,10 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
                     }
                     _ => Vec::new(),
                 };
+                let mig = mig_mode.is_some_and(|f| {
+                    let (mut current, mut pending) = (0, 0);
+                    f(d, &mut current, &mut pending) == 0 && current == 1
+                });
                 Ok(DeviceEntry {
                     index: i,
                     name: dev_name,
@@ -230,6 +247,7 @@ pub fn read_devices(path: Option<&Path>) -> Result<Vec<DeviceEntry>> {
                             sm_percent: sm_of.iter().find(|s| s.pid == p.pid).map(|s| s.sm),
                         })
                         .collect(),
+                    mig,
                     error: None,
                 })
             };

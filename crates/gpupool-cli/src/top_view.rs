@@ -219,6 +219,7 @@ mod tests {
                     used_bytes: GIB,
                     sm_percent: Some(20),
                 }],
+                mig: false,
                 error: None,
             }],
             over_limit: Vec::new(),

@@ -18,8 +18,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The agent process; killed when dropped.
-struct Agent(Child);
+/// The agent process, with what it logged so far; killed when dropped.
+struct Agent(Child, std::sync::Arc<std::sync::Mutex<String>>);
+
+impl Agent {
+    /// The agent's log so far.
+    fn log(&self) -> String {
+        self.1.lock().unwrap().clone()
+    }
+}
 
 impl Drop for Agent {
     fn drop(&mut self) {
@@ -90,18 +97,29 @@ fn start_agent(m: &Machine, dir: &Path, url: &str) -> (Agent, String) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut before = String::new();
     let addr = loop {
         let line = lines
             .next()
             .expect("gpupool node printed its metrics address")
             .unwrap();
+        before.push_str(&line);
+        before.push('\n');
         if let Some(rest) = line.split("metrics on http://").nth(1) {
             break rest.trim_end_matches("/metrics").to_string();
         }
     };
     // Keep draining stderr so the agent never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Agent(child), addr)
+    let log = std::sync::Arc::new(std::sync::Mutex::new(before));
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut log = kept.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    (Agent(child, log), addr)
 }
 
 /// Makes the agent's `/proc` (under `dir`) show process `pid` in pod `uid`: its cgroup names
@@ -422,6 +440,90 @@ fn http_get(addr: &str, path: &str) -> String {
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
     body
+}
+
+#[test]
+fn a_card_in_mig_mode_is_left_out_and_the_log_says_why() {
+    let m = Machine::new("node-mig", "1x16GiB:mig=on+1x16GiB");
+    let dir = std::env::temp_dir().join(format!("gpupool-node-mig-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster: fake_api::Shared = Default::default();
+    cluster.lock().unwrap().add_node("n1", &[]);
+    let url = fake_api::serve(cluster.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut kubelet = rt
+        .block_on(async { FakeKubelet::start(&dir.join("device-plugins")) })
+        .unwrap();
+    let (agent, _) = start_agent(&m, &dir, &url);
+    let reg = rt
+        .block_on(kubelet.next_registration(Duration::from_secs(20)))
+        .expect("the agent registers with the kubelet");
+    let mut plugin = rt.block_on(kubelet.plugin(&reg)).unwrap();
+    let mut stream = rt
+        .block_on(plugin.list_and_watch(proto::Empty {}))
+        .unwrap()
+        .into_inner();
+    let first = rt.block_on(stream.message()).unwrap().unwrap();
+    assert_eq!(
+        first.devices.len(),
+        10,
+        "only the card without MIG, 10 slots"
+    );
+    let inventory = wait_for("inventory annotation", || {
+        node_inventory(&cluster).filter(|i| !i.cards.is_empty())
+    });
+    // `gpupool info` on the same machine: card 0 is the one in MIG mode.
+    let info = |json: bool| {
+        let out = Command::new(gpupool())
+            .args(["info", "--sim", &m.spec, "--state"])
+            .arg(&m.state)
+            .args(json.then_some("--json"))
+            .env("GPUPOOL_LIB_DIR", lib_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let devices: serde_json::Value = serde_json::from_str(&info(true)).unwrap();
+    let devices = devices["devices"].as_array().unwrap();
+    assert_eq!(
+        (devices[0]["mig"].as_bool(), devices[1]["mig"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(inventory.cards.len(), 1);
+    assert_eq!(
+        inventory.cards[0].uuid,
+        devices[1]["uuid"].as_str().unwrap()
+    );
+    let text = info(false);
+    assert_eq!(text.matches("MIG mode enabled").count(), 1, "{text}");
+    let log = wait_for("the log names the MIG card", || {
+        let log = agent.log();
+        log.contains("MIG mode enabled").then_some(log)
+    });
+    assert!(
+        log.contains("card 0") && log.contains("does not share MIG instances"),
+        "{log}"
+    );
+    // Said once, though the agent reads its cards every 200 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        agent.log().matches("MIG mode enabled").count(),
+        1,
+        "{}",
+        agent.log()
+    );
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

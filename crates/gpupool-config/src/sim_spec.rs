@@ -2,7 +2,8 @@
 //!
 //! Grammar: `group ('+' group)*`; `group = [COUNT 'x'] (MODEL | SIZE) [':' key=value (',' key=value)*]`.
 //! Keys: `sms` (multiprocessor count), `ctx` (memory a context costs), `gran` (allocation
-//! granularity), `name` (device name).
+//! granularity), `name` (device name), `cc` (compute capability), `slice` (time slice), `mig`
+//! (`on`: the card reports MIG mode enabled, as `nvidia-smi -mig 1` leaves it).
 
 use crate::size::{parse_size, SizeError};
 use thiserror::Error;
@@ -28,6 +29,9 @@ pub struct SimDevice {
     /// Time slice in nanoseconds: kernels of different contexts take turns on the device for at
     /// most this long each.
     pub time_slice_ns: u64,
+    /// MIG mode enabled (NVML reports it; the card is then split into instances, which gpupool
+    /// does not share).
+    pub mig: bool,
 }
 
 /// A whole simulated machine: the devices in CUDA ordinal order.
@@ -110,6 +114,7 @@ fn model(name: &str) -> Option<SimDevice> {
         context_memory: DEFAULT_CONTEXT_MEMORY,
         granularity: DEFAULT_GRANULARITY,
         time_slice_ns: DEFAULT_TIME_SLICE_NS,
+        mig: false,
     })
 }
 
@@ -140,7 +145,7 @@ impl SimSpec {
             .iter()
             .map(|d| {
                 format!(
-                    "1x{}:name={},sms={},cc={}.{},ctx={},gran={},slice={}ns",
+                    "1x{}:name={},sms={},cc={}.{},ctx={},gran={},slice={}ns,mig={}",
                     d.memory,
                     d.name,
                     d.sms,
@@ -148,7 +153,8 @@ impl SimSpec {
                     d.compute_capability.1,
                     d.context_memory,
                     d.granularity,
-                    d.time_slice_ns
+                    d.time_slice_ns,
+                    if d.mig { "on" } else { "off" }
                 )
             })
             .collect::<Vec<_>>()
@@ -200,6 +206,7 @@ fn parse_group(spec: &str, group: &str) -> Result<(usize, SimDevice), SpecError>
                 context_memory: DEFAULT_CONTEXT_MEMORY,
                 granularity: DEFAULT_GRANULARITY,
                 time_slice_ns: DEFAULT_TIME_SLICE_NS,
+                mig: false,
             }
         }
     };
@@ -251,6 +258,13 @@ fn apply_option(spec: &str, option: &str, device: &mut SimDevice) -> Result<(), 
             device.compute_capability =
                 parsed.ok_or_else(|| bad("cc must look like 9.0".into()))?;
         }
+        "mig" => {
+            device.mig = match value {
+                "on" | "1" | "true" => true,
+                "off" | "0" | "false" => false,
+                _ => return Err(bad("mig must be on or off".into())),
+            }
+        }
         "slice" => {
             let ns = crate::duration::parse_duration_ns(value).map_err(|e| bad(e.to_string()))?;
             if !(10_000..=1_000_000_000).contains(&ns) {
@@ -266,7 +280,7 @@ fn apply_option(spec: &str, option: &str, device: &mut SimDevice) -> Result<(), 
         }
         other => {
             return Err(bad(format!(
-                "unknown key {other:?} (sms, ctx, gran, cc, slice, name)"
+                "unknown key {other:?} (sms, ctx, gran, cc, slice, name, mig)"
             )))
         }
     }
@@ -300,6 +314,12 @@ mod tests {
         assert_eq!(s.devices[1].context_memory, 300 * MIB);
         assert_eq!(s.devices[1].granularity, 64 << 10);
         assert_eq!(s.devices[1].name, "Test GPU");
+        assert!(!s.devices[0].mig);
+        let s = SimSpec::parse("A100:mig=on+A100").unwrap();
+        assert_eq!((s.devices[0].mig, s.devices[1].mig), (true, false));
+        assert_eq!(SimSpec::parse(&s.to_spec_string()), Ok(s));
+        let e = SimSpec::parse("A100:mig=maybe").unwrap_err().to_string();
+        assert!(e.contains("mig=maybe") && e.contains("on or off"), "{e}");
     }
 
     #[test]

@@ -162,6 +162,17 @@ impl Agent {
 
     /// Reports pods whose annotations could not be used (log, and an event on the pod).
     async fn report(&self, pods: &[k8s_openapi::api::core::v1::Pod], problems: Vec<String>) {
+        self.report_as(pods, problems, "GpupoolBadAnnotation").await
+    }
+
+    /// Logs each line of `problems` and raises it as a `Warning` event with `reason` on the
+    /// pod it names.
+    async fn report_as(
+        &self,
+        pods: &[k8s_openapi::api::core::v1::Pod],
+        problems: Vec<String>,
+        reason: &str,
+    ) {
         for p in problems {
             tracing::warn!("{p}");
             let Some(pod) = pods
@@ -173,9 +184,7 @@ impl Agent {
             let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
             let name = pod.metadata.name.as_deref().unwrap_or("");
             let uid = pod.metadata.uid.as_deref().unwrap_or("");
-            if let Err(e) =
-                kube_api::warn_pod(&self.client, ns, name, uid, "GpupoolBadAnnotation", &p).await
-            {
+            if let Err(e) = kube_api::warn_pod(&self.client, ns, name, uid, reason, &p).await {
                 tracing::warn!("{e}");
             }
         }
@@ -204,7 +213,21 @@ impl Agent {
             &mut problems,
         );
         self.report(&pods, problems).await;
-        let m = found?;
+        let m = match found {
+            Ok(m) => m,
+            Err(e) => {
+                let resource = self.config.resource_name();
+                let elsewhere =
+                    matching::placed_elsewhere(&pods, &self.config.node_name, &resource);
+                let e = match elsewhere.is_empty() {
+                    true => e,
+                    false => format!("{e}; {}", elsewhere.join("; ")),
+                };
+                self.report_as(&pods, elsewhere, "GpupoolNotScheduled")
+                    .await;
+                return Err(e);
+            }
+        };
         let known: HashSet<String> = self.cards().into_iter().map(|c| c.uuid).collect();
         if let Some(d) = m
             .container

@@ -135,6 +135,56 @@ pub fn find(
     ))
 }
 
+/// Pods bound to `node` and not started whose containers ask for `resource` (`<domain>/gpu`)
+/// but that carry no assignment at all: another scheduler placed them (or `spec.nodeName` was
+/// set), so no card was chosen and no `Allocate` can serve them. One line per pod, naming it,
+/// its scheduler and the fix.
+pub fn placed_elsewhere(pods: &[Pod], node: &str, resource: &str) -> Vec<String> {
+    pods.iter()
+        .filter(|p| pod::bound_node(p) == Some(node) && !pod::finished(p))
+        .filter(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            matches!(phase, None | Some("Pending"))
+        })
+        .filter(|p| {
+            !pod::annotations(p).contains_key(gpupool_sched::protocol::ASSIGNMENT_ANNOTATION)
+        })
+        .filter(|p| asks_for(p, resource))
+        .map(|p| {
+            let scheduler = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.scheduler_name.as_deref())
+                .unwrap_or("default-scheduler");
+            format!(
+                "pod {} asks for {resource} but was placed on {node} by the scheduler \
+                 {scheduler:?} (or through spec.nodeName), not by the gpupool scheduler, so no \
+                 card was assigned and the node cannot start it; set its schedulerName to the \
+                 gpupool scheduler's (the gpupool admission webhook does this) and recreate it",
+                pod::pod_key(p)
+            )
+        })
+        .collect()
+}
+
+/// Whether a container of `p` (init containers too) lists `resource` in its limits or
+/// requests.
+fn asks_for(p: &Pod, resource: &str) -> bool {
+    let Some(spec) = p.spec.as_ref() else {
+        return false;
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .filter_map(|c| c.resources.as_ref())
+        .any(|r| {
+            r.limits.as_ref().is_some_and(|l| l.contains_key(resource))
+                || r.requests
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key(resource))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +227,53 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         Store::open(&dir).unwrap()
+    }
+
+    #[test]
+    fn pods_placed_by_another_scheduler_are_named_with_the_fix() {
+        let raw = |name: &str,
+                   node: &str,
+                   scheduler: Option<&str>,
+                   limits: serde_json::Value,
+                   annotations: serde_json::Value|
+         -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"),
+                             "annotations": annotations},
+                "spec": {"nodeName": node, "schedulerName": scheduler,
+                         "containers": [{"name": "main", "resources": {"limits": limits}}]},
+                "status": {"phase": "Pending"}
+            }))
+            .unwrap()
+        };
+        let gpu = json!({"nvidia.com/gpu": "1", "nvidia.com/gpumem": "3000"});
+        let pods = vec![
+            raw("volcano-job", "n1", Some("volcano"), gpu.clone(), json!({})),
+            raw("pinned", "n1", None, gpu.clone(), json!({})),
+            raw("cpu-only", "n1", None, json!({"cpu": "1"}), json!({})),
+            raw("elsewhere", "n2", Some("volcano"), gpu.clone(), json!({})),
+            raw(
+                "ours",
+                "n1",
+                Some("gpupool-scheduler"),
+                gpu.clone(),
+                json!({"gpupool.io/assignment": assignment("n1", 1, &[("main", 1)]).to_string()}),
+            ),
+        ];
+        let lines = placed_elsewhere(&pods, "n1", "nvidia.com/gpu");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].contains("ns/volcano-job") && lines[0].contains("\"volcano\""),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("schedulerName"), "{}", lines[0]);
+        assert!(
+            lines[1].contains("ns/pinned") && lines[1].contains("\"default-scheduler\""),
+            "{}",
+            lines[1]
+        );
+        assert!(placed_elsewhere(&pods, "n1", "example.com/gpu").is_empty());
     }
 
     #[test]

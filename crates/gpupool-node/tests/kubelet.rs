@@ -322,7 +322,40 @@ async fn equal_requests_are_served_in_assignment_order_and_bad_annotations_repor
     assert!(allocate(&mut plugin, &[&format!("{}::2", uuid(0))])
         .await
         .is_err());
+    // A pod another scheduler placed here: no assignment, so the call fails naming it, and the
+    // pod gets an event that says what to change.
+    n.cluster.lock().unwrap().add_bound_pod(
+        "team",
+        "by-volcano",
+        "n1",
+        json!({}),
+        json!([{"name": "main", "image": "cuda",
+                "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "2000"}}}]),
+    );
+    let e = allocate(&mut plugin, &[&format!("{}::2", uuid(0))])
+        .await
+        .unwrap_err();
+    let e = e.message();
+    assert!(
+        e.contains("team/by-volcano") && e.contains("schedulerName"),
+        "{e}"
+    );
     let events = n.cluster.lock().unwrap().events.clone();
+    let not_scheduled: Vec<_> = events
+        .iter()
+        .filter(|e| e["reason"] == "GpupoolNotScheduled")
+        .collect();
+    assert!(
+        !not_scheduled.is_empty()
+            && not_scheduled
+                .iter()
+                .all(|e| e["involvedObject"]["name"] == "by-volcano"),
+        "{events:?}"
+    );
+    assert!(not_scheduled[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not by the gpupool scheduler"));
     assert!(
         events
             .iter()

@@ -316,6 +316,7 @@ gpupool_cuda::export_functions! {
     fn nvmlEventSetWait(s: gpupool_cuda::nvml::nvmlEventSet_t, d: *mut gpupool_cuda::nvml::nvmlEventData_t, ms: c_uint) -> u32 => nvml_events::event_set_wait;
     fn nvmlEventSetFree(s: gpupool_cuda::nvml::nvmlEventSet_t) -> u32 => nvml_events::event_set_free;
     fn nvmlDeviceGetTemperature(h: nvmlDevice_t, sensor: c_uint, t: *mut c_uint) -> u32 => nvml::device_get_temperature;
+    fn nvmlDeviceGetMigMode(h: nvmlDevice_t, current: *mut c_uint, pending: *mut c_uint) -> u32 => nvml::device_get_mig_mode;
 }
 
 /// `nvmlErrorString`: the one export that returns a pointer rather than a code.

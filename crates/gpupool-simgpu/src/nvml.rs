@@ -322,3 +322,16 @@ pub unsafe fn device_get_cuda_compute_capability(
 pub unsafe fn device_get_temperature(h: nvmlDevice_t, _sensor: c_uint, t: *mut c_uint) -> u32 {
     ok(dev(h).map(|_| out(t, 35)))
 }
+
+/// `nvmlDeviceGetMigMode`: 1 (`NVML_DEVICE_MIG_ENABLE`) for cards simulated with `mig=on`, the
+/// same mode current and pending.
+pub unsafe fn device_get_mig_mode(
+    h: nvmlDevice_t,
+    current: *mut c_uint,
+    pending: *mut c_uint,
+) -> u32 {
+    ok(dev(h).map(|(_, d)| {
+        out(current, d.spec.mig as c_uint);
+        out(pending, d.spec.mig as c_uint)
+    }))
+}
