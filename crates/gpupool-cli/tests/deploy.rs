@@ -31,6 +31,8 @@ const EVERY_SWITCH: &[&str] = &[
     "scheduler.name=vgpu",
     "scheduler.nodePolicy=spread",
     "scheduler.gpuPolicy=spread",
+    "scheduler.numa=true",
+    "scheduler.memoryOversubscription=1.5",
     "scheduler.nodeSelector.role=control",
     "scheduler.tolerations[0].operator=Exists",
     "webhook.tls.create=false",
@@ -725,6 +727,28 @@ fn the_chart_s_values_reach_the_objects_they_configure() {
     }
     assert_eq!(flag(&by_name("gpupool-extender"), "node-policy"), "spread");
     assert_eq!(flag(&by_name("gpupool-extender"), "gpu-policy"), "spread");
+    assert_eq!(
+        flag(&by_name("gpupool-extender"), "memory-oversubscription"),
+        "1.5"
+    );
+    assert!(by_name("gpupool-extender")["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "--numa"));
+    // That command line is accepted as rendered.
+    let extender = by_name("gpupool-extender");
+    let mounts: Option<Vec<k8s_openapi::api::core::v1::VolumeMount>> =
+        serde_json::from_value(extender["volumeMounts"].clone()).unwrap();
+    let key = test_key_file("every-switch");
+    let mut args: Vec<String> = extender["command"].as_array().unwrap()[1..]
+        .iter()
+        .map(|a| with_local_key(a.as_str().unwrap(), &key, &mounts))
+        .collect();
+    args.push("--dry-run".into());
+    let out = gpupool_ok(&args);
+    let settings = String::from_utf8_lossy(&out.stdout);
+    assert!(settings.contains("example.com"), "{settings}");
 
     // The node agent's settings.
     let cm: ConfigMap = serde_json::from_value(find("ConfigMap", "gpupool-node-config")).unwrap();
@@ -770,6 +794,10 @@ fn bad_values_are_refused_naming_the_value() {
         ),
         ("scheduler.gpuPolicy=first", "scheduler.gpuPolicy \"first\""),
         ("node.auditPolicy=warn", "node.auditPolicy \"warn\""),
+        (
+            "scheduler.memoryOversubscription=20",
+            "scheduler.memoryOversubscription 20",
+        ),
         (
             "webhook.failurePolicy=Never",
             "webhook.failurePolicy \"Never\"",

@@ -28,6 +28,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if not (has .Values.scheduler.gpuPolicy (list "binpack" "spread")) }}
 {{- fail (printf "scheduler.gpuPolicy %q: binpack or spread" .Values.scheduler.gpuPolicy) }}
 {{- end }}
+{{- $over := float64 .Values.scheduler.memoryOversubscription }}
+{{- if or (lt $over 1.0) (gt $over 16.0) }}
+{{- fail (printf "scheduler.memoryOversubscription %v: a factor from 1 to 16" .Values.scheduler.memoryOversubscription) }}
+{{- end }}
 {{- if not (has .Values.node.auditPolicy (list "report" "kill")) }}
 {{- fail (printf "node.auditPolicy %q: report or kill" .Values.node.auditPolicy) }}
 {{- end }}
