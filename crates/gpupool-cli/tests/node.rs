@@ -178,16 +178,27 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     panic!("{what}: not within 10 s");
 }
 
-#[test]
-fn an_allocated_container_runs_under_its_pods_limits() {
-    let m = Machine::new("node-e2e", "2x16GiB");
-    let dir = std::env::temp_dir().join(format!("gpupool-node-e2e-{}", std::process::id()));
+/// An agent on machine `m` registered with a stand-in kubelet, the fake API serving node `n1`,
+/// and the agent's `ListAndWatch` stream with its first answer.
+struct Running {
+    dir: PathBuf,
+    cluster: fake_api::Shared,
+    rt: tokio::runtime::Runtime,
+    agent: Agent,
+    metrics: String,
+    plugin: proto::device_plugin_client::DevicePluginClient<tonic::transport::Channel>,
+    stream: tonic::Streaming<proto::ListAndWatchResponse>,
+    first: proto::ListAndWatchResponse,
+    _kubelet: FakeKubelet,
+}
+
+fn run_agent(m: &Machine, test: &str) -> Running {
+    let dir = std::env::temp_dir().join(format!("gpupool-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let cluster: fake_api::Shared = Default::default();
     cluster.lock().unwrap().add_node("n1", &[]);
     let url = fake_api::serve(cluster.clone());
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -196,8 +207,7 @@ fn an_allocated_container_runs_under_its_pods_limits() {
     let mut kubelet = rt
         .block_on(async { FakeKubelet::start(&dir.join("device-plugins")) })
         .unwrap();
-    let (_agent, metrics) = start_agent(&m, &dir, &url);
-
+    let (agent, metrics) = start_agent(m, &dir, &url);
     let reg = rt
         .block_on(kubelet.next_registration(Duration::from_secs(20)))
         .expect("the agent registers with the kubelet");
@@ -208,6 +218,33 @@ fn an_allocated_container_runs_under_its_pods_limits() {
         .unwrap()
         .into_inner();
     let first = rt.block_on(stream.message()).unwrap().unwrap();
+    Running {
+        dir,
+        cluster,
+        rt,
+        agent,
+        metrics,
+        plugin,
+        stream,
+        first,
+        _kubelet: kubelet,
+    }
+}
+
+#[test]
+fn an_allocated_container_runs_under_its_pods_limits() {
+    let m = Machine::new("node-e2e", "2x16GiB");
+    let Running {
+        dir,
+        cluster,
+        rt,
+        agent: _agent,
+        metrics,
+        mut plugin,
+        mut stream,
+        first,
+        _kubelet,
+    } = run_agent(&m, "node-e2e");
     assert_eq!(first.devices.len(), 20, "2 cards x 10 slots");
 
     // The inventory names the simulated cards; the scheduler assigned card 1 to the pod.
@@ -445,30 +482,15 @@ fn http_get(addr: &str, path: &str) -> String {
 #[test]
 fn a_card_in_mig_mode_is_left_out_and_the_log_says_why() {
     let m = Machine::new("node-mig", "1x16GiB:mig=on+1x16GiB");
-    let dir = std::env::temp_dir().join(format!("gpupool-node-mig-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cluster: fake_api::Shared = Default::default();
-    cluster.lock().unwrap().add_node("n1", &[]);
-    let url = fake_api::serve(cluster.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut kubelet = rt
-        .block_on(async { FakeKubelet::start(&dir.join("device-plugins")) })
-        .unwrap();
-    let (agent, _) = start_agent(&m, &dir, &url);
-    let reg = rt
-        .block_on(kubelet.next_registration(Duration::from_secs(20)))
-        .expect("the agent registers with the kubelet");
-    let mut plugin = rt.block_on(kubelet.plugin(&reg)).unwrap();
-    let mut stream = rt
-        .block_on(plugin.list_and_watch(proto::Empty {}))
-        .unwrap()
-        .into_inner();
-    let first = rt.block_on(stream.message()).unwrap().unwrap();
+    let Running {
+        dir,
+        cluster,
+        agent,
+        first,
+        rt: _rt,
+        _kubelet,
+        ..
+    } = run_agent(&m, "node-mig");
     assert_eq!(
         first.devices.len(),
         10,
@@ -479,19 +501,10 @@ fn a_card_in_mig_mode_is_left_out_and_the_log_says_why() {
     });
     // `gpupool info` on the same machine: card 0 is the one in MIG mode.
     let info = |json: bool| {
-        let out = Command::new(gpupool())
-            .args(["info", "--sim", &m.spec, "--state"])
-            .arg(&m.state)
-            .args(json.then_some("--json"))
-            .env("GPUPOOL_LIB_DIR", lib_dir())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let state = m.state.display().to_string();
+        let mut args = vec!["info", "--sim", &m.spec, "--state", &state];
+        args.extend(json.then_some("--json"));
+        String::from_utf8(gpupool_ok(&args).stdout).unwrap()
     };
     let devices: serde_json::Value = serde_json::from_str(&info(true)).unwrap();
     let devices = devices["devices"].as_array().unwrap();
