@@ -31,3 +31,8 @@ pub fn preload_library() -> Result<PathBuf> {
 pub fn sim_library() -> Result<PathBuf> {
     find("libgpupool_simgpu.so")
 }
+
+/// The remote-GPU client driver (installed as `libcuda.so.1`).
+pub fn remote_client_library() -> Result<PathBuf> {
+    find("libgpupool_remote_client.so")
+}

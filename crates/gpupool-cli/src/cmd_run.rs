@@ -43,6 +43,14 @@ pub struct RunArgs {
     /// Tenant name: runs with the same name share one limit (default: this run alone).
     #[arg(long, value_name = "NAME")]
     pub tenant: Option<String>,
+    /// Run on the GPUs of a `gpupool serve` server (`tcp://HOST:PORT` or `unix:PATH`); the
+    /// server applies this client's limits.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["sim", "memory", "compute", "compute_request", "priority", "devices", "context_memory", "tenant"])]
+    pub remote: Option<String>,
+    /// File holding the token the remote server knows this client by (default:
+    /// GPUPOOL_REMOTE_TOKEN / GPUPOOL_REMOTE_TOKEN_FILE of the environment).
+    #[arg(long, value_name = "FILE", requires = "remote")]
+    pub token_file: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -51,6 +59,56 @@ pub struct RunArgs {
         value_name = "CMD"
     )]
     pub command: Vec<String>,
+}
+
+/// Checks a remote client's limits as `--memory` / `--compute` would be.
+pub fn validate_limits(memory: Option<&str>, compute: Option<&str>) -> Result<()> {
+    if let Some(m) = memory {
+        validate_memory(m)?;
+    }
+    if let Some(c) = compute {
+        validate_limit("--compute", "GPUPOOL_COMPUTE_LIMIT", c)?;
+    }
+    Ok(())
+}
+
+/// Runs the command on a remote GPU server: the client driver first on `LD_LIBRARY_PATH`.
+fn run_remote(a: &RunArgs, addr: &str) -> Result<i32> {
+    let parsed = gpupool_remote::listener::Address::parse(addr)
+        .map_err(|e| anyhow::anyhow!("--remote {e}"))?;
+    // SAFETY: getuid has no preconditions.
+    let base = std::env::temp_dir().join(format!("gpupool-remote-{}", unsafe { libc::getuid() }));
+    gpupool_region::untrusted::ensure_private_dir(&base)?;
+    let lib = base.join("lib");
+    std::fs::create_dir_all(&lib).with_context(|| format!("{}", lib.display()))?;
+    crate::sim_env::link_driver(
+        &lib,
+        &crate::artefacts::remote_client_library()?,
+        &["libcuda.so.1", "libcuda.so"],
+    )?;
+    let mut ld = lib.display().to_string();
+    if let Ok(old) = std::env::var("LD_LIBRARY_PATH") {
+        if !old.is_empty() {
+            ld = format!("{ld}:{old}");
+        }
+    }
+    let mut cmd = std::process::Command::new(&a.command[0]);
+    cmd.args(&a.command[1..])
+        .env("LD_LIBRARY_PATH", ld)
+        .env("GPUPOOL_REMOTE", parsed.to_string());
+    if let Some(f) = &a.token_file {
+        if !f.is_file() {
+            bail!("--token-file {}: no such file", f.display());
+        }
+        cmd.env("GPUPOOL_REMOTE_TOKEN_FILE", f)
+            .env_remove("GPUPOOL_REMOTE_TOKEN");
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {:?}", a.command[0]))?;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 /// Checks a flag's value with the library's own parser (the variable it is passed in).
@@ -174,6 +232,9 @@ fn pin_to_cards(flag: &str, list: &str, uuids: &[String]) -> Result<String> {
 
 /// Runs the command; returns its exit status (128 + signal if killed).
 pub fn run(a: RunArgs) -> Result<i32> {
+    if let Some(addr) = &a.remote {
+        return run_remote(&a, addr);
+    }
     if let Some(m) = &a.memory {
         validate_memory(m)?;
     }
@@ -295,6 +356,8 @@ mod tests {
             devices: None,
             context_memory: None,
             tenant: None,
+            remote: None,
+            token_file: None,
             command: vec!["true".into()],
         };
         let e = compute_env(&a).unwrap_err().to_string();

@@ -10,6 +10,7 @@ mod cmd_install_library;
 mod cmd_node;
 mod cmd_run;
 mod cmd_scheduler;
+mod cmd_serve;
 mod cmd_top;
 mod cmd_webhook;
 mod daemon;
@@ -50,6 +51,11 @@ enum Command {
     Webhook(cmd_webhook::WebhookArgs),
     /// Copy libgpupool.so into a folder, replacing the old one atomically (node installs).
     InstallLibrary(cmd_install_library::InstallLibraryArgs),
+    /// GPU server for remote GPUs: runs the driver calls of `gpupool run --remote` clients.
+    Serve(cmd_serve::ServeArgs),
+    /// (internal) one remote client's session, on standard input.
+    #[command(hide = true)]
+    ServeSession,
     /// (internal) allocate through the driver API until refused; prints one JSON line.
     #[command(hide = true)]
     Probe(driver_probe::ProbeArgs),
@@ -67,6 +73,8 @@ fn main() {
         Command::Node(a) => cmd_node::run(*a).map(|_| 0),
         Command::Webhook(a) => cmd_webhook::run(a).map(|_| 0),
         Command::InstallLibrary(a) => cmd_install_library::run(a).map(|_| 0),
+        Command::Serve(a) => cmd_serve::run(a).map(|_| 0),
+        Command::ServeSession => cmd_serve::run_session(),
         Command::Probe(a) => driver_probe::run(a).map(|_| 0),
     };
     match result {

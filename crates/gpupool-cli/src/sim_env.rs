@@ -41,6 +41,22 @@ pub struct SimEnv {
     pub lib: PathBuf,
 }
 
+/// Makes each of `names` in `lib` a symlink to `target` (a driver library built beside the
+/// binary), replacing a stale link atomically: several runs may prepare the same folder at once.
+pub fn link_driver(lib: &Path, target: &Path, names: &[&str]) -> Result<()> {
+    for name in names {
+        let link = lib.join(name);
+        if std::fs::read_link(&link).ok().as_deref() != Some(target) {
+            let tmp = lib.join(format!(".{name}.{}", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(target, &tmp)
+                .and_then(|_| std::fs::rename(&tmp, &link))
+                .with_context(|| format!("creating {}", link.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Default state folder of a spec: one machine per spec and user.
 pub fn default_state(spec: &str) -> PathBuf {
     let safe: String = spec
@@ -77,23 +93,16 @@ impl SimEnv {
         let lib = state.join("lib");
         std::fs::create_dir_all(&lib)
             .with_context(|| format!("simulated GPU state folder {}", lib.display()))?;
-        let target = sim_library()?;
-        for name in [
-            "libcuda.so.1",
-            "libnvidia-ml.so.1",
-            "libcuda.so",
-            "libnvidia-ml.so",
-        ] {
-            let link = lib.join(name);
-            if std::fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
-                // Several runs may prepare the same machine at once: link aside, then rename.
-                let tmp = lib.join(format!(".{name}.{}", std::process::id()));
-                let _ = std::fs::remove_file(&tmp);
-                std::os::unix::fs::symlink(&target, &tmp)
-                    .and_then(|_| std::fs::rename(&tmp, &link))
-                    .with_context(|| format!("creating {}", link.display()))?;
-            }
-        }
+        link_driver(
+            &lib,
+            &sim_library()?,
+            &[
+                "libcuda.so.1",
+                "libnvidia-ml.so.1",
+                "libcuda.so",
+                "libnvidia-ml.so",
+            ],
+        )?;
         Ok(SimEnv {
             spec: parsed,
             spec_text: spec.to_string(),

@@ -11,7 +11,9 @@
 
 pub mod arrays;
 pub mod clock;
+pub mod export_tables;
 pub mod exports;
+pub mod md2;
 pub mod nvml_list;
 pub mod props;
 pub mod result;

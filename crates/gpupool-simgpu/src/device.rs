@@ -2,7 +2,7 @@
 
 use crate::ctx::{device, initialised};
 use crate::machine::{Device, DRIVER_VERSION};
-use gpupool_cuda::cu::{CUdevice, CUuuid};
+use gpupool_cuda::cu::{CUcontext, CUdevice, CUuuid};
 use gpupool_cuda::result::*;
 use std::ffi::c_char;
 
@@ -248,4 +248,36 @@ pub unsafe fn device_get_texture_1d_linear_max_width(
 /// `cuFlushGPUDirectRDMAWrites`.
 pub unsafe fn flush_gpu_direct_rdma_writes(_target: u32, _scope: u32) -> u32 {
     CUDA_SUCCESS
+}
+
+/// How the shared export tables reach the simulator's contexts and devices.
+static EXPORT_TABLE_HOST: gpupool_cuda::export_tables::Host = gpupool_cuda::export_tables::Host {
+    label: "gpupool simulated GPU",
+    tracing: crate::machine::tracing,
+    current_context: || {
+        crate::ctx::current().map_or(std::ptr::null_mut(), |c| c as *const _ as CUcontext)
+    },
+    primary_retain: crate::ctx::primary_retain,
+    driver_version: || DRIVER_VERSION,
+    devices: || {
+        let m = initialised().ok()?;
+        Some(
+            m.visible
+                .iter()
+                .map(|&phys| {
+                    let d = &m.all[phys];
+                    gpupool_cuda::export_tables::DeviceFacts {
+                        uuid: d.uuid,
+                        pci: [0, pci_bus(d) as i32, 0],
+                    }
+                })
+                .collect(),
+        )
+    },
+};
+
+/// `cuGetExportTable`: the private tables NVIDIA's runtime needs.
+pub unsafe fn get_export_table(out: *mut *const std::ffi::c_void, id: *const CUuuid) -> u32 {
+    // SAFETY: the caller's pointers, passed on.
+    unsafe { gpupool_cuda::export_tables::get_export_table(&EXPORT_TABLE_HOST, out, id) }
 }

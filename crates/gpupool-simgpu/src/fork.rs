@@ -14,9 +14,9 @@ fn locks() -> [&'static dyn RawLock; 10] {
         &crate::pool::DEFAULT_POOLS,
         &crate::vmm::HANDLES,
         &crate::vmm::MAPPINGS,
-        &crate::export_tables::CLS,
-        &crate::export_tables::HOOK_BUF_A,
-        &crate::export_tables::HOOK_BUF_B,
+        &gpupool_cuda::export_tables::CLS,
+        &gpupool_cuda::export_tables::HOOK_BUF_A,
+        &gpupool_cuda::export_tables::HOOK_BUF_B,
     ]
 }
 

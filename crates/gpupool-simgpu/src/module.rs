@@ -199,6 +199,19 @@ pub fn kernel(f: CUfunction) -> Result<&'static Kernel, u32> {
     Ok(unsafe { &*(f as *const Kernel) })
 }
 
+/// `cuFuncGetParamInfo`: simulated kernels take no parameters, so every index is past the end.
+pub unsafe fn func_get_param_info(
+    f: CUfunction,
+    _index: usize,
+    _off: *mut usize,
+    _size: *mut usize,
+) -> u32 {
+    match kernel(f) {
+        Ok(_) => gpupool_cuda::result::CUDA_ERROR_INVALID_VALUE,
+        Err(e) => e,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,51 +80,16 @@ pub unsafe fn get_proc_address_v2(
     answer(symbol, pfn, version, flags, status)
 }
 
-fn error_text(e: u32) -> Option<(&'static CStr, &'static CStr)> {
-    Some(match e {
-        CUDA_SUCCESS => (c"CUDA_SUCCESS", c"no error"),
-        CUDA_ERROR_INVALID_VALUE => (c"CUDA_ERROR_INVALID_VALUE", c"invalid argument"),
-        CUDA_ERROR_OUT_OF_MEMORY => (c"CUDA_ERROR_OUT_OF_MEMORY", c"out of memory"),
-        CUDA_ERROR_NOT_INITIALIZED => (c"CUDA_ERROR_NOT_INITIALIZED", c"initialization error"),
-        CUDA_ERROR_NO_DEVICE => (
-            c"CUDA_ERROR_NO_DEVICE",
-            c"no CUDA-capable device is detected",
-        ),
-        CUDA_ERROR_INVALID_DEVICE => (c"CUDA_ERROR_INVALID_DEVICE", c"invalid device ordinal"),
-        CUDA_ERROR_INVALID_CONTEXT => (c"CUDA_ERROR_INVALID_CONTEXT", c"invalid device context"),
-        CUDA_ERROR_INVALID_HANDLE => (c"CUDA_ERROR_INVALID_HANDLE", c"invalid resource handle"),
-        CUDA_ERROR_NOT_FOUND => (c"CUDA_ERROR_NOT_FOUND", c"named symbol not found"),
-        CUDA_ERROR_NOT_SUPPORTED => (c"CUDA_ERROR_NOT_SUPPORTED", c"operation not supported"),
-        CUDA_ERROR_INVALID_IMAGE => (
-            c"CUDA_ERROR_INVALID_IMAGE",
-            c"device kernel image is invalid",
-        ),
-        _ => return None,
-    })
-}
-
 /// `cuGetErrorName`.
 pub unsafe fn get_error_name(e: u32, out: *mut *const c_char) -> u32 {
-    match (error_text(e), out.is_null()) {
-        // SAFETY: non-null out pointer; static string.
-        (Some((n, _)), false) => unsafe {
-            *out = n.as_ptr();
-            CUDA_SUCCESS
-        },
-        _ => CUDA_ERROR_INVALID_VALUE,
-    }
+    // SAFETY: same contract.
+    unsafe { gpupool_cuda::result::get_error_name(e, out) }
 }
 
 /// `cuGetErrorString`.
 pub unsafe fn get_error_string(e: u32, out: *mut *const c_char) -> u32 {
-    match (error_text(e), out.is_null()) {
-        // SAFETY: non-null out pointer; static string.
-        (Some((_, s)), false) => unsafe {
-            *out = s.as_ptr();
-            CUDA_SUCCESS
-        },
-        _ => CUDA_ERROR_INVALID_VALUE,
-    }
+    // SAFETY: same contract.
+    unsafe { gpupool_cuda::result::get_error_string(e, out) }
 }
 
 /// `cuModuleGetLoadingMode`: eager.

@@ -1,16 +1,58 @@
 //! The driver's private export tables (`cuGetExportTable`) that NVIDIA's runtime needs, and the
-//! runtime's integrity check (HMAC-MD2 over process and device facts). Layouts are described in
-//! `shared/docs/cuda-driver-facts.md`.
+//! runtime's integrity check (HMAC-MD2 over process and device facts), answered by any library
+//! that stands in for the driver (the simulated GPU, the remote-GPU client). Layouts are
+//! described in the CUDA driver facts of the project's shared documentation.
+//!
+//! The library passes a [`Host`] on every [`get_export_table`] call: how to reach its contexts,
+//! devices and version.
 
-use crate::ctx::{current, initialised, primary_retain};
-use crate::device::pci_bus;
-use crate::machine::{tracing, DRIVER_VERSION};
+use crate::cu::{CUcontext, CUdevice, CUuuid};
 use crate::md2::hmac_md2;
-use gpupool_cuda::cu::{CUcontext, CUdevice, CUuuid};
-use gpupool_cuda::result::*;
-use gpupool_cuda::spinlock::SpinLock;
+use crate::result::*;
+use crate::spinlock::SpinLock;
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
+
+/// What the export tables need from the library that answers them.
+pub struct Host {
+    /// Prefix of trace lines (e.g. `gpupool simulated GPU`).
+    pub label: &'static str,
+    /// Whether to trace table requests and slot calls on stderr.
+    pub tracing: fn() -> bool,
+    /// The calling thread's current context (null when none).
+    pub current_context: fn() -> CUcontext,
+    /// Retains `dev`'s primary context.
+    pub primary_retain: fn(CUdevice) -> Result<CUcontext, u32>,
+    /// The driver version `cuDriverGetVersion` answers.
+    pub driver_version: fn() -> i32,
+    /// The visible devices' facts the integrity check hashes (`None` before `cuInit`).
+    pub devices: fn() -> Option<Vec<DeviceFacts>>,
+}
+
+/// One visible device as the integrity check hashes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// `cuDeviceGetUuid`.
+    pub uuid: [u8; 16],
+    /// PCI domain, bus and device numbers (`cuDeviceGetAttribute`).
+    pub pci: [i32; 3],
+}
+
+static HOST: AtomicPtr<Host> = AtomicPtr::new(std::ptr::null_mut());
+
+fn host() -> Option<&'static Host> {
+    // SAFETY: only ever set from a `&'static Host`.
+    unsafe { HOST.load(Relaxed).as_ref() }
+}
+
+fn tracing() -> bool {
+    host().is_some_and(|h| (h.tracing)())
+}
+
+fn label() -> &'static str {
+    host().map_or("gpupool", |h| h.label)
+}
 
 /// A table of function pointers (and, for most tables, its size in slot 0).
 #[repr(C)]
@@ -23,7 +65,7 @@ macro_rules! stubs {
         /// An export-table slot the runtime has not been seen to need; answers success.
         unsafe extern "C" fn $name() -> u32 {
             if tracing() {
-                eprintln!("gpupool simulated GPU: export table slot {} called", $label);
+                eprintln!("{}: export table slot {} called", label(), $label);
             }
             CUDA_SUCCESS
         }
@@ -58,7 +100,7 @@ stubs!(
 /// Module loading from fat binaries (kernels) is not simulated yet.
 unsafe extern "C" fn no_module() -> u32 {
     if tracing() {
-        eprintln!("gpupool simulated GPU: module load through CUDART_INTERFACE refused (no kernels in the simulator yet)");
+        eprintln!("{}: module load through CUDART_INTERFACE refused", label());
     }
     CUDA_ERROR_INVALID_IMAGE
 }
@@ -66,9 +108,12 @@ unsafe extern "C" fn no_module() -> u32 {
 /// CUDART_INTERFACE slot 2: retain the primary context of `dev`.
 unsafe extern "C" fn cudart_primary_ctx(out: *mut CUcontext, dev: CUdevice) -> u32 {
     if tracing() {
-        eprintln!("gpupool simulated GPU: CUDART_INTERFACE[2]: primary context of device {dev}");
+        eprintln!(
+            "{}: CUDART_INTERFACE[2]: primary context of device {dev}",
+            label()
+        );
     }
-    match primary_retain(dev) {
+    match host().map_or(Err(CUDA_ERROR_NOT_INITIALIZED), |h| (h.primary_retain)(dev)) {
         Ok(c) => {
             if !out.is_null() {
                 // SAFETY: caller's out pointer.
@@ -80,8 +125,10 @@ unsafe extern "C" fn cudart_primary_ctx(out: *mut CUcontext, dev: CUdevice) -> u
     }
 }
 
-pub(crate) static HOOK_BUF_A: SpinLock<[u32; 1024]> = SpinLock::new([0; 1024]);
-pub(crate) static HOOK_BUF_B: SpinLock<[u8; 14]> = SpinLock::new([0; 14]);
+/// RUNTIME_CALLBACK_HOOKS' first buffer (its lock is taken around `fork`).
+pub static HOOK_BUF_A: SpinLock<[u32; 1024]> = SpinLock::new([0; 1024]);
+/// RUNTIME_CALLBACK_HOOKS' second buffer (its lock is taken around `fork`).
+pub static HOOK_BUF_B: SpinLock<[u8; 14]> = SpinLock::new([0; 14]);
 
 /// RUNTIME_CALLBACK_HOOKS slot 2: a buffer of 1024 u32.
 unsafe extern "C" fn hooks_buffer_a(buf: *mut *mut c_void, n: *mut usize) -> u32 {
@@ -114,11 +161,12 @@ unsafe extern "C" fn hooks_buffer_b(buf: *mut *mut c_void, n: *mut usize) -> u32
 }
 
 type ClsKey = (usize, usize);
-pub(crate) static CLS: SpinLock<Option<HashMap<ClsKey, usize>>> = SpinLock::new(None);
+/// Context-local storage (its lock is taken around `fork`).
+pub static CLS: SpinLock<Option<HashMap<ClsKey, usize>>> = SpinLock::new(None);
 
 fn cls_ctx(ctx: CUcontext) -> usize {
     if ctx.is_null() {
-        current().map_or(0, |c| c as *const _ as usize)
+        host().map_or(0, |h| (h.current_context)() as usize)
     } else {
         ctx as usize
     }
@@ -192,7 +240,10 @@ unsafe extern "C" fn integrity_check(version: u32, unix_seconds: u64, out: *mut 
         _ => integrity_hash(version, unix_seconds),
     };
     if tracing() {
-        eprintln!("gpupool simulated GPU: integrity check version {version} time {unix_seconds} initialised {} -> {answer:x?}", initialised().is_ok());
+        eprintln!(
+            "{}: integrity check version {version} time {unix_seconds} -> {answer:x?}",
+            label()
+        );
     }
     // SAFETY: caller's out pointer to two u64.
     unsafe { *out = answer };
@@ -208,7 +259,8 @@ const INTEGRITY_KEY: [u8; 16] = [
 
 fn integrity_hash(version: u32, unix_seconds: u64) -> [u64; 2] {
     let mut msg = Vec::with_capacity(64);
-    msg.extend_from_slice(&(DRIVER_VERSION as u32).to_le_bytes());
+    let driver_version = host().map_or(0, |h| (h.driver_version)());
+    msg.extend_from_slice(&(driver_version as u32).to_le_bytes());
     msg.extend_from_slice(&version.to_le_bytes());
     // SAFETY: getpid / pthread_self have no preconditions.
     msg.extend_from_slice(&(unsafe { libc::getpid() } as u32).to_le_bytes());
@@ -217,13 +269,10 @@ fn integrity_hash(version: u32, unix_seconds: u64) -> [u64; 2] {
     msg.extend_from_slice(&(&INTEGRITY_CHECK as *const _ as u64).to_le_bytes());
     msg.extend_from_slice(&(INTEGRITY_CHECK.0[1] as u64).to_le_bytes());
     msg.extend_from_slice(&unix_seconds.to_le_bytes());
-    if let Ok(m) = initialised() {
-        for &phys in &m.visible {
-            let d = &m.all[phys];
-            msg.extend_from_slice(&d.uuid);
-            msg.extend_from_slice(&0i32.to_le_bytes());
-            msg.extend_from_slice(&(pci_bus(d) as i32).to_le_bytes());
-            msg.extend_from_slice(&0i32.to_le_bytes());
+    for d in host().and_then(|h| (h.devices)()).unwrap_or_default() {
+        msg.extend_from_slice(&d.uuid);
+        for n in d.pci {
+            msg.extend_from_slice(&n.to_le_bytes());
         }
     }
     let h = hmac_md2(&INTEGRITY_KEY, &msg);
@@ -313,8 +362,16 @@ const ID_INTEGRITY_CHECK: [u8; 16] = [
     0xd4, 0x08, 0x20, 0x55, 0xbd, 0xe6, 0x70, 0x4b, 0x8d, 0x34, 0xba, 0x12, 0x3c, 0x66, 0xe1, 0xf2,
 ];
 
-/// `cuGetExportTable`.
-pub unsafe fn get_export_table(out: *mut *const c_void, id: *const CUuuid) -> u32 {
+/// `cuGetExportTable`, answered for the library described by `host`.
+///
+/// # Safety
+/// `out` and `id` are null or valid as `cuGetExportTable` documents them.
+pub unsafe fn get_export_table(
+    host: &'static Host,
+    out: *mut *const c_void,
+    id: *const CUuuid,
+) -> u32 {
+    HOST.store(host as *const Host as *mut Host, Relaxed);
     if out.is_null() || id.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
@@ -322,7 +379,8 @@ pub unsafe fn get_export_table(out: *mut *const c_void, id: *const CUuuid) -> u3
     let bytes: [u8; 16] = unsafe { (*id).bytes.map(|b| b as u8) };
     if tracing() {
         eprintln!(
-            "gpupool simulated GPU: export table {} requested",
+            "{}: export table {} requested",
+            label(),
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
     }
@@ -336,7 +394,8 @@ pub unsafe fn get_export_table(out: *mut *const c_void, id: *const CUuuid) -> u3
         _ => {
             if tracing() {
                 eprintln!(
-                    "gpupool simulated GPU: unknown export table {}",
+                    "{}: unknown export table {}",
+                    label(),
                     bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
                 );
             }
@@ -365,6 +424,15 @@ mod tests {
         assert_eq!(out, [0x1841181c03cb675c, 0x8ed383aa1f4cd1e8]);
     }
 
+    static TEST_HOST: Host = Host {
+        label: "test",
+        tracing: || false,
+        current_context: std::ptr::null_mut,
+        primary_retain: |_| Err(CUDA_ERROR_NOT_INITIALIZED),
+        driver_version: || 13000,
+        devices: || None,
+    };
+
     #[test]
     fn unknown_tables_are_not_found() {
         let probe = CUuuid {
@@ -377,14 +445,17 @@ mod tests {
         let mut out = std::ptr::null();
         // SAFETY: valid pointers.
         assert_eq!(
-            unsafe { get_export_table(&mut out, &probe) },
+            unsafe { get_export_table(&TEST_HOST, &mut out, &probe) },
             CUDA_ERROR_NOT_FOUND
         );
         let id = CUuuid {
             bytes: ID_CUDART_INTERFACE.map(|b| b as std::ffi::c_char),
         };
         // SAFETY: valid pointers.
-        assert_eq!(unsafe { get_export_table(&mut out, &id) }, CUDA_SUCCESS);
+        assert_eq!(
+            unsafe { get_export_table(&TEST_HOST, &mut out, &id) },
+            CUDA_SUCCESS
+        );
         // SAFETY: slot 0 of CUDART_INTERFACE is its size.
         assert_eq!(unsafe { *(out as *const usize) }, 16 * 8);
     }

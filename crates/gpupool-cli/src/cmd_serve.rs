@@ -1,0 +1,101 @@
+//! `gpupool serve`: the GPU server of remote GPUs. Each authenticated client gets a session
+//! process started through `gpupool run` (the interception library preloaded, the client's
+//! limits applied as its own tenant), so limits hold on the server and a client's memory is
+//! freed when it goes away.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use gpupool_remote::listener::{self, Address, Listener};
+use gpupool_remote::tokens::{self, Client};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+
+/// Arguments of `gpupool serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where to listen: `tcp://HOST:PORT`, `HOST:PORT` (port 0 picks one) or `unix:PATH`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// The clients file: one `NAME TOKEN [memory=SIZE] [compute=PCT]` per line.
+    #[arg(long, value_name = "FILE")]
+    pub clients: PathBuf,
+    /// Serve a simulated GPU of this spec instead of the real GPUs.
+    #[arg(long, value_name = "SPEC")]
+    pub sim: Option<String>,
+    /// State folder of the simulated machine.
+    #[arg(long, value_name = "DIR", requires = "sim")]
+    pub state: Option<PathBuf>,
+}
+
+/// Reads and checks the clients file (every limit with the library's own parser).
+pub fn load_clients(path: &std::path::Path) -> Result<Vec<Client>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--clients {}", path.display()))?;
+    let clients =
+        tokens::parse_clients(&text).with_context(|| format!("--clients {}", path.display()))?;
+    if clients.is_empty() {
+        bail!("--clients {}: lists no client", path.display());
+    }
+    for c in &clients {
+        crate::cmd_run::validate_limits(c.memory.as_deref(), c.compute.as_deref())
+            .with_context(|| format!("--clients {}: client {:?}", path.display(), c.name))?;
+    }
+    Ok(clients)
+}
+
+/// The `gpupool run` command line of a client's session.
+fn session_command(exe: &std::path::Path, a: &ServeArgs, c: &Client) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("run");
+    if let Some(s) = &a.sim {
+        cmd.args(["--sim", s]);
+    }
+    if let Some(s) = &a.state {
+        cmd.arg("--state").arg(s);
+    }
+    if let Some(m) = &c.memory {
+        cmd.args(["--memory", m]);
+    }
+    if let Some(p) = &c.compute {
+        cmd.args(["--compute", p]);
+    }
+    cmd.args(["--tenant", &format!("remote-{}", c.name), "--"]);
+    cmd.arg(exe).arg("serve-session");
+    cmd
+}
+
+/// Runs the server until it is killed.
+pub fn run(a: ServeArgs) -> Result<()> {
+    let addr = Address::parse(&a.listen).map_err(|e| anyhow::anyhow!("--listen {e}"))?;
+    let clients = Arc::new(load_clients(&a.clients)?);
+    if let Some(spec) = &a.sim {
+        crate::sim_env::SimEnv::prepare(spec, a.state.as_deref())?;
+    }
+    let exe = std::env::current_exe().context("locating the gpupool binary")?;
+    let listener = Listener::bind(&addr).with_context(|| format!("--listen {addr}"))?;
+    println!("listening on {}", listener.local_addr()?);
+    eprintln!(
+        "gpupool serve: {} client(s){}",
+        clients.len(),
+        a.sim
+            .as_deref()
+            .map(|s| format!(", simulated GPU {s}"))
+            .unwrap_or_default()
+    );
+    let a = Arc::new(a);
+    let spawn = move |sock: OwnedFd, c: &Client| -> std::io::Result<ExitStatus> {
+        session_command(&exe, &a, c)
+            .stdin(Stdio::from(sock))
+            .stdout(Stdio::null())
+            .status()
+    };
+    listener::run(listener, clients, Arc::new(spawn))?;
+    Ok(())
+}
+
+/// `gpupool serve-session`: one client's session on standard input (started by `serve`).
+pub fn run_session() -> Result<i32> {
+    Ok(gpupool_remote::session_main::run_on_stdin())
+}

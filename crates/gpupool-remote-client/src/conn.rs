@@ -1,0 +1,314 @@
+//! The connection to the GPU server: set up by `cuInit` from the environment, shared by every
+//! thread. Calls without an observable result are appended to a batch; a synchronous call sends
+//! the batch and itself in one write and waits for its reply, which carries the first error of
+//! the batched calls. A lost connection makes every later call fail, said once on stderr.
+
+use gpupool_cuda::export_tables::DeviceFacts;
+use gpupool_cuda::result::*;
+use gpupool_remote::listener::Address;
+use gpupool_remote::protocol::*;
+use gpupool_remote::wire::{DecodeError, Reader, Writer};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::sync::{Mutex, MutexGuard};
+
+/// `CUDA_ERROR_DEVICE_UNAVAILABLE`: the answer to every call once the server is gone.
+pub const CUDA_ERROR_DEVICE_UNAVAILABLE: u32 = 46;
+/// `CUDA_ERROR_NOT_PERMITTED`: the server refused the token.
+pub const CUDA_ERROR_NOT_PERMITTED: u32 = 800;
+/// Variable naming the server.
+pub const ENV_ADDRESS: &str = "GPUPOOL_REMOTE";
+/// Variable holding the token.
+pub const ENV_TOKEN: &str = "GPUPOOL_REMOTE_TOKEN";
+/// Variable naming a file holding the token.
+pub const ENV_TOKEN_FILE: &str = "GPUPOOL_REMOTE_TOKEN_FILE";
+/// A batch is sent once it holds this many bytes.
+const BATCH_LIMIT: usize = 1 << 20;
+
+enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for Socket {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(b),
+            Socket::Unix(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write(b),
+            Socket::Unix(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the client knows about its server.
+pub struct State {
+    socket: Option<Socket>,
+    /// Requests not sent yet.
+    pub batch: Writer,
+    /// `cuInit`'s answer once tried (`None`: not yet).
+    init: Option<u32>,
+    /// Why the connection is unusable, said once.
+    broken: Option<String>,
+    address: String,
+    /// `cuDriverGetVersion` of the server.
+    pub driver_version: i32,
+    /// The server's devices.
+    pub devices: Vec<DeviceFacts>,
+    reply: Vec<u8>,
+    /// A launch ran since managed mirrors were last refreshed.
+    pub kernels_may_have_written: bool,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    socket: None,
+    batch: Writer { buf: Vec::new() },
+    init: None,
+    broken: None,
+    address: String::new(),
+    driver_version: 0,
+    devices: Vec::new(),
+    reply: Vec::new(),
+    kernels_may_have_written: false,
+});
+
+/// The shared state, locked (a panic elsewhere never poisons it for good).
+pub fn state() -> MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn say(msg: &str) {
+    eprintln!("gpupool remote GPU: {msg}");
+}
+
+fn token() -> Result<Vec<u8>, String> {
+    if let Some(t) = std::env::var_os(ENV_TOKEN) {
+        return Ok(t.into_encoded_bytes());
+    }
+    if let Some(f) = std::env::var_os(ENV_TOKEN_FILE) {
+        return std::fs::read_to_string(&f)
+            .map(|t| t.trim().as_bytes().to_vec())
+            .map_err(|e| format!("{ENV_TOKEN_FILE}={}: {e}", f.to_string_lossy()));
+    }
+    Ok(Vec::new())
+}
+
+fn client_label() -> String {
+    let mut host = [0u8; 256];
+    // SAFETY: gethostname writes at most len bytes.
+    unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len() - 1) };
+    let end = host.iter().position(|&b| b == 0).unwrap_or(0);
+    format!(
+        "{} pid {}",
+        String::from_utf8_lossy(&host[..end]),
+        std::process::id()
+    )
+}
+
+impl State {
+    /// Connects and shakes hands (once); returns `cuInit`'s answer.
+    pub fn init(&mut self) -> u32 {
+        if let Some(rc) = self.init {
+            return rc;
+        }
+        let rc = match self.connect() {
+            Ok(()) => CUDA_SUCCESS,
+            Err((rc, msg)) => {
+                say(&msg);
+                rc
+            }
+        };
+        self.init = Some(rc);
+        rc
+    }
+
+    fn connect(&mut self) -> Result<(), (u32, String)> {
+        let no_device = |m: String| (CUDA_ERROR_NO_DEVICE, m);
+        let Ok(addr) = std::env::var(ENV_ADDRESS) else {
+            return Err(no_device(format!(
+                "{ENV_ADDRESS} is not set: name the GPU server (tcp://HOST:PORT or unix:PATH)"
+            )));
+        };
+        let parsed = Address::parse(&addr).map_err(|e| no_device(format!("{ENV_ADDRESS}={e}")))?;
+        self.address = parsed.to_string();
+        let token = token().map_err(no_device)?;
+        let cannot = |e: io::Error| no_device(format!("cannot reach the GPU server {addr}: {e}"));
+        let mut sock = match &parsed {
+            Address::Tcp(a) => {
+                let s = TcpStream::connect(a).map_err(cannot)?;
+                let _ = s.set_nodelay(true);
+                Socket::Tcp(s)
+            }
+            Address::Unix(p) => Socket::Unix(UnixStream::connect(p).map_err(cannot)?),
+        };
+        let hello = Hello {
+            version: VERSION,
+            token,
+            client: client_label(),
+        };
+        sock.write_all(&hello.encode()).map_err(cannot)?;
+        let (status, msg) = read_accept(&mut sock).map_err(cannot)?;
+        match status {
+            STATUS_OK => {}
+            STATUS_UNAUTHORIZED => {
+                return Err((
+                    CUDA_ERROR_NOT_PERMITTED,
+                    format!("the GPU server {addr} refused this client: {msg}"),
+                ))
+            }
+            _ => {
+                return Err(no_device(format!(
+                    "the GPU server {addr} refused this client: {msg}"
+                )))
+            }
+        }
+        let mut body = Vec::new();
+        read_frame(&mut sock, &mut body).map_err(cannot)?;
+        let welcome = Welcome::decode(&body)
+            .map_err(|e| no_device(format!("the GPU server {addr} sent a bad welcome: {e}")))?;
+        if welcome.status != STATUS_OK {
+            return Err(no_device(format!(
+                "the GPU server {addr} cannot serve: {}",
+                welcome.message
+            )));
+        }
+        self.driver_version = welcome.driver_version;
+        self.devices = welcome.devices;
+        self.socket = Some(sock);
+        Ok(())
+    }
+
+    /// Whether `cuInit` succeeded; else the error every call answers.
+    pub fn ready(&self) -> Result<(), u32> {
+        match self.init {
+            None => Err(CUDA_ERROR_NOT_INITIALIZED),
+            Some(CUDA_SUCCESS) if self.broken.is_none() => Ok(()),
+            Some(CUDA_SUCCESS) => Err(CUDA_ERROR_DEVICE_UNAVAILABLE),
+            Some(rc) => Err(rc),
+        }
+    }
+
+    fn break_with(&mut self, why: String) -> u32 {
+        if self.broken.is_none() {
+            say(&format!(
+                "lost the GPU server {}: {why}; every CUDA call now fails with CUDA_ERROR_DEVICE_UNAVAILABLE",
+                self.address
+            ));
+            self.broken = Some(why);
+            self.socket = None;
+        }
+        CUDA_ERROR_DEVICE_UNAVAILABLE
+    }
+
+    /// Starts a request in the batch; returns where it starts.
+    pub fn begin(&mut self, call: u16, sync: bool, context: u64) -> Result<usize, u32> {
+        self.ready()?;
+        let head = RequestHead {
+            call,
+            flags: if sync { FLAG_SYNC } else { 0 },
+            context,
+        };
+        Ok(start_request(&mut self.batch, head))
+    }
+
+    /// Sends the batch.
+    pub fn flush(&mut self) -> Result<(), u32> {
+        if self.batch.buf.is_empty() {
+            return Ok(());
+        }
+        let Some(sock) = self.socket.as_mut() else {
+            return Err(CUDA_ERROR_DEVICE_UNAVAILABLE);
+        };
+        let r = sock.write_all(&self.batch.buf);
+        self.batch.buf.clear();
+        r.map_err(|e| self.break_with(format!("sending failed ({e})")))
+    }
+
+    /// Ends an asynchronous request begun at `start`.
+    pub fn finish_async(&mut self, start: usize) -> u32 {
+        finish_request(&mut self.batch, start);
+        if self.batch.buf.len() >= BATCH_LIMIT {
+            if let Err(e) = self.flush() {
+                return e;
+            }
+        }
+        CUDA_SUCCESS
+    }
+
+    /// Reads one reply; hands its results to `outs` when the call succeeded. Returns the
+    /// deferred error of batched calls when there is one, else the call's result.
+    pub fn read_reply(
+        &mut self,
+        outs: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
+    ) -> u32 {
+        let Some(sock) = self.socket.as_mut() else {
+            return CUDA_ERROR_DEVICE_UNAVAILABLE;
+        };
+        let mut buf = std::mem::take(&mut self.reply);
+        if let Err(e) = read_frame(sock, &mut buf) {
+            let why = if e.kind() == io::ErrorKind::UnexpectedEof {
+                "the server closed the connection (restarted or stopped?)".to_string()
+            } else {
+                format!("receiving failed ({e})")
+            };
+            self.reply = buf;
+            return self.break_with(why);
+        }
+        let mut r = Reader::new(&buf);
+        let parsed = (|| -> Result<u32, String> {
+            let rc: u32 = r.get("result").map_err(|e| e.to_string())?;
+            let deferred: u32 = r.get("deferred").map_err(|e| e.to_string())?;
+            if rc == REFUSED {
+                let why = r.get_bytes("reason").map_err(|e| e.to_string())?;
+                return Err(format!(
+                    "the server refused a message: {}",
+                    String::from_utf8_lossy(why)
+                ));
+            }
+            if rc == CUDA_SUCCESS {
+                outs(&mut r).map_err(|e| format!("bad reply: {e}"))?;
+            }
+            Ok(if deferred != CUDA_SUCCESS {
+                deferred
+            } else {
+                rc
+            })
+        })();
+        self.reply = buf;
+        match parsed {
+            Ok(rc) => rc,
+            Err(why) => self.break_with(why),
+        }
+    }
+
+    /// Ends a synchronous request begun at `start`, sends the batch and waits for the reply.
+    pub fn finish_sync(
+        &mut self,
+        start: usize,
+        outs: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
+    ) -> u32 {
+        finish_request(&mut self.batch, start);
+        if let Err(e) = self.flush() {
+            return e;
+        }
+        self.read_reply(outs)
+    }
+}
+
+/// Sends what is batched (at exit, so queued work is not lost).
+pub fn flush_at_exit() {
+    if let Ok(mut s) = STATE.try_lock() {
+        let _ = s.flush();
+    }
+}

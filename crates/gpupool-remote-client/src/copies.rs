@@ -1,0 +1,404 @@
+//! The driver's copy and memset entry points, mapped onto the three directions and the packed
+//! 2D / 3D form.
+
+use crate::memory::{copy_any, dtod, dtoh, htod, memset};
+use crate::memory_map;
+use gpupool_cuda::cu::*;
+use gpupool_cuda::result::*;
+use gpupool_remote::calls::custom;
+use gpupool_remote::copy3d::{self, Copy3d, Side};
+use std::ffi::c_void;
+
+/// `cuMemcpy` / `cuMemcpyAsync` (unified addresses; `None`: synchronous).
+pub unsafe fn memcpy(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32 {
+    copy_any(dst, src, n, None)
+}
+
+/// `cuMemcpyAsync`.
+pub unsafe fn memcpy_async(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> u32 {
+    copy_any(dst, src, n, Some(s))
+}
+
+/// `cuMemcpyHtoD_v2`.
+pub unsafe fn htod_sync(dst: CUdeviceptr, src: *const c_void, n: usize) -> u32 {
+    htod(dst, src.cast(), n, None)
+}
+
+/// `cuMemcpyHtoDAsync_v2`.
+pub unsafe fn htod_async(dst: CUdeviceptr, src: *const c_void, n: usize, s: CUstream) -> u32 {
+    htod(dst, src.cast(), n, Some(s))
+}
+
+/// `cuMemcpyDtoH_v2`.
+pub unsafe fn dtoh_sync(dst: *mut c_void, src: CUdeviceptr, n: usize) -> u32 {
+    dtoh(dst.cast(), src, n, None)
+}
+
+/// `cuMemcpyDtoHAsync_v2` (complete when it returns).
+pub unsafe fn dtoh_async(dst: *mut c_void, src: CUdeviceptr, n: usize, s: CUstream) -> u32 {
+    dtoh(dst.cast(), src, n, Some(s))
+}
+
+/// `cuMemcpyDtoD_v2`.
+pub unsafe fn dtod_sync(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32 {
+    dtod(dst, src, n, None)
+}
+
+/// `cuMemcpyDtoDAsync_v2`.
+pub unsafe fn dtod_async(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> u32 {
+    dtod(dst, src, n, Some(s))
+}
+
+/// `cuMemsetD8_v2`.
+pub unsafe fn memset_d8(d: CUdeviceptr, v: u8, n: usize) -> u32 {
+    memset(d, 1, v as u32, n, 1, 0, None)
+}
+/// `cuMemsetD16_v2`.
+pub unsafe fn memset_d16(d: CUdeviceptr, v: u16, n: usize) -> u32 {
+    memset(d, 2, v as u32, n, 1, 0, None)
+}
+/// `cuMemsetD32_v2`.
+pub unsafe fn memset_d32(d: CUdeviceptr, v: u32, n: usize) -> u32 {
+    memset(d, 4, v, n, 1, 0, None)
+}
+/// `cuMemsetD8Async`.
+pub unsafe fn memset_d8_async(d: CUdeviceptr, v: u8, n: usize, s: CUstream) -> u32 {
+    memset(d, 1, v as u32, n, 1, 0, Some(s))
+}
+/// `cuMemsetD16Async`.
+pub unsafe fn memset_d16_async(d: CUdeviceptr, v: u16, n: usize, s: CUstream) -> u32 {
+    memset(d, 2, v as u32, n, 1, 0, Some(s))
+}
+/// `cuMemsetD32Async`.
+pub unsafe fn memset_d32_async(d: CUdeviceptr, v: u32, n: usize, s: CUstream) -> u32 {
+    memset(d, 4, v, n, 1, 0, Some(s))
+}
+/// `cuMemsetD2D8_v2`.
+pub unsafe fn memset_d2d8(d: CUdeviceptr, p: usize, v: u8, w: usize, h: usize) -> u32 {
+    memset(d, 1, v as u32, w, h, p, None)
+}
+/// `cuMemsetD2D16_v2`.
+pub unsafe fn memset_d2d16(d: CUdeviceptr, p: usize, v: u16, w: usize, h: usize) -> u32 {
+    memset(d, 2, v as u32, w, h, p, None)
+}
+/// `cuMemsetD2D32_v2`.
+pub unsafe fn memset_d2d32(d: CUdeviceptr, p: usize, v: u32, w: usize, h: usize) -> u32 {
+    memset(d, 4, v, w, h, p, None)
+}
+/// `cuMemsetD2D8Async`.
+pub unsafe fn memset_d2d8_async(
+    d: CUdeviceptr,
+    p: usize,
+    v: u8,
+    w: usize,
+    h: usize,
+    s: CUstream,
+) -> u32 {
+    memset(d, 1, v as u32, w, h, p, Some(s))
+}
+/// `cuMemsetD2D16Async`.
+pub unsafe fn memset_d2d16_async(
+    d: CUdeviceptr,
+    p: usize,
+    v: u16,
+    w: usize,
+    h: usize,
+    s: CUstream,
+) -> u32 {
+    memset(d, 2, v as u32, w, h, p, Some(s))
+}
+/// `cuMemsetD2D32Async`.
+pub unsafe fn memset_d2d32_async(
+    d: CUdeviceptr,
+    p: usize,
+    v: u32,
+    w: usize,
+    h: usize,
+    s: CUstream,
+) -> u32 {
+    memset(d, 4, v, w, h, p, Some(s))
+}
+
+/// `CUDA_MEMCPY3D` read with memory types as raw integers (same layout).
+#[repr(C)]
+struct Raw3d {
+    src_x: usize,
+    src_y: usize,
+    src_z: usize,
+    src_lod: usize,
+    src_type: u32,
+    src_host: *const u8,
+    src_device: u64,
+    src_array: u64,
+    _reserved0: usize,
+    src_pitch: usize,
+    src_height: usize,
+    dst_x: usize,
+    dst_y: usize,
+    dst_z: usize,
+    dst_lod: usize,
+    dst_type: u32,
+    dst_host: *mut u8,
+    dst_device: u64,
+    dst_array: u64,
+    _reserved1: usize,
+    dst_pitch: usize,
+    dst_height: usize,
+    width: usize,
+    height: usize,
+    depth: usize,
+}
+
+/// `CUDA_MEMCPY2D` read with memory types as raw integers (same layout).
+#[repr(C)]
+struct Raw2d {
+    src_x: usize,
+    src_y: usize,
+    src_type: u32,
+    src_host: *const u8,
+    src_device: u64,
+    src_array: u64,
+    src_pitch: usize,
+    dst_x: usize,
+    dst_y: usize,
+    dst_type: u32,
+    dst_host: *mut u8,
+    dst_device: u64,
+    dst_array: u64,
+    dst_pitch: usize,
+    width: usize,
+    height: usize,
+}
+
+const _: () = assert!(std::mem::size_of::<Raw3d>() == std::mem::size_of::<CUDA_MEMCPY3D>());
+const _: () = assert!(std::mem::size_of::<Raw2d>() == std::mem::size_of::<CUDA_MEMCPY2D>());
+
+/// One side as the caller described it, with its host pointer when it is host memory.
+struct CallerSide {
+    side: Side,
+    host: *mut u8,
+}
+
+fn side(
+    kind: u32,
+    host: *mut u8,
+    device: u64,
+    array: u64,
+    xyz: (usize, usize, usize),
+    pitch: usize,
+    height: usize,
+) -> Option<CallerSide> {
+    let (x, y, z) = (xyz.0 as u64, xyz.1 as u64, xyz.2 as u64);
+    let mut s = Side {
+        kind: 0,
+        x,
+        y,
+        z,
+        ptr: 0,
+        pitch: pitch as u64,
+        height: height as u64,
+    };
+    let mut host_ptr = std::ptr::null_mut();
+    match kind {
+        1 => {
+            s.kind = copy3d::HOST;
+            host_ptr = host;
+        }
+        2 => {
+            s.kind = copy3d::DEVICE;
+            s.ptr = device;
+        }
+        3 => {
+            s.kind = copy3d::ARRAY;
+            s.ptr = array;
+        }
+        4 if memory_map::is_device(device) => {
+            s.kind = copy3d::DEVICE;
+            s.ptr = device;
+        }
+        4 => {
+            s.kind = copy3d::HOST;
+            host_ptr = device as usize as *mut u8;
+        }
+        _ => return None,
+    }
+    Some(CallerSide {
+        side: s,
+        host: host_ptr,
+    })
+}
+
+/// Visits every row of a host side: (offset in the packed buffer, pointer in the caller's).
+fn rows(c: &Copy3d, s: &CallerSide, mut f: impl FnMut(usize, *mut u8)) {
+    let (w, h, d) = (c.width as usize, c.height as usize, c.depth as usize);
+    let sh = (s.side.height as usize).max(h);
+    for z in 0..d {
+        for y in 0..h {
+            let off = (z * h + y) * w;
+            let at = s.side.x as usize
+                + (s.side.y as usize + y) * s.side.pitch as usize
+                + (s.side.z as usize + z) * s.side.pitch as usize * sh;
+            f(off, s.host.wrapping_add(at));
+        }
+    }
+}
+
+fn copy_3d(c: Copy3d, src: CallerSide, dst: CallerSide, stream: Option<CUstream>) -> u32 {
+    let Some(packed) = c.packed_len() else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    if packed > 4 * gpupool_remote::protocol::CHUNK {
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    let mut wire = c;
+    let dense = |s: &Side| {
+        if s.kind == copy3d::HOST {
+            Side {
+                kind: copy3d::HOST,
+                ..Side::default()
+            }
+        } else {
+            *s
+        }
+    };
+    wire.src = dense(&src.side);
+    wire.dst = dense(&dst.side);
+    let mut s = crate::conn::state();
+    let start = match s.begin(custom::COPY_3D, true, crate::context::current()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    wire.put(&mut s.batch);
+    s.batch.put_opt(stream.map(|s| s as usize as u64).as_ref());
+    if src.side.kind == copy3d::HOST {
+        if src.host.is_null() {
+            s.batch.buf.truncate(start);
+            return CUDA_ERROR_INVALID_VALUE;
+        }
+        let mut data = vec![0u8; packed];
+        rows(&c, &src, |off, p| {
+            // SAFETY: a row of the caller's host memory, as described by its copy parameters.
+            unsafe {
+                std::ptr::copy_nonoverlapping(p, data.as_mut_ptr().add(off), c.width as usize)
+            }
+        });
+        s.batch.put_bytes(&data);
+    }
+    let to_host = dst.side.kind == copy3d::HOST;
+    if to_host && dst.host.is_null() {
+        s.batch.buf.truncate(start);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    s.finish_sync(start, |r| {
+        if to_host {
+            let data = r.get_bytes("data")?;
+            if data.len() == packed {
+                rows(&c, &dst, |off, p| {
+                    // SAFETY: a row of the caller's host memory.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(data.as_ptr().add(off), p, c.width as usize)
+                    }
+                });
+            }
+        }
+        Ok(())
+    })
+}
+
+fn run_2d(p: *const CUDA_MEMCPY2D, stream: Option<CUstream>) -> u32 {
+    if p.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: the caller's descriptor, read with the same layout.
+    let r = unsafe { &*(p as *const Raw2d) };
+    let (Some(src), Some(dst)) = (
+        side(
+            r.src_type,
+            r.src_host as *mut u8,
+            r.src_device,
+            r.src_array,
+            (r.src_x, r.src_y, 0),
+            r.src_pitch,
+            0,
+        ),
+        side(
+            r.dst_type,
+            r.dst_host,
+            r.dst_device,
+            r.dst_array,
+            (r.dst_x, r.dst_y, 0),
+            r.dst_pitch,
+            0,
+        ),
+    ) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let c = Copy3d {
+        src: src.side,
+        dst: dst.side,
+        width: r.width as u64,
+        height: r.height as u64,
+        depth: 1,
+        three_d: 0,
+    };
+    copy_3d(c, src, dst, stream)
+}
+
+fn run_3d(p: *const CUDA_MEMCPY3D, stream: Option<CUstream>) -> u32 {
+    if p.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: the caller's descriptor, read with the same layout.
+    let r = unsafe { &*(p as *const Raw3d) };
+    let (Some(src), Some(dst)) = (
+        side(
+            r.src_type,
+            r.src_host as *mut u8,
+            r.src_device,
+            r.src_array,
+            (r.src_x, r.src_y, r.src_z),
+            r.src_pitch,
+            r.src_height,
+        ),
+        side(
+            r.dst_type,
+            r.dst_host,
+            r.dst_device,
+            r.dst_array,
+            (r.dst_x, r.dst_y, r.dst_z),
+            r.dst_pitch,
+            r.dst_height,
+        ),
+    ) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let c = Copy3d {
+        src: src.side,
+        dst: dst.side,
+        width: r.width as u64,
+        height: r.height as u64,
+        depth: r.depth.max(1) as u64,
+        three_d: 1,
+    };
+    copy_3d(c, src, dst, stream)
+}
+
+/// `cuMemcpy2D_v2` (and `Unaligned`).
+pub unsafe fn memcpy_2d(p: *const CUDA_MEMCPY2D) -> u32 {
+    run_2d(p, None)
+}
+
+/// `cuMemcpy2DAsync_v2`.
+pub unsafe fn memcpy_2d_async(p: *const CUDA_MEMCPY2D, s: CUstream) -> u32 {
+    run_2d(p, Some(s))
+}
+
+/// `cuMemcpy3D_v2`.
+pub unsafe fn memcpy_3d(p: *const CUDA_MEMCPY3D) -> u32 {
+    run_3d(p, None)
+}
+
+/// `cuMemcpy3DAsync_v2`.
+pub unsafe fn memcpy_3d_async(p: *const CUDA_MEMCPY3D, s: CUstream) -> u32 {
+    run_3d(p, Some(s))
+}

@@ -1,0 +1,110 @@
+//! The remote-GPU client driver: installed as `libcuda.so.1` on a machine without a GPU, it
+//! forwards the driver calls of unmodified CUDA programs to a `gpupool serve` GPU server.
+//! NVIDIA's runtime runs on it: its private export tables and symbol lookups are answered here.
+//!
+//! Configuration (read once, by `cuInit`): `GPUPOOL_REMOTE` (`tcp://HOST:PORT` or
+//! `unix:PATH`), `GPUPOOL_REMOTE_TOKEN` or `GPUPOOL_REMOTE_TOKEN_FILE`;
+//! `GPUPOOL_REMOTE_TRACE=1` logs lookups.
+//!
+//! Safety: every `unsafe fn` implements the driver function named in its doc comment and has
+//! that function's contract.
+
+#![warn(missing_docs)]
+#![allow(clippy::missing_safety_doc)]
+
+pub mod attributes;
+pub mod conn;
+pub mod context;
+pub mod copies;
+pub mod device;
+pub mod host;
+pub mod memory;
+pub mod memory_map;
+pub mod module;
+pub mod table_client;
+
+use gpupool_cuda::cu::*;
+use gpupool_cuda::result::*;
+use std::ffi::{c_char, c_void};
+
+/// Writes `v` through a caller's out pointer (null: `CUDA_ERROR_INVALID_VALUE`).
+pub unsafe fn write<T>(out: *mut T, v: T) -> u32 {
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: non-null out pointer from the caller.
+    unsafe { *out = v };
+    CUDA_SUCCESS
+}
+
+gpupool_cuda::export_functions! {
+    fn cuInit(flags: u32) -> u32 => device::cu_init;
+    fn cuDriverGetVersion(v: *mut i32) -> u32 => device::driver_get_version;
+    fn cuGetProcAddress(symbol: *const c_char, pfn: *mut *mut c_void, version: i32, flags: u64) -> u32 => device::get_proc_address;
+    fn cuGetProcAddress_v2(symbol: *const c_char, pfn: *mut *mut c_void, version: i32, flags: u64, status: *mut i32) -> u32 => device::get_proc_address_v2;
+    fn cuGetExportTable(table: *mut *const c_void, id: *const CUuuid) -> u32 => device::get_export_table;
+    fn cuGetErrorName(e: u32, s: *mut *const c_char) -> u32 => get_error_name;
+    fn cuGetErrorString(e: u32, s: *mut *const c_char) -> u32 => get_error_string;
+    fn cuModuleGetLoadingMode(mode: *mut u32) -> u32 => device::module_get_loading_mode;
+    fn cuDeviceGet(dev: *mut CUdevice, ordinal: i32) -> u32 => device::device_get;
+    fn cuDeviceGetCount(n: *mut i32) -> u32 => device::device_get_count;
+    fn cuDeviceGetName(name: *mut c_char, len: i32, dev: CUdevice) -> u32 => attributes::device_get_name;
+    fn cuDeviceGetPCIBusId(buf: *mut c_char, len: i32, dev: CUdevice) -> u32 => attributes::device_get_pci_bus_id;
+
+    fn cuCtxGetCurrent(ctx: *mut CUcontext) -> u32 => context::get_current;
+    fn cuCtxSetCurrent(ctx: CUcontext) -> u32 => context::set_current;
+    fn cuCtxPushCurrent_v2(ctx: CUcontext) -> u32 => context::push_current;
+    fn cuCtxPopCurrent_v2(ctx: *mut CUcontext) -> u32 => context::pop_current;
+
+    fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, size: usize) -> u32 => memory::mem_alloc;
+    fn cuMemAllocPitch_v2(dptr: *mut CUdeviceptr, pitch: *mut usize, w: usize, h: usize, elem: u32) -> u32 => memory::mem_alloc_pitch;
+    fn cuMemAllocManaged(dptr: *mut CUdeviceptr, size: usize, flags: u32) -> u32 => memory::mem_alloc_managed;
+    fn cuMemAllocAsync(d: *mut CUdeviceptr, size: usize, s: CUstream) -> u32 => memory::mem_alloc_async;
+    fn cuMemAllocFromPoolAsync(d: *mut CUdeviceptr, size: usize, p: CUmemoryPool, s: CUstream) -> u32 => memory::mem_alloc_from_pool_async;
+    fn cuMemFree_v2(dptr: CUdeviceptr) -> u32 => memory::mem_free;
+    fn cuMemFreeAsync(d: CUdeviceptr, s: CUstream) -> u32 => memory::mem_free_async;
+    fn cuMemAllocHost_v2(pp: *mut *mut c_void, size: usize) -> u32 => host::mem_alloc_host;
+    fn cuMemHostAlloc(pp: *mut *mut c_void, size: usize, flags: u32) -> u32 => host::mem_host_alloc;
+    fn cuMemFreeHost(p: *mut c_void) -> u32 => host::mem_free_host;
+    fn cuMemHostGetFlags(f: *mut u32, p: *mut c_void) -> u32 => host::mem_host_get_flags;
+    fn cuMemHostRegister_v2(p: *mut c_void, size: usize, flags: u32) -> u32 => host::mem_host_register;
+    fn cuMemHostUnregister(p: *mut c_void) -> u32 => host::mem_host_unregister;
+    fn cuMemHostGetDevicePointer_v2(d: *mut CUdeviceptr, p: *mut c_void, flags: u32) -> u32 => host::mem_host_get_device_pointer;
+    fn cuPointerGetAttribute(data: *mut c_void, attr: i32, ptr: CUdeviceptr) -> u32 => attributes::pointer_get_attribute;
+    fn cuPointerGetAttributes(n: u32, attrs: *mut i32, data: *mut *mut c_void, ptr: CUdeviceptr) -> u32 => attributes::pointer_get_attributes;
+    fn cuMemPoolGetAttribute(p: CUmemoryPool, attr: u32, v: *mut c_void) -> u32 => attributes::mem_pool_get_attribute;
+    fn cuMemPoolSetAttribute(p: CUmemoryPool, attr: u32, v: *mut c_void) -> u32 => attributes::mem_pool_set_attribute;
+
+    fn cuMemcpy(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32 => copies::memcpy;
+    fn cuMemcpyAsync(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> u32 => copies::memcpy_async;
+    fn cuMemcpyHtoD_v2(dst: CUdeviceptr, src: *const c_void, n: usize) -> u32 => copies::htod_sync;
+    fn cuMemcpyDtoH_v2(dst: *mut c_void, src: CUdeviceptr, n: usize) -> u32 => copies::dtoh_sync;
+    fn cuMemcpyDtoD_v2(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32 => copies::dtod_sync;
+    fn cuMemcpyHtoDAsync_v2(dst: CUdeviceptr, src: *const c_void, n: usize, s: CUstream) -> u32 => copies::htod_async;
+    fn cuMemcpyDtoHAsync_v2(dst: *mut c_void, src: CUdeviceptr, n: usize, s: CUstream) -> u32 => copies::dtoh_async;
+    fn cuMemcpyDtoDAsync_v2(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> u32 => copies::dtod_async;
+    fn cuMemcpy2D_v2(p: *const CUDA_MEMCPY2D) -> u32 => copies::memcpy_2d;
+    fn cuMemcpy2DUnaligned_v2(p: *const CUDA_MEMCPY2D) -> u32 => copies::memcpy_2d;
+    fn cuMemcpy2DAsync_v2(p: *const CUDA_MEMCPY2D, s: CUstream) -> u32 => copies::memcpy_2d_async;
+    fn cuMemcpy3D_v2(p: *const CUDA_MEMCPY3D) -> u32 => copies::memcpy_3d;
+    fn cuMemcpy3DAsync_v2(p: *const CUDA_MEMCPY3D, s: CUstream) -> u32 => copies::memcpy_3d_async;
+    fn cuMemsetD8_v2(d: CUdeviceptr, v: u8, n: usize) -> u32 => copies::memset_d8;
+    fn cuMemsetD16_v2(d: CUdeviceptr, v: u16, n: usize) -> u32 => copies::memset_d16;
+    fn cuMemsetD32_v2(d: CUdeviceptr, v: u32, n: usize) -> u32 => copies::memset_d32;
+    fn cuMemsetD2D8_v2(d: CUdeviceptr, p: usize, v: u8, w: usize, h: usize) -> u32 => copies::memset_d2d8;
+    fn cuMemsetD2D16_v2(d: CUdeviceptr, p: usize, v: u16, w: usize, h: usize) -> u32 => copies::memset_d2d16;
+    fn cuMemsetD2D32_v2(d: CUdeviceptr, p: usize, v: u32, w: usize, h: usize) -> u32 => copies::memset_d2d32;
+    fn cuMemsetD8Async(d: CUdeviceptr, v: u8, n: usize, s: CUstream) -> u32 => copies::memset_d8_async;
+    fn cuMemsetD16Async(d: CUdeviceptr, v: u16, n: usize, s: CUstream) -> u32 => copies::memset_d16_async;
+    fn cuMemsetD32Async(d: CUdeviceptr, v: u32, n: usize, s: CUstream) -> u32 => copies::memset_d32_async;
+    fn cuMemsetD2D8Async(d: CUdeviceptr, p: usize, v: u8, w: usize, h: usize, s: CUstream) -> u32 => copies::memset_d2d8_async;
+    fn cuMemsetD2D16Async(d: CUdeviceptr, p: usize, v: u16, w: usize, h: usize, s: CUstream) -> u32 => copies::memset_d2d16_async;
+    fn cuMemsetD2D32Async(d: CUdeviceptr, p: usize, v: u32, w: usize, h: usize, s: CUstream) -> u32 => copies::memset_d2d32_async;
+
+    fn cuModuleLoad(m: *mut CUmodule, path: *const c_char) -> u32 => module::module_load;
+    fn cuModuleLoadData(m: *mut CUmodule, image: *const c_void) -> u32 => module::module_load_data;
+    fn cuModuleLoadDataEx(m: *mut CUmodule, image: *const c_void, n: u32, options: *mut c_void, values: *mut *mut c_void) -> u32 => module::module_load_data_ex;
+    fn cuModuleGetFunction(f: *mut CUfunction, m: CUmodule, name: *const c_char) -> u32 => module::module_get_function;
+    fn cuLaunchKernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => module::launch_kernel;
+    fn cuLaunchCooperativeKernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void) -> u32 => module::launch_cooperative_kernel;
+}

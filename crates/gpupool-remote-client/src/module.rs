@@ -1,0 +1,284 @@
+//! Modules and launches. A module image travels whole (its length read from its fat-binary or
+//! ELF header, else up to its NUL); each kernel's parameter sizes come back with
+//! `cuModuleGetFunction` and are cached, so a launch sends the argument bytes without asking.
+
+use crate::conn::state;
+use gpupool_cuda::cu::*;
+use gpupool_cuda::result::*;
+use gpupool_remote::calls::custom;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::Mutex;
+
+/// Parameter sizes per function (`None`: the server's driver cannot tell).
+static LAYOUTS: Mutex<Option<HashMap<u64, Option<Vec<u32>>>>> = Mutex::new(None);
+
+const FATBIN_MAGIC: u32 = 0xBA55_ED50;
+const FATBIN_WRAPPER_MAGIC: u32 = 0x4662_43B1;
+
+/// The bytes of a module image at `image`.
+///
+/// # Safety
+/// `image` points at a fat binary, a fat-binary wrapper, an ELF cubin or NUL-terminated text.
+pub unsafe fn image_bytes<'a>(image: *const u8) -> &'a [u8] {
+    // SAFETY (whole function): headers are read as their formats define them; lengths come
+    // from those headers.
+    unsafe {
+        let magic = std::ptr::read_unaligned(image as *const u32);
+        if magic == FATBIN_WRAPPER_MAGIC {
+            let data = std::ptr::read_unaligned(image.add(8) as *const *const u8);
+            return image_bytes(data);
+        }
+        if magic == FATBIN_MAGIC {
+            let header = std::ptr::read_unaligned(image.add(6) as *const u16) as usize;
+            let size = std::ptr::read_unaligned(image.add(8) as *const u64) as usize;
+            return std::slice::from_raw_parts(image, header + size);
+        }
+        if std::slice::from_raw_parts(image, 4) == b"\x7fELF" {
+            let shoff = std::ptr::read_unaligned(image.add(0x28) as *const u64) as usize;
+            let shentsize = std::ptr::read_unaligned(image.add(0x3A) as *const u16) as usize;
+            let shnum = std::ptr::read_unaligned(image.add(0x3C) as *const u16) as usize;
+            return std::slice::from_raw_parts(image, shoff + shentsize * shnum);
+        }
+        CStr::from_ptr(image as *const c_char).to_bytes_with_nul()
+    }
+}
+
+fn load(out: *mut CUmodule, image: &[u8]) -> u32 {
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if image.len() > gpupool_remote::protocol::MAX_FRAME - 4096 {
+        return CUDA_ERROR_INVALID_IMAGE;
+    }
+    let mut s = state();
+    let start = match s.begin(custom::MODULE_LOAD, true, crate::context::current()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    s.batch.put_bytes(image);
+    s.finish_sync(start, |r| {
+        let m: u64 = r.get("module")?;
+        // SAFETY: non-null out pointer.
+        unsafe { *out = m as usize as CUmodule };
+        Ok(())
+    })
+}
+
+/// `cuModuleLoadData`.
+pub unsafe fn module_load_data(out: *mut CUmodule, image: *const c_void) -> u32 {
+    if image.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: the caller passes a module image.
+    load(out, unsafe { image_bytes(image.cast()) })
+}
+
+/// `cuModuleLoadDataEx` (JIT options are the server's business and are dropped).
+pub unsafe fn module_load_data_ex(
+    out: *mut CUmodule,
+    image: *const c_void,
+    _n: u32,
+    _options: *mut c_void,
+    _values: *mut *mut c_void,
+) -> u32 {
+    // SAFETY: same contract.
+    unsafe { module_load_data(out, image) }
+}
+
+/// `cuModuleLoad`: the file is read here and sent.
+pub unsafe fn module_load(out: *mut CUmodule, path: *const c_char) -> u32 {
+    if path.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: NUL-terminated path from the caller.
+    let p = unsafe { CStr::from_ptr(path) }
+        .to_string_lossy()
+        .into_owned();
+    match std::fs::read(&p) {
+        Ok(mut bytes) => {
+            if !bytes.starts_with(b"\x7fELF") && bytes.last() != Some(&0) {
+                bytes.push(0);
+            }
+            load(out, &bytes)
+        }
+        Err(_) => CUDA_ERROR_FILE_NOT_FOUND,
+    }
+}
+
+/// `cuModuleGetFunction`.
+pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *const c_char) -> u32 {
+    if out.is_null() || name.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    let mut s = state();
+    let start = match s.begin(custom::MODULE_GET_FUNCTION, true, crate::context::current()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    s.batch.put(&(m as usize as u64));
+    // SAFETY: NUL-terminated name from the caller.
+    s.batch
+        .put_bytes(unsafe { CStr::from_ptr(name) }.to_bytes());
+    s.finish_sync(start, |r| {
+        let f: u64 = r.get("function")?;
+        let n: u32 = r.get("parameter count")?;
+        let layout = if n == u32::MAX {
+            None
+        } else {
+            Some(
+                (0..n.min(4096))
+                    .map(|_| r.get::<u32>("parameter size"))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        };
+        LAYOUTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .insert(f, layout);
+        // SAFETY: non-null out pointer.
+        unsafe { *out = f as usize as CUfunction };
+        Ok(())
+    })
+}
+
+/// Reads the `extra` launch list: the argument buffer it names, if any.
+unsafe fn extra_buffer<'a>(extra: *mut *mut c_void) -> Result<Option<&'a [u8]>, u32> {
+    if extra.is_null() {
+        return Ok(None);
+    }
+    let (mut buf, mut size) = (std::ptr::null::<u8>(), None::<usize>);
+    for i in (0..64).step_by(2) {
+        // SAFETY: the caller's list of (key, value) pairs, ended by a null key.
+        let (key, value) = unsafe { (*extra.add(i) as usize, *extra.add(i + 1)) };
+        match key {
+            0 => break,
+            1 => buf = value as *const u8,
+            // SAFETY: CU_LAUNCH_PARAM_BUFFER_SIZE's value points at a size_t.
+            2 => size = Some(unsafe { *(value as *const usize) }),
+            _ => return Err(CUDA_ERROR_INVALID_VALUE),
+        }
+    }
+    match (buf.is_null(), size) {
+        // SAFETY: the caller's buffer of `n` bytes.
+        (false, Some(n)) => Ok(Some(unsafe { std::slice::from_raw_parts(buf, n) })),
+        (true, None) => Ok(None),
+        _ => Err(CUDA_ERROR_INVALID_VALUE),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    f: CUfunction,
+    grid: [u32; 3],
+    block: [u32; 3],
+    shared: u32,
+    stream: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+    cooperative: bool,
+) -> u32 {
+    let layout = LAYOUTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&(f as usize as u64)).cloned());
+    let Some(layout) = layout else {
+        return CUDA_ERROR_INVALID_HANDLE;
+    };
+    // SAFETY: the caller's extra list.
+    let extra = match unsafe { extra_buffer(extra) } {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let sizes: &[u32] = match (&layout, params.is_null()) {
+        (_, true) => &[],
+        (Some(l), false) => l,
+        // Arguments whose sizes the server's driver cannot tell cannot be sent.
+        (None, false) => return CUDA_ERROR_NOT_SUPPORTED,
+    };
+    let mut s = state();
+    if let Err(e) = s.ready() {
+        return e;
+    }
+    crate::memory::push_managed(&mut s);
+    let start = match s.begin(custom::LAUNCH, false, crate::context::current()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let w = &mut s.batch;
+    w.put(&(f as usize as u64));
+    w.put(&grid);
+    w.put(&block);
+    w.put(&shared);
+    w.put_opt(Some(&(stream as usize as u64)));
+    w.put(&(cooperative as u8));
+    w.put(&(sizes.len() as u32));
+    for (i, &n) in sizes.iter().enumerate() {
+        // SAFETY: kernelParams holds one pointer per parameter, each to `n` bytes.
+        let arg = unsafe { std::slice::from_raw_parts(*params.add(i) as *const u8, n as usize) };
+        w.put_bytes(arg);
+    }
+    match extra {
+        Some(b) => {
+            w.put(&1u8);
+            w.put_bytes(b);
+        }
+        None => w.put(&0u8),
+    }
+    s.finish_async(start)
+}
+
+/// `cuLaunchKernel`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_kernel(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    shared: u32,
+    s: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> u32 {
+    launch(
+        f,
+        [gx, gy, gz],
+        [bx, by, bz],
+        shared,
+        s,
+        params,
+        extra,
+        false,
+    )
+}
+
+/// `cuLaunchCooperativeKernel`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_cooperative_kernel(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    shared: u32,
+    s: CUstream,
+    params: *mut *mut c_void,
+) -> u32 {
+    launch(
+        f,
+        [gx, gy, gz],
+        [bx, by, bz],
+        shared,
+        s,
+        params,
+        std::ptr::null_mut(),
+        true,
+    )
+}

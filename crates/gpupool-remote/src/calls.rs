@@ -1,0 +1,203 @@
+//! The one table of forwarded driver calls. [`for_each_call!`] hands the table to a generator
+//! macro: the client library turns each entry into an exported C function that encodes the call,
+//! the server session into a decoder that checks every argument and calls the driver. Calls whose
+//! arguments need more than the kinds below (copies, launches, module images, allocations) are
+//! numbered in [`custom`] and written by hand on both sides.
+//!
+//! Entry: `MODE ID NAME(KIND ARG: TYPE, …) [then CLIENT_HOOK];`
+//!
+//! - MODE `sync` waits for the reply; `async` is batched and its error deferred.
+//! - KIND `val` (by value), `out` (`*mut TYPE`, returned), `inp` (`*const TYPE`, sent; may be
+//!   null), `cstr` (a C string), `dev` (a device address the session must own),
+//!   `h(CLASS)` (a handle the session gave out), `new(CLASS)` (`*mut TYPE`, a handle the call
+//!   creates), `del(CLASS)` (a handle the call destroys).
+//! - `then HOOK`: a client-side function called with the arguments after success.
+//!
+//! Ids 1 to 19 change the session's current context.
+
+/// Handle classes the session tracks; a handle is only passed to the driver in its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// `CUcontext`.
+    Context,
+    /// `CUstream` (0, 1 and 2 are the special streams).
+    Stream,
+    /// `CUevent`.
+    Event,
+    /// `CUmodule`.
+    Module,
+    /// `CUfunction`.
+    Function,
+    /// `CUarray`.
+    Array,
+    /// `CUmipmappedArray`.
+    Mipmap,
+    /// `CUmemoryPool`.
+    Pool,
+}
+
+/// Numbers of the hand-written calls.
+pub mod custom {
+    /// `cuMemAlloc_v2`.
+    pub const MEM_ALLOC: u16 = 200;
+    /// `cuMemAllocPitch_v2`.
+    pub const MEM_ALLOC_PITCH: u16 = 201;
+    /// `cuMemAllocAsync` / `cuMemAllocFromPoolAsync`.
+    pub const MEM_ALLOC_ASYNC: u16 = 202;
+    /// `cuMemFree_v2` / `cuMemFreeAsync`.
+    pub const MEM_FREE: u16 = 203;
+    /// Host to device copy (data in the request).
+    pub const COPY_HTOD: u16 = 204;
+    /// Device to host copy (data in the reply).
+    pub const COPY_DTOH: u16 = 205;
+    /// Device to device copy.
+    pub const COPY_DTOD: u16 = 206;
+    /// 2D / 3D copy (host sides packed densely).
+    pub const COPY_3D: u16 = 207;
+    /// Any `cuMemsetD*`.
+    pub const MEMSET: u16 = 208;
+    /// `cuModuleLoadData` (the image in the request).
+    pub const MODULE_LOAD: u16 = 209;
+    /// `cuModuleGetFunction` (with the kernel's parameter layout).
+    pub const MODULE_GET_FUNCTION: u16 = 210;
+    /// `cuLaunchKernel` and its variants.
+    pub const LAUNCH: u16 = 211;
+    /// `cuPointerGetAttributes`.
+    pub const POINTER_ATTRIBUTES: u16 = 212;
+    /// `cuMemPoolGetAttribute`.
+    pub const POOL_GET_ATTRIBUTE: u16 = 213;
+    /// `cuMemPoolSetAttribute`.
+    pub const POOL_SET_ATTRIBUTE: u16 = 214;
+    /// `cuDeviceGetName`.
+    pub const DEVICE_NAME: u16 = 215;
+    /// `cuDeviceGetPCIBusId`.
+    pub const DEVICE_PCI_BUS_ID: u16 = 216;
+    /// `cuMemAllocManaged`.
+    pub const MEM_ALLOC_MANAGED: u16 = 217;
+    /// Every hand-written call.
+    pub const ALL: [u16; 18] = [
+        MEM_ALLOC,
+        MEM_ALLOC_PITCH,
+        MEM_ALLOC_ASYNC,
+        MEM_FREE,
+        COPY_HTOD,
+        COPY_DTOH,
+        COPY_DTOD,
+        COPY_3D,
+        MEMSET,
+        MODULE_LOAD,
+        MODULE_GET_FUNCTION,
+        LAUNCH,
+        POINTER_ATTRIBUTES,
+        POOL_GET_ATTRIBUTE,
+        POOL_SET_ATTRIBUTE,
+        DEVICE_NAME,
+        DEVICE_PCI_BUS_ID,
+        MEM_ALLOC_MANAGED,
+    ];
+}
+
+/// Hands the table of table-driven calls to the generator macro `$m`. Hooks name the client
+/// library's functions (`crate::` is the crate that expands the table).
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)]
+macro_rules! for_each_call {
+    ($m:ident) => {
+        $m! {
+            sync 1 cuDevicePrimaryCtxRetain(new(Context) ctx: CUcontext, val dev: CUdevice);
+            sync 2 cuDevicePrimaryCtxRelease_v2(val dev: CUdevice);
+            sync 3 cuDevicePrimaryCtxRelease(val dev: CUdevice);
+            sync 4 cuDevicePrimaryCtxReset_v2(val dev: CUdevice);
+            sync 5 cuDevicePrimaryCtxReset(val dev: CUdevice);
+            sync 6 cuCtxCreate_v2(new(Context) ctx: CUcontext, val flags: u32, val dev: CUdevice) then crate::context::created;
+            sync 7 cuCtxDestroy_v2(del(Context) ctx: CUcontext) then crate::context::destroyed;
+            sync 8 cuDevicePrimaryCtxSetFlags_v2(val dev: CUdevice, val flags: u32);
+            sync 9 cuDevicePrimaryCtxSetFlags(val dev: CUdevice, val flags: u32);
+
+            sync 20 cuDeviceGetAttribute(out v: i32, val attrib: i32, val dev: CUdevice);
+            sync 21 cuDeviceTotalMem_v2(out bytes: usize, val dev: CUdevice);
+            sync 22 cuDeviceComputeCapability(out major: i32, out minor: i32, val dev: CUdevice);
+            sync 23 cuDeviceGetUuid(out uuid: CUuuid, val dev: CUdevice);
+            sync 24 cuDeviceGetUuid_v2(out uuid: CUuuid, val dev: CUdevice);
+            sync 25 cuDeviceGetP2PAttribute(out v: i32, val attrib: i32, val src: CUdevice, val dst: CUdevice);
+            sync 26 cuDeviceCanAccessPeer(out v: i32, val dev: CUdevice, val peer: CUdevice);
+            sync 27 cuDeviceGetTexture1DLinearMaxWidth(out v: usize, val fmt: u32, val chans: u32, val dev: CUdevice);
+            sync 28 cuDeviceGetLuid(out luid: [u8; 8], out mask: u32, val dev: CUdevice);
+            sync 29 cuDeviceGetByPCIBusId(out dev: CUdevice, cstr id: c_char);
+            sync 30 cuDevicePrimaryCtxGetState(val dev: CUdevice, out flags: u32, out active: i32);
+            sync 31 cuDeviceGetDefaultMemPool(new(Pool) pool: CUmemoryPool, val dev: CUdevice);
+            sync 32 cuDeviceGetMemPool(new(Pool) pool: CUmemoryPool, val dev: CUdevice);
+            sync 33 cuDeviceSetMemPool(val dev: CUdevice, h(Pool) pool: CUmemoryPool);
+
+            sync 40 cuCtxGetDevice(out dev: CUdevice);
+            sync 41 cuCtxSynchronize() then crate::memory::synced;
+            sync 42 cuCtxGetFlags(out flags: u32);
+            sync 43 cuCtxSetFlags(val flags: u32);
+            sync 44 cuCtxGetId(h(Context) ctx: CUcontext, out id: u64);
+            sync 45 cuCtxGetApiVersion(h(Context) ctx: CUcontext, out v: u32);
+            sync 46 cuCtxGetLimit(out v: usize, val limit: u32);
+            sync 47 cuCtxSetLimit(val limit: u32, val v: usize);
+            sync 48 cuCtxGetCacheConfig(out c: u32);
+            sync 49 cuCtxSetCacheConfig(val c: u32);
+            sync 50 cuCtxGetStreamPriorityRange(out least: i32, out greatest: i32);
+
+            sync 60 cuMemGetInfo_v2(out free: usize, out total: usize);
+            sync 61 cuMemGetAddressRange_v2(out base: CUdeviceptr, out size: usize, dev ptr: CUdeviceptr);
+            sync 62 cuMemPoolCreate(new(Pool) pool: CUmemoryPool, inp props: [u8; 88]);
+            sync 63 cuMemPoolDestroy(del(Pool) pool: CUmemoryPool);
+            sync 64 cuMemPoolTrimTo(h(Pool) pool: CUmemoryPool, val keep: usize);
+            sync 65 cuArrayCreate_v2(new(Array) a: CUarray, inp desc: [u8; 24]);
+            sync 66 cuArray3DCreate_v2(new(Array) a: CUarray, inp desc: [u8; 40]);
+            sync 67 cuArrayDestroy(del(Array) a: CUarray);
+            sync 68 cuMipmappedArrayCreate(new(Mipmap) a: CUmipmappedArray, inp desc: [u8; 40], val levels: u32);
+            sync 69 cuMipmappedArrayDestroy(del(Mipmap) a: CUmipmappedArray);
+
+            sync 80 cuStreamCreate(new(Stream) s: CUstream, val flags: u32);
+            sync 81 cuStreamCreateWithPriority(new(Stream) s: CUstream, val flags: u32, val prio: i32);
+            sync 82 cuStreamDestroy_v2(del(Stream) s: CUstream);
+            sync 83 cuStreamSynchronize(h(Stream) s: CUstream) then crate::memory::synced_on;
+            sync 84 cuStreamQuery(h(Stream) s: CUstream);
+            sync 85 cuStreamGetPriority(h(Stream) s: CUstream, out p: i32);
+            sync 86 cuStreamGetFlags(h(Stream) s: CUstream, out f: u32);
+            sync 87 cuStreamGetId(h(Stream) s: CUstream, out id: u64);
+            sync 88 cuStreamGetCtx(h(Stream) s: CUstream, out c: CUcontext);
+            sync 89 cuStreamGetDevice(h(Stream) s: CUstream, out d: CUdevice);
+            sync 90 cuStreamIsCapturing(h(Stream) s: CUstream, out status: u32);
+            async 91 cuStreamWaitEvent(h(Stream) s: CUstream, h(Event) e: CUevent, val flags: u32);
+            sync 92 cuEventCreate(new(Event) e: CUevent, val flags: u32);
+            sync 93 cuEventDestroy_v2(del(Event) e: CUevent);
+            async 94 cuEventRecord(h(Event) e: CUevent, h(Stream) s: CUstream);
+            async 95 cuEventRecordWithFlags(h(Event) e: CUevent, h(Stream) s: CUstream, val flags: u32);
+            sync 96 cuEventSynchronize(h(Event) e: CUevent) then crate::memory::synced_on;
+            sync 97 cuEventQuery(h(Event) e: CUevent);
+            sync 98 cuEventElapsedTime(out ms: f32, h(Event) a: CUevent, h(Event) b: CUevent);
+            sync 99 cuEventElapsedTime_v2(out ms: f32, h(Event) a: CUevent, h(Event) b: CUevent);
+
+            sync 120 cuModuleUnload(del(Module) m: CUmodule);
+            sync 121 cuFuncGetAttribute(out v: i32, val attrib: i32, h(Function) f: CUfunction);
+            sync 122 cuFuncSetAttribute(h(Function) f: CUfunction, val attrib: i32, val v: i32);
+            sync 123 cuFuncSetCacheConfig(h(Function) f: CUfunction, val config: u32);
+            sync 124 cuOccupancyMaxActiveBlocksPerMultiprocessor(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize);
+            sync 125 cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize, val flags: u32);
+        }
+    };
+}
+
+/// Bytes of a `cuPointerGetAttribute` value (`None`: an attribute this protocol does not carry).
+pub fn pointer_attribute_size(attr: i32) -> Option<usize> {
+    Some(match attr {
+        1 | 3 | 4 | 7 | 11 | 12 | 14 | 17 | 18 | 19 | 20 => 8,
+        2 | 6 | 8 | 9 | 10 | 13 | 15 | 16 => 4,
+        5 => 16,
+        _ => return None,
+    })
+}
+
+/// Bytes of a `cuMemPoolGetAttribute` value: the reuse flags are `int`, the rest 64-bit.
+pub fn pool_attribute_size(attr: u32) -> usize {
+    if (1..=3).contains(&attr) {
+        4
+    } else {
+        8
+    }
+}

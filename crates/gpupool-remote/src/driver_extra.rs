@@ -1,0 +1,78 @@
+//! Driver functions the session calls for hand-written calls and for its own bookkeeping.
+
+use gpupool_cuda::cu::*;
+use std::ffi::{c_char, c_void, CStr, CString};
+
+macro_rules! extra_functions {
+    ($( fn $name:ident ( $($ty:ty),* ) ; )*) => {
+        /// Driver functions outside the call table (`None`: the driver lacks it).
+        #[allow(non_snake_case)]
+        pub struct Extra {
+            $( #[doc = concat!("`", stringify!($name), "`.")]
+               pub $name: Option<unsafe extern "C" fn($($ty),*) -> u32>, )*
+        }
+
+        impl Extra {
+            /// Finds every function with `resolve` (a `dlsym`).
+            pub fn resolve(resolve: &dyn Fn(&CStr) -> *mut c_void) -> Extra {
+                Extra {
+                    $( $name: {
+                        let p = resolve(&CString::new(stringify!($name)).unwrap_or_default());
+                        // SAFETY: the symbol of this name has this signature.
+                        (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn($($ty),*) -> u32>(p) })
+                    }, )*
+                }
+            }
+        }
+    };
+}
+
+extra_functions! {
+    fn cuInit(u32);
+    fn cuDriverGetVersion(*mut i32);
+    fn cuDeviceGetCount(*mut i32);
+    fn cuDeviceGet(*mut CUdevice, i32);
+    fn cuDeviceGetName(*mut c_char, i32, CUdevice);
+    fn cuDeviceGetPCIBusId(*mut c_char, i32, CUdevice);
+    fn cuCtxSetCurrent(CUcontext);
+    fn cuMemAlloc_v2(*mut CUdeviceptr, usize);
+    fn cuMemAllocPitch_v2(*mut CUdeviceptr, *mut usize, usize, usize, u32);
+    fn cuMemAllocManaged(*mut CUdeviceptr, usize, u32);
+    fn cuMemAllocAsync(*mut CUdeviceptr, usize, CUstream);
+    fn cuMemAllocFromPoolAsync(*mut CUdeviceptr, usize, CUmemoryPool, CUstream);
+    fn cuMemFree_v2(CUdeviceptr);
+    fn cuMemFreeAsync(CUdeviceptr, CUstream);
+    fn cuMemcpyHtoD_v2(CUdeviceptr, *const c_void, usize);
+    fn cuMemcpyHtoDAsync_v2(CUdeviceptr, *const c_void, usize, CUstream);
+    fn cuMemcpyDtoH_v2(*mut c_void, CUdeviceptr, usize);
+    fn cuMemcpyDtoHAsync_v2(*mut c_void, CUdeviceptr, usize, CUstream);
+    fn cuMemcpyDtoD_v2(CUdeviceptr, CUdeviceptr, usize);
+    fn cuMemcpyDtoDAsync_v2(CUdeviceptr, CUdeviceptr, usize, CUstream);
+    fn cuMemcpy2D_v2(*const CUDA_MEMCPY2D);
+    fn cuMemcpy2DAsync_v2(*const CUDA_MEMCPY2D, CUstream);
+    fn cuMemcpy3D_v2(*const CUDA_MEMCPY3D);
+    fn cuMemcpy3DAsync_v2(*const CUDA_MEMCPY3D, CUstream);
+    fn cuMemsetD8_v2(CUdeviceptr, u8, usize);
+    fn cuMemsetD16_v2(CUdeviceptr, u16, usize);
+    fn cuMemsetD32_v2(CUdeviceptr, u32, usize);
+    fn cuMemsetD8Async(CUdeviceptr, u8, usize, CUstream);
+    fn cuMemsetD16Async(CUdeviceptr, u16, usize, CUstream);
+    fn cuMemsetD32Async(CUdeviceptr, u32, usize, CUstream);
+    fn cuMemsetD2D8_v2(CUdeviceptr, usize, u8, usize, usize);
+    fn cuMemsetD2D16_v2(CUdeviceptr, usize, u16, usize, usize);
+    fn cuMemsetD2D32_v2(CUdeviceptr, usize, u32, usize, usize);
+    fn cuMemsetD2D8Async(CUdeviceptr, usize, u8, usize, usize, CUstream);
+    fn cuMemsetD2D16Async(CUdeviceptr, usize, u16, usize, usize, CUstream);
+    fn cuMemsetD2D32Async(CUdeviceptr, usize, u32, usize, usize, CUstream);
+    fn cuStreamSynchronize(CUstream);
+    fn cuModuleLoadData(*mut CUmodule, *const c_void);
+    fn cuModuleGetFunction(*mut CUfunction, CUmodule, *const c_char);
+    fn cuFuncGetParamInfo(CUfunction, usize, *mut usize, *mut usize);
+    fn cuLaunchKernel(CUfunction, u32, u32, u32, u32, u32, u32, u32, CUstream, *mut *mut c_void, *mut *mut c_void);
+    fn cuLaunchCooperativeKernel(CUfunction, u32, u32, u32, u32, u32, u32, u32, CUstream, *mut *mut c_void);
+    fn cuPointerGetAttributes(u32, *mut i32, *mut *mut c_void, CUdeviceptr);
+    fn cuMemPoolGetAttribute(CUmemoryPool, u32, *mut c_void);
+    fn cuMemPoolSetAttribute(CUmemoryPool, u32, *mut c_void);
+    fn cuDeviceGetAttribute(*mut i32, i32, CUdevice);
+    fn cuDeviceGetUuid(*mut CUuuid, CUdevice);
+}

@@ -1,0 +1,20 @@
+//! Remote GPUs: the protocol between the client driver library (`libcuda.so.1` on a machine
+//! without a GPU) and `gpupool serve` on a GPU server, and the server's side of it.
+//!
+//! - [`protocol`] and [`wire`]: handshake, frames, checked decoding.
+//! - [`calls`]: the one table of forwarded driver calls; [`copy3d`]: how 2D / 3D copies travel.
+//! - [`listener`] and [`tokens`]: accepting authenticated clients.
+//! - [`session`]: executing one client's calls, each checked against what it owns.
+
+#![warn(missing_docs)]
+
+pub mod calls;
+pub mod copy3d;
+pub mod driver_extra;
+pub mod listener;
+pub mod protocol;
+pub mod session;
+pub mod session_main;
+pub mod table_server;
+pub mod tokens;
+pub mod wire;

@@ -1,0 +1,255 @@
+//! The GPU server's front door: accepts TCP or Unix-socket connections, reads each hello with a
+//! deadline, checks the version and the token, and hands an accepted connection to a new session
+//! process. A malformed or unauthenticated hello is answered and closed; nothing a client sends
+//! can stop the listener.
+
+use crate::protocol::*;
+use crate::tokens::{self, Client};
+use std::io::{self, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a client may take to send its hello.
+pub const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Where the server listens: `tcp://HOST:PORT` (or `HOST:PORT`) or `unix:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A TCP address.
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(std::path::PathBuf),
+}
+
+impl Address {
+    /// Parses an address, naming what is wrong.
+    pub fn parse(s: &str) -> Result<Address, String> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err(format!("{s:?}: unix: needs a socket path"));
+            }
+            return Ok(Address::Unix(p.into()));
+        }
+        let hp = s.strip_prefix("tcp://").unwrap_or(s);
+        match hp.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
+                Ok(Address::Tcp(hp.to_string()))
+            }
+            _ => Err(format!(
+                "{s:?}: expected tcp://HOST:PORT, HOST:PORT or unix:PATH"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Tcp(a) => write!(f, "tcp://{a}"),
+            Address::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A connected client socket.
+pub enum Conn {
+    /// Over TCP.
+    Tcp(TcpStream),
+    /// Over a Unix socket.
+    Unix(UnixStream),
+}
+
+impl Conn {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.set_read_timeout(t),
+            Conn::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    /// The socket, for a session process.
+    pub fn into_fd(self) -> OwnedFd {
+        match self {
+            Conn::Tcp(s) => s.into(),
+            Conn::Unix(s) => s.into(),
+        }
+    }
+}
+
+impl io::Read for Conn {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read(b),
+            Conn::Unix(s) => s.read(b),
+        }
+    }
+}
+
+impl io::Write for Conn {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write(b),
+            Conn::Unix(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.flush(),
+            Conn::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// A bound listener.
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix socket.
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Binds `addr` (a stale Unix socket file is replaced).
+    pub fn bind(addr: &Address) -> io::Result<Listener> {
+        Ok(match addr {
+            Address::Tcp(a) => Listener::Tcp(TcpListener::bind(a)?),
+            Address::Unix(p) => {
+                if std::fs::symlink_metadata(p)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                {
+                    std::fs::remove_file(p)?;
+                }
+                Listener::Unix(UnixListener::bind(p)?)
+            }
+        })
+    }
+
+    /// The bound address (with the port chosen when 0 was asked).
+    pub fn local_addr(&self) -> io::Result<Address> {
+        Ok(match self {
+            Listener::Tcp(l) => Address::Tcp(l.local_addr()?.to_string()),
+            Listener::Unix(l) => Address::Unix(
+                l.local_addr()?
+                    .as_pathname()
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or_default(),
+            ),
+        })
+    }
+
+    fn accept(&self) -> io::Result<(Conn, String)> {
+        Ok(match self {
+            Listener::Tcp(l) => {
+                let (s, a) = l.accept()?;
+                s.set_nodelay(true)?;
+                (Conn::Tcp(s), a.to_string())
+            }
+            Listener::Unix(l) => (Conn::Unix(l.accept()?.0), "local".into()),
+        })
+    }
+}
+
+/// Starts a session process for an accepted client on its socket; returns when it ends.
+pub type Spawn = dyn Fn(OwnedFd, &Client) -> io::Result<std::process::ExitStatus> + Send + Sync;
+
+/// Accepts clients until the listener fails; each client is handled on its own thread.
+pub fn run(listener: Listener, clients: Arc<Vec<Client>>, spawn: Arc<Spawn>) -> io::Result<()> {
+    loop {
+        let (conn, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("gpupool serve: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let clients = clients.clone();
+        let spawn = spawn.clone();
+        std::thread::spawn(move || admit(conn, &peer, &clients, &*spawn));
+    }
+}
+
+/// Reads one hello and either refuses it or runs the client's session.
+pub fn admit(mut conn: Conn, peer: &str, clients: &[Client], spawn: &Spawn) {
+    let _ = conn.set_read_timeout(Some(HELLO_DEADLINE));
+    let hello = match Hello::read_from(&mut conn) {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            eprintln!("gpupool serve: refused {peer}: {e}");
+            let _ = conn.write_all(&encode_accept(STATUS_MALFORMED, &e.to_string()));
+            return;
+        }
+        Err(e) => {
+            eprintln!("gpupool serve: refused {peer}: no complete hello ({e})");
+            return;
+        }
+    };
+    if hello.version != VERSION {
+        let msg = format!(
+            "the client speaks protocol version {}, this server {VERSION}; use matching gpupool releases",
+            hello.version
+        );
+        eprintln!("gpupool serve: refused {peer} ({}): {msg}", hello.client);
+        let _ = conn.write_all(&encode_accept(STATUS_VERSION, &msg));
+        return;
+    }
+    let Some(client) = tokens::find(clients, &hello.token) else {
+        eprintln!(
+            "gpupool serve: refused {peer} ({}): unknown token",
+            hello.client
+        );
+        let _ = conn.write_all(&encode_accept(
+            STATUS_UNAUTHORIZED,
+            "the server does not know this token (GPUPOOL_REMOTE_TOKEN / --token-file)",
+        ));
+        return;
+    };
+    if conn.write_all(&encode_accept(STATUS_OK, "")).is_err()
+        || conn.set_read_timeout(None).is_err()
+    {
+        return;
+    }
+    eprintln!(
+        "gpupool serve: {} ({}) connected from {peer}",
+        client.name, hello.client
+    );
+    match spawn(conn.into_fd(), client) {
+        Ok(status) => eprintln!(
+            "gpupool serve: {} ({}) session ended ({status})",
+            client.name, hello.client
+        ),
+        Err(e) => eprintln!(
+            "gpupool serve: {} ({}): cannot start a session: {e}",
+            client.name, hello.client
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_or_name_the_problem() {
+        assert_eq!(
+            Address::parse("127.0.0.1:7000").unwrap(),
+            Address::Tcp("127.0.0.1:7000".into())
+        );
+        assert_eq!(
+            Address::parse("tcp://[::1]:7000").unwrap(),
+            Address::Tcp("[::1]:7000".into())
+        );
+        assert_eq!(
+            Address::parse("unix:/run/gpupool.sock").unwrap(),
+            Address::Unix("/run/gpupool.sock".into())
+        );
+        for bad in ["", "host", "host:port", "unix:", ":80", "h:99999"] {
+            let e = Address::parse(bad).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+}

@@ -1,0 +1,812 @@
+//! One client's session on the GPU server: decodes its requests, checks every handle and device
+//! address against what this session created, calls the driver, and answers. A session runs in
+//! its own process (with the interception library preloaded for the tenant's limits), so all a
+//! client owned is freed when it goes away.
+
+use crate::calls::{custom, Class};
+use crate::copy3d::{self, Copy3d};
+use crate::driver_extra::Extra;
+use crate::protocol::*;
+use crate::table_server::{self, Table};
+use crate::wire::{DecodeError, Reader, Writer};
+use gpupool_cuda::cu::*;
+use gpupool_cuda::result::*;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::{c_void, CStr};
+use std::io::{self, Read, Write};
+
+/// What one client has on the server, and the driver it calls.
+pub struct Session {
+    /// Table-driven driver functions.
+    pub table: Table,
+    extra: Extra,
+    /// Handles this session created, by class.
+    pub handles: HashSet<(Class, u64)>,
+    /// Device allocations: base address → size.
+    ranges: BTreeMap<u64, u64>,
+    /// The context current on the session's thread (`u64::MAX`: unknown).
+    current: u64,
+    /// First error of an asynchronous call since the last reply.
+    deferred: u32,
+    scratch: Vec<u8>,
+}
+
+/// Memory types of `CUDA_MEMCPY3D`.
+fn memory_type(kind: u64) -> CUmemorytype {
+    match kind {
+        copy3d::HOST => CUmemorytype::CU_MEMORYTYPE_HOST,
+        copy3d::ARRAY => CUmemorytype::CU_MEMORYTYPE_ARRAY,
+        _ => CUmemorytype::CU_MEMORYTYPE_DEVICE,
+    }
+}
+
+impl Session {
+    /// A session calling the driver functions `resolve` finds.
+    pub fn new(resolve: &dyn Fn(&CStr) -> *mut c_void) -> Session {
+        Session {
+            table: Table::resolve(resolve),
+            extra: Extra::resolve(resolve),
+            handles: HashSet::new(),
+            ranges: BTreeMap::new(),
+            current: u64::MAX,
+            deferred: CUDA_SUCCESS,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Whether `h` is a handle of `class` this session created (null and, for streams, the
+    /// special streams 1 and 2 are always valid).
+    pub fn valid(&self, class: Class, h: u64) -> bool {
+        h == 0 || (class == Class::Stream && h <= 2) || self.handles.contains(&(class, h))
+    }
+
+    /// Whether `[ptr, ptr + len)` lies inside one of this session's device allocations.
+    pub fn owns(&self, ptr: u64, len: u64) -> bool {
+        let Some((&base, &size)) = self.ranges.range(..=ptr).next_back() else {
+            return false;
+        };
+        match (ptr.checked_add(len), base.checked_add(size)) {
+            (Some(end), Some(limit)) => end <= limit && (len > 0 || ptr < limit),
+            _ => false,
+        }
+    }
+
+    /// Starts the driver and describes it for the client.
+    pub fn welcome(&mut self) -> Welcome {
+        let refuse = |status: u32, message: String| Welcome {
+            status,
+            message,
+            driver_version: 0,
+            devices: Vec::new(),
+        };
+        let (Some(init), Some(version), Some(count), Some(get), Some(uuid), Some(attr)) = (
+            self.extra.cuInit,
+            self.extra.cuDriverGetVersion,
+            self.extra.cuDeviceGetCount,
+            self.extra.cuDeviceGet,
+            self.extra.cuDeviceGetUuid,
+            self.extra.cuDeviceGetAttribute,
+        ) else {
+            return refuse(
+                STATUS_UNAVAILABLE,
+                "the GPU server has no CUDA driver (libcuda.so.1 not found)".into(),
+            );
+        };
+        // SAFETY: driver calls with valid out pointers.
+        unsafe {
+            let rc = init(0);
+            if rc != CUDA_SUCCESS {
+                return refuse(
+                    STATUS_UNAVAILABLE,
+                    format!("cuInit failed on the GPU server with CUresult {rc}"),
+                );
+            }
+            let mut v = 0;
+            version(&mut v);
+            let mut n = 0;
+            count(&mut n);
+            let mut devices = Vec::new();
+            for i in 0..n.clamp(0, 64) {
+                let mut d = 0;
+                if get(&mut d, i) != CUDA_SUCCESS {
+                    continue;
+                }
+                let mut u = CUuuid { bytes: [0; 16] };
+                uuid(&mut u, d);
+                let mut pci = [0i32; 3];
+                // PCI domain, bus and device ids.
+                for (slot, a) in pci.iter_mut().zip([50, 33, 34]) {
+                    attr(slot, a, d);
+                }
+                devices.push(DeviceFacts {
+                    uuid: u.bytes.map(|b| b as u8),
+                    pci,
+                });
+            }
+            Welcome {
+                status: STATUS_OK,
+                message: String::new(),
+                driver_version: v,
+                devices,
+            }
+        }
+    }
+
+    /// Serves requests until the client closes the connection. A malformed request is answered
+    /// with [`REFUSED`] and its reason, and ends the session.
+    pub fn serve(&mut self, mut reader: impl Read, mut writer: impl Write) -> io::Result<()> {
+        let mut buf = Vec::new();
+        let mut reply = Writer::default();
+        loop {
+            match read_frame(&mut reader, &mut buf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => {
+                    let _ = refuse(&mut writer, &e.to_string());
+                    return Err(e);
+                }
+            }
+            reply.buf.clear();
+            match self.handle(&buf, &mut reply) {
+                Ok(true) => {
+                    write_frame(&mut writer, &reply.buf)?;
+                    writer.flush()?;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let _ = refuse(&mut writer, &e.to_string());
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+        }
+    }
+
+    /// Runs one request; writes its reply into `reply` and returns whether one is due.
+    pub fn handle(&mut self, body: &[u8], reply: &mut Writer) -> Result<bool, DecodeError> {
+        let mut r = Reader::new(body);
+        let head = RequestHead::get(&mut r)?;
+        let sync = head.flags & FLAG_SYNC != 0;
+        let mut outs = Writer::default();
+        let rc = if head.context != self.current && !self.switch_context(head.context) {
+            CUDA_ERROR_INVALID_CONTEXT
+        } else {
+            match table_server::call(self, head.call, &mut r, &mut outs)? {
+                Some(rc) => rc,
+                None => self.custom(head.call, &mut r, &mut outs)?,
+            }
+        };
+        if (1..20).contains(&head.call) {
+            self.current = u64::MAX;
+        }
+        if !sync {
+            if rc != CUDA_SUCCESS && self.deferred == CUDA_SUCCESS {
+                self.deferred = rc;
+            }
+            return Ok(false);
+        }
+        reply.put(&rc);
+        reply.put(&std::mem::replace(&mut self.deferred, CUDA_SUCCESS));
+        if rc == CUDA_SUCCESS {
+            reply.buf.extend_from_slice(&outs.buf);
+        }
+        Ok(true)
+    }
+
+    fn switch_context(&mut self, ctx: u64) -> bool {
+        if !self.valid(Class::Context, ctx) {
+            return false;
+        }
+        let Some(set) = self.extra.cuCtxSetCurrent else {
+            return false;
+        };
+        // SAFETY: a context this session created, or null.
+        if unsafe { set(ctx as usize as CUcontext) } != CUDA_SUCCESS {
+            return false;
+        }
+        self.current = ctx;
+        true
+    }
+
+    fn stream(&self, r: &mut Reader<'_>) -> Result<Result<Option<CUstream>, u32>, DecodeError> {
+        Ok(match r.get_opt::<u64>("stream")? {
+            None => Ok(None),
+            Some(s) if self.valid(Class::Stream, s) => Ok(Some(s as usize as CUstream)),
+            Some(_) => Err(CUDA_ERROR_INVALID_HANDLE),
+        })
+    }
+
+    fn custom(
+        &mut self,
+        id: u16,
+        r: &mut Reader<'_>,
+        outs: &mut Writer,
+    ) -> Result<u32, DecodeError> {
+        macro_rules! driver {
+            ($f:ident) => {
+                match self.extra.$f {
+                    Some(f) => f,
+                    None => return Ok(CUDA_ERROR_NOT_FOUND),
+                }
+            };
+        }
+        macro_rules! stream {
+            () => {
+                match self.stream(r)? {
+                    Ok(s) => s,
+                    Err(e) => return Ok(e),
+                }
+            };
+        }
+        let not_owned = CUDA_ERROR_INVALID_VALUE;
+        // SAFETY (every driver call below): arguments are decoded values, buffers owned by the
+        // session of the lengths passed, and addresses / handles checked to be this session's.
+        let rc = match id {
+            custom::MEM_ALLOC | custom::MEM_ALLOC_MANAGED => {
+                let size: u64 = r.get("size")?;
+                let flags: u32 = if id == custom::MEM_ALLOC_MANAGED {
+                    r.get("flags")?
+                } else {
+                    0
+                };
+                r.end()?;
+                let mut p: CUdeviceptr = 0;
+                let rc = if id == custom::MEM_ALLOC {
+                    unsafe { driver!(cuMemAlloc_v2)(&mut p, size as usize) }
+                } else {
+                    unsafe { driver!(cuMemAllocManaged)(&mut p, size as usize, flags) }
+                };
+                self.allocated(rc, p, size, outs)
+            }
+            custom::MEM_ALLOC_PITCH => {
+                let (w, h, elem): (u64, u64, u32) =
+                    (r.get("width")?, r.get("height")?, r.get("element size")?);
+                r.end()?;
+                let (mut p, mut pitch) = (0, 0usize);
+                let rc = unsafe {
+                    driver!(cuMemAllocPitch_v2)(&mut p, &mut pitch, w as usize, h as usize, elem)
+                };
+                let size = (pitch as u64).saturating_mul(h);
+                let rc = self.allocated(rc, p, size, outs);
+                outs.put(&(pitch as u64));
+                rc
+            }
+            custom::MEM_ALLOC_ASYNC => {
+                let size: u64 = r.get("size")?;
+                let pool: u64 = r.get("pool")?;
+                let s = stream!().unwrap_or(std::ptr::null_mut());
+                r.end()?;
+                if pool != 0 && !self.valid(Class::Pool, pool) {
+                    return Ok(CUDA_ERROR_INVALID_HANDLE);
+                }
+                let mut p = 0;
+                let rc = if pool == 0 {
+                    unsafe { driver!(cuMemAllocAsync)(&mut p, size as usize, s) }
+                } else {
+                    unsafe {
+                        driver!(cuMemAllocFromPoolAsync)(
+                            &mut p,
+                            size as usize,
+                            pool as usize as CUmemoryPool,
+                            s,
+                        )
+                    }
+                };
+                self.allocated(rc, p, size, outs)
+            }
+            custom::MEM_FREE => {
+                let p: u64 = r.get("address")?;
+                let s = stream!();
+                r.end()?;
+                if !self.ranges.contains_key(&p) {
+                    return Ok(not_owned);
+                }
+                let rc = match s {
+                    None => unsafe { driver!(cuMemFree_v2)(p) },
+                    Some(s) => unsafe { driver!(cuMemFreeAsync)(p, s) },
+                };
+                if rc == CUDA_SUCCESS {
+                    self.ranges.remove(&p);
+                }
+                rc
+            }
+            custom::COPY_HTOD => {
+                let dst: u64 = r.get("destination")?;
+                let s = stream!();
+                let data = r.get_bytes("data")?;
+                r.end()?;
+                if !self.owns(dst, data.len() as u64) {
+                    return Ok(not_owned);
+                }
+                let src = data.as_ptr() as *const c_void;
+                match s {
+                    None => unsafe { driver!(cuMemcpyHtoD_v2)(dst, src, data.len()) },
+                    Some(s) => unsafe {
+                        // Pageable source: the driver has staged it when the call returns.
+                        driver!(cuMemcpyHtoDAsync_v2)(dst, src, data.len(), s)
+                    },
+                }
+            }
+            custom::COPY_DTOH => {
+                let src: u64 = r.get("source")?;
+                let len: u64 = r.get("length")?;
+                let s = stream!();
+                r.end()?;
+                if len > CHUNK as u64 {
+                    return Ok(CUDA_ERROR_INVALID_VALUE);
+                }
+                if !self.owns(src, len) {
+                    return Ok(not_owned);
+                }
+                let mut buf = std::mem::take(&mut self.scratch);
+                buf.resize(len as usize, 0);
+                let dst = buf.as_mut_ptr() as *mut c_void;
+                let rc = match s {
+                    None => unsafe { driver!(cuMemcpyDtoH_v2)(dst, src, len as usize) },
+                    Some(s) => unsafe {
+                        let rc = driver!(cuMemcpyDtoHAsync_v2)(dst, src, len as usize, s);
+                        if rc == CUDA_SUCCESS {
+                            driver!(cuStreamSynchronize)(s)
+                        } else {
+                            rc
+                        }
+                    },
+                };
+                if rc == CUDA_SUCCESS {
+                    outs.put_bytes(&buf);
+                }
+                self.scratch = buf;
+                rc
+            }
+            custom::COPY_DTOD => {
+                let (dst, src, len): (u64, u64, u64) =
+                    (r.get("destination")?, r.get("source")?, r.get("length")?);
+                let s = stream!();
+                r.end()?;
+                if !self.owns(dst, len) || !self.owns(src, len) {
+                    return Ok(not_owned);
+                }
+                match s {
+                    None => unsafe { driver!(cuMemcpyDtoD_v2)(dst, src, len as usize) },
+                    Some(s) => unsafe { driver!(cuMemcpyDtoDAsync_v2)(dst, src, len as usize, s) },
+                }
+            }
+            custom::COPY_3D => return self.copy_3d(r, outs),
+            custom::MEMSET => return self.memset(r),
+            custom::MODULE_LOAD => {
+                let image = r.get_bytes("image")?;
+                r.end()?;
+                // Fat binaries are read with 8-byte alignment.
+                let mut aligned = vec![0u64; image.len().div_ceil(8) + 1];
+                // SAFETY: `aligned` holds at least image.len() bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        image.as_ptr(),
+                        aligned.as_mut_ptr() as *mut u8,
+                        image.len(),
+                    )
+                };
+                let mut m: CUmodule = std::ptr::null_mut();
+                let rc = unsafe { driver!(cuModuleLoadData)(&mut m, aligned.as_ptr().cast()) };
+                if rc == CUDA_SUCCESS {
+                    self.handles.insert((Class::Module, m as usize as u64));
+                    outs.put(&(m as usize as u64));
+                }
+                rc
+            }
+            custom::MODULE_GET_FUNCTION => {
+                let m: u64 = r.get("module")?;
+                let name = r.get_bytes("name")?;
+                r.end()?;
+                let name = std::ffi::CString::new(name).map_err(|_| DecodeError {
+                    what: "kernel name",
+                    at: 0,
+                })?;
+                if m == 0 || !self.valid(Class::Module, m) {
+                    return Ok(CUDA_ERROR_INVALID_HANDLE);
+                }
+                let mut f: CUfunction = std::ptr::null_mut();
+                let rc = unsafe {
+                    driver!(cuModuleGetFunction)(&mut f, m as usize as CUmodule, name.as_ptr())
+                };
+                if rc == CUDA_SUCCESS {
+                    self.handles.insert((Class::Function, f as usize as u64));
+                    outs.put(&(f as usize as u64));
+                    self.param_layout(f, outs);
+                }
+                rc
+            }
+            custom::LAUNCH => return self.launch(r),
+            custom::POINTER_ATTRIBUTES => {
+                let p: u64 = r.get("address")?;
+                let n: u32 = r.get("attribute count")?;
+                if n > 64 {
+                    return Err(DecodeError {
+                        what: "attribute count",
+                        at: 8,
+                    });
+                }
+                let mut attrs: Vec<i32> = (0..n)
+                    .map(|_| r.get("attribute"))
+                    .collect::<Result<_, _>>()?;
+                r.end()?;
+                if !self.owns(p, 1) {
+                    return Ok(not_owned);
+                }
+                let mut values = vec![[0u8; 16]; n as usize];
+                let mut ptrs: Vec<*mut c_void> =
+                    values.iter_mut().map(|v| v.as_mut_ptr().cast()).collect();
+                let rc = unsafe {
+                    driver!(cuPointerGetAttributes)(n, attrs.as_mut_ptr(), ptrs.as_mut_ptr(), p)
+                };
+                if rc == CUDA_SUCCESS {
+                    for v in &values {
+                        outs.put(v);
+                    }
+                }
+                rc
+            }
+            custom::POOL_GET_ATTRIBUTE | custom::POOL_SET_ATTRIBUTE => {
+                let pool: u64 = r.get("pool")?;
+                let attr: u32 = r.get("attribute")?;
+                let mut value: [u8; 8] = if id == custom::POOL_SET_ATTRIBUTE {
+                    r.get("value")?
+                } else {
+                    [0; 8]
+                };
+                r.end()?;
+                if pool == 0 || !self.valid(Class::Pool, pool) {
+                    return Ok(CUDA_ERROR_INVALID_HANDLE);
+                }
+                let pool = pool as usize as CUmemoryPool;
+                let v = value.as_mut_ptr().cast();
+                if id == custom::POOL_SET_ATTRIBUTE {
+                    unsafe { driver!(cuMemPoolSetAttribute)(pool, attr, v) }
+                } else {
+                    let rc = unsafe { driver!(cuMemPoolGetAttribute)(pool, attr, v) };
+                    outs.put(&value);
+                    rc
+                }
+            }
+            custom::DEVICE_NAME | custom::DEVICE_PCI_BUS_ID => {
+                let dev: i32 = r.get("device")?;
+                r.end()?;
+                let mut buf = [0 as std::ffi::c_char; 256];
+                let f = if id == custom::DEVICE_NAME {
+                    driver!(cuDeviceGetName)
+                } else {
+                    driver!(cuDeviceGetPCIBusId)
+                };
+                let rc = unsafe { f(buf.as_mut_ptr(), buf.len() as i32 - 1, dev) };
+                // SAFETY: the buffer's last byte stays NUL.
+                let s = unsafe { CStr::from_ptr(buf.as_ptr()) };
+                outs.put_bytes(s.to_bytes());
+                rc
+            }
+            _ => {
+                return Err(DecodeError {
+                    what: "call number (unknown call)",
+                    at: 0,
+                })
+            }
+        };
+        Ok(rc)
+    }
+
+    fn allocated(&mut self, rc: u32, p: u64, size: u64, outs: &mut Writer) -> u32 {
+        if rc == CUDA_SUCCESS {
+            self.ranges.insert(p, size.max(1));
+            outs.put(&p);
+        }
+        rc
+    }
+
+    /// Appends the kernel's parameter sizes (`u32::MAX` when the driver cannot tell).
+    fn param_layout(&self, f: CUfunction, outs: &mut Writer) {
+        let Some(info) = self.extra.cuFuncGetParamInfo else {
+            outs.put(&u32::MAX);
+            return;
+        };
+        let mut sizes = Vec::new();
+        for i in 0..256 {
+            let (mut off, mut size) = (0usize, 0usize);
+            // SAFETY: valid out pointers; the driver answers an error past the last parameter.
+            if unsafe { info(f, i, &mut off, &mut size) } != CUDA_SUCCESS {
+                break;
+            }
+            sizes.push(size as u32);
+        }
+        outs.put(&(sizes.len() as u32));
+        for s in sizes {
+            outs.put(&s);
+        }
+    }
+
+    fn launch(&mut self, r: &mut Reader<'_>) -> Result<u32, DecodeError> {
+        let f: u64 = r.get("function")?;
+        let grid: [u32; 3] = r.get("grid")?;
+        let block: [u32; 3] = r.get("block")?;
+        let shared: u32 = r.get("shared memory")?;
+        let s = match self.stream(r)? {
+            Ok(s) => s.unwrap_or(std::ptr::null_mut()),
+            Err(e) => return Ok(e),
+        };
+        let cooperative = r.get_flag("cooperative")?;
+        let n: u32 = r.get("parameter count")?;
+        if n > 4096 {
+            return Err(DecodeError {
+                what: "parameter count",
+                at: 0,
+            });
+        }
+        let mut params: Vec<*mut c_void> = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            params.push(r.get_bytes("parameter")?.as_ptr() as *mut c_void);
+        }
+        let extra_buf = if r.get_flag("argument buffer")? {
+            Some(r.get_bytes("argument buffer")?)
+        } else {
+            None
+        };
+        r.end()?;
+        if f == 0 || !self.valid(Class::Function, f) {
+            return Ok(CUDA_ERROR_INVALID_HANDLE);
+        }
+        let f = f as usize as CUfunction;
+        let mut size = extra_buf.map_or(0, |b| b.len());
+        let mut extra: [*mut c_void; 5] = [
+            std::ptr::without_provenance_mut(1),
+            extra_buf.map_or(std::ptr::null_mut(), |b| b.as_ptr() as *mut c_void),
+            std::ptr::without_provenance_mut(2),
+            &mut size as *mut usize as *mut c_void,
+            std::ptr::null_mut(),
+        ];
+        let params_ptr = if n == 0 && extra_buf.is_some() {
+            std::ptr::null_mut()
+        } else {
+            params.as_mut_ptr()
+        };
+        let extra_ptr = if extra_buf.is_some() {
+            extra.as_mut_ptr()
+        } else {
+            std::ptr::null_mut()
+        };
+        let [gx, gy, gz] = grid;
+        let [bx, by, bz] = block;
+        // SAFETY: a function this session loaded; parameter pointers into the request, which
+        // outlives the call.
+        Ok(unsafe {
+            if cooperative {
+                match self.extra.cuLaunchCooperativeKernel {
+                    Some(l) => l(f, gx, gy, gz, bx, by, bz, shared, s, params_ptr),
+                    None => CUDA_ERROR_NOT_FOUND,
+                }
+            } else {
+                match self.extra.cuLaunchKernel {
+                    Some(l) => l(f, gx, gy, gz, bx, by, bz, shared, s, params_ptr, extra_ptr),
+                    None => CUDA_ERROR_NOT_FOUND,
+                }
+            }
+        })
+    }
+
+    fn memset(&mut self, r: &mut Reader<'_>) -> Result<u32, DecodeError> {
+        let dst: u64 = r.get("destination")?;
+        let elem: u8 = r.get("element size")?;
+        let value: u32 = r.get("value")?;
+        let width: u64 = r.get("width")?;
+        let height: u64 = r.get("height")?;
+        let pitch: u64 = r.get("pitch")?;
+        let s = match self.stream(r)? {
+            Ok(s) => s,
+            Err(e) => return Ok(e),
+        };
+        r.end()?;
+        if !matches!(elem, 1 | 2 | 4) {
+            return Ok(CUDA_ERROR_INVALID_VALUE);
+        }
+        let row = width.checked_mul(elem as u64);
+        let extent = if height <= 1 {
+            row
+        } else {
+            row.and_then(|row| {
+                (pitch >= row)
+                    .then(|| pitch.checked_mul(height - 1)?.checked_add(row))
+                    .flatten()
+            })
+        };
+        match extent {
+            Some(len) if len == 0 || self.owns(dst, len) => {}
+            _ => return Ok(CUDA_ERROR_INVALID_VALUE),
+        }
+        let (w, h, p) = (width as usize, height as usize, pitch as usize);
+        let e = &self.extra;
+        macro_rules! call {
+            ($f:ident, $($a:expr),*) => {
+                match e.$f {
+                    // SAFETY: the range was checked to lie in one of this session's allocations.
+                    Some(f) => unsafe { f($($a),*) },
+                    None => CUDA_ERROR_NOT_FOUND,
+                }
+            };
+        }
+        Ok(match (elem, height > 1, s) {
+            (1, false, None) => call!(cuMemsetD8_v2, dst, value as u8, w),
+            (2, false, None) => call!(cuMemsetD16_v2, dst, value as u16, w),
+            (_, false, None) => call!(cuMemsetD32_v2, dst, value, w),
+            (1, false, Some(s)) => call!(cuMemsetD8Async, dst, value as u8, w, s),
+            (2, false, Some(s)) => call!(cuMemsetD16Async, dst, value as u16, w, s),
+            (_, false, Some(s)) => call!(cuMemsetD32Async, dst, value, w, s),
+            (1, true, None) => call!(cuMemsetD2D8_v2, dst, p, value as u8, w, h),
+            (2, true, None) => call!(cuMemsetD2D16_v2, dst, p, value as u16, w, h),
+            (_, true, None) => call!(cuMemsetD2D32_v2, dst, p, value, w, h),
+            (1, true, Some(s)) => call!(cuMemsetD2D8Async, dst, p, value as u8, w, h, s),
+            (2, true, Some(s)) => call!(cuMemsetD2D16Async, dst, p, value as u16, w, h, s),
+            (_, true, Some(s)) => call!(cuMemsetD2D32Async, dst, p, value, w, h, s),
+        })
+    }
+
+    fn copy_3d(&mut self, r: &mut Reader<'_>, outs: &mut Writer) -> Result<u32, DecodeError> {
+        let c = Copy3d::get(r)?;
+        let s = match self.stream(r)? {
+            Ok(s) => s,
+            Err(e) => return Ok(e),
+        };
+        let Some(packed) = c.packed_len() else {
+            return Ok(CUDA_ERROR_INVALID_VALUE);
+        };
+        let src_data = if c.src.kind == copy3d::HOST {
+            let d = r.get_bytes("source data")?;
+            if d.len() != packed {
+                return Err(DecodeError {
+                    what: "source data length",
+                    at: 0,
+                });
+            }
+            Some(d)
+        } else {
+            None
+        };
+        r.end()?;
+        if packed > CHUNK * 4 {
+            return Ok(CUDA_ERROR_INVALID_VALUE);
+        }
+        for side in [&c.src, &c.dst] {
+            let ok = match side.kind {
+                copy3d::DEVICE => match c.extent(side) {
+                    Some((start, end)) => {
+                        end == start
+                            || side
+                                .ptr
+                                .checked_add(start)
+                                .is_some_and(|p| self.owns(p, end - start))
+                    }
+                    None => false,
+                },
+                copy3d::ARRAY => side.ptr != 0 && self.valid(Class::Array, side.ptr),
+                _ => true,
+            };
+            if !ok {
+                return Ok(CUDA_ERROR_INVALID_VALUE);
+            }
+        }
+        let mut dst_buf = if c.dst.kind == copy3d::HOST {
+            vec![0u8; packed]
+        } else {
+            Vec::new()
+        };
+        let host_side = |side: &copy3d::Side| -> (usize, usize, usize, usize, usize) {
+            if side.kind == copy3d::HOST {
+                (0, 0, 0, c.width as usize, c.height as usize)
+            } else {
+                (
+                    side.x as usize,
+                    side.y as usize,
+                    side.z as usize,
+                    side.pitch as usize,
+                    side.height as usize,
+                )
+            }
+        };
+        let (sx, sy, sz, sp, sh) = host_side(&c.src);
+        let (dx, dy, dz, dp, dh) = host_side(&c.dst);
+        let src_host = src_data.map_or(std::ptr::null(), |d| d.as_ptr() as *const c_void);
+        let dst_host = if dst_buf.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            dst_buf.as_mut_ptr() as *mut c_void
+        };
+        let ptr_of = |side: &copy3d::Side| {
+            if side.kind == copy3d::DEVICE {
+                side.ptr
+            } else {
+                0
+            }
+        };
+        let arr_of = |side: &copy3d::Side| {
+            if side.kind == copy3d::ARRAY {
+                side.ptr as usize as CUarray
+            } else {
+                std::ptr::null_mut()
+            }
+        };
+        let e = &self.extra;
+        // SAFETY (both branches): host sides point into buffers of `packed` bytes laid out
+        // densely; device sides and arrays were checked to be this session's.
+        let mut rc = if c.three_d != 0 {
+            let p = CUDA_MEMCPY3D {
+                srcXInBytes: sx,
+                srcY: sy,
+                srcZ: sz,
+                srcLOD: 0,
+                srcMemoryType: memory_type(c.src.kind),
+                srcHost: src_host,
+                srcDevice: ptr_of(&c.src),
+                srcArray: arr_of(&c.src),
+                reserved0: std::ptr::null_mut(),
+                srcPitch: sp,
+                srcHeight: sh,
+                dstXInBytes: dx,
+                dstY: dy,
+                dstZ: dz,
+                dstLOD: 0,
+                dstMemoryType: memory_type(c.dst.kind),
+                dstHost: dst_host,
+                dstDevice: ptr_of(&c.dst),
+                dstArray: arr_of(&c.dst),
+                reserved1: std::ptr::null_mut(),
+                dstPitch: dp,
+                dstHeight: dh,
+                WidthInBytes: c.width as usize,
+                Height: c.height as usize,
+                Depth: c.depth as usize,
+            };
+            match (s, e.cuMemcpy3D_v2, e.cuMemcpy3DAsync_v2) {
+                (None, Some(f), _) => unsafe { f(&p) },
+                (Some(s), _, Some(f)) => unsafe { f(&p, s) },
+                _ => CUDA_ERROR_NOT_FOUND,
+            }
+        } else {
+            let p = CUDA_MEMCPY2D {
+                srcXInBytes: sx,
+                srcY: sy,
+                srcMemoryType: memory_type(c.src.kind),
+                srcHost: src_host,
+                srcDevice: ptr_of(&c.src),
+                srcArray: arr_of(&c.src),
+                srcPitch: sp,
+                dstXInBytes: dx,
+                dstY: dy,
+                dstMemoryType: memory_type(c.dst.kind),
+                dstHost: dst_host,
+                dstDevice: ptr_of(&c.dst),
+                dstArray: arr_of(&c.dst),
+                dstPitch: dp,
+                WidthInBytes: c.width as usize,
+                Height: c.height as usize,
+            };
+            match (s, e.cuMemcpy2D_v2, e.cuMemcpy2DAsync_v2) {
+                (None, Some(f), _) => unsafe { f(&p) },
+                (Some(s), _, Some(f)) => unsafe { f(&p, s) },
+                _ => CUDA_ERROR_NOT_FOUND,
+            }
+        };
+        if rc == CUDA_SUCCESS && !dst_buf.is_empty() {
+            if let (Some(s), Some(sync)) = (s, e.cuStreamSynchronize) {
+                // SAFETY: a stream checked above.
+                rc = unsafe { sync(s) };
+            }
+            outs.put_bytes(&dst_buf);
+        }
+        Ok(rc)
+    }
+}
+
+/// Answers a refused message and its reason.
+pub fn refuse(w: &mut impl Write, reason: &str) -> io::Result<()> {
+    let mut body = Writer::default();
+    body.put(&REFUSED);
+    body.put(&0u32);
+    body.put_bytes(reason.as_bytes());
+    write_frame(w, &body.buf)?;
+    w.flush()
+}

@@ -1,0 +1,50 @@
+//! The session process: started by the server with the client's socket as standard input, the
+//! tenant's limits in its environment and the interception library preloaded. Loads the driver,
+//! sends the welcome, then serves until the client goes away.
+
+use crate::protocol::{write_frame, STATUS_OK};
+use crate::session::Session;
+use std::ffi::{c_void, CStr};
+use std::io::{BufReader, BufWriter, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+
+/// Serves the client connected on standard input; returns the process's exit status.
+pub fn run_on_stdin() -> i32 {
+    // SAFETY: dlopen with a constant name; the handle is kept for the process's life.
+    let handle =
+        unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    let resolve = |name: &CStr| -> *mut c_void {
+        if handle.is_null() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: a valid handle and a NUL-terminated name. With the interception library
+        // preloaded, its `dlsym` answers its own functions, so the tenant's limits apply.
+        unsafe { libc::dlsym(handle, name.as_ptr()) }
+    };
+    let mut session = Session::new(&resolve);
+    // SAFETY: fd 0 is the client's socket, owned by this process from here on.
+    let sock = unsafe { std::fs::File::from_raw_fd(std::io::stdin().as_raw_fd()) };
+    let Ok(write_half) = sock.try_clone() else {
+        return 1;
+    };
+    let mut writer = BufWriter::with_capacity(1 << 20, write_half);
+    let welcome = session.welcome();
+    if write_frame(&mut writer, &welcome.encode())
+        .and_then(|_| writer.flush())
+        .is_err()
+    {
+        return 1;
+    }
+    if welcome.status != STATUS_OK {
+        eprintln!("gpupool serve: session refused: {}", welcome.message);
+        return 1;
+    }
+    let reader = BufReader::with_capacity(1 << 20, sock);
+    match session.serve(reader, writer) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("gpupool serve: session ended: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The server side of the call table: a driver function per entry and a decoder that checks
+//! every argument before calling it (generated from [`crate::for_each_call!`]).
+
+use crate::calls::Class;
+use crate::session::Session;
+use crate::wire::{DecodeError, Pod, Reader, Writer};
+use gpupool_cuda::cu::*;
+use gpupool_cuda::result::*;
+use std::ffi::{c_char, c_void, CStr, CString};
+
+/// C type of an argument of this kind.
+macro_rules! c_ty {
+    (out $t:ty) => { *mut $t };
+    (new $t:ty) => { *mut $t };
+    (inp $t:ty) => { *const $t };
+    (cstr $t:ty) => { *const $t };
+    ($k:ident $t:ty) => { $t };
+}
+
+macro_rules! take {
+    ($r:ident, val, $a:ident, $t:ty) => {
+        $r.get::<$t>(stringify!($a))?
+    };
+    ($r:ident, out, $a:ident, $t:ty) => {
+        ($r.get_flag(stringify!($a))?, zero::<$t>())
+    };
+    ($r:ident, new, $a:ident, $t:ty) => {
+        ($r.get_flag(stringify!($a))?, zero::<$t>())
+    };
+    ($r:ident, inp, $a:ident, $t:ty) => {
+        $r.get_opt::<$t>(stringify!($a))?
+    };
+    ($r:ident, cstr, $a:ident, $t:ty) => {
+        c_string($r.get_bytes(stringify!($a))?, stringify!($a))?
+    };
+    ($r:ident, $k:ident, $a:ident, $t:ty) => {
+        $r.get::<u64>(stringify!($a))?
+    };
+}
+
+macro_rules! check {
+    ($s:ident, dev, $a:ident) => {
+        (!$s.owns($a, 1)).then_some(CUDA_ERROR_INVALID_VALUE)
+    };
+    ($s:ident, h($c:ident), $a:ident) => {
+        (!$s.valid(Class::$c, $a)).then_some(CUDA_ERROR_INVALID_HANDLE)
+    };
+    ($s:ident, del($c:ident), $a:ident) => {
+        (!$s.valid(Class::$c, $a)).then_some(CUDA_ERROR_INVALID_HANDLE)
+    };
+    ($s:ident, $k:ident $(($c:ident))?, $a:ident) => {
+        None::<u32>
+    };
+}
+
+macro_rules! pass {
+    (val, $a:ident, $t:ty) => {
+        $a
+    };
+    (out, $a:ident, $t:ty) => {
+        if $a.0 {
+            &mut $a.1 as *mut $t
+        } else {
+            std::ptr::null_mut()
+        }
+    };
+    (new, $a:ident, $t:ty) => {
+        if $a.0 {
+            &mut $a.1 as *mut $t
+        } else {
+            std::ptr::null_mut()
+        }
+    };
+    (inp, $a:ident, $t:ty) => {
+        $a.as_ref().map_or(std::ptr::null(), |v| v as *const $t)
+    };
+    (cstr, $a:ident, $t:ty) => {
+        $a.as_ptr()
+    };
+    ($k:ident, $a:ident, $t:ty) => {
+        $a as usize as $t
+    };
+}
+
+macro_rules! after {
+    ($s:ident, $o:ident, new($c:ident), $a:ident) => {
+        if $a.0 {
+            $s.handles.insert((Class::$c, $a.1 as usize as u64));
+            $o.put(&$a.1);
+        }
+    };
+    ($s:ident, $o:ident, del($c:ident), $a:ident) => {
+        $s.handles.remove(&(Class::$c, $a));
+    };
+    ($s:ident, $o:ident, out, $a:ident) => {
+        if $a.0 {
+            $o.put(&$a.1);
+        }
+    };
+    ($s:ident, $o:ident, $k:ident $(($c:ident))?, $a:ident) => {};
+}
+
+fn zero<T: Pod>() -> T {
+    // SAFETY: every bit pattern, zero included, is a valid T.
+    unsafe { std::mem::zeroed() }
+}
+
+fn c_string(b: &[u8], what: &'static str) -> Result<CString, DecodeError> {
+    CString::new(b).map_err(|_| DecodeError { what, at: 0 })
+}
+
+macro_rules! server_table {
+    ($( $mode:ident $id:literal $name:ident ( $( $kind:ident $(($class:ident))? $arg:ident : $ty:ty ),* ) $(then $hook:path)? ; )*) => {
+        /// The driver's functions behind the table-driven calls (`None`: the driver lacks it).
+        #[allow(non_snake_case)]
+        pub struct Table {
+            $( #[doc = concat!("`", stringify!($name), "`.")]
+               pub $name: Option<unsafe extern "C" fn($( c_ty!($kind $ty) ),*) -> u32>, )*
+        }
+
+        impl Table {
+            /// Finds every function with `resolve` (a `dlsym`).
+            pub fn resolve(resolve: &dyn Fn(&CStr) -> *mut c_void) -> Table {
+                Table {
+                    $( $name: {
+                        let p = resolve(&CString::new(stringify!($name)).unwrap_or_default());
+                        // SAFETY: the symbol of this name has the signature in the table.
+                        (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn($( c_ty!($kind $ty) ),*) -> u32>(p) })
+                    }, )*
+                }
+            }
+        }
+
+        /// Numbers of the table-driven calls.
+        pub const IDS: &[u16] = &[$($id),*];
+
+        /// Decodes and runs table call `id`; `None` when `id` is not in the table.
+        #[allow(unused_mut, unused_variables, clippy::unnecessary_cast)]
+        pub fn call(s: &mut Session, id: u16, r: &mut Reader<'_>, outs: &mut Writer) -> Result<Option<u32>, DecodeError> {
+            match id {
+                $( $id => {
+                    $( let mut $arg = take!(r, $kind, $arg, $ty); )*
+                    r.end()?;
+                    $( if let Some(e) = check!(s, $kind $(($class))?, $arg) { return Ok(Some(e)); } )*
+                    let rc = match s.table.$name {
+                        // SAFETY: arguments decoded to their C types; handles and addresses were
+                        // checked to be the session's own.
+                        Some(f) => unsafe { f($( pass!($kind, $arg, $ty) ),*) },
+                        None => CUDA_ERROR_NOT_FOUND,
+                    };
+                    if rc == CUDA_SUCCESS {
+                        $( after!(s, outs, $kind $(($class))?, $arg); )*
+                    }
+                    Ok(Some(rc))
+                } )*
+                _ => Ok(None),
+            }
+        }
+    };
+}
+
+crate::for_each_call!(server_table);
+
+#[allow(dead_code)]
+fn _types_in_scope(_: *const c_char) {}
