@@ -8,6 +8,7 @@ use clap::Args;
 use gpupool_remote::listener::{self, Address, Listener};
 use gpupool_remote::tokens::{self, Client};
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -86,10 +87,16 @@ pub fn run(a: ServeArgs) -> Result<()> {
     );
     let a = Arc::new(a);
     let spawn = move |sock: OwnedFd, c: &Client| -> std::io::Result<ExitStatus> {
-        session_command(&exe, &a, c)
-            .stdin(Stdio::from(sock))
-            .stdout(Stdio::null())
-            .status()
+        let mut cmd = session_command(&exe, &a, c);
+        // SAFETY: prctl is async-signal-safe. A session never outlives its server: a restart
+        // closes every client's connection, which the client reports.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            })
+        };
+        cmd.stdin(Stdio::from(sock)).stdout(Stdio::null()).status()
     };
     listener::run(listener, clients, Arc::new(spawn))?;
     Ok(())

@@ -62,6 +62,9 @@ enum Command {
 }
 
 fn main() {
+    // Output piped into `head` ends quietly, as other command-line tools do.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cmd_run::run(a),

@@ -10,6 +10,16 @@ use std::os::fd::{AsRawFd, FromRawFd};
 
 /// Serves the client connected on standard input; returns the process's exit status.
 pub fn run_on_stdin() -> i32 {
+    // The session ends with the process that started it (`gpupool run`, itself ended with the
+    // server); if that one is already gone, so is the session.
+    // SAFETY: prctl and getppid have no memory preconditions.
+    unsafe {
+        let parent = libc::getppid();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            return 1;
+        }
+    }
     // SAFETY: dlopen with a constant name; the handle is kept for the process's life.
     let handle =
         unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };

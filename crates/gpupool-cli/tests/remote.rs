@@ -1,0 +1,325 @@
+//! Remote GPUs: NVIDIA's runtime and driver-API programs run through the client driver, a
+//! loopback connection and `gpupool serve` on a simulated GPU; limits hold on the server; bad
+//! tokens and malformed messages are refused without stopping the server; a killed client's
+//! memory is freed; a server that goes away is a clear error in the client.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// A `gpupool serve` on a simulated machine, killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    dir: std::path::PathBuf,
+}
+
+impl Server {
+    /// Serves `m` to clients listed in `clients` (lines of the clients file), on `listen`.
+    fn start(m: &Machine, listen: &str, clients: &str) -> Server {
+        let dir = m.state.with_extension("remote");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("clients"), clients).unwrap();
+        std::fs::write(dir.join("token"), TOKEN).unwrap();
+        let mut child = Command::new(gpupool())
+            .args(["serve", "--listen", listen, "--clients"])
+            .arg(dir.join("clients"))
+            .args(["--sim", &m.spec, "--state"])
+            .arg(&m.state)
+            .env("GPUPOOL_LIB_DIR", lib_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("no address from gpupool serve: {line:?}"))
+            .to_string();
+        Server { child, addr, dir }
+    }
+
+    /// `gpupool run --remote ADDR --token-file F -- CMD…`.
+    fn client(&self, cmd: &[&str]) -> Command {
+        let mut c = Command::new(gpupool());
+        c.args(["run", "--remote", &self.addr, "--token-file"])
+            .arg(self.dir.join("token"))
+            .arg("--")
+            .args(cmd)
+            .env("GPUPOOL_LIB_DIR", lib_dir());
+        c
+    }
+
+    /// The server's stderr so far (after it was killed).
+    fn log(mut self) -> String {
+        let _ = self.child.kill();
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tcp_port(addr: &str) -> std::net::SocketAddr {
+    addr.strip_prefix("tcp://").unwrap().parse().unwrap()
+}
+
+#[test]
+fn runtime_programs_run_through_a_remote_gpu() {
+    let m = Machine::new("remote-rt", "1xH100");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
+    for v in ["11.8", "12.9", "13.0"] {
+        let prog = c_program("rt_basic", v);
+        let out = server.client(&[prog.to_str().unwrap()]).output().unwrap();
+        let kv = key_values(&out);
+        assert_eq!(kv["name"], "NVIDIA H100 80GB HBM3", "runtime {v}");
+        assert_eq!(num(&kv, "meminfo_total"), 81_559 * MIB, "runtime {v}");
+        assert_eq!(
+            num(&kv, "meminfo_free") - num(&kv, "meminfo_free_after_2MiB"),
+            4 * MIB,
+            "runtime {v}: two 1 MiB buffers at 2 MiB granularity, on the server"
+        );
+    }
+    let log = server.log();
+    assert!(
+        log.contains("alpha (") && log.contains("session ended"),
+        "{log}"
+    );
+}
+
+#[test]
+fn limits_hold_on_the_server_for_runtime_and_driver_api_clients() {
+    let m = Machine::new("remote-limits", "1x16GiB");
+    let server = Server::start(
+        &m,
+        &format!("unix:{}", m.state.with_extension("sock").display()),
+        &format!("team-a {TOKEN} memory=2GiB\n"),
+    );
+    let prog = c_program("rt_limits", "12.9");
+    for path in ["malloc", "async"] {
+        let out = server
+            .client(&[prog.to_str().unwrap(), path, "256"])
+            .output()
+            .unwrap();
+        let kv = key_values(&out);
+        let budget = 2 * GIB - 256 * MIB;
+        assert_eq!(
+            num(&kv, "total"),
+            2 * GIB,
+            "{path}: the card seen is the limit"
+        );
+        assert!(num(&kv, "allocated") <= budget, "{path}: {kv:?}");
+        assert!(num(&kv, "allocated") + 256 * MIB > budget, "{path}: {kv:?}");
+        assert_eq!(num(&kv, "error"), 2, "{path}: cudaErrorMemoryAllocation");
+    }
+    // A program calling the driver directly (no runtime) has no other way to the GPU.
+    let out = server
+        .client(&[gpupool().to_str().unwrap(), "probe", "--chunk", "512MiB"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probe: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = probe["allocated"].as_u64().unwrap();
+    assert!(
+        got <= 2 * GIB,
+        "driver-API client got {got} past its 2 GiB limit: {probe}"
+    );
+    assert!(got >= GIB, "{probe}");
+}
+
+#[test]
+fn bad_tokens_and_malformed_messages_are_refused_and_the_server_keeps_serving() {
+    let m = Machine::new("remote-hostile", "1xH100");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
+    let addr = tcp_port(&server.addr);
+    let prog = c_program("rt_basic", "12.9");
+
+    // A wrong token: the program's CUDA initialisation fails and says why.
+    let bad = server.dir.join("bad-token");
+    std::fs::write(&bad, "wrong-token-wrong-token").unwrap();
+    let out = Command::new(gpupool())
+        .args(["run", "--remote", &server.addr, "--token-file"])
+        .arg(&bad)
+        .arg("--")
+        .arg(&prog)
+        .env("GPUPOOL_LIB_DIR", lib_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused this client") && err.contains("does not know this token"),
+        "{err}"
+    );
+
+    // Junk instead of a hello.
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(&[0x42; 64]).unwrap();
+    let mut head = [0u8; 16];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head[..8], b"GPUPOOLR");
+    assert_eq!(
+        u32::from_le_bytes(head[12..16].try_into().unwrap()),
+        3,
+        "malformed"
+    );
+
+    // A valid hello, then a malformed request: refused with its reason, session closed.
+    let hello = |s: &mut std::net::TcpStream| {
+        let mut h = b"GPUPOOLR".to_vec();
+        h.extend_from_slice(&1u32.to_le_bytes());
+        h.extend_from_slice(&(TOKEN.len() as u64).to_le_bytes());
+        h.extend_from_slice(TOKEN.as_bytes());
+        h.extend_from_slice(&4u64.to_le_bytes());
+        h.extend_from_slice(b"test");
+        s.write_all(&h).unwrap();
+        let mut accept = [0u8; 24];
+        s.read_exact(&mut accept).unwrap();
+        assert_eq!(u32::from_le_bytes(accept[12..16].try_into().unwrap()), 0);
+        let mut n = [0u8; 4];
+        s.read_exact(&mut n).unwrap();
+        let mut welcome = vec![0u8; u32::from_le_bytes(n) as usize];
+        s.read_exact(&mut welcome).unwrap();
+    };
+    for request in [
+        // Unknown call number.
+        [
+            9999u16.to_le_bytes().to_vec(),
+            1u16.to_le_bytes().to_vec(),
+            0u64.to_le_bytes().to_vec(),
+        ]
+        .concat(),
+        // cuMemAlloc_v2 with a truncated size.
+        [
+            200u16.to_le_bytes().to_vec(),
+            1u16.to_le_bytes().to_vec(),
+            0u64.to_le_bytes().to_vec(),
+            vec![1, 2],
+        ]
+        .concat(),
+        // A head cut short.
+        vec![1, 2, 3],
+    ] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        hello(&mut s);
+        s.write_all(&(request.len() as u32).to_le_bytes()).unwrap();
+        s.write_all(&request).unwrap();
+        let mut n = [0u8; 4];
+        s.read_exact(&mut n).unwrap();
+        let mut reply = vec![0u8; u32::from_le_bytes(n) as usize];
+        s.read_exact(&mut reply).unwrap();
+        assert_eq!(
+            u32::from_le_bytes(reply[..4].try_into().unwrap()),
+            u32::MAX,
+            "refused"
+        );
+        assert!(String::from_utf8_lossy(&reply[16..]).contains("malformed message"));
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "the session closes after refusing");
+    }
+    // A frame longer than the limit is refused before it is read.
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    hello(&mut s);
+    s.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    let mut n = [0u8; 4];
+    s.read_exact(&mut n).unwrap();
+    let mut reply = vec![0u8; u32::from_le_bytes(n) as usize];
+    s.read_exact(&mut reply).unwrap();
+    assert!(String::from_utf8_lossy(&reply).contains("exceeds the limit"));
+
+    // The server still serves.
+    let out = server.client(&[prog.to_str().unwrap()]).output().unwrap();
+    assert_eq!(key_values(&out)["name"], "NVIDIA H100 80GB HBM3");
+}
+
+fn spawn_holder(server: &Server, mib: &str) -> (Child, BufReader<std::process::ChildStdout>) {
+    let prog = c_program("remote_hold", "12.9");
+    let mut child = server
+        .client(&[prog.to_str().unwrap(), mib])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "held");
+    (child, out)
+}
+
+fn used_on_card(m: &Machine) -> u64 {
+    m.info()["devices"][0]["used_bytes"].as_u64().unwrap()
+}
+
+#[test]
+fn a_killed_client_s_memory_is_freed_on_the_server() {
+    let m = Machine::new("remote-kill", "1x16GiB");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
+    let (mut child, _out) = spawn_holder(&server, "3072");
+    assert!(used_on_card(&m) >= 3 * GIB, "the session holds the memory");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t = Instant::now();
+    while used_on_card(&m) != 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "memory still held {} bytes after the client died",
+            used_on_card(&m)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_server_that_goes_away_is_a_clear_error_in_the_client() {
+    let m = Machine::new("remote-restart", "1x16GiB");
+    let sock = m.state.with_extension("sock");
+    let listen = format!("unix:{}", sock.display());
+    let clients = format!("alpha {TOKEN}\n");
+    let server = Server::start(&m, &listen, &clients);
+    let (mut child, mut out) = spawn_holder(&server, "64");
+    drop(server);
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success());
+    let code: i32 = line.trim().strip_prefix("after ").unwrap().parse().unwrap();
+    assert_eq!(code, 46, "cudaErrorDevicesUnavailable; stderr: {err}");
+    assert!(err.contains("lost the GPU server"), "{err}");
+    // A new server on the same address serves new clients.
+    let server = Server::start(&m, &listen, &clients);
+    let (mut child, _out) = spawn_holder(&server, "64");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
