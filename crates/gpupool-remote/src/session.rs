@@ -810,3 +810,164 @@ pub fn refuse(w: &mut impl Write, reason: &str) -> io::Result<()> {
     write_frame(w, &body.buf)?;
     w.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+    static COPIED: AtomicU64 = AtomicU64::new(0);
+    const BASE: u64 = 0x7000_0000;
+
+    unsafe extern "C" fn set_current(_: CUcontext) -> u32 {
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn alloc(p: *mut CUdeviceptr, _size: usize) -> u32 {
+        // SAFETY: the session's out pointer.
+        unsafe { *p = BASE };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn htod(_d: CUdeviceptr, _s: *const c_void, n: usize) -> u32 {
+        COPIED.fetch_add(n as u64, SeqCst);
+        CUDA_SUCCESS
+    }
+
+    /// A session on a stand-in driver: contexts, allocation at BASE, host-to-device copies.
+    fn session() -> Session {
+        Session::new(&|name: &CStr| match name.to_bytes() {
+            b"cuCtxSetCurrent" => set_current as *mut c_void,
+            b"cuMemAlloc_v2" => alloc as *mut c_void,
+            b"cuMemcpyHtoD_v2" => htod as *mut c_void,
+            _ => std::ptr::null_mut(),
+        })
+    }
+
+    fn request(call: u16, args: impl FnOnce(&mut Writer)) -> Vec<u8> {
+        let mut w = Writer::default();
+        RequestHead {
+            call,
+            flags: FLAG_SYNC,
+            context: 0,
+        }
+        .put(&mut w);
+        args(&mut w);
+        w.buf
+    }
+
+    fn result(s: &mut Session, body: &[u8]) -> u32 {
+        let mut reply = Writer::default();
+        assert!(s.handle(body, &mut reply).unwrap());
+        u32::from_le_bytes(reply.buf[..4].try_into().unwrap())
+    }
+
+    #[test]
+    fn only_the_session_s_own_addresses_and_handles_reach_the_driver() {
+        let mut s = session();
+        let copy = |dst: u64, n: usize, stream: Option<u64>| {
+            request(custom::COPY_HTOD, |w| {
+                w.put(&dst);
+                w.put_opt(stream.as_ref());
+                w.put_bytes(&vec![7u8; n]);
+            })
+        };
+        assert_eq!(
+            result(&mut s, &copy(BASE, 16, None)),
+            CUDA_ERROR_INVALID_VALUE
+        );
+        assert_eq!(COPIED.load(SeqCst), 0, "nothing allocated yet: not copied");
+        let alloc = request(custom::MEM_ALLOC, |w| w.put(&4096u64));
+        assert_eq!(result(&mut s, &alloc), CUDA_SUCCESS);
+        assert_eq!(result(&mut s, &copy(BASE + 4080, 16, None)), CUDA_SUCCESS);
+        assert_eq!(COPIED.load(SeqCst), 16);
+        for (dst, n) in [(BASE + 4081, 16), (BASE - 1, 4), (u64::MAX - 3, 8)] {
+            assert_eq!(
+                result(&mut s, &copy(dst, n, None)),
+                CUDA_ERROR_INVALID_VALUE
+            );
+        }
+        assert_eq!(
+            result(&mut s, &copy(BASE, 16, Some(0xdead_0000))),
+            CUDA_ERROR_INVALID_HANDLE,
+            "a stream the session never created"
+        );
+        let free = request(custom::MEM_FREE, |w| {
+            w.put(&(BASE + 8));
+            w.put_opt::<u64>(None);
+        });
+        assert_eq!(
+            result(&mut s, &free),
+            CUDA_ERROR_INVALID_VALUE,
+            "not a base"
+        );
+        let destroy = request(82, |w| w.put(&0x1234u64));
+        assert_eq!(result(&mut s, &destroy), CUDA_ERROR_INVALID_HANDLE);
+        assert_eq!(COPIED.load(SeqCst), 16);
+    }
+
+    #[test]
+    fn asynchronous_errors_come_back_with_the_next_reply() {
+        let mut s = session();
+        let mut bad = Writer::default();
+        RequestHead {
+            call: custom::COPY_HTOD,
+            flags: 0,
+            context: 0,
+        }
+        .put(&mut bad);
+        bad.put(&1u64);
+        bad.put_opt::<u64>(None);
+        bad.put_bytes(&[1, 2]);
+        let mut reply = Writer::default();
+        assert!(!s.handle(&bad.buf, &mut reply).unwrap(), "no reply");
+        let alloc = request(custom::MEM_ALLOC, |w| w.put(&64u64));
+        let mut reply = Writer::default();
+        s.handle(&alloc, &mut reply).unwrap();
+        let mut r = Reader::new(&reply.buf);
+        assert_eq!(r.get::<u32>("rc").unwrap(), CUDA_SUCCESS);
+        assert_eq!(r.get::<u32>("deferred").unwrap(), CUDA_ERROR_INVALID_VALUE);
+        let mut reply = Writer::default();
+        s.handle(&alloc, &mut reply).unwrap();
+        assert_eq!(&reply.buf[4..8], &0u32.to_le_bytes(), "reported once");
+    }
+
+    fn any_call() -> impl Strategy<Value = u16> {
+        let known: Vec<u16> = table_server::IDS
+            .iter()
+            .chain(custom::ALL.iter())
+            .copied()
+            .collect();
+        prop_oneof![proptest::sample::select(known), any::<u16>()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Fuzzes the decoder: any call number with any argument bytes is answered or refused
+        /// as malformed, never a panic, and nothing reaches the driver unchecked.
+        #[test]
+        fn any_request_is_answered_or_refused(
+            call in any_call(),
+            flags in 0u16..2,
+            args in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut s = session();
+            let mut w = Writer::default();
+            RequestHead { call, flags, context: 0 }.put(&mut w);
+            w.buf.extend_from_slice(&args);
+            let mut reply = Writer::default();
+            let _ = s.handle(&w.buf, &mut reply);
+            let _ = s.handle(&w.buf[..w.buf.len() / 2], &mut reply);
+        }
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let mut all: Vec<u16> = table_server::IDS.to_vec();
+        all.extend(custom::ALL);
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n);
+    }
+}
