@@ -235,6 +235,26 @@ impl State {
         r.map_err(|e| self.break_with(format!("sending failed ({e})")))
     }
 
+    /// Ends an asynchronous request begun at `start` whose last argument is `payload` (as
+    /// `put_bytes` writes it), sending the batch and then the payload straight from the
+    /// caller's memory: bulk data is not copied into the batch.
+    pub fn finish_async_with(&mut self, start: usize, payload: &[u8]) -> u32 {
+        self.batch.put(&(payload.len() as u64));
+        let len = (self.batch.buf.len() - start - 4 + payload.len()) as u32;
+        self.batch.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        let Some(sock) = self.socket.as_mut() else {
+            return CUDA_ERROR_DEVICE_UNAVAILABLE;
+        };
+        let r = sock
+            .write_all(&self.batch.buf)
+            .and_then(|_| sock.write_all(payload));
+        self.batch.buf.clear();
+        match r {
+            Ok(()) => CUDA_SUCCESS,
+            Err(e) => self.break_with(format!("sending failed ({e})")),
+        }
+    }
+
     /// Ends an asynchronous request begun at `start`.
     pub fn finish_async(&mut self, start: usize) -> u32 {
         finish_request(&mut self.batch, start);

@@ -205,9 +205,13 @@ pub unsafe fn htod(dst: u64, src: *const u8, n: usize, stream: Option<CUstream>)
         s.batch.put(&(dst + done as u64));
         stream_opt(&mut s.batch, stream);
         // SAFETY: the caller's buffer of n bytes.
-        s.batch
-            .put_bytes(unsafe { std::slice::from_raw_parts(src.add(done), len) });
-        let rc = s.finish_async(start);
+        let data = unsafe { std::slice::from_raw_parts(src.add(done), len) };
+        let rc = if len >= 64 << 10 {
+            s.finish_async_with(start, data)
+        } else {
+            s.batch.put_bytes(data);
+            s.finish_async(start)
+        };
         if rc != CUDA_SUCCESS {
             return rc;
         }
