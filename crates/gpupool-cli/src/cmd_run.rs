@@ -79,13 +79,13 @@ fn run_remote(a: &RunArgs, addr: &str) -> Result<i32> {
     // SAFETY: getuid has no preconditions.
     let base = std::env::temp_dir().join(format!("gpupool-remote-{}", unsafe { libc::getuid() }));
     gpupool_region::untrusted::ensure_private_dir(&base)?;
-    let lib = base.join("lib");
+    // One folder per client build, so runs of different builds never swap each other's link.
+    let client = crate::artefacts::remote_client_library()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&client, &mut h);
+    let lib = base.join(format!("lib-{:016x}", std::hash::Hasher::finish(&h)));
     std::fs::create_dir_all(&lib).with_context(|| format!("{}", lib.display()))?;
-    crate::sim_env::link_driver(
-        &lib,
-        &crate::artefacts::remote_client_library()?,
-        &["libcuda.so.1", "libcuda.so"],
-    )?;
+    crate::sim_env::link_driver(&lib, &client, &["libcuda.so.1", "libcuda.so"])?;
     let mut ld = lib.display().to_string();
     if let Ok(old) = std::env::var("LD_LIBRARY_PATH") {
         if !old.is_empty() {

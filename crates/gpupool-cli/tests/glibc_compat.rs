@@ -50,6 +50,30 @@ fn parser_reads_versions() {
 }
 
 #[test]
+fn the_remote_client_needs_no_glibc_newer_than_2_17() {
+    let lib = container_library().with_file_name("libgpupool_remote_client.so");
+    let symbols = dynamic_symbols(&lib);
+    assert!(
+        max_glibc(&symbols) <= (2, 17),
+        "needs GLIBC_{:?}",
+        max_glibc(&symbols)
+    );
+    for export in [
+        "cuInit",
+        "cuGetProcAddress_v2",
+        "cuGetExportTable",
+        "cuLaunchKernel",
+    ] {
+        assert!(
+            symbols
+                .lines()
+                .any(|l| l.contains(" .text") && l.ends_with(&format!(" {export}"))),
+            "{export} not exported"
+        );
+    }
+}
+
+#[test]
 fn needs_no_glibc_newer_than_2_17() {
     let symbols = dynamic_symbols(&container_library());
     assert!(
