@@ -8,6 +8,7 @@ use gpupool_cuda::result::*;
 use gpupool_remote::listener::Address;
 use gpupool_remote::protocol::*;
 use gpupool_remote::wire::{DecodeError, Reader, Writer};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -69,6 +70,8 @@ pub struct State {
     reply: Vec<u8>,
     /// A launch ran since managed mirrors were last refreshed.
     pub kernels_may_have_written: bool,
+    /// Results of `cached` calls by call number and argument bytes.
+    cache: Option<HashMap<Vec<u8>, Vec<u8>>>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -81,6 +84,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     devices: Vec::new(),
     reply: Vec::new(),
     kernels_may_have_written: false,
+    cache: None,
 });
 
 /// The shared state, locked (a panic elsewhere never poisons it for good).
@@ -312,6 +316,42 @@ impl State {
         }
     }
 
+    /// Ends a request begun at `start` whose results never change for the same arguments
+    /// (device and function attributes, occupancy): answered from the cache when asked before.
+    pub fn finish_cached(
+        &mut self,
+        start: usize,
+        outs: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
+    ) -> u32 {
+        // The key: call number and arguments (not the context, which does not change them).
+        let mut key = self.batch.buf[start + 4..start + 6].to_vec();
+        key.extend_from_slice(&self.batch.buf[start + 4 + REQUEST_HEAD..]);
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&key)) {
+            self.batch.buf.truncate(start);
+            let mut r = Reader::new(hit);
+            return match outs(&mut r) {
+                Ok(()) => CUDA_SUCCESS,
+                Err(_) => CUDA_ERROR_UNKNOWN,
+            };
+        }
+        let mut answer = None;
+        let rc = self.finish_sync(start, |r| {
+            answer = Some(r.rest().to_vec());
+            outs(r)
+        });
+        if rc == CUDA_SUCCESS {
+            if let Some(a) = answer {
+                self.cache.get_or_insert_with(HashMap::new).insert(key, a);
+            }
+        }
+        rc
+    }
+
+    /// Forgets cached answers (a function's attributes were changed).
+    pub fn forget_cached(&mut self) {
+        self.cache = None;
+    }
+
     /// Ends a synchronous request begun at `start`, sends the batch and waits for the reply.
     pub fn finish_sync(
         &mut self,
@@ -326,9 +366,92 @@ impl State {
     }
 }
 
+/// Hook after calls that change function attributes: cached answers may be stale.
+pub fn forget_cached<A, B, C>(_: A, _: B, _: C) {
+    state().forget_cached();
+}
+
 /// Sends what is batched (at exit, so queued work is not lost).
 pub fn flush_at_exit() {
     if let Ok(mut s) = STATE.try_lock() {
         let _ = s.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connected(sock: UnixStream) -> State {
+        State {
+            socket: Some(Socket::Unix(sock)),
+            batch: Writer::default(),
+            init: Some(CUDA_SUCCESS),
+            broken: None,
+            address: "test".into(),
+            driver_version: 13000,
+            devices: Vec::new(),
+            reply: Vec::new(),
+            kernels_may_have_written: false,
+            cache: None,
+        }
+    }
+
+    fn ask(s: &mut State, attr: i32) -> (u32, i32) {
+        let start = s.begin(20, true, 0).unwrap();
+        s.batch.put(&1u8);
+        s.batch.put(&attr);
+        s.batch.put(&0i32);
+        let mut v = 0;
+        let rc = s.finish_cached(start, |r| {
+            v = r.get("v")?;
+            Ok(())
+        });
+        (rc, v)
+    }
+
+    #[test]
+    fn cached_calls_reach_the_server_once_per_argument_values() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let served = std::thread::spawn(move || {
+            let mut n = 0;
+            let mut buf = Vec::new();
+            while read_frame(&mut server, &mut buf).is_ok() {
+                n += 1;
+                let attr = i32::from_le_bytes(buf[13..17].try_into().unwrap());
+                let mut w = Writer::default();
+                w.put(&CUDA_SUCCESS);
+                w.put(&CUDA_SUCCESS);
+                w.put(&(attr * 10));
+                write_frame(&mut server, &w.buf).unwrap();
+            }
+            n
+        });
+        let mut s = connected(client);
+        assert_eq!(ask(&mut s, 7), (CUDA_SUCCESS, 70));
+        assert_eq!(ask(&mut s, 7), (CUDA_SUCCESS, 70));
+        assert_eq!(ask(&mut s, 8), (CUDA_SUCCESS, 80));
+        s.forget_cached();
+        assert_eq!(ask(&mut s, 7), (CUDA_SUCCESS, 70));
+        assert!(
+            s.batch.buf.is_empty(),
+            "a cached answer leaves nothing to send"
+        );
+        drop(s);
+        assert_eq!(
+            served.join().unwrap(),
+            3,
+            "7, 8, and 7 again after forgetting"
+        );
+    }
+
+    #[test]
+    fn a_lost_server_fails_every_later_call() {
+        let (client, server) = UnixStream::pair().unwrap();
+        drop(server);
+        let mut s = connected(client);
+        assert_eq!(ask(&mut s, 1).0, CUDA_ERROR_DEVICE_UNAVAILABLE);
+        assert_eq!(s.ready(), Err(CUDA_ERROR_DEVICE_UNAVAILABLE));
+        assert_eq!(s.begin(20, true, 0), Err(CUDA_ERROR_DEVICE_UNAVAILABLE));
     }
 }

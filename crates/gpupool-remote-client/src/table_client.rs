@@ -60,6 +60,9 @@ macro_rules! finish {
     (sync, $s:ident, $start:ident, $r:ident => $body:block) => {
         $s.finish_sync($start, |$r| $body)
     };
+    (cached, $s:ident, $start:ident, $r:ident => $body:block) => {
+        $s.finish_cached($start, |$r| $body)
+    };
     (async, $s:ident, $start:ident, $r:ident => $body:block) => {
         $s.finish_async($start)
     };
@@ -79,7 +82,7 @@ macro_rules! client_table {
             #[allow(non_snake_case, unused_variables, unused_unsafe, clippy::missing_safety_doc)]
             pub unsafe extern "C" fn $name($( $arg: c_ty!($kind $ty) ),*) -> u32 {
                 let mut s = state();
-                let start = match s.begin($id, stringify!($mode) == "sync", crate::context::current()) {
+                let start = match s.begin($id, stringify!($mode) != "async", crate::context::current()) {
                     Ok(p) => p,
                     Err(e) => return e,
                 };

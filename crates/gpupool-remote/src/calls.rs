@@ -6,7 +6,9 @@
 //!
 //! Entry: `MODE ID NAME(KIND ARG: TYPE, …) [then CLIENT_HOOK];`
 //!
-//! - MODE `sync` waits for the reply; `async` is batched and its error deferred.
+//! - MODE `sync` waits for the reply; `cached` too, once per argument values (answers that
+//!   never change: device and function attributes, occupancy); `async` is batched and its error
+//!   deferred.
 //! - KIND `val` (by value), `out` (`*mut TYPE`, returned), `inp` (`*const TYPE`, sent; may be
 //!   null), `cstr` (a C string), `dev` (a device address the session must own),
 //!   `h(CLASS)` (a handle the session gave out), `new(CLASS)` (`*mut TYPE`, a handle the call
@@ -114,14 +116,14 @@ macro_rules! for_each_call {
             sync 8 cuDevicePrimaryCtxSetFlags_v2(val dev: CUdevice, val flags: u32);
             sync 9 cuDevicePrimaryCtxSetFlags(val dev: CUdevice, val flags: u32);
 
-            sync 20 cuDeviceGetAttribute(out v: i32, val attrib: i32, val dev: CUdevice);
-            sync 21 cuDeviceTotalMem_v2(out bytes: usize, val dev: CUdevice);
-            sync 22 cuDeviceComputeCapability(out major: i32, out minor: i32, val dev: CUdevice);
-            sync 23 cuDeviceGetUuid(out uuid: CUuuid, val dev: CUdevice);
-            sync 24 cuDeviceGetUuid_v2(out uuid: CUuuid, val dev: CUdevice);
-            sync 25 cuDeviceGetP2PAttribute(out v: i32, val attrib: i32, val src: CUdevice, val dst: CUdevice);
-            sync 26 cuDeviceCanAccessPeer(out v: i32, val dev: CUdevice, val peer: CUdevice);
-            sync 27 cuDeviceGetTexture1DLinearMaxWidth(out v: usize, val fmt: u32, val chans: u32, val dev: CUdevice);
+            cached 20 cuDeviceGetAttribute(out v: i32, val attrib: i32, val dev: CUdevice);
+            cached 21 cuDeviceTotalMem_v2(out bytes: usize, val dev: CUdevice);
+            cached 22 cuDeviceComputeCapability(out major: i32, out minor: i32, val dev: CUdevice);
+            cached 23 cuDeviceGetUuid(out uuid: CUuuid, val dev: CUdevice);
+            cached 24 cuDeviceGetUuid_v2(out uuid: CUuuid, val dev: CUdevice);
+            cached 25 cuDeviceGetP2PAttribute(out v: i32, val attrib: i32, val src: CUdevice, val dst: CUdevice);
+            cached 26 cuDeviceCanAccessPeer(out v: i32, val dev: CUdevice, val peer: CUdevice);
+            cached 27 cuDeviceGetTexture1DLinearMaxWidth(out v: usize, val fmt: u32, val chans: u32, val dev: CUdevice);
             sync 28 cuDeviceGetLuid(out luid: [u8; 8], out mask: u32, val dev: CUdevice);
             sync 29 cuDeviceGetByPCIBusId(out dev: CUdevice, cstr id: c_char);
             sync 30 cuDevicePrimaryCtxGetState(val dev: CUdevice, out flags: u32, out active: i32);
@@ -174,11 +176,11 @@ macro_rules! for_each_call {
             sync 99 cuEventElapsedTime_v2(out ms: f32, h(Event) a: CUevent, h(Event) b: CUevent);
 
             sync 120 cuModuleUnload(del(Module) m: CUmodule);
-            sync 121 cuFuncGetAttribute(out v: i32, val attrib: i32, h(Function) f: CUfunction);
-            sync 122 cuFuncSetAttribute(h(Function) f: CUfunction, val attrib: i32, val v: i32);
+            cached 121 cuFuncGetAttribute(out v: i32, val attrib: i32, h(Function) f: CUfunction);
+            sync 122 cuFuncSetAttribute(h(Function) f: CUfunction, val attrib: i32, val v: i32) then crate::conn::forget_cached;
             sync 123 cuFuncSetCacheConfig(h(Function) f: CUfunction, val config: u32);
-            sync 124 cuOccupancyMaxActiveBlocksPerMultiprocessor(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize);
-            sync 125 cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize, val flags: u32);
+            cached 124 cuOccupancyMaxActiveBlocksPerMultiprocessor(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize);
+            cached 125 cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize, val flags: u32);
         }
     };
 }

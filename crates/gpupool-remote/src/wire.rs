@@ -135,6 +135,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The bytes not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.buf[self.at..]
+    }
+
     /// Whether every byte was read.
     pub fn finished(&self) -> bool {
         self.at == self.buf.len()
