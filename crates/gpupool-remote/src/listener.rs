@@ -9,11 +9,15 @@ use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a client may take to send its hello.
 pub const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections that may be waiting for their hello at once; more are closed at once, so a flood
+/// of idle connections cannot exhaust the server's threads.
+pub const MAX_PENDING_HELLOS: usize = 64;
 
 /// Where the server listens: `tcp://HOST:PORT` (or `HOST:PORT`) or `unix:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +161,7 @@ pub type Spawn = dyn Fn(OwnedFd, &Client) -> io::Result<std::process::ExitStatus
 
 /// Accepts clients until the listener fails; each client is handled on its own thread.
 pub fn run(listener: Listener, clients: Arc<Vec<Client>>, spawn: Arc<Spawn>) -> io::Result<()> {
+    let pending = Arc::new(AtomicUsize::new(0));
     loop {
         let (conn, peer) = match listener.accept() {
             Ok(c) => c,
@@ -167,16 +172,25 @@ pub fn run(listener: Listener, clients: Arc<Vec<Client>>, spawn: Arc<Spawn>) -> 
                 continue;
             }
         };
+        if pending.fetch_add(1, SeqCst) >= MAX_PENDING_HELLOS {
+            pending.fetch_sub(1, SeqCst);
+            eprintln!("gpupool serve: refused {peer}: {MAX_PENDING_HELLOS} connections are already waiting for their hello");
+            continue;
+        }
         let clients = clients.clone();
         let spawn = spawn.clone();
-        std::thread::spawn(move || admit(conn, &peer, &clients, &*spawn));
+        let pending = pending.clone();
+        std::thread::spawn(move || admit(conn, &peer, &clients, &*spawn, &pending));
     }
 }
 
-/// Reads one hello and either refuses it or runs the client's session.
-pub fn admit(mut conn: Conn, peer: &str, clients: &[Client], spawn: &Spawn) {
+/// Reads one hello and either refuses it or runs the client's session; `pending` counts the
+/// connections still waiting for their hello.
+pub fn admit(mut conn: Conn, peer: &str, clients: &[Client], spawn: &Spawn, pending: &AtomicUsize) {
     let _ = conn.set_read_timeout(Some(HELLO_DEADLINE));
-    let hello = match Hello::read_from(&mut conn) {
+    let hello = Hello::read_from(&mut conn);
+    pending.fetch_sub(1, SeqCst);
+    let hello = match hello {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
             eprintln!("gpupool serve: refused {peer}: {e}");
@@ -232,6 +246,43 @@ pub fn admit(mut conn: Conn, peer: &str, clients: &[Client], spawn: &Spawn) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn idle_connections_beyond_the_limit_are_closed_at_once() {
+        let listener = Listener::bind(&Address::Tcp("127.0.0.1:0".into())).unwrap();
+        let Address::Tcp(addr) = listener.local_addr().unwrap() else {
+            unreachable!()
+        };
+        let spawn: Arc<Spawn> = Arc::new(|_, _| Err(io::Error::other("no sessions here")));
+        std::thread::spawn(move || run(listener, Arc::new(Vec::new()), spawn));
+        let idle: Vec<TcpStream> = (0..MAX_PENDING_HELLOS)
+            .map(|_| TcpStream::connect(&addr).unwrap())
+            .collect();
+        let mut extra = TcpStream::connect(&addr).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(
+            extra.read(&mut b).unwrap(),
+            0,
+            "closed without waiting for a hello"
+        );
+        // A waiting connection still gets its answer (an unknown token here).
+        let mut first = idle.into_iter().next().unwrap();
+        first
+            .write_all(
+                &Hello {
+                    version: VERSION,
+                    token: b"x".to_vec(),
+                    client: "t".into(),
+                }
+                .encode(),
+            )
+            .unwrap();
+        assert_eq!(read_accept(&mut first).unwrap().0, STATUS_UNAUTHORIZED);
+    }
 
     #[test]
     fn addresses_parse_or_name_the_problem() {
