@@ -1,21 +1,53 @@
 //! The driver API as NVIDIA's runtime uses it (every function through `cuGetProcAddress_v2`):
 //! symbol versions and per-thread-stream flags, VMM, extra contexts, pitch and `_ptsz` paths.
+//! Each path runs twice: under the interception library, and through a remote GPU server whose
+//! client has the same limit.
 
 mod common;
+use common::remote_server::*;
 use common::*;
+use std::collections::HashMap;
 
-fn run_path(path: &str, limit: &str, chunk_mib: u64) -> std::collections::HashMap<String, String> {
-    let m = Machine::new(&format!("drv-{path}"), "1x16GiB");
+/// Where the program runs.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// As a tenant on this host, with the interception library.
+    Local,
+    /// Through `gpupool run --remote` and `gpupool serve` on the machine.
+    Remote,
+}
+
+const BOTH: [Via; 2] = [Via::Local, Via::Remote];
+
+/// Runs `drv_paths PATH CHUNK_MIB` with device memory limit `limit` (one size per device) on a
+/// fresh `spec` machine.
+fn run_on(
+    via: Via,
+    spec: &str,
+    path: &str,
+    limit: &str,
+    chunk_mib: u64,
+) -> HashMap<String, String> {
+    let m = Machine::new(&format!("drv-{path}-{via:?}"), spec);
     let prog = c_program("drv_paths", "driver");
-    key_values(&m.run(
-        &["--memory", limit],
-        &[prog.to_str().unwrap(), path, &chunk_mib.to_string()],
-    ))
+    let args = [prog.to_str().unwrap(), path, &chunk_mib.to_string()];
+    let out = match via {
+        Via::Local => m.run(&["--memory", limit], &args),
+        Via::Remote => {
+            let server = Server::start(&m, "127.0.0.1:0", &format!("t {TOKEN} memory={limit}\n"));
+            server.client(&args).output().unwrap()
+        }
+    };
+    key_values(&out)
+}
+
+fn run_path(via: Via, path: &str, limit: &str, chunk_mib: u64) -> HashMap<String, String> {
+    run_on(via, "1x16GiB", path, limit, chunk_mib)
 }
 
 #[test]
 fn lookups_honour_version_and_per_thread_flags() {
-    let kv = run_path("lookup", "1GiB", 64);
+    let kv = run_path(Via::Local, "lookup", "1GiB", 64);
     for key in [
         "alloc_is_default",
         "async_ptsz_is_default",
@@ -28,43 +60,61 @@ fn lookups_honour_version_and_per_thread_flags() {
     // As driver 580 on an H100 (bench/gpu): success, no function, SYMBOL_NOT_FOUND.
     assert_eq!(kv["unknown_name_rc"], "0");
     assert_eq!(kv["unknown_name_status"], "1");
+    // The remote client answers lookups itself, the same way for unknown names.
+    let kv = run_path(Via::Remote, "lookup", "1GiB", 64);
+    eprintln!("Remote: {kv:?}");
+    assert_eq!(kv["probe_not_found"], "1");
+    assert_eq!(kv["unknown_name_rc"], "0");
+    assert_eq!(kv["unknown_name_status"], "1");
 }
 
 #[test]
 fn vmm_physical_memory_is_limited_and_usable() {
-    let kv = run_path("vmm", "1GiB", 64);
-    assert_eq!(kv["vmm_data_ok"], "1");
-    assert_eq!(num(&kv, "allocated"), 768 * MIB);
-    assert_eq!(num(&kv, "error"), 2);
-    assert_eq!(num(&kv, "free_after"), 768 * MIB);
+    for via in BOTH {
+        let kv = run_path(via, "vmm", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        assert_eq!(kv["vmm_data_ok"], "1");
+        assert_eq!(num(&kv, "allocated"), 768 * MIB);
+        assert_eq!(num(&kv, "error"), 2);
+        assert_eq!(num(&kv, "free_after"), 768 * MIB);
+    }
 }
 
 #[test]
 fn extra_contexts_cost_memory() {
-    let kv = run_path("ctx", "1GiB", 64);
-    assert_eq!(
-        num(&kv, "chunks"),
-        3,
-        "three 256 MiB contexts fit beside the primary one"
-    );
-    assert_eq!(num(&kv, "error"), 2);
-    assert_eq!(num(&kv, "free_after"), 768 * MIB);
+    for via in BOTH {
+        let kv = run_path(via, "ctx", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        assert_eq!(
+            num(&kv, "chunks"),
+            3,
+            "three 256 MiB contexts fit beside the primary one"
+        );
+        assert_eq!(num(&kv, "error"), 2);
+        assert_eq!(num(&kv, "free_after"), 768 * MIB);
+    }
 }
 
 #[test]
 fn per_thread_stream_allocations_are_limited() {
-    let kv = run_path("ptsz", "1GiB", 64);
-    assert_eq!(num(&kv, "allocated"), 768 * MIB);
-    assert_eq!(num(&kv, "free_after"), 768 * MIB);
+    for via in BOTH {
+        let kv = run_path(via, "ptsz", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        assert_eq!(num(&kv, "allocated"), 768 * MIB);
+        assert_eq!(num(&kv, "free_after"), 768 * MIB);
+    }
 }
 
 #[test]
 fn pitch_allocations_count_pitch_times_height() {
     // 1-byte-wide rows still cost a whole 512-byte pitch each.
-    let kv = run_path("pitch", "1GiB", 64);
-    assert_eq!(num(&kv, "pitch"), 512);
-    assert_eq!(num(&kv, "allocated"), 768 * MIB);
-    assert_eq!(num(&kv, "free_holding"), 0);
+    for via in BOTH {
+        let kv = run_path(via, "pitch", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        assert_eq!(num(&kv, "pitch"), 512);
+        assert_eq!(num(&kv, "allocated"), 768 * MIB);
+        assert_eq!(num(&kv, "free_holding"), 0);
+    }
 }
 
 #[test]
@@ -95,32 +145,33 @@ fn dlsym_path_is_limited_too() {
 
 #[test]
 fn errors_before_init_and_without_context_are_the_drivers() {
-    let kv = run_path("errors", "1GiB", 64);
-    assert_eq!(
-        num(&kv, "count_before_init"),
-        3,
-        "CUDA_ERROR_NOT_INITIALIZED"
-    );
-    assert_eq!(num(&kv, "info_before_init"), 3);
-    assert_eq!(
-        num(&kv, "info_without_context"),
-        201,
-        "CUDA_ERROR_INVALID_CONTEXT"
-    );
-    assert_eq!(num(&kv, "alloc_without_context"), 201);
-    assert_eq!(num(&kv, "init_bad_flags"), 1, "CUDA_ERROR_INVALID_VALUE");
+    for via in BOTH {
+        let kv = run_path(via, "errors", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        assert_eq!(
+            num(&kv, "count_before_init"),
+            3,
+            "CUDA_ERROR_NOT_INITIALIZED"
+        );
+        assert_eq!(num(&kv, "info_before_init"), 3);
+        assert_eq!(
+            num(&kv, "info_without_context"),
+            201,
+            "CUDA_ERROR_INVALID_CONTEXT"
+        );
+        assert_eq!(num(&kv, "alloc_without_context"), 201);
+        assert_eq!(num(&kv, "init_bad_flags"), 1, "CUDA_ERROR_INVALID_VALUE");
+    }
 }
 
 #[test]
 fn pool_allocations_are_charged_to_the_pools_device() {
-    let m = Machine::new("drv-pool1", "2x16GiB");
-    let prog = c_program("drv_paths", "driver");
-    let kv = key_values(&m.run(
-        &["--memory", "1GiB,2GiB"],
-        &[prog.to_str().unwrap(), "pool1", "64"],
-    ));
-    // Device 1's limit (2 GiB, less this process's context there), not device 0's.
-    assert_eq!(num(&kv, "allocated"), 2 * GIB - 256 * MIB);
-    assert_eq!(num(&kv, "error"), 2);
-    assert_eq!(num(&kv, "free_holding"), 768 * MIB, "device 0 untouched");
+    for via in BOTH {
+        let kv = run_on(via, "2x16GiB", "pool1", "1GiB,2GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        // Device 1's limit (2 GiB, less this process's context there), not device 0's.
+        assert_eq!(num(&kv, "allocated"), 2 * GIB - 256 * MIB);
+        assert_eq!(num(&kv, "error"), 2);
+        assert_eq!(num(&kv, "free_holding"), 768 * MIB, "device 0 untouched");
+    }
 }

@@ -4,78 +4,11 @@
 //! memory is freed; a server that goes away is a clear error in the client.
 
 mod common;
+use common::remote_server::*;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
-/// A `gpupool serve` on a simulated machine, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    dir: std::path::PathBuf,
-}
-
-impl Server {
-    /// Serves `m` to clients listed in `clients` (lines of the clients file), on `listen`.
-    fn start(m: &Machine, listen: &str, clients: &str) -> Server {
-        let dir = m.state.with_extension("remote");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("clients"), clients).unwrap();
-        std::fs::write(dir.join("token"), TOKEN).unwrap();
-        let mut child = Command::new(gpupool())
-            .args(["serve", "--listen", listen, "--clients"])
-            .arg(dir.join("clients"))
-            .args(["--sim", &m.spec, "--state"])
-            .arg(&m.state)
-            .env("GPUPOOL_LIB_DIR", lib_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("no address from gpupool serve: {line:?}"))
-            .to_string();
-        Server { child, addr, dir }
-    }
-
-    /// `gpupool run --remote ADDR --token-file F -- CMD…`.
-    fn client(&self, cmd: &[&str]) -> Command {
-        let mut c = Command::new(gpupool());
-        c.args(["run", "--remote", &self.addr, "--token-file"])
-            .arg(self.dir.join("token"))
-            .arg("--")
-            .args(cmd)
-            .env("GPUPOOL_LIB_DIR", lib_dir());
-        c
-    }
-
-    /// The server's stderr so far (after it was killed).
-    fn log(mut self) -> String {
-        let _ = self.child.kill();
-        let mut s = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn tcp_port(addr: &str) -> std::net::SocketAddr {
     addr.strip_prefix("tcp://").unwrap().parse().unwrap()

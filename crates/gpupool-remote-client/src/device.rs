@@ -9,8 +9,11 @@ use gpupool_cuda::symbols::resolve;
 use gpupool_cuda::*;
 use std::ffi::{c_char, c_void, CStr};
 
-/// `cuInit`: connects to the server named by `GPUPOOL_REMOTE`.
-pub unsafe fn cu_init(_flags: u32) -> u32 {
+/// `cuInit`: connects to the server named by `GPUPOOL_REMOTE` (flags must be 0).
+pub unsafe fn cu_init(flags: u32) -> u32 {
+    if flags != 0 {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     let rc = state().init();
     if rc == CUDA_SUCCESS {
         static AT_EXIT: std::sync::Once = std::sync::Once::new();

@@ -22,6 +22,7 @@ pub mod memory;
 pub mod memory_map;
 pub mod module;
 pub mod table_client;
+pub mod vmm;
 
 use gpupool_cuda::cu::*;
 use gpupool_cuda::result::*;
@@ -70,6 +71,9 @@ gpupool_cuda::export_functions! {
     fn cuMemHostRegister_v2(p: *mut c_void, size: usize, flags: u32) -> u32 => host::mem_host_register;
     fn cuMemHostUnregister(p: *mut c_void) -> u32 => host::mem_host_unregister;
     fn cuMemHostGetDevicePointer_v2(d: *mut CUdeviceptr, p: *mut c_void, flags: u32) -> u32 => host::mem_host_get_device_pointer;
+    fn cuMemAddressReserve(p: *mut CUdeviceptr, size: usize, align: usize, hint: CUdeviceptr, flags: u64) -> u32 => vmm::mem_address_reserve;
+    fn cuMemAddressFree(p: CUdeviceptr, size: usize) -> u32 => vmm::mem_address_free;
+    fn cuMemSetAccess(p: CUdeviceptr, size: usize, descs: *const [u32; 3], count: usize) -> u32 => vmm::mem_set_access;
     fn cuPointerGetAttribute(data: *mut c_void, attr: i32, ptr: CUdeviceptr) -> u32 => attributes::pointer_get_attribute;
     fn cuPointerGetAttributes(n: u32, attrs: *mut i32, data: *mut *mut c_void, ptr: CUdeviceptr) -> u32 => attributes::pointer_get_attributes;
     fn cuMemPoolGetAttribute(p: CUmemoryPool, attr: u32, v: *mut c_void) -> u32 => attributes::mem_pool_get_attribute;

@@ -11,6 +11,7 @@ macro_rules! c_ty {
     (out $t:ty) => { *mut $t };
     (new $t:ty) => { *mut $t };
     (inp $t:ty) => { *const $t };
+    (prop $t:ty) => { *const $t };
     (cstr $t:ty) => { *const $t };
     ($k:ident $t:ty) => { $t };
 }
@@ -27,6 +28,10 @@ macro_rules! put {
     };
     // SAFETY: the caller's pointer, null or valid for reading.
     ($w:expr, inp, $a:ident) => {
+        $w.put_opt(unsafe { $a.as_ref() })
+    };
+    // SAFETY: the caller's pointer, null or valid for reading.
+    ($w:expr, prop, $a:ident) => {
         $w.put_opt(unsafe { $a.as_ref() })
     };
     ($w:expr, cstr, $a:ident) => {

@@ -10,7 +10,8 @@
 //!   never change: device and function attributes, occupancy); `async` is batched and its error
 //!   deferred.
 //! - KIND `val` (by value), `out` (`*mut TYPE`, returned), `inp` (`*const TYPE`, sent; may be
-//!   null), `cstr` (a C string), `dev` (a device address the session must own),
+//!   null), `prop` (like `inp`, an allocation or pool properties structure whose Windows
+//!   security pointer at bytes 16..24 the server clears), `cstr` (a C string), `dev` (a device address the session must own),
 //!   `h(CLASS)` (a handle the session gave out), `new(CLASS)` (`*mut TYPE`, a handle the call
 //!   creates), `del(CLASS)` (a handle the call destroys).
 //! - `then HOOK`: a client-side function called with the arguments after success.
@@ -36,6 +37,8 @@ pub enum Class {
     Mipmap,
     /// `CUmemoryPool`.
     Pool,
+    /// `CUmemGenericAllocationHandle` (physical memory of the virtual memory API).
+    Generic,
 }
 
 /// Numbers of the hand-written calls.
@@ -76,8 +79,14 @@ pub mod custom {
     pub const DEVICE_PCI_BUS_ID: u16 = 216;
     /// `cuMemAllocManaged`.
     pub const MEM_ALLOC_MANAGED: u16 = 217;
+    /// `cuMemAddressReserve`.
+    pub const MEM_ADDRESS_RESERVE: u16 = 218;
+    /// `cuMemAddressFree`.
+    pub const MEM_ADDRESS_FREE: u16 = 219;
+    /// `cuMemSetAccess` (the access descriptors in the request).
+    pub const MEM_SET_ACCESS: u16 = 220;
     /// Every hand-written call.
-    pub const ALL: [u16; 18] = [
+    pub const ALL: [u16; 21] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -96,6 +105,9 @@ pub mod custom {
         DEVICE_NAME,
         DEVICE_PCI_BUS_ID,
         MEM_ALLOC_MANAGED,
+        MEM_ADDRESS_RESERVE,
+        MEM_ADDRESS_FREE,
+        MEM_SET_ACCESS,
     ];
 }
 
@@ -145,7 +157,7 @@ macro_rules! for_each_call {
 
             sync 60 cuMemGetInfo_v2(out free: usize, out total: usize);
             sync 61 cuMemGetAddressRange_v2(out base: CUdeviceptr, out size: usize, dev ptr: CUdeviceptr);
-            sync 62 cuMemPoolCreate(new(Pool) pool: CUmemoryPool, inp props: [u8; 88]);
+            sync 62 cuMemPoolCreate(new(Pool) pool: CUmemoryPool, prop props: [u8; 88]);
             sync 63 cuMemPoolDestroy(del(Pool) pool: CUmemoryPool);
             sync 64 cuMemPoolTrimTo(h(Pool) pool: CUmemoryPool, val keep: usize);
             sync 65 cuArrayCreate_v2(new(Array) a: CUarray, inp desc: [u8; 24]);
@@ -153,6 +165,15 @@ macro_rules! for_each_call {
             sync 67 cuArrayDestroy(del(Array) a: CUarray);
             sync 68 cuMipmappedArrayCreate(new(Mipmap) a: CUmipmappedArray, inp desc: [u8; 40], val levels: u32);
             sync 69 cuMipmappedArrayDestroy(del(Mipmap) a: CUmipmappedArray);
+
+            sync 70 cuMemCreate(new(Generic) h: u64, val size: usize, prop prop: [u8; 32], val flags: u64);
+            sync 71 cuMemRelease(del(Generic) h: u64);
+            cached 72 cuMemGetAllocationGranularity(out g: usize, prop prop: [u8; 32], val option: u32);
+            sync 73 cuMemMap(dev ptr: CUdeviceptr, val size: usize, val offset: usize, h(Generic) h: u64, val flags: u64);
+            sync 74 cuMemUnmap(dev ptr: CUdeviceptr, val size: usize);
+            sync 75 cuMemGetAccess(out flags: u64, inp loc: [u8; 8], dev ptr: CUdeviceptr);
+            sync 76 cuMemGetAllocationPropertiesFromHandle(out prop: [u8; 32], h(Generic) h: u64);
+            sync 77 cuMemRetainAllocationHandle(new(Generic) h: u64, dev addr: *mut c_void);
 
             sync 80 cuStreamCreate(new(Stream) s: CUstream, val flags: u32);
             sync 81 cuStreamCreateWithPriority(new(Stream) s: CUstream, val flags: u32, val prio: i32);

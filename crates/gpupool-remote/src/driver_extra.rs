@@ -75,4 +75,8 @@ extra_functions! {
     fn cuMemPoolSetAttribute(CUmemoryPool, u32, *mut c_void);
     fn cuDeviceGetAttribute(*mut i32, i32, CUdevice);
     fn cuDeviceGetUuid(*mut CUuuid, CUdevice);
+    fn cuMemAddressReserve(*mut CUdeviceptr, usize, usize, CUdeviceptr, u64);
+    fn cuMemAddressFree(CUdeviceptr, usize);
+    // `CUmemAccessDesc` as three raw 32-bit fields (location type and id, access flags).
+    fn cuMemSetAccess(CUdeviceptr, usize, *const [u32; 3], usize);
 }

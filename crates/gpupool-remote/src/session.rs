@@ -24,6 +24,8 @@ pub struct Session {
     pub handles: HashSet<(Class, u64)>,
     /// Device allocations: base address → size.
     ranges: BTreeMap<u64, u64>,
+    /// Virtual address ranges reserved with `cuMemAddressReserve`: base address → size.
+    reserved: BTreeMap<u64, u64>,
     /// The context current on the session's thread (`u64::MAX`: unknown).
     current: u64,
     /// First error of an asynchronous call since the last reply.
@@ -40,6 +42,17 @@ fn memory_type(kind: u64) -> CUmemorytype {
     }
 }
 
+/// Whether `[ptr, ptr + len)` lies inside one of `ranges` (base → size).
+fn inside(ranges: &BTreeMap<u64, u64>, ptr: u64, len: u64) -> bool {
+    let Some((&base, &size)) = ranges.range(..=ptr).next_back() else {
+        return false;
+    };
+    match (ptr.checked_add(len), base.checked_add(size)) {
+        (Some(end), Some(limit)) => end <= limit && (len > 0 || ptr < limit),
+        _ => false,
+    }
+}
+
 impl Session {
     /// A session calling the driver functions `resolve` finds.
     pub fn new(resolve: &dyn Fn(&CStr) -> *mut c_void) -> Session {
@@ -48,6 +61,7 @@ impl Session {
             extra: Extra::resolve(resolve),
             handles: HashSet::new(),
             ranges: BTreeMap::new(),
+            reserved: BTreeMap::new(),
             current: u64::MAX,
             deferred: CUDA_SUCCESS,
             scratch: Vec::new(),
@@ -60,15 +74,10 @@ impl Session {
         h == 0 || (class == Class::Stream && h <= 2) || self.handles.contains(&(class, h))
     }
 
-    /// Whether `[ptr, ptr + len)` lies inside one of this session's device allocations.
+    /// Whether `[ptr, ptr + len)` lies inside one of this session's device allocations or
+    /// reserved virtual address ranges.
     pub fn owns(&self, ptr: u64, len: u64) -> bool {
-        let Some((&base, &size)) = self.ranges.range(..=ptr).next_back() else {
-            return false;
-        };
-        match (ptr.checked_add(len), base.checked_add(size)) {
-            (Some(end), Some(limit)) => end <= limit && (len > 0 || ptr < limit),
-            _ => false,
-        }
+        inside(&self.ranges, ptr, len) || inside(&self.reserved, ptr, len)
     }
 
     /// Starts the driver and describes it for the client.
@@ -416,6 +425,57 @@ impl Session {
                 rc
             }
             custom::LAUNCH => return self.launch(r),
+            custom::MEM_ADDRESS_RESERVE => {
+                let (size, align, hint, flags): (u64, u64, u64, u64) = (
+                    r.get("size")?,
+                    r.get("alignment")?,
+                    r.get("address")?,
+                    r.get("flags")?,
+                );
+                r.end()?;
+                let mut p = 0;
+                let rc = unsafe {
+                    driver!(cuMemAddressReserve)(&mut p, size as usize, align as usize, hint, flags)
+                };
+                if rc == CUDA_SUCCESS {
+                    self.reserved.insert(p, size.max(1));
+                    outs.put(&p);
+                }
+                rc
+            }
+            custom::MEM_ADDRESS_FREE => {
+                let (p, size): (u64, u64) = (r.get("address")?, r.get("size")?);
+                r.end()?;
+                if !self.reserved.contains_key(&p) {
+                    return Ok(not_owned);
+                }
+                let rc = unsafe { driver!(cuMemAddressFree)(p, size as usize) };
+                if rc == CUDA_SUCCESS {
+                    self.reserved.remove(&p);
+                }
+                rc
+            }
+            custom::MEM_SET_ACCESS => {
+                let (p, size, n): (u64, u64, u32) = (
+                    r.get("address")?,
+                    r.get("size")?,
+                    r.get("descriptor count")?,
+                );
+                if n > 64 {
+                    return Err(DecodeError {
+                        what: "descriptor count",
+                        at: 16,
+                    });
+                }
+                let descs: Vec<[u32; 3]> = (0..n)
+                    .map(|_| r.get("access descriptor"))
+                    .collect::<Result<_, _>>()?;
+                r.end()?;
+                if !self.owns(p, size) {
+                    return Ok(not_owned);
+                }
+                unsafe { driver!(cuMemSetAccess)(p, size as usize, descs.as_ptr(), descs.len()) }
+            }
             custom::POINTER_ATTRIBUTES => {
                 let p: u64 = r.get("address")?;
                 let n: u32 = r.get("attribute count")?;
@@ -833,12 +893,44 @@ mod tests {
         CUDA_SUCCESS
     }
 
-    /// A session on a stand-in driver: contexts, allocation at BASE, host-to-device copies.
+    const RESERVED: u64 = 0x9000_0000;
+    static FREED: AtomicU64 = AtomicU64::new(0);
+    static CREATE_PROPS: std::sync::Mutex<Option<[u8; 32]>> = std::sync::Mutex::new(None);
+
+    unsafe extern "C" fn reserve(p: *mut CUdeviceptr, _: usize, _: usize, _: u64, _: u64) -> u32 {
+        // SAFETY: the session's out pointer (always a local).
+        unsafe { *p = RESERVED };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn address_free(p: CUdeviceptr, _: usize) -> u32 {
+        FREED.store(p, SeqCst);
+        CUDA_SUCCESS
+    }
+    /// The size the test creates with (what the fuzzer sends is not recorded).
+    const CREATE_SIZE: usize = (2 << 20) + 12345;
+
+    unsafe extern "C" fn create(h: *mut u64, size: usize, prop: *const [u8; 32], _: u64) -> u32 {
+        if prop.is_null() || h.is_null() || size != CREATE_SIZE {
+            return CUDA_ERROR_INVALID_VALUE;
+        }
+        // SAFETY: the session's non-null pointers.
+        unsafe {
+            *CREATE_PROPS.lock().unwrap() = Some(*prop);
+            *h = 0x55;
+        }
+        CUDA_SUCCESS
+    }
+
+    /// A session on a stand-in driver: contexts, allocation at BASE, host-to-device copies,
+    /// address reservations at RESERVED, physical allocations.
     fn session() -> Session {
         Session::new(&|name: &CStr| match name.to_bytes() {
             b"cuCtxSetCurrent" => set_current as *mut c_void,
             b"cuMemAlloc_v2" => alloc as *mut c_void,
             b"cuMemcpyHtoD_v2" => htod as *mut c_void,
+            b"cuMemAddressReserve" => reserve as *mut c_void,
+            b"cuMemAddressFree" => address_free as *mut c_void,
+            b"cuMemCreate" => create as *mut c_void,
             _ => std::ptr::null_mut(),
         })
     }
@@ -903,6 +995,65 @@ mod tests {
         let destroy = request(82, |w| w.put(&0x1234u64));
         assert_eq!(result(&mut s, &destroy), CUDA_ERROR_INVALID_HANDLE);
         assert_eq!(COPIED.load(SeqCst), 16);
+    }
+
+    #[test]
+    fn reserved_ranges_are_the_session_s_and_properties_carry_no_pointer() {
+        let mut s = session();
+        assert!(!s.owns(RESERVED, 1));
+        let reserve = request(custom::MEM_ADDRESS_RESERVE, |w| {
+            for v in [1u64 << 21, 0, 0, 0] {
+                w.put(&v);
+            }
+        });
+        assert_eq!(result(&mut s, &reserve), CUDA_SUCCESS);
+        assert!(s.owns(RESERVED + (1 << 21) - 1, 1));
+        assert!(!s.owns(RESERVED + (1 << 21) - 1, 2), "past the reservation");
+        let access = |n: u32| {
+            request(custom::MEM_SET_ACCESS, |w| {
+                w.put(&RESERVED);
+                w.put(&(1u64 << 21));
+                w.put(&n);
+                for _ in 0..n {
+                    w.put(&[1u32, 0, 3]);
+                }
+            })
+        };
+        let mut reply = Writer::default();
+        assert!(
+            s.handle(&access(65), &mut reply).is_err(),
+            "too many descriptors is malformed"
+        );
+        let free = |p: u64| {
+            request(custom::MEM_ADDRESS_FREE, |w| {
+                w.put(&p);
+                w.put(&(1u64 << 21));
+            })
+        };
+        assert_eq!(
+            result(&mut s, &free(RESERVED + 4096)),
+            CUDA_ERROR_INVALID_VALUE
+        );
+        assert_eq!(FREED.load(SeqCst), 0, "not a reservation: not freed");
+        assert_eq!(result(&mut s, &free(RESERVED)), CUDA_SUCCESS);
+        assert_eq!(FREED.load(SeqCst), RESERVED);
+        assert!(!s.owns(RESERVED, 1));
+
+        let mut props = [0xabu8; 32];
+        props[..4].copy_from_slice(&1u32.to_le_bytes());
+        let create = request(70, |w| {
+            w.put(&1u8);
+            w.put(&(CREATE_SIZE as u64));
+            w.put_opt(Some(&props));
+            w.put(&0u64);
+        });
+        assert_eq!(result(&mut s, &create), CUDA_SUCCESS);
+        let seen = CREATE_PROPS.lock().unwrap().unwrap();
+        assert_eq!(&seen[16..24], &[0u8; 8], "the security pointer is cleared");
+        assert_eq!(&seen[..16], &props[..16]);
+        assert!(s.valid(Class::Generic, 0x55));
+        let release = request(71, |w| w.put(&0x66u64));
+        assert_eq!(result(&mut s, &release), CUDA_ERROR_INVALID_HANDLE);
     }
 
     #[test]

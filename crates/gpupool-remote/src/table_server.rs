@@ -13,6 +13,7 @@ macro_rules! c_ty {
     (out $t:ty) => { *mut $t };
     (new $t:ty) => { *mut $t };
     (inp $t:ty) => { *const $t };
+    (prop $t:ty) => { *const $t };
     (cstr $t:ty) => { *const $t };
     ($k:ident $t:ty) => { $t };
 }
@@ -29,6 +30,9 @@ macro_rules! take {
     };
     ($r:ident, inp, $a:ident, $t:ty) => {
         $r.get_opt::<$t>(stringify!($a))?
+    };
+    ($r:ident, prop, $a:ident, $t:ty) => {
+        $r.get_opt::<$t>(stringify!($a))?.map(without_pointer)
     };
     ($r:ident, cstr, $a:ident, $t:ty) => {
         c_string($r.get_bytes(stringify!($a))?, stringify!($a))?
@@ -74,6 +78,9 @@ macro_rules! pass {
     (inp, $a:ident, $t:ty) => {
         $a.as_ref().map_or(std::ptr::null(), |v| v as *const $t)
     };
+    (prop, $a:ident, $t:ty) => {
+        $a.as_ref().map_or(std::ptr::null(), |v| v as *const $t)
+    };
     (cstr, $a:ident, $t:ty) => {
         $a.as_ptr()
     };
@@ -103,6 +110,15 @@ macro_rules! after {
 fn zero<T: Pod>() -> T {
     // SAFETY: every bit pattern, zero included, is a valid T.
     unsafe { std::mem::zeroed() }
+}
+
+/// Clears the Windows security-attributes pointer (bytes 16..24) of allocation and pool
+/// properties: the driver must never follow an address a client chose.
+fn without_pointer<const N: usize>(mut props: [u8; N]) -> [u8; N] {
+    if let Some(p) = props.get_mut(16..24) {
+        p.fill(0);
+    }
+    props
 }
 
 fn c_string(b: &[u8], what: &'static str) -> Result<CString, DecodeError> {

@@ -5,6 +5,7 @@
 
 pub mod chart;
 pub mod control_plane;
+pub mod remote_server;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
