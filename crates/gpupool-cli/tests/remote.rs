@@ -64,22 +64,52 @@ fn limits_hold_on_the_server_for_runtime_and_driver_api_clients() {
         &format!("team-a {TOKEN} memory=2GiB\n"),
     );
     let prog = c_program("rt_limits", "12.9");
-    for path in ["malloc", "async"] {
+    let budget = 2 * GIB - 256 * MIB;
+    for path in [
+        "malloc", "pitch", "managed", "async", "pool", "array", "array3d", "mipmap",
+    ] {
         let out = server
-            .client(&[prog.to_str().unwrap(), path, "256"])
+            .client(&[prog.to_str().unwrap(), path, "96"])
             .output()
             .unwrap();
         let kv = key_values(&out);
-        let budget = 2 * GIB - 256 * MIB;
         assert_eq!(
             num(&kv, "total"),
             2 * GIB,
             "{path}: the card seen is the limit"
         );
         assert!(num(&kv, "allocated") <= budget, "{path}: {kv:?}");
-        assert!(num(&kv, "allocated") + 256 * MIB > budget, "{path}: {kv:?}");
+        assert!(num(&kv, "allocated") + 96 * MIB > budget, "{path}: {kv:?}");
         assert_eq!(num(&kv, "error"), 2, "{path}: cudaErrorMemoryAllocation");
+        assert_eq!(
+            num(&kv, "free_after"),
+            budget,
+            "{path}: everything given back"
+        );
     }
+    // What a hostile tenant tries: sizes near the maximum on every allocation path, VMM
+    // handles released while mapped.
+    let hostile = c_program("hostile", "driver");
+    let kv = key_values(
+        &server
+            .client(&[hostile.to_str().unwrap(), "sizes", "1536"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        num(&kv, "free_after_huge"),
+        num(&kv, "free_before"),
+        "{kv:?}"
+    );
+    assert_eq!(num(&kv, "held"), budget, "{kv:?}");
+    let kv = key_values(
+        &server
+            .client(&[hostile.to_str().unwrap(), "vmm", "0"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(num(&kv, "mapped"), 1, "{kv:?}");
+    assert!(num(&kv, "held") <= budget, "{kv:?}");
     // A program calling the driver directly (no runtime) has no other way to the GPU.
     let out = server
         .client(&[gpupool().to_str().unwrap(), "probe", "--chunk", "512MiB"])

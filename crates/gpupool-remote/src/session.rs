@@ -31,6 +31,8 @@ pub struct Session {
     /// First error of an asynchronous call since the last reply.
     deferred: u32,
     scratch: Vec<u8>,
+    /// Log each failing call on stderr (`GPUPOOL_REMOTE_TRACE` in the server's environment).
+    pub trace: bool,
 }
 
 /// Memory types of `CUDA_MEMCPY3D`.
@@ -65,6 +67,7 @@ impl Session {
             current: u64::MAX,
             deferred: CUDA_SUCCESS,
             scratch: Vec::new(),
+            trace: false,
         }
     }
 
@@ -186,6 +189,12 @@ impl Session {
         };
         if (1..20).contains(&head.call) {
             self.current = u64::MAX;
+        }
+        if self.trace && rc != CUDA_SUCCESS {
+            eprintln!(
+                "gpupool serve: call {} failed with CUresult {rc}",
+                head.call
+            );
         }
         if !sync {
             if rc != CUDA_SUCCESS && self.deferred == CUDA_SUCCESS {

@@ -32,6 +32,7 @@ pub fn run_on_stdin() -> i32 {
         unsafe { libc::dlsym(handle, name.as_ptr()) }
     };
     let mut session = Session::new(&resolve);
+    session.trace = std::env::var_os("GPUPOOL_REMOTE_TRACE").is_some();
     // SAFETY: fd 0 is the client's socket, owned by this process from here on.
     let sock = unsafe { std::fs::File::from_raw_fd(std::io::stdin().as_raw_fd()) };
     let Ok(write_half) = sock.try_clone() else {
