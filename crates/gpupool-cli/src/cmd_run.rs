@@ -72,7 +72,8 @@ pub fn validate_limits(memory: Option<&str>, compute: Option<&str>) -> Result<()
     Ok(())
 }
 
-/// Runs the command on a remote GPU server: the client driver first on `LD_LIBRARY_PATH`.
+/// Runs the command on a remote GPU server: the client driver (also answering NVML) first on
+/// `LD_LIBRARY_PATH`.
 fn run_remote(a: &RunArgs, addr: &str) -> Result<i32> {
     let parsed = gpupool_remote::listener::Address::parse(addr)
         .map_err(|e| anyhow::anyhow!("--remote {e}"))?;
@@ -85,7 +86,16 @@ fn run_remote(a: &RunArgs, addr: &str) -> Result<i32> {
     std::hash::Hash::hash(&client, &mut h);
     let lib = base.join(format!("lib-{:016x}", std::hash::Hasher::finish(&h)));
     std::fs::create_dir_all(&lib).with_context(|| format!("{}", lib.display()))?;
-    crate::sim_env::link_driver(&lib, &client, &["libcuda.so.1", "libcuda.so"])?;
+    crate::sim_env::link_driver(
+        &lib,
+        &client,
+        &[
+            "libcuda.so.1",
+            "libcuda.so",
+            "libnvidia-ml.so.1",
+            "libnvidia-ml.so",
+        ],
+    )?;
     let mut ld = lib.display().to_string();
     if let Ok(old) = std::env::var("LD_LIBRARY_PATH") {
         if !old.is_empty() {

@@ -304,3 +304,46 @@ fn a_server_that_goes_away_is_a_clear_error_in_the_client() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+#[test]
+fn nvml_on_the_client_shows_the_tenant_s_view_from_the_server() {
+    let m = Machine::new("remote-nvml", "1x16GiB");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN} memory=2GiB\n"));
+    // NVIDIA's Python NVML client, loading libnvidia-ml.so.1 from the client's folder.
+    let view = || -> serde_json::Value {
+        let script = root().join("tests/python/nvml_view.py");
+        let out = server
+            .client(&["python3", script.to_str().unwrap()])
+            .env("PYTHONPATH", cuda_cache().join("py"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["devices"][0].clone()
+    };
+    let idle = view();
+    assert_eq!(idle["total"], 2 * GIB, "the limit, not the 16 GiB card");
+    assert_eq!(idle["total_v2"], 2 * GIB);
+    assert_eq!(idle["used"], 0);
+    assert_eq!(idle["name"], "gpupool Simulated GPU 16GiB");
+    let card_uuid = m.info()["devices"][0]["uuid"].clone();
+    assert_eq!(idle["uuid"], card_uuid);
+    assert_eq!(idle["processes"].as_array().unwrap().len(), 0);
+
+    let (mut holder, _out) = spawn_holder(&server, "512");
+    let busy = view();
+    let used = 512 * MIB + 256 * MIB;
+    assert_eq!(
+        busy["used"], used,
+        "the holder's memory and context: {busy}"
+    );
+    assert_eq!(busy["free"], 2 * GIB - used);
+    let procs = busy["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 1, "only the tenant's session: {busy}");
+    assert_eq!(procs[0]["used"], used);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}

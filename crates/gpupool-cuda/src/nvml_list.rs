@@ -1,9 +1,47 @@
-//! NVML's protocol for returning lists (processes): the caller passes its array's capacity in
-//! `*count`; the callee writes the real length there and fills the array, or answers
-//! `NVML_ERROR_INSUFFICIENT_SIZE` when it does not fit.
+//! NVML's protocols for returning lists (processes) and strings: for a list the caller passes
+//! its array's capacity in `*count`; the callee writes the real length there and fills the
+//! array, or answers `NVML_ERROR_INSUFFICIENT_SIZE` when it does not fit. A string goes into the
+//! caller's buffer with its NUL, or the same error. Also `nvmlErrorString`'s texts.
 
-use crate::result::{NVML_ERROR_INSUFFICIENT_SIZE, NVML_ERROR_INVALID_ARGUMENT, NVML_SUCCESS};
-use std::ffi::c_uint;
+use crate::result::*;
+use std::ffi::{c_char, c_uint, CStr};
+
+/// Copies `s` and a NUL into the caller's buffer of `len` bytes.
+///
+/// # Safety
+/// `buf` must be null or hold `len` bytes.
+pub unsafe fn fill_string(buf: *mut c_char, len: c_uint, s: &[u8]) -> u32 {
+    if buf.is_null() {
+        return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    if (len as usize) < s.len() + 1 {
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    // SAFETY: buf holds len >= s.len() + 1 bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast(), s.len());
+        *buf.add(s.len()) = 0;
+    }
+    NVML_SUCCESS
+}
+
+/// The text `nvmlErrorString` returns for `r`.
+pub fn error_string(r: u32) -> &'static CStr {
+    match r {
+        NVML_SUCCESS => c"Success",
+        NVML_ERROR_UNINITIALIZED => c"Uninitialized",
+        NVML_ERROR_INVALID_ARGUMENT => c"Invalid Argument",
+        NVML_ERROR_NOT_SUPPORTED => c"Not Supported",
+        NVML_ERROR_NO_PERMISSION => c"Insufficient Permissions",
+        NVML_ERROR_NOT_FOUND => c"Not Found",
+        NVML_ERROR_DRIVER_NOT_LOADED => c"Driver Not Loaded",
+        NVML_ERROR_LIBRARY_NOT_FOUND => c"NVML Shared Library Not Found",
+        NVML_ERROR_GPU_IS_LOST => c"GPU is lost",
+        NVML_ERROR_INSUFFICIENT_SIZE => c"Insufficient Size",
+        NVML_ERROR_FUNCTION_NOT_FOUND => c"Function Not Found",
+        _ => c"Unknown Error",
+    }
+}
 
 /// Returns `items` to an NVML caller.
 ///

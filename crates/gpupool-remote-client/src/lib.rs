@@ -1,5 +1,6 @@
 //! The remote-GPU client driver: installed as `libcuda.so.1` on a machine without a GPU, it
 //! forwards the driver calls of unmodified CUDA programs to a `gpupool serve` GPU server.
+//! Installed as `libnvidia-ml.so.1` too, it answers NVML from the server's view of the tenant.
 //! NVIDIA's runtime runs on it: its private export tables and symbol lookups are answered here.
 //!
 //! Configuration (read once, by `cuInit`): `GPUPOOL_REMOTE` (`tcp://HOST:PORT` or
@@ -21,12 +22,17 @@ pub mod host;
 pub mod memory;
 pub mod memory_map;
 pub mod module;
+pub mod nvml;
 pub mod table_client;
 pub mod vmm;
 
 use gpupool_cuda::cu::*;
+use gpupool_cuda::nvml::{
+    nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t, nvmlProcessInfo_v2_t,
+    nvmlUtilization_t,
+};
 use gpupool_cuda::result::*;
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_uint, c_void};
 
 /// Writes `v` through a caller's out pointer (null: `CUDA_ERROR_INVALID_VALUE`).
 pub unsafe fn write<T>(out: *mut T, v: T) -> u32 {
@@ -36,6 +42,12 @@ pub unsafe fn write<T>(out: *mut T, v: T) -> u32 {
     // SAFETY: non-null out pointer from the caller.
     unsafe { *out = v };
     CUDA_SUCCESS
+}
+
+/// `nvmlErrorString`: the one NVML export that returns a pointer rather than a code.
+#[no_mangle]
+pub extern "C" fn nvmlErrorString(r: u32) -> *const c_char {
+    gpupool_cuda::nvml_list::error_string(r).as_ptr()
 }
 
 gpupool_cuda::export_functions! {
@@ -110,5 +122,31 @@ gpupool_cuda::export_functions! {
     fn cuModuleLoadDataEx(m: *mut CUmodule, image: *const c_void, n: u32, options: *mut c_void, values: *mut *mut c_void) -> u32 => module::module_load_data_ex;
     fn cuModuleGetFunction(f: *mut CUfunction, m: CUmodule, name: *const c_char) -> u32 => module::module_get_function;
     fn cuLaunchKernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => module::launch_kernel;
+    fn nvmlInit_v2() -> u32 => nvml::init;
+    fn nvmlInit() -> u32 => nvml::init;
+    fn nvmlInitWithFlags(flags: c_uint) -> u32 => nvml::init_with_flags;
+    fn nvmlShutdown() -> u32 => nvml::shutdown;
+    fn nvmlSystemGetDriverVersion(b: *mut c_char, n: c_uint) -> u32 => nvml::system_get_driver_version;
+    fn nvmlSystemGetNVMLVersion(b: *mut c_char, n: c_uint) -> u32 => nvml::system_get_nvml_version;
+    fn nvmlSystemGetCudaDriverVersion(v: *mut i32) -> u32 => nvml::system_get_cuda_driver_version;
+    fn nvmlSystemGetCudaDriverVersion_v2(v: *mut i32) -> u32 => nvml::system_get_cuda_driver_version;
+    fn nvmlDeviceGetCount_v2(n: *mut c_uint) -> u32 => nvml::device_get_count;
+    fn nvmlDeviceGetCount(n: *mut c_uint) -> u32 => nvml::device_get_count;
+    fn nvmlDeviceGetHandleByIndex_v2(i: c_uint, h: *mut nvmlDevice_t) -> u32 => nvml::device_get_handle_by_index;
+    fn nvmlDeviceGetHandleByIndex(i: c_uint, h: *mut nvmlDevice_t) -> u32 => nvml::device_get_handle_by_index;
+    fn nvmlDeviceGetHandleByUUID(u: *const c_char, h: *mut nvmlDevice_t) -> u32 => nvml::device_get_handle_by_uuid;
+    fn nvmlDeviceGetName(h: nvmlDevice_t, b: *mut c_char, n: c_uint) -> u32 => nvml::device_get_name;
+    fn nvmlDeviceGetUUID(h: nvmlDevice_t, b: *mut c_char, n: c_uint) -> u32 => nvml::device_get_uuid;
+    fn nvmlDeviceGetIndex(h: nvmlDevice_t, i: *mut c_uint) -> u32 => nvml::device_get_index;
+    fn nvmlDeviceGetMinorNumber(h: nvmlDevice_t, i: *mut c_uint) -> u32 => nvml::device_get_index;
+    fn nvmlDeviceGetPciInfo_v3(h: nvmlDevice_t, p: *mut nvmlPciInfo_t) -> u32 => nvml::device_get_pci_info;
+    fn nvmlDeviceGetMemoryInfo(h: nvmlDevice_t, m: *mut nvmlMemory_t) -> u32 => nvml::device_get_memory_info;
+    fn nvmlDeviceGetMemoryInfo_v2(h: nvmlDevice_t, m: *mut nvmlMemory_v2_t) -> u32 => nvml::device_get_memory_info_v2;
+    fn nvmlDeviceGetComputeRunningProcesses_v3(h: nvmlDevice_t, n: *mut c_uint, p: *mut nvmlProcessInfo_v2_t) -> u32 => nvml::device_get_compute_running_processes;
+    fn nvmlDeviceGetComputeRunningProcesses_v2(h: nvmlDevice_t, n: *mut c_uint, p: *mut nvmlProcessInfo_v2_t) -> u32 => nvml::device_get_compute_running_processes;
+    fn nvmlDeviceGetComputeRunningProcesses(h: nvmlDevice_t, n: *mut c_uint, p: *mut [u64; 2]) -> u32 => nvml::device_get_compute_running_processes_v1;
+    fn nvmlDeviceGetUtilizationRates(h: nvmlDevice_t, u: *mut nvmlUtilization_t) -> u32 => nvml::device_get_utilization_rates;
+    fn nvmlDeviceGetCudaComputeCapability(h: nvmlDevice_t, a: *mut i32, b: *mut i32) -> u32 => nvml::device_get_cuda_compute_capability;
+    fn nvmlDeviceGetTemperature(h: nvmlDevice_t, sensor: c_uint, t: *mut c_uint) -> u32 => nvml::device_get_temperature;
     fn cuLaunchCooperativeKernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void) -> u32 => module::launch_cooperative_kernel;
 }

@@ -85,8 +85,24 @@ pub mod custom {
     pub const MEM_ADDRESS_FREE: u16 = 219;
     /// `cuMemSetAccess` (the access descriptors in the request).
     pub const MEM_SET_ACCESS: u16 = 220;
+    /// NVML: the number of devices.
+    pub const NVML_COUNT: u16 = 230;
+    /// NVML: a string (`NvmlString`) of a device or the system.
+    pub const NVML_STRING: u16 = 231;
+    /// NVML: a device's memory, as the tenant sees it (v1 and v2 fields).
+    pub const NVML_MEMORY: u16 = 232;
+    /// NVML: the compute processes on a device.
+    pub const NVML_PROCESSES: u16 = 233;
+    /// NVML: a device's PCI information (`nvmlPciInfo_t` bytes).
+    pub const NVML_PCI: u16 = 234;
+    /// NVML: a pair of numbers (`NvmlValues`) of a device or the system.
+    pub const NVML_VALUES: u16 = 235;
+    /// Whether `id` is an NVML call (answered without a CUDA context).
+    pub fn is_nvml(id: u16) -> bool {
+        (NVML_COUNT..=NVML_VALUES).contains(&id)
+    }
     /// Every hand-written call.
-    pub const ALL: [u16; 21] = [
+    pub const ALL: [u16; 27] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -108,7 +124,44 @@ pub mod custom {
         MEM_ADDRESS_RESERVE,
         MEM_ADDRESS_FREE,
         MEM_SET_ACCESS,
+        NVML_COUNT,
+        NVML_STRING,
+        NVML_MEMORY,
+        NVML_PROCESSES,
+        NVML_PCI,
+        NVML_VALUES,
     ];
+
+    /// Which string [`NVML_STRING`] asks for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(u32)]
+    pub enum NvmlString {
+        /// `nvmlDeviceGetName`.
+        Name = 0,
+        /// `nvmlDeviceGetUUID`.
+        Uuid = 1,
+        /// `nvmlSystemGetDriverVersion`.
+        DriverVersion = 2,
+        /// `nvmlSystemGetNVMLVersion`.
+        NvmlVersion = 3,
+    }
+
+    /// Which numbers [`NVML_VALUES`] asks for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(u32)]
+    pub enum NvmlValues {
+        /// `nvmlDeviceGetCudaComputeCapability`: major, minor.
+        ComputeCapability = 0,
+        /// `nvmlDeviceGetUtilizationRates`: gpu, memory.
+        Utilization = 1,
+        /// `nvmlSystemGetCudaDriverVersion`: version, 0.
+        CudaDriverVersion = 2,
+        /// `nvmlDeviceGetTemperature` (GPU sensor): degrees, 0.
+        Temperature = 3,
+    }
+
+    /// Most processes [`NVML_PROCESSES`] returns.
+    pub const NVML_MAX_PROCESSES: u32 = 256;
 }
 
 /// Hands the table of table-driven calls to the generator macro `$m`. Hooks name the client

@@ -1,21 +1,26 @@
-//! Driver functions the session calls for hand-written calls and for its own bookkeeping.
+//! Driver and NVML functions the session calls for hand-written calls and for its own
+//! bookkeeping.
 
 use gpupool_cuda::cu::*;
-use std::ffi::{c_char, c_void, CStr, CString};
+use gpupool_cuda::nvml::{
+    nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t, nvmlProcessInfo_v2_t,
+    nvmlUtilization_t,
+};
+use std::ffi::{c_char, c_uint, c_void, CStr, CString};
 
 macro_rules! extra_functions {
-    ($( fn $name:ident ( $($ty:ty),* ) ; )*) => {
-        /// Driver functions outside the call table (`None`: the driver lacks it).
+    ($(#[$doc:meta])* struct $struct:ident; $( fn $name:ident ( $($ty:ty),* ) ; )*) => {
+        $(#[$doc])*
         #[allow(non_snake_case)]
-        pub struct Extra {
+        pub struct $struct {
             $( #[doc = concat!("`", stringify!($name), "`.")]
                pub $name: Option<unsafe extern "C" fn($($ty),*) -> u32>, )*
         }
 
-        impl Extra {
+        impl $struct {
             /// Finds every function with `resolve` (a `dlsym`).
-            pub fn resolve(resolve: &dyn Fn(&CStr) -> *mut c_void) -> Extra {
-                Extra {
+            pub fn resolve(resolve: &dyn Fn(&CStr) -> *mut c_void) -> $struct {
+                $struct {
                     $( $name: {
                         let p = resolve(&CString::new(stringify!($name)).unwrap_or_default());
                         // SAFETY: the symbol of this name has this signature.
@@ -28,6 +33,8 @@ macro_rules! extra_functions {
 }
 
 extra_functions! {
+    /// Driver functions outside the call table (`None`: the driver lacks it).
+    struct Extra;
     fn cuInit(u32);
     fn cuDriverGetVersion(*mut i32);
     fn cuDeviceGetCount(*mut i32);
@@ -79,4 +86,24 @@ extra_functions! {
     fn cuMemAddressFree(CUdeviceptr, usize);
     // `CUmemAccessDesc` as three raw 32-bit fields (location type and id, access flags).
     fn cuMemSetAccess(CUdeviceptr, usize, *const [u32; 3], usize);
+}
+
+extra_functions! {
+    /// NVML functions behind the client's `libnvidia-ml.so.1` (`None`: NVML lacks it).
+    struct NvmlFunctions;
+    fn nvmlInit_v2();
+    fn nvmlDeviceGetCount_v2(*mut c_uint);
+    fn nvmlDeviceGetHandleByIndex_v2(c_uint, *mut nvmlDevice_t);
+    fn nvmlDeviceGetName(nvmlDevice_t, *mut c_char, c_uint);
+    fn nvmlDeviceGetUUID(nvmlDevice_t, *mut c_char, c_uint);
+    fn nvmlSystemGetDriverVersion(*mut c_char, c_uint);
+    fn nvmlSystemGetNVMLVersion(*mut c_char, c_uint);
+    fn nvmlDeviceGetMemoryInfo(nvmlDevice_t, *mut nvmlMemory_t);
+    fn nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t, *mut nvmlMemory_v2_t);
+    fn nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t, *mut c_uint, *mut nvmlProcessInfo_v2_t);
+    fn nvmlDeviceGetPciInfo_v3(nvmlDevice_t, *mut nvmlPciInfo_t);
+    fn nvmlDeviceGetCudaComputeCapability(nvmlDevice_t, *mut i32, *mut i32);
+    fn nvmlDeviceGetUtilizationRates(nvmlDevice_t, *mut nvmlUtilization_t);
+    fn nvmlSystemGetCudaDriverVersion(*mut i32);
+    fn nvmlDeviceGetTemperature(nvmlDevice_t, c_uint, *mut c_uint);
 }

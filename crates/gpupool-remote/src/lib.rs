@@ -4,7 +4,8 @@
 //! - [`protocol`] and [`wire`]: handshake, frames, checked decoding.
 //! - [`calls`]: the one table of forwarded driver calls; [`copy3d`]: how 2D / 3D copies travel.
 //! - [`listener`] and [`tokens`]: accepting authenticated clients.
-//! - [`session`]: executing one client's calls, each checked against what it owns.
+//! - [`session`]: executing one client's calls, each checked against what it owns;
+//!   [`session_nvml`]: its NVML answers.
 
 #![warn(missing_docs)]
 
@@ -15,6 +16,7 @@ pub mod listener;
 pub mod protocol;
 pub mod session;
 pub mod session_main;
+pub mod session_nvml;
 pub mod table_server;
 pub mod tokens;
 pub mod wire;

@@ -7,6 +7,7 @@ use crate::calls::{custom, Class};
 use crate::copy3d::{self, Copy3d};
 use crate::driver_extra::Extra;
 use crate::protocol::*;
+use crate::session_nvml::NvmlServer;
 use crate::table_server::{self, Table};
 use crate::wire::{DecodeError, Reader, Writer};
 use gpupool_cuda::cu::*;
@@ -20,6 +21,7 @@ pub struct Session {
     /// Table-driven driver functions.
     pub table: Table,
     extra: Extra,
+    nvml: NvmlServer,
     /// Handles this session created, by class.
     pub handles: HashSet<(Class, u64)>,
     /// Device allocations: base address → size.
@@ -61,6 +63,7 @@ impl Session {
         Session {
             table: Table::resolve(resolve),
             extra: Extra::resolve(resolve),
+            nvml: NvmlServer::resolve(resolve),
             handles: HashSet::new(),
             ranges: BTreeMap::new(),
             reserved: BTreeMap::new(),
@@ -179,7 +182,10 @@ impl Session {
         let head = RequestHead::get(&mut r)?;
         let sync = head.flags & FLAG_SYNC != 0;
         let mut outs = Writer::default();
-        let rc = if head.context != self.current && !self.switch_context(head.context) {
+        let nvml = custom::is_nvml(head.call);
+        let rc = if nvml {
+            self.nvml.call(head.call, &mut r, &mut outs)?
+        } else if head.context != self.current && !self.switch_context(head.context) {
             CUDA_ERROR_INVALID_CONTEXT
         } else {
             match table_server::call(self, head.call, &mut r, &mut outs)? {
@@ -203,7 +209,13 @@ impl Session {
             return Ok(false);
         }
         reply.put(&rc);
-        reply.put(&std::mem::replace(&mut self.deferred, CUDA_SUCCESS));
+        // An NVML answer leaves a CUDA error for the next CUDA call.
+        let deferred = if nvml {
+            CUDA_SUCCESS
+        } else {
+            std::mem::replace(&mut self.deferred, CUDA_SUCCESS)
+        };
+        reply.put(&deferred);
         if rc == CUDA_SUCCESS {
             reply.buf.extend_from_slice(&outs.buf);
         }

@@ -23,13 +23,26 @@ pub fn run_on_stdin() -> i32 {
     // SAFETY: dlopen with a constant name; the handle is kept for the process's life.
     let handle =
         unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    // SAFETY: as above. NVML may be missing: its calls then answer LIBRARY_NOT_FOUND.
+    let nvml = unsafe {
+        libc::dlopen(
+            c"libnvidia-ml.so.1".as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_GLOBAL,
+        )
+    };
     let resolve = |name: &CStr| -> *mut c_void {
-        if handle.is_null() {
+        let lib = if name.to_bytes().starts_with(b"nvml") {
+            nvml
+        } else {
+            handle
+        };
+        if lib.is_null() {
             return std::ptr::null_mut();
         }
         // SAFETY: a valid handle and a NUL-terminated name. With the interception library
-        // preloaded, its `dlsym` answers its own functions, so the tenant's limits apply.
-        unsafe { libc::dlsym(handle, name.as_ptr()) }
+        // preloaded, its `dlsym` answers its own functions, so the tenant's limits and view
+        // apply.
+        unsafe { libc::dlsym(lib, name.as_ptr()) }
     };
     let mut session = Session::new(&resolve);
     session.trace = std::env::var_os("GPUPOOL_REMOTE_TRACE").is_some();

@@ -42,18 +42,8 @@ fn out<T>(p: *mut T, v: T) -> u32 {
 }
 
 unsafe fn cstr(buf: *mut c_char, len: c_uint, s: &str) -> u32 {
-    if buf.is_null() {
-        return NVML_ERROR_INVALID_ARGUMENT;
-    }
-    if (len as usize) < s.len() + 1 {
-        return NVML_ERROR_INSUFFICIENT_SIZE;
-    }
-    // SAFETY: buf holds len >= s.len() + 1 bytes.
-    unsafe {
-        std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast(), s.len());
-        *buf.add(s.len()) = 0;
-    }
-    NVML_SUCCESS
+    // SAFETY: the caller's buffer of len bytes.
+    unsafe { gpupool_cuda::nvml_list::fill_string(buf, len, s.as_bytes()) }
 }
 
 fn ok(r: Result<u32, u32>) -> u32 {
@@ -75,19 +65,7 @@ pub unsafe fn shutdown() -> u32 {
 }
 
 /// `nvmlErrorString` returns a pointer, not a code: exported separately in `lib.rs`.
-pub fn error_string(r: u32) -> &'static CStr {
-    match r {
-        NVML_SUCCESS => c"Success",
-        NVML_ERROR_UNINITIALIZED => c"Uninitialized",
-        NVML_ERROR_INVALID_ARGUMENT => c"Invalid Argument",
-        NVML_ERROR_NOT_SUPPORTED => c"Not Supported",
-        NVML_ERROR_NOT_FOUND => c"Not Found",
-        NVML_ERROR_GPU_IS_LOST => c"GPU is lost",
-        NVML_ERROR_INSUFFICIENT_SIZE => c"Insufficient Size",
-        NVML_ERROR_FUNCTION_NOT_FOUND => c"Function Not Found",
-        _ => c"Unknown Error",
-    }
-}
+pub use gpupool_cuda::nvml_list::error_string;
 
 /// `nvmlSystemGetDriverVersion`.
 pub unsafe fn system_get_driver_version(buf: *mut c_char, len: c_uint) -> u32 {
