@@ -11,6 +11,7 @@
 //! and the first miss is printed so that a recurring near-miss stays visible.
 
 mod common;
+use common::remote_server::*;
 use common::*;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -159,6 +160,24 @@ fn every_launch_path_is_paced() {
     measured(|| {
         let got = share(&m.run(&["--compute", "40"], &cmd), "500us");
         near("4 threads", got, 0.40)
+    });
+}
+
+#[test]
+fn a_remote_tenant_s_limit_holds_on_the_server() {
+    // The client has no GPU: its launches are paced by the library in its session on the
+    // server, with the limit from the server's clients file. Synchronised launches: a client
+    // that never synchronises queues launches in the connection beyond what the limit lets
+    // the server run.
+    let _s = serial();
+    let m = Machine::new("remote-compute", "1x16GiB");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("t {TOKEN} compute=40\n"));
+    let cmd = compute_args("sync", "1ms", 1.5, 1);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    measured(|| {
+        let out = server.client(&cmd).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        near("remote sync", share(&out, "1ms"), 0.40)
     });
 }
 

@@ -23,6 +23,7 @@ pub mod memory;
 pub mod memory_map;
 pub mod module;
 pub mod nvml;
+pub mod per_thread;
 pub mod table_client;
 pub mod vmm;
 
@@ -148,5 +149,25 @@ gpupool_cuda::export_functions! {
     fn nvmlDeviceGetUtilizationRates(h: nvmlDevice_t, u: *mut nvmlUtilization_t) -> u32 => nvml::device_get_utilization_rates;
     fn nvmlDeviceGetCudaComputeCapability(h: nvmlDevice_t, a: *mut i32, b: *mut i32) -> u32 => nvml::device_get_cuda_compute_capability;
     fn nvmlDeviceGetTemperature(h: nvmlDevice_t, sensor: c_uint, t: *mut c_uint) -> u32 => nvml::device_get_temperature;
+    fn cuGraphAddKernelNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const gpupool_remote::launch_ex::RawKernelNodeParams) -> u32 => module::graph_add_kernel_node_v1;
+    fn cuGraphAddKernelNode_v2(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const gpupool_remote::launch_ex::RawKernelNodeParams) -> u32 => module::graph_add_kernel_node_v2;
+    fn cuLaunchKernelEx(config: *const gpupool_remote::launch_ex::RawLaunchConfig, f: CUfunction, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => module::launch_kernel_ex;
+    fn cuLaunchKernel_ptsz(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => per_thread::launch_kernel;
+    fn cuLaunchCooperativeKernel_ptsz(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void) -> u32 => per_thread::launch_cooperative_kernel;
+    fn cuLaunchKernelEx_ptsz(config: *const gpupool_remote::launch_ex::RawLaunchConfig, f: CUfunction, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => per_thread::launch_kernel_ex;
+    fn cuStreamSynchronize_ptsz(s: CUstream) -> u32 => per_thread::stream_synchronize;
+    fn cuStreamQuery_ptsz(s: CUstream) -> u32 => per_thread::stream_query;
+    fn cuStreamWaitEvent_ptsz(s: CUstream, e: CUevent, flags: u32) -> u32 => per_thread::stream_wait_event;
+    fn cuEventRecord_ptsz(e: CUevent, s: CUstream) -> u32 => per_thread::event_record;
+    fn cuGraphLaunch_ptsz(e: CUgraphExec, s: CUstream) -> u32 => per_thread::graph_launch;
+    fn cuMemcpyAsync_ptsz(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> u32 => per_thread::memcpy_async;
+    fn cuMemcpyHtoDAsync_v2_ptsz(dst: CUdeviceptr, src: *const c_void, n: usize, s: CUstream) -> u32 => per_thread::htod_async;
+    fn cuMemcpyDtoHAsync_v2_ptsz(dst: *mut c_void, src: CUdeviceptr, n: usize, s: CUstream) -> u32 => per_thread::dtoh_async;
+    fn cuMemcpyDtoDAsync_v2_ptsz(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> u32 => per_thread::dtod_async;
+    fn cuMemsetD8Async_ptsz(d: CUdeviceptr, v: u8, n: usize, s: CUstream) -> u32 => per_thread::memset_d8_async;
+    fn cuMemsetD16Async_ptsz(d: CUdeviceptr, v: u16, n: usize, s: CUstream) -> u32 => per_thread::memset_d16_async;
+    fn cuMemsetD32Async_ptsz(d: CUdeviceptr, v: u32, n: usize, s: CUstream) -> u32 => per_thread::memset_d32_async;
+    fn cuMemAllocAsync_ptsz(d: *mut CUdeviceptr, size: usize, s: CUstream) -> u32 => per_thread::mem_alloc_async;
+    fn cuMemFreeAsync_ptsz(d: CUdeviceptr, s: CUstream) -> u32 => per_thread::mem_free_async;
     fn cuLaunchCooperativeKernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void) -> u32 => module::launch_cooperative_kernel;
 }

@@ -6,6 +6,10 @@ use crate::conn::state;
 use gpupool_cuda::cu::*;
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
+use gpupool_remote::kernel_args;
+use gpupool_remote::launch_ex::{
+    attribute_travels, RawKernelNodeParams, RawLaunchAttribute, RawLaunchConfig, MAX_ATTRIBUTES,
+};
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::Mutex;
@@ -168,6 +172,53 @@ unsafe fn extra_buffer<'a>(extra: *mut *mut c_void) -> Result<Option<&'a [u8]>, 
     }
 }
 
+/// Which launch function, with `cuLaunchKernelEx`'s attributes.
+enum Kind<'a> {
+    Plain,
+    Cooperative,
+    Ex(&'a [RawLaunchAttribute]),
+}
+
+/// Each parameter's bytes, and the argument buffer.
+type Arguments<'a> = (Vec<&'a [u8]>, Option<&'a [u8]>);
+
+/// A kernel's arguments: each parameter's bytes (sizes from the cached layout of `f`) and the
+/// argument buffer of `extra`.
+///
+/// # Safety
+/// `params` and `extra` are a launch's, for function `f`.
+unsafe fn arguments<'a>(
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> Result<Arguments<'a>, u32> {
+    let layout = LAYOUTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&(f as usize as u64)).cloned());
+    let Some(layout) = layout else {
+        return Err(CUDA_ERROR_INVALID_HANDLE);
+    };
+    // SAFETY: the caller's extra list.
+    let extra = unsafe { extra_buffer(extra) }?;
+    let sizes: &[u32] = match (&layout, params.is_null()) {
+        (_, true) => &[],
+        (Some(l), false) => l,
+        // Arguments whose sizes the server's driver cannot tell cannot be sent.
+        (None, false) => return Err(CUDA_ERROR_NOT_SUPPORTED),
+    };
+    let args = sizes
+        .iter()
+        .enumerate()
+        // SAFETY: kernelParams holds one pointer per parameter, each to `n` bytes.
+        .map(|(i, &n)| unsafe {
+            std::slice::from_raw_parts(*params.add(i) as *const u8, n as usize)
+        })
+        .collect();
+    Ok((args, extra))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn launch(
     f: CUfunction,
@@ -177,26 +228,12 @@ fn launch(
     stream: CUstream,
     params: *mut *mut c_void,
     extra: *mut *mut c_void,
-    cooperative: bool,
+    kind: Kind<'_>,
 ) -> u32 {
-    let layout = LAYOUTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|m| m.get(&(f as usize as u64)).cloned());
-    let Some(layout) = layout else {
-        return CUDA_ERROR_INVALID_HANDLE;
-    };
-    // SAFETY: the caller's extra list.
-    let extra = match unsafe { extra_buffer(extra) } {
-        Ok(e) => e,
+    // SAFETY: the caller's arguments.
+    let (args, extra) = match unsafe { arguments(f, params, extra) } {
+        Ok(a) => a,
         Err(e) => return e,
-    };
-    let sizes: &[u32] = match (&layout, params.is_null()) {
-        (_, true) => &[],
-        (Some(l), false) => l,
-        // Arguments whose sizes the server's driver cannot tell cannot be sent.
-        (None, false) => return CUDA_ERROR_NOT_SUPPORTED,
     };
     let mut s = state();
     if let Err(e) = s.ready() {
@@ -213,20 +250,19 @@ fn launch(
     w.put(&block);
     w.put(&shared);
     w.put_opt(Some(&(stream as usize as u64)));
-    w.put(&(cooperative as u8));
-    w.put(&(sizes.len() as u32));
-    for (i, &n) in sizes.iter().enumerate() {
-        // SAFETY: kernelParams holds one pointer per parameter, each to `n` bytes.
-        let arg = unsafe { std::slice::from_raw_parts(*params.add(i) as *const u8, n as usize) };
-        w.put_bytes(arg);
-    }
-    match extra {
-        Some(b) => {
-            w.put(&1u8);
-            w.put_bytes(b);
+    match kind {
+        Kind::Plain => w.put(&custom::LAUNCH_PLAIN),
+        Kind::Cooperative => w.put(&custom::LAUNCH_COOPERATIVE),
+        Kind::Ex(attrs) => {
+            w.put(&custom::LAUNCH_EX);
+            w.put(&(attrs.len() as u32));
+            for a in attrs {
+                w.put(&a.id);
+                w.put(&a.value);
+            }
         }
-        None => w.put(&0u8),
     }
+    kernel_args::write(w, &args, extra);
     s.finish_async(start)
 }
 
@@ -253,7 +289,7 @@ pub unsafe fn launch_kernel(
         s,
         params,
         extra,
-        false,
+        Kind::Plain,
     )
 }
 
@@ -279,6 +315,132 @@ pub unsafe fn launch_cooperative_kernel(
         s,
         params,
         std::ptr::null_mut(),
-        true,
+        Kind::Cooperative,
     )
+}
+
+/// `cuLaunchKernelEx`: attributes whose values are plain numbers travel; others (events) are
+/// `CUDA_ERROR_NOT_SUPPORTED`.
+pub unsafe fn launch_kernel_ex(
+    config: *const RawLaunchConfig,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> u32 {
+    // SAFETY: null or the caller's configuration.
+    let Some(c) = (unsafe { config.as_ref() }) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let attrs = match (c.count, c.attrs.is_null()) {
+        (0, _) => &[][..],
+        (n, false) if n <= MAX_ATTRIBUTES => {
+            // SAFETY: the caller's array of `count` attributes.
+            unsafe { std::slice::from_raw_parts(c.attrs, n as usize) }
+        }
+        _ => return CUDA_ERROR_INVALID_VALUE,
+    };
+    if attrs.iter().any(|a| !attribute_travels(a.id)) {
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    launch(
+        f,
+        c.grid,
+        c.block,
+        c.shared,
+        c.stream,
+        params,
+        extra,
+        Kind::Ex(attrs),
+    )
+}
+
+/// `cuGraphAddKernelNode` and `_v2` (whose leading fields are v1's; library kernels, `kern`,
+/// are not supported).
+pub unsafe fn graph_add_kernel_node(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    p: *const RawKernelNodeParams,
+    v2: bool,
+) -> u32 {
+    if p.is_null() || node.is_null() || (ndeps > 0 && deps.is_null()) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: the caller's parameters, read field by field: a v1 structure ends after `extra`.
+    let (func, grid, block, shared, params, extra) = unsafe {
+        (
+            (*p).func,
+            (*p).grid,
+            (*p).block,
+            (*p).shared,
+            (*p).params,
+            (*p).extra,
+        )
+    };
+    // SAFETY: as above; only v2 structures have `kern`.
+    if ndeps > custom::MAX_NODE_DEPENDENCIES as usize || (v2 && !unsafe { (*p).kern }.is_null()) {
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    // SAFETY: the caller's arguments for func.
+    let (args, extra) = match unsafe { arguments(func, params, extra) } {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let deps = if ndeps == 0 {
+        &[][..]
+    } else {
+        // SAFETY: the caller's array of ndeps nodes.
+        unsafe { std::slice::from_raw_parts(deps, ndeps) }
+    };
+    let mut s = state();
+    let start = match s.begin(
+        custom::GRAPH_ADD_KERNEL_NODE,
+        true,
+        crate::context::current(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let w = &mut s.batch;
+    w.put(&(graph as usize as u64));
+    w.put(&(deps.len() as u32));
+    for d in deps {
+        w.put(&(*d as usize as u64));
+    }
+    w.put(&(func as usize as u64));
+    w.put(&grid);
+    w.put(&block);
+    w.put(&shared);
+    kernel_args::write(w, &args, extra);
+    s.finish_sync(start, |r| {
+        let n: u64 = r.get("node")?;
+        // SAFETY: non-null out pointer.
+        unsafe { *node = n as usize as CUgraphNode };
+        Ok(())
+    })
+}
+
+/// `cuGraphAddKernelNode` (v1 parameters).
+pub unsafe fn graph_add_kernel_node_v1(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    p: *const RawKernelNodeParams,
+) -> u32 {
+    // SAFETY: same contract; v1 parameters are read up to `extra` only.
+    unsafe { graph_add_kernel_node(node, graph, deps, ndeps, p, false) }
+}
+
+/// `cuGraphAddKernelNode_v2`.
+pub unsafe fn graph_add_kernel_node_v2(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    p: *const RawKernelNodeParams,
+) -> u32 {
+    // SAFETY: same contract.
+    unsafe { graph_add_kernel_node(node, graph, deps, ndeps, p, true) }
 }

@@ -39,6 +39,12 @@ pub enum Class {
     Pool,
     /// `CUmemGenericAllocationHandle` (physical memory of the virtual memory API).
     Generic,
+    /// `CUgraph`.
+    Graph,
+    /// `CUgraphNode`.
+    GraphNode,
+    /// `CUgraphExec`.
+    GraphExec,
 }
 
 /// Numbers of the hand-written calls.
@@ -65,8 +71,15 @@ pub mod custom {
     pub const MODULE_LOAD: u16 = 209;
     /// `cuModuleGetFunction` (with the kernel's parameter layout).
     pub const MODULE_GET_FUNCTION: u16 = 210;
-    /// `cuLaunchKernel` and its variants.
+    /// `cuLaunchKernel` and its variants ([`LAUNCH_PLAIN`], [`LAUNCH_COOPERATIVE`],
+    /// [`LAUNCH_EX`] with its attributes).
     pub const LAUNCH: u16 = 211;
+    /// Launch kind: `cuLaunchKernel`.
+    pub const LAUNCH_PLAIN: u8 = 0;
+    /// Launch kind: `cuLaunchCooperativeKernel`.
+    pub const LAUNCH_COOPERATIVE: u8 = 1;
+    /// Launch kind: `cuLaunchKernelEx`.
+    pub const LAUNCH_EX: u8 = 2;
     /// `cuPointerGetAttributes`.
     pub const POINTER_ATTRIBUTES: u16 = 212;
     /// `cuMemPoolGetAttribute`.
@@ -85,6 +98,10 @@ pub mod custom {
     pub const MEM_ADDRESS_FREE: u16 = 219;
     /// `cuMemSetAccess` (the access descriptors in the request).
     pub const MEM_SET_ACCESS: u16 = 220;
+    /// `cuGraphAddKernelNode` (and `_v2`): dependencies, function, shape and arguments.
+    pub const GRAPH_ADD_KERNEL_NODE: u16 = 221;
+    /// Most dependencies of one graph node.
+    pub const MAX_NODE_DEPENDENCIES: u32 = 64;
     /// NVML: the number of devices.
     pub const NVML_COUNT: u16 = 230;
     /// NVML: a string (`NvmlString`) of a device or the system.
@@ -102,7 +119,7 @@ pub mod custom {
         (NVML_COUNT..=NVML_VALUES).contains(&id)
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 27] = [
+    pub const ALL: [u16; 28] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -124,6 +141,7 @@ pub mod custom {
         MEM_ADDRESS_RESERVE,
         MEM_ADDRESS_FREE,
         MEM_SET_ACCESS,
+        GRAPH_ADD_KERNEL_NODE,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,
@@ -248,6 +266,15 @@ macro_rules! for_each_call {
             sync 97 cuEventQuery(h(Event) e: CUevent);
             sync 98 cuEventElapsedTime(out ms: f32, h(Event) a: CUevent, h(Event) b: CUevent);
             sync 99 cuEventElapsedTime_v2(out ms: f32, h(Event) a: CUevent, h(Event) b: CUevent);
+
+            sync 100 cuGraphCreate(new(Graph) g: CUgraph, val flags: u32);
+            sync 101 cuGraphDestroy(del(Graph) g: CUgraph);
+            sync 102 cuGraphInstantiateWithFlags(new(GraphExec) e: CUgraphExec, h(Graph) g: CUgraph, val flags: u64);
+            async 103 cuGraphLaunch(h(GraphExec) e: CUgraphExec, h(Stream) s: CUstream);
+            sync 104 cuGraphExecDestroy(del(GraphExec) e: CUgraphExec);
+            async 105 cuGraphUpload(h(GraphExec) e: CUgraphExec, h(Stream) s: CUstream);
+            sync 106 cuStreamBeginCapture_v2(h(Stream) s: CUstream, val mode: u32);
+            sync 107 cuStreamEndCapture(h(Stream) s: CUstream, new(Graph) g: CUgraph);
 
             sync 120 cuModuleUnload(del(Module) m: CUmodule);
             cached 121 cuFuncGetAttribute(out v: i32, val attrib: i32, h(Function) f: CUfunction);

@@ -77,6 +77,9 @@ extra_functions! {
     fn cuFuncGetParamInfo(CUfunction, usize, *mut usize, *mut usize);
     fn cuLaunchKernel(CUfunction, u32, u32, u32, u32, u32, u32, u32, CUstream, *mut *mut c_void, *mut *mut c_void);
     fn cuLaunchCooperativeKernel(CUfunction, u32, u32, u32, u32, u32, u32, u32, CUstream, *mut *mut c_void);
+    // `CUDA_KERNEL_NODE_PARAMS_v2` as `RawKernelNodeParams`.
+    fn cuGraphAddKernelNode_v2(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize, *const crate::launch_ex::RawKernelNodeParams);
+    fn cuLaunchKernelEx(*const crate::launch_ex::RawLaunchConfig, CUfunction, *mut *mut c_void, *mut *mut c_void);
     fn cuPointerGetAttributes(u32, *mut i32, *mut *mut c_void, CUdeviceptr);
     fn cuMemPoolGetAttribute(CUmemoryPool, u32, *mut c_void);
     fn cuMemPoolSetAttribute(CUmemoryPool, u32, *mut c_void);

@@ -2,7 +2,8 @@
 //! without a GPU) and `gpupool serve` on a GPU server, and the server's side of it.
 //!
 //! - [`protocol`] and [`wire`]: handshake, frames, checked decoding.
-//! - [`calls`]: the one table of forwarded driver calls; [`copy3d`]: how 2D / 3D copies travel.
+//! - [`calls`]: the one table of forwarded driver calls; [`copy3d`]: how 2D / 3D copies travel;
+//!   [`launch_ex`]: `cuLaunchKernelEx` configurations; [`kernel_args`]: kernel arguments.
 //! - [`listener`] and [`tokens`]: accepting authenticated clients.
 //! - [`session`]: executing one client's calls, each checked against what it owns;
 //!   [`session_nvml`]: its NVML answers.
@@ -12,6 +13,8 @@
 pub mod calls;
 pub mod copy3d;
 pub mod driver_extra;
+pub mod kernel_args;
+pub mod launch_ex;
 pub mod listener;
 pub mod protocol;
 pub mod session;

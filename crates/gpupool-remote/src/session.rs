@@ -3,9 +3,14 @@
 //! its own process (with the interception library preloaded for the tenant's limits), so all a
 //! client owned is freed when it goes away.
 
-use crate::calls::{custom, Class};
+use crate::calls::custom::{self, LAUNCH_COOPERATIVE, LAUNCH_EX};
+use crate::calls::Class;
 use crate::copy3d::{self, Copy3d};
 use crate::driver_extra::Extra;
+use crate::kernel_args::KernelArgs;
+use crate::launch_ex::{
+    attribute_travels, RawKernelNodeParams, RawLaunchAttribute, RawLaunchConfig, MAX_ATTRIBUTES,
+};
 use crate::protocol::*;
 use crate::session_nvml::NvmlServer;
 use crate::table_server::{self, Table};
@@ -446,6 +451,7 @@ impl Session {
                 rc
             }
             custom::LAUNCH => return self.launch(r),
+            custom::GRAPH_ADD_KERNEL_NODE => return self.graph_add_kernel_node(r, outs),
             custom::MEM_ADDRESS_RESERVE => {
                 let (size, align, hint, flags): (u64, u64, u64, u64) = (
                     r.get("size")?,
@@ -611,52 +617,59 @@ impl Session {
             Ok(s) => s.unwrap_or(std::ptr::null_mut()),
             Err(e) => return Ok(e),
         };
-        let cooperative = r.get_flag("cooperative")?;
-        let n: u32 = r.get("parameter count")?;
-        if n > 4096 {
+        let kind: u8 = r.get("launch kind")?;
+        let mut attrs = Vec::new();
+        if kind == LAUNCH_EX {
+            let n: u32 = r.get("attribute count")?;
+            if n > MAX_ATTRIBUTES {
+                return Err(DecodeError {
+                    what: "attribute count",
+                    at: 0,
+                });
+            }
+            for _ in 0..n {
+                let (id, value): (u32, [u8; 64]) = (r.get("attribute")?, r.get("attribute value")?);
+                attrs.push(RawLaunchAttribute {
+                    id,
+                    pad: [0; 4],
+                    value,
+                });
+            }
+        } else if kind > LAUNCH_EX {
             return Err(DecodeError {
-                what: "parameter count",
+                what: "launch kind",
                 at: 0,
             });
         }
-        let mut params: Vec<*mut c_void> = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            params.push(r.get_bytes("parameter")?.as_ptr() as *mut c_void);
-        }
-        let extra_buf = if r.get_flag("argument buffer")? {
-            Some(r.get_bytes("argument buffer")?)
-        } else {
-            None
-        };
+        let mut args = KernelArgs::read(r)?;
         r.end()?;
         if f == 0 || !self.valid(Class::Function, f) {
             return Ok(CUDA_ERROR_INVALID_HANDLE);
         }
+        if attrs.iter().any(|a| !attribute_travels(a.id)) {
+            return Ok(CUDA_ERROR_NOT_SUPPORTED);
+        }
         let f = f as usize as CUfunction;
-        let mut size = extra_buf.map_or(0, |b| b.len());
-        let mut extra: [*mut c_void; 5] = [
-            std::ptr::without_provenance_mut(1),
-            extra_buf.map_or(std::ptr::null_mut(), |b| b.as_ptr() as *mut c_void),
-            std::ptr::without_provenance_mut(2),
-            &mut size as *mut usize as *mut c_void,
-            std::ptr::null_mut(),
-        ];
-        let params_ptr = if n == 0 && extra_buf.is_some() {
-            std::ptr::null_mut()
-        } else {
-            params.as_mut_ptr()
-        };
-        let extra_ptr = if extra_buf.is_some() {
-            extra.as_mut_ptr()
-        } else {
-            std::ptr::null_mut()
-        };
+        let (params_ptr, extra_ptr) = args.pointers();
         let [gx, gy, gz] = grid;
         let [bx, by, bz] = block;
         // SAFETY: a function this session loaded; parameter pointers into the request, which
         // outlives the call.
         Ok(unsafe {
-            if cooperative {
+            if kind == LAUNCH_EX {
+                let config = RawLaunchConfig {
+                    grid,
+                    block,
+                    shared,
+                    stream: s,
+                    attrs: attrs.as_ptr(),
+                    count: attrs.len() as u32,
+                };
+                match self.extra.cuLaunchKernelEx {
+                    Some(l) => l(&config, f, params_ptr, extra_ptr),
+                    None => CUDA_ERROR_NOT_FOUND,
+                }
+            } else if kind == LAUNCH_COOPERATIVE {
                 match self.extra.cuLaunchCooperativeKernel {
                     Some(l) => l(f, gx, gy, gz, bx, by, bz, shared, s, params_ptr),
                     None => CUDA_ERROR_NOT_FOUND,
@@ -668,6 +681,73 @@ impl Session {
                 }
             }
         })
+    }
+
+    fn graph_add_kernel_node(
+        &mut self,
+        r: &mut Reader<'_>,
+        outs: &mut Writer,
+    ) -> Result<u32, DecodeError> {
+        let graph: u64 = r.get("graph")?;
+        let n: u32 = r.get("dependency count")?;
+        if n > custom::MAX_NODE_DEPENDENCIES {
+            return Err(DecodeError {
+                what: "dependency count",
+                at: 0,
+            });
+        }
+        let deps: Vec<u64> = (0..n)
+            .map(|_| r.get("dependency"))
+            .collect::<Result<_, _>>()?;
+        let f: u64 = r.get("function")?;
+        let grid: [u32; 3] = r.get("grid")?;
+        let block: [u32; 3] = r.get("block")?;
+        let shared: u32 = r.get("shared memory")?;
+        let mut args = KernelArgs::read(r)?;
+        r.end()?;
+        if graph == 0
+            || !self.valid(Class::Graph, graph)
+            || f == 0
+            || !self.valid(Class::Function, f)
+            || deps
+                .iter()
+                .any(|&d| d == 0 || !self.valid(Class::GraphNode, d))
+        {
+            return Ok(CUDA_ERROR_INVALID_HANDLE);
+        }
+        let Some(add) = self.extra.cuGraphAddKernelNode_v2 else {
+            return Ok(CUDA_ERROR_NOT_FOUND);
+        };
+        let (params, extra) = args.pointers();
+        let p = RawKernelNodeParams {
+            func: f as usize as CUfunction,
+            grid,
+            block,
+            shared,
+            params,
+            extra,
+            kern: std::ptr::null_mut(),
+            ctx: std::ptr::null_mut(),
+        };
+        let deps: Vec<CUgraphNode> = deps.iter().map(|&d| d as usize as CUgraphNode).collect();
+        let mut node: CUgraphNode = std::ptr::null_mut();
+        // SAFETY: a graph and function of this session, its own nodes as dependencies; the
+        // driver copies the arguments while adding the node.
+        let rc = unsafe {
+            add(
+                &mut node,
+                graph as usize as CUgraph,
+                deps.as_ptr(),
+                deps.len(),
+                &p,
+            )
+        };
+        if rc == CUDA_SUCCESS {
+            self.handles
+                .insert((Class::GraphNode, node as usize as u64));
+            outs.put(&(node as usize as u64));
+        }
+        Ok(rc)
     }
 
     fn memset(&mut self, r: &mut Reader<'_>) -> Result<u32, DecodeError> {
