@@ -5,6 +5,7 @@
 
 use gpupool_cuda::export_tables::DeviceFacts;
 use gpupool_cuda::result::*;
+use gpupool_remote::calls::custom;
 use gpupool_remote::listener::Address;
 use gpupool_remote::protocol::*;
 use gpupool_remote::wire::{DecodeError, Reader, Writer};
@@ -26,6 +27,11 @@ pub const ENV_TOKEN: &str = "GPUPOOL_REMOTE_TOKEN";
 pub const ENV_TOKEN_FILE: &str = "GPUPOOL_REMOTE_TOKEN_FILE";
 /// A batch is sent once it holds this many bytes.
 const BATCH_LIMIT: usize = 1 << 20;
+/// Calls sent without waiting between two acknowledgements. The server runs a tenant's
+/// launches at the pace its compute limit allows; without this bound a program that never
+/// synchronises would queue launches in the connection faster than they can run, and its
+/// next synchronisation would wait for all of them. At most two windows are outstanding.
+pub const ACK_WINDOW: u32 = 128;
 
 enum Socket {
     Tcp(TcpStream),
@@ -72,6 +78,10 @@ pub struct State {
     pub kernels_may_have_written: bool,
     /// Results of `cached` calls by call number and argument bytes.
     cache: Option<HashMap<Vec<u8>, Vec<u8>>>,
+    /// Calls sent without waiting since the last acknowledgement was asked for.
+    unacked: u32,
+    /// Whether an acknowledgement was asked for and its reply not read yet.
+    ack_pending: bool,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -85,6 +95,8 @@ static STATE: Mutex<State> = Mutex::new(State {
     reply: Vec::new(),
     kernels_may_have_written: false,
     cache: None,
+    unacked: 0,
+    ack_pending: false,
 });
 
 /// The shared state, locked (a panic elsewhere never poisons it for good).
@@ -254,7 +266,7 @@ impl State {
             .and_then(|_| sock.write_all(payload));
         self.batch.buf.clear();
         match r {
-            Ok(()) => CUDA_SUCCESS,
+            Ok(()) => self.sent_without_waiting(),
             Err(e) => self.break_with(format!("sending failed ({e})")),
         }
     }
@@ -267,12 +279,58 @@ impl State {
                 return e;
             }
         }
+        self.sent_without_waiting()
+    }
+
+    /// Counts a call sent without waiting; after [`ACK_WINDOW`] of them, waits for the
+    /// previous acknowledgement (the server has run everything before it) and asks for the
+    /// next one.
+    fn sent_without_waiting(&mut self) -> u32 {
+        self.unacked += 1;
+        if self.unacked < ACK_WINDOW {
+            return CUDA_SUCCESS;
+        }
+        self.unacked = 0;
+        if let Err(e) = self.read_pending_ack() {
+            return e;
+        }
+        let start = match self.begin(custom::ACK, true, 0) {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        finish_request(&mut self.batch, start);
+        if let Err(e) = self.flush() {
+            return e;
+        }
+        self.ack_pending = true;
         CUDA_SUCCESS
     }
 
-    /// Reads one reply; hands its results to `outs` when the call succeeded. Returns the
-    /// deferred error of batched calls when there is one, else the call's result.
+    /// Reads the reply to an outstanding acknowledgement, if any.
+    fn read_pending_ack(&mut self) -> Result<(), u32> {
+        if !std::mem::take(&mut self.ack_pending) {
+            return Ok(());
+        }
+        match self.read_one_reply(|_| Ok(())) {
+            CUDA_SUCCESS => Ok(()),
+            rc => Err(rc),
+        }
+    }
+
+    /// Reads the reply to the last request sent (after any outstanding acknowledgement); hands
+    /// its results to `outs` when the call succeeded. Returns the deferred error of batched
+    /// calls when there is one, else the call's result.
     pub fn read_reply(
+        &mut self,
+        outs: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
+    ) -> u32 {
+        if let Err(e) = self.read_pending_ack() {
+            return e;
+        }
+        self.read_one_reply(outs)
+    }
+
+    fn read_one_reply(
         &mut self,
         outs: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
     ) -> u32 {
@@ -280,16 +338,87 @@ impl State {
             return CUDA_ERROR_DEVICE_UNAVAILABLE;
         };
         let mut buf = std::mem::take(&mut self.reply);
-        if let Err(e) = read_frame(sock, &mut buf) {
-            let why = if e.kind() == io::ErrorKind::UnexpectedEof {
-                "the server closed the connection (restarted or stopped?)".to_string()
-            } else {
-                format!("receiving failed ({e})")
-            };
-            self.reply = buf;
-            return self.break_with(why);
+        let read = read_frame(sock, &mut buf);
+        let rc = match read {
+            Ok(()) => self.parse_reply(&buf, outs),
+            Err(e) => self.lost(e),
+        };
+        self.reply = buf;
+        rc
+    }
+
+    /// Reads the reply to a call answering `len` bytes (as `put_bytes` writes them) straight
+    /// into `dst`; any other reply (an error) is read as usual.
+    ///
+    /// # Safety
+    /// `dst` is writable for `len` bytes.
+    pub unsafe fn read_reply_into(&mut self, dst: *mut u8, len: usize) -> u32 {
+        if let Err(e) = self.read_pending_ack() {
+            return e;
         }
-        let mut r = Reader::new(&buf);
+        let Some(sock) = self.socket.as_mut() else {
+            return CUDA_ERROR_DEVICE_UNAVAILABLE;
+        };
+        // Frame length, result, deferred error.
+        let mut head = [0u8; 12];
+        if let Err(e) = sock.read_exact(&mut head) {
+            return self.lost(e);
+        }
+        let word = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().unwrap());
+        let (n, rc, deferred) = (word(0) as usize, word(4), word(8));
+        if !(8..=MAX_FRAME).contains(&n) {
+            return self.break_with(format!("bad reply: a frame of {n} bytes"));
+        }
+        if rc == CUDA_SUCCESS && n == 16 + len {
+            let mut data_len = [0u8; 8];
+            // SAFETY: the caller's buffer of len bytes.
+            let data = unsafe { std::slice::from_raw_parts_mut(dst, len) };
+            let read = sock
+                .read_exact(&mut data_len)
+                .and_then(|_| sock.read_exact(data));
+            if let Err(e) = read {
+                return self.lost(e);
+            }
+            if u64::from_le_bytes(data_len) != len as u64 {
+                return self.break_with("bad reply: wrong data length".into());
+            }
+            return if deferred != CUDA_SUCCESS {
+                deferred
+            } else {
+                rc
+            };
+        }
+        let mut buf = std::mem::take(&mut self.reply);
+        buf.clear();
+        buf.extend_from_slice(&head[4..]);
+        let read = sock.take((n - 8) as u64).read_to_end(&mut buf);
+        let rc = match read {
+            Ok(_) if buf.len() == n => self.parse_reply(&buf, |_| Ok(())),
+            Ok(_) => self.lost(io::ErrorKind::UnexpectedEof.into()),
+            Err(e) => self.lost(e),
+        };
+        self.reply = buf;
+        rc
+    }
+
+    /// Marks the connection lost after a failed read.
+    fn lost(&mut self, e: io::Error) -> u32 {
+        let why = if e.kind() == io::ErrorKind::UnexpectedEof {
+            "the server closed the connection (restarted or stopped?)".to_string()
+        } else {
+            format!("receiving failed ({e})")
+        };
+        self.break_with(why)
+    }
+
+    /// Answers a reply's body: the deferred error when there is one, else the call's result
+    /// (its results handed to `outs` when it succeeded).
+    fn parse_reply(
+        &mut self,
+        body: &[u8],
+        outs: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
+    ) -> u32 {
+        let mut r = Reader::new(body);
         let parsed = (|| -> Result<u32, String> {
             let rc: u32 = r.get("result").map_err(|e| e.to_string())?;
             let deferred: u32 = r.get("deferred").map_err(|e| e.to_string())?;
@@ -309,7 +438,6 @@ impl State {
                 rc
             })
         })();
-        self.reply = buf;
         match parsed {
             Ok(rc) => rc,
             Err(why) => self.break_with(why),
@@ -394,6 +522,8 @@ mod tests {
             reply: Vec::new(),
             kernels_may_have_written: false,
             cache: None,
+            unacked: 0,
+            ack_pending: false,
         }
     }
 
@@ -454,4 +584,95 @@ mod tests {
         assert_eq!(s.ready(), Err(CUDA_ERROR_DEVICE_UNAVAILABLE));
         assert_eq!(s.begin(20, true, 0), Err(CUDA_ERROR_DEVICE_UNAVAILABLE));
     }
+
+    #[test]
+    fn calls_sent_without_waiting_stay_within_two_windows_of_the_server() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Arc;
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let done = Arc::new(AtomicU32::new(0));
+        let counted = done.clone();
+        let served = std::thread::spawn(move || {
+            let (mut asyncs, mut acks, mut held_back) = (0u32, 0u32, None);
+            let mut buf = Vec::new();
+            while read_frame(&mut server, &mut buf).is_ok() {
+                let call = u16::from_le_bytes([buf[0], buf[1]]);
+                if call != custom::ACK {
+                    asyncs += 1;
+                    continue;
+                }
+                assert_eq!(asyncs, (acks + 1) * ACK_WINDOW, "an ack after each window");
+                acks += 1;
+                if acks == 1 {
+                    // Hold the first acknowledgement back: the client must stop.
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    held_back = Some(counted.load(Ordering::SeqCst));
+                }
+                let mut w = Writer::default();
+                w.put(&CUDA_SUCCESS);
+                w.put(&CUDA_SUCCESS);
+                // The client may be gone after the last one.
+                let _ = write_frame(&mut server, &w.buf);
+            }
+            (acks, held_back)
+        });
+        let mut s = connected(client);
+        for _ in 0..3 * ACK_WINDOW {
+            let start = s.begin(LAUNCH_LIKE, false, 0).unwrap();
+            assert_eq!(s.finish_async(start), CUDA_SUCCESS);
+            done.fetch_add(1, Ordering::SeqCst);
+        }
+        drop(s);
+        let (acks, held_back) = served.join().unwrap();
+        assert_eq!(acks, 3);
+        assert_eq!(
+            held_back,
+            Some(2 * ACK_WINDOW - 1),
+            "without the first acknowledgement the client sends one more window, then waits"
+        );
+    }
+
+    #[test]
+    fn bulk_replies_land_in_the_caller_s_buffer_and_errors_are_read_whole() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let served = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            for answer in [Some(vec![4u8; 1000]), None, Some(vec![5u8; 1000])] {
+                read_frame(&mut server, &mut buf).unwrap();
+                let mut w = Writer::default();
+                match answer {
+                    Some(data) => {
+                        w.put(&CUDA_SUCCESS);
+                        w.put(&CUDA_SUCCESS);
+                        w.put_bytes(&data);
+                    }
+                    None => {
+                        w.put(&CUDA_ERROR_INVALID_VALUE);
+                        w.put(&CUDA_SUCCESS);
+                    }
+                }
+                write_frame(&mut server, &w.buf).unwrap();
+            }
+        });
+        let mut s = connected(client);
+        let mut dst = vec![0u8; 1000];
+        for want in [
+            (CUDA_SUCCESS, 4u8),
+            (CUDA_ERROR_INVALID_VALUE, 4),
+            (CUDA_SUCCESS, 5),
+        ] {
+            let start = s.begin(custom::COPY_DTOH, true, 0).unwrap();
+            finish_request(&mut s.batch, start);
+            s.flush().unwrap();
+            // SAFETY: dst holds 1000 bytes.
+            let rc = unsafe { s.read_reply_into(dst.as_mut_ptr(), dst.len()) };
+            assert_eq!(rc, want.0);
+            assert!(dst.iter().all(|&b| b == want.1), "{:?}", &dst[..4]);
+        }
+        assert_eq!(s.ready(), Ok(()), "the connection is still usable");
+        served.join().unwrap();
+    }
+
+    /// A call number standing for any call sent without waiting.
+    const LAUNCH_LIKE: u16 = custom::LAUNCH;
 }

@@ -7,7 +7,6 @@ use crate::memory_map::{self, Kind};
 use gpupool_cuda::cu::*;
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
-use gpupool_remote::protocol::CHUNK;
 use gpupool_remote::wire::Writer;
 use std::ffi::c_void;
 
@@ -189,7 +188,12 @@ fn free(p: CUdeviceptr, stream: Option<CUstream>) -> u32 {
     rc
 }
 
-/// Host to device: batched, in chunks.
+/// Bytes a bulk copy sends or asks for per message: small enough that the server's copy
+/// between the socket and the GPU stays in the CPU's cache and overlaps the transfer of the
+/// next piece (1 MiB pieces measured 75-110 % of raw loopback bandwidth, 8 MiB 50-67 %).
+const COPY_PIECE: usize = 1 << 20;
+
+/// Host to device: batched, in pieces.
 pub unsafe fn htod(dst: u64, src: *const u8, n: usize, stream: Option<CUstream>) -> u32 {
     if n > 0 && src.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
@@ -197,7 +201,7 @@ pub unsafe fn htod(dst: u64, src: *const u8, n: usize, stream: Option<CUstream>)
     let mut s = state();
     let mut done = 0;
     loop {
-        let len = (n - done).min(CHUNK);
+        let len = (n - done).min(COPY_PIECE);
         let start = match s.begin(custom::COPY_HTOD, false, crate::context::current()) {
             Ok(p) => p,
             Err(e) => return e,
@@ -228,8 +232,8 @@ pub unsafe fn dtoh(dst: *mut u8, src: u64, n: usize, stream: Option<CUstream>) -
         return CUDA_ERROR_INVALID_VALUE;
     }
     let mut s = state();
-    let chunks: Vec<(usize, usize)> = (0..n.div_ceil(CHUNK).max(1))
-        .map(|i| (i * CHUNK, (n - i * CHUNK).min(CHUNK)))
+    let chunks: Vec<(usize, usize)> = (0..n.div_ceil(COPY_PIECE).max(1))
+        .map(|i| (i * COPY_PIECE, (n - i * COPY_PIECE).min(COPY_PIECE)))
         .collect();
     for &(off, len) in &chunks {
         let start = match s.begin(custom::COPY_DTOH, true, crate::context::current()) {
@@ -246,14 +250,8 @@ pub unsafe fn dtoh(dst: *mut u8, src: u64, n: usize, stream: Option<CUstream>) -
     }
     let mut first = CUDA_SUCCESS;
     for &(off, len) in &chunks {
-        let rc = s.read_reply(|r| {
-            let data = r.get_bytes("data")?;
-            if data.len() == len {
-                // SAFETY: the caller's buffer of n bytes; off + len <= n.
-                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst.add(off), len) };
-            }
-            Ok(())
-        });
+        // SAFETY: the caller's buffer of n bytes; off + len <= n.
+        let rc = unsafe { s.read_reply_into(dst.add(off), len) };
         if first == CUDA_SUCCESS {
             first = rc;
         }

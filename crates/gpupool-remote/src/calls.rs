@@ -100,6 +100,9 @@ pub mod custom {
     pub const MEM_SET_ACCESS: u16 = 220;
     /// `cuGraphAddKernelNode` (and `_v2`): dependencies, function, shape and arguments.
     pub const GRAPH_ADD_KERNEL_NODE: u16 = 221;
+    /// A no-op answered once every request before it ran: the client's flow control for
+    /// calls sent without waiting. Its reply leaves their deferred error for the next call.
+    pub const ACK: u16 = 222;
     /// Most dependencies of one graph node.
     pub const MAX_NODE_DEPENDENCIES: u32 = 64;
     /// NVML: the number of devices.
@@ -118,8 +121,12 @@ pub mod custom {
     pub fn is_nvml(id: u16) -> bool {
         (NVML_COUNT..=NVML_VALUES).contains(&id)
     }
+    /// Whether the reply to `id` leaves the deferred error of earlier calls in place.
+    pub fn leaves_deferred(id: u16) -> bool {
+        is_nvml(id) || id == ACK
+    }
     /// Every hand-written call.
-    pub const ALL: [u16; 28] = [
+    pub const ALL: [u16; 29] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -142,6 +149,7 @@ pub mod custom {
         MEM_ADDRESS_FREE,
         MEM_SET_ACCESS,
         GRAPH_ADD_KERNEL_NODE,
+        ACK,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,

@@ -201,6 +201,14 @@ pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
 
 /// Reads one frame into `buf`, refusing one longer than [`MAX_FRAME`] before reading it.
 pub fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<()> {
+    let n = read_frame_reusing(r, buf)?;
+    buf.truncate(n);
+    Ok(())
+}
+
+/// Reads one frame into the start of `buf` and returns its length; `buf` keeps the length it
+/// had when that was longer, so a reused buffer is not zeroed again for every frame.
+pub fn read_frame_reusing(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
     let mut n = [0u8; 4];
     r.read_exact(&mut n)?;
     let n = u32::from_le_bytes(n) as usize;
@@ -210,9 +218,11 @@ pub fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<()> {
             format!("a message of {n} bytes exceeds the limit of {MAX_FRAME}"),
         ));
     }
-    buf.clear();
-    buf.resize(n, 0);
-    r.read_exact(buf)
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    r.read_exact(&mut buf[..n])?;
+    Ok(n)
 }
 
 /// The fixed head of a request.
@@ -269,6 +279,27 @@ pub fn field<T: Pod>(r: &mut Reader<'_>, what: &'static str) -> Result<T, Decode
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_read_into_a_reused_buffer_keep_their_own_length() {
+        let mut wire = Vec::new();
+        write_frame(&mut wire, &[7u8; 100]).unwrap();
+        write_frame(&mut wire, &[9u8; 10]).unwrap();
+        write_frame(&mut wire, &[]).unwrap();
+        let mut r = &wire[..];
+        let mut buf = Vec::new();
+        assert_eq!(read_frame_reusing(&mut r, &mut buf).unwrap(), 100);
+        assert_eq!(read_frame_reusing(&mut r, &mut buf).unwrap(), 10);
+        assert_eq!(&buf[..10], &[9u8; 10]);
+        assert_eq!(buf.len(), 100, "kept, not zeroed again");
+        read_frame(&mut r, &mut buf).unwrap();
+        assert!(buf.is_empty());
+        let e = read_frame(&mut r, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        // A frame cut short is an error, not a short frame.
+        let mut r = &wire[..50];
+        assert!(read_frame_reusing(&mut r, &mut buf).is_err());
+    }
 
     #[test]
     fn hello_round_trips_and_refuses_junk() {

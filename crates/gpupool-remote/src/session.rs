@@ -37,7 +37,6 @@ pub struct Session {
     current: u64,
     /// First error of an asynchronous call since the last reply.
     deferred: u32,
-    scratch: Vec<u8>,
     /// Log each failing call on stderr (`GPUPOOL_REMOTE_TRACE` in the server's environment).
     pub trace: bool,
 }
@@ -74,7 +73,6 @@ impl Session {
             reserved: BTreeMap::new(),
             current: u64::MAX,
             deferred: CUDA_SUCCESS,
-            scratch: Vec::new(),
             trace: false,
         }
     }
@@ -158,16 +156,16 @@ impl Session {
         let mut buf = Vec::new();
         let mut reply = Writer::default();
         loop {
-            match read_frame(&mut reader, &mut buf) {
-                Ok(()) => {}
+            let len = match read_frame_reusing(&mut reader, &mut buf) {
+                Ok(len) => len,
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
                 Err(e) => {
                     let _ = refuse(&mut writer, &e.to_string());
                     return Err(e);
                 }
-            }
+            };
             reply.buf.clear();
-            match self.handle(&buf, &mut reply) {
+            match self.handle(&buf[..len], &mut reply) {
                 Ok(true) => {
                     write_frame(&mut writer, &reply.buf)?;
                     writer.flush()?;
@@ -186,16 +184,24 @@ impl Session {
         let mut r = Reader::new(body);
         let head = RequestHead::get(&mut r)?;
         let sync = head.flags & FLAG_SYNC != 0;
-        let mut outs = Writer::default();
+        // Results are written straight after the result and deferred fields, patched below:
+        // bulk data (device to host copies) is not copied once more.
+        let base = reply.buf.len();
+        reply.put(&CUDA_SUCCESS);
+        reply.put(&CUDA_SUCCESS);
+        let outs = reply;
         let nvml = custom::is_nvml(head.call);
         let rc = if nvml {
-            self.nvml.call(head.call, &mut r, &mut outs)?
+            self.nvml.call(head.call, &mut r, outs)?
+        } else if head.call == custom::ACK {
+            r.end()?;
+            CUDA_SUCCESS
         } else if head.context != self.current && !self.switch_context(head.context) {
             CUDA_ERROR_INVALID_CONTEXT
         } else {
-            match table_server::call(self, head.call, &mut r, &mut outs)? {
+            match table_server::call(self, head.call, &mut r, outs)? {
                 Some(rc) => rc,
-                None => self.custom(head.call, &mut r, &mut outs)?,
+                None => self.custom(head.call, &mut r, outs)?,
             }
         };
         if (1..20).contains(&head.call) {
@@ -207,22 +213,24 @@ impl Session {
                 head.call
             );
         }
+        let reply = outs;
         if !sync {
+            reply.buf.truncate(base);
             if rc != CUDA_SUCCESS && self.deferred == CUDA_SUCCESS {
                 self.deferred = rc;
             }
             return Ok(false);
         }
-        reply.put(&rc);
-        // An NVML answer leaves a CUDA error for the next CUDA call.
-        let deferred = if nvml {
+        // An NVML answer or an acknowledgement leaves a CUDA error for the next CUDA call.
+        let deferred = if custom::leaves_deferred(head.call) {
             CUDA_SUCCESS
         } else {
             std::mem::replace(&mut self.deferred, CUDA_SUCCESS)
         };
-        reply.put(&deferred);
-        if rc == CUDA_SUCCESS {
-            reply.buf.extend_from_slice(&outs.buf);
+        reply.buf[base..base + 4].copy_from_slice(&rc.to_le_bytes());
+        reply.buf[base + 4..base + 8].copy_from_slice(&deferred.to_le_bytes());
+        if rc != CUDA_SUCCESS {
+            reply.buf.truncate(base + 8);
         }
         Ok(true)
     }
@@ -372,25 +380,25 @@ impl Session {
                 if !self.owns(src, len) {
                     return Ok(not_owned);
                 }
-                let mut buf = std::mem::take(&mut self.scratch);
-                buf.resize(len as usize, 0);
-                let dst = buf.as_mut_ptr() as *mut c_void;
-                let rc = match s {
-                    None => unsafe { driver!(cuMemcpyDtoH_v2)(dst, src, len as usize) },
+                let n = len as usize;
+                let (sync_copy, async_copy, wait) = (
+                    driver!(cuMemcpyDtoH_v2),
+                    driver!(cuMemcpyDtoHAsync_v2),
+                    driver!(cuStreamSynchronize),
+                );
+                let copy = |dst: *mut u8| match s {
+                    None => unsafe { sync_copy(dst.cast(), src, n) },
                     Some(s) => unsafe {
-                        let rc = driver!(cuMemcpyDtoHAsync_v2)(dst, src, len as usize, s);
+                        let rc = async_copy(dst.cast(), src, n, s);
                         if rc == CUDA_SUCCESS {
-                            driver!(cuStreamSynchronize)(s)
+                            wait(s)
                         } else {
                             rc
                         }
                     },
                 };
-                if rc == CUDA_SUCCESS {
-                    outs.put_bytes(&buf);
-                }
-                self.scratch = buf;
-                rc
+                // SAFETY: a successful copy wrote all n bytes.
+                unsafe { outs.put_bytes_in_place(n, copy) }
             }
             custom::COPY_DTOD => {
                 let (dst, src, len): (u64, u64, u64) =

@@ -66,6 +66,30 @@ impl Writer {
         self.buf.extend_from_slice(b);
     }
 
+    /// Appends `len` bytes as [`Writer::put_bytes`] does, written in place by `fill`, which
+    /// gets their address and returns 0 when it wrote them all; else nothing is appended and
+    /// its answer returned. Bulk data is not zeroed nor copied once more.
+    ///
+    /// # Safety
+    /// `fill` must write all `len` bytes at the address it gets when it returns 0.
+    pub unsafe fn put_bytes_in_place(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(*mut u8) -> u32,
+    ) -> u32 {
+        let at = self.buf.len();
+        self.put(&(len as u64));
+        self.buf.reserve(len);
+        let rc = fill(self.buf.spare_capacity_mut().as_mut_ptr().cast());
+        if rc == 0 {
+            // SAFETY: reserved above and written by `fill`.
+            unsafe { self.buf.set_len(at + 8 + len) };
+        } else {
+            self.buf.truncate(at);
+        }
+        rc
+    }
+
     /// Appends an optional value: a presence byte, then the value.
     pub fn put_opt<T: Pod>(&mut self, v: Option<&T>) {
         match v {
@@ -159,6 +183,25 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn bytes_written_in_place_read_back_and_a_failed_fill_leaves_nothing() {
+        let mut w = Writer::default();
+        w.put(&5u32);
+        // SAFETY: the fill writes all 3 bytes, or fails.
+        let rc = unsafe {
+            w.put_bytes_in_place(3, |p| {
+                std::ptr::copy_nonoverlapping([1u8, 2, 3].as_ptr(), p, 3);
+                0
+            })
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(unsafe { w.put_bytes_in_place(1 << 20, |_| 700) }, 700);
+        let mut r = Reader::new(&w.buf);
+        assert_eq!(r.get::<u32>("a").unwrap(), 5);
+        assert_eq!(r.get_bytes("b").unwrap(), &[1, 2, 3]);
+        r.end().unwrap();
+    }
 
     #[test]
     fn values_round_trip() {
