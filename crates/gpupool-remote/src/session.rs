@@ -164,10 +164,14 @@ impl Session {
                     return Err(e);
                 }
             };
+            // The frame's length first, patched once the reply is written: one write each.
             reply.buf.clear();
+            reply.put(&0u32);
             match self.handle(&buf[..len], &mut reply) {
                 Ok(true) => {
-                    write_frame(&mut writer, &reply.buf)?;
+                    let n = (reply.buf.len() - 4) as u32;
+                    reply.buf[..4].copy_from_slice(&n.to_le_bytes());
+                    writer.write_all(&reply.buf)?;
                     writer.flush()?;
                 }
                 Ok(false) => {}
