@@ -129,6 +129,19 @@ fn without_a_limit_a_tenant_fills_the_device() {
 }
 
 #[test]
+fn kernels_registered_with_the_runtime_are_paced() {
+    let _s = serial();
+    let m = Machine::new("runtime-kernels", "1x16GiB");
+    for v in ["12.9", "11.8"] {
+        let prog = c_program("rt_kernel", v).display().to_string();
+        measured(|| {
+            let out = m.run(&["--compute", "40"], &[&prog, "1ms", "1.5"]);
+            near(&format!("runtime {v} kernels"), share(&out, "1ms"), 0.40)
+        });
+    }
+}
+
+#[test]
 fn a_null_launch_simulator_checks_launches_but_queues_no_gpu_time() {
     // `GPUPOOL_SIM_LAUNCH=none` (gpupool-bench's null-driver rows): 20 ms kernels launched and
     // synchronised one after another take no time, yet the run succeeds through the library.
@@ -186,6 +199,19 @@ fn a_remote_tenant_s_limit_holds_on_the_server() {
             let got = share(&out, "1ms");
             eprintln!("remote {path}: {:.1} % in {seconds:.2} s", got * 100.0);
             near(&format!("remote {path}"), got, 0.40)
+        });
+    }
+    // Kernels registered with the runtime (a library on 12.9, the private interface on 11.8).
+    for v in ["12.9", "11.8"] {
+        let prog = c_program("rt_kernel", v).display().to_string();
+        measured(|| {
+            let out = server.client(&[&prog, "1ms", "1.5"]).output().unwrap();
+            assert!(out.status.success(), "{v}: {out:?}");
+            near(
+                &format!("remote runtime {v} kernels"),
+                share(&out, "1ms"),
+                0.40,
+            )
         });
     }
 }

@@ -37,6 +37,34 @@ fn runtime_runs_on_the_simulated_gpu() {
 }
 
 #[test]
+fn kernels_registered_with_the_runtime_run_on_the_simulated_gpu() {
+    // What nvcc-compiled programs do: a fat binary registered at start, launched through
+    // `cudaLaunchKernel` (runtime 12 and 13 load it with `cuLibraryLoadData`, 11.8 through
+    // its private interface table). Each 2 ms kernel takes its time on the device.
+    for v in RUNTIMES {
+        let m = Machine::new(&format!("kernels-{v}"), "1xH100");
+        let prog = c_program("rt_kernel", v);
+        let out = std::process::Command::new(&prog)
+            .args(["2ms", "0.2"])
+            .envs(m.sim_env())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "runtime {v}: {out:?}");
+        let kv = key_values(&out);
+        let (launches, seconds) = (num(&kv, "launches"), kv["seconds"].parse::<f64>().unwrap());
+        assert!(
+            seconds >= launches as f64 * 0.002 * 0.95,
+            "runtime {v}: {launches} launches of 2 ms done in {seconds} s"
+        );
+        assert_ne!(
+            num(&kv, "unregistered"),
+            0,
+            "runtime {v}: a stray pointer launched"
+        );
+    }
+}
+
+#[test]
 fn runtime_sees_the_limit_as_its_card() {
     for v in RUNTIMES {
         let m = Machine::new(&format!("view-{v}"), "1xH100");

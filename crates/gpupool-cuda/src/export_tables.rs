@@ -6,7 +6,7 @@
 //! The library passes a [`Host`] on every [`get_export_table`] call: how to reach its contexts,
 //! devices and version.
 
-use crate::cu::{CUcontext, CUdevice, CUuuid};
+use crate::cu::{CUcontext, CUdevice, CUmodule, CUuuid};
 use crate::md2::hmac_md2;
 use crate::result::*;
 use crate::spinlock::SpinLock;
@@ -28,6 +28,9 @@ pub struct Host {
     pub driver_version: fn() -> i32,
     /// The visible devices' facts the integrity check hashes (`None` before `cuInit`).
     pub devices: fn() -> Option<Vec<DeviceFacts>>,
+    /// `cuModuleLoadData`: loads the kernels of a fat binary (or its wrapper) the runtime
+    /// registered, into the current context.
+    pub load_module: unsafe fn(*mut CUmodule, *const c_void) -> u32,
 }
 
 /// One visible device as the integrity check hashes it.
@@ -97,12 +100,52 @@ stubs!(
     stub_integrity_2 = "INTEGRITY_CHECK[2]",
 );
 
-/// Module loading from fat binaries (kernels) is not simulated yet.
-unsafe extern "C" fn no_module() -> u32 {
+/// Loads a module from what the runtime registered (a fat-binary wrapper or a fat binary).
+unsafe fn load_registered(slot: u32, out: *mut CUmodule, image: *const c_void) -> u32 {
     if tracing() {
-        eprintln!("{}: module load through CUDART_INTERFACE refused", label());
+        eprintln!(
+            "{}: CUDART_INTERFACE[{slot}]: module from a fat binary",
+            label()
+        );
     }
-    CUDA_ERROR_INVALID_IMAGE
+    if out.is_null() || image.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    match host() {
+        // SAFETY: the runtime passes what its program registered.
+        Some(h) => unsafe { (h.load_module)(out, image) },
+        None => CUDA_ERROR_NOT_INITIALIZED,
+    }
+}
+
+/// CUDART_INTERFACE slot 1: `(CUmodule*, fat-binary wrapper)`.
+unsafe extern "C" fn cudart_module_1(out: *mut CUmodule, wrapper: *const c_void) -> u32 {
+    // SAFETY: as the runtime calls it.
+    unsafe { load_registered(1, out, wrapper) }
+}
+
+/// CUDART_INTERFACE slot 6: `(CUmodule*, fat-binary wrapper, …)`.
+unsafe extern "C" fn cudart_module_6(
+    out: *mut CUmodule,
+    wrapper: *const c_void,
+    _a: *mut c_void,
+    _b: *mut c_void,
+    _c: u32,
+) -> u32 {
+    // SAFETY: as the runtime calls it.
+    unsafe { load_registered(6, out, wrapper) }
+}
+
+/// CUDART_INTERFACE slot 8: `(fat binary, CUmodule*, …)`.
+unsafe extern "C" fn cudart_module_8(
+    fatbin: *const c_void,
+    out: *mut CUmodule,
+    _a: *mut c_void,
+    _b: *mut c_void,
+    _c: u32,
+) -> u32 {
+    // SAFETY: as the runtime calls it.
+    unsafe { load_registered(8, out, fatbin) }
 }
 
 /// CUDART_INTERFACE slot 2: retain the primary context of `dev`.
@@ -292,14 +335,14 @@ const fn size(n: usize) -> *const c_void {
 
 static CUDART_INTERFACE: Table<16> = Table([
     size(16),
-    f(no_module as *const ()),
+    f(cudart_module_1 as *const ()),
     f(cudart_primary_ctx as *const ()),
     f(stub_ci_3 as *const ()),
     f(stub_ci_4 as *const ()),
     f(stub_ci_5 as *const ()),
-    f(no_module as *const ()),
+    f(cudart_module_6 as *const ()),
     f(stub_ci_7 as *const ()),
-    f(no_module as *const ()),
+    f(cudart_module_8 as *const ()),
     f(stub_ci_9 as *const ()),
     f(stub_ci_10 as *const ()),
     f(stub_ci_11 as *const ()),
@@ -431,7 +474,18 @@ mod tests {
         primary_retain: |_| Err(CUDA_ERROR_NOT_INITIALIZED),
         driver_version: || 13000,
         devices: || None,
+        load_module: test_load,
     };
+
+    /// The image the last module load was given.
+    static LOADED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    unsafe fn test_load(out: *mut CUmodule, image: *const c_void) -> u32 {
+        LOADED.store(image as usize, Relaxed);
+        // SAFETY: the slot checked the pointer.
+        unsafe { *out = 0x77 as CUmodule };
+        CUDA_SUCCESS
+    }
 
     #[test]
     fn unknown_tables_are_not_found() {
@@ -458,5 +512,55 @@ mod tests {
         );
         // SAFETY: slot 0 of CUDART_INTERFACE is its size.
         assert_eq!(unsafe { *(out as *const usize) }, 16 * 8);
+    }
+
+    #[test]
+    fn module_slots_load_what_the_runtime_registered() {
+        let id = CUuuid {
+            bytes: ID_CUDART_INTERFACE.map(|b| b as std::ffi::c_char),
+        };
+        let mut table = std::ptr::null();
+        // SAFETY: valid pointers.
+        assert_eq!(
+            unsafe { get_export_table(&TEST_HOST, &mut table, &id) },
+            CUDA_SUCCESS
+        );
+        let slot = |i: usize| unsafe { *(table as *const *const c_void).add(i) };
+        type ModuleFirst = unsafe extern "C" fn(*mut CUmodule, *const c_void) -> u32;
+        type ModuleFirstExt = unsafe extern "C" fn(
+            *mut CUmodule,
+            *const c_void,
+            *mut c_void,
+            *mut c_void,
+            u32,
+        ) -> u32;
+        type ImageFirstExt = unsafe extern "C" fn(
+            *const c_void,
+            *mut CUmodule,
+            *mut c_void,
+            *mut c_void,
+            u32,
+        ) -> u32;
+        let image = [0u64; 4];
+        let p = image.as_ptr() as *const c_void;
+        let none = std::ptr::null_mut();
+        // SAFETY: the slots' signatures; valid pointers.
+        unsafe {
+            let one: ModuleFirst = std::mem::transmute(slot(1));
+            let six: ModuleFirstExt = std::mem::transmute(slot(6));
+            let eight: ImageFirstExt = std::mem::transmute(slot(8));
+            let calls: [&dyn Fn(&mut CUmodule) -> u32; 3] =
+                [&|m| one(m, p), &|m| six(m, p, none, none, 0), &|m| {
+                    eight(p, m, none, none, 0)
+                }];
+            for (i, call) in calls.iter().enumerate() {
+                LOADED.store(0, Relaxed);
+                let mut m: CUmodule = std::ptr::null_mut();
+                assert_eq!(call(&mut m), CUDA_SUCCESS, "slot {i}");
+                assert_eq!(m as usize, 0x77, "slot {i}");
+                assert_eq!(LOADED.load(Relaxed), p as usize, "slot {i}");
+            }
+            assert_eq!(one(std::ptr::null_mut(), p), CUDA_ERROR_INVALID_VALUE);
+        }
     }
 }

@@ -499,6 +499,11 @@ pub fn forget_cached<A, B, C>(_: A, _: B, _: C) {
     state().forget_cached();
 }
 
+/// Hook after calls of four arguments that change kernel attributes.
+pub fn forget_cached_4<A, B, C, D>(_: A, _: B, _: C, _: D) {
+    state().forget_cached();
+}
+
 /// Sends what is batched (at exit, so queued work is not lost).
 pub fn flush_at_exit() {
     if let Ok(mut s) = STATE.try_lock() {

@@ -82,6 +82,7 @@ static EXPORT_TABLE_HOST: Host = Host {
         let s = state();
         s.ready().ok().map(|_| s.devices.clone())
     },
+    load_module: crate::module::module_load_data,
 };
 
 /// `cuGetExportTable`: answered here.

@@ -122,6 +122,9 @@ gpupool_cuda::export_functions! {
     fn cuModuleLoadData(m: *mut CUmodule, image: *const c_void) -> u32 => module::module_load_data;
     fn cuModuleLoadDataEx(m: *mut CUmodule, image: *const c_void, n: u32, options: *mut c_void, values: *mut *mut c_void) -> u32 => module::module_load_data_ex;
     fn cuModuleGetFunction(f: *mut CUfunction, m: CUmodule, name: *const c_char) -> u32 => module::module_get_function;
+    fn cuLibraryLoadData(l: *mut CUlibrary, code: *const c_void, jo: *mut c_void, jv: *mut *mut c_void, jn: u32, lo: *mut c_void, lv: *mut *mut c_void, ln: u32) -> u32 => module::library_load_data;
+    fn cuLibraryGetKernel(k: *mut CUkernel, l: CUlibrary, name: *const c_char) -> u32 => module::library_get_kernel;
+    fn cuKernelGetFunction(f: *mut CUfunction, k: CUkernel) -> u32 => module::kernel_get_function;
     fn cuLaunchKernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void) -> u32 => module::launch_kernel;
     fn nvmlInit_v2() -> u32 => nvml::init;
     fn nvmlInit() -> u32 => nvml::init;

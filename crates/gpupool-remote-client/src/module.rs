@@ -48,7 +48,8 @@ pub unsafe fn image_bytes<'a>(image: *const u8) -> &'a [u8] {
     }
 }
 
-fn load(out: *mut CUmodule, image: &[u8]) -> u32 {
+/// Sends an image with `call` (a module or a library load); the handle comes back in `out`.
+fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
     if out.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
@@ -56,16 +57,41 @@ fn load(out: *mut CUmodule, image: &[u8]) -> u32 {
         return CUDA_ERROR_INVALID_IMAGE;
     }
     let mut s = state();
-    let start = match s.begin(custom::MODULE_LOAD, true, crate::context::current()) {
+    let start = match s.begin(call, true, crate::context::current()) {
         Ok(p) => p,
         Err(e) => return e,
     };
     s.batch.put_bytes(image);
     s.finish_sync(start, |r| {
-        let m: u64 = r.get("module")?;
+        let h: u64 = r.get("handle")?;
         // SAFETY: non-null out pointer.
-        unsafe { *out = m as usize as CUmodule };
+        unsafe { *out = h as usize as *mut c_void };
         Ok(())
+    })
+}
+
+fn load(out: *mut CUmodule, image: &[u8]) -> u32 {
+    load_as(custom::MODULE_LOAD, out.cast(), image)
+}
+
+/// `cuLibraryLoadData` (JIT and library options are the server's business and are dropped).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn library_load_data(
+    out: *mut CUlibrary,
+    code: *const c_void,
+    _jit_options: *mut c_void,
+    _jit_values: *mut *mut c_void,
+    _jit_count: u32,
+    _options: *mut c_void,
+    _values: *mut *mut c_void,
+    _count: u32,
+) -> u32 {
+    if code.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: the caller passes a module image.
+    load_as(custom::LIBRARY_LOAD, out.cast(), unsafe {
+        image_bytes(code.cast())
     })
 }
 
@@ -110,20 +136,22 @@ pub unsafe fn module_load(out: *mut CUmodule, path: *const c_char) -> u32 {
     }
 }
 
-/// `cuModuleGetFunction`.
-pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *const c_char) -> u32 {
-    if out.is_null() || name.is_null() {
+/// Asks for a function (or kernel) with `call`, whose request `args` writes; keeps the
+/// parameter sizes that come back with it.
+fn get_function(
+    call: u16,
+    out: *mut *mut c_void,
+    args: impl FnOnce(&mut gpupool_remote::wire::Writer),
+) -> u32 {
+    if out.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
     let mut s = state();
-    let start = match s.begin(custom::MODULE_GET_FUNCTION, true, crate::context::current()) {
+    let start = match s.begin(call, true, crate::context::current()) {
         Ok(p) => p,
         Err(e) => return e,
     };
-    s.batch.put(&(m as usize as u64));
-    // SAFETY: NUL-terminated name from the caller.
-    s.batch
-        .put_bytes(unsafe { CStr::from_ptr(name) }.to_bytes());
+    args(&mut s.batch);
     s.finish_sync(start, |r| {
         let f: u64 = r.get("function")?;
         let n: u32 = r.get("parameter count")?;
@@ -142,8 +170,41 @@ pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *cons
             .get_or_insert_with(HashMap::new)
             .insert(f, layout);
         // SAFETY: non-null out pointer.
-        unsafe { *out = f as usize as CUfunction };
+        unsafe { *out = f as usize as *mut c_void };
         Ok(())
+    })
+}
+
+/// `cuModuleGetFunction`.
+pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *const c_char) -> u32 {
+    if name.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: NUL-terminated name from the caller.
+    let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+    get_function(custom::MODULE_GET_FUNCTION, out.cast(), |w| {
+        w.put(&(m as usize as u64));
+        w.put_bytes(name);
+    })
+}
+
+/// `cuLibraryGetKernel`: a kernel handle, which launches take as a function.
+pub unsafe fn library_get_kernel(out: *mut CUkernel, lib: CUlibrary, name: *const c_char) -> u32 {
+    if name.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: NUL-terminated name from the caller.
+    let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+    get_function(custom::LIBRARY_GET_KERNEL, out.cast(), |w| {
+        w.put(&(lib as usize as u64));
+        w.put_bytes(name);
+    })
+}
+
+/// `cuKernelGetFunction`.
+pub unsafe fn kernel_get_function(out: *mut CUfunction, kernel: CUkernel) -> u32 {
+    get_function(custom::KERNEL_GET_FUNCTION, out.cast(), |w| {
+        w.put(&(kernel as usize as u64))
     })
 }
 

@@ -29,8 +29,10 @@ pub enum Class {
     Event,
     /// `CUmodule`.
     Module,
-    /// `CUfunction`.
+    /// `CUfunction`, and `CUkernel` (which the driver takes wherever a function goes).
     Function,
+    /// `CUlibrary`.
+    Library,
     /// `CUarray`.
     Array,
     /// `CUmipmappedArray`.
@@ -103,6 +105,12 @@ pub mod custom {
     /// A no-op answered once every request before it ran: the client's flow control for
     /// calls sent without waiting. Its reply leaves their deferred error for the next call.
     pub const ACK: u16 = 222;
+    /// `cuLibraryLoadData` (the image in the request; options are the server's business).
+    pub const LIBRARY_LOAD: u16 = 223;
+    /// `cuLibraryGetKernel` (with the kernel's parameter layout).
+    pub const LIBRARY_GET_KERNEL: u16 = 224;
+    /// `cuKernelGetFunction` (with the function's parameter layout).
+    pub const KERNEL_GET_FUNCTION: u16 = 225;
     /// Most dependencies of one graph node.
     pub const MAX_NODE_DEPENDENCIES: u32 = 64;
     /// NVML: the number of devices.
@@ -126,7 +134,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 29] = [
+    pub const ALL: [u16; 32] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -150,6 +158,9 @@ pub mod custom {
         MEM_SET_ACCESS,
         GRAPH_ADD_KERNEL_NODE,
         ACK,
+        LIBRARY_LOAD,
+        LIBRARY_GET_KERNEL,
+        KERNEL_GET_FUNCTION,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,
@@ -290,6 +301,12 @@ macro_rules! for_each_call {
             sync 123 cuFuncSetCacheConfig(h(Function) f: CUfunction, val config: u32);
             cached 124 cuOccupancyMaxActiveBlocksPerMultiprocessor(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize);
             cached 125 cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize, val flags: u32);
+            sync 126 cuLibraryUnload(del(Library) l: CUlibrary);
+            sync 127 cuLibraryGetModule(new(Module) m: CUmodule, h(Library) l: CUlibrary);
+            cached 128 cuKernelGetAttribute(out v: i32, val attrib: i32, h(Function) k: CUkernel, val dev: CUdevice);
+            sync 129 cuKernelSetAttribute(val attrib: i32, val v: i32, h(Function) k: CUkernel, val dev: CUdevice) then crate::conn::forget_cached_4;
+            sync 130 cuKernelSetCacheConfig(h(Function) k: CUkernel, val config: u32, val dev: CUdevice);
+            sync 131 cuKernelGetParamInfo(h(Function) k: CUkernel, val index: usize, out offset: usize, out size: usize);
         }
     };
 }

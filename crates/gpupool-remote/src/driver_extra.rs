@@ -75,6 +75,10 @@ extra_functions! {
     fn cuModuleLoadData(*mut CUmodule, *const c_void);
     fn cuModuleGetFunction(*mut CUfunction, CUmodule, *const c_char);
     fn cuFuncGetParamInfo(CUfunction, usize, *mut usize, *mut usize);
+    fn cuLibraryLoadData(*mut CUlibrary, *const c_void, *mut c_void, *mut *mut c_void, u32, *mut c_void, *mut *mut c_void, u32);
+    fn cuLibraryGetKernel(*mut CUkernel, CUlibrary, *const c_char);
+    fn cuKernelGetFunction(*mut CUfunction, CUkernel);
+    fn cuKernelGetParamInfo(CUkernel, usize, *mut usize, *mut usize);
     fn cuLaunchKernel(CUfunction, u32, u32, u32, u32, u32, u32, u32, CUstream, *mut *mut c_void, *mut *mut c_void);
     fn cuLaunchCooperativeKernel(CUfunction, u32, u32, u32, u32, u32, u32, u32, CUstream, *mut *mut c_void);
     // `CUDA_KERNEL_NODE_PARAMS_v2` as `RawKernelNodeParams`.

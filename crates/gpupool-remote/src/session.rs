@@ -419,28 +419,41 @@ impl Session {
             }
             custom::COPY_3D => return self.copy_3d(r, outs),
             custom::MEMSET => return self.memset(r),
-            custom::MODULE_LOAD => {
+            custom::MODULE_LOAD | custom::LIBRARY_LOAD => {
                 let image = r.get_bytes("image")?;
                 r.end()?;
-                // Fat binaries are read with 8-byte alignment.
-                let mut aligned = vec![0u64; image.len().div_ceil(8) + 1];
-                // SAFETY: `aligned` holds at least image.len() bytes.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        image.as_ptr(),
-                        aligned.as_mut_ptr() as *mut u8,
-                        image.len(),
+                let aligned = aligned_image(image);
+                let mut h: *mut c_void = std::ptr::null_mut();
+                let (rc, class) = if id == custom::MODULE_LOAD {
+                    let load = driver!(cuModuleLoadData);
+                    (
+                        unsafe { load(&mut h as *mut _ as *mut CUmodule, aligned.as_ptr().cast()) },
+                        Class::Module,
                     )
+                } else {
+                    let load = driver!(cuLibraryLoadData);
+                    let none = std::ptr::null_mut();
+                    let rc = unsafe {
+                        load(
+                            &mut h as *mut _ as *mut CUlibrary,
+                            aligned.as_ptr().cast(),
+                            none,
+                            none.cast(),
+                            0,
+                            none,
+                            none.cast(),
+                            0,
+                        )
+                    };
+                    (rc, Class::Library)
                 };
-                let mut m: CUmodule = std::ptr::null_mut();
-                let rc = unsafe { driver!(cuModuleLoadData)(&mut m, aligned.as_ptr().cast()) };
                 if rc == CUDA_SUCCESS {
-                    self.handles.insert((Class::Module, m as usize as u64));
-                    outs.put(&(m as usize as u64));
+                    self.handles.insert((class, h as usize as u64));
+                    outs.put(&(h as usize as u64));
                 }
                 rc
             }
-            custom::MODULE_GET_FUNCTION => {
+            custom::MODULE_GET_FUNCTION | custom::LIBRARY_GET_KERNEL => {
                 let m: u64 = r.get("module")?;
                 let name = r.get_bytes("name")?;
                 r.end()?;
@@ -448,13 +461,48 @@ impl Session {
                     what: "kernel name",
                     at: 0,
                 })?;
-                if m == 0 || !self.valid(Class::Module, m) {
+                let class = if id == custom::MODULE_GET_FUNCTION {
+                    Class::Module
+                } else {
+                    Class::Library
+                };
+                if m == 0 || !self.valid(class, m) {
                     return Ok(CUDA_ERROR_INVALID_HANDLE);
                 }
                 let mut f: CUfunction = std::ptr::null_mut();
-                let rc = unsafe {
-                    driver!(cuModuleGetFunction)(&mut f, m as usize as CUmodule, name.as_ptr())
+                let rc = if id == custom::MODULE_GET_FUNCTION {
+                    unsafe {
+                        driver!(cuModuleGetFunction)(&mut f, m as usize as CUmodule, name.as_ptr())
+                    }
+                } else {
+                    let get = driver!(cuLibraryGetKernel);
+                    unsafe {
+                        get(
+                            &mut f as *mut _ as *mut CUkernel,
+                            m as usize as CUlibrary,
+                            name.as_ptr(),
+                        )
+                    }
                 };
+                if rc == CUDA_SUCCESS {
+                    self.handles.insert((Class::Function, f as usize as u64));
+                    outs.put(&(f as usize as u64));
+                    if id == custom::MODULE_GET_FUNCTION {
+                        self.param_layout(f, outs);
+                    } else {
+                        self.kernel_param_layout(f as usize as CUkernel, outs);
+                    }
+                }
+                rc
+            }
+            custom::KERNEL_GET_FUNCTION => {
+                let k: u64 = r.get("kernel")?;
+                r.end()?;
+                if k == 0 || !self.valid(Class::Function, k) {
+                    return Ok(CUDA_ERROR_INVALID_HANDLE);
+                }
+                let mut f: CUfunction = std::ptr::null_mut();
+                let rc = unsafe { driver!(cuKernelGetFunction)(&mut f, k as usize as CUkernel) };
                 if rc == CUDA_SUCCESS {
                     self.handles.insert((Class::Function, f as usize as u64));
                     outs.put(&(f as usize as u64));
@@ -600,23 +648,21 @@ impl Session {
     }
 
     /// Appends the kernel's parameter sizes (`u32::MAX` when the driver cannot tell).
+    /// A function's parameter sizes (count then sizes; `u32::MAX`: the driver cannot tell).
     fn param_layout(&self, f: CUfunction, outs: &mut Writer) {
-        let Some(info) = self.extra.cuFuncGetParamInfo else {
-            outs.put(&u32::MAX);
-            return;
-        };
-        let mut sizes = Vec::new();
-        for i in 0..256 {
-            let (mut off, mut size) = (0usize, 0usize);
-            // SAFETY: valid out pointers; the driver answers an error past the last parameter.
-            if unsafe { info(f, i, &mut off, &mut size) } != CUDA_SUCCESS {
-                break;
-            }
-            sizes.push(size as u32);
+        match self.extra.cuFuncGetParamInfo {
+            // SAFETY: a function handle from the driver; valid out pointers.
+            Some(info) => put_layout(outs, |i, off, size| unsafe { info(f, i, off, size) }),
+            None => outs.put(&u32::MAX),
         }
-        outs.put(&(sizes.len() as u32));
-        for s in sizes {
-            outs.put(&s);
+    }
+
+    /// A kernel's parameter sizes, as [`Session::param_layout`].
+    fn kernel_param_layout(&self, k: CUkernel, outs: &mut Writer) {
+        match self.extra.cuKernelGetParamInfo {
+            // SAFETY: a kernel handle from the driver; valid out pointers.
+            Some(info) => put_layout(outs, |i, off, size| unsafe { info(k, i, off, size) }),
+            None => outs.put(&u32::MAX),
         }
     }
 
@@ -984,6 +1030,32 @@ pub fn refuse(w: &mut impl Write, reason: &str) -> io::Result<()> {
     w.flush()
 }
 
+/// Writes the parameter sizes `info` tells (it answers an error past the last parameter).
+fn put_layout(outs: &mut Writer, info: impl Fn(usize, &mut usize, &mut usize) -> u32) {
+    let mut sizes = Vec::new();
+    for i in 0..256 {
+        let (mut off, mut size) = (0usize, 0usize);
+        if info(i, &mut off, &mut size) != CUDA_SUCCESS {
+            break;
+        }
+        sizes.push(size as u32);
+    }
+    outs.put(&(sizes.len() as u32));
+    for s in sizes {
+        outs.put(&s);
+    }
+}
+
+/// A copy of a module image with 8-byte alignment, as fat binaries are read.
+fn aligned_image(image: &[u8]) -> Vec<u64> {
+    let mut aligned = vec![0u64; image.len().div_ceil(8) + 1];
+    // SAFETY: `aligned` holds at least image.len() bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(image.as_ptr(), aligned.as_mut_ptr() as *mut u8, image.len())
+    };
+    aligned
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1108,6 +1180,15 @@ mod tests {
         let destroy = request(82, |w| w.put(&0x1234u64));
         assert_eq!(result(&mut s, &destroy), CUDA_ERROR_INVALID_HANDLE);
         assert_eq!(COPIED.load(SeqCst), 16);
+        let kernel = request(custom::LIBRARY_GET_KERNEL, |w| {
+            w.put(&0x4000u64);
+            w.put_bytes(b"k");
+        });
+        assert_eq!(result(&mut s, &kernel), CUDA_ERROR_INVALID_HANDLE);
+        let function = request(custom::KERNEL_GET_FUNCTION, |w| w.put(&0x4000u64));
+        assert_eq!(result(&mut s, &function), CUDA_ERROR_INVALID_HANDLE);
+        let unload = request(126, |w| w.put(&0x4000u64));
+        assert_eq!(result(&mut s, &unload), CUDA_ERROR_INVALID_HANDLE);
     }
 
     #[test]
@@ -1184,6 +1265,13 @@ mod tests {
         bad.put_bytes(&[1, 2]);
         let mut reply = Writer::default();
         assert!(!s.handle(&bad.buf, &mut reply).unwrap(), "no reply");
+        let mut reply = Writer::default();
+        assert!(s.handle(&request(custom::ACK, |_| {}), &mut reply).unwrap());
+        assert_eq!(
+            &reply.buf[..8],
+            &[0u8; 8],
+            "an acknowledgement leaves the error for the next call"
+        );
         let alloc = request(custom::MEM_ALLOC, |w| w.put(&64u64));
         let mut reply = Writer::default();
         s.handle(&alloc, &mut reply).unwrap();

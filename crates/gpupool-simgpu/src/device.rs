@@ -274,6 +274,7 @@ static EXPORT_TABLE_HOST: gpupool_cuda::export_tables::Host = gpupool_cuda::expo
                 .collect(),
         )
     },
+    load_module: crate::module::module_load_data,
 };
 
 /// `cuGetExportTable`: the private tables NVIDIA's runtime needs.

@@ -8,16 +8,19 @@
 //! ```
 //!
 //! A launch of `scaled` with a grid of 100 blocks runs 10 µs + 100 × 1 µs. The image is what
-//! `cuModuleLoadData` / `cuModuleLoadDataEx` take (NUL-terminated) and what `cuModuleLoad`
-//! reads from a file. Anything else (a real cubin, PTX, a fat binary) is refused with
-//! `CUDA_ERROR_INVALID_IMAGE`.
+//! `cuModuleLoadData` / `cuModuleLoadDataEx` / `cuLibraryLoadData` take (NUL-terminated),
+//! what `cuModuleLoad` reads from a file, or the payload of a fat binary (or of the wrapper a
+//! program registers with the runtime), which is how the runtime's own kernels arrive.
+//! Anything else (a real cubin, PTX) is refused with `CUDA_ERROR_INVALID_IMAGE`.
 
 use crate::ctx::require_current;
 use crate::mem::write;
 use gpupool_config::parse_duration_ns;
 use gpupool_cuda::cu::{CUfunction, CUmodule};
 use gpupool_cuda::result::*;
+use std::collections::HashSet;
 use std::ffi::{c_char, c_void, CStr};
+use std::sync::Mutex;
 
 /// First line of a simulated-module image.
 pub const HEADER: &str = "gpupool-sim-module 1";
@@ -104,17 +107,63 @@ fn load(out: *mut CUmodule, image: &str) -> u32 {
     if let Err(e) = require_current() {
         return e;
     }
-    match parse(image) {
-        Ok(kernels) => {
-            let m = Box::into_raw(Box::new(Module { kernels }));
-            write(out, m as CUmodule)
-        }
-        Err(why) => {
-            if crate::machine::tracing() {
-                eprintln!("gpupool simulated GPU: module refused: {why}");
+    match load_unbound(image) {
+        Ok(m) => write(out, m as CUmodule),
+        Err(e) => e,
+    }
+}
+
+/// Magic number of a fat binary.
+const FATBIN_MAGIC: u32 = 0xBA55_ED50;
+/// Magic number of the wrapper a program registers with the runtime (`__cudaRegisterFatBinary`).
+const FATBIN_WRAPPER_MAGIC: u32 = 0x4662_43B1;
+/// Largest fat binary searched for a simulated module.
+const MAX_FATBIN: usize = 64 << 20;
+
+/// The simulated-module text of an image: NUL-terminated text, or the text inside a fat
+/// binary's payload (up to a NUL or the payload's end), or inside the fat binary a wrapper
+/// points at.
+///
+/// # Safety
+/// `image` points at a fat-binary wrapper, a fat binary whose header gives its size, or
+/// NUL-terminated bytes.
+pub unsafe fn image_text<'a>(image: *const c_void) -> Result<&'a str, u32> {
+    let image = image as *const u8;
+    // SAFETY (whole function): headers are read as their formats define them; sizes come from
+    // those headers and are bounded.
+    unsafe {
+        let magic = std::ptr::read_unaligned(image as *const u32);
+        if magic == FATBIN_WRAPPER_MAGIC {
+            let data = std::ptr::read_unaligned(image.add(8) as *const *const c_void);
+            if data.is_null() || data as *const u8 == image {
+                return Err(CUDA_ERROR_INVALID_IMAGE);
             }
-            CUDA_ERROR_INVALID_IMAGE
+            let inner = std::ptr::read_unaligned(data as *const u32);
+            return if inner == FATBIN_MAGIC {
+                image_text(data)
+            } else {
+                Err(CUDA_ERROR_INVALID_IMAGE)
+            };
         }
+        if magic == FATBIN_MAGIC {
+            let header = std::ptr::read_unaligned(image.add(6) as *const u16) as usize;
+            let size = std::ptr::read_unaligned(image.add(8) as *const u64);
+            if size > MAX_FATBIN as u64 {
+                return Err(CUDA_ERROR_INVALID_IMAGE);
+            }
+            let body = std::slice::from_raw_parts(image.add(header), size as usize);
+            let at = body
+                .windows(HEADER.len())
+                .position(|w| w == HEADER.as_bytes())
+                .ok_or(CUDA_ERROR_INVALID_IMAGE)?;
+            let text = &body[at..];
+            let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+            return std::str::from_utf8(&text[..end]).map_err(|_| CUDA_ERROR_INVALID_IMAGE);
+        }
+        // Real images are binary; only a NUL-terminated text image can be ours.
+        CStr::from_ptr(image as *const c_char)
+            .to_str()
+            .map_err(|_| CUDA_ERROR_INVALID_IMAGE)
     }
 }
 
@@ -123,13 +172,77 @@ pub unsafe fn module_load_data(out: *mut CUmodule, image: *const c_void) -> u32 
     if out.is_null() || image.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    // Real images are binary; only a NUL-terminated text image can be ours.
-    // SAFETY: the caller passes an image; text images are NUL-terminated.
-    let text = unsafe { CStr::from_ptr(image as *const c_char) };
-    match text.to_str() {
+    // SAFETY: the caller passes an image.
+    match unsafe { image_text(image) } {
         Ok(t) => load(out, t),
-        Err(_) => CUDA_ERROR_INVALID_IMAGE,
+        Err(e) => e,
     }
+}
+
+/// Addresses of every kernel loaded: only these are valid function handles (the runtime
+/// hands the driver any pointer it does not know as a kernel handle).
+static KERNELS: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+/// Addresses of every module (and library) loaded.
+static MODULES: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+fn known(set: &Mutex<Option<HashSet<usize>>>, p: usize) -> bool {
+    set.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|s| s.contains(&p))
+}
+
+/// The module behind a module or library handle; `CUDA_ERROR_INVALID_HANDLE` for anything
+/// else.
+pub fn module(handle: *const Module) -> Result<&'static Module, u32> {
+    let m = handle as usize;
+    if !known(&MODULES, m) {
+        return Err(CUDA_ERROR_INVALID_HANDLE);
+    }
+    // SAFETY: a leaked module.
+    Ok(unsafe { &*(m as *const Module) })
+}
+
+/// Parses and keeps a module without a context (`cuLibraryLoadData`): its handle.
+pub fn load_unbound(image: &str) -> Result<*mut Module, u32> {
+    match parse(image) {
+        Ok(kernels) => {
+            let m: &'static Module = Box::leak(Box::new(Module { kernels }));
+            KERNELS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(HashSet::new)
+                .extend(m.kernels.iter().map(|k| k as *const Kernel as usize));
+            MODULES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(HashSet::new)
+                .insert(m as *const Module as usize);
+            Ok(m as *const Module as *mut Module)
+        }
+        Err(why) => {
+            if crate::machine::tracing() {
+                eprintln!("gpupool simulated GPU: module refused: {why}");
+            }
+            Err(CUDA_ERROR_INVALID_IMAGE)
+        }
+    }
+}
+
+impl Module {
+    /// Its kernels.
+    pub fn kernels(&self) -> &[Kernel] {
+        &self.kernels
+    }
+}
+
+/// A module's kernel by name.
+pub fn find_kernel(m: *const Module, name: &CStr) -> Result<&'static Kernel, u32> {
+    module(m)?
+        .kernels
+        .iter()
+        .find(|k| k.name.as_bytes() == name.to_bytes())
+        .ok_or(CUDA_ERROR_NOT_FOUND)
 }
 
 /// `cuModuleLoadDataEx` (JIT options are ignored).
@@ -163,10 +276,9 @@ pub unsafe fn module_load(out: *mut CUmodule, path: *const c_char) -> u32 {
 
 /// `cuModuleUnload` (handles of its kernels stay valid memory).
 pub unsafe fn module_unload(m: CUmodule) -> u32 {
-    if m.is_null() {
-        CUDA_ERROR_INVALID_HANDLE
-    } else {
-        CUDA_SUCCESS
+    match module(m as *const Module) {
+        Ok(_) => CUDA_SUCCESS,
+        Err(e) => e,
     }
 }
 
@@ -179,23 +291,19 @@ pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *cons
         return CUDA_ERROR_INVALID_HANDLE;
     }
     // SAFETY: module handles are leaked boxes from `load`; the name is NUL-terminated.
-    let (module, name) = unsafe { (&*(m as *const Module), CStr::from_ptr(name)) };
-    match module
-        .kernels
-        .iter()
-        .find(|k| k.name.as_bytes() == name.to_bytes())
-    {
-        Some(k) => write(out, k as *const Kernel as CUfunction),
-        None => CUDA_ERROR_NOT_FOUND,
+    match find_kernel(m as *const Module, unsafe { CStr::from_ptr(name) }) {
+        Ok(k) => write(out, k as *const Kernel as CUfunction),
+        Err(e) => e,
     }
 }
 
-/// The kernel behind a function handle.
+/// The kernel behind a function handle; `CUDA_ERROR_INVALID_HANDLE` for anything that is
+/// not a loaded kernel.
 pub fn kernel(f: CUfunction) -> Result<&'static Kernel, u32> {
-    if f.is_null() {
+    if !known(&KERNELS, f as usize) {
         return Err(CUDA_ERROR_INVALID_HANDLE);
     }
-    // SAFETY: function handles are references into leaked modules.
+    // SAFETY: a reference into a leaked module.
     Ok(unsafe { &*(f as *const Kernel) })
 }
 
@@ -243,5 +351,51 @@ mod tests {
             let e = parse(image).unwrap_err();
             assert!(e.contains(needle), "{image:?}: {e}");
         }
+    }
+
+    /// A fat binary of `payload` (8-byte aligned, header then payload), as the runtime
+    /// registers it.
+    fn fatbin(payload: &[u8]) -> Vec<u64> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&FATBIN_MAGIC.to_le_bytes());
+        bytes.extend_from_slice(&1u16.to_le_bytes());
+        bytes.extend_from_slice(&16u16.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        // SAFETY: words holds bytes.len() bytes at least.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast(), bytes.len())
+        };
+        words
+    }
+
+    #[test]
+    fn images_inside_fat_binaries_and_their_wrappers_are_found() {
+        let fb = fatbin(b"\x01\x02entry header\0gpupool-sim-module 1\nkernel k 1ms\n\0\0junk");
+        // SAFETY: a fat binary with its size in its header.
+        let text = unsafe { image_text(fb.as_ptr().cast()) }.unwrap();
+        assert_eq!(text, "gpupool-sim-module 1\nkernel k 1ms\n");
+        let wrapper: [u64; 3] = [
+            FATBIN_WRAPPER_MAGIC as u64 | (1 << 32),
+            fb.as_ptr() as u64,
+            0,
+        ];
+        // SAFETY: a wrapper pointing at that fat binary.
+        assert_eq!(unsafe { image_text(wrapper.as_ptr().cast()) }, Ok(text));
+        let real = fatbin(b"\x7fELF a real cubin, not ours");
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { image_text(real.as_ptr().cast()) },
+            Err(CUDA_ERROR_INVALID_IMAGE)
+        );
+        let m = load_unbound(text).unwrap();
+        let k = find_kernel(m, c"k").unwrap();
+        assert_eq!(k.base_ns, 1_000_000);
+        assert_eq!(find_kernel(m, c"other").unwrap_err(), CUDA_ERROR_NOT_FOUND);
+        assert!(kernel(k as *const Kernel as CUfunction).is_ok());
+        let stray = &wrapper as *const _ as CUfunction;
+        assert_eq!(kernel(stray).unwrap_err(), CUDA_ERROR_INVALID_HANDLE);
+        assert_eq!(module(stray.cast()).err(), Some(CUDA_ERROR_INVALID_HANDLE));
     }
 }

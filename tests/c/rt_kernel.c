@@ -1,0 +1,87 @@
+/* Kernels registered with NVIDIA's runtime, as a program compiled by nvcc registers them,
+ * launched with cudaLaunchKernel (what `kernel<<<grid, block>>>(...)` compiles to).
+ *
+ * Usage: rt_kernel KERNEL SECONDS
+ *   Registers a fat binary holding a simulated module (kernel `busy` running KERNEL, e.g. 1ms),
+ *   launches `busy` without synchronising until SECONDS have passed, then synchronises.
+ *   Also checks that a launch of a function never registered fails.
+ * Prints "launches N", "seconds S", "unregistered E" (the error of that launch), then "OK". */
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void **__cudaRegisterFatBinary(void *);
+void __cudaRegisterFatBinaryEnd(void **);
+void __cudaRegisterFunction(void **, const char *, char *, const char *, int, void *, void *,
+                            void *, void *, int *);
+
+/* A fat binary: 16-byte header, one entry header, the payload (the simulated module text). */
+struct entry {
+    unsigned short kind, version;
+    unsigned int header_size;
+    unsigned long long payload_size;
+    unsigned int compressed, minor, arch, pad;
+    char rest[32];
+};
+static struct {
+    unsigned int magic;
+    unsigned short version, header_size;
+    unsigned long long fat_size;
+    struct entry e;
+    char payload[256];
+} __attribute__((aligned(8))) fatbin;
+static struct {
+    int magic, version;
+    const void *data;
+    void *filename;
+} wrapper = {0x466243b1, 1, &fatbin, 0};
+
+static void busy(void) {}
+static void never_registered(void) {}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+#define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
+    printf("FAIL %s: %d %s\n", #x, e_, cudaGetErrorString(e_)); return 1; } } while (0)
+
+int main(int argc, char **argv) {
+    if (argc < 3) { fprintf(stderr, "usage: %s KERNEL SECONDS\n", argv[0]); return 2; }
+    double seconds = atof(argv[2]);
+    fatbin.magic = 0xBA55ED50;
+    fatbin.version = 1;
+    fatbin.header_size = 16;
+    fatbin.fat_size = sizeof fatbin - 16;
+    fatbin.e.kind = 2;
+    fatbin.e.version = 0x101;
+    fatbin.e.header_size = sizeof(struct entry);
+    fatbin.e.payload_size = sizeof fatbin.payload;
+    fatbin.e.arch = 90;
+    snprintf(fatbin.payload, sizeof fatbin.payload,
+             "gpupool-sim-module 1\nkernel busy %s\nkernel other 1us\n", argv[1]);
+    void **handle = __cudaRegisterFatBinary(&wrapper);
+    __cudaRegisterFunction(handle, (const char *)busy, "busy", "busy", -1, 0, 0, 0, 0, 0);
+    __cudaRegisterFatBinaryEnd(handle);
+
+    dim3 grid = {1, 1, 1}, block = {32, 1, 1};
+    CHECK(cudaFree(0));
+    double t0 = now(), end = t0 + seconds;
+    long n = 0;
+    do {
+        CHECK(cudaLaunchKernel((const void *)busy, grid, block, NULL, 0, 0));
+        n++;
+    } while (now() < end);
+    CHECK(cudaDeviceSynchronize());
+    double took = now() - t0;
+    cudaError_t e = cudaLaunchKernel((const void *)never_registered, grid, block, NULL, 0, 0);
+    cudaGetLastError();
+    printf("launches %ld\nseconds %.6f\nunregistered %d\n", n, took, e);
+    if (e == cudaSuccess) { printf("FAIL an unregistered function launched\n"); return 1; }
+    printf("OK\n");
+    return 0;
+}
