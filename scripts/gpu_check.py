@@ -11,6 +11,8 @@ priority       low priority alone and beside a 60 % high-priority tenant, back-o
 memory         PyTorch under a 4 GiB limit: mem_get_info, allocate to the limit, OOM past it,
                nvidia-smi under the library, real usage from outside; two processes, one limit
 overhead       empty-kernel launch rate (nvcc) and a small PyTorch training loop, bare vs library
+remote         a GPU server on loopback: runtime 12.9 and PyTorch ResNet-50 inference through it,
+               vs the same run locally (scripts/gpu_check_remote.py)
 
 Writes <out>/gpu-check-<date>-<card>.json and prints a PASS / FAIL table.
 """
@@ -25,6 +27,8 @@ import sys
 import tempfile
 import time
 import traceback
+
+from gpu_check_remote import section_remote
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -543,7 +547,8 @@ def section_priority(c, card):
 SECTIONS = [("integrity", section_integrity), ("runtimes", section_runtimes),
             ("runtime_paths", section_runtime_paths), ("driver_paths", section_driver_paths),
             ("memory", section_memory), ("compute", section_compute),
-            ("priority", section_priority), ("overhead", section_overhead)]
+            ("priority", section_priority), ("overhead", section_overhead),
+            ("remote", section_remote)]
 
 
 def main():
@@ -607,6 +612,11 @@ def main():
               f"back-off {tl.get('backoff_ms')} ms, resume {tl.get('resume_ms')} ms; borrower alone "
               f"{pr['borrow_alone']['kernel_busy_share'] * 100:.1f} %, beside 50 %: work "
               f"{pr['borrow_beside_50']['work_borrower'] * 100:.1f} / {pr['borrow_beside_50']['work_other'] * 100:.1f} %")
+    rm = report["sections"].get("remote", {})
+    if "resnet_ms_per_batch" in rm:
+        ms = rm["resnet_ms_per_batch"]
+        print(f"remote: {rm['resnet_model']} batch 32: local {ms['local']:.1f} ms, remote "
+              f"{ms['remote']:.1f} ms per batch (ratio {rm['resnet_ratio_remote_over_local']:.3f})")
     m = report["sections"].get("memory", {})
     if "single" in m:
         s = m["single"]

@@ -35,6 +35,8 @@ pub struct TenantDevice {
     pub limit_bytes: Option<u64>,
     /// Used by all the tenant's processes.
     pub used_bytes: u64,
+    /// Host memory standing in for device memory past the limit (spill), all processes.
+    pub spilled_bytes: u64,
     /// Allocations refused because of the limit.
     pub denied: u64,
     /// Compute limit in percent (null = none).
@@ -122,6 +124,7 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
                 uuid: gpupool_cuda::uuid::format_gpu_uuid(u),
                 limit_bytes: Some(region.limit(i)).filter(|l| *l > 0),
                 used_bytes: region.used(i),
+                spilled_bytes: region.spilled(i),
                 denied: region.denied(i),
                 compute_limit_percent: region
                     .compute(i)
@@ -263,7 +266,7 @@ pub fn run(a: InfoArgs) -> Result<()> {
                     t.name,
                     d.uuid,
                     d.limit_bytes.map(format_size).unwrap_or_else(|| "-".into()),
-                    format_size(d.used_bytes),
+                    used_and_spilled(d),
                     d.denied,
                     pct(d.compute_percent),
                     pct(d.compute_limit_percent),
@@ -273,4 +276,17 @@ pub fn run(a: InfoArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A tenant's use of a device: device memory, and host memory past the limit when any.
+pub fn used_and_spilled(d: &TenantDevice) -> String {
+    if d.spilled_bytes == 0 {
+        format_size(d.used_bytes)
+    } else {
+        format!(
+            "{} +{} host",
+            format_size(d.used_bytes),
+            format_size(d.spilled_bytes)
+        )
+    }
 }

@@ -22,6 +22,11 @@ pub struct RunArgs {
     /// (`512MiB`, `4GiB`, `4G`, bytes).
     #[arg(long, value_name = "SIZE[,SIZE…]")]
     pub memory: Option<String>,
+    /// Host memory the command may use past --memory (one size, or a comma list per device):
+    /// allocations that no longer fit the limit are served from pinned host memory the GPU
+    /// reads over the bus, slower, instead of failing; other tenants' memory is never taken.
+    #[arg(long, value_name = "SIZE[,SIZE…]", requires = "memory")]
+    pub spill: Option<String>,
     /// Compute limit: percent of each device's time, one value for every device or a comma
     /// list per device (`50`, `25%,75%`). A tenant alone on a card is limited too.
     #[arg(long, value_name = "PCT[,PCT…]")]
@@ -45,7 +50,7 @@ pub struct RunArgs {
     pub tenant: Option<String>,
     /// Run on the GPUs of a `gpupool serve` server (`tcp://HOST:PORT` or `unix:PATH`); the
     /// server applies this client's limits.
-    #[arg(long, value_name = "ADDR", conflicts_with_all = ["sim", "memory", "compute", "compute_request", "priority", "devices", "context_memory", "tenant"])]
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["sim", "memory", "spill", "compute", "compute_request", "priority", "devices", "context_memory", "tenant"])]
     pub remote: Option<String>,
     /// File holding the token the remote server knows this client by (default:
     /// GPUPOOL_REMOTE_TOKEN / GPUPOOL_REMOTE_TOKEN_FILE of the environment).
@@ -133,6 +138,19 @@ fn validate_limit(flag: &str, var: &str, value: &str) -> Result<()> {
 
 fn validate_memory(list: &str) -> Result<()> {
     validate_limit("--memory", "GPUPOOL_MEMORY_LIMIT", list)
+}
+
+/// Checks `--spill` with the library's parser, beside the `--memory` it extends.
+fn validate_spill(memory: &str, spill: &str) -> Result<()> {
+    let env = [
+        ("GPUPOOL_MEMORY_LIMIT".to_string(), memory.to_string()),
+        ("GPUPOOL_MEMORY_SPILL".to_string(), spill.to_string()),
+    ];
+    match gpupool_config::TenantConfig::from_sources(&env, None) {
+        Ok(_) => Ok(()),
+        Err(gpupool_config::ConfigError::Env { why, .. }) => bail!("--spill {spill:?}: {why}"),
+        Err(e) => bail!("--spill {spill:?}: {e}"),
+    }
 }
 
 /// The compute flags as the library's env variables, checked together (a request above its
@@ -248,6 +266,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
     if let Some(m) = &a.memory {
         validate_memory(m)?;
     }
+    if let (Some(m), Some(s)) = (&a.memory, &a.spill) {
+        validate_spill(m, s)?;
+    }
     let compute_env = compute_env(&a)?;
     if let Some(d) = &a.devices {
         validate_devices(d)?;
@@ -307,6 +328,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
     if let Some(m) = &a.memory {
         lists.push(("--memory", "GPUPOOL_MEMORY_LIMIT", m.clone()));
     }
+    if let Some(s) = &a.spill {
+        lists.push(("--spill", "GPUPOOL_MEMORY_SPILL", s.clone()));
+    }
     for (flag, var, value) in [
         ("--compute", "GPUPOOL_COMPUTE_LIMIT", &a.compute),
         (
@@ -360,6 +384,7 @@ mod tests {
             sim: None,
             state: None,
             memory: None,
+            spill: None,
             compute: Some("40".into()),
             compute_request: Some("60".into()),
             priority: None,

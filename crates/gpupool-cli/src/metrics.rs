@@ -26,6 +26,7 @@ struct Families {
     card_processes: GaugeF,
     tenant_memory_used: GaugeF,
     tenant_memory_limit: GaugeF,
+    tenant_memory_spilled: GaugeF,
     tenant_compute: GaugeF,
     tenant_compute_limit: GaugeF,
     tenant_compute_request: GaugeF,
@@ -67,6 +68,7 @@ impl Families {
             card_processes: gauge(r, "gpupool_card_processes", "Processes with memory on the card", None),
             tenant_memory_used: gauge(r, "gpupool_tenant_memory_used", "Device memory the tenant's processes hold on the card, as the library counts it", Some(Bytes)),
             tenant_memory_limit: gauge(r, "gpupool_tenant_memory_limit", "The tenant's hard memory limit on the card", Some(Bytes)),
+            tenant_memory_spilled: gauge(r, "gpupool_tenant_memory_spilled", "Host memory standing in for the tenant's device memory past its limit on the card (spill)", Some(Bytes)),
             tenant_compute: gauge(r, "gpupool_tenant_compute", "Share of the card's time the tenant's kernels ran recently (NVML process samples)", ratio()),
             tenant_compute_limit: gauge(r, "gpupool_tenant_compute_limit", "The tenant's compute cap on the card", ratio()),
             tenant_compute_request: gauge(r, "gpupool_tenant_compute_request", "The tenant's guaranteed compute share on the card", ratio()),
@@ -147,6 +149,9 @@ pub fn render(snap: &InfoSnapshot, host: &str) -> String {
             if let Some(limit) = td.limit_bytes {
                 f.tenant_memory_limit.get_or_create(&l).set(limit as f64);
             }
+            f.tenant_memory_spilled
+                .get_or_create(&l)
+                .set(td.spilled_bytes as f64);
             if let Some(c) = td.compute_percent {
                 f.tenant_compute.get_or_create(&l).set(c as f64 / 100.0);
             }

@@ -137,7 +137,11 @@ pub fn draw(frame: &mut Frame, snap: &InfoSnapshot, view: &ViewState) {
             Row::new([
                 Cell::from(t.name.clone()),
                 Cell::from(gpu),
-                Cell::from(format!("{} / {}", format_size(d.used_bytes), limit)),
+                Cell::from(format!(
+                    "{} / {}",
+                    crate::cmd_info::used_and_spilled(d),
+                    limit
+                )),
                 Cell::from(format!(
                     "{} / {}",
                     percent(d.compute_percent),
@@ -193,6 +197,7 @@ mod tests {
                 uuid: "GPU-1".into(),
                 limit_bytes: Some(4 * GIB),
                 used_bytes: used,
+                spilled_bytes: 0,
                 denied,
                 compute_limit_percent: Some(30),
                 compute_request_percent: None,

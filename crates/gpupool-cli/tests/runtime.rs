@@ -83,13 +83,39 @@ fn runtime_sees_the_limit_as_its_card() {
 
 fn check_path(v: &str, path: &str, limit_mib: u64, chunk_mib: u64) {
     let m = Machine::new(&format!("path-{v}-{path}"), "1x16GiB");
+    let budget = (limit_mib - 256) * MIB;
+    let view = View {
+        total: limit_mib * MIB,
+        free: budget,
+    };
+    let limit = format!("{limit_mib}MiB");
+    check_budget(&m, v, path, &["--memory", &limit], chunk_mib, budget, view);
+}
+
+/// What `cudaMemGetInfo` shows before allocating.
+#[derive(Clone, Copy)]
+struct View {
+    total: u64,
+    free: u64,
+}
+
+/// Runs `rt_limits PATH CHUNK` with `args`: it allocates up to `budget` (within a chunk) and is
+/// then refused, seeing `view` before and after.
+fn check_budget(
+    m: &Machine,
+    v: &str,
+    path: &str,
+    args: &[&str],
+    chunk_mib: u64,
+    budget: u64,
+    view: View,
+) {
     let prog = c_program("rt_limits", v);
     let out = m.run(
-        &["--memory", &format!("{limit_mib}MiB")],
+        args,
         &[prog.to_str().unwrap(), path, &chunk_mib.to_string()],
     );
     let kv = key_values(&out);
-    let budget = (limit_mib - 256) * MIB;
     let got = num(&kv, "allocated");
     assert!(
         got <= budget,
@@ -104,14 +130,74 @@ fn check_path(v: &str, path: &str, limit_mib: u64, chunk_mib: u64) {
         2,
         "{v}/{path}: expected cudaErrorMemoryAllocation"
     );
-    assert_eq!(num(&kv, "total"), limit_mib * MIB);
-    assert_eq!(num(&kv, "free_before"), budget);
-    assert_eq!(num(&kv, "free_holding"), budget - got);
+    assert_eq!(num(&kv, "total"), view.total);
+    assert_eq!(num(&kv, "free_before"), view.free);
+    assert_eq!(num(&kv, "free_holding"), view.free - got);
     assert_eq!(
         num(&kv, "free_after"),
-        budget,
+        view.free,
         "{v}/{path}: everything given back"
     );
+}
+
+#[test]
+fn past_its_limit_a_tenant_spills_to_host_memory_not_into_its_neighbours() {
+    // 1 GiB of device memory (768 MiB after the context) and 2 GiB of spill on a 4 GiB card.
+    let m = Machine::new("spill", "1x4GiB");
+    let spill = ["--memory", "1GiB", "--spill", "2GiB"];
+    let view = View {
+        total: 3 * GIB,
+        free: (768 + 2048) * MIB,
+    };
+    check_budget(&m, "12.9", "malloc", &spill, 96, (768 + 2048) * MIB, view);
+    // Pitched and stream-ordered allocations need device memory: they stop at the limit.
+    for path in ["pitch", "async"] {
+        check_budget(&m, "12.9", path, &spill, 96, 768 * MIB, view);
+    }
+    // 1.5 GiB held past the limit by one tenant: another still gets its whole 3 GiB limit of
+    // the 4 GiB card, which it could not if the spill had taken device memory.
+    let hold = c_program("remote_hold", "12.9");
+    let mut args = spill.to_vec();
+    args.extend(["--tenant", "a"]);
+    let mut a = m
+        .run_cmd(&args, &[hold.to_str().unwrap(), "1536"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(a.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "held", "the holder could not spill");
+    let info = m.info();
+    let a_info = info["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "a")
+        .cloned()
+        .expect("tenant a listed");
+    assert_eq!(a_info["devices"][0]["spilled_bytes"], 1536 * MIB);
+    assert_eq!(
+        a_info["devices"][0]["used_bytes"],
+        256 * MIB,
+        "its context only"
+    );
+    let neighbour = View {
+        total: 3 * GIB,
+        free: (3072 - 256) * MIB,
+    };
+    check_budget(
+        &m,
+        "12.9",
+        "malloc",
+        &["--memory", "3GiB", "--tenant", "b"],
+        96,
+        (3072 - 256) * MIB,
+        neighbour,
+    );
+    drop(a.stdin.take());
+    assert!(a.wait().unwrap().success());
 }
 
 #[test]

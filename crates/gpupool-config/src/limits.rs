@@ -17,6 +17,8 @@ use thiserror::Error;
 pub const ENV_MEMORY_LIMIT: &str = "GPUPOOL_MEMORY_LIMIT";
 /// Env variable: path of the tenant's shared accounting region file.
 pub const ENV_REGION: &str = "GPUPOOL_REGION";
+/// Host memory a tenant may use past its device memory limit (spill), per device like the limit.
+pub const ENV_MEMORY_SPILL: &str = "GPUPOOL_MEMORY_SPILL";
 /// Env variable: device memory charged for each context the tenant creates.
 pub const ENV_CONTEXT_MEMORY: &str = "GPUPOOL_CONTEXT_MEMORY";
 /// Env variable: log level (`off`, `error`, `warn`, `info`, `debug`).
@@ -294,6 +296,8 @@ pub struct TenantConfig {
     pub memory: PerDevice<u64>,
     /// The limits file says `memory = unlimited` (a choice, never a default).
     pub memory_unlimited: bool,
+    /// Host memory usable past the device memory limit (bytes; needs a limit on that device).
+    pub spill: PerDevice<u64>,
     /// Compute limits (percent of the device's time, 1..=100).
     pub compute: PerDevice<u32>,
     /// Guaranteed compute shares (percent, at most the limit).
@@ -351,6 +355,40 @@ impl TenantConfig {
     }
 
     /// Checks that no request exceeds its device's limit.
+    /// Host memory device `ordinal` (UUID `uuid`) may spill to past its limit (0: none).
+    pub fn spill_of(&self, ordinal: usize, uuid: Option<&[u8; 16]>) -> u64 {
+        match self.memory_limit_of(ordinal, uuid) {
+            MemoryLimit::Bytes(_) => self.spill.get(ordinal, uuid).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// Every device given a spill allowance of its own has a memory limit (a spill for every
+    /// device applies to those with a limit).
+    fn check_spill(&self) -> Result<(), String> {
+        if !self.spill.any() {
+            return Ok(());
+        }
+        let no_limit = "a spill allowance needs a memory limit on the same devices (memory = SIZE)";
+        if self.memory_unlimited || !self.memory.any() {
+            return Err(no_limit.into());
+        }
+        for o in 0..MAX_DEVICES {
+            if self.spill.get(o, None).is_some() && self.memory.get(o, None).is_none() {
+                return Err(format!("{no_limit}: device {o} has a spill but no limit"));
+            }
+        }
+        for uuid in self.spill.by_uuid.iter().map(|(u, _)| u) {
+            if self.memory.get(usize::MAX, Some(uuid)).is_none() {
+                return Err(format!(
+                    "{no_limit}: card {} has a spill but no limit",
+                    format_uuid(uuid)
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check_requests(&self) -> Result<(), String> {
         for o in 0..MAX_DEVICES {
             if let (Some(r), Some(l)) =
@@ -398,11 +436,13 @@ impl TenantConfig {
         }
         if let Some((path, text)) = file {
             apply_file(&mut cfg, path, text)?;
-            cfg.check_requests().map_err(|why| ConfigError::File {
-                path: path.display().to_string(),
-                line: 0,
-                why,
-            })?;
+            cfg.check_requests()
+                .and_then(|()| cfg.check_spill())
+                .map_err(|why| ConfigError::File {
+                    path: path.display().to_string(),
+                    line: 0,
+                    why,
+                })?;
             cfg.source = ConfigSource::File(path.to_path_buf());
             return Ok(cfg);
         }
@@ -411,6 +451,13 @@ impl TenantConfig {
             cfg.memory
                 .set_list(v, parse_limit)
                 .map_err(|why| env_err(ENV_MEMORY_LIMIT, v, &why))?;
+        }
+        if let Some(v) = get(ENV_MEMORY_SPILL) {
+            cfg.spill
+                .set_list(v, parse_spill)
+                .map_err(|why| env_err(ENV_MEMORY_SPILL, v, &why))?;
+            cfg.check_spill()
+                .map_err(|why| env_err(ENV_MEMORY_SPILL, v, &why))?;
         }
         if let Some(v) = get(ENV_COMPUTE_LIMIT) {
             cfg.compute
@@ -490,6 +537,17 @@ fn parse_limit(v: &str) -> Result<u64, String> {
     }
 }
 
+/// A spill allowance: a size up to the largest memory limit (0: none).
+fn parse_spill(v: &str) -> Result<u64, String> {
+    match parse_size(v) {
+        Ok(n) if n > MAX_MEMORY_LIMIT => Err(format!(
+            "a spill allowance must be at most 1PiB ({MAX_MEMORY_LIMIT} bytes)"
+        )),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A compute limit: `50` or `50%`, from 1 to 100.
 fn parse_percent(v: &str) -> Result<u32, String> {
     let t = v.trim();
@@ -555,6 +613,7 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
         match key {
             "memory" if value.eq_ignore_ascii_case("unlimited") => cfg.memory_unlimited = true,
             "memory" => cfg.memory.default = Some(parse_limit(value).map_err(bad)?),
+            "spill" => cfg.spill.default = Some(parse_spill(value).map_err(bad)?),
             "compute" => cfg.compute.default = Some(parse_percent(value).map_err(bad)?),
             "compute_request" => {
                 cfg.compute_request.default = Some(parse_percent(value).map_err(bad)?)
@@ -584,18 +643,19 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
             _ => {
                 let Some((name, device)) = key.split_once('.') else {
                     return Err(bad(format!(
-                        "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory)"
+                        "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], spill[…], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory)"
                     )));
                 };
                 let target = |cfg: &mut TenantConfig| -> Result<(), String> {
                     match name {
                         "memory" => set_device(&mut cfg.memory, device, parse_limit(value)?),
+                        "spill" => set_device(&mut cfg.spill, device, parse_spill(value)?),
                         "compute" => set_device(&mut cfg.compute, device, parse_percent(value)?),
                         "compute_request" => {
                             set_device(&mut cfg.compute_request, device, parse_percent(value)?)
                         }
                         _ => Err(format!(
-                            "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory)"
+                            "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], spill[…], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory)"
                         )),
                     }
                 };
@@ -667,6 +727,50 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn spill_allowances_need_a_memory_limit() {
+        let cfg = TenantConfig::from_sources(
+            &env(&[
+                (ENV_MEMORY_LIMIT, "4GiB,2GiB"),
+                (ENV_MEMORY_SPILL, "8GiB,0"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!((cfg.spill_of(0, None), cfg.spill_of(1, None)), (8 << 30, 0));
+        assert_eq!(cfg.spill_of(2, None), 0, "no limit on device 2: no spill");
+        for (vars, needle) in [
+            (vec![(ENV_MEMORY_SPILL, "8GiB")], "needs a memory limit"),
+            (
+                vec![(ENV_MEMORY_LIMIT, "1GiB"), (ENV_MEMORY_SPILL, "lots")],
+                "GPUPOOL_MEMORY_SPILL",
+            ),
+            (
+                vec![(ENV_MEMORY_LIMIT, "1GiB"), (ENV_MEMORY_SPILL, "2048TiB")],
+                "at most 1PiB",
+            ),
+        ] {
+            let e = TenantConfig::from_sources(&env(&vars), None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{vars:?}: {e}");
+        }
+        let file = "memory = 4GiB\nspill = 4GiB\nspill.1 = 1GiB\n";
+        let cfg = TenantConfig::from_sources(&[], Some((Path::new("/l"), file))).unwrap();
+        assert_eq!(
+            (cfg.spill_of(0, None), cfg.spill_of(1, None)),
+            (4 << 30, 1 << 30)
+        );
+        let file = "memory = unlimited\nspill = 1GiB\n";
+        let e = TenantConfig::from_sources(&[], Some((Path::new("/l"), file)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/l") && e.contains("needs a memory limit"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -240,3 +240,53 @@ pub mod events {
         (rc == CUDA_SUCCESS && ms >= 0.0).then_some((ms as f64 * 1e6) as u64)
     }
 }
+
+/// Pinned host memory mapped into the device's address space (spill).
+pub mod mapped_host {
+    use super::*;
+
+    /// `CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP`.
+    const FLAGS: u32 = 0x1 | 0x2;
+
+    /// Allocates `size` bytes; returns their address, the same on the host and the device
+    /// (unified addressing). Memory whose device address differs is given back and refused.
+    pub fn alloc(size: usize) -> Result<u64, u32> {
+        let mut host: *mut c_void = std::ptr::null_mut();
+        let rc = call_real!(
+            "cuMemHostAlloc",
+            unsafe extern "C" fn(*mut *mut c_void, usize, u32) -> u32,
+            &mut host,
+            size,
+            FLAGS
+        );
+        if rc != CUDA_SUCCESS {
+            return Err(rc);
+        }
+        let mut dev = 0u64;
+        let rc = call_real!(
+            "cuMemHostGetDevicePointer_v2",
+            unsafe extern "C" fn(*mut u64, *mut c_void, u32) -> u32,
+            &mut dev,
+            host,
+            0
+        );
+        if rc != CUDA_SUCCESS || dev != host as u64 {
+            free(host as u64);
+            return Err(if rc != CUDA_SUCCESS {
+                rc
+            } else {
+                CUDA_ERROR_NOT_SUPPORTED
+            });
+        }
+        Ok(dev)
+    }
+
+    /// Frees memory from [`alloc`].
+    pub fn free(p: u64) -> u32 {
+        call_real!(
+            "cuMemFreeHost",
+            unsafe extern "C" fn(*mut c_void) -> u32,
+            p as usize as *mut c_void
+        )
+    }
+}

@@ -23,6 +23,7 @@ pub mod memory;
 pub mod primary_context;
 pub mod real_lib;
 pub use gpupool_cuda::spinlock;
+pub mod spill;
 pub mod tenant;
 pub mod tracking;
 pub mod view;

@@ -85,20 +85,31 @@ fn read_ptr(p: *mut CUdeviceptr) -> u64 {
     }
 }
 
-/// Hook for `cuMemAlloc_v2`.
+/// Hook for `cuMemAlloc_v2`: past the limit, served from the tenant's spill allowance.
 pub unsafe fn mem_alloc(dptr: *mut CUdeviceptr, size: usize) -> u32 {
     let Some(ord) = current().filter(|_| size > 0) else {
         // SAFETY: forwarding the caller's arguments.
         return unsafe { real::cuMemAlloc_v2(dptr, size) };
     };
+    let bytes = round_up(size as u64, granularity(ord));
     // SAFETY: forwarding the caller's arguments.
-    with_charge(
+    let rc = with_charge(
         ord,
-        round_up(size as u64, granularity(ord)),
+        bytes,
         Kind::Pointer,
         || unsafe { real::cuMemAlloc_v2(dptr, size) },
         || read_ptr(dptr),
-    )
+    );
+    if rc == CUDA_ERROR_OUT_OF_MEMORY && !dptr.is_null() {
+        if let Ok(Some(acct)) = tenant::lookup_account(ord) {
+            if let Some(p) = crate::spill::allocate(&acct, ord, size, bytes) {
+                // SAFETY: the caller's non-null out pointer.
+                unsafe { *dptr = p };
+                return CUDA_SUCCESS;
+            }
+        }
+    }
+    rc
 }
 
 /// Hook for `cuMemAllocManaged` (managed memory is charged as device memory).
@@ -173,8 +184,11 @@ pub unsafe fn mem_alloc_pitch(
     CUDA_SUCCESS
 }
 
-/// Hook for `cuMemFree_v2`.
+/// Hook for `cuMemFree_v2` (spilled memory goes back to the host).
 pub unsafe fn mem_free(dptr: CUdeviceptr) -> u32 {
+    if let Some(rc) = crate::spill::free(dptr) {
+        return rc;
+    }
     // SAFETY: forwarding.
     with_uncharge(Kind::Pointer, dptr, || unsafe { real::cuMemFree_v2(dptr) })
 }

@@ -204,6 +204,23 @@ pub fn limit(t: &Tenant, ord: i32) -> u64 {
     l
 }
 
+static SPILL: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(UNRESOLVED) }; MAX_DEVICES];
+
+/// Host memory the tenant may use past its limit on ordinal `ord` (0: none).
+pub fn spill(t: &Tenant, ord: i32) -> u64 {
+    let Some(o) = usize::try_from(ord).ok().filter(|o| *o < MAX_DEVICES) else {
+        return 0;
+    };
+    let cached = SPILL[o].load(Relaxed);
+    if cached != UNRESOLVED {
+        return cached;
+    }
+    let uuid = crate::driver::device_uuid(ord).ok();
+    let s = t.config.spill_of(o, uuid.as_ref());
+    SPILL[o].store(s, Relaxed);
+    s
+}
+
 /// Region index of ordinal `ord`, registering its UUID on first use.
 pub fn device_index(t: &Tenant, ord: i32) -> Result<usize, u32> {
     let o = usize::try_from(ord)
@@ -251,6 +268,8 @@ pub struct Account {
     pub device: usize,
     /// The device's limit (`u64::MAX` = none).
     pub limit: u64,
+    /// Host memory usable past the limit (0: none).
+    pub spill: u64,
 }
 
 /// The account for ordinal `ord`, without charging anything.
@@ -265,6 +284,7 @@ pub fn lookup_account(ord: i32) -> Result<Option<Account>, u32> {
         slot,
         device,
         limit: limit(t, ord),
+        spill: spill(t, ord),
     }))
 }
 
@@ -322,6 +342,36 @@ impl Account {
     /// Gives `bytes` back.
     pub fn release(&self, bytes: u64) {
         self.tenant.region.release(self.slot, self.device, bytes);
+    }
+
+    /// Reserves `bytes` of host memory past the limit (spill), or fails with
+    /// `CUDA_ERROR_OUT_OF_MEMORY`.
+    pub fn reserve_spill(&self, bytes: u64) -> Result<(), u32> {
+        self.tenant
+            .region
+            .try_reserve_spill(self.slot, self.device, bytes, self.spill)
+            .map_err(|d| {
+                crate::log!(
+                    Info,
+                    "out of memory: {} requested, the device limit is reached and {} of {} spilled to host memory",
+                    format_size(bytes),
+                    format_size(d.used),
+                    format_size(d.limit)
+                );
+                CUDA_ERROR_OUT_OF_MEMORY
+            })
+    }
+
+    /// Gives `bytes` of spill back.
+    pub fn release_spill(&self, bytes: u64) {
+        self.tenant
+            .region
+            .release_spill(self.slot, self.device, bytes);
+    }
+
+    /// Host memory the whole tenant has spilled for this device.
+    pub fn spilled(&self) -> u64 {
+        self.tenant.region.spilled(self.device)
     }
 
     /// Usage of the whole tenant on this device, dead processes reaped at most every 200 ms.

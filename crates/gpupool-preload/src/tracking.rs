@@ -27,6 +27,8 @@ pub enum Kind {
     Context,
     /// Memory pools, with the device they allocate on (bytes unused).
     Pool,
+    /// Pinned host memory standing in for device memory past the limit (spill).
+    Spilled,
 }
 
 /// A multiplicative hasher: keys are addresses and handles, already well spread, and SipHash

@@ -11,20 +11,47 @@ use gpupool_cuda::result::*;
 use gpupool_cuda::uuid::parse_gpu_uuid;
 use std::ffi::{c_char, c_uint};
 
-/// (total, free, used) as the tenant sees a device whose real figures are given.
-pub fn virtual_memory(
-    limit: u64,
-    tenant_used: u64,
-    real_total: u64,
-    real_free: u64,
-) -> (u64, u64, u64) {
-    if limit == u64::MAX {
+/// What the tenant may use of one device: its limit (`u64::MAX`: none) and what it uses, and
+/// its spill allowance past the limit and what it spilled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Device memory limit.
+    pub limit: u64,
+    /// Device memory in use by the tenant.
+    pub used: u64,
+    /// Host memory usable past the limit.
+    pub spill: u64,
+    /// Host memory in use past the limit.
+    pub spilled: u64,
+}
+
+impl Budget {
+    /// The budget of an account, read now.
+    pub fn of(a: &Account) -> Budget {
+        Budget {
+            limit: a.limit,
+            used: a.used(),
+            spill: a.spill,
+            spilled: if a.spill > 0 { a.spilled() } else { 0 },
+        }
+    }
+}
+
+/// (total, free, used) as the tenant sees a device whose real figures are given: the limit
+/// (at most the card) plus the spill allowance as total.
+pub fn virtual_memory(b: Budget, real_total: u64, real_free: u64) -> (u64, u64, u64) {
+    if b.limit == u64::MAX {
         return (real_total, real_free, real_total.saturating_sub(real_free));
     }
-    let total = limit.min(real_total);
-    let used = tenant_used.min(total);
-    let free = (total - used).min(real_free);
-    (total, free, used)
+    let device = b.limit.min(real_total);
+    let used = b.used.min(device);
+    let device_free = (device - used).min(real_free);
+    let spilled = b.spilled.min(b.spill);
+    (
+        device.saturating_add(b.spill),
+        device_free.saturating_add(b.spill - spilled),
+        used.saturating_add(spilled),
+    )
 }
 
 /// Hook for `cuMemGetInfo_v2`.
@@ -43,7 +70,7 @@ pub unsafe fn mem_get_info(free: *mut usize, total: *mut usize) -> u32 {
             let context_fits = tenant::charge_context(&a, ord).is_ok();
             // SAFETY: the driver filled both.
             let (real_total, real_free) = unsafe { (*total as u64, *free as u64) };
-            let (t, mut f, _) = virtual_memory(a.limit, a.used(), real_total, real_free);
+            let (t, mut f, _) = virtual_memory(Budget::of(&a), real_total, real_free);
             if !context_fits {
                 f = 0;
             }
@@ -110,7 +137,7 @@ fn nvml_account(h: nvmlDevice_t) -> Result<Option<Account>, u32> {
 /// The tenant's (total, free, used) of an NVML device whose real total and free are given;
 /// `None` when the device is not limited for this tenant.
 fn nvml_view(h: nvmlDevice_t, total: u64, free: u64) -> Result<Option<(u64, u64, u64)>, u32> {
-    Ok(nvml_account(h)?.map(|a| virtual_memory(a.limit, a.used(), total, free)))
+    Ok(nvml_account(h)?.map(|a| virtual_memory(Budget::of(&a), total, free)))
 }
 
 /// Hook for `nvmlDeviceGetMemoryInfo`.
@@ -371,28 +398,67 @@ pub unsafe fn nvml_graphics_processes_v3(
 mod tests {
     use super::*;
 
+    fn budget(limit: u64, used: u64) -> Budget {
+        Budget {
+            limit,
+            used,
+            spill: 0,
+            spilled: 0,
+        }
+    }
+
     #[test]
     fn virtual_view_never_underflows() {
         let g = 1u64 << 30;
-        assert_eq!(virtual_memory(4 * g, g, 80 * g, 70 * g), (4 * g, 3 * g, g));
         assert_eq!(
-            virtual_memory(g, 5 * g, 80 * g, 70 * g),
+            virtual_memory(budget(4 * g, g), 80 * g, 70 * g),
+            (4 * g, 3 * g, g)
+        );
+        assert_eq!(
+            virtual_memory(budget(g, 5 * g), 80 * g, 70 * g),
             (g, 0, g),
             "over-used: free is 0, not 17 TB"
         );
         assert_eq!(
-            virtual_memory(4 * g, g, 80 * g, g),
+            virtual_memory(budget(4 * g, g), 80 * g, g),
             (4 * g, g, g),
             "physically scarce: free follows the card"
         );
         assert_eq!(
-            virtual_memory(u64::MAX, 7, 80 * g, 70 * g),
+            virtual_memory(budget(u64::MAX, 7), 80 * g, 70 * g),
             (80 * g, 70 * g, 10 * g)
         );
         assert_eq!(
-            virtual_memory(100 * g, 0, 80 * g, 80 * g),
+            virtual_memory(budget(100 * g, 0), 80 * g, 80 * g),
             (80 * g, 80 * g, 0),
             "limit above the card"
+        );
+    }
+
+    #[test]
+    fn the_spill_allowance_adds_to_the_view() {
+        let g = 1u64 << 30;
+        let b = |used, spilled| Budget {
+            limit: 4 * g,
+            used,
+            spill: 2 * g,
+            spilled,
+        };
+        assert_eq!(virtual_memory(b(0, 0), 80 * g, 80 * g), (6 * g, 6 * g, 0));
+        assert_eq!(
+            virtual_memory(b(4 * g, g), 80 * g, 70 * g),
+            (6 * g, g, 5 * g),
+            "device full, half the spill used"
+        );
+        assert_eq!(
+            virtual_memory(b(g, 0), 80 * g, 0),
+            (6 * g, 2 * g, g),
+            "a full card leaves the spill free"
+        );
+        assert_eq!(
+            virtual_memory(b(4 * g, 3 * g), 80 * g, 0),
+            (6 * g, 0, 6 * g),
+            "over-spilled: free is 0"
         );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every region file.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"GPUPOOL1");
 /// Bumped on every incompatible layout change.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Devices a region can account for.
 pub const MAX_DEVICES: usize = 16;
 /// Processes a region can hold at once.
@@ -61,7 +61,10 @@ pub(crate) struct ProcSlot {
     pub _pad: AtomicU32,
     pub pidns: AtomicU64,
     pub start_time: AtomicU64,
+    /// Device memory in use per device.
     pub used: [AtomicU64; MAX_DEVICES],
+    /// Host memory standing in for device memory past the limit (spill) per device.
+    pub spilled: [AtomicU64; MAX_DEVICES],
 }
 
 /// The whole region.

@@ -31,4 +31,4 @@ pub use card::{allocate, tenant_key, Card, Demand, Publish, PublishedRun};
 pub use compute::ComputeState;
 pub use layout::{LAYOUT_VERSION, MAGIC, MAX_DEVICES, MAX_SLOTS};
 pub use process::{process_alive, ProcessIdentity};
-pub use region::{Denied, ProcessUsage, Region, RegionError, SlotHandle, LOCK_TIMEOUT};
+pub use region::{Denied, Pool, ProcessUsage, Region, RegionError, SlotHandle, LOCK_TIMEOUT};

@@ -93,6 +93,26 @@ pub struct ProcessUsage {
     pub host_pid: u32,
     /// Bytes used per device index.
     pub used: Vec<u64>,
+    /// Bytes spilled to host memory per device index.
+    pub spilled: Vec<u64>,
+}
+
+/// Which of a slot's counters: device memory, or host memory standing in for it (spill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// Device memory (the limit).
+    Device,
+    /// Host memory past the limit (the spill allowance).
+    Spill,
+}
+
+impl Pool {
+    fn counters(self, slot: &ProcSlot) -> &[AtomicU64; MAX_DEVICES] {
+        match self {
+            Pool::Device => &slot.used,
+            Pool::Spill => &slot.spilled,
+        }
+    }
 }
 
 /// A mapped region, or a private copy of one read by an observer ([`Region::snapshot`]).
@@ -505,11 +525,24 @@ impl Region {
 
     /// Total usage of device `dev` over all slots.
     pub fn used(&self, dev: usize) -> u64 {
+        self.total(Pool::Device, dev)
+    }
+
+    /// Total host memory spilled for device `dev` over all slots.
+    pub fn spilled(&self, dev: usize) -> u64 {
+        self.total(Pool::Spill, dev)
+    }
+
+    /// Total of `pool` on device `dev` over all slots.
+    pub fn total(&self, pool: Pool, dev: usize) -> u64 {
         let l = self.layout();
         let hint = (l.header.slot_hint.load(SeqCst) as usize).min(MAX_SLOTS);
+        if dev >= MAX_DEVICES {
+            return 0;
+        }
         l.slots[..hint]
             .iter()
-            .map(|s| s.used[dev].load(SeqCst))
+            .map(|s| pool.counters(s)[dev].load(SeqCst))
             .fold(0u64, u64::saturating_add)
     }
 
@@ -524,18 +557,43 @@ impl Region {
         bytes: u64,
         limit: u64,
     ) -> Result<(), Denied> {
+        let denied = self.try_reserve_in(Pool::Device, h, dev, bytes, limit);
+        if denied.is_err() && dev < MAX_DEVICES {
+            self.layout().devices[dev].denied.fetch_add(1, SeqCst);
+        }
+        denied
+    }
+
+    /// Reserves `bytes` of spill for device `dev` if the region's spill stays within `limit`.
+    pub fn try_reserve_spill(
+        &self,
+        h: SlotHandle,
+        dev: usize,
+        bytes: u64,
+        limit: u64,
+    ) -> Result<(), Denied> {
+        self.try_reserve_in(Pool::Spill, h, dev, bytes, limit)
+    }
+
+    fn try_reserve_in(
+        &self,
+        pool: Pool,
+        h: SlotHandle,
+        dev: usize,
+        bytes: u64,
+        limit: u64,
+    ) -> Result<(), Denied> {
         let l = self.layout();
         if dev >= MAX_DEVICES {
             return Err(Denied { used: 0, limit });
         }
         if bytes > limit {
-            l.devices[dev].denied.fetch_add(1, SeqCst);
             return Err(Denied {
-                used: self.used(dev),
+                used: self.total(pool, dev),
                 limit,
             });
         }
-        let mine = &l.slots[h.index as usize].used[dev];
+        let mine = &pool.counters(&l.slots[h.index as usize])[dev];
         let mut used = 0;
         for attempt in 0..4 {
             // Never wraps: a sum past u64::MAX is refused, not taken modulo 2^64.
@@ -545,7 +603,7 @@ impl Region {
             {
                 break;
             }
-            let total = self.used(dev);
+            let total = self.total(pool, dev);
             if total <= limit {
                 return Ok(());
             }
@@ -561,13 +619,24 @@ impl Region {
             // moment before the final verdict.
             std::thread::yield_now();
         }
-        l.devices[dev].denied.fetch_add(1, SeqCst);
         Err(Denied { used, limit })
     }
 
     /// Returns `bytes` on device `dev` from slot `h` (saturating at zero).
     pub fn release(&self, h: SlotHandle, dev: usize, bytes: u64) {
-        if let Some(u) = self.layout().slots[h.index as usize].used.get(dev) {
+        self.release_in(Pool::Device, h, dev, bytes)
+    }
+
+    /// Returns `bytes` of spill for device `dev` from slot `h` (saturating at zero).
+    pub fn release_spill(&self, h: SlotHandle, dev: usize, bytes: u64) {
+        self.release_in(Pool::Spill, h, dev, bytes)
+    }
+
+    fn release_in(&self, pool: Pool, h: SlotHandle, dev: usize, bytes: u64) {
+        if let Some(u) = pool
+            .counters(&self.layout().slots[h.index as usize])
+            .get(dev)
+        {
             let _ = u.fetch_update(SeqCst, SeqCst, |v| Some(v.saturating_sub(bytes)));
         }
     }
@@ -629,13 +698,17 @@ impl Region {
                 pid: s.pid.load(SeqCst),
                 host_pid: s.host_pid.load(SeqCst),
                 used: s.used[..devices].iter().map(|u| u.load(SeqCst)).collect(),
+                spilled: s.spilled[..devices]
+                    .iter()
+                    .map(|u| u.load(SeqCst))
+                    .collect(),
             })
             .collect()
     }
 }
 
 fn clear_slot(slot: &ProcSlot) {
-    for u in &slot.used {
+    for u in slot.used.iter().chain(&slot.spilled) {
         u.store(0, SeqCst);
     }
     slot.pid.store(0, SeqCst);

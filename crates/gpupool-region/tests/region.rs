@@ -44,6 +44,36 @@ fn two_mappings_share_usage_and_devices() {
 }
 
 #[test]
+fn spill_is_counted_apart_from_device_memory() {
+    let path = temp_path("spill");
+    let a = Region::open(&path).unwrap();
+    let b = Region::open(&path).unwrap();
+    a.device_index(UUID_A).unwrap();
+    let sa = a.claim_slot(ProcessIdentity::current()).unwrap();
+    let sb = b.claim_slot(ProcessIdentity::current()).unwrap();
+    a.try_reserve(sa, 0, 1000, 1000).unwrap();
+    a.try_reserve_spill(sa, 0, 300, 500).unwrap();
+    let denied = b.try_reserve_spill(sb, 0, 300, 500).unwrap_err();
+    assert_eq!(
+        denied.used, 300,
+        "the tenant's spill is shared by its processes"
+    );
+    assert_eq!(
+        b.denied(0),
+        0,
+        "a refused spill is not a refusal at the limit"
+    );
+    b.try_reserve_spill(sb, 0, 200, 500).unwrap();
+    assert_eq!((a.used(0), a.spilled(0)), (1000, 500));
+    let p: Vec<_> = a.processes().into_iter().map(|p| p.spilled[0]).collect();
+    assert_eq!(p, vec![300, 200]);
+    a.release_spill(sa, 0, 300);
+    assert_eq!((b.used(0), b.spilled(0)), (1000, 200));
+    b.release_slot(sb);
+    assert_eq!(a.spilled(0), 0, "a slot given back gives its spill back");
+}
+
+#[test]
 fn garbage_file_is_a_clear_layout_error() {
     let path = temp_path("garbage");
     std::fs::write(&path, vec![0xabu8; 4096]).unwrap();

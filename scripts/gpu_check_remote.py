@@ -1,0 +1,113 @@
+"""The `remote` section of scripts/gpu-check: a GPU server on this machine (`gpupool serve`,
+the tenant's session under libgpupool.so) and clients through the remote client library over
+TCP loopback, beside the same programs run locally.
+
+- NVIDIA's runtime 12.9 (tests/c/rt_basic) through the server;
+- PyTorch inference (torchvision ResNet-50 in eval mode, random weights, batch 32; a small
+  residual network when torchvision is missing) for RESNET_SECONDS locally and remotely,
+  alternated, reporting ms per batch and the remote / local ratio.
+"""
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+
+RESNET_SECONDS = 20
+ROUNDS = 2
+
+RESNET = r"""
+import json, sys, time, torch
+torch.manual_seed(0)
+try:
+    import torchvision
+    model, name = torchvision.models.resnet50(weights=None), "torchvision resnet50"
+except Exception:
+    class Block(torch.nn.Module):
+        def __init__(s, c):
+            super().__init__()
+            s.a = torch.nn.Conv2d(c, c, 3, padding=1); s.b = torch.nn.Conv2d(c, c, 3, padding=1)
+            s.n = torch.nn.BatchNorm2d(c)
+        def forward(s, x):
+            return torch.relu(x + s.n(s.b(torch.relu(s.a(x)))))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 7, stride=2, padding=3), torch.nn.ReLU(),
+                                *[Block(64) for _ in range(8)], torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(64, 1000))
+    name = "small residual network (torchvision missing)"
+model = model.cuda().eval()
+x = torch.randn(32, 3, 224, 224, device="cuda")
+with torch.no_grad():
+    for _ in range(5):
+        y = model(x)
+    torch.cuda.synchronize()
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < float(sys.argv[1]):
+        y = model(x)
+        torch.cuda.synchronize()
+        n += 1
+    dt = time.perf_counter() - t0
+print(json.dumps({"model": name, "batches": n, "seconds": dt, "ms_per_batch": dt * 1000 / n,
+                  "checksum": float(y.float().sum())}))
+"""
+
+
+def start_server(carry, tmp):
+    """`gpupool serve` on loopback with one client; returns (process, address, token file)."""
+    token = secrets.token_hex(16)
+    clients = os.path.join(tmp, "clients")
+    with open(clients, "w") as f:
+        f.write(f"gpucheck {token} memory=24GiB\n")
+    token_file = os.path.join(tmp, "token")
+    with open(token_file, "w") as f:
+        f.write(token)
+    env = dict(os.environ, GPUPOOL_LIB_DIR=carry)
+    p = subprocess.Popen([os.path.join(carry, "gpupool"), "serve", "--listen", "127.0.0.1:0",
+                          "--clients", clients], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        p.kill()
+        raise RuntimeError(f"gpupool serve did not start: {line} {p.stderr.read()[-1500:]}")
+    return p, line[len("listening on "):], token_file
+
+
+def remote_cmd(carry, addr, token_file, cmd):
+    return [os.path.join(carry, "gpupool"), "run", "--remote", addr, "--token-file", token_file,
+            "--"] + cmd
+
+
+def run_json(cmd, env, timeout):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd[-3:]}: rc {r.returncode} {r.stdout[-800:]} {r.stderr[-1500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def section_remote(c, card):
+    res = {}
+    server, addr, token_file = start_server(c.carry, c.tmp)
+    env = dict(os.environ, GPUPOOL_LIB_DIR=c.carry)
+    try:
+        r = subprocess.run(remote_cmd(c.carry, addr, token_file, [c.bin("rt_basic-12.9")]),
+                           capture_output=True, text=True, env=env, timeout=120)
+        fails = [l for l in r.stdout.splitlines() if l.startswith("FAIL")]
+        res["rt_basic_12.9"] = {"rc": r.returncode, "fail_lines": fails, "stderr": r.stderr[-1000:]}
+        res["pass_rt_basic_12.9"] = r.returncode == 0 and not fails
+        runs = {"local": [], "remote": []}
+        for _ in range(ROUNDS):
+            local = [sys.executable, "-c", RESNET, str(RESNET_SECONDS)]
+            runs["local"].append(run_json(local, dict(os.environ), 300))
+            runs["remote"].append(run_json(remote_cmd(c.carry, addr, token_file, local), env, 300))
+        res["resnet_runs"] = runs
+        ms = {k: statistics.median(r["ms_per_batch"] for r in v) for k, v in runs.items()}
+        res["resnet_model"] = runs["local"][0]["model"]
+        res["resnet_ms_per_batch"] = ms
+        res["resnet_ratio_remote_over_local"] = ms["remote"] / ms["local"]
+        a, b = runs["local"][0]["checksum"], runs["remote"][0]["checksum"]
+        res["pass_resnet_same_output"] = abs(a - b) <= 1e-2 * max(1.0, abs(a))
+        res["pass_resnet_ran"] = all(r["batches"] > 0 for v in runs.values() for r in v)
+    finally:
+        server.kill()
+        res["server_stderr"] = server.stderr.read()[-2000:]
+    return res
