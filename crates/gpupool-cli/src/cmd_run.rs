@@ -66,10 +66,19 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// Checks a remote client's limits as `--memory` / `--compute` would be.
-pub fn validate_limits(memory: Option<&str>, compute: Option<&str>) -> Result<()> {
+/// Checks a remote client's limits as `--memory` / `--spill` / `--compute` would be.
+pub fn validate_limits(
+    memory: Option<&str>,
+    spill: Option<&str>,
+    compute: Option<&str>,
+) -> Result<()> {
     if let Some(m) = memory {
         validate_memory(m)?;
+    }
+    match (memory, spill) {
+        (Some(m), Some(s)) => validate_spill(m, s)?,
+        (None, Some(s)) => bail!("spill={s}: a spill allowance needs memory=SIZE"),
+        _ => {}
     }
     if let Some(c) = compute {
         validate_limit("--compute", "GPUPOOL_COMPUTE_LIMIT", c)?;

@@ -40,8 +40,12 @@ pub fn load_clients(path: &std::path::Path) -> Result<Vec<Client>> {
         bail!("--clients {}: lists no client", path.display());
     }
     for c in &clients {
-        crate::cmd_run::validate_limits(c.memory.as_deref(), c.compute.as_deref())
-            .with_context(|| format!("--clients {}: client {:?}", path.display(), c.name))?;
+        crate::cmd_run::validate_limits(
+            c.memory.as_deref(),
+            c.spill.as_deref(),
+            c.compute.as_deref(),
+        )
+        .with_context(|| format!("--clients {}: client {:?}", path.display(), c.name))?;
     }
     Ok(clients)
 }
@@ -58,6 +62,9 @@ fn session_command(exe: &std::path::Path, a: &ServeArgs, c: &Client) -> Command 
     }
     if let Some(m) = &c.memory {
         cmd.args(["--memory", m]);
+    }
+    if let Some(s) = &c.spill {
+        cmd.args(["--spill", s]);
     }
     if let Some(p) = &c.compute {
         cmd.args(["--compute", p]);

@@ -130,6 +130,28 @@ fn limits_hold_on_the_server_for_runtime_and_driver_api_clients() {
 }
 
 #[test]
+fn a_remote_client_s_spill_allowance_holds_on_the_server() {
+    let m = Machine::new("remote-spill", "1x16GiB");
+    let server = Server::start(
+        &m,
+        "127.0.0.1:0",
+        &format!("s {TOKEN} memory=1GiB spill=1GiB\n"),
+    );
+    let prog = c_program("rt_limits", "12.9");
+    let kv = key_values(
+        &server
+            .client(&[prog.to_str().unwrap(), "malloc", "96"])
+            .output()
+            .unwrap(),
+    );
+    let budget = (768 + 1024) * MIB;
+    assert_eq!(num(&kv, "total"), 2 * GIB, "limit and spill: {kv:?}");
+    assert!(num(&kv, "allocated") <= budget, "{kv:?}");
+    assert!(num(&kv, "allocated") + 96 * MIB > budget, "{kv:?}");
+    assert_eq!(num(&kv, "free_after"), budget, "{kv:?}");
+}
+
+#[test]
 fn bad_tokens_and_malformed_messages_are_refused_and_the_server_keeps_serving() {
     let m = Machine::new("remote-hostile", "1xH100");
     let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));

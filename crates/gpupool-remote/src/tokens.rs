@@ -1,4 +1,4 @@
-//! The server's clients file: one client per line, `NAME TOKEN [memory=SIZE] [compute=PCT]`
+//! The server's clients file: one client per line, `NAME TOKEN [memory=SIZE] [spill=SIZE] [compute=PCT]`
 //! (`#` starts a comment). Each client is its own tenant with those limits; its token is the
 //! shared secret it presents in its hello.
 
@@ -16,6 +16,8 @@ pub struct Client {
     pub token: Vec<u8>,
     /// Device memory limit as written (`memory=`), checked by the caller.
     pub memory: Option<String>,
+    /// Host memory usable past the memory limit as written (`spill=`), checked by the caller.
+    pub spill: Option<String>,
     /// Compute limit as written (`compute=`), checked by the caller.
     pub compute: Option<String>,
 }
@@ -52,7 +54,7 @@ pub fn parse_clients(text: &str) -> Result<Vec<Client>, ClientsError> {
         let mut words = line.split_whitespace();
         let (Some(name), Some(token)) = (words.next(), words.next()) else {
             return Err(err(
-                "expected `NAME TOKEN [memory=SIZE] [compute=PCT]`".into()
+                "expected `NAME TOKEN [memory=SIZE] [spill=SIZE] [compute=PCT]`".into(),
             ));
         };
         if name.len() > 64
@@ -82,13 +84,19 @@ pub fn parse_clients(text: &str) -> Result<Vec<Client>, ClientsError> {
             name: name.into(),
             token: token.as_bytes().to_vec(),
             memory: None,
+            spill: None,
             compute: None,
         };
         for w in words {
             match w.split_once('=') {
                 Some(("memory", v)) if !v.is_empty() => c.memory = Some(v.into()),
+                Some(("spill", v)) if !v.is_empty() => c.spill = Some(v.into()),
                 Some(("compute", v)) if !v.is_empty() => c.compute = Some(v.into()),
-                _ => return Err(err(format!("{w:?}: expected memory=SIZE or compute=PCT"))),
+                _ => {
+                    return Err(err(format!(
+                        "{w:?}: expected memory=SIZE, spill=SIZE or compute=PCT"
+                    )))
+                }
             }
         }
         out.push(c);
@@ -122,12 +130,13 @@ mod tests {
     #[test]
     fn clients_parse_with_limits_and_comments() {
         let c = parse_clients(
-            "# team clients\nalpha 0123456789abcdef0123 memory=4GiB compute=30\n\nbeta fedcba9876543210fedc\n",
+            "# team clients\nalpha 0123456789abcdef0123 memory=4GiB spill=2GiB compute=30\n\nbeta fedcba9876543210fedc\n",
         )
         .unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].memory.as_deref(), Some("4GiB"));
         assert_eq!(c[0].compute.as_deref(), Some("30"));
+        assert_eq!(c[0].spill.as_deref(), Some("2GiB"));
         assert_eq!(c[1].memory, None);
         assert_eq!(find(&c, b"fedcba9876543210fedc").unwrap().name, "beta");
         assert!(find(&c, b"fedcba9876543210fedd").is_none());
