@@ -141,6 +141,37 @@ fn check_budget(
 }
 
 #[test]
+fn kernels_reading_spilled_memory_run_at_the_bus_s_bandwidth() {
+    // 512 MiB buffers: the first fits the limit (1 GiB - 256 MiB context), the second spills.
+    // The simulator reads device memory at 2000 GB/s (0.27 ms) and host memory at 25 GB/s
+    // (21 ms).
+    let m = Machine::new("spill-read", "1x16GiB");
+    let prog = c_program("spill_read", "driver");
+    let out = m.run(
+        &["--memory", "1GiB", "--spill", "1GiB"],
+        &[prog.to_str().unwrap(), "512"],
+    );
+    let kv = key_values(&out);
+    assert_eq!(
+        (num(&kv, "spilled_first"), num(&kv, "spilled_second")),
+        (0, 1),
+        "{kv:?}"
+    );
+    let (first, second): (f64, f64) = (
+        kv["first_ms"].parse().unwrap(),
+        kv["second_ms"].parse().unwrap(),
+    );
+    assert!(
+        second >= 20.0,
+        "reading spilled memory took {second} ms: {kv:?}"
+    );
+    assert!(
+        second > 10.0 * first,
+        "device {first} ms, spilled {second} ms"
+    );
+}
+
+#[test]
 fn past_its_limit_a_tenant_spills_to_host_memory_not_into_its_neighbours() {
     // 1 GiB of device memory (768 MiB after the context) and 2 GiB of spill on a 4 GiB card.
     let m = Machine::new("spill", "1x4GiB");

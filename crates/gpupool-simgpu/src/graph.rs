@@ -56,7 +56,8 @@ pub unsafe fn graph_add_kernel_node(
         block: [p.blockDimX, p.blockDimY, p.blockDimZ],
     };
     let result = graph_ref(g).and_then(|graph| {
-        let d = duration(p.func, shape)?;
+        // SAFETY: the node's parameters, as the caller passes them.
+        let d = unsafe { duration(p.func, shape, p.kernelParams) }?;
         let mut nodes = graph.nodes.lock();
         nodes.push(d);
         Ok(nodes.len())

@@ -31,16 +31,22 @@ impl Shape {
     }
 }
 
-/// Duration of `f` launched with `shape`, after checking both.
-pub fn duration(f: CUfunction, shape: Shape) -> Result<u64, u32> {
+/// Duration of `f` launched with `shape` and `params`, after checking them.
+///
+/// # Safety
+/// `params` is null or the launch's `kernelParams`.
+pub unsafe fn duration(f: CUfunction, shape: Shape, params: *mut *mut c_void) -> Result<u64, u32> {
     require_current()?;
     let k = kernel(f)?;
     shape.check()?;
-    Ok(k.duration_ns(shape.blocks()))
+    // SAFETY: the caller's contract.
+    let memory = unsafe { k.memory_ns(params) }?;
+    Ok(k.duration_ns(shape.blocks()).saturating_add(memory))
 }
 
-fn launch(f: CUfunction, shape: Shape, stream: CUstream) -> u32 {
-    match duration(f, shape).and_then(|d| crate::work::launch(stream, d)) {
+unsafe fn launch(f: CUfunction, shape: Shape, stream: CUstream, params: *mut *mut c_void) -> u32 {
+    // SAFETY: the caller's contract.
+    match unsafe { duration(f, shape, params) }.and_then(|d| crate::work::launch(stream, d)) {
         Ok(()) => CUDA_SUCCESS,
         Err(e) => e,
     }
@@ -58,21 +64,22 @@ pub unsafe fn launch_kernel(
     bz: u32,
     _shared: u32,
     stream: CUstream,
-    _params: *mut *mut c_void,
+    params: *mut *mut c_void,
     _extra: *mut *mut c_void,
 ) -> u32 {
     let shape = Shape {
         grid: [gx, gy, gz],
         block: [bx, by, bz],
     };
-    launch(f, shape, stream)
+    // SAFETY: the caller's launch parameters.
+    unsafe { launch(f, shape, stream, params) }
 }
 
 /// `cuLaunchKernelEx` (and `_ptsz`).
 pub unsafe fn launch_kernel_ex(
     config: *const CUlaunchConfig_st,
     f: CUfunction,
-    _params: *mut *mut c_void,
+    params: *mut *mut c_void,
     _extra: *mut *mut c_void,
 ) -> u32 {
     // SAFETY: null or the caller's launch configuration.
@@ -83,7 +90,8 @@ pub unsafe fn launch_kernel_ex(
         grid: [c.gridDimX, c.gridDimY, c.gridDimZ],
         block: [c.blockDimX, c.blockDimY, c.blockDimZ],
     };
-    launch(f, shape, c.hStream)
+    // SAFETY: the caller's launch parameters.
+    unsafe { launch(f, shape, c.hStream, params) }
 }
 
 /// Blocks a cooperative launch may have on a device: all resident at once.
@@ -108,14 +116,15 @@ pub unsafe fn launch_cooperative_kernel(
     bz: u32,
     _shared: u32,
     stream: CUstream,
-    _params: *mut *mut c_void,
+    params: *mut *mut c_void,
 ) -> u32 {
     let shape = Shape {
         grid: [gx, gy, gz],
         block: [bx, by, bz],
     };
     match cooperative_fits(shape) {
-        Ok(()) => launch(f, shape, stream),
+        // SAFETY: the caller's launch parameters.
+        Ok(()) => unsafe { launch(f, shape, stream, params) },
         Err(e) => e,
     }
 }
@@ -140,12 +149,14 @@ pub unsafe fn launch_cooperative_kernel_multi_device(
         .collect();
     // All or nothing: check every entry first.
     for (e, shape) in entries.iter().zip(&shapes) {
-        if let Err(err) = duration(e.function, *shape) {
+        // SAFETY: each entry's parameters, as the caller passes them.
+        if let Err(err) = unsafe { duration(e.function, *shape, e.kernelParams) } {
             return err;
         }
     }
     for (e, shape) in entries.iter().zip(&shapes) {
-        let rc = launch(e.function, *shape, e.hStream);
+        // SAFETY: as above.
+        let rc = unsafe { launch(e.function, *shape, e.hStream, e.kernelParams) };
         if rc != CUDA_SUCCESS {
             return rc;
         }

@@ -7,7 +7,10 @@
 //! kernel scaled     10us  per-block=1us
 //! ```
 //!
-//! A launch of `scaled` with a grid of 100 blocks runs 10 µs + 100 × 1 µs. The image is what
+//! A launch of `scaled` with a grid of 100 blocks runs 10 µs + 100 × 1 µs. A kernel with
+//! `reads=buffer` takes two parameters, a device address and a byte count, and runs that many
+//! bytes longer at the bandwidth of the memory the address is in: [`DEVICE_GBPS`] for device
+//! memory, [`HOST_MAPPED_GBPS`] for host memory mapped into the device (read over the bus). The image is what
 //! `cuModuleLoadData` / `cuModuleLoadDataEx` / `cuLibraryLoadData` take (NUL-terminated),
 //! what `cuModuleLoad` reads from a file, or the payload of a fat binary (or of the wrapper a
 //! program registers with the runtime), which is how the runtime's own kernels arrive.
@@ -22,6 +25,11 @@ use std::collections::HashSet;
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::Mutex;
 
+/// Bandwidth of a kernel reading device memory (GB/s, an H100's HBM3 order of magnitude).
+pub const DEVICE_GBPS: u64 = 2000;
+/// Bandwidth of a kernel reading host memory mapped into the device (GB/s, PCIe 4.0 x16).
+pub const HOST_MAPPED_GBPS: u64 = 25;
+
 /// First line of a simulated-module image.
 pub const HEADER: &str = "gpupool-sim-module 1";
 
@@ -34,13 +42,48 @@ pub struct Kernel {
     pub base_ns: u64,
     /// Added per block of the grid.
     pub per_block_ns: u64,
+    /// Reads the buffer its parameters name (address, bytes): time at that memory's bandwidth.
+    pub reads_buffer: bool,
 }
 
 impl Kernel {
-    /// How long a launch with `blocks` blocks runs.
+    /// How long a launch with `blocks` blocks runs, before any memory it reads.
     pub fn duration_ns(&self, blocks: u64) -> u64 {
         self.base_ns
             .saturating_add(self.per_block_ns.saturating_mul(blocks))
+    }
+
+    /// Time the launch spends reading the buffer its parameters name (0 for kernels that read
+    /// none); an address outside the simulator's memory is `CUDA_ERROR_INVALID_VALUE`.
+    ///
+    /// # Safety
+    /// `params` is null or the launch's `kernelParams` (for a buffer-reading kernel: pointers to
+    /// its two 8-byte parameters).
+    pub unsafe fn memory_ns(&self, params: *mut *mut c_void) -> Result<u64, u32> {
+        if !self.reads_buffer {
+            return Ok(0);
+        }
+        if params.is_null() {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        // SAFETY: the caller's parameter array holds two pointers to 8-byte values.
+        let (ptr, bytes) = unsafe {
+            let (a, b) = (*params, *params.add(1));
+            if a.is_null() || b.is_null() {
+                return Err(CUDA_ERROR_INVALID_VALUE);
+            }
+            (
+                std::ptr::read_unaligned(a as *const u64),
+                std::ptr::read_unaligned(b as *const u64),
+            )
+        };
+        let (_, alloc) = crate::mem::find(ptr, bytes).ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        let gbps = match alloc.kind {
+            crate::mem::Kind::Host | crate::mem::Kind::Registered => HOST_MAPPED_GBPS,
+            _ => DEVICE_GBPS,
+        };
+        // 1 GB/s is one byte per nanosecond.
+        Ok(bytes / gbps)
     }
 }
 
@@ -79,14 +122,16 @@ pub fn parse(image: &str) -> Result<Vec<Kernel>, String> {
         };
         let base_ns = parse_duration_ns(duration).map_err(|e| bad(e.to_string()))?;
         let mut per_block_ns = 0;
+        let mut reads_buffer = false;
         for option in rest {
             match option.split_once('=') {
                 Some(("per-block", d)) => {
                     per_block_ns = parse_duration_ns(d).map_err(|e| bad(e.to_string()))?
                 }
+                Some(("reads", "buffer")) => reads_buffer = true,
                 _ => {
                     return Err(bad(format!(
-                        "unknown option {option:?} (per-block=DURATION)"
+                        "unknown option {option:?} (per-block=DURATION, reads=buffer)"
                     )))
                 }
             }
@@ -98,6 +143,7 @@ pub fn parse(image: &str) -> Result<Vec<Kernel>, String> {
             name: name.to_string(),
             base_ns,
             per_block_ns,
+            reads_buffer,
         });
     }
     Ok(kernels)
@@ -307,15 +353,26 @@ pub fn kernel(f: CUfunction) -> Result<&'static Kernel, u32> {
     Ok(unsafe { &*(f as *const Kernel) })
 }
 
-/// `cuFuncGetParamInfo`: simulated kernels take no parameters, so every index is past the end.
+/// `cuFuncGetParamInfo`: simulated kernels take no parameters, except those reading a buffer
+/// (an address and a byte count, 8 bytes each).
 pub unsafe fn func_get_param_info(
     f: CUfunction,
-    _index: usize,
-    _off: *mut usize,
-    _size: *mut usize,
+    index: usize,
+    off: *mut usize,
+    size: *mut usize,
 ) -> u32 {
     match kernel(f) {
-        Ok(_) => gpupool_cuda::result::CUDA_ERROR_INVALID_VALUE,
+        Ok(k) if k.reads_buffer && index < 2 => {
+            if !off.is_null() {
+                write(off, index * 8);
+            }
+            if size.is_null() {
+                CUDA_SUCCESS
+            } else {
+                write(size, 8)
+            }
+        }
+        Ok(_) => CUDA_ERROR_INVALID_VALUE,
         Err(e) => e,
     }
 }
@@ -331,6 +388,16 @@ mod tests {
         assert_eq!(k.len(), 2);
         assert_eq!(k[0].duration_ns(1000), 50_000);
         assert_eq!(k[1].duration_ns(100), 110_000);
+        assert!(!k[0].reads_buffer);
+        let k = parse("gpupool-sim-module 1\nkernel r 0us reads=buffer\n").unwrap();
+        assert!(k[0].reads_buffer);
+        // SAFETY: a null parameter array.
+        assert_eq!(
+            unsafe { k[0].memory_ns(std::ptr::null_mut()) },
+            Err(CUDA_ERROR_INVALID_VALUE),
+            "a buffer-reading kernel needs its parameters"
+        );
+        assert!(parse("gpupool-sim-module 1\nkernel r 0us reads=everything\n").is_err());
     }
 
     #[test]
