@@ -67,6 +67,10 @@ pub struct NodeArgs {
     /// Also return CDI device names (`DOMAIN/gpu=<uuid>`).
     #[arg(long)]
     pub cdi: bool,
+    /// The scheduler's `--memory-oversubscription` (1 to 16): each container gets its promised
+    /// memory divided by it as device memory and the rest as spill to host memory.
+    #[arg(long, value_name = "FACTOR")]
+    pub memory_oversubscription: Option<f64>,
     /// Address of `/metrics` (the exporter's metrics for this node's cards and containers).
     #[arg(long, default_value = "0.0.0.0:9400", value_name = "ADDR:PORT")]
     pub metrics_listen: SocketAddr,
@@ -132,6 +136,9 @@ pub fn settings(a: &NodeArgs, sim: Option<&SimEnv>) -> Result<NodeConfig> {
     }
     if a.cdi {
         c.cdi = true;
+    }
+    if let Some(v) = a.memory_oversubscription {
+        c.memory_oversubscription = v;
     }
     if let Some(sim) = sim {
         c.context_memory = sim.spec.devices.first().map_or(0, |d| d.context_memory);

@@ -761,6 +761,7 @@ fn the_chart_s_values_reach_the_objects_they_configure() {
         ("cdi", true.into()),
         ("library", "/opt/gpupool/lib/libgpupool.so".into()),
         ("stateDir", "/data/gpupool".into()),
+        ("memoryOversubscription", 1.5.into()),
     ] {
         assert_eq!(settings[key], want, "{key}");
     }

@@ -64,6 +64,10 @@ pub struct NodeConfig {
     /// The key the scheduler signs assignments with; `None`: unsigned assignments are trusted
     /// (the operator's explicit choice).
     pub assignment_key: Option<AssignmentKey>,
+    /// The scheduler's memory oversubscription factor (1 = none): a container promised `M` of
+    /// a card gets `M / factor` of device memory and the rest as spill to host memory, so the
+    /// promises of a full card fit it physically.
+    pub memory_oversubscription: f64,
 }
 
 impl NodeConfig {
@@ -85,6 +89,7 @@ impl NodeConfig {
             audit_context_allowance: None,
             proc_root: PathBuf::from("/proc"),
             assignment_key: None,
+            memory_oversubscription: 1.0,
         }
     }
 
@@ -163,6 +168,9 @@ impl NodeConfig {
         if let Some(v) = file.proc_root {
             self.proc_root = v;
         }
+        if let Some(v) = file.memory_oversubscription {
+            self.memory_oversubscription = v;
+        }
         if let Some(v) = file.audit_context_allowance {
             self.audit_context_allowance = Some(
                 gpupool_config::parse_size(&v)
@@ -205,6 +213,12 @@ impl NodeConfig {
                 ));
             }
         }
+        let over = self.memory_oversubscription;
+        if !(1.0..=16.0).contains(&over) {
+            return Err(format!(
+                "memoryOversubscription {over}: expected a factor from 1 to 16 (the scheduler's)"
+            ));
+        }
         for (key, d) in [
             ("inventoryRefresh", self.inventory_refresh),
             ("healthInterval", self.health_interval),
@@ -241,6 +255,7 @@ struct FileConfig {
     cdi: Option<bool>,
     proc_root: Option<PathBuf>,
     audit_context_allowance: Option<String>,
+    memory_oversubscription: Option<f64>,
 }
 
 #[cfg(test)]

@@ -77,10 +77,22 @@ pub fn write_grants<'a>(
     Ok(())
 }
 
+/// A container's promise of `mib` on a card split into device memory and spill to host memory
+/// under the memory oversubscription factor `over` (the scheduler promises at most `over` ×
+/// the card): `mib / over` on the device (at least 1 MiB), the rest spilled.
+pub fn split_promise(mib: u64, over: f64) -> (u64, u64) {
+    if over <= 1.0 {
+        return (mib, 0);
+    }
+    let device = ((mib as f64 / over).floor() as u64).clamp(1, mib.max(1));
+    (device, mib.saturating_sub(device))
+}
+
 /// The limits file's text for a container's devices, keyed by card UUID (a container that
 /// reorders `CUDA_VISIBLE_DEVICES` cannot swap its cards' limits; an identifier that is not a
-/// card UUID falls back to its CUDA ordinal in assignment order).
-pub fn limits_text(m: &Match, context_memory: u64) -> String {
+/// card UUID falls back to its CUDA ordinal in assignment order). Under memory
+/// oversubscription each promise is split into a device limit and a spill allowance.
+pub fn limits_text(m: &Match, context_memory: u64, oversubscription: f64) -> String {
     let mut t = format!(
         "# written by gpupool node for pod {}/{} container {}; do not edit\n",
         m.namespace, m.pod, m.container.name
@@ -94,7 +106,11 @@ pub fn limits_text(m: &Match, context_memory: u64) -> String {
             Some(_) => d.uuid.clone(),
             None => i.to_string(),
         };
-        t += &format!("memory.{key} = {}MiB\n", d.memory_mib);
+        let (device, spill) = split_promise(d.memory_mib, oversubscription);
+        t += &format!("memory.{key} = {device}MiB\n");
+        if spill > 0 {
+            t += &format!("spill.{key} = {spill}MiB\n");
+        }
         if let Some(cap) = d.compute_cap() {
             t += &format!("compute.{key} = {cap}\n");
         }
@@ -138,7 +154,10 @@ pub fn prepare(
     // Beside the tenant folder, never in it: the container writes there.
     write(&owner_file(&tenant_dir), &owner.to_string())?;
     let limits_file = limits_dir.join(format!("{name}.conf"));
-    write(&limits_file, &limits_text(m, config.context_memory))?;
+    write(
+        &limits_file,
+        &limits_text(m, config.context_memory, config.memory_oversubscription),
+    )?;
     let preload = config.preload_file();
     write(&preload, &format!("{CONTAINER_LIBRARY}\n"))?;
     Ok(Allocation {
@@ -248,8 +267,32 @@ mod tests {
     }
 
     #[test]
+    fn oversubscribed_promises_are_device_memory_plus_spill() {
+        assert_eq!(split_promise(4096, 1.0), (4096, 0));
+        assert_eq!(split_promise(4096, 2.0), (2048, 2048));
+        assert_eq!(split_promise(3000, 1.5), (2000, 1000));
+        assert_eq!(
+            split_promise(1, 16.0),
+            (1, 0),
+            "never 0 MiB of device memory"
+        );
+        let text = limits_text(&matched(30, 1), 0, 2.0);
+        let cfg = gpupool_config::TenantConfig::from_sources(
+            &[],
+            Some((Path::new(DEFAULT_LIMITS_FILE), &text)),
+        )
+        .unwrap();
+        let a = parse_gpu_uuid(UUID_A).unwrap();
+        assert_eq!(
+            cfg.memory_limit_of(0, Some(&a)),
+            MemoryLimit::Bytes(2048 << 20)
+        );
+        assert_eq!(cfg.spill_of(0, Some(&a)), 2048 << 20, "{text}");
+    }
+
+    #[test]
     fn the_limits_file_is_what_the_library_reads() {
-        let text = limits_text(&matched(30, 1), 256 << 20);
+        let text = limits_text(&matched(30, 1), 256 << 20, 1.0);
         let cfg = gpupool_config::TenantConfig::from_sources(
             &[],
             Some((Path::new(DEFAULT_LIMITS_FILE), &text)),
@@ -277,7 +320,7 @@ mod tests {
             "100 % is no compute limit"
         );
         // 0 cores (HAMi's default): no compute limit either.
-        let text = limits_text(&matched(0, 0), 0);
+        let text = limits_text(&matched(0, 0), 0, 1.0);
         assert!(!text.contains("compute."), "{text}");
         let other = [9u8; 16];
         assert_eq!(
