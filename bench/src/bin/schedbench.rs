@@ -32,6 +32,7 @@ fn pod(rng: &mut Rng) -> Vec<ContainerRequest> {
         memory: Memory::Mib(2048 * (1 + rng.next(8))),
         cores: 10 + 10 * rng.next(5) as u32,
         priority: 0,
+        spill_mib: 0,
     }]
 }
 

@@ -319,6 +319,7 @@ mod tests {
                 memory_mib: mib,
                 cores: 100,
                 priority: 0,
+                spill_mib: 0,
             }],
             tenant_dir: "/t".into(),
             limits_file: "/l".into(),

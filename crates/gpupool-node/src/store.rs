@@ -128,6 +128,7 @@ mod tests {
                 memory_mib: 1024,
                 cores: 30,
                 priority: 0,
+                spill_mib: 0,
             }],
             tenant_dir: "/t".into(),
             limits_file: "/l".into(),

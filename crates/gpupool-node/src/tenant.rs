@@ -106,7 +106,8 @@ pub fn limits_text(m: &Match, context_memory: u64, oversubscription: f64) -> Str
             Some(_) => d.uuid.clone(),
             None => i.to_string(),
         };
-        let (device, spill) = split_promise(d.memory_mib, oversubscription);
+        let (device, over) = split_promise(d.memory_mib, oversubscription);
+        let spill = over.saturating_add(d.spill_mib);
         t += &format!("memory.{key} = {device}MiB\n");
         if spill > 0 {
             t += &format!("spill.{key} = {spill}MiB\n");
@@ -253,12 +254,14 @@ mod tests {
                         memory_mib: 4096,
                         cores,
                         priority,
+                        spill_mib: 0,
                     },
                     AssignedDevice {
                         uuid: UUID_B.into(),
                         memory_mib: 2048,
                         cores: 100,
                         priority,
+                        spill_mib: 0,
                     },
                 ],
             },
@@ -288,6 +291,14 @@ mod tests {
             MemoryLimit::Bytes(2048 << 20)
         );
         assert_eq!(cfg.spill_of(0, Some(&a)), 2048 << 20, "{text}");
+        // A container's own spill resource adds to it.
+        let mut m = matched(30, 1);
+        m.container.devices[0].spill_mib = 1000;
+        let text = limits_text(&m, 0, 2.0);
+        assert!(
+            text.contains(&format!("spill.{UUID_A} = 3048MiB")),
+            "{text}"
+        );
     }
 
     #[test]

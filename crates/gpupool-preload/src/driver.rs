@@ -7,16 +7,24 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 use std::sync::OnceLock;
 
-/// Calls the real driver function `$name` of type `$ty` (resolved once per call site).
+/// What a call site remembers when the driver lacks its function: the lookup is not repeated
+/// on every call (a failing `dlsym` costs more than the rest of a launch).
+const MISSING: *mut c_void = std::ptr::dangling_mut();
+
+/// Calls the real driver function `$name` of type `$ty` (resolved once per call site; a
+/// driver without it answers `CUDA_ERROR_NOT_FOUND` without being asked again).
 macro_rules! call_real {
     ($name:literal, $ty:ty, $($arg:expr),*) => {{
         static P: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
         let mut p = P.load(Relaxed);
         if p.is_null() {
             p = crate::real_lib::resolve(concat!($name, "\0"));
+            if p.is_null() {
+                p = MISSING;
+            }
             P.store(p, Relaxed);
         }
-        if p.is_null() {
+        if p == MISSING {
             CUDA_ERROR_NOT_FOUND
         } else {
             // SAFETY: p is the real driver's function of that name and type.

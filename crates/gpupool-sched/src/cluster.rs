@@ -421,6 +421,7 @@ impl Cluster {
                             memory_mib: k.memory_mib,
                             cores: k.cores,
                             priority: c.priority,
+                            spill_mib: c.spill_mib,
                         })
                         .collect(),
                 })
@@ -463,6 +464,7 @@ mod tests {
             memory: Memory::Mib(mib),
             cores: 50,
             priority: 0,
+            spill_mib: 0,
         }]
     }
 
@@ -493,6 +495,24 @@ mod tests {
             c.filter(&req(6_000), &Policy::default(), &names).0,
             vec!["a", "b"]
         );
+    }
+
+    #[test]
+    fn a_spill_allowance_travels_with_the_assignment_and_takes_no_card_memory() {
+        let mut c = Cluster::new();
+        c.set_inventory("a", &inventory(1, 10_000));
+        let mut spilling = req(6_000);
+        spilling[0].spill_mib = 20_000;
+        let a = c
+            .assign("ns/p1", "a", &spilling, &Policy::default())
+            .unwrap();
+        assert_eq!(a.containers[0].devices[0].spill_mib, 20_000);
+        let back: Assignment = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(back, a, "spillMiB round-trips");
+        // 4 000 MiB of the card are still free: the spill is host memory.
+        assert!(c
+            .assign("ns/p2", "a", &req(4_000), &Policy::default())
+            .is_ok());
     }
 
     #[test]
@@ -603,6 +623,7 @@ mod tests {
                     memory_mib: a.devices[0].1,
                     cores: a.devices[0].2,
                     priority: 0,
+                    spill_mib: 0,
                 }],
             }],
         };

@@ -354,6 +354,7 @@ mod tests {
             memory: Memory::Mib(mib),
             cores,
             priority: 0,
+            spill_mib: 0,
         }
     }
 
@@ -507,6 +508,7 @@ mod tests {
                 memory,
                 cores,
                 priority: 0,
+                spill_mib: 0,
             })
     }
 

@@ -67,6 +67,13 @@ pub struct AssignedDevice {
     /// 0 high, 1 low.
     #[serde(default)]
     pub priority: u32,
+    /// Spill to host memory past the memory limit, MiB (0: none).
+    #[serde(default, rename = "spillMiB", skip_serializing_if = "is_zero")]
+    pub spill_mib: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl AssignedDevice {
@@ -302,6 +309,7 @@ mod tests {
                     memory_mib: 4096,
                     cores: 30,
                     priority: 0,
+                    spill_mib: 0,
                 }],
             }],
         };

@@ -30,6 +30,8 @@ pub struct ContainerRequest {
     pub cores: u32,
     /// 0 high, 1 low.
     pub priority: u32,
+    /// Host memory per vGPU usable past its device memory (spill), MiB; not placed on cards.
+    pub spill_mib: u64,
 }
 
 impl ContainerRequest {
@@ -52,6 +54,8 @@ pub struct ResourceNames {
     pub memory: String,
     /// Memory, percent.
     pub memory_percent: String,
+    /// Spill to host memory past the device memory, MiB.
+    pub memory_spill: String,
     /// Compute, percent.
     pub cores: String,
     /// Priority.
@@ -65,6 +69,7 @@ impl ResourceNames {
             gpu: format!("{domain}/gpu"),
             memory: format!("{domain}/gpumem"),
             memory_percent: format!("{domain}/gpumem-percentage"),
+            memory_spill: format!("{domain}/gpumem-spill"),
             cores: format!("{domain}/gpucores"),
             priority: format!("{domain}/priority"),
         }
@@ -192,6 +197,7 @@ pub fn container_request(
     let pct = get(&names.memory_percent, Unit::Percent, 1, 100)?;
     let cores = get(&names.cores, Unit::Percent, 0, 100)?;
     let priority = get(&names.priority, Unit::Priority, 0, 1)?;
+    let spill = get(&names.memory_spill, Unit::Mib, 0, u32::MAX as u64)?;
     let asks = mib.is_some() || pct.is_some() || cores.is_some();
     let count = match count {
         // Memory or cores without a count: one vGPU, as in HAMi.
@@ -230,6 +236,7 @@ pub fn container_request(
         memory,
         cores: cores.unwrap_or(0) as u32,
         priority: priority.unwrap_or(0) as u32,
+        spill_mib: spill.unwrap_or(0),
     }))
 }
 
@@ -532,6 +539,28 @@ mod tests {
         let r = one(&[("nvidia.com/gpu", "2"), ("nvidia.com/gpucores", "0")]).unwrap();
         assert_eq!((r.count, r.cores), (2, 0));
         assert_eq!(one(&[("nvidia.com/gpu", "0")]), None);
+    }
+
+    #[test]
+    fn a_spill_allowance_is_read_in_mib() {
+        let n = ResourceNames::default();
+        let one = |pairs: &[(&str, &str)]| container_request(&n, "c", &res(pairs));
+        let r = one(&[
+            ("nvidia.com/gpumem", "3000"),
+            ("nvidia.com/gpumem-spill", "2Gi"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!((r.memory, r.spill_mib), (Memory::Mib(3000), 2048));
+        let r = one(&[("nvidia.com/gpumem", "3000")]).unwrap().unwrap();
+        assert_eq!(r.spill_mib, 0);
+        let e = one(&[
+            ("nvidia.com/gpumem", "1"),
+            ("nvidia.com/gpumem-spill", "-5"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("gpumem-spill") && e.contains("negative"), "{e}");
     }
 
     #[test]
