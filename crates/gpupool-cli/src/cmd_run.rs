@@ -5,6 +5,10 @@ use crate::artefacts::preload_library;
 use crate::sim_env::SimEnv;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use gpupool_config::limits::{
+    ENV_CARD_DIR, ENV_COMPUTE_LIMIT, ENV_COMPUTE_REQUEST, ENV_CONTEXT_MEMORY, ENV_MEMORY_LIMIT,
+    ENV_MEMORY_SPILL, ENV_PRIORITY, ENV_REGION,
+};
 use gpupool_config::parse_size;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -81,7 +85,7 @@ pub fn validate_limits(
         _ => {}
     }
     if let Some(c) = compute {
-        validate_limit("--compute", "GPUPOOL_COMPUTE_LIMIT", c)?;
+        validate_limit("--compute", ENV_COMPUTE_LIMIT, c)?;
     }
     Ok(())
 }
@@ -146,14 +150,14 @@ fn validate_limit(flag: &str, var: &str, value: &str) -> Result<()> {
 }
 
 fn validate_memory(list: &str) -> Result<()> {
-    validate_limit("--memory", "GPUPOOL_MEMORY_LIMIT", list)
+    validate_limit("--memory", ENV_MEMORY_LIMIT, list)
 }
 
 /// Checks `--spill` with the library's parser, beside the `--memory` it extends.
 fn validate_spill(memory: &str, spill: &str) -> Result<()> {
     let env = [
-        ("GPUPOOL_MEMORY_LIMIT".to_string(), memory.to_string()),
-        ("GPUPOOL_MEMORY_SPILL".to_string(), spill.to_string()),
+        (ENV_MEMORY_LIMIT.to_string(), memory.to_string()),
+        (ENV_MEMORY_SPILL.to_string(), spill.to_string()),
     ];
     match gpupool_config::TenantConfig::from_sources(&env, None) {
         Ok(_) => Ok(()),
@@ -167,13 +171,9 @@ fn validate_spill(memory: &str, spill: &str) -> Result<()> {
 fn compute_env(a: &RunArgs) -> Result<Vec<(String, String)>> {
     let mut env = Vec::new();
     for (flag, var, value) in [
-        ("--compute", "GPUPOOL_COMPUTE_LIMIT", &a.compute),
-        (
-            "--compute-request",
-            "GPUPOOL_COMPUTE_REQUEST",
-            &a.compute_request,
-        ),
-        ("--priority", "GPUPOOL_PRIORITY", &a.priority),
+        ("--compute", ENV_COMPUTE_LIMIT, &a.compute),
+        ("--compute-request", ENV_COMPUTE_REQUEST, &a.compute_request),
+        ("--priority", ENV_PRIORITY, &a.priority),
     ] {
         if let Some(v) = value {
             validate_limit(flag, var, v)?;
@@ -320,13 +320,13 @@ pub fn run(a: RunArgs) -> Result<i32> {
         }
     }
     cmd.env("LD_PRELOAD", preload_var)
-        .env("GPUPOOL_REGION", &region)
-        .env("GPUPOOL_CONTEXT_MEMORY", context_memory.to_string());
+        .env(ENV_REGION, &region)
+        .env(ENV_CONTEXT_MEMORY, context_memory.to_string());
     cmd.envs(compute_env);
-    if std::env::var_os("GPUPOOL_CARD_DIR").is_none() {
+    if std::env::var_os(ENV_CARD_DIR).is_none() {
         // Tenants of this machine coordinate their compute shares through one folder.
         let tenants = tenants_dir(sim.as_ref().map(|s| s.state.as_path()));
-        cmd.env("GPUPOOL_CARD_DIR", tenants.with_file_name("cards"));
+        cmd.env(ENV_CARD_DIR, tenants.with_file_name("cards"));
     }
     if let Some(d) = &a.devices {
         cmd.env("CUDA_VISIBLE_DEVICES", d);
@@ -335,18 +335,14 @@ pub fn run(a: RunArgs) -> Result<i32> {
     // CUDA_VISIBLE_DEVICES later cannot swap its cards' limits.
     let mut lists: Vec<(&str, &str, String)> = Vec::new();
     if let Some(m) = &a.memory {
-        lists.push(("--memory", "GPUPOOL_MEMORY_LIMIT", m.clone()));
+        lists.push(("--memory", ENV_MEMORY_LIMIT, m.clone()));
     }
     if let Some(s) = &a.spill {
-        lists.push(("--spill", "GPUPOOL_MEMORY_SPILL", s.clone()));
+        lists.push(("--spill", ENV_MEMORY_SPILL, s.clone()));
     }
     for (flag, var, value) in [
-        ("--compute", "GPUPOOL_COMPUTE_LIMIT", &a.compute),
-        (
-            "--compute-request",
-            "GPUPOOL_COMPUTE_REQUEST",
-            &a.compute_request,
-        ),
+        ("--compute", ENV_COMPUTE_LIMIT, &a.compute),
+        ("--compute-request", ENV_COMPUTE_REQUEST, &a.compute_request),
     ] {
         if let Some(v) = value {
             lists.push((flag, var, v.clone()));
@@ -384,8 +380,8 @@ mod tests {
         let e = validate_memory("4GiB,lots").unwrap_err().to_string();
         assert!(e.contains("lots"), "{e}");
         assert!(validate_memory("0").is_err());
-        assert!(validate_limit("--compute", "GPUPOOL_COMPUTE_LIMIT", "25%,75").is_ok());
-        let e = validate_limit("--compute", "GPUPOOL_COMPUTE_LIMIT", "150")
+        assert!(validate_limit("--compute", ENV_COMPUTE_LIMIT, "25%,75").is_ok());
+        let e = validate_limit("--compute", ENV_COMPUTE_LIMIT, "150")
             .unwrap_err()
             .to_string();
         assert!(e.contains("--compute") && e.contains("150"), "{e}");

@@ -7,6 +7,7 @@ use crate::matching::Match;
 use crate::proto;
 use crate::store::Allocation;
 use gpupool_config::limits::{parse_gpu_uuid, DEFAULT_LIMITS_FILE};
+use gpupool_config::{DeviceLimits, LimitsFile};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -93,33 +94,37 @@ pub fn split_promise(mib: u64, over: f64) -> (u64, u64) {
 /// card UUID falls back to its CUDA ordinal in assignment order). Under memory
 /// oversubscription each promise is split into a device limit and a spill allowance.
 pub fn limits_text(m: &Match, context_memory: u64, oversubscription: f64) -> String {
-    let mut t = format!(
-        "# written by gpupool node for pod {}/{} container {}; do not edit\n",
-        m.namespace, m.pod, m.container.name
-    );
-    t += &format!("region = {CONTAINER_TENANT}/region\n");
-    t += &format!("card_dir = {CONTAINER_CARDS}\n");
-    t += &format!("card_tenant = {}\n", tenant_name(&m.uid, &m.container.name));
-    t += &format!("context_memory = {context_memory}\n");
-    for (i, d) in m.container.devices.iter().enumerate() {
-        let key = match parse_gpu_uuid(&d.uuid) {
-            Some(_) => d.uuid.clone(),
-            None => i.to_string(),
-        };
-        let (device, over) = split_promise(d.memory_mib, oversubscription);
-        let spill = over.saturating_add(d.spill_mib);
-        t += &format!("memory.{key} = {device}MiB\n");
-        if spill > 0 {
-            t += &format!("spill.{key} = {spill}MiB\n");
-        }
-        if let Some(cap) = d.compute_cap() {
-            t += &format!("compute.{key} = {cap}\n");
-        }
+    let devices = m
+        .container
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let (memory_mib, over) = split_promise(d.memory_mib, oversubscription);
+            DeviceLimits {
+                key: match parse_gpu_uuid(&d.uuid) {
+                    Some(_) => d.uuid.clone(),
+                    None => i.to_string(),
+                },
+                memory_mib,
+                spill_mib: over.saturating_add(d.spill_mib),
+                compute: d.compute_cap(),
+            }
+        })
+        .collect();
+    LimitsFile {
+        comment: format!(
+            "written by gpupool node for pod {}/{} container {}; do not edit",
+            m.namespace, m.pod, m.container.name
+        ),
+        region: Some(format!("{CONTAINER_TENANT}/region").into()),
+        card_dir: Some(CONTAINER_CARDS.into()),
+        card_tenant: Some(tenant_name(&m.uid, &m.container.name)),
+        context_memory,
+        devices,
+        low_priority: m.container.devices.iter().any(|d| d.priority > 0),
     }
-    if m.container.devices.iter().any(|d| d.priority > 0) {
-        t += "priority = low\n";
-    }
-    t
+    .to_text()
 }
 
 /// Where the owner of the tenant folder `tenant_dir` is recorded: beside it (`<name>.owner.json`),
