@@ -6,8 +6,8 @@
 mod common;
 use common::remote_server::*;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, Read, Write};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn tcp_port(addr: &str) -> std::net::SocketAddr {
@@ -257,20 +257,9 @@ fn bad_tokens_and_malformed_messages_are_refused_and_the_server_keeps_serving() 
     assert_eq!(key_values(&out)["name"], "NVIDIA H100 80GB HBM3");
 }
 
-fn spawn_holder(server: &Server, mib: &str) -> (Child, BufReader<std::process::ChildStdout>) {
+fn spawn_holder(server: &Server, mib: &str) -> Holder {
     let prog = c_program("remote_hold", "12.9");
-    let mut child = server
-        .client(&[prog.to_str().unwrap(), mib])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "held");
-    (child, out)
+    Holder::start(server.client(&[prog.to_str().unwrap(), mib]))
 }
 
 fn used_on_card(m: &Machine) -> u64 {
@@ -281,10 +270,10 @@ fn used_on_card(m: &Machine) -> u64 {
 fn a_killed_client_s_memory_is_freed_on_the_server() {
     let m = Machine::new("remote-kill", "1x16GiB");
     let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
-    let (mut child, _out) = spawn_holder(&server, "3072");
+    let mut h = spawn_holder(&server, "3072");
     assert!(used_on_card(&m) >= 3 * GIB, "the session holds the memory");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    h.child.kill().unwrap();
+    h.child.wait().unwrap();
     let t = Instant::now();
     while used_on_card(&m) != 0 {
         assert!(
@@ -303,14 +292,14 @@ fn a_server_that_goes_away_is_a_clear_error_in_the_client() {
     let listen = format!("unix:{}", sock.display());
     let clients = format!("alpha {TOKEN}\n");
     let server = Server::start(&m, &listen, &clients);
-    let (mut child, mut out) = spawn_holder(&server, "64");
+    let mut h = spawn_holder(&server, "64");
     drop(server);
-    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    h.go_on();
     let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let status = child.wait().unwrap();
+    h.out.read_line(&mut line).unwrap();
+    let status = h.child.wait().unwrap();
     let mut err = String::new();
-    child
+    h.child
         .stderr
         .take()
         .unwrap()
@@ -322,9 +311,9 @@ fn a_server_that_goes_away_is_a_clear_error_in_the_client() {
     assert!(err.contains("lost the GPU server"), "{err}");
     // A new server on the same address serves new clients.
     let server = Server::start(&m, &listen, &clients);
-    let (mut child, _out) = spawn_holder(&server, "64");
-    child.kill().unwrap();
-    let _ = child.wait();
+    let mut h = spawn_holder(&server, "64");
+    h.child.kill().unwrap();
+    let _ = h.child.wait();
 }
 
 #[test]
@@ -355,7 +344,7 @@ fn nvml_on_the_client_shows_the_tenant_s_view_from_the_server() {
     assert_eq!(idle["uuid"], card_uuid);
     assert_eq!(idle["processes"].as_array().unwrap().len(), 0);
 
-    let (mut holder, _out) = spawn_holder(&server, "512");
+    let mut holder = spawn_holder(&server, "512");
     let busy = view();
     let used = 512 * MIB + 256 * MIB;
     assert_eq!(
@@ -366,6 +355,6 @@ fn nvml_on_the_client_shows_the_tenant_s_view_from_the_server() {
     let procs = busy["processes"].as_array().unwrap();
     assert_eq!(procs.len(), 1, "only the tenant's session: {busy}");
     assert_eq!(procs[0]["used"], used);
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    holder.child.kill().unwrap();
+    holder.child.wait().unwrap();
 }

@@ -171,6 +171,100 @@ fn kernels_reading_spilled_memory_run_at_the_bus_s_bandwidth() {
     );
 }
 
+/// Physical memory in use on the simulated card.
+fn used_on_card(m: &Machine) -> u64 {
+    num_of(&m.info()["devices"][0]["used_bytes"])
+}
+
+fn num_of(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// Runs `checkpoint PID ACTION...` on the machine: its "key value" lines.
+fn checkpoint(
+    m: &Machine,
+    pid: u64,
+    actions: &[&str],
+) -> std::collections::HashMap<String, String> {
+    let prog = c_program("checkpoint", "driver");
+    let pid = pid.to_string();
+    let mut args = vec![pid.as_str()];
+    args.extend(actions);
+    let out = std::process::Command::new(&prog)
+        .args(&args)
+        .envs(m.sim_env())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    key_values(&out)
+}
+
+#[test]
+fn a_checkpointed_tenant_leaves_the_card_to_others_and_comes_back() {
+    // a holds 2 GiB (and its 256 MiB context) of a 4 GiB card.
+    let m = Machine::new("checkpoint", "1x4GiB");
+    let hold = c_program("remote_hold", "12.9");
+    let mut a = Holder::start(m.run_cmd(&["--tenant", "a"], &[hold.to_str().unwrap(), "2048"]));
+    let held = used_on_card(&m);
+    assert_eq!(held, (2048 + 256) * MIB);
+    let tenant = |name: &str| {
+        m.info()["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let pid = num_of(&tenant("a")["pids"][0]);
+    // Locked and checkpointed: its memory leaves the card.
+    let kv = checkpoint(&m, pid, &["lock", "checkpoint"]);
+    assert_eq!(
+        (
+            kv["lock"].as_str(),
+            kv["checkpoint"].as_str(),
+            kv["state"].as_str()
+        ),
+        ("0", "0", "2")
+    );
+    assert_eq!(used_on_card(&m), 0, "checkpointed memory is off the card");
+    // Its next CUDA call waits while it is checkpointed.
+    a.go_on();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(a.finish());
+    });
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "a checkpointed process ran a CUDA call"
+    );
+    // Another tenant takes 3 GiB of the freed card; a cannot come back while it holds them.
+    let mut b = Holder::start(m.run_cmd(&["--tenant", "b"], &[hold.to_str().unwrap(), "3072"]));
+    let kv = checkpoint(&m, pid, &["restore"]);
+    assert_eq!(
+        (kv["restore"].as_str(), kv["state"].as_str()),
+        ("2", "2"),
+        "out of memory: {kv:?}"
+    );
+    b.go_on();
+    assert_eq!(b.finish(), "after 0");
+    // Restored: its memory is back on the card; unlocked: its call returns.
+    let kv = checkpoint(&m, pid, &["restore"]);
+    assert_eq!((kv["restore"].as_str(), kv["state"].as_str()), ("0", "1"));
+    assert_eq!(used_on_card(&m), held);
+    let kv = checkpoint(&m, pid, &["unlock"]);
+    assert_eq!((kv["unlock"].as_str(), kv["state"].as_str()), ("0", "0"));
+    let last = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the restored process went on");
+    assert_eq!(last, "after 0");
+    waiter.join().unwrap();
+    // A pid the machine does not know.
+    let kv = checkpoint(&m, 999_999, &["lock"]);
+    assert_eq!(kv["lock"], "500", "CUDA_ERROR_NOT_FOUND");
+}
+
 #[test]
 fn past_its_limit_a_tenant_spills_to_host_memory_not_into_its_neighbours() {
     // 1 GiB of device memory (768 MiB after the context) and 2 GiB of spill on a 4 GiB card.
@@ -190,16 +284,7 @@ fn past_its_limit_a_tenant_spills_to_host_memory_not_into_its_neighbours() {
     let hold = c_program("remote_hold", "12.9");
     let mut args = spill.to_vec();
     args.extend(["--tenant", "a"]);
-    let mut a = m
-        .run_cmd(&args, &[hold.to_str().unwrap(), "1536"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(a.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert_eq!(line.trim(), "held", "the holder could not spill");
+    let a = Holder::start(m.run_cmd(&args, &[hold.to_str().unwrap(), "1536"]));
     let info = m.info();
     let a_info = info["tenants"]
         .as_array()
@@ -227,8 +312,7 @@ fn past_its_limit_a_tenant_spills_to_host_memory_not_into_its_neighbours() {
         (3072 - 256) * MIB,
         neighbour,
     );
-    drop(a.stdin.take());
-    assert!(a.wait().unwrap().success());
+    a.finish();
 }
 
 #[test]

@@ -63,9 +63,20 @@ pub(crate) struct ProcSlot {
     pub start_time: AtomicU64,
     /// Device memory in use per device.
     pub used: [AtomicU64; MAX_DEVICES],
-    /// Host memory standing in for device memory past the limit (spill) per device.
+    /// Host memory standing in for device memory past the limit (spill) per device; for a
+    /// checkpointed process, its device memory moved to the host.
     pub spilled: [AtomicU64; MAX_DEVICES],
+    /// The process's checkpoint state (`CHECKPOINT_*`).
+    pub checkpoint: AtomicU32,
+    pub _pad2: AtomicU32,
 }
+
+/// Checkpoint states of a process (as CUDA's `CUprocessState`).
+pub const CHECKPOINT_RUNNING: u32 = 0;
+/// Locked: its CUDA calls wait.
+pub const CHECKPOINT_LOCKED: u32 = 1;
+/// Checkpointed: locked, and its device memory moved to the host.
+pub const CHECKPOINT_CHECKPOINTED: u32 = 2;
 
 /// The whole region.
 #[repr(C)]

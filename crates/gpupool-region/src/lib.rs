@@ -29,6 +29,9 @@ pub mod untrusted;
 
 pub use card::{allocate, tenant_key, Card, Demand, Publish, PublishedRun};
 pub use compute::ComputeState;
-pub use layout::{LAYOUT_VERSION, MAGIC, MAX_DEVICES, MAX_SLOTS};
+pub use layout::{
+    CHECKPOINT_CHECKPOINTED, CHECKPOINT_LOCKED, CHECKPOINT_RUNNING, LAYOUT_VERSION, MAGIC,
+    MAX_DEVICES, MAX_SLOTS,
+};
 pub use process::{process_alive, ProcessIdentity};
 pub use region::{Denied, Pool, ProcessUsage, Region, RegionError, SlotHandle, LOCK_TIMEOUT};

@@ -418,9 +418,10 @@ impl Region {
                 .compare_exchange(0, token, SeqCst, SeqCst)
                 .is_ok()
             {
-                for u in &slot.used {
+                for u in slot.used.iter().chain(&slot.spilled) {
                     u.store(0, SeqCst);
                 }
+                slot.checkpoint.store(CHECKPOINT_RUNNING, SeqCst);
                 slot.host_pid.store(who.host_pid, SeqCst);
                 slot.pidns.store(who.pidns, SeqCst);
                 slot.start_time.store(who.start_time, SeqCst);
@@ -683,6 +684,83 @@ impl Region {
         reaped
     }
 
+    /// The slot of live process `pid` (as its claimer's pid namespace numbers it).
+    fn slot_of(&self, pid: u32) -> Option<&ProcSlot> {
+        let l = self.layout();
+        let hint = (l.header.slot_hint.load(SeqCst) as usize).min(MAX_SLOTS);
+        l.slots[..hint].iter().find(|s| {
+            let o = s.owner.load(SeqCst);
+            o != 0 && o != OWNER_RECLAIMING && pid != 0 && s.pid.load(SeqCst) == pid
+        })
+    }
+
+    /// The checkpoint state of process `pid` (`None`: not in this region).
+    pub fn checkpoint_state(&self, pid: u32) -> Option<u32> {
+        self.slot_of(pid).map(|s| s.checkpoint.load(SeqCst))
+    }
+
+    /// The checkpoint state of slot `h` (this process's own, read on its CUDA calls).
+    pub fn own_checkpoint_state(&self, h: SlotHandle) -> u32 {
+        self.layout().slots[h.index as usize]
+            .checkpoint
+            .load(SeqCst)
+    }
+
+    /// Moves process `pid` from checkpoint state `from` to `to`; `false` if it is not in
+    /// `from` (or not here).
+    pub fn move_checkpoint_state(&self, pid: u32, from: u32, to: u32) -> bool {
+        self.slot_of(pid).is_some_and(|s| {
+            s.checkpoint
+                .compare_exchange(from, to, SeqCst, SeqCst)
+                .is_ok()
+        })
+    }
+
+    /// Moves the device memory of process `pid` to its host side (checkpoint); returns the
+    /// bytes moved.
+    pub fn move_to_host(&self, pid: u32) -> u64 {
+        let Some(s) = self.slot_of(pid) else {
+            return 0;
+        };
+        let mut moved = 0u64;
+        for (used, host) in s.used.iter().zip(&s.spilled) {
+            let n = used.swap(0, SeqCst);
+            host.fetch_add(n, SeqCst);
+            moved = moved.saturating_add(n);
+        }
+        moved
+    }
+
+    /// Moves what [`Region::move_to_host`] moved back to the devices if every device's total
+    /// stays within `capacity(device)`; else moves nothing and returns `Err` with the device
+    /// that lacks room (devices are numbered as in this region). Returns the bytes moved.
+    pub fn move_to_device(&self, pid: u32, capacity: impl Fn(usize) -> u64) -> Result<u64, usize> {
+        let Some(s) = self.slot_of(pid) else {
+            return Ok(0);
+        };
+        let wanted: Vec<u64> = s.spilled.iter().map(|h| h.load(SeqCst)).collect();
+        // Added first, then checked (as reservations are): racing allocations never see room
+        // that this restore is about to take.
+        for (dev, &n) in wanted.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            s.used[dev].fetch_add(n, SeqCst);
+            if self.used(dev) > capacity(dev) {
+                for (back, &m) in wanted.iter().enumerate().take(dev + 1) {
+                    s.used[back].fetch_sub(m, SeqCst);
+                }
+                return Err(dev);
+            }
+        }
+        let mut moved = 0u64;
+        for (dev, &n) in wanted.iter().enumerate() {
+            s.spilled[dev].fetch_sub(n, SeqCst);
+            moved = moved.saturating_add(n);
+        }
+        Ok(moved)
+    }
+
     /// Live processes with their usage per device.
     pub fn processes(&self) -> Vec<ProcessUsage> {
         let l = self.layout();
@@ -711,6 +789,7 @@ fn clear_slot(slot: &ProcSlot) {
     for u in slot.used.iter().chain(&slot.spilled) {
         u.store(0, SeqCst);
     }
+    slot.checkpoint.store(CHECKPOINT_RUNNING, SeqCst);
     slot.pid.store(0, SeqCst);
     slot.host_pid.store(0, SeqCst);
     slot.start_time.store(0, SeqCst);

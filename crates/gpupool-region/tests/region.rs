@@ -74,6 +74,35 @@ fn spill_is_counted_apart_from_device_memory() {
 }
 
 #[test]
+fn a_checkpointed_process_s_memory_moves_off_the_devices_and_back_if_it_fits() {
+    use gpupool_region::{CHECKPOINT_CHECKPOINTED, CHECKPOINT_LOCKED, CHECKPOINT_RUNNING};
+    let path = temp_path("checkpoint");
+    let a = Region::open(&path).unwrap();
+    a.device_index(UUID_A).unwrap();
+    let me = ProcessIdentity::current();
+    let s = a.claim_slot(me).unwrap();
+    a.try_reserve(s, 0, 600, 1000).unwrap();
+    assert_eq!(a.checkpoint_state(me.pid), Some(CHECKPOINT_RUNNING));
+    assert_eq!(a.checkpoint_state(0), None);
+    assert!(!a.move_checkpoint_state(me.pid, CHECKPOINT_LOCKED, CHECKPOINT_CHECKPOINTED));
+    assert!(a.move_checkpoint_state(me.pid, CHECKPOINT_RUNNING, CHECKPOINT_LOCKED));
+    assert_eq!(a.own_checkpoint_state(s), CHECKPOINT_LOCKED);
+    assert_eq!(a.move_to_host(me.pid), 600);
+    assert_eq!((a.used(0), a.spilled(0)), (0, 600));
+    // Another process takes 500 of the 1000: 600 no longer fit, and nothing moves.
+    let b = Region::open(&path).unwrap();
+    let sb = b.claim_slot(me).unwrap();
+    b.try_reserve(sb, 0, 500, 1000).unwrap();
+    assert_eq!(a.move_to_device(me.pid, |_| 1000), Err(0));
+    assert_eq!((a.used(0), a.spilled(0)), (500, 600));
+    b.release(sb, 0, 500);
+    assert_eq!(a.move_to_device(me.pid, |_| 1000), Ok(600));
+    assert_eq!((a.used(0), a.spilled(0)), (600, 0));
+    a.release_slot(s);
+    b.release_slot(sb);
+}
+
+#[test]
 fn garbage_file_is_a_clear_layout_error() {
     let path = temp_path("garbage");
     std::fs::write(&path, vec![0xabu8; 4096]).unwrap();

@@ -40,7 +40,10 @@ pub fn initialised() -> Result<&'static Machine, u32> {
     if !INITIALISED.load(SeqCst) {
         return Err(CUDA_ERROR_NOT_INITIALIZED);
     }
-    machine()
+    let m = machine()?;
+    // A process another one locked for a checkpoint waits here until it is unlocked.
+    crate::checkpoint::wait_while_locked(m);
+    Ok(m)
 }
 
 /// Device by ordinal, after init.

@@ -14,6 +14,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod array;
+pub mod checkpoint;
 pub mod copy;
 pub mod ctx;
 pub mod device;
@@ -222,6 +223,11 @@ gpupool_cuda::export_functions! {
     fn cuModuleUnload(m: CUmodule) -> u32 => module::module_unload;
     fn cuModuleGetFunction(f: *mut CUfunction, m: CUmodule, name: *const c_char) -> u32 => module::module_get_function;
     fn cuFuncGetParamInfo(f: CUfunction, index: usize, off: *mut usize, size: *mut usize) -> u32 => module::func_get_param_info;
+    fn cuCheckpointProcessGetState(pid: i32, state: *mut u32) -> u32 => checkpoint::get_state;
+    fn cuCheckpointProcessLock(pid: i32, args: *mut c_void) -> u32 => checkpoint::lock;
+    fn cuCheckpointProcessCheckpoint(pid: i32, args: *mut c_void) -> u32 => checkpoint::checkpoint;
+    fn cuCheckpointProcessRestore(pid: i32, args: *mut c_void) -> u32 => checkpoint::restore;
+    fn cuCheckpointProcessUnlock(pid: i32, args: *mut c_void) -> u32 => checkpoint::unlock;
     fn cuLibraryLoadData(l: *mut CUlibrary, code: *const c_void, jo: *mut c_void, jv: *mut *mut c_void, jn: u32, lo: *mut c_void, lv: *mut *mut c_void, ln: u32) -> u32 => library::library_load_data;
     fn cuLibraryUnload(l: CUlibrary) -> u32 => library::library_unload;
     fn cuLibraryGetKernel(k: *mut CUkernel, l: CUlibrary, name: *const c_char) -> u32 => library::library_get_kernel;

@@ -236,3 +236,52 @@ pub fn num(kv: &HashMap<String, String>, key: &str) -> u64 {
 pub const MIB: u64 = 1 << 20;
 /// Gibibytes.
 pub const GIB: u64 = 1 << 30;
+
+/// A running `remote_hold` (or any program printing "held" once it holds its memory): the
+/// child, with its output to read further; waits for "held".
+pub struct Holder {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its standard output after "held".
+    pub out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Holder {
+    /// Starts `cmd` with piped standard streams and waits until it says "held".
+    pub fn start(mut cmd: Command) -> Holder {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "held", "the holder could not allocate");
+        Holder { child, out }
+    }
+
+    /// Lets it go on (a line on its standard input): it asks for the memory info once more.
+    pub fn go_on(&mut self) {
+        use std::io::Write;
+        self.child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"go\n")
+            .unwrap();
+    }
+
+    /// Waits for it to end; its last line ("after CODE").
+    pub fn finish(mut self) -> String {
+        use std::io::Read;
+        drop(self.child.stdin.take());
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        assert!(self.child.wait().unwrap().success(), "{rest}");
+        rest.trim().to_string()
+    }
+}
