@@ -11,6 +11,9 @@ priority       low priority alone and beside a 60 % high-priority tenant, back-o
 memory         PyTorch under a 4 GiB limit: mem_get_info, allocate to the limit, OOM past it,
                nvidia-smi under the library, real usage from outside; two processes, one limit
 overhead       empty-kernel launch rate (nvcc) and a small PyTorch training loop, bare vs library
+spill          PyTorch training needing 1.5x its device quota, the rest spilled to host memory:
+               finished, slowdown, never more device memory than the quota
+               (scripts/gpu_check_spill.py)
 remote         a GPU server on loopback: runtime 12.9 and PyTorch ResNet-50 inference through it,
                vs the same run locally (scripts/gpu_check_remote.py)
 
@@ -29,6 +32,7 @@ import time
 import traceback
 
 from gpu_check_remote import section_remote
+from gpu_check_spill import section_spill
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -548,7 +552,7 @@ SECTIONS = [("integrity", section_integrity), ("runtimes", section_runtimes),
             ("runtime_paths", section_runtime_paths), ("driver_paths", section_driver_paths),
             ("memory", section_memory), ("compute", section_compute),
             ("priority", section_priority), ("overhead", section_overhead),
-            ("remote", section_remote)]
+            ("spill", section_spill), ("remote", section_remote)]
 
 
 def main():
@@ -612,6 +616,11 @@ def main():
               f"back-off {tl.get('backoff_ms')} ms, resume {tl.get('resume_ms')} ms; borrower alone "
               f"{pr['borrow_alone']['kernel_busy_share'] * 100:.1f} %, beside 50 %: work "
               f"{pr['borrow_beside_50']['work_borrower'] * 100:.1f} / {pr['borrow_beside_50']['work_other'] * 100:.1f} %")
+    sp = report["sections"].get("spill", {})
+    if "slowdown" in sp:
+        print(f"spill: 1.5x the device quota, slowdown {sp['slowdown']:.2f}x, most device memory "
+              f"{(sp['max_device_memory_seen_bytes'] or 0) / GIB:.2f} GiB of a "
+              f"{sp['device_limit_bytes'] / GIB:.2f} GiB limit")
     rm = report["sections"].get("remote", {})
     if "resnet_ms_per_batch" in rm:
         ms = rm["resnet_ms_per_batch"]
