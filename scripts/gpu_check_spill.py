@@ -10,6 +10,7 @@ and the process never holds more device memory than its quota.
    nvidia-smi saw for the process against the limit.
 """
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -60,7 +61,6 @@ def run(cmd, env, timeout=600):
 
 
 def section_spill(c, card):
-    import os
     res = {}
     train = [sys.executable, "-c", SPILL_TRAIN, str(WIDTH), str(STEPS)]
     bare = run(train, dict(os.environ))

@@ -141,7 +141,16 @@ fn run_remote(a: &RunArgs, addr: &str) -> Result<i32> {
 
 /// Checks a flag's value with the library's own parser (the variable it is passed in).
 fn validate_limit(flag: &str, var: &str, value: &str) -> Result<()> {
-    let env = [(var.to_string(), value.to_string())];
+    validate_with(flag, value, &[(var, value)])
+}
+
+/// Checks `flag`'s `value` by parsing `env` (the variables it is passed in, with any it
+/// depends on) as the library does.
+fn validate_with(flag: &str, value: &str, env: &[(&str, &str)]) -> Result<()> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     match gpupool_config::TenantConfig::from_sources(&env, None) {
         Ok(_) => Ok(()),
         Err(gpupool_config::ConfigError::Env { why, .. }) => bail!("{flag} {value:?}: {why}"),
@@ -155,15 +164,11 @@ fn validate_memory(list: &str) -> Result<()> {
 
 /// Checks `--spill` with the library's parser, beside the `--memory` it extends.
 fn validate_spill(memory: &str, spill: &str) -> Result<()> {
-    let env = [
-        (ENV_MEMORY_LIMIT.to_string(), memory.to_string()),
-        (ENV_MEMORY_SPILL.to_string(), spill.to_string()),
-    ];
-    match gpupool_config::TenantConfig::from_sources(&env, None) {
-        Ok(_) => Ok(()),
-        Err(gpupool_config::ConfigError::Env { why, .. }) => bail!("--spill {spill:?}: {why}"),
-        Err(e) => bail!("--spill {spill:?}: {e}"),
-    }
+    validate_with(
+        "--spill",
+        spill,
+        &[(ENV_MEMORY_LIMIT, memory), (ENV_MEMORY_SPILL, spill)],
+    )
 }
 
 /// The compute flags as the library's env variables, checked together (a request above its

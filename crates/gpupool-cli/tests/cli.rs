@@ -77,14 +77,7 @@ fn info_lists_simulated_devices_and_tenants() {
         )
         .status
         .success());
-    let v = m.info();
-    let t = v["tenants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "team-a")
-        .cloned()
-        .expect("tenant listed");
+    let t = m.tenant("team-a");
     assert_eq!(t["devices"][0]["limit_bytes"], 3 * GIB);
     assert_eq!(t["devices"][0]["used_bytes"], 0);
     assert_eq!(t["devices"][0]["uuid"], devs[0]["uuid"]);

@@ -262,24 +262,20 @@ fn spawn_holder(server: &Server, mib: &str) -> Holder {
     Holder::start(server.client(&[prog.to_str().unwrap(), mib]))
 }
 
-fn used_on_card(m: &Machine) -> u64 {
-    m.info()["devices"][0]["used_bytes"].as_u64().unwrap()
-}
-
 #[test]
 fn a_killed_client_s_memory_is_freed_on_the_server() {
     let m = Machine::new("remote-kill", "1x16GiB");
     let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
     let mut h = spawn_holder(&server, "3072");
-    assert!(used_on_card(&m) >= 3 * GIB, "the session holds the memory");
+    assert!(m.card_used() >= 3 * GIB, "the session holds the memory");
     h.child.kill().unwrap();
     h.child.wait().unwrap();
     let t = Instant::now();
-    while used_on_card(&m) != 0 {
+    while m.card_used() != 0 {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "memory still held {} bytes after the client died",
-            used_on_card(&m)
+            m.card_used()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -171,15 +171,6 @@ fn kernels_reading_spilled_memory_run_at_the_bus_s_bandwidth() {
     );
 }
 
-/// Physical memory in use on the simulated card.
-fn used_on_card(m: &Machine) -> u64 {
-    num_of(&m.info()["devices"][0]["used_bytes"])
-}
-
-fn num_of(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
 /// Runs `checkpoint PID ACTION...` on the machine: its "key value" lines.
 fn checkpoint(
     m: &Machine,
@@ -205,18 +196,9 @@ fn a_checkpointed_tenant_leaves_the_card_to_others_and_comes_back() {
     let m = Machine::new("checkpoint", "1x4GiB");
     let hold = c_program("remote_hold", "12.9");
     let mut a = Holder::start(m.run_cmd(&["--tenant", "a"], &[hold.to_str().unwrap(), "2048"]));
-    let held = used_on_card(&m);
+    let held = m.card_used();
     assert_eq!(held, (2048 + 256) * MIB);
-    let tenant = |name: &str| {
-        m.info()["tenants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == name)
-            .cloned()
-            .unwrap()
-    };
-    let pid = num_of(&tenant("a")["pids"][0]);
+    let pid = m.tenant("a")["pids"][0].as_u64().unwrap();
     // Locked and checkpointed: its memory leaves the card.
     let kv = checkpoint(&m, pid, &["lock", "checkpoint"]);
     assert_eq!(
@@ -227,7 +209,7 @@ fn a_checkpointed_tenant_leaves_the_card_to_others_and_comes_back() {
         ),
         ("0", "0", "2")
     );
-    assert_eq!(used_on_card(&m), 0, "checkpointed memory is off the card");
+    assert_eq!(m.card_used(), 0, "checkpointed memory is off the card");
     // Its next CUDA call waits while it is checkpointed.
     a.go_on();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -252,7 +234,7 @@ fn a_checkpointed_tenant_leaves_the_card_to_others_and_comes_back() {
     // Restored: its memory is back on the card; unlocked: its call returns.
     let kv = checkpoint(&m, pid, &["restore"]);
     assert_eq!((kv["restore"].as_str(), kv["state"].as_str()), ("0", "1"));
-    assert_eq!(used_on_card(&m), held);
+    assert_eq!(m.card_used(), held);
     let kv = checkpoint(&m, pid, &["unlock"]);
     assert_eq!((kv["unlock"].as_str(), kv["state"].as_str()), ("0", "0"));
     let last = rx
@@ -285,14 +267,7 @@ fn past_its_limit_a_tenant_spills_to_host_memory_not_into_its_neighbours() {
     let mut args = spill.to_vec();
     args.extend(["--tenant", "a"]);
     let a = Holder::start(m.run_cmd(&args, &[hold.to_str().unwrap(), "1536"]));
-    let info = m.info();
-    let a_info = info["tenants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "a")
-        .cloned()
-        .expect("tenant a listed");
+    let a_info = m.tenant("a");
     assert_eq!(a_info["devices"][0]["spilled_bytes"], 1536 * MIB);
     assert_eq!(
         a_info["devices"][0]["used_bytes"],

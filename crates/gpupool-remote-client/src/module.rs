@@ -175,30 +175,46 @@ fn get_function(
     })
 }
 
-/// `cuModuleGetFunction`.
-pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *const c_char) -> u32 {
+/// Asks `call` for the function named `name` in the module or library `handle`.
+///
+/// # Safety
+/// `name` is null or NUL-terminated.
+unsafe fn get_named(call: u16, out: *mut c_void, handle: u64, name: *const c_char) -> u32 {
     if name.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
     // SAFETY: NUL-terminated name from the caller.
     let name = unsafe { CStr::from_ptr(name) }.to_bytes();
-    get_function(custom::MODULE_GET_FUNCTION, out.cast(), |w| {
-        w.put(&(m as usize as u64));
+    get_function(call, out.cast(), |w| {
+        w.put(&handle);
         w.put_bytes(name);
     })
 }
 
+/// `cuModuleGetFunction`.
+pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *const c_char) -> u32 {
+    // SAFETY: the caller's name.
+    unsafe {
+        get_named(
+            custom::MODULE_GET_FUNCTION,
+            out.cast(),
+            m as usize as u64,
+            name,
+        )
+    }
+}
+
 /// `cuLibraryGetKernel`: a kernel handle, which launches take as a function.
 pub unsafe fn library_get_kernel(out: *mut CUkernel, lib: CUlibrary, name: *const c_char) -> u32 {
-    if name.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
+    // SAFETY: the caller's name.
+    unsafe {
+        get_named(
+            custom::LIBRARY_GET_KERNEL,
+            out.cast(),
+            lib as usize as u64,
+            name,
+        )
     }
-    // SAFETY: NUL-terminated name from the caller.
-    let name = unsafe { CStr::from_ptr(name) }.to_bytes();
-    get_function(custom::LIBRARY_GET_KERNEL, out.cast(), |w| {
-        w.put(&(lib as usize as u64));
-        w.put_bytes(name);
-    })
 }
 
 /// `cuKernelGetFunction`.

@@ -193,19 +193,17 @@ impl Session {
         let base = reply.buf.len();
         reply.put(&CUDA_SUCCESS);
         reply.put(&CUDA_SUCCESS);
-        let outs = reply;
-        let nvml = custom::is_nvml(head.call);
-        let rc = if nvml {
-            self.nvml.call(head.call, &mut r, outs)?
+        let rc = if custom::is_nvml(head.call) {
+            self.nvml.call(head.call, &mut r, reply)?
         } else if head.call == custom::ACK {
             r.end()?;
             CUDA_SUCCESS
         } else if head.context != self.current && !self.switch_context(head.context) {
             CUDA_ERROR_INVALID_CONTEXT
         } else {
-            match table_server::call(self, head.call, &mut r, outs)? {
+            match table_server::call(self, head.call, &mut r, reply)? {
                 Some(rc) => rc,
-                None => self.custom(head.call, &mut r, outs)?,
+                None => self.custom(head.call, &mut r, reply)?,
             }
         };
         if (1..20).contains(&head.call) {
@@ -217,7 +215,6 @@ impl Session {
                 head.call
             );
         }
-        let reply = outs;
         if !sync {
             reply.buf.truncate(base);
             if rc != CUDA_SUCCESS && self.deferred == CUDA_SUCCESS {

@@ -5,7 +5,7 @@
 
 use gpupool_cuda::spinlock::SpinLock;
 
-fn locks() -> [&'static dyn RawLock; 10] {
+fn locks() -> [&'static dyn RawLock; 11] {
     [
         &crate::ctx::PRIMARY,
         &crate::ctx::ALL,
@@ -14,6 +14,7 @@ fn locks() -> [&'static dyn RawLock; 10] {
         &crate::pool::DEFAULT_POOLS,
         &crate::vmm::HANDLES,
         &crate::vmm::MAPPINGS,
+        &crate::module::LOADED,
         &gpupool_cuda::export_tables::CLS,
         &gpupool_cuda::export_tables::HOOK_BUF_A,
         &gpupool_cuda::export_tables::HOOK_BUF_B,

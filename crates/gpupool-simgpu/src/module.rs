@@ -21,9 +21,9 @@ use crate::mem::write;
 use gpupool_config::parse_duration_ns;
 use gpupool_cuda::cu::{CUfunction, CUmodule};
 use gpupool_cuda::result::*;
+use gpupool_cuda::spinlock::SpinLock;
 use std::collections::HashSet;
 use std::ffi::{c_char, c_void, CStr};
-use std::sync::Mutex;
 
 /// Bandwidth of a kernel reading device memory (GB/s, an H100's HBM3 order of magnitude).
 pub const DEVICE_GBPS: u64 = 2000;
@@ -225,24 +225,30 @@ pub unsafe fn module_load_data(out: *mut CUmodule, image: *const c_void) -> u32 
     }
 }
 
-/// Addresses of every kernel loaded: only these are valid function handles (the runtime
-/// hands the driver any pointer it does not know as a kernel handle).
-static KERNELS: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
-/// Addresses of every module (and library) loaded.
-static MODULES: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+/// Addresses of every kernel and every module (or library) loaded: only these are valid
+/// handles (the runtime hands the driver any pointer it does not know as a kernel handle).
+/// Taken around `fork` with the simulator's other locks (`fork.rs`).
+pub(crate) static LOADED: SpinLock<Option<Loaded>> = SpinLock::new(None);
 
-fn known(set: &Mutex<Option<HashSet<usize>>>, p: usize) -> bool {
-    set.lock()
-        .unwrap_or_else(|e| e.into_inner())
+/// What [`LOADED`] holds.
+#[derive(Default)]
+pub(crate) struct Loaded {
+    kernels: HashSet<usize>,
+    modules: HashSet<usize>,
+}
+
+fn known(which: fn(&Loaded) -> &HashSet<usize>, p: usize) -> bool {
+    LOADED
+        .lock()
         .as_ref()
-        .is_some_and(|s| s.contains(&p))
+        .is_some_and(|l| which(l).contains(&p))
 }
 
 /// The module behind a module or library handle; `CUDA_ERROR_INVALID_HANDLE` for anything
 /// else.
 pub fn module(handle: *const Module) -> Result<&'static Module, u32> {
     let m = handle as usize;
-    if !known(&MODULES, m) {
+    if !known(|l| &l.modules, m) {
         return Err(CUDA_ERROR_INVALID_HANDLE);
     }
     // SAFETY: a leaked module.
@@ -254,16 +260,12 @@ pub fn load_unbound(image: &str) -> Result<*mut Module, u32> {
     match parse(image) {
         Ok(kernels) => {
             let m: &'static Module = Box::leak(Box::new(Module { kernels }));
-            KERNELS
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert_with(HashSet::new)
+            let mut loaded = LOADED.lock();
+            let loaded = loaded.get_or_insert_with(Loaded::default);
+            loaded
+                .kernels
                 .extend(m.kernels.iter().map(|k| k as *const Kernel as usize));
-            MODULES
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert_with(HashSet::new)
-                .insert(m as *const Module as usize);
+            loaded.modules.insert(m as *const Module as usize);
             Ok(m as *const Module as *mut Module)
         }
         Err(why) => {
@@ -346,7 +348,7 @@ pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *cons
 /// The kernel behind a function handle; `CUDA_ERROR_INVALID_HANDLE` for anything that is
 /// not a loaded kernel.
 pub fn kernel(f: CUfunction) -> Result<&'static Kernel, u32> {
-    if !known(&KERNELS, f as usize) {
+    if !known(|l| &l.kernels, f as usize) {
         return Err(CUDA_ERROR_INVALID_HANDLE);
     }
     // SAFETY: a reference into a leaked module.

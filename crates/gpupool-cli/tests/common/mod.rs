@@ -168,6 +168,22 @@ impl Machine {
         serde_json::from_slice(&self.gpupool_on(&["info", "--json"]).stdout).unwrap()
     }
 
+    /// `gpupool info`'s entry of tenant `name` (fails the test when it is not listed).
+    pub fn tenant(&self, name: &str) -> serde_json::Value {
+        self.info()["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("tenant {name} not listed"))
+    }
+
+    /// Physical memory in use on the machine's first card, all processes.
+    pub fn card_used(&self) -> u64 {
+        self.info()["devices"][0]["used_bytes"].as_u64().unwrap()
+    }
+
     /// Env variables that put a program on this machine directly (no `gpupool run`).
     pub fn sim_env(&self) -> Vec<(String, String)> {
         let lib = self.state.join("lib");
