@@ -59,6 +59,10 @@ pub struct TenantEntry {
     pub devices: Vec<TenantDevice>,
     /// Pids of its live processes.
     pub pids: Vec<u32>,
+    /// Those of them checkpointed (their device memory moved to the host) or being locked.
+    pub checkpointed_pids: Vec<u32>,
+    /// Times one of its processes was checkpointed to make room for another tenant.
+    pub checkpoints: u64,
     /// The Kubernetes container it serves, when the node agent recorded it (`<name>.owner.json`
     /// beside the folder, where the container cannot write).
     pub owner: Option<Owner>,
@@ -147,6 +151,13 @@ pub fn read_tenants(dir: &Path) -> Vec<TenantEntry> {
                 .unwrap_or_default(),
             devices,
             pids: region.processes().iter().map(|p| p.host_pid).collect(),
+            checkpointed_pids: region
+                .idle_views()
+                .iter()
+                .filter(|p| p.state != gpupool_region::CHECKPOINT_RUNNING)
+                .map(|p| p.host_pid)
+                .collect(),
+            checkpoints: region.checkpoints(),
             owner: read_small_file(&gpupool_node::tenant::owner_file(&path), 64 << 10)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok()),
@@ -271,6 +282,12 @@ pub fn run(a: InfoArgs) -> Result<()> {
                     pct(d.compute_percent),
                     pct(d.compute_limit_percent),
                     t.pids
+                );
+            }
+            if !t.checkpointed_pids.is_empty() {
+                println!(
+                    "{:<20} checkpointed (memory on the host until the next CUDA call): {:?}",
+                    "", t.checkpointed_pids
                 );
             }
         }

@@ -71,6 +71,13 @@ pub struct NodeArgs {
     /// memory divided by it as device memory and the rest as spill to host memory.
     #[arg(long, value_name = "FACTOR")]
     pub memory_oversubscription: Option<f64>,
+    /// Checkpoint processes idle this long to make room on a full card for a tenant that waits
+    /// for it (driver 550 or later); default: never.
+    #[arg(long, value_name = "DURATION")]
+    pub checkpoint_idle_after: Option<String>,
+    /// How long an allocation that finds its card full waits for that room (default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub room_wait: Option<String>,
     /// Address of `/metrics` (the exporter's metrics for this node's cards and containers).
     #[arg(long, default_value = "0.0.0.0:9400", value_name = "ADDR:PORT")]
     pub metrics_listen: SocketAddr,
@@ -139,6 +146,12 @@ pub fn settings(a: &NodeArgs, sim: Option<&SimEnv>) -> Result<NodeConfig> {
     }
     if let Some(v) = a.memory_oversubscription {
         c.memory_oversubscription = v;
+    }
+    if let Some(v) = &a.checkpoint_idle_after {
+        c.checkpoint_idle_after = Some(duration("--checkpoint-idle-after", v)?);
+    }
+    if let Some(v) = &a.room_wait {
+        c.room_wait = duration("--room-wait", v)?;
     }
     if let Some(sim) = sim {
         c.context_memory = sim.spec.devices.first().map_or(0, |d| d.context_memory);
@@ -289,8 +302,18 @@ pub fn run(a: NodeArgs) -> Result<()> {
             lost: lost.clone(),
             mig_reported: Default::default(),
         };
+        let checkpoints = config.checkpoint_idle_after.is_some();
         let agent = gpupool_node::agent::Agent::new(config, client, Arc::new(source))
             .map_err(|e| anyhow!(e))?;
+        if checkpoints {
+            let library = match (*sim).as_ref() {
+                Some(_) => Some(crate::artefacts::sim_library()?),
+                None => None,
+            };
+            let driver = crate::checkpoint_driver::DriverCheckpoints::load(library.as_deref())
+                .context("checkpointIdleAfter is set, but the driver cannot checkpoint")?;
+            agent.set_checkpoint_driver(Arc::new(driver));
+        }
         // After the first read (which points this process at the simulator, if any).
         let library = match (*sim).as_ref() {
             Some(_) => Some(crate::artefacts::sim_library()?),

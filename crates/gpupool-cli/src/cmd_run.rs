@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use gpupool_config::limits::{
     ENV_CARD_DIR, ENV_COMPUTE_LIMIT, ENV_COMPUTE_REQUEST, ENV_CONTEXT_MEMORY, ENV_MEMORY_LIMIT,
-    ENV_MEMORY_SPILL, ENV_PRIORITY, ENV_REGION,
+    ENV_MEMORY_SPILL, ENV_PRIORITY, ENV_REGION, ENV_ROOM_WAIT,
 };
 use gpupool_config::parse_size;
 use std::os::unix::process::ExitStatusExt;
@@ -49,12 +49,16 @@ pub struct RunArgs {
     /// Device memory charged for each context (default: the simulated card's, else 0).
     #[arg(long, value_name = "SIZE")]
     pub context_memory: Option<String>,
+    /// When an allocation within the limit finds the card full, wait this long for room (idle
+    /// tenants checkpointed by `gpupool checkpointer`) before failing.
+    #[arg(long, value_name = "DURATION")]
+    pub wait_for_room: Option<String>,
     /// Tenant name: runs with the same name share one limit (default: this run alone).
     #[arg(long, value_name = "NAME")]
     pub tenant: Option<String>,
     /// Run on the GPUs of a `gpupool serve` server (`tcp://HOST:PORT` or `unix:PATH`); the
     /// server applies this client's limits.
-    #[arg(long, value_name = "ADDR", conflicts_with_all = ["sim", "memory", "spill", "compute", "compute_request", "priority", "devices", "context_memory", "tenant"])]
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["sim", "memory", "spill", "compute", "compute_request", "priority", "devices", "context_memory", "tenant", "wait_for_room"])]
     pub remote: Option<String>,
     /// File holding the token the remote server knows this client by (default:
     /// GPUPOOL_REMOTE_TOKEN / GPUPOOL_REMOTE_TOKEN_FILE of the environment).
@@ -171,14 +175,15 @@ fn validate_spill(memory: &str, spill: &str) -> Result<()> {
     )
 }
 
-/// The compute flags as the library's env variables, checked together (a request above its
-/// limit is an error naming both flags).
-fn compute_env(a: &RunArgs) -> Result<Vec<(String, String)>> {
+/// The compute, priority and room-wait flags as the library's env variables, checked together
+/// (a request above its limit is an error naming both flags).
+fn tenant_env(a: &RunArgs) -> Result<Vec<(String, String)>> {
     let mut env = Vec::new();
     for (flag, var, value) in [
         ("--compute", ENV_COMPUTE_LIMIT, &a.compute),
         ("--compute-request", ENV_COMPUTE_REQUEST, &a.compute_request),
         ("--priority", ENV_PRIORITY, &a.priority),
+        ("--wait-for-room", ENV_ROOM_WAIT, &a.wait_for_room),
     ] {
         if let Some(v) = value {
             validate_limit(flag, var, v)?;
@@ -283,7 +288,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
     if let (Some(m), Some(s)) = (&a.memory, &a.spill) {
         validate_spill(m, s)?;
     }
-    let compute_env = compute_env(&a)?;
+    let tenant_env = tenant_env(&a)?;
     if let Some(d) = &a.devices {
         validate_devices(d)?;
     }
@@ -327,7 +332,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
     cmd.env("LD_PRELOAD", preload_var)
         .env(ENV_REGION, &region)
         .env(ENV_CONTEXT_MEMORY, context_memory.to_string());
-    cmd.envs(compute_env);
+    cmd.envs(tenant_env);
     if std::env::var_os(ENV_CARD_DIR).is_none() {
         // Tenants of this machine coordinate their compute shares through one folder.
         let tenants = tenants_dir(sim.as_ref().map(|s| s.state.as_path()));
@@ -401,18 +406,27 @@ mod tests {
             devices: None,
             context_memory: None,
             tenant: None,
+            wait_for_room: None,
             remote: None,
             token_file: None,
             command: vec!["true".into()],
         };
-        let e = compute_env(&a).unwrap_err().to_string();
+        let e = tenant_env(&a).unwrap_err().to_string();
         assert!(e.contains("above the compute limit"), "{e}");
         a.compute_request = Some("20".into());
         a.priority = Some("urgent".into());
-        let e = compute_env(&a).unwrap_err().to_string();
+        let e = tenant_env(&a).unwrap_err().to_string();
         assert!(e.contains("--priority") && e.contains("urgent"), "{e}");
         a.priority = Some("low".into());
-        assert_eq!(compute_env(&a).unwrap().len(), 3);
+        assert_eq!(tenant_env(&a).unwrap().len(), 3);
+        a.wait_for_room = Some("forever".into());
+        let e = tenant_env(&a).unwrap_err().to_string();
+        assert!(
+            e.contains("--wait-for-room") && e.contains("forever"),
+            "{e}"
+        );
+        a.wait_for_room = Some("30s".into());
+        assert_eq!(tenant_env(&a).unwrap().len(), 4);
         assert!(validate_devices("0,2,GPU-1234").is_ok());
         assert!(validate_devices("0,x")
             .unwrap_err()

@@ -3,6 +3,8 @@
 //! Command-line parsing and dispatch only; each command lives in its own module.
 
 mod artefacts;
+mod checkpoint_driver;
+mod cmd_checkpointer;
 mod cmd_demo;
 mod cmd_exporter;
 mod cmd_info;
@@ -41,6 +43,8 @@ enum Command {
     Demo(cmd_demo::DemoArgs),
     /// Prometheus metrics of this host's cards and tenants on /metrics.
     Exporter(cmd_exporter::ExporterArgs),
+    /// Checkpoint idle tenants to make room on full cards (hosts without the node agent).
+    Checkpointer(cmd_checkpointer::CheckpointerArgs),
     /// Live view of cards and tenants (memory, compute, throttling, denials).
     Top(cmd_top::TopArgs),
     /// Kubernetes scheduler extender: places vGPU pods on cards (filter, prioritize, bind).
@@ -71,6 +75,7 @@ fn main() {
         Command::Info(a) => cmd_info::run(a).map(|_| 0),
         Command::Demo(a) => cmd_demo::run(a).map(|_| 0),
         Command::Exporter(a) => cmd_exporter::run(a).map(|_| 0),
+        Command::Checkpointer(a) => cmd_checkpointer::run(a).map(|_| 0),
         Command::Top(a) => cmd_top::run(a).map(|_| 0),
         Command::Scheduler(a) => cmd_scheduler::run(a).map(|_| 0),
         Command::Node(a) => cmd_node::run(*a).map(|_| 0),

@@ -33,6 +33,8 @@ struct Families {
     tenant_throttled: CounterF,
     tenant_denied: CounterF,
     tenant_processes: GaugeF,
+    tenant_checkpoints: CounterF,
+    tenant_checkpointed: GaugeF,
     container_over_limit: CounterF,
 }
 
@@ -75,6 +77,8 @@ impl Families {
             tenant_throttled: counter(r, "gpupool_tenant_throttled", "Time the tenant's launches waited for their turn under the compute limit", Some(Seconds)),
             tenant_denied: counter(r, "gpupool_tenant_allocations_denied", "Allocations refused because of the memory limit", None),
             tenant_processes: gauge(r, "gpupool_tenant_processes", "Live processes of the tenant", None),
+            tenant_checkpoints: counter(r, "gpupool_tenant_checkpoints", "Times one of the tenant's idle processes was checkpointed to make room on a full card", None),
+            tenant_checkpointed: gauge(r, "gpupool_tenant_checkpointed_processes", "The tenant's processes now checkpointed (device memory on the host until their next CUDA call)", None),
             container_over_limit: counter(r, "gpupool_container_over_limit", "Audit rounds (node agent) in which NVML showed the container's processes above its memory limit on the card", None),
         }
     }
@@ -135,14 +139,21 @@ pub fn render(snap: &InfoSnapshot, host: &str) -> String {
             .set(d.processes.len() as f64);
     }
     for t in &snap.tenants {
+        let mut tl = vec![pair("tenant", &t.name), pair("Hostname", host)];
+        if let Some(o) = &t.owner {
+            tl.push(pair("namespace", &o.namespace));
+            tl.push(pair("pod", &o.pod));
+            tl.push(pair("container", &o.container));
+        }
+        f.tenant_checkpoints
+            .get_or_create(&tl)
+            .inc_by(t.checkpoints as f64);
+        f.tenant_checkpointed
+            .get_or_create(&tl)
+            .set(t.checkpointed_pids.len() as f64);
         for td in &t.devices {
             let mut l = card_labels_of(snap, &td.uuid, host);
-            l.push(pair("tenant", &t.name));
-            if let Some(o) = &t.owner {
-                l.push(pair("namespace", &o.namespace));
-                l.push(pair("pod", &o.pod));
-                l.push(pair("container", &o.container));
-            }
+            l.extend(tl.iter().filter(|(k, _)| k != "Hostname").cloned());
             f.tenant_memory_used
                 .get_or_create(&l)
                 .set(td.used_bytes as f64);

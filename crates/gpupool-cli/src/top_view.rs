@@ -205,6 +205,8 @@ mod tests {
                 throttled_ms: 2500,
             }],
             pids: vec![41],
+            checkpointed_pids: vec![],
+            checkpoints: 0,
             owner: None,
         }
     }

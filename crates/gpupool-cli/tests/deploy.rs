@@ -41,6 +41,8 @@ const EVERY_SWITCH: &[&str] = &[
     "node.split=4",
     "node.auditPolicy=kill",
     "node.cdi=true",
+    "node.checkpointIdleAfter=5m",
+    "node.roomWait=45s",
     "node.kubeletDir=/data/kubelet/device-plugins",
     "node.stateDir=/data/gpupool",
     "node.libraryDir=/opt/gpupool/lib",
@@ -762,6 +764,8 @@ fn the_chart_s_values_reach_the_objects_they_configure() {
         ("library", "/opt/gpupool/lib/libgpupool.so".into()),
         ("stateDir", "/data/gpupool".into()),
         ("memoryOversubscription", 1.5.into()),
+        ("checkpointIdleAfter", "5m".into()),
+        ("roomWait", "45s".into()),
     ] {
         assert_eq!(settings[key], want, "{key}");
     }
@@ -770,6 +774,26 @@ fn the_chart_s_values_reach_the_objects_they_configure() {
         .find(|c| c["name"] == "gpupool-node")
         .unwrap();
     assert_eq!(flag(&agent, "metrics-listen"), "0.0.0.0:9500");
+    let capabilities = |docs: &[(String, Value)]| {
+        let ds = crate::find(docs, "DaemonSet", "gpupool-node");
+        let agent = containers(&ds)
+            .into_iter()
+            .find(|c| c["name"] == "gpupool-node")
+            .unwrap();
+        agent["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "NVIDIA_DRIVER_CAPABILITIES")
+            .map(|e| e["value"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(
+        capabilities(&docs),
+        "compute,utility",
+        "checkpoints need the driver in the agent's container"
+    );
+    assert_eq!(capabilities(&documents()), "utility");
 
     // Metrics and the webhook configuration.
     let sm = find("ServiceMonitor", "gpupool-node");

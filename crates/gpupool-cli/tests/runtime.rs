@@ -195,7 +195,7 @@ fn a_checkpointed_tenant_leaves_the_card_to_others_and_comes_back() {
     // a holds 2 GiB (and its 256 MiB context) of a 4 GiB card.
     let m = Machine::new("checkpoint", "1x4GiB");
     let hold = c_program("remote_hold", "12.9");
-    let mut a = Holder::start(m.run_cmd(&["--tenant", "a"], &[hold.to_str().unwrap(), "2048"]));
+    let a = Holder::start(m.run_cmd(&["--tenant", "a"], &[hold.to_str().unwrap(), "2048"]));
     let held = m.card_used();
     assert_eq!(held, (2048 + 256) * MIB);
     let pid = m.tenant("a")["pids"][0].as_u64().unwrap();
@@ -211,16 +211,7 @@ fn a_checkpointed_tenant_leaves_the_card_to_others_and_comes_back() {
     );
     assert_eq!(m.card_used(), 0, "checkpointed memory is off the card");
     // Its next CUDA call waits while it is checkpointed.
-    a.go_on();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(a.finish());
-    });
-    assert!(
-        rx.recv_timeout(std::time::Duration::from_millis(500))
-            .is_err(),
-        "a checkpointed process ran a CUDA call"
-    );
+    let a = a.go_on_and_wait("checkpointed");
     // Another tenant takes 3 GiB of the freed card; a cannot come back while it holds them.
     let mut b = Holder::start(m.run_cmd(&["--tenant", "b"], &[hold.to_str().unwrap(), "3072"]));
     let kv = checkpoint(&m, pid, &["restore"]);
@@ -237,14 +228,123 @@ fn a_checkpointed_tenant_leaves_the_card_to_others_and_comes_back() {
     assert_eq!(m.card_used(), held);
     let kv = checkpoint(&m, pid, &["unlock"]);
     assert_eq!((kv["unlock"].as_str(), kv["state"].as_str()), ("0", "0"));
-    let last = rx
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("the restored process went on");
-    assert_eq!(last, "after 0");
-    waiter.join().unwrap();
+    assert_eq!(a.finish("restored and unlocked"), "after 0");
     // A pid the machine does not know.
     let kv = checkpoint(&m, 999_999, &["lock"]);
     assert_eq!(kv["lock"], "500", "CUDA_ERROR_NOT_FOUND");
+}
+
+/// Polls `f` every 20 ms for up to 5 s until it gives something.
+fn wait_for<T>(f: impl Fn() -> Option<T>) -> T {
+    for _ in 0..250 {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("waited 5 s in vain")
+}
+
+/// `gpupool checkpointer` on a machine, killed when dropped; its output goes to a file.
+struct Checkpointer {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Checkpointer {
+    fn start(m: &Machine, idle_after: &str) -> Checkpointer {
+        std::fs::create_dir_all(&m.state).unwrap();
+        let log = m.state.join("checkpointer.log");
+        let child = std::process::Command::new(gpupool())
+            .args(["checkpointer", "--sim", &m.spec, "--state"])
+            .arg(&m.state)
+            .args(["--idle-after", idle_after, "--interval", "50ms"])
+            .env("GPUPOOL_LIB_DIR", lib_dir())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Checkpointer { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_idle_tenant_is_checkpointed_to_admit_another_and_restored_at_its_next_call() {
+    // a (low priority) holds 2 GiB + its 256 MiB context of a 4 GiB card and goes idle.
+    let m = Machine::new("idle-checkpoint", "1x4GiB");
+    let hold = c_program("remote_hold", "12.9");
+    let hold = hold.to_str().unwrap();
+    let ctl = Checkpointer::start(&m, "300ms");
+    let low = ["--memory", "3GiB", "--priority", "low"];
+    let a_cmd = m.run_cmd(
+        &[&low[..], &["--tenant", "a"]].concat(),
+        &[hold, "2048", "copy"],
+    );
+    let a = Holder::start(a_cmd);
+    let a_pid = m.tenant("a")["pids"][0].as_u64().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    // b (high priority) needs 2 GiB where 1.25 GiB is free: it waits, a is checkpointed.
+    let started = std::time::Instant::now();
+    let high = [
+        "--memory",
+        "3GiB",
+        "--wait-for-room",
+        "20s",
+        "--tenant",
+        "b",
+    ];
+    let mut b = Holder::start(m.run_cmd(&high, &[hold, "2048"]));
+    let waited = started.elapsed();
+    // (b may get its memory a moment before the controller records the checkpoint.)
+    let a_info = wait_for(|| Some(m.tenant("a")).filter(|t| t["checkpoints"] == 1));
+    assert_eq!(
+        a_info["checkpointed_pids"][0].as_u64(),
+        Some(a_pid),
+        "{a_info}"
+    );
+    assert_eq!(m.card_used(), (2048 + 256) * MIB, "only b is on the card");
+    // a's next CUDA call (a copy) asks for its memory back; there is no room while b holds
+    // its 2 GiB.
+    let a = a.go_on_and_wait("checkpointed, without room to come back");
+    b.go_on();
+    assert_eq!(b.finish(), "after 0");
+    assert_eq!(a.finish("b left room"), "after 0");
+    let log = ctl.log();
+    assert!(
+        log.contains(&format!(
+            "checkpointed idle process {a_pid} of a (2.25 GiB on GPU-"
+        )) && log.contains("to make room for b")
+            && log.contains(&format!(
+                "restored process {a_pid} of a (at its next CUDA call)"
+            )),
+        "{log}"
+    );
+    eprintln!("b waited {waited:?} for room");
+
+    // A low-priority tenant never displaces an idle high-priority one: it fails after its wait.
+    let mut c = Holder::start(m.run_cmd(&["--memory", "3GiB", "--tenant", "c"], &[hold, "2048"]));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let d = m.run(
+        &[&low[..], &["--wait-for-room", "1s", "--tenant", "d"]].concat(),
+        &[hold, "2048"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&d.stdout).trim(),
+        "FAIL cudaMalloc 2"
+    );
+    assert_eq!(m.tenant("c")["checkpoints"], 0);
+    c.go_on();
+    assert_eq!(c.finish(), "after 0");
 }
 
 #[test]

@@ -21,6 +21,11 @@ pub const ENV_REGION: &str = "GPUPOOL_REGION";
 pub const ENV_MEMORY_SPILL: &str = "GPUPOOL_MEMORY_SPILL";
 /// Env variable: device memory charged for each context the tenant creates.
 pub const ENV_CONTEXT_MEMORY: &str = "GPUPOOL_CONTEXT_MEMORY";
+/// Env variable: how long an allocation within the limit that finds the card full waits for
+/// room (idle tenants checkpointed by the node's controller) before failing (`0`: not at all).
+pub const ENV_ROOM_WAIT: &str = "GPUPOOL_ROOM_WAIT";
+/// The longest room wait accepted.
+pub const MAX_ROOM_WAIT_NS: u64 = 600_000_000_000;
 /// Env variable: log level (`off`, `error`, `warn`, `info`, `debug`).
 pub const ENV_LOG: &str = "GPUPOOL_LOG";
 /// Env variable: a limits file to read when the trusted default path does not exist.
@@ -313,6 +318,8 @@ pub struct TenantConfig {
     pub region: Option<PathBuf>,
     /// Memory charged per context created.
     pub context_memory: u64,
+    /// How long an allocation that finds the card full waits for room (ns; 0: fails at once).
+    pub room_wait_ns: u64,
     /// Log level.
     pub log_level: LogLevel,
     /// Where the limits came from.
@@ -434,6 +441,9 @@ impl TenantConfig {
             cfg.context_memory =
                 parse_size(v).map_err(|e| env_err(ENV_CONTEXT_MEMORY, v, &e.to_string()))?;
         }
+        if let Some(v) = get(ENV_ROOM_WAIT) {
+            cfg.room_wait_ns = parse_room_wait(v).map_err(|why| env_err(ENV_ROOM_WAIT, v, &why))?;
+        }
         if let Some((path, text)) = file {
             apply_file(&mut cfg, path, text)?;
             cfg.check_requests()
@@ -535,6 +545,18 @@ fn parse_limit(v: &str) -> Result<u64, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A room wait: a duration up to [`MAX_ROOM_WAIT_NS`].
+fn parse_room_wait(v: &str) -> Result<u64, String> {
+    let ns = crate::duration::parse_duration_ns(v).map_err(|e| e.to_string())?;
+    if ns > MAX_ROOM_WAIT_NS {
+        return Err(format!(
+            "a room wait must be at most {}",
+            crate::duration::format_duration_ns(MAX_ROOM_WAIT_NS)
+        ));
+    }
+    Ok(ns)
 }
 
 /// A spill allowance: a size up to the largest memory limit (0: none).
@@ -640,10 +662,11 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
             "context_memory" => {
                 cfg.context_memory = parse_size(value).map_err(|e| bad(e.to_string()))?
             }
+            "room_wait" => cfg.room_wait_ns = parse_room_wait(value).map_err(bad)?,
             _ => {
                 let Some((name, device)) = key.split_once('.') else {
                     return Err(bad(format!(
-                        "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], spill[…], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory)"
+                        "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], spill[…], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory, room_wait)"
                     )));
                 };
                 let target = |cfg: &mut TenantConfig| -> Result<(), String> {
@@ -655,7 +678,7 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
                             set_device(&mut cfg.compute_request, device, parse_percent(value)?)
                         }
                         _ => Err(format!(
-                            "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], spill[…], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory)"
+                            "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], spill[…], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory, room_wait)"
                         )),
                     }
                 };
@@ -727,6 +750,32 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_room_wait_comes_from_env_or_file_and_is_bounded() {
+        let cfg = TenantConfig::from_sources(
+            &env(&[(ENV_MEMORY_LIMIT, "1GiB"), (ENV_ROOM_WAIT, "1.5s")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(cfg.room_wait_ns, 1_500_000_000);
+        let file = "memory = 1GiB\nroom_wait = 30s\n";
+        let cfg = TenantConfig::from_sources(&[], Some((Path::new("/l.conf"), file))).unwrap();
+        assert_eq!(cfg.room_wait_ns, 30_000_000_000);
+        for (v, needle) in [("20m", "at most 600.00s"), ("soon", "GPUPOOL_ROOM_WAIT")] {
+            let e = TenantConfig::from_sources(&env(&[(ENV_ROOM_WAIT, v)]), None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{v}: {e}");
+        }
+        let e = TenantConfig::from_sources(
+            &[],
+            Some((Path::new("/l.conf"), "memory = 1GiB\nroom_wait = 2\n")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("/l.conf") && e.contains("unit"), "{e}");
     }
 
     #[test]

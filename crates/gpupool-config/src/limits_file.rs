@@ -34,6 +34,8 @@ pub struct LimitsFile {
     pub devices: Vec<DeviceLimits>,
     /// Low priority.
     pub low_priority: bool,
+    /// How long an allocation that finds the card full waits for room (ns; 0: none).
+    pub room_wait_ns: u64,
 }
 
 impl LimitsFile {
@@ -64,6 +66,9 @@ impl LimitsFile {
         }
         if self.low_priority {
             t.push_str("priority = low\n");
+        }
+        if self.room_wait_ns > 0 {
+            let _ = writeln!(t, "room_wait = {}ms", self.room_wait_ns.div_ceil(1_000_000));
         }
         t
     }
@@ -98,6 +103,7 @@ mod tests {
                 },
             ],
             low_priority: true,
+            room_wait_ns: 2_500_000_000,
         };
         let cfg =
             TenantConfig::from_sources(&[], Some((Path::new("/l"), &file.to_text()))).unwrap();
@@ -115,5 +121,6 @@ mod tests {
         assert_eq!(cfg.card_tenant.as_deref(), Some("k8s-abc-main"));
         assert_eq!(cfg.context_memory, 300 << 20);
         assert_eq!(cfg.priority, crate::Priority::Low);
+        assert_eq!(cfg.room_wait_ns, 2_500_000_000);
     }
 }

@@ -11,6 +11,9 @@
 //! generates `#[no_mangle] extern "C" fn cuMemAlloc_v2`, an entry in `exported_symbol()`, and
 //! (with `forward_via`) `real::cuMemAlloc_v2`, which calls the function the resolver finds
 //! (resolved once, then a relaxed atomic load per call).
+//!
+//! An interposer may end the list with `gated_via crate::gate::enter { fn …; }`: functions with
+//! no body of their own, exported as "call the gate, then forward" (`gated::*`).
 
 /// The value a forwarder returns when the next library lacks the function.
 pub const fn missing_function_result(name: &str) -> u32 {
@@ -25,8 +28,36 @@ pub const fn missing_function_result(name: &str) -> u32 {
 /// Declares exported C functions from one list; see the module documentation.
 #[macro_export]
 macro_rules! export_functions {
-    (forward_via $resolver:path; $( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> u32 => $imp:path ; )*) => {
-        $crate::export_functions!($( fn $name($($arg: $ty),*) -> u32 => $imp; )*);
+    (forward_via $resolver:path;
+     $( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> u32 => $imp:path ; )*
+     $( gated_via $gate:path { $( fn $gname:ident ( $($garg:ident : $gty:ty),* $(,)? ) -> u32 ; )* } )?
+    ) => {
+        $crate::export_functions!(
+            $( fn $name($($arg: $ty),*) -> u32 => $imp; )*
+            $( $( fn $gname($($garg: $gty),*) -> u32 => gated::$gname; )* )?
+        );
+        $crate::export_functions!(@real $resolver;
+            $( fn $name($($arg: $ty),*); )*
+            $( $( fn $gname($($garg: $gty),*); )* )?
+        );
+
+        /// Functions that pass the gate, then go straight to the next library.
+        #[allow(non_snake_case, dead_code, clippy::missing_safety_doc, clippy::too_many_arguments)]
+        pub mod gated {
+            #[allow(unused_imports)]
+            use super::*;
+            $( $(
+                #[doc = concat!("Gate, then the next library's `", stringify!($gname), "`.")]
+                #[inline]
+                pub unsafe fn $gname($($garg: $gty),*) -> u32 {
+                    $gate();
+                    // SAFETY: forwarding the caller's arguments unchanged.
+                    unsafe { super::real::$gname($($garg),*) }
+                }
+            )* )?
+        }
+    };
+    (@real $resolver:path; $( fn $name:ident ( $($arg:ident : $ty:ty),* ); )*) => {
 
         /// Forwarders to the next library's functions (the real driver / NVML).
         #[allow(non_snake_case, dead_code, clippy::missing_safety_doc, clippy::too_many_arguments)]

@@ -3,6 +3,7 @@
 
 use crate::audit::{self, OverLimit};
 use crate::cards::{self, Card, CardSource};
+use crate::checkpoint::{self, CheckpointDriver};
 use crate::config::AuditPolicy;
 use crate::config::NodeConfig;
 use crate::kube_api;
@@ -43,6 +44,8 @@ pub struct Agent {
     findings: std::sync::Mutex<BTreeMap<FindingKey, (u64, OverLimit)>>,
     /// What each process may hold beyond its allocations (its context).
     allowance: audit::ContextAllowance,
+    /// The driver's checkpointing, when the node checkpoints idle tenants.
+    checkpoint_driver: std::sync::OnceLock<Arc<dyn CheckpointDriver>>,
 }
 
 /// The context allowance per process when it can be neither measured nor was it configured
@@ -105,7 +108,64 @@ impl Agent {
             cards,
             store: Mutex::new(store),
             findings: Default::default(),
+            checkpoint_driver: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Gives the agent the driver's checkpointing (needed when `checkpoint_idle_after` is set).
+    pub fn set_checkpoint_driver(&self, driver: Arc<dyn CheckpointDriver>) {
+        let _ = self.checkpoint_driver.set(driver);
+    }
+
+    /// The checkpoint controller over this node's tenants, when checkpoints are on.
+    pub fn checkpoint_controller(&self) -> Option<checkpoint::Controller> {
+        let idle_after = self.config.checkpoint_idle_after?;
+        let driver = self.checkpoint_driver.get()?.clone();
+        let mut settings = checkpoint::Settings::new(idle_after);
+        settings.proc_root = self.config.proc_root.clone();
+        Some(checkpoint::Controller::new(
+            settings,
+            driver,
+            &self.config.tenants_dir(),
+        ))
+    }
+
+    /// Logs what the checkpoint controller did and raises it as an event on the pod of the
+    /// tenant concerned (`GpupoolCheckpointed`, `GpupoolRestored`, `GpupoolCheckpointFailed`).
+    pub async fn report_checkpoint(&self, e: &checkpoint::Event) {
+        use checkpoint::Event;
+        let message = checkpoint::describe(e);
+        let (tenant, type_, reason) = match e {
+            Event::Checkpointed { tenant, .. } => (tenant, "Normal", "GpupoolCheckpointed"),
+            Event::Restored { tenant, .. } => (tenant, "Normal", "GpupoolRestored"),
+            Event::Failed { tenant, .. } => (tenant, "Warning", "GpupoolCheckpointFailed"),
+        };
+        match type_ {
+            "Warning" => tracing::warn!("{message}"),
+            _ => tracing::info!("{message}"),
+        }
+        let owner = self
+            .store
+            .lock()
+            .await
+            .all()
+            .find(|a| a.tenant_dir.file_name().and_then(|n| n.to_str()) == Some(tenant))
+            .cloned();
+        if let Some(a) = owner {
+            if let Err(e) = kube_api::pod_event(
+                &self.client,
+                &a.namespace,
+                &a.pod,
+                &a.pod_uid,
+                type_,
+                reason,
+                &message,
+            )
+            .await
+            {
+                tracing::warn!("{e}");
+            }
+        }
     }
 
     /// The cards as last read.

@@ -68,6 +68,11 @@ pub struct NodeConfig {
     /// a card gets `M / factor` of device memory and the rest as spill to host memory, so the
     /// promises of a full card fit it physically.
     pub memory_oversubscription: f64,
+    /// Checkpoint processes idle this long to make room on a full card for a tenant that
+    /// waits for it; `None`: never.
+    pub checkpoint_idle_after: Option<Duration>,
+    /// How long an allocation that finds the card full waits for that room.
+    pub room_wait: Duration,
 }
 
 impl NodeConfig {
@@ -90,6 +95,16 @@ impl NodeConfig {
             proc_root: PathBuf::from("/proc"),
             assignment_key: None,
             memory_oversubscription: 1.0,
+            checkpoint_idle_after: None,
+            room_wait: Duration::from_secs(30),
+        }
+    }
+
+    /// The room wait written into limits files (ns; 0 while checkpoints are off).
+    pub fn room_wait_ns(&self) -> u64 {
+        match self.checkpoint_idle_after {
+            Some(_) => self.room_wait.as_nanos().min(u64::MAX as u128) as u64,
+            None => 0,
         }
     }
 
@@ -171,6 +186,12 @@ impl NodeConfig {
         if let Some(v) = file.memory_oversubscription {
             self.memory_oversubscription = v;
         }
+        if let Some(v) = file.checkpoint_idle_after {
+            self.checkpoint_idle_after = Some(duration("checkpointIdleAfter", &v)?);
+        }
+        if let Some(v) = file.room_wait {
+            self.room_wait = duration("roomWait", &v)?;
+        }
         if let Some(v) = file.audit_context_allowance {
             self.audit_context_allowance = Some(
                 gpupool_config::parse_size(&v)
@@ -219,6 +240,17 @@ impl NodeConfig {
                 "memoryOversubscription {over}: expected a factor from 1 to 16 (the scheduler's)"
             ));
         }
+        if let Some(d) = self.checkpoint_idle_after {
+            if d < Duration::from_secs(1) {
+                return Err(format!("checkpointIdleAfter {d:?}: expected 1s to 1h"));
+            }
+        }
+        if self.room_wait > Duration::from_nanos(gpupool_config::limits::MAX_ROOM_WAIT_NS) {
+            return Err(format!(
+                "roomWait {:?}: expected at most 10m",
+                self.room_wait
+            ));
+        }
         for (key, d) in [
             ("inventoryRefresh", self.inventory_refresh),
             ("healthInterval", self.health_interval),
@@ -256,6 +288,8 @@ struct FileConfig {
     proc_root: Option<PathBuf>,
     audit_context_allowance: Option<String>,
     memory_oversubscription: Option<f64>,
+    checkpoint_idle_after: Option<String>,
+    room_wait: Option<String>,
 }
 
 #[cfg(test)]
@@ -295,6 +329,28 @@ mod tests {
         c.state_dir = "/var/lib/gpupool".into();
         c.node_name.clear();
         assert!(c.validate().unwrap_err().contains("node name"));
+        c.node_name = "n1".into();
+
+        assert_eq!(
+            c.room_wait_ns(),
+            0,
+            "no room wait while checkpoints are off"
+        );
+        c.apply_yaml("checkpointIdleAfter: 2m\nroomWait: 45s\n")
+            .unwrap();
+        assert_eq!(c.checkpoint_idle_after, Some(Duration::from_secs(120)));
+        assert_eq!(c.room_wait_ns(), 45_000_000_000);
+        c.validate().unwrap();
+        c.room_wait = Duration::from_secs(3600);
+        assert!(c.validate().unwrap_err().contains("roomWait"));
+        c.room_wait = Duration::from_secs(30);
+        c.checkpoint_idle_after = Some(Duration::from_millis(10));
+        assert!(c.validate().unwrap_err().contains("checkpointIdleAfter"));
+        let e = c.apply_yaml("checkpointIdleAfter: often\n").unwrap_err();
+        assert!(
+            e.contains("checkpointIdleAfter") && e.contains("often"),
+            "{e}"
+        );
     }
 
     #[test]

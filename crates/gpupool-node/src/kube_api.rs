@@ -85,6 +85,19 @@ pub async fn warn_pod(
     reason: &str,
     message: &str,
 ) -> Result<(), String> {
+    pod_event(client, namespace, pod, uid, "Warning", reason, message).await
+}
+
+/// Raises an event of `type_` (`Normal` / `Warning`) on a pod.
+pub async fn pod_event(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    uid: &str,
+    type_: &str,
+    reason: &str,
+    message: &str,
+) -> Result<(), String> {
     use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -104,7 +117,7 @@ pub async fn warn_pod(
         },
         reason: Some(reason.to_string()),
         message: Some(message.to_string()),
-        type_: Some("Warning".into()),
+        type_: Some(type_.into()),
         source: Some(EventSource {
             component: Some("gpupool-node".into()),
             host: None,

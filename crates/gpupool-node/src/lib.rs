@@ -9,6 +9,7 @@
 //! - [`tenant`]: what a container is given.
 //! - [`store`]: allocation records on disk.
 //! - [`audit`]: NVML's memory per process against the limits (cgroups map processes to pods).
+//! - [`checkpoint`] / [`region_owner`]: idle tenants checkpointed to make room on a full card.
 //! - [`agent`]: the decisions, over the above.
 //! - [`plugin`] / [`kubelet`]: the gRPC service, its socket and registration.
 //! - [`kube_api`]: pods, node annotation, events.
@@ -20,6 +21,7 @@
 pub mod agent;
 pub mod audit;
 pub mod cards;
+pub mod checkpoint;
 pub mod config;
 pub mod fake_kubelet;
 pub mod kube_api;
@@ -27,6 +29,7 @@ pub mod kubelet;
 pub mod matching;
 pub mod plugin;
 pub mod proto;
+pub mod region_owner;
 pub mod store;
 pub mod tenant;
 
@@ -118,9 +121,46 @@ pub async fn run(agent: Arc<agent::Agent>, stop: watch::Receiver<bool>) -> Resul
             }
         },
     );
+    let checkpoints = spawn_checkpoints(&agent, stop.clone());
     let result = kubelet::serve(agent, stop).await;
     health.abort();
     inventory.abort();
     audit.abort();
+    if let Some(c) = checkpoints {
+        c.abort();
+    }
     result
+}
+
+/// How often the checkpoint controller looks at the tenants.
+const CHECKPOINT_ROUND: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs the checkpoint controller (when checkpoints are on) on a thread of its own (its driver
+/// calls block); what it does is reported by an async task.
+fn spawn_checkpoints(
+    agent: &Arc<agent::Agent>,
+    stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut controller = agent.checkpoint_controller()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("checkpoints".into())
+        .spawn(move || {
+            while !*stop.borrow() {
+                let now = gpupool_cuda::clock::monotonic_ns();
+                for e in controller.round(now) {
+                    if tx.send(e).is_err() {
+                        return;
+                    }
+                }
+                std::thread::sleep(CHECKPOINT_ROUND);
+            }
+        })
+        .ok()?;
+    let a = agent.clone();
+    Some(tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            a.report_checkpoint(&e).await;
+        }
+    }))
 }

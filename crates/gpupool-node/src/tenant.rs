@@ -93,7 +93,12 @@ pub fn split_promise(mib: u64, over: f64) -> (u64, u64) {
 /// reorders `CUDA_VISIBLE_DEVICES` cannot swap its cards' limits; an identifier that is not a
 /// card UUID falls back to its CUDA ordinal in assignment order). Under memory
 /// oversubscription each promise is split into a device limit and a spill allowance.
-pub fn limits_text(m: &Match, context_memory: u64, oversubscription: f64) -> String {
+pub fn limits_text(
+    m: &Match,
+    context_memory: u64,
+    oversubscription: f64,
+    room_wait_ns: u64,
+) -> String {
     let devices = m
         .container
         .devices
@@ -123,6 +128,7 @@ pub fn limits_text(m: &Match, context_memory: u64, oversubscription: f64) -> Str
         context_memory,
         devices,
         low_priority: m.container.devices.iter().any(|d| d.priority > 0),
+        room_wait_ns,
     }
     .to_text()
 }
@@ -162,7 +168,12 @@ pub fn prepare(
     let limits_file = limits_dir.join(format!("{name}.conf"));
     write(
         &limits_file,
-        &limits_text(m, config.context_memory, config.memory_oversubscription),
+        &limits_text(
+            m,
+            config.context_memory,
+            config.memory_oversubscription,
+            config.room_wait_ns(),
+        ),
     )?;
     let preload = config.preload_file();
     write(&preload, &format!("{CONTAINER_LIBRARY}\n"))?;
@@ -284,7 +295,7 @@ mod tests {
             (1, 0),
             "never 0 MiB of device memory"
         );
-        let text = limits_text(&matched(30, 1), 0, 2.0);
+        let text = limits_text(&matched(30, 1), 0, 2.0, 0);
         let cfg = gpupool_config::TenantConfig::from_sources(
             &[],
             Some((Path::new(DEFAULT_LIMITS_FILE), &text)),
@@ -299,7 +310,7 @@ mod tests {
         // A container's own spill resource adds to it.
         let mut m = matched(30, 1);
         m.container.devices[0].spill_mib = 1000;
-        let text = limits_text(&m, 0, 2.0);
+        let text = limits_text(&m, 0, 2.0, 0);
         assert!(
             text.contains(&format!("spill.{UUID_A} = 3048MiB")),
             "{text}"
@@ -308,7 +319,7 @@ mod tests {
 
     #[test]
     fn the_limits_file_is_what_the_library_reads() {
-        let text = limits_text(&matched(30, 1), 256 << 20, 1.0);
+        let text = limits_text(&matched(30, 1), 256 << 20, 1.0, 0);
         let cfg = gpupool_config::TenantConfig::from_sources(
             &[],
             Some((Path::new(DEFAULT_LIMITS_FILE), &text)),
@@ -336,7 +347,7 @@ mod tests {
             "100 % is no compute limit"
         );
         // 0 cores (HAMi's default): no compute limit either.
-        let text = limits_text(&matched(0, 0), 0, 1.0);
+        let text = limits_text(&matched(0, 0), 0, 1.0, 0);
         assert!(!text.contains("compute."), "{text}");
         let other = [9u8; 16];
         assert_eq!(

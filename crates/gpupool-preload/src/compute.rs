@@ -105,6 +105,7 @@ pub fn forget_after_fork() {
 
 /// Paces one launch of kernel shape (`handle`, `blocks`) on `stream`, then runs `launch`.
 fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> u32) -> u32 {
+    crate::idle_gate::enter();
     if !active() {
         return launch();
     }

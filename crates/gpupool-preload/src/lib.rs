@@ -17,11 +17,13 @@ pub mod compute;
 pub mod coordination;
 pub mod cost;
 pub mod driver;
+pub mod idle_gate;
 pub mod log;
 pub mod lookup;
 pub mod memory;
 pub mod primary_context;
 pub mod real_lib;
+pub mod room;
 pub use gpupool_cuda::spinlock;
 pub mod spill;
 pub mod tenant;
@@ -94,4 +96,35 @@ gpupool_cuda::export_functions! {
     fn nvmlDeviceGetHandleByIndex(i: c_uint, h: *mut nvmlDevice_t) -> u32 => view::nvml_handle_by_index_v1;
     fn nvmlDeviceGetHandleByUUID(uuid: *const c_char, h: *mut nvmlDevice_t) -> u32 => view::nvml_handle_by_uuid;
     fn nvmlDeviceGetHandleByPciBusId_v2(bus: *const c_char, h: *mut nvmlDevice_t) -> u32 => view::nvml_handle_by_pci_bus_id;
+
+    gated_via idle_gate::enter {
+        fn cuMemcpy(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32;
+        fn cuMemcpy_ptds(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32;
+        fn cuMemcpyAsync(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> u32;
+        fn cuMemcpyAsync_ptsz(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> u32;
+        fn cuMemcpyHtoD_v2(dst: CUdeviceptr, src: *const c_void, n: usize) -> u32;
+        fn cuMemcpyHtoD_v2_ptds(dst: CUdeviceptr, src: *const c_void, n: usize) -> u32;
+        fn cuMemcpyHtoDAsync_v2(dst: CUdeviceptr, src: *const c_void, n: usize, s: CUstream) -> u32;
+        fn cuMemcpyHtoDAsync_v2_ptsz(dst: CUdeviceptr, src: *const c_void, n: usize, s: CUstream) -> u32;
+        fn cuMemcpyDtoH_v2(dst: *mut c_void, src: CUdeviceptr, n: usize) -> u32;
+        fn cuMemcpyDtoH_v2_ptds(dst: *mut c_void, src: CUdeviceptr, n: usize) -> u32;
+        fn cuMemcpyDtoHAsync_v2(dst: *mut c_void, src: CUdeviceptr, n: usize, s: CUstream) -> u32;
+        fn cuMemcpyDtoHAsync_v2_ptsz(dst: *mut c_void, src: CUdeviceptr, n: usize, s: CUstream) -> u32;
+        fn cuMemcpyDtoD_v2(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32;
+        fn cuMemcpyDtoD_v2_ptds(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32;
+        fn cuMemcpyDtoDAsync_v2(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> u32;
+        fn cuMemcpyDtoDAsync_v2_ptsz(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) -> u32;
+        fn cuMemsetD8_v2(dst: CUdeviceptr, v: u8, n: usize) -> u32;
+        fn cuMemsetD8_v2_ptds(dst: CUdeviceptr, v: u8, n: usize) -> u32;
+        fn cuMemsetD8Async(dst: CUdeviceptr, v: u8, n: usize, s: CUstream) -> u32;
+        fn cuMemsetD8Async_ptsz(dst: CUdeviceptr, v: u8, n: usize, s: CUstream) -> u32;
+        fn cuMemsetD32_v2(dst: CUdeviceptr, v: u32, n: usize) -> u32;
+        fn cuMemsetD32_v2_ptds(dst: CUdeviceptr, v: u32, n: usize) -> u32;
+        fn cuMemsetD32Async(dst: CUdeviceptr, v: u32, n: usize, s: CUstream) -> u32;
+        fn cuMemsetD32Async_ptsz(dst: CUdeviceptr, v: u32, n: usize, s: CUstream) -> u32;
+        fn cuStreamSynchronize(s: CUstream) -> u32;
+        fn cuStreamSynchronize_ptsz(s: CUstream) -> u32;
+        fn cuCtxSynchronize() -> u32;
+        fn cuEventSynchronize(e: CUevent) -> u32;
+    }
 }

@@ -26,9 +26,10 @@ fn with_charge(
     ord: i32,
     bytes: u64,
     kind: Kind,
-    call: impl FnOnce() -> u32,
+    mut call: impl FnMut() -> u32,
     key: impl FnOnce() -> u64,
 ) -> u32 {
+    crate::idle_gate::enter();
     let acct = match tenant::account(ord) {
         Ok(Some(a)) => a,
         Ok(None) => return call(),
@@ -37,7 +38,10 @@ fn with_charge(
     if let Err(e) = acct.reserve(bytes) {
         return e;
     }
-    let rc = call();
+    let mut rc = call();
+    if rc == CUDA_ERROR_OUT_OF_MEMORY {
+        rc = crate::room::wait_for_room(&acct, bytes, call);
+    }
     if rc == CUDA_SUCCESS {
         tracking::insert(
             kind,
@@ -59,6 +63,7 @@ fn with_charge(
 /// another thread may get the same address from its next allocation and record its own charge
 /// under it. If the driver refuses the free, the record is put back.
 fn with_uncharge(kind: Kind, key: u64, call: impl FnOnce() -> u32) -> u32 {
+    crate::idle_gate::enter();
     let charge = tracking::remove(kind, key);
     let rc = call();
     match charge {
@@ -380,7 +385,7 @@ pub unsafe fn mem_unmap(va: CUdeviceptr, size: usize) -> u32 {
 
 /// Charges an array of `bytes` (`None`: an unknown format or impossible dimensions) around the
 /// driver's `create`. An array whose size cannot be known is refused, never left uncharged.
-fn charge_array(bytes: Option<u64>, out: *mut *mut c_void, call: impl FnOnce() -> u32) -> u32 {
+fn charge_array(bytes: Option<u64>, out: *mut *mut c_void, mut call: impl FnMut() -> u32) -> u32 {
     match (current(), bytes) {
         (Some(ord), None) if !out.is_null() => match tenant::account(ord) {
             Ok(Some(_)) => {
@@ -467,7 +472,7 @@ fn context_memory() -> u64 {
 
 /// Charges an extra context on `dev` around the driver's `create`, recording it under the new
 /// context handle.
-fn charged_context(ctx: *mut CUcontext, dev: CUdevice, create: impl FnOnce() -> u32) -> u32 {
+fn charged_context(ctx: *mut CUcontext, dev: CUdevice, create: impl FnMut() -> u32) -> u32 {
     // SAFETY: ctx holds the new context once the driver succeeded.
     with_charge(dev, context_memory(), Kind::Context, create, || unsafe {
         *ctx as u64

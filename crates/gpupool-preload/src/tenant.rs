@@ -72,6 +72,7 @@ extern "C" fn fork_child() {
     }
     crate::cost::forget_meter_after_fork();
     crate::compute::forget_after_fork();
+    crate::idle_gate::forget_after_fork();
     SLOT_CLAIM.raw_unlock();
     crate::vmm::unlock();
     crate::tracking::unlock_all();
@@ -110,6 +111,10 @@ fn load() -> Result<Option<Tenant>, String> {
         None => Region::private(),
     }
     .map_err(|e| e.to_string())?;
+    region.set_priority(match config.priority {
+        gpupool_config::Priority::Low => gpupool_region::PRIORITY_LOW,
+        gpupool_config::Priority::High => gpupool_region::PRIORITY_HIGH,
+    });
     crate::log!(
         Info,
         "limits from {:?}, region {}",
@@ -146,7 +151,7 @@ fn current_slot_handle() -> SlotHandle {
 }
 
 /// This process's slot in the tenant's region, claimed on first use (and again after fork).
-pub fn slot(t: &Tenant) -> Result<SlotHandle, u32> {
+pub fn slot(t: &'static Tenant) -> Result<SlotHandle, u32> {
     let me = pid();
     if SLOT_PID.load(SeqCst) == me {
         return Ok(current_slot_handle());
@@ -166,6 +171,7 @@ pub fn slot(t: &Tenant) -> Result<SlotHandle, u32> {
         SLOT_INDEX.store(index, SeqCst);
         SLOT_TOKEN.store(token, SeqCst);
         SLOT_PID.store(me, SeqCst);
+        crate::idle_gate::publish(t.region.gate_cells(h));
         Ok(h)
     })
 }

@@ -56,6 +56,7 @@ pub fn virtual_memory(b: Budget, real_total: u64, real_free: u64) -> (u64, u64, 
 
 /// Hook for `cuMemGetInfo_v2`.
 pub unsafe fn mem_get_info(free: *mut usize, total: *mut usize) -> u32 {
+    crate::idle_gate::enter();
     // SAFETY: forwarding.
     let rc = unsafe { real::cuMemGetInfo_v2(free, total) };
     if rc != CUDA_SUCCESS || free.is_null() || total.is_null() {

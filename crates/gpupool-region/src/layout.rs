@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every region file.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"GPUPOOL1");
 /// Bumped on every incompatible layout change.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Devices a region can account for.
 pub const MAX_DEVICES: usize = 16;
 /// Processes a region can hold at once.
@@ -33,7 +33,17 @@ pub(crate) struct Header {
     pub device_count: AtomicU32,
     /// One past the highest slot index ever claimed; scans stop there.
     pub slot_hint: AtomicU32,
+    /// The tenant's priority as its processes publish it (`PRIORITY_*`).
+    pub priority: AtomicU32,
+    /// Times the checkpoint controller checkpointed one of the tenant's processes.
+    pub checkpoints: AtomicU64,
 }
+
+/// Tenant priorities as published in a region's header.
+pub const PRIORITY_HIGH: u32 = 0;
+/// Low priority: its idle processes are checkpointed first, and it never displaces a
+/// high-priority tenant.
+pub const PRIORITY_LOW: u32 = 1;
 
 /// One device known to the region, keyed by UUID.
 #[repr(C)]
@@ -45,6 +55,9 @@ pub(crate) struct DeviceEntry {
     pub limit: AtomicU64,
     /// Allocations refused because of the limit.
     pub denied: AtomicU64,
+    /// Bytes a process of the tenant waits for on this device (its allocation, within its
+    /// limit, found the card full); 0: none.
+    pub wanted: AtomicU64,
     /// Compute pacing of the tenant on this device (see `compute.rs`).
     pub compute: crate::compute::ComputeState,
 }
@@ -68,7 +81,13 @@ pub(crate) struct ProcSlot {
     pub spilled: [AtomicU64; MAX_DEVICES],
     /// The process's checkpoint state (`CHECKPOINT_*`).
     pub checkpoint: AtomicU32,
-    pub _pad2: AtomicU32,
+    /// Non-zero: the process waits for a restore (set by the process, cleared by the
+    /// controller when it runs again).
+    pub restore_wanted: AtomicU32,
+    /// Bumped by the process on each of its gated CUDA calls (the controller's idle clock).
+    pub activity: AtomicU64,
+    /// When the checkpoint state last left "running" (`CLOCK_MONOTONIC` ns).
+    pub state_since_ns: AtomicU64,
 }
 
 /// Checkpoint states of a process (as CUDA's `CUprocessState`).

@@ -4,9 +4,10 @@
 //! memory-mapped file of fixed layout:
 //!
 //! ```text
-//! Header { magic "GPUPOOL1", version, size, device_count, slot_hint }
-//! DeviceEntry[16] { state, uuid, limit, denied, compute pacing }
-//! ProcSlot[1024]  { owner token, pid, host pid, pid namespace, start time, used[16] }
+//! Header { magic "GPUPOOL1", version, size, device_count, slot_hint, priority, checkpoints }
+//! DeviceEntry[16] { state, uuid, limit, denied, wanted, compute pacing }
+//! ProcSlot[1024]  { owner token, pid, host pid, pid namespace, start time, used[16],
+//!                   spilled[16], checkpoint state, restore wanted, activity, state since }
 //! ```
 //!
 //! Every process owns one slot and only adds to / subtracts from its own counters, with atomics.
@@ -21,6 +22,7 @@
 pub mod card;
 pub mod card_peers;
 pub mod compute;
+pub mod idle;
 mod layout;
 mod liveness;
 mod process;
@@ -29,9 +31,10 @@ pub mod untrusted;
 
 pub use card::{allocate, tenant_key, Card, Demand, Publish, PublishedRun};
 pub use compute::ComputeState;
+pub use idle::{GateCells, IdleView};
 pub use layout::{
     CHECKPOINT_CHECKPOINTED, CHECKPOINT_LOCKED, CHECKPOINT_RUNNING, LAYOUT_VERSION, MAGIC,
-    MAX_DEVICES, MAX_SLOTS,
+    MAX_DEVICES, MAX_SLOTS, PRIORITY_HIGH, PRIORITY_LOW,
 };
 pub use process::{process_alive, ProcessIdentity};
 pub use region::{Denied, Pool, ProcessUsage, Region, RegionError, SlotHandle, LOCK_TIMEOUT};

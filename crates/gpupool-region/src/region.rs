@@ -308,7 +308,7 @@ impl Region {
         &self.path
     }
 
-    fn layout(&self) -> &Layout {
+    pub(crate) fn layout(&self) -> &Layout {
         // SAFETY: map is a valid, fully mapped Layout for the lifetime of self.
         unsafe { &*self.map }
     }
@@ -422,6 +422,8 @@ impl Region {
                     u.store(0, SeqCst);
                 }
                 slot.checkpoint.store(CHECKPOINT_RUNNING, SeqCst);
+                slot.restore_wanted.store(0, SeqCst);
+                slot.state_since_ns.store(0, SeqCst);
                 slot.host_pid.store(who.host_pid, SeqCst);
                 slot.pidns.store(who.pidns, SeqCst);
                 slot.start_time.store(who.start_time, SeqCst);
@@ -684,14 +686,24 @@ impl Region {
         reaped
     }
 
-    /// The slot of live process `pid` (as its claimer's pid namespace numbers it).
-    fn slot_of(&self, pid: u32) -> Option<&ProcSlot> {
+    /// Slots claimed by a process (owned, not being reaped, pid filled in).
+    pub(crate) fn live_slots(&self) -> impl Iterator<Item = &ProcSlot> {
         let l = self.layout();
         let hint = (l.header.slot_hint.load(SeqCst) as usize).min(MAX_SLOTS);
-        l.slots[..hint].iter().find(|s| {
+        l.slots[..hint].iter().filter(|s| {
             let o = s.owner.load(SeqCst);
-            o != 0 && o != OWNER_RECLAIMING && pid != 0 && s.pid.load(SeqCst) == pid
+            o != 0 && o != OWNER_RECLAIMING && s.pid.load(SeqCst) != 0
         })
+    }
+
+    /// How many devices the region knows.
+    pub(crate) fn device_count(&self) -> usize {
+        (self.layout().header.device_count.load(SeqCst) as usize).min(MAX_DEVICES)
+    }
+
+    /// The slot of live process `pid` (as its claimer's pid namespace numbers it).
+    pub(crate) fn slot_of(&self, pid: u32) -> Option<&ProcSlot> {
+        self.live_slots().find(|s| s.pid.load(SeqCst) == pid)
     }
 
     /// The checkpoint state of process `pid` (`None`: not in this region).
@@ -763,15 +775,8 @@ impl Region {
 
     /// Live processes with their usage per device.
     pub fn processes(&self) -> Vec<ProcessUsage> {
-        let l = self.layout();
-        let hint = (l.header.slot_hint.load(SeqCst) as usize).min(MAX_SLOTS);
-        let devices = (l.header.device_count.load(SeqCst) as usize).min(MAX_DEVICES);
-        l.slots[..hint]
-            .iter()
-            .filter(|s| {
-                let o = s.owner.load(SeqCst);
-                o != 0 && o != OWNER_RECLAIMING && s.pid.load(SeqCst) != 0
-            })
+        let devices = self.device_count();
+        self.live_slots()
             .map(|s| ProcessUsage {
                 pid: s.pid.load(SeqCst),
                 host_pid: s.host_pid.load(SeqCst),
@@ -790,6 +795,7 @@ fn clear_slot(slot: &ProcSlot) {
         u.store(0, SeqCst);
     }
     slot.checkpoint.store(CHECKPOINT_RUNNING, SeqCst);
+    slot.restore_wanted.store(0, SeqCst);
     slot.pid.store(0, SeqCst);
     slot.host_pid.store(0, SeqCst);
     slot.start_time.store(0, SeqCst);

@@ -103,6 +103,65 @@ fn a_checkpointed_process_s_memory_moves_off_the_devices_and_back_if_it_fits() {
 }
 
 #[test]
+fn the_controller_and_a_process_hand_over_the_checkpoint_state() {
+    use gpupool_region::{CHECKPOINT_CHECKPOINTED, CHECKPOINT_LOCKED, CHECKPOINT_RUNNING};
+    let path = temp_path("handover");
+    let process = Region::open(&path).unwrap();
+    let controller = Region::open(&path).unwrap();
+    process.device_index(UUID_A).unwrap();
+    let me = ProcessIdentity::current();
+    let s = process.claim_slot(me).unwrap();
+    process.try_reserve(s, 0, 600, 1000).unwrap();
+    let gate = process.gate_cells(s);
+    // The process's calls count; the controller sees them.
+    gate.activity.fetch_add(3, Ordering::Relaxed);
+    let view = &controller.idle_views()[0];
+    assert_eq!(
+        (view.host_pid, view.activity, view.used[0]),
+        (me.host_pid, 3, 600)
+    );
+    assert_eq!(controller.activity_of(me.host_pid), Some(3));
+    assert_eq!(controller.activity_of(0), None);
+    // Locked, then checkpointed (counted); a second lock of a locked process is refused.
+    assert!(controller.begin_lock(me.host_pid, 1_000));
+    assert!(!controller.begin_lock(me.host_pid, 2_000));
+    assert_eq!(gate.state.load(Ordering::SeqCst), CHECKPOINT_LOCKED);
+    assert!(controller.finish_checkpoint(me.host_pid));
+    assert!(
+        !controller.finish_checkpoint(me.host_pid),
+        "not locked any more"
+    );
+    assert_eq!(process.checkpoints(), 1);
+    // The process asks to be restored; running again clears the wish.
+    process.request_restore(s);
+    assert!(controller.idle_views()[0].restore_wanted);
+    assert_eq!(controller.idle_views()[0].state, CHECKPOINT_CHECKPOINTED);
+    assert!(
+        !process.drop_stale_lock(s, u64::MAX, 1),
+        "a checkpoint is never stale"
+    );
+    controller.mark_running(me.host_pid);
+    let view = &controller.idle_views()[0];
+    assert_eq!(
+        (view.state, view.restore_wanted),
+        (CHECKPOINT_RUNNING, false)
+    );
+    // A lock the controller left behind is dropped by the process once stale, not before.
+    assert!(controller.begin_lock(me.host_pid, 5_000));
+    assert_eq!(process.own_state_since_ns(s), 5_000);
+    assert!(!process.drop_stale_lock(s, 5_500, 1_000));
+    assert!(process.drop_stale_lock(s, 6_000, 1_000));
+    assert_eq!(gate.state.load(Ordering::SeqCst), CHECKPOINT_RUNNING);
+    // What a tenant waits for, and its priority.
+    controller.set_wanted(0, 4096);
+    assert_eq!((process.wanted(0), process.wanted(MAX_DEVICES)), (4096, 0));
+    process.set_priority(gpupool_region::PRIORITY_LOW);
+    assert_eq!(controller.priority(), gpupool_region::PRIORITY_LOW);
+    process.release_slot(s);
+    assert!(controller.idle_views().is_empty());
+}
+
+#[test]
 fn garbage_file_is_a_clear_layout_error() {
     let path = temp_path("garbage");
     std::fs::write(&path, vec![0xabu8; 4096]).unwrap();

@@ -117,6 +117,25 @@ pub fn c_program(name: &str, version: &str) -> PathBuf {
     exe
 }
 
+/// A holder whose CUDA call waits ([`Holder::go_on_and_wait`]).
+pub struct Waiting {
+    rx: std::sync::mpsc::Receiver<String>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Waiting {
+    /// Its last line once its call went through and it ended (within 10 s; `why`: what should
+    /// have let it go on).
+    pub fn finish(self, why: &str) -> String {
+        let last = self
+            .rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("still waiting although {why}"));
+        self.thread.join().unwrap();
+        last
+    }
+}
+
 /// A fresh simulated machine (its own state folder) for one test.
 pub struct Machine {
     /// The spec.
@@ -289,6 +308,22 @@ impl Holder {
             .unwrap()
             .write_all(b"go\n")
             .unwrap();
+    }
+
+    /// Lets it go on and checks that its CUDA call still waits 500 ms later (`what`: what
+    /// must keep it waiting).
+    pub fn go_on_and_wait(mut self, what: &str) -> Waiting {
+        self.go_on();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let _ = tx.send(self.finish());
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(500))
+                .is_err(),
+            "a CUDA call ran while {what}"
+        );
+        Waiting { rx, thread }
     }
 
     /// Waits for it to end; its last line ("after CODE").
