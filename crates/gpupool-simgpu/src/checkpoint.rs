@@ -64,11 +64,21 @@ pub unsafe fn lock(pid: i32, _args: *mut c_void) -> u32 {
     answer(transition(pid, CHECKPOINT_RUNNING, CHECKPOINT_LOCKED).map(|_| ()))
 }
 
-/// `cuCheckpointProcessCheckpoint`: the device memory of a locked process moves to the host.
+/// `cuCheckpointProcessCheckpoint`: the device memory of a locked process moves to the host;
+/// the card has it back once the copy over the bus is done.
 pub unsafe fn checkpoint(pid: i32, _args: *mut c_void) -> u32 {
     answer(
-        transition(pid, CHECKPOINT_LOCKED, CHECKPOINT_CHECKPOINTED)
-            .map(|(m, pid)| bus_time(m.region.move_to_host(pid))),
+        transition(pid, CHECKPOINT_LOCKED, CHECKPOINT_CHECKPOINTED).map(|(m, pid)| {
+            let on_card = m
+                .region
+                .processes()
+                .iter()
+                .filter(|p| p.pid == pid)
+                .flat_map(|p| p.used.iter())
+                .fold(0u64, |a, b| a.saturating_add(*b));
+            bus_time(on_card);
+            m.region.move_to_host(pid);
+        }),
     )
 }
 
