@@ -55,6 +55,7 @@ fn main() {
         let inv = Inventory {
             version: VERSION,
             updated: String::new(),
+            spill_mib: None,
             cards: (0..8)
                 .map(|c| CardInfo {
                     uuid: format!("GPU-{n:05}-{c}"),

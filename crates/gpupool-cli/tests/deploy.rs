@@ -43,6 +43,7 @@ const EVERY_SWITCH: &[&str] = &[
     "node.cdi=true",
     "node.checkpointIdleAfter=5m",
     "node.roomWait=45s",
+    "node.spillMemory=256Gi",
     "node.kubeletDir=/data/kubelet/device-plugins",
     "node.stateDir=/data/gpupool",
     "node.libraryDir=/opt/gpupool/lib",
@@ -766,6 +767,7 @@ fn the_chart_s_values_reach_the_objects_they_configure() {
         ("memoryOversubscription", 1.5.into()),
         ("checkpointIdleAfter", "5m".into()),
         ("roomWait", "45s".into()),
+        ("spillMemory", "256Gi".into()),
     ] {
         assert_eq!(settings[key], want, "{key}");
     }

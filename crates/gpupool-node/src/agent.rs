@@ -216,7 +216,8 @@ impl Agent {
     /// Writes the inventory annotation of the node from the current cards.
     pub async fn publish_inventory(&self) -> Result<(), String> {
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
-        let inv = cards::inventory(&self.cards(), self.config.split, now);
+        let spill = self.config.spill_memory_mib();
+        let inv = cards::inventory(&self.cards(), self.config.split, spill, now);
         kube_api::publish_inventory(&self.client, &self.config.node_name, &inv).await
     }
 

@@ -72,11 +72,13 @@ pub fn slots(cards: &[Card], split: u32) -> Vec<proto::Device> {
         .collect()
 }
 
-/// The node's inventory annotation for these cards (`updated` is the caller's RFC 3339 time).
-pub fn inventory(cards: &[Card], split: u32, updated: String) -> Inventory {
+/// The node's inventory annotation for these cards and `spill_mib` of host memory offered
+/// for spill (`updated` is the caller's RFC 3339 time).
+pub fn inventory(cards: &[Card], split: u32, spill_mib: u64, updated: String) -> Inventory {
     Inventory {
         version: VERSION,
         updated,
+        spill_mib: Some(spill_mib),
         cards: cards
             .iter()
             .map(|c| CardInfo {
@@ -124,9 +126,15 @@ mod tests {
 
     #[test]
     fn inventory_round_trips_through_the_protocol() {
-        let inv = inventory(&[card("GPU-a", true)], 4, "2026-11-26T00:00:00Z".into());
+        let inv = inventory(
+            &[card("GPU-a", true)],
+            4,
+            2048,
+            "2026-11-26T00:00:00Z".into(),
+        );
         let back = Inventory::parse(&inv.to_annotation()).unwrap();
         assert_eq!(back.cards[0].slots, 4);
         assert_eq!(back.cards[0].memory_mib, 81559);
+        assert_eq!(back.spill_mib, Some(2048));
     }
 }

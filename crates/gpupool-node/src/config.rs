@@ -73,6 +73,9 @@ pub struct NodeConfig {
     pub checkpoint_idle_after: Option<Duration>,
     /// How long an allocation that finds the card full waits for that room.
     pub room_wait: Duration,
+    /// Host memory the node offers for spill past device memory (bytes); `None`: half of the
+    /// machine's memory.
+    pub spill_memory: Option<u64>,
 }
 
 impl NodeConfig {
@@ -97,6 +100,19 @@ impl NodeConfig {
             memory_oversubscription: 1.0,
             checkpoint_idle_after: None,
             room_wait: Duration::from_secs(30),
+            spill_memory: None,
+        }
+    }
+
+    /// Host memory offered for spill, MiB: as configured, else half of `MemTotal` in
+    /// `/proc/meminfo` (0 when unreadable).
+    pub fn spill_memory_mib(&self) -> u64 {
+        match self.spill_memory {
+            Some(b) => b >> 20,
+            None => std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|t| mem_total_kib(&t))
+                .map_or(0, |kib| kib / 1024 / 2),
         }
     }
 
@@ -192,6 +208,11 @@ impl NodeConfig {
         if let Some(v) = file.room_wait {
             self.room_wait = duration("roomWait", &v)?;
         }
+        if let Some(v) = file.spill_memory {
+            self.spill_memory = Some(
+                gpupool_config::parse_size(&v).map_err(|e| format!("spillMemory: {v:?}: {e}"))?,
+            );
+        }
         if let Some(v) = file.audit_context_allowance {
             self.audit_context_allowance = Some(
                 gpupool_config::parse_size(&v)
@@ -264,6 +285,12 @@ impl NodeConfig {
     }
 }
 
+/// `MemTotal` of `/proc/meminfo`'s text, KiB.
+fn mem_total_kib(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
 fn gpupool_config_duration(v: &str) -> Result<Duration, String> {
     gpupool_config::parse_duration_ns(v)
         .map(Duration::from_nanos)
@@ -290,6 +317,7 @@ struct FileConfig {
     memory_oversubscription: Option<f64>,
     checkpoint_idle_after: Option<String>,
     room_wait: Option<String>,
+    spill_memory: Option<String>,
 }
 
 #[cfg(test)]
@@ -351,6 +379,26 @@ mod tests {
             e.contains("checkpointIdleAfter") && e.contains("often"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn spill_memory_is_configured_or_half_the_machine_s() {
+        let mut c = NodeConfig::defaults("n1");
+        assert_eq!(
+            mem_total_kib("MemFree: 1 kB\nMemTotal:       24576000 kB\n"),
+            Some(24_576_000)
+        );
+        assert_eq!(mem_total_kib("garbage"), None);
+        let half = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|t| mem_total_kib(&t))
+            .unwrap()
+            / 2048;
+        assert_eq!(c.spill_memory_mib(), half);
+        c.apply_yaml("spillMemory: 64GiB\n").unwrap();
+        assert_eq!(c.spill_memory_mib(), 64 << 10);
+        let e = c.apply_yaml("spillMemory: lots\n").unwrap_err();
+        assert!(e.contains("spillMemory") && e.contains("lots"), "{e}");
     }
 
     #[test]

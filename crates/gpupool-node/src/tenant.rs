@@ -78,16 +78,7 @@ pub fn write_grants<'a>(
     Ok(())
 }
 
-/// A container's promise of `mib` on a card split into device memory and spill to host memory
-/// under the memory oversubscription factor `over` (the scheduler promises at most `over` ×
-/// the card): `mib / over` on the device (at least 1 MiB), the rest spilled.
-pub fn split_promise(mib: u64, over: f64) -> (u64, u64) {
-    if over <= 1.0 {
-        return (mib, 0);
-    }
-    let device = ((mib as f64 / over).floor() as u64).clamp(1, mib.max(1));
-    (device, mib.saturating_sub(device))
-}
+pub use gpupool_sched::placement::split_promise;
 
 /// The limits file's text for a container's devices, keyed by card UUID (a container that
 /// reorders `CUDA_VISIBLE_DEVICES` cannot swap its cards' limits; an identifier that is not a

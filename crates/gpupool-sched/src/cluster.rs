@@ -4,24 +4,36 @@
 //! it for `bind` and records it, so two binds never get the same capacity.
 
 use crate::names::{name_hash, prefetch_name, NameTable, PREFETCH_AHEAD};
-use crate::placement::{place, score, score_single, try_place, CardState, Pick, Scratch};
+use crate::placement::{
+    place, score, score_single, split_promise, try_place, CardState, Pick, Scratch,
+};
 use crate::protocol::{AssignedContainer, AssignedDevice, Assignment, Inventory, VERSION};
 use crate::request::{ContainerRequest, Policy};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-/// One node: where its cards are in [`Cluster::cards`].
+/// One node: where its cards are in [`Cluster::cards`], and its host memory for spill.
 #[derive(Debug, Clone, Copy, Default)]
 struct Node {
     start: usize,
     len: usize,
+    /// Host memory the node offers for spill, MiB.
+    spill_cap_mib: u64,
+    /// Spill its pods may use, MiB.
+    spill_used_mib: u64,
 }
 
-/// The devices a pod holds on a node.
+impl Node {
+    fn spill_free_mib(&self) -> u64 {
+        self.spill_cap_mib.saturating_sub(self.spill_used_mib)
+    }
+}
+
+/// The devices a pod holds on a node: card, memory promised (MiB), cores, spill (MiB).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
     node: String,
-    devices: Vec<(String, u64, u32)>,
+    devices: Vec<(String, u64, u32, u64)>,
 }
 
 /// The outcome of trying a pod on one candidate node.
@@ -33,6 +45,8 @@ pub enum Verdict {
     NoInventory,
     /// Not enough free slots, memory or cores on the node's cards.
     NoRoom,
+    /// Not enough of the node's host memory left for the pod's spill.
+    NoSpillRoom,
 }
 
 impl Verdict {
@@ -52,6 +66,7 @@ impl Verdict {
             Verdict::Fits(_) => None,
             Verdict::NoInventory => Some("no gpupool inventory on this node"),
             Verdict::NoRoom => Some("not enough free GPU slots, memory or cores"),
+            Verdict::NoSpillRoom => Some("not enough host memory left for the pod's spill"),
         }
     }
 }
@@ -123,6 +138,17 @@ impl Evaluation {
     }
 }
 
+/// An upper bound of the spill a pod's containers may use on a node with `cards`, MiB.
+fn spill_bound(pod: &[ContainerRequest], cards: &[CardState], over: f64) -> u64 {
+    if pod.iter().all(|c| c.spill_mib == 0) && over <= 1.0 {
+        return 0;
+    }
+    let largest = cards.iter().map(|c| c.info.memory_mib).max().unwrap_or(0);
+    pod.iter()
+        .map(|c| c.spill_bound(largest, over))
+        .fold(0, u64::saturating_add)
+}
+
 /// Nodes, their cards and the pods on them.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
@@ -151,8 +177,11 @@ impl Cluster {
     pub fn set_inventory(&mut self, node: &str, inventory: &Inventory) {
         let cards = inventory.cards.iter().map(|c| CardState::new(c.clone()));
         let len = inventory.cards.len();
+        let spill_cap_mib = inventory.spill_mib.unwrap_or(0);
         match self.nodes.get_mut(node) {
             Some(n) if n.len == len => {
+                n.spill_cap_mib = spill_cap_mib;
+                n.spill_used_mib = 0;
                 for (slot, card) in self.cards[n.start..n.start + len].iter_mut().zip(cards) {
                     *slot = card;
                 }
@@ -163,7 +192,13 @@ impl Cluster {
                 }
                 let start = self.cards.len();
                 self.cards.extend(cards);
-                self.nodes.insert(node, Node { start, len });
+                let n = Node {
+                    start,
+                    len,
+                    spill_cap_mib,
+                    spill_used_mib: 0,
+                };
+                self.nodes.insert(node, n);
                 if self.stale > 64 && self.stale * 2 > self.cards.len() {
                     self.compact();
                 }
@@ -205,11 +240,21 @@ impl Cluster {
     }
 
     fn charge(&mut self, p: &Placed, add: bool) {
-        let Some(&n) = self.nodes.get(&p.node) else {
+        let Some(n) = self.nodes.get_mut(&p.node) else {
             return;
         };
+        let spill = p
+            .devices
+            .iter()
+            .map(|d| d.3)
+            .fold(0u64, u64::saturating_add);
+        n.spill_used_mib = match add {
+            true => n.spill_used_mib.saturating_add(spill),
+            false => n.spill_used_mib.saturating_sub(spill),
+        };
+        let n = *n;
         let cards = &mut self.cards[n.start..n.start + n.len];
-        for (uuid, mib, cores) in &p.devices {
+        for (uuid, mib, cores, _) in &p.devices {
             if let Some(c) = cards.iter_mut().find(|c| &c.info.uuid == uuid) {
                 if add {
                     c.used_mib += mib;
@@ -238,13 +283,19 @@ impl Cluster {
     /// record of the same pod.
     pub fn add_pod(&mut self, pod: &str, a: &Assignment) {
         self.remove_pod(pod);
+        let over = self.oversubscription;
         let placed = Placed {
             node: a.node.clone(),
             devices: a
                 .containers
                 .iter()
                 .flat_map(|c| c.devices.iter())
-                .map(|d| (d.uuid.clone(), d.memory_mib, d.cores))
+                .map(|d| {
+                    let spill = d
+                        .spill_mib
+                        .saturating_add(split_promise(d.memory_mib, over).1);
+                    (d.uuid.clone(), d.memory_mib, d.cores, spill)
+                })
                 .collect(),
         };
         self.charge(&placed, true);
@@ -340,6 +391,12 @@ impl Cluster {
             e.nodes.push(found.map_or(NO_NODE, |(i, _)| i as u32));
             match found {
                 None => e.verdicts.push(Verdict::NoInventory),
+                Some((_, &n))
+                    if spill_bound(pod, self.cards_of(n), self.oversubscription)
+                        > n.spill_free_mib() =>
+                {
+                    e.verdicts.push(Verdict::NoSpillRoom)
+                }
                 Some((_, &n)) => {
                     let node_cards = self.cards_of(n);
                     let fits = match pod {
@@ -401,6 +458,22 @@ impl Cluster {
         let mut cards = self.cards_of(n).to_vec();
         let picks = place(&mut cards, containers, policy, over)
             .ok_or_else(|| format!("pod {pod:?} no longer fits on node {node:?}"))?;
+        let spill: u64 = containers
+            .iter()
+            .zip(&picks)
+            .flat_map(|(c, p)| {
+                p.iter().map(move |k| {
+                    c.spill_mib
+                        .saturating_add(split_promise(k.memory_mib, over).1)
+                })
+            })
+            .fold(0, u64::saturating_add);
+        if spill > n.spill_free_mib() {
+            return Err(format!(
+                "pod {pod:?}: its spill ({spill} MiB) no longer fits the host memory node {node:?} has left ({} MiB)",
+                n.spill_free_mib()
+            ));
+        }
         let assigned_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -442,6 +515,7 @@ mod tests {
         Inventory {
             version: VERSION,
             updated: String::new(),
+            spill_mib: None,
             cards: (0..cards)
                 .map(|i| CardInfo {
                     uuid: format!("GPU-{i}"),
@@ -500,7 +574,9 @@ mod tests {
     #[test]
     fn a_spill_allowance_travels_with_the_assignment_and_takes_no_card_memory() {
         let mut c = Cluster::new();
-        c.set_inventory("a", &inventory(1, 10_000));
+        let mut inv = inventory(1, 10_000);
+        inv.spill_mib = Some(32_000);
+        c.set_inventory("a", &inv);
         let mut spilling = req(6_000);
         spilling[0].spill_mib = 20_000;
         let a = c
@@ -513,6 +589,77 @@ mod tests {
         assert!(c
             .assign("ns/p2", "a", &req(4_000), &Policy::default())
             .is_ok());
+    }
+
+    #[test]
+    fn spill_is_bounded_by_the_host_memory_each_node_offers() {
+        let mut c = Cluster::new();
+        let names = vec!["small".to_string(), "big".to_string(), "old".to_string()];
+        for (name, spill) in [
+            ("small", Some(10_000)),
+            ("big", Some(40_000)),
+            ("old", None),
+        ] {
+            let mut inv = inventory(2, 10_000);
+            inv.spill_mib = spill;
+            c.set_inventory(name, &inv);
+        }
+        let mut spilling = req(2_000);
+        spilling[0].spill_mib = 16_000;
+        // Only the node offering enough host memory takes it; one that offers none (an agent
+        // that does not say) takes no spill at all.
+        let (ok, failed) = c.filter(&spilling, &Policy::default(), &names);
+        assert_eq!(ok, vec!["big"]);
+        assert!(failed["small"].contains("host memory"), "{failed:?}");
+        assert!(failed["old"].contains("host memory"), "{failed:?}");
+        c.assign("ns/p1", "big", &spilling, &Policy::default())
+            .unwrap();
+        c.assign("ns/p2", "big", &spilling, &Policy::default())
+            .unwrap();
+        // 32 000 of 40 000 MiB promised: a third is refused, at filter and at bind.
+        let (ok, _) = c.filter(&spilling, &Policy::default(), &names);
+        assert!(ok.is_empty(), "{ok:?}");
+        let e = c
+            .assign("ns/p3", "big", &spilling, &Policy::default())
+            .unwrap_err();
+        assert!(e.contains("8000 MiB"), "{e}");
+        // A pod without spill still fits anywhere with room on the cards.
+        let (ok, _) = c.filter(&req(2_000), &Policy::default(), &names);
+        assert_eq!(ok, names);
+        // A pod that ends gives its spill back; a new inventory keeps what pods hold.
+        c.remove_pod("ns/p1");
+        let mut inv = inventory(2, 10_000);
+        inv.spill_mib = Some(40_000);
+        c.set_inventory("big", &inv);
+        assert_eq!(
+            c.filter(&spilling, &Policy::default(), &names).0,
+            vec!["big"]
+        );
+        c.assign("ns/p3", "big", &spilling, &Policy::default())
+            .unwrap();
+        assert!(c.filter(&spilling, &Policy::default(), &names).0.is_empty());
+    }
+
+    #[test]
+    fn oversubscribed_promises_count_their_spill_against_the_node() {
+        let mut c = Cluster::new();
+        c.oversubscription = 2.0;
+        let mut inv = inventory(1, 10_000);
+        inv.spill_mib = Some(6_000);
+        c.set_inventory("a", &inv);
+        let names = vec!["a".to_string()];
+        // 8 000 MiB promised on a 10 000 MiB card: 4 000 on the device, 4 000 spilled.
+        let a = c
+            .assign("ns/p1", "a", &req(8_000), &Policy::default())
+            .unwrap();
+        assert_eq!(a.containers[0].devices[0].memory_mib, 8_000);
+        // The card could promise 12 000 MiB more, the host has 2 000 MiB of spill left.
+        let (ok, failed) = c.filter(&req(8_000), &Policy::default(), &names);
+        assert!(
+            ok.is_empty() && failed["a"].contains("host memory"),
+            "{failed:?}"
+        );
+        assert_eq!(c.filter(&req(4_000), &Policy::default(), &names).0, names);
     }
 
     #[test]

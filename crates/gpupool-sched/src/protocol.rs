@@ -51,6 +51,9 @@ pub struct Inventory {
     pub updated: String,
     /// The cards.
     pub cards: Vec<CardInfo>,
+    /// Host memory the node offers for spill past device memory, MiB (absent: none).
+    #[serde(default, rename = "spillMiB", skip_serializing_if = "Option::is_none")]
+    pub spill_mib: Option<u64>,
 }
 
 /// One device given to a container.

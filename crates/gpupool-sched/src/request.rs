@@ -35,6 +35,14 @@ pub struct ContainerRequest {
 }
 
 impl ContainerRequest {
+    /// Host memory its vGPUs may spill to at most, MiB, on cards of at most `card_mib`
+    /// under the oversubscription factor `over`: the asked spill plus the part of each
+    /// promise past `1 / over`.
+    pub fn spill_bound(&self, card_mib: u64, over: f64) -> u64 {
+        let over_part = crate::placement::split_promise(self.memory_on(card_mib), over).1;
+        (self.count as u64).saturating_mul(self.spill_mib.saturating_add(over_part))
+    }
+
     /// Memory this request takes on a card of `card_mib`.
     pub fn memory_on(&self, card_mib: u64) -> u64 {
         match self.memory {
