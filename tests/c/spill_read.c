@@ -1,9 +1,11 @@
 /* Reads two buffers with a simulated memory-bound kernel (`reads=buffer`): the first allocated
  * inside the tenant's limit, the second past it (spilled to host memory when the tenant has a
  * spill allowance). Driver API, through dlopen as NVIDIA's runtime does.
- * Usage: spill_read MIB    (each buffer's size)
- * Prints "spilled_first F", "spilled_second S" (1 when host memory), "first_ms A",
- * "second_ms B" (wall time of one synchronised read of each). */
+ * Usage: spill_read MIB [free]    (each buffer's size)
+ * Prints "spilled_first F", "spilled_second S" (1 when pinned host memory), "managed_second M"
+ * (1 when managed memory), "first_ms A", "second_ms B" (wall time of one synchronised read of
+ * each); with "free", then frees the first buffer and prints "again_ms C", a read of the second
+ * one after that. */
 #include <cuda.h>
 #include <dlfcn.h>
 #include <stdio.h>
@@ -29,16 +31,27 @@ static CUresult (*p_cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
 static CUresult (*p_cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
                                     unsigned, unsigned, CUstream, void **, void **);
 static CUresult (*p_cuCtxSynchronize)(void);
+static CUresult (*p_cuMemFree_v2)(CUdeviceptr);
+static CUresult (*p_cuPointerGetAttribute)(void *, int, CUdeviceptr);
+
+static int read_ms(CUfunction f, CUdeviceptr p, unsigned long long bytes, double *ms) {
+    void *params[] = {&p, &bytes};
+    double t = now_ms();
+    if (p_cuLaunchKernel(f, 1, 1, 1, 256, 1, 1, 0, NULL, params, NULL) != CUDA_SUCCESS) return 1;
+    if (p_cuCtxSynchronize() != CUDA_SUCCESS) return 1;
+    *ms = now_ms() - t;
+    return 0;
+}
 
 int main(int argc, char **argv) {
-    if (argc != 2) { fprintf(stderr, "usage: %s MIB\n", argv[0]); return 2; }
+    if (argc != 2 && argc != 3) { fprintf(stderr, "usage: %s MIB [free]\n", argv[0]); return 2; }
     unsigned long long bytes = (unsigned long long)atol(argv[1]) << 20;
     void *lib = dlopen("libcuda.so.1", RTLD_NOW);
     if (!lib) { printf("FAIL dlopen\n"); return 1; }
 #define LOAD(name) p_##name = (__typeof__(p_##name))dlsym(lib, #name); if (!p_##name) { printf("FAIL dlsym %s\n", #name); return 1; }
     LOAD(cuInit) LOAD(cuDevicePrimaryCtxRetain) LOAD(cuCtxSetCurrent) LOAD(cuMemAlloc_v2)
     LOAD(cuMemHostGetFlags) LOAD(cuModuleLoadData) LOAD(cuModuleGetFunction) LOAD(cuLaunchKernel)
-    LOAD(cuCtxSynchronize)
+    LOAD(cuCtxSynchronize) LOAD(cuMemFree_v2) LOAD(cuPointerGetAttribute)
     CUcontext ctx;
     CHECK(p_cuInit(0));
     CHECK(p_cuDevicePrimaryCtxRetain(&ctx, 0));
@@ -54,12 +67,20 @@ int main(int argc, char **argv) {
         printf("spilled_%s %d\n", i ? "second" : "first",
                p_cuMemHostGetFlags(&flags, (void *)(uintptr_t)buf[i]) == CUDA_SUCCESS);
     }
+    unsigned managed = 0;
+    CHECK(p_cuPointerGetAttribute(&managed, 8 /* CU_POINTER_ATTRIBUTE_IS_MANAGED */, buf[1]));
+    printf("managed_second %u\n", managed);
     for (int i = 0; i < 2; i++) {
-        void *params[] = {&buf[i], &bytes};
-        double t = now_ms();
-        CHECK(p_cuLaunchKernel(f, 1, 1, 1, 256, 1, 1, 0, NULL, params, NULL));
-        CHECK(p_cuCtxSynchronize());
-        printf("%s_ms %.3f\n", i ? "second" : "first", now_ms() - t);
+        double ms;
+        if (read_ms(f, buf[i], bytes, &ms)) { printf("FAIL read\n"); return 1; }
+        printf("%s_ms %.3f\n", i ? "second" : "first", ms);
+    }
+    if (argc == 3) {
+        double ms;
+        CHECK(p_cuMemFree_v2(buf[0]));
+        if (read_ms(f, buf[1], bytes, &ms)) { printf("FAIL read\n"); return 1; }
+        printf("again_ms %.3f\n", ms);
+        CHECK(p_cuMemFree_v2(buf[1]));
     }
     return 0;
 }

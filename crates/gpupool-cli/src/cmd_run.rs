@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use gpupool_config::limits::{
     ENV_CARD_DIR, ENV_COMPUTE_LIMIT, ENV_COMPUTE_REQUEST, ENV_CONTEXT_MEMORY, ENV_MEMORY_LIMIT,
-    ENV_MEMORY_SPILL, ENV_PRIORITY, ENV_REGION, ENV_ROOM_WAIT,
+    ENV_MEMORY_SPILL, ENV_PRIORITY, ENV_REGION, ENV_ROOM_WAIT, ENV_SPILL_MODE,
 };
 use gpupool_config::parse_size;
 use std::os::unix::process::ExitStatusExt;
@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// Device memory charged for each context (default: the simulated card's, else 0).
     #[arg(long, value_name = "SIZE")]
     pub context_memory: Option<String>,
+    /// What spilled memory is: `pinned` (default) host memory, or `managed` memory moved back
+    /// onto the device, oldest first, when the tenant's device memory frees up.
+    #[arg(long, value_name = "MODE", requires = "spill")]
+    pub spill_mode: Option<String>,
     /// When an allocation within the limit finds the card full, wait this long for room (idle
     /// tenants checkpointed by `gpupool checkpointer`) before failing.
     #[arg(long, value_name = "DURATION")]
@@ -58,7 +62,7 @@ pub struct RunArgs {
     pub tenant: Option<String>,
     /// Run on the GPUs of a `gpupool serve` server (`tcp://HOST:PORT` or `unix:PATH`); the
     /// server applies this client's limits.
-    #[arg(long, value_name = "ADDR", conflicts_with_all = ["sim", "memory", "spill", "compute", "compute_request", "priority", "devices", "context_memory", "tenant", "wait_for_room"])]
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["sim", "memory", "spill", "compute", "compute_request", "priority", "devices", "context_memory", "tenant", "wait_for_room", "spill_mode"])]
     pub remote: Option<String>,
     /// File holding the token the remote server knows this client by (default:
     /// GPUPOOL_REMOTE_TOKEN / GPUPOOL_REMOTE_TOKEN_FILE of the environment).
@@ -184,6 +188,7 @@ fn tenant_env(a: &RunArgs) -> Result<Vec<(String, String)>> {
         ("--compute-request", ENV_COMPUTE_REQUEST, &a.compute_request),
         ("--priority", ENV_PRIORITY, &a.priority),
         ("--wait-for-room", ENV_ROOM_WAIT, &a.wait_for_room),
+        ("--spill-mode", ENV_SPILL_MODE, &a.spill_mode),
     ] {
         if let Some(v) = value {
             validate_limit(flag, var, v)?;
@@ -407,6 +412,7 @@ mod tests {
             context_memory: None,
             tenant: None,
             wait_for_room: None,
+            spill_mode: None,
             remote: None,
             token_file: None,
             command: vec!["true".into()],

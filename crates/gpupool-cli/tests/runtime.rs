@@ -171,6 +171,36 @@ fn kernels_reading_spilled_memory_run_at_the_bus_s_bandwidth() {
     );
 }
 
+#[test]
+fn managed_spill_moves_back_onto_the_device_when_device_memory_frees_up() {
+    // 768 MiB usable (1 GiB less the context): the first 512 MiB buffer on the device, the
+    // second spilled; once the first is freed the second fits the limit again.
+    let m = Machine::new("spill-back", "1x16GiB");
+    let prog = c_program("spill_read", "driver");
+    let run = |mode: &str| {
+        let flags = ["--memory", "1GiB", "--spill", "1GiB", "--spill-mode", mode];
+        let kv = key_values(&m.run(&flags, &[prog.to_str().unwrap(), "512", "free"]));
+        let ms = |k: &str| kv[k].parse::<f64>().unwrap();
+        let managed = num(&kv, "managed_second");
+        (managed, ms("second_ms"), ms("again_ms"))
+    };
+    // Managed: read over the bus while spilled, at device speed once moved back.
+    let (managed, spilled, again) = run("managed");
+    assert_eq!(managed, 1);
+    assert!(spilled >= 20.0, "spilled read {spilled} ms");
+    assert!(
+        again * 10.0 < spilled,
+        "after the free: {again} ms, before {spilled} ms"
+    );
+    // Pinned: stays on the host.
+    let (managed, spilled, again) = run("pinned");
+    assert_eq!(managed, 0);
+    assert!(
+        spilled >= 20.0 && again >= 20.0,
+        "{spilled} ms, then {again} ms"
+    );
+}
+
 /// Runs `checkpoint PID ACTION...` on the machine: its "key value" lines.
 fn checkpoint(
     m: &Machine,

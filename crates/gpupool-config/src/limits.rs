@@ -21,6 +21,10 @@ pub const ENV_REGION: &str = "GPUPOOL_REGION";
 pub const ENV_MEMORY_SPILL: &str = "GPUPOOL_MEMORY_SPILL";
 /// Env variable: device memory charged for each context the tenant creates.
 pub const ENV_CONTEXT_MEMORY: &str = "GPUPOOL_CONTEXT_MEMORY";
+/// Env variable: what spilled memory is: `pinned` (default: pinned host memory mapped into the
+/// device) or `managed` (managed memory kept on the host, moved onto the device, oldest first,
+/// when the tenant's device memory frees up).
+pub const ENV_SPILL_MODE: &str = "GPUPOOL_SPILL_MODE";
 /// Env variable: how long an allocation within the limit that finds the card full waits for
 /// room (idle tenants checkpointed by the node's controller) before failing (`0`: not at all).
 pub const ENV_ROOM_WAIT: &str = "GPUPOOL_ROOM_WAIT";
@@ -320,6 +324,9 @@ pub struct TenantConfig {
     pub context_memory: u64,
     /// How long an allocation that finds the card full waits for room (ns; 0: fails at once).
     pub room_wait_ns: u64,
+    /// Spill to managed memory (moved back onto the device when room frees up) instead of
+    /// pinned host memory.
+    pub spill_managed: bool,
     /// Log level.
     pub log_level: LogLevel,
     /// Where the limits came from.
@@ -441,6 +448,10 @@ impl TenantConfig {
             cfg.context_memory =
                 parse_size(v).map_err(|e| env_err(ENV_CONTEXT_MEMORY, v, &e.to_string()))?;
         }
+        if let Some(v) = get(ENV_SPILL_MODE) {
+            cfg.spill_managed =
+                parse_spill_mode(v).map_err(|why| env_err(ENV_SPILL_MODE, v, &why))?;
+        }
         if let Some(v) = get(ENV_ROOM_WAIT) {
             cfg.room_wait_ns = parse_room_wait(v).map_err(|why| env_err(ENV_ROOM_WAIT, v, &why))?;
         }
@@ -544,6 +555,15 @@ fn parse_limit(v: &str) -> Result<u64, String> {
         )),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A spill mode: `true` for `managed`, `false` for `pinned`.
+fn parse_spill_mode(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "pinned" => Ok(false),
+        "managed" => Ok(true),
+        _ => Err(format!("spill mode {v:?}: expected pinned or managed")),
     }
 }
 
@@ -663,10 +683,11 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
                 cfg.context_memory = parse_size(value).map_err(|e| bad(e.to_string()))?
             }
             "room_wait" => cfg.room_wait_ns = parse_room_wait(value).map_err(bad)?,
+            "spill_mode" => cfg.spill_managed = parse_spill_mode(value).map_err(bad)?,
             _ => {
                 let Some((name, device)) = key.split_once('.') else {
                     return Err(bad(format!(
-                        "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], spill[…], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory, room_wait)"
+                        "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], spill[…], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory, room_wait, spill_mode)"
                     )));
                 };
                 let target = |cfg: &mut TenantConfig| -> Result<(), String> {
@@ -678,7 +699,7 @@ fn apply_file(cfg: &mut TenantConfig, path: &Path, text: &str) -> Result<(), Con
                             set_device(&mut cfg.compute_request, device, parse_percent(value)?)
                         }
                         _ => Err(format!(
-                            "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], spill[…], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory, room_wait)"
+                            "unknown key {key:?} (memory[.<i>|.GPU-<uuid>], spill[…], compute[…], compute_request[…], priority, region, card_dir, card_tenant, context_memory, room_wait, spill_mode)"
                         )),
                     }
                 };
@@ -750,6 +771,31 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_spill_mode_is_pinned_unless_managed_is_asked_for() {
+        let base = [(ENV_MEMORY_LIMIT, "1GiB"), (ENV_MEMORY_SPILL, "1GiB")];
+        let cfg = TenantConfig::from_sources(&env(&base), None).unwrap();
+        assert!(!cfg.spill_managed);
+        let mut vars = base.to_vec();
+        vars.push((ENV_SPILL_MODE, "managed"));
+        assert!(
+            TenantConfig::from_sources(&env(&vars), None)
+                .unwrap()
+                .spill_managed
+        );
+        vars.push((ENV_SPILL_MODE, "fast"));
+        let e = TenantConfig::from_sources(&env(&vars), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("GPUPOOL_SPILL_MODE") && e.contains("pinned or managed"),
+            "{e}"
+        );
+        let file = "memory = 1GiB\nspill = 1GiB\nspill_mode = managed\n";
+        let cfg = TenantConfig::from_sources(&[], Some((Path::new("/l.conf"), file))).unwrap();
+        assert!(cfg.spill_managed);
     }
 
     #[test]

@@ -249,6 +249,77 @@ pub mod events {
     }
 }
 
+/// Managed memory kept on the host for the device (spill that can move back).
+pub mod managed_host {
+    use super::*;
+
+    /// `CU_MEM_ATTACH_GLOBAL`.
+    const ATTACH_GLOBAL: u32 = 1;
+    /// `CU_MEM_ADVISE_SET_PREFERRED_LOCATION`.
+    const PREFERRED_LOCATION: u32 = 3;
+    /// `CU_MEM_ADVISE_SET_ACCESSED_BY`.
+    const ACCESSED_BY: u32 = 5;
+    /// `CU_DEVICE_CPU`.
+    const CPU: i32 = -1;
+
+    fn advise(p: u64, size: usize, advice: u32, dev: i32) -> u32 {
+        call_real!(
+            "cuMemAdvise",
+            unsafe extern "C" fn(u64, usize, u32, i32) -> u32,
+            p,
+            size,
+            advice,
+            dev
+        )
+    }
+
+    /// Allocates `size` bytes of managed memory that prefers the host and is mapped for
+    /// device `ord` (its kernels read it over the bus without migrating it).
+    pub fn alloc(size: usize, ord: i32) -> Result<u64, u32> {
+        let mut p = 0u64;
+        let rc = call_real!(
+            "cuMemAllocManaged",
+            unsafe extern "C" fn(*mut u64, usize, u32) -> u32,
+            &mut p,
+            size,
+            ATTACH_GLOBAL
+        );
+        if rc != CUDA_SUCCESS {
+            return Err(rc);
+        }
+        let rc = match advise(p, size, PREFERRED_LOCATION, CPU) {
+            CUDA_SUCCESS => advise(p, size, ACCESSED_BY, ord),
+            rc => rc,
+        };
+        if rc != CUDA_SUCCESS {
+            // SAFETY: freeing what was just allocated.
+            unsafe { crate::real::cuMemFree_v2(p) };
+            return Err(rc);
+        }
+        Ok(p)
+    }
+
+    /// Moves memory from [`alloc`] onto device `ord` (preferring it from then on); on failure
+    /// it stays on the host.
+    pub fn move_to_device(p: u64, size: usize, ord: i32) -> u32 {
+        let rc = match advise(p, size, PREFERRED_LOCATION, ord) {
+            CUDA_SUCCESS => call_real!(
+                "cuMemPrefetchAsync",
+                unsafe extern "C" fn(u64, usize, i32, *mut c_void) -> u32,
+                p,
+                size,
+                ord,
+                std::ptr::null_mut()
+            ),
+            rc => rc,
+        };
+        if rc != CUDA_SUCCESS {
+            advise(p, size, PREFERRED_LOCATION, CPU);
+        }
+        rc
+    }
+}
+
 /// Pinned host memory mapped into the device's address space (spill).
 pub mod mapped_host {
     use super::*;

@@ -358,6 +358,7 @@ fn give_back(c: Charge) {
     if let Ok(Some(acct)) = tenant::lookup_account(c.ordinal) {
         acct.release(c.bytes);
     }
+    crate::spill::move_back(c.ordinal);
 }
 
 /// Hook for `cuMemMap`: remembers which handle backs the range.

@@ -55,6 +55,7 @@ pub fn pid() -> u32 {
 }
 
 extern "C" fn fork_prepare() {
+    crate::spill::lock();
     crate::tracking::lock_all();
     crate::vmm::lock();
     SLOT_CLAIM.raw_lock();
@@ -64,6 +65,7 @@ extern "C" fn fork_parent() {
     SLOT_CLAIM.raw_unlock();
     crate::vmm::unlock();
     crate::tracking::unlock_all();
+    crate::spill::unlock();
 }
 
 extern "C" fn fork_child() {
@@ -76,6 +78,7 @@ extern "C" fn fork_child() {
     SLOT_CLAIM.raw_unlock();
     crate::vmm::unlock();
     crate::tracking::unlock_all();
+    crate::spill::unlock();
     crate::tracking::forget_all();
     crate::vmm::forget();
     PID.store(0, Relaxed);

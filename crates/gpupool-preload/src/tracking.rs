@@ -29,6 +29,8 @@ pub enum Kind {
     Pool,
     /// Pinned host memory standing in for device memory past the limit (spill).
     Spilled,
+    /// Managed memory kept on the host standing in for device memory past the limit (spill).
+    SpilledManaged,
 }
 
 /// A multiplicative hasher: keys are addresses and handles, already well spread, and SipHash

@@ -20,8 +20,12 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 pub enum Kind {
     /// `cuMemAlloc` / `cuMemAllocPitch`.
     Device,
-    /// `cuMemAllocManaged`.
+    /// `cuMemAllocManaged`, resident on the device (charged there).
     Managed,
+    /// `cuMemAllocManaged`, resident on the host (not charged to the device; kernels read it
+    /// over the bus): allocated when the card had no room, advised to prefer the CPU, or
+    /// prefetched there.
+    ManagedOnHost,
     /// `cuMemAllocHost` / `cuMemHostAlloc`.
     Host,
     /// `cuMemHostRegister`ed user memory (not ours to unmap).
@@ -199,12 +203,15 @@ pub fn alloc_charged(ordinal: i32, ctx: usize, size: u64, kind: Kind) -> Result<
     Ok(base)
 }
 
-/// Frees charged device memory allocated by [`alloc_on`].
+/// Frees charged device memory allocated by [`alloc_on`] (managed memory on the host was not
+/// charged).
 pub fn free_device(base: u64, accept: impl Fn(Kind) -> bool) -> Result<(), u32> {
     let a = unregister_if(base, |a| accept(a.kind))?;
     keep_or_unmap(base, a.mapped);
     let (m, dev): (&Machine, _) = device(a.ordinal)?;
-    m.unreserve(dev, a.mapped);
+    if a.kind != Kind::ManagedOnHost {
+        m.unreserve(dev, a.mapped);
+    }
     Ok(())
 }
 
@@ -241,12 +248,72 @@ pub unsafe fn mem_alloc_pitch(
     }))
 }
 
-/// `cuMemAllocManaged`: charged as device memory of the current device.
+/// `cuMemAllocManaged`: on the current device (charged there) while the card has room, else
+/// on the host (as the driver leaves pages that do not fit).
 pub unsafe fn mem_alloc_managed(dptr: *mut CUdeviceptr, size: usize, flags: u32) -> u32 {
     if dptr.is_null() || !(flags == 1 || flags == 2) {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    result(alloc_device(size as u64, Kind::Managed).map(|p| write(dptr, p)))
+    let placed = match alloc_device(size as u64, Kind::Managed) {
+        Err(CUDA_ERROR_OUT_OF_MEMORY) => alloc_on_host(size as u64),
+        other => other,
+    };
+    result(placed.map(|p| write(dptr, p)))
+}
+
+/// A managed allocation resident on the host from the start.
+fn alloc_on_host(size: u64) -> Result<u64, u32> {
+    let ctx = require_current()?;
+    let (_, dev) = device(ctx.ordinal)?;
+    let mapped = round_up(size, dev.spec.granularity);
+    let base = map_anonymous(mapped)?;
+    register(
+        base,
+        Alloc {
+            size,
+            mapped,
+            ordinal: ctx.ordinal,
+            ctx: ctx as *const Context as usize,
+            kind: Kind::ManagedOnHost,
+            id: 0,
+        },
+    );
+    Ok(base)
+}
+
+/// Moves the whole managed allocation at `ptr` (`count` bytes from its start) to the device
+/// (`to_device`) or the host: charged to or given back to the card, the bytes copied over the
+/// simulated bus. Ranges that are not a whole managed allocation, and moves to where it
+/// already is, change nothing. A card without room: `CUDA_ERROR_OUT_OF_MEMORY`.
+fn move_managed(ptr: u64, count: u64, to_device: bool) -> Result<(), u32> {
+    let (base, a) = find(ptr, count).ok_or(CUDA_ERROR_INVALID_VALUE)?;
+    let whole = base == ptr && count >= a.size;
+    let on_device = match a.kind {
+        Kind::Managed => true,
+        Kind::ManagedOnHost => false,
+        _ => return Ok(()),
+    };
+    if !whole || on_device == to_device {
+        return Ok(());
+    }
+    let (m, dev) = device(a.ordinal)?;
+    if to_device {
+        m.reserve(dev, a.mapped)?;
+    }
+    std::thread::sleep(std::time::Duration::from_nanos(
+        a.mapped / crate::module::HOST_MAPPED_GBPS,
+    ));
+    if !to_device {
+        m.unreserve(dev, a.mapped);
+    }
+    if let Some(entry) = allocs().get_mut(&base) {
+        entry.kind = if to_device {
+            Kind::Managed
+        } else {
+            Kind::ManagedOnHost
+        };
+    }
+    Ok(())
 }
 
 /// `cuMemFree_v2` (freeing 0 is a no-op, as `cudaFree(NULL)` relies on).
@@ -257,7 +324,12 @@ pub unsafe fn mem_free(dptr: CUdeviceptr) -> u32 {
     if dptr == 0 {
         return CUDA_SUCCESS;
     }
-    result(free_device(dptr, |k| matches!(k, Kind::Device | Kind::Managed)).map(|_| CUDA_SUCCESS))
+    result(
+        free_device(dptr, |k| {
+            matches!(k, Kind::Device | Kind::Managed | Kind::ManagedOnHost)
+        })
+        .map(|_| CUDA_SUCCESS),
+    )
 }
 
 /// `cuMemGetInfo_v2`: free and total memory of the current device, all processes counted.
@@ -420,7 +492,7 @@ unsafe fn pointer_attribute(
         ),
         3 => write(data as *mut u64, ptr),
         4 => {
-            if host || a.kind == Kind::Managed {
+            if host || matches!(a.kind, Kind::Managed | Kind::ManagedOnHost) {
                 write(data as *mut *mut c_void, ptr as *mut c_void)
             } else {
                 CUDA_ERROR_INVALID_VALUE
@@ -428,7 +500,7 @@ unsafe fn pointer_attribute(
         }
         6 => boolean(true),
         7 => write(data as *mut u64, a.id),
-        8 => boolean(a.kind == Kind::Managed),
+        8 => boolean(matches!(a.kind, Kind::Managed | Kind::ManagedOnHost)),
         9 => write(data as *mut i32, a.ordinal),
         10 => boolean(a.kind == Kind::Device),
         11 => write(data as *mut u64, base),
@@ -518,8 +590,17 @@ pub unsafe fn mem_hint(ptr: CUdeviceptr, count: usize) -> u32 {
     }
 }
 
-/// `cuMemAdvise`.
-pub unsafe fn mem_advise(ptr: CUdeviceptr, count: usize, _advice: u32, _dev: i32) -> u32 {
+/// `CU_MEM_ADVISE_SET_PREFERRED_LOCATION`.
+const ADVISE_SET_PREFERRED_LOCATION: u32 = 3;
+/// `CU_DEVICE_CPU`.
+const DEVICE_CPU: i32 = -1;
+
+/// `cuMemAdvise`: preferring the CPU for a whole managed allocation moves it to the host
+/// (other advice is accepted as a hint).
+pub unsafe fn mem_advise(ptr: CUdeviceptr, count: usize, advice: u32, dev: i32) -> u32 {
+    if advice == ADVISE_SET_PREFERRED_LOCATION && dev == DEVICE_CPU {
+        return result(move_managed(ptr, count as u64, false).map(|_| CUDA_SUCCESS));
+    }
     // SAFETY: same contract.
     unsafe { mem_hint(ptr, count) }
 }
@@ -530,15 +611,15 @@ pub unsafe fn mem_advise_v2(ptr: CUdeviceptr, count: usize, _advice: u32, _loc: 
     unsafe { mem_hint(ptr, count) }
 }
 
-/// `cuMemPrefetchAsync`.
+/// `cuMemPrefetchAsync`: a whole managed allocation moves to device `dst` or to the host
+/// (`CU_DEVICE_CPU`), at once (the copy's time is spent in the call).
 pub unsafe fn mem_prefetch_async(
     ptr: CUdeviceptr,
     count: usize,
-    _dst: i32,
+    dst: i32,
     _stream: *mut c_void,
 ) -> u32 {
-    // SAFETY: same contract.
-    unsafe { mem_hint(ptr, count) }
+    result(move_managed(ptr, count as u64, dst != DEVICE_CPU).map(|_| CUDA_SUCCESS))
 }
 
 /// `cuMemPrefetchAsync_v2` (location passed by value as two ints).

@@ -79,7 +79,9 @@ impl Kernel {
         };
         let (_, alloc) = crate::mem::find(ptr, bytes).ok_or(CUDA_ERROR_INVALID_VALUE)?;
         let gbps = match alloc.kind {
-            crate::mem::Kind::Host | crate::mem::Kind::Registered => HOST_MAPPED_GBPS,
+            crate::mem::Kind::Host
+            | crate::mem::Kind::Registered
+            | crate::mem::Kind::ManagedOnHost => HOST_MAPPED_GBPS,
             _ => DEVICE_GBPS,
         };
         // 1 GB/s is one byte per nanosecond.
