@@ -14,6 +14,9 @@ overhead       empty-kernel launch rate (nvcc) and a small PyTorch training loop
 spill          PyTorch training needing 1.5x its device quota, the rest spilled to host memory:
                finished, slowdown, never more device memory than the quota
                (scripts/gpu_check_spill.py)
+checkpoint     an idle tenant checkpointed to make room on a full card for another, restored
+               at its next call with its data intact (driver >= 550;
+               scripts/gpu_check_checkpoint.py)
 remote         a GPU server on loopback: runtime 12.9 and PyTorch ResNet-50 inference through it,
                vs the same run locally (scripts/gpu_check_remote.py)
 
@@ -31,6 +34,7 @@ import tempfile
 import time
 import traceback
 
+from gpu_check_checkpoint import section_checkpoint
 from gpu_check_remote import section_remote
 from gpu_check_spill import section_spill
 
@@ -552,7 +556,8 @@ SECTIONS = [("integrity", section_integrity), ("runtimes", section_runtimes),
             ("runtime_paths", section_runtime_paths), ("driver_paths", section_driver_paths),
             ("memory", section_memory), ("compute", section_compute),
             ("priority", section_priority), ("overhead", section_overhead),
-            ("spill", section_spill), ("remote", section_remote)]
+            ("spill", section_spill), ("checkpoint", section_checkpoint),
+            ("remote", section_remote)]
 
 
 def main():
