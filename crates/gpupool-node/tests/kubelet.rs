@@ -98,17 +98,19 @@ fn config(dir: &Path) -> NodeConfig {
     c
 }
 
-fn start_agent(
-    dir: &Path,
-    cluster: &fake_api::Shared,
-    cards: &TestCards,
-) -> (
+type Started = (
     watch::Sender<bool>,
     tokio::task::JoinHandle<Result<(), String>>,
     Arc<Agent>,
-) {
+);
+
+fn start_agent(dir: &Path, cluster: &fake_api::Shared, cards: &TestCards) -> Started {
+    start_agent_with(config(dir), cluster, cards)
+}
+
+fn start_agent_with(config: NodeConfig, cluster: &fake_api::Shared, cards: &TestCards) -> Started {
     let agent = Agent::new(
-        config(dir),
+        config,
         fake_api::client(cluster.clone()),
         Arc::new(cards.clone()),
     )
@@ -131,12 +133,19 @@ impl Node {
 }
 
 async fn node(name: &str) -> Node {
+    node_with(name, |_| {}).await
+}
+
+/// A node whose agent's settings `adjust` changes.
+async fn node_with(name: &str, adjust: impl FnOnce(&mut NodeConfig)) -> Node {
     let dir = test_dir(name);
     let cluster: fake_api::Shared = Default::default();
     cluster.lock().unwrap().add_node("n1", &[]);
     let cards = two_cards();
     let kubelet = Kubelet::start(&dir.join("device-plugins"));
-    let (stop, task, agent) = start_agent(&dir, &cluster, &cards);
+    let mut c = config(&dir);
+    adjust(&mut c);
+    let (stop, task, agent) = start_agent_with(c, &cluster, &cards);
     Node {
         dir,
         cluster,
@@ -285,10 +294,124 @@ async fn registers_lists_slots_and_allocates_from_the_assignment() {
     // The inventory annotation is published.
     let cluster = n.cluster.clone();
     eventually("inventory", || {
-        inventory(&cluster).is_some_and(|inv| inv.cards.len() == 2 && inv.cards[0].slots == 4)
+        inventory(&cluster).is_some_and(|inv| {
+            inv.cards.len() == 2 && inv.cards[0].slots == 4 && inv.spill_mib.is_some_and(|s| s > 0)
+        })
     })
     .await;
     n.finish().await;
+}
+
+/// A driver whose checkpoints always succeed.
+struct NoDriver;
+
+impl gpupool_node::checkpoint::CheckpointDriver for NoDriver {
+    fn lock(&self, _: u32, _: u32) -> Result<(), u32> {
+        Ok(())
+    }
+    fn checkpoint(&self, _: u32) -> Result<(), u32> {
+        Ok(())
+    }
+    fn restore(&self, _: u32) -> Result<(), u32> {
+        Ok(())
+    }
+    fn unlock(&self, _: u32) -> Result<(), u32> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_checkpoints_on_containers_wait_for_room_and_checkpoints_become_pod_events() {
+    use gpupool_node::checkpoint::Event;
+    let n = node_with("checkpoints", |c| {
+        c.checkpoint_idle_after = Some(Duration::from_secs(60));
+        c.room_wait = Duration::from_secs(45);
+    })
+    .await;
+    assert!(
+        n.agent.checkpoint_controller().is_none(),
+        "no controller without the driver's checkpointing"
+    );
+    n.agent.set_checkpoint_driver(Arc::new(NoDriver));
+    assert!(n.agent.checkpoint_controller().is_some());
+    let mut kubelet = n.kubelet;
+    let reg = kubelet.next_registration().await;
+    let mut plugin = kubelet.plugin(&reg).await;
+    add_pod(&n.cluster, "idle", 0, 100);
+    let r = allocate(&mut plugin, &[&format!("{}::0", uuid(0))])
+        .await
+        .unwrap();
+    assert!(
+        limits_of(&r).contains("room_wait = 45000ms"),
+        "{}",
+        limits_of(&r)
+    );
+    // The tenant folder of the container is named in the controller's events.
+    let tenant = n.agent.allocations().await[0]
+        .tenant_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    for (e, reason, type_) in [
+        (
+            Event::Checkpointed {
+                tenant: tenant.clone(),
+                pid: 4242,
+                card: [0; 16],
+                bytes: 2 << 30,
+                for_tenant: "k8s-other".into(),
+            },
+            "GpupoolCheckpointed",
+            "Normal",
+        ),
+        (
+            Event::Restored {
+                tenant: tenant.clone(),
+                pid: 4242,
+                asked: true,
+            },
+            "GpupoolRestored",
+            "Normal",
+        ),
+        (
+            Event::Failed {
+                tenant: tenant.clone(),
+                pid: 4242,
+                step: "lock",
+                code: 999,
+            },
+            "GpupoolCheckpointFailed",
+            "Warning",
+        ),
+    ] {
+        n.agent.report_checkpoint(&e).await;
+        let events = n.cluster.lock().unwrap().events.clone();
+        let last = events.last().expect("an event");
+        assert_eq!(
+            (last["reason"].as_str(), last["type"].as_str()),
+            (Some(reason), Some(type_)),
+            "{last}"
+        );
+        assert_eq!(last["involvedObject"]["name"], "idle");
+        assert!(
+            last["message"].as_str().unwrap().contains("process 4242"),
+            "{last}"
+        );
+    }
+    // A tenant no container owns raises nothing.
+    let before = n.cluster.lock().unwrap().events.len();
+    n.agent
+        .report_checkpoint(&Event::Restored {
+            tenant: "unknown".into(),
+            pid: 1,
+            asked: false,
+        })
+        .await;
+    assert_eq!(n.cluster.lock().unwrap().events.len(), before);
+    n.stop.send(true).unwrap();
+    n.task.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&n.dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
