@@ -20,6 +20,7 @@ pub mod result;
 pub mod spinlock;
 pub mod symbols;
 pub mod uuid;
+pub mod wait;
 
 /// CUDA driver API types.
 pub use cudarc::driver::sys as cu;

@@ -41,15 +41,11 @@ fn active() -> bool {
 /// Nanoseconds of `CLOCK_MONOTONIC` (shared by all processes of the machine).
 pub use gpupool_cuda::clock::monotonic_ns as now_ns;
 
-/// Sleeps `ns`, then spins the last stretch (timers overshoot by tens of µs).
+/// Waits `ns`: sleeps to a learned margin before the end (the machine's timer latency), then
+/// spins the rest (`gpupool_cuda::wait::adaptive`; measured against the alternatives by
+/// `gpupool-waitbench`).
 fn wait(ns: u64) {
-    let deadline = now_ns() + ns;
-    if ns > 120_000 {
-        std::thread::sleep(std::time::Duration::from_nanos(ns - 80_000));
-    }
-    while now_ns() < deadline {
-        std::thread::yield_now();
-    }
+    gpupool_cuda::wait::adaptive(now_ns().saturating_add(ns));
 }
 
 /// The device a launch runs on: the only visible one, else the current context's.
