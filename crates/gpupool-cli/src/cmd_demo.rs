@@ -2,11 +2,11 @@
 //! same time; prints what each asked for, what it was shown, and what was enforced.
 
 use crate::driver_probe::ProbeReport;
-use crate::nvml_client::read_devices;
 use crate::sim_env::SimEnv;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use gpupool_config::format_size;
+use gpupool_observe::nvml::read_devices;
 use std::process::{Command, Stdio};
 
 /// Arguments of `gpupool demo`.

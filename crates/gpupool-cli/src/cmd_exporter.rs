@@ -2,7 +2,7 @@
 //! hosts without the node agent. Each scrape reads NVML and private copies of the tenants'
 //! regions afresh (never a lock a tenant waits on).
 
-use crate::cmd_info::{snapshot, snapshot_of, InfoSnapshot};
+use crate::cmd_info::{snapshot, snapshot_of};
 use crate::cmd_run::tenants_dir;
 use crate::sim_env::{SimArgs, SimEnv};
 use anyhow::{Context, Result};
@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use clap::Args;
+use gpupool_observe::snapshot::InfoSnapshot;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,7 +54,7 @@ async fn metrics(
         Ok(Ok(snap)) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, CONTENT_TYPE)],
-            crate::metrics::render(&snap, &host),
+            gpupool_observe::metrics::render(&snap, &host),
         )
             .into_response(),
         Ok(Err(e)) => (
@@ -97,7 +98,10 @@ pub fn run(a: ExporterArgs) -> Result<()> {
         let addr = listener.local_addr()?;
         eprintln!("gpupool exporter: serving http://{addr}/metrics");
         let tenants = tenants_dir(sim.as_ref().as_ref().map(|s| s.state.as_path()));
-        let host = a.hostname.clone().unwrap_or_else(crate::metrics::host_name);
+        let host = a
+            .hostname
+            .clone()
+            .unwrap_or_else(gpupool_observe::metrics::host_name);
         axum::serve(listener, router(sim, tenants, None, &host))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -3,7 +3,7 @@
 //! agent is `gpupool-node`.
 
 use crate::cmd_exporter::AddToSnapshot;
-use crate::cmd_info::{read_machine, InfoSnapshot, OverLimitEntry, Owner};
+use crate::cmd_info::read_machine;
 use crate::daemon::{self, AssignmentKeyArgs, DaemonArgs};
 use crate::sim_env::{SimArgs, SimEnv};
 use anyhow::{anyhow, Context, Result};
@@ -12,6 +12,7 @@ use gpupool_config::parse_size;
 use gpupool_node::audit::ProcessMemory;
 use gpupool_node::cards::{Card, CardSource};
 use gpupool_node::config::{AuditPolicy, NodeConfig};
+use gpupool_observe::snapshot::{InfoSnapshot, OverLimitEntry, Owner};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -193,7 +194,7 @@ impl CardSource for NvmlCards {
                         "card {} ({}) has MIG mode enabled: {}",
                         d.index,
                         d.name,
-                        crate::nvml_client::MIG_NOT_SHARED.replace("INDEX", &d.index.to_string())
+                        gpupool_observe::nvml::MIG_NOT_SHARED.replace("INDEX", &d.index.to_string())
                     );
                 }
                 !d.mig

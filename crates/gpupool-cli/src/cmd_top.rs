@@ -88,7 +88,11 @@ pub fn run(a: TopArgs) -> Result<()> {
 }
 
 /// The view drawn once into a buffer and returned as text (`--once`).
-pub fn render_text(snap: &crate::cmd_info::InfoSnapshot, view: &ViewState, width: u16) -> String {
+pub fn render_text(
+    snap: &gpupool_observe::snapshot::InfoSnapshot,
+    view: &ViewState,
+    width: u16,
+) -> String {
     let height = (snap.devices.len() + snap.tenants.iter().map(|t| t.devices.len()).sum::<usize>())
         as u16
         + 10;

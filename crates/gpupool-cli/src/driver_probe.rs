@@ -49,7 +49,7 @@ pub struct ProbeArgs {
 /// what a context costs, as the driver counts it. NVML may report pids of another pid namespace;
 /// then the one process that appeared on a card is taken.
 fn context_sizes(sym: &Lookup) -> Result<std::collections::BTreeMap<String, u64>> {
-    let before = crate::nvml_client::read_devices(None)?;
+    let before = gpupool_observe::nvml::read_devices(None)?;
     let uuids = list_uuids(sym)?;
     // SAFETY: each symbol is the driver function with the signature it is transmuted to.
     unsafe {
@@ -72,7 +72,7 @@ fn context_sizes(sym: &Lookup) -> Result<std::collections::BTreeMap<String, u64>
     }
     let me = std::process::id();
     let mut out = std::collections::BTreeMap::new();
-    for d in crate::nvml_client::read_devices(None)? {
+    for d in gpupool_observe::nvml::read_devices(None)? {
         let earlier: Vec<u32> = before
             .iter()
             .filter(|b| b.uuid == d.uuid)

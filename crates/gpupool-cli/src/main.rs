@@ -17,8 +17,6 @@ mod cmd_top;
 mod cmd_webhook;
 mod daemon;
 mod driver_probe;
-mod metrics;
-mod nvml_client;
 mod nvml_events;
 mod sim_env;
 mod top_view;

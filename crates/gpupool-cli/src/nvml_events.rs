@@ -2,8 +2,8 @@
 //! event set registered for every card's XID critical errors and records the cards that had
 //! one a card cannot recover from without a reset.
 
-use crate::nvml_client::NvmlLib;
 use anyhow::{bail, Result};
+use gpupool_observe::nvml::NvmlLib;
 use std::collections::HashSet;
 use std::ffi::{c_char, c_uint, c_void, CStr};
 use std::path::PathBuf;

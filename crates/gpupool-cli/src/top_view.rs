@@ -3,8 +3,8 @@
 //! refused allocations), sorted and scrolled. Pure drawing from a snapshot, so tests render it
 //! into a buffer.
 
-use crate::cmd_info::{InfoSnapshot, TenantDevice, TenantEntry};
 use gpupool_config::format_size;
+use gpupool_observe::snapshot::{InfoSnapshot, TenantDevice, TenantEntry};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
@@ -139,7 +139,7 @@ pub fn draw(frame: &mut Frame, snap: &InfoSnapshot, view: &ViewState) {
                 Cell::from(gpu),
                 Cell::from(format!(
                     "{} / {}",
-                    crate::cmd_info::used_and_spilled(d),
+                    gpupool_observe::snapshot::used_and_spilled(d),
                     limit
                 )),
                 Cell::from(format!(
@@ -184,7 +184,7 @@ pub fn draw(frame: &mut Frame, snap: &InfoSnapshot, view: &ViewState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nvml_client::{DeviceEntry, ProcessEntry};
+    use gpupool_observe::nvml::{DeviceEntry, ProcessEntry};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 

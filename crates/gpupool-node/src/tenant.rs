@@ -124,13 +124,7 @@ pub fn limits_text(
     .to_text()
 }
 
-/// Where the owner of the tenant folder `tenant_dir` is recorded: beside it (`<name>.owner.json`),
-/// where the container cannot write.
-pub fn owner_file(tenant_dir: &Path) -> std::path::PathBuf {
-    let mut name = tenant_dir.file_name().unwrap_or_default().to_os_string();
-    name.push(".owner.json");
-    tenant_dir.with_file_name(name)
-}
+pub use gpupool_observe::snapshot::owner_file;
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
     let tmp = path.with_extension("tmp");

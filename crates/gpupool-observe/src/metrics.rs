@@ -4,8 +4,8 @@
 //! that queries can join the two. Each scrape builds a fresh registry from a fresh snapshot
 //! (nothing is kept between scrapes).
 
-use crate::cmd_info::InfoSnapshot;
-use crate::nvml_client::DeviceEntry;
+use crate::nvml::DeviceEntry;
+use crate::snapshot::InfoSnapshot;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -1,5 +1,5 @@
-//! A small NVML client (for `gpupool info` and `demo`): loads `libnvidia-ml.so.1` — the real
-//! one, or the simulated driver — and reads devices, memory and processes.
+//! A small NVML client (for `gpupool info`, `top`, `demo`, the exporter and the node agent): loads
+//! `libnvidia-ml.so.1` — the real one, or the simulated driver — and reads devices, memory and processes.
 
 use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
