@@ -6,6 +6,7 @@ use crate::cards::{self, Card, CardSource};
 use crate::checkpoint::{self, CheckpointDriver};
 use crate::config::AuditPolicy;
 use crate::config::NodeConfig;
+use crate::error::{NodeError, Result};
 use crate::kube_api;
 use crate::matching;
 use crate::proto;
@@ -90,9 +91,9 @@ impl Agent {
         config: NodeConfig,
         client: kube::Client,
         source: Arc<dyn CardSource>,
-    ) -> Result<Arc<Agent>, String> {
+    ) -> Result<Arc<Agent>> {
         let store = Store::open(&config.allocations_dir())?;
-        let found = merge(&[], source.cards()?);
+        let found = merge(&[], source.cards().map_err(NodeError::Cards)?);
         tracing::info!(
             cards = found.len(),
             allocations = store.all().count(),
@@ -214,7 +215,7 @@ impl Agent {
     }
 
     /// Writes the inventory annotation of the node from the current cards.
-    pub async fn publish_inventory(&self) -> Result<(), String> {
+    pub async fn publish_inventory(&self) -> Result<()> {
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         let spill = self.config.spill_memory_mib();
         let inv = cards::inventory(&self.cards(), self.config.split, spill, now);
@@ -256,10 +257,12 @@ impl Agent {
     pub async fn allocate(
         &self,
         device_ids: &[String],
-    ) -> Result<proto::ContainerAllocateResponse, String> {
+    ) -> Result<proto::ContainerAllocateResponse> {
         for id in device_ids {
             if cards::card_of_slot(id).is_none() {
-                return Err(format!("device ID {id:?} is not a gpupool vGPU slot"));
+                return Err(NodeError::Allocate(format!(
+                    "device ID {id:?} is not a gpupool vGPU slot"
+                )));
             }
         }
         let mut store = self.store.lock().await;
@@ -282,7 +285,7 @@ impl Agent {
                     matching::placed_elsewhere(&pods, &self.config.node_name, &resource);
                 let e = match elsewhere.is_empty() {
                     true => e,
-                    false => format!("{e}; {}", elsewhere.join("; ")),
+                    false => NodeError::Allocate(format!("{e}; {}", elsewhere.join("; "))),
                 };
                 self.report_as(&pods, elsewhere, "GpupoolNotScheduled")
                     .await;
@@ -296,10 +299,10 @@ impl Agent {
             .iter()
             .find(|d| !known.contains(&d.uuid))
         {
-            return Err(format!(
+            return Err(NodeError::Allocate(format!(
                 "pod {}/{} container {} is assigned card {}, which this node does not have",
                 m.namespace, m.pod, m.container.name, d.uuid
-            ));
+            )));
         }
         let record = tenant::prepare(&self.config, &m, device_ids)?;
         let response = tenant::response(&self.config, &record);
@@ -386,7 +389,7 @@ impl Agent {
     /// finished. Nothing is removed when the pods cannot be listed, nor what was allocated
     /// after the listing began (its pod may be newer than the list: a CI run once saw a
     /// container's folder removed between `Allocate` and its start).
-    pub async fn reap(&self) -> Result<usize, String> {
+    pub async fn reap(&self) -> Result<usize> {
         let known: HashSet<String> = self.store.lock().await.all().map(|a| a.key()).collect();
         let pods = kube_api::node_pods(&self.client, &self.config.node_name).await?;
         let live: HashSet<String> = pods
@@ -418,11 +421,12 @@ impl Agent {
     /// One audit round: NVML's memory per process against the limits; each container over its
     /// limit is logged, gets an event on its pod when first found, is counted, and with the `kill`
     /// policy its processes on that card are killed. Returns the findings of this round.
-    pub async fn audit(&self) -> Result<Vec<OverLimit>, String> {
+    pub async fn audit(&self) -> Result<Vec<OverLimit>> {
         let source = self.source.clone();
         let usage = tokio::task::spawn_blocking(move || source.processes())
             .await
-            .map_err(|e| format!("audit: {e}"))??;
+            .map_err(|e| NodeError::Cards(format!("audit: {e}")))?
+            .map_err(NodeError::Cards)?;
         let allocations = self.allocations().await;
         if usage.is_empty() || allocations.is_empty() {
             return Ok(Vec::new());

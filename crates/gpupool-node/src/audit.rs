@@ -125,7 +125,7 @@ pub fn start_time(proc_root: &Path, pid: u32) -> Option<u64> {
 /// Sends SIGKILL to `p` if it is still the process the audit found: a pidfd pins the process,
 /// then its start time is checked again (a pid reused since is left alone). `Ok(false)`: gone
 /// or another process now.
-pub fn kill_if_same(proc_root: &Path, p: FoundProcess) -> Result<bool, String> {
+pub fn kill_if_same(proc_root: &Path, p: FoundProcess) -> crate::error::Result<bool> {
     let Some(expected) = p.start_time else {
         return Ok(false);
     };
@@ -135,7 +135,10 @@ pub fn kill_if_same(proc_root: &Path, p: FoundProcess) -> Result<bool, String> {
         let e = std::io::Error::last_os_error();
         return match e.raw_os_error() {
             Some(libc::ESRCH) => Ok(false),
-            _ => Err(format!("pidfd_open({}): {e}", p.pid)),
+            _ => Err(crate::error::NodeError::Process(format!(
+                "pidfd_open({}): {e}",
+                p.pid
+            ))),
         };
     }
     // SAFETY: a descriptor just returned to us, owned from here on.
@@ -158,7 +161,10 @@ pub fn kill_if_same(proc_root: &Path, p: FoundProcess) -> Result<bool, String> {
         let e = std::io::Error::last_os_error();
         return match e.raw_os_error() {
             Some(libc::ESRCH) => Ok(false),
-            _ => Err(format!("signalling pid {}: {e}", p.pid)),
+            _ => Err(crate::error::NodeError::Process(format!(
+                "signalling pid {}: {e}",
+                p.pid
+            ))),
         };
     }
     Ok(true)
@@ -448,23 +454,23 @@ mod tests {
             pid,
             start_time: Some(start + 1),
         };
-        assert_eq!(kill_if_same(proc_root, other), Ok(false));
+        assert_eq!(kill_if_same(proc_root, other).ok(), Some(false));
         let unknown = FoundProcess {
             pid,
             start_time: None,
         };
-        assert_eq!(kill_if_same(proc_root, unknown), Ok(false));
+        assert_eq!(kill_if_same(proc_root, unknown).ok(), Some(false));
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert!(child.try_wait().unwrap().is_none(), "still running");
         let same = FoundProcess {
             pid,
             start_time: Some(start),
         };
-        assert_eq!(kill_if_same(proc_root, same), Ok(true));
+        assert_eq!(kill_if_same(proc_root, same).ok(), Some(true));
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(libc::SIGKILL));
         // Gone (reaped): nothing to signal.
-        assert_eq!(kill_if_same(proc_root, same), Ok(false));
+        assert_eq!(kill_if_same(proc_root, same).ok(), Some(false));
     }
 }

@@ -1,6 +1,7 @@
 //! The agent's settings: a YAML file (`--config`), then flags over it, then validation that names
 //! the bad input.
 
+use crate::error::{NodeError, Result};
 use gpupool_sched::protocol::is_dns_subdomain;
 use gpupool_sched::signing::AssignmentKey;
 use serde::Deserialize;
@@ -19,7 +20,7 @@ pub enum AuditPolicy {
 
 impl AuditPolicy {
     /// Parses `report` / `kill`.
-    pub fn parse(s: &str) -> Result<AuditPolicy, String> {
+    pub fn parse(s: &str) -> std::result::Result<AuditPolicy, String> {
         match s {
             "report" => Ok(AuditPolicy::Report),
             "kill" => Ok(AuditPolicy::Kill),
@@ -150,16 +151,17 @@ impl NodeConfig {
     }
 
     /// Applies a YAML configuration file's settings (unknown keys are errors).
-    pub fn apply_file(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    pub fn apply_file(&mut self, path: &Path) -> Result<()> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| NodeError::file("config file", path, e))?;
         self.apply_yaml(&text)
-            .map_err(|e| format!("config file {}: {e}", path.display()))
+            .map_err(|e| NodeError::Config(format!("config file {}: {e}", path.display())))
     }
 
     /// Applies YAML text (the config file's format, documented in `docs/kubernetes.md`).
-    pub fn apply_yaml(&mut self, text: &str) -> Result<(), String> {
-        let file: FileConfig = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn apply_yaml(&mut self, text: &str) -> Result<()> {
+        let file: FileConfig =
+            serde_yaml::from_str(text).map_err(|e| NodeError::Config(e.to_string()))?;
         if let Some(v) = file.node_name {
             self.node_name = v;
         }
@@ -179,7 +181,8 @@ impl NodeConfig {
             self.library = v;
         }
         let duration = |key: &str, v: &str| {
-            gpupool_config_duration(v).map_err(|why| format!("{key}: {v:?}: {why}"))
+            gpupool_config_duration(v)
+                .map_err(|why| NodeError::Config(format!("{key}: {v:?}: {why}")))
         };
         if let Some(v) = file.inventory_refresh {
             self.inventory_refresh = duration("inventoryRefresh", &v)?;
@@ -210,20 +213,25 @@ impl NodeConfig {
         }
         if let Some(v) = file.spill_memory {
             self.spill_memory = Some(
-                gpupool_config::parse_size(&v).map_err(|e| format!("spillMemory: {v:?}: {e}"))?,
+                gpupool_config::parse_size(&v)
+                    .map_err(|e| NodeError::Config(format!("spillMemory: {v:?}: {e}")))?,
             );
         }
         if let Some(v) = file.audit_context_allowance {
-            self.audit_context_allowance = Some(
-                gpupool_config::parse_size(&v)
-                    .map_err(|e| format!("auditContextAllowance: {v:?}: {e}"))?,
-            );
+            self.audit_context_allowance =
+                Some(gpupool_config::parse_size(&v).map_err(|e| {
+                    NodeError::Config(format!("auditContextAllowance: {v:?}: {e}"))
+                })?);
         }
         Ok(())
     }
 
     /// Checks every setting; the error names the setting and its value.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
+        self.check().map_err(NodeError::Config)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
         if self.node_name.is_empty() {
             return Err(
                 "node name is empty: pass --node-name or set NODE_NAME (the downward API's spec.nodeName)"
@@ -291,7 +299,7 @@ fn mem_total_kib(meminfo: &str) -> Option<u64> {
     line.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
-fn gpupool_config_duration(v: &str) -> Result<Duration, String> {
+fn gpupool_config_duration(v: &str) -> std::result::Result<Duration, String> {
     gpupool_config::parse_duration_ns(v)
         .map(Duration::from_nanos)
         .map_err(|e| e.why.to_string())
@@ -337,26 +345,36 @@ mod tests {
         assert_eq!(c.audit_policy, AuditPolicy::Kill);
         c.validate().unwrap();
 
-        let e = c.apply_yaml("splitt: 4\n").unwrap_err();
+        let e = c.apply_yaml("splitt: 4\n").unwrap_err().to_string();
         assert!(e.contains("splitt"), "{e}");
-        let e = c.apply_yaml("inventoryRefresh: soon\n").unwrap_err();
+        let e = c
+            .apply_yaml("inventoryRefresh: soon\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("inventoryRefresh") && e.contains("soon"), "{e}");
-        let e = c.apply_yaml("auditPolicy: maybe\n").unwrap_err();
+        let e = c
+            .apply_yaml("auditPolicy: maybe\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("maybe"), "{e}");
-        let e = c.apply_yaml("split: -1\n").unwrap_err();
+        let e = c.apply_yaml("split: -1\n").unwrap_err().to_string();
         assert!(e.contains("split"), "{e}");
 
         c.split = 0;
-        assert!(c.validate().unwrap_err().contains("split 0"));
+        assert!(c.validate().unwrap_err().to_string().contains("split 0"));
         c.split = 10;
         c.resource_domain = "Nvidia Com".into();
-        assert!(c.validate().unwrap_err().contains("Nvidia Com"));
+        assert!(c.validate().unwrap_err().to_string().contains("Nvidia Com"));
         c.resource_domain = "nvidia.com".into();
         c.state_dir = "relative".into();
-        assert!(c.validate().unwrap_err().contains("stateDir relative"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("stateDir relative"));
         c.state_dir = "/var/lib/gpupool".into();
         c.node_name.clear();
-        assert!(c.validate().unwrap_err().contains("node name"));
+        assert!(c.validate().unwrap_err().to_string().contains("node name"));
         c.node_name = "n1".into();
 
         assert_eq!(
@@ -370,11 +388,18 @@ mod tests {
         assert_eq!(c.room_wait_ns(), 45_000_000_000);
         c.validate().unwrap();
         c.room_wait = Duration::from_secs(3600);
-        assert!(c.validate().unwrap_err().contains("roomWait"));
+        assert!(c.validate().unwrap_err().to_string().contains("roomWait"));
         c.room_wait = Duration::from_secs(30);
         c.checkpoint_idle_after = Some(Duration::from_millis(10));
-        assert!(c.validate().unwrap_err().contains("checkpointIdleAfter"));
-        let e = c.apply_yaml("checkpointIdleAfter: often\n").unwrap_err();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("checkpointIdleAfter"));
+        let e = c
+            .apply_yaml("checkpointIdleAfter: often\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("checkpointIdleAfter") && e.contains("often"),
             "{e}"
@@ -397,7 +422,7 @@ mod tests {
         assert_eq!(c.spill_memory_mib(), half);
         c.apply_yaml("spillMemory: 64GiB\n").unwrap();
         assert_eq!(c.spill_memory_mib(), 64 << 10);
-        let e = c.apply_yaml("spillMemory: lots\n").unwrap_err();
+        let e = c.apply_yaml("spillMemory: lots\n").unwrap_err().to_string();
         assert!(e.contains("spillMemory") && e.contains("lots"), "{e}");
     }
 

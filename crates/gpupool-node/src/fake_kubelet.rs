@@ -2,6 +2,7 @@
 //! device-plugin folder, hands every registration to its owner, and connects to the plugin that
 //! registered. Restarting it deletes every socket of the folder, as the real kubelet does.
 
+use crate::error::{NodeError, Result};
 use crate::kubelet::{unix_channel, KUBELET_SOCKET};
 use crate::proto;
 use crate::proto::device_plugin_client::DevicePluginClient;
@@ -18,7 +19,7 @@ impl Registration for Registrar {
     async fn register(
         &self,
         request: tonic::Request<proto::RegisterRequest>,
-    ) -> Result<tonic::Response<proto::Empty>, tonic::Status> {
+    ) -> std::result::Result<tonic::Response<proto::Empty>, tonic::Status> {
         let _ = self.0.send(request.into_inner());
         Ok(tonic::Response::new(proto::Empty {}))
     }
@@ -35,7 +36,7 @@ pub struct FakeKubelet {
 
 impl FakeKubelet {
     /// Starts serving `<dir>/kubelet.sock`.
-    pub fn start(dir: &Path) -> Result<FakeKubelet, String> {
+    pub fn start(dir: &Path) -> Result<FakeKubelet> {
         let (sender, registrations) = mpsc::unbounded_channel();
         let mut k = FakeKubelet {
             dir: dir.to_path_buf(),
@@ -47,12 +48,13 @@ impl FakeKubelet {
         Ok(k)
     }
 
-    fn listen(&mut self) -> Result<(), String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+    fn listen(&mut self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| NodeError::file("kubelet folder", &self.dir, e))?;
         let path = self.dir.join(KUBELET_SOCKET);
         let _ = std::fs::remove_file(&path);
         let listener = tokio::net::UnixListener::bind(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| NodeError::file("kubelet socket", &path, e))?;
         let (tx, rx) = oneshot::channel();
         let service = RegistrationServer::new(Registrar(self.sender.clone()));
         tokio::spawn(async move {
@@ -71,13 +73,13 @@ impl FakeKubelet {
     }
 
     /// Stops, removes every socket of the folder, and serves again (a kubelet restart).
-    pub async fn restart(&mut self) -> Result<(), String> {
+    pub async fn restart(&mut self) -> Result<()> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let entries =
-            std::fs::read_dir(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| NodeError::file("kubelet folder", &self.dir, e))?;
         for e in entries.flatten() {
             if e.path().extension().and_then(|x| x.to_str()) == Some("sock") {
                 let _ = std::fs::remove_file(e.path());
@@ -98,7 +100,7 @@ impl FakeKubelet {
     pub async fn plugin(
         &self,
         r: &proto::RegisterRequest,
-    ) -> Result<DevicePluginClient<tonic::transport::Channel>, String> {
+    ) -> Result<DevicePluginClient<tonic::transport::Channel>> {
         Ok(DevicePluginClient::new(
             unix_channel(&self.dir.join(&r.endpoint)).await?,
         ))

@@ -2,18 +2,24 @@
 //! container allocated (guarded by the pod's resource version), the node's inventory
 //! annotation, and events.
 
+use crate::error::{NodeError, Result};
 use crate::matching::ALLOCATED_ANNOTATION;
-use gpupool_sched::pod::api_error;
+use gpupool_sched::pod;
 use gpupool_sched::protocol::{Inventory, INVENTORY_ANNOTATION};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
+/// The API's error for `what`, as the agent reports it.
+fn api_error(what: &str, e: kube::Error) -> NodeError {
+    NodeError::Api(pod::api_error(what, e))
+}
+
 /// How often a patch re-reads the pod and tries again after a resource-version conflict.
 pub const PATCH_ATTEMPTS: usize = 5;
 
 /// Every pod bound to `node`.
-pub async fn node_pods(client: &Client, node: &str) -> Result<Vec<Pod>, String> {
+pub async fn node_pods(client: &Client, node: &str) -> Result<Vec<Pod>> {
     let api: Api<Pod> = Api::all(client.clone());
     let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
     api.list(&params)
@@ -30,7 +36,7 @@ pub async fn mark_allocated(
     namespace: &str,
     name: &str,
     container: &str,
-) -> Result<(), String> {
+) -> Result<()> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let what = format!("marking pod {namespace}/{name} allocated");
     for _ in 0..PATCH_ATTEMPTS {
@@ -55,17 +61,13 @@ pub async fn mark_allocated(
             Err(e) => return Err(api_error(&what, e)),
         }
     }
-    Err(format!(
+    Err(NodeError::Api(format!(
         "{what}: the pod kept changing ({PATCH_ATTEMPTS} conflicts)"
-    ))
+    )))
 }
 
 /// Writes the node's inventory annotation.
-pub async fn publish_inventory(
-    client: &Client,
-    node: &str,
-    inventory: &Inventory,
-) -> Result<(), String> {
+pub async fn publish_inventory(client: &Client, node: &str, inventory: &Inventory) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     let patch = serde_json::json!({
         "metadata": { "annotations": { INVENTORY_ANNOTATION: inventory.to_annotation() } }
@@ -84,7 +86,7 @@ pub async fn warn_pod(
     uid: &str,
     reason: &str,
     message: &str,
-) -> Result<(), String> {
+) -> Result<()> {
     pod_event(client, namespace, pod, uid, "Warning", reason, message).await
 }
 
@@ -97,7 +99,7 @@ pub async fn pod_event(
     type_: &str,
     reason: &str,
     message: &str,
-) -> Result<(), String> {
+) -> Result<()> {
     use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     let now = Time(k8s_openapi::jiff::Timestamp::now());

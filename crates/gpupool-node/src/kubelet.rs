@@ -3,6 +3,7 @@
 //! restarts (it deletes every plugin socket and makes a new `kubelet.sock`).
 
 use crate::agent::Agent;
+use crate::error::{NodeError, Result};
 use crate::plugin::{options, PluginService};
 use crate::proto;
 use crate::proto::device_plugin_server::DevicePluginServer;
@@ -29,21 +30,21 @@ pub fn socket_name(resource: &str) -> String {
 }
 
 /// A gRPC channel over a unix socket.
-pub async fn unix_channel(path: &Path) -> Result<tonic::transport::Channel, String> {
+pub async fn unix_channel(path: &Path) -> Result<tonic::transport::Channel> {
     let path = path.to_path_buf();
     let shown = path.display().to_string();
     Endpoint::try_from("http://[::]:50051")
-        .map_err(|e| e.to_string())?
+        .map_err(|e| NodeError::Kubelet(e.to_string()))?
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
         }))
         .await
-        .map_err(|e| format!("connecting to {shown}: {e}"))
+        .map_err(|e| NodeError::Kubelet(format!("connecting to {shown}: {e}")))
 }
 
 /// Registers `resource` served on `socket` with the kubelet listening on `kubelet`.
-pub async fn register(kubelet: &Path, socket: &str, resource: &str) -> Result<(), String> {
+pub async fn register(kubelet: &Path, socket: &str, resource: &str) -> Result<()> {
     let channel = unix_channel(kubelet).await?;
     RegistrationClient::new(channel)
         .register(proto::RegisterRequest {
@@ -54,7 +55,7 @@ pub async fn register(kubelet: &Path, socket: &str, resource: &str) -> Result<()
         })
         .await
         .map(|_| ())
-        .map_err(|s| format!("registering with the kubelet: {}", s.message()))
+        .map_err(|s| NodeError::Kubelet(format!("registering with the kubelet: {}", s.message())))
 }
 
 fn inode(p: &Path) -> Option<u64> {
@@ -62,17 +63,17 @@ fn inode(p: &Path) -> Option<u64> {
 }
 
 /// Serves the plugin and keeps it registered until `stop` turns true; then removes the socket.
-pub async fn serve(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) -> Result<()> {
     let dir = agent.config.kubelet_dir.clone();
     let resource = agent.config.resource_name();
     let name = socket_name(&resource);
     let socket: PathBuf = dir.join(&name);
     let kubelet = dir.join(KUBELET_SOCKET);
     loop {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| NodeError::file("kubelet folder", &dir, e))?;
         let _ = std::fs::remove_file(&socket);
-        let listener =
-            UnixListener::bind(&socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+        let listener = UnixListener::bind(&socket)
+            .map_err(|e| NodeError::file("plugin socket", &socket, e))?;
         let (restart_tx, mut restart_rx) = watch::channel(false);
         let service = DevicePluginServer::new(PluginService::new(agent.clone()));
         let server = tokio::spawn(async move {

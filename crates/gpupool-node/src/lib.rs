@@ -4,6 +4,7 @@
 //! allocations on disk across restarts and reaps those of pods that are gone.
 //!
 //! - [`config`]: settings (YAML file, flags, validation).
+//! - [`error`]: the agent's error type.
 //! - [`cards`]: cards, their source, vGPU slots, the inventory annotation.
 //! - [`matching`]: which pod and container an `Allocate` serves.
 //! - [`tenant`]: what a container is given.
@@ -23,6 +24,7 @@ pub mod audit;
 pub mod cards;
 pub mod checkpoint;
 pub mod config;
+pub mod error;
 pub mod fake_kubelet;
 pub mod kube_api;
 pub mod kubelet;
@@ -74,7 +76,7 @@ where
 /// Runs the agent until `stop` turns true: the plugin (registered with the kubelet, again after
 /// every kubelet restart), the health check, the inventory / reaping round (also at once after a
 /// health change), and the audit.
-pub async fn run(agent: Arc<agent::Agent>, stop: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn run(agent: Arc<agent::Agent>, stop: watch::Receiver<bool>) -> error::Result<()> {
     let a = agent.clone();
     let health = every(
         agent.config.health_interval,

@@ -73,7 +73,7 @@ pub fn find(
     store: &Store,
     key: Option<&AssignmentKey>,
     problems: &mut Vec<String>,
-) -> Result<Match, String> {
+) -> crate::error::Result<Match> {
     let mut candidates = Vec::new();
     for p in pods {
         if pod::bound_node(p) != Some(node) || pod::finished(p) {
@@ -128,11 +128,11 @@ pub fn find(
     } else {
         format!("; refused: {}", problems.join("; "))
     };
-    Err(format!(
+    Err(crate::error::NodeError::Allocate(format!(
         "no pending pod on node {node} has a container assigned {count} vGPU(s) that is not \
          allocated yet ({} pod(s) with an assignment here; was the pod scheduled by gpupool-scheduler?){refused}",
         candidates.len()
-    ))
+    )))
 }
 
 /// Pods bound to `node` and not started whose containers ask for `resource` (`<domain>/gpu`)
@@ -336,7 +336,9 @@ mod tests {
             (m.container.name.as_str(), m.allocated.clone()),
             ("b", vec!["a".to_string()])
         );
-        let e = find(&pods, "n1", 3, &store, None, &mut problems).unwrap_err();
+        let e = find(&pods, "n1", 3, &store, None, &mut problems)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("3 vGPU"), "{e}");
     }
 
@@ -423,7 +425,8 @@ mod tests {
             Some(&key),
             &mut problems,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("refused") && e.contains("ns/forged"), "{e}");
     }
 }

@@ -86,7 +86,7 @@ impl DevicePlugin for PluginService {
         for c in request.into_inner().container_requests {
             let r = self.agent.allocate(&c.devices_ids).await.map_err(|e| {
                 tracing::warn!("Allocate {:?}: {e}", c.devices_ids);
-                Status::failed_precondition(e)
+                Status::failed_precondition(e.to_string())
             })?;
             container_responses.push(r);
         }

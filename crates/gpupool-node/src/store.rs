@@ -1,6 +1,7 @@
 //! Allocation records on disk: one JSON file per container the agent allocated for, written
 //! atomically, read back at start so that a restarted agent knows everything it gave out.
 
+use crate::error::{NodeError, Result};
 use gpupool_sched::protocol::AssignedDevice;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,21 +51,23 @@ pub struct Store {
 impl Store {
     /// Opens the folder (created if missing) and reads every record. A record that cannot be
     /// parsed is an error naming the file: the agent must not forget an allocation silently.
-    pub fn open(dir: &Path) -> Result<Store, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("allocations folder {}: {e}", dir.display()))?;
+    pub fn open(dir: &Path) -> Result<Store> {
+        let folder = |e| NodeError::file("allocations folder", dir, e);
+        std::fs::create_dir_all(dir).map_err(folder)?;
         let mut records = BTreeMap::new();
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| format!("allocations folder {}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(folder)?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
             let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("allocation record {}: {e}", path.display()))?;
-            let a: Allocation = serde_json::from_str(&text)
-                .map_err(|e| format!("allocation record {}: {e}", path.display()))?;
+                .map_err(|e| NodeError::file("allocation record", &path, e))?;
+            let a: Allocation =
+                serde_json::from_str(&text).map_err(|source| NodeError::Record {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             records.insert(a.key(), a);
         }
         Ok(Store {
@@ -78,14 +81,14 @@ impl Store {
     }
 
     /// Writes a record (temporary file, then rename) and keeps it.
-    pub fn insert(&mut self, a: Allocation) -> Result<(), String> {
+    pub fn insert(&mut self, a: Allocation) -> Result<()> {
         let key = a.key();
         let path = self.path(&key);
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(&a).expect("plain data");
         std::fs::write(&tmp, text)
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("allocation record {}: {e}", path.display()))?;
+            .map_err(|e| NodeError::file("allocation record", &path, e))?;
         self.records.insert(key, a);
         Ok(())
     }
@@ -101,12 +104,12 @@ impl Store {
     }
 
     /// Removes a record and its file.
-    pub fn remove(&mut self, key: &str) -> Result<Option<Allocation>, String> {
+    pub fn remove(&mut self, key: &str) -> Result<Option<Allocation>> {
         let path = self.path(key);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("allocation record {}: {e}", path.display())),
+            Err(e) => return Err(NodeError::file("allocation record", &path, e)),
         }
         Ok(self.records.remove(key))
     }
@@ -149,7 +152,7 @@ mod tests {
         assert_eq!(s.get("u1", "side").unwrap().devices[0].memory_mib, 1024);
         assert!(s.get("u2", "main").is_none());
         std::fs::write(dir.join("broken.json"), "{").unwrap();
-        let e = Store::open(&dir).unwrap_err();
+        let e = Store::open(&dir).unwrap_err().to_string();
         assert!(e.contains("broken.json"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

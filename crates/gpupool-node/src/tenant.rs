@@ -3,6 +3,7 @@
 //! mounted over the image's, and the env naming its cards.
 
 use crate::config::NodeConfig;
+use crate::error::{NodeError, Result};
 use crate::matching::Match;
 use crate::proto;
 use crate::store::Allocation;
@@ -39,7 +40,7 @@ pub fn card_folder(config: &NodeConfig, a: &Allocation) -> std::path::PathBuf {
 pub fn write_grants<'a>(
     config: &NodeConfig,
     allocations: impl Iterator<Item = &'a Allocation>,
-) -> Result<(), String> {
+) -> Result<()> {
     use gpupool_region::card_peers::{grants_path, grants_text, Grant};
     let mut per_card: std::collections::BTreeMap<String, Vec<(String, Grant)>> = Default::default();
     for a in allocations {
@@ -61,7 +62,7 @@ pub fn write_grants<'a>(
         }
     }
     let dir = config.cards_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| NodeError::file("card folder", &dir, e))?;
     if let Ok(list) = std::fs::read_dir(&dir) {
         for item in list.flatten() {
             let file = item.file_name().to_string_lossy().into_owned();
@@ -73,7 +74,11 @@ pub fn write_grants<'a>(
         }
     }
     for (uuid, grants) in per_card {
-        write(&grants_path(&dir, &uuid), &grants_text(&grants))?;
+        write(
+            "grants file",
+            &grants_path(&dir, &uuid),
+            &grants_text(&grants),
+        )?;
     }
     Ok(())
 }
@@ -126,32 +131,29 @@ pub fn limits_text(
 
 pub use gpupool_observe::snapshot::owner_file;
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+fn write(what: &'static str, path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| NodeError::file(what, path, e))
 }
 
 /// Creates the container's tenant folder and limits file on the host; returns its record.
-pub fn prepare(
-    config: &NodeConfig,
-    m: &Match,
-    device_ids: &[String],
-) -> Result<Allocation, String> {
+pub fn prepare(config: &NodeConfig, m: &Match, device_ids: &[String]) -> Result<Allocation> {
     let name = tenant_name(&m.uid, &m.container.name);
     let tenant_dir = config.tenants_dir().join(&name);
     let limits_dir = config.state_dir.join("limits");
     for dir in [&tenant_dir, &limits_dir, &config.cards_dir().join(&name)] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| NodeError::file("tenant folder", dir, e))?;
     }
     let owner = serde_json::json!({
         "namespace": m.namespace, "pod": m.pod, "container": m.container.name,
     });
     // Beside the tenant folder, never in it: the container writes there.
-    write(&owner_file(&tenant_dir), &owner.to_string())?;
+    write("owner record", &owner_file(&tenant_dir), &owner.to_string())?;
     let limits_file = limits_dir.join(format!("{name}.conf"));
     write(
+        "limits file",
         &limits_file,
         &limits_text(
             m,
@@ -161,7 +163,7 @@ pub fn prepare(
         ),
     )?;
     let preload = config.preload_file();
-    write(&preload, &format!("{CONTAINER_LIBRARY}\n"))?;
+    write("preload file", &preload, &format!("{CONTAINER_LIBRARY}\n"))?;
     Ok(Allocation {
         pod_uid: m.uid.clone(),
         namespace: m.namespace.clone(),

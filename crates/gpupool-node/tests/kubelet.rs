@@ -77,7 +77,7 @@ struct Node {
     cards: TestCards,
     kubelet: Kubelet,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<gpupool_node::error::Result<()>>,
     agent: Arc<Agent>,
 }
 
@@ -100,7 +100,7 @@ fn config(dir: &Path) -> NodeConfig {
 
 type Started = (
     watch::Sender<bool>,
-    tokio::task::JoinHandle<Result<(), String>>,
+    tokio::task::JoinHandle<gpupool_node::error::Result<()>>,
     Arc<Agent>,
 );
 
