@@ -9,12 +9,12 @@
 //! Without a compute limit the hooks forward at once after one atomic load.
 
 use crate::cost::{self, Timing};
+use crate::pacing::{self, LONG_KERNEL_NS, WINDOW_NS};
 use crate::real;
 use gpupool_cuda::cu::{
     CUDA_LAUNCH_PARAMS_st, CUfunction, CUgraphExec, CUlaunchConfig_st, CUstream,
 };
 use gpupool_cuda::result::CUDA_SUCCESS;
-use gpupool_region::compute::{LONG_KERNEL_NS, WINDOW_NS};
 use gpupool_region::ComputeState;
 use gpupool_region::MAX_DEVICES;
 use std::ffi::c_void;
@@ -133,7 +133,7 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
         if rc == CUDA_SUCCESS {
             let cost = took.unwrap_or_else(cost::fallback);
             crate::coordination::charged(o, cost);
-            let w = state.charge(now_ns(), cost, pct, BURST_NS);
+            let w = pacing::charge(state, now_ns(), cost, pct, BURST_NS);
             if w > 0 {
                 wait(w);
             }
@@ -141,7 +141,7 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
         return rc;
     };
     crate::coordination::charged(o, estimate);
-    let w = state.charge(now, estimate, pct, BURST_NS);
+    let w = pacing::charge(state, now, estimate, pct, BURST_NS);
     if w > 0 {
         wait(w);
     }
@@ -182,7 +182,7 @@ fn paced(handle: usize, blocks: u64, stream: CUstream, launch: impl FnOnce() -> 
 const HOLD_RECHECK_NS: u64 = 5_000_000;
 
 /// Waits until a long kernel of `cost` fits the window its predecessors left
-/// ([`ComputeState::window_hold_ns`]), looking again after each wait (a running predecessor's
+/// ([`pacing::window_hold_ns`]), looking again after each wait (a running predecessor's
 /// end becomes known meanwhile) and for at most one window in all.
 fn hold_for_window(state: &ComputeState, o: usize, cost: u64, pct: u32) {
     let deadline = now_ns() + WINDOW_NS;
@@ -190,8 +190,7 @@ fn hold_for_window(state: &ComputeState, o: usize, cost: u64, pct: u32) {
         let now = now_ns();
         let contexts = crate::coordination::contexts(o);
         let others_until = crate::coordination::others_long_until(o);
-        let hold = state
-            .window_hold_ns(now, cost, pct, contexts, others_until)
+        let hold = pacing::window_hold_ns(state, now, cost, pct, contexts, others_until)
             .min(deadline.saturating_sub(now));
         if hold == 0 {
             return;
@@ -358,7 +357,7 @@ pub unsafe fn launch_cooperative_kernel_multi_device(
                     cost::estimate(key).unwrap_or_else(cost::fallback)
                 })
                 .sum();
-            let w = state.charge(now_ns(), total, pct, BURST_NS);
+            let w = pacing::charge(state, now_ns(), total, pct, BURST_NS);
             if w > 0 {
                 wait(w);
             }

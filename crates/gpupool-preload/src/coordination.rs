@@ -4,9 +4,9 @@
 //! process's entry and recomputes the rate every [`PERIOD`]; launches read the rate with one
 //! atomic load and note their time with one atomic store.
 
+use crate::pacing::{profile_of, profiled_gpu_ns, WINDOW_NS};
 use crate::tenant::Tenant;
 use gpupool_config::{Priority, TenantConfig};
-use gpupool_region::compute::{profile_of, profiled_gpu_ns, WINDOW_NS};
 use gpupool_region::{allocate, Card, ComputeState, Publish, PublishedRun, MAX_DEVICES};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::OnceLock;
@@ -60,10 +60,10 @@ static CHARGED: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEV
 static OTHERS_PPM: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
 /// Busy processes (contexts) on the card per ordinal, this one included; 1 without a card
 /// folder (then a long kernel's run is counted at its worst, see
-/// `ComputeState::window_hold_ns`).
+/// `pacing::window_hold_ns`).
 static CONTEXTS: [AtomicU32; MAX_DEVICES] = [const { AtomicU32::new(1) }; MAX_DEVICES];
 /// When the other tenants' long kernels running now could be done at the earliest, per
-/// ordinal (ns; 0 = none known): see `ComputeState::window_hold_ns`.
+/// ordinal (ns; 0 = none known): see `pacing::window_hold_ns`.
 static OTHERS_LONG_UNTIL: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
 /// What an estimate of another tenant's kernel is trusted for, in tenths: its kernel may run
 /// a little shorter than its estimate (the lowest of its recent runs).
@@ -206,7 +206,7 @@ pub fn join(t: &'static Tenant, ord: i32, shares: Shares, state: &'static Comput
 
 /// Publishes the tenant's long kernels of the last two windows in the card file, and gives
 /// each of them that has ended the profile of the other tenants' long kernels beside it
-/// (`ComputeState::window_hold_ns` then knows where in the run the tenant had the card). A
+/// (`pacing::window_hold_ns` then knows where in the run the tenant had the card). A
 /// profile is recomputed on every update while the run is recent: the others' runs show up
 /// a period after they start.
 fn share_runs(j: &Joined, now: u64) {

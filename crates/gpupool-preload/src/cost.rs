@@ -13,8 +13,9 @@
 //! tenth of its share).
 
 use crate::driver::events;
+use crate::pacing::LONG_KERNEL_NS;
 use gpupool_cuda::cu::{CUcontext, CUevent, CUstream};
-use gpupool_region::compute::{LONG_KERNEL_NS, LONG_RUNS};
+use gpupool_region::compute::LONG_RUNS;
 use gpupool_region::ComputeState;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering::*};
 

@@ -21,6 +21,7 @@ pub mod idle_gate;
 pub mod log;
 pub mod lookup;
 pub mod memory;
+pub mod pacing;
 pub mod primary_context;
 pub mod real_lib;
 pub mod room;
