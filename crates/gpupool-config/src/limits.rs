@@ -355,6 +355,12 @@ impl TenantConfig {
         self.memory.any() && !self.memory_unlimited
     }
 
+    /// True when the tenant's launches are paced at all: a compute limit or request on some
+    /// device, or low priority (which yields to others).
+    pub fn paces_compute(&self) -> bool {
+        self.compute.any() || self.compute_request.any() || self.priority == Priority::Low
+    }
+
     /// The compute limit of device `ordinal` in percent, if any (by ordinal alone).
     pub fn compute_limit(&self, ordinal: usize) -> Option<u32> {
         self.compute.get(ordinal, None)

@@ -9,7 +9,7 @@
 use crate::cu::{CUcontext, CUdevice, CUmodule, CUuuid};
 use crate::md2::hmac_md2;
 use crate::result::*;
-use crate::spinlock::SpinLock;
+use crate::spinlock::{ForkLock, SpinLock};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
@@ -169,9 +169,9 @@ unsafe extern "C" fn cudart_primary_ctx(out: *mut CUcontext, dev: CUdevice) -> u
 }
 
 /// RUNTIME_CALLBACK_HOOKS' first buffer (its lock is taken around `fork`).
-pub static HOOK_BUF_A: SpinLock<[u32; 1024]> = SpinLock::new([0; 1024]);
+static HOOK_BUF_A: SpinLock<[u32; 1024]> = SpinLock::new([0; 1024]);
 /// RUNTIME_CALLBACK_HOOKS' second buffer (its lock is taken around `fork`).
-pub static HOOK_BUF_B: SpinLock<[u8; 14]> = SpinLock::new([0; 14]);
+static HOOK_BUF_B: SpinLock<[u8; 14]> = SpinLock::new([0; 14]);
 
 /// RUNTIME_CALLBACK_HOOKS slot 2: a buffer of 1024 u32.
 unsafe extern "C" fn hooks_buffer_a(buf: *mut *mut c_void, n: *mut usize) -> u32 {
@@ -205,7 +205,7 @@ unsafe extern "C" fn hooks_buffer_b(buf: *mut *mut c_void, n: *mut usize) -> u32
 
 type ClsKey = (usize, usize);
 /// Context-local storage (its lock is taken around `fork`).
-pub static CLS: SpinLock<Option<HashMap<ClsKey, usize>>> = SpinLock::new(None);
+static CLS: SpinLock<Option<HashMap<ClsKey, usize>>> = SpinLock::new(None);
 
 fn cls_ctx(ctx: CUcontext) -> usize {
     if ctx.is_null() {
@@ -450,6 +450,11 @@ pub unsafe fn get_export_table(
     // SAFETY: non-null out pointer.
     unsafe { *out = table };
     CUDA_SUCCESS
+}
+
+/// This module's locks, in the order they nest (for fork handlers).
+pub fn fork_locks() -> [&'static dyn ForkLock; 3] {
+    [&CLS, &HOOK_BUF_A, &HOOK_BUF_B]
 }
 
 #[cfg(test)]

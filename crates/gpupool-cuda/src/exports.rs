@@ -1,19 +1,21 @@
 //! [`export_functions!`]: the one list of driver / NVML functions a library provides drives its
 //! C exports, its `cuGetProcAddress` / `dlsym` answers and (for an interposer) its forwarders to
-//! the next library's functions of the same name.
+//! the next library's functions of the same name. Each function's C signature is declared once,
+//! in [`crate::api`]; a list entry names the function and its implementation only.
 //!
 //! ```text
 //! gpupool_cuda::export_functions! {
 //!     forward_via crate::real_driver::resolve;
-//!     fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytes: usize) -> u32 => crate::memory::alloc;
+//!     cuMemAlloc_v2 => memory::alloc;
 //! }
 //! ```
-//! generates `#[no_mangle] extern "C" fn cuMemAlloc_v2`, an entry in `exported_symbol()`, and
-//! (with `forward_via`) `real::cuMemAlloc_v2`, which calls the function the resolver finds
-//! (resolved once, then a relaxed atomic load per call).
+//! generates `#[no_mangle] extern "C" fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytesize: usize)`
+//! calling `memory::alloc` (a path relative to the invoking module), an entry in
+//! `exported_symbol()`, and (with `forward_via`) `real::cuMemAlloc_v2`, which calls the function
+//! the resolver finds (resolved once, then a relaxed atomic load per call).
 //!
-//! An interposer may end the list with `gated_via crate::gate::enter { fn …; }`: functions with
-//! no body of their own, exported as "call the gate, then forward" (`gated::*`).
+//! An interposer may end the list with `@gated_via crate::gate::enter { NAME; … }`: functions with no
+//! body of their own, exported as "call the gate, then forward" (`gated::*`).
 
 /// The value a forwarder returns when the next library lacks the function.
 pub const fn missing_function_result(name: &str) -> u32 {
@@ -29,101 +31,116 @@ pub const fn missing_function_result(name: &str) -> u32 {
 #[macro_export]
 macro_rules! export_functions {
     (forward_via $resolver:path;
-     $( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> u32 => $imp:path ; )*
-     $( gated_via $gate:path { $( fn $gname:ident ( $($garg:ident : $gty:ty),* $(,)? ) -> u32 ; )* } )?
+     $( $name:ident => $($imp:ident)::+ ; )*
+     $( @gated_via $gate:path { $( $gname:ident ; )* } )?
     ) => {
         $crate::export_functions!(
-            $( fn $name($($arg: $ty),*) -> u32 => $imp; )*
-            $( $( fn $gname($($garg: $gty),*) -> u32 => gated::$gname; )* )?
+            $( $name => $($imp)::+ ; )*
+            $( $( $gname => gated::$gname ; )* )?
         );
-        $crate::export_functions!(@real $resolver;
-            $( fn $name($($arg: $ty),*); )*
-            $( $( fn $gname($($garg: $gty),*); )* )?
-        );
-
-        /// Functions that pass the gate, then go straight to the next library.
-        #[allow(non_snake_case, dead_code, clippy::missing_safety_doc, clippy::too_many_arguments)]
-        pub mod gated {
-            #[allow(unused_imports)]
-            use super::*;
-            $( $(
-                #[doc = concat!("Gate, then the next library's `", stringify!($gname), "`.")]
-                #[inline]
-                pub unsafe fn $gname($($garg: $gty),*) -> u32 {
-                    $gate();
-                    // SAFETY: forwarding the caller's arguments unchanged.
-                    unsafe { super::real::$gname($($garg),*) }
-                }
-            )* )?
-        }
-    };
-    (@real $resolver:path; $( fn $name:ident ( $($arg:ident : $ty:ty),* ); )*) => {
 
         /// Forwarders to the next library's functions (the real driver / NVML).
         #[allow(non_snake_case, dead_code, clippy::missing_safety_doc, clippy::too_many_arguments)]
         pub mod real {
             #[allow(unused_imports)]
-            use super::*;
-            use ::core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
+            use $crate::api::types::*;
 
             /// Where each forwarder's target is cached.
             pub mod slots {
-                use super::AtomicPtr;
                 $(
                     #[doc = concat!("The real `", stringify!($name), "`, once resolved.")]
                     #[allow(non_upper_case_globals)]
-                    pub static $name: AtomicPtr<::core::ffi::c_void> = AtomicPtr::new(::core::ptr::null_mut());
+                    pub static $name: ::core::sync::atomic::AtomicPtr<::core::ffi::c_void> =
+                        ::core::sync::atomic::AtomicPtr::new(::core::ptr::null_mut());
                 )*
+                $( $(
+                    #[doc = concat!("The real `", stringify!($gname), "`, once resolved.")]
+                    #[allow(non_upper_case_globals)]
+                    pub static $gname: ::core::sync::atomic::AtomicPtr<::core::ffi::c_void> =
+                        ::core::sync::atomic::AtomicPtr::new(::core::ptr::null_mut());
+                )* )?
             }
 
             /// Records `target` as the real function behind `sym` unless one is known already.
             pub fn remember(sym: &str, target: *mut ::core::ffi::c_void) {
-                match sym {
-                    $( stringify!($name) => {
-                        let _ = slots::$name.compare_exchange(::core::ptr::null_mut(), target, Relaxed, Relaxed);
-                    } )*
-                    _ => {}
-                }
+                use ::core::sync::atomic::Ordering::Relaxed;
+                let slot = match sym {
+                    $( stringify!($name) => &slots::$name, )*
+                    $( $( stringify!($gname) => &slots::$gname, )* )?
+                    _ => return,
+                };
+                let _ = slot.compare_exchange(::core::ptr::null_mut(), target, Relaxed, Relaxed);
             }
 
-            $(
-                /// Calls the next library's function of this name.
-                #[inline]
-                pub unsafe fn $name($($arg: $ty),*) -> u32 {
-                    let mut p = slots::$name.load(Relaxed);
-                    if p.is_null() {
-                        p = $resolver(concat!(stringify!($name), "\0"));
-                        if p.is_null() {
-                            return $crate::exports::missing_function_result(stringify!($name));
-                        }
-                        slots::$name.store(p, Relaxed);
-                    }
-                    // SAFETY: the resolver returned the C function with this exact name, whose
-                    // signature is the one declared in the list.
-                    let f: unsafe extern "C" fn($($ty),*) -> u32 = unsafe { ::core::mem::transmute(p) };
-                    unsafe { f($($arg),*) }
-                }
-            )*
+            $( $crate::signature_of!{ $name forward $resolver } )*
+            $( $( $crate::signature_of!{ $gname forward $resolver } )* )?
+        }
+
+        /// Functions that pass the gate, then go straight to the next library.
+        #[allow(non_snake_case, dead_code, clippy::missing_safety_doc, clippy::too_many_arguments)]
+        pub mod gated {
+            #[allow(unused_imports)]
+            use $crate::api::types::*;
+            $( $( $crate::signature_of!{ $gname gate $gate } )* )?
         }
     };
-    ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> u32 => $imp:path ; )*) => {
-        $(
-            #[doc = concat!("Exported `", stringify!($name), "`.")]
-            #[no_mangle]
-            #[allow(non_snake_case, clippy::missing_safety_doc, clippy::too_many_arguments)]
-            pub unsafe extern "C" fn $name($($arg: $ty),*) -> u32 {
-                // SAFETY: the implementation has the C function's contract.
-                unsafe { $imp($($arg),*) }
-            }
-        )*
+    ($( $name:ident => $($imp:ident)::+ ; )*) => {
+        /// The exported C functions.
+        #[allow(non_snake_case, clippy::missing_safety_doc, clippy::too_many_arguments)]
+        mod exported {
+            #[allow(unused_imports)]
+            use $crate::api::types::*;
+            $( $crate::signature_of!{ $name export super::$($imp)::+ } )*
+        }
 
         /// Our function for an exact exported symbol name, if this library provides it.
         pub fn exported_symbol(sym: &str) -> Option<*mut ::core::ffi::c_void> {
             match sym {
-                $( stringify!($name) => Some($name as *mut ::core::ffi::c_void), )*
+                $( stringify!($name) => Some(exported::$name as *mut ::core::ffi::c_void), )*
                 _ => None,
             }
         }
+    };
+}
 
+/// One item for one declared function: its C export, its forwarder or its gated forwarder.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! api_item {
+    (export $($imp:ident)::+ ; $name:ident ( $($arg:ident : $ty:ty),* )) => {
+        #[doc = concat!("Exported `", stringify!($name), "`.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> u32 {
+            // SAFETY: the implementation has the C function's contract.
+            unsafe { $($imp)::+($($arg),*) }
+        }
+    };
+    (forward $resolver:path ; $name:ident ( $($arg:ident : $ty:ty),* )) => {
+        /// Calls the next library's function of this name.
+        #[inline]
+        pub unsafe fn $name($($arg: $ty),*) -> u32 {
+            use ::core::sync::atomic::Ordering::Relaxed;
+            let mut p = slots::$name.load(Relaxed);
+            if p.is_null() {
+                p = $resolver(concat!(stringify!($name), "\0"));
+                if p.is_null() {
+                    return $crate::exports::missing_function_result(stringify!($name));
+                }
+                slots::$name.store(p, Relaxed);
+            }
+            // SAFETY: the resolver returned the C function with this exact name, whose
+            // signature is the one declared in the list.
+            let f: unsafe extern "C" fn($($ty),*) -> u32 = unsafe { ::core::mem::transmute(p) };
+            unsafe { f($($arg),*) }
+        }
+    };
+    (gate $gate:path ; $name:ident ( $($arg:ident : $ty:ty),* )) => {
+        #[doc = concat!("Gate, then the next library's `", stringify!($name), "`.")]
+        #[inline]
+        pub unsafe fn $name($($arg: $ty),*) -> u32 {
+            $gate();
+            // SAFETY: forwarding the caller's arguments unchanged.
+            unsafe { super::real::$name($($arg),*) }
+        }
     };
 }

@@ -5,10 +5,12 @@
 //!   structs only; enum-typed values cross the FFI boundary as raw integers.
 //! - [`result`]: raw `CUresult` / `nvmlReturn_t` codes; results are always carried as `u32`.
 //! - [`symbols`]: how `cuGetProcAddress(name, version, flags)` maps to an exported symbol.
+//! - [`api`]: the C signature of every exported driver / NVML function, declared once.
 //! - [`export_functions!`]: one list of functions drives exports, lookup and forwarding.
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod arrays;
 pub mod clock;
 pub mod export_tables;

@@ -94,6 +94,23 @@ impl<T> Drop for SpinGuard<'_, T> {
     }
 }
 
+/// A lock a fork handler can hold across `fork` whatever it guards.
+pub trait ForkLock: Sync {
+    /// Takes the lock (the prepare handler).
+    fn lock_for_fork(&self);
+    /// Lets it go (the parent and child handlers).
+    fn unlock_after_fork(&self);
+}
+
+impl<T: Send> ForkLock for SpinLock<T> {
+    fn lock_for_fork(&self) {
+        self.raw_lock();
+    }
+    fn unlock_after_fork(&self) {
+        self.raw_unlock();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

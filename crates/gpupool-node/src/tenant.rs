@@ -83,7 +83,7 @@ pub fn write_grants<'a>(
     Ok(())
 }
 
-pub use gpupool_sched::placement::split_promise;
+pub use gpupool_sched::request::split_promise;
 
 /// The limits file's text for a container's devices, keyed by card UUID (a container that
 /// reorders `CUDA_VISIBLE_DEVICES` cannot swap its cards' limits; an identifier that is not a

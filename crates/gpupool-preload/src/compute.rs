@@ -31,7 +31,7 @@ fn active() -> bool {
         1 => false,
         2 => true,
         _ => {
-            let on = matches!(crate::tenant::tenant(), Ok(Some(t)) if crate::coordination::compute_configured(&t.config));
+            let on = matches!(crate::tenant::tenant(), Ok(Some(t)) if t.config.paces_compute());
             ACTIVE.store(if on { 2 } else { 1 }, Relaxed);
             on
         }

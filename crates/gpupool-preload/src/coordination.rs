@@ -4,7 +4,8 @@
 //! process's entry and recomputes the rate every [`PERIOD`]; launches read the rate with one
 //! atomic load and note their time with one atomic store.
 
-use crate::pacing::{profile_of, profiled_gpu_ns, WINDOW_NS};
+use crate::others_share;
+use crate::pacing::{profile_of, profiled_gpu_ns, TYPICAL_SLICE_NS, WINDOW_NS};
 use crate::tenant::Tenant;
 use gpupool_config::{Priority, TenantConfig};
 use gpupool_region::{allocate, Card, ComputeState, Publish, PublishedRun, MAX_DEVICES};
@@ -45,19 +46,12 @@ impl Shares {
     }
 }
 
-/// Whether `config` asks for any compute pacing at all.
-pub fn compute_configured(config: &TenantConfig) -> bool {
-    config.compute.any() || config.compute_request.any() || config.priority == Priority::Low
-}
-
 /// Current rate per ordinal (percent; 0 = not joined).
 static RATES: [AtomicU32; MAX_DEVICES] = [const { AtomicU32::new(0) }; MAX_DEVICES];
 /// This process's last launch per ordinal (`CLOCK_MONOTONIC` ns).
 static LAST_LAUNCH: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
 /// GPU time this process charged per ordinal (ns, ever).
 static CHARGED: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
-/// Share of the card other tenants charged recently, per ordinal (millionths).
-static OTHERS_PPM: [AtomicU64; MAX_DEVICES] = [const { AtomicU64::new(0) }; MAX_DEVICES];
 /// Busy processes (contexts) on the card per ordinal, this one included; 1 without a card
 /// folder (then a long kernel's run is counted at its worst, see
 /// `pacing::window_hold_ns`).
@@ -71,8 +65,6 @@ const OTHERS_COST_TENTHS: u64 = 9;
 /// How long after a run ended the other tenants' runs beside it are all published (each
 /// tenant publishes every [`PERIOD`], its meter sees an end within a millisecond).
 const PROFILE_SETTLED_NS: u64 = 30_000_000;
-/// A typical time slice between contexts (what the corrections of timed launches assume).
-pub const TYPICAL_SLICE_NS: u64 = 2_000_000;
 
 /// A device this process coordinates on.
 struct Joined {
@@ -119,21 +111,6 @@ pub fn charged(o: usize, cost_ns: u64) {
     c.store(c.load(Relaxed).wrapping_add(cost_ns), Relaxed);
 }
 
-/// A timed launch's run time without the other tenants' time slices in it. A launch that
-/// spans many time slices shares its interval with the other tenants in proportion to their
-/// recent use; one shorter than a slice is left alone (it rarely straddles a switch, and the
-/// lower quartile of the shape's samples already drops those that did); in between, partly.
-pub fn exclusive_ns(o: usize, elapsed_ns: u64) -> u64 {
-    let others = OTHERS_PPM
-        .get(o)
-        .map_or(0, |a| a.load(Relaxed))
-        .min(900_000) as f64
-        / 1e6;
-    let slice = TYPICAL_SLICE_NS as f64;
-    let spans = ((elapsed_ns as f64 - slice) / (3.0 * slice)).clamp(0.0, 1.0);
-    (elapsed_ns as f64 * (1.0 - others * spans)) as u64
-}
-
 /// This tenant's folder name in the card folder: as the node agent named it (`card_tenant`),
 /// else from its region's path (each `gpupool run` tenant has its own region).
 fn card_tenant(t: &Tenant) -> String {
@@ -174,7 +151,7 @@ pub fn join(t: &'static Tenant, ord: i32, shares: Shares, state: &'static Comput
             return;
         }
     };
-    let now = crate::compute::now_ns();
+    let now = gpupool_cuda::clock::monotonic_ns();
     let key = card.key();
     let Some(slot) = card.claim(std::process::id(), now) else {
         crate::log!(
@@ -284,7 +261,7 @@ fn update(j: &mut Joined, key: u64, now: u64) {
         .filter(|d| d.tenant != key && d.busy)
         .map(|d| d.used_ppm)
         .sum();
-    OTHERS_PPM[j.ordinal].store(others, Relaxed);
+    others_share::set(j.ordinal, others);
     let others_contexts: u32 = demands
         .iter()
         .filter(|d| d.tenant != key)
@@ -309,7 +286,7 @@ fn start_thread(key: u64) {
         .name("gpupool-coord".into())
         .spawn(move || loop {
             std::thread::sleep(PERIOD);
-            let now = crate::compute::now_ns();
+            let now = gpupool_cuda::clock::monotonic_ns();
             if let Some(list) = JOINED.get() {
                 for j in list.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
                     update(j, key, now);
@@ -346,26 +323,6 @@ pub fn leave_all() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_timed_launches_lose_the_other_tenants_share() {
-        let o = MAX_DEVICES - 1;
-        OTHERS_PPM[o].store(500_000, Relaxed);
-        assert_eq!(
-            exclusive_ns(o, 1_000_000),
-            1_000_000,
-            "shorter than a slice: as timed"
-        );
-        assert_eq!(
-            exclusive_ns(o, 20_000_000),
-            10_000_000,
-            "many slices: half was others'"
-        );
-        let mid = exclusive_ns(o, 5_000_000);
-        assert!((2_500_000..5_000_000).contains(&mid), "{mid}");
-        OTHERS_PPM[o].store(0, Relaxed);
-        assert_eq!(exclusive_ns(o, 20_000_000), 20_000_000, "alone: as timed");
-    }
 
     #[test]
     fn shares_from_the_configuration() {
@@ -407,6 +364,6 @@ mod tests {
                 low: true
             })
         );
-        assert!(compute_configured(&low));
+        assert!(low.paces_compute());
     }
 }

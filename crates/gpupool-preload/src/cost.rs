@@ -217,7 +217,7 @@ fn net(p: &Pair, ns: u64) -> u64 {
     if run > LONG_KERNEL_NS {
         run
     } else {
-        crate::coordination::exclusive_ns(o, run)
+        crate::others_share::exclusive_ns(o, run)
     }
 }
 
@@ -349,7 +349,7 @@ pub fn meter_once() -> usize {
                         let started = state.long_run_ended(
                             slot,
                             p.run_submitted_ns.load(Relaxed),
-                            crate::compute::now_ns(),
+                            gpupool_cuda::clock::monotonic_ns(),
                             run,
                         );
                         if let Some(start) = started {

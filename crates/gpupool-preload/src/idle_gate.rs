@@ -9,7 +9,7 @@
 //! path); the controller waits a grace period after marking the process locked before it looks
 //! at the counter, far longer than any store takes to drain.
 
-use gpupool_region::{GateCells, CHECKPOINT_CHECKPOINTED, CHECKPOINT_RUNNING};
+use gpupool_region::{Region, SlotHandle, CHECKPOINT_CHECKPOINTED, CHECKPOINT_RUNNING};
 use std::sync::atomic::{
     AtomicPtr, AtomicU32, AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
@@ -18,6 +18,10 @@ use std::time::Duration;
 
 static ACTIVITY: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
 static STATE: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
+/// The tenant's region and this process's slot in it (index, token), for the slow path.
+static REGION: AtomicPtr<Region> = AtomicPtr::new(std::ptr::null_mut());
+static SLOT_INDEX: AtomicU32 = AtomicU32::new(0);
+static SLOT_TOKEN: AtomicU64 = AtomicU64::new(0);
 
 /// A lock the controller began but neither finished nor backed out of within this long is
 /// dropped by the process (the controller died between the two).
@@ -26,8 +30,14 @@ pub const STALE_LOCK_NS: u64 = 30_000_000_000;
 /// How often a waiting process looks at its state again.
 const POLL: Duration = Duration::from_millis(2);
 
-/// Starts gating this process's calls on its slot's cells (called once the slot is claimed).
-pub fn publish(cells: GateCells<'static>) {
+/// Starts gating this process's calls on its slot `h` of `region` (called once the slot is
+/// claimed).
+pub fn publish(region: &'static Region, h: SlotHandle) {
+    let (index, token) = h.to_raw();
+    SLOT_INDEX.store(index, Relaxed);
+    SLOT_TOKEN.store(token, Relaxed);
+    REGION.store(std::ptr::from_ref(region).cast_mut(), Release);
+    let cells = region.gate_cells(h);
     STATE.store(std::ptr::from_ref(cells.state).cast_mut(), Release);
     ACTIVITY.store(std::ptr::from_ref(cells.activity).cast_mut(), Release);
 }
@@ -36,6 +46,7 @@ pub fn publish(cells: GateCells<'static>) {
 pub fn forget_after_fork() {
     ACTIVITY.store(std::ptr::null_mut(), Relaxed);
     STATE.store(std::ptr::null_mut(), Relaxed);
+    REGION.store(std::ptr::null_mut(), Relaxed);
 }
 
 /// The gate: counts the call, and waits for a restore if the controller took the process.
@@ -56,22 +67,21 @@ pub fn enter() {
 
 #[cold]
 fn wait_for_restore(state: &AtomicU32) {
-    let Ok(Some(t)) = crate::tenant::tenant() else {
+    // SAFETY: null, or the region of the process's tenant, which lives as long as the process.
+    let Some(region) = (unsafe { REGION.load(Acquire).as_ref() }) else {
         return;
     };
-    let Ok(h) = crate::tenant::slot(t) else {
-        return;
-    };
-    t.region.request_restore(h);
-    let started = crate::compute::now_ns();
+    let h = SlotHandle::from_raw(SLOT_INDEX.load(Relaxed), SLOT_TOKEN.load(Relaxed));
+    region.request_restore(h);
+    let started = gpupool_cuda::clock::monotonic_ns();
     let mut reported = false;
     loop {
         let s = state.load(Relaxed);
         if s == CHECKPOINT_RUNNING {
             break;
         }
-        let now = crate::compute::now_ns();
-        if s != CHECKPOINT_CHECKPOINTED && t.region.drop_stale_lock(h, now, STALE_LOCK_NS) {
+        let now = gpupool_cuda::clock::monotonic_ns();
+        if s != CHECKPOINT_CHECKPOINTED && region.drop_stale_lock(h, now, STALE_LOCK_NS) {
             crate::log!(Warn, "a checkpoint lock was left behind; going on");
             break;
         }

@@ -25,9 +25,9 @@ pub fn wait_for_room(acct: &Account, bytes: u64, mut call: impl FnMut() -> u32) 
         format_duration_ns(wait),
         format_size(bytes)
     );
-    let deadline = crate::compute::now_ns().saturating_add(wait);
+    let deadline = gpupool_cuda::clock::monotonic_ns().saturating_add(wait);
     let mut rc = CUDA_ERROR_OUT_OF_MEMORY;
-    while rc == CUDA_ERROR_OUT_OF_MEMORY && crate::compute::now_ns() < deadline {
+    while rc == CUDA_ERROR_OUT_OF_MEMORY && gpupool_cuda::clock::monotonic_ns() < deadline {
         region.set_wanted(acct.device, bytes.max(region.wanted(acct.device)));
         std::thread::sleep(RETRY);
         rc = call();

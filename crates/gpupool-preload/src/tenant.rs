@@ -54,41 +54,31 @@ pub fn pid() -> u32 {
     p
 }
 
-extern "C" fn fork_prepare() {
-    crate::spill::lock();
-    crate::tracking::lock_all();
-    crate::vmm::lock();
+/// Before a fork: holds the slot claim so the child never inherits it half-taken.
+pub fn lock_for_fork() {
     SLOT_CLAIM.raw_lock();
 }
 
-extern "C" fn fork_parent() {
+/// After a fork, in the parent: lets the slot claim go.
+pub fn unlock_after_fork() {
     SLOT_CLAIM.raw_unlock();
-    crate::vmm::unlock();
-    crate::tracking::unlock_all();
-    crate::spill::unlock();
 }
 
-extern "C" fn fork_child() {
+/// After a fork, in the child: forgets the parent's slot, pid and charged contexts (the child
+/// claims its own on first use) and lets the slot claim go.
+pub fn forget_after_fork() {
     if let Some(Ok(Some(t))) = TENANT.get() {
         t.region.forget_after_fork();
     }
-    crate::cost::forget_meter_after_fork();
-    crate::compute::forget_after_fork();
-    crate::idle_gate::forget_after_fork();
     SLOT_CLAIM.raw_unlock();
-    crate::vmm::unlock();
-    crate::tracking::unlock_all();
-    crate::spill::unlock();
-    crate::tracking::forget_all();
-    crate::vmm::forget();
     PID.store(0, Relaxed);
     for c in &CONTEXT_CHARGED {
         c.store(0, Relaxed);
     }
 }
 
-extern "C" fn release_at_exit() {
-    crate::coordination::leave_all();
+/// At exit: gives this process's slot back (only the process that claimed it).
+pub fn release_slot_at_exit() {
     if let Some(Ok(Some(t))) = TENANT.get() {
         if SLOT_PID.load(SeqCst) == pid() {
             t.region.release_slot(current_slot_handle());
@@ -103,10 +93,7 @@ fn load() -> Result<Option<Tenant>, String> {
         TenantConfig::from_sources(&env, file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))
             .map_err(|e| e.to_string())?;
     log::set_level(config.log_level);
-    if !config.has_memory_limit()
-        && !crate::coordination::compute_configured(&config)
-        && config.region.is_none()
-    {
+    if !config.has_memory_limit() && !config.paces_compute() && config.region.is_none() {
         return Ok(None);
     }
     let region = match &config.region {
@@ -124,11 +111,6 @@ fn load() -> Result<Option<Tenant>, String> {
         config.source,
         region.path().display()
     );
-    // SAFETY: registering plain extern "C" handlers.
-    unsafe {
-        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
-        libc::atexit(release_at_exit);
-    }
     Ok(Some(Tenant { config, region }))
 }
 
@@ -174,7 +156,7 @@ pub fn slot(t: &'static Tenant) -> Result<SlotHandle, u32> {
         SLOT_INDEX.store(index, SeqCst);
         SLOT_TOKEN.store(token, SeqCst);
         SLOT_PID.store(me, SeqCst);
-        crate::idle_gate::publish(t.region.gate_cells(h));
+        crate::idle_gate::publish(&t.region, h);
         Ok(h)
     })
 }

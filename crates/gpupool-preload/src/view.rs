@@ -6,7 +6,9 @@ use crate::driver::cuda_device_uuids;
 use crate::real;
 use crate::tenant::{self, Account};
 use gpupool_cuda::cu::CUdevice;
-use gpupool_cuda::nvml::{nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlProcessInfo_v2_t};
+use gpupool_cuda::nvml::{
+    nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlProcessInfo_v1_t, nvmlProcessInfo_v2_t,
+};
 use gpupool_cuda::result::*;
 use gpupool_cuda::uuid::parse_gpu_uuid;
 use std::ffi::{c_char, c_uint};
@@ -258,25 +260,18 @@ pub unsafe fn nvml_handle_by_pci_bus_id(bus: *const c_char, h: *mut nvmlDevice_t
     unsafe { only_visible(real::nvmlDeviceGetHandleByPciBusId_v2(bus, h), h) }
 }
 
-/// `nvmlProcessInfo_v1_t` (NVML 1's process list entry).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessInfoV1 {
-    /// Process id (as the host sees it).
-    pub pid: c_uint,
-    /// Device memory it uses.
-    pub used_gpu_memory: u64,
-}
-
 /// An entry of an NVML process list.
 trait ProcessEntry: Copy {
     fn empty() -> Self;
     fn pid(&self) -> u32;
 }
 
-impl ProcessEntry for ProcessInfoV1 {
+impl ProcessEntry for nvmlProcessInfo_v1_t {
     fn empty() -> Self {
-        ProcessInfoV1::default()
+        nvmlProcessInfo_v1_t {
+            pid: 0,
+            usedGpuMemory: 0,
+        }
     }
     fn pid(&self) -> u32 {
         self.pid
@@ -371,7 +366,7 @@ pub unsafe fn nvml_compute_processes_v2(
 pub unsafe fn nvml_compute_processes_v1(
     h: nvmlDevice_t,
     count: *mut c_uint,
-    infos: *mut ProcessInfoV1,
+    infos: *mut nvmlProcessInfo_v1_t,
 ) -> u32 {
     // SAFETY: forwarding inside the filter.
     unsafe {

@@ -399,13 +399,13 @@ pub unsafe fn launch_cooperative_kernel(
 /// `cuLaunchKernelEx`: attributes whose values are plain numbers travel; others (events) are
 /// `CUDA_ERROR_NOT_SUPPORTED`.
 pub unsafe fn launch_kernel_ex(
-    config: *const RawLaunchConfig,
+    config: *const CUlaunchConfig,
     f: CUfunction,
     params: *mut *mut c_void,
     extra: *mut *mut c_void,
 ) -> u32 {
-    // SAFETY: null or the caller's configuration.
-    let Some(c) = (unsafe { config.as_ref() }) else {
+    // SAFETY: null or the caller's configuration, whose layout `RawLaunchConfig` mirrors.
+    let Some(c) = (unsafe { config.cast::<RawLaunchConfig>().as_ref() }) else {
         return CUDA_ERROR_INVALID_VALUE;
     };
     let attrs = match (c.count, c.attrs.is_null()) {
@@ -504,10 +504,10 @@ pub unsafe fn graph_add_kernel_node_v1(
     graph: CUgraph,
     deps: *const CUgraphNode,
     ndeps: usize,
-    p: *const RawKernelNodeParams,
+    p: *const CUDA_KERNEL_NODE_PARAMS_st,
 ) -> u32 {
     // SAFETY: same contract; v1 parameters are read up to `extra` only.
-    unsafe { graph_add_kernel_node(node, graph, deps, ndeps, p, false) }
+    unsafe { graph_add_kernel_node(node, graph, deps, ndeps, p.cast(), false) }
 }
 
 /// `cuGraphAddKernelNode_v2`.
@@ -516,8 +516,8 @@ pub unsafe fn graph_add_kernel_node_v2(
     graph: CUgraph,
     deps: *const CUgraphNode,
     ndeps: usize,
-    p: *const RawKernelNodeParams,
+    p: *const CUDA_KERNEL_NODE_PARAMS_st,
 ) -> u32 {
     // SAFETY: same contract.
-    unsafe { graph_add_kernel_node(node, graph, deps, ndeps, p, true) }
+    unsafe { graph_add_kernel_node(node, graph, deps, ndeps, p.cast(), true) }
 }

@@ -5,8 +5,8 @@
 
 use crate::conn::state;
 use gpupool_cuda::nvml::{
-    nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t, nvmlProcessInfo_v2_t,
-    nvmlUtilization_t,
+    nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t, nvmlProcessInfo_v1_t,
+    nvmlProcessInfo_v2_t, nvmlUtilization_t,
 };
 use gpupool_cuda::nvml_list::{fill_list, fill_string};
 use gpupool_cuda::result::*;
@@ -349,12 +349,18 @@ pub unsafe fn device_get_compute_running_processes(
 pub unsafe fn device_get_compute_running_processes_v1(
     h: nvmlDevice_t,
     count: *mut c_uint,
-    infos: *mut [u64; 2],
+    infos: *mut nvmlProcessInfo_v1_t,
 ) -> u32 {
     processes(h).map_or_else(
         |e| e,
         |list| {
-            let items: Vec<[u64; 2]> = list.iter().map(|&(p, u)| [p as u64, u]).collect();
+            let items: Vec<nvmlProcessInfo_v1_t> = list
+                .iter()
+                .map(|&(pid, used)| nvmlProcessInfo_v1_t {
+                    pid,
+                    usedGpuMemory: used,
+                })
+                .collect();
             // SAFETY: the caller's count and array.
             unsafe { fill_list(&items, count, infos) }
         },

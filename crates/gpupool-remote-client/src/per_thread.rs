@@ -54,18 +54,19 @@ per_thread_variants! {
 
 /// `cuLaunchKernelEx_ptsz`.
 pub unsafe fn launch_kernel_ex(
-    config: *const RawLaunchConfig,
+    config: *const gpupool_cuda::cu::CUlaunchConfig,
     f: CUfunction,
     params: *mut *mut c_void,
     extra: *mut *mut c_void,
 ) -> u32 {
-    // SAFETY: null or the caller's configuration.
-    let Some(mut c) = (unsafe { config.as_ref() }).copied() else {
+    // SAFETY: null or the caller's configuration, whose layout `RawLaunchConfig` mirrors.
+    let Some(mut c) = (unsafe { config.cast::<RawLaunchConfig>().as_ref() }).copied() else {
         return gpupool_cuda::result::CUDA_ERROR_INVALID_VALUE;
     };
     c.stream = per_thread(c.stream);
+    let c = std::ptr::from_ref(&c).cast();
     // SAFETY: a copy of the caller's configuration, the rest passed on.
-    unsafe { crate::module::launch_kernel_ex(&c, f, params, extra) }
+    unsafe { crate::module::launch_kernel_ex(c, f, params, extra) }
 }
 
 #[cfg(test)]

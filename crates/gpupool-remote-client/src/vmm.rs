@@ -65,9 +65,11 @@ pub unsafe fn mem_address_free(p: CUdeviceptr, size: usize) -> u32 {
 pub unsafe fn mem_set_access(
     p: CUdeviceptr,
     size: usize,
-    descs: *const [u32; 3],
+    descs: *const CUmemAccessDesc,
     count: usize,
 ) -> u32 {
+    // `CUmemAccessDesc`: location type, location id, flags; sent as three words.
+    let descs = descs.cast::<[u32; 3]>();
     if count > MAX_ACCESS_DESCRIPTORS || (count > 0 && descs.is_null()) {
         return CUDA_ERROR_INVALID_VALUE;
     }

@@ -4,11 +4,9 @@
 //! it for `bind` and records it, so two binds never get the same capacity.
 
 use crate::names::{name_hash, prefetch_name, NameTable, PREFETCH_AHEAD};
-use crate::placement::{
-    place, score, score_single, split_promise, try_place, CardState, Pick, Scratch,
-};
+use crate::placement::{place, score, score_single, try_place, CardState, Pick, Scratch};
 use crate::protocol::{AssignedContainer, AssignedDevice, Assignment, Inventory, VERSION};
-use crate::request::{ContainerRequest, Policy};
+use crate::request::{split_promise, ContainerRequest, Policy};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 

@@ -11,18 +11,6 @@ use crate::protocol::CardInfo;
 use crate::request::{ContainerRequest, Packing, Policy};
 use std::sync::Arc;
 
-/// A container's promise of `mib` on a card split into device memory and spill to host memory
-/// under the memory oversubscription factor `over` (the scheduler promises at most `over` ×
-/// the card): `mib / over` on the device (at least 1 MiB), the rest spilled. The node agent
-/// writes limits so; the scheduler counts the spill against the node's host memory so.
-pub fn split_promise(mib: u64, over: f64) -> (u64, u64) {
-    if over <= 1.0 {
-        return (mib, 0);
-    }
-    let device = ((mib as f64 / over).floor() as u64).clamp(1, mib.max(1));
-    (device, mib.saturating_sub(device))
-}
-
 /// A card and what is already placed on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardState {

@@ -5,6 +5,18 @@ use crate::quantity::{Format, Quantity};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+/// A container's promise of `mib` on a card split into device memory and spill to host memory
+/// under the memory oversubscription factor `over` (the scheduler promises at most `over` ×
+/// the card): `mib / over` on the device (at least 1 MiB), the rest spilled. The node agent
+/// writes limits so; the scheduler counts the spill against the node's host memory so.
+pub fn split_promise(mib: u64, over: f64) -> (u64, u64) {
+    if over <= 1.0 {
+        return (mib, 0);
+    }
+    let device = ((mib as f64 / over).floor() as u64).clamp(1, mib.max(1));
+    (device, mib.saturating_sub(device))
+}
+
 /// Device memory a vGPU asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Memory {
@@ -39,7 +51,7 @@ impl ContainerRequest {
     /// under the oversubscription factor `over`: the asked spill plus the part of each
     /// promise past `1 / over`.
     pub fn spill_bound(&self, card_mib: u64, over: f64) -> u64 {
-        let over_part = crate::placement::split_promise(self.memory_on(card_mib), over).1;
+        let over_part = split_promise(self.memory_on(card_mib), over).1;
         (self.count as u64).saturating_mul(self.spill_mib.saturating_add(over_part))
     }
 

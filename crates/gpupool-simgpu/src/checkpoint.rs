@@ -2,12 +2,12 @@
 //! NVIDIA's `cuda-checkpoint` drives it from another process: lock a process (its CUDA calls
 //! wait), checkpoint it (its device memory moves to the host, freeing the card for others),
 //! restore it (back onto the card, if there is room) and unlock it. Moving memory takes the
-//! time the simulated bus needs (`module::HOST_MAPPED_GBPS`). Kernels the process queued
+//! time the simulated bus needs (`mem::HOST_MAPPED_GBPS`). Kernels the process queued
 //! before the lock still run.
 
 use crate::ctx::initialised;
 use crate::mem::write;
-use crate::module::HOST_MAPPED_GBPS;
+use crate::mem::HOST_MAPPED_GBPS;
 use gpupool_cuda::result::*;
 use gpupool_region::{CHECKPOINT_CHECKPOINTED, CHECKPOINT_LOCKED, CHECKPOINT_RUNNING};
 use std::ffi::c_void;
@@ -111,11 +111,4 @@ pub unsafe fn restore(pid: i32, _args: *mut c_void) -> u32 {
 /// `cuCheckpointProcessUnlock`.
 pub unsafe fn unlock(pid: i32, _args: *mut c_void) -> u32 {
     answer(transition(pid, CHECKPOINT_LOCKED, CHECKPOINT_RUNNING).map(|_| ()))
-}
-
-/// Waits while this process is locked or checkpointed (on each of its CUDA calls).
-pub fn wait_while_locked(m: &crate::machine::Machine) {
-    while m.region.own_checkpoint_state(m.slot) != CHECKPOINT_RUNNING {
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }

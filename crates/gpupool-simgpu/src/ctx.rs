@@ -3,7 +3,7 @@
 use crate::machine::{machine, Device, Machine};
 use gpupool_cuda::cu::{CUcontext, CUdevice};
 use gpupool_cuda::result::*;
-use gpupool_cuda::spinlock::SpinLock;
+use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
 
@@ -29,7 +29,7 @@ pub struct Context {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-pub(crate) static PRIMARY: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
+static PRIMARY: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
 
 thread_local! {
     static STACK: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
@@ -42,7 +42,7 @@ pub fn initialised() -> Result<&'static Machine, u32> {
     }
     let m = machine()?;
     // A process another one locked for a checkpoint waits here until it is unlocked.
-    crate::checkpoint::wait_while_locked(m);
+    m.wait_while_checkpointed();
     Ok(m)
 }
 
@@ -94,7 +94,7 @@ pub fn ctx_ref(ctx: CUcontext) -> Result<&'static Context, u32> {
     Ok(unsafe { &*(ctx as *const Context) })
 }
 
-pub(crate) static ALL: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
+static ALL: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
 
 fn new_context(
     m: &Machine,
@@ -342,14 +342,6 @@ pub unsafe fn ctx_get_device(out: *mut CUdevice) -> u32 {
     result(require_current().map(|c| write(out, c.ordinal)))
 }
 
-/// `cuCtxSynchronize`: everything runs synchronously in the simulator.
-pub unsafe fn ctx_synchronize() -> u32 {
-    result(require_current().map(|c| {
-        crate::work::wait(c, c.last_any.load(SeqCst));
-        CUDA_SUCCESS
-    }))
-}
-
 /// `cuCtxGetFlags`.
 pub unsafe fn ctx_get_flags(out: *mut u32) -> u32 {
     result(require_current().map(|c| write(out, c.flags.load(SeqCst))))
@@ -424,4 +416,9 @@ pub unsafe fn ctx_get_stream_priority_range(least: *mut i32, greatest: *mut i32)
         write(greatest, -5);
     }
     CUDA_SUCCESS
+}
+
+/// This module's locks, in the order they nest (for fork handlers).
+pub fn fork_locks() -> [&'static dyn ForkLock; 2] {
+    [&PRIMARY, &ALL]
 }

@@ -1,50 +1,37 @@
 //! Fork safety: every lock of the simulator is taken before `fork` (in one fixed order, the
 //! order in which the code nests them) and released after it in both processes, so a child
 //! forked while another thread held one (and, say, NVIDIA's runtime tearing down at its exit)
-//! never deadlocks.
+//! never deadlocks. Each module lists its own locks (`fork_locks`); this one only orders the
+//! modules.
 
-use gpupool_cuda::spinlock::SpinLock;
+use gpupool_cuda::spinlock::ForkLock;
 
-fn locks() -> [&'static dyn RawLock; 11] {
-    [
-        &crate::ctx::PRIMARY,
-        &crate::ctx::ALL,
-        &crate::mem::ALLOCS,
-        &crate::mem::SPARE,
-        &crate::pool::DEFAULT_POOLS,
-        &crate::vmm::HANDLES,
-        &crate::vmm::MAPPINGS,
-        &crate::module::LOADED,
-        &gpupool_cuda::export_tables::CLS,
-        &gpupool_cuda::export_tables::HOOK_BUF_A,
-        &gpupool_cuda::export_tables::HOOK_BUF_B,
-    ]
-}
-
-trait RawLock: Sync {
-    fn lock_raw(&self);
-    fn unlock_raw(&self);
-}
-
-impl<T: Send> RawLock for SpinLock<T> {
-    fn lock_raw(&self) {
-        self.raw_lock();
-    }
-    fn unlock_raw(&self) {
-        self.raw_unlock();
-    }
+/// Every lock, outermost first.
+fn locks() -> impl DoubleEndedIterator<Item = &'static dyn ForkLock> {
+    crate::ctx::fork_locks()
+        .into_iter()
+        .chain(crate::mem::fork_locks())
+        .chain(crate::pool::fork_locks())
+        .chain(crate::vmm::fork_locks())
+        .chain(crate::module::fork_locks())
+        .chain(gpupool_cuda::export_tables::fork_locks())
 }
 
 extern "C" fn prepare() {
-    locks().iter().for_each(|l| l.lock_raw());
+    locks().for_each(|l| l.lock_for_fork());
 }
 
 extern "C" fn after() {
-    locks().iter().rev().for_each(|l| l.unlock_raw());
+    locks().rev().for_each(|l| l.unlock_after_fork());
 }
 
-/// Registers the handlers (once, when the machine is built).
-pub fn register() {
+/// Registers the handlers (once, when the library is loaded).
+extern "C" fn register() {
     // SAFETY: registering plain extern "C" functions.
     unsafe { libc::pthread_atfork(Some(prepare), Some(after), Some(after)) };
 }
+
+/// Runs [`register`] when the dynamic loader loads the library.
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_AT_LOAD: extern "C" fn() = register;

@@ -58,6 +58,13 @@ impl Device {
 }
 
 impl Machine {
+    /// Waits while this process is locked or checkpointed (on each of its CUDA calls).
+    pub fn wait_while_checkpointed(&self) {
+        while self.region.own_checkpoint_state(self.slot) != gpupool_region::CHECKPOINT_RUNNING {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Device by CUDA ordinal.
     pub fn device(&self, ordinal: i32) -> Option<&Device> {
         let phys = *self.visible.get(usize::try_from(ordinal).ok()?)?;
@@ -248,7 +255,6 @@ pub fn machine() -> Result<&'static Machine, u32> {
             // SAFETY: registering a plain extern "C" function.
             Ok(_) => unsafe {
                 libc::atexit(release_at_exit);
-                crate::fork::register();
             },
         }
         r

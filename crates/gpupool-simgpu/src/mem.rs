@@ -10,10 +10,14 @@ use crate::ctx::{device, require_current, Context};
 use crate::machine::Machine;
 use gpupool_cuda::cu::{CUcontext, CUdeviceptr};
 use gpupool_cuda::result::*;
-use gpupool_cuda::spinlock::SpinLock;
+use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+/// Bandwidth of host memory mapped into the device, read by a kernel or copied over the bus
+/// (GB/s, PCIe 4.0 x16).
+pub const HOST_MAPPED_GBPS: u64 = 25;
 
 /// What an allocation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +59,7 @@ pub struct Alloc {
     pub id: u64,
 }
 
-pub(crate) static ALLOCS: SpinLock<BTreeMap<u64, Alloc>> = SpinLock::new(BTreeMap::new());
+static ALLOCS: SpinLock<BTreeMap<u64, Alloc>> = SpinLock::new(BTreeMap::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn allocs() -> gpupool_cuda::spinlock::SpinGuard<'static, BTreeMap<u64, Alloc>> {
@@ -113,7 +117,7 @@ pub fn unmap(base: u64, len: u64) {
 
 /// Freed device mappings kept for reuse, like a driver's sub-allocator: (length, address).
 /// Bounded in count and bytes; contents are not cleared (neither are real `cuMemAlloc`'s).
-pub(crate) static SPARE: SpinLock<Vec<(u64, u64)>> = SpinLock::new(Vec::new());
+static SPARE: SpinLock<Vec<(u64, u64)>> = SpinLock::new(Vec::new());
 const SPARE_MAX_ENTRIES: usize = 32;
 const SPARE_MAX_LEN: u64 = 16 << 20;
 
@@ -300,9 +304,7 @@ fn move_managed(ptr: u64, count: u64, to_device: bool) -> Result<(), u32> {
     if to_device {
         m.reserve(dev, a.mapped)?;
     }
-    std::thread::sleep(std::time::Duration::from_nanos(
-        a.mapped / crate::module::HOST_MAPPED_GBPS,
-    ));
+    std::thread::sleep(std::time::Duration::from_nanos(a.mapped / HOST_MAPPED_GBPS));
     if !to_device {
         m.unreserve(dev, a.mapped);
     }
@@ -632,4 +634,9 @@ pub unsafe fn mem_prefetch_async_v2(
 ) -> u32 {
     // SAFETY: same contract.
     unsafe { mem_hint(ptr, count) }
+}
+
+/// This module's locks, in the order they nest (for fork handlers).
+pub fn fork_locks() -> [&'static dyn ForkLock; 2] {
+    [&ALLOCS, &SPARE]
 }

@@ -10,7 +10,7 @@
 //! A launch of `scaled` with a grid of 100 blocks runs 10 µs + 100 × 1 µs. A kernel with
 //! `reads=buffer` takes two parameters, a device address and a byte count, and runs that many
 //! bytes longer at the bandwidth of the memory the address is in: [`DEVICE_GBPS`] for device
-//! memory, [`HOST_MAPPED_GBPS`] for host memory mapped into the device (read over the bus). The image is what
+//! memory, [`HOST_MAPPED_GBPS`](crate::mem::HOST_MAPPED_GBPS) for host memory mapped into the device (read over the bus). The image is what
 //! `cuModuleLoadData` / `cuModuleLoadDataEx` / `cuLibraryLoadData` take (NUL-terminated),
 //! what `cuModuleLoad` reads from a file, or the payload of a fat binary (or of the wrapper a
 //! program registers with the runtime), which is how the runtime's own kernels arrive.
@@ -21,14 +21,12 @@ use crate::mem::write;
 use gpupool_config::parse_duration_ns;
 use gpupool_cuda::cu::{CUfunction, CUmodule};
 use gpupool_cuda::result::*;
-use gpupool_cuda::spinlock::SpinLock;
+use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::HashSet;
 use std::ffi::{c_char, c_void, CStr};
 
 /// Bandwidth of a kernel reading device memory (GB/s, an H100's HBM3 order of magnitude).
 pub const DEVICE_GBPS: u64 = 2000;
-/// Bandwidth of a kernel reading host memory mapped into the device (GB/s, PCIe 4.0 x16).
-pub const HOST_MAPPED_GBPS: u64 = 25;
 
 /// First line of a simulated-module image.
 pub const HEADER: &str = "gpupool-sim-module 1";
@@ -81,7 +79,7 @@ impl Kernel {
         let gbps = match alloc.kind {
             crate::mem::Kind::Host
             | crate::mem::Kind::Registered
-            | crate::mem::Kind::ManagedOnHost => HOST_MAPPED_GBPS,
+            | crate::mem::Kind::ManagedOnHost => crate::mem::HOST_MAPPED_GBPS,
             _ => DEVICE_GBPS,
         };
         // 1 GB/s is one byte per nanosecond.
@@ -230,7 +228,7 @@ pub unsafe fn module_load_data(out: *mut CUmodule, image: *const c_void) -> u32 
 /// Addresses of every kernel and every module (or library) loaded: only these are valid
 /// handles (the runtime hands the driver any pointer it does not know as a kernel handle).
 /// Taken around `fork` with the simulator's other locks (`fork.rs`).
-pub(crate) static LOADED: SpinLock<Option<Loaded>> = SpinLock::new(None);
+static LOADED: SpinLock<Option<Loaded>> = SpinLock::new(None);
 
 /// What [`LOADED`] holds.
 #[derive(Default)]
@@ -379,6 +377,11 @@ pub unsafe fn func_get_param_info(
         Ok(_) => CUDA_ERROR_INVALID_VALUE,
         Err(e) => e,
     }
+}
+
+/// This module's locks (for fork handlers).
+pub fn fork_locks() -> [&'static dyn ForkLock; 1] {
+    [&LOADED]
 }
 
 #[cfg(test)]

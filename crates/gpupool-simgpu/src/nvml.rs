@@ -3,7 +3,9 @@
 
 use crate::device::pci_bus_id;
 use crate::machine::{machine, Device, Machine};
-use gpupool_cuda::nvml::{nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t};
+use gpupool_cuda::nvml::{
+    nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t, nvmlProcessInfo_v1_t,
+};
 use gpupool_cuda::result::*;
 use std::ffi::{c_char, c_uint, CStr};
 
@@ -259,11 +261,14 @@ pub unsafe fn device_get_compute_running_processes(
 pub unsafe fn device_get_compute_running_processes_v1(
     h: nvmlDevice_t,
     count: *mut c_uint,
-    infos: *mut [u64; 2],
+    infos: *mut nvmlProcessInfo_v1_t,
 ) -> u32 {
     ok(dev(h).map(|(m, d)| {
         fill_processes(&processes(m, d), count, infos, |pid, used| {
-            [pid as u64, used]
+            nvmlProcessInfo_v1_t {
+                pid,
+                usedGpuMemory: used,
+            }
         })
     }))
 }

@@ -7,7 +7,7 @@ use crate::mem::{alloc_charged, find, free_device, write, Kind};
 use gpupool_cuda::cu::{CUdevice, CUdeviceptr, CUmemoryPool, CUstream};
 use gpupool_cuda::props::RawPoolProps;
 use gpupool_cuda::result::*;
-use gpupool_cuda::spinlock::SpinLock;
+use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
@@ -19,7 +19,7 @@ pub struct Pool {
     release_threshold: AtomicU64,
 }
 
-pub(crate) static DEFAULT_POOLS: SpinLock<Vec<(i32, usize, usize)>> = SpinLock::new(Vec::new());
+static DEFAULT_POOLS: SpinLock<Vec<(i32, usize, usize)>> = SpinLock::new(Vec::new());
 
 fn new_pool(ordinal: i32) -> usize {
     Box::into_raw(Box::new(Pool {
@@ -228,4 +228,9 @@ pub unsafe fn mem_free_async(ptr: CUdeviceptr, _s: CUstream) -> u32 {
         }
         Err(e) => e,
     }
+}
+
+/// This module's locks (for fork handlers).
+pub fn fork_locks() -> [&'static dyn ForkLock; 1] {
+    [&DEFAULT_POOLS]
 }

@@ -3,7 +3,7 @@
 
 use crate::ctx::{require_current, Context};
 use crate::mem::write;
-use gpupool_cuda::cu::{CUcontext, CUevent, CUstream};
+use gpupool_cuda::cu::{CUcontext, CUevent, CUgraphNode, CUstream};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -56,7 +56,7 @@ pub(crate) fn stream_ref(s: CUstream) -> Result<Option<&'static Stream>, u32> {
     Ok(Some(unsafe { &*(s as *const Stream) }))
 }
 
-fn ok_or(r: Result<u32, u32>) -> u32 {
+pub(crate) fn ok_or(r: Result<u32, u32>) -> u32 {
     r.unwrap_or_else(|e| e)
 }
 
@@ -86,34 +86,6 @@ pub unsafe fn stream_destroy(s: CUstream) -> u32 {
         return CUDA_ERROR_INVALID_HANDLE;
     }
     CUDA_SUCCESS
-}
-
-/// `cuStreamSynchronize`: waits for the stream's kernels.
-pub unsafe fn stream_synchronize(s: CUstream) -> u32 {
-    ok_or(crate::work::stream_last(s).map(|(ctx, seq)| {
-        crate::work::wait(ctx, seq);
-        CUDA_SUCCESS
-    }))
-}
-
-/// `cuStreamQuery`: `CUDA_ERROR_NOT_READY` while a kernel of the stream runs.
-pub unsafe fn stream_query(s: CUstream) -> u32 {
-    ok_or(crate::work::stream_last(s).map(|(ctx, seq)| {
-        if crate::work::done_at(ctx, seq).is_some() {
-            CUDA_SUCCESS
-        } else {
-            CUDA_ERROR_NOT_READY
-        }
-    }))
-}
-
-/// `cuStreamWaitEvent`: the host waits for the event (the simulator has no cross-stream
-/// dependencies on the device).
-pub unsafe fn stream_wait_event(s: CUstream, e: CUevent, _flags: u32) -> u32 {
-    ok_or(stream_ref(s).and_then(|_| event_ref(e)).map(|ev| {
-        crate::work::event_wait(ev);
-        CUDA_SUCCESS
-    }))
 }
 
 /// `cuStreamGetPriority`.
@@ -177,13 +149,14 @@ pub unsafe fn stream_get_capture_info_v2(
     status: *mut u32,
     id: *mut u64,
     graph: *mut *mut c_void,
-    deps: *mut *const c_void,
+    deps: *mut *const CUgraphNode,
     n: *mut usize,
 ) -> u32 {
-    for p in [graph as *mut *const c_void, deps] {
-        if !p.is_null() {
-            write(p, std::ptr::null());
-        }
+    if !graph.is_null() {
+        write(graph, std::ptr::null_mut());
+    }
+    if !deps.is_null() {
+        write(deps, std::ptr::null());
     }
     if !n.is_null() {
         write(n, 0);
@@ -198,7 +171,7 @@ pub unsafe fn stream_get_capture_info_v3(
     status: *mut u32,
     id: *mut u64,
     graph: *mut *mut c_void,
-    deps: *mut *const c_void,
+    deps: *mut *const CUgraphNode,
     edges: *mut *const c_void,
     n: *mut usize,
 ) -> u32 {
@@ -267,7 +240,7 @@ pub unsafe fn event_create(out: *mut CUevent, _flags: u32) -> u32 {
     }))
 }
 
-fn event_ref(e: CUevent) -> Result<&'static Event, u32> {
+pub(crate) fn event_ref(e: CUevent) -> Result<&'static Event, u32> {
     if e.is_null() {
         return Err(CUDA_ERROR_INVALID_HANDLE);
     }
@@ -278,73 +251,4 @@ fn event_ref(e: CUevent) -> Result<&'static Event, u32> {
 /// `cuEventDestroy_v2`.
 pub unsafe fn event_destroy(e: CUevent) -> u32 {
     ok_or(event_ref(e).map(|_| CUDA_SUCCESS))
-}
-
-/// `cuEventRecord`: completes after the stream's kernels queued so far.
-pub unsafe fn event_record(e: CUevent, s: CUstream) -> u32 {
-    ok_or(
-        event_ref(e)
-            .and_then(|ev| crate::work::stream_last(s).map(|last| (ev, last)))
-            .map(|(ev, (ctx, seq))| {
-                crate::work::event_record(ev, ctx, seq);
-                CUDA_SUCCESS
-            }),
-    )
-}
-
-/// `cuEventRecordWithFlags`.
-pub unsafe fn event_record_with_flags(e: CUevent, s: CUstream, _flags: u32) -> u32 {
-    // SAFETY: same contract.
-    unsafe { event_record(e, s) }
-}
-
-/// `cuEventSynchronize`.
-pub unsafe fn event_synchronize(e: CUevent) -> u32 {
-    ok_or(event_ref(e).map(|ev| {
-        crate::work::event_wait(ev);
-        CUDA_SUCCESS
-    }))
-}
-
-/// `cuEventQuery`.
-pub unsafe fn event_query(e: CUevent) -> u32 {
-    ok_or(event_ref(e).map(|ev| match crate::work::event_time(ev) {
-        Some(_) => CUDA_SUCCESS,
-        None => CUDA_ERROR_NOT_READY,
-    }))
-}
-
-/// `cuEventElapsedTime` (and `_v2`).
-pub unsafe fn event_elapsed_time(ms: *mut f32, start: CUevent, end: CUevent) -> u32 {
-    ok_or(
-        event_ref(start)
-            .and_then(|s| event_ref(end).map(|e| (s, e)))
-            .and_then(|(s, e)| {
-                if s.recorded_ns.load(SeqCst) == 0 || e.recorded_ns.load(SeqCst) == 0 {
-                    return Err(CUDA_ERROR_INVALID_HANDLE);
-                }
-                match (crate::work::event_time(s), crate::work::event_time(e)) {
-                    (Some(a), Some(b)) => Ok(write(ms, (b as f64 - a as f64) as f32 / 1e6)),
-                    _ => Err(CUDA_ERROR_NOT_READY),
-                }
-            }),
-    )
-}
-
-/// `cuStreamSynchronize_ptsz`.
-pub unsafe fn stream_synchronize_ptsz(s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { stream_synchronize(crate::launch::per_thread(s)) }
-}
-
-/// `cuStreamQuery_ptsz`.
-pub unsafe fn stream_query_ptsz(s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { stream_query(crate::launch::per_thread(s)) }
-}
-
-/// `cuEventRecord_ptsz`.
-pub unsafe fn event_record_ptsz(e: CUevent, s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { event_record(e, crate::launch::per_thread(s)) }
 }

@@ -3,10 +3,10 @@
 
 use crate::ctx::device;
 use crate::mem::{find, register, unregister_if, write, Alloc, Kind};
-use gpupool_cuda::cu::CUdeviceptr;
+use gpupool_cuda::cu::{CUdeviceptr, CUmemAccessDesc};
 use gpupool_cuda::props::RawAllocationProp;
 use gpupool_cuda::result::*;
-use gpupool_cuda::spinlock::SpinLock;
+use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::HashMap;
 use std::ffi::c_void;
 
@@ -18,9 +18,9 @@ pub(crate) struct Physical {
     released: bool,
 }
 
-pub(crate) static HANDLES: SpinLock<Option<HashMap<u64, Physical>>> = SpinLock::new(None);
+static HANDLES: SpinLock<Option<HashMap<u64, Physical>>> = SpinLock::new(None);
 /// Mapped ranges: start -> (handle, size).
-pub(crate) static MAPPINGS: SpinLock<Option<HashMap<u64, (u64, u64)>>> = SpinLock::new(None);
+static MAPPINGS: SpinLock<Option<HashMap<u64, (u64, u64)>>> = SpinLock::new(None);
 static NEXT_HANDLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0x1000);
 
 fn with_handles<R>(f: impl FnOnce(&mut HashMap<u64, Physical>) -> R) -> R {
@@ -255,7 +255,7 @@ pub unsafe fn mem_unmap(ptr: CUdeviceptr, size: usize) -> u32 {
 pub unsafe fn mem_set_access(
     ptr: CUdeviceptr,
     size: usize,
-    _desc: *const c_void,
+    _desc: *const CUmemAccessDesc,
     count: usize,
 ) -> u32 {
     if count == 0 || find(ptr, size as u64).is_none() {
@@ -290,4 +290,9 @@ pub unsafe fn mem_get_allocation_properties_from_handle(
         Some(ordinal) => write(prop, RawAllocationProp::device(ordinal)),
         None => CUDA_ERROR_INVALID_VALUE,
     }
+}
+
+/// This module's locks, in the order they nest (for fork handlers).
+pub fn fork_locks() -> [&'static dyn ForkLock; 2] {
+    [&HANDLES, &MAPPINGS]
 }

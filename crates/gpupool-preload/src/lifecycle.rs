@@ -1,0 +1,58 @@
+//! What the library does around `fork` and at exit, for every module in one place: registered
+//! when the library is loaded, so no module has to know the others' state.
+//!
+//! Before a fork every lock a child could inherit held is taken (and let go on both sides
+//! after); the child then forgets the parent's slot, pacing state, meter and mappings, and
+//! claims its own on first use. At exit the process leaves its cards' coordination and gives
+//! its slot back.
+
+use crate::{compute, coordination, cost, idle_gate, spill, tenant, tracking, vmm};
+
+extern "C" fn before_fork() {
+    spill::lock();
+    tracking::lock_all();
+    vmm::lock();
+    tenant::lock_for_fork();
+}
+
+extern "C" fn after_fork_in_parent() {
+    tenant::unlock_after_fork();
+    vmm::unlock();
+    tracking::unlock_all();
+    spill::unlock();
+}
+
+extern "C" fn after_fork_in_child() {
+    cost::forget_meter_after_fork();
+    compute::forget_after_fork();
+    idle_gate::forget_after_fork();
+    tenant::forget_after_fork();
+    vmm::unlock();
+    tracking::unlock_all();
+    spill::unlock();
+    tracking::forget_all();
+    vmm::forget();
+}
+
+extern "C" fn at_exit() {
+    coordination::leave_all();
+    tenant::release_slot_at_exit();
+}
+
+/// Registers the handlers (run once, when the library is loaded).
+extern "C" fn register() {
+    // SAFETY: registering plain extern "C" handlers that take no arguments.
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_in_parent),
+            Some(after_fork_in_child),
+        );
+        libc::atexit(at_exit);
+    }
+}
+
+/// Runs [`register`] when the dynamic loader loads the library.
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_AT_LOAD: extern "C" fn() = register;
