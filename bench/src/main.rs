@@ -198,7 +198,7 @@ fn main() {
         println!(
             "| {name:<24} | {b:>10.1} | {p:>10.1} | {:>10.1} | {:>8} |",
             p - b,
-            "<= 60"
+            "<= 20"
         );
     };
     row("cuLaunchKernel", "<= 25", |s| s.launch_ns);

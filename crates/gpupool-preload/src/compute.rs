@@ -38,14 +38,15 @@ fn active() -> bool {
     }
 }
 
-/// Nanoseconds of `CLOCK_MONOTONIC` (shared by all processes of the machine).
-pub use gpupool_cuda::clock::monotonic_ns as now_ns;
+/// Nanoseconds of `CLOCK_MONOTONIC` (shared by all processes of the machine), read from the
+/// time-stamp counter between anchors on the launch path (`gpupool_cuda::clock::fast_ns`).
+pub use gpupool_cuda::clock::fast_ns as now_ns;
 
 /// Waits `ns`: sleeps to a learned margin before the end (the machine's timer latency), then
 /// spins the rest (`gpupool_cuda::wait::adaptive`; measured against the alternatives by
 /// `gpupool-waitbench`).
 fn wait(ns: u64) {
-    gpupool_cuda::wait::adaptive(now_ns().saturating_add(ns));
+    gpupool_cuda::wait::adaptive(gpupool_cuda::clock::monotonic_ns().saturating_add(ns));
 }
 
 /// The device a launch runs on: the only visible one, else the current context's.
