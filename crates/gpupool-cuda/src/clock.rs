@@ -160,11 +160,31 @@ mod tsc {
         0
     }
 
+    /// Whether `GPUPOOL_TSC_CLOCK` allows the counter: unset or `1` yes, `0` no; any other
+    /// value is reported on stderr and the counter is not used.
+    fn allowed() -> bool {
+        match std::env::var_os("GPUPOOL_TSC_CLOCK") {
+            None => true,
+            Some(v) if v == "1" => true,
+            Some(v) if v == "0" => false,
+            Some(v) => {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "gpupool: GPUPOOL_TSC_CLOCK={}: expected 0 or 1; reading the clock with \
+                     clock_gettime",
+                    v.to_string_lossy()
+                );
+                false
+            }
+        }
+    }
+
     /// Whether the CPU says its counter runs at a constant rate in every state (CPUID
-    /// 0x8000_0007, EDX bit 8), and `GPUPOOL_TSC_CLOCK=0` does not turn it off.
+    /// 0x8000_0007, EDX bit 8), and [`allowed`] lets it be used.
     #[cfg(target_arch = "x86_64")]
     fn invariant() -> bool {
-        if std::env::var_os("GPUPOOL_TSC_CLOCK").is_some_and(|v| v == "0") {
+        if !allowed() {
             return false;
         }
         use core::arch::x86_64::__cpuid;
@@ -174,6 +194,7 @@ mod tsc {
 
     #[cfg(not(target_arch = "x86_64"))]
     fn invariant() -> bool {
+        let _ = allowed;
         false
     }
 }
