@@ -1,7 +1,9 @@
 //! The library shipped into containers (`scripts/build-glibc217`) needs no glibc newer than
-//! 2.17, exports its hooks, and enforces limits like the development build.
+//! 2.17, exports its hooks, and enforces limits like the development build; so does the
+//! remote-GPU client library.
 
 mod common;
+use common::remote_server::{Server, TOKEN};
 use common::*;
 use std::process::Command;
 
@@ -114,4 +116,22 @@ fn container_build_enforces_limits() {
     assert_eq!(num(&kv, "total"), GIB);
     assert_eq!(num(&kv, "allocated"), 768 * MIB);
     assert_eq!(num(&kv, "error"), 2);
+}
+
+#[test]
+fn the_container_build_of_the_client_runs_a_runtime_program() {
+    let dir = root().join("target/glibc217/x86_64-unknown-linux-gnu/release");
+    assert!(
+        dir.join("libgpupool_remote_client.so").is_file(),
+        "run scripts/build-glibc217 (scripts/test does)"
+    );
+    let m = Machine::new("remote-glibc217", "1xH100");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
+    let prog = c_program("rt_basic", "12.9");
+    let out = server
+        .client(&[prog.to_str().unwrap()])
+        .env("GPUPOOL_LIB_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(key_values(&out)["name"], "NVIDIA H100 80GB HBM3");
 }

@@ -2,7 +2,7 @@
 //! `libgpupool.so`: device queries, data movement, and the memory limit on every runtime
 //! allocation path.
 
-mod common;
+use crate::common;
 use common::*;
 
 const RUNTIMES: [&str; 3] = ["11.8", "12.9", "13.0"];

@@ -6,7 +6,7 @@
 //! bypasses the library and goes over the limit. Then card faults injected in the simulator
 //! (NVML failing on a card, an XID event) reach `ListAndWatch` and the inventory.
 
-mod common;
+use crate::common;
 use common::*;
 use gpupool_fakekube as fake_api;
 use gpupool_node::fake_kubelet::FakeKubelet;

@@ -1,7 +1,7 @@
 //! NVML as NVIDIA's Python client (nvidia-ml-py) sees it: on the bare simulated card, and as a
 //! tenant: the limit as total, the tenant's usage, only the tenant's processes and devices.
 
-mod common;
+use crate::common;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

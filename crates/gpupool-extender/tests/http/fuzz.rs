@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 
 fn payload() -> Value {
-    serde_json::from_str(include_str!("data/filter-node-names.json")).unwrap()
+    serde_json::from_str(include_str!("../data/filter-node-names.json")).unwrap()
 }
 
 /// JSON pointers of every value in `v`.

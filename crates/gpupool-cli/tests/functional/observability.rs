@@ -2,7 +2,7 @@
 //! machine with two tenants at work: one holding memory up to its limit (and refused past it),
 //! one launching kernels under a compute cap and request.
 
-mod common;
+use crate::common;
 use common::*;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -3,7 +3,7 @@
 //! exec, devices reordered, a process in another pid namespace and a reader on the host.
 //! Each test fails without the defence it names.
 
-mod common;
+use crate::common;
 use common::*;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

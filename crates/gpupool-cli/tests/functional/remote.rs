@@ -3,7 +3,7 @@
 //! tokens and malformed messages are refused without stopping the server; a killed client's
 //! memory is freed; a server that goes away is a clear error in the client.
 
-mod common;
+use crate::common;
 use common::remote_server::*;
 use common::*;
 use std::io::{BufRead, Read, Write};
@@ -35,24 +35,6 @@ fn runtime_programs_run_through_a_remote_gpu() {
         log.contains("alpha (") && log.contains("session ended"),
         "{log}"
     );
-}
-
-#[test]
-fn the_container_build_of_the_client_runs_a_runtime_program() {
-    let dir = root().join("target/glibc217/x86_64-unknown-linux-gnu/release");
-    assert!(
-        dir.join("libgpupool_remote_client.so").is_file(),
-        "run scripts/build-glibc217 (scripts/test does)"
-    );
-    let m = Machine::new("remote-glibc217", "1xH100");
-    let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
-    let prog = c_program("rt_basic", "12.9");
-    let out = server
-        .client(&[prog.to_str().unwrap()])
-        .env("GPUPOOL_LIB_DIR", &dir)
-        .output()
-        .unwrap();
-    assert_eq!(key_values(&out)["name"], "NVIDIA H100 80GB HBM3");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! Each path runs twice: under the interception library, and through a remote GPU server whose
 //! client has the same limit.
 
-mod common;
+use crate::common;
 use common::remote_server::*;
 use common::*;
 use std::collections::HashMap;

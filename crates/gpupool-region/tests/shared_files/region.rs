@@ -255,7 +255,7 @@ impl Helper {
         };
         let mut child = cmd
             .args([
-                "helper_process",
+                "region::helper_process",
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",

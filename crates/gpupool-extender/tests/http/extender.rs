@@ -79,7 +79,7 @@ async fn post(router: &Router, path: &str, body: &Value) -> (StatusCode, Value) 
 }
 
 fn payload() -> Value {
-    serde_json::from_str(include_str!("data/filter-node-names.json")).unwrap()
+    serde_json::from_str(include_str!("../data/filter-node-names.json")).unwrap()
 }
 
 /// A pod asking for one vGPU of `mib` and 10 % of the cores, with `annotations`.

@@ -1,7 +1,7 @@
 //! Bad configuration is a clear error naming the input, never a silent unlimited mode; HAMi's
 //! variables and the limits file are honoured.
 
-mod common;
+use crate::common;
 use common::*;
 use std::process::Command;
 

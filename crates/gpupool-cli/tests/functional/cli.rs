@@ -1,6 +1,6 @@
 //! The `gpupool` command itself: exit status, `info`, `demo`.
 
-mod common;
+use crate::common;
 use common::*;
 use std::process::Command;
 
