@@ -5,11 +5,7 @@ use crate::artefacts::preload_library;
 use crate::sim_env::SimEnv;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gpupool_config::limits::{
-    ENV_CARD_DIR, ENV_COMPUTE_LIMIT, ENV_COMPUTE_REQUEST, ENV_CONTEXT_MEMORY, ENV_MEMORY_LIMIT,
-    ENV_MEMORY_SPILL, ENV_PRIORITY, ENV_REGION, ENV_ROOM_WAIT, ENV_SPILL_MODE,
-};
-use gpupool_config::parse_size;
+use gpupool_config::{parse_size, Setting, SettingError, TenantEnv};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
@@ -78,23 +74,25 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// Checks a remote client's limits as `--memory` / `--spill` / `--compute` would be.
+/// Checks a remote client's limits (clients-file `memory=`, `spill=`, `compute=`) with the
+/// library's own parser.
 pub fn validate_limits(
     memory: Option<&str>,
     spill: Option<&str>,
     compute: Option<&str>,
 ) -> Result<()> {
-    if let Some(m) = memory {
-        validate_memory(m)?;
-    }
-    match (memory, spill) {
-        (Some(m), Some(s)) => validate_spill(m, s)?,
-        (None, Some(s)) => bail!("spill={s}: a spill allowance needs memory=SIZE"),
-        _ => {}
-    }
-    if let Some(c) = compute {
-        validate_limit("--compute", ENV_COMPUTE_LIMIT, c)?;
-    }
+    let mut env = TenantEnv::default();
+    env.set_some(Setting::MemoryLimit, memory)
+        .set_some(Setting::MemorySpill, spill)
+        .set_some(Setting::ComputeLimit, compute);
+    env.check().map_err(|e| {
+        let key = match e.setting {
+            Setting::MemorySpill => "spill",
+            Setting::ComputeLimit | Setting::ComputeRequest => "compute",
+            _ => "memory",
+        };
+        anyhow::anyhow!("{key}={:?}: {}", e.value, e.why)
+    })?;
     Ok(())
 }
 
@@ -147,57 +145,39 @@ fn run_remote(a: &RunArgs, addr: &str) -> Result<i32> {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-/// Checks a flag's value with the library's own parser (the variable it is passed in).
-fn validate_limit(flag: &str, var: &str, value: &str) -> Result<()> {
-    validate_with(flag, value, &[(var, value)])
-}
-
-/// Checks `flag`'s `value` by parsing `env` (the variables it is passed in, with any it
-/// depends on) as the library does.
-fn validate_with(flag: &str, value: &str, env: &[(&str, &str)]) -> Result<()> {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    match gpupool_config::TenantConfig::from_sources(&env, None) {
-        Ok(_) => Ok(()),
-        Err(gpupool_config::ConfigError::Env { why, .. }) => bail!("{flag} {value:?}: {why}"),
-        Err(e) => bail!("{flag} {value:?}: {e}"),
+/// The `gpupool run` flag that sets `setting`.
+fn flag_of(setting: Setting) -> &'static str {
+    match setting {
+        Setting::MemoryLimit => "--memory",
+        Setting::MemorySpill => "--spill",
+        Setting::SpillMode => "--spill-mode",
+        Setting::ComputeLimit => "--compute",
+        Setting::ComputeRequest => "--compute-request",
+        Setting::Priority => "--priority",
+        Setting::RoomWait => "--wait-for-room",
+        Setting::ContextMemory => "--context-memory",
+        Setting::Region => "region",
+        Setting::CardDir => "card folder",
     }
 }
 
-fn validate_memory(list: &str) -> Result<()> {
-    validate_limit("--memory", ENV_MEMORY_LIMIT, list)
+/// A refused setting as an error naming its flag.
+fn flag_error(e: SettingError) -> anyhow::Error {
+    anyhow::anyhow!("{} {:?}: {}", flag_of(e.setting), e.value, e.why)
 }
 
-/// Checks `--spill` with the library's parser, beside the `--memory` it extends.
-fn validate_spill(memory: &str, spill: &str) -> Result<()> {
-    validate_with(
-        "--spill",
-        spill,
-        &[(ENV_MEMORY_LIMIT, memory), (ENV_MEMORY_SPILL, spill)],
-    )
-}
-
-/// The compute, priority and room-wait flags as the library's env variables, checked together
-/// (a request above its limit is an error naming both flags).
-fn tenant_env(a: &RunArgs) -> Result<Vec<(String, String)>> {
-    let mut env = Vec::new();
-    for (flag, var, value) in [
-        ("--compute", ENV_COMPUTE_LIMIT, &a.compute),
-        ("--compute-request", ENV_COMPUTE_REQUEST, &a.compute_request),
-        ("--priority", ENV_PRIORITY, &a.priority),
-        ("--wait-for-room", ENV_ROOM_WAIT, &a.wait_for_room),
-        ("--spill-mode", ENV_SPILL_MODE, &a.spill_mode),
-    ] {
-        if let Some(v) = value {
-            validate_limit(flag, var, v)?;
-            env.push((var.to_string(), v.clone()));
-        }
-    }
-    if let Err(e) = gpupool_config::TenantConfig::from_sources(&env, None) {
-        bail!("--compute-request / --compute: {e}");
-    }
+/// The limit flags as the tenant's settings, checked together with the library's parser (a
+/// request above its limit, a spill without a limit: errors naming the flag).
+fn tenant_settings(a: &RunArgs) -> Result<TenantEnv> {
+    let mut env = TenantEnv::default();
+    env.set_some(Setting::MemoryLimit, a.memory.as_deref())
+        .set_some(Setting::MemorySpill, a.spill.as_deref())
+        .set_some(Setting::SpillMode, a.spill_mode.as_deref())
+        .set_some(Setting::ComputeLimit, a.compute.as_deref())
+        .set_some(Setting::ComputeRequest, a.compute_request.as_deref())
+        .set_some(Setting::Priority, a.priority.as_deref())
+        .set_some(Setting::RoomWait, a.wait_for_room.as_deref());
+    env.check().map_err(flag_error)?;
     Ok(env)
 }
 
@@ -261,25 +241,10 @@ fn device_uuids(cmd: &std::process::Command) -> Result<Vec<String>> {
         .collect())
 }
 
-/// A per-device list (`8GiB,2GiB`) as per-card entries (`GPU-…=8GiB,GPU-…=2GiB`).
-fn pin_to_cards(flag: &str, list: &str, uuids: &[String]) -> Result<String> {
-    if !list.contains(',') {
-        return Ok(list.to_string());
-    }
-    let values: Vec<&str> = list.split(',').collect();
-    if values.len() > uuids.len() {
-        bail!(
-            "{flag} {list:?}: {} values for the {} devices the command sees",
-            values.len(),
-            uuids.len()
-        );
-    }
-    Ok(values
-        .iter()
-        .zip(uuids)
-        .map(|(v, u)| format!("{u}={}", v.trim()))
-        .collect::<Vec<_>>()
-        .join(","))
+/// A path as the text an env variable carries (the library reads UTF-8 paths).
+fn path_text(p: &Path) -> Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{}: not a UTF-8 path", p.display()))
 }
 
 /// Runs the command; returns its exit status (128 + signal if killed).
@@ -287,13 +252,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
     if let Some(addr) = &a.remote {
         return run_remote(&a, addr);
     }
-    if let Some(m) = &a.memory {
-        validate_memory(m)?;
-    }
-    if let (Some(m), Some(s)) = (&a.memory, &a.spill) {
-        validate_spill(m, s)?;
-    }
-    let tenant_env = tenant_env(&a)?;
+    let mut settings = tenant_settings(&a)?;
     if let Some(d) = &a.devices {
         validate_devices(d)?;
     }
@@ -334,45 +293,27 @@ pub fn run(a: RunArgs) -> Result<i32> {
             preload_var = format!("{preload_var}:{old}");
         }
     }
-    cmd.env("LD_PRELOAD", preload_var)
-        .env(ENV_REGION, &region)
-        .env(ENV_CONTEXT_MEMORY, context_memory.to_string());
-    cmd.envs(tenant_env);
-    if std::env::var_os(ENV_CARD_DIR).is_none() {
+    cmd.env("LD_PRELOAD", preload_var);
+    settings
+        .set(Setting::Region, path_text(&region)?)
+        .set(Setting::ContextMemory, context_memory.to_string());
+    if std::env::var_os(Setting::CardDir.var()).is_none() {
         // Tenants of this machine coordinate their compute shares through one folder.
-        let tenants = tenants_dir(sim.as_ref().map(|s| s.state.as_path()));
-        cmd.env(ENV_CARD_DIR, tenants.with_file_name("cards"));
+        settings.set(
+            Setting::CardDir,
+            path_text(&tenants.with_file_name("cards"))?,
+        );
     }
     if let Some(d) = &a.devices {
         cmd.env("CUDA_VISIBLE_DEVICES", d);
     }
     // Per-device values are pinned to the cards the command sees now: a command that reorders
     // CUDA_VISIBLE_DEVICES later cannot swap its cards' limits.
-    let mut lists: Vec<(&str, &str, String)> = Vec::new();
-    if let Some(m) = &a.memory {
-        lists.push(("--memory", ENV_MEMORY_LIMIT, m.clone()));
-    }
-    if let Some(s) = &a.spill {
-        lists.push(("--spill", ENV_MEMORY_SPILL, s.clone()));
-    }
-    for (flag, var, value) in [
-        ("--compute", ENV_COMPUTE_LIMIT, &a.compute),
-        ("--compute-request", ENV_COMPUTE_REQUEST, &a.compute_request),
-    ] {
-        if let Some(v) = value {
-            lists.push((flag, var, v.clone()));
-        }
-    }
-    if lists.iter().any(|(_, _, v)| v.contains(',')) {
+    if settings.has_device_lists() {
         let uuids = device_uuids(&cmd)?;
-        for (flag, var, value) in &lists {
-            cmd.env(var, pin_to_cards(flag, value, &uuids)?);
-        }
-    } else {
-        for (_, var, value) in &lists {
-            cmd.env(var, value);
-        }
+        settings.pin_to_cards(&uuids).map_err(flag_error)?;
     }
+    cmd.envs(settings.to_env());
     let status = cmd
         .status()
         .with_context(|| format!("cannot run {:?}", a.command[0]));
@@ -391,15 +332,20 @@ mod tests {
 
     #[test]
     fn validation_names_the_input() {
-        assert!(validate_memory("4GiB,512MiB").is_ok());
-        let e = validate_memory("4GiB,lots").unwrap_err().to_string();
-        assert!(e.contains("lots"), "{e}");
-        assert!(validate_memory("0").is_err());
-        assert!(validate_limit("--compute", ENV_COMPUTE_LIMIT, "25%,75").is_ok());
-        let e = validate_limit("--compute", ENV_COMPUTE_LIMIT, "150")
+        assert!(validate_limits(Some("4GiB,512MiB"), None, Some("25%,75")).is_ok());
+        let e = validate_limits(Some("4GiB,lots"), None, None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("--compute") && e.contains("150"), "{e}");
+        assert!(e.contains("memory=") && e.contains("lots"), "{e}");
+        assert!(validate_limits(Some("0"), None, None).is_err());
+        let e = validate_limits(None, None, Some("150"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("compute=") && e.contains("150"), "{e}");
+        let e = validate_limits(None, Some("1GiB"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spill=") && e.contains("memory limit"), "{e}");
         let mut a = RunArgs {
             sim: None,
             state: None,
@@ -417,22 +363,25 @@ mod tests {
             token_file: None,
             command: vec!["true".into()],
         };
-        let e = tenant_env(&a).unwrap_err().to_string();
+        let e = tenant_settings(&a).unwrap_err().to_string();
         assert!(e.contains("above the compute limit"), "{e}");
         a.compute_request = Some("20".into());
         a.priority = Some("urgent".into());
-        let e = tenant_env(&a).unwrap_err().to_string();
+        let e = tenant_settings(&a).unwrap_err().to_string();
         assert!(e.contains("--priority") && e.contains("urgent"), "{e}");
         a.priority = Some("low".into());
-        assert_eq!(tenant_env(&a).unwrap().len(), 3);
+        assert_eq!(tenant_settings(&a).unwrap().to_env().len(), 3);
         a.wait_for_room = Some("forever".into());
-        let e = tenant_env(&a).unwrap_err().to_string();
+        let e = tenant_settings(&a).unwrap_err().to_string();
         assert!(
             e.contains("--wait-for-room") && e.contains("forever"),
             "{e}"
         );
         a.wait_for_room = Some("30s".into());
-        assert_eq!(tenant_env(&a).unwrap().len(), 4);
+        assert_eq!(tenant_settings(&a).unwrap().to_env().len(), 4);
+        a.memory = Some("4GiB,lots".into());
+        let e = tenant_settings(&a).unwrap_err().to_string();
+        assert!(e.starts_with("--memory \"4GiB,lots\""), "{e}");
         assert!(validate_devices("0,2,GPU-1234").is_ok());
         assert!(validate_devices("0,x")
             .unwrap_err()

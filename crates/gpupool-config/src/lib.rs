@@ -11,9 +11,11 @@ pub mod limits;
 pub mod limits_file;
 pub mod sim_spec;
 pub mod size;
+pub mod tenant_env;
 
 pub use duration::{format_duration_ns, parse_duration_ns, DurationError};
 pub use limits::{ConfigError, LogLevel, Priority, TenantConfig};
 pub use limits_file::{DeviceLimits, LimitsFile};
 pub use sim_spec::{SimDevice, SimSpec, SpecError};
 pub use size::{format_size, parse_size, SizeError};
+pub use tenant_env::{Setting, SettingError, TenantEnv};
