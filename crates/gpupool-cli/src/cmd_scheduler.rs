@@ -101,7 +101,7 @@ fn options(a: &SchedulerArgs) -> Result<Options> {
             client_ca: a.tls_client_ca_file.clone(),
         });
     if let Some(files) = &tls {
-        gpupool_extender::tls::server_config(files).map_err(anyhow::Error::msg)?;
+        gpupool_extender::tls::server_config(files)?;
     }
     Ok(Options {
         settings: Settings {
@@ -132,8 +132,6 @@ pub fn run(a: SchedulerArgs) -> Result<()> {
     a.daemon.init_logging()?;
     daemon::runtime()?.block_on(async {
         let client = a.daemon.kube_client().await?;
-        gpupool_extender::run(options, client)
-            .await
-            .map_err(anyhow::Error::msg)
+        Ok(gpupool_extender::run(options, client).await?)
     })
 }

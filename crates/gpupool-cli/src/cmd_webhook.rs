@@ -56,7 +56,7 @@ fn options(a: &WebhookArgs) -> Result<WebhookOptions> {
         key: a.tls_key_file.clone(),
         client_ca: a.tls_client_ca_file.clone(),
     };
-    gpupool_extender::tls::server_config(&tls).map_err(anyhow::Error::msg)?;
+    gpupool_extender::tls::server_config(&tls)?;
     Ok(WebhookOptions {
         settings: WebhookSettings {
             scheduler_name: a.scheduler_name.clone(),
@@ -75,9 +75,5 @@ pub fn run(a: WebhookArgs) -> Result<()> {
         return Ok(());
     }
     daemon::init_logging(&a.log_level)?;
-    daemon::runtime()?.block_on(async {
-        gpupool_extender::webhook::run(options)
-            .await
-            .map_err(anyhow::Error::msg)
-    })
+    daemon::runtime()?.block_on(async { Ok(gpupool_extender::webhook::run(options).await?) })
 }

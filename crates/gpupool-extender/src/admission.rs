@@ -5,6 +5,7 @@
 //! be fixed (another scheduler named, `spec.nodeName` set by the author) comes back as a warning
 //! the user sees when creating the pod.
 
+use crate::error::ExtenderError;
 use gpupool_sched::request::ResourceNames;
 use serde_json::{json, Value};
 
@@ -114,7 +115,11 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// The answer to an `AdmissionReview` (`admission.k8s.io/v1`) request body. Anything but a
 /// Pod is allowed unchanged; a body that is not an `AdmissionReview` is an error naming why.
-pub fn review(body: &[u8], s: &WebhookSettings) -> Result<Value, String> {
+pub fn review(body: &[u8], s: &WebhookSettings) -> Result<Value, ExtenderError> {
+    review_text(body, s).map_err(ExtenderError::Refused)
+}
+
+fn review_text(body: &[u8], s: &WebhookSettings) -> Result<Value, String> {
     let review: Value =
         serde_json::from_slice(body).map_err(|e| format!("not an AdmissionReview: {e}"))?;
     if review["kind"] != "AdmissionReview" {

@@ -3,8 +3,9 @@
 //! and pods (at start and periodically).
 
 use crate::api::ExtenderBindingArgs;
+use crate::error::ExtenderError;
 use crate::state::{Extender, Tentative};
-use gpupool_sched::pod::{self, api_error};
+use gpupool_sched::pod;
 use gpupool_sched::protocol::ASSIGNMENT_ANNOTATION;
 use gpupool_sched::signing::{SignedFields, SIGNATURE_ANNOTATION};
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
@@ -28,9 +29,9 @@ pub async fn bind(
     ext: &Extender,
     client: &Client,
     args: &ExtenderBindingArgs,
-) -> Result<(), String> {
+) -> Result<(), ExtenderError> {
     if args.pod_name.is_empty() || args.node.is_empty() {
-        return Err("bind needs PodName and Node".into());
+        return Err(ExtenderError::Refused("bind needs PodName and Node".into()));
     }
     let ns = if args.pod_namespace.is_empty() {
         "default"
@@ -96,17 +97,17 @@ async fn record_assignment(
     args: &ExtenderBindingArgs,
     key: &str,
     tentative: &mut Option<Tentative>,
-) -> Result<bool, String> {
+) -> Result<bool, ExtenderError> {
     for _ in 0..BIND_ATTEMPTS {
         let pod = api
             .get(&args.pod_name)
             .await
-            .map_err(|e| api_error(&format!("reading pod {key}"), e))?;
+            .map_err(|e| ExtenderError::api(&format!("reading pod {key}"), e))?;
         if !args.pod_uid.is_empty() && pod.metadata.uid.as_deref() != Some(args.pod_uid.as_str()) {
-            return Err(format!(
+            return Err(ExtenderError::Refused(format!(
                 "pod {key} is no longer the pod being scheduled (UID {:?}, expected {})",
                 pod.metadata.uid, args.pod_uid
-            ));
+            )));
         }
         if let Some(n) = pod::bound_node(&pod) {
             // Whatever it holds stays counted.
@@ -114,7 +115,9 @@ async fn record_assignment(
             return if n == args.node {
                 Ok(false)
             } else {
-                Err(format!("pod {key} is already bound to node {n}"))
+                Err(ExtenderError::Refused(format!(
+                    "pod {key} is already bound to node {n}"
+                )))
             };
         }
         if let Some(t) = tentative.take() {
@@ -155,19 +158,19 @@ async fn record_assignment(
                 tracing::info!(pod = key, "pod changed while binding; reading it again");
                 continue;
             }
-            Err(e) => return Err(api_error(&format!("annotating pod {key}"), e)),
+            Err(e) => return Err(ExtenderError::api(&format!("annotating pod {key}"), e)),
         }
     }
-    Err(format!(
+    Err(ExtenderError::Refused(format!(
         "pod {key} kept changing: {BIND_ATTEMPTS} conflicting updates"
-    ))
+    )))
 }
 
 async fn create_binding(
     api: &Api<Pod>,
     args: &ExtenderBindingArgs,
     ns: &str,
-) -> Result<(), String> {
+) -> Result<(), ExtenderError> {
     let binding = Binding {
         metadata: ObjectMeta {
             name: Some(args.pod_name.clone()),
@@ -191,7 +194,7 @@ async fn create_binding(
     .await
     .map(|_| ())
     .map_err(|e| {
-        api_error(
+        ExtenderError::api(
             &format!("binding pod {}/{} to {}", ns, args.pod_name, args.node),
             e,
         )
@@ -200,17 +203,20 @@ async fn create_binding(
 
 /// Rebuilds the view from the API: every node's inventory and every unfinished pod's
 /// assignment. Returns pods whose annotation could not be read (they are left out, and logged).
-pub async fn rebuild(ext: &Extender, client: &Client) -> Result<BTreeMap<String, String>, String> {
+pub async fn rebuild(
+    ext: &Extender,
+    client: &Client,
+) -> Result<BTreeMap<String, String>, ExtenderError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     let nodes = nodes
         .list(&ListParams::default())
         .await
-        .map_err(|e| api_error("listing nodes", e))?;
+        .map_err(|e| ExtenderError::api("listing nodes", e))?;
     let pods = pods
         .list(&ListParams::default().fields(UNFINISHED_PODS))
         .await
-        .map_err(|e| api_error("listing pods", e))?;
+        .map_err(|e| ExtenderError::api("listing pods", e))?;
     let problems = ext.rebuild(&nodes.items, &pods.items);
     for (pod, why) in &problems {
         tracing::warn!(pod, "assignment left out: {why}");

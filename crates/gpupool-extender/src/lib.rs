@@ -7,6 +7,7 @@
 //! - [`kube_api`]: `bind` and the rebuild through the Kubernetes API.
 //! - [`server`]: the HTTP routes.
 //! - [`tls`]: HTTPS with client certificates.
+//! - [`error`]: the one error type.
 //! - [`admission`], [`webhook`]: the mutating admission webhook (`gpupool webhook`) that sends
 //!   vGPU pods to the gpupool scheduler.
 
@@ -14,12 +15,14 @@
 
 pub mod admission;
 pub mod api;
+pub mod error;
 pub mod kube_api;
 pub mod server;
 pub mod state;
 pub mod tls;
 pub mod webhook;
 
+pub use error::ExtenderError;
 use server::App;
 use state::{Extender, Settings};
 use std::net::SocketAddr;
@@ -41,7 +44,7 @@ pub struct Options {
 }
 
 /// Runs the extender until SIGTERM / Ctrl-C, with `client` for the Kubernetes API.
-pub async fn run(options: Options, client: kube::Client) -> Result<(), String> {
+pub async fn run(options: Options, client: kube::Client) -> Result<(), ExtenderError> {
     let extender = Arc::new(Extender::new(options.settings.clone()));
     let app = Arc::new(App {
         extender: extender.clone(),
@@ -50,7 +53,7 @@ pub async fn run(options: Options, client: kube::Client) -> Result<(), String> {
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .map_err(|e| format!("listening on {}: {e}", options.listen))?;
+        .map_err(ExtenderError::listen(options.listen))?;
     tracing::info!("gpupool scheduler extender listening on {}", options.listen);
     let refresher = {
         let app = app.clone();
@@ -76,7 +79,7 @@ pub async fn run(options: Options, client: kube::Client) -> Result<(), String> {
         Some(files) => {
             let config = tls::server_config(files)?;
             let listener = tls::TlsListener::new(listener, config)
-                .map_err(|e| format!("listening on {}: {e}", options.listen))?;
+                .map_err(ExtenderError::listen(options.listen))?;
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown())
                 .await
@@ -87,7 +90,7 @@ pub async fn run(options: Options, client: kube::Client) -> Result<(), String> {
                 .await
         }
     }
-    .map_err(|e| format!("serving: {e}"));
+    .map_err(ExtenderError::Serve);
     refresher.abort();
     served
 }

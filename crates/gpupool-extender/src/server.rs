@@ -126,7 +126,7 @@ async fn bind(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Err(e) => {
             tracing::warn!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bind failed: {e}");
             // The extender protocol carries a failed bind in `Error` with status 200.
-            answer(StatusCode::OK, e)
+            answer(StatusCode::OK, e.to_string())
         }
     }
 }

@@ -3,6 +3,7 @@
 //! the rebuild from listed nodes and pods.
 
 use crate::api::{push_json_map, push_json_names, push_json_str, ExtenderArgs, MAX_PRIORITY};
+use crate::error::ExtenderError;
 use gpupool_sched::cluster::{Cluster, Placed, Verdict};
 use gpupool_sched::names::{name_hash, prefetch_name, PREFETCH_AHEAD};
 use gpupool_sched::pod;
@@ -400,10 +401,16 @@ impl Extender {
     /// concurrent bind cannot get the same capacity. A pod already placed on `node` gets its
     /// earlier assignment back; placed elsewhere, it is moved. The [`Tentative`] undoes exactly
     /// this change if the bind fails (`None`: nothing changed).
-    pub fn assign(&self, pod: &Pod, node: &str) -> Result<(Assignment, Option<Tentative>), String> {
+    pub fn assign(
+        &self,
+        pod: &Pod,
+        node: &str,
+    ) -> Result<(Assignment, Option<Tentative>), ExtenderError> {
         let key = pod::pod_key(pod);
-        let Some((reqs, policy)) = self.judge(pod)? else {
-            return Err(format!("pod {key} asks for no vGPU"));
+        let Some((reqs, policy)) = self.judge(pod).map_err(ExtenderError::Refused)? else {
+            return Err(ExtenderError::Refused(format!(
+                "pod {key} asks for no vGPU"
+            )));
         };
         let mut g = self.lock();
         if let Some((a, _)) = g.assumed.get(&key) {
@@ -420,7 +427,7 @@ impl Extender {
                 if let Some(p) = previous {
                     g.cluster.put_pod(&key, p);
                 }
-                return Err(e);
+                return Err(ExtenderError::Refused(e));
             }
         };
         let added = g.cluster.placed(&key).cloned();

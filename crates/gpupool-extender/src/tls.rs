@@ -3,6 +3,7 @@
 //! placements and bindings. Handshakes run beside the accept loop, each within
 //! [`HANDSHAKE_TIMEOUT`]: a slow or silent client never holds up the others.
 
+use crate::error::ExtenderError;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -45,7 +46,11 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, S
 }
 
 /// The server's TLS configuration from its files.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, ExtenderError> {
+    build_config(files).map_err(ExtenderError::Tls)
+}
+
+fn build_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = read_certs(&files.cert, "--tls-cert-file")?;
     let key = PrivateKeyDer::from_pem_file(&files.key)

@@ -3,6 +3,7 @@
 //! that is not an `AdmissionReview` is answered `400` with the reason.
 
 use crate::admission::{review, WebhookSettings};
+use crate::error::ExtenderError;
 use crate::server::BODY_LIMIT;
 use crate::tls;
 use axum::body::Bytes;
@@ -30,7 +31,7 @@ async fn mutate(State(s): State<Arc<WebhookSettings>>, body: Bytes) -> Response 
         Ok(answer) => Json(answer).into_response(),
         Err(e) => {
             tracing::warn!("refused an admission request: {e}");
-            (StatusCode::BAD_REQUEST, e).into_response()
+            (StatusCode::BAD_REQUEST, e.to_string()).into_response()
         }
     }
 }
@@ -45,13 +46,13 @@ pub fn router(settings: WebhookSettings) -> Router {
 }
 
 /// Serves the webhook until SIGTERM / Ctrl-C.
-pub async fn run(options: WebhookOptions) -> Result<(), String> {
+pub async fn run(options: WebhookOptions) -> Result<(), ExtenderError> {
     let config = tls::server_config(&options.tls)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .map_err(|e| format!("listening on {}: {e}", options.listen))?;
-    let listener = tls::TlsListener::new(listener, config)
-        .map_err(|e| format!("listening on {}: {e}", options.listen))?;
+        .map_err(ExtenderError::listen(options.listen))?;
+    let listener =
+        tls::TlsListener::new(listener, config).map_err(ExtenderError::listen(options.listen))?;
     tracing::info!(
         "gpupool webhook listening on https://{}/mutate",
         options.listen
@@ -59,5 +60,5 @@ pub async fn run(options: WebhookOptions) -> Result<(), String> {
     axum::serve(listener, router(options.settings))
         .with_graceful_shutdown(crate::shutdown())
         .await
-        .map_err(|e| format!("serving: {e}"))
+        .map_err(ExtenderError::Serve)
 }

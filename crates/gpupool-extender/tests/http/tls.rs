@@ -213,18 +213,25 @@ fn unusable_certificate_files_are_named_in_the_error() {
         key: dir.join(key),
         client_ca: ca.map(|c| dir.join(c)),
     };
-    let err = tls::server_config(&files("missing.pem", "missing.key", None)).unwrap_err();
+    let err = tls::server_config(&files("missing.pem", "missing.key", None))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("--tls-cert-file") && err.contains("missing.pem"),
         "{err}"
     );
-    let err = tls::server_config(&files("empty.pem", "missing.key", None)).unwrap_err();
+    let err = tls::server_config(&files("empty.pem", "missing.key", None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no PEM certificate"), "{err}");
     certificates(&dir);
-    let err = tls::server_config(&files("server.pem", "missing.key", None)).unwrap_err();
+    let err = tls::server_config(&files("server.pem", "missing.key", None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--tls-key-file"), "{err}");
-    let err =
-        tls::server_config(&files("server.pem", "server.key", Some("empty.pem"))).unwrap_err();
+    let err = tls::server_config(&files("server.pem", "server.key", Some("empty.pem")))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--tls-client-ca-file"), "{err}");
     assert!(tls::server_config(&files("server.pem", "server.key", Some("ca.pem"))).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
