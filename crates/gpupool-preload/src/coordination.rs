@@ -1,5 +1,5 @@
 //! The tenant's current compute rate on each device: its limit, or — when the node has a card
-//! folder (`GPUPOOL_CARD_DIR`) — what `gpupool_region::card::allocate` grants it among the
+//! folder (`GPUPOOL_CARD_DIR`) — what `gpupool_region::card_share::allocate` grants it among the
 //! card's tenants (request, borrowing of idle time, priority). A thread republishes this
 //! process's entry and recomputes the rate every [`PERIOD`]; launches read the rate with one
 //! atomic load and note their time with one atomic store.

@@ -5,7 +5,7 @@
 //! card it uses (named by the card's UUID), holding an entry per process of the tenant that
 //! uses the card under a compute limit: priority, request and limit, when it last launched, and
 //! a heartbeat. Every such process republishes its entry about every 10 ms and computes its
-//! tenant's current rate from all live entries of all tenants ([`allocate`]):
+//! tenant's current rate from all live entries of all tenants ([`allocate`](crate::card_share::allocate)):
 //!
 //! - a tenant is *busy* when one of its processes launched within [`BUSY_WINDOW_NS`];
 //! - every busy high-priority tenant is guaranteed its request; the card's time not requested by
@@ -16,7 +16,7 @@
 //!   counts as used), in proportion to their requests, each up to its limit; they get 1 % (a
 //!   trickle) while high-priority tenants take the whole card;
 //! - while a busy high-priority tenant shares the card with other busy tenants,
-//!   [`SHARED_HEADROOM_PCT`] of the card is not lent nor left to low priority: switching between
+//!   [`SHARED_HEADROOM_PCT`](crate::card_share::SHARED_HEADROOM_PCT) of the card is not lent nor left to low priority: switching between
 //!   processes costs a real GPU some of its time, and that must not come out of requests.
 //!
 //! A tenant maps only its own file. Other tenants' files are read with `pread` into a private
@@ -29,145 +29,14 @@
 //! create their file. A process that dies simply stops its heartbeat, and its entry is ignored
 //! after [`STALE_NS`] and reused later, so a crash at any moment cannot stall the others.
 
-use crate::card_peers::{EntryCopy, Grants, Peers};
+use crate::card_file::{
+    tenant_key, CardFile, Entry, EntryCopy, CARD_ENTRIES, CARD_MAGIC, STALE_NS,
+};
+use crate::card_peers::{Grants, Peers};
+use crate::card_share::{Demand, BUSY_WINDOW_NS};
 use crate::region::{map_shared, open_shared_file, FileLock};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
-
-/// Entries a tenant's card file holds (processes of the tenant on the card; more are paced at
-/// their limit alone).
-pub const CARD_ENTRIES: usize = 16;
-/// A tenant is busy when it launched this recently.
-pub const BUSY_WINDOW_NS: u64 = 100_000_000;
-/// An entry whose heartbeat is older is ignored (its process died or stopped launching).
-pub const STALE_NS: u64 = 200_000_000;
-/// First eight bytes of a card file.
-pub(crate) const CARD_MAGIC: u64 = u64::from_le_bytes(*b"GPCARD05");
-/// Long kernels an entry publishes: its tenant's recent ones (`ComputeState::long_runs`), so
-/// that each tenant can tell where in a run of its own it shared the card.
-pub const CARD_RUNS: usize = 8;
-
-/// One process's entry.
-#[repr(C)]
-#[derive(Default)]
-struct Entry {
-    /// Tenant key (0 = free).
-    tenant: AtomicU64,
-    pid: AtomicU32,
-    /// 0 high, 1 low.
-    priority: AtomicU32,
-    request: AtomicU32,
-    limit: AtomicU32,
-    last_launch_ns: AtomicU64,
-    heartbeat_ns: AtomicU64,
-    /// GPU time the process charged recently, in millionths of the card.
-    used_ppm: AtomicU64,
-    /// Recent long kernels of the tenant: start, end and GPU time (ns; start 0 = none, end 0 =
-    /// running).
-    runs: [[AtomicU64; 3]; CARD_RUNS],
-}
-
-#[repr(C)]
-pub(crate) struct CardFile {
-    magic: AtomicU64,
-    _pad: AtomicU64,
-    entries: [Entry; CARD_ENTRIES],
-}
-
-impl Entry {
-    /// A plain copy of the entry.
-    fn copy(&self) -> EntryCopy {
-        let mut runs = [[0u64; 3]; CARD_RUNS];
-        for (to, from) in runs.iter_mut().zip(&self.runs) {
-            *to = [
-                from[0].load(Acquire),
-                from[1].load(Relaxed),
-                from[2].load(Relaxed),
-            ];
-        }
-        EntryCopy {
-            tenant: self.tenant.load(Acquire),
-            pid: self.pid.load(Relaxed),
-            priority: self.priority.load(Relaxed),
-            request: self.request.load(Relaxed),
-            limit: self.limit.load(Relaxed),
-            last_launch_ns: self.last_launch_ns.load(Relaxed),
-            heartbeat_ns: self.heartbeat_ns.load(Acquire),
-            used_ppm: self.used_ppm.load(Relaxed),
-            runs,
-        }
-    }
-}
-
-/// What a tenant asks for on a card.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Demand {
-    /// Tenant key.
-    pub tenant: u64,
-    /// Low priority?
-    pub low: bool,
-    /// Guaranteed share (percent).
-    pub request: u32,
-    /// Cap (percent).
-    pub limit: u32,
-    /// Launched within the busy window.
-    pub busy: bool,
-    /// Share of the card its processes charged recently (millionths).
-    pub used_ppm: u64,
-    /// Its processes that launched within the busy window (each a context the card's time is
-    /// sliced among).
-    pub contexts: u32,
-}
-
-/// Points of the card not handed out beyond requests while a busy high-priority tenant shares
-/// the card with other busy tenants. A real H100 time-slicing two processes that synchronise
-/// often delivers about 94 % of the card, and the loss fell on the high-priority tenant: beside
-/// a low-priority tenant given the 40 % left, a tenant at 60 % got 50–54 % (`scripts/gpu-check`,
-/// `bench/gpu/gpu-check-2026-11-27-*`), while two tenants at 30 % + 60 % both got theirs.
-pub const SHARED_HEADROOM_PCT: u32 = 10;
-
-/// The rate (percent of the card) tenant `me` may use now, given every tenant's demand.
-pub fn allocate(demands: &[Demand], me: &Demand) -> u32 {
-    let others = demands.iter().filter(|d| d.tenant != me.tenant && d.busy);
-    let busy: Vec<&Demand> = others.chain(std::iter::once(me)).collect();
-    let high_requests: u32 = busy
-        .iter()
-        .filter(|d| !d.low)
-        .map(|d| d.request.min(d.limit))
-        .sum();
-    let shared = busy.len() > 1 && busy.iter().any(|d| !d.low);
-    let card = 100 - if shared { SHARED_HEADROOM_PCT } else { 0 };
-    let idle = card.saturating_sub(high_requests);
-    let borrowers = busy
-        .iter()
-        .filter(|d| !d.low && d.limit > d.request)
-        .count() as u32;
-    // A busy high-priority tenant: its request, plus an equal part of the idle time if its
-    // limit is above its request.
-    let high_rate = |d: &Demand| {
-        let lent = if d.limit > d.request {
-            idle / borrowers
-        } else {
-            0
-        };
-        (d.request + lent).min(d.limit)
-    };
-    let rate = if !me.low {
-        high_rate(me)
-    } else {
-        // Low priority comes after the high-priority tenants, borrowed time included.
-        let high: u32 = busy.iter().filter(|d| !d.low).map(|d| high_rate(d)).sum();
-        let left = card.saturating_sub(high);
-        let low_requests: u32 = busy
-            .iter()
-            .filter(|d| d.low)
-            .map(|d| d.request.max(1))
-            .sum();
-        let share = (left as u64 * me.request.max(1) as u64 / low_requests.max(1) as u64) as u32;
-        share.min(me.limit)
-    };
-    rate.clamp(1, 100)
-}
+use std::sync::atomic::Ordering::*;
 
 /// A long kernel as a tenant publishes it in the card file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -209,15 +78,6 @@ pub struct Publish {
     pub last_launch_ns: u64,
     /// Share of the card it charged recently (millionths).
     pub used_ppm: u64,
-}
-
-/// The key of the tenant whose folder in the card folder is `name` (never 0).
-pub fn tenant_key(name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h | 1
 }
 
 impl Card {
@@ -304,7 +164,8 @@ impl Card {
         e.heartbeat_ns.store(now_ns, Release);
     }
 
-    /// Publishes the tenant's recent long kernels in entry `slot`; the first [`CARD_RUNS`]
+    /// Publishes the tenant's recent long kernels in entry `slot`; the first
+    /// [`CARD_RUNS`](crate::card_file::CARD_RUNS)
     /// are kept.
     pub fn publish_runs(&self, slot: usize, runs: &[PublishedRun]) {
         let Some(e) = self.entries().get(slot) else {
@@ -406,78 +267,7 @@ impl Card {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn d(tenant: u64, low: bool, request: u32, limit: u32, busy: bool) -> Demand {
-        Demand {
-            tenant,
-            low,
-            request,
-            limit,
-            busy,
-            used_ppm: 0,
-            contexts: busy as u32,
-        }
-    }
-
-    #[test]
-    fn idle_time_is_lent_up_to_the_limit_and_taken_back() {
-        let a = d(1, false, 30, 80, true);
-        // Alone: borrows the idle 70 %, up to its limit.
-        assert_eq!(allocate(&[a], &a), 80);
-        // B (request 50) idle: still lent.
-        let b_idle = d(2, false, 50, 50, false);
-        assert_eq!(allocate(&[a, b_idle], &a), 80);
-        // B busy: A keeps its 30 % plus the 20 % nobody requests, less the headroom.
-        let b = d(2, false, 50, 50, true);
-        assert_eq!(allocate(&[a, b], &a), 50 - SHARED_HEADROOM_PCT);
-        assert_eq!(allocate(&[a, b], &b), 50);
-    }
-
-    #[test]
-    fn high_priority_borrowers_come_before_low_priority_tenants() {
-        let borrower = d(1, false, 30, 80, true);
-        let low = d(2, true, 100, 100, true);
-        assert_eq!(allocate(&[borrower, low], &borrower), 80);
-        assert_eq!(
-            allocate(&[borrower, low], &low),
-            100 - SHARED_HEADROOM_PCT - 80
-        );
-        let greedy = d(1, false, 30, 100, true);
-        assert_eq!(allocate(&[greedy, low], &low), 1, "a trickle");
-    }
-
-    #[test]
-    fn tenants_alone_or_only_low_priority_get_the_whole_card() {
-        let high = d(1, false, 30, 100, true);
-        assert_eq!(allocate(&[high], &high), 100);
-        let a = d(1, true, 50, 100, true);
-        let b = d(2, true, 50, 100, true);
-        assert_eq!(allocate(&[a, b], &a), 50);
-        assert_eq!(allocate(&[a, b], &b), 50);
-    }
-
-    #[test]
-    fn low_priority_uses_what_high_priority_leaves() {
-        let low = d(1, true, 100, 100, true);
-        assert_eq!(allocate(&[low], &low), 100);
-        let high = d(2, false, 60, 60, true);
-        assert_eq!(allocate(&[low, high], &low), 40 - SHARED_HEADROOM_PCT);
-        assert_eq!(allocate(&[low, high], &high), 60);
-        let full = d(3, false, 100, 100, true);
-        assert_eq!(allocate(&[low, full], &low), 1, "a trickle");
-        let high_idle = d(2, false, 60, 60, false);
-        assert_eq!(allocate(&[low, high_idle], &low), 100, "resumes");
-    }
-
-    #[test]
-    fn low_priority_tenants_split_in_proportion_to_requests() {
-        let a = d(1, true, 10, 100, true);
-        let b = d(2, true, 30, 100, true);
-        let h = d(3, false, 60, 60, true);
-        // They share the 30 % left (40 less the headroom) 1 : 3.
-        assert_eq!(allocate(&[a, b, h], &a), 7);
-        assert_eq!(allocate(&[a, b, h], &b), 22);
-    }
+    use crate::card_file::STALE_NS;
 
     #[test]
     fn entries_of_a_tenant_merge_and_stale_ones_are_ignored() {

@@ -5,7 +5,7 @@
 //! fifo or a folder in a tenant's folder is skipped; a file truncated while being read gives
 //! a short read and is skipped. Which tenants there are is read again every [`SCAN_NS`].
 
-use crate::card::{CardFile, CARD_ENTRIES, CARD_MAGIC, CARD_RUNS, STALE_NS};
+use crate::card_file::{tenant_key, CardFileCopy, EntryCopy, CARD_MAGIC};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -17,39 +17,6 @@ pub const SCAN_NS: u64 = 200_000_000;
 pub const MAX_PEERS: usize = 256;
 /// Largest grants file read.
 const MAX_GRANTS_BYTES: usize = 256 << 10;
-
-/// A plain copy of one entry (the same layout as the file's atomics).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct EntryCopy {
-    pub tenant: u64,
-    pub pid: u32,
-    pub priority: u32,
-    pub request: u32,
-    pub limit: u32,
-    pub last_launch_ns: u64,
-    pub heartbeat_ns: u64,
-    pub used_ppm: u64,
-    pub runs: [[u64; 3]; CARD_RUNS],
-}
-
-impl EntryCopy {
-    /// Claimed and heard from within [`STALE_NS`].
-    pub fn live(&self, now_ns: u64) -> bool {
-        self.tenant != 0 && now_ns.saturating_sub(self.heartbeat_ns) <= STALE_NS
-    }
-}
-
-/// A plain copy of a card file.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CardFileCopy {
-    magic: u64,
-    _pad: u64,
-    entries: [EntryCopy; CARD_ENTRIES],
-}
-
-const _: () = assert!(std::mem::size_of::<CardFileCopy>() == std::mem::size_of::<CardFile>());
 
 /// What the node agent grants a tenant on a card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +163,7 @@ impl Peers {
             }
             if let Some(file) = open_read_only(&item.path().join(uuid)) {
                 files.push(PeerFile {
-                    key: crate::card::tenant_key(&name),
+                    key: tenant_key(&name),
                     name,
                     file,
                     entries: Vec::new(),

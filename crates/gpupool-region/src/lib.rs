@@ -20,7 +20,9 @@
 #![warn(missing_docs)]
 
 pub mod card;
+pub mod card_file;
 pub mod card_peers;
+pub mod card_share;
 pub mod compute;
 pub mod idle;
 mod layout;
@@ -29,7 +31,9 @@ mod process;
 mod region;
 pub mod untrusted;
 
-pub use card::{allocate, tenant_key, Card, Demand, Publish, PublishedRun};
+pub use card::{Card, Publish, PublishedRun};
+pub use card_file::tenant_key;
+pub use card_share::{allocate, Demand};
 pub use compute::ComputeState;
 pub use idle::{GateCells, IdleView};
 pub use layout::{

@@ -13,7 +13,7 @@ use crate::launch_ex::{
 };
 use crate::protocol::*;
 use crate::session_nvml::NvmlServer;
-use crate::table_server::{self, Table};
+use crate::table_server::{self, Table, TableSession};
 use crate::wire::{DecodeError, Reader, Writer};
 use gpupool_cuda::cu::*;
 use gpupool_cuda::result::*;
@@ -28,7 +28,7 @@ pub struct Session {
     extra: Extra,
     nvml: NvmlServer,
     /// Handles this session created, by class.
-    pub handles: HashSet<(Class, u64)>,
+    handles: HashSet<(Class, u64)>,
     /// Device allocations: base address → size.
     ranges: BTreeMap<u64, u64>,
     /// Virtual address ranges reserved with `cuMemAddressReserve`: base address → size.
@@ -1051,6 +1051,28 @@ fn aligned_image(image: &[u8]) -> Vec<u64> {
         std::ptr::copy_nonoverlapping(image.as_ptr(), aligned.as_mut_ptr() as *mut u8, image.len())
     };
     aligned
+}
+
+impl TableSession for Session {
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    fn owns(&self, ptr: u64, len: u64) -> bool {
+        Session::owns(self, ptr, len)
+    }
+
+    fn valid(&self, class: Class, h: u64) -> bool {
+        Session::valid(self, class, h)
+    }
+
+    fn remember(&mut self, class: Class, h: u64) {
+        self.handles.insert((class, h));
+    }
+
+    fn forget(&mut self, class: Class, h: u64) {
+        self.handles.remove(&(class, h));
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! every argument before calling it (generated from [`crate::for_each_call!`]).
 
 use crate::calls::Class;
-use crate::session::Session;
 use crate::wire::{DecodeError, Pod, Reader, Writer};
 use gpupool_cuda::cu::*;
 use gpupool_cuda::result::*;
@@ -92,12 +91,12 @@ macro_rules! pass {
 macro_rules! after {
     ($s:ident, $o:ident, new($c:ident), $a:ident) => {
         if $a.0 {
-            $s.handles.insert((Class::$c, $a.1 as usize as u64));
+            $s.remember(Class::$c, $a.1 as usize as u64);
             $o.put(&$a.1);
         }
     };
     ($s:ident, $o:ident, del($c:ident), $a:ident) => {
-        $s.handles.remove(&(Class::$c, $a));
+        $s.forget(Class::$c, $a);
     };
     ($s:ident, $o:ident, out, $a:ident) => {
         if $a.0 {
@@ -105,6 +104,21 @@ macro_rules! after {
         }
     };
     ($s:ident, $o:ident, $k:ident $(($c:ident))?, $a:ident) => {};
+}
+
+/// What a table-driven call needs of the session running it: the driver's functions and the
+/// client's handles and memory (checked before a call, updated after it).
+pub trait TableSession {
+    /// The driver's functions.
+    fn table(&self) -> &Table;
+    /// Whether `[ptr, ptr + len)` is memory the client allocated or reserved.
+    fn owns(&self, ptr: u64, len: u64) -> bool;
+    /// Whether `h` is a handle of `class` the client may pass (its own, or a default one).
+    fn valid(&self, class: Class, h: u64) -> bool;
+    /// Records a handle the driver created for the client.
+    fn remember(&mut self, class: Class, h: u64);
+    /// Forgets a handle the client destroyed.
+    fn forget(&mut self, class: Class, h: u64);
 }
 
 fn zero<T: Pod>() -> T {
@@ -152,13 +166,13 @@ macro_rules! server_table {
 
         /// Decodes and runs table call `id`; `None` when `id` is not in the table.
         #[allow(unused_mut, unused_variables, clippy::unnecessary_cast)]
-        pub fn call(s: &mut Session, id: u16, r: &mut Reader<'_>, outs: &mut Writer) -> Result<Option<u32>, DecodeError> {
+        pub fn call(s: &mut impl TableSession, id: u16, r: &mut Reader<'_>, outs: &mut Writer) -> Result<Option<u32>, DecodeError> {
             match id {
                 $( $id => {
                     $( let mut $arg = take!(r, $kind, $arg, $ty); )*
                     r.end()?;
                     $( if let Some(e) = check!(s, $kind $(($class))?, $arg) { return Ok(Some(e)); } )*
-                    let rc = match s.table.$name {
+                    let rc = match s.table().$name {
                         // SAFETY: arguments decoded to their C types; handles and addresses were
                         // checked to be the session's own.
                         Some(f) => unsafe { f($( pass!($kind, $arg, $ty) ),*) },
