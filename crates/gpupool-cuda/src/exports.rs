@@ -103,7 +103,8 @@ macro_rules! export_functions {
     };
 }
 
-/// One item for one declared function: its C export, its forwarder or its gated forwarder.
+/// One item for one declared function: its C export, its forwarder, its gated forwarder, or
+/// (`adapt MACRO BASE`) whatever `MACRO!{ BASE ; NAME(PARAMS) }` makes of its parameters.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! api_item {
@@ -142,5 +143,8 @@ macro_rules! api_item {
             // SAFETY: forwarding the caller's arguments unchanged.
             unsafe { super::real::$name($($arg),*) }
         }
+    };
+    (adapt $m:ident $base:path ; $name:ident ( $($arg:ident : $ty:ty),* )) => {
+        $m!{ $base ; $name ( $($arg : $ty),* ) }
     };
 }

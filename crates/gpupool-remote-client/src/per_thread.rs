@@ -19,40 +19,82 @@ pub fn per_thread(s: CUstream) -> CUstream {
     }
 }
 
-macro_rules! per_thread_variants {
-    ($( fn $name:ident ( $($a:ident : $t:ty),* ) [$s:ident] => $base:path ; )*) => {
-        $(
-            #[doc = concat!("`", stringify!($base), "` on the per-thread default stream.")]
-            #[allow(clippy::too_many_arguments)]
-            pub unsafe fn $name($($a: $t),*) -> u32 {
-                let $s = per_thread($s);
-                // SAFETY: the caller's arguments, passed on.
-                unsafe { $base($($a),*) }
+/// An argument of a per-thread variant as its base function takes it: the stream mapped by
+/// [`per_thread`], everything else unchanged.
+trait OnPerThreadStream {
+    fn on_per_thread_stream(self) -> Self;
+}
+
+impl OnPerThreadStream for CUstream {
+    fn on_per_thread_stream(self) -> Self {
+        per_thread(self)
+    }
+}
+
+macro_rules! passed_unchanged {
+    ($($t:ty),*) => {
+        $( impl OnPerThreadStream for $t {
+            fn on_per_thread_stream(self) -> Self {
+                self
             }
-        )*
+        } )*
+    };
+}
+
+passed_unchanged!(
+    u8,
+    u16,
+    u32,
+    usize,
+    CUdeviceptr,
+    *mut CUdeviceptr,
+    *const c_void,
+    *mut c_void,
+    *mut *mut c_void,
+    CUfunction,
+    CUevent,
+    CUgraphExec
+);
+
+/// `NAME`: `BASE` with the declared parameters of `NAME`, its stream per-thread.
+macro_rules! per_thread_variant {
+    ($base:path ; $name:ident ( $($a:ident : $t:ty),* )) => {
+        #[doc = concat!("`", stringify!($base), "` on the per-thread default stream.")]
+        #[allow(clippy::too_many_arguments, non_snake_case)]
+        pub unsafe fn $name($($a: $t),*) -> u32 {
+            // SAFETY: the caller's arguments, the stream mapped, passed on.
+            unsafe { $base($( OnPerThreadStream::on_per_thread_stream($a) ),*) }
+        }
+    };
+}
+
+/// Per-thread variants, each with the C signature declared for it in `gpupool_cuda::api`.
+macro_rules! per_thread_variants {
+    ($( $name:ident => $base:path ; )*) => {
+        $( gpupool_cuda::signature_of!{ $name adapt per_thread_variant $base } )*
     };
 }
 
 per_thread_variants! {
-    fn launch_kernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void) [s] => crate::module::launch_kernel;
-    fn launch_cooperative_kernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void) [s] => crate::module::launch_cooperative_kernel;
-    fn stream_synchronize(s: CUstream) [s] => crate::table_client::cuStreamSynchronize;
-    fn stream_query(s: CUstream) [s] => crate::table_client::cuStreamQuery;
-    fn stream_wait_event(s: CUstream, e: CUevent, flags: u32) [s] => crate::table_client::cuStreamWaitEvent;
-    fn event_record(e: CUevent, s: CUstream) [s] => crate::table_client::cuEventRecord;
-    fn graph_launch(e: CUgraphExec, s: CUstream) [s] => crate::table_client::cuGraphLaunch;
-    fn memcpy_async(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) [s] => crate::copies::memcpy_async;
-    fn htod_async(dst: CUdeviceptr, src: *const c_void, n: usize, s: CUstream) [s] => crate::copies::htod_async;
-    fn dtoh_async(dst: *mut c_void, src: CUdeviceptr, n: usize, s: CUstream) [s] => crate::copies::dtoh_async;
-    fn dtod_async(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) [s] => crate::copies::dtod_async;
-    fn memset_d8_async(d: CUdeviceptr, v: u8, n: usize, s: CUstream) [s] => crate::copies::memset_d8_async;
-    fn memset_d16_async(d: CUdeviceptr, v: u16, n: usize, s: CUstream) [s] => crate::copies::memset_d16_async;
-    fn memset_d32_async(d: CUdeviceptr, v: u32, n: usize, s: CUstream) [s] => crate::copies::memset_d32_async;
-    fn mem_alloc_async(d: *mut CUdeviceptr, size: usize, s: CUstream) [s] => crate::memory::mem_alloc_async;
-    fn mem_free_async(d: CUdeviceptr, s: CUstream) [s] => crate::memory::mem_free_async;
+    cuLaunchKernel_ptsz => crate::module::launch_kernel;
+    cuLaunchCooperativeKernel_ptsz => crate::module::launch_cooperative_kernel;
+    cuStreamSynchronize_ptsz => crate::table_client::cuStreamSynchronize;
+    cuStreamQuery_ptsz => crate::table_client::cuStreamQuery;
+    cuStreamWaitEvent_ptsz => crate::table_client::cuStreamWaitEvent;
+    cuEventRecord_ptsz => crate::table_client::cuEventRecord;
+    cuGraphLaunch_ptsz => crate::table_client::cuGraphLaunch;
+    cuMemcpyAsync_ptsz => crate::copies::memcpy_async;
+    cuMemcpyHtoDAsync_v2_ptsz => crate::copies::htod_async;
+    cuMemcpyDtoHAsync_v2_ptsz => crate::copies::dtoh_async;
+    cuMemcpyDtoDAsync_v2_ptsz => crate::copies::dtod_async;
+    cuMemsetD8Async_ptsz => crate::copies::memset_d8_async;
+    cuMemsetD16Async_ptsz => crate::copies::memset_d16_async;
+    cuMemsetD32Async_ptsz => crate::copies::memset_d32_async;
+    cuMemAllocAsync_ptsz => crate::memory::mem_alloc_async;
+    cuMemFreeAsync_ptsz => crate::memory::mem_free_async;
 }
 
-/// `cuLaunchKernelEx_ptsz`.
+/// `cuLaunchKernelEx_ptsz`: the configuration's stream per-thread.
 pub unsafe fn launch_kernel_ex(
     config: *const gpupool_cuda::cu::CUlaunchConfig,
     f: CUfunction,
@@ -79,5 +121,19 @@ mod tests {
         let s = std::ptr::without_provenance_mut(0x1234);
         assert_eq!(per_thread(s), s);
         assert_eq!(per_thread(std::ptr::without_provenance_mut(1)) as usize, 1);
+    }
+
+    #[test]
+    fn variants_map_the_stream_argument_only() {
+        let null: CUstream = std::ptr::null_mut();
+        assert_eq!(null.on_per_thread_stream() as usize, PER_THREAD);
+        let event: CUevent = std::ptr::null_mut();
+        assert!(
+            event.on_per_thread_stream().is_null(),
+            "an event is not a stream"
+        );
+        let ptr: CUdeviceptr = 0;
+        assert_eq!(ptr.on_per_thread_stream(), 0);
+        assert_eq!(0u32.on_per_thread_stream(), 0);
     }
 }
