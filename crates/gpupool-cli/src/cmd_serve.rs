@@ -78,6 +78,8 @@ fn session_command(exe: &std::path::Path, a: &ServeArgs, c: &Client) -> Command 
 pub fn run(a: ServeArgs) -> Result<()> {
     let addr = Address::parse(&a.listen).map_err(|e| anyhow::anyhow!("--listen {e}"))?;
     let clients = Arc::new(load_clients(&a.clients)?);
+    // Sessions read it again; a bad value is refused here, before any client connects.
+    gpupool_remote::polling::spin_from_env().map_err(anyhow::Error::msg)?;
     if let Some(spec) = &a.sim {
         crate::sim_env::SimEnv::prepare(spec, a.state.as_deref())?;
     }

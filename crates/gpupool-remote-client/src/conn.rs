@@ -7,13 +7,16 @@ use gpupool_cuda::export_tables::DeviceFacts;
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
 use gpupool_remote::listener::Address;
+use gpupool_remote::polling::{read_polling, spin_from_env};
 use gpupool_remote::protocol::*;
 use gpupool_remote::wire::{DecodeError, Reader, Writer};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 /// `CUDA_ERROR_DEVICE_UNAVAILABLE`: the answer to every call once the server is gone.
 pub const CUDA_ERROR_DEVICE_UNAVAILABLE: u32 = 46;
@@ -38,11 +41,15 @@ enum Socket {
     Unix(UnixStream),
 }
 
+/// How long a read polls before it blocks (ns), set from the environment at connection.
+static SPIN_NS: AtomicU64 = AtomicU64::new(0);
+
 impl Read for Socket {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        let mut spin = Duration::from_nanos(SPIN_NS.load(Relaxed));
         match self {
-            Socket::Tcp(s) => s.read(b),
-            Socket::Unix(s) => s.read(b),
+            Socket::Tcp(s) => read_polling(s, b, &mut spin),
+            Socket::Unix(s) => read_polling(s, b, &mut spin),
         }
     }
 }
@@ -159,6 +166,8 @@ impl State {
         let parsed = Address::parse(&addr).map_err(|e| no_device(format!("{ENV_ADDRESS}={e}")))?;
         self.address = parsed.to_string();
         let token = token().map_err(no_device)?;
+        let spin = spin_from_env().map_err(no_device)?;
+        SPIN_NS.store(spin.as_nanos() as u64, Relaxed);
         let cannot = |e: io::Error| no_device(format!("cannot reach the GPU server {addr}: {e}"));
         let mut sock = match &parsed {
             Address::Tcp(a) => {

@@ -5,6 +5,7 @@
 //! - [`calls`]: the one table of forwarded driver calls; [`copy3d`]: how 2D / 3D copies travel;
 //!   [`launch_ex`]: `cuLaunchKernelEx` configurations; [`kernel_args`]: kernel arguments.
 //! - [`listener`] and [`tokens`]: accepting authenticated clients.
+//! - [`polling`]: reads that poll briefly before they block (both ends).
 //! - [`session`]: executing one client's calls, each checked against what it owns;
 //!   [`session_nvml`]: its NVML answers.
 
@@ -16,6 +17,7 @@ pub mod driver_extra;
 pub mod kernel_args;
 pub mod launch_ex;
 pub mod listener;
+pub mod polling;
 pub mod protocol;
 pub mod session;
 pub mod session_main;

@@ -2,6 +2,7 @@
 //! tenant's limits in its environment and the interception library preloaded. Loads the driver,
 //! sends the welcome, then serves until the client goes away.
 
+use crate::polling::PollingReader;
 use crate::protocol::{write_frame, STATUS_OK};
 use crate::session::Session;
 use std::ffi::{c_void, CStr};
@@ -44,6 +45,13 @@ pub fn run_on_stdin() -> i32 {
         // apply.
         unsafe { libc::dlsym(lib, name.as_ptr()) }
     };
+    let spin = match crate::polling::spin_from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gpupool serve: {e}");
+            return 1;
+        }
+    };
     let mut session = Session::new(&resolve);
     session.trace = std::env::var_os("GPUPOOL_REMOTE_TRACE").is_some();
     // SAFETY: fd 0 is the client's socket, owned by this process from here on.
@@ -63,7 +71,7 @@ pub fn run_on_stdin() -> i32 {
         eprintln!("gpupool serve: session refused: {}", welcome.message);
         return 1;
     }
-    let reader = BufReader::with_capacity(1 << 20, sock);
+    let reader = BufReader::with_capacity(1 << 20, PollingReader::new(sock, spin));
     match session.serve(reader, writer) {
         Ok(()) => 0,
         Err(e) => {

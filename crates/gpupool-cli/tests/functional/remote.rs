@@ -158,6 +158,31 @@ fn bad_tokens_and_malformed_messages_are_refused_and_the_server_keeps_serving() 
         "{err}"
     );
 
+    // A malformed polling time: the client says which variable, and so does a server started
+    // with it.
+    let out = server
+        .client(&[prog.to_str().unwrap()])
+        .env("GPUPOOL_REMOTE_SPIN_US", "forever")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("GPUPOOL_REMOTE_SPIN_US") && err.contains("forever"),
+        "{err}"
+    );
+    let clients = server.dir.join("spin-clients");
+    std::fs::write(&clients, format!("alpha {TOKEN}\n")).unwrap();
+    let out = Command::new(gpupool())
+        .args(["serve", "--listen", "127.0.0.1:0", "--clients"])
+        .arg(&clients)
+        .env("GPUPOOL_REMOTE_SPIN_US", "-5")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GPUPOOL_REMOTE_SPIN_US=\"-5\""), "{err}");
+
     // Junk instead of a hello.
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.write_all(&[0x42; 64]).unwrap();
@@ -272,6 +297,15 @@ fn a_server_that_goes_away_is_a_clear_error_in_the_client() {
     let server = Server::start(&m, &listen, &clients);
     let mut h = spawn_holder(&server, "64");
     drop(server);
+    // The client's session dies with the server, a moment after it (parent-death signals).
+    let t = Instant::now();
+    while m.card_used() != 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the session outlived its server"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     h.go_on();
     let mut line = String::new();
     h.out.read_line(&mut line).unwrap();
