@@ -174,9 +174,7 @@ impl TenantEnv {
 
     /// Whether any per-device setting is a list (which [`TenantEnv::pin_to_cards`] pins).
     pub fn has_device_lists(&self) -> bool {
-        self.values
-            .iter()
-            .any(|(s, v)| s.per_device() && v.contains(','))
+        self.values.iter().any(|(s, v)| is_device_list(*s, v))
     }
 
     /// Rewrites each per-device list (`8GiB,2GiB`) as per-card entries (`GPU-…=8GiB,…`) for
@@ -184,7 +182,7 @@ impl TenantEnv {
     /// cannot swap its cards' limits. Single values stay as they are.
     pub fn pin_to_cards(&mut self, uuids: &[String]) -> Result<(), SettingError> {
         for (setting, value) in &mut self.values {
-            if !setting.per_device() || !value.contains(',') {
+            if !is_device_list(*setting, value) {
                 continue;
             }
             let entries: Vec<&str> = value.split(',').map(str::trim).collect();
@@ -216,6 +214,11 @@ impl TenantEnv {
             .filter_map(|s| self.get(s).map(|v| (s.var(), v.to_string())))
             .collect()
     }
+}
+
+/// Whether `value` of `setting` is a list with one entry per device.
+fn is_device_list(setting: Setting, value: &str) -> bool {
+    setting.per_device() && value.contains(',')
 }
 
 #[cfg(test)]

@@ -244,6 +244,17 @@ pub fn gpupool_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     out
 }
 
+/// The standard error of a command that must have failed (a success fails the test).
+pub fn failure_message(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure, got {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Parses `key value` lines into a map, failing on a `FAIL` line.
 pub fn key_values(out: &Output) -> HashMap<String, String> {
     let text = String::from_utf8_lossy(&out.stdout);

@@ -51,8 +51,7 @@ fn run_sets_the_environment_for_the_tenant() {
     );
     // More values than devices is a mistake, said as such.
     let out = m.run(&["--memory", "1GiB,2GiB", "--devices", "1"], &["true"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failure_message(&out);
     assert!(
         err.contains("--memory") && err.contains("2 values for the 1 devices"),
         "{err}"

@@ -151,8 +151,7 @@ fn bad_tokens_and_malformed_messages_are_refused_and_the_server_keeps_serving() 
         .env("GPUPOOL_LIB_DIR", lib_dir())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failure_message(&out);
     assert!(
         err.contains("refused this client") && err.contains("does not know this token"),
         "{err}"
@@ -165,8 +164,7 @@ fn bad_tokens_and_malformed_messages_are_refused_and_the_server_keeps_serving() 
         .env("GPUPOOL_REMOTE_SPIN_US", "forever")
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failure_message(&out);
     assert!(
         err.contains("GPUPOOL_REMOTE_SPIN_US") && err.contains("forever"),
         "{err}"
@@ -179,8 +177,7 @@ fn bad_tokens_and_malformed_messages_are_refused_and_the_server_keeps_serving() 
         .env("GPUPOOL_REMOTE_SPIN_US", "-5")
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failure_message(&out);
     assert!(err.contains("GPUPOOL_REMOTE_SPIN_US=\"-5\""), "{err}");
 
     // Junk instead of a hello.
