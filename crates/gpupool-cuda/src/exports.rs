@@ -104,7 +104,8 @@ macro_rules! export_functions {
 }
 
 /// One item for one declared function: its C export, its forwarder, its gated forwarder, or
-/// (`adapt MACRO BASE`) whatever `MACRO!{ BASE ; NAME(PARAMS) }` makes of its parameters.
+/// (`adapt MACRO BASE` / `adapt MACRO { ANY }`) whatever `MACRO!{ BASE ; NAME(PARAMS) }` /
+/// `MACRO!{ { ANY } ; NAME(PARAMS) }` makes of its parameters.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! api_item {
@@ -143,6 +144,9 @@ macro_rules! api_item {
             // SAFETY: forwarding the caller's arguments unchanged.
             unsafe { super::real::$name($($arg),*) }
         }
+    };
+    (adapt $m:ident { $($with:tt)* } ; $name:ident ( $($arg:ident : $ty:ty),* )) => {
+        $m!{ { $($with)* } ; $name ( $($arg : $ty),* ) }
     };
     (adapt $m:ident $base:path ; $name:ident ( $($arg:ident : $ty:ty),* )) => {
         $m!{ $base ; $name ( $($arg : $ty),* ) }

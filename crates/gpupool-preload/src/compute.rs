@@ -203,6 +203,11 @@ fn hold_for_window(state: &ComputeState, o: usize, cost: u64, pct: u32) {
     }
 }
 
+/// The stream a plain call means: the one given.
+fn as_given(s: CUstream) -> CUstream {
+    s
+}
+
 /// The stream a `_ptsz` call means: its null stream is the per-thread stream.
 fn per_thread(s: CUstream) -> CUstream {
     if s.is_null() {
@@ -216,48 +221,7 @@ fn blocks(gx: u32, gy: u32, gz: u32) -> u64 {
     gx as u64 * gy as u64 * gz as u64
 }
 
-/// Hook for `cuLaunchKernel`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_kernel(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    shared: u32,
-    s: CUstream,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> u32 {
-    paced(f as usize, blocks(gx, gy, gz), s, || {
-        // SAFETY: forwarding.
-        unsafe { real::cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shared, s, params, extra) }
-    })
-}
-
-/// Hook for `cuLaunchKernel_ptsz`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_kernel_ptsz(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    shared: u32,
-    s: CUstream,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> u32 {
-    paced(f as usize, blocks(gx, gy, gz), per_thread(s), || {
-        // SAFETY: forwarding.
-        unsafe { real::cuLaunchKernel_ptsz(f, gx, gy, gz, bx, by, bz, shared, s, params, extra) }
-    })
-}
-
+/// A launch configuration's blocks and stream (one block on the null stream when absent).
 fn config_shape(config: *const CUlaunchConfig_st) -> (u64, CUstream) {
     // SAFETY: null or the caller's launch configuration.
     match unsafe { config.as_ref() } {
@@ -266,74 +230,46 @@ fn config_shape(config: *const CUlaunchConfig_st) -> (u64, CUstream) {
     }
 }
 
-/// Hook for `cuLaunchKernelEx`.
-pub unsafe fn launch_kernel_ex(
-    config: *const CUlaunchConfig_st,
-    f: CUfunction,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> u32 {
-    let (b, s) = config_shape(config);
-    paced(f as usize, b, s, || {
-        // SAFETY: forwarding.
-        unsafe { real::cuLaunchKernelEx(config, f, params, extra) }
-    })
-}
-
-/// Hook for `cuLaunchKernelEx_ptsz`.
-pub unsafe fn launch_kernel_ex_ptsz(
-    config: *const CUlaunchConfig_st,
-    f: CUfunction,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> u32 {
-    let (b, s) = config_shape(config);
-    paced(f as usize, b, per_thread(s), || {
-        // SAFETY: forwarding.
-        unsafe { real::cuLaunchKernelEx_ptsz(config, f, params, extra) }
-    })
-}
-
-/// Hook for `cuLaunchCooperativeKernel`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_cooperative_kernel(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    shared: u32,
-    s: CUstream,
-    params: *mut *mut c_void,
-) -> u32 {
-    paced(f as usize, blocks(gx, gy, gz), s, || {
-        // SAFETY: forwarding.
-        unsafe { real::cuLaunchCooperativeKernel(f, gx, gy, gz, bx, by, bz, shared, s, params) }
-    })
-}
-
-/// Hook for `cuLaunchCooperativeKernel_ptsz`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_cooperative_kernel_ptsz(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    shared: u32,
-    s: CUstream,
-    params: *mut *mut c_void,
-) -> u32 {
-    paced(f as usize, blocks(gx, gy, gz), per_thread(s), || {
-        // SAFETY: forwarding.
-        unsafe {
-            real::cuLaunchCooperativeKernel_ptsz(f, gx, gy, gz, bx, by, bz, shared, s, params)
+/// A paced launch hook with the C signature declared for `NAME`: `SHAPE` gives the launch's
+/// (handle, blocks, stream) from the arguments, `ON` maps the stream (see [`per_thread`]), and
+/// the call goes to the real `NAME`.
+macro_rules! paced_launch {
+    ({ $hook:ident, $on:path, $shape:expr } ; $name:ident ( $($a:ident : $t:ty),* )) => {
+        #[doc = concat!("Hook for `", stringify!($name), "`.")]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $hook($($a: $t),*) -> u32 {
+            let (handle, n_blocks, stream) = ($shape)($($a),*);
+            paced(handle, n_blocks, $on(stream), || {
+                // SAFETY: forwarding.
+                unsafe { real::$name($($a),*) }
+            })
         }
-    })
+    };
+}
+
+/// Launch hooks, each with its per-thread-stream (`_ptsz`) twin, which has the same
+/// parameters: `NAME, NAME_ptsz => HOOK, HOOK_ptsz as SHAPE;`.
+macro_rules! paced_launches {
+    ($( $name:ident, $name_ptsz:ident => $hook:ident, $hook_ptsz:ident as $shape:expr ; )*) => {$(
+        gpupool_cuda::signature_of!{ $name adapt paced_launch { $hook, as_given, $shape } }
+        gpupool_cuda::signature_of!{ $name_ptsz adapt paced_launch { $hook_ptsz, per_thread, $shape } }
+    )*};
+}
+
+paced_launches! {
+    cuLaunchKernel, cuLaunchKernel_ptsz => launch_kernel, launch_kernel_ptsz
+        as |f: CUfunction, gx, gy, gz, _, _, _, _, s, _, _| (f as usize, blocks(gx, gy, gz), s);
+    cuLaunchKernelEx, cuLaunchKernelEx_ptsz => launch_kernel_ex, launch_kernel_ex_ptsz
+        as |config, f: CUfunction, _, _| {
+            let (b, s) = config_shape(config);
+            (f as usize, b, s)
+        };
+    cuLaunchCooperativeKernel, cuLaunchCooperativeKernel_ptsz
+        => launch_cooperative_kernel, launch_cooperative_kernel_ptsz
+        as |f: CUfunction, gx, gy, gz, _, _, _, _, s, _| (f as usize, blocks(gx, gy, gz), s);
+    // A graph is one shape, timed as a whole.
+    cuGraphLaunch, cuGraphLaunch_ptsz => graph_launch, graph_launch_ptsz
+        as |exec: CUgraphExec, s| (exec as usize, 1, s);
 }
 
 /// Hook for `cuLaunchCooperativeKernelMultiDevice`: every entry is charged (on the current
@@ -366,20 +302,4 @@ pub unsafe fn launch_cooperative_kernel_multi_device(
     }
     // SAFETY: forwarding.
     unsafe { real::cuLaunchCooperativeKernelMultiDevice(list, n, flags) }
-}
-
-/// Hook for `cuGraphLaunch`: a graph is one shape, timed as a whole.
-pub unsafe fn graph_launch(exec: CUgraphExec, s: CUstream) -> u32 {
-    paced(exec as usize, 1, s, || {
-        // SAFETY: forwarding.
-        unsafe { real::cuGraphLaunch(exec, s) }
-    })
-}
-
-/// Hook for `cuGraphLaunch_ptsz`.
-pub unsafe fn graph_launch_ptsz(exec: CUgraphExec, s: CUstream) -> u32 {
-    paced(exec as usize, 1, per_thread(s), || {
-        // SAFETY: forwarding.
-        unsafe { real::cuGraphLaunch_ptsz(exec, s) }
-    })
 }
