@@ -103,7 +103,8 @@ macro_rules! export_functions {
     };
 }
 
-/// One item for one declared function: its C export, its forwarder, its gated forwarder, or
+/// One item for one declared function: its C export, its forwarder, its gated forwarder, its
+/// per-thread-stream variant of a base function (`per_thread BASE`), or
 /// (`adapt MACRO BASE` / `adapt MACRO { ANY }`) whatever `MACRO!{ BASE ; NAME(PARAMS) }` /
 /// `MACRO!{ { ANY } ; NAME(PARAMS) }` makes of its parameters.
 #[doc(hidden)]
@@ -143,6 +144,14 @@ macro_rules! api_item {
             $gate();
             // SAFETY: forwarding the caller's arguments unchanged.
             unsafe { super::real::$name($($arg),*) }
+        }
+    };
+    (per_thread $base:path ; $name:ident ( $($arg:ident : $ty:ty),* )) => {
+        #[doc = concat!("`", stringify!($base), "` on the per-thread default stream.")]
+        #[allow(clippy::too_many_arguments, non_snake_case)]
+        pub unsafe fn $name($($arg: $ty),*) -> u32 {
+            // SAFETY: the caller's arguments, the stream mapped, passed on.
+            unsafe { $base($( $crate::per_thread::OnPerThreadStream::on_per_thread_stream($arg) ),*) }
         }
     };
     (adapt $m:ident { $($with:tt)* } ; $name:ident ( $($arg:ident : $ty:ty),* )) => {

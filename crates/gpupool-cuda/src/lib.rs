@@ -7,6 +7,7 @@
 //! - [`symbols`]: how `cuGetProcAddress(name, version, flags)` maps to an exported symbol.
 //! - [`api`]: the C signature of every exported driver / NVML function, declared once.
 //! - [`export_functions!`]: one list of functions drives exports, lookup and forwarding.
+//! - [`per_thread`]: `_ptsz` variants declared as `NAME => BASE;`.
 
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod export_tables;
 pub mod exports;
 pub mod md2;
 pub mod nvml_list;
+pub mod per_thread;
 pub mod props;
 pub mod result;
 pub mod spinlock;

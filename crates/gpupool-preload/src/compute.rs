@@ -14,6 +14,7 @@ use crate::real;
 use gpupool_cuda::cu::{
     CUDA_LAUNCH_PARAMS_st, CUfunction, CUgraphExec, CUlaunchConfig_st, CUstream,
 };
+use gpupool_cuda::per_thread::per_thread;
 use gpupool_cuda::result::CUDA_SUCCESS;
 use gpupool_region::ComputeState;
 use gpupool_region::MAX_DEVICES;
@@ -206,15 +207,6 @@ fn hold_for_window(state: &ComputeState, o: usize, cost: u64, pct: u32) {
 /// The stream a plain call means: the one given.
 fn as_given(s: CUstream) -> CUstream {
     s
-}
-
-/// The stream a `_ptsz` call means: its null stream is the per-thread stream.
-fn per_thread(s: CUstream) -> CUstream {
-    if s.is_null() {
-        2 as CUstream
-    } else {
-        s
-    }
 }
 
 fn blocks(gx: u32, gy: u32, gz: u32) -> u64 {

@@ -334,60 +334,30 @@ unsafe fn filter_processes<T: ProcessEntry>(
     unsafe { gpupool_cuda::nvml_list::fill_list(&all, count, infos) }
 }
 
-/// Hook for `nvmlDeviceGetComputeRunningProcesses_v3`.
-pub unsafe fn nvml_compute_processes_v3(
-    h: nvmlDevice_t,
-    count: *mut c_uint,
-    infos: *mut nvmlProcessInfo_v2_t,
-) -> u32 {
-    // SAFETY: forwarding inside the filter.
-    unsafe {
-        filter_processes(h, count, infos, |c, i| {
-            real::nvmlDeviceGetComputeRunningProcesses_v3(h, c, i)
-        })
-    }
+/// A process-list hook with the C signature declared for `NAME`: the real list, filtered to
+/// the tenant's processes.
+macro_rules! filtered_process_list {
+    ({ $hook:ident } ; $name:ident ( $h:ident : $ht:ty, $n:ident : $nt:ty, $p:ident : $pt:ty )) => {
+        #[doc = concat!("Hook for `", stringify!($name), "`.")]
+        pub unsafe fn $hook($h: $ht, $n: $nt, $p: $pt) -> u32 {
+            // SAFETY: forwarding inside the filter.
+            unsafe { filter_processes($h, $n, $p, |n, p| real::$name($h, n, p)) }
+        }
+    };
 }
 
-/// Hook for `nvmlDeviceGetComputeRunningProcesses_v2`.
-pub unsafe fn nvml_compute_processes_v2(
-    h: nvmlDevice_t,
-    count: *mut c_uint,
-    infos: *mut nvmlProcessInfo_v2_t,
-) -> u32 {
-    // SAFETY: forwarding inside the filter.
-    unsafe {
-        filter_processes(h, count, infos, |c, i| {
-            real::nvmlDeviceGetComputeRunningProcesses_v2(h, c, i)
-        })
-    }
+/// `NAME => HOOK;`: process-list hooks (NVML 1's list is `nvmlProcessInfo_v1_t`).
+macro_rules! filtered_process_lists {
+    ($( $name:ident => $hook:ident ; )*) => {$(
+        gpupool_cuda::signature_of!{ $name adapt filtered_process_list { $hook } }
+    )*};
 }
 
-/// Hook for `nvmlDeviceGetComputeRunningProcesses` (NVML 1).
-pub unsafe fn nvml_compute_processes_v1(
-    h: nvmlDevice_t,
-    count: *mut c_uint,
-    infos: *mut nvmlProcessInfo_v1_t,
-) -> u32 {
-    // SAFETY: forwarding inside the filter.
-    unsafe {
-        filter_processes(h, count, infos, |c, i| {
-            real::nvmlDeviceGetComputeRunningProcesses(h, c, i)
-        })
-    }
-}
-
-/// Hook for `nvmlDeviceGetGraphicsRunningProcesses_v3`.
-pub unsafe fn nvml_graphics_processes_v3(
-    h: nvmlDevice_t,
-    count: *mut c_uint,
-    infos: *mut nvmlProcessInfo_v2_t,
-) -> u32 {
-    // SAFETY: forwarding inside the filter.
-    unsafe {
-        filter_processes(h, count, infos, |c, i| {
-            real::nvmlDeviceGetGraphicsRunningProcesses_v3(h, c, i)
-        })
-    }
+filtered_process_lists! {
+    nvmlDeviceGetComputeRunningProcesses_v3 => nvml_compute_processes_v3;
+    nvmlDeviceGetComputeRunningProcesses_v2 => nvml_compute_processes_v2;
+    nvmlDeviceGetComputeRunningProcesses => nvml_compute_processes_v1;
+    nvmlDeviceGetGraphicsRunningProcesses_v3 => nvml_graphics_processes_v3;
 }
 
 #[cfg(test)]

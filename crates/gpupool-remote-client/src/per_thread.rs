@@ -3,79 +3,12 @@
 //! streams of all the client's threads are that thread's one per-thread stream: ordered like
 //! each thread's, never synchronising with the legacy stream's other work more than CUDA does.
 
-use gpupool_cuda::cu::*;
+use gpupool_cuda::api::types::*;
+use gpupool_cuda::per_thread::per_thread;
 use gpupool_remote::launch_ex::RawLaunchConfig;
 use std::ffi::c_void;
 
-/// `CU_STREAM_PER_THREAD`.
-const PER_THREAD: usize = 2;
-
-/// The stream a per-thread variant means by `s`.
-pub fn per_thread(s: CUstream) -> CUstream {
-    if s.is_null() {
-        std::ptr::without_provenance_mut(PER_THREAD)
-    } else {
-        s
-    }
-}
-
-/// An argument of a per-thread variant as its base function takes it: the stream mapped by
-/// [`per_thread`], everything else unchanged.
-trait OnPerThreadStream {
-    fn on_per_thread_stream(self) -> Self;
-}
-
-impl OnPerThreadStream for CUstream {
-    fn on_per_thread_stream(self) -> Self {
-        per_thread(self)
-    }
-}
-
-macro_rules! passed_unchanged {
-    ($($t:ty),*) => {
-        $( impl OnPerThreadStream for $t {
-            fn on_per_thread_stream(self) -> Self {
-                self
-            }
-        } )*
-    };
-}
-
-passed_unchanged!(
-    u8,
-    u16,
-    u32,
-    usize,
-    CUdeviceptr,
-    *mut CUdeviceptr,
-    *const c_void,
-    *mut c_void,
-    *mut *mut c_void,
-    CUfunction,
-    CUevent,
-    CUgraphExec
-);
-
-/// `NAME`: `BASE` with the declared parameters of `NAME`, its stream per-thread.
-macro_rules! per_thread_variant {
-    ($base:path ; $name:ident ( $($a:ident : $t:ty),* )) => {
-        #[doc = concat!("`", stringify!($base), "` on the per-thread default stream.")]
-        #[allow(clippy::too_many_arguments, non_snake_case)]
-        pub unsafe fn $name($($a: $t),*) -> u32 {
-            // SAFETY: the caller's arguments, the stream mapped, passed on.
-            unsafe { $base($( OnPerThreadStream::on_per_thread_stream($a) ),*) }
-        }
-    };
-}
-
-/// Per-thread variants, each with the C signature declared for it in `gpupool_cuda::api`.
-macro_rules! per_thread_variants {
-    ($( $name:ident => $base:path ; )*) => {
-        $( gpupool_cuda::signature_of!{ $name adapt per_thread_variant $base } )*
-    };
-}
-
-per_thread_variants! {
+gpupool_cuda::per_thread_variants! {
     cuLaunchKernel_ptsz => crate::module::launch_kernel;
     cuLaunchCooperativeKernel_ptsz => crate::module::launch_cooperative_kernel;
     cuStreamSynchronize_ptsz => crate::table_client::cuStreamSynchronize;
@@ -113,27 +46,27 @@ pub unsafe fn launch_kernel_ex(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use gpupool_cuda::api::types::*;
 
-    #[test]
-    fn only_the_null_stream_becomes_the_per_thread_stream() {
-        assert_eq!(per_thread(std::ptr::null_mut()) as usize, 2);
-        let s = std::ptr::without_provenance_mut(0x1234);
-        assert_eq!(per_thread(s), s);
-        assert_eq!(per_thread(std::ptr::without_provenance_mut(1)) as usize, 1);
+    /// The base a declared variant calls: answers the stream it was given.
+    unsafe fn stream_given(s: CUstream) -> u32 {
+        s as usize as u32
+    }
+
+    mod variants {
+        use gpupool_cuda::api::types::*;
+        gpupool_cuda::per_thread_variants! {
+            cuStreamSynchronize_ptsz => super::stream_given;
+        }
     }
 
     #[test]
-    fn variants_map_the_stream_argument_only() {
-        let null: CUstream = std::ptr::null_mut();
-        assert_eq!(null.on_per_thread_stream() as usize, PER_THREAD);
-        let event: CUevent = std::ptr::null_mut();
-        assert!(
-            event.on_per_thread_stream().is_null(),
-            "an event is not a stream"
-        );
-        let ptr: CUdeviceptr = 0;
-        assert_eq!(ptr.on_per_thread_stream(), 0);
-        assert_eq!(0u32.on_per_thread_stream(), 0);
+    fn a_declared_variant_passes_the_mapped_stream_to_its_base() {
+        // SAFETY: the base only reads the stream's value.
+        unsafe {
+            assert_eq!(variants::cuStreamSynchronize_ptsz(std::ptr::null_mut()), 2);
+            let s = std::ptr::without_provenance_mut(0x40);
+            assert_eq!(variants::cuStreamSynchronize_ptsz(s), 0x40);
+        }
     }
 }

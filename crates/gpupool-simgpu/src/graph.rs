@@ -113,9 +113,3 @@ pub unsafe fn graph_exec_destroy(exec: CUgraphExec) -> u32 {
         CUDA_SUCCESS
     }
 }
-
-/// `cuGraphLaunch_ptsz`.
-pub unsafe fn graph_launch_ptsz(exec: CUgraphExec, stream: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { graph_launch(exec, crate::launch::per_thread(stream)) }
-}

@@ -164,48 +164,6 @@ pub unsafe fn launch_cooperative_kernel_multi_device(
     CUDA_SUCCESS
 }
 
-/// In the `_ptsz` variants the null stream is the calling thread's default stream.
-pub fn per_thread(s: CUstream) -> CUstream {
-    if s.is_null() {
-        2 as CUstream
-    } else {
-        s
-    }
-}
-
-/// `cuLaunchKernel_ptsz`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_kernel_ptsz(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    shared: u32,
-    stream: CUstream,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> u32 {
-    // SAFETY: same contract.
-    unsafe {
-        launch_kernel(
-            f,
-            gx,
-            gy,
-            gz,
-            bx,
-            by,
-            bz,
-            shared,
-            per_thread(stream),
-            params,
-            extra,
-        )
-    }
-}
-
 /// `cuLaunchKernelEx_ptsz`.
 pub unsafe fn launch_kernel_ex_ptsz(
     config: *const CUlaunchConfig_st,
@@ -217,38 +175,7 @@ pub unsafe fn launch_kernel_ex_ptsz(
     let Some(mut c) = (unsafe { config.as_ref() }).copied() else {
         return CUDA_ERROR_INVALID_VALUE;
     };
-    c.hStream = per_thread(c.hStream);
+    c.hStream = gpupool_cuda::per_thread::per_thread(c.hStream);
     // SAFETY: same contract, with the stream resolved.
     unsafe { launch_kernel_ex(&c, f, params, extra) }
-}
-
-/// `cuLaunchCooperativeKernel_ptsz`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_cooperative_kernel_ptsz(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    shared: u32,
-    stream: CUstream,
-    params: *mut *mut c_void,
-) -> u32 {
-    // SAFETY: same contract.
-    unsafe {
-        launch_cooperative_kernel(
-            f,
-            gx,
-            gy,
-            gz,
-            bx,
-            by,
-            bz,
-            shared,
-            per_thread(stream),
-            params,
-        )
-    }
 }

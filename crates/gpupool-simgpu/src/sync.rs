@@ -96,21 +96,3 @@ pub unsafe fn event_elapsed_time(ms: *mut f32, start: CUevent, end: CUevent) -> 
             }),
     )
 }
-
-/// `cuStreamSynchronize_ptsz`.
-pub unsafe fn stream_synchronize_ptsz(s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { stream_synchronize(crate::launch::per_thread(s)) }
-}
-
-/// `cuStreamQuery_ptsz`.
-pub unsafe fn stream_query_ptsz(s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { stream_query(crate::launch::per_thread(s)) }
-}
-
-/// `cuEventRecord_ptsz`.
-pub unsafe fn event_record_ptsz(e: CUevent, s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { event_record(e, crate::launch::per_thread(s)) }
-}
