@@ -5,14 +5,13 @@
 use crate::api::ExtenderBindingArgs;
 use crate::error::ExtenderError;
 use crate::state::{Extender, Tentative};
-use gpupool_sched::pod;
+use gpupool_sched::pod::{self, PodError};
 use gpupool_sched::protocol::ASSIGNMENT_ANNOTATION;
 use gpupool_sched::signing::{SignedFields, SIGNATURE_ANNOTATION};
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use std::collections::BTreeMap;
 
 /// How often a bind re-reads the pod and tries again after a resource-version conflict.
 pub const BIND_ATTEMPTS: usize = 5;
@@ -203,10 +202,7 @@ async fn create_binding(
 
 /// Rebuilds the view from the API: every node's inventory and every unfinished pod's
 /// assignment. Returns pods whose annotation could not be read (they are left out, and logged).
-pub async fn rebuild(
-    ext: &Extender,
-    client: &Client,
-) -> Result<BTreeMap<String, String>, ExtenderError> {
+pub async fn rebuild(ext: &Extender, client: &Client) -> Result<Vec<PodError>, ExtenderError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     let nodes = nodes
@@ -218,8 +214,8 @@ pub async fn rebuild(
         .await
         .map_err(|e| ExtenderError::api("listing pods", e))?;
     let problems = ext.rebuild(&nodes.items, &pods.items);
-    for (pod, why) in &problems {
-        tracing::warn!(pod, "assignment left out: {why}");
+    for e in &problems {
+        tracing::warn!(pod = e.pod, "assignment left out: {}", e.problem);
     }
     Ok(problems)
 }

@@ -6,7 +6,7 @@ use crate::api::{push_json_map, push_json_names, push_json_str, ExtenderArgs, MA
 use crate::error::ExtenderError;
 use gpupool_sched::cluster::{Cluster, Placed, Verdict};
 use gpupool_sched::names::{name_hash, prefetch_name, PREFETCH_AHEAD};
-use gpupool_sched::pod;
+use gpupool_sched::pod::{self, PodError};
 use gpupool_sched::protocol::{Assignment, Inventory, INVENTORY_ANNOTATION};
 use gpupool_sched::request::{Policy, ResourceNames};
 use gpupool_sched::signing::AssignmentKey;
@@ -271,7 +271,7 @@ impl Extender {
             self.observe_nodes(&nodes.items);
         }
         let candidates = candidates(args);
-        match self.judge(pod) {
+        match self.judge(pod).map_err(|e| e.to_string()) {
             Err(why) => {
                 // The pod's own request is wrong: no node will ever do, and preemption
                 // cannot help. The reason goes in both maps: schedulers that predate
@@ -386,14 +386,12 @@ impl Extender {
     fn judge(
         &self,
         pod: &Pod,
-    ) -> Result<Option<(Vec<gpupool_sched::request::ContainerRequest>, Policy)>, String> {
-        let reqs = pod::requests(pod, &self.settings.names)
-            .map_err(|e| format!("pod {}: {e}", pod::pod_key(pod)))?;
+    ) -> Result<Option<(Vec<gpupool_sched::request::ContainerRequest>, Policy)>, PodError> {
+        let reqs = pod::requests(pod, &self.settings.names)?;
         if reqs.is_empty() {
             return Ok(None);
         }
-        let policy = pod::policy(pod, &self.settings.defaults)
-            .map_err(|e| format!("pod {}: {e}", pod::pod_key(pod)))?;
+        let policy = pod::policy(pod, &self.settings.defaults)?;
         Ok(Some((reqs, policy)))
     }
 
@@ -407,7 +405,10 @@ impl Extender {
         node: &str,
     ) -> Result<(Assignment, Option<Tentative>), ExtenderError> {
         let key = pod::pod_key(pod);
-        let Some((reqs, policy)) = self.judge(pod).map_err(ExtenderError::Refused)? else {
+        let Some((reqs, policy)) = self
+            .judge(pod)
+            .map_err(|e| ExtenderError::Refused(e.to_string()))?
+        else {
             return Err(ExtenderError::Refused(format!(
                 "pod {key} asks for no vGPU"
             )));
@@ -427,7 +428,7 @@ impl Extender {
                 if let Some(p) = previous {
                     g.cluster.put_pod(&key, p);
                 }
-                return Err(ExtenderError::Refused(e));
+                return Err(ExtenderError::Refused(e.to_string()));
             }
         };
         let added = g.cluster.placed(&key).cloned();
@@ -494,10 +495,10 @@ impl Extender {
 
     /// Replaces the view with the listed nodes and pods (bound, unfinished pods with an
     /// assignment count), keeping pods assigned here recently that the list does not show yet.
-    /// Returns the pods that could not be read, with the reason.
-    pub fn rebuild(&self, nodes: &[Node], pods: &[Pod]) -> BTreeMap<String, String> {
+    /// Returns the pods whose assignment could not be read, with the reason.
+    pub fn rebuild(&self, nodes: &[Node], pods: &[Pod]) -> Vec<PodError> {
         let mut fresh = Inner::empty(self.settings.oversubscription);
-        let mut problems = BTreeMap::new();
+        let mut problems = Vec::new();
         for n in nodes {
             let Some(name) = n.metadata.name.as_deref() else {
                 continue;
@@ -523,9 +524,7 @@ impl Extender {
                     seen.push(key);
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    problems.insert(key, e);
-                }
+                Err(e) => problems.push(e),
             }
         }
         let mut g = self.lock();

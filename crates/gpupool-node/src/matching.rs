@@ -94,7 +94,7 @@ pub fn find(
                 a.node
             )),
             Ok(None) => {}
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     candidates.sort_by_key(Candidate::order);

@@ -9,6 +9,38 @@ use crate::protocol::{AssignedContainer, AssignedDevice, Assignment, Inventory, 
 use crate::request::{split_promise, ContainerRequest, Policy};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use thiserror::Error;
+
+/// Why a pod cannot be placed on the node `bind` names.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AssignError {
+    /// The node has published no inventory (or it was unreadable).
+    #[error("node {node:?} has no gpupool inventory")]
+    NoInventory {
+        /// The node.
+        node: String,
+    },
+    /// Its cards no longer have room for the pod's vGPUs.
+    #[error("pod {pod:?} no longer fits on node {node:?}")]
+    NoRoom {
+        /// The pod's key.
+        pod: String,
+        /// The node.
+        node: String,
+    },
+    /// The node's host memory left for spill is less than the pod's spill.
+    #[error("pod {pod:?}: its spill ({spill_mib} MiB) no longer fits the host memory node {node:?} has left ({free_mib} MiB)")]
+    NoSpillRoom {
+        /// The pod's key.
+        pod: String,
+        /// The node.
+        node: String,
+        /// What the pod may spill, MiB.
+        spill_mib: u64,
+        /// What the node has left for spill, MiB.
+        free_mib: u64,
+    },
+}
 
 /// One node: where its cards are in [`Cluster::cards`], and its host memory for spill.
 #[derive(Debug, Clone, Copy, Default)]
@@ -447,15 +479,18 @@ impl Cluster {
         node: &str,
         containers: &[ContainerRequest],
         policy: &Policy,
-    ) -> Result<Assignment, String> {
+    ) -> Result<Assignment, AssignError> {
         let over = self.oversubscription;
         let &n = self
             .nodes
             .get(node)
-            .ok_or_else(|| format!("node {node:?} has no gpupool inventory"))?;
+            .ok_or_else(|| AssignError::NoInventory { node: node.into() })?;
         let mut cards = self.cards_of(n).to_vec();
-        let picks = place(&mut cards, containers, policy, over)
-            .ok_or_else(|| format!("pod {pod:?} no longer fits on node {node:?}"))?;
+        let picks =
+            place(&mut cards, containers, policy, over).ok_or_else(|| AssignError::NoRoom {
+                pod: pod.into(),
+                node: node.into(),
+            })?;
         let spill: u64 = containers
             .iter()
             .zip(&picks)
@@ -467,10 +502,12 @@ impl Cluster {
             })
             .fold(0, u64::saturating_add);
         if spill > n.spill_free_mib() {
-            return Err(format!(
-                "pod {pod:?}: its spill ({spill} MiB) no longer fits the host memory node {node:?} has left ({} MiB)",
-                n.spill_free_mib()
-            ));
+            return Err(AssignError::NoSpillRoom {
+                pod: pod.into(),
+                node: node.into(),
+                spill_mib: spill,
+                free_mib: n.spill_free_mib(),
+            });
         }
         let assigned_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -556,9 +593,13 @@ mod tests {
         // The same capacity is not given twice.
         let (ok, _) = c.filter(&req(6_000), &Policy::default(), &names);
         assert_eq!(ok, vec!["b"]);
-        assert!(c
-            .assign("ns/p2", "a", &req(6_000), &Policy::default())
-            .is_err());
+        assert_eq!(
+            c.assign("ns/p2", "a", &req(6_000), &Policy::default()),
+            Err(AssignError::NoRoom {
+                pod: "ns/p2".into(),
+                node: "a".into()
+            })
+        );
         // Binpack prefers the node already in use for a pod that fits there.
         let scores = c.prioritize(&req(1_000), &Policy::default(), &names);
         assert!(scores[0].1 > scores[1].1, "{scores:?}");
@@ -620,7 +661,11 @@ mod tests {
         let e = c
             .assign("ns/p3", "big", &spilling, &Policy::default())
             .unwrap_err();
-        assert!(e.contains("8000 MiB"), "{e}");
+        assert!(
+            matches!(e, AssignError::NoSpillRoom { free_mib: 8000, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("8000 MiB"), "{e}");
         // A pod without spill still fits anywhere with room on the cards.
         let (ok, _) = c.filter(&req(2_000), &Policy::default(), &names);
         assert_eq!(ok, names);

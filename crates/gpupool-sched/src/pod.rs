@@ -2,11 +2,45 @@
 //! resource names on each container), its placement policy (annotations), its recorded
 //! assignment, where it is bound and whether it finished.
 
-use crate::protocol::{Assignment, ASSIGNMENT_ANNOTATION};
-use crate::request::{container_request, ContainerRequest, Policy, ResourceNames};
-use crate::signing::{AssignmentKey, SignedFields, SIGNATURE_ANNOTATION};
+use crate::protocol::{Assignment, ProtocolError, ASSIGNMENT_ANNOTATION};
+use crate::request::{container_request, ContainerRequest, Policy, RequestError, ResourceNames};
+use crate::signing::{AssignmentKey, SignedFields, SigningError, SIGNATURE_ANNOTATION};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// What cannot be taken from a pod as written, naming the pod.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("pod {pod}: {problem}")]
+pub struct PodError {
+    /// The pod's key (`namespace/name`).
+    pub pod: String,
+    /// What is wrong.
+    pub problem: PodProblem,
+}
+
+/// What is wrong with a pod.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PodProblem {
+    /// A vGPU request or a policy annotation.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The recorded assignment.
+    #[error(transparent)]
+    Assignment(#[from] ProtocolError),
+    /// The assignment's signature.
+    #[error(transparent)]
+    Signature(#[from] SigningError),
+}
+
+impl PodError {
+    fn of(pod: &Pod, problem: impl Into<PodProblem>) -> PodError {
+        PodError {
+            pod: pod_key(pod),
+            problem: problem.into(),
+        }
+    }
+}
 
 /// `namespace/name`, the key of a pod in the extender's records.
 pub fn key(namespace: &str, name: &str) -> String {
@@ -28,7 +62,7 @@ pub fn annotations(pod: &Pod) -> BTreeMap<String, String> {
 
 /// Every container's vGPU request (containers asking for none are left out). Limits are read
 /// first, then requests, like the device plugin's extended resources.
-pub fn requests(pod: &Pod, names: &ResourceNames) -> Result<Vec<ContainerRequest>, String> {
+pub fn requests(pod: &Pod, names: &ResourceNames) -> Result<Vec<ContainerRequest>, PodError> {
     let Some(spec) = &pod.spec else {
         return Ok(Vec::new());
     };
@@ -42,7 +76,9 @@ pub fn requests(pod: &Pod, names: &ResourceNames) -> Result<Vec<ContainerRequest
                 }
             }
         }
-        if let Some(r) = container_request(names, &c.name, &res).map_err(|e| e.to_string())? {
+        if let Some(r) =
+            container_request(names, &c.name, &res).map_err(|e| PodError::of(pod, e))?
+        {
             out.push(r);
         }
     }
@@ -50,12 +86,12 @@ pub fn requests(pod: &Pod, names: &ResourceNames) -> Result<Vec<ContainerRequest
 }
 
 /// The pod's placement policy: its annotations over the cluster's defaults.
-pub fn policy(pod: &Pod, defaults: &Policy) -> Result<Policy, String> {
-    Policy::from_annotations(&annotations(pod), defaults).map_err(|e| e.to_string())
+pub fn policy(pod: &Pod, defaults: &Policy) -> Result<Policy, PodError> {
+    Policy::from_annotations(&annotations(pod), defaults).map_err(|e| PodError::of(pod, e))
 }
 
 /// The assignment recorded on the pod, if any; a malformed one is an error naming the pod.
-pub fn assignment(pod: &Pod) -> Result<Option<Assignment>, String> {
+pub fn assignment(pod: &Pod) -> Result<Option<Assignment>, PodError> {
     match pod
         .metadata
         .annotations
@@ -65,7 +101,7 @@ pub fn assignment(pod: &Pod) -> Result<Option<Assignment>, String> {
         None => Ok(None),
         Some(text) => Assignment::parse(text)
             .map(Some)
-            .map_err(|e| format!("pod {}: {e}", pod_key(pod))),
+            .map_err(|e| PodError::of(pod, e)),
     }
 }
 
@@ -75,7 +111,7 @@ pub fn assignment(pod: &Pod) -> Result<Option<Assignment>, String> {
 pub fn signed_assignment(
     pod: &Pod,
     key: Option<&AssignmentKey>,
-) -> Result<Option<Assignment>, String> {
+) -> Result<Option<Assignment>, PodError> {
     let Some(a) = assignment(pod)? else {
         return Ok(None);
     };
@@ -98,7 +134,7 @@ pub fn signed_assignment(
         .and_then(|m| m.get(SIGNATURE_ANNOTATION))
         .map(String::as_str);
     key.verify(&fields, signature)
-        .map_err(|e| format!("pod {}: {e}", pod_key(pod)))?;
+        .map_err(|e| PodError::of(pod, e))?;
     Ok(Some(a))
 }
 
@@ -161,9 +197,11 @@ mod tests {
         }));
         let e = requests(&p, &ResourceNames::default()).unwrap_err();
         assert!(
-            e.contains("main") && e.contains("nvidia.com/gpucores"),
-            "{e}"
+            matches!(&e.problem, PodProblem::Request(RequestError::Resource { container, resource, .. })
+                if container == "main" && resource == "nvidia.com/gpucores"),
+            "{e:?}"
         );
+        assert!(e.to_string().starts_with("pod default/p: "), "{e}");
     }
 
     #[test]
@@ -172,6 +210,8 @@ mod tests {
             "metadata": {"name": "p", "namespace": "x",
                          "annotations": {"gpupool.io/assignment": "{not json"}}
         }));
-        assert!(assignment(&p).unwrap_err().contains("x/p"));
+        let e = assignment(&p).unwrap_err();
+        assert_eq!(e.pod, "x/p");
+        assert!(matches!(e.problem, PodProblem::Assignment(_)), "{e:?}");
     }
 }
