@@ -31,6 +31,8 @@ pub struct Host {
     /// `cuModuleLoadData`: loads the kernels of a fat binary (or its wrapper) the runtime
     /// registered, into the current context.
     pub load_module: unsafe fn(*mut CUmodule, *const c_void) -> u32,
+    /// `cuCtxGetId`: a context's unique id (null: the current context).
+    pub context_id: unsafe fn(CUcontext, *mut u64) -> u32,
 }
 
 /// One visible device as the integrity check hashes it.
@@ -99,6 +101,37 @@ stubs!(
     stub_checks_3 = "CONTEXT_CHECKS[3]",
     stub_integrity_2 = "INTEGRITY_CHECK[2]",
 );
+
+macro_rules! unsupported {
+    ($($name:ident = $label:literal),* $(,)?) => {$(
+        /// An export-table slot whose contract is not known: answers "not supported".
+        unsafe extern "C" fn $name() -> u32 {
+            if tracing() {
+                eprintln!("{}: export table slot {} called", label(), $label);
+            }
+            CUDA_ERROR_NOT_SUPPORTED
+        }
+    )*};
+}
+
+unsupported!(
+    unsupported_identity_1 = "CONTEXT_IDENTITY[1]",
+    unsupported_identity_2 = "CONTEXT_IDENTITY[2]",
+    unsupported_identity_3 = "CONTEXT_IDENTITY[3]",
+);
+
+/// CONTEXT_IDENTITY slot 4: a context's unique id, as `cuCtxGetId` gives it (the runtime
+/// linked into cuDNN and cuBLASLt keys its per-context state by it).
+unsafe extern "C" fn context_identity(ctx: CUcontext, out: *mut u64) -> u32 {
+    if tracing() {
+        eprintln!("{}: CONTEXT_IDENTITY[4]: id of context {ctx:?}", label());
+    }
+    match host() {
+        // SAFETY: the caller's pointers, passed on as `cuCtxGetId` takes them.
+        Some(h) => unsafe { (h.context_id)(ctx, out) },
+        None => CUDA_ERROR_NOT_INITIALIZED,
+    }
+}
 
 /// Loads a module from what the runtime registered (a fat-binary wrapper or a fat binary).
 unsafe fn load_registered(slot: u32, out: *mut CUmodule, image: *const c_void) -> u32 {
@@ -378,6 +411,14 @@ static CONTEXT_CHECKS: Table<4> = Table([
     f(context_check as *const ()),
     f(stub_checks_3 as *const ()),
 ]);
+/// Size, three slots of unknown contract, then the context id.
+static CONTEXT_IDENTITY: Table<5> = Table([
+    size(5),
+    f(unsupported_identity_1 as *const ()),
+    f(unsupported_identity_2 as *const ()),
+    f(unsupported_identity_3 as *const ()),
+    f(context_identity as *const ()),
+]);
 /// Three slots and a size of 24 bytes, as on driver 580: the 11.x runtime folds the size into the
 /// answer it expects for its second self-test version (see [`integrity_check`]).
 static INTEGRITY_CHECK: Table<3> = Table([
@@ -400,6 +441,9 @@ const ID_CONTEXT_LOCAL_STORAGE: [u8; 16] = [
 ];
 const ID_CONTEXT_CHECKS: [u8; 16] = [
     0x26, 0x3e, 0x88, 0x60, 0x7c, 0xd2, 0x61, 0x43, 0x92, 0xf6, 0xbb, 0xd5, 0x00, 0x6d, 0xfa, 0x7e,
+];
+const ID_CONTEXT_IDENTITY: [u8; 16] = [
+    0x21, 0x31, 0x8c, 0x60, 0x97, 0x14, 0x32, 0x48, 0x8c, 0xa6, 0x41, 0xff, 0x73, 0x24, 0xc8, 0xf2,
 ];
 const ID_INTEGRITY_CHECK: [u8; 16] = [
     0xd4, 0x08, 0x20, 0x55, 0xbd, 0xe6, 0x70, 0x4b, 0x8d, 0x34, 0xba, 0x12, 0x3c, 0x66, 0xe1, 0xf2,
@@ -433,6 +477,7 @@ pub unsafe fn get_export_table(
         ID_TOOLS_TLS => &TOOLS_TLS as *const _ as *const c_void,
         ID_CONTEXT_LOCAL_STORAGE => &CONTEXT_LOCAL_STORAGE as *const _ as *const c_void,
         ID_CONTEXT_CHECKS => &CONTEXT_CHECKS as *const _ as *const c_void,
+        ID_CONTEXT_IDENTITY => &CONTEXT_IDENTITY as *const _ as *const c_void,
         ID_INTEGRITY_CHECK => &INTEGRITY_CHECK as *const _ as *const c_void,
         _ => {
             if tracing() {
@@ -480,7 +525,40 @@ mod tests {
         driver_version: || 13000,
         devices: || None,
         load_module: test_load,
+        context_id: test_context_id,
     };
+
+    /// Every context's id is its address plus one.
+    unsafe fn test_context_id(ctx: CUcontext, out: *mut u64) -> u32 {
+        // SAFETY: the slot's caller passes a valid out pointer.
+        unsafe { *out = ctx as u64 + 1 };
+        CUDA_SUCCESS
+    }
+
+    #[test]
+    fn the_context_identity_table_answers_context_ids() {
+        let id = CUuuid {
+            bytes: ID_CONTEXT_IDENTITY.map(|b| b as std::ffi::c_char),
+        };
+        let mut table = std::ptr::null();
+        // SAFETY: valid pointers.
+        assert_eq!(
+            unsafe { get_export_table(&TEST_HOST, &mut table, &id) },
+            CUDA_SUCCESS
+        );
+        // SAFETY: slot 0 is the table's size; slots 1 to 4 are functions.
+        unsafe {
+            let slots = table as *const *const c_void;
+            assert_eq!(*(slots as *const usize), 5 * 8);
+            let unknown: unsafe extern "C" fn() -> u32 = std::mem::transmute(*slots.add(2));
+            assert_eq!(unknown(), CUDA_ERROR_NOT_SUPPORTED);
+            let get_id: unsafe extern "C" fn(CUcontext, *mut u64) -> u32 =
+                std::mem::transmute(*slots.add(4));
+            let mut out = 0u64;
+            assert_eq!(get_id(0x40 as CUcontext, &mut out), CUDA_SUCCESS);
+            assert_eq!(out, 0x41);
+        }
+    }
 
     /// The image the last module load was given.
     static LOADED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -83,6 +83,8 @@ static EXPORT_TABLE_HOST: Host = Host {
         s.ready().ok().map(|_| s.devices.clone())
     },
     load_module: crate::module::module_load_data,
+    // SAFETY: the caller's pointers, passed on.
+    context_id: |ctx, out| unsafe { crate::table_client::cuCtxGetId(ctx, out) },
 };
 
 /// `cuGetExportTable`: answered here.

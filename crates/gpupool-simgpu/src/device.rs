@@ -275,6 +275,7 @@ static EXPORT_TABLE_HOST: gpupool_cuda::export_tables::Host = gpupool_cuda::expo
         )
     },
     load_module: crate::module::module_load_data,
+    context_id: crate::ctx::ctx_get_id,
 };
 
 /// `cuGetExportTable`: the private tables NVIDIA's runtime needs.

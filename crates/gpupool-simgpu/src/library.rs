@@ -26,11 +26,11 @@ pub unsafe fn library_load_data(
         return CUDA_ERROR_INVALID_VALUE;
     }
     // SAFETY: the caller passes an image.
-    let text = match unsafe { module::image_text(code) } {
-        Ok(t) => t,
+    let image = match unsafe { module::image_of(code) } {
+        Ok(i) => i,
         Err(e) => return e,
     };
-    match module::load_unbound(text) {
+    match module::load_unbound(image) {
         Ok(m) => write(out, m as CUlibrary),
         Err(e) => e,
     }

@@ -14,7 +14,11 @@
 //! `cuModuleLoadData` / `cuModuleLoadDataEx` / `cuLibraryLoadData` take (NUL-terminated),
 //! what `cuModuleLoad` reads from a file, or the payload of a fat binary (or of the wrapper a
 //! program registers with the runtime), which is how the runtime's own kernels arrive.
-//! Anything else (a real cubin, PTX) is refused with `CUDA_ERROR_INVALID_IMAGE`.
+//!
+//! Real GPU code (a cubin, PTX, or a fat binary of them, as PyTorch and its libraries register)
+//! loads as a module whose kernels are found by any name and run [`CODE_KERNEL_NS`] each; their
+//! code never runs, so what they compute is not computed. Other text is refused with
+//! `CUDA_ERROR_INVALID_IMAGE`.
 
 use crate::ctx::require_current;
 use crate::mem::write;
@@ -22,11 +26,14 @@ use gpupool_config::parse_duration_ns;
 use gpupool_cuda::cu::{CUfunction, CUmodule};
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::{ForkLock, SpinLock};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{c_char, c_void, CStr};
 
 /// Bandwidth of a kernel reading device memory (GB/s, an H100's HBM3 order of magnitude).
 pub const DEVICE_GBPS: u64 = 2000;
+
+/// How long a launch of a kernel of real GPU code runs on the simulator.
+pub const CODE_KERNEL_NS: u64 = 5_000;
 
 /// First line of a simulated-module image.
 pub const HEADER: &str = "gpupool-sim-module 1";
@@ -91,6 +98,32 @@ impl Kernel {
 /// they are small).
 pub struct Module {
     kernels: Vec<Kernel>,
+    /// Real GPU code: its kernels are made on first lookup ([`CODE_KERNEL_NS`] each).
+    code: bool,
+}
+
+/// What a module image holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image<'a> {
+    /// A simulated module's text (parsed when loaded).
+    Simulated(&'a str),
+    /// Real GPU code: a cubin, PTX, or a fat binary without a simulated module.
+    Code,
+}
+
+/// Magic number of an ELF file (a cubin), as read little-endian.
+const ELF_MAGIC: u32 = 0x464C_457F;
+
+/// What a text image is: PTX (its `.version` and `.target` directives) or a simulated module.
+fn text_image(text: &str) -> Image<'_> {
+    if !text.trim_start().starts_with(HEADER)
+        && text.contains(".version")
+        && text.contains(".target")
+    {
+        Image::Code
+    } else {
+        Image::Simulated(text)
+    }
 }
 
 /// Parses a module image; the error names the line.
@@ -149,7 +182,7 @@ pub fn parse(image: &str) -> Result<Vec<Kernel>, String> {
     Ok(kernels)
 }
 
-fn load(out: *mut CUmodule, image: &str) -> u32 {
+fn load(out: *mut CUmodule, image: Image) -> u32 {
     if let Err(e) = require_current() {
         return e;
     }
@@ -166,14 +199,14 @@ const FATBIN_WRAPPER_MAGIC: u32 = 0x4662_43B1;
 /// Largest fat binary searched for a simulated module.
 const MAX_FATBIN: usize = 64 << 20;
 
-/// The simulated-module text of an image: NUL-terminated text, or the text inside a fat
-/// binary's payload (up to a NUL or the payload's end), or inside the fat binary a wrapper
-/// points at.
+/// What an image holds: NUL-terminated text (a simulated module or PTX), the simulated-module
+/// text inside a fat binary's payload (up to a NUL or the payload's end) or inside the fat
+/// binary a wrapper points at, else real code (a fat binary without one, a cubin).
 ///
 /// # Safety
-/// `image` points at a fat-binary wrapper, a fat binary whose header gives its size, or
-/// NUL-terminated bytes.
-pub unsafe fn image_text<'a>(image: *const c_void) -> Result<&'a str, u32> {
+/// `image` points at a fat-binary wrapper, a fat binary whose header gives its size, a cubin,
+/// or NUL-terminated bytes.
+pub unsafe fn image_of<'a>(image: *const c_void) -> Result<Image<'a>, u32> {
     let image = image as *const u8;
     // SAFETY (whole function): headers are read as their formats define them; sizes come from
     // those headers and are bounded.
@@ -186,7 +219,7 @@ pub unsafe fn image_text<'a>(image: *const c_void) -> Result<&'a str, u32> {
             }
             let inner = std::ptr::read_unaligned(data as *const u32);
             return if inner == FATBIN_MAGIC {
-                image_text(data)
+                image_of(data)
             } else {
                 Err(CUDA_ERROR_INVALID_IMAGE)
             };
@@ -198,17 +231,25 @@ pub unsafe fn image_text<'a>(image: *const c_void) -> Result<&'a str, u32> {
                 return Err(CUDA_ERROR_INVALID_IMAGE);
             }
             let body = std::slice::from_raw_parts(image.add(header), size as usize);
-            let at = body
+            let Some(at) = body
                 .windows(HEADER.len())
                 .position(|w| w == HEADER.as_bytes())
-                .ok_or(CUDA_ERROR_INVALID_IMAGE)?;
+            else {
+                return Ok(Image::Code);
+            };
             let text = &body[at..];
             let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-            return std::str::from_utf8(&text[..end]).map_err(|_| CUDA_ERROR_INVALID_IMAGE);
+            return std::str::from_utf8(&text[..end])
+                .map(Image::Simulated)
+                .map_err(|_| CUDA_ERROR_INVALID_IMAGE);
         }
-        // Real images are binary; only a NUL-terminated text image can be ours.
+        if magic == ELF_MAGIC {
+            return Ok(Image::Code);
+        }
+        // Otherwise only NUL-terminated text can be an image.
         CStr::from_ptr(image as *const c_char)
             .to_str()
+            .map(text_image)
             .map_err(|_| CUDA_ERROR_INVALID_IMAGE)
     }
 }
@@ -219,8 +260,8 @@ pub unsafe fn module_load_data(out: *mut CUmodule, image: *const c_void) -> u32 
         return CUDA_ERROR_INVALID_VALUE;
     }
     // SAFETY: the caller passes an image.
-    match unsafe { image_text(image) } {
-        Ok(t) => load(out, t),
+    match unsafe { image_of(image) } {
+        Ok(i) => load(out, i),
         Err(e) => e,
     }
 }
@@ -235,6 +276,8 @@ static LOADED: SpinLock<Option<Loaded>> = SpinLock::new(None);
 pub(crate) struct Loaded {
     kernels: HashSet<usize>,
     modules: HashSet<usize>,
+    /// Kernels of real-code modules by (module, name).
+    code_kernels: HashMap<(usize, Vec<u8>), usize>,
 }
 
 fn known(which: fn(&Loaded) -> &HashSet<usize>, p: usize) -> bool {
@@ -256,10 +299,15 @@ pub fn module(handle: *const Module) -> Result<&'static Module, u32> {
 }
 
 /// Parses and keeps a module without a context (`cuLibraryLoadData`): its handle.
-pub fn load_unbound(image: &str) -> Result<*mut Module, u32> {
-    match parse(image) {
+pub fn load_unbound(image: Image) -> Result<*mut Module, u32> {
+    let parsed = match image {
+        Image::Simulated(text) => parse(text),
+        Image::Code => Ok(Vec::new()),
+    };
+    match parsed {
         Ok(kernels) => {
-            let m: &'static Module = Box::leak(Box::new(Module { kernels }));
+            let code = image == Image::Code;
+            let m: &'static Module = Box::leak(Box::new(Module { kernels, code }));
             let mut loaded = LOADED.lock();
             let loaded = loaded.get_or_insert_with(Loaded::default);
             loaded
@@ -284,13 +332,34 @@ impl Module {
     }
 }
 
-/// A module's kernel by name.
+/// A module's kernel by name (any name, for real code: made on first lookup).
 pub fn find_kernel(m: *const Module, name: &CStr) -> Result<&'static Kernel, u32> {
-    module(m)?
+    let module = module(m)?;
+    if let Some(k) = module
         .kernels
         .iter()
         .find(|k| k.name.as_bytes() == name.to_bytes())
-        .ok_or(CUDA_ERROR_NOT_FOUND)
+    {
+        return Ok(k);
+    }
+    if !module.code {
+        return Err(CUDA_ERROR_NOT_FOUND);
+    }
+    let mut loaded = LOADED.lock();
+    let loaded = loaded.get_or_insert_with(Loaded::default);
+    let key = (m as usize, name.to_bytes().to_vec());
+    let k = *loaded.code_kernels.entry(key).or_insert_with(|| {
+        let k: &'static Kernel = Box::leak(Box::new(Kernel {
+            name: name.to_string_lossy().into_owned(),
+            base_ns: CODE_KERNEL_NS,
+            per_block_ns: 0,
+            reads_buffer: false,
+        }));
+        k as *const Kernel as usize
+    });
+    loaded.kernels.insert(k);
+    // SAFETY: a leaked kernel.
+    Ok(unsafe { &*(k as *const Kernel) })
 }
 
 /// `cuModuleLoadDataEx` (JIT options are ignored).
@@ -316,7 +385,7 @@ pub unsafe fn module_load(out: *mut CUmodule, path: *const c_char) -> u32 {
         return CUDA_ERROR_FILE_NOT_FOUND;
     };
     match std::fs::read_to_string(path) {
-        Ok(text) => load(out, &text),
+        Ok(text) => load(out, text_image(&text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => CUDA_ERROR_FILE_NOT_FOUND,
         Err(_) => CUDA_ERROR_INVALID_IMAGE,
     }
@@ -448,22 +517,20 @@ mod tests {
     fn images_inside_fat_binaries_and_their_wrappers_are_found() {
         let fb = fatbin(b"\x01\x02entry header\0gpupool-sim-module 1\nkernel k 1ms\n\0\0junk");
         // SAFETY: a fat binary with its size in its header.
-        let text = unsafe { image_text(fb.as_ptr().cast()) }.unwrap();
-        assert_eq!(text, "gpupool-sim-module 1\nkernel k 1ms\n");
+        let image = unsafe { image_of(fb.as_ptr().cast()) }.unwrap();
+        let text = "gpupool-sim-module 1\nkernel k 1ms\n";
+        assert_eq!(image, Image::Simulated(text));
         let wrapper: [u64; 3] = [
             FATBIN_WRAPPER_MAGIC as u64 | (1 << 32),
             fb.as_ptr() as u64,
             0,
         ];
         // SAFETY: a wrapper pointing at that fat binary.
-        assert_eq!(unsafe { image_text(wrapper.as_ptr().cast()) }, Ok(text));
+        assert_eq!(unsafe { image_of(wrapper.as_ptr().cast()) }, Ok(image));
         let real = fatbin(b"\x7fELF a real cubin, not ours");
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { image_text(real.as_ptr().cast()) },
-            Err(CUDA_ERROR_INVALID_IMAGE)
-        );
-        let m = load_unbound(text).unwrap();
+        assert_eq!(unsafe { image_of(real.as_ptr().cast()) }, Ok(Image::Code));
+        let m = load_unbound(image).unwrap();
         let k = find_kernel(m, c"k").unwrap();
         assert_eq!(k.base_ns, 1_000_000);
         assert_eq!(find_kernel(m, c"other").unwrap_err(), CUDA_ERROR_NOT_FOUND);
@@ -471,5 +538,36 @@ mod tests {
         let stray = &wrapper as *const _ as CUfunction;
         assert_eq!(kernel(stray).unwrap_err(), CUDA_ERROR_INVALID_HANDLE);
         assert_eq!(module(stray.cast()).err(), Some(CUDA_ERROR_INVALID_HANDLE));
+    }
+
+    #[test]
+    fn real_code_loads_with_kernels_found_by_name() {
+        let cubin = *b"\x7fELF\x02\x01\x01\x33 cubin bytes\0";
+        // SAFETY: a cubin's first bytes.
+        assert_eq!(unsafe { image_of(cubin.as_ptr().cast()) }, Ok(Image::Code));
+        let ptx = c".version 8.0\n.target sm_90\n.entry k() { ret; }";
+        // SAFETY: NUL-terminated text.
+        assert_eq!(unsafe { image_of(ptx.as_ptr().cast()) }, Ok(Image::Code));
+        let garbage = [0xffu8, 0xfe, 0xfd, 0];
+        // SAFETY: NUL-terminated bytes.
+        assert_eq!(
+            unsafe { image_of(garbage.as_ptr().cast()) },
+            Err(CUDA_ERROR_INVALID_IMAGE)
+        );
+        let prose = c"not a module";
+        // SAFETY: NUL-terminated text.
+        let prose = unsafe { image_of(prose.as_ptr().cast()) }.unwrap();
+        assert_eq!(load_unbound(prose).unwrap_err(), CUDA_ERROR_INVALID_IMAGE);
+
+        let m = load_unbound(Image::Code).unwrap();
+        let a = find_kernel(m, c"gemm_kernel").unwrap();
+        assert_eq!(a.duration_ns(1_000), CODE_KERNEL_NS);
+        assert!(std::ptr::eq(a, find_kernel(m, c"gemm_kernel").unwrap()));
+        let b = find_kernel(m, c"other").unwrap();
+        assert!(!std::ptr::eq(a, b));
+        assert!(kernel(a as *const Kernel as CUfunction).is_ok());
+        // Another module's kernel of the same name is its own.
+        let m2 = load_unbound(Image::Code).unwrap();
+        assert!(!std::ptr::eq(a, find_kernel(m2, c"gemm_kernel").unwrap()));
     }
 }
