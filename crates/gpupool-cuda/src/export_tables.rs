@@ -65,19 +65,22 @@ pub struct Table<const N: usize>([*const c_void; N]);
 // SAFETY: the tables are immutable after construction.
 unsafe impl<const N: usize> Sync for Table<N> {}
 
+/// Export-table slots without a known contract: each traces its call and answers `$answer`.
 macro_rules! stubs {
-    ($($name:ident = $label:literal),* $(,)?) => {$(
-        /// An export-table slot the runtime has not been seen to need; answers success.
+    ($answer:expr; $($name:ident = $label:literal),* $(,)?) => {$(
+        #[doc = concat!("Export-table slot ", $label, ": traced, answers `", stringify!($answer), "`.")]
         unsafe extern "C" fn $name() -> u32 {
             if tracing() {
                 eprintln!("{}: export table slot {} called", label(), $label);
             }
-            CUDA_SUCCESS
+            $answer
         }
     )*};
 }
 
+// Slots the runtime has not been seen to need.
 stubs!(
+    CUDA_SUCCESS;
     stub_ci_3 = "CUDART_INTERFACE[3]",
     stub_ci_4 = "CUDART_INTERFACE[4]",
     stub_ci_5 = "CUDART_INTERFACE[5]",
@@ -102,19 +105,9 @@ stubs!(
     stub_integrity_2 = "INTEGRITY_CHECK[2]",
 );
 
-macro_rules! unsupported {
-    ($($name:ident = $label:literal),* $(,)?) => {$(
-        /// An export-table slot whose contract is not known: answers "not supported".
-        unsafe extern "C" fn $name() -> u32 {
-            if tracing() {
-                eprintln!("{}: export table slot {} called", label(), $label);
-            }
-            CUDA_ERROR_NOT_SUPPORTED
-        }
-    )*};
-}
-
-unsupported!(
+// Slots whose contract is not known, where the driver's answer is not needed.
+stubs!(
+    CUDA_ERROR_NOT_SUPPORTED;
     unsupported_identity_1 = "CONTEXT_IDENTITY[1]",
     unsupported_identity_2 = "CONTEXT_IDENTITY[2]",
     unsupported_identity_3 = "CONTEXT_IDENTITY[3]",
@@ -528,6 +521,20 @@ mod tests {
         context_id: test_context_id,
     };
 
+    /// The table the test host answers for `id` (asserting it is known).
+    fn table_of(id: [u8; 16]) -> *const c_void {
+        let id = CUuuid {
+            bytes: id.map(|b| b as std::ffi::c_char),
+        };
+        let mut table = std::ptr::null();
+        // SAFETY: valid pointers.
+        assert_eq!(
+            unsafe { get_export_table(&TEST_HOST, &mut table, &id) },
+            CUDA_SUCCESS
+        );
+        table
+    }
+
     /// Every context's id is its address plus one.
     unsafe fn test_context_id(ctx: CUcontext, out: *mut u64) -> u32 {
         // SAFETY: the slot's caller passes a valid out pointer.
@@ -537,15 +544,7 @@ mod tests {
 
     #[test]
     fn the_context_identity_table_answers_context_ids() {
-        let id = CUuuid {
-            bytes: ID_CONTEXT_IDENTITY.map(|b| b as std::ffi::c_char),
-        };
-        let mut table = std::ptr::null();
-        // SAFETY: valid pointers.
-        assert_eq!(
-            unsafe { get_export_table(&TEST_HOST, &mut table, &id) },
-            CUDA_SUCCESS
-        );
+        let table = table_of(ID_CONTEXT_IDENTITY);
         // SAFETY: slot 0 is the table's size; slots 1 to 4 are functions.
         unsafe {
             let slots = table as *const *const c_void;
@@ -599,15 +598,7 @@ mod tests {
 
     #[test]
     fn module_slots_load_what_the_runtime_registered() {
-        let id = CUuuid {
-            bytes: ID_CUDART_INTERFACE.map(|b| b as std::ffi::c_char),
-        };
-        let mut table = std::ptr::null();
-        // SAFETY: valid pointers.
-        assert_eq!(
-            unsafe { get_export_table(&TEST_HOST, &mut table, &id) },
-            CUDA_SUCCESS
-        );
+        let table = table_of(ID_CUDART_INTERFACE);
         let slot = |i: usize| unsafe { *(table as *const *const c_void).add(i) };
         type ModuleFirst = unsafe extern "C" fn(*mut CUmodule, *const c_void) -> u32;
         type ModuleFirstExt = unsafe extern "C" fn(
