@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pitch lookup errors)
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pitch lookup errors streams)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
 #include <dlfcn.h>
@@ -26,6 +26,13 @@ static void *get(const char *name, int version, cuuint64_t flags) {
     printf("FAIL %s:%d %s -> %d\n", __FILE__, __LINE__, #call, (int)e_); return 1; } } while (0)
 
 enum { MAXP = 4096 };
+
+/* Host work for the "streams" path: counts its calls in *user. */
+static void CUDA_CB host_fn(void *user) { ++*(int *)user; }
+static void CUDA_CB stream_cb(CUstream s, CUresult status, void *user) {
+    (void)s;
+    if (status == CUDA_SUCCESS) ++*(int *)user;
+}
 static CUdeviceptr ptrs[MAXP];
 static CUmemGenericAllocationHandle handles[MAXP];
 static CUcontext ctxs[MAXP];
@@ -81,6 +88,47 @@ int main(int argc, char **argv) {
         CUresult none_rc = gpa("cuNoSuchFunction", &none, 12000, 0, &st);
         printf("unknown_name_rc %d\nunknown_name_status %d\n", (int)none_rc, (int)st);
         printf("probe_not_found %d\n", none == NULL && st == CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND);
+        return 0;
+    }
+
+    if (!strcmp(path, "streams")) {
+        /* Stream queries and host work as PyTorch's runtime uses them. */
+        typedef CUresult (*capture3_t)(CUstream, CUstreamCaptureStatus *, cuuint64_t *, CUgraph *,
+                                       const CUgraphNode **, const CUgraphEdgeData **, size_t *);
+        FN(stream_create, "cuStreamCreate", 2000, CUresult (*)(CUstream *, unsigned));
+        FN(stream_sync, "cuStreamSynchronize", 2000, CUresult (*)(CUstream));
+        FN(capture2, "cuStreamGetCaptureInfo", 11030, CUresult (*)(CUstream, CUstreamCaptureStatus *,
+           cuuint64_t *, CUgraph *, const CUgraphNode **, size_t *));
+        capture3_t capture3_ptsz = (capture3_t)get("cuStreamGetCaptureInfo", 12030,
+                                                   CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM);
+        FN(host_func, "cuLaunchHostFunc", 10000, CUresult (*)(CUstream, CUhostFn, void *));
+        FN(add_callback, "cuStreamAddCallback", 5000, CUresult (*)(CUstream, CUstreamCallback, void *, unsigned));
+        FN(get_ctx2, "cuStreamGetCtx", 12050, CUresult (*)(CUstream, CUcontext *, CUgreenCtx *));
+        FN(flush, "cuFlushGPUDirectRDMAWrites", 11030, CUresult (*)(CUflushGPUDirectRDMAWritesTarget,
+           CUflushGPUDirectRDMAWritesScope));
+        CUstream s;
+        CHECK(stream_create(&s, 0));
+        CUstreamCaptureStatus st = (CUstreamCaptureStatus)7;
+        cuuint64_t id = 9;
+        CUgraph g = (CUgraph)1;
+        const CUgraphNode *deps = (const CUgraphNode *)1;
+        size_t nd = 5;
+        CHECK(capture2(s, &st, &id, &g, &deps, &nd));
+        printf("capture_status %d\ncapture_empty %d\n", (int)st, id == 0 && !g && !deps && nd == 0);
+        st = (CUstreamCaptureStatus)7;
+        CHECK(capture3_ptsz(NULL, &st, NULL, NULL, NULL, NULL, NULL));
+        printf("capture_ptsz_status %d\n", (int)st);
+        int calls = 0;
+        CHECK(host_func(s, host_fn, &calls));
+        CHECK(add_callback(s, stream_cb, &calls, 0));
+        CHECK(stream_sync(s));
+        printf("host_calls %d\n", calls);
+        CUcontext c = NULL;
+        CUgreenCtx green = (CUgreenCtx)1;
+        CHECK(get_ctx2(s, &c, &green));
+        printf("stream_ctx_is_primary %d\ngreen_ctx_null %d\n", c == primary, green == NULL);
+        printf("flush_rc %d\n", (int)flush(CU_FLUSH_GPU_DIRECT_RDMA_WRITES_TARGET_CURRENT_CTX,
+                                          CU_FLUSH_GPU_DIRECT_RDMA_WRITES_TO_OWNER));
         return 0;
     }
 

@@ -47,13 +47,20 @@ passed_unchanged!(
     u32,
     usize,
     CUdeviceptr,
-    *mut CUdeviceptr,
+    *mut CUdeviceptr, // also *mut u64
     *const c_void,
     *mut c_void,
     *mut *mut c_void,
+    *mut u32,
+    *mut usize,
+    *mut CUcontext,
+    *mut *const c_void,
+    *mut *const CUgraphNode,
     CUfunction,
     CUevent,
-    CUgraphExec
+    CUgraphExec,
+    crate::api::types::HostFn,
+    crate::api::types::HostCallback
 );
 
 /// Declares per-thread variants: `NAME => BASE;` makes `pub unsafe fn NAME(…)`, with the C

@@ -24,6 +24,7 @@ pub mod memory_map;
 pub mod module;
 pub mod nvml;
 pub mod per_thread;
+pub mod stream;
 pub mod table_client;
 pub mod vmm;
 
@@ -167,5 +168,18 @@ gpupool_cuda::export_functions! {
     cuMemsetD32Async_ptsz => per_thread::cuMemsetD32Async_ptsz;
     cuMemAllocAsync_ptsz => per_thread::cuMemAllocAsync_ptsz;
     cuMemFreeAsync_ptsz => per_thread::cuMemFreeAsync_ptsz;
+    cuStreamGetCaptureInfo => stream::stream_get_capture_info;
+    cuStreamGetCaptureInfo_v2 => stream::stream_get_capture_info_v2;
+    cuStreamGetCaptureInfo_v3 => stream::stream_get_capture_info_v3;
+    cuStreamGetCaptureInfo_ptsz => per_thread::cuStreamGetCaptureInfo_ptsz;
+    cuStreamGetCaptureInfo_v2_ptsz => per_thread::cuStreamGetCaptureInfo_v2_ptsz;
+    cuStreamGetCaptureInfo_v3_ptsz => per_thread::cuStreamGetCaptureInfo_v3_ptsz;
+    cuStreamGetCtx_v2 => stream::stream_get_ctx_v2;
+    cuStreamGetCtx_v2_ptsz => per_thread::cuStreamGetCtx_v2_ptsz;
+    cuLaunchHostFunc => stream::launch_host_func;
+    cuLaunchHostFunc_ptsz => per_thread::cuLaunchHostFunc_ptsz;
+    cuStreamAddCallback => stream::stream_add_callback;
+    cuStreamAddCallback_ptsz => per_thread::cuStreamAddCallback_ptsz;
+    cuFlushGPUDirectRDMAWrites => stream::flush_gpu_direct_rdma_writes;
     cuLaunchCooperativeKernel => module::launch_cooperative_kernel;
 }

@@ -25,6 +25,12 @@ gpupool_cuda::per_thread_variants! {
     cuMemsetD32Async_ptsz => crate::copies::memset_d32_async;
     cuMemAllocAsync_ptsz => crate::memory::mem_alloc_async;
     cuMemFreeAsync_ptsz => crate::memory::mem_free_async;
+    cuStreamGetCaptureInfo_ptsz => crate::stream::stream_get_capture_info;
+    cuStreamGetCaptureInfo_v2_ptsz => crate::stream::stream_get_capture_info_v2;
+    cuStreamGetCaptureInfo_v3_ptsz => crate::stream::stream_get_capture_info_v3;
+    cuStreamGetCtx_v2_ptsz => crate::stream::stream_get_ctx_v2;
+    cuLaunchHostFunc_ptsz => crate::stream::launch_host_func;
+    cuStreamAddCallback_ptsz => crate::stream::stream_add_callback;
 }
 
 /// `cuLaunchKernelEx_ptsz`: the configuration's stream per-thread.

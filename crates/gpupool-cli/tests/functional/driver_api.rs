@@ -69,6 +69,29 @@ fn lookups_honour_version_and_per_thread_flags() {
 }
 
 #[test]
+fn stream_queries_and_host_work_as_pytorch_uses_them() {
+    for via in BOTH {
+        let kv = run_path(via, "streams", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        for (key, want) in [
+            ("capture_status", "0"),
+            ("capture_empty", "1"),
+            ("capture_ptsz_status", "0"),
+            ("host_calls", "2"),
+            ("stream_ctx_is_primary", "1"),
+            ("green_ctx_null", "1"),
+            ("flush_rc", "0"),
+        ] {
+            assert_eq!(
+                kv.get(key).map(String::as_str),
+                Some(want),
+                "{via:?} {key}: {kv:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn vmm_physical_memory_is_limited_and_usable() {
     for via in BOTH {
         let kv = run_path(via, "vmm", "1GiB", 64);
