@@ -35,8 +35,9 @@ unsafe fn capture_status(s: CUstream) -> Result<u32, u32> {
     }
 }
 
-/// Fills the capture answers: the status, and empty answers outside a capture.
-unsafe fn capture_info(
+/// `cuStreamGetCaptureInfo_v3`, which the older versions call with fewer answers asked: the
+/// status, and empty answers outside a capture.
+pub unsafe fn stream_get_capture_info_v3(
     s: CUstream,
     status: *mut u32,
     id: *mut u64,
@@ -74,7 +75,9 @@ unsafe fn capture_info(
 pub unsafe fn stream_get_capture_info(s: CUstream, status: *mut u32, id: *mut u64) -> u32 {
     let none = std::ptr::null_mut();
     // SAFETY: the caller's pointers.
-    unsafe { capture_info(s, status, id, none, none.cast(), none.cast(), none.cast()) }
+    unsafe {
+        stream_get_capture_info_v3(s, status, id, none, none.cast(), none.cast(), none.cast())
+    }
 }
 
 /// `cuStreamGetCaptureInfo_v2`.
@@ -86,22 +89,9 @@ pub unsafe fn stream_get_capture_info_v2(
     deps: *mut *const CUgraphNode,
     n: *mut usize,
 ) -> u32 {
+    let no_edges = std::ptr::null_mut();
     // SAFETY: the caller's pointers.
-    unsafe { capture_info(s, status, id, graph, deps, std::ptr::null_mut(), n) }
-}
-
-/// `cuStreamGetCaptureInfo_v3`.
-pub unsafe fn stream_get_capture_info_v3(
-    s: CUstream,
-    status: *mut u32,
-    id: *mut u64,
-    graph: *mut *mut c_void,
-    deps: *mut *const CUgraphNode,
-    edges: *mut *const c_void,
-    n: *mut usize,
-) -> u32 {
-    // SAFETY: the caller's pointers.
-    unsafe { capture_info(s, status, id, graph, deps, edges, n) }
+    unsafe { stream_get_capture_info_v3(s, status, id, graph, deps, no_edges, n) }
 }
 
 /// `cuStreamGetCtx_v2`: the stream's context; never a green context.
