@@ -235,6 +235,13 @@ declare_api! { $
     fn cuModuleUnload(m: CUmodule);
     fn cuModuleGetFunction(f: *mut CUfunction, m: CUmodule, name: *const c_char);
     fn cuFuncGetParamInfo(f: CUfunction, index: usize, off: *mut usize, size: *mut usize);
+    fn cuFuncGetAttribute(v: *mut i32, attrib: i32, f: CUfunction);
+    fn cuFuncSetAttribute(f: CUfunction, attrib: i32, v: i32);
+    fn cuOccupancyMaxActiveBlocksPerMultiprocessor(n: *mut i32, f: CUfunction, block: i32, shared: usize);
+    fn cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(n: *mut i32, f: CUfunction, block: i32, shared: usize, flags: u32);
+    fn cuOccupancyAvailableDynamicSMemPerBlock(bytes: *mut usize, f: CUfunction, blocks: i32, block: i32);
+    fn cuOccupancyMaxPotentialClusterSize(size: *mut i32, f: CUfunction, config: *const CUlaunchConfig_st);
+    fn cuOccupancyMaxActiveClusters(n: *mut i32, f: CUfunction, config: *const CUlaunchConfig_st);
     fn cuCheckpointProcessGetState(pid: i32, state: *mut u32);
     fn cuCheckpointProcessLock(pid: i32, args: *mut c_void);
     fn cuCheckpointProcessCheckpoint(pid: i32, args: *mut c_void);
@@ -249,6 +256,9 @@ declare_api! { $
     fn cuKernelGetFunction(f: *mut CUfunction, k: CUkernel);
     fn cuKernelGetParamInfo(k: CUkernel, index: usize, off: *mut usize, size: *mut usize);
     fn cuKernelSetAttribute(attr: i32, value: i32, k: CUkernel, dev: i32);
+    fn cuKernelGetAttribute(v: *mut i32, attrib: i32, k: CUkernel, dev: i32);
+    fn cuLibraryGetGlobal(dptr: *mut CUdeviceptr, bytes: *mut usize, l: CUlibrary, name: *const c_char);
+    fn cuModuleGetGlobal_v2(dptr: *mut CUdeviceptr, bytes: *mut usize, m: CUmodule, name: *const c_char);
     fn cuKernelSetCacheConfig(k: CUkernel, config: u32, dev: i32);
     fn cuGraphCreate(g: *mut CUgraph, flags: u32);
     fn cuGraphDestroy(g: CUgraph);

@@ -215,6 +215,13 @@ gpupool_cuda::export_functions! {
     cuModuleUnload => module::module_unload;
     cuModuleGetFunction => module::module_get_function;
     cuFuncGetParamInfo => module::func_get_param_info;
+    cuFuncGetAttribute => module::func_get_attribute;
+    cuFuncSetAttribute => module::func_set_attribute;
+    cuOccupancyMaxActiveBlocksPerMultiprocessor => module::occupancy_max_active_blocks;
+    cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags => module::occupancy_max_active_blocks_with_flags;
+    cuOccupancyAvailableDynamicSMemPerBlock => module::occupancy_available_dynamic_smem;
+    cuOccupancyMaxPotentialClusterSize => module::occupancy_max_potential_cluster_size;
+    cuOccupancyMaxActiveClusters => module::occupancy_max_active_clusters;
     cuCheckpointProcessGetState => checkpoint::get_state;
     cuCheckpointProcessLock => checkpoint::lock;
     cuCheckpointProcessCheckpoint => checkpoint::checkpoint;
@@ -229,6 +236,9 @@ gpupool_cuda::export_functions! {
     cuKernelGetFunction => library::kernel_get_function;
     cuKernelGetParamInfo => library::kernel_get_param_info;
     cuKernelSetAttribute => library::kernel_set_attribute;
+    cuKernelGetAttribute => library::kernel_get_attribute;
+    cuLibraryGetGlobal => library::library_get_global;
+    cuModuleGetGlobal_v2 => module::module_get_global;
     cuKernelSetCacheConfig => library::kernel_set_cache_config;
     cuGraphCreate => graph::graph_create;
     cuGraphDestroy => graph::graph_destroy;

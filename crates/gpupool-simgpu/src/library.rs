@@ -6,7 +6,7 @@
 use crate::ctx::require_current;
 use crate::mem::write;
 use crate::module::{self, Kernel, Module};
-use gpupool_cuda::cu::{CUfunction, CUkernel, CUlibrary, CUmodule};
+use gpupool_cuda::cu::{CUdeviceptr, CUfunction, CUkernel, CUlibrary, CUmodule};
 use gpupool_cuda::result::*;
 use std::ffi::{c_char, c_void, CStr};
 
@@ -128,6 +128,23 @@ pub unsafe fn kernel_set_attribute(_attr: i32, _value: i32, kernel: CUkernel, _d
         Ok(_) => CUDA_SUCCESS,
         Err(e) => e,
     }
+}
+
+/// `cuKernelGetAttribute`: as `cuFuncGetAttribute` (every device alike).
+pub unsafe fn kernel_get_attribute(out: *mut i32, attrib: i32, kernel: CUkernel, _dev: i32) -> u32 {
+    // SAFETY: same contract.
+    unsafe { module::func_get_attribute(out, attrib, kernel as CUfunction) }
+}
+
+/// `cuLibraryGetGlobal`.
+pub unsafe fn library_get_global(
+    dptr: *mut CUdeviceptr,
+    bytes: *mut usize,
+    lib: CUlibrary,
+    name: *const c_char,
+) -> u32 {
+    // SAFETY: same contract (a library handle is its module's).
+    unsafe { module::module_get_global(dptr, bytes, lib as CUmodule, name) }
 }
 
 /// `cuKernelSetCacheConfig`: accepted, without effect on the simulated device.

@@ -23,7 +23,7 @@
 use crate::ctx::require_current;
 use crate::mem::write;
 use gpupool_config::parse_duration_ns;
-use gpupool_cuda::cu::{CUfunction, CUmodule};
+use gpupool_cuda::cu::{CUdeviceptr, CUfunction, CUlaunchConfig_st, CUmodule};
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::{HashMap, HashSet};
@@ -278,6 +278,8 @@ pub(crate) struct Loaded {
     modules: HashSet<usize>,
     /// Kernels of real-code modules by (module, name).
     code_kernels: HashMap<(usize, Vec<u8>), usize>,
+    /// Device variables of real-code modules by (module, name): their addresses.
+    code_globals: HashMap<(usize, Vec<u8>), u64>,
 }
 
 fn known(which: fn(&Loaded) -> &HashSet<usize>, p: usize) -> bool {
@@ -448,6 +450,216 @@ pub unsafe fn func_get_param_info(
     }
 }
 
+/// Shared memory a block may use on the simulated devices (an H100's opt-in maximum), bytes.
+const MAX_SHARED_PER_BLOCK: i32 = 232_448;
+/// Threads a multiprocessor runs at most.
+const MAX_THREADS_PER_SM: i32 = 2048;
+/// Blocks a multiprocessor runs at most.
+const MAX_BLOCKS_PER_SM: i32 = 32;
+
+/// A kernel's attribute (`CUfunction_attribute`) as the simulator reports it for every kernel:
+/// the device's limits, no static memory, 32 registers a thread; `None` for an unknown one.
+pub fn attribute(attrib: i32) -> Option<i32> {
+    Some(match attrib {
+        0 => 1024,                 // MAX_THREADS_PER_BLOCK
+        1..=3 => 0,                // static shared, constant and local bytes
+        4 => 32,                   // NUM_REGS
+        5 | 6 => 90,               // PTX and binary versions
+        7 => 0,                    // CACHE_MODE_CA
+        8 => MAX_SHARED_PER_BLOCK, // MAX_DYNAMIC_SHARED_SIZE_BYTES
+        9 => -1,                   // PREFERRED_SHARED_MEMORY_CARVEOUT: no preference
+        10..=15 => 0,              // cluster requirements: none
+        _ => return None,
+    })
+}
+
+/// Answers `value()` through `out` about the loaded kernel `f`.
+fn kernel_answer<T>(out: *mut T, f: CUfunction, value: impl FnOnce() -> Result<T, u32>) -> u32 {
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    match kernel(f).and_then(|_| value()) {
+        Ok(v) => write(out, v),
+        Err(e) => e,
+    }
+}
+
+/// `cuFuncGetAttribute`.
+pub unsafe fn func_get_attribute(out: *mut i32, attrib: i32, f: CUfunction) -> u32 {
+    kernel_answer(out, f, || attribute(attrib).ok_or(CUDA_ERROR_INVALID_VALUE))
+}
+
+/// `cuFuncSetAttribute`: accepted for a known attribute, without effect on the simulation.
+pub unsafe fn func_set_attribute(f: CUfunction, attrib: i32, _value: i32) -> u32 {
+    match (kernel(f), attribute(attrib)) {
+        (Err(e), _) => e,
+        (Ok(_), Some(_)) => CUDA_SUCCESS,
+        (Ok(_), None) => CUDA_ERROR_INVALID_VALUE,
+    }
+}
+
+/// Blocks of `block` threads using `shared` bytes each that fit on one multiprocessor.
+pub fn blocks_per_sm(block: i32, shared: usize) -> i32 {
+    if block <= 0 {
+        return 0;
+    }
+    let by_threads = MAX_THREADS_PER_SM / block;
+    let by_shared = match shared {
+        0 => MAX_BLOCKS_PER_SM,
+        s => (MAX_SHARED_PER_BLOCK as usize / s).min(i32::MAX as usize) as i32,
+    };
+    by_threads.min(by_shared).min(MAX_BLOCKS_PER_SM)
+}
+
+/// `cuOccupancyMaxActiveBlocksPerMultiprocessor`.
+pub unsafe fn occupancy_max_active_blocks(
+    n: *mut i32,
+    f: CUfunction,
+    block: i32,
+    shared: usize,
+) -> u32 {
+    // SAFETY: same contract.
+    unsafe { occupancy_max_active_blocks_with_flags(n, f, block, shared, 0) }
+}
+
+/// `cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags`.
+pub unsafe fn occupancy_max_active_blocks_with_flags(
+    n: *mut i32,
+    f: CUfunction,
+    block: i32,
+    shared: usize,
+    _flags: u32,
+) -> u32 {
+    kernel_answer(n, f, || Ok(blocks_per_sm(block, shared)))
+}
+
+/// `cuOccupancyAvailableDynamicSMemPerBlock`: the shared memory each of `blocks` blocks may have.
+pub unsafe fn occupancy_available_dynamic_smem(
+    bytes: *mut usize,
+    f: CUfunction,
+    blocks: i32,
+    _block: i32,
+) -> u32 {
+    kernel_answer(bytes, f, || match blocks {
+        1.. => Ok(MAX_SHARED_PER_BLOCK as usize / blocks as usize),
+        _ => Err(CUDA_ERROR_INVALID_VALUE),
+    })
+}
+
+/// Blocks a portable thread-block cluster has at most.
+const MAX_PORTABLE_CLUSTER: i32 = 8;
+
+/// `cuOccupancyMaxPotentialClusterSize`: the portable maximum.
+pub unsafe fn occupancy_max_potential_cluster_size(
+    size: *mut i32,
+    f: CUfunction,
+    _config: *const CUlaunchConfig_st,
+) -> u32 {
+    kernel_answer(size, f, || Ok(MAX_PORTABLE_CLUSTER))
+}
+
+/// `CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION`.
+const CLUSTER_DIMENSION: u32 = 4;
+
+/// Blocks of the cluster a launch configuration asks for (1 without one).
+///
+/// # Safety
+/// `config` is null or a launch configuration whose `attrs` holds `numAttrs` attributes.
+unsafe fn cluster_blocks(config: *const CUlaunchConfig_st) -> u64 {
+    // SAFETY: null or the caller's configuration.
+    let Some(c) = (unsafe { config.as_ref() }) else {
+        return 1;
+    };
+    if c.attrs.is_null() {
+        return 1;
+    }
+    // SAFETY: the configuration's attribute array.
+    let attrs = unsafe { std::slice::from_raw_parts(c.attrs, c.numAttrs as usize) };
+    attrs
+        .iter()
+        .find(|a| a.id as u32 == CLUSTER_DIMENSION)
+        .map_or(1, |a| {
+            // SAFETY: the cluster-dimension member of a cluster-dimension attribute.
+            let d = unsafe { a.value.clusterDim };
+            (d.x as u64 * d.y as u64 * d.z as u64).max(1)
+        })
+}
+
+/// `cuOccupancyMaxActiveClusters`: clusters of the configuration's size that fit on the
+/// current device, one block a multiprocessor.
+pub unsafe fn occupancy_max_active_clusters(
+    n: *mut i32,
+    f: CUfunction,
+    config: *const CUlaunchConfig_st,
+) -> u32 {
+    kernel_answer(n, f, || {
+        let (_, d) = require_current().and_then(|c| crate::ctx::device(c.ordinal))?;
+        // SAFETY: the caller's configuration.
+        let per_cluster = unsafe { cluster_blocks(config) };
+        Ok((d.spec.sms as u64 / per_cluster).min(i32::MAX as u64) as i32)
+    })
+}
+
+/// Bytes of each device variable of real GPU code (its real size is in code the simulator
+/// does not read).
+pub const CODE_GLOBAL_BYTES: u64 = 1 << 20;
+
+/// A module's device variable `name` (`cuModuleGetGlobal`): real GPU code has every name, each
+/// [`CODE_GLOBAL_BYTES`] of zeroed device memory made on first lookup; simulated modules have
+/// none.
+pub fn find_global(m: *const Module, name: &CStr) -> Result<(u64, u64), u32> {
+    if !module(m)?.code {
+        return Err(CUDA_ERROR_NOT_FOUND);
+    }
+    let key = (m as usize, name.to_bytes().to_vec());
+    if let Some(&at) = LOADED
+        .lock()
+        .as_ref()
+        .and_then(|l| l.code_globals.get(&key))
+    {
+        return Ok((at, CODE_GLOBAL_BYTES));
+    }
+    // Allocated without holding the table's lock (allocation takes the memory locks).
+    let fresh = crate::mem::alloc_device(CODE_GLOBAL_BYTES, crate::mem::Kind::Device)?;
+    let mut loaded = LOADED.lock();
+    let at = *loaded
+        .get_or_insert_with(Loaded::default)
+        .code_globals
+        .entry(key)
+        .or_insert(fresh);
+    drop(loaded);
+    if at != fresh {
+        // Another thread's lookup of the same variable won.
+        let _ = crate::mem::free_device(fresh, |k| k == crate::mem::Kind::Device);
+    }
+    Ok((at, CODE_GLOBAL_BYTES))
+}
+
+/// `cuModuleGetGlobal_v2` (also `cuLibraryGetGlobal`: a library is a module).
+pub unsafe fn module_get_global(
+    dptr: *mut CUdeviceptr,
+    bytes: *mut usize,
+    m: CUmodule,
+    name: *const c_char,
+) -> u32 {
+    if name.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: a NUL-terminated name.
+    match find_global(m as *const Module, unsafe { CStr::from_ptr(name) }) {
+        Ok((at, size)) => {
+            if !dptr.is_null() {
+                write(dptr, at);
+            }
+            if !bytes.is_null() {
+                write(bytes, size as usize);
+            }
+            CUDA_SUCCESS
+        }
+        Err(e) => e,
+    }
+}
+
 /// This module's locks (for fork handlers).
 pub fn fork_locks() -> [&'static dyn ForkLock; 1] {
     [&LOADED]
@@ -569,5 +781,31 @@ mod tests {
         // Another module's kernel of the same name is its own.
         let m2 = load_unbound(Image::Code).unwrap();
         assert!(!std::ptr::eq(a, find_kernel(m2, c"gemm_kernel").unwrap()));
+    }
+
+    #[test]
+    fn kernels_report_attributes_and_occupancy() {
+        assert_eq!(attribute(0), Some(1024));
+        assert_eq!(attribute(8), Some(MAX_SHARED_PER_BLOCK));
+        assert_eq!(attribute(99), None);
+        assert_eq!(blocks_per_sm(256, 0), 8);
+        assert_eq!(blocks_per_sm(32, 0), MAX_BLOCKS_PER_SM);
+        assert_eq!(blocks_per_sm(128, 100_000), 2);
+        assert_eq!(blocks_per_sm(0, 0), 0);
+        let m = load_unbound(Image::Code).unwrap();
+        let f = find_kernel(m, c"k").unwrap() as *const Kernel as CUfunction;
+        let mut v = 0;
+        // SAFETY: valid pointers; a loaded kernel.
+        unsafe {
+            assert_eq!(func_get_attribute(&mut v, 4, f), CUDA_SUCCESS);
+            assert_eq!(v, 32);
+            assert_eq!(func_get_attribute(&mut v, 99, f), CUDA_ERROR_INVALID_VALUE);
+            assert_eq!(
+                func_get_attribute(&mut v, 0, 0x10 as CUfunction),
+                CUDA_ERROR_INVALID_HANDLE
+            );
+            assert_eq!(occupancy_max_active_blocks(&mut v, f, 512, 0), CUDA_SUCCESS);
+            assert_eq!(v, 4);
+        }
     }
 }

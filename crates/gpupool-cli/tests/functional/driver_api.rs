@@ -45,6 +45,17 @@ fn run_path(via: Via, path: &str, limit: &str, chunk_mib: u64) -> HashMap<String
     run_on(via, "1x16GiB", path, limit, chunk_mib)
 }
 
+/// Asserts that the program printed each `key value` pair.
+fn expect_values(kv: &HashMap<String, String>, pairs: &[(&str, &str)]) {
+    for (key, want) in pairs {
+        assert_eq!(
+            kv.get(*key).map(String::as_str),
+            Some(*want),
+            "{key}: {kv:?}"
+        );
+    }
+}
+
 #[test]
 fn lookups_honour_version_and_per_thread_flags() {
     let kv = run_path(Via::Local, "lookup", "1GiB", 64);
@@ -73,22 +84,36 @@ fn stream_queries_and_host_work_as_pytorch_uses_them() {
     for via in BOTH {
         let kv = run_path(via, "streams", "1GiB", 64);
         eprintln!("{via:?}: {kv:?}");
-        for (key, want) in [
-            ("capture_status", "0"),
-            ("capture_empty", "1"),
-            ("capture_ptsz_status", "0"),
-            ("host_calls", "2"),
-            ("stream_ctx_is_primary", "1"),
-            ("green_ctx_null", "1"),
-            ("flush_rc", "0"),
-        ] {
-            assert_eq!(
-                kv.get(key).map(String::as_str),
-                Some(want),
-                "{via:?} {key}: {kv:?}"
-            );
-        }
+        expect_values(
+            &kv,
+            &[
+                ("capture_status", "0"),
+                ("capture_empty", "1"),
+                ("capture_ptsz_status", "0"),
+                ("host_calls", "2"),
+                ("stream_ctx_is_primary", "1"),
+                ("green_ctx_null", "1"),
+                ("flush_rc", "0"),
+            ],
+        );
     }
+}
+
+#[test]
+fn real_gpu_code_loads_with_kernels_and_variables() {
+    // On a simulated 16 GiB card (108 multiprocessors), under the interception library.
+    let kv = run_path(Via::Local, "code", "1GiB", 64);
+    expect_values(
+        &kv,
+        &[
+            ("max_threads", "1024"),
+            ("blocks_per_sm", "8"),
+            ("clusters_of_2", "54"),
+            ("global_same", "1"),
+            ("global_bytes", "1048576"),
+            ("global_data_ok", "1"),
+        ],
+    );
 }
 
 #[test]
