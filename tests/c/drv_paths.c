@@ -129,6 +129,11 @@ int main(int argc, char **argv) {
         printf("stream_ctx_is_primary %d\ngreen_ctx_null %d\n", c == primary, green == NULL);
         printf("flush_rc %d\n", (int)flush(CU_FLUSH_GPU_DIRECT_RDMA_WRITES_TARGET_CURRENT_CTX,
                                           CU_FLUSH_GPU_DIRECT_RDMA_WRITES_TO_OWNER));
+        FN(exchange_mode, "cuThreadExchangeStreamCaptureMode", 10010, CUresult (*)(CUstreamCaptureMode *));
+        CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_RELAXED, back = CU_STREAM_CAPTURE_MODE_GLOBAL;
+        CHECK(exchange_mode(&mode));
+        CHECK(exchange_mode(&back));
+        printf("capture_mode_was %d\ncapture_mode_kept %d\n", (int)mode, (int)back);
         return 0;
     }
 

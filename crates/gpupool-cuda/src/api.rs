@@ -291,6 +291,7 @@ declare_api! { $
     fn cuStreamGetDevice(s: CUstream, d: *mut i32);
     fn cuStreamGetDevice_ptsz(s: CUstream, d: *mut i32);
     fn cuStreamIsCapturing(s: CUstream, st: *mut u32);
+    fn cuThreadExchangeStreamCaptureMode(mode: *mut u32);
     fn cuStreamIsCapturing_ptsz(s: CUstream, st: *mut u32);
     fn cuStreamGetCaptureInfo(s: CUstream, st: *mut u32, id: *mut u64);
     fn cuStreamGetCaptureInfo_ptsz(s: CUstream, st: *mut u32, id: *mut u64);

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod arrays;
+pub mod capture_mode;
 pub mod clock;
 pub mod export_tables;
 pub mod exports;

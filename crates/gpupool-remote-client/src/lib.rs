@@ -181,5 +181,6 @@ gpupool_cuda::export_functions! {
     cuStreamAddCallback => stream::stream_add_callback;
     cuStreamAddCallback_ptsz => per_thread::cuStreamAddCallback_ptsz;
     cuFlushGPUDirectRDMAWrites => stream::flush_gpu_direct_rdma_writes;
+    cuThreadExchangeStreamCaptureMode => stream::thread_exchange_stream_capture_mode;
     cuLaunchCooperativeKernel => module::launch_cooperative_kernel;
 }

@@ -8,11 +8,14 @@
 //!   queued so far is done (the caller waits for it), so they see the stream's results and
 //!   the stream's later work follows them; they cannot be captured into a graph.
 //! - GPUDirect RDMA flushes have nothing to flush on a client without a GPU.
+//! - The thread's capture mode is kept on the client (`cuThreadExchangeStreamCaptureMode`).
 
 use crate::table_client::{cuStreamGetCtx, cuStreamIsCapturing, cuStreamSynchronize};
 use gpupool_cuda::api::types::*;
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
+
+pub use gpupool_cuda::capture_mode::thread_exchange_stream_capture_mode;
 
 /// `CU_STREAM_CAPTURE_STATUS_NONE`.
 const NOT_CAPTURING: u32 = 0;

@@ -271,6 +271,7 @@ gpupool_cuda::export_functions! {
     cuStreamGetDevice => stream::stream_get_device;
     cuStreamGetDevice_ptsz => stream::stream_get_device;
     cuStreamIsCapturing => stream::stream_is_capturing;
+    cuThreadExchangeStreamCaptureMode => stream::thread_exchange_stream_capture_mode;
     cuStreamIsCapturing_ptsz => stream::stream_is_capturing;
     cuStreamGetCaptureInfo => stream::stream_get_capture_info;
     cuStreamGetCaptureInfo_ptsz => stream::stream_get_capture_info;

@@ -134,6 +134,8 @@ pub unsafe fn stream_is_capturing(s: CUstream, out: *mut u32) -> u32 {
     ok_or(stream_ref(s).map(|_| write(out, 0)))
 }
 
+pub use gpupool_cuda::capture_mode::thread_exchange_stream_capture_mode;
+
 /// `cuStreamGetCaptureInfo` (v1).
 pub unsafe fn stream_get_capture_info(s: CUstream, status: *mut u32, id: *mut u64) -> u32 {
     if !id.is_null() {

@@ -94,6 +94,8 @@ fn stream_queries_and_host_work_as_pytorch_uses_them() {
                 ("stream_ctx_is_primary", "1"),
                 ("green_ctx_null", "1"),
                 ("flush_rc", "0"),
+                ("capture_mode_was", "0"),
+                ("capture_mode_kept", "2"),
             ],
         );
     }
