@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pitch lookup errors streams code)
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pitch lookup errors streams kernels variables)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
 #include <dlfcn.h>
@@ -137,30 +137,42 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    if (!strcmp(path, "code")) {
-        /* Real GPU code as libraries such as cuBLAS load it: a library of a cubin, its kernels,
-         * their attributes and occupancy, and its device variables. */
+    if (!strcmp(path, "kernels") || !strcmp(path, "variables")) {
+        /* Real GPU code as libraries such as cuBLAS load it: a library of a cubin and its
+         * kernels, their attributes and occupancy ("kernels"); cluster occupancy and the
+         * library's device variables ("variables"). */
         FN(lib_load, "cuLibraryLoadData", 12000, CUresult (*)(CUlibrary *, const void *, CUjit_option *,
            void **, unsigned, CUlibraryOption *, void **, unsigned));
         FN(lib_kernel, "cuLibraryGetKernel", 12000, CUresult (*)(CUkernel *, CUlibrary, const char *));
         FN(kernel_fn, "cuKernelGetFunction", 12000, CUresult (*)(CUfunction *, CUkernel));
-        FN(func_attr, "cuFuncGetAttribute", 2020, CUresult (*)(int *, CUfunction_attribute, CUfunction));
-        FN(occupancy, "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags", 7000,
-           CUresult (*)(int *, CUfunction, int, size_t, unsigned));
-        FN(clusters, "cuOccupancyMaxActiveClusters", 11070, CUresult (*)(int *, CUfunction, const CUlaunchConfig *));
-        FN(lib_global, "cuLibraryGetGlobal", 12000, CUresult (*)(CUdeviceptr *, size_t *, CUlibrary, const char *));
-        FN(htod, "cuMemcpyHtoD", 3020, CUresult (*)(CUdeviceptr, const void *, size_t));
-        FN(dtoh, "cuMemcpyDtoH", 3020, CUresult (*)(void *, CUdeviceptr, size_t));
-        static const unsigned char cubin[64] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0x33};
+        /* An ELF header whose section table ends the 64-byte file (e_shoff = 64, no sections). */
+        static unsigned char cubin[64] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0x33};
+        cubin[0x28] = 64;
         CUlibrary l;
         CHECK(lib_load(&l, cubin, NULL, NULL, 0, NULL, NULL, 0));
         CUkernel k;
         CUfunction f;
         CHECK(lib_kernel(&k, l, "gemm"));
         CHECK(kernel_fn(&f, k));
-        int threads = 0, blocks = 0, n_clusters = 0;
-        CHECK(func_attr(&threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f));
-        CHECK(occupancy(&blocks, f, 256, 0, 0));
+        if (!strcmp(path, "kernels")) {
+            FN(func_attr, "cuFuncGetAttribute", 2020, CUresult (*)(int *, CUfunction_attribute, CUfunction));
+            FN(occupancy, "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags", 7000,
+               CUresult (*)(int *, CUfunction, int, size_t, unsigned));
+            FN(dyn_smem, "cuOccupancyAvailableDynamicSMemPerBlock", 11000,
+               CUresult (*)(size_t *, CUfunction, int, int));
+            int threads = 0, blocks = 0;
+            size_t smem = 0;
+            CHECK(func_attr(&threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f));
+            CHECK(occupancy(&blocks, f, 256, 0, 0));
+            CHECK(dyn_smem(&smem, f, 2, 128));
+            printf("max_threads %d\nblocks_per_sm %d\nsmem_of_2_blocks %zu\n", threads, blocks, smem);
+            return 0;
+        }
+        FN(clusters, "cuOccupancyMaxActiveClusters", 11070, CUresult (*)(int *, CUfunction, const CUlaunchConfig *));
+        FN(lib_global, "cuLibraryGetGlobal", 12000, CUresult (*)(CUdeviceptr *, size_t *, CUlibrary, const char *));
+        FN(htod, "cuMemcpyHtoD", 3020, CUresult (*)(CUdeviceptr, const void *, size_t));
+        FN(dtoh, "cuMemcpyDtoH", 3020, CUresult (*)(void *, CUdeviceptr, size_t));
+        int n_clusters = 0;
         CUlaunchAttribute cluster;
         memset(&cluster, 0, sizeof cluster);
         cluster.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
@@ -172,7 +184,7 @@ int main(int argc, char **argv) {
         cfg.attrs = &cluster;
         cfg.numAttrs = 1;
         CHECK(clusters(&n_clusters, f, &cfg));
-        printf("max_threads %d\nblocks_per_sm %d\nclusters_of_2 %d\n", threads, blocks, n_clusters);
+        printf("clusters_of_2 %d\n", n_clusters);
         CUdeviceptr g1, g2;
         size_t gsize = 0;
         CHECK(lib_global(&g1, &gsize, l, "table"));

@@ -307,6 +307,7 @@ macro_rules! for_each_call {
             sync 129 cuKernelSetAttribute(val attrib: i32, val v: i32, h(Function) k: CUkernel, val dev: CUdevice) then crate::conn::forget_cached_4;
             sync 130 cuKernelSetCacheConfig(h(Function) k: CUkernel, val config: u32, val dev: CUdevice);
             sync 131 cuKernelGetParamInfo(h(Function) k: CUkernel, val index: usize, out offset: usize, out size: usize);
+            cached 132 cuOccupancyAvailableDynamicSMemPerBlock(out bytes: usize, h(Function) f: CUfunction, val blocks: i32, val block: i32);
         }
     };
 }

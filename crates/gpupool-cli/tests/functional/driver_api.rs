@@ -102,14 +102,29 @@ fn stream_queries_and_host_work_as_pytorch_uses_them() {
 }
 
 #[test]
-fn real_gpu_code_loads_with_kernels_and_variables() {
-    // On a simulated 16 GiB card (108 multiprocessors), under the interception library.
-    let kv = run_path(Via::Local, "code", "1GiB", 64);
+fn kernels_of_real_gpu_code_report_attributes_and_occupancy() {
+    // On a simulated 16 GiB card, under the interception library and through a server.
+    for via in BOTH {
+        let kv = run_path(via, "kernels", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        expect_values(
+            &kv,
+            &[
+                ("max_threads", "1024"),
+                ("blocks_per_sm", "8"),
+                ("smem_of_2_blocks", "116224"),
+            ],
+        );
+    }
+}
+
+#[test]
+fn real_gpu_code_has_device_variables_and_cluster_occupancy() {
+    // A 16 GiB card has 108 multiprocessors: 54 clusters of two blocks.
+    let kv = run_path(Via::Local, "variables", "1GiB", 64);
     expect_values(
         &kv,
         &[
-            ("max_threads", "1024"),
-            ("blocks_per_sm", "8"),
             ("clusters_of_2", "54"),
             ("global_same", "1"),
             ("global_bytes", "1048576"),
