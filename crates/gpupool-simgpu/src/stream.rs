@@ -3,7 +3,7 @@
 
 use crate::ctx::{require_current, Context};
 use crate::mem::write;
-use gpupool_cuda::cu::{CUcontext, CUevent, CUgraphNode, CUstream};
+use gpupool_cuda::cu::{CUcontext, CUevent, CUstream};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -136,53 +136,7 @@ pub unsafe fn stream_is_capturing(s: CUstream, out: *mut u32) -> u32 {
 
 pub use gpupool_cuda::capture_mode::thread_exchange_stream_capture_mode;
 
-/// `cuStreamGetCaptureInfo` (v1).
-pub unsafe fn stream_get_capture_info(s: CUstream, status: *mut u32, id: *mut u64) -> u32 {
-    if !id.is_null() {
-        write(id, 0);
-    }
-    // SAFETY: same contract.
-    unsafe { stream_is_capturing(s, status) }
-}
-
-/// `cuStreamGetCaptureInfo_v2`.
-pub unsafe fn stream_get_capture_info_v2(
-    s: CUstream,
-    status: *mut u32,
-    id: *mut u64,
-    graph: *mut *mut c_void,
-    deps: *mut *const CUgraphNode,
-    n: *mut usize,
-) -> u32 {
-    if !graph.is_null() {
-        write(graph, std::ptr::null_mut());
-    }
-    if !deps.is_null() {
-        write(deps, std::ptr::null());
-    }
-    if !n.is_null() {
-        write(n, 0);
-    }
-    // SAFETY: same contract.
-    unsafe { stream_get_capture_info(s, status, id) }
-}
-
-/// `cuStreamGetCaptureInfo_v3`.
-pub unsafe fn stream_get_capture_info_v3(
-    s: CUstream,
-    status: *mut u32,
-    id: *mut u64,
-    graph: *mut *mut c_void,
-    deps: *mut *const CUgraphNode,
-    edges: *mut *const c_void,
-    n: *mut usize,
-) -> u32 {
-    if !edges.is_null() {
-        write(edges, std::ptr::null());
-    }
-    // SAFETY: same contract.
-    unsafe { stream_get_capture_info_v2(s, status, id, graph, deps, n) }
-}
+gpupool_cuda::capture_info_functions!(stream_is_capturing);
 
 /// `cuStreamAddCallback`: runs the callback now.
 pub unsafe fn stream_add_callback(
