@@ -4,6 +4,7 @@
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,25 @@ int main(int argc, char **argv) {
         CHECK(htod(g1, &v, sizeof v));
         CHECK(dtoh(&back, g2, sizeof back));
         printf("global_same %d\nglobal_bytes %zu\nglobal_data_ok %d\n", g1 == g2, gsize, back == v);
+        /* The same variable through the library's module, read with a unified-address copy. */
+        FN(lib_module, "cuLibraryGetModule", 12000, CUresult (*)(CUmodule *, CUlibrary));
+        FN(mod_global, "cuModuleGetGlobal", 3020, CUresult (*)(CUdeviceptr *, size_t *, CUmodule, const char *));
+        FN(copy, "cuMemcpy", 4000, CUresult (*)(CUdeviceptr, CUdeviceptr, size_t));
+        FN(lib_unload, "cuLibraryUnload", 12000, CUresult (*)(CUlibrary));
+        CUmodule m;
+        CUdeviceptr g3;
+        CHECK(lib_module(&m, l));
+        CHECK(mod_global(&g3, NULL, m, "table"));
+        unsigned again = 0;
+        CHECK(copy((CUdeviceptr)(uintptr_t)&again, g3, sizeof again));
+        printf("module_global_same %d\nunified_copy_ok %d\n", g3 == g1, again == v);
+        /* Unloaded, the library's variables are gone (a copy's error may surface at the next
+         * synchronisation, as for any copy the remote client sends without waiting). */
+        FN(sync, "cuCtxSynchronize", 2000, CUresult (*)(void));
+        CHECK(lib_unload(l));
+        CUresult late = htod(g1, &v, sizeof v);
+        if (late == CUDA_SUCCESS) late = sync();
+        printf("after_unload_rc %d\n", (int)late);
         return 0;
     }
 

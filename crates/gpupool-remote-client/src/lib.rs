@@ -26,6 +26,7 @@ pub mod nvml;
 pub mod per_thread;
 pub mod stream;
 pub mod table_client;
+pub mod variables;
 pub mod vmm;
 
 use gpupool_cuda::result::*;
@@ -121,6 +122,10 @@ gpupool_cuda::export_functions! {
     cuLibraryLoadData => module::library_load_data;
     cuLibraryGetKernel => module::library_get_kernel;
     cuKernelGetFunction => module::kernel_get_function;
+    cuModuleGetGlobal_v2 => variables::module_get_global;
+    cuLibraryGetGlobal => variables::library_get_global;
+    cuOccupancyMaxActiveClusters => module::occupancy_max_active_clusters;
+    cuOccupancyMaxPotentialClusterSize => module::occupancy_max_potential_cluster_size;
     cuLaunchKernel => module::launch_kernel;
     nvmlInit_v2 => nvml::init;
     nvmlInit => nvml::init;

@@ -8,7 +8,8 @@ use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
 use gpupool_remote::kernel_args;
 use gpupool_remote::launch_ex::{
-    attribute_travels, RawKernelNodeParams, RawLaunchAttribute, RawLaunchConfig, MAX_ATTRIBUTES,
+    travelling_attributes, write_attributes, RawKernelNodeParams, RawLaunchAttribute,
+    RawLaunchConfig,
 };
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
@@ -332,11 +333,7 @@ fn launch(
         Kind::Cooperative => w.put(&custom::LAUNCH_COOPERATIVE),
         Kind::Ex(attrs) => {
             w.put(&custom::LAUNCH_EX);
-            w.put(&(attrs.len() as u32));
-            for a in attrs {
-                w.put(&a.id);
-                w.put(&a.value);
-            }
+            write_attributes(w, attrs);
         }
     }
     kernel_args::write(w, &args, extra);
@@ -408,17 +405,11 @@ pub unsafe fn launch_kernel_ex(
     let Some(c) = (unsafe { config.cast::<RawLaunchConfig>().as_ref() }) else {
         return CUDA_ERROR_INVALID_VALUE;
     };
-    let attrs = match (c.count, c.attrs.is_null()) {
-        (0, _) => &[][..],
-        (n, false) if n <= MAX_ATTRIBUTES => {
-            // SAFETY: the caller's array of `count` attributes.
-            unsafe { std::slice::from_raw_parts(c.attrs, n as usize) }
-        }
-        _ => return CUDA_ERROR_INVALID_VALUE,
+    // SAFETY: the caller's configuration lists `count` attributes.
+    let attrs = match unsafe { travelling_attributes(c) } {
+        Ok(a) => a,
+        Err(e) => return e,
     };
-    if attrs.iter().any(|a| !attribute_travels(a.id)) {
-        return CUDA_ERROR_NOT_SUPPORTED;
-    }
     launch(
         f,
         c.grid,
@@ -429,6 +420,69 @@ pub unsafe fn launch_kernel_ex(
         extra,
         Kind::Ex(attrs),
     )
+}
+
+/// Asks the server a cluster question (`which`) about launching `f` as `config` says.
+///
+/// # Safety
+/// `config` is null or the caller's launch configuration.
+unsafe fn occupancy_clusters(
+    which: u8,
+    out: *mut i32,
+    f: CUfunction,
+    config: *const CUlaunchConfig,
+) -> u32 {
+    // SAFETY: null or the caller's configuration, whose layout `RawLaunchConfig` mirrors.
+    let Some(c) = (unsafe { config.cast::<RawLaunchConfig>().as_ref() }) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: the caller's configuration lists `count` attributes.
+    let attrs = match unsafe { travelling_attributes(c) } {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let mut s = state();
+    let start = match s.begin(custom::OCCUPANCY_CLUSTERS, true, crate::context::current()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let w = &mut s.batch;
+    w.put(&which);
+    w.put(&(f as usize as u64));
+    w.put(&c.grid);
+    w.put(&c.block);
+    w.put(&c.shared);
+    w.put_opt(Some(&(c.stream as usize as u64)));
+    write_attributes(w, attrs);
+    s.finish_sync(start, |r| {
+        let n: i32 = r.get("clusters")?;
+        // SAFETY: non-null out pointer.
+        unsafe { *out = n };
+        Ok(())
+    })
+}
+
+/// `cuOccupancyMaxActiveClusters`.
+pub unsafe fn occupancy_max_active_clusters(
+    out: *mut i32,
+    f: CUfunction,
+    config: *const CUlaunchConfig,
+) -> u32 {
+    // SAFETY: the caller's arguments.
+    unsafe { occupancy_clusters(custom::CLUSTERS_ACTIVE, out, f, config) }
+}
+
+/// `cuOccupancyMaxPotentialClusterSize`.
+pub unsafe fn occupancy_max_potential_cluster_size(
+    out: *mut i32,
+    f: CUfunction,
+    config: *const CUlaunchConfig,
+) -> u32 {
+    // SAFETY: the caller's arguments.
+    unsafe { occupancy_clusters(custom::CLUSTERS_POTENTIAL_SIZE, out, f, config) }
 }
 
 /// `cuGraphAddKernelNode` and `_v2` (whose leading fields are v1's; library kernels, `kern`,

@@ -111,6 +111,20 @@ pub mod custom {
     pub const LIBRARY_GET_KERNEL: u16 = 224;
     /// `cuKernelGetFunction` (with the function's parameter layout).
     pub const KERNEL_GET_FUNCTION: u16 = 225;
+    /// `cuOccupancyMaxActiveClusters` / `cuOccupancyMaxPotentialClusterSize` (a launch shape
+    /// with its attributes, and which of the two).
+    pub const OCCUPANCY_CLUSTERS: u16 = 226;
+    /// [`OCCUPANCY_CLUSTERS`]: `cuOccupancyMaxActiveClusters`.
+    pub const CLUSTERS_ACTIVE: u8 = 0;
+    /// [`OCCUPANCY_CLUSTERS`]: `cuOccupancyMaxPotentialClusterSize`.
+    pub const CLUSTERS_POTENTIAL_SIZE: u8 = 1;
+    /// `cuModuleGetGlobal_v2` / `cuLibraryGetGlobal`: a device variable's address and size,
+    /// which the session then accepts in copies while its module or library stays loaded.
+    pub const GET_GLOBAL: u16 = 227;
+    /// [`GET_GLOBAL`] of a module.
+    pub const GLOBAL_OF_MODULE: u8 = 0;
+    /// [`GET_GLOBAL`] of a library.
+    pub const GLOBAL_OF_LIBRARY: u8 = 1;
     /// Most dependencies of one graph node.
     pub const MAX_NODE_DEPENDENCIES: u32 = 64;
     /// NVML: the number of devices.
@@ -134,7 +148,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 32] = [
+    pub const ALL: [u16; 34] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -161,6 +175,8 @@ pub mod custom {
         LIBRARY_LOAD,
         LIBRARY_GET_KERNEL,
         KERNEL_GET_FUNCTION,
+        OCCUPANCY_CLUSTERS,
+        GET_GLOBAL,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,
@@ -295,13 +311,13 @@ macro_rules! for_each_call {
             sync 106 cuStreamBeginCapture_v2(h(Stream) s: CUstream, val mode: u32);
             sync 107 cuStreamEndCapture(h(Stream) s: CUstream, new(Graph) g: CUgraph);
 
-            sync 120 cuModuleUnload(del(Module) m: CUmodule);
+            sync 120 cuModuleUnload(del(Module) m: CUmodule) then crate::variables::module_unloaded;
             cached 121 cuFuncGetAttribute(out v: i32, val attrib: i32, h(Function) f: CUfunction);
             sync 122 cuFuncSetAttribute(h(Function) f: CUfunction, val attrib: i32, val v: i32) then crate::conn::forget_cached;
             sync 123 cuFuncSetCacheConfig(h(Function) f: CUfunction, val config: u32);
             cached 124 cuOccupancyMaxActiveBlocksPerMultiprocessor(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize);
             cached 125 cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize, val flags: u32);
-            sync 126 cuLibraryUnload(del(Library) l: CUlibrary);
+            sync 126 cuLibraryUnload(del(Library) l: CUlibrary) then crate::variables::library_unloaded;
             sync 127 cuLibraryGetModule(new(Module) m: CUmodule, h(Library) l: CUlibrary);
             cached 128 cuKernelGetAttribute(out v: i32, val attrib: i32, h(Function) k: CUkernel, val dev: CUdevice);
             sync 129 cuKernelSetAttribute(val attrib: i32, val v: i32, h(Function) k: CUkernel, val dev: CUdevice) then crate::conn::forget_cached_4;

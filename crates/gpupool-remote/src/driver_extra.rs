@@ -84,6 +84,10 @@ extra_functions! {
     // `CUDA_KERNEL_NODE_PARAMS_v2` as `RawKernelNodeParams`.
     fn cuGraphAddKernelNode_v2(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize, *const crate::launch_ex::RawKernelNodeParams);
     fn cuLaunchKernelEx(*const crate::launch_ex::RawLaunchConfig, CUfunction, *mut *mut c_void, *mut *mut c_void);
+    fn cuOccupancyMaxActiveClusters(*mut i32, CUfunction, *const crate::launch_ex::RawLaunchConfig);
+    fn cuOccupancyMaxPotentialClusterSize(*mut i32, CUfunction, *const crate::launch_ex::RawLaunchConfig);
+    fn cuModuleGetGlobal_v2(*mut CUdeviceptr, *mut usize, CUmodule, *const c_char);
+    fn cuLibraryGetGlobal(*mut CUdeviceptr, *mut usize, CUlibrary, *const c_char);
     fn cuPointerGetAttributes(u32, *mut i32, *mut *mut c_void, CUdeviceptr);
     fn cuMemPoolGetAttribute(CUmemoryPool, u32, *mut c_void);
     fn cuMemPoolSetAttribute(CUmemoryPool, u32, *mut c_void);

@@ -3,6 +3,7 @@
 //! travel: those whose values are plain numbers. Attributes that carry a handle (events) are
 //! refused.
 
+use crate::wire::{DecodeError, Reader, Writer};
 use gpupool_cuda::cu::{CUcontext, CUfunction, CUstream};
 use std::ffi::c_void;
 
@@ -68,6 +69,55 @@ pub fn attribute_travels(id: u32) -> bool {
     matches!(id, 0..=6 | 8..=10)
 }
 
+/// Writes launch attributes: their count, then each id and value.
+pub fn write_attributes(w: &mut Writer, attrs: &[RawLaunchAttribute]) {
+    w.put(&(attrs.len() as u32));
+    for a in attrs {
+        w.put(&a.id);
+        w.put(&a.value);
+    }
+}
+
+/// Reads what [`write_attributes`] wrote (at most [`MAX_ATTRIBUTES`]).
+pub fn read_attributes(r: &mut Reader<'_>) -> Result<Vec<RawLaunchAttribute>, DecodeError> {
+    let n: u32 = r.get("attribute count")?;
+    if n > MAX_ATTRIBUTES {
+        return Err(DecodeError {
+            what: "attribute count",
+            at: 0,
+        });
+    }
+    (0..n)
+        .map(|_| {
+            Ok(RawLaunchAttribute {
+                id: r.get("attribute")?,
+                pad: [0; 4],
+                value: r.get("attribute value")?,
+            })
+        })
+        .collect()
+}
+
+/// The attributes of a caller's launch configuration: `CUDA_ERROR_INVALID_VALUE` for a
+/// malformed list, `CUDA_ERROR_NOT_SUPPORTED` where one cannot travel.
+///
+/// # Safety
+/// `c.attrs` points at `c.count` attributes when `c.count` is not zero.
+pub unsafe fn travelling_attributes(c: &RawLaunchConfig) -> Result<&[RawLaunchAttribute], u32> {
+    let attrs = match (c.count, c.attrs.is_null()) {
+        (0, _) => &[][..],
+        (n, false) if n <= MAX_ATTRIBUTES => {
+            // SAFETY: the caller's array of `count` attributes.
+            unsafe { std::slice::from_raw_parts(c.attrs, n as usize) }
+        }
+        _ => return Err(gpupool_cuda::result::CUDA_ERROR_INVALID_VALUE),
+    };
+    if attrs.iter().any(|a| !attribute_travels(a.id)) {
+        return Err(gpupool_cuda::result::CUDA_ERROR_NOT_SUPPORTED);
+    }
+    Ok(attrs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +140,52 @@ mod tests {
         assert_eq!(
             std::mem::size_of::<RawKernelNodeParams>(),
             std::mem::size_of::<gpupool_cuda::cu::CUDA_KERNEL_NODE_PARAMS_v2_st>()
+        );
+    }
+
+    #[test]
+    fn attributes_round_trip_and_a_long_list_is_refused() {
+        let a = RawLaunchAttribute {
+            id: 4,
+            pad: [0; 4],
+            value: [7; 64],
+        };
+        let mut w = Writer::default();
+        write_attributes(&mut w, &[a, a]);
+        let back = read_attributes(&mut Reader::new(&w.buf)).unwrap();
+        assert_eq!(back, vec![a, a]);
+        let mut w = Writer::default();
+        w.put(&(MAX_ATTRIBUTES + 1));
+        let e = read_attributes(&mut Reader::new(&w.buf)).unwrap_err();
+        assert_eq!(e.what, "attribute count");
+    }
+
+    #[test]
+    fn a_configuration_s_attributes_are_checked_before_they_travel() {
+        let event = RawLaunchAttribute {
+            id: 7,
+            pad: [0; 4],
+            value: [0; 64],
+        };
+        let mut c = RawLaunchConfig {
+            grid: [1; 3],
+            block: [1; 3],
+            shared: 0,
+            stream: std::ptr::null_mut(),
+            attrs: std::ptr::null(),
+            count: 0,
+        };
+        // SAFETY (each call): `attrs` is null or points at `count` attributes.
+        assert_eq!(unsafe { travelling_attributes(&c) }.unwrap().len(), 0);
+        c.count = 1;
+        assert_eq!(
+            unsafe { travelling_attributes(&c) }.unwrap_err(),
+            gpupool_cuda::result::CUDA_ERROR_INVALID_VALUE
+        );
+        c.attrs = &event;
+        assert_eq!(
+            unsafe { travelling_attributes(&c) }.unwrap_err(),
+            gpupool_cuda::result::CUDA_ERROR_NOT_SUPPORTED
         );
     }
 

@@ -8,16 +8,14 @@ use crate::calls::Class;
 use crate::copy3d::{self, Copy3d};
 use crate::driver_extra::Extra;
 use crate::kernel_args::KernelArgs;
-use crate::launch_ex::{
-    attribute_travels, RawKernelNodeParams, RawLaunchAttribute, RawLaunchConfig, MAX_ATTRIBUTES,
-};
+use crate::launch_ex::{attribute_travels, read_attributes, RawKernelNodeParams, RawLaunchConfig};
 use crate::protocol::*;
 use crate::session_nvml::NvmlServer;
-use crate::table_server::{self, Table, TableSession};
+use crate::table_server::{self, c_string, Table, TableSession};
 use crate::wire::{DecodeError, Reader, Writer};
 use gpupool_cuda::cu::*;
 use gpupool_cuda::result::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{c_void, CStr};
 use std::io::{self, Read, Write};
 
@@ -33,6 +31,13 @@ pub struct Session {
     ranges: BTreeMap<u64, u64>,
     /// Virtual address ranges reserved with `cuMemAddressReserve`: base address → size.
     reserved: BTreeMap<u64, u64>,
+    /// Device variables of loaded modules and libraries: base address → size.
+    globals: BTreeMap<u64, u64>,
+    /// The module or library each device variable belongs to.
+    global_owners: HashMap<u64, (Class, u64)>,
+    /// Modules taken from a library (`cuLibraryGetModule`): unloading any library forgets
+    /// their variables, as which library each came from is not known.
+    library_modules: HashSet<u64>,
     /// The context current on the session's thread (`u64::MAX`: unknown).
     current: u64,
     /// First error of an asynchronous call since the last reply.
@@ -71,6 +76,9 @@ impl Session {
             handles: HashSet::new(),
             ranges: BTreeMap::new(),
             reserved: BTreeMap::new(),
+            globals: BTreeMap::new(),
+            global_owners: HashMap::new(),
+            library_modules: HashSet::new(),
             current: u64::MAX,
             deferred: CUDA_SUCCESS,
             trace: false,
@@ -83,10 +91,33 @@ impl Session {
         h == 0 || (class == Class::Stream && h <= 2) || self.handles.contains(&(class, h))
     }
 
-    /// Whether `[ptr, ptr + len)` lies inside one of this session's device allocations or
-    /// reserved virtual address ranges.
+    /// Whether `[ptr, ptr + len)` lies inside one of this session's device allocations,
+    /// reserved virtual address ranges or device variables of its loaded modules.
     pub fn owns(&self, ptr: u64, len: u64) -> bool {
-        inside(&self.ranges, ptr, len) || inside(&self.reserved, ptr, len)
+        inside(&self.ranges, ptr, len)
+            || inside(&self.reserved, ptr, len)
+            || inside(&self.globals, ptr, len)
+    }
+
+    /// Forgets the device variables of a module or library that was unloaded.
+    fn unloaded(&mut self, class: Class, h: u64) {
+        let from_library = class == Class::Library;
+        let gone: Vec<u64> = self
+            .global_owners
+            .iter()
+            .filter(|(_, &(c, o))| {
+                (c, o) == (class, h)
+                    || (from_library && c == Class::Module && self.library_modules.contains(&o))
+            })
+            .map(|(&base, _)| base)
+            .collect();
+        for base in gone {
+            self.global_owners.remove(&base);
+            self.globals.remove(&base);
+        }
+        if class == Class::Module {
+            self.library_modules.remove(&h);
+        }
     }
 
     /// Starts the driver and describes it for the client.
@@ -507,6 +538,8 @@ impl Session {
                 }
                 rc
             }
+            custom::OCCUPANCY_CLUSTERS => return self.occupancy_clusters(r, outs),
+            custom::GET_GLOBAL => return self.get_global(r, outs),
             custom::LAUNCH => return self.launch(r),
             custom::GRAPH_ADD_KERNEL_NODE => return self.graph_add_kernel_node(r, outs),
             custom::MEM_ADDRESS_RESERVE => {
@@ -663,6 +696,104 @@ impl Session {
         }
     }
 
+    /// `cuOccupancyMaxActiveClusters` / `cuOccupancyMaxPotentialClusterSize`.
+    fn occupancy_clusters(
+        &mut self,
+        r: &mut Reader<'_>,
+        outs: &mut Writer,
+    ) -> Result<u32, DecodeError> {
+        let which: u8 = r.get("cluster query")?;
+        let f: u64 = r.get("function")?;
+        let grid: [u32; 3] = r.get("grid")?;
+        let block: [u32; 3] = r.get("block")?;
+        let shared: u32 = r.get("shared memory")?;
+        let s = match self.stream(r)? {
+            Ok(s) => s.unwrap_or(std::ptr::null_mut()),
+            Err(e) => return Ok(e),
+        };
+        let attrs = read_attributes(r)?;
+        r.end()?;
+        let query = match which {
+            custom::CLUSTERS_ACTIVE => self.extra.cuOccupancyMaxActiveClusters,
+            custom::CLUSTERS_POTENTIAL_SIZE => self.extra.cuOccupancyMaxPotentialClusterSize,
+            _ => {
+                return Err(DecodeError {
+                    what: "cluster query",
+                    at: 0,
+                })
+            }
+        };
+        if f == 0 || !self.valid(Class::Function, f) {
+            return Ok(CUDA_ERROR_INVALID_HANDLE);
+        }
+        if attrs.iter().any(|a| !attribute_travels(a.id)) {
+            return Ok(CUDA_ERROR_NOT_SUPPORTED);
+        }
+        let Some(query) = query else {
+            return Ok(CUDA_ERROR_NOT_FOUND);
+        };
+        let config = RawLaunchConfig {
+            grid,
+            block,
+            shared,
+            stream: s,
+            attrs: attrs.as_ptr(),
+            count: attrs.len() as u32,
+        };
+        let mut n = 0i32;
+        // SAFETY: a function of this session; the configuration and its attributes live
+        // across the call.
+        let rc = unsafe { query(&mut n, f as usize as CUfunction, &config) };
+        if rc == CUDA_SUCCESS {
+            outs.put(&n);
+        }
+        Ok(rc)
+    }
+
+    /// `cuModuleGetGlobal_v2` / `cuLibraryGetGlobal`: the variable's address is this
+    /// session's until its module or library is unloaded.
+    fn get_global(&mut self, r: &mut Reader<'_>, outs: &mut Writer) -> Result<u32, DecodeError> {
+        let of: u8 = r.get("global owner kind")?;
+        let h: u64 = r.get("module")?;
+        let name = c_string(r.get_bytes("name")?, "variable name")?;
+        r.end()?;
+        let class = match of {
+            custom::GLOBAL_OF_MODULE => Class::Module,
+            custom::GLOBAL_OF_LIBRARY => Class::Library,
+            _ => {
+                return Err(DecodeError {
+                    what: "global owner kind",
+                    at: 0,
+                })
+            }
+        };
+        if h == 0 || !self.valid(class, h) {
+            return Ok(CUDA_ERROR_INVALID_HANDLE);
+        }
+        let (mut base, mut size): (CUdeviceptr, usize) = (0, 0);
+        // SAFETY: a module or library of this session; a NUL-terminated name; out pointers
+        // to locals.
+        let rc = unsafe {
+            match class {
+                Class::Module => match self.extra.cuModuleGetGlobal_v2 {
+                    Some(get) => get(&mut base, &mut size, h as usize as CUmodule, name.as_ptr()),
+                    None => CUDA_ERROR_NOT_FOUND,
+                },
+                _ => match self.extra.cuLibraryGetGlobal {
+                    Some(get) => get(&mut base, &mut size, h as usize as CUlibrary, name.as_ptr()),
+                    None => CUDA_ERROR_NOT_FOUND,
+                },
+            }
+        };
+        if rc == CUDA_SUCCESS {
+            self.globals.insert(base, size as u64);
+            self.global_owners.insert(base, (class, h));
+            outs.put(&base);
+            outs.put(&(size as u64));
+        }
+        Ok(rc)
+    }
+
     fn launch(&mut self, r: &mut Reader<'_>) -> Result<u32, DecodeError> {
         let f: u64 = r.get("function")?;
         let grid: [u32; 3] = r.get("grid")?;
@@ -675,21 +806,7 @@ impl Session {
         let kind: u8 = r.get("launch kind")?;
         let mut attrs = Vec::new();
         if kind == LAUNCH_EX {
-            let n: u32 = r.get("attribute count")?;
-            if n > MAX_ATTRIBUTES {
-                return Err(DecodeError {
-                    what: "attribute count",
-                    at: 0,
-                });
-            }
-            for _ in 0..n {
-                let (id, value): (u32, [u8; 64]) = (r.get("attribute")?, r.get("attribute value")?);
-                attrs.push(RawLaunchAttribute {
-                    id,
-                    pad: [0; 4],
-                    value,
-                });
-            }
+            attrs = read_attributes(r)?;
         } else if kind > LAUNCH_EX {
             return Err(DecodeError {
                 what: "launch kind",
@@ -1067,10 +1184,17 @@ impl TableSession for Session {
     }
 
     fn remember(&mut self, class: Class, h: u64) {
+        // The table creates modules only from libraries; loads are hand-written.
+        if class == Class::Module {
+            self.library_modules.insert(h);
+        }
         self.handles.insert((class, h));
     }
 
     fn forget(&mut self, class: Class, h: u64) {
+        if matches!(class, Class::Module | Class::Library) {
+            self.unloaded(class, h);
+        }
         self.handles.remove(&(class, h));
     }
 }

@@ -135,7 +135,8 @@ fn without_pointer<const N: usize>(mut props: [u8; N]) -> [u8; N] {
     props
 }
 
-fn c_string(b: &[u8], what: &'static str) -> Result<CString, DecodeError> {
+/// `b` as a C string; a NUL inside it is a decoding error naming `what`.
+pub(crate) fn c_string(b: &[u8], what: &'static str) -> Result<CString, DecodeError> {
     CString::new(b).map_err(|_| DecodeError { what, at: 0 })
 }
 

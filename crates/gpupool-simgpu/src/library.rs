@@ -36,12 +36,10 @@ pub unsafe fn library_load_data(
     }
 }
 
-/// `cuLibraryUnload` (handles of its kernels stay valid memory).
+/// `cuLibraryUnload` (handles of its kernels stay valid memory; its device variables are
+/// freed).
 pub unsafe fn library_unload(lib: CUlibrary) -> u32 {
-    match module::module(lib as *const Module) {
-        Ok(_) => CUDA_SUCCESS,
-        Err(e) => e,
-    }
+    module::unload(lib as *const Module)
 }
 
 /// `cuLibraryGetKernel`.

@@ -393,12 +393,31 @@ pub unsafe fn module_load(out: *mut CUmodule, path: *const c_char) -> u32 {
     }
 }
 
-/// `cuModuleUnload` (handles of its kernels stay valid memory).
+/// `cuModuleUnload` (handles of its kernels stay valid memory; its device variables are
+/// freed).
 pub unsafe fn module_unload(m: CUmodule) -> u32 {
-    match module(m as *const Module) {
-        Ok(_) => CUDA_SUCCESS,
-        Err(e) => e,
+    unload(m as *const Module)
+}
+
+/// Unloads module or library `m`: frees the device variables made for it.
+pub fn unload(m: *const Module) -> u32 {
+    if let Err(e) = module(m) {
+        return e;
     }
+    let mut gone = Vec::new();
+    if let Some(l) = LOADED.lock().as_mut() {
+        l.code_globals.retain(|(owner, _), &mut at| {
+            if *owner == m as usize {
+                gone.push(at);
+            }
+            *owner != m as usize
+        });
+    }
+    // Freed without holding the table's lock (freeing takes the memory locks).
+    for at in gone {
+        let _ = crate::mem::free_device(at, |k| k == crate::mem::Kind::Device);
+    }
+    CUDA_SUCCESS
 }
 
 /// `cuModuleGetFunction`.
