@@ -1249,10 +1249,61 @@ mod tests {
         CUDA_SUCCESS
     }
 
+    const LIBRARY: u64 = 0x4400;
+    const LIBRARY_MODULE: u64 = 0x5500;
+    const LIBRARY_VARIABLE: u64 = 0xa000_0000;
+    const MODULE_VARIABLE: u64 = 0xb000_0000;
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn library_load(
+        out: *mut CUlibrary,
+        _: *const c_void,
+        _: *mut c_void,
+        _: *mut *mut c_void,
+        _: u32,
+        _: *mut c_void,
+        _: *mut *mut c_void,
+        _: u32,
+    ) -> u32 {
+        // SAFETY: the session's out pointer.
+        unsafe { *out = LIBRARY as usize as CUlibrary };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn library_get_module(out: *mut CUmodule, _: CUlibrary) -> u32 {
+        // SAFETY: the session's out pointer.
+        unsafe { *out = LIBRARY_MODULE as usize as CUmodule };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn unload(_: *mut c_void) -> u32 {
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn get_global(
+        p: *mut CUdeviceptr,
+        size: *mut usize,
+        owner: *mut c_void,
+        _: *const std::ffi::c_char,
+    ) -> u32 {
+        // SAFETY: the session's out pointers.
+        unsafe {
+            *p = if owner as u64 == LIBRARY {
+                LIBRARY_VARIABLE
+            } else {
+                MODULE_VARIABLE
+            };
+            *size = 256;
+        }
+        CUDA_SUCCESS
+    }
+
     /// A session on a stand-in driver: contexts, allocation at BASE, host-to-device copies,
-    /// address reservations at RESERVED, physical allocations.
+    /// address reservations at RESERVED, physical allocations, a library with a module and a
+    /// variable in each.
     fn session() -> Session {
         Session::new(&|name: &CStr| match name.to_bytes() {
+            b"cuLibraryLoadData" => library_load as *mut c_void,
+            b"cuLibraryGetModule" => library_get_module as *mut c_void,
+            b"cuLibraryUnload" | b"cuModuleUnload" => unload as *mut c_void,
+            b"cuLibraryGetGlobal" | b"cuModuleGetGlobal_v2" => get_global as *mut c_void,
             b"cuCtxSetCurrent" => set_current as *mut c_void,
             b"cuMemAlloc_v2" => alloc as *mut c_void,
             b"cuMemcpyHtoD_v2" => htod as *mut c_void,
@@ -1332,6 +1383,51 @@ mod tests {
         assert_eq!(result(&mut s, &function), CUDA_ERROR_INVALID_HANDLE);
         let unload = request(126, |w| w.put(&0x4000u64));
         assert_eq!(result(&mut s, &unload), CUDA_ERROR_INVALID_HANDLE);
+    }
+
+    #[test]
+    fn device_variables_are_the_session_s_until_their_library_is_unloaded() {
+        let mut s = session();
+        let global = |of: u8, h: u64| {
+            request(custom::GET_GLOBAL, |w| {
+                w.put(&of);
+                w.put(&h);
+                w.put_bytes(b"table");
+            })
+        };
+        assert_eq!(
+            result(&mut s, &global(custom::GLOBAL_OF_LIBRARY, LIBRARY)),
+            CUDA_ERROR_INVALID_HANDLE,
+            "not loaded by this session"
+        );
+        let load = request(custom::LIBRARY_LOAD, |w| w.put_bytes(b"code\0"));
+        assert_eq!(result(&mut s, &load), CUDA_SUCCESS);
+        assert_eq!(
+            result(&mut s, &global(custom::GLOBAL_OF_LIBRARY, LIBRARY)),
+            CUDA_SUCCESS
+        );
+        let module = request(127, |w| {
+            w.put(&1u8);
+            w.put(&LIBRARY);
+        });
+        assert_eq!(result(&mut s, &module), CUDA_SUCCESS);
+        assert_eq!(
+            result(&mut s, &global(custom::GLOBAL_OF_MODULE, LIBRARY_MODULE)),
+            CUDA_SUCCESS
+        );
+        assert!(s.owns(LIBRARY_VARIABLE, 256) && s.owns(MODULE_VARIABLE + 255, 1));
+        assert!(!s.owns(LIBRARY_VARIABLE + 255, 2), "past the variable");
+        let mut reply = Writer::default();
+        assert!(
+            s.handle(&global(7, LIBRARY), &mut reply).is_err(),
+            "an unknown owner kind is malformed"
+        );
+        let unload = request(126, |w| w.put(&LIBRARY));
+        assert_eq!(result(&mut s, &unload), CUDA_SUCCESS);
+        assert!(
+            !s.owns(LIBRARY_VARIABLE, 1) && !s.owns(MODULE_VARIABLE, 1),
+            "the library's variables and those of its modules are gone"
+        );
     }
 
     #[test]
