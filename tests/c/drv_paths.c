@@ -1,6 +1,7 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pitch lookup errors streams kernels variables)
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pitch lookup errors streams kernels variables
+ *        dlsym_needs)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
 #include <dlfcn.h>
@@ -135,6 +136,78 @@ int main(int argc, char **argv) {
         CHECK(exchange_mode(&mode));
         CHECK(exchange_mode(&back));
         printf("capture_mode_was %d\ncapture_mode_kept %d\n", (int)mode, (int)back);
+        return 0;
+    }
+
+    if (!strcmp(path, "dlsym_needs")) {
+        /* What cuBLAS looks up with dlsym (it refuses to start when one is missing), and the
+         * answers each gives. */
+        static const char *const needs[] = {
+            "cuKernelGetLibrary", "cuFuncSetCacheConfig", "cuCtxEnablePeerAccess",
+            "cuCtxDisablePeerAccess", "cuLinkCreate_v2", "cuLinkAddData_v2", "cuLinkComplete",
+            "cuLinkDestroy", "cuStreamWaitValue32", "cuStreamBatchMemOp", "cuStreamBeginCapture_v2",
+            "cuStreamEndCapture", "cuGraphInstantiate", "cuGraphGetNodes", "cuGraphNodeGetType",
+            "cuGraphKernelNodeGetParams", "cuGraphExecKernelNodeSetParams", "cuMemPrefetchAsync",
+        };
+        int missing = 0;
+        for (size_t i = 0; i < sizeof needs / sizeof *needs; i++) {
+            if (!dlsym(lib, needs[i])) {
+                printf("missing %s\n", needs[i]);
+                missing++;
+            }
+        }
+        printf("missing_count %d\n", missing);
+        if (missing) return 0;
+        FN(retain, "cuDevicePrimaryCtxRetain", 7000, CUresult (*)(CUcontext *, CUdevice));
+        FN(set_current, "cuCtxSetCurrent", 4000, CUresult (*)(CUcontext));
+        FN(lib_load, "cuLibraryLoadData", 12000, CUresult (*)(CUlibrary *, const void *, CUjit_option *,
+           void **, unsigned, CUlibraryOption *, void **, unsigned));
+        FN(lib_kernel, "cuLibraryGetKernel", 12000, CUresult (*)(CUkernel *, CUlibrary, const char *));
+        FN(kernel_fn, "cuKernelGetFunction", 12000, CUresult (*)(CUfunction *, CUkernel));
+        FN(attr, "cuDeviceGetAttribute", 2000, CUresult (*)(int *, CUdevice_attribute, CUdevice));
+        FN(alloc, "cuMemAllocManaged", 6000, CUresult (*)(CUdeviceptr *, size_t, unsigned));
+        FN(graph_create, "cuGraphCreate", 10000, CUresult (*)(CUgraph *, unsigned));
+        CUcontext ctx;
+        CHECK(init(0));
+        CHECK(retain(&ctx, 0));
+        CHECK(set_current(ctx));
+        static unsigned char cubin[64] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0x33};
+        cubin[0x28] = 64;
+        CUlibrary l, back = NULL;
+        CUkernel k;
+        CUfunction f;
+        CHECK(lib_load(&l, cubin, NULL, NULL, 0, NULL, NULL, 0));
+        CHECK(lib_kernel(&k, l, "gemm"));
+        CHECK(kernel_fn(&f, k));
+        CUresult (*kernel_lib)(CUlibrary *, CUkernel) = dlsym(lib, "cuKernelGetLibrary");
+        CUresult (*cache)(CUfunction, CUfunc_cache) = dlsym(lib, "cuFuncSetCacheConfig");
+        CUresult (*enable)(CUcontext, unsigned) = dlsym(lib, "cuCtxEnablePeerAccess");
+        CUresult (*disable)(CUcontext) = dlsym(lib, "cuCtxDisablePeerAccess");
+        CUresult (*link)(unsigned, CUjit_option *, void **, CUlinkState *) = dlsym(lib, "cuLinkCreate_v2");
+        CUresult (*wait)(CUstream, CUdeviceptr, cuuint32_t, unsigned) = dlsym(lib, "cuStreamWaitValue32");
+        CUresult (*end)(CUstream, CUgraph *) = dlsym(lib, "cuStreamEndCapture");
+        CUresult (*inst)(CUgraphExec *, CUgraph, CUgraphNode *, char *, size_t) = dlsym(lib, "cuGraphInstantiate");
+        CUresult (*prefetch)(CUdeviceptr, size_t, CUdevice, CUstream) = dlsym(lib, "cuMemPrefetchAsync");
+        printf("kernel_library_rc %d\n", (int)kernel_lib(&back, k));
+        printf("kernel_library_same %d\n", back == l);
+        printf("cache_config_rc %d\n", (int)cache(f, CU_FUNC_CACHE_PREFER_SHARED));
+        printf("enable_own_device_rc %d\n", (int)enable(ctx, 0));
+        printf("disable_rc %d\n", (int)disable(ctx));
+        CUlinkState st = NULL;
+        printf("link_rc %d\n", (int)link(0, NULL, NULL, &st));
+        int mem_ops = -1;
+        CHECK(attr(&mem_ops, CU_DEVICE_ATTRIBUTE_CAN_USE_STREAM_MEM_OPS_V1, 0));
+        printf("stream_mem_ops %d\n", mem_ops);
+        CUdeviceptr m;
+        CHECK(alloc(&m, 4096, CU_MEM_ATTACH_GLOBAL));
+        printf("wait_value_rc %d\n", (int)wait(NULL, m, 1, 0));
+        CUgraph g = NULL, captured = NULL;
+        printf("end_capture_rc %d\n", (int)end(NULL, &captured));
+        CUgraphExec exec = NULL;
+        CHECK(graph_create(&g, 0));
+        printf("instantiate_rc %d\n", (int)inst(&exec, g, NULL, NULL, 0));
+        printf("prefetch_rc %d\nprefetch_outside_rc %d\n", (int)prefetch(m, 4096, 0, NULL),
+               (int)prefetch(m, (size_t)1 << 30, 0, NULL));
         return 0;
     }
 

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod absent;
 pub mod api;
 pub mod arrays;
 pub mod capture_mode;

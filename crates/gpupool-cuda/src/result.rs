@@ -50,6 +50,14 @@ pub const CUDA_ERROR_ILLEGAL_ADDRESS: CuResult = R::CUDA_ERROR_ILLEGAL_ADDRESS a
 /// `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`.
 pub const CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: CuResult =
     R::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED as u32;
+/// `CUDA_ERROR_PEER_ACCESS_UNSUPPORTED`.
+pub const CUDA_ERROR_PEER_ACCESS_UNSUPPORTED: CuResult =
+    R::CUDA_ERROR_PEER_ACCESS_UNSUPPORTED as u32;
+/// `CUDA_ERROR_PEER_ACCESS_NOT_ENABLED`.
+pub const CUDA_ERROR_PEER_ACCESS_NOT_ENABLED: CuResult =
+    R::CUDA_ERROR_PEER_ACCESS_NOT_ENABLED as u32;
+/// `CUDA_ERROR_ILLEGAL_STATE`.
+pub const CUDA_ERROR_ILLEGAL_STATE: CuResult = R::CUDA_ERROR_ILLEGAL_STATE as u32;
 /// `CUDA_ERROR_UNKNOWN`.
 pub const CUDA_ERROR_UNKNOWN: CuResult = R::CUDA_ERROR_UNKNOWN as u32;
 
@@ -100,6 +108,18 @@ fn error_text(e: u32) -> Option<(&'static CStr, &'static CStr)> {
         CUDA_ERROR_INVALID_IMAGE => (
             c"CUDA_ERROR_INVALID_IMAGE",
             c"device kernel image is invalid",
+        ),
+        CUDA_ERROR_PEER_ACCESS_UNSUPPORTED => (
+            c"CUDA_ERROR_PEER_ACCESS_UNSUPPORTED",
+            c"peer access is not supported between these two devices",
+        ),
+        CUDA_ERROR_PEER_ACCESS_NOT_ENABLED => (
+            c"CUDA_ERROR_PEER_ACCESS_NOT_ENABLED",
+            c"peer access has not been enabled",
+        ),
+        CUDA_ERROR_ILLEGAL_STATE => (
+            c"CUDA_ERROR_ILLEGAL_STATE",
+            c"the operation cannot be performed in the present state",
         ),
         46 => (
             c"CUDA_ERROR_DEVICE_UNAVAILABLE",

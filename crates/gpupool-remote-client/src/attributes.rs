@@ -1,5 +1,5 @@
 //! Queries answered with sized values: pointer attributes (host memory answered here), pool
-//! attributes, device name and PCI bus id.
+//! attributes, device name and PCI bus id; device attributes the client answers itself.
 
 use crate::conn::state;
 use crate::memory_map::{self, Kind};
@@ -182,4 +182,16 @@ pub unsafe fn device_get_name(buf: *mut c_char, len: i32, dev: CUdevice) -> u32 
 /// `cuDeviceGetPCIBusId`.
 pub unsafe fn device_get_pci_bus_id(buf: *mut c_char, len: i32, dev: CUdevice) -> u32 {
     device_string(custom::DEVICE_PCI_BUS_ID, buf, len, dev)
+}
+
+/// Device attributes about what this library does rather than the server's GPU: stream memory
+/// operations (`CAN_USE_STREAM_MEM_OPS`, `CAN_USE_64_BIT_STREAM_MEM_OPS`) are not forwarded.
+const CLIENT_SIDE_ATTRIBUTES: [(i32, i32); 2] = [(92, 0), (93, 0)];
+
+/// Hook after `cuDeviceGetAttribute`: the client's own answers replace the server's.
+pub unsafe fn client_side_attribute(v: *mut i32, attrib: i32, _dev: CUdevice) {
+    if let Some(&(_, own)) = CLIENT_SIDE_ATTRIBUTES.iter().find(|(a, _)| *a == attrib) {
+        // SAFETY: the caller's out pointer, which the call just wrote.
+        unsafe { crate::write(v, own) };
+    }
 }

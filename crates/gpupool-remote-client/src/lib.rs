@@ -18,6 +18,7 @@ pub mod conn;
 pub mod context;
 pub mod copies;
 pub mod device;
+pub mod graph;
 pub mod host;
 pub mod memory;
 pub mod memory_map;
@@ -29,6 +30,7 @@ pub mod table_client;
 pub mod variables;
 pub mod vmm;
 
+use gpupool_cuda::absent;
 use gpupool_cuda::result::*;
 use std::ffi::c_char;
 
@@ -122,6 +124,19 @@ gpupool_cuda::export_functions! {
     cuLibraryLoadData => module::library_load_data;
     cuLibraryGetKernel => module::library_get_kernel;
     cuKernelGetFunction => module::kernel_get_function;
+    cuKernelGetLibrary => module::kernel_get_library;
+    cuGraphInstantiate => graph::graph_instantiate;
+    cuGraphGetNodes => graph::graph_get_nodes;
+    cuGraphNodeGetType => graph::graph_node_get_type;
+    cuGraphKernelNodeGetParams => absent::graph_kernel_node_get_params;
+    cuGraphExecKernelNodeSetParams => absent::graph_exec_kernel_node_set_params;
+    cuLinkCreate_v2 => absent::link_create;
+    cuLinkAddData_v2 => absent::link_add_data;
+    cuLinkComplete => absent::link_complete;
+    cuLinkDestroy => absent::link_destroy;
+    cuStreamWaitValue32 => absent::stream_memory_operation;
+    cuStreamBatchMemOp => absent::stream_memory_operation;
+    cuMemPrefetchAsync => memory::mem_prefetch_async;
     cuModuleGetGlobal_v2 => variables::module_get_global;
     cuLibraryGetGlobal => variables::library_get_global;
     cuOccupancyMaxActiveClusters => module::occupancy_max_active_clusters;

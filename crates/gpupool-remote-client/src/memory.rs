@@ -387,6 +387,21 @@ fn pull_managed() {
     }
 }
 
+/// `cuMemPrefetchAsync`: a hint, accepted for memory the program allocated (managed memory
+/// is mirrored here and moved at each launch and synchronisation whatever the hint).
+pub unsafe fn mem_prefetch_async(ptr: CUdeviceptr, n: usize, _dst: i32, _s: *mut c_void) -> u32 {
+    let inside = memory_map::find(ptr).is_some_and(|(base, r)| {
+        (ptr - base)
+            .checked_add(n as u64)
+            .is_some_and(|end| end <= r.size)
+    });
+    if inside {
+        CUDA_SUCCESS
+    } else {
+        CUDA_ERROR_INVALID_VALUE
+    }
+}
+
 /// Hook after `cuCtxSynchronize`.
 pub fn synced() {
     pull_managed();

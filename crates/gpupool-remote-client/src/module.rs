@@ -205,16 +205,43 @@ pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *cons
     }
 }
 
+/// The library of each kernel handle `cuLibraryGetKernel` gave out.
+static KERNEL_LIBRARIES: Mutex<Option<HashMap<u64, u64>>> = Mutex::new(None);
+
 /// `cuLibraryGetKernel`: a kernel handle, which launches take as a function.
 pub unsafe fn library_get_kernel(out: *mut CUkernel, lib: CUlibrary, name: *const c_char) -> u32 {
     // SAFETY: the caller's name.
-    unsafe {
+    let rc = unsafe {
         get_named(
             custom::LIBRARY_GET_KERNEL,
             out.cast(),
             lib as usize as u64,
             name,
         )
+    };
+    if rc == CUDA_SUCCESS {
+        KERNEL_LIBRARIES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashMap::new)
+            // SAFETY: set by the successful call.
+            .insert(unsafe { *out } as usize as u64, lib as usize as u64);
+    }
+    rc
+}
+
+/// `cuKernelGetLibrary`: answered from the kernels `cuLibraryGetKernel` gave out.
+pub unsafe fn kernel_get_library(out: *mut CUlibrary, kernel: CUkernel) -> u32 {
+    let lib = KERNEL_LIBRARIES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&(kernel as usize as u64)).copied());
+    match lib {
+        // SAFETY: the caller's out pointer (null: `CUDA_ERROR_INVALID_VALUE`).
+        Some(l) => unsafe { crate::write(out, l as usize as CUlibrary) },
+        None if out.is_null() => CUDA_ERROR_INVALID_VALUE,
+        None => CUDA_ERROR_INVALID_HANDLE,
     }
 }
 

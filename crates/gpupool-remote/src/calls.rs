@@ -234,7 +234,7 @@ macro_rules! for_each_call {
             sync 8 cuDevicePrimaryCtxSetFlags_v2(val dev: CUdevice, val flags: u32);
             sync 9 cuDevicePrimaryCtxSetFlags(val dev: CUdevice, val flags: u32);
 
-            cached 20 cuDeviceGetAttribute(out v: i32, val attrib: i32, val dev: CUdevice);
+            cached 20 cuDeviceGetAttribute(out v: i32, val attrib: i32, val dev: CUdevice) then crate::attributes::client_side_attribute;
             cached 21 cuDeviceTotalMem_v2(out bytes: usize, val dev: CUdevice);
             cached 22 cuDeviceComputeCapability(out major: i32, out minor: i32, val dev: CUdevice);
             cached 23 cuDeviceGetUuid(out uuid: CUuuid, val dev: CUdevice);
@@ -260,6 +260,8 @@ macro_rules! for_each_call {
             sync 48 cuCtxGetCacheConfig(out c: u32);
             sync 49 cuCtxSetCacheConfig(val c: u32);
             sync 50 cuCtxGetStreamPriorityRange(out least: i32, out greatest: i32);
+            sync 51 cuCtxEnablePeerAccess(h(Context) peer: CUcontext, val flags: u32);
+            sync 52 cuCtxDisablePeerAccess(h(Context) peer: CUcontext);
 
             sync 60 cuMemGetInfo_v2(out free: usize, out total: usize);
             sync 61 cuMemGetAddressRange_v2(out base: CUdeviceptr, out size: usize, dev ptr: CUdeviceptr);

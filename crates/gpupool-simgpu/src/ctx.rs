@@ -386,6 +386,9 @@ pub unsafe fn ctx_get_limit(out: *mut usize, limit: u32) -> u32 {
             4 => 2048,    // pending launch count
             5 => 32,      // max L2 fetch granularity
             6 => 0,       // persisting L2 cache size
+            // Shared memory per block (not a CIG context: the device's opt-in maximum).
+            7 => crate::module::MAX_SHARED_PER_BLOCK as usize,
+            8 | 9 => 0, // CIG context, CIG shared memory fallback
             _ => return CUDA_ERROR_INVALID_VALUE,
         };
         write(out, v)
@@ -405,6 +408,34 @@ pub unsafe fn ctx_get_cache_config(out: *mut u32) -> u32 {
 /// `cuCtxSetCacheConfig`.
 pub unsafe fn ctx_set_cache_config(_cfg: u32) -> u32 {
     result(require_current().map(|_| CUDA_SUCCESS))
+}
+
+/// `cuCtxEnablePeerAccess`: no two simulated devices can reach each other's memory
+/// (`cuDeviceCanAccessPeer` says 0), so a valid request is `PEER_ACCESS_UNSUPPORTED`.
+pub unsafe fn ctx_enable_peer_access(peer: CUcontext, flags: u32) -> u32 {
+    let own = match require_current() {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let peer = match ctx_ref(peer) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    if flags != 0 {
+        CUDA_ERROR_INVALID_VALUE
+    } else if peer.ordinal == own.ordinal {
+        CUDA_ERROR_INVALID_DEVICE
+    } else {
+        CUDA_ERROR_PEER_ACCESS_UNSUPPORTED
+    }
+}
+
+/// `cuCtxDisablePeerAccess`: peer access is never enabled (see [`ctx_enable_peer_access`]).
+pub unsafe fn ctx_disable_peer_access(peer: CUcontext) -> u32 {
+    match require_current().and_then(|_| ctx_ref(peer)) {
+        Ok(_) => CUDA_ERROR_PEER_ACCESS_NOT_ENABLED,
+        Err(e) => e,
+    }
 }
 
 /// `cuCtxGetStreamPriorityRange`.

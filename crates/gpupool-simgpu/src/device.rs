@@ -189,8 +189,10 @@ pub unsafe fn device_get_attribute(out: *mut i32, attrib: i32, dev: CUdevice) ->
         86 => 0,
         87 => 2,
         88 => 0,
-        89 | 90 | 91 | 92 | 93 | 95 | 96 => 1,
-        97 => 232_448,
+        // 92, 93: stream memory operations (wait / write value) are not simulated.
+        89 | 90 | 91 | 95 | 96 => 1,
+        92 | 93 => 0,
+        97 => crate::module::MAX_SHARED_PER_BLOCK,
         98 | 99 => 1,
         100 | 101 => 0,
         102 | 103 => 1,

@@ -1,9 +1,13 @@
 //! CUDA graphs of kernel nodes: built with `cuGraphAddKernelNode`, instantiated, and launched
 //! as one piece of work whose duration is the sum of its kernels (nodes run one after another).
+//! A node is its position in its graph (1, 2, …); its parameters are not kept
+//! ([`gpupool_cuda::absent`] answers reading or changing them).
 
 use crate::launch::{duration, Shape};
 use crate::mem::write;
-use gpupool_cuda::cu::{CUDA_KERNEL_NODE_PARAMS_st, CUgraph, CUgraphExec, CUgraphNode, CUstream};
+use gpupool_cuda::cu::{
+    CUDA_KERNEL_NODE_PARAMS_st, CUgraph, CUgraphExec, CUgraphNode, CUgraphNodeType, CUstream,
+};
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::SpinLock;
 
@@ -80,7 +84,8 @@ pub unsafe fn graph_instantiate_with_flags(out: *mut CUgraphExec, g: CUgraph, _f
     }
 }
 
-/// `cuGraphInstantiate_v2` (error-node and log arguments are left untouched).
+/// `cuGraphInstantiate_v2` and the older `cuGraphInstantiate` (error-node and log arguments
+/// are left untouched).
 pub unsafe fn graph_instantiate(
     out: *mut CUgraphExec,
     g: CUgraph,
@@ -112,4 +117,35 @@ pub unsafe fn graph_exec_destroy(exec: CUgraphExec) -> u32 {
     } else {
         CUDA_SUCCESS
     }
+}
+
+/// `cuGraphGetNodes`: with `nodes` null, how many; else up to `*n` of them, `*n` set to how
+/// many were written.
+pub unsafe fn graph_get_nodes(g: CUgraph, nodes: *mut CUgraphNode, n: *mut usize) -> u32 {
+    if n.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    let count = match graph_ref(g) {
+        Ok(graph) => graph.nodes.lock().len(),
+        Err(e) => return e,
+    };
+    if nodes.is_null() {
+        return write(n, count);
+    }
+    // SAFETY: the caller's capacity, then room for that many nodes.
+    let room = unsafe { *n };
+    let written = count.min(room);
+    for i in 0..written {
+        // SAFETY: i < the caller's capacity.
+        unsafe { *nodes.add(i) = (i + 1) as CUgraphNode };
+    }
+    write(n, written)
+}
+
+/// `cuGraphNodeGetType`: every node is a kernel node.
+pub unsafe fn graph_node_get_type(node: CUgraphNode, kind: *mut u32) -> u32 {
+    if node.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    write(kind, CUgraphNodeType::CU_GRAPH_NODE_TYPE_KERNEL as u32)
 }

@@ -150,3 +150,14 @@ pub unsafe fn kernel_set_cache_config(kernel: CUkernel, _config: u32, dev: i32) 
     // SAFETY: no pointers.
     unsafe { kernel_set_attribute(0, 0, kernel, dev) }
 }
+
+/// `cuKernelGetLibrary`.
+pub unsafe fn kernel_get_library(out: *mut CUlibrary, kernel: CUkernel) -> u32 {
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    match module::module_of_kernel(kernel as *const Kernel) {
+        Ok(m) => write(out, m as CUlibrary),
+        Err(e) => e,
+    }
+}

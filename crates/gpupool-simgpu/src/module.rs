@@ -470,7 +470,7 @@ pub unsafe fn func_get_param_info(
 }
 
 /// Shared memory a block may use on the simulated devices (an H100's opt-in maximum), bytes.
-const MAX_SHARED_PER_BLOCK: i32 = 232_448;
+pub const MAX_SHARED_PER_BLOCK: i32 = 232_448;
 /// Threads a multiprocessor runs at most.
 const MAX_THREADS_PER_SM: i32 = 2048;
 /// Blocks a multiprocessor runs at most.
@@ -515,6 +515,32 @@ pub unsafe fn func_set_attribute(f: CUfunction, attrib: i32, _value: i32) -> u32
         (Ok(_), Some(_)) => CUDA_SUCCESS,
         (Ok(_), None) => CUDA_ERROR_INVALID_VALUE,
     }
+}
+
+/// `cuFuncSetCacheConfig`: accepted for any function (the simulated cache has no split).
+pub unsafe fn func_set_cache_config(f: CUfunction, _config: u32) -> u32 {
+    kernel(f).map_or_else(|e| e, |_| CUDA_SUCCESS)
+}
+
+/// The module or library a kernel handle belongs to.
+pub fn module_of_kernel(k: *const Kernel) -> Result<*const Module, u32> {
+    let k = k as usize;
+    let loaded = LOADED.lock();
+    let Some(l) = loaded.as_ref().filter(|l| l.kernels.contains(&k)) else {
+        return Err(CUDA_ERROR_INVALID_HANDLE);
+    };
+    if let Some(((m, _), _)) = l.code_kernels.iter().find(|(_, &at)| at == k) {
+        return Ok(*m as *const Module);
+    }
+    l.modules
+        .iter()
+        .find(|&&m| {
+            // SAFETY: a leaked module.
+            let kernels = unsafe { &*(m as *const Module) }.kernels.as_ptr_range();
+            (kernels.start as usize..kernels.end as usize).contains(&k)
+        })
+        .map(|&m| m as *const Module)
+        .ok_or(CUDA_ERROR_INVALID_HANDLE)
 }
 
 /// Blocks of `block` threads using `shared` bytes each that fit on one multiprocessor.

@@ -3,7 +3,7 @@
 
 use crate::ctx::{require_current, Context};
 use crate::mem::write;
-use gpupool_cuda::cu::{CUcontext, CUevent, CUstream};
+use gpupool_cuda::cu::{CUcontext, CUevent, CUgraph, CUstream};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -132,6 +132,19 @@ pub unsafe fn stream_get_device(s: CUstream, out: *mut i32) -> u32 {
 /// `cuStreamIsCapturing`: never capturing.
 pub unsafe fn stream_is_capturing(s: CUstream, out: *mut u32) -> u32 {
     ok_or(stream_ref(s).map(|_| write(out, 0)))
+}
+
+/// `cuStreamBeginCapture_v2`: the simulator does not record work into graphs.
+pub unsafe fn stream_begin_capture(s: CUstream, _mode: u32) -> u32 {
+    ok_or(stream_ref(s).map(|_| CUDA_ERROR_NOT_SUPPORTED))
+}
+
+/// `cuStreamEndCapture`: no stream is ever capturing.
+pub unsafe fn stream_end_capture(s: CUstream, g: *mut CUgraph) -> u32 {
+    if g.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    ok_or(stream_ref(s).map(|_| CUDA_ERROR_ILLEGAL_STATE))
 }
 
 pub use gpupool_cuda::capture_mode::thread_exchange_stream_capture_mode;

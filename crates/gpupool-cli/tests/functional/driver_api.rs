@@ -119,6 +119,35 @@ fn kernels_of_real_gpu_code_report_attributes_and_occupancy() {
 }
 
 #[test]
+fn what_cublas_looks_up_by_name_is_there_and_answers_like_a_driver() {
+    // cuBLAS resolves these with dlsym and fails `cublasCreate` when one is missing. Error
+    // codes: 101 invalid device (peer access to its own device), 705 peer access not enabled,
+    // 801 not supported, 401 illegal state (no capture under way), 1 invalid value.
+    for via in BOTH {
+        let kv = run_path(via, "dlsym_needs", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        expect_values(
+            &kv,
+            &[
+                ("missing_count", "0"),
+                ("kernel_library_rc", "0"),
+                ("kernel_library_same", "1"),
+                ("cache_config_rc", "0"),
+                ("enable_own_device_rc", "101"),
+                ("disable_rc", "705"),
+                ("link_rc", "801"),
+                ("stream_mem_ops", "0"),
+                ("wait_value_rc", "801"),
+                ("end_capture_rc", "401"),
+                ("instantiate_rc", "0"),
+                ("prefetch_rc", "0"),
+                ("prefetch_outside_rc", "1"),
+            ],
+        );
+    }
+}
+
+#[test]
 fn real_gpu_code_has_device_variables_and_cluster_occupancy() {
     // A 16 GiB card has 108 multiprocessors: 54 clusters of two blocks. Through a server the
     // variable's address is the session's until the library is unloaded.

@@ -1,0 +1,130 @@
+//! Driver functions that neither the simulated driver nor the remote client carries out, with
+//! the answers a driver gives when it cannot: the JIT linker (`cuLink*`: creating a state is
+//! `CUDA_ERROR_NOT_SUPPORTED`, so no state exists and every other call is
+//! `CUDA_ERROR_INVALID_HANDLE`), stream memory operations (wait / write value: the device
+//! attributes that allow them are 0) and the kernel parameters of graph nodes. Libraries such as
+//! cuBLAS look these functions up by name and refuse to start without them, but work without
+//! calling them.
+//!
+//! Safety: every `unsafe fn` has the contract of the driver function its doc comment names.
+
+#![allow(clippy::missing_safety_doc)]
+
+use crate::cu::{CUDA_KERNEL_NODE_PARAMS_st, CUgraphExec, CUgraphNode, CUlinkState};
+use crate::result::*;
+use std::ffi::{c_char, c_void};
+
+/// `cuLinkCreate_v2`.
+pub unsafe fn link_create(
+    _n: u32,
+    _options: *mut u32,
+    _values: *mut *mut c_void,
+    state: *mut CUlinkState,
+) -> u32 {
+    if state.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    CUDA_ERROR_NOT_SUPPORTED
+}
+
+/// `cuLinkAddData_v2`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn link_add_data(
+    _state: CUlinkState,
+    _kind: u32,
+    _data: *mut c_void,
+    _size: usize,
+    _name: *const c_char,
+    _n: u32,
+    _options: *mut u32,
+    _values: *mut *mut c_void,
+) -> u32 {
+    CUDA_ERROR_INVALID_HANDLE
+}
+
+/// `cuLinkComplete`.
+pub unsafe fn link_complete(
+    _state: CUlinkState,
+    _cubin: *mut *mut c_void,
+    _size: *mut usize,
+) -> u32 {
+    CUDA_ERROR_INVALID_HANDLE
+}
+
+/// `cuLinkDestroy`.
+pub unsafe fn link_destroy(_state: CUlinkState) -> u32 {
+    CUDA_ERROR_INVALID_HANDLE
+}
+
+/// `cuStreamWaitValue32` / `cuStreamBatchMemOp`.
+pub unsafe fn stream_memory_operation<S, A, B, C>(_: S, _: A, _: B, _: C) -> u32 {
+    CUDA_ERROR_NOT_SUPPORTED
+}
+
+/// `cuGraphKernelNodeGetParams`: node parameters are not kept.
+pub unsafe fn graph_kernel_node_get_params(
+    node: CUgraphNode,
+    params: *mut CUDA_KERNEL_NODE_PARAMS_st,
+) -> u32 {
+    if node.is_null() || params.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    CUDA_ERROR_NOT_SUPPORTED
+}
+
+/// `cuGraphExecKernelNodeSetParams`: an instantiated graph is one fixed piece of work.
+pub unsafe fn graph_exec_kernel_node_set_params(
+    exec: CUgraphExec,
+    node: CUgraphNode,
+    params: *const CUDA_KERNEL_NODE_PARAMS_st,
+) -> u32 {
+    if exec.is_null() || node.is_null() || params.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    CUDA_ERROR_NOT_SUPPORTED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_link_state_ever_exists() {
+        let mut state: CUlinkState = std::ptr::null_mut();
+        // SAFETY (each call): null or valid pointers.
+        unsafe {
+            assert_eq!(
+                link_create(0, std::ptr::null_mut(), std::ptr::null_mut(), &mut state),
+                CUDA_ERROR_NOT_SUPPORTED
+            );
+            assert!(state.is_null());
+            assert_eq!(
+                link_create(
+                    0,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut()
+                ),
+                CUDA_ERROR_INVALID_VALUE
+            );
+            assert_eq!(link_destroy(state), CUDA_ERROR_INVALID_HANDLE);
+        }
+    }
+
+    #[test]
+    fn graph_node_parameters_are_refused_after_their_arguments_are_checked() {
+        let node = 1usize as CUgraphNode;
+        let mut p = std::mem::MaybeUninit::<CUDA_KERNEL_NODE_PARAMS_st>::zeroed();
+        // SAFETY (each call): null or valid pointers.
+        unsafe {
+            assert_eq!(
+                graph_kernel_node_get_params(node, std::ptr::null_mut()),
+                CUDA_ERROR_INVALID_VALUE
+            );
+            assert_eq!(
+                graph_kernel_node_get_params(node, p.as_mut_ptr()),
+                CUDA_ERROR_NOT_SUPPORTED
+            );
+        }
+    }
+}
