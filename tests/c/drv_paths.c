@@ -208,6 +208,29 @@ int main(int argc, char **argv) {
         printf("instantiate_rc %d\n", (int)inst(&exec, g, NULL, NULL, 0));
         printf("prefetch_rc %d\nprefetch_outside_rc %d\n", (int)prefetch(m, 4096, 0, NULL),
                (int)prefetch(m, (size_t)1 << 30, 0, NULL));
+        /* What PyTorch and the runtime resolve through cuGetProcAddress next to those. */
+        FN(advise, "cuMemAdvise", 8000, CUresult (*)(CUdeviceptr, size_t, CUmem_advise, CUdevice));
+        FN(param_info, "cuFuncGetParamInfo", 12040, CUresult (*)(CUfunction, size_t, size_t *, size_t *));
+        FN(kernel_count, "cuLibraryGetKernelCount", 12040, CUresult (*)(unsigned *, CUlibrary));
+        FN(stream_create, "cuStreamCreate", 2000, CUresult (*)(CUstream *, unsigned));
+        FN(get_attr, "cuStreamGetAttribute", 11000, CUresult (*)(CUstream, CUstreamAttrID, CUstreamAttrValue *));
+        FN(set_attr, "cuStreamSetAttribute", 11000, CUresult (*)(CUstream, CUstreamAttrID, const CUstreamAttrValue *));
+        FN(copy_attrs, "cuStreamCopyAttributes", 11000, CUresult (*)(CUstream, CUstream));
+        printf("advise_rc %d\n", (int)advise(m, 4096, CU_MEM_ADVISE_SET_READ_MOSTLY, 0));
+        size_t off = 0, size = 0;
+        printf("param_info_rc %d\n", (int)param_info(f, 0, &off, &size));
+        unsigned nk = 0;
+        CHECK(kernel_count(&nk, l));
+        printf("kernel_count %u\n", nk);
+        CUstream s1, s2;
+        CHECK(stream_create(&s1, 0));
+        CHECK(stream_create(&s2, 0));
+        CUstreamAttrValue v;
+        memset(&v, 0, sizeof v);
+        v.syncPolicy = CU_SYNC_POLICY_YIELD;
+        printf("set_attr_rc %d\n", (int)set_attr(s1, CU_STREAM_ATTRIBUTE_SYNCHRONIZATION_POLICY, &v));
+        printf("get_attr_rc %d\n", (int)get_attr(s1, CU_STREAM_ATTRIBUTE_SYNCHRONIZATION_POLICY, &v));
+        printf("copy_attrs_rc %d\n", (int)copy_attrs(s2, s1));
         return 0;
     }
 

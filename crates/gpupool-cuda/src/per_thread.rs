@@ -51,6 +51,7 @@ passed_unchanged!(
     *const c_void,
     *mut c_void,
     *mut *mut c_void,
+    *mut [u8; 64],
     *mut u32,
     *mut usize,
     *mut CUcontext,

@@ -126,6 +126,7 @@ gpupool_cuda::export_functions! {
     cuKernelGetFunction => module::kernel_get_function;
     cuKernelGetLibrary => module::kernel_get_library;
     cuGraphInstantiate => graph::graph_instantiate;
+    cuGraphInstantiate_v2 => graph::graph_instantiate;
     cuGraphGetNodes => graph::graph_get_nodes;
     cuGraphNodeGetType => graph::graph_node_get_type;
     cuGraphKernelNodeGetParams => absent::graph_kernel_node_get_params;
@@ -136,7 +137,13 @@ gpupool_cuda::export_functions! {
     cuLinkDestroy => absent::link_destroy;
     cuStreamWaitValue32 => absent::stream_memory_operation;
     cuStreamBatchMemOp => absent::stream_memory_operation;
-    cuMemPrefetchAsync => memory::mem_prefetch_async;
+    cuMemPrefetchAsync => memory::mem_hint;
+    cuMemPrefetchAsync_ptsz => memory::mem_hint;
+    cuMemPrefetchAsync_v2 => memory::mem_prefetch_async_v2;
+    cuMemPrefetchAsync_v2_ptsz => memory::mem_prefetch_async_v2;
+    cuMemAdvise => memory::mem_hint;
+    cuMemAdvise_v2 => memory::mem_hint;
+    cuStreamSetAttribute => stream::stream_set_attribute;
     cuModuleGetGlobal_v2 => variables::module_get_global;
     cuLibraryGetGlobal => variables::library_get_global;
     cuOccupancyMaxActiveClusters => module::occupancy_max_active_clusters;

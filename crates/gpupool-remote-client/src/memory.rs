@@ -387,19 +387,36 @@ fn pull_managed() {
     }
 }
 
-/// `cuMemPrefetchAsync`: a hint, accepted for memory the program allocated (managed memory
-/// is mirrored here and moved at each launch and synchronisation whatever the hint).
-pub unsafe fn mem_prefetch_async(ptr: CUdeviceptr, n: usize, _dst: i32, _s: *mut c_void) -> u32 {
-    let inside = memory_map::find(ptr).is_some_and(|(base, r)| {
+/// Whether `[ptr, ptr + n)` lies in one range the program allocated.
+fn allocated(ptr: CUdeviceptr, n: usize) -> bool {
+    memory_map::find(ptr).is_some_and(|(base, r)| {
         (ptr - base)
             .checked_add(n as u64)
             .is_some_and(|end| end <= r.size)
-    });
-    if inside {
+    })
+}
+
+/// `cuMemPrefetchAsync` (and `_ptsz`), `cuMemAdvise` and `cuMemAdvise_v2`: hints, accepted
+/// for memory the program allocated (managed memory is mirrored here and moved at each launch
+/// and synchronisation whatever the hint).
+pub unsafe fn mem_hint<A, B>(ptr: CUdeviceptr, n: usize, _: A, _: B) -> u32 {
+    if allocated(ptr, n) {
         CUDA_SUCCESS
     } else {
         CUDA_ERROR_INVALID_VALUE
     }
+}
+
+/// `cuMemPrefetchAsync_v2` (and `_ptsz`): a hint, as [`mem_hint`].
+pub unsafe fn mem_prefetch_async_v2(
+    ptr: CUdeviceptr,
+    n: usize,
+    _loc: u64,
+    _flags: u32,
+    _s: *mut c_void,
+) -> u32 {
+    // SAFETY: no pointers are read.
+    unsafe { mem_hint(ptr, n, (), ()) }
 }
 
 /// Hook after `cuCtxSynchronize`.

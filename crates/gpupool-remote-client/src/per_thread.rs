@@ -31,6 +31,9 @@ gpupool_cuda::per_thread_variants! {
     cuStreamGetCtx_v2_ptsz => crate::stream::stream_get_ctx_v2;
     cuLaunchHostFunc_ptsz => crate::stream::launch_host_func;
     cuStreamAddCallback_ptsz => crate::stream::stream_add_callback;
+    cuStreamSetAttribute_ptsz => crate::stream::stream_set_attribute;
+    cuStreamGetAttribute_ptsz => crate::table_client::cuStreamGetAttribute;
+    cuStreamCopyAttributes_ptsz => crate::table_client::cuStreamCopyAttributes;
 }
 
 /// `cuLaunchKernelEx_ptsz`: the configuration's stream per-thread.

@@ -9,10 +9,13 @@
 //!   the stream's later work follows them; they cannot be captured into a graph.
 //! - GPUDirect RDMA flushes have nothing to flush on a client without a GPU.
 //! - The thread's capture mode is kept on the client (`cuThreadExchangeStreamCaptureMode`).
+//! - Stream attributes are set on the server when their values are plain numbers.
 
+use crate::conn::state;
 use crate::table_client::{cuStreamGetCtx, cuStreamIsCapturing, cuStreamSynchronize};
 use gpupool_cuda::api::types::*;
 use gpupool_cuda::result::*;
+use gpupool_remote::calls::custom;
 use std::ffi::c_void;
 
 pub use gpupool_cuda::capture_mode::thread_exchange_stream_capture_mode;
@@ -72,4 +75,30 @@ pub unsafe fn stream_add_callback(
 /// `cuFlushGPUDirectRDMAWrites`: nothing to flush.
 pub unsafe fn flush_gpu_direct_rdma_writes(_target: u32, _scope: u32) -> u32 {
     CUDA_SUCCESS
+}
+
+/// `cuStreamSetAttribute`: attributes whose values are plain numbers travel (those carrying
+/// an event are `CUDA_ERROR_NOT_SUPPORTED`, as in launches).
+pub unsafe fn stream_set_attribute(s: CUstream, attr: u32, v: *const c_void) -> u32 {
+    if v.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if !gpupool_remote::launch_ex::attribute_travels(attr) {
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    // SAFETY: the caller's `CUstreamAttrValue`, 64 bytes.
+    let value = unsafe { *(v as *const [u8; 64]) };
+    let mut st = state();
+    let start = match st.begin(
+        custom::STREAM_SET_ATTRIBUTE,
+        true,
+        crate::context::current(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    st.batch.put_opt(Some(&(s as usize as u64)));
+    st.batch.put(&attr);
+    st.batch.put(&value);
+    st.finish_sync(start, |_| Ok(()))
 }

@@ -125,6 +125,8 @@ pub mod custom {
     pub const GLOBAL_OF_MODULE: u8 = 0;
     /// [`GET_GLOBAL`] of a library.
     pub const GLOBAL_OF_LIBRARY: u8 = 1;
+    /// `cuStreamSetAttribute` (attributes whose values are plain numbers).
+    pub const STREAM_SET_ATTRIBUTE: u16 = 228;
     /// Most dependencies of one graph node.
     pub const MAX_NODE_DEPENDENCIES: u32 = 64;
     /// NVML: the number of devices.
@@ -148,7 +150,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 34] = [
+    pub const ALL: [u16; 35] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -177,6 +179,7 @@ pub mod custom {
         KERNEL_GET_FUNCTION,
         OCCUPANCY_CLUSTERS,
         GET_GLOBAL,
+        STREAM_SET_ATTRIBUTE,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,
@@ -326,6 +329,10 @@ macro_rules! for_each_call {
             sync 130 cuKernelSetCacheConfig(h(Function) k: CUkernel, val config: u32, val dev: CUdevice);
             sync 131 cuKernelGetParamInfo(h(Function) k: CUkernel, val index: usize, out offset: usize, out size: usize);
             cached 132 cuOccupancyAvailableDynamicSMemPerBlock(out bytes: usize, h(Function) f: CUfunction, val blocks: i32, val block: i32);
+            cached 133 cuFuncGetParamInfo(h(Function) f: CUfunction, val index: usize, out offset: usize, out size: usize);
+            sync 134 cuLibraryGetKernelCount(out n: u32, h(Library) l: CUlibrary);
+            sync 135 cuStreamGetAttribute(h(Stream) s: CUstream, val attr: u32, out v: [u8; 64]);
+            sync 136 cuStreamCopyAttributes(h(Stream) dst: CUstream, h(Stream) src: CUstream);
         }
     };
 }

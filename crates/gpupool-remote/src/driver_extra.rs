@@ -88,6 +88,7 @@ extra_functions! {
     fn cuOccupancyMaxPotentialClusterSize(*mut i32, CUfunction, *const crate::launch_ex::RawLaunchConfig);
     fn cuModuleGetGlobal_v2(*mut CUdeviceptr, *mut usize, CUmodule, *const c_char);
     fn cuLibraryGetGlobal(*mut CUdeviceptr, *mut usize, CUlibrary, *const c_char);
+    fn cuStreamSetAttribute(CUstream, u32, *const [u8; 64]);
     fn cuPointerGetAttributes(u32, *mut i32, *mut *mut c_void, CUdeviceptr);
     fn cuMemPoolGetAttribute(CUmemoryPool, u32, *mut c_void);
     fn cuMemPoolSetAttribute(CUmemoryPool, u32, *mut c_void);

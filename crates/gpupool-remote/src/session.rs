@@ -540,6 +540,17 @@ impl Session {
             }
             custom::OCCUPANCY_CLUSTERS => return self.occupancy_clusters(r, outs),
             custom::GET_GLOBAL => return self.get_global(r, outs),
+            custom::STREAM_SET_ATTRIBUTE => {
+                let s = stream!();
+                let (attr, value): (u32, [u8; 64]) = (r.get("attribute")?, r.get("value")?);
+                r.end()?;
+                if !attribute_travels(attr) {
+                    return Ok(CUDA_ERROR_NOT_SUPPORTED);
+                }
+                let set = driver!(cuStreamSetAttribute);
+                // SAFETY: a stream of this session; the value lives across the call.
+                unsafe { set(s.unwrap_or(std::ptr::null_mut()), attr, &value) }
+            }
             custom::LAUNCH => return self.launch(r),
             custom::GRAPH_ADD_KERNEL_NODE => return self.graph_add_kernel_node(r, outs),
             custom::MEM_ADDRESS_RESERVE => {
@@ -1427,6 +1438,28 @@ mod tests {
         assert!(
             !s.owns(LIBRARY_VARIABLE, 1) && !s.owns(MODULE_VARIABLE, 1),
             "the library's variables and those of its modules are gone"
+        );
+    }
+
+    #[test]
+    fn stream_attributes_carrying_events_or_foreign_streams_are_refused() {
+        let mut s = session();
+        let set = |stream: u64, attr: u32| {
+            request(custom::STREAM_SET_ATTRIBUTE, |w| {
+                w.put_opt(Some(&stream));
+                w.put(&attr);
+                w.put(&[0u8; 64]);
+            })
+        };
+        assert_eq!(result(&mut s, &set(0, 7)), CUDA_ERROR_NOT_SUPPORTED);
+        assert_eq!(
+            result(&mut s, &set(0xdead_0000, 3)),
+            CUDA_ERROR_INVALID_HANDLE
+        );
+        assert_eq!(
+            result(&mut s, &set(0, 3)),
+            CUDA_ERROR_NOT_FOUND,
+            "a plain attribute reaches the driver, which lacks the function"
         );
     }
 

@@ -120,8 +120,8 @@ fn kernels_of_real_gpu_code_report_attributes_and_occupancy() {
 
 #[test]
 fn what_cublas_looks_up_by_name_is_there_and_answers_like_a_driver() {
-    // cuBLAS resolves these with dlsym and fails `cublasCreate` when one is missing. Error
-    // codes: 101 invalid device (peer access to its own device), 705 peer access not enabled,
+    // cuBLAS resolves these with dlsym and fails `cublasCreate` when one is missing; the
+    // runtime and PyTorch resolve the rest through cuGetProcAddress. Error codes: 101 invalid device (peer access to its own device), 705 peer access not enabled,
     // 801 not supported, 401 illegal state (no capture under way), 1 invalid value.
     for via in BOTH {
         let kv = run_path(via, "dlsym_needs", "1GiB", 64);
@@ -142,6 +142,13 @@ fn what_cublas_looks_up_by_name_is_there_and_answers_like_a_driver() {
                 ("instantiate_rc", "0"),
                 ("prefetch_rc", "0"),
                 ("prefetch_outside_rc", "1"),
+                ("advise_rc", "0"),
+                // Real GPU code's parameters are unknown to the simulator: index 0 is invalid.
+                ("param_info_rc", "1"),
+                ("kernel_count", "0"),
+                ("set_attr_rc", "0"),
+                ("get_attr_rc", "0"),
+                ("copy_attrs_rc", "0"),
             ],
         );
     }
