@@ -8,7 +8,7 @@ use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
 use gpupool_remote::kernel_args;
 use gpupool_remote::launch_ex::{
-    travelling_attributes, write_attributes, RawKernelNodeParams, RawLaunchAttribute,
+    travelling_attributes, write_attributes, LaunchShape, RawKernelNodeParams, RawLaunchAttribute,
     RawLaunchConfig,
 };
 use std::collections::HashMap;
@@ -324,6 +324,17 @@ unsafe fn arguments<'a>(
     Ok((args, extra))
 }
 
+/// A launch's shape as it travels.
+fn shape(f: CUfunction, grid: [u32; 3], block: [u32; 3], shared: u32, s: CUstream) -> LaunchShape {
+    LaunchShape {
+        function: f as usize as u64,
+        grid,
+        block,
+        shared,
+        stream: s as usize as u64,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn launch(
     f: CUfunction,
@@ -350,11 +361,7 @@ fn launch(
         Err(e) => return e,
     };
     let w = &mut s.batch;
-    w.put(&(f as usize as u64));
-    w.put(&grid);
-    w.put(&block);
-    w.put(&shared);
-    w.put_opt(Some(&(stream as usize as u64)));
+    shape(f, grid, block, shared, stream).write(w);
     match kind {
         Kind::Plain => w.put(&custom::LAUNCH_PLAIN),
         Kind::Cooperative => w.put(&custom::LAUNCH_COOPERATIVE),
@@ -478,11 +485,7 @@ unsafe fn occupancy_clusters(
     };
     let w = &mut s.batch;
     w.put(&which);
-    w.put(&(f as usize as u64));
-    w.put(&c.grid);
-    w.put(&c.block);
-    w.put(&c.shared);
-    w.put_opt(Some(&(c.stream as usize as u64)));
+    shape(f, c.grid, c.block, c.shared, c.stream).write(w);
     write_attributes(w, attrs);
     s.finish_sync(start, |r| {
         let n: i32 = r.get("clusters")?;

@@ -69,6 +69,56 @@ pub fn attribute_travels(id: u32) -> bool {
     matches!(id, 0..=6 | 8..=10)
 }
 
+/// A launch's function and shape as they travel: handles as the client holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchShape {
+    /// The function (or kernel) handle.
+    pub function: u64,
+    /// Grid dimensions.
+    pub grid: [u32; 3],
+    /// Block dimensions.
+    pub block: [u32; 3],
+    /// Dynamic shared memory bytes.
+    pub shared: u32,
+    /// The stream handle (0: the null stream).
+    pub stream: u64,
+}
+
+impl LaunchShape {
+    /// Writes the shape.
+    pub fn write(&self, w: &mut Writer) {
+        w.put(&self.function);
+        w.put(&self.grid);
+        w.put(&self.block);
+        w.put(&self.shared);
+        w.put_opt(Some(&self.stream));
+    }
+
+    /// Reads what [`LaunchShape::write`] wrote.
+    pub fn read(r: &mut Reader<'_>) -> Result<LaunchShape, DecodeError> {
+        Ok(LaunchShape {
+            function: r.get("function")?,
+            grid: r.get("grid")?,
+            block: r.get("block")?,
+            shared: r.get("shared memory")?,
+            stream: r.get_opt::<u64>("stream")?.unwrap_or(0),
+        })
+    }
+
+    /// The driver's configuration for this shape on `stream` with `attrs` (which must outlive
+    /// its use).
+    pub fn config(&self, stream: CUstream, attrs: &[RawLaunchAttribute]) -> RawLaunchConfig {
+        RawLaunchConfig {
+            grid: self.grid,
+            block: self.block,
+            shared: self.shared,
+            stream,
+            attrs: attrs.as_ptr(),
+            count: attrs.len() as u32,
+        }
+    }
+}
+
 /// Writes launch attributes: their count, then each id and value.
 pub fn write_attributes(w: &mut Writer, attrs: &[RawLaunchAttribute]) {
     w.put(&(attrs.len() as u32));
@@ -140,6 +190,25 @@ mod tests {
         assert_eq!(
             std::mem::size_of::<RawKernelNodeParams>(),
             std::mem::size_of::<gpupool_cuda::cu::CUDA_KERNEL_NODE_PARAMS_v2_st>()
+        );
+    }
+
+    #[test]
+    fn a_shape_round_trips_and_becomes_the_driver_s_configuration() {
+        let shape = LaunchShape {
+            function: 0xf00,
+            grid: [4, 2, 1],
+            block: [128, 1, 1],
+            shared: 4096,
+            stream: 0x5,
+        };
+        let mut w = Writer::default();
+        shape.write(&mut w);
+        assert_eq!(LaunchShape::read(&mut Reader::new(&w.buf)).unwrap(), shape);
+        let c = shape.config(std::ptr::null_mut(), &[]);
+        assert_eq!(
+            (c.grid, c.block, c.shared, c.count),
+            ([4, 2, 1], [128, 1, 1], 4096, 0)
         );
     }
 

@@ -8,7 +8,7 @@ use crate::calls::Class;
 use crate::copy3d::{self, Copy3d};
 use crate::driver_extra::Extra;
 use crate::kernel_args::KernelArgs;
-use crate::launch_ex::{attribute_travels, read_attributes, RawKernelNodeParams, RawLaunchConfig};
+use crate::launch_ex::{attribute_travels, read_attributes, LaunchShape, RawKernelNodeParams};
 use crate::protocol::*;
 use crate::session_nvml::NvmlServer;
 use crate::table_server::{self, c_string, Table, TableSession};
@@ -280,6 +280,15 @@ impl Session {
         }
         self.current = ctx;
         true
+    }
+
+    /// The client's stream handle `h` as the driver's stream (0: the null stream).
+    fn stream_of(&self, h: u64) -> Result<CUstream, u32> {
+        if self.valid(Class::Stream, h) {
+            Ok(h as usize as CUstream)
+        } else {
+            Err(CUDA_ERROR_INVALID_HANDLE)
+        }
     }
 
     fn stream(&self, r: &mut Reader<'_>) -> Result<Result<Option<CUstream>, u32>, DecodeError> {
@@ -714,14 +723,7 @@ impl Session {
         outs: &mut Writer,
     ) -> Result<u32, DecodeError> {
         let which: u8 = r.get("cluster query")?;
-        let f: u64 = r.get("function")?;
-        let grid: [u32; 3] = r.get("grid")?;
-        let block: [u32; 3] = r.get("block")?;
-        let shared: u32 = r.get("shared memory")?;
-        let s = match self.stream(r)? {
-            Ok(s) => s.unwrap_or(std::ptr::null_mut()),
-            Err(e) => return Ok(e),
-        };
+        let shape = LaunchShape::read(r)?;
         let attrs = read_attributes(r)?;
         r.end()?;
         let query = match which {
@@ -734,27 +736,21 @@ impl Session {
                 })
             }
         };
-        if f == 0 || !self.valid(Class::Function, f) {
-            return Ok(CUDA_ERROR_INVALID_HANDLE);
-        }
+        let (f, s) = match self.launch_handles(&shape) {
+            Ok(h) => h,
+            Err(e) => return Ok(e),
+        };
         if attrs.iter().any(|a| !attribute_travels(a.id)) {
             return Ok(CUDA_ERROR_NOT_SUPPORTED);
         }
         let Some(query) = query else {
             return Ok(CUDA_ERROR_NOT_FOUND);
         };
-        let config = RawLaunchConfig {
-            grid,
-            block,
-            shared,
-            stream: s,
-            attrs: attrs.as_ptr(),
-            count: attrs.len() as u32,
-        };
+        let config = shape.config(s, &attrs);
         let mut n = 0i32;
         // SAFETY: a function of this session; the configuration and its attributes live
         // across the call.
-        let rc = unsafe { query(&mut n, f as usize as CUfunction, &config) };
+        let rc = unsafe { query(&mut n, f, &config) };
         if rc == CUDA_SUCCESS {
             outs.put(&n);
         }
@@ -805,15 +801,17 @@ impl Session {
         Ok(rc)
     }
 
+    /// The function and stream of a launch shape, if both are this session's.
+    fn launch_handles(&self, shape: &LaunchShape) -> Result<(CUfunction, CUstream), u32> {
+        let f = shape.function;
+        if f == 0 || !self.valid(Class::Function, f) {
+            return Err(CUDA_ERROR_INVALID_HANDLE);
+        }
+        Ok((f as usize as CUfunction, self.stream_of(shape.stream)?))
+    }
+
     fn launch(&mut self, r: &mut Reader<'_>) -> Result<u32, DecodeError> {
-        let f: u64 = r.get("function")?;
-        let grid: [u32; 3] = r.get("grid")?;
-        let block: [u32; 3] = r.get("block")?;
-        let shared: u32 = r.get("shared memory")?;
-        let s = match self.stream(r)? {
-            Ok(s) => s.unwrap_or(std::ptr::null_mut()),
-            Err(e) => return Ok(e),
-        };
+        let shape = LaunchShape::read(r)?;
         let kind: u8 = r.get("launch kind")?;
         let mut attrs = Vec::new();
         if kind == LAUNCH_EX {
@@ -826,28 +824,20 @@ impl Session {
         }
         let mut args = KernelArgs::read(r)?;
         r.end()?;
-        if f == 0 || !self.valid(Class::Function, f) {
-            return Ok(CUDA_ERROR_INVALID_HANDLE);
-        }
+        let (f, s) = match self.launch_handles(&shape) {
+            Ok(h) => h,
+            Err(e) => return Ok(e),
+        };
         if attrs.iter().any(|a| !attribute_travels(a.id)) {
             return Ok(CUDA_ERROR_NOT_SUPPORTED);
         }
-        let f = f as usize as CUfunction;
         let (params_ptr, extra_ptr) = args.pointers();
-        let [gx, gy, gz] = grid;
-        let [bx, by, bz] = block;
+        let ([gx, gy, gz], [bx, by, bz], shared) = (shape.grid, shape.block, shape.shared);
         // SAFETY: a function this session loaded; parameter pointers into the request, which
         // outlives the call.
         Ok(unsafe {
             if kind == LAUNCH_EX {
-                let config = RawLaunchConfig {
-                    grid,
-                    block,
-                    shared,
-                    stream: s,
-                    attrs: attrs.as_ptr(),
-                    count: attrs.len() as u32,
-                };
+                let config = shape.config(s, &attrs);
                 match self.extra.cuLaunchKernelEx {
                     Some(l) => l(&config, f, params_ptr, extra_ptr),
                     None => CUDA_ERROR_NOT_FOUND,

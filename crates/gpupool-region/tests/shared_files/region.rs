@@ -456,6 +456,11 @@ fn concurrent_reservations_never_exceed_the_limit() {
                         assert!(now <= LIMIT, "limit exceeded: {now}");
                         held.push_back(bytes);
                         ok += 1;
+                    } else if let Some(old) = held.pop_front() {
+                        // Refused: give one back, or threads that each hold a little could
+                        // fill the limit and be refused for ever.
+                        committed.fetch_sub(old, Ordering::SeqCst);
+                        region.release(slot, 0, old);
                     }
                 }
                 for b in held {
