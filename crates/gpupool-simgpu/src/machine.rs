@@ -116,43 +116,110 @@ fn device_uuid(state: &std::path::Path, index: usize) -> [u8; 16] {
     out
 }
 
-fn state_dir() -> Result<PathBuf, String> {
+/// Why the simulated machine cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// The state folder cannot be made or used.
+    #[error("simulated GPU state folder {}: {source}", path.display())]
+    StateFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A spec (from the environment or the state folder's `spec` file) does not parse.
+    #[error("{origin}: {source}")]
+    Spec {
+        /// Where it came from.
+        origin: String,
+        /// Why it does not parse.
+        source: gpupool_config::SpecError,
+    },
+    /// The environment asks for another machine than the state folder holds.
+    #[error(
+        "{ENV_SPEC}={wanted} differs from the spec of the simulated machine in {} ({stored}); use another {ENV_STATE} or remove that folder",
+        folder.display()
+    )]
+    SpecMismatch {
+        /// The spec asked for.
+        wanted: String,
+        /// The spec stored.
+        stored: String,
+        /// The state folder.
+        folder: PathBuf,
+    },
+    /// The state folder's `spec` file cannot be read or written.
+    #[error("cannot {action} {}: {source}", path.display())]
+    SpecFile {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The shared memory accounting cannot be opened or joined.
+    #[error("simulated GPU memory accounting: {0}")]
+    Region(#[from] gpupool_region::RegionError),
+    /// A device's timeline cannot be opened.
+    #[error(transparent)]
+    Timeline(#[from] crate::timeline::TimelineError),
+}
+
+fn state_dir() -> Result<PathBuf, MachineError> {
     match std::env::var_os(ENV_STATE) {
         Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
         _ => {
             // SAFETY: getuid has no preconditions.
             let dir =
                 std::env::temp_dir().join(format!("gpupool-sim-{}", unsafe { libc::getuid() }));
-            gpupool_region::untrusted::ensure_private_dir(&dir).map_err(|e| e.to_string())?;
+            gpupool_region::untrusted::ensure_private_dir(&dir).map_err(|source| {
+                MachineError::StateFolder {
+                    path: dir.clone(),
+                    source,
+                }
+            })?;
             Ok(dir)
         }
     }
 }
 
 /// Reads the spec from the state folder, writing it there first if this is the first process.
-fn load_spec(state: &std::path::Path) -> Result<SimSpec, String> {
-    std::fs::create_dir_all(state)
-        .map_err(|e| format!("simulated GPU state folder {}: {e}", state.display()))?;
+fn load_spec(state: &std::path::Path) -> Result<SimSpec, MachineError> {
+    std::fs::create_dir_all(state).map_err(|source| MachineError::StateFolder {
+        path: state.to_path_buf(),
+        source,
+    })?;
     let spec_file = state.join("spec");
+    let spec_file_error = |action, source| MachineError::SpecFile {
+        action,
+        path: spec_file.clone(),
+        source,
+    };
     let wanted = std::env::var(ENV_SPEC)
         .ok()
         .filter(|s| !s.trim().is_empty());
     let parsed_wanted = match &wanted {
-        Some(s) => Some(SimSpec::parse(s).map_err(|e| format!("{ENV_SPEC}: {e}"))?),
+        Some(s) => Some(SimSpec::parse(s).map_err(|source| MachineError::Spec {
+            origin: ENV_SPEC.to_string(),
+            source,
+        })?),
         None => None,
     };
     match std::fs::read_to_string(&spec_file) {
         Ok(stored) => {
-            let stored_spec = SimSpec::parse(stored.trim())
-                .map_err(|e| format!("{}: {e}", spec_file.display()))?;
+            let stored_spec =
+                SimSpec::parse(stored.trim()).map_err(|source| MachineError::Spec {
+                    origin: spec_file.display().to_string(),
+                    source,
+                })?;
             if let Some(w) = parsed_wanted {
                 if w != stored_spec {
-                    return Err(format!(
-                        "{ENV_SPEC}={} differs from the spec of the simulated machine in {} ({}); use another {ENV_STATE} or remove that folder",
-                        wanted.unwrap_or_default(),
-                        state.display(),
-                        stored.trim()
-                    ));
+                    return Err(MachineError::SpecMismatch {
+                        wanted: wanted.unwrap_or_default(),
+                        stored: stored.trim().to_string(),
+                        folder: state.to_path_buf(),
+                    });
                 }
             }
             Ok(stored_spec)
@@ -163,11 +230,11 @@ fn load_spec(state: &std::path::Path) -> Result<SimSpec, String> {
             let tmp = state.join(format!("spec.{}", std::process::id()));
             std::fs::write(&tmp, spec.to_spec_string())
                 .and_then(|_| std::fs::rename(&tmp, &spec_file))
-                .map_err(|e| format!("cannot write {}: {e}", spec_file.display()))?;
+                .map_err(|e| spec_file_error("write", e))?;
             // Another process may have won the race with a different spec: re-read.
             load_spec(state)
         }
-        Err(e) => Err(format!("cannot read {}: {e}", spec_file.display())),
+        Err(e) => Err(spec_file_error("read", e)),
     }
 }
 
@@ -196,14 +263,14 @@ pub fn visible_devices(env: Option<&str>, uuids: &[[u8; 16]]) -> Vec<usize> {
     out
 }
 
-fn build() -> Result<Machine, String> {
+fn build() -> Result<Machine, MachineError> {
     let state = state_dir()?;
     let spec = load_spec(&state)?;
-    let region = Region::open(&state.join("memory.region")).map_err(|e| e.to_string())?;
+    let region = Region::open(&state.join("memory.region"))?;
     let mut all = Vec::new();
     for (i, d) in spec.devices.into_iter().enumerate() {
         let uuid = device_uuid(&state, i);
-        let region_index = region.device_index(uuid).map_err(|e| e.to_string())?;
+        let region_index = region.device_index(uuid)?;
         region.set_limit(region_index, d.memory);
         let timeline =
             crate::timeline::Timeline::open(&state.join(format!("timeline-{i}")), d.time_slice_ns)?;
@@ -220,9 +287,7 @@ fn build() -> Result<Machine, String> {
         std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
         &uuids,
     );
-    let slot = region
-        .claim_slot(ProcessIdentity::current())
-        .map_err(|e| e.to_string())?;
+    let slot = region.claim_slot(ProcessIdentity::current())?;
     Ok(Machine {
         all,
         visible,
@@ -233,7 +298,7 @@ fn build() -> Result<Machine, String> {
     })
 }
 
-static MACHINE: OnceLock<Result<Machine, String>> = OnceLock::new();
+static MACHINE: OnceLock<Result<Machine, MachineError>> = OnceLock::new();
 
 /// At normal exit the process's memory goes back, as the real driver frees it.
 /// (A forked child that exits must not release its parent's memory.)

@@ -155,34 +155,60 @@ pub enum Progress {
     },
 }
 
+/// A timeline file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("simulated GPU timeline {}: {problem}", path.display())]
+pub struct TimelineError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What is wrong with it.
+    pub problem: TimelineProblem,
+}
+
+/// What is wrong with a timeline file.
+#[derive(Debug, thiserror::Error)]
+pub enum TimelineProblem {
+    /// It cannot be opened, created or sized.
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// It has another size than a timeline's.
+    #[error("unexpected size ({0} bytes); remove the state folder")]
+    Size(u64),
+    /// It cannot be mapped.
+    #[error("cannot map it: {0}")]
+    Map(std::io::Error),
+}
+
 impl Timeline {
     /// Opens (creating if needed) the timeline file at `path`.
-    pub fn open(path: &Path, slice_ns: u64) -> Result<Timeline, String> {
+    pub fn open(path: &Path, slice_ns: u64) -> Result<Timeline, TimelineError> {
         let size = std::mem::size_of::<Shared>();
+        let fail = |problem| TimelineError {
+            path: path.to_path_buf(),
+            problem,
+        };
         let file: File = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| format!("simulated GPU timeline {}: {e}", path.display()))?;
+            .map_err(|e| fail(TimelineProblem::Io(e)))?;
         let fd = file.as_raw_fd();
         // SAFETY: flock on our descriptor; serialises first-time initialisation.
         unsafe { libc::flock(fd, libc::LOCK_EX) };
+        let unlock_with = |problem| {
+            // SAFETY: unlock our descriptor.
+            unsafe { libc::flock(fd, libc::LOCK_UN) };
+            fail(problem)
+        };
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len != size as u64 {
             if len != 0 {
-                // SAFETY: unlock our descriptor.
-                unsafe { libc::flock(fd, libc::LOCK_UN) };
-                return Err(format!(
-                    "simulated GPU timeline {} has an unexpected size ({len} bytes); remove the state folder",
-                    path.display()
-                ));
+                return Err(unlock_with(TimelineProblem::Size(len)));
             }
             if let Err(e) = file.set_len(size as u64) {
-                // SAFETY: unlock our descriptor.
-                unsafe { libc::flock(fd, libc::LOCK_UN) };
-                return Err(format!("simulated GPU timeline {}: {e}", path.display()));
+                return Err(unlock_with(TimelineProblem::Io(e)));
             }
         }
         // SAFETY: shared mapping of the whole file, which has `size` bytes.
@@ -197,12 +223,9 @@ impl Timeline {
             )
         };
         if p == libc::MAP_FAILED {
-            // SAFETY: unlock our descriptor.
-            unsafe { libc::flock(fd, libc::LOCK_UN) };
-            return Err(format!(
-                "cannot map simulated GPU timeline {}",
-                path.display()
-            ));
+            return Err(unlock_with(TimelineProblem::Map(
+                std::io::Error::last_os_error(),
+            )));
         }
         let t = Timeline {
             shared: p as *mut Shared,
@@ -633,6 +656,22 @@ mod tests {
             Progress::Done { end_ns, .. } => end_ns,
             p => panic!("{seq} not done: {p:?}"),
         }
+    }
+
+    #[test]
+    fn a_file_of_another_size_is_refused_with_its_name() {
+        let path = std::env::temp_dir().join(format!(
+            "gpupool-timeline-{}-wrong-size",
+            std::process::id()
+        ));
+        std::fs::write(&path, b"not a timeline").unwrap();
+        let e = match Timeline::open(&path, 1_000) {
+            Err(e) => e,
+            Ok(_) => panic!("a 14-byte file opened as a timeline"),
+        };
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(e.problem, TimelineProblem::Size(14)), "{e}");
+        assert!(e.to_string().contains("wrong-size"), "{e}");
     }
 
     #[test]
