@@ -64,9 +64,11 @@ pub struct RawKernelNodeParams {
 
 /// Whether attribute `id` may travel: ignore, access policy window, cooperative,
 /// synchronisation policy, cluster dimension and scheduling, programmatic serialisation,
-/// priority, memory synchronisation domains. Not the event attributes (7, 12) nor newer ids.
+/// priority, memory synchronisation domains, preferred cluster dimension, preferred shared
+/// memory carveout, NVLink-centric scheduling. Not the event attributes (7, 12), the
+/// device-updatable graph node (13, whose value returns a handle) nor unknown ids.
 pub fn attribute_travels(id: u32) -> bool {
-    matches!(id, 0..=6 | 8..=10)
+    matches!(id, 0..=6 | 8..=11 | 14 | 16)
 }
 
 /// A launch's function and shape as they travel: handles as the client holds them.
@@ -261,6 +263,8 @@ mod tests {
     #[test]
     fn event_attributes_stay_home() {
         assert!(attribute_travels(2) && attribute_travels(8));
+        assert!(attribute_travels(11) && attribute_travels(14) && attribute_travels(16));
         assert!(!attribute_travels(7) && !attribute_travels(12) && !attribute_travels(99));
+        assert!(!attribute_travels(13) && !attribute_travels(15));
     }
 }
