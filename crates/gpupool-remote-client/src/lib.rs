@@ -180,7 +180,7 @@ gpupool_cuda::export_functions! {
     cuLaunchKernelEx => module::launch_kernel_ex;
     cuLaunchKernel_ptsz => per_thread::cuLaunchKernel_ptsz;
     cuLaunchCooperativeKernel_ptsz => per_thread::cuLaunchCooperativeKernel_ptsz;
-    cuLaunchKernelEx_ptsz => per_thread::launch_kernel_ex;
+    cuLaunchKernelEx_ptsz => module::launch_kernel_ex_ptsz;
     cuStreamSynchronize_ptsz => per_thread::cuStreamSynchronize_ptsz;
     cuStreamQuery_ptsz => per_thread::cuStreamQuery_ptsz;
     cuStreamWaitEvent_ptsz => per_thread::cuStreamWaitEvent_ptsz;

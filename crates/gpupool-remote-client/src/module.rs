@@ -4,11 +4,12 @@
 
 use crate::conn::state;
 use gpupool_cuda::cu::*;
+use gpupool_cuda::launch::{How, Launch};
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
 use gpupool_remote::kernel_args;
 use gpupool_remote::launch_ex::{
-    travelling_attributes, write_attributes, LaunchShape, RawKernelNodeParams, RawLaunchAttribute,
+    attribute_travels, travelling_attributes, write_attributes, LaunchShape, RawKernelNodeParams,
     RawLaunchConfig,
 };
 use std::collections::HashMap;
@@ -277,13 +278,6 @@ unsafe fn extra_buffer<'a>(extra: *mut *mut c_void) -> Result<Option<&'a [u8]>, 
     }
 }
 
-/// Which launch function, with `cuLaunchKernelEx`'s attributes.
-enum Kind<'a> {
-    Plain,
-    Cooperative,
-    Ex(&'a [RawLaunchAttribute]),
-}
-
 /// Each parameter's bytes, and the argument buffer.
 type Arguments<'a> = (Vec<&'a [u8]>, Option<&'a [u8]>);
 
@@ -335,19 +329,16 @@ fn shape(f: CUfunction, grid: [u32; 3], block: [u32; 3], shared: u32, s: CUstrea
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    f: CUfunction,
-    grid: [u32; 3],
-    block: [u32; 3],
-    shared: u32,
-    stream: CUstream,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-    kind: Kind<'_>,
-) -> u32 {
+/// Sends a launch without waiting: `cuLaunchKernelEx`'s attributes whose values are plain
+/// numbers travel; others (events) are `CUDA_ERROR_NOT_SUPPORTED`.
+fn launch(l: Launch<'_>) -> u32 {
+    if let How::Ex(attrs) = l.how {
+        if attrs.iter().any(|a| !attribute_travels(a.id)) {
+            return CUDA_ERROR_NOT_SUPPORTED;
+        }
+    }
     // SAFETY: the caller's arguments.
-    let (args, extra) = match unsafe { arguments(f, params, extra) } {
+    let (args, extra) = match unsafe { arguments(l.function, l.params, l.extra) } {
         Ok(a) => a,
         Err(e) => return e,
     };
@@ -361,11 +352,11 @@ fn launch(
         Err(e) => return e,
     };
     let w = &mut s.batch;
-    shape(f, grid, block, shared, stream).write(w);
-    match kind {
-        Kind::Plain => w.put(&custom::LAUNCH_PLAIN),
-        Kind::Cooperative => w.put(&custom::LAUNCH_COOPERATIVE),
-        Kind::Ex(attrs) => {
+    shape(l.function, l.grid, l.block, l.shared, l.stream).write(w);
+    match l.how {
+        How::Plain => w.put(&custom::LAUNCH_PLAIN),
+        How::Cooperative => w.put(&custom::LAUNCH_COOPERATIVE),
+        How::Ex(attrs) => {
             w.put(&custom::LAUNCH_EX);
             write_attributes(w, attrs);
         }
@@ -374,87 +365,7 @@ fn launch(
     s.finish_async(start)
 }
 
-/// `cuLaunchKernel`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_kernel(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    shared: u32,
-    s: CUstream,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> u32 {
-    launch(
-        f,
-        [gx, gy, gz],
-        [bx, by, bz],
-        shared,
-        s,
-        params,
-        extra,
-        Kind::Plain,
-    )
-}
-
-/// `cuLaunchCooperativeKernel`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_cooperative_kernel(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    shared: u32,
-    s: CUstream,
-    params: *mut *mut c_void,
-) -> u32 {
-    launch(
-        f,
-        [gx, gy, gz],
-        [bx, by, bz],
-        shared,
-        s,
-        params,
-        std::ptr::null_mut(),
-        Kind::Cooperative,
-    )
-}
-
-/// `cuLaunchKernelEx`: attributes whose values are plain numbers travel; others (events) are
-/// `CUDA_ERROR_NOT_SUPPORTED`.
-pub unsafe fn launch_kernel_ex(
-    config: *const CUlaunchConfig,
-    f: CUfunction,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> u32 {
-    // SAFETY: null or the caller's configuration, whose layout `RawLaunchConfig` mirrors.
-    let Some(c) = (unsafe { config.cast::<RawLaunchConfig>().as_ref() }) else {
-        return CUDA_ERROR_INVALID_VALUE;
-    };
-    // SAFETY: the caller's configuration lists `count` attributes.
-    let attrs = match unsafe { travelling_attributes(c) } {
-        Ok(a) => a,
-        Err(e) => return e,
-    };
-    launch(
-        f,
-        c.grid,
-        c.block,
-        c.shared,
-        c.stream,
-        params,
-        extra,
-        Kind::Ex(attrs),
-    )
-}
+gpupool_cuda::launch_entry_points!(launch);
 
 /// Asks the server a cluster question (`which`) about launching `f` as `config` says.
 ///

@@ -4,8 +4,6 @@
 //! each thread's, never synchronising with the legacy stream's other work more than CUDA does.
 
 use gpupool_cuda::api::types::*;
-use gpupool_cuda::per_thread::per_thread;
-use gpupool_remote::launch_ex::RawLaunchConfig;
 use std::ffi::c_void;
 
 gpupool_cuda::per_thread_variants! {
@@ -34,23 +32,6 @@ gpupool_cuda::per_thread_variants! {
     cuStreamSetAttribute_ptsz => crate::stream::stream_set_attribute;
     cuStreamGetAttribute_ptsz => crate::table_client::cuStreamGetAttribute;
     cuStreamCopyAttributes_ptsz => crate::table_client::cuStreamCopyAttributes;
-}
-
-/// `cuLaunchKernelEx_ptsz`: the configuration's stream per-thread.
-pub unsafe fn launch_kernel_ex(
-    config: *const gpupool_cuda::cu::CUlaunchConfig,
-    f: CUfunction,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> u32 {
-    // SAFETY: null or the caller's configuration, whose layout `RawLaunchConfig` mirrors.
-    let Some(mut c) = (unsafe { config.cast::<RawLaunchConfig>().as_ref() }).copied() else {
-        return gpupool_cuda::result::CUDA_ERROR_INVALID_VALUE;
-    };
-    c.stream = per_thread(c.stream);
-    let c = std::ptr::from_ref(&c).cast();
-    // SAFETY: a copy of the caller's configuration, the rest passed on.
-    unsafe { crate::module::launch_kernel_ex(c, f, params, extra) }
 }
 
 #[cfg(test)]

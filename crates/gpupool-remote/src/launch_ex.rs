@@ -1,44 +1,12 @@
-//! `cuLaunchKernelEx`'s configuration and graph kernel nodes' parameters as raw C structures
-//! (attribute ids stay plain numbers, never Rust enums), and which launch attributes may
-//! travel: those whose values are plain numbers. Attributes that carry a handle (events) are
-//! refused.
+//! Launches on the wire: a launch's shape, its attributes and which of them may travel (those
+//! whose values are plain numbers; attributes that carry a handle, such as events, are
+//! refused), and graph kernel nodes' parameters as a raw C structure.
 
 use crate::wire::{DecodeError, Reader, Writer};
 use gpupool_cuda::cu::{CUcontext, CUfunction, CUstream};
 use std::ffi::c_void;
 
-/// Most attributes one launch carries.
-pub const MAX_ATTRIBUTES: u32 = 16;
-
-/// `CUlaunchAttribute`: an id and a 64-byte value.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawLaunchAttribute {
-    /// `CUlaunchAttributeID`.
-    pub id: u32,
-    /// Padding before the value.
-    pub pad: [u8; 4],
-    /// `CUlaunchAttributeValue`.
-    pub value: [u8; 64],
-}
-
-/// `CUlaunchConfig`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct RawLaunchConfig {
-    /// Grid dimensions.
-    pub grid: [u32; 3],
-    /// Block dimensions.
-    pub block: [u32; 3],
-    /// Dynamic shared memory bytes.
-    pub shared: u32,
-    /// The stream.
-    pub stream: CUstream,
-    /// The attributes.
-    pub attrs: *const RawLaunchAttribute,
-    /// How many.
-    pub count: u32,
-}
+pub use gpupool_cuda::launch::{RawLaunchAttribute, RawLaunchConfig, MAX_ATTRIBUTES};
 
 /// `CUDA_KERNEL_NODE_PARAMS_v2` (its first fields are `CUDA_KERNEL_NODE_PARAMS` v1's).
 #[repr(C)]
@@ -156,14 +124,8 @@ pub fn read_attributes(r: &mut Reader<'_>) -> Result<Vec<RawLaunchAttribute>, De
 /// # Safety
 /// `c.attrs` points at `c.count` attributes when `c.count` is not zero.
 pub unsafe fn travelling_attributes(c: &RawLaunchConfig) -> Result<&[RawLaunchAttribute], u32> {
-    let attrs = match (c.count, c.attrs.is_null()) {
-        (0, _) => &[][..],
-        (n, false) if n <= MAX_ATTRIBUTES => {
-            // SAFETY: the caller's array of `count` attributes.
-            unsafe { std::slice::from_raw_parts(c.attrs, n as usize) }
-        }
-        _ => return Err(gpupool_cuda::result::CUDA_ERROR_INVALID_VALUE),
-    };
+    // SAFETY: the caller's configuration lists its attributes.
+    let attrs = unsafe { c.attributes() }?;
     if attrs.iter().any(|a| !attribute_travels(a.id)) {
         return Err(gpupool_cuda::result::CUDA_ERROR_NOT_SUPPORTED);
     }
@@ -173,19 +135,6 @@ pub unsafe fn travelling_attributes(c: &RawLaunchConfig) -> Result<&[RawLaunchAt
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn layouts_match_the_drivers() {
-        assert_eq!(std::mem::size_of::<RawLaunchAttribute>(), 72);
-        assert_eq!(
-            std::mem::size_of::<RawLaunchConfig>(),
-            std::mem::size_of::<gpupool_cuda::cu::CUlaunchConfig_st>()
-        );
-        assert_eq!(
-            std::mem::size_of::<RawLaunchAttribute>(),
-            std::mem::size_of::<gpupool_cuda::cu::CUlaunchAttribute_st>()
-        );
-    }
 
     #[test]
     fn kernel_node_parameters_match_the_drivers() {

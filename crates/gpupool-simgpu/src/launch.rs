@@ -3,7 +3,8 @@
 
 use crate::ctx::require_current;
 use crate::module::kernel;
-use gpupool_cuda::cu::{CUDA_LAUNCH_PARAMS_st, CUfunction, CUlaunchConfig_st, CUstream};
+use gpupool_cuda::cu::{CUDA_LAUNCH_PARAMS_st, CUfunction, CUstream};
+use gpupool_cuda::launch::{How, Launch};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
 
@@ -52,48 +53,6 @@ unsafe fn launch(f: CUfunction, shape: Shape, stream: CUstream, params: *mut *mu
     }
 }
 
-/// `cuLaunchKernel` (and `_ptsz`).
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_kernel(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    _shared: u32,
-    stream: CUstream,
-    params: *mut *mut c_void,
-    _extra: *mut *mut c_void,
-) -> u32 {
-    let shape = Shape {
-        grid: [gx, gy, gz],
-        block: [bx, by, bz],
-    };
-    // SAFETY: the caller's launch parameters.
-    unsafe { launch(f, shape, stream, params) }
-}
-
-/// `cuLaunchKernelEx` (and `_ptsz`).
-pub unsafe fn launch_kernel_ex(
-    config: *const CUlaunchConfig_st,
-    f: CUfunction,
-    params: *mut *mut c_void,
-    _extra: *mut *mut c_void,
-) -> u32 {
-    // SAFETY: null or the caller's launch configuration.
-    let Some(c) = (unsafe { config.as_ref() }) else {
-        return CUDA_ERROR_INVALID_VALUE;
-    };
-    let shape = Shape {
-        grid: [c.gridDimX, c.gridDimY, c.gridDimZ],
-        block: [c.blockDimX, c.blockDimY, c.blockDimZ],
-    };
-    // SAFETY: the caller's launch parameters.
-    unsafe { launch(f, shape, c.hStream, params) }
-}
-
 /// Blocks a cooperative launch may have on a device: all resident at once.
 fn cooperative_fits(shape: Shape) -> Result<(), u32> {
     let c = require_current()?;
@@ -104,30 +63,23 @@ fn cooperative_fits(shape: Shape) -> Result<(), u32> {
     Ok(())
 }
 
-/// `cuLaunchCooperativeKernel` (and `_ptsz`).
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_cooperative_kernel(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    _shared: u32,
-    stream: CUstream,
-    params: *mut *mut c_void,
-) -> u32 {
+/// Every launch path (see [`gpupool_cuda::launch_entry_points!`]): attributes are accepted
+/// without effect on the simulation; a cooperative grid must fit the device at once.
+fn launch_any(l: Launch<'_>) -> u32 {
     let shape = Shape {
-        grid: [gx, gy, gz],
-        block: [bx, by, bz],
+        grid: l.grid,
+        block: l.block,
     };
-    match cooperative_fits(shape) {
-        // SAFETY: the caller's launch parameters.
-        Ok(()) => unsafe { launch(f, shape, stream, params) },
-        Err(e) => e,
+    if let How::Cooperative = l.how {
+        if let Err(e) = cooperative_fits(shape) {
+            return e;
+        }
     }
+    // SAFETY: the launch's parameters, as the caller passed them.
+    unsafe { launch(l.function, shape, l.stream, l.params) }
 }
+
+gpupool_cuda::launch_entry_points!(launch_any);
 
 /// `cuLaunchCooperativeKernelMultiDevice`: one launch per entry, each on its stream's device.
 pub unsafe fn launch_cooperative_kernel_multi_device(
@@ -162,20 +114,4 @@ pub unsafe fn launch_cooperative_kernel_multi_device(
         }
     }
     CUDA_SUCCESS
-}
-
-/// `cuLaunchKernelEx_ptsz`.
-pub unsafe fn launch_kernel_ex_ptsz(
-    config: *const CUlaunchConfig_st,
-    f: CUfunction,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> u32 {
-    // SAFETY: null or the caller's launch configuration.
-    let Some(mut c) = (unsafe { config.as_ref() }).copied() else {
-        return CUDA_ERROR_INVALID_VALUE;
-    };
-    c.hStream = gpupool_cuda::per_thread::per_thread(c.hStream);
-    // SAFETY: same contract, with the stream resolved.
-    unsafe { launch_kernel_ex(&c, f, params, extra) }
 }
