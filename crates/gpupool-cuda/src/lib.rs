@@ -22,6 +22,7 @@ pub mod launch;
 pub mod md2;
 pub mod nvml_list;
 pub mod per_thread;
+pub mod proc_address;
 pub mod props;
 pub mod result;
 pub mod spinlock;

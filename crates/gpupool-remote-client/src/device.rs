@@ -4,10 +4,9 @@
 use crate::conn::state;
 use gpupool_cuda::cu::*;
 use gpupool_cuda::export_tables::{DeviceFacts, Host};
+use gpupool_cuda::proc_address::find_traced;
 use gpupool_cuda::result::*;
-use gpupool_cuda::symbols::resolve;
-use gpupool_cuda::*;
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::c_void;
 
 /// `cuInit`: connects to the server named by `GPUPOOL_REMOTE` (flags must be 0).
 pub unsafe fn cu_init(flags: u32) -> u32 {
@@ -96,76 +95,19 @@ pub unsafe fn get_export_table(out: *mut *const c_void, id: *const CUuuid) -> u3
 /// The function this library exports for `name` at `version` / `flags`; a per-thread-stream
 /// variant falls back to its plain function (the server runs one stream order per client).
 pub fn lookup(name: &str, version: i32, flags: u64) -> Option<*mut c_void> {
-    let mut buf = [0u8; 128];
-    let sym = resolve(name, version.max(0) as u32, flags, &mut buf);
     let find = |s: &str| crate::exported_symbol(s).or_else(|| crate::table_client::table_symbol(s));
-    let found = find(sym).or_else(|| {
-        let base = sym
-            .strip_suffix("_ptsz")
-            .or_else(|| sym.strip_suffix("_ptds"))?;
-        find(base)
-    });
-    if tracing() {
-        eprintln!(
-            "gpupool remote GPU: cuGetProcAddress({name}, {version}, {flags}) -> {sym}: {}",
-            if found.is_some() {
-                "found"
-            } else {
-                "not found"
-            }
-        );
-    }
-    found
+    let label = "gpupool remote GPU";
+    find_traced(label, tracing(), name, version, flags, |sym| {
+        find(sym).or_else(|| {
+            let base = sym
+                .strip_suffix("_ptsz")
+                .or_else(|| sym.strip_suffix("_ptds"))?;
+            find(base)
+        })
+    })
 }
 
-unsafe fn answer(
-    symbol: *const c_char,
-    pfn: *mut *mut c_void,
-    version: i32,
-    flags: u64,
-    status: *mut i32,
-) -> u32 {
-    if symbol.is_null() || pfn.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    // SAFETY: a NUL-terminated name from the caller.
-    let name = unsafe { CStr::from_ptr(symbol) }.to_str().unwrap_or("");
-    let f = lookup(name, version, flags);
-    // SAFETY: non-null out pointers.
-    unsafe {
-        *pfn = f.unwrap_or(std::ptr::null_mut());
-        if !status.is_null() {
-            *status = if f.is_some() {
-                CU_GET_PROC_ADDRESS_SUCCESS
-            } else {
-                CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND
-            };
-        }
-    }
-    if f.is_some() || !status.is_null() {
-        CUDA_SUCCESS
-    } else {
-        CUDA_ERROR_NOT_FOUND
-    }
-}
-
-/// `cuGetProcAddress`.
-pub unsafe fn get_proc_address(s: *const c_char, p: *mut *mut c_void, v: i32, f: u64) -> u32 {
-    // SAFETY: same contract.
-    unsafe { answer(s, p, v, f, std::ptr::null_mut()) }
-}
-
-/// `cuGetProcAddress_v2`.
-pub unsafe fn get_proc_address_v2(
-    s: *const c_char,
-    p: *mut *mut c_void,
-    v: i32,
-    f: u64,
-    st: *mut i32,
-) -> u32 {
-    // SAFETY: same contract.
-    unsafe { answer(s, p, v, f, st) }
-}
+gpupool_cuda::proc_address_entry_points!(lookup);
 
 /// `cuModuleGetLoadingMode`: eager.
 pub unsafe fn module_get_loading_mode(out: *mut u32) -> u32 {
