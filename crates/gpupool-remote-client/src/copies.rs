@@ -305,51 +305,57 @@ fn copy_3d(c: Copy3d, src: CallerSide, dst: CallerSide, stream: Option<CUstream>
     })
 }
 
-fn run_2d(p: *const CUDA_MEMCPY2D, stream: Option<CUstream>) -> u32 {
-    if p.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
+impl Raw2d {
+    /// The same copy as a 3D descriptor of depth 1 (as the driver reads a 2D one).
+    fn as_3d(&self) -> Raw3d {
+        Raw3d {
+            src_x: self.src_x,
+            src_y: self.src_y,
+            src_z: 0,
+            src_lod: 0,
+            src_type: self.src_type,
+            src_host: self.src_host,
+            src_device: self.src_device,
+            src_array: self.src_array,
+            _reserved0: 0,
+            src_pitch: self.src_pitch,
+            src_height: 0,
+            dst_x: self.dst_x,
+            dst_y: self.dst_y,
+            dst_z: 0,
+            dst_lod: 0,
+            dst_type: self.dst_type,
+            dst_host: self.dst_host,
+            dst_device: self.dst_device,
+            dst_array: self.dst_array,
+            _reserved1: 0,
+            dst_pitch: self.dst_pitch,
+            dst_height: 0,
+            width: self.width,
+            height: self.height,
+            depth: 1,
+        }
     }
-    // SAFETY: the caller's descriptor, read with the same layout.
-    let r = unsafe { &*(p as *const Raw2d) };
-    let (Some(src), Some(dst)) = (
-        side(
-            r.src_type,
-            r.src_host as *mut u8,
-            r.src_device,
-            r.src_array,
-            (r.src_x, r.src_y, 0),
-            r.src_pitch,
-            0,
-        ),
-        side(
-            r.dst_type,
-            r.dst_host,
-            r.dst_device,
-            r.dst_array,
-            (r.dst_x, r.dst_y, 0),
-            r.dst_pitch,
-            0,
-        ),
-    ) else {
-        return CUDA_ERROR_INVALID_VALUE;
-    };
-    let c = Copy3d {
-        src: src.side,
-        dst: dst.side,
-        width: r.width as u64,
-        height: r.height as u64,
-        depth: 1,
-        three_d: 0,
-    };
-    copy_3d(c, src, dst, stream)
+}
+
+fn run_2d(p: *const CUDA_MEMCPY2D, stream: Option<CUstream>) -> u32 {
+    // SAFETY: null or the caller's descriptor, read with the same layout.
+    match unsafe { (p as *const Raw2d).as_ref() } {
+        Some(r) => run(&r.as_3d(), 0, stream),
+        None => CUDA_ERROR_INVALID_VALUE,
+    }
 }
 
 fn run_3d(p: *const CUDA_MEMCPY3D, stream: Option<CUstream>) -> u32 {
-    if p.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
+    // SAFETY: null or the caller's descriptor, read with the same layout.
+    match unsafe { (p as *const Raw3d).as_ref() } {
+        Some(r) => run(r, 1, stream),
+        None => CUDA_ERROR_INVALID_VALUE,
     }
-    // SAFETY: the caller's descriptor, read with the same layout.
-    let r = unsafe { &*(p as *const Raw3d) };
+}
+
+/// Runs the copy `r` describes (`three_d`: whether the caller gave a 3D descriptor).
+fn run(r: &Raw3d, three_d: u64, stream: Option<CUstream>) -> u32 {
     let (Some(src), Some(dst)) = (
         side(
             r.src_type,
@@ -378,7 +384,7 @@ fn run_3d(p: *const CUDA_MEMCPY3D, stream: Option<CUstream>) -> u32 {
         width: r.width as u64,
         height: r.height as u64,
         depth: r.depth.max(1) as u64,
-        three_d: 1,
+        three_d,
     };
     copy_3d(c, src, dst, stream)
 }
