@@ -66,26 +66,6 @@ pub unsafe fn dtod(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32 {
 pub unsafe fn memcpy(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> u32 {
     copy(any_range(dst, n as u64), any_range(src, n as u64), n)
 }
-/// `cuMemcpyHtoDAsync_v2`.
-pub unsafe fn htod_async(dst: CUdeviceptr, src: *const c_void, n: usize, _s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { htod(dst, src, n) }
-}
-/// `cuMemcpyDtoHAsync_v2`.
-pub unsafe fn dtoh_async(dst: *mut c_void, src: CUdeviceptr, n: usize, _s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { dtoh(dst, src, n) }
-}
-/// `cuMemcpyDtoDAsync_v2`.
-pub unsafe fn dtod_async(dst: CUdeviceptr, src: CUdeviceptr, n: usize, _s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { dtod(dst, src, n) }
-}
-/// `cuMemcpyAsync`.
-pub unsafe fn memcpy_async(dst: CUdeviceptr, src: CUdeviceptr, n: usize, _s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { memcpy(dst, src, n) }
-}
 /// `cuMemcpyPeer`.
 pub unsafe fn memcpy_peer(
     dst: CUdeviceptr,
@@ -96,18 +76,6 @@ pub unsafe fn memcpy_peer(
 ) -> u32 {
     // SAFETY: same contract.
     unsafe { dtod(dst, src, n) }
-}
-/// `cuMemcpyPeerAsync`.
-pub unsafe fn memcpy_peer_async(
-    dst: CUdeviceptr,
-    dc: *mut c_void,
-    src: CUdeviceptr,
-    sc: *mut c_void,
-    n: usize,
-    _s: CUstream,
-) -> u32 {
-    // SAFETY: same contract.
-    unsafe { memcpy_peer(dst, dc, src, sc, n) }
 }
 
 /// Base address of one side of a 2D/3D copy.
@@ -208,12 +176,6 @@ pub unsafe fn memcpy_2d(p: *const CUDA_MEMCPY2D) -> u32 {
     )
 }
 
-/// `cuMemcpy2DAsync_v2`.
-pub unsafe fn memcpy_2d_async(p: *const CUDA_MEMCPY2D, _s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { memcpy_2d(p) }
-}
-
 /// `cuMemcpy3D_v2`.
 pub unsafe fn memcpy_3d(p: *const CUDA_MEMCPY3D) -> u32 {
     if p.is_null() {
@@ -259,12 +221,6 @@ pub unsafe fn memcpy_3d(p: *const CUDA_MEMCPY3D) -> u32 {
         c.Height as u64,
         c.Depth as u64,
     )
-}
-
-/// `cuMemcpy3DAsync_v2`.
-pub unsafe fn memcpy_3d_async(p: *const CUDA_MEMCPY3D, _s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { memcpy_3d(p) }
 }
 
 /// Sets `count` elements of `N` bytes at `dst` (rows of `width` elements, `pitch` apart).
@@ -325,54 +281,49 @@ pub unsafe fn memset_d2d16(dst: CUdeviceptr, pitch: usize, v: u16, w: usize, h: 
 pub unsafe fn memset_d2d32(dst: CUdeviceptr, pitch: usize, v: u32, w: usize, h: usize) -> u32 {
     set(dst, pitch as u64, v.to_ne_bytes(), w as u64, h as u64)
 }
-/// `cuMemsetD8Async`.
-pub unsafe fn memset_d8_async(dst: CUdeviceptr, v: u8, n: usize, _s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { memset_d8(dst, v, n) }
+
+/// Calls `$base` with every argument but the last (the stream).
+macro_rules! without_stream {
+    ($base:ident; [$($done:ident),*] $stream:ident) => {
+        $base($($done),*)
+    };
+    ($base:ident; [$($done:ident),*] $head:ident, $($rest:ident),+) => {
+        without_stream!($base; [$($done,)* $head] $($rest),+)
+    };
 }
-/// `cuMemsetD16Async`.
-pub unsafe fn memset_d16_async(dst: CUdeviceptr, v: u16, n: usize, _s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { memset_d16(dst, v, n) }
+
+/// An asynchronous copy or memset with the declared signature of `NAME`, done at once as its
+/// synchronous form `BASE` (copies do not wait for kernels, whose results are not computed).
+macro_rules! done_at_once {
+    ({ $fn:ident, $base:ident } ; $name:ident ( $($a:ident : $t:ty),* )) => {
+        #[doc = concat!("`", stringify!($name), "`: done at once, as [`", stringify!($base), "`].")]
+        #[allow(unused_variables, clippy::too_many_arguments)]
+        pub unsafe fn $fn($($a: $t),*) -> u32 {
+            // SAFETY: the caller's arguments but the stream, passed on.
+            unsafe { without_stream!($base; [] $($a),*) }
+        }
+    };
 }
-/// `cuMemsetD32Async`.
-pub unsafe fn memset_d32_async(dst: CUdeviceptr, v: u32, n: usize, _s: CUstream) -> u32 {
-    // SAFETY: same contract.
-    unsafe { memset_d32(dst, v, n) }
+
+/// `NAME => FN as BASE;` for each asynchronous form.
+macro_rules! done_at_once_all {
+    ($( $name:ident => $fn:ident as $base:ident; )*) => {$(
+        gpupool_cuda::signature_of! { $name adapt done_at_once { $fn, $base } }
+    )*};
 }
-/// `cuMemsetD2D8Async`.
-pub unsafe fn memset_d2d8_async(
-    dst: CUdeviceptr,
-    pitch: usize,
-    v: u8,
-    w: usize,
-    h: usize,
-    _s: CUstream,
-) -> u32 {
-    // SAFETY: same contract.
-    unsafe { memset_d2d8(dst, pitch, v, w, h) }
-}
-/// `cuMemsetD2D16Async`.
-pub unsafe fn memset_d2d16_async(
-    dst: CUdeviceptr,
-    pitch: usize,
-    v: u16,
-    w: usize,
-    h: usize,
-    _s: CUstream,
-) -> u32 {
-    // SAFETY: same contract.
-    unsafe { memset_d2d16(dst, pitch, v, w, h) }
-}
-/// `cuMemsetD2D32Async`.
-pub unsafe fn memset_d2d32_async(
-    dst: CUdeviceptr,
-    pitch: usize,
-    v: u32,
-    w: usize,
-    h: usize,
-    _s: CUstream,
-) -> u32 {
-    // SAFETY: same contract.
-    unsafe { memset_d2d32(dst, pitch, v, w, h) }
+
+done_at_once_all! {
+    cuMemcpyHtoDAsync_v2 => htod_async as htod;
+    cuMemcpyDtoHAsync_v2 => dtoh_async as dtoh;
+    cuMemcpyDtoDAsync_v2 => dtod_async as dtod;
+    cuMemcpyAsync => memcpy_async as memcpy;
+    cuMemcpyPeerAsync => memcpy_peer_async as memcpy_peer;
+    cuMemcpy2DAsync_v2 => memcpy_2d_async as memcpy_2d;
+    cuMemcpy3DAsync_v2 => memcpy_3d_async as memcpy_3d;
+    cuMemsetD8Async => memset_d8_async as memset_d8;
+    cuMemsetD16Async => memset_d16_async as memset_d16;
+    cuMemsetD32Async => memset_d32_async as memset_d32;
+    cuMemsetD2D8Async => memset_d2d8_async as memset_d2d8;
+    cuMemsetD2D16Async => memset_d2d16_async as memset_d2d16;
+    cuMemsetD2D32Async => memset_d2d32_async as memset_d2d32;
 }
