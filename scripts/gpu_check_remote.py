@@ -35,6 +35,8 @@ except Exception:
                                 *[Block(64) for _ in range(8)], torch.nn.AdaptiveAvgPool2d(1),
                                 torch.nn.Flatten(), torch.nn.Linear(64, 1000))
     name = "small residual network (torchvision missing)"
+if len(sys.argv) > 2 and sys.argv[2] == "backbone":
+    model.fc, name = torch.nn.Identity(), name + " backbone"
 model = model.cuda().eval()
 x = torch.randn(32, 3, 224, 224, device="cuda")
 with torch.no_grad():
@@ -52,8 +54,9 @@ print(json.dumps({"model": name, "batches": n, "seconds": dt, "ms_per_batch": dt
 """
 
 
-def start_server(carry, tmp):
-    """`gpupool serve` on loopback with one client; returns (process, address, token file)."""
+def start_server(carry, tmp, extra=()):
+    """`gpupool serve` on loopback with one client (`extra`: more arguments, e.g. `--sim`);
+    returns (process, address, token file)."""
     token = secrets.token_hex(16)
     clients = os.path.join(tmp, "clients")
     with open(clients, "w") as f:
@@ -63,7 +66,7 @@ def start_server(carry, tmp):
         f.write(token)
     env = dict(os.environ, GPUPOOL_LIB_DIR=carry)
     p = subprocess.Popen([os.path.join(carry, "gpupool"), "serve", "--listen", "127.0.0.1:0",
-                          "--clients", clients], env=env, stdout=subprocess.PIPE,
+                          "--clients", clients, *extra], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline().strip()
     if not line.startswith("listening on "):

@@ -239,6 +239,7 @@ impl State {
     /// Starts a request in the batch; returns where it starts.
     pub fn begin(&mut self, call: u16, sync: bool, context: u64) -> Result<usize, u32> {
         self.ready()?;
+        crate::local_answers::sent(call);
         let head = RequestHead {
             call,
             flags: if sync { FLAG_SYNC } else { 0 },
@@ -282,6 +283,7 @@ impl State {
 
     /// Ends an asynchronous request begun at `start`.
     pub fn finish_async(&mut self, start: usize) -> u32 {
+        crate::call_stats::count(call_of(&self.batch, start), false);
         finish_request(&mut self.batch, start);
         if self.batch.buf.len() >= BATCH_LIMIT {
             if let Err(e) = self.flush() {
@@ -495,12 +497,21 @@ impl State {
         start: usize,
         outs: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
     ) -> u32 {
+        crate::call_stats::count(call_of(&self.batch, start), true);
         finish_request(&mut self.batch, start);
         if let Err(e) = self.flush() {
             return e;
         }
         self.read_reply(outs)
     }
+}
+
+/// The call number of the request begun at `start` in `batch`.
+fn call_of(batch: &Writer, start: usize) -> u16 {
+    batch
+        .buf
+        .get(start + 4..start + 6)
+        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
 }
 
 /// Hook after calls that change function attributes: cached answers may be stale.
@@ -518,6 +529,7 @@ pub fn flush_at_exit() {
     if let Ok(mut s) = STATE.try_lock() {
         let _ = s.flush();
     }
+    crate::call_stats::print_at_exit();
 }
 
 #[cfg(test)]

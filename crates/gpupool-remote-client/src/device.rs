@@ -83,7 +83,7 @@ static EXPORT_TABLE_HOST: Host = Host {
     },
     load_module: crate::module::module_load_data,
     // SAFETY: the caller's pointers, passed on.
-    context_id: |ctx, out| unsafe { crate::table_client::cuCtxGetId(ctx, out) },
+    context_id: |ctx, out| unsafe { crate::local_answers::ctx_get_id(ctx, out) },
 };
 
 /// `cuGetExportTable`: answered here.

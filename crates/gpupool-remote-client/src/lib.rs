@@ -5,7 +5,8 @@
 //!
 //! Configuration (read once, by `cuInit`): `GPUPOOL_REMOTE` (`tcp://HOST:PORT` or
 //! `unix:PATH`), `GPUPOOL_REMOTE_TOKEN` or `GPUPOOL_REMOTE_TOKEN_FILE`;
-//! `GPUPOOL_REMOTE_TRACE=1` logs lookups.
+//! `GPUPOOL_REMOTE_TRACE=1` logs lookups; `GPUPOOL_REMOTE_STATS=1` prints at exit how many
+//! calls of each number were sent, waited for or not.
 //!
 //! Safety: every `unsafe fn` implements the driver function named in its doc comment and has
 //! that function's contract.
@@ -14,12 +15,15 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod attributes;
+pub mod call_stats;
 pub mod conn;
 pub mod context;
 pub mod copies;
 pub mod device;
 pub mod graph;
 pub mod host;
+pub mod kernel_cache;
+pub mod local_answers;
 pub mod memory;
 pub mod memory_map;
 pub mod module;
@@ -125,6 +129,11 @@ gpupool_cuda::export_functions! {
     cuLibraryGetKernel => module::library_get_kernel;
     cuKernelGetFunction => module::kernel_get_function;
     cuKernelGetLibrary => module::kernel_get_library;
+    cuCtxGetDevice => local_answers::ctx_get_device;
+    cuCtxGetId => local_answers::ctx_get_id;
+    cuDevicePrimaryCtxGetState => local_answers::primary_ctx_get_state;
+    cuFuncSetAttribute => local_answers::func_set_attribute;
+    cuKernelSetAttribute => local_answers::kernel_set_attribute;
     cuGraphInstantiate => graph::graph_instantiate;
     cuGraphInstantiate_v2 => graph::graph_instantiate;
     cuGraphGetNodes => graph::graph_get_nodes;

@@ -3,6 +3,7 @@
 //! `cuModuleGetFunction` and are cached, so a launch sends the argument bytes without asking.
 
 use crate::conn::state;
+use crate::kernel_cache;
 use gpupool_cuda::cu::*;
 use gpupool_cuda::launch::{How, Launch};
 use gpupool_cuda::result::*;
@@ -206,39 +207,32 @@ pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *cons
     }
 }
 
-/// The library of each kernel handle `cuLibraryGetKernel` gave out.
-static KERNEL_LIBRARIES: Mutex<Option<HashMap<u64, u64>>> = Mutex::new(None);
-
-/// `cuLibraryGetKernel`: a kernel handle, which launches take as a function.
+/// `cuLibraryGetKernel`: a kernel handle, which launches take as a function (asked of the
+/// server once per library and name).
 pub unsafe fn library_get_kernel(out: *mut CUkernel, lib: CUlibrary, name: *const c_char) -> u32 {
+    if out.is_null() || name.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    let library = lib as usize as u64;
+    // SAFETY: a NUL-terminated name from the caller.
+    let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+    if let Some(k) = kernel_cache::kernel_named(library, bytes) {
+        // SAFETY: non-null out pointer.
+        unsafe { *out = k as usize as CUkernel };
+        return CUDA_SUCCESS;
+    }
     // SAFETY: the caller's name.
-    let rc = unsafe {
-        get_named(
-            custom::LIBRARY_GET_KERNEL,
-            out.cast(),
-            lib as usize as u64,
-            name,
-        )
-    };
+    let rc = unsafe { get_named(custom::LIBRARY_GET_KERNEL, out.cast(), library, name) };
     if rc == CUDA_SUCCESS {
-        KERNEL_LIBRARIES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(HashMap::new)
-            // SAFETY: set by the successful call.
-            .insert(unsafe { *out } as usize as u64, lib as usize as u64);
+        // SAFETY: set by the successful call.
+        kernel_cache::remember_kernel(library, bytes, unsafe { *out } as usize as u64);
     }
     rc
 }
 
 /// `cuKernelGetLibrary`: answered from the kernels `cuLibraryGetKernel` gave out.
 pub unsafe fn kernel_get_library(out: *mut CUlibrary, kernel: CUkernel) -> u32 {
-    let lib = KERNEL_LIBRARIES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|m| m.get(&(kernel as usize as u64)).copied());
-    match lib {
+    match kernel_cache::library_of(kernel as usize as u64) {
         // SAFETY: the caller's out pointer (null: `CUDA_ERROR_INVALID_VALUE`).
         Some(l) => unsafe { crate::write(out, l as usize as CUlibrary) },
         None if out.is_null() => CUDA_ERROR_INVALID_VALUE,
@@ -246,11 +240,24 @@ pub unsafe fn kernel_get_library(out: *mut CUlibrary, kernel: CUkernel) -> u32 {
     }
 }
 
-/// `cuKernelGetFunction`.
+/// `cuKernelGetFunction` (asked of the server once per kernel and context).
 pub unsafe fn kernel_get_function(out: *mut CUfunction, kernel: CUkernel) -> u32 {
-    get_function(custom::KERNEL_GET_FUNCTION, out.cast(), |w| {
-        w.put(&(kernel as usize as u64))
-    })
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    let (k, ctx) = (kernel as usize as u64, crate::context::current());
+    if let Some(f) = kernel_cache::function_of(k, ctx) {
+        // SAFETY: non-null out pointer.
+        unsafe { *out = f as usize as CUfunction };
+        return CUDA_SUCCESS;
+    }
+    let epoch = crate::local_answers::epoch();
+    let rc = get_function(custom::KERNEL_GET_FUNCTION, out.cast(), |w| w.put(&k));
+    if rc == CUDA_SUCCESS {
+        // SAFETY: set by the successful call.
+        kernel_cache::remember_function(k, ctx, epoch, unsafe { *out } as usize as u64);
+    }
+    rc
 }
 
 /// Reads the `extra` launch list: the argument buffer it names, if any.

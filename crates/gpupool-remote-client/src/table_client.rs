@@ -65,6 +65,9 @@ macro_rules! finish {
     (sync, $s:ident, $start:ident, $r:ident => $body:block) => {
         $s.finish_sync($start, |$r| $body)
     };
+    (local, $s:ident, $start:ident, $r:ident => $body:block) => {
+        $s.finish_sync($start, |$r| $body)
+    };
     (cached, $s:ident, $start:ident, $r:ident => $body:block) => {
         $s.finish_cached($start, |$r| $body)
     };
@@ -79,11 +82,22 @@ macro_rules! hook {
     ($h:path; $($a:ident),*) => { unsafe { $h($($a),*) } };
 }
 
+/// A `local` entry's forwarding function is not exported: the export list names the client
+/// function that answers it, which calls this one when it cannot.
+macro_rules! exported_unless_local {
+    (local, $item:item) => {
+        $item
+    };
+    ($mode:ident, $item:item) => {
+        #[no_mangle]
+        $item
+    };
+}
+
 macro_rules! client_table {
     ($( $mode:ident $id:literal $name:ident ( $( $kind:ident $(($class:ident))? $arg:ident : $ty:ty ),* ) $(then $hook:path)? ; )*) => {
-        $(
+        $( exported_unless_local! { $mode,
             #[doc = concat!("`", stringify!($name), "`, forwarded to the GPU server.")]
-            #[no_mangle]
             #[allow(non_snake_case, unused_variables, unused_unsafe, clippy::missing_safety_doc)]
             pub unsafe extern "C" fn $name($( $arg: c_ty!($kind $ty) ),*) -> u32 {
                 let mut s = state();
@@ -103,7 +117,7 @@ macro_rules! client_table {
                 }
                 rc
             }
-        )*
+        } )*
 
         /// The table-driven function exported under `name`.
         pub fn table_symbol(name: &str) -> Option<*mut c_void> {

@@ -113,7 +113,8 @@ pub fn module_unloaded(m: CUmodule) {
     unloaded(m as usize as u64);
 }
 
-/// Hook after `cuLibraryUnload`.
+/// Hook after `cuLibraryUnload` (the library's kernels are forgotten too).
 pub fn library_unloaded(l: CUlibrary) {
     unloaded(l as usize as u64);
+    crate::kernel_cache::library_unloaded(l as usize as u64);
 }

@@ -7,8 +7,9 @@
 //! Entry: `MODE ID NAME(KIND ARG: TYPE, …) [then CLIENT_HOOK];`
 //!
 //! - MODE `sync` waits for the reply; `cached` too, once per argument values (answers that
-//!   never change: device and function attributes, occupancy); `async` is batched and its error
-//!   deferred.
+//!   never change: device and function attributes, occupancy); `local` too, when the client
+//!   function the client library exports under that name cannot answer by itself; `async` is
+//!   batched and its error deferred.
 //! - KIND `val` (by value), `out` (`*mut TYPE`, returned), `inp` (`*const TYPE`, sent; may be
 //!   null), `prop` (like `inp`, an allocation or pool properties structure whose Windows
 //!   security pointer at bytes 16..24 the server clears), `cstr` (a C string), `dev` (a device address the session must own),
@@ -247,16 +248,16 @@ macro_rules! for_each_call {
             cached 27 cuDeviceGetTexture1DLinearMaxWidth(out v: usize, val fmt: u32, val chans: u32, val dev: CUdevice);
             sync 28 cuDeviceGetLuid(out luid: [u8; 8], out mask: u32, val dev: CUdevice);
             sync 29 cuDeviceGetByPCIBusId(out dev: CUdevice, cstr id: c_char);
-            sync 30 cuDevicePrimaryCtxGetState(val dev: CUdevice, out flags: u32, out active: i32);
+            local 30 cuDevicePrimaryCtxGetState(val dev: CUdevice, out flags: u32, out active: i32);
             sync 31 cuDeviceGetDefaultMemPool(new(Pool) pool: CUmemoryPool, val dev: CUdevice);
             sync 32 cuDeviceGetMemPool(new(Pool) pool: CUmemoryPool, val dev: CUdevice);
             sync 33 cuDeviceSetMemPool(val dev: CUdevice, h(Pool) pool: CUmemoryPool);
 
-            sync 40 cuCtxGetDevice(out dev: CUdevice);
+            local 40 cuCtxGetDevice(out dev: CUdevice);
             sync 41 cuCtxSynchronize() then crate::memory::synced;
             sync 42 cuCtxGetFlags(out flags: u32);
             sync 43 cuCtxSetFlags(val flags: u32);
-            sync 44 cuCtxGetId(h(Context) ctx: CUcontext, out id: u64);
+            local 44 cuCtxGetId(h(Context) ctx: CUcontext, out id: u64);
             sync 45 cuCtxGetApiVersion(h(Context) ctx: CUcontext, out v: u32);
             sync 46 cuCtxGetLimit(out v: usize, val limit: u32);
             sync 47 cuCtxSetLimit(val limit: u32, val v: usize);
@@ -318,14 +319,14 @@ macro_rules! for_each_call {
 
             sync 120 cuModuleUnload(del(Module) m: CUmodule) then crate::variables::module_unloaded;
             cached 121 cuFuncGetAttribute(out v: i32, val attrib: i32, h(Function) f: CUfunction);
-            sync 122 cuFuncSetAttribute(h(Function) f: CUfunction, val attrib: i32, val v: i32) then crate::conn::forget_cached;
+            local 122 cuFuncSetAttribute(h(Function) f: CUfunction, val attrib: i32, val v: i32) then crate::conn::forget_cached;
             sync 123 cuFuncSetCacheConfig(h(Function) f: CUfunction, val config: u32);
             cached 124 cuOccupancyMaxActiveBlocksPerMultiprocessor(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize);
             cached 125 cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize, val flags: u32);
             sync 126 cuLibraryUnload(del(Library) l: CUlibrary) then crate::variables::library_unloaded;
             sync 127 cuLibraryGetModule(new(Module) m: CUmodule, h(Library) l: CUlibrary);
             cached 128 cuKernelGetAttribute(out v: i32, val attrib: i32, h(Function) k: CUkernel, val dev: CUdevice);
-            sync 129 cuKernelSetAttribute(val attrib: i32, val v: i32, h(Function) k: CUkernel, val dev: CUdevice) then crate::conn::forget_cached_4;
+            local 129 cuKernelSetAttribute(val attrib: i32, val v: i32, h(Function) k: CUkernel, val dev: CUdevice) then crate::conn::forget_cached_4;
             sync 130 cuKernelSetCacheConfig(h(Function) k: CUkernel, val config: u32, val dev: CUdevice);
             sync 131 cuKernelGetParamInfo(h(Function) k: CUkernel, val index: usize, out offset: usize, out size: usize);
             cached 132 cuOccupancyAvailableDynamicSMemPerBlock(out bytes: usize, h(Function) f: CUfunction, val blocks: i32, val block: i32);
