@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+/// A kept answer to a `cached` call: its results, or the invalid-value error it gave.
+type CachedAnswer = Result<Vec<u8>, u32>;
+
 /// `CUDA_ERROR_DEVICE_UNAVAILABLE`: the answer to every call once the server is gone.
 pub const CUDA_ERROR_DEVICE_UNAVAILABLE: u32 = 46;
 /// `CUDA_ERROR_NOT_PERMITTED`: the server refused the token.
@@ -84,7 +87,9 @@ pub struct State {
     /// A launch ran since managed mirrors were last refreshed.
     pub kernels_may_have_written: bool,
     /// Results of `cached` calls by call number and argument bytes.
-    cache: Option<HashMap<Vec<u8>, Vec<u8>>>,
+    cache: Option<HashMap<Vec<u8>, CachedAnswer>>,
+    /// The last reply's own result (before any deferred error of batched calls).
+    last_result: u32,
     /// Calls sent without waiting since the last acknowledgement was asked for.
     unacked: u32,
     /// Whether an acknowledgement was asked for and its reply not read yet.
@@ -102,6 +107,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     reply: Vec::new(),
     kernels_may_have_written: false,
     cache: None,
+    last_result: CUDA_SUCCESS,
     unacked: 0,
     ack_pending: false,
 });
@@ -443,6 +449,7 @@ impl State {
             if rc == CUDA_SUCCESS {
                 outs(&mut r).map_err(|e| format!("bad reply: {e}"))?;
             }
+            self.last_result = rc;
             Ok(if deferred != CUDA_SUCCESS {
                 deferred
             } else {
@@ -465,23 +472,38 @@ impl State {
         // The key: call number and arguments (not the context, which does not change them).
         let mut key = self.batch.buf[start + 4..start + 6].to_vec();
         key.extend_from_slice(&self.batch.buf[start + 4 + REQUEST_HEAD..]);
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&key)) {
-            self.batch.buf.truncate(start);
-            let mut r = Reader::new(hit);
-            return match outs(&mut r) {
-                Ok(()) => CUDA_SUCCESS,
-                Err(_) => CUDA_ERROR_UNKNOWN,
-            };
+        match self.cache.as_ref().and_then(|c| c.get(&key)) {
+            Some(Ok(hit)) => {
+                self.batch.buf.truncate(start);
+                let mut r = Reader::new(hit);
+                return match outs(&mut r) {
+                    Ok(()) => CUDA_SUCCESS,
+                    Err(_) => CUDA_ERROR_UNKNOWN,
+                };
+            }
+            Some(Err(e)) => {
+                self.batch.buf.truncate(start);
+                return *e;
+            }
+            None => {}
         }
         let mut answer = None;
+        self.last_result = u32::MAX;
         let rc = self.finish_sync(start, |r| {
             answer = Some(r.rest().to_vec());
             outs(r)
         });
-        if rc == CUDA_SUCCESS {
-            if let Some(a) = answer {
-                self.cache.get_or_insert_with(HashMap::new).insert(key, a);
+        // An answer, or an invalid value for these arguments (an attribute the server's
+        // driver does not know, asked again at every launch), stays the same.
+        let kept = match (rc, answer) {
+            (CUDA_SUCCESS, Some(a)) => Some(Ok(a)),
+            _ if self.last_result == CUDA_ERROR_INVALID_VALUE => {
+                Some(Err(CUDA_ERROR_INVALID_VALUE))
             }
+            _ => None,
+        };
+        if let Some(k) = kept {
+            self.cache.get_or_insert_with(HashMap::new).insert(key, k);
         }
         rc
     }
@@ -548,6 +570,7 @@ mod tests {
             reply: Vec::new(),
             kernels_may_have_written: false,
             cache: None,
+            last_result: CUDA_SUCCESS,
             unacked: 0,
             ack_pending: false,
         }
@@ -598,6 +621,47 @@ mod tests {
             served.join().unwrap(),
             3,
             "7, 8, and 7 again after forgetting"
+        );
+    }
+
+    #[test]
+    fn an_invalid_value_is_kept_but_a_deferred_error_is_not() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let served = std::thread::spawn(move || {
+            let mut n = 0;
+            let mut buf = Vec::new();
+            while read_frame(&mut server, &mut buf).is_ok() {
+                n += 1;
+                let attr = i32::from_le_bytes(buf[13..17].try_into().unwrap());
+                let mut w = Writer::default();
+                // Attribute 16 is unknown; attribute 5 comes back with a batched call's error.
+                let (rc, deferred) = match attr {
+                    16 => (CUDA_ERROR_INVALID_VALUE, CUDA_SUCCESS),
+                    _ => (CUDA_SUCCESS, CUDA_ERROR_INVALID_VALUE),
+                };
+                w.put(&rc);
+                w.put(&deferred);
+                if rc == CUDA_SUCCESS {
+                    w.put(&(attr * 10));
+                }
+                write_frame(&mut server, &w.buf).unwrap();
+            }
+            n
+        });
+        let mut s = connected(client);
+        assert_eq!(ask(&mut s, 16).0, CUDA_ERROR_INVALID_VALUE);
+        assert_eq!(ask(&mut s, 16).0, CUDA_ERROR_INVALID_VALUE);
+        assert_eq!(
+            ask(&mut s, 5).0,
+            CUDA_ERROR_INVALID_VALUE,
+            "the deferred error"
+        );
+        assert_eq!(ask(&mut s, 5).0, CUDA_ERROR_INVALID_VALUE);
+        drop(s);
+        assert_eq!(
+            served.join().unwrap(),
+            3,
+            "16 once; 5 twice, as its answer came with another call's error"
         );
     }
 
