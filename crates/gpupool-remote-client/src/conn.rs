@@ -589,8 +589,9 @@ mod tests {
         (rc, v)
     }
 
-    #[test]
-    fn cached_calls_reach_the_server_once_per_argument_values() {
+    /// A server answering attribute queries with `answer(attr)`: (result, deferred error);
+    /// a successful answer is `attr * 10`. Its thread returns how many requests it served.
+    fn attribute_server(answer: fn(i32) -> (u32, u32)) -> (State, std::thread::JoinHandle<u32>) {
         let (client, mut server) = UnixStream::pair().unwrap();
         let served = std::thread::spawn(move || {
             let mut n = 0;
@@ -598,15 +599,23 @@ mod tests {
             while read_frame(&mut server, &mut buf).is_ok() {
                 n += 1;
                 let attr = i32::from_le_bytes(buf[13..17].try_into().unwrap());
+                let (rc, deferred) = answer(attr);
                 let mut w = Writer::default();
-                w.put(&CUDA_SUCCESS);
-                w.put(&CUDA_SUCCESS);
-                w.put(&(attr * 10));
+                w.put(&rc);
+                w.put(&deferred);
+                if rc == CUDA_SUCCESS {
+                    w.put(&(attr * 10));
+                }
                 write_frame(&mut server, &w.buf).unwrap();
             }
             n
         });
-        let mut s = connected(client);
+        (connected(client), served)
+    }
+
+    #[test]
+    fn cached_calls_reach_the_server_once_per_argument_values() {
+        let (mut s, served) = attribute_server(|_| (CUDA_SUCCESS, CUDA_SUCCESS));
         assert_eq!(ask(&mut s, 7), (CUDA_SUCCESS, 70));
         assert_eq!(ask(&mut s, 7), (CUDA_SUCCESS, 70));
         assert_eq!(ask(&mut s, 8), (CUDA_SUCCESS, 80));
@@ -626,29 +635,11 @@ mod tests {
 
     #[test]
     fn an_invalid_value_is_kept_but_a_deferred_error_is_not() {
-        let (client, mut server) = UnixStream::pair().unwrap();
-        let served = std::thread::spawn(move || {
-            let mut n = 0;
-            let mut buf = Vec::new();
-            while read_frame(&mut server, &mut buf).is_ok() {
-                n += 1;
-                let attr = i32::from_le_bytes(buf[13..17].try_into().unwrap());
-                let mut w = Writer::default();
-                // Attribute 16 is unknown; attribute 5 comes back with a batched call's error.
-                let (rc, deferred) = match attr {
-                    16 => (CUDA_ERROR_INVALID_VALUE, CUDA_SUCCESS),
-                    _ => (CUDA_SUCCESS, CUDA_ERROR_INVALID_VALUE),
-                };
-                w.put(&rc);
-                w.put(&deferred);
-                if rc == CUDA_SUCCESS {
-                    w.put(&(attr * 10));
-                }
-                write_frame(&mut server, &w.buf).unwrap();
-            }
-            n
+        // Attribute 16 is unknown; attribute 5 comes back with a batched call's error.
+        let (mut s, served) = attribute_server(|attr| match attr {
+            16 => (CUDA_ERROR_INVALID_VALUE, CUDA_SUCCESS),
+            _ => (CUDA_SUCCESS, CUDA_ERROR_INVALID_VALUE),
         });
-        let mut s = connected(client);
         assert_eq!(ask(&mut s, 16).0, CUDA_ERROR_INVALID_VALUE);
         assert_eq!(ask(&mut s, 16).0, CUDA_ERROR_INVALID_VALUE);
         assert_eq!(

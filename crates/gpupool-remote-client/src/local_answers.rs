@@ -199,39 +199,25 @@ mod tests {
 
     #[test]
     fn setting_the_same_value_again_is_answered_here() {
-        let mut calls = 0;
+        let calls = std::cell::Cell::new(0);
         let key = (129, 8, 0x77, 0);
+        let set = |value, rc| {
+            set_once(key, value, || {
+                calls.set(calls.get() + 1);
+                rc
+            })
+        };
+        assert_eq!(set(1024, CUDA_SUCCESS), CUDA_SUCCESS);
+        assert_eq!(set(1024, CUDA_SUCCESS), CUDA_SUCCESS);
+        assert_eq!(calls.get(), 1);
         assert_eq!(
-            set_once(key, 1024, || {
-                calls += 1;
-                CUDA_SUCCESS
-            }),
-            CUDA_SUCCESS
-        );
-        assert_eq!(
-            set_once(key, 1024, || {
-                calls += 1;
-                CUDA_SUCCESS
-            }),
-            CUDA_SUCCESS
-        );
-        assert_eq!(calls, 1);
-        assert_eq!(
-            set_once(key, 2048, || {
-                calls += 1;
-                CUDA_ERROR_INVALID_VALUE
-            }),
+            set(2048, CUDA_ERROR_INVALID_VALUE),
             CUDA_ERROR_INVALID_VALUE
         );
+        assert_eq!(set(1024, CUDA_SUCCESS), CUDA_SUCCESS);
         assert_eq!(
-            set_once(key, 1024, || {
-                calls += 1;
-                CUDA_SUCCESS
-            }),
-            CUDA_SUCCESS
-        );
-        assert_eq!(
-            calls, 3,
+            calls.get(),
+            3,
             "after a failed change the old value is not assumed"
         );
     }
