@@ -36,11 +36,6 @@ static PRIMARY_STATES: Kept<CUdevice, (u32, i32)> = Mutex::new(None);
 /// The last value set per (call, attribute, handle, device).
 static SET_ATTRIBUTES: SetValues = Mutex::new(None);
 
-/// Whether call `id` changes contexts (the session forgets its current context after them).
-pub fn changes_contexts(id: u16) -> bool {
-    (1..20).contains(&id)
-}
-
 /// The current context epoch.
 pub fn epoch() -> u64 {
     EPOCH.load(SeqCst)
@@ -48,7 +43,7 @@ pub fn epoch() -> u64 {
 
 /// Called for each call sent: a context-changing one starts a new epoch.
 pub fn sent(id: u16) {
-    if changes_contexts(id) {
+    if gpupool_remote::calls::changes_contexts(id) {
         EPOCH.fetch_add(1, SeqCst);
     }
 }

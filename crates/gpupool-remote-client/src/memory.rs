@@ -387,20 +387,11 @@ fn pull_managed() {
     }
 }
 
-/// Whether `[ptr, ptr + n)` lies in one range the program allocated.
-fn allocated(ptr: CUdeviceptr, n: usize) -> bool {
-    memory_map::find(ptr).is_some_and(|(base, r)| {
-        (ptr - base)
-            .checked_add(n as u64)
-            .is_some_and(|end| end <= r.size)
-    })
-}
-
 /// `cuMemPrefetchAsync` (and `_ptsz`), `cuMemAdvise` and `cuMemAdvise_v2`: hints, accepted
 /// for memory the program allocated (managed memory is mirrored here and moved at each launch
 /// and synchronisation whatever the hint).
 pub unsafe fn mem_hint<A, B>(ptr: CUdeviceptr, n: usize, _: A, _: B) -> u32 {
-    if allocated(ptr, n) {
+    if memory_map::holds(ptr, n as u64) {
         CUDA_SUCCESS
     } else {
         CUDA_ERROR_INVALID_VALUE

@@ -57,6 +57,15 @@ pub fn find(addr: u64) -> Option<(u64, Range)> {
     (addr - base < range.size.max(1)).then_some((base, range))
 }
 
+/// Whether `[addr, addr + len)` lies in one recorded range.
+pub fn holds(addr: u64, len: u64) -> bool {
+    find(addr).is_some_and(|(base, r)| {
+        (addr - base)
+            .checked_add(len)
+            .is_some_and(|end| end <= r.size)
+    })
+}
+
 /// Whether `addr` is device memory on the server (managed memory is read here, in its mirror).
 pub fn is_device(addr: u64) -> bool {
     matches!(find(addr), Some((_, r)) if r.kind == Kind::Device)

@@ -10,7 +10,7 @@ use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
 use gpupool_remote::kernel_args;
 use gpupool_remote::launch_ex::{
-    attribute_travels, travelling_attributes, write_attributes, LaunchShape, RawKernelNodeParams,
+    all_travel, travelling_attributes, write_attributes, LaunchShape, RawKernelNodeParams,
     RawLaunchConfig,
 };
 use std::collections::HashMap;
@@ -340,8 +340,8 @@ fn shape(f: CUfunction, grid: [u32; 3], block: [u32; 3], shared: u32, s: CUstrea
 /// numbers travel; others (events) are `CUDA_ERROR_NOT_SUPPORTED`.
 fn launch(l: Launch<'_>) -> u32 {
     if let How::Ex(attrs) = l.how {
-        if attrs.iter().any(|a| !attribute_travels(a.id)) {
-            return CUDA_ERROR_NOT_SUPPORTED;
+        if let Err(e) = all_travel(attrs) {
+            return e;
         }
     }
     // SAFETY: the caller's arguments.

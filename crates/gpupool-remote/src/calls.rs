@@ -19,6 +19,13 @@
 //!
 //! Ids 1 to 19 change the session's current context.
 
+/// Whether call `id` changes contexts (creates, destroys, resets or reconfigures one): ids 1
+/// to 19. After one, the session no longer knows its current context and the client forgets
+/// what it kept about contexts.
+pub fn changes_contexts(id: u16) -> bool {
+    (1..20).contains(&id)
+}
+
 /// Handle classes the session tracks; a handle is only passed to the driver in its class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Class {

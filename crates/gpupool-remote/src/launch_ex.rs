@@ -126,10 +126,17 @@ pub fn read_attributes(r: &mut Reader<'_>) -> Result<Vec<RawLaunchAttribute>, De
 pub unsafe fn travelling_attributes(c: &RawLaunchConfig) -> Result<&[RawLaunchAttribute], u32> {
     // SAFETY: the caller's configuration lists its attributes.
     let attrs = unsafe { c.attributes() }?;
-    if attrs.iter().any(|a| !attribute_travels(a.id)) {
-        return Err(gpupool_cuda::result::CUDA_ERROR_NOT_SUPPORTED);
-    }
+    all_travel(attrs)?;
     Ok(attrs)
+}
+
+/// `CUDA_ERROR_NOT_SUPPORTED` unless every attribute of `attrs` may travel.
+pub fn all_travel(attrs: &[RawLaunchAttribute]) -> Result<(), u32> {
+    if attrs.iter().all(|a| attribute_travels(a.id)) {
+        Ok(())
+    } else {
+        Err(gpupool_cuda::result::CUDA_ERROR_NOT_SUPPORTED)
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use crate::calls::Class;
 use crate::copy3d::{self, Copy3d};
 use crate::driver_extra::Extra;
 use crate::kernel_args::KernelArgs;
-use crate::launch_ex::{attribute_travels, read_attributes, LaunchShape, RawKernelNodeParams};
+use crate::launch_ex::{
+    all_travel, attribute_travels, read_attributes, LaunchShape, RawKernelNodeParams,
+};
 use crate::protocol::*;
 use crate::session_nvml::NvmlServer;
 use crate::table_server::{self, c_string, Table, TableSession};
@@ -237,7 +239,7 @@ impl Session {
                 None => self.custom(head.call, &mut r, reply)?,
             }
         };
-        if (1..20).contains(&head.call) {
+        if crate::calls::changes_contexts(head.call) {
             self.current = u64::MAX;
         }
         if self.trace && rc != CUDA_SUCCESS {
@@ -292,11 +294,9 @@ impl Session {
     }
 
     fn stream(&self, r: &mut Reader<'_>) -> Result<Result<Option<CUstream>, u32>, DecodeError> {
-        Ok(match r.get_opt::<u64>("stream")? {
-            None => Ok(None),
-            Some(s) if self.valid(Class::Stream, s) => Ok(Some(s as usize as CUstream)),
-            Some(_) => Err(CUDA_ERROR_INVALID_HANDLE),
-        })
+        Ok(r.get_opt::<u64>("stream")?
+            .map(|h| self.stream_of(h))
+            .transpose())
     }
 
     fn custom(
@@ -740,8 +740,8 @@ impl Session {
             Ok(h) => h,
             Err(e) => return Ok(e),
         };
-        if attrs.iter().any(|a| !attribute_travels(a.id)) {
-            return Ok(CUDA_ERROR_NOT_SUPPORTED);
+        if let Err(e) = all_travel(&attrs) {
+            return Ok(e);
         }
         let Some(query) = query else {
             return Ok(CUDA_ERROR_NOT_FOUND);
@@ -828,8 +828,8 @@ impl Session {
             Ok(h) => h,
             Err(e) => return Ok(e),
         };
-        if attrs.iter().any(|a| !attribute_travels(a.id)) {
-            return Ok(CUDA_ERROR_NOT_SUPPORTED);
+        if let Err(e) = all_travel(&attrs) {
+            return Ok(e);
         }
         let (params_ptr, extra_ptr) = args.pointers();
         let ([gx, gy, gz], [bx, by, bz], shared) = (shape.grid, shape.block, shape.shared);
