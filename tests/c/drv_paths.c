@@ -148,6 +148,12 @@ int main(int argc, char **argv) {
             "cuLinkDestroy", "cuStreamWaitValue32", "cuStreamBatchMemOp", "cuStreamBeginCapture_v2",
             "cuStreamEndCapture", "cuGraphInstantiate", "cuGraphGetNodes", "cuGraphNodeGetType",
             "cuGraphKernelNodeGetParams", "cuGraphExecKernelNodeSetParams", "cuMemPrefetchAsync",
+            /* looked up when Hopper kernels (tensor maps) or cuDNN's engines are first used */
+            "cuTensorMapEncodeTiled", "cuTensorMapEncodeIm2col", "cuTensorMapReplaceAddress",
+            "cuModuleLoadFatBinary", "cuLinkAddFile_v2", "cuCtxPushCurrent", "cuCtxPopCurrent",
+            "cuCtxGetDevResource", "cuDevSmResourceSplitByCount", "cuDevResourceGenerateDesc",
+            "cuGreenCtxCreate", "cuGreenCtxStreamCreate", "cuCtxFromGreenCtx", "cuGreenCtxDestroy",
+            "cuStreamGetGreenCtx",
         };
         int missing = 0;
         for (size_t i = 0; i < sizeof needs / sizeof *needs; i++) {
@@ -231,6 +237,61 @@ int main(int argc, char **argv) {
         printf("set_attr_rc %d\n", (int)set_attr(s1, CU_STREAM_ATTRIBUTE_SYNCHRONIZATION_POLICY, &v));
         printf("get_attr_rc %d\n", (int)get_attr(s1, CU_STREAM_ATTRIBUTE_SYNCHRONIZATION_POLICY, &v));
         printf("copy_attrs_rc %d\n", (int)copy_attrs(s2, s1));
+        CUresult (*stream_green)(CUstream, CUgreenCtx *) = dlsym(lib, "cuStreamGetGreenCtx");
+        CUresult (*green_create)(CUgreenCtx *, CUdevResourceDesc, CUdevice, unsigned) =
+            dlsym(lib, "cuGreenCtxCreate");
+        CUgreenCtx green = (CUgreenCtx)1;
+        printf("stream_green_rc %d\n", (int)stream_green(s1, &green));
+        printf("stream_green_none %d\n", green == NULL);
+        printf("green_create_rc %d\n", (int)green_create(&green, NULL, 0, 0));
+        return 0;
+    }
+
+    if (!strcmp(path, "tensor_maps")) {
+        /* Tensor-memory-access descriptors as Hopper GEMM kernels get them: a float matrix in
+         * 32 x 32 boxes, the documented rules refused, the address replaced. */
+        FN(alloc, "cuMemAlloc", 3020, CUresult (*)(CUdeviceptr *, size_t));
+        FN(tiled, "cuTensorMapEncodeTiled", 12000, CUresult (*)(CUtensorMap *, CUtensorMapDataType,
+           cuuint32_t, void *, const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+           const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion,
+           CUtensorMapFloatOOBfill));
+        FN(im2col, "cuTensorMapEncodeIm2col", 12000, CUresult (*)(CUtensorMap *, CUtensorMapDataType,
+           cuuint32_t, void *, const cuuint64_t *, const cuuint64_t *, const int *, const int *,
+           cuuint32_t, cuuint32_t, const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
+           CUtensorMapL2promotion, CUtensorMapFloatOOBfill));
+        FN(replace, "cuTensorMapReplaceAddress", 12000, CUresult (*)(CUtensorMap *, void *));
+        CUdeviceptr m;
+        CHECK(alloc(&m, 4 << 20));
+        void *a = (void *)(uintptr_t)m, *b = (void *)(uintptr_t)(m + 65536);
+        cuuint64_t dims[2] = {1024, 512}, strides[1] = {4096};
+        cuuint32_t box[2] = {32, 32}, wide_box[2] = {36, 32}, es[2] = {1, 1};
+        CUtensorMap t1, t2, t3;
+        const CUtensorMapDataType f32 = CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
+#define TILED(map, addr, rank, strides_, box_) tiled(map, f32, rank, addr, dims, strides_, box_, es, \
+        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, \
+        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+        printf("tiled_rc %d\n", (int)TILED(&t1, a, 2, strides, box));
+        CHECK(TILED(&t2, a, 2, strides, box));
+        printf("same_arguments_same_map %d\n", !memcmp(&t1, &t2, sizeof t1));
+        CHECK(TILED(&t3, b, 2, strides, box));
+        printf("other_address_other_map %d\n", memcmp(&t1, &t3, sizeof t1) != 0);
+        printf("replace_rc %d\n", (int)replace(&t1, b));
+        printf("replaced_equals_encoded %d\n", !memcmp(&t1, &t3, sizeof t1));
+        printf("replace_misaligned_rc %d\n", (int)replace(&t1, (char *)b + 8));
+        printf("misaligned_rc %d\n", (int)TILED(&t2, (char *)a + 8, 2, strides, box));
+        printf("rank_6_rc %d\n", (int)TILED(&t2, a, 6, strides, box));
+        cuuint64_t odd_stride[1] = {4100};
+        printf("odd_stride_rc %d\n", (int)TILED(&t2, a, 2, odd_stride, box));
+        printf("wider_than_swizzle_rc %d\n", (int)TILED(&t2, a, 2, strides, wide_box));
+        cuuint64_t d4[4] = {64, 32, 32, 8}, s4[3] = {128, 4096, 131072};
+        cuuint32_t es4[4] = {1, 1, 1, 1};
+        int lower[2] = {-1, -1}, upper[2] = {0, 0};
+        printf("im2col_rc %d\n", (int)im2col(&t2, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, a, d4, s4,
+               lower, upper, 64, 64, es4, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+               CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE));
+        /* An address of no allocation of this process: a server refuses it, a driver does not
+         * look (nothing reads it until a kernel does). */
+        printf("foreign_rc %d\n", (int)TILED(&t2, (void *)(uintptr_t)0x100000, 2, strides, box));
         return 0;
     }
 

@@ -2,15 +2,16 @@
 //! the answers a driver gives when it cannot: the JIT linker (`cuLink*`: creating a state is
 //! `CUDA_ERROR_NOT_SUPPORTED`, so no state exists and every other call is
 //! `CUDA_ERROR_INVALID_HANDLE`), stream memory operations (wait / write value: the device
-//! attributes that allow them are 0) and the kernel parameters of graph nodes. Libraries such as
-//! cuBLAS look these functions up by name and refuse to start without them, but work without
-//! calling them.
+//! attributes that allow them are 0), the kernel parameters of graph nodes and green contexts
+//! (partitions of a card's SMs: none can be created, and no stream belongs to one). Libraries
+//! such as cuBLAS and cuDNN look these functions up by name and refuse to start without them,
+//! but work without calling them.
 //!
 //! Safety: every `unsafe fn` has the contract of the driver function its doc comment names.
 
 #![allow(clippy::missing_safety_doc)]
 
-use crate::cu::{CUDA_KERNEL_NODE_PARAMS_st, CUgraphExec, CUgraphNode, CUlinkState};
+use crate::cu::{CUDA_KERNEL_NODE_PARAMS_st, CUgraphExec, CUgraphNode, CUlinkState, CUstream};
 use crate::result::*;
 use std::ffi::{c_char, c_void};
 
@@ -35,6 +36,18 @@ pub unsafe fn link_add_data(
     _data: *mut c_void,
     _size: usize,
     _name: *const c_char,
+    _n: u32,
+    _options: *mut u32,
+    _values: *mut *mut c_void,
+) -> u32 {
+    CUDA_ERROR_INVALID_HANDLE
+}
+
+/// `cuLinkAddFile_v2`.
+pub unsafe fn link_add_file(
+    _state: CUlinkState,
+    _kind: u32,
+    _path: *const c_char,
     _n: u32,
     _options: *mut u32,
     _values: *mut *mut c_void,
@@ -82,6 +95,50 @@ pub unsafe fn graph_exec_kernel_node_set_params(
         return CUDA_ERROR_INVALID_VALUE;
     }
     CUDA_ERROR_NOT_SUPPORTED
+}
+
+/// Green contexts and device resources of two arguments (`cuGreenCtxDestroy` aside):
+/// `cuCtxFromGreenCtx`, `cuGreenCtxRecordEvent`, `cuGreenCtxWaitEvent`, `cuGreenCtxGetId`.
+pub unsafe fn green_context_2<A, B>(_: A, _: B) -> u32 {
+    CUDA_ERROR_NOT_SUPPORTED
+}
+
+/// Green contexts and device resources of three arguments: `cuDeviceGetDevResource`,
+/// `cuCtxGetDevResource`, `cuGreenCtxGetDevResource`, `cuDevResourceGenerateDesc`.
+pub unsafe fn green_context_3<A, B, C>(_: A, _: B, _: C) -> u32 {
+    CUDA_ERROR_NOT_SUPPORTED
+}
+
+/// Green contexts of four arguments: `cuGreenCtxCreate`, `cuGreenCtxStreamCreate`.
+pub unsafe fn green_context_4<A, B, C, D>(_: A, _: B, _: C, _: D) -> u32 {
+    CUDA_ERROR_NOT_SUPPORTED
+}
+
+/// `cuDevSmResourceSplitByCount`.
+pub unsafe fn dev_sm_resource_split_by_count(
+    _result: *mut c_void,
+    _groups: *mut u32,
+    _input: *const c_void,
+    _remaining: *mut c_void,
+    _flags: u32,
+    _min_count: u32,
+) -> u32 {
+    CUDA_ERROR_NOT_SUPPORTED
+}
+
+/// `cuGreenCtxDestroy`: no green context exists.
+pub unsafe fn green_context_destroy(_g: *mut c_void) -> u32 {
+    CUDA_ERROR_INVALID_HANDLE
+}
+
+/// `cuStreamGetGreenCtx`: no stream belongs to a green context.
+pub unsafe fn stream_get_green_context(_s: CUstream, g: *mut *mut c_void) -> u32 {
+    if g.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: the caller's pointer, checked non-null.
+    unsafe { *g = std::ptr::null_mut() };
+    CUDA_SUCCESS
 }
 
 #[cfg(test)]

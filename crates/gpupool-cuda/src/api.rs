@@ -15,6 +15,7 @@ pub mod types {
         nvmlUtilization_t,
     };
     pub use crate::props::{RawAllocationProp, RawPoolProps};
+    pub use crate::tensor_map::RawTensorMap;
     pub use core::ffi::{c_char, c_uint, c_void};
     /// `CUstreamCallback`.
     pub type HostCallback = Option<unsafe extern "C" fn(CUstream, u32, *mut c_void)>;
@@ -102,6 +103,8 @@ declare_api! { $
     fn cuCtxSetCurrent(ctx: CUcontext);
     fn cuCtxPushCurrent_v2(ctx: CUcontext);
     fn cuCtxPopCurrent_v2(ctx: *mut CUcontext);
+    fn cuCtxPushCurrent(ctx: CUcontext);
+    fn cuCtxPopCurrent(ctx: *mut CUcontext);
     fn cuCtxGetDevice(dev: *mut CUdevice);
     fn cuCtxSynchronize();
     fn cuCtxGetFlags(flags: *mut u32);
@@ -231,6 +234,7 @@ declare_api! { $
     fn cuLaunchCooperativeKernelMultiDevice(list: *mut CUDA_LAUNCH_PARAMS_st, n: u32, flags: u32);
     fn cuModuleLoad(m: *mut CUmodule, path: *const c_char);
     fn cuModuleLoadData(m: *mut CUmodule, image: *const c_void);
+    fn cuModuleLoadFatBinary(m: *mut CUmodule, fatbin: *const c_void);
     fn cuModuleLoadDataEx(m: *mut CUmodule, image: *const c_void, n: u32, options: *mut c_void, values: *mut *mut c_void);
     fn cuModuleUnload(m: CUmodule);
     fn cuModuleGetFunction(f: *mut CUfunction, m: CUmodule, name: *const c_char);
@@ -266,8 +270,26 @@ declare_api! { $
     fn cuCtxDisablePeerAccess(peer: CUcontext);
     fn cuLinkCreate_v2(n: u32, options: *mut u32, values: *mut *mut c_void, state: *mut CUlinkState);
     fn cuLinkAddData_v2(state: CUlinkState, kind: u32, data: *mut c_void, size: usize, name: *const c_char, n: u32, options: *mut u32, values: *mut *mut c_void);
+    fn cuLinkAddFile_v2(state: CUlinkState, kind: u32, path: *const c_char, n: u32, options: *mut u32, values: *mut *mut c_void);
     fn cuLinkComplete(state: CUlinkState, cubin: *mut *mut c_void, size: *mut usize);
     fn cuLinkDestroy(state: CUlinkState);
+    fn cuTensorMapEncodeTiled(map: *mut RawTensorMap, data_type: u32, rank: u32, address: *mut c_void, dims: *const u64, strides: *const u64, box_dims: *const u32, element_strides: *const u32, interleave: u32, swizzle: u32, l2: u32, oob: u32);
+    fn cuTensorMapEncodeIm2col(map: *mut RawTensorMap, data_type: u32, rank: u32, address: *mut c_void, dims: *const u64, strides: *const u64, lower: *const i32, upper: *const i32, channels: u32, pixels: u32, element_strides: *const u32, interleave: u32, swizzle: u32, l2: u32, oob: u32);
+    fn cuTensorMapEncodeIm2colWide(map: *mut RawTensorMap, data_type: u32, rank: u32, address: *mut c_void, dims: *const u64, strides: *const u64, lower_width: i32, upper_width: i32, channels: u32, pixels: u32, element_strides: *const u32, interleave: u32, mode: u32, swizzle: u32, l2: u32, oob: u32);
+    fn cuTensorMapReplaceAddress(map: *mut RawTensorMap, address: *mut c_void);
+    fn cuGreenCtxCreate(g: *mut *mut c_void, desc: *mut c_void, dev: CUdevice, flags: u32);
+    fn cuGreenCtxDestroy(g: *mut c_void);
+    fn cuCtxFromGreenCtx(ctx: *mut CUcontext, g: *mut c_void);
+    fn cuDeviceGetDevResource(dev: CUdevice, resource: *mut c_void, kind: u32);
+    fn cuCtxGetDevResource(ctx: CUcontext, resource: *mut c_void, kind: u32);
+    fn cuGreenCtxGetDevResource(g: *mut c_void, resource: *mut c_void, kind: u32);
+    fn cuDevSmResourceSplitByCount(result: *mut c_void, groups: *mut u32, input: *const c_void, remaining: *mut c_void, flags: u32, min_count: u32);
+    fn cuDevResourceGenerateDesc(desc: *mut *mut c_void, resources: *mut c_void, n: u32);
+    fn cuGreenCtxRecordEvent(g: *mut c_void, e: CUevent);
+    fn cuGreenCtxWaitEvent(g: *mut c_void, e: CUevent);
+    fn cuStreamGetGreenCtx(s: CUstream, g: *mut *mut c_void);
+    fn cuGreenCtxStreamCreate(s: *mut CUstream, g: *mut c_void, flags: u32, priority: i32);
+    fn cuGreenCtxGetId(g: *mut c_void, id: *mut u64);
     fn cuStreamWaitValue32(s: CUstream, addr: CUdeviceptr, value: u32, flags: u32);
     fn cuStreamBatchMemOp(s: CUstream, n: u32, ops: *mut c_void, flags: u32);
     fn cuStreamBeginCapture_v2(s: CUstream, mode: u32);

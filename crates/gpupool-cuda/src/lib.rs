@@ -27,6 +27,7 @@ pub mod props;
 pub mod result;
 pub mod spinlock;
 pub mod symbols;
+pub mod tensor_map;
 pub mod uuid;
 pub mod wait;
 

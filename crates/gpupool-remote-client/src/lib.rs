@@ -31,6 +31,7 @@ pub mod nvml;
 pub mod per_thread;
 pub mod stream;
 pub mod table_client;
+pub mod tensor_map;
 pub mod variables;
 pub mod vmm;
 
@@ -72,6 +73,8 @@ gpupool_cuda::export_functions! {
     cuCtxSetCurrent => context::set_current;
     cuCtxPushCurrent_v2 => context::push_current;
     cuCtxPopCurrent_v2 => context::pop_current;
+    cuCtxPushCurrent => context::push_current;
+    cuCtxPopCurrent => context::pop_current;
 
     cuMemAlloc_v2 => memory::mem_alloc;
     cuMemAllocPitch_v2 => memory::mem_alloc_pitch;
@@ -123,6 +126,7 @@ gpupool_cuda::export_functions! {
 
     cuModuleLoad => module::module_load;
     cuModuleLoadData => module::module_load_data;
+    cuModuleLoadFatBinary => module::module_load_data;
     cuModuleLoadDataEx => module::module_load_data_ex;
     cuModuleGetFunction => module::module_get_function;
     cuLibraryLoadData => module::library_load_data;
@@ -142,7 +146,25 @@ gpupool_cuda::export_functions! {
     cuGraphExecKernelNodeSetParams => absent::graph_exec_kernel_node_set_params;
     cuLinkCreate_v2 => absent::link_create;
     cuLinkAddData_v2 => absent::link_add_data;
+    cuLinkAddFile_v2 => absent::link_add_file;
     cuLinkComplete => absent::link_complete;
+    cuTensorMapEncodeTiled => tensor_map::encode_tiled;
+    cuTensorMapEncodeIm2col => tensor_map::encode_im2col;
+    cuTensorMapEncodeIm2colWide => tensor_map::encode_im2col_wide;
+    cuTensorMapReplaceAddress => tensor_map::replace_address;
+    cuGreenCtxCreate => absent::green_context_4;
+    cuGreenCtxDestroy => absent::green_context_destroy;
+    cuCtxFromGreenCtx => absent::green_context_2;
+    cuDeviceGetDevResource => absent::green_context_3;
+    cuCtxGetDevResource => absent::green_context_3;
+    cuGreenCtxGetDevResource => absent::green_context_3;
+    cuDevSmResourceSplitByCount => absent::dev_sm_resource_split_by_count;
+    cuDevResourceGenerateDesc => absent::green_context_3;
+    cuGreenCtxRecordEvent => absent::green_context_2;
+    cuGreenCtxWaitEvent => absent::green_context_2;
+    cuStreamGetGreenCtx => absent::stream_get_green_context;
+    cuGreenCtxStreamCreate => absent::green_context_4;
+    cuGreenCtxGetId => absent::green_context_2;
     cuLinkDestroy => absent::link_destroy;
     cuStreamWaitValue32 => absent::stream_memory_operation;
     cuStreamBatchMemOp => absent::stream_memory_operation;

@@ -135,6 +135,8 @@ pub mod custom {
     pub const GLOBAL_OF_LIBRARY: u8 = 1;
     /// `cuStreamSetAttribute` (attributes whose values are plain numbers).
     pub const STREAM_SET_ATTRIBUTE: u16 = 228;
+    /// `cuTensorMapEncode*` / `cuTensorMapReplaceAddress` (see `tensor_map`).
+    pub const TENSOR_MAP: u16 = 229;
     /// Most dependencies of one graph node.
     pub const MAX_NODE_DEPENDENCIES: u32 = 64;
     /// NVML: the number of devices.
@@ -158,7 +160,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 35] = [
+    pub const ALL: [u16; 36] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -188,6 +190,7 @@ pub mod custom {
         OCCUPANCY_CLUSTERS,
         GET_GLOBAL,
         STREAM_SET_ATTRIBUTE,
+        TENSOR_MAP,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,

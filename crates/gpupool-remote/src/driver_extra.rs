@@ -6,6 +6,7 @@ use gpupool_cuda::nvml::{
     nvmlDevice_t, nvmlMemory_t, nvmlMemory_v2_t, nvmlPciInfo_t, nvmlProcessInfo_v2_t,
     nvmlUtilization_t,
 };
+use gpupool_cuda::tensor_map::RawTensorMap;
 use std::ffi::{c_char, c_uint, c_void, CStr, CString};
 
 macro_rules! extra_functions {
@@ -89,6 +90,10 @@ extra_functions! {
     fn cuModuleGetGlobal_v2(*mut CUdeviceptr, *mut usize, CUmodule, *const c_char);
     fn cuLibraryGetGlobal(*mut CUdeviceptr, *mut usize, CUlibrary, *const c_char);
     fn cuStreamSetAttribute(CUstream, u32, *const [u8; 64]);
+    fn cuTensorMapEncodeTiled(*mut RawTensorMap, u32, u32, *mut c_void, *const u64, *const u64, *const u32, *const u32, u32, u32, u32, u32);
+    fn cuTensorMapEncodeIm2col(*mut RawTensorMap, u32, u32, *mut c_void, *const u64, *const u64, *const i32, *const i32, u32, u32, *const u32, u32, u32, u32, u32);
+    fn cuTensorMapEncodeIm2colWide(*mut RawTensorMap, u32, u32, *mut c_void, *const u64, *const u64, i32, i32, u32, u32, *const u32, u32, u32, u32, u32, u32);
+    fn cuTensorMapReplaceAddress(*mut RawTensorMap, *mut c_void);
     fn cuPointerGetAttributes(u32, *mut i32, *mut *mut c_void, CUdeviceptr);
     fn cuMemPoolGetAttribute(CUmemoryPool, u32, *mut c_void);
     fn cuMemPoolSetAttribute(CUmemoryPool, u32, *mut c_void);

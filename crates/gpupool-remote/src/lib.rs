@@ -3,7 +3,8 @@
 //!
 //! - [`protocol`] and [`wire`]: handshake, frames, checked decoding.
 //! - [`calls`]: the one table of forwarded driver calls; [`copy3d`]: how 2D / 3D copies travel;
-//!   [`launch_ex`]: `cuLaunchKernelEx` configurations; [`kernel_args`]: kernel arguments.
+//!   [`launch_ex`]: `cuLaunchKernelEx` configurations; [`kernel_args`]: kernel arguments;
+//!   [`tensor_map`]: tensor-memory-access descriptors.
 //! - [`listener`] and [`tokens`]: accepting authenticated clients.
 //! - [`polling`]: reads that poll briefly before they block (both ends).
 //! - [`session`]: executing one client's calls, each checked against what it owns;
@@ -23,5 +24,6 @@ pub mod session;
 pub mod session_main;
 pub mod session_nvml;
 pub mod table_server;
+pub mod tensor_map;
 pub mod tokens;
 pub mod wire;

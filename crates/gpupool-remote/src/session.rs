@@ -549,6 +549,9 @@ impl Session {
             }
             custom::OCCUPANCY_CLUSTERS => return self.occupancy_clusters(r, outs),
             custom::GET_GLOBAL => return self.get_global(r, outs),
+            custom::TENSOR_MAP => {
+                return crate::tensor_map::serve(r, outs, &self.extra, |a| self.owns(a, 1))
+            }
             custom::STREAM_SET_ATTRIBUTE => {
                 let s = stream!();
                 let (attr, value): (u32, [u8; 64]) = (r.get("attribute")?, r.get("value")?);

@@ -9,7 +9,7 @@ use common::*;
 use std::collections::HashMap;
 
 /// Where the program runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
     /// As a tenant on this host, with the interception library.
     Local,
@@ -149,9 +149,61 @@ fn what_cublas_looks_up_by_name_is_there_and_answers_like_a_driver() {
                 ("set_attr_rc", "0"),
                 ("get_attr_rc", "0"),
                 ("copy_attrs_rc", "0"),
+                ("stream_green_rc", "0"),
+                ("stream_green_none", "1"),
+                ("green_create_rc", "801"),
             ],
         );
     }
+}
+
+#[test]
+fn tensor_maps_are_encoded_checked_and_readdressed_like_a_driver_does() {
+    // Through a server the descriptor is the server driver's, and the address must be the
+    // tenant's; locally nothing looks at the address (a driver does not either).
+    for via in BOTH {
+        let kv = run_path(via, "tensor_maps", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        let foreign = if via == Via::Remote { "1" } else { "0" };
+        expect_values(
+            &kv,
+            &[
+                ("tiled_rc", "0"),
+                ("same_arguments_same_map", "1"),
+                ("other_address_other_map", "1"),
+                ("replace_rc", "0"),
+                ("replaced_equals_encoded", "1"),
+                ("replace_misaligned_rc", "1"),
+                ("misaligned_rc", "1"),
+                ("rank_6_rc", "1"),
+                ("odd_stride_rc", "1"),
+                ("wider_than_swizzle_rc", "1"),
+                ("im2col_rc", "0"),
+                ("foreign_rc", foreign),
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_repeated_tensor_map_encode_is_answered_by_the_client() {
+    // The "tensor_maps" path asks eleven times: the repeated encode is answered from what the
+    // client kept and rank 6 is refused before anything is sent, so nine reach the server.
+    let m = Machine::new("drv-tensor-map-round-trips", "1x16GiB");
+    let prog = c_program("drv_paths", "driver");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("t {TOKEN} memory=1GiB\n"));
+    let out = server
+        .client(&[prog.to_str().unwrap(), "tensor_maps", "64"])
+        .env("GPUPOOL_REMOTE_STATS", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let call = gpupool_remote::calls::custom::TENSOR_MAP;
+    assert!(
+        err.contains(&format!("call {call}: waited 9, sent 0")),
+        "{err}"
+    );
 }
 
 #[test]

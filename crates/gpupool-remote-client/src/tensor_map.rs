@@ -1,0 +1,205 @@
+//! `cuTensorMapEncode*` and `cuTensorMapReplaceAddress`: the descriptor is the server driver's
+//! own 128 bytes, so each request travels; libraries encode one per matrix product, so the
+//! answers are kept (a descriptor depends only on its arguments and the context's device) and
+//! the same arguments again get them without a round trip.
+
+use crate::conn::state;
+use gpupool_cuda::result::*;
+use gpupool_cuda::tensor_map::{RawShape, RawTensorMap, TensorMapRequest};
+use gpupool_remote::calls::custom;
+use gpupool_remote::tensor_map::{read_reply, write_encode, write_replace_address};
+use gpupool_remote::wire::Writer;
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::Mutex;
+
+/// Most answers kept (all are forgotten when full: the arguments that repeat come back).
+const KEPT: usize = 4096;
+
+/// Answers by context and request bytes.
+static KEPT_ANSWERS: Mutex<Option<HashMap<Vec<u8>, RawTensorMap>>> = Mutex::new(None);
+
+fn kept(key: &[u8]) -> Option<RawTensorMap> {
+    let kept = KEPT_ANSWERS.lock().unwrap_or_else(|e| e.into_inner());
+    kept.as_ref().and_then(|k| k.get(key).copied())
+}
+
+fn keep(key: Vec<u8>, map: RawTensorMap) {
+    let mut kept = KEPT_ANSWERS.lock().unwrap_or_else(|e| e.into_inner());
+    let k = kept.get_or_insert_with(HashMap::new);
+    if k.len() >= KEPT {
+        k.clear();
+    }
+    k.insert(key, map);
+}
+
+/// Sends the request `write` makes (or answers it from what is kept) and writes the
+/// descriptor to `map`.
+///
+/// # Safety
+/// `map` is null or valid for 128 bytes of writes.
+unsafe fn ask(map: *mut RawTensorMap, write: impl Fn(&mut Writer)) -> u32 {
+    if map.is_null() || !(map as usize).is_multiple_of(64) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    let context = crate::context::current();
+    let mut key = Writer::default();
+    key.put(&context);
+    write(&mut key);
+    if let Some(m) = kept(&key.buf) {
+        // SAFETY: checked non-null and aligned; the caller's 128 bytes.
+        unsafe { *map = m };
+        return CUDA_SUCCESS;
+    }
+    let mut st = state();
+    let start = match st.begin(custom::TENSOR_MAP, true, context) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    write(&mut st.batch);
+    let mut answer = None;
+    let rc = st.finish_sync(start, |r| {
+        answer = Some(read_reply(r)?);
+        Ok(())
+    });
+    drop(st);
+    if let (CUDA_SUCCESS, Some(m)) = (rc, answer) {
+        // SAFETY: as above.
+        unsafe { *map = m };
+        keep(key.buf, m);
+    }
+    rc
+}
+
+/// Sends an encode whose arguments read correctly.
+unsafe fn encode(map: *mut RawTensorMap, request: Result<TensorMapRequest, u32>) -> u32 {
+    match request {
+        // SAFETY: the caller's map.
+        Ok(q) => unsafe { ask(map, |w| write_encode(w, &q)) },
+        Err(e) => e,
+    }
+}
+
+/// `cuTensorMapEncodeTiled`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn encode_tiled(
+    map: *mut RawTensorMap,
+    data_type: u32,
+    rank: u32,
+    address: *mut c_void,
+    dims: *const u64,
+    strides: *const u64,
+    box_dims: *const u32,
+    element_strides: *const u32,
+    interleave: u32,
+    swizzle: u32,
+    l2_promotion: u32,
+    oob_fill: u32,
+) -> u32 {
+    let shape = RawShape {
+        data_type,
+        rank,
+        address: address as u64,
+        dims,
+        strides,
+        element_strides,
+        interleave,
+        swizzle,
+        l2_promotion,
+        oob_fill,
+    };
+    // SAFETY: the caller's arrays (read by rank) and map.
+    unsafe { encode(map, TensorMapRequest::tiled(&shape, box_dims)) }
+}
+
+/// `cuTensorMapEncodeIm2col`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn encode_im2col(
+    map: *mut RawTensorMap,
+    data_type: u32,
+    rank: u32,
+    address: *mut c_void,
+    dims: *const u64,
+    strides: *const u64,
+    lower: *const i32,
+    upper: *const i32,
+    channels: u32,
+    pixels: u32,
+    element_strides: *const u32,
+    interleave: u32,
+    swizzle: u32,
+    l2_promotion: u32,
+    oob_fill: u32,
+) -> u32 {
+    let shape = RawShape {
+        data_type,
+        rank,
+        address: address as u64,
+        dims,
+        strides,
+        element_strides,
+        interleave,
+        swizzle,
+        l2_promotion,
+        oob_fill,
+    };
+    // SAFETY: the caller's arrays (read by rank) and map.
+    unsafe {
+        encode(
+            map,
+            TensorMapRequest::im2col(&shape, lower, upper, channels, pixels),
+        )
+    }
+}
+
+/// `cuTensorMapEncodeIm2colWide`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn encode_im2col_wide(
+    map: *mut RawTensorMap,
+    data_type: u32,
+    rank: u32,
+    address: *mut c_void,
+    dims: *const u64,
+    strides: *const u64,
+    lower_width: i32,
+    upper_width: i32,
+    channels: u32,
+    pixels: u32,
+    element_strides: *const u32,
+    interleave: u32,
+    mode: u32,
+    swizzle: u32,
+    l2_promotion: u32,
+    oob_fill: u32,
+) -> u32 {
+    let shape = RawShape {
+        data_type,
+        rank,
+        address: address as u64,
+        dims,
+        strides,
+        element_strides,
+        interleave,
+        swizzle,
+        l2_promotion,
+        oob_fill,
+    };
+    // SAFETY: the caller's arrays (read by rank) and map.
+    unsafe {
+        encode(
+            map,
+            TensorMapRequest::im2col_wide(&shape, lower_width, upper_width, channels, pixels, mode),
+        )
+    }
+}
+
+/// `cuTensorMapReplaceAddress`.
+pub unsafe fn replace_address(map: *mut RawTensorMap, address: *mut c_void) -> u32 {
+    if map.is_null() || !(map as usize).is_multiple_of(64) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: checked non-null and aligned; the caller's descriptor.
+    let old = unsafe { *map };
+    // SAFETY: the caller's map.
+    unsafe { ask(map, |w| write_replace_address(w, &old, address as u64)) }
+}
