@@ -4,7 +4,7 @@
 integrity      the driver's answers to the runtime integrity check (for the simulator, 11.x)
 runtimes       NVIDIA's runtimes 11.8 / 12.9 / 13.0 (tests/c/rt_basic) bare and under the library
 runtime_paths  the limit on the 8 runtime allocation paths x 3 runtimes (tests/c/rt_limits)
-driver_paths   VMM, extra contexts, _ptsz, pitch, lookups, errors (tests/c/drv_paths)
+driver_paths   VMM, extra contexts, _ptsz, pitch, lookups, errors, private tables, tensor maps (tests/c/drv_paths)
 compute        PyTorch matmul loop capped at 25 / 50 / 75 %, and two tenants at 30 % + 60 %
 priority       low priority alone and beside a 60 % high-priority tenant, back-off and resume
                times; borrowing 30 % -> 80 % alone and beside a 50 % tenant
@@ -171,6 +171,14 @@ DRIVER_EXPECT = {
               | {"unknown_name_rc": "0", "unknown_name_status": "1"},
     "errors": {"count_before_init": "3", "info_before_init": "3", "info_without_context": "201",
                "alloc_without_context": "201", "init_bad_flags": "1"},
+    # What the simulator and the remote client assume of the driver's private tables and of
+    # tensor maps (cuBLASLt's and cuDNN's Hopper kernels need both).
+    "tools_context": {"tools_current_rc": "0", "tools_current_is_current": "1", "identity_rc": "0",
+                      "identity_matches": "1"},
+    "tensor_maps": {"tiled_rc": "0", "same_arguments_same_map": "1", "other_address_other_map": "1",
+                    "replace_rc": "0", "replaced_equals_encoded": "1", "replace_misaligned_rc": "1",
+                    "misaligned_rc": "1", "rank_6_rc": "1", "odd_stride_rc": "1",
+                    "wider_than_swizzle_rc": "1", "im2col_rc": "0", "foreign_rc": "0"},
 }
 
 

@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch on the simulated GPU, locally and through a remote GPU server on loopback: the
-gpu-check's remote workload (torchvision ResNet-50 in eval mode, random weights, batch 32)
-without its last layer (cuBLAS's matrix products do not run on the simulator), for SECONDS per
-run, alternated ROUNDS times. Simulated kernels take 5 us each and compute nothing, so the
+gpu-check's remote workload (torchvision ResNet-50 in eval mode, random weights, batch 32),
+for SECONDS per run, alternated ROUNDS times. Simulated kernels take 5 us each and compute nothing, so the
 remote / local ratio measures what forwarding a real program's driver calls costs.
 
 usage: scripts/sim-torch-check PYTHON [SECONDS] [ROUNDS]
@@ -32,7 +31,7 @@ def main():
         if not os.path.isfile(os.path.join(release, f)):
             sys.exit(f"sim-torch-check: {release}/{f} not found (run cargo build --release)")
     gpupool = os.path.join(release, "gpupool")
-    work = [python, "-c", RESNET, str(seconds), "backbone"]
+    work = [python, "-c", RESNET, str(seconds)]
     with tempfile.TemporaryDirectory(prefix="gpupool-sim-torch-") as tmp:
         env = dict(os.environ, GPUPOOL_LIB_DIR=release, GPUPOOL_SIM_STATE=os.path.join(tmp, "local"))
         server, addr, token_file = start_server(

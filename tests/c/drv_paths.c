@@ -247,6 +247,34 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (!strcmp(path, "tools_context")) {
+        /* What cuBLASLt asks before each matrix product (it refuses the product otherwise):
+         * the current context through the tools table (slot 2), then that context's id through
+         * the context-identity table (slot 4). */
+        FN(get_table, "cuGetExportTable", 3000, CUresult (*)(const void **, const CUuuid *));
+        FN(ctx_id, "cuCtxGetId", 12000, CUresult (*)(CUcontext, unsigned long long *));
+        static const CUuuid tools = {{0x42, 0xd8, 0x5a, 0x81, 0x23, 0xf6, (char)0xcb, 0x47,
+                                      (char)0x82, (char)0x98, (char)0xf6, (char)0xe7,
+                                      (char)0x8a, 0x3a, (char)0xec, (char)0xdc}};
+        static const CUuuid identity = {{0x21, 0x31, (char)0x8c, 0x60, (char)0x97, 0x14, 0x32,
+                                         0x48, (char)0x8c, (char)0xa6, 0x41, (char)0xff, 0x73,
+                                         0x24, (char)0xc8, (char)0xf2}};
+        const void *const *t = NULL, *const *ident = NULL;
+        CHECK(get_table((const void **)&t, &tools));
+        CHECK(get_table((const void **)&ident, &identity));
+        CUresult (*current)(CUcontext *) = (CUresult (*)(CUcontext *))t[2];
+        CUresult (*id_of)(CUcontext, unsigned long long *) =
+            (CUresult (*)(CUcontext, unsigned long long *))ident[4];
+        CUcontext c = (CUcontext)1;
+        printf("tools_current_rc %d\n", (int)current(&c));
+        printf("tools_current_is_current %d\n", c == primary);
+        unsigned long long via_table = 0, via_api = 0;
+        printf("identity_rc %d\n", (int)id_of(c, &via_table));
+        CHECK(ctx_id(primary, &via_api));
+        printf("identity_matches %d\n", via_table == via_api && via_api != 0);
+        return 0;
+    }
+
     if (!strcmp(path, "tensor_maps")) {
         /* Tensor-memory-access descriptors as Hopper GEMM kernels get them: a float matrix in
          * 32 x 32 boxes, the documented rules refused, the address replaced. */

@@ -98,7 +98,6 @@ stubs!(
     stub_hooks_5 = "RUNTIME_CALLBACK_HOOKS[5]",
     stub_hooks_7 = "RUNTIME_CALLBACK_HOOKS[7]",
     stub_tls_1 = "TOOLS_TLS[1]",
-    stub_tls_2 = "TOOLS_TLS[2]",
     stub_tls_3 = "TOOLS_TLS[3]",
     stub_checks_1 = "CONTEXT_CHECKS[1]",
     stub_checks_3 = "CONTEXT_CHECKS[3]",
@@ -112,6 +111,23 @@ stubs!(
     unsupported_identity_2 = "CONTEXT_IDENTITY[2]",
     unsupported_identity_3 = "CONTEXT_IDENTITY[3]",
 );
+
+/// TOOLS_TLS slot 2: the calling thread's current context (null when none). cuBLASLt asks
+/// it before each matrix product and passes the answer to CONTEXT_IDENTITY slot 4.
+unsafe extern "C" fn tools_current_context(out: *mut CUcontext) -> u32 {
+    if tracing() {
+        eprintln!("{}: TOOLS_TLS[2]: current context", label());
+    }
+    let Some(h) = host() else {
+        return CUDA_ERROR_NOT_INITIALIZED;
+    };
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: the caller's out pointer, checked non-null.
+    unsafe { *out = (h.current_context)() };
+    CUDA_SUCCESS
+}
 
 /// CONTEXT_IDENTITY slot 4: a context's unique id, as `cuCtxGetId` gives it (the runtime
 /// linked into cuDNN and cuBLASLt keys its per-context state by it).
@@ -390,7 +406,7 @@ static RUNTIME_CALLBACK_HOOKS: Table<8> = Table([
 static TOOLS_TLS: Table<4> = Table([
     size(4),
     f(stub_tls_1 as *const ()),
-    f(stub_tls_2 as *const ()),
+    f(tools_current_context as *const ()),
     f(stub_tls_3 as *const ()),
 ]);
 static CONTEXT_LOCAL_STORAGE: Table<3> = Table([
@@ -513,7 +529,7 @@ mod tests {
     static TEST_HOST: Host = Host {
         label: "test",
         tracing: || false,
-        current_context: std::ptr::null_mut,
+        current_context: || 0x50 as CUcontext,
         primary_retain: |_| Err(CUDA_ERROR_NOT_INITIALIZED),
         driver_version: || 13000,
         devices: || None,
@@ -556,6 +572,20 @@ mod tests {
             let mut out = 0u64;
             assert_eq!(get_id(0x40 as CUcontext, &mut out), CUDA_SUCCESS);
             assert_eq!(out, 0x41);
+        }
+    }
+
+    #[test]
+    fn the_tools_table_names_the_current_context() {
+        let table = table_of(ID_TOOLS_TLS);
+        // SAFETY: slot 2 takes an out pointer to a context.
+        unsafe {
+            let current: unsafe extern "C" fn(*mut CUcontext) -> u32 =
+                std::mem::transmute(*(table as *const *const c_void).add(2));
+            let mut c: CUcontext = std::ptr::null_mut();
+            assert_eq!(current(&mut c), CUDA_SUCCESS);
+            assert_eq!(c as usize, 0x50);
+            assert_eq!(current(std::ptr::null_mut()), CUDA_ERROR_INVALID_VALUE);
         }
     }
 

@@ -158,6 +158,23 @@ fn what_cublas_looks_up_by_name_is_there_and_answers_like_a_driver() {
 }
 
 #[test]
+fn the_tools_table_names_the_current_context_as_cublaslt_asks() {
+    for via in BOTH {
+        let kv = run_path(via, "tools_context", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        expect_values(
+            &kv,
+            &[
+                ("tools_current_rc", "0"),
+                ("tools_current_is_current", "1"),
+                ("identity_rc", "0"),
+                ("identity_matches", "1"),
+            ],
+        );
+    }
+}
+
+#[test]
 fn tensor_maps_are_encoded_checked_and_readdressed_like_a_driver_does() {
     // Through a server the descriptor is the server driver's, and the address must be the
     // tenant's; locally nothing looks at the address (a driver does not either).
