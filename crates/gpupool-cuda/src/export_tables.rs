@@ -110,7 +110,30 @@ stubs!(
     unsupported_identity_1 = "CONTEXT_IDENTITY[1]",
     unsupported_identity_2 = "CONTEXT_IDENTITY[2]",
     unsupported_identity_3 = "CONTEXT_IDENTITY[3]",
+    unsupported_device_data_1 = "DEVICE_DATA[1]",
+    unsupported_device_data_2 = "DEVICE_DATA[2]",
+    unsupported_device_data_3 = "DEVICE_DATA[3]",
 );
+
+/// DEVICE_DATA slot 4: `(void **data, size_t *bytes)`, a byte string of the driver's that
+/// cuBLASLt reads while choosing half-precision kernels. None here: both outputs cleared and
+/// `CUDA_ERROR_NOT_SUPPORTED`, on which cuBLASLt uses its own defaults (it crashes when the
+/// whole table is missing).
+unsafe extern "C" fn device_data(data: *mut *const c_void, bytes: *mut usize) -> u32 {
+    if tracing() {
+        eprintln!("{}: DEVICE_DATA[4]: none", label());
+    }
+    // SAFETY: the caller's out pointers, each written only when non-null.
+    unsafe {
+        if let Some(d) = data.as_mut() {
+            *d = std::ptr::null();
+        }
+        if let Some(b) = bytes.as_mut() {
+            *b = 0;
+        }
+    }
+    CUDA_ERROR_NOT_SUPPORTED
+}
 
 /// TOOLS_TLS slot 2: the calling thread's current context (null when none). cuBLASLt asks
 /// it before each matrix product and passes the answer to CONTEXT_IDENTITY slot 4.
@@ -428,6 +451,14 @@ static CONTEXT_IDENTITY: Table<5> = Table([
     f(unsupported_identity_3 as *const ()),
     f(context_identity as *const ()),
 ]);
+/// Size, three slots of unknown contract, then the data query.
+static DEVICE_DATA: Table<5> = Table([
+    size(5),
+    f(unsupported_device_data_1 as *const ()),
+    f(unsupported_device_data_2 as *const ()),
+    f(unsupported_device_data_3 as *const ()),
+    f(device_data as *const ()),
+]);
 /// Three slots and a size of 24 bytes, as on driver 580: the 11.x runtime folds the size into the
 /// answer it expects for its second self-test version (see [`integrity_check`]).
 static INTEGRITY_CHECK: Table<3> = Table([
@@ -453,6 +484,9 @@ const ID_CONTEXT_CHECKS: [u8; 16] = [
 ];
 const ID_CONTEXT_IDENTITY: [u8; 16] = [
     0x21, 0x31, 0x8c, 0x60, 0x97, 0x14, 0x32, 0x48, 0x8c, 0xa6, 0x41, 0xff, 0x73, 0x24, 0xc8, 0xf2,
+];
+const ID_DEVICE_DATA: [u8; 16] = [
+    0x17, 0x34, 0xdc, 0x26, 0x80, 0x0d, 0x47, 0x45, 0x87, 0x26, 0xc0, 0xf1, 0xe7, 0xdd, 0x8b, 0xca,
 ];
 const ID_INTEGRITY_CHECK: [u8; 16] = [
     0xd4, 0x08, 0x20, 0x55, 0xbd, 0xe6, 0x70, 0x4b, 0x8d, 0x34, 0xba, 0x12, 0x3c, 0x66, 0xe1, 0xf2,
@@ -488,6 +522,7 @@ pub unsafe fn get_export_table(
         ID_CONTEXT_CHECKS => &CONTEXT_CHECKS as *const _ as *const c_void,
         ID_CONTEXT_IDENTITY => &CONTEXT_IDENTITY as *const _ as *const c_void,
         ID_INTEGRITY_CHECK => &INTEGRITY_CHECK as *const _ as *const c_void,
+        ID_DEVICE_DATA => &DEVICE_DATA as *const _ as *const c_void,
         _ => {
             if tracing() {
                 eprintln!(
@@ -586,6 +621,20 @@ mod tests {
             assert_eq!(current(&mut c), CUDA_SUCCESS);
             assert_eq!(c as usize, 0x50);
             assert_eq!(current(std::ptr::null_mut()), CUDA_ERROR_INVALID_VALUE);
+        }
+    }
+
+    #[test]
+    fn the_device_data_table_offers_nothing() {
+        let table = table_of(ID_DEVICE_DATA);
+        // SAFETY: slot 4 takes two out pointers.
+        unsafe {
+            let query: unsafe extern "C" fn(*mut *const c_void, *mut usize) -> u32 =
+                std::mem::transmute(*(table as *const *const c_void).add(4));
+            let (mut data, mut bytes) = (8 as *const c_void, 8usize);
+            assert_eq!(query(&mut data, &mut bytes), CUDA_ERROR_NOT_SUPPORTED);
+            assert!(data.is_null());
+            assert_eq!(bytes, 0);
         }
     }
 
