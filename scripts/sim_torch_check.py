@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""PyTorch on the simulated GPU, locally and through a remote GPU server on loopback: the
-gpu-check's remote workload (torchvision ResNet-50 in eval mode, random weights, batch 32),
-for SECONDS per run, alternated ROUNDS times. Simulated kernels take 5 us each and compute nothing, so the
-remote / local ratio measures what forwarding a real program's driver calls costs.
+"""PyTorch on the simulated GPU, locally and through a remote GPU server on loopback: the GPU
+check's workloads (torchvision ResNet-50 inference, batch 32, as its remote section runs it;
+ResNet-50 training steps and greedy generation with a small transformer, as its overhead
+section runs them; random weights), each for SECONDS per run, local and remote alternated
+ROUNDS times. Simulated kernels take 5 us each and compute nothing, so the remote / local
+ratio measures what forwarding a real program's driver calls costs.
 
 usage: scripts/sim-torch-check PYTHON [SECONDS] [ROUNDS]
   PYTHON: an interpreter with torch and torchvision (e.g. a venv's bin/python)
@@ -10,13 +12,19 @@ Prints a table and a JSON line; needs `cargo build --release` first."""
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
+from gpu_check import GENERATE, RESNET_TRAIN
 from gpu_check_remote import RESNET, remote_cmd, run_json, start_server
 
 SIM = "1xH100"
+# name: (program, how a run's milliseconds per step are read from its JSON line)
+WORKLOADS = {
+    "resnet50 inference": (RESNET, lambda r: r["ms_per_batch"]),
+    "resnet50 training": (RESNET_TRAIN, lambda r: 1000 / r["steps_per_s"]),
+    "transformer generation": (GENERATE, lambda r: 1000 / r["steps_per_s"]),
+}
 
 
 def main():
@@ -31,27 +39,32 @@ def main():
         if not os.path.isfile(os.path.join(release, f)):
             sys.exit(f"sim-torch-check: {release}/{f} not found (run cargo build --release)")
     gpupool = os.path.join(release, "gpupool")
-    work = [python, "-c", RESNET, str(seconds)]
+    results = {}
     with tempfile.TemporaryDirectory(prefix="gpupool-sim-torch-") as tmp:
         env = dict(os.environ, GPUPOOL_LIB_DIR=release, GPUPOOL_SIM_STATE=os.path.join(tmp, "local"))
         server, addr, token_file = start_server(
             release, tmp, ["--sim", SIM, "--state", os.path.join(tmp, "server")])
-        runs = {"local": [], "remote": []}
         try:
-            for _ in range(rounds):
-                local = [gpupool, "run", "--sim", SIM, "--memory", "24GiB", "--"] + work
-                runs["local"].append(run_json(local, env, 600))
-                runs["remote"].append(run_json(remote_cmd(release, addr, token_file, work), env, 600))
+            for name, (program, ms_of) in WORKLOADS.items():
+                work = [python, "-c", program, str(seconds)]
+                runs = {"local": [], "remote": []}
+                for _ in range(rounds):
+                    local = [gpupool, "run", "--sim", SIM, "--memory", "24GiB", "--"] + work
+                    runs["local"].append(ms_of(run_json(local, env, 600)))
+                    remote = remote_cmd(release, addr, token_file, work)
+                    runs["remote"].append(ms_of(run_json(remote, env, 600)))
+                ms = {k: statistics.median(v) for k, v in runs.items()}
+                results[name] = {"ms_per_step_runs": runs, "ms_per_step": ms,
+                                 "ratio_remote_over_local": ms["remote"] / ms["local"]}
         finally:
             server.kill()
-    ms = {k: statistics.median(r["ms_per_batch"] for r in v) for k, v in runs.items()}
-    print(f"{runs['local'][0]['model']}, batch 32, simulated {SIM}, {rounds} x {seconds:g} s each")
-    print(f"{'where':<8} {'ms per batch (median)':>22} {'batches per run':>16}")
-    for k in ("local", "remote"):
-        print(f"{k:<8} {ms[k]:>22.1f} {', '.join(str(r['batches']) for r in runs[k]):>16}")
-    print(f"remote / local: {ms['remote'] / ms['local']:.2f}")
-    print(json.dumps({"sim": SIM, "runs": runs, "ms_per_batch": ms,
-                      "ratio_remote_over_local": ms["remote"] / ms["local"]}))
+    print(f"simulated {SIM}, {rounds} x {seconds:g} s per run, medians")
+    print(f"{'workload':<24} {'local ms/step':>14} {'remote ms/step':>15} {'remote / local':>15}")
+    for name, r in results.items():
+        ms = r["ms_per_step"]
+        print(f"{name:<24} {ms['local']:>14.2f} {ms['remote']:>15.2f} "
+              f"{r['ratio_remote_over_local']:>15.2f}")
+    print(json.dumps({"sim": SIM, "seconds": seconds, "rounds": rounds, "workloads": results}))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 //! the batch and itself in one write and waits for its reply, which carries the first error of
 //! the batched calls. A lost connection makes every later call fail, said once on stderr.
 
+use gpupool_cuda::cu::{CUdevice, CUfunction, CUkernel};
 use gpupool_cuda::export_tables::DeviceFacts;
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
@@ -513,6 +514,27 @@ impl State {
         self.cache = None;
     }
 
+    /// Forgets the cached answers an attribute change on `handle` may have made stale: those
+    /// of calls `about_handle` whose arguments hold the handle, and every answer of calls
+    /// `about_any` (queries about the other handle kind, which the change reaches through
+    /// handles the client does not link: a kernel's functions, a function's kernel).
+    pub fn forget_cached_after_set(
+        &mut self,
+        handle: u64,
+        about_handle: &[u16],
+        about_any: &[u16],
+    ) {
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        let pattern = handle.to_le_bytes();
+        cache.retain(|key, _| {
+            let call = u16::from_le_bytes([key[0], key[1]]);
+            let holds = || key[2..].windows(8).any(|w| w == pattern);
+            !(about_any.contains(&call) || (about_handle.contains(&call) && holds()))
+        });
+    }
+
     /// Ends a synchronous request begun at `start`, sends the batch and waits for the reply.
     pub fn finish_sync(
         &mut self,
@@ -536,14 +558,22 @@ fn call_of(batch: &Writer, start: usize) -> u16 {
         .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
 }
 
-/// Hook after calls that change function attributes: cached answers may be stale.
-pub fn forget_cached<A, B, C>(_: A, _: B, _: C) {
-    state().forget_cached();
+/// Cached queries about a function (`cuFuncGetAttribute` and the occupancy queries), whose
+/// answers an attribute change may alter.
+const FUNCTION_QUERIES: [u16; 4] = [121, 124, 125, 132];
+/// Cached queries about a kernel (`cuKernelGetAttribute`).
+const KERNEL_QUERIES: [u16; 1] = [128];
+
+/// Hook after `cuFuncSetAttribute`: the function's cached answers and kernel attributes may be
+/// stale.
+pub fn forget_cached_for_function(f: CUfunction, _attrib: i32, _v: i32) {
+    state().forget_cached_after_set(f as usize as u64, &FUNCTION_QUERIES, &KERNEL_QUERIES);
 }
 
-/// Hook after calls of four arguments that change kernel attributes.
-pub fn forget_cached_4<A, B, C, D>(_: A, _: B, _: C, _: D) {
-    state().forget_cached();
+/// Hook after `cuKernelSetAttribute`: the kernel's cached attributes and function answers may
+/// be stale.
+pub fn forget_cached_for_kernel(_attrib: i32, _v: i32, k: CUkernel, _dev: CUdevice) {
+    state().forget_cached_after_set(k as usize as u64, &KERNEL_QUERIES, &FUNCTION_QUERIES);
 }
 
 /// Sends what is batched (at exit, so queued work is not lost).
@@ -630,6 +660,45 @@ mod tests {
             served.join().unwrap(),
             3,
             "7, 8, and 7 again after forgetting"
+        );
+    }
+
+    #[test]
+    fn an_attribute_change_forgets_only_what_it_may_have_changed() {
+        let (mut s, _served) = attribute_server(|_| (CUDA_SUCCESS, CUDA_SUCCESS));
+        let key = |call: u16, handle: u64| {
+            let mut k = call.to_le_bytes().to_vec();
+            k.extend_from_slice(&8i32.to_le_bytes());
+            k.extend_from_slice(&handle.to_le_bytes());
+            k
+        };
+        let entries = [
+            key(128, 0xa0),
+            key(128, 0xb0),
+            key(121, 0xa0),
+            key(121, 0xf0),
+            key(20, 0xa0),
+        ];
+        s.cache = Some(entries.iter().map(|k| (k.clone(), Ok(vec![1]))).collect());
+        s.forget_cached_after_set(0xa0, &KERNEL_QUERIES, &FUNCTION_QUERIES);
+        let mut left: Vec<_> = s.cache.as_ref().unwrap().keys().cloned().collect();
+        left.sort();
+        let mut want = vec![key(128, 0xb0), key(20, 0xa0)];
+        want.sort();
+        assert_eq!(
+            left, want,
+            "kernel 0xa0's attributes and every function answer go"
+        );
+        s.forget_cached_after_set(0xb0, &FUNCTION_QUERIES, &KERNEL_QUERIES);
+        assert_eq!(
+            s.cache
+                .as_ref()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>(),
+            vec![key(20, 0xa0)],
+            "a function change forgets every kernel attribute; device answers stay"
         );
     }
 

@@ -329,14 +329,14 @@ macro_rules! for_each_call {
 
             sync 120 cuModuleUnload(del(Module) m: CUmodule) then crate::variables::module_unloaded;
             cached 121 cuFuncGetAttribute(out v: i32, val attrib: i32, h(Function) f: CUfunction);
-            local 122 cuFuncSetAttribute(h(Function) f: CUfunction, val attrib: i32, val v: i32) then crate::conn::forget_cached;
+            local 122 cuFuncSetAttribute(h(Function) f: CUfunction, val attrib: i32, val v: i32) then crate::conn::forget_cached_for_function;
             sync 123 cuFuncSetCacheConfig(h(Function) f: CUfunction, val config: u32);
             cached 124 cuOccupancyMaxActiveBlocksPerMultiprocessor(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize);
             cached 125 cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(out n: i32, h(Function) f: CUfunction, val block: i32, val shared: usize, val flags: u32);
             sync 126 cuLibraryUnload(del(Library) l: CUlibrary) then crate::variables::library_unloaded;
             sync 127 cuLibraryGetModule(new(Module) m: CUmodule, h(Library) l: CUlibrary);
             cached 128 cuKernelGetAttribute(out v: i32, val attrib: i32, h(Function) k: CUkernel, val dev: CUdevice);
-            local 129 cuKernelSetAttribute(val attrib: i32, val v: i32, h(Function) k: CUkernel, val dev: CUdevice) then crate::conn::forget_cached_4;
+            local 129 cuKernelSetAttribute(val attrib: i32, val v: i32, h(Function) k: CUkernel, val dev: CUdevice) then crate::conn::forget_cached_for_kernel;
             sync 130 cuKernelSetCacheConfig(h(Function) k: CUkernel, val config: u32, val dev: CUdevice);
             sync 131 cuKernelGetParamInfo(h(Function) k: CUkernel, val index: usize, out offset: usize, out size: usize);
             cached 132 cuOccupancyAvailableDynamicSMemPerBlock(out bytes: usize, h(Function) f: CUfunction, val blocks: i32, val block: i32);
