@@ -27,9 +27,39 @@ pub const fn missing_function_result(name: &str) -> u32 {
     }
 }
 
-/// Declares exported C functions from one list; see the module documentation.
+/// Declares exported C functions from one list; see the module documentation. A list that
+/// starts with `with_absent;` also exports every function of [`absent`](crate::absent) (the
+/// driver functions a stand-in driver has but does not carry out); the crate root must have
+/// that module in scope as `absent`.
 #[macro_export]
 macro_rules! export_functions {
+    (with_absent; $($rest:tt)*) => {
+        $crate::export_functions!(
+            $($rest)*
+            cuLinkCreate_v2 => absent::link_create;
+            cuLinkAddData_v2 => absent::link_add_data;
+            cuLinkAddFile_v2 => absent::link_add_file;
+            cuLinkComplete => absent::link_complete;
+            cuLinkDestroy => absent::link_destroy;
+            cuStreamWaitValue32 => absent::stream_memory_operation;
+            cuStreamBatchMemOp => absent::stream_memory_operation;
+            cuGraphKernelNodeGetParams => absent::graph_kernel_node_get_params;
+            cuGraphExecKernelNodeSetParams => absent::graph_exec_kernel_node_set_params;
+            cuGreenCtxCreate => absent::green_context_4;
+            cuGreenCtxDestroy => absent::green_context_destroy;
+            cuCtxFromGreenCtx => absent::green_context_2;
+            cuDeviceGetDevResource => absent::green_context_3;
+            cuCtxGetDevResource => absent::green_context_3;
+            cuGreenCtxGetDevResource => absent::green_context_3;
+            cuDevSmResourceSplitByCount => absent::dev_sm_resource_split_by_count;
+            cuDevResourceGenerateDesc => absent::green_context_3;
+            cuGreenCtxRecordEvent => absent::green_context_2;
+            cuGreenCtxWaitEvent => absent::green_context_2;
+            cuStreamGetGreenCtx => absent::stream_get_green_context;
+            cuGreenCtxStreamCreate => absent::green_context_4;
+            cuGreenCtxGetId => absent::green_context_2;
+        );
+    };
     (forward_via $resolver:path;
      $( $name:ident => $($imp:ident)::+ ; )*
      $( @gated_via $gate:path { $( $gname:ident ; )* } )?

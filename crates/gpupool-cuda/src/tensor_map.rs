@@ -91,6 +91,34 @@ pub struct RawShape {
     pub oob_fill: u32,
 }
 
+impl RawShape {
+    /// The shape of an encode's arguments; `modes` are interleave, swizzle, L2 promotion and
+    /// out-of-bounds fill.
+    pub fn of(
+        data_type: u32,
+        rank: u32,
+        address: *mut std::ffi::c_void,
+        dims: *const u64,
+        strides: *const u64,
+        element_strides: *const u32,
+        modes: [u32; 4],
+    ) -> RawShape {
+        let [interleave, swizzle, l2_promotion, oob_fill] = modes;
+        RawShape {
+            data_type,
+            rank,
+            address: address as u64,
+            dims,
+            strides,
+            element_strides,
+            interleave,
+            swizzle,
+            l2_promotion,
+            oob_fill,
+        }
+    }
+}
+
 /// Copies `n` values from `p` into the front of `out`.
 ///
 /// # Safety
@@ -388,6 +416,129 @@ mod rules {
             "corner offset",
         )
     }
+}
+
+/// Writes `encode_tiled`, `encode_im2col` and `encode_im2col_wide` with the driver's
+/// signatures (`cuTensorMapEncodeTiled`, `…Im2col`, `…Im2colWide`), each reading the caller's
+/// arrays into a [`TensorMapRequest`] (or the error reading them gives) and calling
+/// `$imp(*mut RawTensorMap, Result<TensorMapRequest, u32>) -> u32`.
+#[macro_export]
+macro_rules! tensor_map_entry_points {
+    ($imp:path) => {
+        /// `cuTensorMapEncodeTiled`.
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn encode_tiled(
+            map: *mut $crate::tensor_map::RawTensorMap,
+            data_type: u32,
+            rank: u32,
+            address: *mut ::std::ffi::c_void,
+            dims: *const u64,
+            strides: *const u64,
+            box_dims: *const u32,
+            element_strides: *const u32,
+            interleave: u32,
+            swizzle: u32,
+            l2_promotion: u32,
+            oob_fill: u32,
+        ) -> u32 {
+            let shape = $crate::tensor_map::RawShape::of(
+                data_type,
+                rank,
+                address,
+                dims,
+                strides,
+                element_strides,
+                [interleave, swizzle, l2_promotion, oob_fill],
+            );
+            // SAFETY: the caller's arrays, read by rank, and map.
+            unsafe {
+                $imp(
+                    map,
+                    $crate::tensor_map::TensorMapRequest::tiled(&shape, box_dims),
+                )
+            }
+        }
+
+        /// `cuTensorMapEncodeIm2col`.
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn encode_im2col(
+            map: *mut $crate::tensor_map::RawTensorMap,
+            data_type: u32,
+            rank: u32,
+            address: *mut ::std::ffi::c_void,
+            dims: *const u64,
+            strides: *const u64,
+            lower: *const i32,
+            upper: *const i32,
+            channels: u32,
+            pixels: u32,
+            element_strides: *const u32,
+            interleave: u32,
+            swizzle: u32,
+            l2_promotion: u32,
+            oob_fill: u32,
+        ) -> u32 {
+            let shape = $crate::tensor_map::RawShape::of(
+                data_type,
+                rank,
+                address,
+                dims,
+                strides,
+                element_strides,
+                [interleave, swizzle, l2_promotion, oob_fill],
+            );
+            // SAFETY: the caller's arrays, read by rank, and map.
+            unsafe {
+                let request = $crate::tensor_map::TensorMapRequest::im2col(
+                    &shape, lower, upper, channels, pixels,
+                );
+                $imp(map, request)
+            }
+        }
+
+        /// `cuTensorMapEncodeIm2colWide`.
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn encode_im2col_wide(
+            map: *mut $crate::tensor_map::RawTensorMap,
+            data_type: u32,
+            rank: u32,
+            address: *mut ::std::ffi::c_void,
+            dims: *const u64,
+            strides: *const u64,
+            lower_width: i32,
+            upper_width: i32,
+            channels: u32,
+            pixels: u32,
+            element_strides: *const u32,
+            interleave: u32,
+            mode: u32,
+            swizzle: u32,
+            l2_promotion: u32,
+            oob_fill: u32,
+        ) -> u32 {
+            let shape = $crate::tensor_map::RawShape::of(
+                data_type,
+                rank,
+                address,
+                dims,
+                strides,
+                element_strides,
+                [interleave, swizzle, l2_promotion, oob_fill],
+            );
+            // SAFETY: the caller's arrays, read by rank, and map.
+            unsafe {
+                let request = $crate::tensor_map::TensorMapRequest::im2col_wide(
+                    &shape,
+                    lower_width,
+                    upper_width,
+                    channels,
+                    pixels,
+                    mode,
+                );
+                $imp(map, request)
+            }
+        }
+    };
 }
 
 #[cfg(test)]

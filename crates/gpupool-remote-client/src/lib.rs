@@ -56,6 +56,7 @@ pub extern "C" fn nvmlErrorString(r: u32) -> *const c_char {
 }
 
 gpupool_cuda::export_functions! {
+    with_absent;
     cuInit => device::cu_init;
     cuDriverGetVersion => device::driver_get_version;
     cuGetProcAddress => device::get_proc_address;
@@ -142,32 +143,10 @@ gpupool_cuda::export_functions! {
     cuGraphInstantiate_v2 => graph::graph_instantiate;
     cuGraphGetNodes => graph::graph_get_nodes;
     cuGraphNodeGetType => graph::graph_node_get_type;
-    cuGraphKernelNodeGetParams => absent::graph_kernel_node_get_params;
-    cuGraphExecKernelNodeSetParams => absent::graph_exec_kernel_node_set_params;
-    cuLinkCreate_v2 => absent::link_create;
-    cuLinkAddData_v2 => absent::link_add_data;
-    cuLinkAddFile_v2 => absent::link_add_file;
-    cuLinkComplete => absent::link_complete;
     cuTensorMapEncodeTiled => tensor_map::encode_tiled;
     cuTensorMapEncodeIm2col => tensor_map::encode_im2col;
     cuTensorMapEncodeIm2colWide => tensor_map::encode_im2col_wide;
     cuTensorMapReplaceAddress => tensor_map::replace_address;
-    cuGreenCtxCreate => absent::green_context_4;
-    cuGreenCtxDestroy => absent::green_context_destroy;
-    cuCtxFromGreenCtx => absent::green_context_2;
-    cuDeviceGetDevResource => absent::green_context_3;
-    cuCtxGetDevResource => absent::green_context_3;
-    cuGreenCtxGetDevResource => absent::green_context_3;
-    cuDevSmResourceSplitByCount => absent::dev_sm_resource_split_by_count;
-    cuDevResourceGenerateDesc => absent::green_context_3;
-    cuGreenCtxRecordEvent => absent::green_context_2;
-    cuGreenCtxWaitEvent => absent::green_context_2;
-    cuStreamGetGreenCtx => absent::stream_get_green_context;
-    cuGreenCtxStreamCreate => absent::green_context_4;
-    cuGreenCtxGetId => absent::green_context_2;
-    cuLinkDestroy => absent::link_destroy;
-    cuStreamWaitValue32 => absent::stream_memory_operation;
-    cuStreamBatchMemOp => absent::stream_memory_operation;
     cuMemPrefetchAsync => memory::mem_hint;
     cuMemPrefetchAsync_ptsz => memory::mem_hint;
     cuMemPrefetchAsync_v2 => memory::mem_prefetch_async_v2;

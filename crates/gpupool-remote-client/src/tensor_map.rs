@@ -5,7 +5,7 @@
 
 use crate::conn::state;
 use gpupool_cuda::result::*;
-use gpupool_cuda::tensor_map::{RawShape, RawTensorMap, TensorMapRequest};
+use gpupool_cuda::tensor_map::{RawTensorMap, TensorMapRequest};
 use gpupool_remote::calls::custom;
 use gpupool_remote::tensor_map::{read_reply, write_encode, write_replace_address};
 use gpupool_remote::wire::Writer;
@@ -80,118 +80,7 @@ unsafe fn encode(map: *mut RawTensorMap, request: Result<TensorMapRequest, u32>)
     }
 }
 
-/// `cuTensorMapEncodeTiled`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn encode_tiled(
-    map: *mut RawTensorMap,
-    data_type: u32,
-    rank: u32,
-    address: *mut c_void,
-    dims: *const u64,
-    strides: *const u64,
-    box_dims: *const u32,
-    element_strides: *const u32,
-    interleave: u32,
-    swizzle: u32,
-    l2_promotion: u32,
-    oob_fill: u32,
-) -> u32 {
-    let shape = RawShape {
-        data_type,
-        rank,
-        address: address as u64,
-        dims,
-        strides,
-        element_strides,
-        interleave,
-        swizzle,
-        l2_promotion,
-        oob_fill,
-    };
-    // SAFETY: the caller's arrays (read by rank) and map.
-    unsafe { encode(map, TensorMapRequest::tiled(&shape, box_dims)) }
-}
-
-/// `cuTensorMapEncodeIm2col`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn encode_im2col(
-    map: *mut RawTensorMap,
-    data_type: u32,
-    rank: u32,
-    address: *mut c_void,
-    dims: *const u64,
-    strides: *const u64,
-    lower: *const i32,
-    upper: *const i32,
-    channels: u32,
-    pixels: u32,
-    element_strides: *const u32,
-    interleave: u32,
-    swizzle: u32,
-    l2_promotion: u32,
-    oob_fill: u32,
-) -> u32 {
-    let shape = RawShape {
-        data_type,
-        rank,
-        address: address as u64,
-        dims,
-        strides,
-        element_strides,
-        interleave,
-        swizzle,
-        l2_promotion,
-        oob_fill,
-    };
-    // SAFETY: the caller's arrays (read by rank) and map.
-    unsafe {
-        encode(
-            map,
-            TensorMapRequest::im2col(&shape, lower, upper, channels, pixels),
-        )
-    }
-}
-
-/// `cuTensorMapEncodeIm2colWide`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn encode_im2col_wide(
-    map: *mut RawTensorMap,
-    data_type: u32,
-    rank: u32,
-    address: *mut c_void,
-    dims: *const u64,
-    strides: *const u64,
-    lower_width: i32,
-    upper_width: i32,
-    channels: u32,
-    pixels: u32,
-    element_strides: *const u32,
-    interleave: u32,
-    mode: u32,
-    swizzle: u32,
-    l2_promotion: u32,
-    oob_fill: u32,
-) -> u32 {
-    let shape = RawShape {
-        data_type,
-        rank,
-        address: address as u64,
-        dims,
-        strides,
-        element_strides,
-        interleave,
-        swizzle,
-        l2_promotion,
-        oob_fill,
-    };
-    // SAFETY: the caller's arrays (read by rank) and map.
-    unsafe {
-        encode(
-            map,
-            TensorMapRequest::im2col_wide(&shape, lower_width, upper_width, channels, pixels, mode),
-        )
-    }
-}
+gpupool_cuda::tensor_map_entry_points!(encode);
 
 /// `cuTensorMapReplaceAddress`.
 pub unsafe fn replace_address(map: *mut RawTensorMap, address: *mut c_void) -> u32 {

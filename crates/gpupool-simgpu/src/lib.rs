@@ -40,6 +40,7 @@ pub mod vmm;
 pub mod work;
 
 gpupool_cuda::export_functions! {
+    with_absent;
     cuInit => ctx::cu_init;
     cuDriverGetVersion => device::driver_get_version;
     cuGetProcAddress => proc_address::get_proc_address;
@@ -226,28 +227,10 @@ gpupool_cuda::export_functions! {
     cuFuncSetAttribute => module::func_set_attribute;
     cuFuncSetCacheConfig => module::func_set_cache_config;
     cuKernelGetLibrary => library::kernel_get_library;
-    cuLinkCreate_v2 => absent::link_create;
-    cuLinkAddData_v2 => absent::link_add_data;
-    cuLinkAddFile_v2 => absent::link_add_file;
-    cuLinkComplete => absent::link_complete;
     cuTensorMapEncodeTiled => tensor_map::encode_tiled;
     cuTensorMapEncodeIm2col => tensor_map::encode_im2col;
     cuTensorMapEncodeIm2colWide => tensor_map::encode_im2col_wide;
     cuTensorMapReplaceAddress => tensor_map::replace_address;
-    cuGreenCtxCreate => absent::green_context_4;
-    cuGreenCtxDestroy => absent::green_context_destroy;
-    cuCtxFromGreenCtx => absent::green_context_2;
-    cuDeviceGetDevResource => absent::green_context_3;
-    cuCtxGetDevResource => absent::green_context_3;
-    cuGreenCtxGetDevResource => absent::green_context_3;
-    cuDevSmResourceSplitByCount => absent::dev_sm_resource_split_by_count;
-    cuDevResourceGenerateDesc => absent::green_context_3;
-    cuGreenCtxRecordEvent => absent::green_context_2;
-    cuGreenCtxWaitEvent => absent::green_context_2;
-    cuStreamGetGreenCtx => absent::stream_get_green_context;
-    cuGreenCtxStreamCreate => absent::green_context_4;
-    cuGreenCtxGetId => absent::green_context_2;
-    cuLinkDestroy => absent::link_destroy;
     cuOccupancyMaxActiveBlocksPerMultiprocessor => module::occupancy_max_active_blocks;
     cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags => module::occupancy_max_active_blocks_with_flags;
     cuOccupancyAvailableDynamicSMemPerBlock => module::occupancy_available_dynamic_smem;
@@ -280,8 +263,6 @@ gpupool_cuda::export_functions! {
     cuGraphInstantiate => graph::graph_instantiate;
     cuGraphGetNodes => graph::graph_get_nodes;
     cuGraphNodeGetType => graph::graph_node_get_type;
-    cuGraphKernelNodeGetParams => absent::graph_kernel_node_get_params;
-    cuGraphExecKernelNodeSetParams => absent::graph_exec_kernel_node_set_params;
     cuGraphLaunch => graph::graph_launch;
     cuGraphLaunch_ptsz => per_thread::cuGraphLaunch_ptsz;
     cuGraphExecDestroy => graph::graph_exec_destroy;
@@ -309,8 +290,6 @@ gpupool_cuda::export_functions! {
     cuStreamIsCapturing => stream::stream_is_capturing;
     cuStreamBeginCapture_v2 => stream::stream_begin_capture;
     cuStreamEndCapture => stream::stream_end_capture;
-    cuStreamWaitValue32 => absent::stream_memory_operation;
-    cuStreamBatchMemOp => absent::stream_memory_operation;
     cuThreadExchangeStreamCaptureMode => stream::thread_exchange_stream_capture_mode;
     cuStreamIsCapturing_ptsz => stream::stream_is_capturing;
     cuStreamGetCaptureInfo => stream::stream_get_capture_info;

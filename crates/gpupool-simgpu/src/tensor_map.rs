@@ -6,7 +6,7 @@
 
 use crate::ctx::initialised;
 use gpupool_cuda::result::*;
-use gpupool_cuda::tensor_map::{address_fits, RawShape, RawTensorMap, TensorMapRequest};
+use gpupool_cuda::tensor_map::{address_fits, RawTensorMap, TensorMapRequest};
 use std::ffi::c_void;
 
 /// First word of a simulated descriptor (the kind in its low byte).
@@ -66,114 +66,7 @@ unsafe fn encode_into(map: *mut RawTensorMap, request: Result<TensorMapRequest, 
     CUDA_SUCCESS
 }
 
-/// `cuTensorMapEncodeTiled`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn encode_tiled(
-    map: *mut RawTensorMap,
-    data_type: u32,
-    rank: u32,
-    address: *mut c_void,
-    dims: *const u64,
-    strides: *const u64,
-    box_dims: *const u32,
-    element_strides: *const u32,
-    interleave: u32,
-    swizzle: u32,
-    l2_promotion: u32,
-    oob_fill: u32,
-) -> u32 {
-    let shape = RawShape {
-        data_type,
-        rank,
-        address: address as u64,
-        dims,
-        strides,
-        element_strides,
-        interleave,
-        swizzle,
-        l2_promotion,
-        oob_fill,
-    };
-    // SAFETY: the caller's arrays, read by rank.
-    unsafe { encode_into(map, TensorMapRequest::tiled(&shape, box_dims)) }
-}
-
-/// `cuTensorMapEncodeIm2col`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn encode_im2col(
-    map: *mut RawTensorMap,
-    data_type: u32,
-    rank: u32,
-    address: *mut c_void,
-    dims: *const u64,
-    strides: *const u64,
-    lower: *const i32,
-    upper: *const i32,
-    channels: u32,
-    pixels: u32,
-    element_strides: *const u32,
-    interleave: u32,
-    swizzle: u32,
-    l2_promotion: u32,
-    oob_fill: u32,
-) -> u32 {
-    let shape = RawShape {
-        data_type,
-        rank,
-        address: address as u64,
-        dims,
-        strides,
-        element_strides,
-        interleave,
-        swizzle,
-        l2_promotion,
-        oob_fill,
-    };
-    // SAFETY: the caller's arrays, read by rank.
-    let request = unsafe { TensorMapRequest::im2col(&shape, lower, upper, channels, pixels) };
-    // SAFETY: the caller's map.
-    unsafe { encode_into(map, request) }
-}
-
-/// `cuTensorMapEncodeIm2colWide`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn encode_im2col_wide(
-    map: *mut RawTensorMap,
-    data_type: u32,
-    rank: u32,
-    address: *mut c_void,
-    dims: *const u64,
-    strides: *const u64,
-    lower_width: i32,
-    upper_width: i32,
-    channels: u32,
-    pixels: u32,
-    element_strides: *const u32,
-    interleave: u32,
-    mode: u32,
-    swizzle: u32,
-    l2_promotion: u32,
-    oob_fill: u32,
-) -> u32 {
-    let shape = RawShape {
-        data_type,
-        rank,
-        address: address as u64,
-        dims,
-        strides,
-        element_strides,
-        interleave,
-        swizzle,
-        l2_promotion,
-        oob_fill,
-    };
-    // SAFETY: the caller's arrays, read by rank.
-    let request = unsafe {
-        TensorMapRequest::im2col_wide(&shape, lower_width, upper_width, channels, pixels, mode)
-    };
-    // SAFETY: the caller's map.
-    unsafe { encode_into(map, request) }
-}
+gpupool_cuda::tensor_map_entry_points!(encode_into);
 
 /// `cuTensorMapReplaceAddress`: a descriptor this driver wrote, and an address aligned as its
 /// data type and interleave require.
