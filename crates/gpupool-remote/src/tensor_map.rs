@@ -175,3 +175,121 @@ unsafe fn encode(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+    /// Calls of the fake encode, and the rank of the last.
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    static RANK: AtomicU32 = AtomicU32::new(0);
+
+    /// A driver's tiled encode that writes the address and the rank's last dimension.
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn fake_tiled(
+        map: *mut RawTensorMap,
+        _data_type: u32,
+        rank: u32,
+        address: *mut c_void,
+        dims: *const u64,
+        _strides: *const u64,
+        _box_dims: *const u32,
+        _element_strides: *const u32,
+        _interleave: u32,
+        _swizzle: u32,
+        _l2: u32,
+        _oob: u32,
+    ) -> u32 {
+        CALLS.fetch_add(1, SeqCst);
+        RANK.store(rank, SeqCst);
+        assert_eq!(map as usize % 64, 0, "the descriptor is 64-byte aligned");
+        // SAFETY: the server passes MAX_RANK dimensions and an aligned descriptor.
+        unsafe {
+            (*map)[0] = address as u64;
+            (*map)[1] = *dims.add(rank as usize - 1);
+        }
+        CUDA_SUCCESS
+    }
+
+    fn extra() -> Extra {
+        Extra::resolve(&|name: &CStr| match name.to_bytes() {
+            b"cuTensorMapEncodeTiled" => fake_tiled as *mut c_void,
+            _ => std::ptr::null_mut(),
+        })
+    }
+
+    fn ask(request: &[u8], owned: u64) -> (Result<u32, DecodeError>, Vec<u8>) {
+        let mut outs = Writer::default();
+        let rc = serve(&mut Reader::new(request), &mut outs, &extra(), |a| {
+            (owned..owned + 4096).contains(&a)
+        });
+        (rc, outs.buf)
+    }
+
+    fn encode(rank: u32, address: u64) -> Vec<u8> {
+        let mut w = Writer::default();
+        let q = TensorMapRequest {
+            rank,
+            address,
+            dims: [10, 20, 30, 40, 50],
+            ..TensorMapRequest::default()
+        };
+        write_encode(&mut w, &q);
+        w.buf
+    }
+
+    #[test]
+    fn an_encode_reaches_the_driver_only_with_the_tenant_s_address_and_a_valid_rank() {
+        let before = CALLS.load(SeqCst);
+        let (rc, reply) = ask(&encode(3, 0x10_0000), 0x10_0000);
+        assert_eq!(rc, Ok(CUDA_SUCCESS));
+        let map = read_reply(&mut Reader::new(&reply)).unwrap();
+        assert_eq!((map[0], map[1]), (0x10_0000, 30));
+        assert_eq!(RANK.load(SeqCst), 3);
+        for (rank, address) in [(3, 0x20_0000), (6, 0x10_0000), (0, 0x10_0000)] {
+            let (rc, reply) = ask(&encode(rank, address), 0x10_0000);
+            assert_eq!(
+                rc,
+                Ok(CUDA_ERROR_INVALID_VALUE),
+                "rank {rank} at {address:#x}"
+            );
+            assert!(reply.is_empty());
+        }
+        assert_eq!(
+            CALLS.load(SeqCst),
+            before + 1,
+            "refused requests never reach it"
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_and_missing_functions_reported() {
+        let mut unknown_op = vec![9u8];
+        unknown_op.extend_from_slice(&[0; 184]);
+        assert!(ask(&unknown_op, 0).0.is_err());
+        let short = encode(3, 0x10_0000);
+        assert!(ask(&short[..100], 0x10_0000).0.is_err(), "truncated");
+        let mut replace = Writer::default();
+        write_replace_address(&mut replace, &[0; 16], 0x10_0000);
+        assert_eq!(
+            ask(&replace.buf, 0x10_0000).0,
+            Ok(CUDA_ERROR_NOT_FOUND),
+            "a driver without the function"
+        );
+        let mut kind = TensorMapRequest {
+            rank: 3,
+            address: 0x10_0000,
+            kind: 7,
+            ..TensorMapRequest::default()
+        };
+        let mut w = Writer::default();
+        write_encode(&mut w, &kind);
+        assert_eq!(ask(&w.buf, 0x10_0000).0, Ok(CUDA_ERROR_INVALID_VALUE));
+        kind.kind = TensorMapKind::Im2col as u32;
+        let mut w = Writer::default();
+        write_encode(&mut w, &kind);
+        assert_eq!(ask(&w.buf, 0x10_0000).0, Ok(CUDA_ERROR_NOT_FOUND));
+    }
+}
