@@ -247,6 +247,41 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (!strcmp(path, "peer")) {
+        /* A copy between the memory of two devices (needs two), plain and on a stream. */
+        FN(alloc, "cuMemAlloc", 3020, CUresult (*)(CUdeviceptr *, size_t));
+        FN(htod, "cuMemcpyHtoD", 3020, CUresult (*)(CUdeviceptr, const void *, size_t));
+        FN(dtoh, "cuMemcpyDtoH", 3020, CUresult (*)(void *, CUdeviceptr, size_t));
+        FN(peer, "cuMemcpyPeer", 4000, CUresult (*)(CUdeviceptr, CUcontext, CUdeviceptr, CUcontext, size_t));
+        FN(peer_async, "cuMemcpyPeerAsync", 4000, CUresult (*)(CUdeviceptr, CUcontext, CUdeviceptr,
+           CUcontext, size_t, CUstream));
+        FN(sync, "cuCtxSynchronize", 2000, CUresult (*)(void));
+        enum { N = 1 << 16 };
+        static unsigned char in[N], out[N];
+        for (int i = 0; i < N; i++) in[i] = (unsigned char)(i * 7 + 3);
+        CUcontext second;
+        CUdeviceptr a, b, c;
+        CHECK(alloc(&a, N));
+        CHECK(htod(a, in, N));
+        CHECK(retain(&second, 1));
+        CHECK(set_current(second));
+        CHECK(alloc(&b, N));
+        CHECK(alloc(&c, N));
+        printf("peer_rc %d\n", (int)peer(b, second, a, primary, N));
+        CHECK(dtoh(out, b, N));
+        printf("peer_ok %d\n", !memcmp(in, out, N));
+        printf("peer_async_rc %d\n", (int)peer_async(c, second, b, second, N, NULL));
+        CHECK(sync());
+        memset(out, 0, N);
+        CHECK(dtoh(out, c, N));
+        printf("peer_async_ok %d\n", !memcmp(in, out, N));
+        /* refused at once, or (through a server, like other copies sent without waiting) at
+         * the next synchronisation */
+        CUresult nowhere = peer(b, second, (CUdeviceptr)0x1000, primary, N);
+        printf("peer_from_nowhere_rc %d\n", (int)(nowhere ? nowhere : sync()));
+        return 0;
+    }
+
     if (!strcmp(path, "tools_context")) {
         /* What cuBLASLt asks before each matrix product (it refuses the product otherwise):
          * the current context through the tools table (slot 2), then that context's id through

@@ -49,6 +49,30 @@ pub unsafe fn dtod_async(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstre
     dtod(dst, src, n, Some(s))
 }
 
+/// `cuMemcpyPeer`: with unified addressing a copy between devices of the server is a device
+/// to device copy there (the contexts are not needed to find the memory).
+pub unsafe fn memcpy_peer(
+    dst: CUdeviceptr,
+    _dst_ctx: *mut c_void,
+    src: CUdeviceptr,
+    _src_ctx: *mut c_void,
+    n: usize,
+) -> u32 {
+    dtod(dst, src, n, None)
+}
+
+/// `cuMemcpyPeerAsync`.
+pub unsafe fn memcpy_peer_async(
+    dst: CUdeviceptr,
+    _dst_ctx: *mut c_void,
+    src: CUdeviceptr,
+    _src_ctx: *mut c_void,
+    n: usize,
+    s: CUstream,
+) -> u32 {
+    dtod(dst, src, n, Some(s))
+}
+
 /// `cuMemsetD8_v2`.
 pub unsafe fn memset_d8(d: CUdeviceptr, v: u8, n: usize) -> u32 {
     memset(d, 1, v as u32, n, 1, 0, None)

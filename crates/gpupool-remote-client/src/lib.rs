@@ -107,6 +107,8 @@ gpupool_cuda::export_functions! {
     cuMemcpyHtoDAsync_v2 => copies::htod_async;
     cuMemcpyDtoHAsync_v2 => copies::dtoh_async;
     cuMemcpyDtoDAsync_v2 => copies::dtod_async;
+    cuMemcpyPeer => copies::memcpy_peer;
+    cuMemcpyPeerAsync => copies::memcpy_peer_async;
     cuMemcpy2D_v2 => copies::memcpy_2d;
     cuMemcpy2DUnaligned_v2 => copies::memcpy_2d;
     cuMemcpy2DAsync_v2 => copies::memcpy_2d_async;
@@ -200,6 +202,7 @@ gpupool_cuda::export_functions! {
     cuMemcpyHtoDAsync_v2_ptsz => per_thread::cuMemcpyHtoDAsync_v2_ptsz;
     cuMemcpyDtoHAsync_v2_ptsz => per_thread::cuMemcpyDtoHAsync_v2_ptsz;
     cuMemcpyDtoDAsync_v2_ptsz => per_thread::cuMemcpyDtoDAsync_v2_ptsz;
+    cuMemcpyPeerAsync_ptsz => per_thread::cuMemcpyPeerAsync_ptsz;
     cuMemsetD8Async_ptsz => per_thread::cuMemsetD8Async_ptsz;
     cuMemsetD16Async_ptsz => per_thread::cuMemsetD16Async_ptsz;
     cuMemsetD32Async_ptsz => per_thread::cuMemsetD32Async_ptsz;

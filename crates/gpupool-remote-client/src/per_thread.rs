@@ -18,6 +18,7 @@ gpupool_cuda::per_thread_variants! {
     cuMemcpyHtoDAsync_v2_ptsz => crate::copies::htod_async;
     cuMemcpyDtoHAsync_v2_ptsz => crate::copies::dtoh_async;
     cuMemcpyDtoDAsync_v2_ptsz => crate::copies::dtod_async;
+    cuMemcpyPeerAsync_ptsz => crate::copies::memcpy_peer_async;
     cuMemsetD8Async_ptsz => crate::copies::memset_d8_async;
     cuMemsetD16Async_ptsz => crate::copies::memset_d16_async;
     cuMemsetD32Async_ptsz => crate::copies::memset_d32_async;

@@ -158,6 +158,25 @@ fn what_cublas_looks_up_by_name_is_there_and_answers_like_a_driver() {
 }
 
 #[test]
+fn copies_between_two_devices_reach_the_other_device() {
+    // A source that is no allocation is refused (through a server: not the tenant's memory).
+    for via in BOTH {
+        let kv = run_on(via, "2x16GiB", "peer", "1GiB,1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        expect_values(
+            &kv,
+            &[
+                ("peer_rc", "0"),
+                ("peer_ok", "1"),
+                ("peer_async_rc", "0"),
+                ("peer_async_ok", "1"),
+                ("peer_from_nowhere_rc", "1"),
+            ],
+        );
+    }
+}
+
+#[test]
 fn the_tools_table_names_the_current_context_as_cublaslt_asks() {
     for via in BOTH {
         let kv = run_path(via, "tools_context", "1GiB", 64);
