@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef CUresult (*gpa_t)(const char *, void **, int, cuuint64_t, CUdriverProcAddressQueryResult *);
 static gpa_t gpa;
@@ -244,6 +245,30 @@ int main(int argc, char **argv) {
         printf("stream_green_rc %d\n", (int)stream_green(s1, &green));
         printf("stream_green_none %d\n", green == NULL);
         printf("green_create_rc %d\n", (int)green_create(&green, NULL, 0, 0));
+        return 0;
+    }
+
+    if (!strcmp(path, "module_file")) {
+        /* Real GPU code loaded from a file, as Triton (torch.compile) loads its cubins: binary
+         * bytes that are no text. */
+        FN(load, "cuModuleLoad", 2000, CUresult (*)(CUmodule *, const char *));
+        FN(get_fn, "cuModuleGetFunction", 2000, CUresult (*)(CUfunction *, CUmodule, const char *));
+        unsigned char cubin[256] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0x33};
+        cubin[0x28] = 64;
+        for (int i = 64; i < 256; i++) cubin[i] = (unsigned char)(0x80 + i % 0x7f);
+        char file[] = "/tmp/gpupool-drv-cubin-XXXXXX";
+        int fd = mkstemp(file);
+        FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
+        if (!f || fwrite(cubin, 1, sizeof cubin, f) != sizeof cubin || fclose(f)) {
+            printf("FAIL writing %s\n", file);
+            return 1;
+        }
+        CUmodule m = NULL;
+        CUfunction fn = NULL;
+        printf("load_rc %d\n", (int)load(&m, file));
+        printf("function_rc %d\n", m ? (int)get_fn(&fn, m, "triton_poi_fused_0") : -1);
+        printf("missing_file_rc %d\n", (int)load(&m, "/nonexistent/gpupool.cubin"));
+        unlink(file);
         return 0;
     }
 

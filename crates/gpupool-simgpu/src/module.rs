@@ -386,11 +386,47 @@ pub unsafe fn module_load(out: *mut CUmodule, path: *const c_char) -> u32 {
     let Ok(path) = path.to_str() else {
         return CUDA_ERROR_FILE_NOT_FOUND;
     };
-    match std::fs::read_to_string(path) {
-        Ok(text) => load(out, text_image(&text)),
+    match std::fs::read(path) {
+        Ok(bytes) => match file_image(&bytes) {
+            Ok(image) => load(out, image),
+            Err(e) => e,
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => CUDA_ERROR_FILE_NOT_FOUND,
         Err(_) => CUDA_ERROR_INVALID_IMAGE,
     }
+}
+
+/// What a module file holds (`cuModuleLoad`): a cubin, a fat binary whose header fits in the
+/// file, or text (PTX or a simulated module, up to a NUL).
+pub fn file_image(bytes: &[u8]) -> Result<Image<'_>, u32> {
+    let magic = bytes
+        .get(..4)
+        .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+    if magic == Some(ELF_MAGIC) {
+        return Ok(Image::Code);
+    }
+    if magic == Some(FATBIN_MAGIC) {
+        let header = bytes
+            .get(6..8)
+            .map(|h| u16::from_le_bytes([h[0], h[1]]) as u64);
+        let size = bytes
+            .get(8..16)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or_default()));
+        return match (header, size) {
+            (Some(h), Some(n))
+                if h.checked_add(n)
+                    .is_some_and(|end| end <= bytes.len() as u64) =>
+            {
+                // SAFETY: a fat binary whose header and payload lie inside `bytes`.
+                unsafe { image_of(bytes.as_ptr().cast()) }
+            }
+            _ => Err(CUDA_ERROR_INVALID_IMAGE),
+        };
+    }
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    std::str::from_utf8(&bytes[..end])
+        .map(text_image)
+        .map_err(|_| CUDA_ERROR_INVALID_IMAGE)
 }
 
 /// `cuModuleUnload` (handles of its kernels stay valid memory; its device variables are
@@ -713,6 +749,31 @@ pub fn fork_locks() -> [&'static dyn ForkLock; 1] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_files_hold_cubins_fat_binaries_or_text() {
+        let mut cubin = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0x33];
+        cubin.extend_from_slice(&[0xff; 56]);
+        assert!(
+            file_image(&cubin) == Ok(Image::Code),
+            "binary bytes are no text"
+        );
+        // A fat binary: magic, version, 16-byte header, then its payload size.
+        let mut fatbin = FATBIN_MAGIC.to_le_bytes().to_vec();
+        fatbin.extend_from_slice(&1u16.to_le_bytes());
+        fatbin.extend_from_slice(&16u16.to_le_bytes());
+        fatbin.extend_from_slice(&32u64.to_le_bytes());
+        fatbin.extend_from_slice(&[0xee; 32]);
+        assert!(file_image(&fatbin) == Ok(Image::Code));
+        assert!(
+            file_image(&fatbin[..40]) == Err(CUDA_ERROR_INVALID_IMAGE),
+            "a payload past the end of the file"
+        );
+        assert!(file_image(b".version 8.0\n.target sm_90\n\0junk") == Ok(Image::Code));
+        let text = format!("{HEADER}\nkernel a 1us\n");
+        assert!(file_image(text.as_bytes()) == Ok(Image::Simulated(&text)));
+        assert!(file_image(&[0xc3, 0x28]) == Err(CUDA_ERROR_INVALID_IMAGE));
+    }
 
     #[test]
     fn parses_kernels_with_durations() {

@@ -158,6 +158,23 @@ fn what_cublas_looks_up_by_name_is_there_and_answers_like_a_driver() {
 }
 
 #[test]
+fn real_gpu_code_loads_from_a_file() {
+    // 301: CUDA_ERROR_FILE_NOT_FOUND.
+    for via in BOTH {
+        let kv = run_path(via, "module_file", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        expect_values(
+            &kv,
+            &[
+                ("load_rc", "0"),
+                ("function_rc", "0"),
+                ("missing_file_rc", "301"),
+            ],
+        );
+    }
+}
+
+#[test]
 fn copies_between_two_devices_reach_the_other_device() {
     // A source that is no allocation is refused (through a server: not the tenant's memory).
     for via in BOTH {
