@@ -135,45 +135,42 @@ fn copy_3d(
     CUDA_SUCCESS
 }
 
-/// `cuMemcpy2D_v2` (also `Unaligned`, `Async`).
+/// `cuMemcpy2D_v2` (also `Unaligned`, `Async`): the same copy as a 3D one of depth 1.
 pub unsafe fn memcpy_2d(p: *const CUDA_MEMCPY2D) -> u32 {
     if p.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    // SAFETY: caller passes a valid descriptor; memory types are read as raw integers.
+    // SAFETY: caller passes a valid descriptor.
     let c = unsafe { &*p };
-    let (st, dt) = (c.srcMemoryType as u32, c.dstMemoryType as u32);
-    let src = match side_base(st, c.srcHost, c.srcDevice, c.srcArray) {
-        Ok(v) => v,
-        Err(e) => return e,
+    let d = CUDA_MEMCPY3D {
+        srcXInBytes: c.srcXInBytes,
+        srcY: c.srcY,
+        srcZ: 0,
+        srcLOD: 0,
+        srcMemoryType: c.srcMemoryType,
+        srcHost: c.srcHost,
+        srcDevice: c.srcDevice,
+        srcArray: c.srcArray,
+        reserved0: std::ptr::null_mut(),
+        srcPitch: c.srcPitch,
+        srcHeight: 0,
+        dstXInBytes: c.dstXInBytes,
+        dstY: c.dstY,
+        dstZ: 0,
+        dstLOD: 0,
+        dstMemoryType: c.dstMemoryType,
+        dstHost: c.dstHost,
+        dstDevice: c.dstDevice,
+        dstArray: c.dstArray,
+        reserved1: std::ptr::null_mut(),
+        dstPitch: c.dstPitch,
+        dstHeight: 0,
+        WidthInBytes: c.WidthInBytes,
+        Height: c.Height,
+        Depth: 1,
     };
-    let dst = match side_base(dt, c.dstHost, c.dstDevice, c.dstArray) {
-        Ok(v) => v,
-        Err(e) => return e,
-    };
-    let sp = if st == 3 {
-        crate::array::array_pitch(c.srcArray)
-    } else {
-        c.srcPitch as u64
-    };
-    let dp = if dt == 3 {
-        crate::array::array_pitch(c.dstArray)
-    } else {
-        c.dstPitch as u64
-    };
-    copy_3d(
-        src,
-        sp,
-        0,
-        (c.srcXInBytes as u64, c.srcY as u64, 0),
-        dst,
-        dp,
-        0,
-        (c.dstXInBytes as u64, c.dstY as u64, 0),
-        c.WidthInBytes as u64,
-        c.Height as u64,
-        1,
-    )
+    // SAFETY: a valid descriptor that lives across the call.
+    unsafe { memcpy_3d(&d) }
 }
 
 /// `cuMemcpy3D_v2`.
