@@ -248,6 +248,37 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (!strcmp(path, "enumerate")) {
+        /* A library's kernels listed, as cudaLibraryEnumerateKernels does. */
+        FN(lib_load, "cuLibraryLoadData", 12000, CUresult (*)(CUlibrary *, const void *, CUjit_option *,
+           void **, unsigned, CUlibraryOption *, void **, unsigned));
+        FN(lib_kernel, "cuLibraryGetKernel", 12000, CUresult (*)(CUkernel *, CUlibrary, const char *));
+        FN(count_of, "cuLibraryGetKernelCount", 12040, CUresult (*)(unsigned *, CUlibrary));
+        FN(enumerate, "cuLibraryEnumerateKernels", 12040, CUresult (*)(CUkernel *, unsigned, CUlibrary));
+        FN(kernel_lib, "cuKernelGetLibrary", 12050, CUresult (*)(CUlibrary *, CUkernel));
+        FN(kernel_fn, "cuKernelGetFunction", 12000, CUresult (*)(CUfunction *, CUkernel));
+        static const char image[] = "gpupool-sim-module 1\nkernel a 1us\nkernel b 2us\nkernel c 3us\n";
+        CUlibrary l, back = NULL;
+        CHECK(lib_load(&l, image, NULL, NULL, 0, NULL, NULL, 0));
+        unsigned n = 0;
+        CHECK(count_of(&n, l));
+        printf("kernel_count %u\n", n);
+        CUkernel ks[3] = {0}, named;
+        printf("enumerate_rc %d\n", (int)enumerate(ks, 3, l));
+        int same = 1;
+        const char *names[3] = {"a", "b", "c"};
+        for (int i = 0; i < 3; i++) {
+            CHECK(lib_kernel(&named, l, names[i]));
+            same &= named == ks[i];
+        }
+        printf("enumerated_are_named %d\n", same);
+        CUfunction f = NULL;
+        printf("enumerated_function_rc %d\n", (int)kernel_fn(&f, ks[2]));
+        printf("enumerated_library_same %d\n", kernel_lib(&back, ks[1]) == CUDA_SUCCESS && back == l);
+        printf("enumerate_none_rc %d\n", (int)enumerate(ks, 0, l));
+        return 0;
+    }
+
     if (!strcmp(path, "module_file")) {
         /* Real GPU code loaded from a file, as Triton (torch.compile) loads its cubins: binary
          * bytes that are no text. */

@@ -39,7 +39,13 @@ pub fn remember_kernel(library: u64, name: &[u8], kernel: u64) {
     })
 }
 
-/// The library of `kernel`, if it was given by `cuLibraryGetKernel`.
+/// Remembers that `kernel` (from `cuLibraryEnumerateKernels`) belongs to `library`.
+pub fn remember_library_of(kernel: u64, library: u64) {
+    with(|k| k.library_of.insert(kernel, library));
+}
+
+/// The library of `kernel`, if it was given by `cuLibraryGetKernel` or
+/// `cuLibraryEnumerateKernels`.
 pub fn library_of(kernel: u64) -> Option<u64> {
     with(|k| k.library_of.get(&kernel).copied())
 }

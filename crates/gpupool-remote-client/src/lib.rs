@@ -136,6 +136,7 @@ gpupool_cuda::export_functions! {
     cuLibraryGetKernel => module::library_get_kernel;
     cuKernelGetFunction => module::kernel_get_function;
     cuKernelGetLibrary => module::kernel_get_library;
+    cuLibraryEnumerateKernels => module::library_enumerate_kernels;
     cuCtxGetDevice => local_answers::ctx_get_device;
     cuCtxGetId => local_answers::ctx_get_id;
     cuDevicePrimaryCtxGetState => local_answers::primary_ctx_get_state;

@@ -230,7 +230,49 @@ pub unsafe fn library_get_kernel(out: *mut CUkernel, lib: CUlibrary, name: *cons
     rc
 }
 
-/// `cuKernelGetLibrary`: answered from the kernels `cuLibraryGetKernel` gave out.
+/// `cuLibraryEnumerateKernels`: the server's handles, remembered as the library's.
+pub unsafe fn library_enumerate_kernels(out: *mut CUkernel, n: u32, lib: CUlibrary) -> u32 {
+    if out.is_null() || n > custom::MAX_ENUMERATED_KERNELS {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if n == 0 {
+        return CUDA_SUCCESS;
+    }
+    let library = lib as usize as u64;
+    let mut st = state();
+    let start = match st.begin(
+        custom::LIBRARY_ENUMERATE_KERNELS,
+        true,
+        crate::context::current(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    st.batch.put(&library);
+    st.batch.put(&n);
+    let mut kernels = Vec::new();
+    let rc = st.finish_sync(start, |r| {
+        let count: u32 = r.get("kernel count")?;
+        for _ in 0..count.min(n) {
+            kernels.push(r.get::<u64>("kernel")?);
+        }
+        Ok(())
+    });
+    drop(st);
+    if rc == CUDA_SUCCESS {
+        for (i, &k) in kernels.iter().enumerate() {
+            // SAFETY: the caller's array holds `n` handles; at most `n` came back.
+            unsafe { *out.add(i) = k as usize as CUkernel };
+            if k != 0 {
+                kernel_cache::remember_library_of(k, library);
+            }
+        }
+    }
+    rc
+}
+
+/// `cuKernelGetLibrary`: answered from the kernels `cuLibraryGetKernel` and
+/// `cuLibraryEnumerateKernels` gave out.
 pub unsafe fn kernel_get_library(out: *mut CUlibrary, kernel: CUkernel) -> u32 {
     match kernel_cache::library_of(kernel as usize as u64) {
         // SAFETY: the caller's out pointer (null: `CUDA_ERROR_INVALID_VALUE`).

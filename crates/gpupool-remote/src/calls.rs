@@ -137,6 +137,11 @@ pub mod custom {
     pub const STREAM_SET_ATTRIBUTE: u16 = 228;
     /// `cuTensorMapEncode*` / `cuTensorMapReplaceAddress` (see `tensor_map`).
     pub const TENSOR_MAP: u16 = 229;
+    /// `cuLibraryEnumerateKernels`: up to a count of a library's kernels, which the session
+    /// then accepts as handles.
+    pub const LIBRARY_ENUMERATE_KERNELS: u16 = 236;
+    /// Most kernels [`LIBRARY_ENUMERATE_KERNELS`] returns.
+    pub const MAX_ENUMERATED_KERNELS: u32 = 1 << 16;
     /// Most dependencies of one graph node.
     pub const MAX_NODE_DEPENDENCIES: u32 = 64;
     /// NVML: the number of devices.
@@ -160,7 +165,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 36] = [
+    pub const ALL: [u16; 37] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -191,6 +196,7 @@ pub mod custom {
         GET_GLOBAL,
         STREAM_SET_ATTRIBUTE,
         TENSOR_MAP,
+        LIBRARY_ENUMERATE_KERNELS,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,

@@ -79,6 +79,7 @@ extra_functions! {
     fn cuLibraryLoadData(*mut CUlibrary, *const c_void, *mut c_void, *mut *mut c_void, u32, *mut c_void, *mut *mut c_void, u32);
     fn cuLibraryGetKernel(*mut CUkernel, CUlibrary, *const c_char);
     fn cuKernelGetFunction(*mut CUfunction, CUkernel);
+    fn cuLibraryEnumerateKernels(*mut CUkernel, u32, CUlibrary);
     fn cuKernelGetParamInfo(CUkernel, usize, *mut usize, *mut usize);
     fn cuLaunchKernel(CUfunction, u32, u32, u32, u32, u32, u32, u32, CUstream, *mut *mut c_void, *mut *mut c_void);
     fn cuLaunchCooperativeKernel(CUfunction, u32, u32, u32, u32, u32, u32, u32, CUstream, *mut *mut c_void);

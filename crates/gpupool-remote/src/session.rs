@@ -532,6 +532,29 @@ impl Session {
                 }
                 rc
             }
+            custom::LIBRARY_ENUMERATE_KERNELS => {
+                let (l, n): (u64, u32) = (r.get("library")?, r.get("kernel count")?);
+                r.end()?;
+                if l == 0 || !self.valid(Class::Library, l) {
+                    return Ok(CUDA_ERROR_INVALID_HANDLE);
+                }
+                if n == 0 || n > custom::MAX_ENUMERATED_KERNELS {
+                    return Ok(CUDA_ERROR_INVALID_VALUE);
+                }
+                let mut kernels: Vec<CUkernel> = vec![std::ptr::null_mut(); n as usize];
+                let enumerate = driver!(cuLibraryEnumerateKernels);
+                let rc = unsafe { enumerate(kernels.as_mut_ptr(), n, l as usize as CUlibrary) };
+                if rc == CUDA_SUCCESS {
+                    outs.put(&n);
+                    for k in kernels {
+                        if !k.is_null() {
+                            self.handles.insert((Class::Function, k as usize as u64));
+                        }
+                        outs.put(&(k as usize as u64));
+                    }
+                }
+                rc
+            }
             custom::KERNEL_GET_FUNCTION => {
                 let k: u64 = r.get("kernel")?;
                 r.end()?;

@@ -158,6 +158,25 @@ fn what_cublas_looks_up_by_name_is_there_and_answers_like_a_driver() {
 }
 
 #[test]
+fn a_library_s_kernels_are_listed_as_handles_that_work() {
+    for via in BOTH {
+        let kv = run_path(via, "enumerate", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        expect_values(
+            &kv,
+            &[
+                ("kernel_count", "3"),
+                ("enumerate_rc", "0"),
+                ("enumerated_are_named", "1"),
+                ("enumerated_function_rc", "0"),
+                ("enumerated_library_same", "1"),
+                ("enumerate_none_rc", "0"),
+            ],
+        );
+    }
+}
+
+#[test]
 fn real_gpu_code_loads_from_a_file() {
     // 301: CUDA_ERROR_FILE_NOT_FOUND.
     for via in BOTH {
