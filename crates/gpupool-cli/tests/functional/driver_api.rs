@@ -56,6 +56,16 @@ fn expect_values(kv: &HashMap<String, String>, pairs: &[(&str, &str)]) {
     }
 }
 
+/// Runs `path` locally and through a server (1 GiB limit on a 16 GiB card) and asserts that
+/// both printed each `key value` pair.
+fn expect_both(path: &str, pairs: &[(&str, &str)]) {
+    for via in BOTH {
+        let kv = run_path(via, path, "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        expect_values(&kv, pairs);
+    }
+}
+
 #[test]
 fn lookups_honour_version_and_per_thread_flags() {
     let kv = run_path(Via::Local, "lookup", "1GiB", 64);
@@ -81,41 +91,33 @@ fn lookups_honour_version_and_per_thread_flags() {
 
 #[test]
 fn stream_queries_and_host_work_as_pytorch_uses_them() {
-    for via in BOTH {
-        let kv = run_path(via, "streams", "1GiB", 64);
-        eprintln!("{via:?}: {kv:?}");
-        expect_values(
-            &kv,
-            &[
-                ("capture_status", "0"),
-                ("capture_empty", "1"),
-                ("capture_ptsz_status", "0"),
-                ("host_calls", "2"),
-                ("stream_ctx_is_primary", "1"),
-                ("green_ctx_null", "1"),
-                ("flush_rc", "0"),
-                ("capture_mode_was", "0"),
-                ("capture_mode_kept", "2"),
-            ],
-        );
-    }
+    expect_both(
+        "streams",
+        &[
+            ("capture_status", "0"),
+            ("capture_empty", "1"),
+            ("capture_ptsz_status", "0"),
+            ("host_calls", "2"),
+            ("stream_ctx_is_primary", "1"),
+            ("green_ctx_null", "1"),
+            ("flush_rc", "0"),
+            ("capture_mode_was", "0"),
+            ("capture_mode_kept", "2"),
+        ],
+    );
 }
 
 #[test]
 fn kernels_of_real_gpu_code_report_attributes_and_occupancy() {
     // On a simulated 16 GiB card, under the interception library and through a server.
-    for via in BOTH {
-        let kv = run_path(via, "kernels", "1GiB", 64);
-        eprintln!("{via:?}: {kv:?}");
-        expect_values(
-            &kv,
-            &[
-                ("max_threads", "1024"),
-                ("blocks_per_sm", "8"),
-                ("smem_of_2_blocks", "116224"),
-            ],
-        );
-    }
+    expect_both(
+        "kernels",
+        &[
+            ("max_threads", "1024"),
+            ("blocks_per_sm", "8"),
+            ("smem_of_2_blocks", "116224"),
+        ],
+    );
 }
 
 #[test]
@@ -123,74 +125,62 @@ fn what_cublas_looks_up_by_name_is_there_and_answers_like_a_driver() {
     // cuBLAS resolves these with dlsym and fails `cublasCreate` when one is missing; the
     // runtime and PyTorch resolve the rest through cuGetProcAddress. Error codes: 101 invalid device (peer access to its own device), 705 peer access not enabled,
     // 801 not supported, 401 illegal state (no capture under way), 1 invalid value.
-    for via in BOTH {
-        let kv = run_path(via, "dlsym_needs", "1GiB", 64);
-        eprintln!("{via:?}: {kv:?}");
-        expect_values(
-            &kv,
-            &[
-                ("missing_count", "0"),
-                ("kernel_library_rc", "0"),
-                ("kernel_library_same", "1"),
-                ("cache_config_rc", "0"),
-                ("enable_own_device_rc", "101"),
-                ("disable_rc", "705"),
-                ("link_rc", "801"),
-                ("stream_mem_ops", "0"),
-                ("wait_value_rc", "801"),
-                ("end_capture_rc", "401"),
-                ("instantiate_rc", "0"),
-                ("prefetch_rc", "0"),
-                ("prefetch_outside_rc", "1"),
-                ("advise_rc", "0"),
-                // Real GPU code's parameters are unknown to the simulator: index 0 is invalid.
-                ("param_info_rc", "1"),
-                ("kernel_count", "0"),
-                ("set_attr_rc", "0"),
-                ("get_attr_rc", "0"),
-                ("copy_attrs_rc", "0"),
-                ("stream_green_rc", "0"),
-                ("stream_green_none", "1"),
-                ("green_create_rc", "801"),
-            ],
-        );
-    }
+    expect_both(
+        "dlsym_needs",
+        &[
+            ("missing_count", "0"),
+            ("kernel_library_rc", "0"),
+            ("kernel_library_same", "1"),
+            ("cache_config_rc", "0"),
+            ("enable_own_device_rc", "101"),
+            ("disable_rc", "705"),
+            ("link_rc", "801"),
+            ("stream_mem_ops", "0"),
+            ("wait_value_rc", "801"),
+            ("end_capture_rc", "401"),
+            ("instantiate_rc", "0"),
+            ("prefetch_rc", "0"),
+            ("prefetch_outside_rc", "1"),
+            ("advise_rc", "0"),
+            // Real GPU code's parameters are unknown to the simulator: index 0 is invalid.
+            ("param_info_rc", "1"),
+            ("kernel_count", "0"),
+            ("set_attr_rc", "0"),
+            ("get_attr_rc", "0"),
+            ("copy_attrs_rc", "0"),
+            ("stream_green_rc", "0"),
+            ("stream_green_none", "1"),
+            ("green_create_rc", "801"),
+        ],
+    );
 }
 
 #[test]
 fn a_library_s_kernels_are_listed_as_handles_that_work() {
-    for via in BOTH {
-        let kv = run_path(via, "enumerate", "1GiB", 64);
-        eprintln!("{via:?}: {kv:?}");
-        expect_values(
-            &kv,
-            &[
-                ("kernel_count", "3"),
-                ("enumerate_rc", "0"),
-                ("enumerated_are_named", "1"),
-                ("enumerated_function_rc", "0"),
-                ("enumerated_library_same", "1"),
-                ("enumerate_none_rc", "0"),
-            ],
-        );
-    }
+    expect_both(
+        "enumerate",
+        &[
+            ("kernel_count", "3"),
+            ("enumerate_rc", "0"),
+            ("enumerated_are_named", "1"),
+            ("enumerated_function_rc", "0"),
+            ("enumerated_library_same", "1"),
+            ("enumerate_none_rc", "0"),
+        ],
+    );
 }
 
 #[test]
 fn real_gpu_code_loads_from_a_file() {
     // 301: CUDA_ERROR_FILE_NOT_FOUND.
-    for via in BOTH {
-        let kv = run_path(via, "module_file", "1GiB", 64);
-        eprintln!("{via:?}: {kv:?}");
-        expect_values(
-            &kv,
-            &[
-                ("load_rc", "0"),
-                ("function_rc", "0"),
-                ("missing_file_rc", "301"),
-            ],
-        );
-    }
+    expect_both(
+        "module_file",
+        &[
+            ("load_rc", "0"),
+            ("function_rc", "0"),
+            ("missing_file_rc", "301"),
+        ],
+    );
 }
 
 #[test]
@@ -214,19 +204,15 @@ fn copies_between_two_devices_reach_the_other_device() {
 
 #[test]
 fn the_tools_table_names_the_current_context_as_cublaslt_asks() {
-    for via in BOTH {
-        let kv = run_path(via, "tools_context", "1GiB", 64);
-        eprintln!("{via:?}: {kv:?}");
-        expect_values(
-            &kv,
-            &[
-                ("tools_current_rc", "0"),
-                ("tools_current_is_current", "1"),
-                ("identity_rc", "0"),
-                ("identity_matches", "1"),
-            ],
-        );
-    }
+    expect_both(
+        "tools_context",
+        &[
+            ("tools_current_rc", "0"),
+            ("tools_current_is_current", "1"),
+            ("identity_rc", "0"),
+            ("identity_matches", "1"),
+        ],
+    );
 }
 
 #[test]
@@ -282,22 +268,18 @@ fn a_repeated_tensor_map_encode_is_answered_by_the_client() {
 fn real_gpu_code_has_device_variables_and_cluster_occupancy() {
     // A 16 GiB card has 108 multiprocessors: 54 clusters of two blocks. Through a server the
     // variable's address is the session's until the library is unloaded.
-    for via in BOTH {
-        let kv = run_path(via, "variables", "1GiB", 64);
-        eprintln!("{via:?}: {kv:?}");
-        expect_values(
-            &kv,
-            &[
-                ("clusters_of_2", "54"),
-                ("global_same", "1"),
-                ("global_bytes", "1048576"),
-                ("global_data_ok", "1"),
-                ("module_global_same", "1"),
-                ("unified_copy_ok", "1"),
-                ("after_unload_rc", "1"),
-            ],
-        );
-    }
+    expect_both(
+        "variables",
+        &[
+            ("clusters_of_2", "54"),
+            ("global_same", "1"),
+            ("global_bytes", "1048576"),
+            ("global_data_ok", "1"),
+            ("module_global_same", "1"),
+            ("unified_copy_ok", "1"),
+            ("after_unload_rc", "1"),
+        ],
+    );
 }
 
 #[test]
