@@ -252,6 +252,12 @@ impl TensorMapRequest {
     }
 }
 
+/// Whether `map` may receive a descriptor: non-null and 64-byte aligned, as the driver
+/// requires (`CUDA_ERROR_INVALID_VALUE` otherwise).
+pub fn map_fits(map: *const RawTensorMap) -> bool {
+    !map.is_null() && (map as usize).is_multiple_of(64)
+}
+
 /// Whether `address` may hold a tensor map's global memory start for `data_type` and
 /// `interleave` (`cuTensorMapReplaceAddress` checks the same).
 pub fn address_fits(address: u64, data_type: u32, interleave: u32) -> bool {

@@ -509,11 +509,6 @@ impl State {
         rc
     }
 
-    /// Forgets cached answers (a function's attributes were changed).
-    pub fn forget_cached(&mut self) {
-        self.cache = None;
-    }
-
     /// Forgets the cached answers an attribute change on `handle` may have made stale: those
     /// of calls `about_handle` whose arguments hold the handle, and every answer of calls
     /// `about_any` (queries about the other handle kind, which the change reaches through
@@ -649,7 +644,7 @@ mod tests {
         assert_eq!(ask(&mut s, 7), (CUDA_SUCCESS, 70));
         assert_eq!(ask(&mut s, 7), (CUDA_SUCCESS, 70));
         assert_eq!(ask(&mut s, 8), (CUDA_SUCCESS, 80));
-        s.forget_cached();
+        s.cache = None;
         assert_eq!(ask(&mut s, 7), (CUDA_SUCCESS, 70));
         assert!(
             s.batch.buf.is_empty(),

@@ -5,7 +5,7 @@
 
 use crate::conn::state;
 use gpupool_cuda::result::*;
-use gpupool_cuda::tensor_map::{RawTensorMap, TensorMapRequest};
+use gpupool_cuda::tensor_map::{map_fits, RawTensorMap, TensorMapRequest};
 use gpupool_remote::calls::custom;
 use gpupool_remote::tensor_map::{read_reply, write_encode, write_replace_address};
 use gpupool_remote::wire::Writer;
@@ -39,7 +39,7 @@ fn keep(key: Vec<u8>, map: RawTensorMap) {
 /// # Safety
 /// `map` is null or valid for 128 bytes of writes.
 unsafe fn ask(map: *mut RawTensorMap, write: impl Fn(&mut Writer)) -> u32 {
-    if map.is_null() || !(map as usize).is_multiple_of(64) {
+    if !map_fits(map) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     let context = crate::context::current();
@@ -84,7 +84,7 @@ gpupool_cuda::tensor_map_entry_points!(encode);
 
 /// `cuTensorMapReplaceAddress`.
 pub unsafe fn replace_address(map: *mut RawTensorMap, address: *mut c_void) -> u32 {
-    if map.is_null() || !(map as usize).is_multiple_of(64) {
+    if !map_fits(map) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     // SAFETY: checked non-null and aligned; the caller's descriptor.

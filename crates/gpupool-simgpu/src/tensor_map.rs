@@ -6,7 +6,7 @@
 
 use crate::ctx::initialised;
 use gpupool_cuda::result::*;
-use gpupool_cuda::tensor_map::{address_fits, RawTensorMap, TensorMapRequest};
+use gpupool_cuda::tensor_map::{address_fits, map_fits, RawTensorMap, TensorMapRequest};
 use std::ffi::c_void;
 
 /// First word of a simulated descriptor (the kind in its low byte).
@@ -54,7 +54,7 @@ unsafe fn encode_into(map: *mut RawTensorMap, request: Result<TensorMapRequest, 
     if let Err(e) = initialised() {
         return e;
     }
-    if map.is_null() || !(map as usize).is_multiple_of(64) {
+    if !map_fits(map) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     let r = match request.and_then(|r| r.check().map(|()| r)) {
@@ -74,7 +74,7 @@ pub unsafe fn replace_address(map: *mut RawTensorMap, address: *mut c_void) -> u
     if let Err(e) = initialised() {
         return e;
     }
-    if map.is_null() || !(map as usize).is_multiple_of(64) {
+    if !map_fits(map) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     // SAFETY: checked non-null and aligned; the caller's 128 bytes.
