@@ -179,6 +179,14 @@ DRIVER_EXPECT = {
                     "replace_rc": "0", "replaced_equals_encoded": "1", "replace_misaligned_rc": "1",
                     "misaligned_rc": "1", "rank_6_rc": "1", "odd_stride_rc": "1",
                     "wider_than_swizzle_rc": "1", "im2col_rc": "0", "foreign_rc": "0"},
+    # What the simulator answers in a stream capture (without kernels on a real card: the
+    # path's kernel is a simulated one); htod_rc and the node types are recorded.
+    "capture": {"legacy_stream_rc": "900", "begin_twice_rc": "401", "status_during": "1",
+                "joined_status": "1", "end_on_joined_rc": "903", "status_after": "0",
+                "joined_status_after": "0", "nothing_ran": "1", "id_set": "1", "same_id": "1",
+                "new_id": "1", "sync_in_capture_rc": "900", "status_broken": "2",
+                "end_broken_rc": "901", "graph_null": "1", "status_end": "0",
+                "host_func_rc": "0", "host_calls": "2"},
 }
 
 

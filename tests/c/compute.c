@@ -5,7 +5,9 @@
  *   PATH: sync (launch + cuStreamSynchronize each time), async (never synchronise until the
  *         end), ex (cuLaunchKernelEx, async), coop (cuLaunchCooperativeKernel, async),
  *         graph (a one-node graph, cuGraphLaunch, async), ptsz (cuLaunchKernel_ptsz on the
- *         per-thread stream, async)
+ *         per-thread stream, async), capture (after 3 launches, as a warm-up, 50 launches
+ *         captured into a graph, which is launched async; "capture_seconds" is the longest
+ *         capture)
  *   KERNEL: a duration such as 50us or 20ms
  *   THREADS: threads launching at once, each on its own stream (default 1)
  * Prints "launches N", "seconds S", "kernel_ns K". */
@@ -23,7 +25,8 @@
 FN(cuInit) FN(cuDevicePrimaryCtxRetain) FN(cuCtxSetCurrent) FN(cuModuleLoadData)
 FN(cuModuleGetFunction) FN(cuStreamCreate) FN(cuStreamSynchronize) FN(cuLaunchKernel)
 FN(cuLaunchKernelEx) FN(cuLaunchCooperativeKernel) FN(cuGraphCreate) FN(cuGraphAddKernelNode)
-FN(cuGraphInstantiateWithFlags) FN(cuGraphLaunch) FN(cuCtxSynchronize)
+FN(cuGraphInstantiateWithFlags) FN(cuGraphLaunch) FN(cuCtxSynchronize) FN(cuStreamBeginCapture_v2)
+FN(cuStreamEndCapture)
 static CUresult (*p_launch_ptsz)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
                                  unsigned, unsigned, CUstream, void **, void **);
 static CUresult (*p_sync_ptsz)(CUstream);
@@ -33,6 +36,8 @@ static double seconds;
 static CUcontext ctx;
 static CUfunction fn;
 static long launches[64];
+static double capture_seconds[64];
+enum { CAPTURED = 50 };
 
 static double now(void) {
     struct timespec ts;
@@ -57,6 +62,16 @@ static void *worker(void *arg) {
         CHECK(p_cuGraphCreate(&g, 0));
         CHECK(p_cuGraphAddKernelNode(&node, g, NULL, 0, &p));
         CHECK(p_cuGraphInstantiateWithFlags(&exec, g, 0));
+    } else if (!strcmp(path, "capture")) {
+        CUgraph g;
+        for (int i = 0; i < 3; i++) CHECK(p_cuLaunchKernel(fn, 1, 1, 1, 32, 1, 1, 0, s, NULL, NULL));
+        CHECK(p_cuStreamSynchronize(s));
+        double t = now();
+        CHECK(p_cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+        for (int i = 0; i < CAPTURED; i++) CHECK(p_cuLaunchKernel(fn, 1, 1, 1, 32, 1, 1, 0, s, NULL, NULL));
+        CHECK(p_cuStreamEndCapture(s, &g));
+        capture_seconds[id] = now() - t;
+        CHECK(p_cuGraphInstantiateWithFlags(&exec, g, 0));
     }
     double end = now() + seconds;
     long n = 0;
@@ -75,6 +90,9 @@ static void *worker(void *arg) {
             CHECK(p_cuLaunchCooperativeKernel(fn, 1, 1, 1, 32, 1, 1, 0, s, NULL));
         } else if (!strcmp(path, "graph")) {
             CHECK(p_cuGraphLaunch(exec, s));
+        } else if (!strcmp(path, "capture")) {
+            CHECK(p_cuGraphLaunch(exec, s));
+            n += CAPTURED - 1;
         } else if (!strcmp(path, "ptsz")) {
             CHECK(p_launch_ptsz(fn, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL));
         } else {
@@ -102,7 +120,7 @@ int main(int argc, char **argv) {
     LOAD(cuModuleGetFunction) LOAD(cuStreamCreate) LOAD(cuStreamSynchronize) LOAD(cuLaunchKernel)
     LOAD(cuLaunchKernelEx) LOAD(cuLaunchCooperativeKernel) LOAD(cuGraphCreate)
     LOAD(cuGraphAddKernelNode) LOAD(cuGraphInstantiateWithFlags) LOAD(cuGraphLaunch)
-    LOAD(cuCtxSynchronize)
+    LOAD(cuCtxSynchronize) LOAD(cuStreamBeginCapture_v2) LOAD(cuStreamEndCapture)
     p_launch_ptsz = dlsym(lib, "cuLaunchKernel_ptsz");
     p_sync_ptsz = dlsym(lib, "cuStreamSynchronize_ptsz");
     if (!p_launch_ptsz || !p_sync_ptsz) { printf("FAIL dlsym ptsz\n"); return 1; }
@@ -118,8 +136,13 @@ int main(int argc, char **argv) {
     pthread_t th[64];
     for (long i = 0; i < threads; i++) pthread_create(&th[i], NULL, worker, (void *)i);
     long total = 0;
-    for (int i = 0; i < threads; i++) { pthread_join(th[i], NULL); total += launches[i]; }
+    double longest_capture = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        total += launches[i];
+        if (capture_seconds[i] > longest_capture) longest_capture = capture_seconds[i];
+    }
     CHECK(p_cuCtxSynchronize());
-    printf("launches %ld\nseconds %.6f\n", total, now() - t0);
+    printf("launches %ld\nseconds %.6f\ncapture_seconds %.6f\n", total, now() - t0, longest_capture);
     return 0;
 }

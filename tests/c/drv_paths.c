@@ -1,7 +1,7 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
  * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pitch lookup errors streams kernels variables
- *        dlsym_needs)
+ *        dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
 #include <dlfcn.h>
@@ -411,6 +411,131 @@ int main(int argc, char **argv) {
         /* An address of no allocation of this process: a server refuses it, a driver does not
          * look (nothing reads it until a kernel does). */
         printf("foreign_rc %d\n", (int)TILED(&t2, (void *)(uintptr_t)0x100000, 2, strides, box));
+        return 0;
+    }
+
+    if (!strcmp(path, "capture")) {
+        /* Stream capture as torch.cuda.graph uses it: kernels, a set, a host copy and a host
+         * function recorded on one stream, a second stream drawn in through an event, the
+         * graph replayed; then a capture broken by a synchronisation. */
+        FN(load, "cuModuleLoadData", 2000, CUresult (*)(CUmodule *, const void *));
+        FN(get_fn, "cuModuleGetFunction", 2000, CUresult (*)(CUfunction *, CUmodule, const char *));
+        FN(launch, "cuLaunchKernel", 4000, CUresult (*)(CUfunction, unsigned, unsigned, unsigned,
+           unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **));
+        FN(stream_create, "cuStreamCreate", 2000, CUresult (*)(CUstream *, unsigned));
+        FN(stream_sync, "cuStreamSynchronize", 2000, CUresult (*)(CUstream));
+        FN(begin, "cuStreamBeginCapture", 10010, CUresult (*)(CUstream, CUstreamCaptureMode));
+        FN(end, "cuStreamEndCapture", 10000, CUresult (*)(CUstream, CUgraph *));
+        FN(is_capturing, "cuStreamIsCapturing", 10000, CUresult (*)(CUstream, CUstreamCaptureStatus *));
+        FN(capture_info, "cuStreamGetCaptureInfo", 11030, CUresult (*)(CUstream, CUstreamCaptureStatus *,
+           cuuint64_t *, CUgraph *, const CUgraphNode **, size_t *));
+        FN(alloc, "cuMemAlloc", 3020, CUresult (*)(CUdeviceptr *, size_t));
+        FN(set_async, "cuMemsetD32Async", 3020, CUresult (*)(CUdeviceptr, unsigned, size_t, CUstream));
+        FN(htod_async, "cuMemcpyHtoDAsync", 3020, CUresult (*)(CUdeviceptr, const void *, size_t, CUstream));
+        FN(dtoh, "cuMemcpyDtoH", 3020, CUresult (*)(void *, CUdeviceptr, size_t));
+        FN(host_func, "cuLaunchHostFunc", 10000, CUresult (*)(CUstream, CUhostFn, void *));
+        FN(event_create, "cuEventCreate", 2000, CUresult (*)(CUevent *, unsigned));
+        FN(record, "cuEventRecord", 2000, CUresult (*)(CUevent, CUstream));
+        FN(wait_event, "cuStreamWaitEvent", 3020, CUresult (*)(CUstream, CUevent, unsigned));
+        FN(elapsed, "cuEventElapsedTime", 2000, CUresult (*)(float *, CUevent, CUevent));
+        FN(get_nodes, "cuGraphGetNodes", 10000, CUresult (*)(CUgraph, CUgraphNode *, size_t *));
+        FN(node_type, "cuGraphNodeGetType", 10000, CUresult (*)(CUgraphNode, CUgraphNodeType *));
+        FN(instantiate, "cuGraphInstantiateWithFlags", 11040, CUresult (*)(CUgraphExec *, CUgraph, unsigned long long));
+        FN(graph_launch, "cuGraphLaunch", 10000, CUresult (*)(CUgraphExec, CUstream));
+        /* A simulated 2 ms kernel; a real driver takes no such module, and the path runs
+         * without kernels there. */
+        const char *image = "gpupool-sim-module 1\nkernel busy 2ms\n";
+        CUmodule m;
+        CUfunction busy = NULL;
+        if (load(&m, image) == CUDA_SUCCESS) CHECK(get_fn(&busy, m, "busy"));
+        printf("kernels %d\n", busy != NULL);
+#define BUSY(stream) do { if (busy) CHECK(launch(busy, 1, 1, 1, 32, 1, 1, 0, stream, NULL, NULL)); } while (0)
+        CUstream s, s2;
+        CHECK(stream_create(&s, CU_STREAM_NON_BLOCKING));
+        CHECK(stream_create(&s2, CU_STREAM_NON_BLOCKING));
+        CUevent fork, join, e0, e1;
+        CHECK(event_create(&fork, 0));
+        CHECK(event_create(&join, 0));
+        CHECK(event_create(&e0, 0));
+        CHECK(event_create(&e1, 0));
+        CUdeviceptr d;
+        CHECK(alloc(&d, 4096));
+        unsigned zero[8] = {0}, host[4] = {1, 2, 3, 4}, back[8];
+        CHECK(htod_async(d, zero, sizeof zero, s));
+        CHECK(stream_sync(s));
+        int calls = 0;
+        CUstreamCaptureStatus st = (CUstreamCaptureStatus)7;
+        printf("legacy_stream_rc %d\n", (int)begin(NULL, CU_STREAM_CAPTURE_MODE_GLOBAL));
+        CHECK(begin(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+        printf("begin_twice_rc %d\n", (int)begin(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+        CHECK(is_capturing(s, &st));
+        printf("status_during %d\n", (int)st);
+        cuuint64_t id1 = 0, id1_again = 0, id2 = 0;
+        CHECK(capture_info(s, &st, &id1, NULL, NULL, NULL));
+        for (int i = 0; i < 3; i++) BUSY(s);
+        CHECK(set_async(d, 7, 8, s));
+        printf("htod_rc %d\n", (int)htod_async(d, host, sizeof host, s));
+        printf("host_func_rc %d\n", (int)host_func(s, host_fn, &calls));
+        CHECK(record(fork, s));
+        CHECK(wait_event(s2, fork, 0));
+        CHECK(is_capturing(s2, &st));
+        printf("joined_status %d\n", (int)st);
+        CHECK(capture_info(s2, &st, &id1_again, NULL, NULL, NULL));
+        BUSY(s2);
+        CHECK(record(join, s2));
+        CHECK(wait_event(s, join, 0));
+        CUgraph g = NULL;
+        printf("end_on_joined_rc %d\n", (int)end(s2, &g));
+        CHECK(end(s, &g));
+        CHECK(is_capturing(s, &st));
+        printf("status_after %d\n", (int)st);
+        CHECK(is_capturing(s2, &st));
+        printf("joined_status_after %d\n", (int)st);
+        CHECK(dtoh(back, d, sizeof back));
+        printf("nothing_ran %d\n", calls == 0 && back[0] == 0 && back[7] == 0);
+        printf("same_id %d\nid_set %d\n", id1 == id1_again, id1 != 0);
+        size_t nodes = 0;
+        CUresult nodes_rc = get_nodes(g, NULL, &nodes);
+        printf("nodes_rc %d\nnodes %zu\n", (int)nodes_rc, nodes);
+        if (nodes_rc == CUDA_SUCCESS && nodes <= 16) {
+            CUgraphNode list[16];
+            CHECK(get_nodes(g, list, &nodes));
+            printf("node_types ");
+            for (size_t i = 0; i < nodes; i++) {
+                CUgraphNodeType t;
+                CHECK(node_type(list[i], &t));
+                printf("%s%d", i ? "," : "", (int)t);
+            }
+            printf("\n");
+        }
+        CUgraphExec exec;
+        CHECK(instantiate(&exec, g, 0));
+        host[0] = 5; host[1] = 6; host[2] = 7; host[3] = 8;
+        CHECK(record(e0, s));
+        CHECK(graph_launch(exec, s));
+        CHECK(graph_launch(exec, s));
+        CHECK(record(e1, s));
+        CHECK(stream_sync(s));
+        float ms = 0;
+        CHECK(elapsed(&ms, e0, e1));
+        CHECK(dtoh(back, d, sizeof back));
+        printf("replay_ms %.3f\nhost_calls %d\n", ms, calls);
+        printf("data");
+        for (int i = 0; i < 8; i++) printf(" %u", back[i]);
+        printf("\n");
+        /* A synchronisation inside a capture is refused and breaks it. */
+        CHECK(begin(s, CU_STREAM_CAPTURE_MODE_RELAXED));
+        CHECK(capture_info(s, &st, &id2, NULL, NULL, NULL));
+        printf("new_id %d\n", id2 != 0 && id2 != id1);
+        BUSY(s);
+        printf("sync_in_capture_rc %d\n", (int)stream_sync(s));
+        CHECK(is_capturing(s, &st));
+        printf("status_broken %d\n", (int)st);
+        g = (CUgraph)1;
+        CUresult end_rc = end(s, &g);
+        printf("end_broken_rc %d\ngraph_null %d\n", (int)end_rc, g == NULL);
+        CHECK(is_capturing(s, &st));
+        printf("status_end %d\n", (int)st);
         return 0;
     }
 

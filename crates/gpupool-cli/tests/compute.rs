@@ -177,6 +177,26 @@ fn every_launch_path_is_paced() {
 }
 
 #[test]
+fn launches_captured_into_a_graph_are_not_paced_until_the_graph_runs() {
+    // Fifty 5 ms kernels (timed before, as frameworks warm up before capturing), captured at
+    // a 40 % limit: paced as if they ran, the capture would be held about 0.4 s.
+    let _s = serial();
+    let m = Machine::new("capture", "1x16GiB");
+    let cmd = compute_args("capture", "5ms", 1.0, 1);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    measured(|| {
+        let out = m.run(&["--compute", "40"], &cmd);
+        let kv = key_values(&out);
+        let capture: f64 = kv["capture_seconds"].parse().unwrap();
+        check(capture < 0.1, format!("capturing took {capture} s: {kv:?}"))?;
+        check(
+            num(&kv, "launches") >= 50,
+            format!("the graph never ran: {kv:?}"),
+        )
+    });
+}
+
+#[test]
 fn a_remote_tenant_s_limit_holds_on_the_server() {
     // The client has no GPU: its launches are paced by the library in its session on the
     // server, with the limit from the server's clients file. A client that never

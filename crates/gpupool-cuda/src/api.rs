@@ -293,7 +293,9 @@ declare_api! { $
     fn cuStreamWaitValue32(s: CUstream, addr: CUdeviceptr, value: u32, flags: u32);
     fn cuStreamBatchMemOp(s: CUstream, n: u32, ops: *mut c_void, flags: u32);
     fn cuStreamBeginCapture_v2(s: CUstream, mode: u32);
+    fn cuStreamBeginCapture_v2_ptsz(s: CUstream, mode: u32);
     fn cuStreamEndCapture(s: CUstream, g: *mut CUgraph);
+    fn cuStreamEndCapture_ptsz(s: CUstream, g: *mut CUgraph);
     fn cuGraphCreate(g: *mut CUgraph, flags: u32);
     fn cuGraphDestroy(g: CUgraph);
     fn cuGraphAddKernelNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const CUDA_KERNEL_NODE_PARAMS_st);
@@ -308,6 +310,7 @@ declare_api! { $
     fn cuGraphLaunch(e: CUgraphExec, s: CUstream);
     fn cuGraphLaunch_ptsz(e: CUgraphExec, s: CUstream);
     fn cuGraphExecDestroy(e: CUgraphExec);
+    fn cuGraphUpload(e: CUgraphExec, s: CUstream);
     fn cuStreamCreate(s: *mut CUstream, flags: u32);
     fn cuStreamCreateWithPriority(s: *mut CUstream, flags: u32, prio: i32);
     fn cuStreamDestroy_v2(s: CUstream);

@@ -1,7 +1,7 @@
 //! Stream-capture answers for the libraries that stand in for the driver: the calling thread's
 //! capture mode (`cuThreadExchangeStreamCaptureMode`), kept per thread, and capture
 //! information (`cuStreamGetCaptureInfo*`, [`capture_info_functions!`](crate::capture_info_functions))
-//! from what such a library knows, a stream's capture status.
+//! from what such a library knows of a stream's capture ([`CaptureNow`]).
 
 use crate::cu::CUgraphNode;
 use crate::result::*;
@@ -17,8 +17,8 @@ thread_local! {
 }
 
 /// `cuThreadExchangeStreamCaptureMode`: the calling thread's mode is kept and exchanged; no
-/// mode forbids anything in the libraries that use this (the simulator never captures, the
-/// remote client's captures run on the server).
+/// mode forbids anything in the libraries that use this (the simulator does not check which
+/// calls a mode allows, the remote client's captures run on the server).
 ///
 /// # Safety
 /// `mode` is null or points at a readable and writable `CUstreamCaptureMode`.
@@ -36,6 +36,12 @@ pub unsafe fn thread_exchange_stream_capture_mode(mode: *mut u32) -> u32 {
 /// `CU_STREAM_CAPTURE_STATUS_NONE`.
 pub const NOT_CAPTURING: u32 = 0;
 
+/// `CU_STREAM_CAPTURE_STATUS_ACTIVE`.
+pub const CAPTURING: u32 = 1;
+
+/// `CU_STREAM_CAPTURE_STATUS_INVALIDATED`.
+pub const CAPTURE_INVALIDATED: u32 = 2;
+
 /// A stream's capture status from `query`, a `cuStreamIsCapturing` call writing it through
 /// the pointer it is given.
 pub fn capture_status(query: impl FnOnce(*mut u32) -> u32) -> Result<u32, u32> {
@@ -43,6 +49,35 @@ pub fn capture_status(query: impl FnOnce(*mut u32) -> u32) -> Result<u32, u32> {
     match query(&mut status) {
         CUDA_SUCCESS => Ok(status),
         e => Err(e),
+    }
+}
+
+/// What a driver stand-in knows of a stream's capture: its status, and each detail it can
+/// answer (`None`: not known here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureNow {
+    /// `CUstreamCaptureStatus`.
+    pub status: u32,
+    /// The capture's id (unique in the process).
+    pub id: Option<u64>,
+    /// The graph being captured into.
+    pub graph: Option<*mut c_void>,
+    /// The nodes the stream's next captured work will depend on, and how many.
+    pub deps: Option<(*const CUgraphNode, usize)>,
+}
+
+impl CaptureNow {
+    /// A stream not being captured.
+    pub const NONE: CaptureNow = CaptureNow::status_only(NOT_CAPTURING);
+
+    /// A status whose details are not known here.
+    pub const fn status_only(status: u32) -> CaptureNow {
+        CaptureNow {
+            status,
+            id: None,
+            graph: None,
+            deps: None,
+        }
     }
 }
 
@@ -57,14 +92,28 @@ unsafe fn put<T>(p: *mut T, v: T) {
     }
 }
 
-/// The `cuStreamGetCaptureInfo_v3` answers from a stream's capture status `now` (or the error
-/// finding it): the status, and empty answers outside a capture. During a capture the id,
-/// graph and dependencies are not known here: asking for them is `CUDA_ERROR_NOT_SUPPORTED`.
+/// Writes `known` through `p` unless `p` is null; `false` when it is asked for and unknown.
+///
+/// # Safety
+/// `p` is null or valid for writing a `T`.
+unsafe fn put_known<T>(p: *mut T, known: Option<T>) -> bool {
+    match known {
+        // SAFETY: the caller's contract.
+        Some(v) => unsafe { put(p, v) },
+        None => return p.is_null(),
+    }
+    true
+}
+
+/// The `cuStreamGetCaptureInfo_v3` answers from what is known of a stream's capture `now` (or
+/// the error finding it): empty answers outside a capture; during one, each detail asked for
+/// that is not known is `CUDA_ERROR_NOT_SUPPORTED`. Edge data is never kept (null: every
+/// dependency is a plain one).
 ///
 /// # Safety
 /// Each pointer is null or valid for writing its answer.
 pub unsafe fn capture_info(
-    now: Result<u32, u32>,
+    now: Result<CaptureNow, u32>,
     status: *mut u32,
     id: *mut u64,
     graph: *mut *mut c_void,
@@ -75,33 +124,43 @@ pub unsafe fn capture_info(
     if status.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    let st = match now {
-        Ok(st) => st,
+    let mut now = match now {
+        Ok(now) => now,
         Err(e) => return e,
     };
-    let details_asked =
-        !id.is_null() || !graph.is_null() || !deps.is_null() || !edges.is_null() || !n.is_null();
-    if st != NOT_CAPTURING && details_asked {
+    if now.status == NOT_CAPTURING {
+        now = CaptureNow {
+            status: NOT_CAPTURING,
+            id: Some(0),
+            graph: Some(std::ptr::null_mut()),
+            deps: Some((std::ptr::null(), 0)),
+        };
+    }
+    let (dep_list, dep_count) = now.deps.unzip();
+    // SAFETY: the caller's out pointers, each null or valid.
+    let known = unsafe {
+        put_known(id, now.id)
+            & put_known(graph, now.graph)
+            & put_known(deps, dep_list)
+            & put_known(n, dep_count)
+    };
+    if !known {
         return CUDA_ERROR_NOT_SUPPORTED;
     }
-    // SAFETY: the caller's out pointers, each null or valid.
+    // SAFETY: as above.
     unsafe {
-        put(status, st);
-        put(id, 0);
-        put(graph, std::ptr::null_mut());
-        put(deps, std::ptr::null());
+        put(status, now.status);
         put(edges, std::ptr::null());
-        put(n, 0);
     }
     CUDA_SUCCESS
 }
 
 /// Defines `stream_get_capture_info`, `_v2` and `_v3` in the invoking module, answered by
-/// [`capture_info`] from `STATUS_OF`, a `cuStreamIsCapturing`-like
-/// `unsafe fn(CUstream, *mut u32) -> u32`.
+/// [`capture_info`] from `INFO_OF`, an
+/// `unsafe fn(CUstream) -> Result<CaptureNow, u32>` saying what is known of a stream's capture.
 #[macro_export]
 macro_rules! capture_info_functions {
-    ($status_of:path) => {
+    ($info_of:path) => {
         /// `cuStreamGetCaptureInfo_v3`: see `gpupool_cuda::capture_mode::capture_info`.
         pub unsafe fn stream_get_capture_info_v3(
             s: $crate::cu::CUstream,
@@ -112,8 +171,8 @@ macro_rules! capture_info_functions {
             edges: *mut *const ::std::ffi::c_void,
             n: *mut usize,
         ) -> u32 {
-            // SAFETY: a valid out pointer; the stream is checked by the status function.
-            let now = $crate::capture_mode::capture_status(|st| unsafe { $status_of(s, st) });
+            // SAFETY: the stream is checked by the info function.
+            let now = unsafe { $info_of(s) };
             // SAFETY: the caller's pointers.
             unsafe { $crate::capture_mode::capture_info(now, status, id, graph, deps, edges, n) }
         }
@@ -188,50 +247,91 @@ mod tests {
     }
 
     #[test]
-    fn capture_info_is_empty_outside_a_capture_and_partial_during_one() {
+    fn capture_info_is_empty_outside_a_capture_and_what_is_known_during_one() {
         let (mut st, mut id, mut n) = (9u32, 9u64, 9usize);
         let mut graph = std::ptr::dangling_mut::<c_void>();
+        let mut deps = std::ptr::dangling::<CUgraphNode>();
         let none = std::ptr::null_mut::<u8>();
         // SAFETY: valid or null out pointers.
         unsafe {
             let rc = capture_info(
-                Ok(NOT_CAPTURING),
+                Ok(CaptureNow::NONE),
                 &mut st,
                 &mut id,
                 &mut graph,
-                none.cast(),
+                &mut deps,
                 none.cast(),
                 &mut n,
             );
             assert_eq!(rc, CUDA_SUCCESS);
             assert_eq!((st, id, n), (0, 0, 0));
-            assert!(graph.is_null());
-            // Capturing: the status alone is known, the rest is not carried.
-            assert_eq!(
-                capture_info(
-                    Ok(1),
-                    &mut st,
-                    none.cast(),
-                    none.cast(),
-                    none.cast(),
-                    none.cast(),
-                    none.cast()
-                ),
-                CUDA_SUCCESS
+            assert!(graph.is_null() && deps.is_null());
+            // Capturing, the status alone known: the status answers, the details do not.
+            let status_only = Ok(CaptureNow::status_only(CAPTURING));
+            let rc = capture_info(
+                status_only,
+                &mut st,
+                none.cast(),
+                none.cast(),
+                none.cast(),
+                none.cast(),
+                none.cast(),
             );
-            assert_eq!(st, 1);
-            assert_eq!(
-                capture_info(
-                    Ok(1),
-                    &mut st,
-                    &mut id,
-                    none.cast(),
-                    none.cast(),
-                    none.cast(),
-                    none.cast()
-                ),
-                CUDA_ERROR_NOT_SUPPORTED
+            assert_eq!((rc, st), (CUDA_SUCCESS, CAPTURING));
+            let rc = capture_info(
+                status_only,
+                &mut st,
+                &mut id,
+                none.cast(),
+                none.cast(),
+                none.cast(),
+                none.cast(),
             );
+            assert_eq!(rc, CUDA_ERROR_NOT_SUPPORTED);
+            // The id known, the graph not: asking for the id alone works.
+            let with_id = Ok(CaptureNow {
+                id: Some(7),
+                ..CaptureNow::status_only(CAPTURING)
+            });
+            let rc = capture_info(
+                with_id,
+                &mut st,
+                &mut id,
+                none.cast(),
+                none.cast(),
+                none.cast(),
+                none.cast(),
+            );
+            assert_eq!((rc, id), (CUDA_SUCCESS, 7));
+            let rc = capture_info(
+                with_id,
+                &mut st,
+                &mut id,
+                &mut graph,
+                none.cast(),
+                none.cast(),
+                none.cast(),
+            );
+            assert_eq!(rc, CUDA_ERROR_NOT_SUPPORTED);
+            // Everything known.
+            let node = 3usize as CUgraphNode;
+            let full = Ok(CaptureNow {
+                status: CAPTURING,
+                id: Some(8),
+                graph: Some(std::ptr::dangling_mut()),
+                deps: Some((&node, 1)),
+            });
+            let rc = capture_info(
+                full,
+                &mut st,
+                &mut id,
+                &mut graph,
+                &mut deps,
+                none.cast(),
+                &mut n,
+            );
+            assert_eq!((rc, id, n), (CUDA_SUCCESS, 8, 1));
+            assert_eq!(*deps, node);
             assert_eq!(
                 capture_info(
                     Err(400),
@@ -246,7 +346,7 @@ mod tests {
             );
             assert_eq!(
                 capture_info(
-                    Ok(0),
+                    Ok(CaptureNow::NONE),
                     none.cast(),
                     none.cast(),
                     none.cast(),

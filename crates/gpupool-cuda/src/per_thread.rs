@@ -57,6 +57,7 @@ passed_unchanged!(
     *mut CUcontext,
     *mut *const c_void,
     *mut *const CUgraphNode,
+    *mut CUgraph,
     CUfunction,
     CUevent,
     CUgraphExec,

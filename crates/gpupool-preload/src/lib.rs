@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 #![allow(clippy::missing_safety_doc)]
 
+pub mod captures;
 pub mod compute;
 pub mod coordination;
 pub mod cost;
@@ -78,6 +79,10 @@ gpupool_cuda::export_functions! {
     cuLaunchCooperativeKernelMultiDevice => compute::launch_cooperative_kernel_multi_device;
     cuGraphLaunch => compute::graph_launch;
     cuGraphLaunch_ptsz => compute::graph_launch_ptsz;
+    cuStreamBeginCapture_v2 => captures::begin_capture;
+    cuStreamBeginCapture_v2_ptsz => captures::begin_capture_ptsz;
+    cuStreamEndCapture => captures::end_capture;
+    cuStreamEndCapture_ptsz => captures::end_capture_ptsz;
 
     cuMemGetInfo_v2 => view::mem_get_info;
     cuDeviceTotalMem_v2 => view::device_total_mem;

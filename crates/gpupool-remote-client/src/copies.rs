@@ -402,6 +402,10 @@ fn run(r: &Raw3d, three_d: u64, stream: Option<CUstream>) -> u32 {
     ) else {
         return CUDA_ERROR_INVALID_VALUE;
     };
+    let host_side = src.side.kind == copy3d::HOST || dst.side.kind == copy3d::HOST;
+    if host_side && stream.is_some_and(crate::stream::captured) {
+        return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    }
     let c = Copy3d {
         src: src.side,
         dst: dst.side,

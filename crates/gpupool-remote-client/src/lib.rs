@@ -145,7 +145,6 @@ gpupool_cuda::export_functions! {
     cuGraphInstantiate => graph::graph_instantiate;
     cuGraphInstantiate_v2 => graph::graph_instantiate;
     cuGraphGetNodes => graph::graph_get_nodes;
-    cuGraphNodeGetType => graph::graph_node_get_type;
     cuTensorMapEncodeTiled => tensor_map::encode_tiled;
     cuTensorMapEncodeIm2col => tensor_map::encode_im2col;
     cuTensorMapEncodeIm2colWide => tensor_map::encode_im2col_wide;
@@ -209,6 +208,10 @@ gpupool_cuda::export_functions! {
     cuMemsetD32Async_ptsz => per_thread::cuMemsetD32Async_ptsz;
     cuMemAllocAsync_ptsz => per_thread::cuMemAllocAsync_ptsz;
     cuMemFreeAsync_ptsz => per_thread::cuMemFreeAsync_ptsz;
+    cuStreamIsCapturing => stream::stream_is_capturing;
+    cuStreamEndCapture => stream::stream_end_capture;
+    cuStreamBeginCapture_v2_ptsz => per_thread::cuStreamBeginCapture_v2_ptsz;
+    cuStreamEndCapture_ptsz => per_thread::cuStreamEndCapture_ptsz;
     cuStreamGetCaptureInfo => stream::stream_get_capture_info;
     cuStreamGetCaptureInfo_v2 => stream::stream_get_capture_info_v2;
     cuStreamGetCaptureInfo_v3 => stream::stream_get_capture_info_v3;

@@ -198,6 +198,9 @@ pub unsafe fn htod(dst: u64, src: *const u8, n: usize, stream: Option<CUstream>)
     if n > 0 && src.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
+    if stream.is_some_and(crate::stream::captured) {
+        return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    }
     let mut s = state();
     let mut done = 0;
     loop {
@@ -230,6 +233,9 @@ pub unsafe fn htod(dst: u64, src: *const u8, n: usize, stream: Option<CUstream>)
 pub unsafe fn dtoh(dst: *mut u8, src: u64, n: usize, stream: Option<CUstream>) -> u32 {
     if n > 0 && dst.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
+    }
+    if stream.is_some_and(crate::stream::captured) {
+        return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     }
     let mut s = state();
     let chunks: Vec<(usize, usize)> = (0..n.div_ceil(COPY_PIECE).max(1))

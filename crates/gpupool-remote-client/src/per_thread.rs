@@ -14,6 +14,8 @@ gpupool_cuda::per_thread_variants! {
     cuStreamWaitEvent_ptsz => crate::table_client::cuStreamWaitEvent;
     cuEventRecord_ptsz => crate::table_client::cuEventRecord;
     cuGraphLaunch_ptsz => crate::table_client::cuGraphLaunch;
+    cuStreamBeginCapture_v2_ptsz => crate::table_client::cuStreamBeginCapture_v2;
+    cuStreamEndCapture_ptsz => crate::stream::stream_end_capture;
     cuMemcpyAsync_ptsz => crate::copies::memcpy_async;
     cuMemcpyHtoDAsync_v2_ptsz => crate::copies::htod_async;
     cuMemcpyDtoHAsync_v2_ptsz => crate::copies::dtoh_async;
@@ -24,6 +26,7 @@ gpupool_cuda::per_thread_variants! {
     cuMemsetD32Async_ptsz => crate::copies::memset_d32_async;
     cuMemAllocAsync_ptsz => crate::memory::mem_alloc_async;
     cuMemFreeAsync_ptsz => crate::memory::mem_free_async;
+    cuStreamIsCapturing_ptsz => crate::stream::stream_is_capturing;
     cuStreamGetCaptureInfo_ptsz => crate::stream::stream_get_capture_info;
     cuStreamGetCaptureInfo_v2_ptsz => crate::stream::stream_get_capture_info_v2;
     cuStreamGetCaptureInfo_v3_ptsz => crate::stream::stream_get_capture_info_v3;

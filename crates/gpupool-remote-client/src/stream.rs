@@ -1,27 +1,130 @@
 //! Stream calls answered on the client from what the server carries.
 //!
-//! - Capture information: the status comes from the server (`cuStreamIsCapturing`); outside a
-//!   capture the other answers are empty, as the driver gives them. A capture's id, graph and
-//!   dependencies are not carried: asked for during a capture they are
-//!   `CUDA_ERROR_NOT_SUPPORTED`.
+//! - Captures run on the server. The client counts the captures it began and has not ended:
+//!   while there are none, no stream is being captured, and capture queries are answered here
+//!   without a round trip (libraries ask before much of their work).
+//! - Capture information (status, id, graph, dependencies) comes from the server, whose
+//!   session then accepts the graph and nodes as the client's handles.
 //! - Host functions and stream callbacks run on the calling thread once the stream's work
 //!   queued so far is done (the caller waits for it), so they see the stream's results and
-//!   the stream's later work follows them; they cannot be captured into a graph.
+//!   the stream's later work follows them; they cannot be captured into a graph. Nor can
+//!   copies between host memory and the device (the server refuses them too: a graph would
+//!   keep the address of the server's transfer buffer).
 //! - GPUDirect RDMA flushes have nothing to flush on a client without a GPU.
 //! - The thread's capture mode is kept on the client (`cuThreadExchangeStreamCaptureMode`).
 //! - Stream attributes are set on the server when their values are plain numbers.
 
 use crate::conn::state;
-use crate::table_client::{cuStreamGetCtx, cuStreamIsCapturing, cuStreamSynchronize};
+use crate::table_client::{self, cuStreamGetCtx, cuStreamSynchronize};
 use gpupool_cuda::api::types::*;
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
+use std::cell::RefCell;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 pub use gpupool_cuda::capture_mode::thread_exchange_stream_capture_mode;
-use gpupool_cuda::capture_mode::{capture_status, NOT_CAPTURING};
+use gpupool_cuda::capture_mode::{capture_status, CaptureNow, NOT_CAPTURING};
 
-gpupool_cuda::capture_info_functions!(cuStreamIsCapturing);
+/// Captures begun and not ended (successfully or invalidated).
+static CAPTURES: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a stream may be being captured (some capture is open).
+fn captures_open() -> bool {
+    CAPTURES.load(SeqCst) > 0
+}
+
+/// Hook after a successful `cuStreamBeginCapture_v2`.
+pub fn capture_begun(_s: CUstream, _mode: u32) {
+    CAPTURES.fetch_add(1, SeqCst);
+}
+
+/// `cuStreamEndCapture`: a capture ends with its graph, or invalidated without one.
+pub unsafe fn stream_end_capture(s: CUstream, g: *mut CUgraph) -> u32 {
+    // SAFETY: the caller's out pointer.
+    let rc = unsafe { table_client::cuStreamEndCapture(s, g) };
+    if rc == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED && !g.is_null() {
+        // SAFETY: the caller's out pointer; an invalidated capture gives no graph.
+        unsafe { crate::write(g, std::ptr::null_mut()) };
+    }
+    if rc == CUDA_SUCCESS || rc == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED {
+        // Never below zero, whatever the server answered.
+        let _ = CAPTURES.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+    }
+    rc
+}
+
+/// `cuStreamIsCapturing` (and `_ptsz`): answered here while no capture is open.
+pub unsafe fn stream_is_capturing(s: CUstream, status: *mut u32) -> u32 {
+    if status.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if !captures_open() {
+        // SAFETY: the caller's out pointer, checked above.
+        return unsafe { crate::write(status, NOT_CAPTURING) };
+    }
+    // SAFETY: as above.
+    unsafe { table_client::cuStreamIsCapturing(s, status) }
+}
+
+/// Whether stream `s` is being captured (an unknown stream counts as one: the caller refuses).
+pub(crate) fn captured(s: CUstream) -> bool {
+    if !captures_open() {
+        return false;
+    }
+    // SAFETY: a valid out pointer; the stream is checked by the server.
+    capture_status(|st| unsafe { table_client::cuStreamIsCapturing(s, st) }) != Ok(NOT_CAPTURING)
+}
+
+thread_local! {
+    /// The dependencies the last capture query on this thread answered (the driver's array is
+    /// likewise valid until the stream's next call).
+    static CAPTURE_DEPS: RefCell<Vec<CUgraphNode>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What is known of `s`'s capture: everything, from the server, while a capture is open.
+unsafe fn capture_now(s: CUstream) -> Result<CaptureNow, u32> {
+    if !captures_open() {
+        return Ok(CaptureNow::NONE);
+    }
+    let mut st = state();
+    let start = st.begin(custom::CAPTURE_INFO, true, crate::context::current())?;
+    st.batch.put_opt(Some(&(s as usize as u64)));
+    let (mut status, mut id, mut graph) = (NOT_CAPTURING, 0u64, 0u64);
+    let mut deps: Vec<CUgraphNode> = Vec::new();
+    let rc = st.finish_sync(start, |r| {
+        status = r.get("status")?;
+        id = r.get("capture id")?;
+        graph = r.get("graph")?;
+        let n: u32 = r.get("dependency count")?;
+        for _ in 0..n.min(custom::MAX_NODE_DEPENDENCIES) {
+            deps.push(r.get::<u64>("dependency")? as usize as CUgraphNode);
+        }
+        Ok(())
+    });
+    drop(st);
+    if rc != CUDA_SUCCESS {
+        return Err(rc);
+    }
+    let (list, n) = CAPTURE_DEPS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        *kept = deps;
+        let list = if kept.is_empty() {
+            std::ptr::null()
+        } else {
+            kept.as_ptr()
+        };
+        (list, kept.len())
+    });
+    Ok(CaptureNow {
+        status,
+        id: Some(id),
+        graph: Some(graph as usize as *mut c_void),
+        deps: Some((list, n)),
+    })
+}
+
+gpupool_cuda::capture_info_functions!(capture_now);
 
 /// `cuStreamGetCtx_v2`: the stream's context; never a green context.
 pub unsafe fn stream_get_ctx_v2(s: CUstream, ctx: *mut CUcontext, green: *mut *mut c_void) -> u32 {
@@ -38,7 +141,7 @@ pub unsafe fn stream_get_ctx_v2(s: CUstream, ctx: *mut CUcontext, green: *mut *m
 /// refused on a stream being captured.
 unsafe fn after_stream(s: CUstream, run: impl FnOnce(u32)) -> u32 {
     // SAFETY: a valid out pointer; the stream is checked by the server.
-    match capture_status(|st| unsafe { cuStreamIsCapturing(s, st) }) {
+    match capture_status(|st| unsafe { stream_is_capturing(s, st) }) {
         Ok(NOT_CAPTURING) => {}
         Ok(_) => return CUDA_ERROR_NOT_SUPPORTED,
         Err(e) => return e,

@@ -48,9 +48,10 @@ macro_rules! put {
 }
 
 macro_rules! get {
+    // The server answers an out value only when the caller asked for it (non-null).
     ($r:ident, out, $a:ident, $t:ty) => {
-        let v: $t = $r.get(stringify!($a))?;
         if !$a.is_null() {
+            let v: $t = $r.get(stringify!($a))?;
             // SAFETY: the caller's out pointer.
             unsafe { *$a = v };
         }

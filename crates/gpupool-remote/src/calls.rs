@@ -140,6 +140,15 @@ pub mod custom {
     /// `cuLibraryEnumerateKernels`: up to a count of a library's kernels, which the session
     /// then accepts as handles.
     pub const LIBRARY_ENUMERATE_KERNELS: u16 = 236;
+    /// `cuStreamGetCaptureInfo_v2`: a stream's capture status, id, graph and the nodes its
+    /// next work depends on (at most [`MAX_NODE_DEPENDENCIES`]), which the session then
+    /// accepts as handles.
+    pub const CAPTURE_INFO: u16 = 237;
+    /// `cuGraphGetNodes`: how many nodes a graph has, or up to a count of them, which the
+    /// session then accepts as handles.
+    pub const GRAPH_GET_NODES: u16 = 238;
+    /// Most nodes [`GRAPH_GET_NODES`] returns.
+    pub const MAX_LISTED_NODES: u32 = 1 << 16;
     /// Most kernels [`LIBRARY_ENUMERATE_KERNELS`] returns.
     pub const MAX_ENUMERATED_KERNELS: u32 = 1 << 16;
     /// Most dependencies of one graph node.
@@ -165,7 +174,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 37] = [
+    pub const ALL: [u16; 39] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -197,6 +206,8 @@ pub mod custom {
         STREAM_SET_ATTRIBUTE,
         TENSOR_MAP,
         LIBRARY_ENUMERATE_KERNELS,
+        CAPTURE_INFO,
+        GRAPH_GET_NODES,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,
@@ -313,7 +324,7 @@ macro_rules! for_each_call {
             sync 87 cuStreamGetId(h(Stream) s: CUstream, out id: u64);
             sync 88 cuStreamGetCtx(h(Stream) s: CUstream, out c: CUcontext);
             sync 89 cuStreamGetDevice(h(Stream) s: CUstream, out d: CUdevice);
-            sync 90 cuStreamIsCapturing(h(Stream) s: CUstream, out status: u32);
+            local 90 cuStreamIsCapturing(h(Stream) s: CUstream, out status: u32);
             async 91 cuStreamWaitEvent(h(Stream) s: CUstream, h(Event) e: CUevent, val flags: u32);
             sync 92 cuEventCreate(new(Event) e: CUevent, val flags: u32);
             sync 93 cuEventDestroy_v2(del(Event) e: CUevent);
@@ -330,8 +341,9 @@ macro_rules! for_each_call {
             async 103 cuGraphLaunch(h(GraphExec) e: CUgraphExec, h(Stream) s: CUstream);
             sync 104 cuGraphExecDestroy(del(GraphExec) e: CUgraphExec);
             async 105 cuGraphUpload(h(GraphExec) e: CUgraphExec, h(Stream) s: CUstream);
-            sync 106 cuStreamBeginCapture_v2(h(Stream) s: CUstream, val mode: u32);
-            sync 107 cuStreamEndCapture(h(Stream) s: CUstream, new(Graph) g: CUgraph);
+            sync 106 cuStreamBeginCapture_v2(h(Stream) s: CUstream, val mode: u32) then crate::stream::capture_begun;
+            local 107 cuStreamEndCapture(h(Stream) s: CUstream, new(Graph) g: CUgraph);
+            sync 108 cuGraphNodeGetType(h(GraphNode) node: CUgraphNode, out kind: u32);
 
             sync 120 cuModuleUnload(del(Module) m: CUmodule) then crate::variables::module_unloaded;
             cached 121 cuFuncGetAttribute(out v: i32, val attrib: i32, h(Function) f: CUfunction);

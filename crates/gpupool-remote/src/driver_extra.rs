@@ -73,6 +73,9 @@ extra_functions! {
     fn cuMemsetD2D16Async(CUdeviceptr, usize, u16, usize, usize, CUstream);
     fn cuMemsetD2D32Async(CUdeviceptr, usize, u32, usize, usize, CUstream);
     fn cuStreamSynchronize(CUstream);
+    fn cuStreamIsCapturing(CUstream, *mut u32);
+    fn cuGraphGetNodes(CUgraph, *mut CUgraphNode, *mut usize);
+    fn cuStreamGetCaptureInfo_v2(CUstream, *mut u32, *mut u64, *mut CUgraph, *mut *const CUgraphNode, *mut usize);
     fn cuModuleLoadData(*mut CUmodule, *const c_void);
     fn cuModuleGetFunction(*mut CUfunction, CUmodule, *const c_char);
     fn cuFuncGetParamInfo(CUfunction, usize, *mut usize, *mut usize);

@@ -299,6 +299,18 @@ impl Session {
             .transpose())
     }
 
+    /// Refuses a copy between the session's buffers and the device on a stream being captured:
+    /// the graph would keep the address of a buffer the session frees when the call returns,
+    /// and read or write it whenever the graph runs.
+    fn refuse_captured_host_copy(&self, s: Option<CUstream>) -> Option<u32> {
+        let s = s?;
+        let is_capturing = self.extra.cuStreamIsCapturing?;
+        let mut status = 0u32;
+        // SAFETY: a stream of the session and a local out value.
+        let rc = unsafe { is_capturing(s, &mut status) };
+        (rc != CUDA_SUCCESS || status != 0).then_some(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)
+    }
+
     fn custom(
         &mut self,
         id: u16,
@@ -401,6 +413,9 @@ impl Session {
                 if !self.owns(dst, data.len() as u64) {
                     return Ok(not_owned);
                 }
+                if let Some(refused) = self.refuse_captured_host_copy(s) {
+                    return Ok(refused);
+                }
                 let src = data.as_ptr() as *const c_void;
                 match s {
                     None => unsafe { driver!(cuMemcpyHtoD_v2)(dst, src, data.len()) },
@@ -420,6 +435,9 @@ impl Session {
                 }
                 if !self.owns(src, len) {
                     return Ok(not_owned);
+                }
+                if let Some(refused) = self.refuse_captured_host_copy(s) {
+                    return Ok(refused);
                 }
                 let n = len as usize;
                 let (sync_copy, async_copy, wait) = (
@@ -551,6 +569,80 @@ impl Session {
                             self.handles.insert((Class::Function, k as usize as u64));
                         }
                         outs.put(&(k as usize as u64));
+                    }
+                }
+                rc
+            }
+            custom::CAPTURE_INFO => {
+                let s = stream!();
+                r.end()?;
+                let (mut status, mut capture, mut n) = (0u32, 0u64, 0usize);
+                let mut graph: CUgraph = std::ptr::null_mut();
+                let mut deps: *const CUgraphNode = std::ptr::null();
+                let info = driver!(cuStreamGetCaptureInfo_v2);
+                let stream = s.unwrap_or(std::ptr::null_mut());
+                let rc = unsafe {
+                    info(
+                        stream,
+                        &mut status,
+                        &mut capture,
+                        &mut graph,
+                        &mut deps,
+                        &mut n,
+                    )
+                };
+                if rc != CUDA_SUCCESS {
+                    return Ok(rc);
+                }
+                if n > custom::MAX_NODE_DEPENDENCIES as usize || (n > 0 && deps.is_null()) {
+                    return Ok(CUDA_ERROR_NOT_SUPPORTED);
+                }
+                // SAFETY: the driver's array of n nodes, valid until the stream's next call.
+                let nodes = if n == 0 {
+                    &[][..]
+                } else {
+                    unsafe { std::slice::from_raw_parts(deps, n) }
+                };
+                outs.put(&status);
+                outs.put(&capture);
+                outs.put(&(graph as usize as u64));
+                outs.put(&(n as u32));
+                if !graph.is_null() {
+                    self.handles.insert((Class::Graph, graph as usize as u64));
+                }
+                for &node in nodes {
+                    self.handles
+                        .insert((Class::GraphNode, node as usize as u64));
+                    outs.put(&(node as usize as u64));
+                }
+                rc
+            }
+            custom::GRAPH_GET_NODES => {
+                let (g, room): (u64, u32) = (r.get("graph")?, r.get("node count")?);
+                r.end()?;
+                if g == 0 || !self.valid(Class::Graph, g) {
+                    return Ok(CUDA_ERROR_INVALID_HANDLE);
+                }
+                if room > custom::MAX_LISTED_NODES {
+                    return Ok(CUDA_ERROR_INVALID_VALUE);
+                }
+                let get_nodes = driver!(cuGraphGetNodes);
+                let graph = g as usize as CUgraph;
+                let mut nodes: Vec<CUgraphNode> = vec![std::ptr::null_mut(); room as usize];
+                let mut n = room as usize;
+                let list = if room == 0 {
+                    std::ptr::null_mut()
+                } else {
+                    nodes.as_mut_ptr()
+                };
+                let rc = unsafe { get_nodes(graph, list, &mut n) };
+                if rc == CUDA_SUCCESS {
+                    // A count alone may exceed what one reply lists; nodes never exceed room.
+                    outs.put(&(n as u64));
+                    for &node in nodes.iter().take(n.min(room as usize)) {
+                        self.handles
+                            .insert((Class::GraphNode, node as usize as u64));
+                        outs.put(&(node as usize as u64));
                     }
                 }
                 rc
@@ -1049,6 +1141,11 @@ impl Session {
                 return Ok(CUDA_ERROR_INVALID_VALUE);
             }
         }
+        if c.src.kind == copy3d::HOST || c.dst.kind == copy3d::HOST {
+            if let Some(refused) = self.refuse_captured_host_copy(s) {
+                return Ok(refused);
+            }
+        }
         let mut dst_buf = if c.dst.kind == copy3d::HOST {
             vec![0u8; packed]
         } else {
@@ -1337,8 +1434,76 @@ mod tests {
             b"cuMemAddressReserve" => reserve as *mut c_void,
             b"cuMemAddressFree" => address_free as *mut c_void,
             b"cuMemCreate" => create as *mut c_void,
+            b"cuStreamIsCapturing" => is_capturing as *mut c_void,
+            b"cuMemcpyHtoDAsync_v2" => htod_async as *mut c_void,
+            b"cuMemcpyDtoHAsync_v2" => dtoh_async as *mut c_void,
+            b"cuMemcpyDtoH_v2" => dtoh as *mut c_void,
+            b"cuStreamSynchronize" => stream_sync as *mut c_void,
             _ => std::ptr::null_mut(),
         })
+    }
+
+    /// Copies to or from host memory on a stream, whatever their direction.
+    static STREAM_COPIES: AtomicU64 = AtomicU64::new(0);
+    /// The stand-in driver's stream being captured: the per-thread stream.
+    const CAPTURED_STREAM: u64 = 2;
+
+    unsafe extern "C" fn is_capturing(s: CUstream, status: *mut u32) -> u32 {
+        // SAFETY: the session's out pointer.
+        unsafe { *status = u32::from(s as u64 == CAPTURED_STREAM) };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn htod_async(
+        _: CUdeviceptr,
+        _: *const c_void,
+        _: usize,
+        _: CUstream,
+    ) -> u32 {
+        STREAM_COPIES.fetch_add(1, SeqCst);
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn dtoh_async(_: *mut c_void, _: CUdeviceptr, _: usize, _: CUstream) -> u32 {
+        STREAM_COPIES.fetch_add(1, SeqCst);
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn dtoh(_: *mut c_void, _: CUdeviceptr, _: usize) -> u32 {
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn stream_sync(_: CUstream) -> u32 {
+        CUDA_SUCCESS
+    }
+
+    #[test]
+    fn host_copies_on_a_stream_being_captured_are_refused() {
+        let mut s = session();
+        let alloc = request(custom::MEM_ALLOC, |w| w.put(&4096u64));
+        assert_eq!(result(&mut s, &alloc), CUDA_SUCCESS);
+        let to_device = |stream: u64| {
+            request(custom::COPY_HTOD, |w| {
+                w.put(&BASE);
+                w.put_opt(Some(&stream));
+                w.put_bytes(&[7u8; 16]);
+            })
+        };
+        let to_host = |stream: u64| {
+            request(custom::COPY_DTOH, |w| {
+                w.put(&BASE);
+                w.put(&16u64);
+                w.put_opt(Some(&stream));
+            })
+        };
+        // The legacy stream is not being captured: both copies reach the driver.
+        assert_eq!(result(&mut s, &to_device(1)), CUDA_SUCCESS);
+        assert_eq!(result(&mut s, &to_host(1)), CUDA_SUCCESS);
+        assert_eq!(STREAM_COPIES.load(SeqCst), 2);
+        for copy in [to_device(CAPTURED_STREAM), to_host(CAPTURED_STREAM)] {
+            assert_eq!(result(&mut s, &copy), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+        }
+        assert_eq!(
+            STREAM_COPIES.load(SeqCst),
+            2,
+            "no captured copy reached the driver"
+        );
     }
 
     fn request(call: u16, args: impl FnOnce(&mut Writer)) -> Vec<u8> {

@@ -1,9 +1,13 @@
 //! Copies and sets, in every direction, synchronous and stream-ordered. The simulator executes
-//! stream work immediately, so the async forms behave like the sync ones after completion.
+//! stream work immediately, so the async forms behave like the sync ones after completion; on
+//! a stream being captured they are recorded and done when the graph runs (`capture`).
 
 use crate::ctx::initialised;
+use crate::graph::Node;
 use crate::mem::find;
-use gpupool_cuda::cu::{CUarray, CUdeviceptr, CUstream, CUDA_MEMCPY2D, CUDA_MEMCPY3D};
+use gpupool_cuda::cu::{
+    CUarray, CUdeviceptr, CUgraphNodeType, CUstream, CUDA_MEMCPY2D, CUDA_MEMCPY3D,
+};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
 
@@ -289,38 +293,90 @@ macro_rules! without_stream {
     };
 }
 
+/// The last of a list of arguments (the stream).
+macro_rules! last_arg {
+    ($x:ident) => {
+        $x
+    };
+    ($x:ident, $($rest:ident),+) => {
+        last_arg!($($rest),+)
+    };
+}
+
+/// Arguments recorded into a graph node, done with when the graph runs: plain values and
+/// addresses, which the node may take to another thread.
+struct Recorded<T>(T);
+
+// SAFETY: the recorded arguments are numbers and addresses the caller vouches for until the
+// graph runs, as a driver's graph node keeps them.
+unsafe impl<T> Send for Recorded<T> {}
+// SAFETY: as above; the node only reads them.
+unsafe impl<T> Sync for Recorded<T> {}
+
+impl<T: Copy> Recorded<T> {
+    fn get(&self) -> T {
+        self.0
+    }
+}
+
 /// An asynchronous copy or memset with the declared signature of `NAME`, done at once as its
-/// synchronous form `BASE` (copies do not wait for kernels, whose results are not computed).
+/// synchronous form `BASE` (copies do not wait for kernels, whose results are not computed),
+/// or recorded as a node of type `KIND` on a stream being captured (`-` for the forms whose
+/// parameters are a structure, which are refused there).
 macro_rules! done_at_once {
-    ({ $fn:ident, $base:ident } ; $name:ident ( $($a:ident : $t:ty),* )) => {
-        #[doc = concat!("`", stringify!($name), "`: done at once, as [`", stringify!($base), "`].")]
+    ({ $fn:ident, $base:ident, - } ; $name:ident ( $($a:ident : $t:ty),* )) => {
+        #[doc = concat!("`", stringify!($name), "`: done at once, as [`", stringify!($base), "`]; not captured.")]
         #[allow(unused_variables, clippy::too_many_arguments)]
         pub unsafe fn $fn($($a: $t),*) -> u32 {
+            if crate::capture::of(last_arg!($($a),*)).is_some() {
+                return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+            }
+            // SAFETY: the caller's arguments but the stream, passed on.
+            unsafe { without_stream!($base; [] $($a),*) }
+        }
+    };
+    ({ $fn:ident, $base:ident, $kind:ident } ; $name:ident ( $($a:ident : $t:ty),* )) => {
+        #[doc = concat!("`", stringify!($name), "`: done at once, as [`", stringify!($base), "`], or captured.")]
+        #[allow(unused_variables, clippy::too_many_arguments)]
+        pub unsafe fn $fn($($a: $t),*) -> u32 {
+            let node = || {
+                let args = Recorded(($($a,)*));
+                let run = move || {
+                    let ($($a,)*) = args.get();
+                    // SAFETY: the arguments as recorded, which the caller keeps valid until
+                    // the graph runs.
+                    unsafe { without_stream!($base; [] $($a),*) }
+                };
+                Node::Work(CUgraphNodeType::$kind, Box::new(run))
+            };
+            if let Some(rc) = crate::capture::add(last_arg!($($a),*), node) {
+                return rc;
+            }
             // SAFETY: the caller's arguments but the stream, passed on.
             unsafe { without_stream!($base; [] $($a),*) }
         }
     };
 }
 
-/// `NAME => FN as BASE;` for each asynchronous form.
+/// `NAME => FN as BASE, KIND;` for each asynchronous form.
 macro_rules! done_at_once_all {
-    ($( $name:ident => $fn:ident as $base:ident; )*) => {$(
-        gpupool_cuda::signature_of! { $name adapt done_at_once { $fn, $base } }
+    ($( $name:ident => $fn:ident as $base:ident, $kind:tt; )*) => {$(
+        gpupool_cuda::signature_of! { $name adapt done_at_once { $fn, $base, $kind } }
     )*};
 }
 
 done_at_once_all! {
-    cuMemcpyHtoDAsync_v2 => htod_async as htod;
-    cuMemcpyDtoHAsync_v2 => dtoh_async as dtoh;
-    cuMemcpyDtoDAsync_v2 => dtod_async as dtod;
-    cuMemcpyAsync => memcpy_async as memcpy;
-    cuMemcpyPeerAsync => memcpy_peer_async as memcpy_peer;
-    cuMemcpy2DAsync_v2 => memcpy_2d_async as memcpy_2d;
-    cuMemcpy3DAsync_v2 => memcpy_3d_async as memcpy_3d;
-    cuMemsetD8Async => memset_d8_async as memset_d8;
-    cuMemsetD16Async => memset_d16_async as memset_d16;
-    cuMemsetD32Async => memset_d32_async as memset_d32;
-    cuMemsetD2D8Async => memset_d2d8_async as memset_d2d8;
-    cuMemsetD2D16Async => memset_d2d16_async as memset_d2d16;
-    cuMemsetD2D32Async => memset_d2d32_async as memset_d2d32;
+    cuMemcpyHtoDAsync_v2 => htod_async as htod, CU_GRAPH_NODE_TYPE_MEMCPY;
+    cuMemcpyDtoHAsync_v2 => dtoh_async as dtoh, CU_GRAPH_NODE_TYPE_MEMCPY;
+    cuMemcpyDtoDAsync_v2 => dtod_async as dtod, CU_GRAPH_NODE_TYPE_MEMCPY;
+    cuMemcpyAsync => memcpy_async as memcpy, CU_GRAPH_NODE_TYPE_MEMCPY;
+    cuMemcpyPeerAsync => memcpy_peer_async as memcpy_peer, CU_GRAPH_NODE_TYPE_MEMCPY;
+    cuMemcpy2DAsync_v2 => memcpy_2d_async as memcpy_2d, -;
+    cuMemcpy3DAsync_v2 => memcpy_3d_async as memcpy_3d, -;
+    cuMemsetD8Async => memset_d8_async as memset_d8, CU_GRAPH_NODE_TYPE_MEMSET;
+    cuMemsetD16Async => memset_d16_async as memset_d16, CU_GRAPH_NODE_TYPE_MEMSET;
+    cuMemsetD32Async => memset_d32_async as memset_d32, CU_GRAPH_NODE_TYPE_MEMSET;
+    cuMemsetD2D8Async => memset_d2d8_async as memset_d2d8, CU_GRAPH_NODE_TYPE_MEMSET;
+    cuMemsetD2D16Async => memset_d2d16_async as memset_d2d16, CU_GRAPH_NODE_TYPE_MEMSET;
+    cuMemsetD2D32Async => memset_d2d32_async as memset_d2d32, CU_GRAPH_NODE_TYPE_MEMSET;
 }

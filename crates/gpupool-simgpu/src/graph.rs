@@ -1,7 +1,10 @@
-//! CUDA graphs of kernel nodes: built with `cuGraphAddKernelNode`, instantiated, and launched
-//! as one piece of work whose duration is the sum of its kernels (nodes run one after another).
-//! A node is its position in its graph (1, 2, …); its parameters are not kept
-//! ([`gpupool_cuda::absent`] answers reading or changing them).
+//! CUDA graphs: kernel nodes built with `cuGraphAddKernelNode`, and the kernels, copies, sets
+//! and host functions a stream capture records (`capture`). An instantiated graph runs its
+//! nodes in the order they were added: consecutive kernels as one piece of device work whose
+//! duration is the sum of theirs, the rest done at once on the host, as the simulator does
+//! all copies. A node handle is its position in its graph (1, 2, …) with its type in bits
+//! 48 and up; kernel parameters are not kept ([`gpupool_cuda::absent`] answers reading or
+//! changing them).
 
 use crate::launch::{duration, Shape};
 use crate::mem::write;
@@ -10,15 +13,92 @@ use gpupool_cuda::cu::{
 };
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::SpinLock;
+use std::sync::Arc;
 
-/// A graph: the durations of its kernel nodes.
-pub struct Graph {
-    nodes: SpinLock<Vec<u64>>,
+/// Host work a node does when its graph runs: a copy, a set or a host function, with the
+/// arguments it was recorded with.
+pub type HostWork = Box<dyn Fn() -> u32 + Send + Sync>;
+
+/// What a node does.
+pub enum Node {
+    /// A kernel of this duration (ns).
+    Kernel(u64),
+    /// Host work of this node type.
+    Work(CUgraphNodeType, HostWork),
 }
 
-/// An instantiated graph: its total duration.
+impl Node {
+    fn kind(&self) -> CUgraphNodeType {
+        match self {
+            Node::Kernel(_) => CUgraphNodeType::CU_GRAPH_NODE_TYPE_KERNEL,
+            Node::Work(kind, _) => *kind,
+        }
+    }
+}
+
+/// First bit of a node handle that holds the node's type.
+const KIND_SHIFT: u32 = 48;
+
+/// The handle of the node at `position` (from 1).
+fn node_handle(position: usize, node: &Node) -> CUgraphNode {
+    (position | (node.kind() as usize) << KIND_SHIFT) as CUgraphNode
+}
+
+/// A graph: its nodes, in the order added.
+pub struct Graph {
+    nodes: SpinLock<Vec<Arc<Node>>>,
+}
+
+impl Graph {
+    /// A new graph without nodes, as a leaked handle.
+    pub(crate) fn leaked() -> &'static Graph {
+        Box::leak(Box::new(Graph {
+            nodes: SpinLock::new(Vec::new()),
+        }))
+    }
+
+    /// Adds `node`; its handle.
+    pub(crate) fn add(&self, node: Node) -> CUgraphNode {
+        let mut nodes = self.nodes.lock();
+        nodes.push(Arc::new(node));
+        node_handle(nodes.len(), &nodes[nodes.len() - 1])
+    }
+
+    /// Adds the nodes of `exec` in their order.
+    fn add_all(&self, exec: &GraphExec) {
+        self.nodes.lock().extend(exec.nodes.iter().cloned());
+    }
+}
+
+/// An instantiated graph: its nodes when it was instantiated.
 pub struct GraphExec {
-    duration_ns: u64,
+    nodes: Vec<Arc<Node>>,
+}
+
+impl GraphExec {
+    /// Runs the nodes on stream `s`: consecutive kernels as one piece of work, host work at
+    /// once; the first error stops it.
+    fn run(&self, s: CUstream) -> Result<(), u32> {
+        let mut kernels = 0u64;
+        for node in &self.nodes {
+            match &**node {
+                Node::Kernel(d) => kernels = kernels.saturating_add(*d),
+                Node::Work(_, work) => {
+                    if kernels > 0 {
+                        crate::work::launch(s, std::mem::take(&mut kernels))?;
+                    }
+                    match work() {
+                        CUDA_SUCCESS => {}
+                        e => return Err(e),
+                    }
+                }
+            }
+        }
+        if kernels > 0 || self.nodes.is_empty() {
+            crate::work::launch(s, kernels)?;
+        }
+        Ok(())
+    }
 }
 
 fn graph_ref(g: CUgraph) -> Result<&'static Graph, u32> {
@@ -29,12 +109,17 @@ fn graph_ref(g: CUgraph) -> Result<&'static Graph, u32> {
     Ok(unsafe { &*(g as *const Graph) })
 }
 
+fn exec_ref(e: CUgraphExec) -> Result<&'static GraphExec, u32> {
+    if e.is_null() {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: exec handles are leaked Box<GraphExec>.
+    Ok(unsafe { &*(e as *const GraphExec) })
+}
+
 /// `cuGraphCreate`.
 pub unsafe fn graph_create(out: *mut CUgraph, _flags: u32) -> u32 {
-    let g = Box::new(Graph {
-        nodes: SpinLock::new(Vec::new()),
-    });
-    write(out, Box::into_raw(g) as CUgraph)
+    write(out, Graph::leaked() as *const Graph as CUgraph)
 }
 
 /// `cuGraphDestroy` (handles stay valid memory).
@@ -62,12 +147,10 @@ pub unsafe fn graph_add_kernel_node(
     let result = graph_ref(g).and_then(|graph| {
         // SAFETY: the node's parameters, as the caller passes them.
         let d = unsafe { duration(p.func, shape, p.kernelParams) }?;
-        let mut nodes = graph.nodes.lock();
-        nodes.push(d);
-        Ok(nodes.len())
+        Ok(graph.add(Node::Kernel(d)))
     });
     match result {
-        Ok(index) => write(node, index as CUgraphNode),
+        Ok(handle) => write(node, handle),
         Err(e) => e,
     }
 }
@@ -76,8 +159,8 @@ pub unsafe fn graph_add_kernel_node(
 pub unsafe fn graph_instantiate_with_flags(out: *mut CUgraphExec, g: CUgraph, _flags: u64) -> u32 {
     match graph_ref(g) {
         Ok(graph) => {
-            let total = graph.nodes.lock().iter().sum();
-            let e = Box::new(GraphExec { duration_ns: total });
+            let nodes = graph.nodes.lock().clone();
+            let e = Box::new(GraphExec { nodes });
             write(out, Box::into_raw(e) as CUgraphExec)
         }
         Err(e) => e,
@@ -97,16 +180,27 @@ pub unsafe fn graph_instantiate(
     unsafe { graph_instantiate_with_flags(out, g, 0) }
 }
 
-/// `cuGraphLaunch` (and `_ptsz`).
+/// `cuGraphLaunch` (and `_ptsz`): into a stream being captured, its nodes are added to the
+/// capture's graph.
 pub unsafe fn graph_launch(exec: CUgraphExec, stream: CUstream) -> u32 {
-    if exec.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
+    let e = match exec_ref(exec) {
+        Ok(e) => e,
+        Err(err) => return err,
+    };
+    if let Some(rc) = crate::capture::add_graph(stream, |g| g.add_all(e)) {
+        return rc;
     }
-    // SAFETY: exec handles are leaked Box<GraphExec>.
-    let e = unsafe { &*(exec as *const GraphExec) };
-    match crate::work::launch(stream, e.duration_ns) {
+    match e.run(stream) {
         Ok(()) => CUDA_SUCCESS,
         Err(err) => err,
+    }
+}
+
+/// `cuGraphUpload` (and `_ptsz`): nothing to upload.
+pub unsafe fn graph_upload(exec: CUgraphExec, stream: CUstream) -> u32 {
+    match exec_ref(exec).and_then(|_| crate::stream::stream_ref(stream)) {
+        Ok(_) => CUDA_SUCCESS,
+        Err(e) => e,
     }
 }
 
@@ -125,27 +219,34 @@ pub unsafe fn graph_get_nodes(g: CUgraph, nodes: *mut CUgraphNode, n: *mut usize
     if n.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    let count = match graph_ref(g) {
-        Ok(graph) => graph.nodes.lock().len(),
+    let graph = match graph_ref(g) {
+        Ok(graph) => graph,
         Err(e) => return e,
     };
+    let handles: Vec<CUgraphNode> = graph
+        .nodes
+        .lock()
+        .iter()
+        .enumerate()
+        .map(|(i, node)| node_handle(i + 1, node))
+        .collect();
     if nodes.is_null() {
-        return write(n, count);
+        return write(n, handles.len());
     }
     // SAFETY: the caller's capacity, then room for that many nodes.
     let room = unsafe { *n };
-    let written = count.min(room);
-    for i in 0..written {
+    let written = handles.len().min(room);
+    for (i, h) in handles.iter().take(written).enumerate() {
         // SAFETY: i < the caller's capacity.
-        unsafe { *nodes.add(i) = (i + 1) as CUgraphNode };
+        unsafe { *nodes.add(i) = *h };
     }
     write(n, written)
 }
 
-/// `cuGraphNodeGetType`: every node is a kernel node.
+/// `cuGraphNodeGetType`: the type the node's handle carries.
 pub unsafe fn graph_node_get_type(node: CUgraphNode, kind: *mut u32) -> u32 {
     if node.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    write(kind, CUgraphNodeType::CU_GRAPH_NODE_TYPE_KERNEL as u32)
+    write(kind, (node as usize >> KIND_SHIFT) as u32)
 }

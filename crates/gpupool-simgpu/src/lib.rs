@@ -14,6 +14,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod array;
+pub mod capture;
 pub mod checkpoint;
 pub mod copy;
 pub mod ctx;
@@ -266,6 +267,7 @@ gpupool_cuda::export_functions! {
     cuGraphLaunch => graph::graph_launch;
     cuGraphLaunch_ptsz => per_thread::cuGraphLaunch_ptsz;
     cuGraphExecDestroy => graph::graph_exec_destroy;
+    cuGraphUpload => graph::graph_upload;
     cuStreamCreate => stream::stream_create;
     cuStreamCreateWithPriority => stream::stream_create_with_priority;
     cuStreamDestroy_v2 => stream::stream_destroy;
@@ -287,17 +289,19 @@ gpupool_cuda::export_functions! {
     cuStreamGetCtx_v2_ptsz => stream::stream_get_ctx_v2;
     cuStreamGetDevice => stream::stream_get_device;
     cuStreamGetDevice_ptsz => stream::stream_get_device;
-    cuStreamIsCapturing => stream::stream_is_capturing;
-    cuStreamBeginCapture_v2 => stream::stream_begin_capture;
-    cuStreamEndCapture => stream::stream_end_capture;
+    cuStreamIsCapturing => capture::is_capturing;
+    cuStreamBeginCapture_v2 => capture::begin;
+    cuStreamEndCapture => capture::end;
+    cuStreamBeginCapture_v2_ptsz => per_thread::cuStreamBeginCapture_v2_ptsz;
+    cuStreamEndCapture_ptsz => per_thread::cuStreamEndCapture_ptsz;
     cuThreadExchangeStreamCaptureMode => stream::thread_exchange_stream_capture_mode;
-    cuStreamIsCapturing_ptsz => stream::stream_is_capturing;
-    cuStreamGetCaptureInfo => stream::stream_get_capture_info;
-    cuStreamGetCaptureInfo_ptsz => stream::stream_get_capture_info;
-    cuStreamGetCaptureInfo_v2 => stream::stream_get_capture_info_v2;
-    cuStreamGetCaptureInfo_v2_ptsz => stream::stream_get_capture_info_v2;
-    cuStreamGetCaptureInfo_v3 => stream::stream_get_capture_info_v3;
-    cuStreamGetCaptureInfo_v3_ptsz => stream::stream_get_capture_info_v3;
+    cuStreamIsCapturing_ptsz => capture::is_capturing;
+    cuStreamGetCaptureInfo => capture::stream_get_capture_info;
+    cuStreamGetCaptureInfo_ptsz => capture::stream_get_capture_info;
+    cuStreamGetCaptureInfo_v2 => capture::stream_get_capture_info_v2;
+    cuStreamGetCaptureInfo_v2_ptsz => capture::stream_get_capture_info_v2;
+    cuStreamGetCaptureInfo_v3 => capture::stream_get_capture_info_v3;
+    cuStreamGetCaptureInfo_v3_ptsz => capture::stream_get_capture_info_v3;
     cuStreamAddCallback => stream::stream_add_callback;
     cuStreamAddCallback_ptsz => stream::stream_add_callback;
     cuLaunchHostFunc => stream::launch_host_func;

@@ -12,4 +12,6 @@ gpupool_cuda::per_thread_variants! {
     cuStreamSynchronize_ptsz => crate::sync::stream_synchronize;
     cuStreamQuery_ptsz => crate::sync::stream_query;
     cuEventRecord_ptsz => crate::sync::event_record;
+    cuStreamBeginCapture_v2_ptsz => crate::capture::begin;
+    cuStreamEndCapture_ptsz => crate::capture::end;
 }

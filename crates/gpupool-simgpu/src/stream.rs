@@ -1,12 +1,14 @@
 //! Streams and events. Kernels run on the device timeline (`work`, `timeline`); streams and
-//! events complete when their kernels have; host callbacks run at once.
+//! events complete when their kernels have; host callbacks run at once (or are captured:
+//! `capture`).
 
 use crate::ctx::{require_current, Context};
+use crate::graph::Node;
 use crate::mem::write;
-use gpupool_cuda::cu::{CUcontext, CUevent, CUgraph, CUstream};
+use gpupool_cuda::cu::{CUcontext, CUevent, CUgraphNodeType, CUstream};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 
 /// A stream.
 pub struct Stream {
@@ -16,6 +18,8 @@ pub struct Stream {
     id: u64,
     /// Last kernel queued on it (timeline sequence, 0 = none).
     pub(crate) last_seq: AtomicU64,
+    /// Address of the capture it is part of (`capture`, 0 = none).
+    pub(crate) capture: AtomicUsize,
 }
 
 impl Stream {
@@ -39,6 +43,8 @@ pub struct Event {
     pub(crate) after_seq: AtomicU64,
     /// Physical index of the device whose timeline `after_seq` is on.
     pub(crate) device: AtomicU64,
+    /// Address of the capture it was last recorded in (`capture`, 0 = recorded outside one).
+    pub(crate) capture: AtomicUsize,
 }
 
 static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(16);
@@ -69,6 +75,7 @@ pub unsafe fn stream_create_with_priority(out: *mut CUstream, flags: u32, priori
             priority: priority.clamp(-5, 0),
             id: NEXT_STREAM_ID.fetch_add(1, SeqCst),
             last_seq: AtomicU64::new(0),
+            capture: AtomicUsize::new(0),
         });
         write(out, Box::into_raw(s) as CUstream)
     }))
@@ -129,29 +136,9 @@ pub unsafe fn stream_get_device(s: CUstream, out: *mut i32) -> u32 {
     }))
 }
 
-/// `cuStreamIsCapturing`: never capturing.
-pub unsafe fn stream_is_capturing(s: CUstream, out: *mut u32) -> u32 {
-    ok_or(stream_ref(s).map(|_| write(out, 0)))
-}
-
-/// `cuStreamBeginCapture_v2`: the simulator does not record work into graphs.
-pub unsafe fn stream_begin_capture(s: CUstream, _mode: u32) -> u32 {
-    ok_or(stream_ref(s).map(|_| CUDA_ERROR_NOT_SUPPORTED))
-}
-
-/// `cuStreamEndCapture`: no stream is ever capturing.
-pub unsafe fn stream_end_capture(s: CUstream, g: *mut CUgraph) -> u32 {
-    if g.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    ok_or(stream_ref(s).map(|_| CUDA_ERROR_ILLEGAL_STATE))
-}
-
 pub use gpupool_cuda::capture_mode::thread_exchange_stream_capture_mode;
 
-gpupool_cuda::capture_info_functions!(stream_is_capturing);
-
-/// `cuStreamAddCallback`: runs the callback now.
+/// `cuStreamAddCallback`: runs the callback now; refused on a stream being captured.
 pub unsafe fn stream_add_callback(
     s: CUstream,
     cb: Option<unsafe extern "C" fn(CUstream, u32, *mut c_void)>,
@@ -161,20 +148,36 @@ pub unsafe fn stream_add_callback(
     let Some(cb) = cb.filter(|_| flags == 0) else {
         return CUDA_ERROR_INVALID_VALUE;
     };
+    if crate::capture::of(s).is_some() {
+        return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    }
     // SAFETY: the user's callback with the user's data.
     unsafe { cb(s, CUDA_SUCCESS, user) };
     CUDA_SUCCESS
 }
 
-/// `cuLaunchHostFunc`: runs the function now.
+/// `cuLaunchHostFunc`: runs the function now, or when the graph runs on a stream being
+/// captured.
 pub unsafe fn launch_host_func(
-    _s: CUstream,
+    s: CUstream,
     f: Option<unsafe extern "C" fn(*mut c_void)>,
     user: *mut c_void,
 ) -> u32 {
     let Some(f) = f else {
         return CUDA_ERROR_INVALID_VALUE;
     };
+    let user_data = user as usize;
+    let node = || {
+        let run = move || {
+            // SAFETY: the user's function with the user's data, as recorded.
+            unsafe { f(user_data as *mut c_void) };
+            CUDA_SUCCESS
+        };
+        Node::Work(CUgraphNodeType::CU_GRAPH_NODE_TYPE_HOST, Box::new(run))
+    };
+    if let Some(rc) = crate::capture::add(s, node) {
+        return rc;
+    }
     // SAFETY: the user's function with the user's data.
     unsafe { f(user) };
     CUDA_SUCCESS
@@ -204,6 +207,7 @@ pub unsafe fn event_create(out: *mut CUevent, _flags: u32) -> u32 {
                 recorded_ns: AtomicU64::new(0),
                 after_seq: AtomicU64::new(0),
                 device: AtomicU64::new(0),
+                capture: AtomicUsize::new(0),
             })) as CUevent,
         )
     }))

@@ -2,6 +2,7 @@
 //! and the events that record, wait for and time the kernels on the shared timelines
 //! (`work`).
 
+use crate::capture;
 use crate::ctx::require_current;
 use crate::mem::write;
 use crate::stream::{event_ref, ok_or, stream_ref};
@@ -18,16 +19,23 @@ pub unsafe fn ctx_synchronize() -> u32 {
     }))
 }
 
-/// `cuStreamSynchronize`: waits for the stream's kernels.
+/// `cuStreamSynchronize`: waits for the stream's kernels (refused during a capture).
 pub unsafe fn stream_synchronize(s: CUstream) -> u32 {
+    if let Some(refused) = capture::refuse_sync(s) {
+        return refused;
+    }
     ok_or(work::stream_last(s).map(|(ctx, seq)| {
         work::wait(ctx, seq);
         CUDA_SUCCESS
     }))
 }
 
-/// `cuStreamQuery`: `CUDA_ERROR_NOT_READY` while a kernel of the stream runs.
+/// `cuStreamQuery`: `CUDA_ERROR_NOT_READY` while a kernel of the stream runs (refused during a
+/// capture).
 pub unsafe fn stream_query(s: CUstream) -> u32 {
+    if let Some(refused) = capture::refuse_sync(s) {
+        return refused;
+    }
     ok_or(work::stream_last(s).map(|(ctx, seq)| {
         if work::done_at(ctx, seq).is_some() {
             CUDA_SUCCESS
@@ -38,21 +46,26 @@ pub unsafe fn stream_query(s: CUstream) -> u32 {
 }
 
 /// `cuStreamWaitEvent`: the host waits for the event (the simulator has no cross-stream
-/// dependencies on the device).
+/// dependencies on the device); an event recorded in a capture draws the stream into it.
 pub unsafe fn stream_wait_event(s: CUstream, e: CUevent, _flags: u32) -> u32 {
     ok_or(stream_ref(s).and_then(|_| event_ref(e)).map(|ev| {
-        work::event_wait(ev);
+        if !capture::wait_event(s, ev) {
+            work::event_wait(ev);
+        }
         CUDA_SUCCESS
     }))
 }
 
-/// `cuEventRecord`: completes after the stream's kernels queued so far.
+/// `cuEventRecord`: completes after the stream's kernels queued so far; on a stream being
+/// captured, it marks a point of the capture other streams may wait for.
 pub unsafe fn event_record(e: CUevent, s: CUstream) -> u32 {
     ok_or(
         event_ref(e)
             .and_then(|ev| work::stream_last(s).map(|last| (ev, last)))
             .map(|(ev, (ctx, seq))| {
-                work::event_record(ev, ctx, seq);
+                if !capture::record_event(ev, s) {
+                    work::event_record(ev, ctx, seq);
+                }
                 CUDA_SUCCESS
             }),
     )

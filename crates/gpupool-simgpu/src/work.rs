@@ -42,9 +42,15 @@ fn stream_context(s: CUstream) -> Result<&'static Context, u32> {
     }
 }
 
-/// Queues a kernel of `duration_ns` on stream `s`.
+/// Queues a kernel of `duration_ns` on stream `s` (or adds it to the stream's capture).
 pub fn launch(s: CUstream, duration_ns: u64) -> Result<(), u32> {
     let ctx = stream_context(s)?;
+    if let Some(rc) = crate::capture::add(s, || crate::graph::Node::Kernel(duration_ns)) {
+        return match rc {
+            gpupool_cuda::result::CUDA_SUCCESS => Ok(()),
+            e => Err(e),
+        };
+    }
     if crate::machine::null_launches() {
         return Ok(());
     }

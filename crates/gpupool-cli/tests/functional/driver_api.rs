@@ -389,3 +389,60 @@ fn pool_allocations_are_charged_to_the_pools_device() {
         assert_eq!(num(&kv, "free_holding"), 768 * MIB, "device 0 untouched");
     }
 }
+
+#[test]
+fn a_captured_stream_records_a_graph_that_replays_its_work() {
+    // Locally every kind of work is captured; through a server, copies from host memory and
+    // host functions are refused on a captured stream (the graph would keep the server's
+    // transfer buffer, and the server cannot call the client).
+    for via in BOTH {
+        let kv = run_path(via, "capture", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        let local = via == Via::Local;
+        expect_values(
+            &kv,
+            &[
+                ("legacy_stream_rc", "900"),
+                ("begin_twice_rc", "401"),
+                ("status_during", "1"),
+                ("joined_status", "1"),
+                ("end_on_joined_rc", "903"),
+                ("status_after", "0"),
+                ("joined_status_after", "0"),
+                ("nothing_ran", "1"),
+                ("id_set", "1"),
+                ("same_id", "1"),
+                ("new_id", "1"),
+                ("sync_in_capture_rc", "900"),
+                ("status_broken", "2"),
+                ("end_broken_rc", "901"),
+                ("graph_null", "1"),
+                ("status_end", "0"),
+                ("nodes_rc", "0"),
+                ("htod_rc", if local { "0" } else { "900" }),
+                ("host_func_rc", if local { "0" } else { "801" }),
+                ("host_calls", if local { "2" } else { "0" }),
+            ],
+        );
+        // Kernel 0, memset 2, memcpy 1, host 3: in the order captured, both streams' work.
+        let (nodes, types) = if local {
+            ("7", "0,0,0,2,1,3,0")
+        } else {
+            ("5", "0,0,0,2,0")
+        };
+        assert_eq!(
+            (kv["nodes"].as_str(), kv["node_types"].as_str()),
+            (nodes, types)
+        );
+        // The set ran before the copy, and the copy read the host memory when the graph ran.
+        let data = if local {
+            "5 6 7 8 7 7 7 7"
+        } else {
+            "7 7 7 7 7 7 7 7"
+        };
+        assert_eq!(kv["data"], data, "{via:?}");
+        // Each replay runs the four 2 ms kernels; nothing ran while capturing.
+        let ms: f64 = kv["replay_ms"].parse().unwrap();
+        assert!((15.9..200.0).contains(&ms), "two replays took {ms} ms");
+    }
+}

@@ -4,6 +4,7 @@
 
 use crate::common;
 use common::*;
+use std::process::Command;
 
 const RUNTIMES: [&str; 3] = ["11.8", "12.9", "13.0"];
 
@@ -12,10 +13,7 @@ fn runtime_runs_on_the_simulated_gpu() {
     for v in RUNTIMES {
         let m = Machine::new(&format!("bare-{v}"), "1xH100");
         let prog = c_program("rt_basic", v);
-        let out = std::process::Command::new(&prog)
-            .envs(m.sim_env())
-            .output()
-            .unwrap();
+        let out = Command::new(&prog).envs(m.sim_env()).output().unwrap();
         let kv = key_values(&out);
         assert_eq!(kv["name"], "NVIDIA H100 80GB HBM3", "runtime {v}");
         assert_eq!(num(&kv, "sms"), 132);
@@ -44,7 +42,7 @@ fn kernels_registered_with_the_runtime_run_on_the_simulated_gpu() {
     for v in RUNTIMES {
         let m = Machine::new(&format!("kernels-{v}"), "1xH100");
         let prog = c_program("rt_kernel", v);
-        let out = std::process::Command::new(&prog)
+        let out = Command::new(&prog)
             .args(["2ms", "0.2"])
             .envs(m.sim_env())
             .output()
@@ -61,6 +59,47 @@ fn kernels_registered_with_the_runtime_run_on_the_simulated_gpu() {
             0,
             "runtime {v}: a stray pointer launched"
         );
+    }
+}
+
+#[test]
+fn graphs_captured_through_the_runtime_replay_on_the_simulated_gpu() {
+    // `cudaStreamBeginCapture` … `cudaGraphLaunch`, as `torch.cuda.graph` uses them: four
+    // 2 ms kernels and a memset captured (nothing runs then), replayed twice (16 ms of device
+    // work), under every runtime, locally and through a server.
+    let m = Machine::new("graph-remote", "1xH100");
+    let server = common::remote_server::Server::start(
+        &m,
+        "127.0.0.1:0",
+        &format!("alpha {}\n", common::remote_server::TOKEN),
+    );
+    for v in RUNTIMES {
+        let prog = c_program("rt_kernel", v);
+        let args = [prog.to_str().unwrap(), "2ms", "0", "graph"];
+        let local = Machine::new(&format!("graph-{v}"), "1xH100");
+        let runs = [
+            (
+                "local",
+                Command::new(args[0])
+                    .args(&args[1..])
+                    .envs(local.sim_env())
+                    .output(),
+            ),
+            ("remote", server.client(&args).output()),
+        ];
+        for (via, out) in runs {
+            let out = out.unwrap();
+            assert!(out.status.success(), "runtime {v} {via}: {out:?}");
+            let kv = key_values(&out);
+            assert_eq!(kv["graph_nodes"], "5", "runtime {v} {via}: {kv:?}");
+            assert_eq!(kv["nothing_ran_in_capture"], "1", "runtime {v} {via}");
+            assert_eq!(kv["memset_ok"], "1", "runtime {v} {via}");
+            let ms: f64 = kv["replays_ms"].parse().unwrap();
+            assert!(
+                (15.9..200.0).contains(&ms),
+                "runtime {v} {via}: replays took {ms} ms"
+            );
+        }
     }
 }
 
@@ -211,7 +250,7 @@ fn checkpoint(
     let pid = pid.to_string();
     let mut args = vec![pid.as_str()];
     args.extend(actions);
-    let out = std::process::Command::new(&prog)
+    let out = Command::new(&prog)
         .args(&args)
         .envs(m.sim_env())
         .output()
@@ -285,7 +324,7 @@ impl Checkpointer {
     fn start(m: &Machine, idle_after: &str) -> Checkpointer {
         std::fs::create_dir_all(&m.state).unwrap();
         let log = m.state.join("checkpointer.log");
-        let child = std::process::Command::new(gpupool())
+        let child = Command::new(gpupool())
             .args(["checkpointer", "--sim", &m.spec, "--state"])
             .arg(&m.state)
             .args(["--idle-after", idle_after, "--interval", "50ms"])
