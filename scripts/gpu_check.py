@@ -707,10 +707,12 @@ def main():
               f"{(sp['max_device_memory_seen_bytes'] or 0) / GIB:.2f} GiB of a "
               f"{sp['device_limit_bytes'] / GIB:.2f} GiB limit")
     rm = report["sections"].get("remote", {})
-    if "resnet_ms_per_batch" in rm:
-        ms = rm["resnet_ms_per_batch"]
-        print(f"remote: {rm['resnet_model']} batch 32: local {ms['local']:.1f} ms, remote "
-              f"{ms['remote']:.1f} ms per batch (ratio {rm['resnet_ratio_remote_over_local']:.3f})")
+    for key in ("resnet", "resnet_graph"):
+        if f"{key}_ms_per_batch" in rm:
+            ms = rm[f"{key}_ms_per_batch"]
+            print(f"remote: {rm[f'{key}_model']} batch 32: local {ms['local']:.1f} ms, remote "
+                  f"{ms['remote']:.1f} ms per batch "
+                  f"(ratio {rm[f'{key}_ratio_remote_over_local']:.3f})")
     m = report["sections"].get("memory", {})
     if "single" in m:
         s = m["single"]

@@ -5,7 +5,8 @@ TCP loopback, beside the same programs run locally.
 - NVIDIA's runtime 12.9 (tests/c/rt_basic) through the server;
 - PyTorch inference (torchvision ResNet-50 in eval mode, random weights, batch 32; a small
   residual network when torchvision is missing) for RESNET_SECONDS locally and remotely,
-  alternated, reporting ms per batch and the remote / local ratio.
+  alternated, reporting ms per batch and the remote / local ratio; then the same forward pass
+  captured once in a CUDA graph and replayed per batch, as inference servers run it.
 """
 import json
 import os
@@ -35,17 +36,29 @@ except Exception:
                                 *[Block(64) for _ in range(8)], torch.nn.AdaptiveAvgPool2d(1),
                                 torch.nn.Flatten(), torch.nn.Linear(64, 1000))
     name = "small residual network (torchvision missing)"
-if len(sys.argv) > 2 and sys.argv[2] == "backbone":
+mode = sys.argv[2] if len(sys.argv) > 2 else ""
+if mode == "backbone":
     model.fc, name = torch.nn.Identity(), name + " backbone"
 model = model.cuda().eval()
 x = torch.randn(32, 3, 224, 224, device="cuda")
 with torch.no_grad():
-    for _ in range(5):
-        y = model(x)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(5):
+            y = model(x)
+    torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
+    run = lambda: model(x)
+    if mode == "graph":
+        # As inference servers do: the whole forward pass captured once, replayed per batch.
+        g, name = torch.cuda.CUDAGraph(), name + " (CUDA graph)"
+        with torch.cuda.graph(g):
+            y = model(x)
+        run = lambda: (g.replay(), y)[1]
     t0, n = time.perf_counter(), 0
     while time.perf_counter() - t0 < float(sys.argv[1]):
-        y = model(x)
+        y = run()
         torch.cuda.synchronize()
         n += 1
     dt = time.perf_counter() - t0
@@ -87,22 +100,23 @@ def run_json(cmd, env, timeout):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def resnet(c, addr, token_file, env):
-    """ResNet inference locally and through the server, alternated."""
+def resnet(c, addr, token_file, env, mode="", key="resnet"):
+    """ResNet inference locally and through the server, alternated (`mode`: "" eager, "graph"
+    replayed from a CUDA graph); results under `key`_*."""
     res = {}
     runs = {"local": [], "remote": []}
     for _ in range(ROUNDS):
-        local = [sys.executable, "-c", RESNET, str(RESNET_SECONDS)]
+        local = [sys.executable, "-c", RESNET, str(RESNET_SECONDS), mode]
         runs["local"].append(run_json(local, dict(os.environ), 300))
         runs["remote"].append(run_json(remote_cmd(c.carry, addr, token_file, local), env, 300))
-    res["resnet_runs"] = runs
+    res[f"{key}_runs"] = runs
     ms = {k: statistics.median(r["ms_per_batch"] for r in v) for k, v in runs.items()}
-    res["resnet_model"] = runs["local"][0]["model"]
-    res["resnet_ms_per_batch"] = ms
-    res["resnet_ratio_remote_over_local"] = ms["remote"] / ms["local"]
+    res[f"{key}_model"] = runs["local"][0]["model"]
+    res[f"{key}_ms_per_batch"] = ms
+    res[f"{key}_ratio_remote_over_local"] = ms["remote"] / ms["local"]
     a, b = runs["local"][0]["checksum"], runs["remote"][0]["checksum"]
-    res["pass_resnet_same_output"] = abs(a - b) <= 1e-2 * max(1.0, abs(a))
-    res["pass_resnet_ran"] = all(r["batches"] > 0 for v in runs.values() for r in v)
+    res[f"pass_{key}_same_output"] = abs(a - b) <= 1e-2 * max(1.0, abs(a))
+    res[f"pass_{key}_ran"] = all(r["batches"] > 0 for v in runs.values() for r in v)
     return res
 
 
@@ -116,11 +130,12 @@ def section_remote(c, card):
         fails = [l for l in r.stdout.splitlines() if l.startswith("FAIL")]
         res["rt_basic_12.9"] = {"rc": r.returncode, "fail_lines": fails, "stderr": r.stderr[-1000:]}
         res["pass_rt_basic_12.9"] = r.returncode == 0 and not fails
-        try:
-            res.update(resnet(c, addr, token_file, env))
-        except Exception as e:  # recorded; the rest of the section stands
-            res["resnet_error"] = str(e)[-3000:]
-            res["pass_resnet_ran"] = False
+        for mode, key in (("", "resnet"), ("graph", "resnet_graph")):
+            try:
+                res.update(resnet(c, addr, token_file, env, mode, key))
+            except Exception as e:  # recorded; the rest of the section stands
+                res[f"{key}_error"] = str(e)[-3000:]
+                res[f"pass_{key}_ran"] = False
     finally:
         server.kill()
         res["server_stderr"] = server.stderr.read()[-2000:]

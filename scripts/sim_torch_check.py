@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch on the simulated GPU, locally and through a remote GPU server on loopback: the GPU
-check's workloads (torchvision ResNet-50 inference, batch 32, as its remote section runs it;
+check's workloads (torchvision ResNet-50 inference, batch 32, eager and replayed from a CUDA
+graph, as its remote section runs it;
 ResNet-50 training steps and greedy generation with a small transformer, as its overhead
 section runs them; random weights), each for SECONDS per run, local and remote alternated
 ROUNDS times. Simulated kernels take 5 us each and compute nothing, so the remote / local
@@ -19,11 +20,13 @@ from gpu_check import GENERATE, RESNET_TRAIN
 from gpu_check_remote import RESNET, remote_cmd, run_json, start_server
 
 SIM = "1xH100"
-# name: (program, how a run's milliseconds per step are read from its JSON line)
+# name: (program, its arguments after SECONDS, how a run's milliseconds per step are read
+# from its JSON line)
 WORKLOADS = {
-    "resnet50 inference": (RESNET, lambda r: r["ms_per_batch"]),
-    "resnet50 training": (RESNET_TRAIN, lambda r: 1000 / r["steps_per_s"]),
-    "transformer generation": (GENERATE, lambda r: 1000 / r["steps_per_s"]),
+    "resnet50 inference": (RESNET, [], lambda r: r["ms_per_batch"]),
+    "resnet50 inference, graph": (RESNET, ["graph"], lambda r: r["ms_per_batch"]),
+    "resnet50 training": (RESNET_TRAIN, [], lambda r: 1000 / r["steps_per_s"]),
+    "transformer generation": (GENERATE, [], lambda r: 1000 / r["steps_per_s"]),
 }
 
 
@@ -45,8 +48,8 @@ def main():
         server, addr, token_file = start_server(
             release, tmp, ["--sim", SIM, "--state", os.path.join(tmp, "server")])
         try:
-            for name, (program, ms_of) in WORKLOADS.items():
-                work = [python, "-c", program, str(seconds)]
+            for name, (program, args, ms_of) in WORKLOADS.items():
+                work = [python, "-c", program, str(seconds)] + args
                 runs = {"local": [], "remote": []}
                 for _ in range(rounds):
                     local = [gpupool, "run", "--sim", SIM, "--memory", "24GiB", "--"] + work

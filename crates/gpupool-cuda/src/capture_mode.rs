@@ -246,6 +246,32 @@ mod tests {
         }
     }
 
+    /// `capture_info` about `now`, asked for the status and, where given, the id and graph:
+    /// its result and the status.
+    unsafe fn ask(
+        now: Result<CaptureNow, u32>,
+        id: Option<&mut u64>,
+        graph: Option<&mut *mut c_void>,
+    ) -> (u32, u32) {
+        let mut st = 9;
+        let id = id.map_or(std::ptr::null_mut(), |p| p as *mut u64);
+        let graph = graph.map_or(std::ptr::null_mut(), |p| p as *mut *mut c_void);
+        let none = std::ptr::null_mut::<u8>();
+        // SAFETY: valid or null out pointers.
+        let rc = unsafe {
+            capture_info(
+                now,
+                &mut st,
+                id,
+                graph,
+                none.cast(),
+                none.cast(),
+                none.cast(),
+            )
+        };
+        (rc, st)
+    }
+
     #[test]
     fn capture_info_is_empty_outside_a_capture_and_what_is_known_during_one() {
         let (mut st, mut id, mut n) = (9u32, 9u64, 9usize);
@@ -268,50 +294,19 @@ mod tests {
             assert!(graph.is_null() && deps.is_null());
             // Capturing, the status alone known: the status answers, the details do not.
             let status_only = Ok(CaptureNow::status_only(CAPTURING));
-            let rc = capture_info(
-                status_only,
-                &mut st,
-                none.cast(),
-                none.cast(),
-                none.cast(),
-                none.cast(),
-                none.cast(),
+            assert_eq!(ask(status_only, None, None), (CUDA_SUCCESS, CAPTURING));
+            assert_eq!(
+                ask(status_only, Some(&mut id), None).0,
+                CUDA_ERROR_NOT_SUPPORTED
             );
-            assert_eq!((rc, st), (CUDA_SUCCESS, CAPTURING));
-            let rc = capture_info(
-                status_only,
-                &mut st,
-                &mut id,
-                none.cast(),
-                none.cast(),
-                none.cast(),
-                none.cast(),
-            );
-            assert_eq!(rc, CUDA_ERROR_NOT_SUPPORTED);
             // The id known, the graph not: asking for the id alone works.
             let with_id = Ok(CaptureNow {
                 id: Some(7),
                 ..CaptureNow::status_only(CAPTURING)
             });
-            let rc = capture_info(
-                with_id,
-                &mut st,
-                &mut id,
-                none.cast(),
-                none.cast(),
-                none.cast(),
-                none.cast(),
-            );
-            assert_eq!((rc, id), (CUDA_SUCCESS, 7));
-            let rc = capture_info(
-                with_id,
-                &mut st,
-                &mut id,
-                &mut graph,
-                none.cast(),
-                none.cast(),
-                none.cast(),
-            );
+            assert_eq!(ask(with_id, Some(&mut id), None).0, CUDA_SUCCESS);
+            assert_eq!(id, 7);
+            let rc = ask(with_id, Some(&mut id), Some(&mut graph)).0;
             assert_eq!(rc, CUDA_ERROR_NOT_SUPPORTED);
             // Everything known.
             let node = 3usize as CUgraphNode;
