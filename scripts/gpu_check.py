@@ -186,6 +186,8 @@ DRIVER_EXPECT = {
                 "joined_status_after": "0", "nothing_ran": "1", "id_set": "1", "same_id": "1",
                 "new_id": "1", "sync_in_capture_rc": "900", "status_broken": "2",
                 "end_broken_rc": "901", "graph_null": "1", "status_end": "0",
+                "legacy_work_rc": "906", "implicit_status": "2", "implicit_end_rc": "901",
+                "legacy_beside_nonblocking_rc": "0",
                 "host_func_rc": "0", "host_calls": "2"},
 }
 

@@ -536,6 +536,25 @@ int main(int argc, char **argv) {
         printf("end_broken_rc %d\ngraph_null %d\n", (int)end_rc, g == NULL);
         CHECK(is_capturing(s, &st));
         printf("status_end %d\n", (int)st);
+        /* Work on the legacy stream while a blocking stream is captured would make the legacy
+         * stream wait for the capture: refused, and the capture is broken (through a server
+         * the error comes with the next call that waits). Beside a non-blocking stream's
+         * capture the legacy stream works. */
+        CUstream blocking;
+        CHECK(stream_create(&blocking, 0));
+        CHECK(begin(blocking, CU_STREAM_CAPTURE_MODE_GLOBAL));
+        CUresult legacy_rc = set_async(d, 1, 8, NULL);
+        if (legacy_rc == CUDA_SUCCESS) legacy_rc = is_capturing(blocking, &st);
+        printf("legacy_work_rc %d\n", (int)legacy_rc);
+        CHECK(is_capturing(blocking, &st));
+        printf("implicit_status %d\n", (int)st);
+        end_rc = end(blocking, &g);
+        printf("implicit_end_rc %d\n", (int)end_rc);
+        CHECK(begin(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+        legacy_rc = set_async(d, 1, 8, NULL);
+        if (legacy_rc == CUDA_SUCCESS) legacy_rc = is_capturing(s, &st);
+        printf("legacy_beside_nonblocking_rc %d\n", (int)legacy_rc);
+        CHECK(end(s, &g));
         return 0;
     }
 

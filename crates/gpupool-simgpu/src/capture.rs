@@ -2,12 +2,17 @@
 //! stream (kernels, copies, sets, host functions, graph launches) is added to a graph instead
 //! of being done; an event recorded on it and waited for by another stream draws that stream
 //! into the same capture. Synchronising with a stream being captured is refused and
-//! invalidates the capture, as on a real driver.
+//! invalidates the capture, as on a real driver; so does stream work queued on the legacy
+//! stream of a context where a blocking stream (one created without `CU_STREAM_NON_BLOCKING`)
+//! is being captured, as the legacy stream would wait for it
+//! (`CUDA_ERROR_STREAM_CAPTURE_IMPLICIT`).
 //!
 //! Not modelled: the dependencies between captured work (a graph runs its nodes in order), the
-//! calls a capture mode forbids to other threads, capturing the special streams, and
-//! allocations during a capture (done at once, not recorded).
+//! other calls a capture mode forbids, synchronous copies and sets on the legacy stream during
+//! a capture, capturing the special streams, and allocations during a capture (done at once,
+//! not recorded).
 
+use crate::ctx::{require_current, Context};
 use crate::graph::{Graph, Node};
 use crate::mem::write;
 use crate::stream::{stream_ref, Event, Stream};
@@ -21,6 +26,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 const LAST_MODE: u32 = 2;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Captures begun and not ended.
+static OPEN: SpinLock<Vec<&'static Capture>> = SpinLock::new(Vec::new());
+/// How many there are (read without the lock on every launch on the legacy stream).
+static OPEN_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// One capture: its graph, the stream that began it and the streams drawn into it.
 pub struct Capture {
@@ -71,14 +81,18 @@ fn capture_at(address: usize) -> Option<&'static Capture> {
 }
 
 /// If `s` is being captured, adds the node `make` gives to its capture and returns the call's
-/// result; `None` (nothing made) otherwise.
+/// result; if the work is refused ([`refuse_implicit`]), the error; `None` (nothing made)
+/// otherwise.
 pub(crate) fn add(s: CUstream, make: impl FnOnce() -> Node) -> Option<u32> {
-    of(s).map(|c| c.add(make()))
+    refuse_implicit(s).or_else(|| of(s).map(|c| c.add(make())))
 }
 
 /// If `s` is being captured, lets `extend` add to the capture's graph (a graph launched into
 /// it) and returns the call's result; `None` otherwise.
 pub(crate) fn add_graph(s: CUstream, extend: impl FnOnce(&Graph)) -> Option<u32> {
+    if let Some(refused) = refuse_implicit(s) {
+        return Some(refused);
+    }
     of(s).map(|c| {
         if c.invalidated.load(SeqCst) {
             return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
@@ -86,6 +100,28 @@ pub(crate) fn add_graph(s: CUstream, extend: impl FnOnce(&Graph)) -> Option<u32>
         extend(c.graph);
         CUDA_SUCCESS
     })
+}
+
+/// Work queued on stream `s`: refused when `s` is the legacy stream and a blocking stream of
+/// its context is being captured, which invalidates that capture.
+pub(crate) fn refuse_implicit(s: CUstream) -> Option<u32> {
+    if OPEN_COUNT.load(SeqCst) == 0 || !matches!(s as usize, 0 | 1) {
+        return None;
+    }
+    let ctx = require_current().ok()? as *const Context;
+    let mut refused = None;
+    for c in OPEN.lock().iter() {
+        let joins = c
+            .streams
+            .lock()
+            .iter()
+            .any(|st| st.blocking() && std::ptr::eq(st.context(), ctx));
+        if joins {
+            c.invalidated.store(true, SeqCst);
+            refused = Some(CUDA_ERROR_STREAM_CAPTURE_IMPLICIT);
+        }
+    }
+    refused
 }
 
 /// A synchronisation with `s`: refused while it is captured, which invalidates the capture.
@@ -145,6 +181,9 @@ pub unsafe fn begin(s: CUstream, mode: u32) -> u32 {
         last_node: AtomicUsize::new(0),
     }));
     c.join(st);
+    let mut open = OPEN.lock();
+    open.push(c);
+    OPEN_COUNT.store(open.len(), SeqCst);
     CUDA_SUCCESS
 }
 
@@ -166,6 +205,11 @@ pub unsafe fn end(s: CUstream, out: *mut CUgraph) -> u32 {
     c.ended.store(true, SeqCst);
     for st in c.streams.lock().drain(..) {
         st.capture.store(0, SeqCst);
+    }
+    {
+        let mut open = OPEN.lock();
+        open.retain(|o| !std::ptr::eq(*o, c));
+        OPEN_COUNT.store(open.len(), SeqCst);
     }
     if c.invalidated.load(SeqCst) {
         write(out, std::ptr::null_mut());

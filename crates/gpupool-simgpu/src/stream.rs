@@ -33,6 +33,12 @@ impl Stream {
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
+
+    /// Whether work on the legacy stream waits for it (created without
+    /// `CU_STREAM_NON_BLOCKING`).
+    pub(crate) fn blocking(&self) -> bool {
+        self.flags & 1 == 0
+    }
 }
 
 /// An event: when it was recorded, and the kernel it completes after.
