@@ -558,6 +558,106 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (!strcmp(path, "graph_nodes")) {
+        /* A graph built node by node: a kernel, a set, a copy to host memory, a host function
+         * and a child graph of one kernel, launched twice. */
+        FN(load, "cuModuleLoadData", 2000, CUresult (*)(CUmodule *, const void *));
+        FN(get_fn, "cuModuleGetFunction", 2000, CUresult (*)(CUfunction *, CUmodule, const char *));
+        FN(stream_create, "cuStreamCreate", 2000, CUresult (*)(CUstream *, unsigned));
+        FN(stream_sync, "cuStreamSynchronize", 2000, CUresult (*)(CUstream));
+        FN(alloc, "cuMemAlloc", 3020, CUresult (*)(CUdeviceptr *, size_t));
+        FN(graph_create, "cuGraphCreate", 10000, CUresult (*)(CUgraph *, unsigned));
+        FN(add_kernel, "cuGraphAddKernelNode", 12000, CUresult (*)(CUgraphNode *, CUgraph,
+           const CUgraphNode *, size_t, const CUDA_KERNEL_NODE_PARAMS *));
+        FN(add_memset, "cuGraphAddMemsetNode", 10000, CUresult (*)(CUgraphNode *, CUgraph,
+           const CUgraphNode *, size_t, const CUDA_MEMSET_NODE_PARAMS *, CUcontext));
+        FN(add_memcpy, "cuGraphAddMemcpyNode", 10000, CUresult (*)(CUgraphNode *, CUgraph,
+           const CUgraphNode *, size_t, const CUDA_MEMCPY3D *, CUcontext));
+        FN(add_host, "cuGraphAddHostNode", 10000, CUresult (*)(CUgraphNode *, CUgraph,
+           const CUgraphNode *, size_t, const CUDA_HOST_NODE_PARAMS *));
+        FN(add_child, "cuGraphAddChildGraphNode", 10000, CUresult (*)(CUgraphNode *, CUgraph,
+           const CUgraphNode *, size_t, CUgraph));
+        FN(add_empty, "cuGraphAddEmptyNode", 10000, CUresult (*)(CUgraphNode *, CUgraph,
+           const CUgraphNode *, size_t));
+        FN(get_nodes, "cuGraphGetNodes", 10000, CUresult (*)(CUgraph, CUgraphNode *, size_t *));
+        FN(node_type, "cuGraphNodeGetType", 10000, CUresult (*)(CUgraphNode, CUgraphNodeType *));
+        FN(instantiate, "cuGraphInstantiateWithFlags", 11040, CUresult (*)(CUgraphExec *, CUgraph, unsigned long long));
+        FN(graph_launch, "cuGraphLaunch", 10000, CUresult (*)(CUgraphExec, CUstream));
+        FN(event_create, "cuEventCreate", 2000, CUresult (*)(CUevent *, unsigned));
+        FN(record, "cuEventRecord", 2000, CUresult (*)(CUevent, CUstream));
+        FN(elapsed, "cuEventElapsedTime", 2000, CUresult (*)(float *, CUevent, CUevent));
+        const char *image = "gpupool-sim-module 1\nkernel busy 2ms\n";
+        CUmodule m;
+        CUfunction busy;
+        CHECK(load(&m, image));
+        CHECK(get_fn(&busy, m, "busy"));
+        CUstream s;
+        CHECK(stream_create(&s, CU_STREAM_NON_BLOCKING));
+        CUdeviceptr d;
+        CHECK(alloc(&d, 4096));
+        unsigned back[4] = {0};
+        int calls = 0;
+        CUgraph g, child;
+        CHECK(graph_create(&g, 0));
+        CHECK(graph_create(&child, 0));
+        CUDA_KERNEL_NODE_PARAMS kp;
+        memset(&kp, 0, sizeof kp);
+        kp.func = busy;
+        kp.gridDimX = kp.gridDimY = kp.gridDimZ = 1;
+        kp.blockDimX = 32; kp.blockDimY = kp.blockDimZ = 1;
+        CUgraphNode nodes[8], dep;
+        CHECK(add_kernel(&nodes[0], g, NULL, 0, &kp));
+        CUDA_MEMSET_NODE_PARAMS sp = {d, 0, 0x5a5a5a5a, 4, 4, 1};
+        dep = nodes[0];
+        CHECK(add_memset(&nodes[1], g, &dep, 1, &sp, primary));
+        CUDA_MEMCPY3D cp;
+        memset(&cp, 0, sizeof cp);
+        cp.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+        cp.srcDevice = d;
+        cp.dstMemoryType = CU_MEMORYTYPE_HOST;
+        cp.dstHost = back;
+        cp.WidthInBytes = sizeof back;
+        cp.Height = cp.Depth = 1;
+        dep = nodes[1];
+        CHECK(add_memcpy(&nodes[2], g, &dep, 1, &cp, primary));
+        CUDA_HOST_NODE_PARAMS hp = {host_fn, &calls};
+        dep = nodes[2];
+        CHECK(add_host(&nodes[3], g, &dep, 1, &hp));
+        CUgraphNode inner;
+        CHECK(add_kernel(&inner, child, NULL, 0, &kp));
+        dep = nodes[3];
+        CHECK(add_child(&nodes[4], g, &dep, 1, child));
+        dep = nodes[4];
+        CHECK(add_empty(&nodes[5], g, &dep, 1));
+        sp.elementSize = 3;
+        printf("bad_element_size_rc %d\n", (int)add_memset(&nodes[6], g, NULL, 0, &sp, primary));
+        printf("own_child_rc %d\n", (int)add_child(&nodes[6], g, NULL, 0, g));
+        size_t n = 8;
+        CHECK(get_nodes(g, nodes, &n));
+        printf("nodes %zu\nnode_types ", n);
+        for (size_t i = 0; i < n; i++) {
+            CUgraphNodeType t;
+            CHECK(node_type(nodes[i], &t));
+            printf("%s%d", i ? "," : "", (int)t);
+        }
+        printf("\n");
+        CUgraphExec exec;
+        CHECK(instantiate(&exec, g, 0));
+        CUevent e0, e1;
+        CHECK(event_create(&e0, 0));
+        CHECK(event_create(&e1, 0));
+        CHECK(record(e0, s));
+        CHECK(graph_launch(exec, s));
+        CHECK(graph_launch(exec, s));
+        CHECK(record(e1, s));
+        CHECK(stream_sync(s));
+        float ms = 0;
+        CHECK(elapsed(&ms, e0, e1));
+        printf("replay_ms %.3f\nhost_calls %d\ncopied_ok %d\n", ms, calls,
+               back[0] == 0x5a5a5a5a && back[3] == 0x5a5a5a5a);
+        return 0;
+    }
+
     if (!strcmp(path, "kernels") || !strcmp(path, "variables")) {
         /* Real GPU code as libraries such as cuBLAS load it: a library of a cubin and its
          * kernels, their attributes and occupancy ("kernels"); cluster occupancy and the

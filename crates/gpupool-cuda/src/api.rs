@@ -303,6 +303,11 @@ declare_api! { $
     fn cuGraphInstantiateWithFlags(e: *mut CUgraphExec, g: CUgraph, flags: u64);
     fn cuGraphInstantiate_v2(e: *mut CUgraphExec, g: CUgraph, node: *mut CUgraphNode, log: *mut i8, size: usize);
     fn cuGraphInstantiate(e: *mut CUgraphExec, g: CUgraph, node: *mut CUgraphNode, log: *mut i8, size: usize);
+    fn cuGraphAddEmptyNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize);
+    fn cuGraphAddMemsetNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const CUDA_MEMSET_NODE_PARAMS_st, ctx: CUcontext);
+    fn cuGraphAddMemcpyNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const CUDA_MEMCPY3D, ctx: CUcontext);
+    fn cuGraphAddHostNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const CUDA_HOST_NODE_PARAMS_st);
+    fn cuGraphAddChildGraphNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, child: CUgraph);
     fn cuGraphGetNodes(g: CUgraph, nodes: *mut CUgraphNode, n: *mut usize);
     fn cuGraphNodeGetType(node: CUgraphNode, kind: *mut u32);
     fn cuGraphKernelNodeGetParams(node: CUgraphNode, p: *mut CUDA_KERNEL_NODE_PARAMS_st);

@@ -1,15 +1,18 @@
-//! CUDA graphs: kernel nodes built with `cuGraphAddKernelNode`, and the kernels, copies, sets
-//! and host functions a stream capture records (`capture`). An instantiated graph runs its
+//! CUDA graphs: nodes added one by one (kernels, sets, copies, host functions, empty nodes,
+//! child graphs), and the kernels, copies, sets and host functions a stream capture records
+//! (`capture`). An instantiated graph runs its
 //! nodes in the order they were added: consecutive kernels as one piece of device work whose
 //! duration is the sum of theirs, the rest done at once on the host, as the simulator does
 //! all copies. A node handle is its position in its graph (1, 2, …) with its type in bits
 //! 48 and up; kernel parameters are not kept ([`gpupool_cuda::absent`] answers reading or
 //! changing them).
 
+use crate::copy;
 use crate::launch::{duration, Shape};
 use crate::mem::write;
 use gpupool_cuda::cu::{
-    CUDA_KERNEL_NODE_PARAMS_st, CUgraph, CUgraphExec, CUgraphNode, CUgraphNodeType, CUstream,
+    CUDA_HOST_NODE_PARAMS_st, CUDA_KERNEL_NODE_PARAMS_st, CUDA_MEMSET_NODE_PARAMS_st, CUcontext,
+    CUgraph, CUgraphExec, CUgraphNode, CUgraphNodeType, CUstream, CUDA_MEMCPY3D,
 };
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::SpinLock;
@@ -25,6 +28,8 @@ pub enum Node {
     Kernel(u64),
     /// Host work of this node type.
     Work(CUgraphNodeType, HostWork),
+    /// A child graph: the nodes its graph had when it was added.
+    Child(Vec<Arc<Node>>),
 }
 
 impl Node {
@@ -32,6 +37,15 @@ impl Node {
         match self {
             Node::Kernel(_) => CUgraphNodeType::CU_GRAPH_NODE_TYPE_KERNEL,
             Node::Work(kind, _) => *kind,
+            Node::Child(_) => CUgraphNodeType::CU_GRAPH_NODE_TYPE_GRAPH,
+        }
+    }
+
+    /// Appends the nodes that run for this one to `out`: itself, or a child graph's nodes.
+    fn flatten_into(node: &Arc<Node>, out: &mut Vec<Arc<Node>>) {
+        match &**node {
+            Node::Child(nodes) => nodes.iter().for_each(|n| Node::flatten_into(n, out)),
+            _ => out.push(node.clone()),
         }
     }
 }
@@ -83,6 +97,8 @@ impl GraphExec {
         for node in &self.nodes {
             match &**node {
                 Node::Kernel(d) => kernels = kernels.saturating_add(*d),
+                // Flattened at instantiation.
+                Node::Child(_) => {}
                 Node::Work(_, work) => {
                     if kernels > 0 {
                         crate::work::launch(s, std::mem::take(&mut kernels))?;
@@ -155,11 +171,160 @@ pub unsafe fn graph_add_kernel_node(
     }
 }
 
+/// Adds `make`'s node to graph `g` (dependencies are accepted; nodes run in the order added)
+/// and writes its handle.
+fn add_node(out: *mut CUgraphNode, g: CUgraph, make: impl FnOnce() -> Result<Node, u32>) -> u32 {
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    match graph_ref(g).and_then(|graph| Ok(graph.add(make()?))) {
+        Ok(handle) => write(out, handle),
+        Err(e) => e,
+    }
+}
+
+/// `cuGraphAddEmptyNode`: a node that does nothing.
+pub unsafe fn graph_add_empty_node(
+    out: *mut CUgraphNode,
+    g: CUgraph,
+    _deps: *const CUgraphNode,
+    _ndeps: usize,
+) -> u32 {
+    let nothing = || Box::new(|| CUDA_SUCCESS) as HostWork;
+    add_node(out, g, || {
+        Ok(Node::Work(
+            CUgraphNodeType::CU_GRAPH_NODE_TYPE_EMPTY,
+            nothing(),
+        ))
+    })
+}
+
+/// `cuGraphAddMemsetNode`: a 1, 2 or 4-byte set of `width` elements in each of `height`
+/// rows `pitch` bytes apart, done when the graph runs.
+pub unsafe fn graph_add_memset_node(
+    out: *mut CUgraphNode,
+    g: CUgraph,
+    _deps: *const CUgraphNode,
+    _ndeps: usize,
+    params: *const CUDA_MEMSET_NODE_PARAMS_st,
+    _ctx: CUcontext,
+) -> u32 {
+    // SAFETY: null or the caller's parameters, copied now as a driver does.
+    let Some(p) = (unsafe { params.as_ref() }).copied() else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let set: fn(u64, usize, u32, usize, usize) -> u32 = match p.elementSize {
+        // SAFETY (each): the set's bounds are checked against the simulator's memory.
+        1 => |d, pitch, v, w, h| unsafe { copy::memset_d2d8(d, pitch, v as u8, w, h) },
+        2 => |d, pitch, v, w, h| unsafe { copy::memset_d2d16(d, pitch, v as u16, w, h) },
+        4 => |d, pitch, v, w, h| unsafe { copy::memset_d2d32(d, pitch, v, w, h) },
+        _ => return CUDA_ERROR_INVALID_VALUE,
+    };
+    let pitch = if p.height <= 1 {
+        p.width.saturating_mul(p.elementSize as usize)
+    } else {
+        p.pitch
+    };
+    let run = move || set(p.dst, pitch, p.value, p.width, p.height.max(1));
+    add_node(out, g, || {
+        Ok(Node::Work(
+            CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEMSET,
+            Box::new(run),
+        ))
+    })
+}
+
+/// A copy's parameters, kept by a memcpy node: addresses the caller vouches for until the
+/// graph runs.
+struct KeptCopy(CUDA_MEMCPY3D);
+
+// SAFETY: plain numbers and addresses, only read when the graph runs.
+unsafe impl Send for KeptCopy {}
+// SAFETY: as above.
+unsafe impl Sync for KeptCopy {}
+
+impl KeptCopy {
+    fn params(&self) -> *const CUDA_MEMCPY3D {
+        &self.0
+    }
+}
+
+/// `cuGraphAddMemcpyNode`: the copy a `CUDA_MEMCPY3D` describes, done when the graph runs.
+pub unsafe fn graph_add_memcpy_node(
+    out: *mut CUgraphNode,
+    g: CUgraph,
+    _deps: *const CUgraphNode,
+    _ndeps: usize,
+    params: *const CUDA_MEMCPY3D,
+    _ctx: CUcontext,
+) -> u32 {
+    // SAFETY: null or the caller's parameters, copied now as a driver does.
+    let Some(p) = (unsafe { params.as_ref() }).copied() else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let kept = KeptCopy(p);
+    // SAFETY: the kept parameters; the copy checks device ranges when it runs.
+    let run = move || unsafe { copy::memcpy_3d(kept.params()) };
+    add_node(out, g, || {
+        Ok(Node::Work(
+            CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEMCPY,
+            Box::new(run),
+        ))
+    })
+}
+
+/// `cuGraphAddHostNode`: the function called with its data when the graph runs.
+pub unsafe fn graph_add_host_node(
+    out: *mut CUgraphNode,
+    g: CUgraph,
+    _deps: *const CUgraphNode,
+    _ndeps: usize,
+    params: *const CUDA_HOST_NODE_PARAMS_st,
+) -> u32 {
+    // SAFETY: null or the caller's parameters.
+    let Some(p) = (unsafe { params.as_ref() }).copied() else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let (Some(f), user) = (p.fn_, p.userData as usize) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let run = move || {
+        // SAFETY: the user's function with the user's data, as given.
+        unsafe { f(user as *mut std::ffi::c_void) };
+        CUDA_SUCCESS
+    };
+    add_node(out, g, || {
+        Ok(Node::Work(
+            CUgraphNodeType::CU_GRAPH_NODE_TYPE_HOST,
+            Box::new(run),
+        ))
+    })
+}
+
+/// `cuGraphAddChildGraphNode`: the child graph's nodes as they are now.
+pub unsafe fn graph_add_child_graph_node(
+    out: *mut CUgraphNode,
+    g: CUgraph,
+    _deps: *const CUgraphNode,
+    _ndeps: usize,
+    child: CUgraph,
+) -> u32 {
+    if child == g {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    add_node(out, g, || {
+        Ok(Node::Child(graph_ref(child)?.nodes.lock().clone()))
+    })
+}
+
 /// `cuGraphInstantiateWithFlags` (and `cuGraphInstantiate_v2`'s first two arguments).
 pub unsafe fn graph_instantiate_with_flags(out: *mut CUgraphExec, g: CUgraph, _flags: u64) -> u32 {
     match graph_ref(g) {
         Ok(graph) => {
-            let nodes = graph.nodes.lock().clone();
+            let mut nodes = Vec::new();
+            for node in graph.nodes.lock().iter() {
+                Node::flatten_into(node, &mut nodes);
+            }
             let e = Box::new(GraphExec { nodes });
             write(out, Box::into_raw(e) as CUgraphExec)
         }

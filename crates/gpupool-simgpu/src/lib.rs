@@ -262,6 +262,11 @@ gpupool_cuda::export_functions! {
     cuGraphInstantiateWithFlags => graph::graph_instantiate_with_flags;
     cuGraphInstantiate_v2 => graph::graph_instantiate;
     cuGraphInstantiate => graph::graph_instantiate;
+    cuGraphAddEmptyNode => graph::graph_add_empty_node;
+    cuGraphAddMemsetNode => graph::graph_add_memset_node;
+    cuGraphAddMemcpyNode => graph::graph_add_memcpy_node;
+    cuGraphAddHostNode => graph::graph_add_host_node;
+    cuGraphAddChildGraphNode => graph::graph_add_child_graph_node;
     cuGraphGetNodes => graph::graph_get_nodes;
     cuGraphNodeGetType => graph::graph_node_get_type;
     cuGraphLaunch => graph::graph_launch;
