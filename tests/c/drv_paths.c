@@ -36,6 +36,25 @@ static void CUDA_CB stream_cb(CUstream s, CUresult status, void *user) {
     (void)s;
     if (status == CUDA_SUCCESS) ++*(int *)user;
 }
+typedef CUresult (*get_nodes_t)(CUgraph, CUgraphNode *, size_t *);
+typedef CUresult (*node_type_t)(CUgraphNode, CUgraphNodeType *);
+
+/* Prints "nodes_rc", "nodes" and (for up to 16 nodes) "node_types T,T,…" of graph g. */
+static void print_nodes(get_nodes_t get_nodes, node_type_t node_type, CUgraph g) {
+    size_t n = 0;
+    CUresult rc = get_nodes(g, NULL, &n);
+    printf("nodes_rc %d\nnodes %zu\n", (int)rc, n);
+    CUgraphNode list[16];
+    if (rc != CUDA_SUCCESS || n > 16 || get_nodes(g, list, &n) != CUDA_SUCCESS) return;
+    printf("node_types ");
+    for (size_t i = 0; i < n; i++) {
+        CUgraphNodeType t = (CUgraphNodeType)-1;
+        node_type(list[i], &t);
+        printf("%s%d", i ? "," : "", (int)t);
+    }
+    printf("\n");
+}
+
 static CUdeviceptr ptrs[MAXP];
 static CUmemGenericAllocationHandle handles[MAXP];
 static CUcontext ctxs[MAXP];
@@ -494,20 +513,7 @@ int main(int argc, char **argv) {
         CHECK(dtoh(back, d, sizeof back));
         printf("nothing_ran %d\n", calls == 0 && back[0] == 0 && back[7] == 0);
         printf("same_id %d\nid_set %d\n", id1 == id1_again, id1 != 0);
-        size_t nodes = 0;
-        CUresult nodes_rc = get_nodes(g, NULL, &nodes);
-        printf("nodes_rc %d\nnodes %zu\n", (int)nodes_rc, nodes);
-        if (nodes_rc == CUDA_SUCCESS && nodes <= 16) {
-            CUgraphNode list[16];
-            CHECK(get_nodes(g, list, &nodes));
-            printf("node_types ");
-            for (size_t i = 0; i < nodes; i++) {
-                CUgraphNodeType t;
-                CHECK(node_type(list[i], &t));
-                printf("%s%d", i ? "," : "", (int)t);
-            }
-            printf("\n");
-        }
+        print_nodes(get_nodes, node_type, g);
         CUgraphExec exec;
         CHECK(instantiate(&exec, g, 0));
         host[0] = 5; host[1] = 6; host[2] = 7; host[3] = 8;
@@ -632,15 +638,7 @@ int main(int argc, char **argv) {
         sp.elementSize = 3;
         printf("bad_element_size_rc %d\n", (int)add_memset(&nodes[6], g, NULL, 0, &sp, primary));
         printf("own_child_rc %d\n", (int)add_child(&nodes[6], g, NULL, 0, g));
-        size_t n = 8;
-        CHECK(get_nodes(g, nodes, &n));
-        printf("nodes %zu\nnode_types ", n);
-        for (size_t i = 0; i < n; i++) {
-            CUgraphNodeType t;
-            CHECK(node_type(nodes[i], &t));
-            printf("%s%d", i ? "," : "", (int)t);
-        }
-        printf("\n");
+        print_nodes(get_nodes, node_type, g);
         CUgraphExec exec;
         CHECK(instantiate(&exec, g, 0));
         CUevent e0, e1;

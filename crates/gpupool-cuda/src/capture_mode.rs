@@ -272,26 +272,54 @@ mod tests {
         (rc, st)
     }
 
-    #[test]
-    fn capture_info_is_empty_outside_a_capture_and_what_is_known_during_one() {
-        let (mut st, mut id, mut n) = (9u32, 9u64, 9usize);
+    /// What `capture_info` answers about `now` when every answer is asked for.
+    struct AllAnswers {
+        rc: u32,
+        status: u32,
+        id: u64,
+        graph: *mut c_void,
+        deps: *const CUgraphNode,
+        n: usize,
+    }
+
+    /// `capture_info` about `now` with every answer asked for.
+    unsafe fn ask_all(now: Result<CaptureNow, u32>) -> AllAnswers {
+        let (mut status, mut id, mut n) = (9u32, 9u64, 9usize);
         let mut graph = std::ptr::dangling_mut::<c_void>();
         let mut deps = std::ptr::dangling::<CUgraphNode>();
-        let none = std::ptr::null_mut::<u8>();
-        // SAFETY: valid or null out pointers.
-        unsafe {
-            let rc = capture_info(
-                Ok(CaptureNow::NONE),
-                &mut st,
+        let edges = std::ptr::null_mut();
+        // SAFETY: valid out pointers.
+        let rc = unsafe {
+            capture_info(
+                now,
+                &mut status,
                 &mut id,
                 &mut graph,
                 &mut deps,
-                none.cast(),
+                edges,
                 &mut n,
-            );
-            assert_eq!(rc, CUDA_SUCCESS);
-            assert_eq!((st, id, n), (0, 0, 0));
-            assert!(graph.is_null() && deps.is_null());
+            )
+        };
+        AllAnswers {
+            rc,
+            status,
+            id,
+            graph,
+            deps,
+            n,
+        }
+    }
+
+    #[test]
+    fn capture_info_is_empty_outside_a_capture_and_what_is_known_during_one() {
+        let mut id = 9u64;
+        let mut graph = std::ptr::dangling_mut::<c_void>();
+        let none = std::ptr::null_mut::<u8>();
+        // SAFETY: valid or null out pointers.
+        unsafe {
+            let a = ask_all(Ok(CaptureNow::NONE));
+            assert_eq!((a.rc, a.status, a.id, a.n), (CUDA_SUCCESS, 0, 0, 0));
+            assert!(a.graph.is_null() && a.deps.is_null());
             // Capturing, the status alone known: the status answers, the details do not.
             let status_only = Ok(CaptureNow::status_only(CAPTURING));
             assert_eq!(ask(status_only, None, None), (CUDA_SUCCESS, CAPTURING));
@@ -310,35 +338,15 @@ mod tests {
             assert_eq!(rc, CUDA_ERROR_NOT_SUPPORTED);
             // Everything known.
             let node = 3usize as CUgraphNode;
-            let full = Ok(CaptureNow {
+            let a = ask_all(Ok(CaptureNow {
                 status: CAPTURING,
                 id: Some(8),
                 graph: Some(std::ptr::dangling_mut()),
                 deps: Some((&node, 1)),
-            });
-            let rc = capture_info(
-                full,
-                &mut st,
-                &mut id,
-                &mut graph,
-                &mut deps,
-                none.cast(),
-                &mut n,
-            );
-            assert_eq!((rc, id, n), (CUDA_SUCCESS, 8, 1));
-            assert_eq!(*deps, node);
-            assert_eq!(
-                capture_info(
-                    Err(400),
-                    &mut st,
-                    none.cast(),
-                    none.cast(),
-                    none.cast(),
-                    none.cast(),
-                    none.cast()
-                ),
-                400
-            );
+            }));
+            assert_eq!((a.rc, a.status, a.id, a.n), (CUDA_SUCCESS, CAPTURING, 8, 1));
+            assert_eq!(*a.deps, node);
+            assert_eq!(ask(Err(400), None, None).0, 400);
             assert_eq!(
                 capture_info(
                     Ok(CaptureNow::NONE),
