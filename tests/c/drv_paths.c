@@ -624,14 +624,16 @@ int main(int argc, char **argv) {
         cp.dstHost = back;
         cp.WidthInBytes = sizeof back;
         cp.Height = cp.Depth = 1;
+        /* Through a server, copies to host memory and host functions are not forwarded. */
         dep = nodes[1];
-        CHECK(add_memcpy(&nodes[2], g, &dep, 1, &cp, primary));
+        CUresult memcpy_rc = add_memcpy(&nodes[2], g, &dep, 1, &cp, primary);
+        if (memcpy_rc == CUDA_SUCCESS) dep = nodes[2];
         CUDA_HOST_NODE_PARAMS hp = {host_fn, &calls};
-        dep = nodes[2];
-        CHECK(add_host(&nodes[3], g, &dep, 1, &hp));
+        CUresult host_rc = add_host(&nodes[3], g, &dep, 1, &hp);
+        if (host_rc == CUDA_SUCCESS) dep = nodes[3];
+        printf("memcpy_node_rc %d\nhost_node_rc %d\n", (int)memcpy_rc, (int)host_rc);
         CUgraphNode inner;
         CHECK(add_kernel(&inner, child, NULL, 0, &kp));
-        dep = nodes[3];
         CHECK(add_child(&nodes[4], g, &dep, 1, child));
         dep = nodes[4];
         CHECK(add_empty(&nodes[5], g, &dep, 1));
@@ -653,6 +655,10 @@ int main(int argc, char **argv) {
         CHECK(elapsed(&ms, e0, e1));
         printf("replay_ms %.3f\nhost_calls %d\ncopied_ok %d\n", ms, calls,
                back[0] == 0x5a5a5a5a && back[3] == 0x5a5a5a5a);
+        FN(dtoh, "cuMemcpyDtoH", 3020, CUresult (*)(void *, CUdeviceptr, size_t));
+        unsigned set[5] = {0};
+        CHECK(dtoh(set, d, sizeof set));
+        printf("set_ok %d\n", set[0] == 0x5a5a5a5a && set[3] == 0x5a5a5a5a && set[4] == 0);
         return 0;
     }
 

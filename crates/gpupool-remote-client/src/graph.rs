@@ -1,11 +1,16 @@
 //! Graph calls answered here: the older `cuGraphInstantiate` through the forwarded
-//! `cuGraphInstantiateWithFlags`, and a graph's node list (`cuGraphGetNodes`), whose nodes the
-//! server then accepts as the client's handles.
+//! `cuGraphInstantiateWithFlags`, a graph's node list (`cuGraphGetNodes`), whose nodes the
+//! server then accepts as the client's handles, and empty, memset and child graph nodes
+//! (memcpy and host nodes are not forwarded).
 
 use crate::conn::state;
-use gpupool_cuda::cu::{CUgraph, CUgraphExec, CUgraphNode};
+use gpupool_cuda::cu::{
+    CUDA_HOST_NODE_PARAMS_st, CUDA_MEMSET_NODE_PARAMS_st, CUcontext, CUgraph, CUgraphExec,
+    CUgraphNode, CUDA_MEMCPY3D,
+};
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
+use std::ffi::c_void;
 
 /// `cuGraphInstantiate` (the error-node and log arguments are left untouched).
 pub unsafe fn graph_instantiate(
@@ -65,4 +70,165 @@ pub unsafe fn graph_get_nodes(g: CUgraph, nodes: *mut CUgraphNode, n: *mut usize
     };
     // SAFETY: the caller's count pointer, checked above.
     unsafe { crate::write(n, written) }
+}
+
+/// Sends `call` adding a node to `graph` after `deps` (the graph and dependencies first, then
+/// what `params` writes); writes the new node.
+///
+/// # Safety
+/// `deps` holds `ndeps` nodes (or is null with none); `node` is null or writable.
+pub(crate) unsafe fn send_node(
+    call: u16,
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    (deps, ndeps): (*const CUgraphNode, usize),
+    params: impl FnOnce(&mut gpupool_remote::wire::Writer),
+) -> u32 {
+    if node.is_null() || (ndeps > 0 && deps.is_null()) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if ndeps > custom::MAX_NODE_DEPENDENCIES as usize {
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    let deps = if ndeps == 0 {
+        &[][..]
+    } else {
+        // SAFETY: the caller's array of ndeps nodes.
+        unsafe { std::slice::from_raw_parts(deps, ndeps) }
+    };
+    let mut s = state();
+    let start = match s.begin(call, true, crate::context::current()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let w = &mut s.batch;
+    w.put(&(graph as usize as u64));
+    w.put(&(deps.len() as u32));
+    for d in deps {
+        w.put(&(*d as usize as u64));
+    }
+    params(w);
+    s.finish_sync(start, |r| {
+        let n: u64 = r.get("node")?;
+        // SAFETY: non-null out pointer.
+        unsafe { *node = n as usize as CUgraphNode };
+        Ok(())
+    })
+}
+
+/// [`custom::GRAPH_ADD_NODE`] of `kind`, its parameters written by `params`.
+///
+/// # Safety
+/// As [`send_node`].
+unsafe fn add_node(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    kind: u8,
+    params: impl FnOnce(&mut gpupool_remote::wire::Writer),
+) -> u32 {
+    let with_kind = |w: &mut gpupool_remote::wire::Writer| {
+        w.put(&kind);
+        params(w);
+    };
+    // SAFETY: the caller's contract.
+    unsafe {
+        send_node(
+            custom::GRAPH_ADD_NODE,
+            node,
+            graph,
+            (deps, ndeps),
+            with_kind,
+        )
+    }
+}
+
+/// `cuGraphAddEmptyNode`.
+pub unsafe fn graph_add_empty_node(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+) -> u32 {
+    // SAFETY: the caller's arguments.
+    unsafe { add_node(node, graph, deps, ndeps, custom::NODE_EMPTY, |_| {}) }
+}
+
+/// `cuGraphAddMemsetNode` (in the session's current context on the server).
+pub unsafe fn graph_add_memset_node(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    params: *const CUDA_MEMSET_NODE_PARAMS_st,
+    _ctx: CUcontext,
+) -> u32 {
+    // SAFETY: null or the caller's parameters.
+    let Some(p) = (unsafe { params.as_ref() }).copied() else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let write = |w: &mut gpupool_remote::wire::Writer| {
+        w.put(&p.dst);
+        w.put(&(p.pitch as u64));
+        w.put(&p.value);
+        w.put(&p.elementSize);
+        w.put(&(p.width as u64));
+        w.put(&(p.height as u64));
+    };
+    // SAFETY: the caller's arguments.
+    unsafe { add_node(node, graph, deps, ndeps, custom::NODE_MEMSET, write) }
+}
+
+/// `cuGraphAddChildGraphNode`.
+pub unsafe fn graph_add_child_graph_node(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    child: CUgraph,
+) -> u32 {
+    let write = |w: &mut gpupool_remote::wire::Writer| w.put(&(child as usize as u64));
+    // SAFETY: the caller's arguments.
+    unsafe { add_node(node, graph, deps, ndeps, custom::NODE_CHILD, write) }
+}
+
+/// `cuGraphAddMemcpyNode` and `cuGraphAddHostNode`: not forwarded (a copy node's host side
+/// would be the server's memory; the server cannot call the client's function).
+pub unsafe fn graph_add_node_not_forwarded(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    _deps: *const CUgraphNode,
+    _ndeps: usize,
+    params: *const c_void,
+) -> u32 {
+    if node.is_null() || graph.is_null() || params.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    CUDA_ERROR_NOT_SUPPORTED
+}
+
+/// `cuGraphAddMemcpyNode`: not forwarded.
+pub unsafe fn graph_add_memcpy_node(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    params: *const CUDA_MEMCPY3D,
+    _ctx: CUcontext,
+) -> u32 {
+    // SAFETY: the caller's arguments.
+    unsafe { graph_add_node_not_forwarded(node, graph, deps, ndeps, params.cast()) }
+}
+
+/// `cuGraphAddHostNode`: not forwarded.
+pub unsafe fn graph_add_host_node(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    params: *const CUDA_HOST_NODE_PARAMS_st,
+) -> u32 {
+    // SAFETY: the caller's arguments.
+    unsafe { graph_add_node_not_forwarded(node, graph, deps, ndeps, params.cast()) }
 }

@@ -145,6 +145,11 @@ gpupool_cuda::export_functions! {
     cuGraphInstantiate => graph::graph_instantiate;
     cuGraphInstantiate_v2 => graph::graph_instantiate;
     cuGraphGetNodes => graph::graph_get_nodes;
+    cuGraphAddEmptyNode => graph::graph_add_empty_node;
+    cuGraphAddMemsetNode => graph::graph_add_memset_node;
+    cuGraphAddChildGraphNode => graph::graph_add_child_graph_node;
+    cuGraphAddMemcpyNode => graph::graph_add_memcpy_node;
+    cuGraphAddHostNode => graph::graph_add_host_node;
     cuTensorMapEncodeTiled => tensor_map::encode_tiled;
     cuTensorMapEncodeIm2col => tensor_map::encode_im2col;
     cuTensorMapEncodeIm2colWide => tensor_map::encode_im2col_wide;

@@ -485,7 +485,7 @@ pub unsafe fn graph_add_kernel_node(
     p: *const RawKernelNodeParams,
     v2: bool,
 ) -> u32 {
-    if p.is_null() || node.is_null() || (ndeps > 0 && deps.is_null()) {
+    if p.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
     // SAFETY: the caller's parameters, read field by field: a v1 structure ends after `extra`.
@@ -500,7 +500,7 @@ pub unsafe fn graph_add_kernel_node(
         )
     };
     // SAFETY: as above; only v2 structures have `kern`.
-    if ndeps > custom::MAX_NODE_DEPENDENCIES as usize || (v2 && !unsafe { (*p).kern }.is_null()) {
+    if v2 && !unsafe { (*p).kern }.is_null() {
         return CUDA_ERROR_NOT_SUPPORTED;
     }
     // SAFETY: the caller's arguments for func.
@@ -508,38 +508,16 @@ pub unsafe fn graph_add_kernel_node(
         Ok(a) => a,
         Err(e) => return e,
     };
-    let deps = if ndeps == 0 {
-        &[][..]
-    } else {
-        // SAFETY: the caller's array of ndeps nodes.
-        unsafe { std::slice::from_raw_parts(deps, ndeps) }
+    let write = |w: &mut gpupool_remote::wire::Writer| {
+        w.put(&(func as usize as u64));
+        w.put(&grid);
+        w.put(&block);
+        w.put(&shared);
+        kernel_args::write(w, &args, extra);
     };
-    let mut s = state();
-    let start = match s.begin(
-        custom::GRAPH_ADD_KERNEL_NODE,
-        true,
-        crate::context::current(),
-    ) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
-    let w = &mut s.batch;
-    w.put(&(graph as usize as u64));
-    w.put(&(deps.len() as u32));
-    for d in deps {
-        w.put(&(*d as usize as u64));
-    }
-    w.put(&(func as usize as u64));
-    w.put(&grid);
-    w.put(&block);
-    w.put(&shared);
-    kernel_args::write(w, &args, extra);
-    s.finish_sync(start, |r| {
-        let n: u64 = r.get("node")?;
-        // SAFETY: non-null out pointer.
-        unsafe { *node = n as usize as CUgraphNode };
-        Ok(())
-    })
+    let call = custom::GRAPH_ADD_KERNEL_NODE;
+    // SAFETY: the caller's node, graph and dependencies.
+    unsafe { crate::graph::send_node(call, node, graph, (deps, ndeps), write) }
 }
 
 /// `cuGraphAddKernelNode` (v1 parameters).

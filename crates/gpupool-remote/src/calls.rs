@@ -147,6 +147,16 @@ pub mod custom {
     /// `cuGraphGetNodes`: how many nodes a graph has, or up to a count of them, which the
     /// session then accepts as handles.
     pub const GRAPH_GET_NODES: u16 = 238;
+    /// `cuGraphAddEmptyNode`, `cuGraphAddMemsetNode` and `cuGraphAddChildGraphNode`: the
+    /// graph, dependencies, a [`NODE_EMPTY`] / [`NODE_MEMSET`] / [`NODE_CHILD`] kind and its
+    /// parameters.
+    pub const GRAPH_ADD_NODE: u16 = 239;
+    /// Node kind: an empty node.
+    pub const NODE_EMPTY: u8 = 0;
+    /// Node kind: a memset node (its destination must be the session's memory).
+    pub const NODE_MEMSET: u8 = 1;
+    /// Node kind: a child graph node (a graph of the session).
+    pub const NODE_CHILD: u8 = 2;
     /// Most nodes [`GRAPH_GET_NODES`] returns.
     pub const MAX_LISTED_NODES: u32 = 1 << 16;
     /// Most kernels [`LIBRARY_ENUMERATE_KERNELS`] returns.
@@ -174,7 +184,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 39] = [
+    pub const ALL: [u16; 40] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -208,6 +218,7 @@ pub mod custom {
         LIBRARY_ENUMERATE_KERNELS,
         CAPTURE_INFO,
         GRAPH_GET_NODES,
+        GRAPH_ADD_NODE,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,

@@ -75,6 +75,10 @@ extra_functions! {
     fn cuStreamSynchronize(CUstream);
     fn cuStreamIsCapturing(CUstream, *mut u32);
     fn cuGraphGetNodes(CUgraph, *mut CUgraphNode, *mut usize);
+    fn cuGraphAddEmptyNode(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize);
+    fn cuGraphAddMemsetNode(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize, *const CUDA_MEMSET_NODE_PARAMS_st, CUcontext);
+    fn cuGraphAddChildGraphNode(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize, CUgraph);
+    fn cuCtxGetCurrent(*mut CUcontext);
     fn cuStreamGetCaptureInfo_v2(CUstream, *mut u32, *mut u64, *mut CUgraph, *mut *const CUgraphNode, *mut usize);
     fn cuModuleLoadData(*mut CUmodule, *const c_void);
     fn cuModuleGetFunction(*mut CUfunction, CUmodule, *const c_char);
