@@ -7,6 +7,7 @@ use crate::cu::CUgraphNode;
 use crate::result::*;
 use std::cell::Cell;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// `CU_STREAM_CAPTURE_MODE_RELAXED`, the largest mode.
 const LAST_CAPTURE_MODE: u32 = 2;
@@ -41,6 +42,46 @@ pub const CAPTURING: u32 = 1;
 
 /// `CU_STREAM_CAPTURE_STATUS_INVALIDATED`.
 pub const CAPTURE_INVALIDATED: u32 = 2;
+
+/// The stream captures a process has open, counted from the results of its
+/// `cuStreamBeginCapture` and `cuStreamEndCapture` calls: while there are none, no stream of
+/// the process is being captured, which one atomic load tells.
+pub struct OpenCaptures(AtomicU64);
+
+impl OpenCaptures {
+    /// No capture open.
+    pub const fn new() -> OpenCaptures {
+        OpenCaptures(AtomicU64::new(0))
+    }
+
+    /// Whether some capture is open.
+    pub fn any(&self) -> bool {
+        self.0.load(Relaxed) > 0
+    }
+
+    /// Counts a capture begun with result `rc`; returns `rc`.
+    pub fn begun(&self, rc: u32) -> u32 {
+        if rc == CUDA_SUCCESS {
+            self.0.fetch_add(1, Relaxed);
+        }
+        rc
+    }
+
+    /// Counts a capture ended with result `rc` (with its graph, or invalidated); returns `rc`.
+    pub fn ended(&self, rc: u32) -> u32 {
+        if rc == CUDA_SUCCESS || rc == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED {
+            // Never below zero, whatever the driver answered.
+            let _ = self.0.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        }
+        rc
+    }
+}
+
+impl Default for OpenCaptures {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// A stream's capture status from `query`, a `cuStreamIsCapturing` call writing it through
 /// the pointer it is given.
@@ -217,6 +258,22 @@ macro_rules! capture_info_functions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ended_or_invalidated_captures_close() {
+        let open = OpenCaptures::new();
+        assert_eq!(open.begun(CUDA_SUCCESS), CUDA_SUCCESS);
+        assert_eq!(open.begun(401), 401);
+        assert!(open.any());
+        assert_eq!(open.ended(903), 903);
+        assert!(open.any(), "ending on the wrong stream closes nothing");
+        let invalidated = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+        assert_eq!(open.ended(invalidated), invalidated);
+        assert!(!open.any(), "a refused begin opened nothing");
+        open.ended(CUDA_SUCCESS);
+        open.begun(CUDA_SUCCESS);
+        assert!(open.any(), "never below zero");
+    }
 
     #[test]
     fn capture_modes_are_exchanged_per_thread() {

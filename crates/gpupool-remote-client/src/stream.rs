@@ -21,22 +21,16 @@ use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
 use std::cell::RefCell;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 pub use gpupool_cuda::capture_mode::thread_exchange_stream_capture_mode;
-use gpupool_cuda::capture_mode::{capture_status, CaptureNow, NOT_CAPTURING};
+use gpupool_cuda::capture_mode::{capture_status, CaptureNow, OpenCaptures, NOT_CAPTURING};
 
-/// Captures begun and not ended (successfully or invalidated).
-static CAPTURES: AtomicU64 = AtomicU64::new(0);
-
-/// Whether a stream may be being captured (some capture is open).
-fn captures_open() -> bool {
-    CAPTURES.load(SeqCst) > 0
-}
+/// Captures this process began on the server and has not ended.
+static CAPTURES: OpenCaptures = OpenCaptures::new();
 
 /// Hook after a successful `cuStreamBeginCapture_v2`.
 pub fn capture_begun(_s: CUstream, _mode: u32) {
-    CAPTURES.fetch_add(1, SeqCst);
+    CAPTURES.begun(CUDA_SUCCESS);
 }
 
 /// `cuStreamEndCapture`: a capture ends with its graph, or invalidated without one.
@@ -47,11 +41,7 @@ pub unsafe fn stream_end_capture(s: CUstream, g: *mut CUgraph) -> u32 {
         // SAFETY: the caller's out pointer; an invalidated capture gives no graph.
         unsafe { crate::write(g, std::ptr::null_mut()) };
     }
-    if rc == CUDA_SUCCESS || rc == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED {
-        // Never below zero, whatever the server answered.
-        let _ = CAPTURES.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
-    }
-    rc
+    CAPTURES.ended(rc)
 }
 
 /// `cuStreamIsCapturing` (and `_ptsz`): answered here while no capture is open.
@@ -59,7 +49,7 @@ pub unsafe fn stream_is_capturing(s: CUstream, status: *mut u32) -> u32 {
     if status.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    if !captures_open() {
+    if !CAPTURES.any() {
         // SAFETY: the caller's out pointer, checked above.
         return unsafe { crate::write(status, NOT_CAPTURING) };
     }
@@ -69,11 +59,8 @@ pub unsafe fn stream_is_capturing(s: CUstream, status: *mut u32) -> u32 {
 
 /// Whether stream `s` is being captured (an unknown stream counts as one: the caller refuses).
 pub(crate) fn captured(s: CUstream) -> bool {
-    if !captures_open() {
-        return false;
-    }
     // SAFETY: a valid out pointer; the stream is checked by the server.
-    capture_status(|st| unsafe { table_client::cuStreamIsCapturing(s, st) }) != Ok(NOT_CAPTURING)
+    capture_status(|st| unsafe { stream_is_capturing(s, st) }) != Ok(NOT_CAPTURING)
 }
 
 thread_local! {
@@ -84,7 +71,7 @@ thread_local! {
 
 /// What is known of `s`'s capture: everything, from the server, while a capture is open.
 unsafe fn capture_now(s: CUstream) -> Result<CaptureNow, u32> {
-    if !captures_open() {
+    if !CAPTURES.any() {
         return Ok(CaptureNow::NONE);
     }
     let mut st = state();

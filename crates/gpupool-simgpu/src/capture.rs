@@ -32,14 +32,12 @@ static OPEN: SpinLock<Vec<&'static Capture>> = SpinLock::new(Vec::new());
 /// How many there are (read without the lock on every launch on the legacy stream).
 static OPEN_COUNT: AtomicUsize = AtomicUsize::new(0);
 
-/// One capture: its graph, the stream that began it and the streams drawn into it.
+/// One capture: its graph and the streams capturing into it.
 pub struct Capture {
     id: u64,
     graph: &'static Graph,
-    origin: usize,
     invalidated: AtomicBool,
-    ended: AtomicBool,
-    /// Every stream capturing into it (the origin first).
+    /// Every stream capturing into it, the one that began it first; none once it ended.
     streams: SpinLock<Vec<&'static Stream>>,
     /// Handle of the last node added (0 = none): what the next work depends on.
     last_node: AtomicUsize,
@@ -54,18 +52,23 @@ impl Capture {
         }
     }
 
-    fn add(&self, node: Node) -> u32 {
-        if self.invalidated.load(SeqCst) {
-            return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    /// Draws `s` into the capture unless it ended.
+    fn join(&'static self, s: &'static Stream) -> bool {
+        let mut streams = self.streams.lock();
+        if streams.is_empty() {
+            return false;
         }
-        let handle = self.graph.add(node);
-        self.last_node.store(handle as usize, SeqCst);
-        CUDA_SUCCESS
+        s.capture.store(self as *const Capture as usize, SeqCst);
+        streams.push(s);
+        true
     }
 
-    fn join(&'static self, s: &'static Stream) {
-        s.capture.store(self as *const Capture as usize, SeqCst);
-        self.streams.lock().push(s);
+    /// Whether `s` began it.
+    fn began_on(&self, s: &Stream) -> bool {
+        self.streams
+            .lock()
+            .first()
+            .is_some_and(|o| std::ptr::eq(*o, s))
     }
 }
 
@@ -80,23 +83,36 @@ fn capture_at(address: usize) -> Option<&'static Capture> {
     (address != 0).then(|| unsafe { &*(address as *const Capture) })
 }
 
-/// If `s` is being captured, adds the node `make` gives to its capture and returns the call's
-/// result; if the work is refused ([`refuse_implicit`]), the error; `None` (nothing made)
-/// otherwise.
-pub(crate) fn add(s: CUstream, make: impl FnOnce() -> Node) -> Option<u32> {
-    refuse_implicit(s).or_else(|| of(s).map(|c| c.add(make())))
-}
-
-/// If `s` is being captured, lets `extend` add to the capture's graph (a graph launched into
-/// it) and returns the call's result; `None` otherwise.
-pub(crate) fn add_graph(s: CUstream, extend: impl FnOnce(&Graph)) -> Option<u32> {
+/// Work queued on stream `s`: refused ([`refuse_implicit`]), or if `s` is being captured,
+/// `record` adds it to the capture's graph unless the capture is broken; `None` (nothing
+/// recorded) otherwise.
+fn record(s: CUstream, record: impl FnOnce(&Capture) -> u32) -> Option<u32> {
     if let Some(refused) = refuse_implicit(s) {
         return Some(refused);
     }
     of(s).map(|c| {
         if c.invalidated.load(SeqCst) {
-            return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+            CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
+        } else {
+            record(c)
         }
+    })
+}
+
+/// If `s` is being captured, adds the node `make` gives to its capture and returns the call's
+/// result (see [`record`]).
+pub(crate) fn add(s: CUstream, make: impl FnOnce() -> Node) -> Option<u32> {
+    record(s, |c| {
+        let handle = c.graph.add(make());
+        c.last_node.store(handle as usize, SeqCst);
+        CUDA_SUCCESS
+    })
+}
+
+/// If `s` is being captured, lets `extend` add to the capture's graph (a graph launched into
+/// it) and returns the call's result (see [`record`]).
+pub(crate) fn add_graph(s: CUstream, extend: impl FnOnce(&Graph)) -> Option<u32> {
+    record(s, |c| {
         extend(c.graph);
         CUDA_SUCCESS
     })
@@ -146,14 +162,8 @@ pub(crate) fn wait_event(s: CUstream, ev: &Event) -> bool {
     if of(s).is_some() {
         return true;
     }
-    let Some(c) = capture_at(ev.capture.load(SeqCst)).filter(|c| !c.ended.load(SeqCst)) else {
-        return false;
-    };
-    match stream_ref(s) {
-        Ok(Some(st)) => {
-            c.join(st);
-            true
-        }
+    match (capture_at(ev.capture.load(SeqCst)), stream_ref(s)) {
+        (Some(c), Ok(Some(st))) => c.join(st),
         _ => false,
     }
 }
@@ -174,13 +184,11 @@ pub unsafe fn begin(s: CUstream, mode: u32) -> u32 {
     let c: &'static Capture = Box::leak(Box::new(Capture {
         id: NEXT_ID.fetch_add(1, SeqCst),
         graph: Graph::leaked(),
-        origin: s as usize,
         invalidated: AtomicBool::new(false),
-        ended: AtomicBool::new(false),
-        streams: SpinLock::new(Vec::new()),
+        streams: SpinLock::new(vec![st]),
         last_node: AtomicUsize::new(0),
     }));
-    c.join(st);
+    st.capture.store(c as *const Capture as usize, SeqCst);
     let mut open = OPEN.lock();
     open.push(c);
     OPEN_COUNT.store(open.len(), SeqCst);
@@ -193,16 +201,16 @@ pub unsafe fn end(s: CUstream, out: *mut CUgraph) -> u32 {
     if out.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    if let Err(e) = stream_ref(s) {
-        return e;
-    }
-    let Some(c) = of(s) else {
+    let st = match stream_ref(s) {
+        Ok(st) => st,
+        Err(e) => return e,
+    };
+    let (Some(st), Some(c)) = (st, of(s)) else {
         return CUDA_ERROR_ILLEGAL_STATE;
     };
-    if c.origin != s as usize {
+    if !c.began_on(st) {
         return CUDA_ERROR_STREAM_CAPTURE_UNMATCHED;
     }
-    c.ended.store(true, SeqCst);
     for st in c.streams.lock().drain(..) {
         st.capture.store(0, SeqCst);
     }
@@ -242,3 +250,5 @@ unsafe fn info(s: CUstream) -> Result<CaptureNow, u32> {
 }
 
 gpupool_cuda::capture_info_functions!(info);
+
+pub use gpupool_cuda::capture_mode::thread_exchange_stream_capture_mode;

@@ -3,7 +3,7 @@
 //! a stream being captured they are recorded and done when the graph runs (`capture`).
 
 use crate::ctx::initialised;
-use crate::graph::Node;
+use crate::graph::{Kept, Node};
 use crate::mem::find;
 use gpupool_cuda::cu::{
     CUarray, CUdeviceptr, CUgraphNodeType, CUstream, CUDA_MEMCPY2D, CUDA_MEMCPY3D,
@@ -303,22 +303,6 @@ macro_rules! last_arg {
     };
 }
 
-/// Arguments recorded into a graph node, done with when the graph runs: plain values and
-/// addresses, which the node may take to another thread.
-struct Recorded<T>(T);
-
-// SAFETY: the recorded arguments are numbers and addresses the caller vouches for until the
-// graph runs, as a driver's graph node keeps them.
-unsafe impl<T> Send for Recorded<T> {}
-// SAFETY: as above; the node only reads them.
-unsafe impl<T> Sync for Recorded<T> {}
-
-impl<T: Copy> Recorded<T> {
-    fn get(&self) -> T {
-        self.0
-    }
-}
-
 /// An asynchronous copy or memset with the declared signature of `NAME`, done at once as its
 /// synchronous form `BASE` (copies do not wait for kernels, whose results are not computed),
 /// or recorded as a node of type `KIND` on a stream being captured (`-` for the forms whose
@@ -340,7 +324,7 @@ macro_rules! done_at_once {
         #[allow(unused_variables, clippy::too_many_arguments)]
         pub unsafe fn $fn($($a: $t),*) -> u32 {
             let node = || {
-                let args = Recorded(($($a,)*));
+                let args = Kept(($($a,)*));
                 let run = move || {
                     let ($($a,)*) = args.get();
                     // SAFETY: the arguments as recorded, which the caller keeps valid until

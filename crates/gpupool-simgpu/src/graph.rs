@@ -22,6 +22,22 @@ use std::sync::Arc;
 /// arguments it was recorded with.
 pub type HostWork = Box<dyn Fn() -> u32 + Send + Sync>;
 
+/// Arguments a node keeps until its graph runs: numbers and addresses the caller vouches for
+/// until then, as a driver's graph node keeps them, which the node may take to another thread.
+pub(crate) struct Kept<T>(pub(crate) T);
+
+// SAFETY: see the type; the node only reads them.
+unsafe impl<T> Send for Kept<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for Kept<T> {}
+
+impl<T: Copy> Kept<T> {
+    /// The kept arguments (a method, so that a closure takes the whole wrapper along).
+    pub(crate) fn get(&self) -> T {
+        self.0
+    }
+}
+
 /// What a node does.
 pub enum Node {
     /// A kernel of this duration (ns).
@@ -234,21 +250,6 @@ pub unsafe fn graph_add_memset_node(
     })
 }
 
-/// A copy's parameters, kept by a memcpy node: addresses the caller vouches for until the
-/// graph runs.
-struct KeptCopy(CUDA_MEMCPY3D);
-
-// SAFETY: plain numbers and addresses, only read when the graph runs.
-unsafe impl Send for KeptCopy {}
-// SAFETY: as above.
-unsafe impl Sync for KeptCopy {}
-
-impl KeptCopy {
-    fn params(&self) -> *const CUDA_MEMCPY3D {
-        &self.0
-    }
-}
-
 /// `cuGraphAddMemcpyNode`: the copy a `CUDA_MEMCPY3D` describes, done when the graph runs.
 pub unsafe fn graph_add_memcpy_node(
     out: *mut CUgraphNode,
@@ -262,9 +263,9 @@ pub unsafe fn graph_add_memcpy_node(
     let Some(p) = (unsafe { params.as_ref() }).copied() else {
         return CUDA_ERROR_INVALID_VALUE;
     };
-    let kept = KeptCopy(p);
+    let kept = Kept(p);
     // SAFETY: the kept parameters; the copy checks device ranges when it runs.
-    let run = move || unsafe { copy::memcpy_3d(kept.params()) };
+    let run = move || unsafe { copy::memcpy_3d(&kept.get()) };
     add_node(out, g, || {
         Ok(Node::Work(
             CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEMCPY,

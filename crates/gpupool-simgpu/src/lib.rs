@@ -299,7 +299,7 @@ gpupool_cuda::export_functions! {
     cuStreamEndCapture => capture::end;
     cuStreamBeginCapture_v2_ptsz => per_thread::cuStreamBeginCapture_v2_ptsz;
     cuStreamEndCapture_ptsz => per_thread::cuStreamEndCapture_ptsz;
-    cuThreadExchangeStreamCaptureMode => stream::thread_exchange_stream_capture_mode;
+    cuThreadExchangeStreamCaptureMode => capture::thread_exchange_stream_capture_mode;
     cuStreamIsCapturing_ptsz => capture::is_capturing;
     cuStreamGetCaptureInfo => capture::stream_get_capture_info;
     cuStreamGetCaptureInfo_ptsz => capture::stream_get_capture_info;

@@ -142,8 +142,6 @@ pub unsafe fn stream_get_device(s: CUstream, out: *mut i32) -> u32 {
     }))
 }
 
-pub use gpupool_cuda::capture_mode::thread_exchange_stream_capture_mode;
-
 /// `cuStreamAddCallback`: runs the callback now; refused on a stream being captured.
 pub unsafe fn stream_add_callback(
     s: CUstream,
