@@ -77,6 +77,14 @@ mod tests {
         assert_eq!(held_by_other(reader.as_raw_fd(), 3), Some(false));
         lock(holder.as_raw_fd(), 3).unwrap();
         drop(holder);
+        // A child another test forks at this moment shares the description until it execs:
+        // the lock goes when the last descriptor does.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while held_by_other(reader.as_raw_fd(), 3) == Some(true)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert_eq!(held_by_other(reader.as_raw_fd(), 3), Some(false));
         let _ = std::fs::remove_file(&path);
     }
