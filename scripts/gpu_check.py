@@ -165,6 +165,12 @@ DRIVER_EXPECT = {
     "vmm": {"vmm_data_ok": "1", "allocated": str(768 * MIB), "error": "2", "free_after": str(768 * MIB)},
     "ctx": {"chunks": "3", "error": "2", "free_after": str(768 * MIB)},
     "ptsz": {"allocated": str(768 * MIB), "free_after": str(768 * MIB)},
+    # A pool keeping freed memory is charged for it; plain allocations past the limit make it
+    # give the memory back (and the driver's release at a synchronisation is as assumed).
+    "pool_keep": {"pooled": "12", "kept_after_sync": str(768 * MIB), "free_while_kept": "0",
+                  "pooled_again": "12", "allocated": str(768 * MIB), "error": "2",
+                  "kept_at_limit": "0", "kept_with_threshold_0": "0",
+                  "free_after": str(768 * MIB)},
     "pitch": {"allocated": str(768 * MIB), "free_holding": "0"},
     "lookup": {k: "1" for k in ["alloc_is_default", "async_ptsz_is_default", "async_variants_differ",
                                 "htod_ptds_is_driver", "probe_not_found"]}

@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pitch lookup errors streams kernels variables
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pool_keep pitch lookup errors streams kernels variables
  *        dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
@@ -793,6 +793,9 @@ int main(int argc, char **argv) {
         for (; n < MAXP; n++) if ((err = alloc(&ptrs[n], chunk, CU_STREAM_PER_THREAD)) != CUDA_SUCCESS) break;
         CHECK(info(&free1, &total));
         for (int i = 0; i < n; i++) CHECK(ffree(ptrs[i], CU_STREAM_PER_THREAD));
+        /* the pool gives back what was freed into it at the next synchronisation */
+        FN(sync, "cuStreamSynchronize", 2000, CUresult (*)(CUstream));
+        CHECK(sync(CU_STREAM_PER_THREAD));
     } else if (!strcmp(path, "pool1")) {
         /* a pool on device 1 while device 0's context is current: charged to device 1 */
         FN(pool_create, "cuMemPoolCreate", 11020, CUresult (*)(CUmemoryPool *, const CUmemPoolProps *));
@@ -808,6 +811,50 @@ int main(int argc, char **argv) {
         for (; n < MAXP; n++) if ((err = from_pool(&ptrs[n], chunk, pool, 0)) != CUDA_SUCCESS) break;
         CHECK(info(&free1, &total));
         for (int i = 0; i < n; i++) CHECK(free_async(ptrs[i], 0));
+    } else if (!strcmp(path, "pool_keep")) {
+        /* The device's pool keeps what is freed into it (release threshold: everything). Plain
+         * allocations past the limit then make the pool give it back: neither refused nor
+         * served beyond the limit. */
+        FN(get_pool, "cuDeviceGetMemPool", 11020, CUresult (*)(CUmemoryPool *, CUdevice));
+        FN(set_attr, "cuMemPoolSetAttribute", 11020, CUresult (*)(CUmemoryPool, CUmemPool_attribute, void *));
+        FN(get_attr, "cuMemPoolGetAttribute", 11020, CUresult (*)(CUmemoryPool, CUmemPool_attribute, void *));
+        FN(alloc_async, "cuMemAllocAsync", 11020, CUresult (*)(CUdeviceptr *, size_t, CUstream));
+        FN(free_async, "cuMemFreeAsync", 11020, CUresult (*)(CUdeviceptr, CUstream));
+        FN(sync, "cuStreamSynchronize", 2000, CUresult (*)(CUstream));
+        FN(plain_alloc, "cuMemAlloc", 3020, CUresult (*)(CUdeviceptr *, size_t));
+        FN(mfree, "cuMemFree", 3020, CUresult (*)(CUdeviceptr));
+        CUmemoryPool pool;
+        CHECK(get_pool(&pool, 0));
+        cuuint64_t threshold = ~0ull, reserved = 0;
+        CHECK(set_attr(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold));
+        int pooled = 0, again = 0;
+        for (; pooled < MAXP; pooled++) if (alloc_async(&ptrs[pooled], chunk, 0) != CUDA_SUCCESS) break;
+        for (int i = 0; i < pooled; i++) CHECK(free_async(ptrs[i], 0));
+        CHECK(sync(0));
+        CHECK(get_attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &reserved));
+        size_t free_kept = 0;
+        CHECK(info(&free_kept, &total));
+        printf("pooled %d\nkept_after_sync %llu\nfree_while_kept %zu\n", pooled,
+               (unsigned long long)reserved, free_kept);
+        /* from the pool again: served from what it keeps */
+        for (; again < MAXP; again++) if (alloc_async(&ptrs[again], chunk, 0) != CUDA_SUCCESS) break;
+        for (int i = 0; i < again; i++) CHECK(free_async(ptrs[i], 0));
+        CHECK(sync(0));
+        printf("pooled_again %d\n", again);
+        for (; n < MAXP; n++) if ((err = plain_alloc(&ptrs[n], chunk)) != CUDA_SUCCESS) break;
+        CHECK(get_attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &reserved));
+        printf("kept_at_limit %llu\n", (unsigned long long)reserved);
+        CHECK(info(&free1, &total));
+        for (int i = 0; i < n; i++) CHECK(mfree(ptrs[i]));
+        /* release threshold 0: what is freed goes back at the next synchronisation */
+        threshold = 0;
+        CHECK(set_attr(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold));
+        int small = 0;
+        for (; small < 4; small++) CHECK(alloc_async(&ptrs[small], chunk, 0));
+        for (int i = 0; i < small; i++) CHECK(free_async(ptrs[i], 0));
+        CHECK(sync(0));
+        CHECK(get_attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &reserved));
+        printf("kept_with_threshold_0 %llu\n", (unsigned long long)reserved);
     } else if (!strcmp(path, "pitch")) {
         FN(pitch_alloc, "cuMemAllocPitch", 3020, CUresult (*)(CUdeviceptr *, size_t *, size_t, size_t, unsigned));
         FN(mfree, "cuMemFree", 3020, CUresult (*)(CUdeviceptr));

@@ -249,6 +249,56 @@ pub mod events {
     }
 }
 
+/// Memory pools: what a pool reserves, trimming it, a device's current pool.
+pub mod pool {
+    use super::*;
+    use gpupool_cuda::cu::CUmemoryPool;
+
+    /// `CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT`.
+    const RESERVED_MEM_CURRENT: u32 = 5;
+
+    /// Bytes of device memory `pool` holds (live allocations and what it keeps).
+    ///
+    /// # Safety
+    /// `pool` must be a pool handle of this process that was not destroyed.
+    pub unsafe fn reserved(pool: CUmemoryPool) -> Option<u64> {
+        let mut v = 0u64;
+        let rc = call_real!(
+            "cuMemPoolGetAttribute",
+            unsafe extern "C" fn(CUmemoryPool, u32, *mut c_void) -> u32,
+            pool,
+            RESERVED_MEM_CURRENT,
+            (&mut v as *mut u64).cast()
+        );
+        (rc == CUDA_SUCCESS).then_some(v)
+    }
+
+    /// Lets `pool` give back what it keeps, as far as the driver can.
+    ///
+    /// # Safety
+    /// `pool` must be a pool handle of this process that was not destroyed.
+    pub unsafe fn trim(pool: CUmemoryPool) {
+        call_real!(
+            "cuMemPoolTrimTo",
+            unsafe extern "C" fn(CUmemoryPool, usize) -> u32,
+            pool,
+            0
+        );
+    }
+
+    /// The pool `cuMemAllocAsync` takes from on ordinal `ord`.
+    pub fn current(ord: i32) -> Option<CUmemoryPool> {
+        let mut p: CUmemoryPool = std::ptr::null_mut();
+        let rc = call_real!(
+            "cuDeviceGetMemPool",
+            unsafe extern "C" fn(*mut CUmemoryPool, i32) -> u32,
+            &mut p,
+            ord
+        );
+        (rc == CUDA_SUCCESS && !p.is_null()).then_some(p)
+    }
+}
+
 /// Managed memory kept on the host for the device (spill that can move back).
 pub mod managed_host {
     use super::*;

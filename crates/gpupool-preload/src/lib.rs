@@ -25,6 +25,7 @@ pub mod lookup;
 pub mod memory;
 pub mod others_share;
 pub mod pacing;
+pub mod pools;
 pub mod primary_context;
 pub mod real_lib;
 pub mod room;

@@ -6,11 +6,12 @@
 //! claims its own on first use. At exit the process leaves its cards' coordination and gives
 //! its slot back.
 
-use crate::{compute, coordination, cost, idle_gate, spill, tenant, tracking, vmm};
+use crate::{compute, coordination, cost, idle_gate, pools, spill, tenant, tracking, vmm};
 
 extern "C" fn before_fork() {
     spill::lock();
     tracking::lock_all();
+    pools::lock();
     vmm::lock();
     tenant::lock_for_fork();
 }
@@ -18,6 +19,7 @@ extern "C" fn before_fork() {
 extern "C" fn after_fork_in_parent() {
     tenant::unlock_after_fork();
     vmm::unlock();
+    pools::unlock();
     tracking::unlock_all();
     spill::unlock();
 }
@@ -28,9 +30,11 @@ extern "C" fn after_fork_in_child() {
     idle_gate::forget_after_fork();
     tenant::forget_after_fork();
     vmm::unlock();
+    pools::unlock();
     tracking::unlock_all();
     spill::unlock();
     tracking::forget_all();
+    pools::forget();
     vmm::forget();
 }
 

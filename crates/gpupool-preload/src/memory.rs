@@ -3,6 +3,7 @@
 //! gives them back if the driver fails; frees give back after the driver succeeds. Nothing is
 //! ever allocated past the limit.
 
+use crate::pools;
 use crate::real;
 use crate::tenant::{self, granularity};
 use crate::tracking::{self, Charge, Kind};
@@ -26,8 +27,28 @@ fn with_charge(
     ord: i32,
     bytes: u64,
     kind: Kind,
-    mut call: impl FnMut() -> u32,
+    call: impl FnMut() -> u32,
     key: impl FnOnce() -> u64,
+) -> u32 {
+    with_reservation(ord, bytes, call, |_| {
+        tracking::insert(
+            kind,
+            key(),
+            Charge {
+                ordinal: ord,
+                bytes,
+            },
+        )
+    })
+}
+
+/// Reserves `bytes` on `ord` and runs the driver call; on success `keep` records what the
+/// reservation became, otherwise it is given back.
+fn with_reservation(
+    ord: i32,
+    bytes: u64,
+    mut call: impl FnMut() -> u32,
+    keep: impl FnOnce(&tenant::Account),
 ) -> u32 {
     crate::idle_gate::enter();
     let acct = match tenant::account(ord) {
@@ -43,14 +64,7 @@ fn with_charge(
         rc = crate::room::wait_for_room(&acct, bytes, call);
     }
     if rc == CUDA_SUCCESS {
-        tracking::insert(
-            kind,
-            key(),
-            Charge {
-                ordinal: ord,
-                bytes,
-            },
-        );
+        keep(&acct);
     } else {
         acct.release(bytes);
     }
@@ -195,47 +209,63 @@ pub unsafe fn mem_free(dptr: CUdeviceptr) -> u32 {
         return rc;
     }
     // SAFETY: forwarding.
-    with_uncharge(Kind::Pointer, dptr, || unsafe { real::cuMemFree_v2(dptr) })
+    free_any(dptr, || unsafe { real::cuMemFree_v2(dptr) })
+}
+
+/// Allocates `size` bytes from `pool` on `ord` with `call`: reserved at the granularity, then
+/// the pool is charged what it holds (see `pools`).
+fn pool_alloc(
+    dptr: *mut CUdeviceptr,
+    size: usize,
+    ord: i32,
+    pool: u64,
+    call: impl FnMut() -> u32,
+) -> u32 {
+    let bytes = round_up(size as u64, granularity(ord));
+    with_reservation(ord, bytes, call, |acct| {
+        pools::allocated(acct, pool, read_ptr(dptr), bytes)
+    })
 }
 
 macro_rules! async_alloc_hooks {
-    ($($hook:ident => $real:ident ($($arg:ident : $ty:ty),*);)*) => {$(
-        /// Hook for the stream-ordered allocation of the same name: each allocation is charged
-        /// at the granularity until it is freed.
-        pub unsafe fn $hook(dptr: *mut CUdeviceptr, size: usize, $($arg: $ty),*) -> u32 {
-            let Some(ord) = current().filter(|_| size > 0) else {
-                // SAFETY: forwarding.
-                return unsafe { real::$real(dptr, size, $($arg),*) };
-            };
-            // SAFETY: forwarding.
-            with_charge(ord, round_up(size as u64, granularity(ord)), Kind::Pointer, || unsafe { real::$real(dptr, size, $($arg),*) }, || read_ptr(dptr))
+    ($($hook:ident => $real:ident;)*) => {$(
+        /// Hook for the stream-ordered allocation of the same name, from the device's current
+        /// pool.
+        pub unsafe fn $hook(dptr: *mut CUdeviceptr, size: usize, s: CUstream) -> u32 {
+            // SAFETY (both calls): forwarding the caller's arguments.
+            let forward = || unsafe { real::$real(dptr, size, s) };
+            match current().filter(|_| size > 0 && !dptr.is_null()) {
+                Some(ord) => match pools::current(ord) {
+                    Some(pool) => pool_alloc(dptr, size, ord, pool, forward),
+                    None => forward(),
+                },
+                None => forward(),
+            }
         }
     )*};
 }
 
 async_alloc_hooks! {
-    mem_alloc_async => cuMemAllocAsync(s: CUstream);
-    mem_alloc_async_ptsz => cuMemAllocAsync_ptsz(s: CUstream);
+    mem_alloc_async => cuMemAllocAsync;
+    mem_alloc_async_ptsz => cuMemAllocAsync_ptsz;
 }
 
 /// The device a pool allocates on (recorded when the pool was created or looked up), else the
 /// current device.
 fn pool_device(pool: CUmemoryPool) -> Option<i32> {
-    tracking::get(Kind::Pool, pool as u64)
-        .map(|c| c.ordinal)
-        .or_else(current)
+    pools::device(pool as u64).or_else(current)
 }
 
 macro_rules! pool_alloc_hooks {
     ($($hook:ident => $real:ident;)*) => {$(
         /// Hook for the pool allocation of the same name: charged on the pool's device.
         pub unsafe fn $hook(dptr: *mut CUdeviceptr, size: usize, pool: CUmemoryPool, s: CUstream) -> u32 {
-            let Some(ord) = pool_device(pool).filter(|_| size > 0) else {
-                // SAFETY: forwarding.
-                return unsafe { real::$real(dptr, size, pool, s) };
-            };
-            // SAFETY: forwarding.
-            with_charge(ord, round_up(size as u64, granularity(ord)), Kind::Pointer, || unsafe { real::$real(dptr, size, pool, s) }, || read_ptr(dptr))
+            // SAFETY (both calls): forwarding the caller's arguments.
+            let forward = || unsafe { real::$real(dptr, size, pool, s) };
+            match pool_device(pool).filter(|_| size > 0 && !dptr.is_null() && !pool.is_null()) {
+                Some(ord) => pool_alloc(dptr, size, ord, pool as u64, forward),
+                None => forward(),
+            }
         }
     )*};
 }
@@ -248,11 +278,7 @@ pool_alloc_hooks! {
 fn remember_pool(rc: u32, pool: *mut CUmemoryPool, ordinal: i32) -> u32 {
     if rc == CUDA_SUCCESS && !pool.is_null() {
         // SAFETY: the driver filled the caller's out pointer.
-        tracking::insert(
-            Kind::Pool,
-            unsafe { *pool } as u64,
-            Charge { ordinal, bytes: 0 },
-        );
+        pools::remember(unsafe { *pool } as u64, ordinal);
     }
     rc
 }
@@ -268,12 +294,12 @@ pub unsafe fn mem_pool_create(pool: *mut CUmemoryPool, props: *const RawPoolProp
     }
 }
 
-/// Hook for `cuMemPoolDestroy`.
+/// Hook for `cuMemPoolDestroy`: what the pool kept is no longer charged.
 pub unsafe fn mem_pool_destroy(pool: CUmemoryPool) -> u32 {
     // SAFETY: forwarding.
     let rc = unsafe { real::cuMemPoolDestroy(pool) };
     if rc == CUDA_SUCCESS {
-        tracking::remove(Kind::Pool, pool as u64);
+        pools::destroyed(pool as u64);
     }
     rc
 }
@@ -294,20 +320,25 @@ pub unsafe fn device_get_mem_pool(pool: *mut CUmemoryPool, dev: CUdevice) -> u32
     remember_pool(unsafe { real::cuDeviceGetMemPool(pool, dev) }, pool, dev)
 }
 
+/// Frees `dptr` with `call`: a pool's block leaves its pool holding the memory (still
+/// charged), anything else is given back.
+fn free_any(dptr: CUdeviceptr, call: impl FnOnce() -> u32) -> u32 {
+    match pools::free(dptr, call) {
+        Ok(rc) => rc,
+        Err(call) => with_uncharge(Kind::Pointer, dptr, call),
+    }
+}
+
 /// Hook for `cuMemFreeAsync`.
 pub unsafe fn mem_free_async(dptr: CUdeviceptr, s: CUstream) -> u32 {
     // SAFETY: forwarding.
-    with_uncharge(Kind::Pointer, dptr, || unsafe {
-        real::cuMemFreeAsync(dptr, s)
-    })
+    free_any(dptr, || unsafe { real::cuMemFreeAsync(dptr, s) })
 }
 
 /// Hook for `cuMemFreeAsync_ptsz`.
 pub unsafe fn mem_free_async_ptsz(dptr: CUdeviceptr, s: CUstream) -> u32 {
     // SAFETY: forwarding.
-    with_uncharge(Kind::Pointer, dptr, || unsafe {
-        real::cuMemFreeAsync_ptsz(dptr, s)
-    })
+    free_any(dptr, || unsafe { real::cuMemFreeAsync_ptsz(dptr, s) })
 }
 
 /// Hook for `cuMemCreate`: physical memory is charged when created (device locations only).

@@ -255,6 +255,8 @@ pub struct Account {
     pub tenant: &'static Tenant,
     /// This process's slot.
     pub slot: SlotHandle,
+    /// CUDA ordinal of the device.
+    pub ordinal: i32,
     /// Region index of the device.
     pub device: usize,
     /// The device's limit (`u64::MAX` = none).
@@ -273,6 +275,7 @@ pub fn lookup_account(ord: i32) -> Result<Option<Account>, u32> {
     Ok(Some(Account {
         tenant: t,
         slot,
+        ordinal: ord,
         device,
         limit: limit(t, ord),
         spill: spill(t, ord),
@@ -313,11 +316,16 @@ pub fn charge_context(acct: &Account, ord: i32) -> Result<(), u32> {
 }
 
 impl Account {
-    /// Reserves `bytes` against the limit.
+    /// Reserves `bytes` against the limit. When refused, this process's memory pools on the
+    /// device give back what they keep and the reservation is tried once more.
     pub fn reserve(&self, bytes: u64) -> Result<(), u32> {
-        self.tenant
-            .region
+        let region = &self.tenant.region;
+        region
             .try_reserve(self.slot, self.device, bytes, self.limit)
+            .or_else(|d| match crate::pools::give_back_kept(self.ordinal) {
+                0 => Err(d),
+                _ => region.try_reserve(self.slot, self.device, bytes, self.limit),
+            })
             .map_err(|d| {
                 crate::log!(
                     Info,
@@ -333,6 +341,23 @@ impl Account {
     /// Gives `bytes` back.
     pub fn release(&self, bytes: u64) {
         self.tenant.region.release(self.slot, self.device, bytes);
+    }
+
+    /// Charges `bytes` the driver already holds for this process, even past the limit.
+    pub fn hold(&self, bytes: u64) {
+        self.tenant
+            .region
+            .charge_held(self.slot, self.device, bytes);
+    }
+
+    /// Charges `delta` more bytes (held, even past the limit) or gives `-delta` back.
+    pub fn adjust(&self, delta: i128) {
+        let bytes = u64::try_from(delta.unsigned_abs()).unwrap_or(u64::MAX);
+        if delta > 0 {
+            self.hold(bytes);
+        } else if delta < 0 {
+            self.release(bytes);
+        }
     }
 
     /// Reserves `bytes` of host memory past the limit (spill), or fails with

@@ -1,4 +1,5 @@
-//! What each live allocation was charged: device pointers, VMM handles, arrays, contexts.
+//! What each live allocation was charged: device pointers, VMM handles, arrays, contexts
+//! (memory pools keep their own account: `pools`).
 //! Sharded maps behind spin locks (no list walks on free); all locks are taken around `fork`.
 
 use crate::spinlock::SpinLock;
@@ -25,8 +26,6 @@ pub enum Kind {
     Array,
     /// Extra contexts from `cuCtxCreate`.
     Context,
-    /// Memory pools, with the device they allocate on (bytes unused).
-    Pool,
     /// Pinned host memory standing in for device memory past the limit (spill).
     Spilled,
     /// Managed memory kept on the host standing in for device memory past the limit (spill).

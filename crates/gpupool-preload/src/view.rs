@@ -67,6 +67,7 @@ pub unsafe fn mem_get_info(free: *mut usize, total: *mut usize) -> u32 {
     let Ok(ord) = crate::driver::current_device() else {
         return rc;
     };
+    crate::pools::refresh(ord);
     match tenant::lookup_account(ord) {
         Ok(Some(a)) => {
             // While this process's context does not fit, it can allocate nothing: free is 0.

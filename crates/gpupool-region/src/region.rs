@@ -644,6 +644,18 @@ impl Region {
         }
     }
 
+    /// Adds `bytes` on device `dev` to slot `h` even past the limit: memory the driver already
+    /// holds for the slot's process (a pool that grew by more than the allocation it served).
+    /// Later reservations see it and are refused until it is given back.
+    pub fn charge_held(&self, h: SlotHandle, dev: usize, bytes: u64) {
+        if let Some(u) = Pool::Device
+            .counters(&self.layout().slots[h.index as usize])
+            .get(dev)
+        {
+            let _ = u.fetch_update(SeqCst, SeqCst, |v| Some(v.saturating_add(bytes)));
+        }
+    }
+
     /// [`Region::reap_dead`], at most every 100 ms per mapping (refusals near the limit must stay
     /// cheap; a dead process's memory is still back within that time).
     pub fn reap_dead_rate_limited(&self) -> usize {

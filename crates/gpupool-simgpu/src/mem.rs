@@ -7,7 +7,6 @@
 //! with every process of the simulated machine.
 
 use crate::ctx::{device, require_current, Context};
-use crate::machine::Machine;
 use gpupool_cuda::cu::{CUcontext, CUdeviceptr};
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::{ForkLock, SpinLock};
@@ -186,13 +185,15 @@ pub fn alloc_charged(ordinal: i32, ctx: usize, size: u64, kind: Kind) -> Result<
     let (m, dev) = device(ordinal)?;
     let mapped = round_up(size, dev.spec.granularity);
     m.reserve(dev, mapped)?;
-    let base = match reuse_or_map(mapped) {
-        Ok(b) => b,
-        Err(e) => {
-            m.unreserve(dev, mapped);
-            return Err(e);
-        }
-    };
+    alloc_precharged(ordinal, ctx, size, kind).inspect_err(|_| m.unreserve(dev, mapped))
+}
+
+/// Allocates `size` bytes on device `ordinal` whose device memory is already charged (memory
+/// a pool kept), recorded as belonging to `ctx`.
+pub fn alloc_precharged(ordinal: i32, ctx: usize, size: u64, kind: Kind) -> Result<u64, u32> {
+    let (_, dev) = device(ordinal)?;
+    let mapped = round_up(size, dev.spec.granularity);
+    let base = reuse_or_map(mapped)?;
     register(
         base,
         Alloc {
@@ -207,16 +208,34 @@ pub fn alloc_charged(ordinal: i32, ctx: usize, size: u64, kind: Kind) -> Result<
     Ok(base)
 }
 
+/// Bytes `size` maps to on device `ordinal` (its granularity).
+pub fn mapped_size(ordinal: i32, size: u64) -> Result<u64, u32> {
+    Ok(round_up(size, device(ordinal)?.1.spec.granularity))
+}
+
+/// Gives `bytes` of device `ordinal`'s memory back to the card.
+pub fn uncharge(ordinal: i32, bytes: u64) {
+    if let Ok((m, dev)) = device(ordinal) {
+        m.unreserve(dev, bytes);
+    }
+}
+
 /// Frees charged device memory allocated by [`alloc_on`] (managed memory on the host was not
 /// charged).
 pub fn free_device(base: u64, accept: impl Fn(Kind) -> bool) -> Result<(), u32> {
-    let a = unregister_if(base, |a| accept(a.kind))?;
-    keep_or_unmap(base, a.mapped);
-    let (m, dev): (&Machine, _) = device(a.ordinal)?;
+    let a = free_keeping_charge(base, accept)?;
     if a.kind != Kind::ManagedOnHost {
-        m.unreserve(dev, a.mapped);
+        uncharge(a.ordinal, a.mapped);
     }
     Ok(())
+}
+
+/// Unmaps the allocation at `base` (if `accept` takes its kind) but leaves its device memory
+/// charged (a pool keeps it); returns what it was.
+pub fn free_keeping_charge(base: u64, accept: impl Fn(Kind) -> bool) -> Result<Alloc, u32> {
+    let a = unregister_if(base, |a| accept(a.kind))?;
+    keep_or_unmap(base, a.mapped);
+    Ok(a)
 }
 
 /// `cuMemAlloc_v2`.

@@ -1,33 +1,95 @@
 //! Stream-ordered allocation: memory pools, `cuMemAllocAsync`, `cuMemAllocFromPoolAsync`,
-//! `cuMemFreeAsync`. Pools hand freed memory straight back (no retention), so a pool's reserved
-//! memory always equals its used memory.
+//! `cuMemFreeAsync`. As on a real driver a pool keeps what is freed into it (still charged to
+//! the card) and hands it out again; at the next stream, event or context synchronisation it
+//! gives the card back whatever it holds past its release threshold (default 0), and
+//! `cuMemPoolTrimTo` gives back down to what is asked. Kept memory is counted in bytes: an
+//! allocation reuses it when the pool keeps at least its size (no fragmentation is modelled).
 
 use crate::ctx::{device, require_current};
-use crate::mem::{alloc_charged, find, free_device, write, Kind};
+use crate::mem::{
+    alloc_charged, alloc_precharged, find, free_keeping_charge, mapped_size, uncharge, write, Kind,
+};
 use gpupool_cuda::cu::{CUdevice, CUdeviceptr, CUmemoryPool, CUstream};
 use gpupool_cuda::props::RawPoolProps;
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 /// A pool.
 pub struct Pool {
     ordinal: i32,
+    /// Bytes of live allocations.
     used: AtomicU64,
     used_high: AtomicU64,
+    /// Bytes freed into the pool and kept (charged to the card).
+    kept: AtomicU64,
+    reserved_high: AtomicU64,
     release_threshold: AtomicU64,
+    destroyed: AtomicBool,
 }
 
+impl Pool {
+    fn reserved(&self) -> u64 {
+        self.used
+            .load(SeqCst)
+            .saturating_add(self.kept.load(SeqCst))
+    }
+
+    fn note_high_marks(&self) {
+        self.used_high.fetch_max(self.used.load(SeqCst), SeqCst);
+        self.reserved_high.fetch_max(self.reserved(), SeqCst);
+    }
+
+    /// Takes `bytes` out of what the pool keeps, if it keeps that much.
+    fn take_kept(&self, bytes: u64) -> bool {
+        self.kept
+            .fetch_update(SeqCst, SeqCst, |k| k.checked_sub(bytes))
+            .is_ok()
+    }
+
+    /// Gives the card back kept memory until the pool reserves at most `keep` bytes.
+    fn release_down_to(&self, keep: u64) {
+        let over = self.reserved().saturating_sub(keep);
+        if over == 0 {
+            return;
+        }
+        if let Ok(before) = self
+            .kept
+            .fetch_update(SeqCst, SeqCst, |k| Some(k.saturating_sub(over)))
+        {
+            uncharge(self.ordinal, before.min(over));
+        }
+    }
+}
+
+/// (ordinal, default pool, current pool) per device.
 static DEFAULT_POOLS: SpinLock<Vec<(i32, usize, usize)>> = SpinLock::new(Vec::new());
+/// Every pool of this process that was not destroyed (released at synchronisations).
+static LIVE_POOLS: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
 
 fn new_pool(ordinal: i32) -> usize {
-    Box::into_raw(Box::new(Pool {
+    let p = Box::into_raw(Box::new(Pool {
         ordinal,
         used: AtomicU64::new(0),
         used_high: AtomicU64::new(0),
+        kept: AtomicU64::new(0),
+        reserved_high: AtomicU64::new(0),
         release_threshold: AtomicU64::new(0),
-    })) as usize
+        destroyed: AtomicBool::new(false),
+    })) as usize;
+    LIVE_POOLS.lock().push(p);
+    p
+}
+
+/// At a stream, event or context synchronisation: every pool gives the card back what it keeps
+/// past its release threshold.
+pub fn release_past_thresholds() {
+    for &p in LIVE_POOLS.lock().iter() {
+        // SAFETY: pool handles are leaked boxes.
+        let pool = unsafe { &*(p as *const Pool) };
+        pool.release_down_to(pool.release_threshold.load(SeqCst));
+    }
 }
 
 fn pools() -> gpupool_cuda::spinlock::SpinGuard<'static, Vec<(i32, usize, usize)>> {
@@ -78,6 +140,9 @@ pub unsafe fn device_set_mem_pool(dev: CUdevice, pool: CUmemoryPool) -> u32 {
     if p.ordinal != dev {
         return CUDA_ERROR_INVALID_DEVICE;
     }
+    if p.destroyed.load(SeqCst) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     device_pools(dev);
     for e in pools().iter_mut().filter(|e| e.0 == dev) {
         e.2 = pool as usize;
@@ -101,18 +166,34 @@ pub unsafe fn mem_pool_create(out: *mut CUmemoryPool, props: *const RawPoolProps
     }
 }
 
-/// `cuMemPoolDestroy`.
+/// `cuMemPoolDestroy`: what the pool keeps goes back to the card, and so does each of its
+/// allocations when freed (a device's default pool cannot be destroyed).
 pub unsafe fn mem_pool_destroy(pool: CUmemoryPool) -> u32 {
-    match pool_ref(pool) {
-        Ok(_) => CUDA_SUCCESS,
-        Err(e) => e,
+    let p = match pool_ref(pool) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    if pools().iter().any(|e| e.1 == pool as usize) {
+        return CUDA_ERROR_INVALID_VALUE;
     }
+    if p.destroyed.swap(true, SeqCst) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    LIVE_POOLS.lock().retain(|&q| q != pool as usize);
+    for e in pools().iter_mut().filter(|e| e.2 == pool as usize) {
+        e.2 = e.1;
+    }
+    p.release_down_to(0);
+    CUDA_SUCCESS
 }
 
-/// `cuMemPoolTrimTo`: nothing is retained.
-pub unsafe fn mem_pool_trim_to(pool: CUmemoryPool, _keep: usize) -> u32 {
+/// `cuMemPoolTrimTo`: gives the card back kept memory until the pool reserves at most `keep`.
+pub unsafe fn mem_pool_trim_to(pool: CUmemoryPool, keep: usize) -> u32 {
     match pool_ref(pool) {
-        Ok(_) => CUDA_SUCCESS,
+        Ok(p) => {
+            p.release_down_to(keep as u64);
+            CUDA_SUCCESS
+        }
         Err(e) => e,
     }
 }
@@ -126,8 +207,10 @@ pub unsafe fn mem_pool_get_attribute(pool: CUmemoryPool, attr: u32, value: *mut 
     match attr {
         1..=3 => write(value as *mut i32, 1),
         4 => write(value as *mut u64, p.release_threshold.load(SeqCst)),
-        5 | 7 => write(value as *mut u64, p.used.load(SeqCst)),
-        6 | 8 => write(value as *mut u64, p.used_high.load(SeqCst)),
+        5 => write(value as *mut u64, p.reserved()),
+        6 => write(value as *mut u64, p.reserved_high.load(SeqCst)),
+        7 => write(value as *mut u64, p.used.load(SeqCst)),
+        8 => write(value as *mut u64, p.used_high.load(SeqCst)),
         _ => CUDA_ERROR_INVALID_VALUE,
     }
 }
@@ -149,8 +232,12 @@ pub unsafe fn mem_pool_set_attribute(pool: CUmemoryPool, attr: u32, value: *mut 
                 .store(unsafe { *(value as *const u64) }, SeqCst);
             CUDA_SUCCESS
         }
-        // High watermarks can only be reset to zero.
-        6 | 8 => {
+        // High watermarks can only be reset (to the current value).
+        6 => {
+            p.reserved_high.store(p.reserved(), SeqCst);
+            CUDA_SUCCESS
+        }
+        8 => {
             p.used_high.store(p.used.load(SeqCst), SeqCst);
             CUDA_SUCCESS
         }
@@ -167,19 +254,27 @@ fn alloc_from(out: *mut CUdeviceptr, size: usize, pool: usize) -> u32 {
         Err(e) => return e,
     };
     let p = match pool_ref(pool as CUmemoryPool) {
-        Ok(p) => p,
+        Ok(p) if !p.destroyed.load(SeqCst) => p,
+        Ok(_) => return CUDA_ERROR_INVALID_VALUE,
         Err(e) => return e,
     };
-    match alloc_charged(
-        p.ordinal,
-        ctx as *const _ as usize,
-        size as u64,
-        Kind::Pool(pool),
-    ) {
+    let (ctx, kind) = (ctx as *const _ as usize, Kind::Pool(pool));
+    let mapped = match mapped_size(p.ordinal, size as u64) {
+        Ok(m) if size > 0 => m,
+        Ok(_) => return CUDA_ERROR_INVALID_VALUE,
+        Err(e) => return e,
+    };
+    let placed = if p.take_kept(mapped) {
+        alloc_precharged(p.ordinal, ctx, size as u64, kind).inspect_err(|_| {
+            p.kept.fetch_add(mapped, SeqCst);
+        })
+    } else {
+        alloc_charged(p.ordinal, ctx, size as u64, kind)
+    };
+    match placed {
         Ok(base) => {
-            let (_, a) = find(base, 0).expect("just registered");
-            let now = p.used.fetch_add(a.mapped, SeqCst) + a.mapped;
-            p.used_high.fetch_max(now, SeqCst);
+            p.used.fetch_add(mapped, SeqCst);
+            p.note_high_marks();
             write(out, base)
         }
         Err(e) => e,
@@ -204,33 +299,42 @@ pub unsafe fn mem_alloc_from_pool_async(
     alloc_from(out, size, pool as usize)
 }
 
-/// `cuMemFreeAsync`.
+/// `cuMemFreeAsync`: the pool keeps the memory (a destroyed pool gives it back).
 pub unsafe fn mem_free_async(ptr: CUdeviceptr, _s: CUstream) -> u32 {
     let Some((base, a)) = find(ptr, 0).filter(|(b, _)| *b == ptr) else {
         return CUDA_ERROR_INVALID_VALUE;
     };
-    let pool = match a.kind {
-        Kind::Pool(p) => p,
+    match a.kind {
+        Kind::Pool(_) => {}
         // cuMemFreeAsync also accepts cuMemAlloc memory.
-        Kind::Device => 0,
-        _ => return CUDA_ERROR_INVALID_VALUE,
-    };
-    match free_device(base, |k| matches!(k, Kind::Pool(_) | Kind::Device)) {
-        Ok(()) => {
-            if pool != 0 {
-                // SAFETY: pool handles are leaked boxes.
-                let p = unsafe { &*(pool as *const Pool) };
-                let _ = p
-                    .used
-                    .fetch_update(SeqCst, SeqCst, |u| Some(u.saturating_sub(a.mapped)));
-            }
-            CUDA_SUCCESS
+        Kind::Device => {
+            return crate::mem::result(
+                crate::mem::free_device(base, |k| k == Kind::Device).map(|_| CUDA_SUCCESS),
+            )
         }
-        Err(e) => e,
+        _ => return CUDA_ERROR_INVALID_VALUE,
     }
+    let a = match free_keeping_charge(base, |k| matches!(k, Kind::Pool(_))) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let Kind::Pool(pool) = a.kind else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    // SAFETY: pool handles are leaked boxes.
+    let p = unsafe { &*(pool as *const Pool) };
+    let _ = p
+        .used
+        .fetch_update(SeqCst, SeqCst, |u| Some(u.saturating_sub(a.mapped)));
+    if p.destroyed.load(SeqCst) {
+        uncharge(a.ordinal, a.mapped);
+    } else {
+        p.kept.fetch_add(a.mapped, SeqCst);
+    }
+    CUDA_SUCCESS
 }
 
 /// This module's locks (for fork handlers).
-pub fn fork_locks() -> [&'static dyn ForkLock; 1] {
-    [&DEFAULT_POOLS]
+pub fn fork_locks() -> [&'static dyn ForkLock; 2] {
+    [&DEFAULT_POOLS, &LIVE_POOLS]
 }

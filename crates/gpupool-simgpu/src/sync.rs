@@ -1,10 +1,12 @@
 //! Waiting on device work: `cuCtxSynchronize`, `cuStreamSynchronize` / `Query` / `WaitEvent`
 //! and the events that record, wait for and time the kernels on the shared timelines
-//! (`work`).
+//! (`work`). Each synchronisation also lets memory pools give back what they keep past their
+//! release threshold.
 
 use crate::capture;
 use crate::ctx::require_current;
 use crate::mem::write;
+use crate::pool;
 use crate::stream::{event_ref, ok_or, stream_ref};
 use crate::work;
 use gpupool_cuda::cu::{CUevent, CUstream};
@@ -15,6 +17,7 @@ use std::sync::atomic::Ordering::SeqCst;
 pub unsafe fn ctx_synchronize() -> u32 {
     ok_or(require_current().map(|c| {
         work::wait(c, c.last_any.load(SeqCst));
+        pool::release_past_thresholds();
         CUDA_SUCCESS
     }))
 }
@@ -26,6 +29,7 @@ pub unsafe fn stream_synchronize(s: CUstream) -> u32 {
     }
     ok_or(work::stream_last(s).map(|(ctx, seq)| {
         work::wait(ctx, seq);
+        pool::release_past_thresholds();
         CUDA_SUCCESS
     }))
 }
@@ -81,6 +85,7 @@ pub unsafe fn event_record_with_flags(e: CUevent, s: CUstream, _flags: u32) -> u
 pub unsafe fn event_synchronize(e: CUevent) -> u32 {
     ok_or(event_ref(e).map(|ev| {
         work::event_wait(ev);
+        pool::release_past_thresholds();
         CUDA_SUCCESS
     }))
 }

@@ -391,6 +391,38 @@ fn pool_allocations_are_charged_to_the_pools_device() {
 }
 
 #[test]
+fn memory_a_pool_keeps_is_charged_until_it_gives_it_back() {
+    // 1 GiB limit, 256 MiB of it the context: 768 MiB of 64 MiB blocks.
+    for via in BOTH {
+        let kv = run_path(via, "pool_keep", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        assert_eq!(num(&kv, "pooled"), 12);
+        assert_eq!(
+            num(&kv, "kept_after_sync"),
+            768 * MIB,
+            "threshold: keep all"
+        );
+        assert_eq!(
+            num(&kv, "free_while_kept"),
+            0,
+            "what the pool keeps is in use"
+        );
+        assert_eq!(num(&kv, "pooled_again"), 12, "served from what it keeps");
+        // Plain allocations get the whole limit: the pool gave its memory back first, so
+        // the process never held more than its limit.
+        assert_eq!(num(&kv, "allocated"), 768 * MIB);
+        assert_eq!(num(&kv, "error"), 2);
+        assert_eq!(num(&kv, "kept_at_limit"), 0);
+        assert_eq!(num(&kv, "kept_with_threshold_0"), 0);
+        assert_eq!(
+            num(&kv, "free_after"),
+            768 * MIB,
+            "given back at the synchronisation, no longer charged"
+        );
+    }
+}
+
+#[test]
 fn a_captured_stream_records_a_graph_that_replays_its_work() {
     // Locally every kind of work is captured; through a server, copies from host memory and
     // host functions are refused on a captured stream (the graph would keep the server's

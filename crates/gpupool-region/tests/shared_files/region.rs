@@ -74,6 +74,27 @@ fn spill_is_counted_apart_from_device_memory() {
 }
 
 #[test]
+fn memory_the_driver_holds_is_charged_past_the_limit_and_blocks_reservations() {
+    let path = temp_path("held");
+    let a = Region::open(&path).unwrap();
+    a.device_index(UUID_A).unwrap();
+    let sa = a.claim_slot(ProcessIdentity::current()).unwrap();
+    a.try_reserve(sa, 0, 900, 1000).unwrap();
+    a.charge_held(sa, 0, 300);
+    assert_eq!(
+        a.used(0),
+        1200,
+        "held memory is charged even past the limit"
+    );
+    assert!(a.try_reserve(sa, 0, 1, 1000).is_err());
+    a.release(sa, 0, 300);
+    a.try_reserve(sa, 0, 100, 1000).unwrap();
+    assert_eq!(a.used(0), 1000);
+    a.charge_held(sa, 0, u64::MAX);
+    assert_eq!(a.used(0), u64::MAX, "saturates, never wraps");
+}
+
+#[test]
 fn a_checkpointed_process_s_memory_moves_off_the_devices_and_back_if_it_fits() {
     use gpupool_region::{CHECKPOINT_CHECKPOINTED, CHECKPOINT_LOCKED, CHECKPOINT_RUNNING};
     let path = temp_path("checkpoint");
