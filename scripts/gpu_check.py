@@ -171,6 +171,12 @@ DRIVER_EXPECT = {
                   "pooled_again": "12", "allocated": str(768 * MIB), "error": "2",
                   "kept_at_limit": "0", "kept_with_threshold_0": "0",
                   "free_after": str(768 * MIB)},
+    # A graph allocating 512 MiB when launched: charged then, refused past the limit.
+    "graph_mem": {"node_types": "10,2,11", "launch_rc": "0", "free_after_recording": str(768 * MIB),
+                  "graph_reserved": str(512 * MIB), "free_while_graph_keeps": str(256 * MIB),
+                  "allocated": str(768 * MIB), "error": "2", "graph_reserved_at_limit": "0",
+                  "launch_at_limit_rc": "2", "launch_after_free_rc": "0",
+                  "free_after": str(256 * MIB)},
     "pitch": {"allocated": str(768 * MIB), "free_holding": "0"},
     "lookup": {k: "1" for k in ["alloc_is_default", "async_ptsz_is_default", "async_variants_differ",
                                 "htod_ptds_is_driver", "probe_not_found"]}

@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pool_keep pitch lookup errors streams kernels variables
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pool_keep graph_mem pitch lookup errors streams kernels variables
  *        dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
@@ -855,6 +855,61 @@ int main(int argc, char **argv) {
         CHECK(sync(0));
         CHECK(get_attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &reserved));
         printf("kept_with_threshold_0 %llu\n", (unsigned long long)reserved);
+    } else if (!strcmp(path, "graph_mem")) {
+        /* A captured cuMemAllocAsync becomes a graph's allocation node: recording takes no
+         * memory, a launch takes it, the device keeps it for later launches (charged), and a
+         * launch past the limit is refused. */
+        FN(stream_create, "cuStreamCreate", 2000, CUresult (*)(CUstream *, unsigned));
+        FN(stream_sync, "cuStreamSynchronize", 2000, CUresult (*)(CUstream));
+        FN(begin, "cuStreamBeginCapture", 10010, CUresult (*)(CUstream, CUstreamCaptureMode));
+        FN(end, "cuStreamEndCapture", 10000, CUresult (*)(CUstream, CUgraph *));
+        FN(alloc_async, "cuMemAllocAsync", 11020, CUresult (*)(CUdeviceptr *, size_t, CUstream));
+        FN(free_async, "cuMemFreeAsync", 11020, CUresult (*)(CUdeviceptr, CUstream));
+        FN(set_async, "cuMemsetD32Async", 3020, CUresult (*)(CUdeviceptr, unsigned, size_t, CUstream));
+        FN(get_nodes, "cuGraphGetNodes", 10000, CUresult (*)(CUgraph, CUgraphNode *, size_t *));
+        FN(node_type, "cuGraphNodeGetType", 10000, CUresult (*)(CUgraphNode, CUgraphNodeType *));
+        FN(instantiate, "cuGraphInstantiateWithFlags", 11040, CUresult (*)(CUgraphExec *, CUgraph, unsigned long long));
+        FN(graph_launch, "cuGraphLaunch", 10000, CUresult (*)(CUgraphExec, CUstream));
+        FN(plain_alloc, "cuMemAlloc", 3020, CUresult (*)(CUdeviceptr *, size_t));
+        FN(mfree, "cuMemFree", 3020, CUresult (*)(CUdeviceptr));
+        /* optional: a remote client does not answer it */
+        typedef CUresult (*graph_attr_t)(CUdevice, CUgraphMem_attribute, void *);
+        graph_attr_t graph_attr = NULL;
+        CUdriverProcAddressQueryResult found;
+        if (gpa("cuDeviceGetGraphMemAttribute", (void **)&graph_attr, 11040, 0, &found) != CUDA_SUCCESS) graph_attr = NULL;
+#define PRINT_GRAPH_RESERVED(key) do { cuuint64_t v_ = 0; \
+        if (graph_attr && graph_attr(0, CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT, &v_) == CUDA_SUCCESS) \
+            printf(key " %llu\n", (unsigned long long)v_); } while (0)
+        CUstream s;
+        CHECK(stream_create(&s, CU_STREAM_NON_BLOCKING));
+        const size_t half = (size_t)512 << 20;
+        CUdeviceptr g = 0;
+        CHECK(begin(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+        CHECK(alloc_async(&g, half, s));
+        CHECK(set_async(g, 7, half / 4, s));
+        CHECK(free_async(g, s));
+        CUgraph graph;
+        CHECK(end(s, &graph));
+        print_nodes(get_nodes, node_type, graph);
+        size_t free_recorded = 0, free_kept = 0;
+        CHECK(info(&free_recorded, &total));
+        CUgraphExec exec;
+        CHECK(instantiate(&exec, graph, 0));
+        printf("free_after_recording %zu\nlaunch_rc %d\n", free_recorded, (int)graph_launch(exec, s));
+        CHECK(stream_sync(s));
+        PRINT_GRAPH_RESERVED("graph_reserved");
+        CHECK(info(&free_kept, &total));
+        printf("free_while_graph_keeps %zu\n", free_kept);
+        for (; n < MAXP; n++) if ((err = plain_alloc(&ptrs[n], chunk)) != CUDA_SUCCESS) break;
+        PRINT_GRAPH_RESERVED("graph_reserved_at_limit");
+        /* through a server the launch is sent without waiting: its error comes with the sync */
+        CUresult at_limit = graph_launch(exec, s), synced = stream_sync(s);
+        printf("launch_at_limit_rc %d\nsync_at_limit_rc %d\n", (int)at_limit, (int)synced);
+        PRINT_GRAPH_RESERVED("graph_reserved_after_refusal");
+        CHECK(info(&free1, &total));
+        for (int i = 0; i < n; i++) CHECK(mfree(ptrs[i]));
+        printf("launch_after_free_rc %d\n", (int)graph_launch(exec, s));
+        CHECK(stream_sync(s));
     } else if (!strcmp(path, "pitch")) {
         FN(pitch_alloc, "cuMemAllocPitch", 3020, CUresult (*)(CUdeviceptr *, size_t *, size_t, size_t, unsigned));
         FN(mfree, "cuMemFree", 3020, CUresult (*)(CUdeviceptr));

@@ -85,6 +85,9 @@ declare_api! { $
     fn cuFlushGPUDirectRDMAWrites(target: u32, scope: u32);
     fn cuDeviceGetDefaultMemPool(pool: *mut CUmemoryPool, dev: CUdevice);
     fn cuDeviceGetMemPool(pool: *mut CUmemoryPool, dev: CUdevice);
+    fn cuDeviceGetGraphMemAttribute(dev: CUdevice, attr: u32, value: *mut c_void);
+    fn cuDeviceSetGraphMemAttribute(dev: CUdevice, attr: u32, value: *mut c_void);
+    fn cuDeviceGraphMemTrim(dev: CUdevice);
     fn cuDeviceSetMemPool(dev: CUdevice, pool: CUmemoryPool);
 
     fn cuDevicePrimaryCtxRetain(ctx: *mut CUcontext, dev: CUdevice);

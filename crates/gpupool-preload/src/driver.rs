@@ -252,7 +252,7 @@ pub mod events {
 /// Memory pools: what a pool reserves, trimming it, a device's current pool.
 pub mod pool {
     use super::*;
-    use gpupool_cuda::cu::CUmemoryPool;
+    use gpupool_cuda::cu::{CUmemoryPool, CUstream};
 
     /// `CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT`.
     const RESERVED_MEM_CURRENT: u32 = 5;
@@ -284,6 +284,74 @@ pub mod pool {
             pool,
             0
         );
+    }
+
+    /// `CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT`.
+    const GRAPH_USED: u32 = 0;
+    /// `CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT`.
+    const GRAPH_RESERVED: u32 = 2;
+
+    fn graph_attribute(ord: i32, attr: u32) -> Option<u64> {
+        let mut v = 0u64;
+        let rc = call_real!(
+            "cuDeviceGetGraphMemAttribute",
+            unsafe extern "C" fn(i32, u32, *mut c_void) -> u32,
+            ord,
+            attr,
+            (&mut v as *mut u64).cast()
+        );
+        (rc == CUDA_SUCCESS).then_some(v)
+    }
+
+    /// Bytes of device memory ordinal `ord` holds for graphs' allocation nodes.
+    pub fn graph_reserved(ord: i32) -> Option<u64> {
+        graph_attribute(ord, GRAPH_RESERVED)
+    }
+
+    /// Bytes of ordinal `ord`'s graph memory that no launched allocation holds.
+    pub fn graph_spare(ord: i32) -> u64 {
+        match (
+            graph_attribute(ord, GRAPH_RESERVED),
+            graph_attribute(ord, GRAPH_USED),
+        ) {
+            (Some(r), Some(u)) => r.saturating_sub(u),
+            _ => 0,
+        }
+    }
+
+    /// Lets ordinal `ord`'s graph memory not in use go back.
+    pub fn graph_trim(ord: i32) {
+        call_real!(
+            "cuDeviceGraphMemTrim",
+            unsafe extern "C" fn(i32) -> u32,
+            ord
+        );
+    }
+
+    /// The graph stream `s` is being captured into.
+    ///
+    /// # Safety
+    /// `s` must be a stream handle of this process (or a special handle).
+    pub unsafe fn capture_graph(s: CUstream) -> Option<u64> {
+        let (mut status, mut id, mut graph) = (0u32, 0u64, std::ptr::null_mut::<c_void>());
+        let rc = call_real!(
+            "cuStreamGetCaptureInfo_v2",
+            unsafe extern "C" fn(
+                CUstream,
+                *mut u32,
+                *mut u64,
+                *mut *mut c_void,
+                *mut *const c_void,
+                *mut usize,
+            ) -> u32,
+            s,
+            &mut status,
+            &mut id,
+            &mut graph,
+            std::ptr::null_mut(),
+            std::ptr::null_mut()
+        );
+        (rc == CUDA_SUCCESS && status == 1 && !graph.is_null()).then_some(graph as u64)
     }
 
     /// The pool `cuMemAllocAsync` takes from on ordinal `ord`.

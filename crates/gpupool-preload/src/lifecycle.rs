@@ -6,12 +6,15 @@
 //! claims its own on first use. At exit the process leaves its cards' coordination and gives
 //! its slot back.
 
-use crate::{compute, coordination, cost, idle_gate, pools, spill, tenant, tracking, vmm};
+use crate::{
+    compute, coordination, cost, graph_memory, idle_gate, pools, spill, tenant, tracking, vmm,
+};
 
 extern "C" fn before_fork() {
     spill::lock();
     tracking::lock_all();
     pools::lock();
+    graph_memory::lock();
     vmm::lock();
     tenant::lock_for_fork();
 }
@@ -19,6 +22,7 @@ extern "C" fn before_fork() {
 extern "C" fn after_fork_in_parent() {
     tenant::unlock_after_fork();
     vmm::unlock();
+    graph_memory::unlock();
     pools::unlock();
     tracking::unlock_all();
     spill::unlock();
@@ -30,11 +34,13 @@ extern "C" fn after_fork_in_child() {
     idle_gate::forget_after_fork();
     tenant::forget_after_fork();
     vmm::unlock();
+    graph_memory::unlock();
     pools::unlock();
     tracking::unlock_all();
     spill::unlock();
     tracking::forget_all();
     pools::forget();
+    graph_memory::forget();
     vmm::forget();
 }
 

@@ -3,6 +3,7 @@
 //! gives them back if the driver fails; frees give back after the driver succeeds. Nothing is
 //! ever allocated past the limit.
 
+use crate::captures;
 use crate::pools;
 use crate::real;
 use crate::tenant::{self, granularity};
@@ -227,6 +228,18 @@ fn pool_alloc(
     })
 }
 
+/// A stream-ordered allocation on stream `s`, which is being captured: the driver records an
+/// allocation node (no memory is taken until the graph is launched: `graph_memory`).
+fn record_node(size: usize, ord: i32, s: CUstream, call: impl FnOnce() -> u32) -> u32 {
+    let rc = call();
+    if rc == CUDA_SUCCESS {
+        let bytes = round_up(size as u64, granularity(ord));
+        // SAFETY: the caller's stream.
+        unsafe { crate::graph_memory::recorded_allocation(s, ord, bytes) };
+    }
+    rc
+}
+
 macro_rules! async_alloc_hooks {
     ($($hook:ident => $real:ident;)*) => {$(
         /// Hook for the stream-ordered allocation of the same name, from the device's current
@@ -235,6 +248,8 @@ macro_rules! async_alloc_hooks {
             // SAFETY (both calls): forwarding the caller's arguments.
             let forward = || unsafe { real::$real(dptr, size, s) };
             match current().filter(|_| size > 0 && !dptr.is_null()) {
+                // SAFETY: the caller's stream.
+                Some(ord) if unsafe { captures::recorded(s) } => record_node(size, ord, s, forward),
                 Some(ord) => match pools::current(ord) {
                     Some(pool) => pool_alloc(dptr, size, ord, pool, forward),
                     None => forward(),
@@ -263,6 +278,8 @@ macro_rules! pool_alloc_hooks {
             // SAFETY (both calls): forwarding the caller's arguments.
             let forward = || unsafe { real::$real(dptr, size, pool, s) };
             match pool_device(pool).filter(|_| size > 0 && !dptr.is_null() && !pool.is_null()) {
+                // SAFETY: the caller's stream.
+                Some(ord) if unsafe { captures::recorded(s) } => record_node(size, ord, s, forward),
                 Some(ord) => pool_alloc(dptr, size, ord, pool as u64, forward),
                 None => forward(),
             }

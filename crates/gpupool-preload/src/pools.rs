@@ -8,7 +8,9 @@
 //! (`CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT`), read again after each allocation and free in it and
 //! at each memory query. When a reservation on a device is refused, the process's pools there
 //! are trimmed and read again before the refusal stands ([`give_back_kept`]): kept memory never
-//! costs the tenant an allocation it could make.
+//! costs the tenant an allocation it could make. A device's graph memory (what graphs'
+//! allocation nodes take when launched, kept by the driver for later launches) is charged the
+//! same way, as one more pool (`graph_memory`).
 
 use crate::driver::pool as drv;
 use crate::spinlock::SpinLock;
@@ -86,13 +88,34 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with(|s| f(s.get_or_insert_with(State::default)))
 }
 
+/// Handles standing for a device's graph memory (`graph_memory`), one per ordinal, above any
+/// pool's address.
+const GRAPH_MEMORY: u64 = u64::MAX - 4096;
+
+fn graph_memory(ord: i32) -> u64 {
+    GRAPH_MEMORY.saturating_add(ord.clamp(0, 4095) as u64)
+}
+
 /// What the driver says `p` reserves (nothing for a destroyed pool).
 fn reserved(p: &PoolCharge) -> Option<u64> {
     if p.destroyed {
         return None;
     }
+    if p.handle >= GRAPH_MEMORY {
+        return drv::graph_reserved(p.ordinal);
+    }
     // SAFETY: a pool this process created or looked up and has not destroyed.
     unsafe { drv::reserved(p.handle as usize as CUmemoryPool) }
+}
+
+/// Lets `p` give back what it keeps.
+fn trim(p: &PoolCharge) {
+    if p.handle >= GRAPH_MEMORY {
+        drv::graph_trim(p.ordinal);
+    } else {
+        // SAFETY: a live pool of this process.
+        unsafe { drv::trim(p.handle as usize as CUmemoryPool) };
+    }
 }
 
 /// Applies `delta` to the account of ordinal `ord`.
@@ -133,6 +156,17 @@ pub fn allocated(acct: &Account, pool: u64, ptr: u64, bytes: u64) {
     });
     // The reservation made for the block is part of the pool's new charge.
     acct.adjust(delta - bytes as i128);
+}
+
+/// After a graph launch on `acct`'s device (`provisional` bytes reserved for it on `acct`):
+/// the device's graph memory is charged what it holds now, like a pool.
+pub fn graph_launched(acct: &Account, provisional: u64) {
+    let delta = with(|s| {
+        let p = s.pool(graph_memory(acct.ordinal), acct.ordinal);
+        let r = reserved(p);
+        p.settle(r)
+    });
+    acct.adjust(delta - provisional as i128);
 }
 
 /// Frees `ptr` with `call` if it came from a pool (else hands `call` back): the pool's charge
@@ -184,17 +218,16 @@ pub fn destroyed(pool: u64) {
     }
 }
 
-/// Reads again what each pool on ordinal `ord` holds (after `trim` when asked); returns the
-/// bytes given back to the tenant.
-fn settle_device(ord: i32, trim: bool) -> u64 {
+/// Reads again what each pool on ordinal `ord` holds (after trimming it when `give_back`);
+/// returns the bytes given back to the tenant.
+fn settle_device(ord: i32, give_back: bool) -> u64 {
     let delta: i128 = with(|s| {
         s.pools
             .iter_mut()
             .filter(|p| p.ordinal == ord && !p.destroyed)
             .map(|p| {
-                if trim {
-                    // SAFETY: a live pool of this process.
-                    unsafe { drv::trim(p.handle as usize as CUmemoryPool) };
+                if give_back {
+                    trim(p);
                 }
                 let r = reserved(p);
                 p.settle(r)

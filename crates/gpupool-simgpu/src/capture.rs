@@ -9,8 +9,9 @@
 //!
 //! Not modelled: the dependencies between captured work (a graph runs its nodes in order), the
 //! other calls a capture mode forbids, synchronous copies and sets on the legacy stream during
-//! a capture, capturing the special streams, and allocations during a capture (done at once,
-//! not recorded).
+//! a capture, capturing the special streams, and allocations other than stream-ordered ones
+//! during a capture (done at once). Stream-ordered allocations and frees become allocation and
+//! free nodes (`graph_mem`).
 
 use crate::ctx::{require_current, Context};
 use crate::graph::{Graph, Node};

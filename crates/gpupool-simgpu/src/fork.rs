@@ -12,6 +12,7 @@ fn locks() -> impl DoubleEndedIterator<Item = &'static dyn ForkLock> {
         .into_iter()
         .chain(crate::mem::fork_locks())
         .chain(crate::pool::fork_locks())
+        .chain(crate::graph_mem::fork_locks())
         .chain(crate::vmm::fork_locks())
         .chain(crate::module::fork_locks())
         .chain(gpupool_cuda::export_tables::fork_locks())

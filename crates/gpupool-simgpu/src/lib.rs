@@ -21,6 +21,7 @@ pub mod ctx;
 pub mod device;
 pub mod fork;
 pub mod graph;
+pub mod graph_mem;
 pub mod launch;
 pub mod library;
 pub mod machine;
@@ -71,6 +72,9 @@ gpupool_cuda::export_functions! {
     cuDeviceGetDefaultMemPool => pool::device_get_default_mem_pool;
     cuDeviceGetMemPool => pool::device_get_mem_pool;
     cuDeviceSetMemPool => pool::device_set_mem_pool;
+    cuDeviceGetGraphMemAttribute => graph_mem::device_get_graph_mem_attribute;
+    cuDeviceSetGraphMemAttribute => graph_mem::device_set_graph_mem_attribute;
+    cuDeviceGraphMemTrim => graph_mem::device_graph_mem_trim;
 
     cuDevicePrimaryCtxRetain => ctx::primary_ctx_retain;
     cuDevicePrimaryCtxRelease => ctx::primary_ctx_release;

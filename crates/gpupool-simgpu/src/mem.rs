@@ -39,6 +39,8 @@ pub enum Kind {
     Reserved,
     /// Backing store of a CUDA array.
     Array,
+    /// The address of a graph's allocation node (charged while a launch holds it).
+    Graph,
 }
 
 /// One allocation.

@@ -4,6 +4,7 @@
 //! gives the card back whatever it holds past its release threshold (default 0), and
 //! `cuMemPoolTrimTo` gives back down to what is asked. Kept memory is counted in bytes: an
 //! allocation reuses it when the pool keeps at least its size (no fragmentation is modelled).
+//! On a stream being captured both become graph nodes (`graph_mem`).
 
 use crate::ctx::{device, require_current};
 use crate::mem::{
@@ -282,7 +283,10 @@ fn alloc_from(out: *mut CUdeviceptr, size: usize, pool: usize) -> u32 {
 }
 
 /// `cuMemAllocAsync`: from the current pool of the current device.
-pub unsafe fn mem_alloc_async(out: *mut CUdeviceptr, size: usize, _s: CUstream) -> u32 {
+pub unsafe fn mem_alloc_async(out: *mut CUdeviceptr, size: usize, s: CUstream) -> u32 {
+    if let Some(rc) = crate::graph_mem::capture_alloc(out, size, s) {
+        return rc;
+    }
     match require_current() {
         Ok(c) => alloc_from(out, size, device_pools(c.ordinal).1),
         Err(e) => e,
@@ -294,13 +298,19 @@ pub unsafe fn mem_alloc_from_pool_async(
     out: *mut CUdeviceptr,
     size: usize,
     pool: CUmemoryPool,
-    _s: CUstream,
+    s: CUstream,
 ) -> u32 {
+    if let Some(rc) = crate::graph_mem::capture_alloc(out, size, s) {
+        return rc;
+    }
     alloc_from(out, size, pool as usize)
 }
 
 /// `cuMemFreeAsync`: the pool keeps the memory (a destroyed pool gives it back).
-pub unsafe fn mem_free_async(ptr: CUdeviceptr, _s: CUstream) -> u32 {
+pub unsafe fn mem_free_async(ptr: CUdeviceptr, s: CUstream) -> u32 {
+    if let Some(rc) = crate::graph_mem::free(ptr, s) {
+        return rc;
+    }
     let Some((base, a)) = find(ptr, 0).filter(|(b, _)| *b == ptr) else {
         return CUDA_ERROR_INVALID_VALUE;
     };

@@ -423,6 +423,43 @@ fn memory_a_pool_keeps_is_charged_until_it_gives_it_back() {
 }
 
 #[test]
+fn graph_memory_is_charged_when_launched_and_a_launch_past_the_limit_is_refused() {
+    // 1 GiB limit, 256 MiB of it the context; the graph allocates 512 MiB when launched.
+    for via in BOTH {
+        let kv = run_path(via, "graph_mem", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        expect_values(&kv, &[("node_types", "10,2,11"), ("launch_rc", "0")]);
+        assert_eq!(
+            num(&kv, "free_after_recording"),
+            768 * MIB,
+            "recording takes nothing"
+        );
+        assert_eq!(num(&kv, "free_while_graph_keeps"), 256 * MIB);
+        // Plain allocations get the whole limit: the device's graph memory was trimmed first.
+        assert_eq!(num(&kv, "allocated"), 768 * MIB);
+        assert_eq!(num(&kv, "error"), 2);
+        let refused = [num(&kv, "launch_at_limit_rc"), num(&kv, "sync_at_limit_rc")];
+        assert!(refused.contains(&2), "launch past the limit: {refused:?}");
+        assert_eq!(num(&kv, "launch_after_free_rc"), 0);
+        assert_eq!(
+            num(&kv, "free_after"),
+            256 * MIB,
+            "the device keeps the graph's memory"
+        );
+        if via == Via::Local {
+            assert_eq!(
+                num(&kv, "launch_at_limit_rc"),
+                2,
+                "refused before the driver"
+            );
+            assert_eq!(num(&kv, "graph_reserved"), 512 * MIB);
+            assert_eq!(num(&kv, "graph_reserved_at_limit"), 0);
+            assert_eq!(num(&kv, "graph_reserved_after_refusal"), 0);
+        }
+    }
+}
+
+#[test]
 fn a_captured_stream_records_a_graph_that_replays_its_work() {
     // Locally every kind of work is captured; through a server, copies from host memory and
     // host functions are refused on a captured stream (the graph would keep the server's

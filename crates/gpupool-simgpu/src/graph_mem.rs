@@ -1,0 +1,215 @@
+//! Graph memory: `cuMemAllocAsync` and `cuMemFreeAsync` on a stream being captured become
+//! allocation and free nodes. As on a real driver, an allocation node's address is fixed when
+//! it is recorded, and the memory behind it is taken when a launch reaches the node, from the
+//! device's graph memory: what a free node (or a later `cuMemFreeAsync`) gives back stays
+//! reserved there, still charged to the card, for later launches, until
+//! `cuDeviceGraphMemTrim`. `cuDeviceGetGraphMemAttribute` reports used and reserved bytes.
+
+use crate::capture;
+use crate::ctx::{device, require_current};
+use crate::graph::Node;
+use crate::mem::{map_anonymous, mapped_size, register, uncharge, write, Alloc, Kind};
+use gpupool_cuda::cu::{CUdevice, CUdeviceptr, CUgraphNodeType, CUstream};
+use gpupool_cuda::result::*;
+use gpupool_cuda::spinlock::{ForkLock, SpinLock};
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+
+/// Graph memory of one device.
+#[derive(Debug, Clone, Copy, Default)]
+struct DeviceMemory {
+    used: u64,
+    used_high: u64,
+    reserved: u64,
+    reserved_high: u64,
+}
+
+/// One allocation node's memory.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    ordinal: i32,
+    mapped: u64,
+    /// Taken by a launch and not freed yet.
+    live: bool,
+}
+
+#[derive(Default)]
+struct State {
+    devices: BTreeMap<i32, DeviceMemory>,
+    blocks: BTreeMap<u64, Block>,
+}
+
+static STATE: SpinLock<Option<State>> = SpinLock::new(None);
+
+fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    STATE.with(|s| f(s.get_or_insert_with(State::default)))
+}
+
+/// A launch reached the allocation node of `base`: its memory is taken from the device's
+/// graph memory, which grows (charged to the card) when it has too little to spare.
+fn take(base: u64) -> u32 {
+    let block = with(|s| s.blocks.get(&base).copied());
+    let Some(b) = block.filter(|b| !b.live) else {
+        // Launched again before the allocation was freed.
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let (m, dev) = match device(b.ordinal) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let need = with(|s| {
+        let d = s.devices.entry(b.ordinal).or_default();
+        d.used.saturating_add(b.mapped).saturating_sub(d.reserved)
+    });
+    if need > 0 {
+        if let Err(e) = m.reserve(dev, need) {
+            return e;
+        }
+    }
+    with(|s| {
+        let d = s.devices.entry(b.ordinal).or_default();
+        d.reserved = d.reserved.saturating_add(need);
+        d.used = d.used.saturating_add(b.mapped);
+        d.used_high = d.used_high.max(d.used);
+        d.reserved_high = d.reserved_high.max(d.reserved);
+        if let Some(b) = s.blocks.get_mut(&base) {
+            b.live = true;
+        }
+    });
+    CUDA_SUCCESS
+}
+
+/// The allocation of `base` is freed: its memory stays reserved for the device's graphs.
+fn give(base: u64) -> u32 {
+    with(|s| {
+        let Some(b) = s.blocks.get_mut(&base).filter(|b| b.live) else {
+            return CUDA_ERROR_INVALID_VALUE;
+        };
+        b.live = false;
+        let (ordinal, mapped) = (b.ordinal, b.mapped);
+        let d = s.devices.entry(ordinal).or_default();
+        d.used = d.used.saturating_sub(mapped);
+        CUDA_SUCCESS
+    })
+}
+
+/// `cuMemAllocAsync` on stream `s`: if `s` is being captured, records an allocation node whose
+/// address goes to `out` and returns the call's result.
+pub fn capture_alloc(out: *mut CUdeviceptr, size: usize, s: CUstream) -> Option<u32> {
+    capture::of(s)?;
+    let ctx = match require_current() {
+        Ok(c) => c,
+        Err(e) => return Some(e),
+    };
+    let mapped = match mapped_size(ctx.ordinal, size as u64) {
+        Ok(m) if size > 0 && !out.is_null() => m,
+        Ok(_) => return Some(CUDA_ERROR_INVALID_VALUE),
+        Err(e) => return Some(e),
+    };
+    let base = match map_anonymous(mapped) {
+        Ok(b) => b,
+        Err(e) => return Some(e),
+    };
+    register(
+        base,
+        Alloc {
+            size: size as u64,
+            mapped,
+            ordinal: ctx.ordinal,
+            ctx: ctx as *const _ as usize,
+            kind: Kind::Graph,
+            id: 0,
+        },
+    );
+    with(|s| {
+        s.blocks.insert(
+            base,
+            Block {
+                ordinal: ctx.ordinal,
+                mapped,
+                live: false,
+            },
+        )
+    });
+    let node = || {
+        Node::Work(
+            CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_ALLOC,
+            Box::new(move || take(base)),
+        )
+    };
+    let rc = capture::add(s, node)?;
+    Some(if rc == CUDA_SUCCESS {
+        write(out, base)
+    } else {
+        rc
+    })
+}
+
+/// `cuMemFreeAsync` of `ptr` on stream `s`: if `ptr` is graph memory, records a free node (when
+/// `s` is being captured) or frees it now, and returns the call's result.
+pub fn free(ptr: CUdeviceptr, s: CUstream) -> Option<u32> {
+    with(|st| st.blocks.contains_key(&ptr)).then(|| {
+        let node = || {
+            Node::Work(
+                CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_FREE,
+                Box::new(move || give(ptr)),
+            )
+        };
+        capture::add(s, node).unwrap_or_else(|| give(ptr))
+    })
+}
+
+/// `cuDeviceGetGraphMemAttribute`: used (0), its high mark (1), reserved (2), its high mark (3).
+pub unsafe fn device_get_graph_mem_attribute(dev: CUdevice, attr: u32, value: *mut c_void) -> u32 {
+    if let Err(e) = device(dev) {
+        return e;
+    }
+    let d = with(|s| s.devices.get(&dev).copied().unwrap_or_default());
+    let v = match attr {
+        0 => d.used,
+        1 => d.used_high,
+        2 => d.reserved,
+        3 => d.reserved_high,
+        _ => return CUDA_ERROR_INVALID_VALUE,
+    };
+    write(value as *mut u64, v)
+}
+
+/// `cuDeviceSetGraphMemAttribute`: the high marks can be reset (to the current values).
+pub unsafe fn device_set_graph_mem_attribute(dev: CUdevice, attr: u32, value: *mut c_void) -> u32 {
+    if let Err(e) = device(dev) {
+        return e;
+    }
+    if value.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    with(|s| {
+        let d = s.devices.entry(dev).or_default();
+        match attr {
+            1 => d.used_high = d.used,
+            3 => d.reserved_high = d.reserved,
+            _ => return CUDA_ERROR_INVALID_VALUE,
+        }
+        CUDA_SUCCESS
+    })
+}
+
+/// `cuDeviceGraphMemTrim`: the device's graph memory not in use goes back to the card.
+pub unsafe fn device_graph_mem_trim(dev: CUdevice) -> u32 {
+    if let Err(e) = device(dev) {
+        return e;
+    }
+    let spare = with(|s| {
+        let d = s.devices.entry(dev).or_default();
+        let spare = d.reserved.saturating_sub(d.used);
+        d.reserved -= spare;
+        spare
+    });
+    uncharge(dev, spare);
+    CUDA_SUCCESS
+}
+
+/// This module's locks (for fork handlers).
+pub fn fork_locks() -> [&'static dyn ForkLock; 1] {
+    [&STATE]
+}
