@@ -910,6 +910,39 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) CHECK(mfree(ptrs[i]));
         printf("launch_after_free_rc %d\n", (int)graph_launch(exec, s));
         CHECK(stream_sync(s));
+        /* The same graph built node by node (optional: a remote client does not forward it). */
+        typedef CUresult (*add_alloc_t)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUDA_MEM_ALLOC_NODE_PARAMS *);
+        typedef CUresult (*add_free_t)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUdeviceptr);
+        typedef CUresult (*graph_create_t)(CUgraph *, unsigned);
+        add_alloc_t add_alloc = NULL;
+        add_free_t add_free = NULL;
+        graph_create_t graph_create = NULL;
+        if (gpa("cuGraphAddMemAllocNode", (void **)&add_alloc, 11040, 0, &found) != CUDA_SUCCESS) add_alloc = NULL;
+        if (gpa("cuGraphAddMemFreeNode", (void **)&add_free, 11040, 0, &found) != CUDA_SUCCESS) add_free = NULL;
+        if (gpa("cuGraphCreate", (void **)&graph_create, 10000, 0, &found) != CUDA_SUCCESS) graph_create = NULL;
+        if (add_alloc && add_free && graph_create) {
+            CUgraph built;
+            CUgraphNode a, f;
+            CUDA_MEM_ALLOC_NODE_PARAMS ap;
+            memset(&ap, 0, sizeof ap);
+            ap.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+            ap.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+            ap.poolProps.location.id = 0;
+            ap.bytesize = half;
+            CHECK(graph_create(&built, 0));
+            CHECK(add_alloc(&a, built, NULL, 0, &ap));
+            CHECK(add_free(&f, built, &a, 1, ap.dptr));
+            CUgraphExec built_exec;
+            CHECK(instantiate(&built_exec, built, 0));
+            int held = 0;
+            for (; held < MAXP; held++) if (plain_alloc(&ptrs[held], chunk) != CUDA_SUCCESS) break;
+            printf("built_dptr_set %d\nbuilt_held %d\nbuilt_launch_at_limit_rc %d\n", ap.dptr != 0, held,
+                   (int)graph_launch(built_exec, s));
+            (void)stream_sync(s);
+            for (int i = 0; i < held; i++) CHECK(mfree(ptrs[i]));
+            printf("built_launch_rc %d\n", (int)graph_launch(built_exec, s));
+            CHECK(stream_sync(s));
+        }
     } else if (!strcmp(path, "pitch")) {
         FN(pitch_alloc, "cuMemAllocPitch", 3020, CUresult (*)(CUdeviceptr *, size_t *, size_t, size_t, unsigned));
         FN(mfree, "cuMemFree", 3020, CUresult (*)(CUdeviceptr));

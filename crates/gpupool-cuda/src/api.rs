@@ -310,6 +310,8 @@ declare_api! { $
     fn cuGraphAddMemsetNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const CUDA_MEMSET_NODE_PARAMS_st, ctx: CUcontext);
     fn cuGraphAddMemcpyNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const CUDA_MEMCPY3D, ctx: CUcontext);
     fn cuGraphAddHostNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const CUDA_HOST_NODE_PARAMS_st);
+    fn cuGraphAddMemAllocNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *mut CUDA_MEM_ALLOC_NODE_PARAMS_v1_st);
+    fn cuGraphAddMemFreeNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, dptr: CUdeviceptr);
     fn cuGraphAddChildGraphNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, child: CUgraph);
     fn cuGraphGetNodes(g: CUgraph, nodes: *mut CUgraphNode, n: *mut usize);
     fn cuGraphNodeGetType(node: CUgraphNode, kind: *mut u32);

@@ -4,12 +4,17 @@
 //! allocation nodes ask for, a launch first reserves what the device's spare graph memory does
 //! not cover (refused with `CUDA_ERROR_OUT_OF_MEMORY` past the limit, before the driver is
 //! asked), and after it the device's graph memory is charged what it holds (`pools`).
+//! Allocation nodes added one by one (`cuGraphAddMemAllocNode`) count the same way.
 
 use crate::driver::pool as drv;
+use crate::memory::round_up;
 use crate::spinlock::SpinLock;
 use crate::tenant;
+use crate::tenant::granularity;
 use crate::tracking::AddressHasher;
-use gpupool_cuda::cu::{CUgraph, CUgraphExec, CUgraphNode, CUstream};
+use gpupool_cuda::cu::{
+    CUDA_MEM_ALLOC_NODE_PARAMS_v1_st, CUgraph, CUgraphExec, CUgraphNode, CUstream,
+};
 use gpupool_cuda::result::*;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -48,9 +53,32 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
 /// `s` is a stream handle of this process.
 pub unsafe fn recorded_allocation(s: CUstream, ord: i32, bytes: u64) {
     // SAFETY: the caller's contract.
-    let Some(graph) = (unsafe { drv::capture_graph(s) }) else {
-        return;
-    };
+    if let Some(graph) = unsafe { drv::capture_graph(s) } {
+        added(graph, ord, bytes);
+    }
+}
+
+/// Hook for `cuGraphAddMemAllocNode`: the graph asks for the node's bytes on the device its
+/// parameters name.
+pub unsafe fn add_mem_alloc_node(
+    n: *mut CUgraphNode,
+    g: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    params: *mut CUDA_MEM_ALLOC_NODE_PARAMS_v1_st,
+) -> u32 {
+    // SAFETY: forwarding.
+    let rc = unsafe { crate::real::cuGraphAddMemAllocNode(n, g, deps, ndeps, params) };
+    // SAFETY: null or the caller's parameters, which the driver accepted.
+    if let Some(p) = unsafe { params.as_ref() }.filter(|_| rc == CUDA_SUCCESS) {
+        let ord = p.poolProps.location.id;
+        added(g as u64, ord, round_up(p.bytesize as u64, granularity(ord)));
+    }
+    rc
+}
+
+/// Graph `graph` has one more allocation node, of `bytes` on `ord`.
+fn added(graph: u64, ord: i32, bytes: u64) {
     ANY.store(true, Relaxed);
     with(|st| {
         let need = st.graphs.entry(graph).or_insert(Need {
@@ -132,7 +160,13 @@ pub fn launch(exec: CUgraphExec, call: impl FnOnce() -> u32) -> u32 {
     if !ANY.load(Relaxed) {
         return call();
     }
-    let Some(need) = with(|s| s.execs.get(&(exec as u64)).copied()) else {
+    // An instance not seen instantiated (`cuGraphInstantiateWithParams`) is charged after.
+    let known = with(|s| s.execs.get(&(exec as u64)).copied());
+    let Some(need) = known.or_else(|| {
+        crate::driver::current_device()
+            .ok()
+            .map(|ordinal| Need { ordinal, bytes: 0 })
+    }) else {
         return call();
     };
     let acct = match tenant::account(need.ordinal) {

@@ -87,6 +87,7 @@ gpupool_cuda::export_functions! {
     cuGraphInstantiate_v2 => graph_memory::instantiate_v2;
     cuGraphExecDestroy => graph_memory::exec_destroy;
     cuGraphDestroy => graph_memory::graph_destroy;
+    cuGraphAddMemAllocNode => graph_memory::add_mem_alloc_node;
     cuStreamBeginCapture_v2 => captures::begin_capture;
     cuStreamBeginCapture_v2_ptsz => captures::begin_capture_ptsz;
     cuStreamEndCapture => captures::end_capture;

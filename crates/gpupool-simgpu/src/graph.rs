@@ -189,7 +189,11 @@ pub unsafe fn graph_add_kernel_node(
 
 /// Adds `make`'s node to graph `g` (dependencies are accepted; nodes run in the order added)
 /// and writes its handle.
-fn add_node(out: *mut CUgraphNode, g: CUgraph, make: impl FnOnce() -> Result<Node, u32>) -> u32 {
+pub(crate) fn add_node(
+    out: *mut CUgraphNode,
+    g: CUgraph,
+    make: impl FnOnce() -> Result<Node, u32>,
+) -> u32 {
     if out.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }

@@ -4,12 +4,16 @@
 //! device's graph memory: what a free node (or a later `cuMemFreeAsync`) gives back stays
 //! reserved there, still charged to the card, for later launches, until
 //! `cuDeviceGraphMemTrim`. `cuDeviceGetGraphMemAttribute` reports used and reserved bytes.
+//! `cuGraphAddMemAllocNode` / `cuGraphAddMemFreeNode` add the same nodes one by one.
 
 use crate::capture;
 use crate::ctx::{device, require_current};
-use crate::graph::Node;
+use crate::graph::{add_node, Node};
 use crate::mem::{map_anonymous, mapped_size, register, uncharge, write, Alloc, Kind};
-use gpupool_cuda::cu::{CUdevice, CUdeviceptr, CUgraphNodeType, CUstream};
+use gpupool_cuda::cu::{
+    CUDA_MEM_ALLOC_NODE_PARAMS_v1_st, CUdevice, CUdeviceptr, CUgraph, CUgraphNode, CUgraphNodeType,
+    CUstream,
+};
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::BTreeMap;
@@ -93,23 +97,14 @@ fn give(base: u64) -> u32 {
     })
 }
 
-/// `cuMemAllocAsync` on stream `s`: if `s` is being captured, records an allocation node whose
-/// address goes to `out` and returns the call's result.
-pub fn capture_alloc(out: *mut CUdeviceptr, size: usize, s: CUstream) -> Option<u32> {
-    capture::of(s)?;
-    let ctx = match require_current() {
-        Ok(c) => c,
-        Err(e) => return Some(e),
-    };
-    let mapped = match mapped_size(ctx.ordinal, size as u64) {
-        Ok(m) if size > 0 && !out.is_null() => m,
-        Ok(_) => return Some(CUDA_ERROR_INVALID_VALUE),
-        Err(e) => return Some(e),
-    };
-    let base = match map_anonymous(mapped) {
-        Ok(b) => b,
-        Err(e) => return Some(e),
-    };
+/// A new allocation node's address on the current context's device (nothing charged yet).
+fn new_block(size: usize) -> Result<u64, u32> {
+    let ctx = require_current()?;
+    let mapped = mapped_size(ctx.ordinal, size as u64)?;
+    if size == 0 {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    let base = map_anonymous(mapped)?;
     register(
         base,
         Alloc {
@@ -131,13 +126,39 @@ pub fn capture_alloc(out: *mut CUdeviceptr, size: usize, s: CUstream) -> Option<
             },
         )
     });
-    let node = || {
-        Node::Work(
-            CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_ALLOC,
-            Box::new(move || take(base)),
-        )
+    Ok(base)
+}
+
+fn alloc_node(base: u64) -> Node {
+    Node::Work(
+        CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_ALLOC,
+        Box::new(move || take(base)),
+    )
+}
+
+fn free_node(base: u64) -> Node {
+    Node::Work(
+        CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_FREE,
+        Box::new(move || give(base)),
+    )
+}
+
+fn is_block(ptr: u64) -> bool {
+    with(|s| s.blocks.contains_key(&ptr))
+}
+
+/// `cuMemAllocAsync` on stream `s`: if `s` is being captured, records an allocation node whose
+/// address goes to `out` and returns the call's result.
+pub fn capture_alloc(out: *mut CUdeviceptr, size: usize, s: CUstream) -> Option<u32> {
+    capture::of(s)?;
+    if out.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    let base = match new_block(size) {
+        Ok(b) => b,
+        Err(e) => return Some(e),
     };
-    let rc = capture::add(s, node)?;
+    let rc = capture::add(s, || alloc_node(base))?;
     Some(if rc == CUDA_SUCCESS {
         write(out, base)
     } else {
@@ -148,14 +169,42 @@ pub fn capture_alloc(out: *mut CUdeviceptr, size: usize, s: CUstream) -> Option<
 /// `cuMemFreeAsync` of `ptr` on stream `s`: if `ptr` is graph memory, records a free node (when
 /// `s` is being captured) or frees it now, and returns the call's result.
 pub fn free(ptr: CUdeviceptr, s: CUstream) -> Option<u32> {
-    with(|st| st.blocks.contains_key(&ptr)).then(|| {
-        let node = || {
-            Node::Work(
-                CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_FREE,
-                Box::new(move || give(ptr)),
-            )
-        };
-        capture::add(s, node).unwrap_or_else(|| give(ptr))
+    is_block(ptr).then(|| capture::add(s, || free_node(ptr)).unwrap_or_else(|| give(ptr)))
+}
+
+/// `cuGraphAddMemAllocNode`: the node's address goes to the parameters' `dptr`.
+pub unsafe fn graph_add_mem_alloc_node(
+    out: *mut CUgraphNode,
+    g: CUgraph,
+    _deps: *const CUgraphNode,
+    _ndeps: usize,
+    params: *mut CUDA_MEM_ALLOC_NODE_PARAMS_v1_st,
+) -> u32 {
+    // SAFETY: null or the caller's parameters.
+    let Some(p) = (unsafe { params.as_mut() }) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    add_node(out, g, || {
+        let base = new_block(p.bytesize)?;
+        p.dptr = base;
+        Ok(alloc_node(base))
+    })
+}
+
+/// `cuGraphAddMemFreeNode`: `ptr` must be an allocation node's address.
+pub unsafe fn graph_add_mem_free_node(
+    out: *mut CUgraphNode,
+    g: CUgraph,
+    _deps: *const CUgraphNode,
+    _ndeps: usize,
+    ptr: CUdeviceptr,
+) -> u32 {
+    add_node(out, g, || {
+        if is_block(ptr) {
+            Ok(free_node(ptr))
+        } else {
+            Err(CUDA_ERROR_INVALID_VALUE)
+        }
     })
 }
 

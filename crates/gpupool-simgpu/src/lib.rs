@@ -273,6 +273,8 @@ gpupool_cuda::export_functions! {
     cuGraphAddChildGraphNode => graph::graph_add_child_graph_node;
     cuGraphGetNodes => graph::graph_get_nodes;
     cuGraphNodeGetType => graph::graph_node_get_type;
+    cuGraphAddMemAllocNode => graph_mem::graph_add_mem_alloc_node;
+    cuGraphAddMemFreeNode => graph_mem::graph_add_mem_free_node;
     cuGraphLaunch => graph::graph_launch;
     cuGraphLaunch_ptsz => per_thread::cuGraphLaunch_ptsz;
     cuGraphExecDestroy => graph::graph_exec_destroy;
