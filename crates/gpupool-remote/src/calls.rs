@@ -290,6 +290,8 @@ macro_rules! for_each_call {
             sync 31 cuDeviceGetDefaultMemPool(new(Pool) pool: CUmemoryPool, val dev: CUdevice);
             sync 32 cuDeviceGetMemPool(new(Pool) pool: CUmemoryPool, val dev: CUdevice);
             sync 33 cuDeviceSetMemPool(val dev: CUdevice, h(Pool) pool: CUmemoryPool);
+            sync 34 cuDeviceGetGraphMemAttribute(val dev: CUdevice, val attr: u32, out value: u64);
+            sync 35 cuDeviceGraphMemTrim(val dev: CUdevice);
 
             local 40 cuCtxGetDevice(out dev: CUdevice);
             sync 41 cuCtxSynchronize() then crate::memory::synced;

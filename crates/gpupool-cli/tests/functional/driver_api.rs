@@ -446,15 +446,16 @@ fn graph_memory_is_charged_when_launched_and_a_launch_past_the_limit_is_refused(
             256 * MIB,
             "the device keeps the graph's memory"
         );
+        // The device's graph memory, as the driver reports it.
+        assert_eq!(num(&kv, "graph_reserved"), 512 * MIB);
+        assert_eq!(num(&kv, "graph_reserved_at_limit"), 0);
+        assert_eq!(num(&kv, "graph_reserved_after_refusal"), 0);
         if via == Via::Local {
             assert_eq!(
                 num(&kv, "launch_at_limit_rc"),
                 2,
                 "refused before the driver"
             );
-            assert_eq!(num(&kv, "graph_reserved"), 512 * MIB);
-            assert_eq!(num(&kv, "graph_reserved_at_limit"), 0);
-            assert_eq!(num(&kv, "graph_reserved_after_refusal"), 0);
             // Built node by node: the same.
             assert_eq!(num(&kv, "built_dptr_set"), 1);
             assert_eq!(num(&kv, "built_held"), 12);
