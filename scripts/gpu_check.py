@@ -177,7 +177,10 @@ DRIVER_EXPECT = {
                   "allocated": str(768 * MIB), "error": "2", "graph_reserved_at_limit": "0",
                   "launch_at_limit_rc": "2", "launch_after_free_rc": "0",
                   "built_dptr_set": "1", "built_held": "12", "built_launch_at_limit_rc": "2",
-                  "built_launch_rc": "0", "free_after": str(256 * MIB)},
+                  "built_launch_rc": "0", "upload_at_limit_rc": "2", "upload_reserved_at_limit": "0",
+                  "upload_rc": "0", "upload_result": "0", "upload_reserved": str(512 * MIB),
+                  "free_after_upload": str(256 * MIB), "uploaded_launch_rc": "0",
+                  "free_after": str(256 * MIB)},
     "pitch": {"allocated": str(768 * MIB), "free_holding": "0"},
     "lookup": {k: "1" for k in ["alloc_is_default", "async_ptsz_is_default", "async_variants_differ",
                                 "htod_ptds_is_driver", "probe_not_found"]}

@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pool_keep graph_mem pitch lookup errors streams kernels variables
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams kernels variables
  *        dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
@@ -855,6 +855,39 @@ int main(int argc, char **argv) {
         CHECK(sync(0));
         CHECK(get_attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &reserved));
         printf("kept_with_threshold_0 %llu\n", (unsigned long long)reserved);
+    } else if (!strcmp(path, "pool_release")) {
+        /* A pool with release threshold 0 gives back what is freed into it at the next
+         * synchronisation: a stream's, the context's, then an event's. After each, the program
+         * says "held" and waits for a line on its standard input (memory query-free), so
+         * another process can read what the tenant is charged meanwhile. */
+        FN(get_pool, "cuDeviceGetMemPool", 11020, CUresult (*)(CUmemoryPool *, CUdevice));
+        FN(set_attr, "cuMemPoolSetAttribute", 11020, CUresult (*)(CUmemoryPool, CUmemPool_attribute, void *));
+        FN(alloc_async, "cuMemAllocAsync", 11020, CUresult (*)(CUdeviceptr *, size_t, CUstream));
+        FN(free_async, "cuMemFreeAsync", 11020, CUresult (*)(CUdeviceptr, CUstream));
+        FN(stream_sync, "cuStreamSynchronize", 2000, CUresult (*)(CUstream));
+        FN(ctx_sync, "cuCtxSynchronize", 2000, CUresult (*)(void));
+        FN(event_create, "cuEventCreate", 2000, CUresult (*)(CUevent *, unsigned));
+        FN(event_record, "cuEventRecord", 2000, CUresult (*)(CUevent, CUstream));
+        FN(event_sync, "cuEventSynchronize", 2000, CUresult (*)(CUevent));
+        CUmemoryPool pool;
+        CHECK(get_pool(&pool, 0));
+        cuuint64_t threshold = 0;
+        CHECK(set_attr(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold));
+        CUevent ev;
+        CHECK(event_create(&ev, 0));
+        char line[16];
+        for (int round = 0; round < 3; round++) {
+            for (n = 0; n < 4; n++) CHECK(alloc_async(&ptrs[n], chunk, 0));
+            for (int i = 0; i < n; i++) CHECK(free_async(ptrs[i], 0));
+            if (round == 0) CHECK(stream_sync(0));
+            if (round == 1) CHECK(ctx_sync());
+            if (round == 2) { CHECK(event_record(ev, 0)); CHECK(event_sync(ev)); }
+            printf("held\n");
+            fflush(stdout);
+            if (!fgets(line, sizeof line, stdin)) return 0;
+        }
+        CHECK(info(&free1, &total));
+        printf("free_after %zu\n", free1);
     } else if (!strcmp(path, "graph_mem")) {
         /* A captured cuMemAllocAsync becomes a graph's allocation node: recording takes no
          * memory, a launch takes it, the device keeps it for later launches (charged), and a
@@ -941,6 +974,41 @@ int main(int argc, char **argv) {
             (void)stream_sync(s);
             for (int i = 0; i < held; i++) CHECK(mfree(ptrs[i]));
             printf("built_launch_rc %d\n", (int)graph_launch(built_exec, s));
+            CHECK(stream_sync(s));
+        }
+        /* Instantiated with the upload flag: the graph's memory is taken at once (optional: a
+         * remote client does not forward it). */
+        typedef CUresult (*with_params_t)(CUgraphExec *, CUgraph, CUDA_GRAPH_INSTANTIATE_PARAMS *);
+        typedef CUresult (*trim_t)(CUdevice);
+        with_params_t with_params = NULL;
+        trim_t trim = NULL;
+        if (gpa("cuGraphInstantiateWithParams", (void **)&with_params, 12000, 0, &found) != CUDA_SUCCESS) with_params = NULL;
+        if (gpa("cuDeviceGraphMemTrim", (void **)&trim, 11040, 0, &found) != CUDA_SUCCESS) trim = NULL;
+        if (with_params && trim) {
+            CHECK(trim(0));
+            PRINT_GRAPH_RESERVED("upload_reserved_before");
+            int held = 0;
+            for (; held < MAXP; held++) if (plain_alloc(&ptrs[held], chunk) != CUDA_SUCCESS) break;
+            CUDA_GRAPH_INSTANTIATE_PARAMS ip;
+            memset(&ip, 0, sizeof ip);
+            ip.flags = CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD;
+            ip.hUploadStream = s;
+            CUgraphExec uploaded;
+            printf("upload_held %d\nupload_at_limit_rc %d\n", held, (int)with_params(&uploaded, graph, &ip));
+            PRINT_GRAPH_RESERVED("upload_reserved_at_limit");
+            for (int i = 0; i < held; i++) CHECK(mfree(ptrs[i]));
+            memset(&ip, 0, sizeof ip);
+            ip.flags = CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD;
+            ip.hUploadStream = s;
+            ip.result_out = CUDA_GRAPH_INSTANTIATE_ERROR;
+            printf("upload_rc %d\n", (int)with_params(&uploaded, graph, &ip));
+            printf("upload_result %d\n", (int)ip.result_out);
+            CHECK(stream_sync(s));
+            PRINT_GRAPH_RESERVED("upload_reserved");
+            size_t free_uploaded = 0;
+            CHECK(info(&free_uploaded, &total));
+            printf("free_after_upload %zu\n", free_uploaded);
+            printf("uploaded_launch_rc %d\n", (int)graph_launch(uploaded, s));
             CHECK(stream_sync(s));
         }
     } else if (!strcmp(path, "pitch")) {

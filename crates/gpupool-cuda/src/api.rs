@@ -306,6 +306,8 @@ declare_api! { $
     fn cuGraphInstantiateWithFlags(e: *mut CUgraphExec, g: CUgraph, flags: u64);
     fn cuGraphInstantiate_v2(e: *mut CUgraphExec, g: CUgraph, node: *mut CUgraphNode, log: *mut i8, size: usize);
     fn cuGraphInstantiate(e: *mut CUgraphExec, g: CUgraph, node: *mut CUgraphNode, log: *mut i8, size: usize);
+    fn cuGraphInstantiateWithParams(e: *mut CUgraphExec, g: CUgraph, p: *mut CUDA_GRAPH_INSTANTIATE_PARAMS_st);
+    fn cuGraphInstantiateWithParams_ptsz(e: *mut CUgraphExec, g: CUgraph, p: *mut CUDA_GRAPH_INSTANTIATE_PARAMS_st);
     fn cuGraphAddEmptyNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize);
     fn cuGraphAddMemsetNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const CUDA_MEMSET_NODE_PARAMS_st, ctx: CUcontext);
     fn cuGraphAddMemcpyNode(n: *mut CUgraphNode, g: CUgraph, deps: *const CUgraphNode, ndeps: usize, p: *const CUDA_MEMCPY3D, ctx: CUcontext);

@@ -13,7 +13,8 @@ use crate::tenant;
 use crate::tenant::granularity;
 use crate::tracking::AddressHasher;
 use gpupool_cuda::cu::{
-    CUDA_MEM_ALLOC_NODE_PARAMS_v1_st, CUgraph, CUgraphExec, CUgraphNode, CUstream,
+    CUDA_GRAPH_INSTANTIATE_PARAMS_st, CUDA_MEM_ALLOC_NODE_PARAMS_v1_st, CUgraph, CUgraphExec,
+    CUgraphInstantiate_flags, CUgraphNode, CUstream,
 };
 use gpupool_cuda::result::*;
 use std::collections::HashMap;
@@ -154,14 +155,58 @@ pub unsafe fn graph_destroy(g: CUgraph) -> u32 {
     rc
 }
 
+macro_rules! instantiate_with_params_hooks {
+    ($($hook:ident => $real:ident;)*) => {$(
+        /// Hook for the instantiation of the same name: with the upload flag, the graph's
+        /// memory is taken now, so it is reserved first as for a launch.
+        pub unsafe fn $hook(
+            e: *mut CUgraphExec,
+            g: CUgraph,
+            p: *mut CUDA_GRAPH_INSTANTIATE_PARAMS_st,
+        ) -> u32 {
+            // SAFETY: forwarding.
+            let call = || instantiated(unsafe { crate::real::$real(e, g, p) }, e, g);
+            // SAFETY: null or the caller's parameters.
+            match unsafe { p.as_ref() } {
+                Some(p) if p.flags & UPLOAD != 0 => take_graph_memory(g as u64, Table::Graphs, call),
+                _ => call(),
+            }
+        }
+    )*};
+}
+
+instantiate_with_params_hooks! {
+    instantiate_with_params => cuGraphInstantiateWithParams;
+    instantiate_with_params_ptsz => cuGraphInstantiateWithParams_ptsz;
+}
+
+/// The instantiation flag that uploads the instance at once.
+const UPLOAD: u64 = CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD.0 as u64;
+
+/// Where a graph's need is looked up.
+#[derive(Clone, Copy)]
+enum Table {
+    Graphs,
+    Execs,
+}
+
 /// Launches (or uploads) `exec` with `call`: what its allocation nodes need beyond the device's
 /// spare graph memory is reserved first, and the device's graph memory is charged after.
 pub fn launch(exec: CUgraphExec, call: impl FnOnce() -> u32) -> u32 {
+    take_graph_memory(exec as u64, Table::Execs, call)
+}
+
+/// Runs `call`, which takes the graph memory of `handle` (a graph or an instance, per
+/// `table`): see [`launch`].
+fn take_graph_memory(handle: u64, table: Table, call: impl FnOnce() -> u32) -> u32 {
     if !ANY.load(Relaxed) {
         return call();
     }
-    // An instance not seen instantiated (`cuGraphInstantiateWithParams`) is charged after.
-    let known = with(|s| s.execs.get(&(exec as u64)).copied());
+    let known = with(|s| match table {
+        Table::Graphs => s.graphs.get(&handle).copied(),
+        Table::Execs => s.execs.get(&handle).copied(),
+    });
+    // Unknown (it allocates nothing, or was made by a function not hooked): charged after.
     let Some(need) = known.or_else(|| {
         crate::driver::current_device()
             .ok()

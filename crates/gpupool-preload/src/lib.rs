@@ -85,9 +85,15 @@ gpupool_cuda::export_functions! {
     cuGraphInstantiateWithFlags => graph_memory::instantiate_with_flags;
     cuGraphInstantiate => graph_memory::instantiate;
     cuGraphInstantiate_v2 => graph_memory::instantiate_v2;
+    cuGraphInstantiateWithParams => graph_memory::instantiate_with_params;
+    cuGraphInstantiateWithParams_ptsz => graph_memory::instantiate_with_params_ptsz;
     cuGraphExecDestroy => graph_memory::exec_destroy;
     cuGraphDestroy => graph_memory::graph_destroy;
     cuGraphAddMemAllocNode => graph_memory::add_mem_alloc_node;
+    cuStreamSynchronize => pools::stream_synchronize;
+    cuStreamSynchronize_ptsz => pools::stream_synchronize_ptsz;
+    cuCtxSynchronize => pools::ctx_synchronize;
+    cuEventSynchronize => pools::event_synchronize;
     cuStreamBeginCapture_v2 => captures::begin_capture;
     cuStreamBeginCapture_v2_ptsz => captures::begin_capture_ptsz;
     cuStreamEndCapture => captures::end_capture;
@@ -133,9 +139,5 @@ gpupool_cuda::export_functions! {
         cuMemsetD32_v2_ptds;
         cuMemsetD32Async;
         cuMemsetD32Async_ptsz;
-        cuStreamSynchronize;
-        cuStreamSynchronize_ptsz;
-        cuCtxSynchronize;
-        cuEventSynchronize;
     }
 }

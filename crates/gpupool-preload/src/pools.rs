@@ -13,13 +13,15 @@
 //! same way, as one more pool (`graph_memory`).
 
 use crate::driver::pool as drv;
+use crate::real;
 use crate::spinlock::SpinLock;
 use crate::tenant::{self, Account};
 use crate::tracking::AddressHasher;
-use gpupool_cuda::cu::CUmemoryPool;
+use gpupool_cuda::cu::{CUevent, CUmemoryPool, CUstream};
 use gpupool_cuda::result::CUDA_SUCCESS;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// One pool of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +86,22 @@ impl State {
 
 static STATE: SpinLock<Option<State>> = SpinLock::new(None);
 
+/// Whether a pool (not graph memory) is charged more than its live blocks: only then can a
+/// synchronisation change what the process is charged.
+static KEEPS: AtomicBool = AtomicBool::new(false);
+
 fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    STATE.with(|s| f(s.get_or_insert_with(State::default)))
+    STATE.with(|s| {
+        let s = s.get_or_insert_with(State::default);
+        let r = f(s);
+        KEEPS.store(s.pools.iter().any(keeps), Relaxed);
+        r
+    })
+}
+
+/// Whether `p` is a pool charged for memory it keeps beyond its live blocks.
+fn keeps(p: &PoolCharge) -> bool {
+    p.handle < GRAPH_MEMORY && !p.destroyed && p.charged > p.live
 }
 
 /// Handles standing for a device's graph memory (`graph_memory`), one per ordinal, above any
@@ -244,6 +260,56 @@ pub fn refresh(ord: i32) {
     if with(|s| s.pools.iter().any(|p| p.ordinal == ord && p.charged > 0)) {
         settle_device(ord, false);
     }
+}
+
+/// After a synchronisation that returned `rc`: pools release what they keep past their
+/// threshold then, so each pool that keeps memory is charged what it holds now. One relaxed
+/// load when none keeps any.
+pub fn synchronized(rc: u32) -> u32 {
+    if rc == CUDA_SUCCESS && KEEPS.load(Relaxed) {
+        let changes: Vec<(i32, i128)> = with(|s| {
+            s.pools
+                .iter_mut()
+                .filter(|p| keeps(p))
+                .map(|p| {
+                    let r = reserved(p);
+                    (p.ordinal, p.settle(r))
+                })
+                .collect()
+        });
+        for (ord, delta) in changes {
+            charge(ord, delta);
+        }
+    }
+    rc
+}
+
+/// Hook for `cuStreamSynchronize`.
+pub unsafe fn stream_synchronize(s: CUstream) -> u32 {
+    crate::idle_gate::enter();
+    // SAFETY: forwarding.
+    synchronized(unsafe { real::cuStreamSynchronize(s) })
+}
+
+/// Hook for `cuStreamSynchronize_ptsz`.
+pub unsafe fn stream_synchronize_ptsz(s: CUstream) -> u32 {
+    crate::idle_gate::enter();
+    // SAFETY: forwarding.
+    synchronized(unsafe { real::cuStreamSynchronize_ptsz(s) })
+}
+
+/// Hook for `cuCtxSynchronize`.
+pub unsafe fn ctx_synchronize() -> u32 {
+    crate::idle_gate::enter();
+    // SAFETY: forwarding.
+    synchronized(unsafe { real::cuCtxSynchronize() })
+}
+
+/// Hook for `cuEventSynchronize`.
+pub unsafe fn event_synchronize(e: CUevent) -> u32 {
+    crate::idle_gate::enter();
+    // SAFETY: forwarding.
+    synchronized(unsafe { real::cuEventSynchronize(e) })
 }
 
 /// When a reservation on ordinal `ord` is refused: the process's pools there give back what

@@ -11,8 +11,9 @@ use crate::copy;
 use crate::launch::{duration, Shape};
 use crate::mem::write;
 use gpupool_cuda::cu::{
-    CUDA_HOST_NODE_PARAMS_st, CUDA_KERNEL_NODE_PARAMS_st, CUDA_MEMSET_NODE_PARAMS_st, CUcontext,
-    CUgraph, CUgraphExec, CUgraphNode, CUgraphNodeType, CUstream, CUDA_MEMCPY3D,
+    CUDA_GRAPH_INSTANTIATE_PARAMS_st, CUDA_HOST_NODE_PARAMS_st, CUDA_KERNEL_NODE_PARAMS_st,
+    CUDA_MEMSET_NODE_PARAMS_st, CUcontext, CUgraph, CUgraphExec, CUgraphInstantiateResult,
+    CUgraphInstantiate_flags, CUgraphNode, CUgraphNodeType, CUstream, CUDA_MEMCPY3D,
 };
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::SpinLock;
@@ -44,6 +45,8 @@ pub enum Node {
     Kernel(u64),
     /// Host work of this node type.
     Work(CUgraphNodeType, HostWork),
+    /// The graph-memory allocation whose address is this (`graph_mem`).
+    Allocation(u64),
     /// A child graph: the nodes its graph had when it was added.
     Child(Vec<Arc<Node>>),
 }
@@ -53,6 +56,7 @@ impl Node {
         match self {
             Node::Kernel(_) => CUgraphNodeType::CU_GRAPH_NODE_TYPE_KERNEL,
             Node::Work(kind, _) => *kind,
+            Node::Allocation(_) => CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_ALLOC,
             Node::Child(_) => CUgraphNodeType::CU_GRAPH_NODE_TYPE_GRAPH,
         }
     }
@@ -115,13 +119,17 @@ impl GraphExec {
                 Node::Kernel(d) => kernels = kernels.saturating_add(*d),
                 // Flattened at instantiation.
                 Node::Child(_) => {}
-                Node::Work(_, work) => {
+                Node::Work(..) | Node::Allocation(_) => {
                     if kernels > 0 {
                         crate::work::launch(s, std::mem::take(&mut kernels))?;
                     }
-                    match work() {
-                        CUDA_SUCCESS => {}
-                        e => return Err(e),
+                    let rc = match &**node {
+                        Node::Work(_, work) => work(),
+                        Node::Allocation(base) => crate::graph_mem::take(*base),
+                        _ => CUDA_SUCCESS,
+                    };
+                    if rc != CUDA_SUCCESS {
+                        return Err(rc);
                     }
                 }
             }
@@ -366,12 +374,43 @@ pub unsafe fn graph_launch(exec: CUgraphExec, stream: CUstream) -> u32 {
     }
 }
 
-/// `cuGraphUpload` (and `_ptsz`): nothing to upload.
+/// `cuGraphUpload` (and `_ptsz`): the device's graph memory grows to what the graph's
+/// allocation nodes will take (kernels need no upload here).
 pub unsafe fn graph_upload(exec: CUgraphExec, stream: CUstream) -> u32 {
-    match exec_ref(exec).and_then(|_| crate::stream::stream_ref(stream)) {
-        Ok(_) => CUDA_SUCCESS,
-        Err(e) => e,
+    let e = match exec_ref(exec).and_then(|e| crate::stream::stream_ref(stream).map(|_| e)) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    crate::graph_mem::reserve_for(e.nodes.iter().filter_map(|n| match **n {
+        Node::Allocation(base) => Some(base),
+        _ => None,
+    }))
+}
+
+/// `cuGraphInstantiateWithParams` (and `_ptsz`): instantiates, uploads on the parameters'
+/// stream when their flags ask, and reports the result in them.
+pub unsafe fn graph_instantiate_with_params(
+    out: *mut CUgraphExec,
+    g: CUgraph,
+    params: *mut CUDA_GRAPH_INSTANTIATE_PARAMS_st,
+) -> u32 {
+    // SAFETY: null or the caller's parameters.
+    let Some(p) = (unsafe { params.as_mut() }) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let upload = CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD.0 as u64;
+    // SAFETY: same contract.
+    let mut rc = unsafe { graph_instantiate_with_flags(out, g, p.flags & !upload) };
+    if rc == CUDA_SUCCESS && p.flags & upload != 0 {
+        // SAFETY: the instance just written; the caller's stream.
+        rc = unsafe { graph_upload(*out, p.hUploadStream) };
     }
+    p.result_out = if rc == CUDA_SUCCESS {
+        CUgraphInstantiateResult::CUDA_GRAPH_INSTANTIATE_SUCCESS
+    } else {
+        CUgraphInstantiateResult::CUDA_GRAPH_INSTANTIATE_ERROR
+    };
+    rc
 }
 
 /// `cuGraphExecDestroy` (handles stay valid memory).

@@ -51,7 +51,7 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
 
 /// A launch reached the allocation node of `base`: its memory is taken from the device's
 /// graph memory, which grows (charged to the card) when it has too little to spare.
-fn take(base: u64) -> u32 {
+pub(crate) fn take(base: u64) -> u32 {
     let block = with(|s| s.blocks.get(&base).copied());
     let Some(b) = block.filter(|b| !b.live) else {
         // Launched again before the allocation was freed.
@@ -80,6 +80,43 @@ fn take(base: u64) -> u32 {
             b.live = true;
         }
     });
+    CUDA_SUCCESS
+}
+
+/// An upload of a graph whose allocation nodes are `bases`: each device's graph memory grows
+/// (charged to the card) to what they will take beyond what is in use.
+pub(crate) fn reserve_for(bases: impl Iterator<Item = u64>) -> u32 {
+    let mut wanted: BTreeMap<i32, u64> = BTreeMap::new();
+    with(|s| {
+        for b in bases
+            .filter_map(|base| s.blocks.get(&base))
+            .filter(|b| !b.live)
+        {
+            let w = wanted.entry(b.ordinal).or_default();
+            *w = w.saturating_add(b.mapped);
+        }
+    });
+    for (ordinal, bytes) in wanted {
+        let (m, dev) = match device(ordinal) {
+            Ok(d) => d,
+            Err(e) => return e,
+        };
+        let need = with(|s| {
+            let d = s.devices.entry(ordinal).or_default();
+            d.used.saturating_add(bytes).saturating_sub(d.reserved)
+        });
+        if need == 0 {
+            continue;
+        }
+        if let Err(e) = m.reserve(dev, need) {
+            return e;
+        }
+        with(|s| {
+            let d = s.devices.entry(ordinal).or_default();
+            d.reserved = d.reserved.saturating_add(need);
+            d.reserved_high = d.reserved_high.max(d.reserved);
+        });
+    }
     CUDA_SUCCESS
 }
 
@@ -130,10 +167,7 @@ fn new_block(size: usize) -> Result<u64, u32> {
 }
 
 fn alloc_node(base: u64) -> Node {
-    Node::Work(
-        CUgraphNodeType::CU_GRAPH_NODE_TYPE_MEM_ALLOC,
-        Box::new(move || take(base)),
-    )
+    Node::Allocation(base)
 }
 
 fn free_node(base: u64) -> Node {

@@ -266,6 +266,8 @@ gpupool_cuda::export_functions! {
     cuGraphInstantiateWithFlags => graph::graph_instantiate_with_flags;
     cuGraphInstantiate_v2 => graph::graph_instantiate;
     cuGraphInstantiate => graph::graph_instantiate;
+    cuGraphInstantiateWithParams => graph::graph_instantiate_with_params;
+    cuGraphInstantiateWithParams_ptsz => graph::graph_instantiate_with_params;
     cuGraphAddEmptyNode => graph::graph_add_empty_node;
     cuGraphAddMemsetNode => graph::graph_add_memset_node;
     cuGraphAddMemcpyNode => graph::graph_add_memcpy_node;

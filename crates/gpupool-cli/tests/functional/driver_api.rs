@@ -423,6 +423,53 @@ fn memory_a_pool_keeps_is_charged_until_it_gives_it_back() {
 }
 
 #[test]
+fn memory_a_pool_gives_back_at_a_synchronisation_is_no_longer_charged() {
+    // Four 128 MiB blocks freed into a pool that keeps nothing past a synchronisation: after
+    // each kind of synchronisation the tenant, as another process reads it, is charged its
+    // 256 MiB context only, though the program asked nothing about memory since.
+    for via in BOTH {
+        let m = Machine::new(&format!("pool-release-{via:?}"), "1x16GiB");
+        let prog = c_program("drv_paths", "driver");
+        let args = [prog.to_str().unwrap(), "pool_release", "128"];
+        let server = (via == Via::Remote)
+            .then(|| Server::start(&m, "127.0.0.1:0", &format!("t {TOKEN} memory=1GiB\n")));
+        let (cmd, tenant) = match &server {
+            None => (
+                m.run_cmd(&["--tenant", "a", "--memory", "1GiB"], &args),
+                "a",
+            ),
+            Some(server) => (server.client(&args), "remote-t"),
+        };
+        let mut holder = Holder::start(cmd);
+        let used = || {
+            m.tenant(tenant)["devices"][0]["used_bytes"]
+                .as_u64()
+                .unwrap()
+        };
+        let mut after = vec![used()];
+        for _ in 0..2 {
+            holder.go_on();
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut holder.out, &mut line).unwrap();
+            assert_eq!(line.trim(), "held");
+            after.push(used());
+        }
+        eprintln!("{via:?}: charged after each synchronisation {after:?}");
+        assert_eq!(
+            after,
+            [256 * MIB; 3],
+            "stream, context, event synchronisation"
+        );
+        holder.go_on();
+        let rest = holder.finish();
+        assert!(
+            rest.contains(&format!("free_after {}", 768 * MIB)),
+            "{rest}"
+        );
+    }
+}
+
+#[test]
 fn graph_memory_is_charged_when_launched_and_a_launch_past_the_limit_is_refused() {
     // 1 GiB limit, 256 MiB of it the context; the graph allocates 512 MiB when launched.
     for via in BOTH {
@@ -461,6 +508,24 @@ fn graph_memory_is_charged_when_launched_and_a_launch_past_the_limit_is_refused(
             assert_eq!(num(&kv, "built_held"), 12);
             assert_eq!(num(&kv, "built_launch_at_limit_rc"), 2);
             assert_eq!(num(&kv, "built_launch_rc"), 0);
+            // Instantiated with the upload flag: charged (or refused) at the upload.
+            assert_eq!(num(&kv, "upload_reserved_before"), 0);
+            assert_eq!(num(&kv, "upload_held"), 12);
+            assert_eq!(
+                num(&kv, "upload_at_limit_rc"),
+                2,
+                "refused before the driver"
+            );
+            assert_eq!(num(&kv, "upload_reserved_at_limit"), 0);
+            assert_eq!(num(&kv, "upload_rc"), 0);
+            assert_eq!(num(&kv, "upload_result"), 0);
+            assert_eq!(num(&kv, "upload_reserved"), 512 * MIB);
+            assert_eq!(
+                num(&kv, "free_after_upload"),
+                256 * MIB,
+                "charged at the upload"
+            );
+            assert_eq!(num(&kv, "uploaded_launch_rc"), 0);
         }
     }
 }
