@@ -969,9 +969,9 @@ int main(int argc, char **argv) {
             CHECK(instantiate(&built_exec, built, 0));
             int held = 0;
             for (; held < MAXP; held++) if (plain_alloc(&ptrs[held], chunk) != CUDA_SUCCESS) break;
-            printf("built_dptr_set %d\nbuilt_held %d\nbuilt_launch_at_limit_rc %d\n", ap.dptr != 0, held,
-                   (int)graph_launch(built_exec, s));
-            (void)stream_sync(s);
+            CUresult built_at_limit = graph_launch(built_exec, s), built_synced = stream_sync(s);
+            printf("built_dptr_set %d\nbuilt_held %d\nbuilt_launch_at_limit_rc %d\nbuilt_sync_at_limit_rc %d\n",
+                   ap.dptr != 0, held, (int)built_at_limit, (int)built_synced);
             for (int i = 0; i < held; i++) CHECK(mfree(ptrs[i]));
             printf("built_launch_rc %d\n", (int)graph_launch(built_exec, s));
             CHECK(stream_sync(s));
@@ -994,7 +994,9 @@ int main(int argc, char **argv) {
             ip.flags = CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD;
             ip.hUploadStream = s;
             CUgraphExec uploaded;
-            printf("upload_held %d\nupload_at_limit_rc %d\n", held, (int)with_params(&uploaded, graph, &ip));
+            CUresult upload_at_limit = with_params(&uploaded, graph, &ip), upload_synced = stream_sync(s);
+            printf("upload_held %d\nupload_at_limit_rc %d\nupload_sync_at_limit_rc %d\n", held,
+                   (int)upload_at_limit, (int)upload_synced);
             PRINT_GRAPH_RESERVED("upload_reserved_at_limit");
             for (int i = 0; i < held; i++) CHECK(mfree(ptrs[i]));
             memset(&ip, 0, sizeof ip);

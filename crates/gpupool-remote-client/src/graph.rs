@@ -1,15 +1,18 @@
 //! Graph calls answered here: the older `cuGraphInstantiate` through the forwarded
 //! `cuGraphInstantiateWithFlags`, a graph's node list (`cuGraphGetNodes`), whose nodes the
-//! server then accepts as the client's handles, and empty, memset and child graph nodes
-//! (memcpy and host nodes are not forwarded).
+//! server then accepts as the client's handles, empty, memset, child graph, memory allocation
+//! and free nodes (memcpy and host nodes are not forwarded), and `cuGraphInstantiateWithParams`.
 
 use crate::conn::state;
 use gpupool_cuda::cu::{
-    CUDA_HOST_NODE_PARAMS_st, CUDA_MEMSET_NODE_PARAMS_st, CUcontext, CUgraph, CUgraphExec,
-    CUgraphNode, CUDA_MEMCPY3D,
+    CUDA_GRAPH_INSTANTIATE_PARAMS_st, CUDA_HOST_NODE_PARAMS_st, CUDA_MEMSET_NODE_PARAMS_st,
+    CUDA_MEM_ALLOC_NODE_PARAMS_v1_st, CUcontext, CUdeviceptr, CUgraph, CUgraphExec,
+    CUgraphInstantiateResult, CUgraphInstantiate_flags, CUgraphNode, CUmemAllocationType,
+    CUmemLocationType, CUDA_MEMCPY3D,
 };
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
+use gpupool_remote::wire::{DecodeError, Reader};
 use std::ffi::c_void;
 
 /// `cuGraphInstantiate` (the error-node and log arguments are left untouched).
@@ -84,6 +87,22 @@ pub(crate) unsafe fn send_node(
     (deps, ndeps): (*const CUgraphNode, usize),
     params: impl FnOnce(&mut gpupool_remote::wire::Writer),
 ) -> u32 {
+    // SAFETY: the caller's contract.
+    unsafe { send_node_then(call, node, graph, (deps, ndeps), params, |_| Ok(())) }
+}
+
+/// [`send_node`], reading what the reply holds after the node with `more`.
+///
+/// # Safety
+/// As [`send_node`].
+unsafe fn send_node_then(
+    call: u16,
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    (deps, ndeps): (*const CUgraphNode, usize),
+    params: impl FnOnce(&mut gpupool_remote::wire::Writer),
+    more: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
+) -> u32 {
     if node.is_null() || (ndeps > 0 && deps.is_null()) {
         return CUDA_ERROR_INVALID_VALUE;
     }
@@ -112,7 +131,7 @@ pub(crate) unsafe fn send_node(
         let n: u64 = r.get("node")?;
         // SAFETY: non-null out pointer.
         unsafe { *node = n as usize as CUgraphNode };
-        Ok(())
+        more(r)
     })
 }
 
@@ -128,20 +147,128 @@ unsafe fn add_node(
     kind: u8,
     params: impl FnOnce(&mut gpupool_remote::wire::Writer),
 ) -> u32 {
+    // SAFETY: the caller's contract.
+    unsafe { add_node_then(node, graph, deps, ndeps, kind, params, |_| Ok(())) }
+}
+
+/// [`add_node`], reading what the reply holds after the node with `more`.
+///
+/// # Safety
+/// As [`send_node`].
+unsafe fn add_node_then(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    kind: u8,
+    params: impl FnOnce(&mut gpupool_remote::wire::Writer),
+    more: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
+) -> u32 {
     let with_kind = |w: &mut gpupool_remote::wire::Writer| {
         w.put(&kind);
         params(w);
     };
     // SAFETY: the caller's contract.
     unsafe {
-        send_node(
+        send_node_then(
             custom::GRAPH_ADD_NODE,
             node,
             graph,
             (deps, ndeps),
             with_kind,
+            more,
         )
     }
+}
+
+/// `cuGraphAddMemAllocNode`: device memory of the server's device the parameters name (other
+/// memory kinds and access descriptors answer `CUDA_ERROR_NOT_SUPPORTED`); the node's address
+/// goes to the parameters' `dptr`.
+pub unsafe fn graph_add_mem_alloc_node(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    params: *mut CUDA_MEM_ALLOC_NODE_PARAMS_v1_st,
+) -> u32 {
+    // SAFETY: null or the caller's parameters.
+    let Some(p) = (unsafe { params.as_mut() }) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let props = &p.poolProps;
+    if props.allocType != CUmemAllocationType::CU_MEM_ALLOCATION_TYPE_PINNED
+        || props.location.type_ != CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE
+        || p.accessDescCount != 0
+    {
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    let (ordinal, bytes) = (props.location.id, p.bytesize as u64);
+    let write = |w: &mut gpupool_remote::wire::Writer| {
+        w.put(&ordinal);
+        w.put(&bytes);
+    };
+    let mut dptr = 0u64;
+    let read = |r: &mut Reader<'_>| {
+        dptr = r.get("address")?;
+        Ok(())
+    };
+    // SAFETY: the caller's arguments.
+    let rc = unsafe {
+        add_node_then(
+            node,
+            graph,
+            deps,
+            ndeps,
+            custom::NODE_MEM_ALLOC,
+            write,
+            read,
+        )
+    };
+    if rc == CUDA_SUCCESS {
+        p.dptr = dptr;
+    }
+    rc
+}
+
+/// `cuGraphAddMemFreeNode`: `ptr` must be an allocation node's address.
+pub unsafe fn graph_add_mem_free_node(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    ptr: CUdeviceptr,
+) -> u32 {
+    let write = |w: &mut gpupool_remote::wire::Writer| w.put(&ptr);
+    // SAFETY: the caller's arguments.
+    unsafe { add_node(node, graph, deps, ndeps, custom::NODE_MEM_FREE, write) }
+}
+
+/// `cuGraphInstantiateWithParams` (and `_ptsz`): the forwarded `cuGraphInstantiateWithFlags`,
+/// then `cuGraphUpload` on the parameters' stream when their flags ask; the result goes to the
+/// parameters (not the error node).
+pub unsafe fn graph_instantiate_with_params(
+    out: *mut CUgraphExec,
+    g: CUgraph,
+    params: *mut CUDA_GRAPH_INSTANTIATE_PARAMS_st,
+) -> u32 {
+    // SAFETY: null or the caller's parameters.
+    let Some(p) = (unsafe { params.as_mut() }) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let upload = CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD.0 as u64;
+    // SAFETY: the caller's arguments.
+    let mut rc =
+        unsafe { crate::table_client::cuGraphInstantiateWithFlags(out, g, p.flags & !upload) };
+    if rc == CUDA_SUCCESS && p.flags & upload != 0 {
+        // SAFETY: the instance just written; the caller's stream.
+        rc = unsafe { crate::table_client::cuGraphUpload(*out, p.hUploadStream) };
+    }
+    p.result_out = if rc == CUDA_SUCCESS {
+        CUgraphInstantiateResult::CUDA_GRAPH_INSTANTIATE_SUCCESS
+    } else {
+        CUgraphInstantiateResult::CUDA_GRAPH_INSTANTIATE_ERROR
+    };
+    rc
 }
 
 /// `cuGraphAddEmptyNode`.

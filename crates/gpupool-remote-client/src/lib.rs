@@ -148,6 +148,10 @@ gpupool_cuda::export_functions! {
     cuGraphAddEmptyNode => graph::graph_add_empty_node;
     cuGraphAddMemsetNode => graph::graph_add_memset_node;
     cuGraphAddChildGraphNode => graph::graph_add_child_graph_node;
+    cuGraphAddMemAllocNode => graph::graph_add_mem_alloc_node;
+    cuGraphAddMemFreeNode => graph::graph_add_mem_free_node;
+    cuGraphInstantiateWithParams => graph::graph_instantiate_with_params;
+    cuGraphInstantiateWithParams_ptsz => graph::graph_instantiate_with_params;
     cuGraphAddMemcpyNode => graph::graph_add_memcpy_node;
     cuGraphAddHostNode => graph::graph_add_host_node;
     cuTensorMapEncodeTiled => tensor_map::encode_tiled;

@@ -147,9 +147,9 @@ pub mod custom {
     /// `cuGraphGetNodes`: how many nodes a graph has, or up to a count of them, which the
     /// session then accepts as handles.
     pub const GRAPH_GET_NODES: u16 = 238;
-    /// `cuGraphAddEmptyNode`, `cuGraphAddMemsetNode` and `cuGraphAddChildGraphNode`: the
-    /// graph, dependencies, a [`NODE_EMPTY`] / [`NODE_MEMSET`] / [`NODE_CHILD`] kind and its
-    /// parameters.
+    /// `cuGraphAddEmptyNode`, `cuGraphAddMemsetNode`, `cuGraphAddChildGraphNode`,
+    /// `cuGraphAddMemAllocNode` and `cuGraphAddMemFreeNode`: the graph, dependencies, a
+    /// `NODE_*` kind and its parameters.
     pub const GRAPH_ADD_NODE: u16 = 239;
     /// Node kind: an empty node.
     pub const NODE_EMPTY: u8 = 0;
@@ -157,6 +157,11 @@ pub mod custom {
     pub const NODE_MEMSET: u8 = 1;
     /// Node kind: a child graph node (a graph of the session).
     pub const NODE_CHILD: u8 = 2;
+    /// Node kind: a memory allocation node (device ordinal, bytes; the reply adds its
+    /// address, which the session then accepts as its memory).
+    pub const NODE_MEM_ALLOC: u8 = 3;
+    /// Node kind: a memory free node (an address of the session's memory).
+    pub const NODE_MEM_FREE: u8 = 4;
     /// Most nodes [`GRAPH_GET_NODES`] returns.
     pub const MAX_LISTED_NODES: u32 = 1 << 16;
     /// Most kernels [`LIBRARY_ENUMERATE_KERNELS`] returns.

@@ -78,6 +78,8 @@ extra_functions! {
     fn cuGraphAddEmptyNode(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize);
     fn cuGraphAddMemsetNode(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize, *const CUDA_MEMSET_NODE_PARAMS_st, CUcontext);
     fn cuGraphAddChildGraphNode(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize, CUgraph);
+    fn cuGraphAddMemAllocNode(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize, *mut CUDA_MEM_ALLOC_NODE_PARAMS_v1_st);
+    fn cuGraphAddMemFreeNode(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize, CUdeviceptr);
     fn cuCtxGetCurrent(*mut CUcontext);
     fn cuStreamGetCaptureInfo_v2(CUstream, *mut u32, *mut u64, *mut CUgraph, *mut *const CUgraphNode, *mut usize);
     fn cuModuleLoadData(*mut CUmodule, *const c_void);

@@ -994,8 +994,14 @@ impl Session {
         let deps = read_dependencies(r)?;
         let kind: u8 = r.get("node kind")?;
         let (mut memset, mut child) = (None, 0u64);
+        let (mut ordinal, mut bytes, mut address) = (0i32, 0u64, 0u64);
         match kind {
             custom::NODE_EMPTY => {}
+            custom::NODE_MEM_ALLOC => {
+                ordinal = r.get("device")?;
+                bytes = r.get("size")?;
+            }
+            custom::NODE_MEM_FREE => address = r.get("address")?,
             custom::NODE_MEMSET => {
                 memset = Some(CUDA_MEMSET_NODE_PARAMS_st {
                     dst: r.get("destination")?,
@@ -1023,6 +1029,12 @@ impl Session {
                 Some(len) if self.owns(p.dst, len) => {}
                 _ => return Ok(CUDA_ERROR_INVALID_VALUE),
             }
+        }
+        if kind == custom::NODE_MEM_FREE && !self.owns(address, 1) {
+            return Ok(CUDA_ERROR_INVALID_VALUE);
+        }
+        if kind == custom::NODE_MEM_ALLOC && (bytes == 0 || usize::try_from(bytes).is_err()) {
+            return Ok(CUDA_ERROR_INVALID_VALUE);
         }
         if kind == custom::NODE_CHILD {
             if child == graph {
@@ -1055,6 +1067,19 @@ impl Session {
                 },
                 None => CUDA_ERROR_NOT_FOUND,
             },
+            (custom::NODE_MEM_ALLOC, _) => match e.cuGraphAddMemAllocNode {
+                Some(add) => {
+                    let mut p = mem_alloc_node_params(ordinal, bytes as usize);
+                    let rc = unsafe { add(&mut node, g, deps.as_ptr(), n, &mut p) };
+                    address = p.dptr;
+                    rc
+                }
+                None => CUDA_ERROR_NOT_FOUND,
+            },
+            (custom::NODE_MEM_FREE, _) => match e.cuGraphAddMemFreeNode {
+                Some(add) => unsafe { add(&mut node, g, deps.as_ptr(), n, address) },
+                None => CUDA_ERROR_NOT_FOUND,
+            },
             _ => match e.cuGraphAddEmptyNode {
                 Some(add) => unsafe { add(&mut node, g, deps.as_ptr(), n) },
                 None => CUDA_ERROR_NOT_FOUND,
@@ -1064,6 +1089,10 @@ impl Session {
             self.handles
                 .insert((Class::GraphNode, node as usize as u64));
             outs.put(&(node as usize as u64));
+            if kind == custom::NODE_MEM_ALLOC {
+                // The graph's memory at this address is the session's when the graph runs.
+                self.allocated(rc, address, bytes, outs);
+            }
         }
         Ok(rc)
     }
@@ -1417,6 +1446,17 @@ fn read_dependencies(r: &mut Reader<'_>) -> Result<Vec<u64>, DecodeError> {
     (0..n).map(|_| r.get("dependency")).collect()
 }
 
+/// Parameters of an allocation node of `bytes` of device memory on device `ordinal`.
+fn mem_alloc_node_params(ordinal: i32, bytes: usize) -> CUDA_MEM_ALLOC_NODE_PARAMS_v1_st {
+    // SAFETY: a plain C struct, all zeroes a valid value.
+    let mut p: CUDA_MEM_ALLOC_NODE_PARAMS_v1_st = unsafe { std::mem::zeroed() };
+    p.poolProps.allocType = CUmemAllocationType::CU_MEM_ALLOCATION_TYPE_PINNED;
+    p.poolProps.location.type_ = CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE;
+    p.poolProps.location.id = ordinal;
+    p.bytesize = bytes;
+    p
+}
+
 /// Bytes from a memset node's destination to the end of its last element (`None`: an element
 /// size other than 1, 2 or 4, no rows, rows wider than the pitch, or a size past `u64`).
 fn memset_extent(p: &CUDA_MEMSET_NODE_PARAMS_st) -> Option<u64> {
@@ -1551,6 +1591,8 @@ mod tests {
             b"cuMemcpyDtoHAsync_v2" => dtoh_async as *mut c_void,
             b"cuMemcpyDtoH_v2" => dtoh as *mut c_void,
             b"cuStreamSynchronize" => stream_sync as *mut c_void,
+            b"cuGraphAddMemAllocNode" => add_mem_alloc_node as *mut c_void,
+            b"cuGraphAddMemFreeNode" => add_mem_free_node as *mut c_void,
             _ => std::ptr::null_mut(),
         })
     }
@@ -1651,6 +1693,85 @@ mod tests {
             2,
             "no captured copy reached the driver"
         );
+    }
+
+    /// Where the stand-in driver's allocation nodes put their memory.
+    const GRAPH_MEMORY: u64 = 0xc000_0000;
+    /// Free nodes that reached the stand-in driver.
+    static FREE_NODES: AtomicU64 = AtomicU64::new(0);
+
+    unsafe extern "C" fn add_mem_alloc_node(
+        n: *mut CUgraphNode,
+        _: CUgraph,
+        _: *const CUgraphNode,
+        _: usize,
+        p: *mut CUDA_MEM_ALLOC_NODE_PARAMS_v1_st,
+    ) -> u32 {
+        // SAFETY: the session's pointers.
+        unsafe {
+            let p = &mut *p;
+            if p.poolProps.location.id != 0 || p.bytesize != 4096 {
+                return CUDA_ERROR_INVALID_VALUE;
+            }
+            p.dptr = GRAPH_MEMORY;
+            *n = 0x31 as CUgraphNode;
+        }
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn add_mem_free_node(
+        n: *mut CUgraphNode,
+        _: CUgraph,
+        _: *const CUgraphNode,
+        _: usize,
+        _: CUdeviceptr,
+    ) -> u32 {
+        FREE_NODES.fetch_add(1, SeqCst);
+        // SAFETY: the session's out pointer.
+        unsafe { *n = 0x32 as CUgraphNode };
+        CUDA_SUCCESS
+    }
+
+    #[test]
+    fn graph_memory_nodes_free_only_the_session_s_memory_and_lend_it_their_address() {
+        let mut s = session();
+        const GRAPH: u64 = 0x77;
+        s.handles.insert((Class::Graph, GRAPH));
+        let node = |graph: u64, kind: u8, args: &dyn Fn(&mut Writer)| {
+            request(custom::GRAPH_ADD_NODE, |w| {
+                w.put(&graph);
+                w.put(&0u32);
+                w.put(&kind);
+                args(w);
+            })
+        };
+        let alloc = |graph: u64, bytes: u64| {
+            node(graph, custom::NODE_MEM_ALLOC, &|w: &mut Writer| {
+                w.put(&0i32);
+                w.put(&bytes);
+            })
+        };
+        let free = |ptr: u64| node(GRAPH, custom::NODE_MEM_FREE, &|w: &mut Writer| w.put(&ptr));
+        assert_eq!(
+            result(&mut s, &free(GRAPH_MEMORY)),
+            CUDA_ERROR_INVALID_VALUE
+        );
+        assert_eq!(FREE_NODES.load(SeqCst), 0, "not its memory: not asked");
+        assert_eq!(result(&mut s, &alloc(GRAPH, 0)), CUDA_ERROR_INVALID_VALUE);
+        assert_eq!(
+            result(&mut s, &alloc(0x78, 4096)),
+            CUDA_ERROR_INVALID_HANDLE
+        );
+        assert!(!s.owns(GRAPH_MEMORY, 1));
+        let mut reply = Writer::default();
+        assert!(s.handle(&alloc(GRAPH, 4096), &mut reply).unwrap());
+        let mut r = Reader::new(&reply.buf);
+        assert_eq!(r.get::<u32>("rc").unwrap(), CUDA_SUCCESS);
+        assert_eq!(r.get::<u32>("deferred").unwrap(), CUDA_SUCCESS);
+        assert_eq!(r.get::<u64>("node").unwrap(), 0x31);
+        assert_eq!(r.get::<u64>("address").unwrap(), GRAPH_MEMORY);
+        assert!(s.owns(GRAPH_MEMORY, 4096) && !s.owns(GRAPH_MEMORY, 4097));
+        assert_eq!(result(&mut s, &free(GRAPH_MEMORY)), CUDA_SUCCESS);
+        assert_eq!(FREE_NODES.load(SeqCst), 1);
     }
 
     fn request(call: u16, args: impl FnOnce(&mut Writer)) -> Vec<u8> {

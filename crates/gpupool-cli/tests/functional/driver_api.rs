@@ -497,35 +497,42 @@ fn graph_memory_is_charged_when_launched_and_a_launch_past_the_limit_is_refused(
         assert_eq!(num(&kv, "graph_reserved"), 512 * MIB);
         assert_eq!(num(&kv, "graph_reserved_at_limit"), 0);
         assert_eq!(num(&kv, "graph_reserved_after_refusal"), 0);
+        // Built node by node: the same.
+        assert_eq!(num(&kv, "built_dptr_set"), 1);
+        assert_eq!(num(&kv, "built_held"), 12);
+        let refused = [
+            num(&kv, "built_launch_at_limit_rc"),
+            num(&kv, "built_sync_at_limit_rc"),
+        ];
+        assert!(refused.contains(&2), "built, past the limit: {refused:?}");
+        assert_eq!(num(&kv, "built_launch_rc"), 0);
+        // Instantiated with the upload flag: charged (or refused) at the upload.
+        assert_eq!(num(&kv, "upload_reserved_before"), 0);
+        assert_eq!(num(&kv, "upload_held"), 12);
+        let refused = [
+            num(&kv, "upload_at_limit_rc"),
+            num(&kv, "upload_sync_at_limit_rc"),
+        ];
+        assert!(refused.contains(&2), "upload past the limit: {refused:?}");
+        assert_eq!(num(&kv, "upload_reserved_at_limit"), 0);
+        assert_eq!(num(&kv, "upload_rc"), 0);
+        assert_eq!(num(&kv, "upload_result"), 0);
+        assert_eq!(num(&kv, "upload_reserved"), 512 * MIB);
+        assert_eq!(
+            num(&kv, "free_after_upload"),
+            256 * MIB,
+            "charged at the upload"
+        );
+        assert_eq!(num(&kv, "uploaded_launch_rc"), 0);
         if via == Via::Local {
-            assert_eq!(
-                num(&kv, "launch_at_limit_rc"),
-                2,
-                "refused before the driver"
-            );
-            // Built node by node: the same.
-            assert_eq!(num(&kv, "built_dptr_set"), 1);
-            assert_eq!(num(&kv, "built_held"), 12);
-            assert_eq!(num(&kv, "built_launch_at_limit_rc"), 2);
-            assert_eq!(num(&kv, "built_launch_rc"), 0);
-            // Instantiated with the upload flag: charged (or refused) at the upload.
-            assert_eq!(num(&kv, "upload_reserved_before"), 0);
-            assert_eq!(num(&kv, "upload_held"), 12);
-            assert_eq!(
-                num(&kv, "upload_at_limit_rc"),
-                2,
-                "refused before the driver"
-            );
-            assert_eq!(num(&kv, "upload_reserved_at_limit"), 0);
-            assert_eq!(num(&kv, "upload_rc"), 0);
-            assert_eq!(num(&kv, "upload_result"), 0);
-            assert_eq!(num(&kv, "upload_reserved"), 512 * MIB);
-            assert_eq!(
-                num(&kv, "free_after_upload"),
-                256 * MIB,
-                "charged at the upload"
-            );
-            assert_eq!(num(&kv, "uploaded_launch_rc"), 0);
+            // Refused before the driver is asked.
+            for key in [
+                "launch_at_limit_rc",
+                "built_launch_at_limit_rc",
+                "upload_at_limit_rc",
+            ] {
+                assert_eq!(num(&kv, key), 2, "{key}");
+            }
         }
     }
 }
