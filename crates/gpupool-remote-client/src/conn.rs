@@ -7,6 +7,7 @@ use gpupool_cuda::cu::{CUdevice, CUfunction, CUkernel};
 use gpupool_cuda::export_tables::DeviceFacts;
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
+use gpupool_remote::handshake::{self, ClientError};
 use gpupool_remote::listener::Address;
 use gpupool_remote::polling::{read_polling, spin_from_env};
 use gpupool_remote::protocol::*;
@@ -184,25 +185,29 @@ impl State {
             }
             Address::Unix(p) => Socket::Unix(UnixStream::connect(p).map_err(cannot)?),
         };
-        let hello = Hello {
-            version: VERSION,
-            token,
-            client: client_label(),
-        };
-        sock.write_all(&hello.encode()).map_err(cannot)?;
-        let (status, msg) = read_accept(&mut sock).map_err(cannot)?;
-        match status {
-            STATUS_OK => {}
-            STATUS_UNAUTHORIZED => {
+        match handshake::client_side(&mut sock, &token, &client_label()) {
+            Ok(()) => {}
+            Err(ClientError::Io(e)) => {
+                return Err(no_device(format!("cannot reach the GPU server {addr}: {e}")))
+            }
+            Err(ClientError::Refused(STATUS_UNAUTHORIZED, msg)) => {
                 return Err((
                     CUDA_ERROR_NOT_PERMITTED,
                     format!("the GPU server {addr} refused this client: {msg}"),
                 ))
             }
-            _ => {
+            Err(ClientError::Refused(_, msg)) => {
                 return Err(no_device(format!(
                     "the GPU server {addr} refused this client: {msg}"
                 )))
+            }
+            Err(ClientError::ServerUnproven) => {
+                return Err((
+                    CUDA_ERROR_NOT_PERMITTED,
+                    format!(
+                        "the GPU server {addr} accepted this client without proving it knows its token: not using it"
+                    ),
+                ))
             }
         }
         let mut body = Vec::new();

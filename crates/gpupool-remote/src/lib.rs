@@ -15,6 +15,7 @@
 pub mod calls;
 pub mod copy3d;
 pub mod driver_extra;
+pub mod handshake;
 pub mod kernel_args;
 pub mod launch_ex;
 pub mod listener;

@@ -1,10 +1,10 @@
-//! The GPU server's front door: accepts TCP or Unix-socket connections, reads each hello with a
-//! deadline, checks the version and the token, and hands an accepted connection to a new session
+//! The GPU server's front door: accepts TCP or Unix-socket connections, shakes hands with each
+//! within a deadline (version, proof of a client's token), and hands an accepted connection to a new session
 //! process. A malformed or unauthenticated hello is answered and closed; nothing a client sends
 //! can stop the listener.
 
-use crate::protocol::*;
-use crate::tokens::{self, Client};
+use crate::handshake;
+use crate::tokens::Client;
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
@@ -184,61 +184,37 @@ pub fn run(listener: Listener, clients: Arc<Vec<Client>>, spawn: Arc<Spawn>) -> 
     }
 }
 
-/// Reads one hello and either refuses it or runs the client's session; `pending` counts the
-/// connections still waiting for their hello.
+/// Shakes hands ([`handshake::server_side`]) and either refuses the client or runs its
+/// session; `pending` counts the connections still in their handshake.
 pub fn admit(mut conn: Conn, peer: &str, clients: &[Client], spawn: &Spawn, pending: &AtomicUsize) {
     let _ = conn.set_read_timeout(Some(HELLO_DEADLINE));
-    let hello = Hello::read_from(&mut conn);
+    let admitted = handshake::server_side(&mut conn, clients);
     pending.fetch_sub(1, SeqCst);
-    let hello = match hello {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
-            eprintln!("gpupool serve: refused {peer}: {e}");
-            let _ = conn.write_all(&encode_accept(STATUS_MALFORMED, &e.to_string()));
-            return;
-        }
-        Err(e) => {
-            eprintln!("gpupool serve: refused {peer}: no complete hello ({e})");
+    let handshake::Admitted { client, label } = match admitted {
+        Ok(a) => a,
+        Err(refusal) => {
+            eprintln!("gpupool serve: refused {peer}: {}", refusal.reason);
+            if let Some(answer) = refusal.answer {
+                let _ = conn.write_all(&answer);
+            }
             return;
         }
     };
-    if hello.version != VERSION {
-        let msg = format!(
-            "the client speaks protocol version {}, this server {VERSION}; use matching gpupool releases",
-            hello.version
-        );
-        eprintln!("gpupool serve: refused {peer} ({}): {msg}", hello.client);
-        let _ = conn.write_all(&encode_accept(STATUS_VERSION, &msg));
-        return;
-    }
-    let Some(client) = tokens::find(clients, &hello.token) else {
-        eprintln!(
-            "gpupool serve: refused {peer} ({}): unknown token",
-            hello.client
-        );
-        let _ = conn.write_all(&encode_accept(
-            STATUS_UNAUTHORIZED,
-            "the server does not know this token (GPUPOOL_REMOTE_TOKEN / --token-file)",
-        ));
-        return;
-    };
-    if conn.write_all(&encode_accept(STATUS_OK, "")).is_err()
-        || conn.set_read_timeout(None).is_err()
-    {
+    if conn.set_read_timeout(None).is_err() {
         return;
     }
     eprintln!(
-        "gpupool serve: {} ({}) connected from {peer}",
-        client.name, hello.client
+        "gpupool serve: {} ({label}) connected from {peer}",
+        client.name
     );
     match spawn(conn.into_fd(), client) {
         Ok(status) => eprintln!(
-            "gpupool serve: {} ({}) session ended ({status})",
-            client.name, hello.client
+            "gpupool serve: {} ({label}) session ended ({status})",
+            client.name
         ),
         Err(e) => eprintln!(
-            "gpupool serve: {} ({}): cannot start a session: {e}",
-            client.name, hello.client
+            "gpupool serve: {} ({label}): cannot start a session: {e}",
+            client.name
         ),
     }
 }
@@ -246,6 +222,7 @@ pub fn admit(mut conn: Conn, peer: &str, clients: &[Client], spawn: &Spawn, pend
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::STATUS_UNAUTHORIZED;
     use std::io::Read;
 
     #[test]
@@ -271,17 +248,13 @@ mod tests {
         );
         // A waiting connection still gets its answer (an unknown token here).
         let mut first = idle.into_iter().next().unwrap();
-        first
-            .write_all(
-                &Hello {
-                    version: VERSION,
-                    token: b"x".to_vec(),
-                    client: "t".into(),
-                }
-                .encode(),
-            )
-            .unwrap();
-        assert_eq!(read_accept(&mut first).unwrap().0, STATUS_UNAUTHORIZED);
+        assert_eq!(
+            handshake::client_side(&mut first, b"x", "t"),
+            Err(handshake::ClientError::Refused(
+                STATUS_UNAUTHORIZED,
+                "the server does not know this token (GPUPOOL_REMOTE_TOKEN / --token-file)".into()
+            ))
+        );
     }
 
     #[test]

@@ -1,31 +1,37 @@
 //! The remote-GPU protocol: a handshake, then length-prefixed frames.
 //!
 //! ```text
-//! client → server   hello      MAGIC, version u32, token bytes, client label bytes
-//! server → client   accept     MAGIC, version u32, status u32, message bytes
+//! client → server   hello      MAGIC, version u32, client nonce [u8; 32], client label bytes
+//! server → client   challenge  MAGIC, version u32, STATUS_CHALLENGE u32, server nonce [u8; 32]
+//! client → server   proof      [u8; 32]: HMAC-SHA256 of both nonces and the label by its token
+//! server → client   accept     MAGIC, version u32, status u32, message bytes, proof [u8; 32]
 //! server → client   welcome    frame: status u32, message bytes, driver version i32,
 //!                              devices u32, per device: uuid [u8; 16], pci [i32; 3]
 //! client → server   request    frame: call u16, flags u16, context u64, arguments
 //! server → client   reply      frame: result u32, deferred u32, results
 //! ```
 //!
+//! A refusal may come instead of the challenge (another version, a malformed hello); the
+//! accept's proof is the server's HMAC (zeros in a refusal). See [`crate::handshake`].
+//!
 //! A frame is a `u32` length then that many bytes, at most [`MAX_FRAME`]. Requests without
 //! [`FLAG_SYNC`] get no reply: their first error is returned as `deferred` with the next reply,
 //! as CUDA reports asynchronous errors at the next synchronising call. A server that refuses a
 //! message answers a reply whose result is [`REFUSED`], followed by its reason, and closes.
 
+use crate::handshake::{Nonce, Proof, NONCE, PROOF};
 use crate::wire::{DecodeError, Pod, Reader, Writer};
 use std::io::{self, Read, Write};
 
 /// First bytes of a hello and of an accept.
 pub const MAGIC: [u8; 8] = *b"GPUPOOLR";
 /// Protocol version; a server refuses any other.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Largest frame either side accepts (bulk copies are chunked well below it).
 pub const MAX_FRAME: usize = (64 << 20) + 4096;
 /// Bulk copies travel in chunks of at most this many bytes.
 pub const CHUNK: usize = 8 << 20;
-/// Longest token or client label a hello may carry.
+/// Longest client label a hello may carry (and message an accept may).
 pub const MAX_HELLO_FIELD: usize = 4096;
 /// Request flag: the client waits for a reply.
 pub const FLAG_SYNC: u16 = 1;
@@ -42,14 +48,16 @@ pub const STATUS_UNAUTHORIZED: u32 = 2;
 pub const STATUS_MALFORMED: u32 = 3;
 /// Handshake status: the server could not start a session (e.g. no driver).
 pub const STATUS_UNAVAILABLE: u32 = 4;
+/// Handshake status of a challenge (not an answer): a nonce follows.
+pub const STATUS_CHALLENGE: u32 = 5;
 
 /// A client's hello.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
     /// Protocol version the client speaks.
     pub version: u32,
-    /// The client's token (shared secret).
-    pub token: Vec<u8>,
+    /// The client's fresh nonce.
+    pub nonce: Nonce,
     /// What the client calls itself (host and pid), for the server's log.
     pub client: String,
 }
@@ -60,12 +68,13 @@ impl Hello {
         let mut w = Writer::default();
         w.put(&MAGIC);
         w.put(&self.version);
-        w.put_bytes(&self.token);
+        w.buf.extend_from_slice(&self.nonce);
         w.put_bytes(self.client.as_bytes());
         w.buf
     }
 
-    /// Reads a hello from a stream, refusing oversized fields before reading them.
+    /// Reads a hello from a stream, refusing oversized fields before reading them. A hello of
+    /// another version is returned after its version (with no nonce or label), unread further.
     pub fn read_from(r: &mut impl Read) -> io::Result<Result<Hello, DecodeError>> {
         let mut head = [0u8; 12];
         r.read_exact(&mut head)?;
@@ -78,17 +87,22 @@ impl Hello {
             }));
         }
         let version: u32 = rd.get("version").map_err(invalid)?;
-        let token = match read_field(r, "token")? {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e)),
-        };
+        let mut nonce = [0u8; NONCE];
+        if version != VERSION {
+            return Ok(Ok(Hello {
+                version,
+                nonce,
+                client: String::new(),
+            }));
+        }
+        r.read_exact(&mut nonce)?;
         let client = match read_field(r, "client label")? {
             Ok(c) => String::from_utf8_lossy(&c).into_owned(),
             Err(e) => return Ok(Err(e)),
         };
         Ok(Ok(Hello {
             version,
-            token,
+            nonce,
             client,
         }))
     }
@@ -110,18 +124,46 @@ fn invalid(e: DecodeError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-/// The server's answer to a hello.
-pub fn encode_accept(status: u32, message: &str) -> Vec<u8> {
+/// The server's challenge: its fresh nonce.
+pub fn encode_challenge(nonce: &Nonce) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.put(&MAGIC);
+    w.put(&VERSION);
+    w.put(&STATUS_CHALLENGE);
+    w.buf.extend_from_slice(nonce);
+    w.buf
+}
+
+/// The server's answer to a client's proof (or its refusal of a hello): a status, a message,
+/// and its own proof (zeros in a refusal).
+pub fn encode_accept(status: u32, message: &str, proof: &Proof) -> Vec<u8> {
     let mut w = Writer::default();
     w.put(&MAGIC);
     w.put(&VERSION);
     w.put(&status);
     w.put_bytes(message.as_bytes());
+    w.buf.extend_from_slice(proof);
     w.buf
 }
 
-/// Reads the server's answer: `(status, message)`.
-pub fn read_accept(r: &mut impl Read) -> io::Result<(u32, String)> {
+/// What a server sends a client during the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Prove the token over this nonce.
+    Challenge(Nonce),
+    /// Accepted ([`STATUS_OK`]) or refused.
+    Accept {
+        /// [`STATUS_OK`] or why not.
+        status: u32,
+        /// Explanation of a refusal.
+        message: String,
+        /// The server's proof (`None` from a server of another protocol version).
+        proof: Option<Proof>,
+    },
+}
+
+/// Reads a challenge or an accept.
+pub fn read_answer(r: &mut impl Read) -> io::Result<Answer> {
     let mut head = [0u8; 16];
     r.read_exact(&mut head)?;
     let mut rd = Reader::new(&head);
@@ -132,10 +174,26 @@ pub fn read_accept(r: &mut impl Read) -> io::Result<(u32, String)> {
             "the server does not speak the gpupool remote protocol",
         ));
     }
-    let _version: u32 = rd.get("version").map_err(invalid)?;
+    let version: u32 = rd.get("version").map_err(invalid)?;
     let status: u32 = rd.get("status").map_err(invalid)?;
+    if version == VERSION && status == STATUS_CHALLENGE {
+        let mut nonce = [0u8; NONCE];
+        r.read_exact(&mut nonce)?;
+        return Ok(Answer::Challenge(nonce));
+    }
     let msg = read_field(r, "message")?.map_err(invalid)?;
-    Ok((status, String::from_utf8_lossy(&msg).into_owned()))
+    let proof = if version == VERSION {
+        let mut p = [0u8; PROOF];
+        r.read_exact(&mut p)?;
+        Some(p)
+    } else {
+        None
+    };
+    Ok(Answer::Accept {
+        status,
+        message: String::from_utf8_lossy(&msg).into_owned(),
+        proof,
+    })
 }
 
 /// One device as the session describes it in its welcome.
@@ -305,7 +363,7 @@ mod tests {
     fn hello_round_trips_and_refuses_junk() {
         let h = Hello {
             version: VERSION,
-            token: b"s3cret".to_vec(),
+            nonce: [5; NONCE],
             client: "host:1".into(),
         };
         let bytes = h.encode();
@@ -316,10 +374,51 @@ mod tests {
         let mut huge = Writer::default();
         huge.put(&MAGIC);
         huge.put(&VERSION);
+        huge.buf.extend_from_slice(&[0; NONCE]);
         huge.put(&u64::MAX);
         let e = Hello::read_from(&mut &huge.buf[..]).unwrap().unwrap_err();
-        assert_eq!(e.what, "token");
+        assert_eq!(e.what, "client label");
         assert!(Hello::read_from(&mut &bytes[..5]).is_err(), "short read");
+        assert!(
+            Hello::read_from(&mut &bytes[..30]).is_err(),
+            "nonce cut short"
+        );
+    }
+
+    #[test]
+    fn challenges_and_accepts_read_back() {
+        let c = encode_challenge(&[3; NONCE]);
+        assert_eq!(
+            read_answer(&mut &c[..]).unwrap(),
+            Answer::Challenge([3; NONCE])
+        );
+        let a = encode_accept(STATUS_UNAUTHORIZED, "no", &[4; PROOF]);
+        assert_eq!(
+            read_answer(&mut &a[..]).unwrap(),
+            Answer::Accept {
+                status: STATUS_UNAUTHORIZED,
+                message: "no".into(),
+                proof: Some([4; PROOF]),
+            }
+        );
+        assert!(
+            read_answer(&mut &a[..a.len() - 1]).is_err(),
+            "proof cut short"
+        );
+        // An accept from a server of another version has no proof.
+        let mut old = Writer::default();
+        old.put(&MAGIC);
+        old.put(&1u32);
+        old.put(&STATUS_VERSION);
+        old.put_bytes(b"version");
+        assert!(matches!(
+            read_answer(&mut &old.buf[..]).unwrap(),
+            Answer::Accept {
+                status: STATUS_VERSION,
+                proof: None,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The server's clients file: one client per line, `NAME TOKEN [memory=SIZE] [spill=SIZE] [compute=PCT]`
 //! (`#` starts a comment). Each client is its own tenant with those limits; its token is the
-//! shared secret it presents in its hello.
+//! shared secret it proves it knows in the handshake (`handshake`).
 
 use std::fmt;
 
@@ -112,17 +112,6 @@ pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The client whose token is `token`.
-pub fn find<'a>(clients: &'a [Client], token: &[u8]) -> Option<&'a Client> {
-    let mut found = None;
-    for c in clients {
-        if same_secret(&c.token, token) {
-            found = Some(c);
-        }
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,8 +127,10 @@ mod tests {
         assert_eq!(c[0].compute.as_deref(), Some("30"));
         assert_eq!(c[0].spill.as_deref(), Some("2GiB"));
         assert_eq!(c[1].memory, None);
-        assert_eq!(find(&c, b"fedcba9876543210fedc").unwrap().name, "beta");
-        assert!(find(&c, b"fedcba9876543210fedd").is_none());
+        assert_eq!(c[1].token, b"fedcba9876543210fedc");
+        assert!(same_secret(&c[1].token, b"fedcba9876543210fedc"));
+        assert!(!same_secret(&c[1].token, b"fedcba9876543210fedd"));
+        assert!(!same_secret(&c[1].token, b"fedcba9876543210fed"));
     }
 
     #[test]

@@ -194,16 +194,7 @@ fn bad_tokens_and_malformed_messages_are_refused_and_the_server_keeps_serving() 
 
     // A valid hello, then a malformed request: refused with its reason, session closed.
     let hello = |s: &mut std::net::TcpStream| {
-        let mut h = b"GPUPOOLR".to_vec();
-        h.extend_from_slice(&1u32.to_le_bytes());
-        h.extend_from_slice(&(TOKEN.len() as u64).to_le_bytes());
-        h.extend_from_slice(TOKEN.as_bytes());
-        h.extend_from_slice(&4u64.to_le_bytes());
-        h.extend_from_slice(b"test");
-        s.write_all(&h).unwrap();
-        let mut accept = [0u8; 24];
-        s.read_exact(&mut accept).unwrap();
-        assert_eq!(u32::from_le_bytes(accept[12..16].try_into().unwrap()), 0);
+        gpupool_remote::handshake::client_side(s, TOKEN.as_bytes(), "test").unwrap();
         let mut n = [0u8; 4];
         s.read_exact(&mut n).unwrap();
         let mut welcome = vec![0u8; u32::from_le_bytes(n) as usize];
