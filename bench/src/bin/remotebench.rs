@@ -144,21 +144,82 @@ fn raw_tcp() -> (f64, f64) {
     (percentile(&mut rtt, 0.5), gbs)
 }
 
-fn main() {
-    if std::env::args().nth(1).as_deref() == Some("--client") {
-        client();
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().to_path_buf();
-    let gpupool = dir.join("gpupool");
-    let tmp = std::env::temp_dir().join(format!("gpupool-remotebench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let token = "remotebench-token-0123456789abcdef";
-    std::fs::write(tmp.join("clients"), format!("bench {token}\n")).unwrap();
-    std::fs::write(tmp.join("token"), token).unwrap();
-    let mut server = Command::new(&gpupool)
-        .args(["serve", "--listen", "127.0.0.1:0", "--clients"])
+/// A CA and a server certificate for 127.0.0.1 in `dir` (made with `openssl`); false when
+/// `openssl` is missing or fails.
+fn make_certs(dir: &std::path::Path) -> bool {
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").is_ok()
+        && run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-subj",
+            "/CN=bench-ca",
+            "-days",
+            "1",
+            "-out",
+            "ca.crt",
+        ])
+        && run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-subj",
+            "/CN=bench",
+            "-out",
+            "server.csr",
+        ])
+        && run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ])
+}
+
+/// Runs the client measurements through a fresh `gpupool serve` (over TLS with the
+/// certificates in `tls`); their JSON.
+fn measure(
+    gpupool: &std::path::Path,
+    exe: &std::path::Path,
+    tmp: &std::path::Path,
+    tls: Option<&std::path::Path>,
+) -> serde_json::Value {
+    let mut serve = Command::new(gpupool);
+    match tls {
+        None => serve.args(["serve", "--listen", "127.0.0.1:0"]),
+        Some(d) => serve
+            .args(["serve", "--listen", "tls://127.0.0.1:0", "--tls-cert"])
+            .arg(d.join("server.crt"))
+            .arg("--tls-key")
+            .arg(d.join("server.key")),
+    };
+    let mut server = serve
+        .arg("--clients")
         .arg(tmp.join("clients"))
         .args(["--sim", "1xH100", "--state"])
         .arg(tmp.join("state"))
@@ -173,44 +234,71 @@ fn main() {
         .read_line(&mut line)
         .unwrap();
     let addr = line.trim().trim_start_matches("listening on ").to_string();
-    let out = Command::new(&gpupool)
+    let mut client = Command::new(gpupool);
+    client
         .args(["run", "--remote", &addr, "--token-file"])
-        .arg(tmp.join("token"))
-        .arg("--")
-        .arg(&exe)
-        .arg("--client")
-        .output()
-        .unwrap();
+        .arg(tmp.join("token"));
+    if let Some(d) = tls {
+        client.arg("--tls-ca").arg(d.join("ca.crt"));
+    }
+    let out = client.arg("--").arg(exe).arg("--client").output().unwrap();
     let _ = server.kill();
     let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&tmp);
     assert!(
         out.status.success(),
         "client failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--client") {
+        client();
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().to_path_buf();
+    let gpupool = dir.join("gpupool");
+    let tmp = std::env::temp_dir().join(format!("gpupool-remotebench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let token = "remotebench-token-0123456789abcdef";
+    std::fs::write(tmp.join("clients"), format!("bench {token}\n")).unwrap();
+    std::fs::write(tmp.join("token"), token).unwrap();
+    let r = measure(&gpupool, &exe, &tmp, None);
+    let certs = tmp.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let t = make_certs(&certs).then(|| measure(&gpupool, &exe, &tmp, Some(&certs)));
+    let _ = std::fs::remove_dir_all(&tmp);
     let (raw_rtt, raw_gbs) = raw_tcp();
     let f = |k: &str| r[k].as_f64().unwrap();
-    println!("| measure (TCP loopback, simulated GPU) | gpupool remote | raw TCP | goal |");
-    println!("|---|---:|---:|---|");
+    let tls = |k: &str, unit: &str, digits: usize| match &t {
+        Some(t) => format!("{:.*} {unit}", digits, t[k].as_f64().unwrap()),
+        None => "(no openssl)".into(),
+    };
+    println!("| measure (loopback, simulated GPU) | gpupool remote, TCP | over TLS | raw TCP | goal (TCP) |");
+    println!("|---|---:|---:|---:|---|");
     println!(
-        "| synchronous call round trip, p50 | {:.1} µs (p99 {:.1}) | {raw_rtt:.1} µs | ≤ 20 µs |",
+        "| synchronous call round trip, p50 | {:.1} µs (p99 {:.1}) | {} | {raw_rtt:.1} µs | ≤ 20 µs |",
         f("rtt_p50_us"),
-        f("rtt_p99_us")
+        f("rtt_p99_us"),
+        tls("rtt_p50_us", "µs", 1)
     );
     println!(
-        "| batched launches | {:.0} /s | | ≥ 500 000 /s |",
-        f("launches_per_s")
+        "| batched launches | {:.0} /s | {} | | ≥ 500 000 /s |",
+        f("launches_per_s"),
+        tls("launches_per_s", "/s", 0)
     );
     println!(
-        "| host → device, 256 MiB copies | {:.2} GB/s ({:.0} % of raw) | {raw_gbs:.2} GB/s | ≥ 70 % |",
+        "| host → device, 256 MiB copies | {:.2} GB/s ({:.0} % of raw) | {} | {raw_gbs:.2} GB/s | ≥ 70 % |",
         f("htod_gbs"),
-        100.0 * f("htod_gbs") / raw_gbs
+        100.0 * f("htod_gbs") / raw_gbs,
+        tls("htod_gbs", "GB/s", 2)
     );
     println!(
-        "| device → host, 256 MiB copies | {:.2} GB/s ({:.0} % of raw) | | ≥ 70 % |",
+        "| device → host, 256 MiB copies | {:.2} GB/s ({:.0} % of raw) | {} | | ≥ 70 % |",
         f("dtoh_gbs"),
-        100.0 * f("dtoh_gbs") / raw_gbs
+        100.0 * f("dtoh_gbs") / raw_gbs,
+        tls("dtoh_gbs", "GB/s", 2)
     );
 }

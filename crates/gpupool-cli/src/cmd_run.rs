@@ -56,14 +56,18 @@ pub struct RunArgs {
     /// Tenant name: runs with the same name share one limit (default: this run alone).
     #[arg(long, value_name = "NAME")]
     pub tenant: Option<String>,
-    /// Run on the GPUs of a `gpupool serve` server (`tcp://HOST:PORT` or `unix:PATH`); the
-    /// server applies this client's limits.
+    /// Run on the GPUs of a `gpupool serve` server (`tcp://HOST:PORT`, `tls://HOST:PORT` or
+    /// `unix:PATH`); the server applies this client's limits.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["sim", "memory", "spill", "compute", "compute_request", "priority", "devices", "context_memory", "tenant", "wait_for_room", "spill_mode"])]
     pub remote: Option<String>,
     /// File holding the token the remote server knows this client by (default:
     /// GPUPOOL_REMOTE_TOKEN / GPUPOOL_REMOTE_TOKEN_FILE of the environment).
     #[arg(long, value_name = "FILE", requires = "remote")]
     pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) a `tls://` server's certificate must come from (default:
+    /// GPUPOOL_REMOTE_TLS_CA of the environment).
+    #[arg(long, value_name = "FILE", requires = "remote")]
+    pub tls_ca: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -136,6 +140,13 @@ fn run_remote(a: &RunArgs, addr: &str) -> Result<i32> {
         }
         cmd.env("GPUPOOL_REMOTE_TOKEN_FILE", f)
             .env_remove("GPUPOOL_REMOTE_TOKEN");
+    }
+    if let Some(ca) = &a.tls_ca {
+        if !matches!(parsed, gpupool_remote::listener::Address::Tls(_)) {
+            bail!("--tls-ca is for a tls:// server; --remote {addr} is not one");
+        }
+        gpupool_remote::tls::client_config(ca, "--tls-ca").map_err(anyhow::Error::msg)?;
+        cmd.env("GPUPOOL_REMOTE_TLS_CA", ca);
     }
     let status = cmd
         .status()
@@ -361,6 +372,7 @@ mod tests {
             spill_mode: None,
             remote: None,
             token_file: None,
+            tls_ca: None,
             command: vec!["true".into()],
         };
         let e = tenant_settings(&a).unwrap_err().to_string();

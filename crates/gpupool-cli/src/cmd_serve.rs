@@ -16,9 +16,16 @@ use std::sync::Arc;
 /// Arguments of `gpupool serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Where to listen: `tcp://HOST:PORT`, `HOST:PORT` (port 0 picks one) or `unix:PATH`.
+    /// Where to listen: `tcp://HOST:PORT`, `HOST:PORT` (port 0 picks one), `tls://HOST:PORT`
+    /// (with --tls-cert and --tls-key) or `unix:PATH`.
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
+    /// The server's certificate chain (PEM), for a `tls://` address.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// The clients file: one `NAME TOKEN [memory=SIZE] [compute=PCT]` per line.
     #[arg(long, value_name = "FILE")]
     pub clients: PathBuf,
@@ -84,7 +91,22 @@ pub fn run(a: ServeArgs) -> Result<()> {
         crate::sim_env::SimEnv::prepare(spec, a.state.as_deref())?;
     }
     let exe = std::env::current_exe().context("locating the gpupool binary")?;
-    let listener = Listener::bind(&addr).with_context(|| format!("--listen {addr}"))?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(gpupool_remote::tls::server_config(cert, key).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
+    match (&addr, tls.is_some()) {
+        (Address::Tls(_), false) => {
+            bail!("--listen {addr}: a tls:// address needs --tls-cert and --tls-key")
+        }
+        (Address::Tcp(_) | Address::Unix(_), true) => {
+            bail!("--tls-cert / --tls-key: --listen {addr} is not a tls:// address")
+        }
+        _ => {}
+    }
+    let listener = Listener::bind(&addr, tls).with_context(|| format!("--listen {addr}"))?;
     println!("listening on {}", listener.local_addr()?);
     eprintln!(
         "gpupool serve: {} client(s){}",

@@ -33,6 +33,10 @@ pub const ENV_ADDRESS: &str = "GPUPOOL_REMOTE";
 pub const ENV_TOKEN: &str = "GPUPOOL_REMOTE_TOKEN";
 /// Variable naming a file holding the token.
 pub const ENV_TOKEN_FILE: &str = "GPUPOOL_REMOTE_TOKEN_FILE";
+/// Variable naming the CA (PEM) a `tls://` server's certificate must come from.
+pub const ENV_TLS_CA: &str = "GPUPOOL_REMOTE_TLS_CA";
+/// How long the TLS and gpupool handshakes may take.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// A batch is sent once it holds this many bytes.
 const BATCH_LIMIT: usize = 1 << 20;
 /// Calls sent without waiting between two acknowledgements. The server runs a tenant's
@@ -44,6 +48,8 @@ pub const ACK_WINDOW: u32 = 128;
 enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// TLS during the handshake; then the plaintext end of the relay (`Unix`).
+    Tls(Box<(rustls::ClientConnection, TcpStream)>),
 }
 
 /// How long a read polls before it blocks (ns), set from the environment at connection.
@@ -55,6 +61,7 @@ impl Read for Socket {
         match self {
             Socket::Tcp(s) => read_polling(s, b, &mut spin),
             Socket::Unix(s) => read_polling(s, b, &mut spin),
+            Socket::Tls(t) => rustls::Stream::new(&mut t.0, &mut t.1).read(b),
         }
     }
 }
@@ -64,6 +71,12 @@ impl Write for Socket {
         match self {
             Socket::Tcp(s) => s.write(b),
             Socket::Unix(s) => s.write(b),
+            Socket::Tls(t) => {
+                let mut stream = rustls::Stream::new(&mut t.0, &mut t.1);
+                let n = stream.write(b)?;
+                stream.flush()?;
+                Ok(n)
+            }
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -168,13 +181,20 @@ impl State {
         let no_device = |m: String| (CUDA_ERROR_NO_DEVICE, m);
         let Ok(addr) = std::env::var(ENV_ADDRESS) else {
             return Err(no_device(format!(
-                "{ENV_ADDRESS} is not set: name the GPU server (tcp://HOST:PORT or unix:PATH)"
+                "{ENV_ADDRESS} is not set: name the GPU server (tcp://HOST:PORT, tls://HOST:PORT or unix:PATH)"
             )));
         };
         let parsed = Address::parse(&addr).map_err(|e| no_device(format!("{ENV_ADDRESS}={e}")))?;
         self.address = parsed.to_string();
         let token = token().map_err(no_device)?;
         let spin = spin_from_env().map_err(no_device)?;
+        // Over TLS the answer comes through the relay thread, which polling would only take
+        // CPU time from.
+        let spin = if matches!(parsed, Address::Tls(_)) {
+            Duration::ZERO
+        } else {
+            spin
+        };
         SPIN_NS.store(spin.as_nanos() as u64, Relaxed);
         let cannot = |e: io::Error| no_device(format!("cannot reach the GPU server {addr}: {e}"));
         let mut sock = match &parsed {
@@ -184,6 +204,25 @@ impl State {
                 Socket::Tcp(s)
             }
             Address::Unix(p) => Socket::Unix(UnixStream::connect(p).map_err(cannot)?),
+            Address::Tls(a) => {
+                let Some(ca) = std::env::var_os(ENV_TLS_CA) else {
+                    return Err(no_device(format!(
+                        "{ENV_TLS_CA} is not set: a tls:// server's certificate is checked against a CA (PEM file)"
+                    )));
+                };
+                let config = gpupool_remote::tls::client_config(ca.as_ref(), ENV_TLS_CA)
+                    .map_err(no_device)?;
+                let tls = gpupool_remote::tls::client_connection(config, a)
+                    .map_err(|e| no_device(format!("{ENV_ADDRESS}={addr}: {e}")))?;
+                let s = TcpStream::connect(a).map_err(cannot)?;
+                let _ = s.set_nodelay(true);
+                let _ = s.set_read_timeout(Some(HANDSHAKE_DEADLINE));
+                let (mut conn, mut s) = (tls, s);
+                gpupool_remote::tls::complete_handshake(&mut conn, &mut s).map_err(|e| {
+                    no_device(format!("TLS with the GPU server {addr} failed: {e}"))
+                })?;
+                Socket::Tls(Box::new((conn, s)))
+            }
         };
         match handshake::client_side(&mut sock, &token, &client_label()) {
             Ok(()) => {}
@@ -209,6 +248,12 @@ impl State {
                     ),
                 ))
             }
+        }
+        if let Socket::Tls(t) = sock {
+            let (conn, tcp) = *t;
+            let _ = tcp.set_read_timeout(None);
+            sock =
+                Socket::Unix(gpupool_remote::tls::start_relay(conn.into(), tcp).map_err(cannot)?);
         }
         let mut body = Vec::new();
         read_frame(&mut sock, &mut body).map_err(cannot)?;

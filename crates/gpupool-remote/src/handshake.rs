@@ -162,7 +162,15 @@ pub fn client_side(
     token: &[u8],
     label: &str,
 ) -> Result<(), ClientError> {
-    let io = |e: io::Error| ClientError::Io(e.to_string());
+    let io = |e: io::Error| {
+        ClientError::Io(if e.kind() == io::ErrorKind::UnexpectedEof {
+            "the server closed the connection during the handshake (if it listens on a \
+             tls:// address, connect to that)"
+                .to_string()
+        } else {
+            e.to_string()
+        })
+    };
     let client = nonce().map_err(io)?;
     let hello = Hello {
         version: VERSION,

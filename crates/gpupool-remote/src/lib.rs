@@ -26,5 +26,6 @@ pub mod session_main;
 pub mod session_nvml;
 pub mod table_server;
 pub mod tensor_map;
+pub mod tls;
 pub mod tokens;
 pub mod wire;

@@ -19,11 +19,14 @@ pub const HELLO_DEADLINE: Duration = Duration::from_secs(10);
 /// of idle connections cannot exhaust the server's threads.
 pub const MAX_PENDING_HELLOS: usize = 64;
 
-/// Where the server listens: `tcp://HOST:PORT` (or `HOST:PORT`) or `unix:PATH`.
+/// Where the server listens: `tcp://HOST:PORT` (or `HOST:PORT`), `tls://HOST:PORT` or
+/// `unix:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Address {
     /// A TCP address.
     Tcp(String),
+    /// A TCP address, with TLS.
+    Tls(String),
     /// A Unix socket path.
     Unix(std::path::PathBuf),
 }
@@ -37,13 +40,18 @@ impl Address {
             }
             return Ok(Address::Unix(p.into()));
         }
-        let hp = s.strip_prefix("tcp://").unwrap_or(s);
+        let (tls, hp) = match s.strip_prefix("tls://") {
+            Some(hp) => (true, hp),
+            None => (false, s.strip_prefix("tcp://").unwrap_or(s)),
+        };
         match hp.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
-                Ok(Address::Tcp(hp.to_string()))
-            }
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(if tls {
+                Address::Tls(hp.to_string())
+            } else {
+                Address::Tcp(hp.to_string())
+            }),
             _ => Err(format!(
-                "{s:?}: expected tcp://HOST:PORT, HOST:PORT or unix:PATH"
+                "{s:?}: expected tcp://HOST:PORT, HOST:PORT, tls://HOST:PORT or unix:PATH"
             )),
         }
     }
@@ -53,6 +61,7 @@ impl std::fmt::Display for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Address::Tcp(a) => write!(f, "tcp://{a}"),
+            Address::Tls(a) => write!(f, "tls://{a}"),
             Address::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
@@ -64,6 +73,8 @@ pub enum Conn {
     Tcp(TcpStream),
     /// Over a Unix socket.
     Unix(UnixStream),
+    /// Over TLS (its handshake runs with the first read).
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
 }
 
 impl Conn {
@@ -71,39 +82,47 @@ impl Conn {
         match self {
             Conn::Tcp(s) => s.set_read_timeout(t),
             Conn::Unix(s) => s.set_read_timeout(t),
+            Conn::Tls(s) => s.sock.set_read_timeout(t),
         }
     }
 
-    /// The socket, for a session process.
-    pub fn into_fd(self) -> OwnedFd {
-        match self {
+    /// The socket, for a session process (over TLS: the plaintext end of the relay).
+    pub fn into_fd(self) -> io::Result<OwnedFd> {
+        Ok(match self {
             Conn::Tcp(s) => s.into(),
             Conn::Unix(s) => s.into(),
+            Conn::Tls(s) => {
+                let s = *s;
+                crate::tls::start_relay(s.conn.into(), s.sock)?.into()
+            }
+        })
+    }
+
+    fn stream(&mut self) -> &mut dyn ReadWrite {
+        match self {
+            Conn::Tcp(s) => s,
+            Conn::Unix(s) => s,
+            Conn::Tls(s) => &mut **s,
         }
     }
 }
 
+/// A byte stream both ways.
+trait ReadWrite: io::Read + io::Write {}
+impl<T: io::Read + io::Write> ReadWrite for T {}
+
 impl io::Read for Conn {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.read(b),
-            Conn::Unix(s) => s.read(b),
-        }
+        self.stream().read(b)
     }
 }
 
 impl io::Write for Conn {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.write(b),
-            Conn::Unix(s) => s.write(b),
-        }
+        self.stream().write(b)
     }
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Conn::Tcp(s) => s.flush(),
-            Conn::Unix(s) => s.flush(),
-        }
+        self.stream().flush()
     }
 }
 
@@ -111,16 +130,25 @@ impl io::Write for Conn {
 pub enum Listener {
     /// TCP.
     Tcp(TcpListener),
+    /// TCP with TLS, and the server's TLS configuration.
+    Tls(TcpListener, Arc<rustls::ServerConfig>),
     /// Unix socket.
     Unix(UnixListener),
 }
 
 impl Listener {
-    /// Binds `addr` (a stale Unix socket file is replaced).
-    pub fn bind(addr: &Address) -> io::Result<Listener> {
-        Ok(match addr {
-            Address::Tcp(a) => Listener::Tcp(TcpListener::bind(a)?),
-            Address::Unix(p) => {
+    /// Binds `addr` (a stale Unix socket file is replaced); a `tls://` address needs `tls`,
+    /// and only it may have one.
+    pub fn bind(addr: &Address, tls: Option<Arc<rustls::ServerConfig>>) -> io::Result<Listener> {
+        let wrong = |m: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, m.to_string()));
+        Ok(match (addr, tls) {
+            (Address::Tls(a), Some(config)) => Listener::Tls(TcpListener::bind(a)?, config),
+            (Address::Tls(_), None) => {
+                return wrong("a tls:// address needs the server's certificate and key")
+            }
+            (_, Some(_)) => return wrong("a certificate is for a tls:// address"),
+            (Address::Tcp(a), None) => Listener::Tcp(TcpListener::bind(a)?),
+            (Address::Unix(p), None) => {
                 if std::fs::symlink_metadata(p)
                     .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
                 {
@@ -135,6 +163,7 @@ impl Listener {
     pub fn local_addr(&self) -> io::Result<Address> {
         Ok(match self {
             Listener::Tcp(l) => Address::Tcp(l.local_addr()?.to_string()),
+            Listener::Tls(l, _) => Address::Tls(l.local_addr()?.to_string()),
             Listener::Unix(l) => Address::Unix(
                 l.local_addr()?
                     .as_pathname()
@@ -150,6 +179,16 @@ impl Listener {
                 let (s, a) = l.accept()?;
                 s.set_nodelay(true)?;
                 (Conn::Tcp(s), a.to_string())
+            }
+            Listener::Tls(l, config) => {
+                let (s, a) = l.accept()?;
+                s.set_nodelay(true)?;
+                let tls = rustls::ServerConnection::new(config.clone())
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                (
+                    Conn::Tls(Box::new(rustls::StreamOwned::new(tls, s))),
+                    a.to_string(),
+                )
             }
             Listener::Unix(l) => (Conn::Unix(l.accept()?.0), "local".into()),
         })
@@ -203,11 +242,21 @@ pub fn admit(mut conn: Conn, peer: &str, clients: &[Client], spawn: &Spawn, pend
     if conn.set_read_timeout(None).is_err() {
         return;
     }
+    let fd = match conn.into_fd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!(
+                "gpupool serve: {} ({label}): cannot relay its connection: {e}",
+                client.name
+            );
+            return;
+        }
+    };
     eprintln!(
         "gpupool serve: {} ({label}) connected from {peer}",
         client.name
     );
-    match spawn(conn.into_fd(), client) {
+    match spawn(fd, client) {
         Ok(status) => eprintln!(
             "gpupool serve: {} ({label}) session ended ({status})",
             client.name
@@ -227,7 +276,7 @@ mod tests {
 
     #[test]
     fn idle_connections_beyond_the_limit_are_closed_at_once() {
-        let listener = Listener::bind(&Address::Tcp("127.0.0.1:0".into())).unwrap();
+        let listener = Listener::bind(&Address::Tcp("127.0.0.1:0".into()), None).unwrap();
         let Address::Tcp(addr) = listener.local_addr().unwrap() else {
             unreachable!()
         };
@@ -271,7 +320,23 @@ mod tests {
             Address::parse("unix:/run/gpupool.sock").unwrap(),
             Address::Unix("/run/gpupool.sock".into())
         );
-        for bad in ["", "host", "host:port", "unix:", ":80", "h:99999"] {
+        assert_eq!(
+            Address::parse("tls://gpu-7:7443").unwrap(),
+            Address::Tls("gpu-7:7443".into())
+        );
+        assert_eq!(
+            Address::parse("tls://gpu-7:7443").unwrap().to_string(),
+            "tls://gpu-7:7443"
+        );
+        for bad in [
+            "",
+            "host",
+            "host:port",
+            "unix:",
+            ":80",
+            "h:99999",
+            "tls://host",
+        ] {
             let e = Address::parse(bad).unwrap_err();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
         }

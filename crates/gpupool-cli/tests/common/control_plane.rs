@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+use super::certs::openssl;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,77 +52,9 @@ pub fn free_port() -> u16 {
         .expect("a free local port")
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (the e2e tests make their certificates with it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA, a serving certificate for 127.0.0.1 signed by it, and the service-account key pair.
 fn make_certificates(dir: &Path) {
-    openssl(dir, &["genrsa", "-out", "ca.key", "2048"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=gpupool-e2e-ca",
-            "-out",
-            "ca.crt",
-        ],
-    );
-    openssl(dir, &["genrsa", "-out", "server.key", "2048"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "server.key",
-            "-subj",
-            "/CN=kube-apiserver",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.crt",
-        ],
-    );
+    super::certs::ca_and_server(dir, "gpupool-e2e-ca", "kube-apiserver");
     openssl(dir, &["genrsa", "-out", "sa.key", "2048"]);
     openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod chart;
 pub mod control_plane;
 pub mod remote_server;

@@ -19,6 +19,11 @@ pub struct Server {
 impl Server {
     /// Serves `m` to clients listed in `clients` (lines of the clients file), on `listen`.
     pub fn start(m: &Machine, listen: &str, clients: &str) -> Server {
+        Server::start_with(m, listen, clients, &[])
+    }
+
+    /// [`Server::start`] with more `gpupool serve` arguments.
+    pub fn start_with(m: &Machine, listen: &str, clients: &str, more: &[&str]) -> Server {
         let dir = m.state.with_extension("remote");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("clients"), clients).unwrap();
@@ -28,6 +33,7 @@ impl Server {
             .arg(dir.join("clients"))
             .args(["--sim", &m.spec, "--state"])
             .arg(&m.state)
+            .args(more)
             .env("GPUPOOL_LIB_DIR", lib_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

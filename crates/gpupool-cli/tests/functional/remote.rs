@@ -358,3 +358,73 @@ fn nvml_on_the_client_shows_the_tenant_s_view_from_the_server() {
     holder.child.kill().unwrap();
     holder.child.wait().unwrap();
 }
+
+#[test]
+fn tls_serves_clients_that_trust_the_server_s_ca_and_no_others() {
+    let m = Machine::new("remote-tls", "1xH100");
+    let certs = m.state.with_extension("certs");
+    let other = certs.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    common::certs::ca_and_server(&certs, "gpupool-test-ca", "gpu-server");
+    common::certs::ca_and_server(&other, "someone-else", "gpu-server");
+    let file = |name: &str| certs.join(name).display().to_string();
+    let server = Server::start_with(
+        &m,
+        "tls://127.0.0.1:0",
+        &format!("alpha {TOKEN} memory=1GiB\n"),
+        &[
+            "--tls-cert",
+            &file("server.crt"),
+            "--tls-key",
+            &file("server.key"),
+        ],
+    );
+    assert!(
+        server.addr.starts_with("tls://127.0.0.1:"),
+        "{}",
+        server.addr
+    );
+    let prog = c_program("rt_basic", "12.9");
+    let run = |ca: Option<&std::path::Path>, addr: &str| {
+        let mut cmd = Command::new(gpupool());
+        cmd.args(["run", "--remote", addr, "--token-file"])
+            .arg(server.dir.join("token"));
+        if let Some(ca) = ca {
+            cmd.arg("--tls-ca").arg(ca);
+        }
+        cmd.arg("--")
+            .arg(&prog)
+            .env("GPUPOOL_LIB_DIR", lib_dir())
+            .env_remove("GPUPOOL_REMOTE_TLS_CA")
+            .output()
+            .unwrap()
+    };
+    // Trusting the server's CA: the program runs, under its limit on the server.
+    let kv = key_values(&run(Some(&certs.join("ca.crt")), &server.addr));
+    assert_eq!(kv["name"], "NVIDIA H100 80GB HBM3");
+    assert_eq!(num(&kv, "meminfo_total"), GIB, "the server's limit");
+    // Another CA: the client refuses the server's certificate.
+    let err = failure_message(&run(Some(&other.join("ca.crt")), &server.addr));
+    assert!(
+        err.contains("TLS with the GPU server") && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // No CA at all, and a plain client at the TLS port: clear errors.
+    let err = failure_message(&run(None, &server.addr));
+    assert!(err.contains("GPUPOOL_REMOTE_TLS_CA is not set"), "{err}");
+    let plain = server.addr.replace("tls://", "tcp://");
+    let err = failure_message(&run(None, &plain));
+    assert!(err.contains("connect to that"), "{err}");
+    let err = failure_message(&run(Some(&certs.join("ca.crt")), &plain));
+    assert!(err.contains("--tls-ca is for a tls:// server"), "{err}");
+    // A TLS listener without a certificate is refused at the start.
+    let out = Command::new(gpupool())
+        .args(["serve", "--listen", "tls://127.0.0.1:0", "--clients"])
+        .arg(server.dir.join("clients"))
+        .output()
+        .unwrap();
+    assert!(failure_message(&out).contains("needs --tls-cert and --tls-key"));
+    // The server still serves.
+    let kv = key_values(&run(Some(&certs.join("ca.crt")), &server.addr));
+    assert_eq!(num(&kv, "meminfo_total"), GIB);
+}
