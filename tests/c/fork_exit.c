@@ -6,6 +6,8 @@
 #include <cuda.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -40,7 +42,23 @@ static void *churn(void *arg) {
     return NULL;
 }
 
-int main(void) {
+/* Waits up to 10 s for child `pid`; its exit code, or -1 if it hung (then killed) or died. */
+static int wait_child(pid_t pid) {
+    for (int i = 0; i < 1000; i++) {
+        int st = 0;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        if (r < 0) return -1;
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    /* "child-calls": each child also asks for memory info and exits with the result */
+    int child_calls = argc > 1 && !strcmp(argv[1], "child-calls");
     void *lib = dlopen("libcuda.so.1", RTLD_NOW);
     if (!lib || !(gpa = (gpa_t)dlsym(lib, "cuGetProcAddress_v2"))) { printf("FAIL load\n"); return 1; }
     CUresult (*init)(unsigned) = (CUresult (*)(unsigned))get("cuInit", 2000);
@@ -59,16 +77,25 @@ int main(void) {
     pthread_t t[4];
     for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, churn, NULL);
     int children = 0;
+    int child_call_rc = -2;
     for (int i = 0; i < 50; i++) {
         pid_t pid = fork();
-        if (pid == 0) exit(0); /* runs atexit handlers and library destructors */
-        int st = 0;
-        if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0) children++;
+        if (pid == 0) {
+            if (child_calls) {
+                size_t f, t;
+                exit((int)info(&f, &t));
+            }
+            exit(0); /* runs atexit handlers and library destructors */
+        }
+        int code = pid > 0 ? wait_child(pid) : -1;
+        if (child_calls && child_call_rc == -2) child_call_rc = code;
+        if (code == 0 || (child_calls && code == child_call_rc && code >= 0)) children++;
     }
     stop = 1;
     for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
     CHECK(info(&f1, &total));
     printf("children %d\nfree_before %zu\nfree_after %zu\n", children, f0, f1);
+    if (child_calls) printf("child_call_rc %d\n", child_call_rc);
     CHECK(mfree(held));
     return 0;
 }

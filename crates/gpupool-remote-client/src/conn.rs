@@ -271,6 +271,18 @@ impl State {
         Ok(())
     }
 
+    /// In a forked child: the parent's connection is closed here (not for the parent) and,
+    /// if the parent had connected, every call answers `CUDA_ERROR_NOT_INITIALIZED`.
+    pub fn forget_connection_after_fork(&mut self) {
+        if self.init.is_none() {
+            return;
+        }
+        self.socket = None;
+        self.batch.buf.clear();
+        self.unacked = 0;
+        self.init = Some(CUDA_ERROR_NOT_INITIALIZED);
+    }
+
     /// Whether `cuInit` succeeded; else the error every call answers.
     pub fn ready(&self) -> Result<(), u32> {
         match self.init {

@@ -20,6 +20,7 @@ pub mod conn;
 pub mod context;
 pub mod copies;
 pub mod device;
+pub mod fork;
 pub mod graph;
 pub mod host;
 pub mod kernel_cache;

@@ -178,13 +178,15 @@ fn free(p: CUdeviceptr, stream: Option<CUstream>) -> u32 {
     s.batch.put(&p);
     stream_opt(&mut s.batch, stream);
     let rc = s.finish_async(start);
-    drop(s);
+    // Forgotten before the state is let go: once another thread's call sends this free, the
+    // server may hand the same address to that thread's allocation, which records it anew.
     if let Some(r) = memory_map::remove(p) {
         if r.kind == Kind::Managed {
             // SAFETY: the mirror made by mem_alloc_managed.
             unsafe { libc::munmap(p as usize as *mut c_void, r.size as usize) };
         }
     }
+    drop(s);
     rc
 }
 

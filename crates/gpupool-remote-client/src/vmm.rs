@@ -35,12 +35,13 @@ pub unsafe fn mem_address_reserve(
         p = r.get("address")?;
         Ok(())
     });
-    drop(s);
+    // Recorded before the state is let go, as frees forget theirs (`memory::free`).
     if rc == CUDA_SUCCESS {
         memory_map::insert(p, (size as u64).max(1), Kind::Device, 0);
         // SAFETY: non-null out pointer from the caller.
         unsafe { *out = p };
     }
+    drop(s);
     rc
 }
 
@@ -54,10 +55,10 @@ pub unsafe fn mem_address_free(p: CUdeviceptr, size: usize) -> u32 {
     s.batch.put(&p);
     s.batch.put(&(size as u64));
     let rc = s.finish_sync(start, |_| Ok(()));
-    drop(s);
     if rc == CUDA_SUCCESS {
         memory_map::remove(p);
     }
+    drop(s);
     rc
 }
 

@@ -360,6 +360,28 @@ fn nvml_on_the_client_shows_the_tenant_s_view_from_the_server() {
 }
 
 #[test]
+fn forked_children_never_use_the_parent_s_connection() {
+    // A client forks 50 children while four threads allocate and free: children that exit
+    // send nothing of the parent's (its unsent calls stay the parent's), children that call
+    // CUDA get CUDA_ERROR_NOT_INITIALIZED as from a driver, and the parent's session goes on.
+    let m = Machine::new("remote-fork", "1x16GiB");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN} memory=2GiB\n"));
+    let prog = c_program("fork_exit", "driver");
+    for mode in [&[][..], &["child-calls"][..]] {
+        let mut args = vec![prog.to_str().unwrap()];
+        args.extend_from_slice(mode);
+        let kv = key_values(&server.client(&args).output().unwrap());
+        eprintln!("{mode:?}: {kv:?}");
+        assert_eq!(num(&kv, "children"), 50, "{mode:?}: every child ended");
+        assert_eq!(num(&kv, "free_before"), 2 * GIB - 256 * MIB - 512 * MIB);
+        assert_eq!(num(&kv, "free_after"), num(&kv, "free_before"), "{mode:?}");
+        if !mode.is_empty() {
+            assert_eq!(num(&kv, "child_call_rc"), 3, "CUDA_ERROR_NOT_INITIALIZED");
+        }
+    }
+}
+
+#[test]
 fn tls_serves_clients_that_trust_the_server_s_ca_and_no_others() {
     let m = Machine::new("remote-tls", "1xH100");
     let certs = m.state.with_extension("certs");
