@@ -18,6 +18,7 @@ pub mod capture_mode;
 pub mod clock;
 pub mod export_tables;
 pub mod exports;
+pub mod graph_params;
 pub mod launch;
 pub mod md2;
 pub mod nvml_list;

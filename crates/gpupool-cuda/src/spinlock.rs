@@ -111,10 +111,64 @@ impl<T: Send> ForkLock for SpinLock<T> {
     }
 }
 
+/// State of this process behind a [`SpinLock`], made on first use. Around `fork` its lock is
+/// held ([`ForkLock`]); a child then starts without the parent's ([`PerProcess::forget`]).
+pub struct PerProcess<T>(SpinLock<Option<T>>);
+
+impl<T: Default> PerProcess<T> {
+    /// No state yet.
+    pub const fn new() -> Self {
+        PerProcess(SpinLock::new(None))
+    }
+
+    /// Runs `f` with the state locked (made first if there is none).
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.0.with(|s| f(s.get_or_insert_with(T::default)))
+    }
+}
+
+impl<T: Default> Default for PerProcess<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A process's state a forked child must not keep.
+pub trait ForgetAfterFork: ForkLock {
+    /// Drops the parent's state (the child handler, after the lock is let go).
+    fn forget(&self);
+}
+
+impl<T: Send> ForkLock for PerProcess<T> {
+    fn lock_for_fork(&self) {
+        self.0.raw_lock();
+    }
+    fn unlock_after_fork(&self) {
+        self.0.raw_unlock();
+    }
+}
+
+impl<T: Send> ForgetAfterFork for PerProcess<T> {
+    fn forget(&self) {
+        self.0.with(|s| *s = None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn per_process_state_is_made_on_first_use_and_forgotten_on_demand() {
+        static S: PerProcess<Vec<u32>> = PerProcess::new();
+        S.with(|v| v.push(7));
+        assert_eq!(S.with(|v| v.clone()), [7]);
+        S.lock_for_fork();
+        S.unlock_after_fork();
+        S.forget();
+        assert!(S.with(|v| v.is_empty()), "a fresh state after forget");
+    }
 
     #[test]
     fn serialises_increments() {

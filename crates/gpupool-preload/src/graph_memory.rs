@@ -8,7 +8,7 @@
 
 use crate::driver::pool as drv;
 use crate::memory::round_up;
-use crate::spinlock::SpinLock;
+use crate::spinlock::{ForgetAfterFork, PerProcess};
 use crate::tenant;
 use crate::tenant::granularity;
 use crate::tracking::AddressHasher;
@@ -40,12 +40,17 @@ struct State {
     execs: Map,
 }
 
-static STATE: SpinLock<Option<State>> = SpinLock::new(None);
+static STATE: PerProcess<State> = PerProcess::new();
+
+/// This module's state, which a forked child forgets (`lifecycle`).
+pub fn fork_state() -> &'static dyn ForgetAfterFork {
+    &STATE
+}
 /// Whether any allocation node was recorded (graph launches look no further otherwise).
 static ANY: AtomicBool = AtomicBool::new(false);
 
 fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    STATE.with(|s| f(s.get_or_insert_with(State::default)))
+    STATE.with(f)
 }
 
 /// After the driver recorded an allocation node of `bytes` on `ord` for stream `s`.
@@ -246,19 +251,4 @@ pub unsafe fn graph_launch_ptsz(e: CUgraphExec, s: CUstream) -> u32 {
 pub unsafe fn graph_upload(e: CUgraphExec, s: CUstream) -> u32 {
     // SAFETY: forwarding.
     launch(e, || unsafe { crate::real::cuGraphUpload(e, s) })
-}
-
-/// Fork prepare: takes the lock.
-pub fn lock() {
-    STATE.raw_lock();
-}
-
-/// Fork parent / child: lets the lock go.
-pub fn unlock() {
-    STATE.raw_unlock();
-}
-
-/// Fork child: the parent's graphs are not the child's.
-pub fn forget() {
-    STATE.with(|s| *s = None);
 }

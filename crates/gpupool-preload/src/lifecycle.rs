@@ -6,26 +6,40 @@
 //! claims its own on first use. At exit the process leaves its cards' coordination and gives
 //! its slot back.
 
+use crate::spinlock::ForgetAfterFork;
 use crate::{
     compute, coordination, cost, graph_memory, idle_gate, pools, spill, tenant, tracking, vmm,
 };
 
+/// Per-process states a child forgets, in the order their locks are taken.
+fn per_process() -> [&'static dyn ForgetAfterFork; 3] {
+    [
+        pools::fork_state(),
+        graph_memory::fork_state(),
+        vmm::fork_state(),
+    ]
+}
+
 extern "C" fn before_fork() {
     spill::lock();
     tracking::lock_all();
-    pools::lock();
-    graph_memory::lock();
-    vmm::lock();
+    per_process().iter().for_each(|s| s.lock_for_fork());
     tenant::lock_for_fork();
+}
+
+/// Lets go of what [`before_fork`] took, in reverse.
+fn unlock_after_fork() {
+    per_process()
+        .iter()
+        .rev()
+        .for_each(|s| s.unlock_after_fork());
+    tracking::unlock_all();
+    spill::unlock();
 }
 
 extern "C" fn after_fork_in_parent() {
     tenant::unlock_after_fork();
-    vmm::unlock();
-    graph_memory::unlock();
-    pools::unlock();
-    tracking::unlock_all();
-    spill::unlock();
+    unlock_after_fork();
 }
 
 extern "C" fn after_fork_in_child() {
@@ -33,15 +47,9 @@ extern "C" fn after_fork_in_child() {
     compute::forget_after_fork();
     idle_gate::forget_after_fork();
     tenant::forget_after_fork();
-    vmm::unlock();
-    graph_memory::unlock();
-    pools::unlock();
-    tracking::unlock_all();
-    spill::unlock();
+    unlock_after_fork();
     tracking::forget_all();
-    pools::forget();
-    graph_memory::forget();
-    vmm::forget();
+    per_process().iter().for_each(|s| s.forget());
 }
 
 extern "C" fn at_exit() {

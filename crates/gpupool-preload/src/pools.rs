@@ -14,7 +14,7 @@
 
 use crate::driver::pool as drv;
 use crate::real;
-use crate::spinlock::SpinLock;
+use crate::spinlock::{ForgetAfterFork, PerProcess};
 use crate::tenant::{self, Account};
 use crate::tracking::AddressHasher;
 use gpupool_cuda::cu::{CUevent, CUmemoryPool, CUstream};
@@ -84,7 +84,12 @@ impl State {
     }
 }
 
-static STATE: SpinLock<Option<State>> = SpinLock::new(None);
+static STATE: PerProcess<State> = PerProcess::new();
+
+/// This module's state, which a forked child forgets (`lifecycle`).
+pub fn fork_state() -> &'static dyn ForgetAfterFork {
+    &STATE
+}
 
 /// Whether a pool (not graph memory) is charged more than its live blocks: only then can a
 /// synchronisation change what the process is charged.
@@ -92,7 +97,6 @@ static KEEPS: AtomicBool = AtomicBool::new(false);
 
 fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with(|s| {
-        let s = s.get_or_insert_with(State::default);
         let r = f(s);
         KEEPS.store(s.pools.iter().any(keeps), Relaxed);
         r
@@ -323,21 +327,6 @@ pub fn give_back_kept(ord: i32) -> u64 {
         return 0;
     }
     settle_device(ord, true)
-}
-
-/// Fork prepare: takes the lock.
-pub fn lock() {
-    STATE.raw_lock();
-}
-
-/// Fork parent / child: lets the lock go.
-pub fn unlock() {
-    STATE.raw_unlock();
-}
-
-/// Fork child: the parent's pools are not the child's.
-pub fn forget() {
-    STATE.with(|s| *s = None);
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! (with their handle), and a handle released while mapped keeps its charge here until its last
 //! mapping goes. Not a fast path: one spin lock.
 
-use crate::spinlock::SpinLock;
+use crate::spinlock::{ForgetAfterFork, PerProcess};
 use crate::tracking::Charge;
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,10 +15,15 @@ struct State {
     handles: HashMap<u64, (u32, Option<Charge>)>,
 }
 
-static STATE: SpinLock<Option<State>> = SpinLock::new(None);
+static STATE: PerProcess<State> = PerProcess::new();
+
+/// This module's state, which a forked child forgets (`lifecycle`).
+pub fn fork_state() -> &'static dyn ForgetAfterFork {
+    &STATE
+}
 
 fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    STATE.with(|s| f(s.get_or_insert_with(State::default)))
+    STATE.with(f)
 }
 
 /// Records that `handle` was mapped at `va` for `size` bytes.
@@ -73,21 +78,6 @@ pub fn released(handle: u64, charge: Charge) -> Option<Charge> {
         }
         _ => Some(charge),
     })
-}
-
-/// Fork prepare: take the lock.
-pub fn lock() {
-    STATE.raw_lock();
-}
-
-/// Fork parent / child: release it.
-pub fn unlock() {
-    STATE.raw_unlock();
-}
-
-/// Fork child: the parent's mappings are not the child's.
-pub fn forget() {
-    STATE.with(|s| *s = None);
 }
 
 #[cfg(test)]

@@ -6,9 +6,8 @@
 use crate::conn::state;
 use gpupool_cuda::cu::{
     CUDA_GRAPH_INSTANTIATE_PARAMS_st, CUDA_HOST_NODE_PARAMS_st, CUDA_MEMSET_NODE_PARAMS_st,
-    CUDA_MEM_ALLOC_NODE_PARAMS_v1_st, CUcontext, CUdeviceptr, CUgraph, CUgraphExec,
-    CUgraphInstantiateResult, CUgraphInstantiate_flags, CUgraphNode, CUmemAllocationType,
-    CUmemLocationType, CUDA_MEMCPY3D,
+    CUDA_MEM_ALLOC_NODE_PARAMS_v1_st, CUcontext, CUdeviceptr, CUgraph, CUgraphExec, CUgraphNode,
+    CUmemAllocationType, CUmemLocationType, CUDA_MEMCPY3D,
 };
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
@@ -251,24 +250,15 @@ pub unsafe fn graph_instantiate_with_params(
     g: CUgraph,
     params: *mut CUDA_GRAPH_INSTANTIATE_PARAMS_st,
 ) -> u32 {
-    // SAFETY: null or the caller's parameters.
-    let Some(p) = (unsafe { params.as_mut() }) else {
-        return CUDA_ERROR_INVALID_VALUE;
-    };
-    let upload = CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD.0 as u64;
-    // SAFETY: the caller's arguments.
-    let mut rc =
-        unsafe { crate::table_client::cuGraphInstantiateWithFlags(out, g, p.flags & !upload) };
-    if rc == CUDA_SUCCESS && p.flags & upload != 0 {
-        // SAFETY: the instance just written; the caller's stream.
-        rc = unsafe { crate::table_client::cuGraphUpload(*out, p.hUploadStream) };
+    // SAFETY: the caller's pointers.
+    unsafe {
+        gpupool_cuda::graph_params::instantiate_with_params(
+            out,
+            params,
+            |flags| crate::table_client::cuGraphInstantiateWithFlags(out, g, flags),
+            |e, s| crate::table_client::cuGraphUpload(e, s),
+        )
     }
-    p.result_out = if rc == CUDA_SUCCESS {
-        CUgraphInstantiateResult::CUDA_GRAPH_INSTANTIATE_SUCCESS
-    } else {
-        CUgraphInstantiateResult::CUDA_GRAPH_INSTANTIATE_ERROR
-    };
-    rc
 }
 
 /// `cuGraphAddEmptyNode`.

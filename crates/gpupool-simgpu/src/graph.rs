@@ -12,8 +12,8 @@ use crate::launch::{duration, Shape};
 use crate::mem::write;
 use gpupool_cuda::cu::{
     CUDA_GRAPH_INSTANTIATE_PARAMS_st, CUDA_HOST_NODE_PARAMS_st, CUDA_KERNEL_NODE_PARAMS_st,
-    CUDA_MEMSET_NODE_PARAMS_st, CUcontext, CUgraph, CUgraphExec, CUgraphInstantiateResult,
-    CUgraphInstantiate_flags, CUgraphNode, CUgraphNodeType, CUstream, CUDA_MEMCPY3D,
+    CUDA_MEMSET_NODE_PARAMS_st, CUcontext, CUgraph, CUgraphExec, CUgraphNode, CUgraphNodeType,
+    CUstream, CUDA_MEMCPY3D,
 };
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::SpinLock;
@@ -394,23 +394,15 @@ pub unsafe fn graph_instantiate_with_params(
     g: CUgraph,
     params: *mut CUDA_GRAPH_INSTANTIATE_PARAMS_st,
 ) -> u32 {
-    // SAFETY: null or the caller's parameters.
-    let Some(p) = (unsafe { params.as_mut() }) else {
-        return CUDA_ERROR_INVALID_VALUE;
-    };
-    let upload = CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD.0 as u64;
-    // SAFETY: same contract.
-    let mut rc = unsafe { graph_instantiate_with_flags(out, g, p.flags & !upload) };
-    if rc == CUDA_SUCCESS && p.flags & upload != 0 {
-        // SAFETY: the instance just written; the caller's stream.
-        rc = unsafe { graph_upload(*out, p.hUploadStream) };
+    // SAFETY: the caller's pointers; the instance is ours when uploaded.
+    unsafe {
+        gpupool_cuda::graph_params::instantiate_with_params(
+            out,
+            params,
+            |flags| graph_instantiate_with_flags(out, g, flags),
+            |e, s| graph_upload(e, s),
+        )
     }
-    p.result_out = if rc == CUDA_SUCCESS {
-        CUgraphInstantiateResult::CUDA_GRAPH_INSTANTIATE_SUCCESS
-    } else {
-        CUgraphInstantiateResult::CUDA_GRAPH_INSTANTIATE_ERROR
-    };
-    rc
 }
 
 /// `cuGraphExecDestroy` (handles stay valid memory).
