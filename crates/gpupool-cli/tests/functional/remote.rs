@@ -450,3 +450,79 @@ fn tls_serves_clients_that_trust_the_server_s_ca_and_no_others() {
     let kv = key_values(&run(Some(&certs.join("ca.crt")), &server.addr));
     assert_eq!(num(&kv, "meminfo_total"), GIB);
 }
+
+#[test]
+fn the_tls_relays_carry_both_directions_at_once_and_pass_on_the_close() {
+    use gpupool_remote::tls;
+    use std::os::unix::net::UnixStream;
+    let dir = std::env::temp_dir().join(format!("gpupool-relay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    common::certs::ca_and_server(&dir, "relay-ca", "relay");
+    let server_config =
+        tls::server_config(&dir.join("server.crt"), &dir.join("server.key")).unwrap();
+    let client_config = tls::client_config(&dir.join("ca.crt"), "test").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    const STUCK: Duration = Duration::from_secs(30);
+    // The server's plaintext end echoes everything back as it arrives.
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut conn = rustls::ServerConnection::new(server_config).unwrap();
+        tls::complete_handshake(&mut conn, &mut sock).unwrap();
+        let mut plain: UnixStream = tls::start_relay(conn.into(), sock).unwrap();
+        // A relay that stops moving fails the test instead of hanging it.
+        plain.set_read_timeout(Some(STUCK)).unwrap();
+        plain.set_write_timeout(Some(STUCK)).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut echoed = 0usize;
+        loop {
+            let n = plain.read(&mut buf).unwrap();
+            if n == 0 {
+                return echoed;
+            }
+            plain.write_all(&buf[..n]).unwrap();
+            echoed += n;
+        }
+    });
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    let mut conn = tls::client_connection(client_config, &addr).unwrap();
+    tls::complete_handshake(&mut conn, &mut sock).unwrap();
+    let plain = tls::start_relay(conn.into(), sock).unwrap();
+    plain.set_read_timeout(Some(STUCK)).unwrap();
+    plain.set_write_timeout(Some(STUCK)).unwrap();
+    const TOTAL: usize = 48 << 20;
+    let pattern = |i: usize| (i % 251) as u8;
+    let mut writer = plain.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut sent = 0;
+        while sent < TOTAL {
+            let n = ((3 << 20) + 17).min(TOTAL - sent);
+            // Each piece continues the pattern where the last one stopped.
+            let piece: Vec<u8> = (sent..sent + n).map(pattern).collect();
+            writer.write_all(&piece).unwrap();
+            sent += n;
+        }
+    });
+    let mut reader = plain;
+    // Read late and slowly at first, so every buffer on the way fills and each relay has to
+    // hold back (partial writes, waiting to write).
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    while got < TOTAL {
+        let n = reader
+            .read(&mut buf[..if got < (4 << 20) { 4096 } else { 1 << 20 }])
+            .unwrap();
+        assert!(n > 0, "the echo ended after {got} bytes");
+        for (k, b) in buf[..n].iter().enumerate() {
+            assert_eq!(*b, pattern(got + k), "byte {}", got + k);
+        }
+        got += n;
+    }
+    sender.join().unwrap();
+    // Closing the client's plaintext end closes the connection: the server's end then reads
+    // the end of the stream.
+    drop(reader);
+    assert_eq!(server.join().unwrap(), TOTAL);
+    let _ = std::fs::remove_dir_all(&dir);
+}
