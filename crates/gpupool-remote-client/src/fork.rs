@@ -2,21 +2,25 @@
 //! interleave its messages with the parent's and end the parent's session. As with a driver,
 //! CUDA is unusable in the child of a process that initialised it: every call answers
 //! `CUDA_ERROR_NOT_INITIALIZED`. The child of a process that never connected connects on its
-//! own. The client's state is locked around `fork`, so a child never inherits it half-changed
-//! or locked by a thread it does not have.
+//! own. The client's state and address map are locked around `fork`, so a child never
+//! inherits them half-changed or locked by a thread it does not have.
 
 use crate::conn::{state, State};
+use crate::memory_map;
 use std::cell::RefCell;
 use std::sync::MutexGuard;
 
+/// The locks the forking thread holds from `prepare` to `parent` / `child`.
+type Held = (MutexGuard<'static, State>, memory_map::ForkGuard);
+
 thread_local! {
-    /// The state's lock, held by the forking thread from `prepare` to `parent` / `child`.
-    static HELD: RefCell<Option<MutexGuard<'static, State>>> = const { RefCell::new(None) };
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
 }
 
 extern "C" fn prepare() {
-    let guard = state();
-    HELD.with(|h| *h.borrow_mut() = Some(guard));
+    let s = state();
+    let m = memory_map::lock_for_fork();
+    HELD.with(|h| *h.borrow_mut() = Some((s, m)));
 }
 
 extern "C" fn parent() {
@@ -25,7 +29,8 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     HELD.with(|h| {
-        if let Some(mut s) = h.borrow_mut().take() {
+        if let Some((mut s, m)) = h.borrow_mut().take() {
+            drop(m);
             s.forget_connection_after_fork();
         }
     });

@@ -35,6 +35,15 @@ fn ranges() -> std::sync::MutexGuard<'static, BTreeMap<u64, Range>> {
     RANGES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The map's lock, held around `fork` (after the client's state: the order every call
+/// takes them in), so a child never inherits it held by a thread it does not have.
+pub type ForkGuard = std::sync::MutexGuard<'static, BTreeMap<u64, Range>>;
+
+/// Takes the map's lock for `fork`.
+pub fn lock_for_fork() -> ForkGuard {
+    ranges()
+}
+
 /// Records a range.
 pub fn insert(base: u64, size: u64, kind: Kind, flags: u32) {
     ranges().insert(base, Range { size, kind, flags });
