@@ -7,11 +7,14 @@ TCP loopback, beside the same programs run locally.
   residual network when torchvision is missing) for RESNET_SECONDS locally and remotely,
   alternated, reporting ms per batch and the remote / local ratio; then the same forward pass
   captured once in a CUDA graph and replayed per batch, as inference servers run it, for
-  GRAPH_SECONDS.
+  GRAPH_SECONDS;
+- over TLS (when `openssl` is there to make a CA and a certificate): rt_basic, and the
+  CUDA-graph pass through a `tls://` server, beside the local runs above.
 """
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,7 +73,7 @@ print(json.dumps({"model": name, "batches": n, "seconds": dt, "ms_per_batch": dt
 """
 
 
-def start_server(carry, tmp, extra=()):
+def start_server(carry, tmp, extra=(), listen="127.0.0.1:0"):
     """`gpupool serve` on loopback with one client (`extra`: more arguments, e.g. `--sim`);
     returns (process, address, token file)."""
     token = secrets.token_hex(16)
@@ -81,7 +84,7 @@ def start_server(carry, tmp, extra=()):
     with open(token_file, "w") as f:
         f.write(token)
     env = dict(os.environ, GPUPOOL_LIB_DIR=carry)
-    p = subprocess.Popen([os.path.join(carry, "gpupool"), "serve", "--listen", "127.0.0.1:0",
+    p = subprocess.Popen([os.path.join(carry, "gpupool"), "serve", "--listen", listen,
                           "--clients", clients, *extra], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline().strip()
@@ -91,9 +94,66 @@ def start_server(carry, tmp, extra=()):
     return p, line[len("listening on "):], token_file
 
 
-def remote_cmd(carry, addr, token_file, cmd):
+def remote_cmd(carry, addr, token_file, cmd, ca=None):
+    tls = ["--tls-ca", ca] if ca else []
     return [os.path.join(carry, "gpupool"), "run", "--remote", addr, "--token-file", token_file,
-            "--"] + cmd
+            *tls, "--"] + cmd
+
+
+def make_certs(d):
+    """A CA and a certificate for 127.0.0.1 in `d` (openssl); the CA's path, or None."""
+    if not shutil.which("openssl"):
+        return None
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-subj",
+         "/CN=gpucheck-ca", "-days", "1", "-out", "ca.crt"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-subj",
+         "/CN=gpucheck", "-out", "server.csr"],
+        ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+         "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "server.crt"],
+    ]
+    for args in steps:
+        if subprocess.run(["openssl", *args], cwd=d, capture_output=True).returncode != 0:
+            return None
+    return os.path.join(d, "ca.crt")
+
+
+def section_tls(c, env, local_graph_runs):
+    """rt_basic and the CUDA-graph ResNet pass through a `tls://` server."""
+    d = os.path.join(c.tmp, "tls")
+    ca = make_certs(d)
+    if ca is None:
+        return {"tls_skipped": "no openssl to make a certificate"}
+    res = {}
+    server, addr, token_file = start_server(
+        c.carry, d, ("--tls-cert", os.path.join(d, "server.crt"), "--tls-key",
+                     os.path.join(d, "server.key")), listen="tls://127.0.0.1:0")
+    try:
+        r = subprocess.run(remote_cmd(c.carry, addr, token_file, [c.bin("rt_basic-12.9")], ca),
+                           capture_output=True, text=True, env=env, timeout=120)
+        fails = [l for l in r.stdout.splitlines() if l.startswith("FAIL")]
+        res["tls_rt_basic_12.9"] = {"rc": r.returncode, "fail_lines": fails,
+                                    "stderr": r.stderr[-1000:]}
+        res["pass_tls_rt_basic_12.9"] = r.returncode == 0 and not fails
+        if local_graph_runs:
+            local = [sys.executable, "-c", RESNET, str(GRAPH_SECONDS), "graph"]
+            runs = [run_json(remote_cmd(c.carry, addr, token_file, local, ca), env, 300)
+                    for _ in range(ROUNDS)]
+            ms_tls = statistics.median(r["ms_per_batch"] for r in runs)
+            ms_local = statistics.median(r["ms_per_batch"] for r in local_graph_runs)
+            res["tls_resnet_graph_runs"] = runs
+            res["tls_resnet_graph_ms_per_batch"] = ms_tls
+            res["tls_resnet_graph_ratio_over_local"] = ms_tls / ms_local
+            res["pass_tls_resnet_graph_ran"] = all(r["batches"] > 0 for r in runs)
+    except Exception as e:  # recorded; the rest of the section stands
+        res["tls_error"] = str(e)[-3000:]
+    finally:
+        server.kill()
+        res["tls_server_stderr"] = server.stderr.read()[-2000:]
+    return res
 
 
 def run_json(cmd, env, timeout):
@@ -143,4 +203,5 @@ def section_remote(c, card):
     finally:
         server.kill()
         res["server_stderr"] = server.stderr.read()[-2000:]
+    res.update(section_tls(c, env, res.get("resnet_graph_runs", {}).get("local", [])))
     return res
