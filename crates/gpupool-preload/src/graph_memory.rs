@@ -173,7 +173,9 @@ macro_rules! instantiate_with_params_hooks {
             let call = || instantiated(unsafe { crate::real::$real(e, g, p) }, e, g);
             // SAFETY: null or the caller's parameters.
             match unsafe { p.as_ref() } {
-                Some(p) if p.flags & UPLOAD != 0 => take_graph_memory(g as u64, Table::Graphs, call),
+                Some(p) if p.flags & UPLOAD != 0 => {
+                    take_graph_memory(|s| s.graphs.get(&(g as u64)).copied(), call)
+                }
                 _ => call(),
             }
         }
@@ -188,29 +190,22 @@ instantiate_with_params_hooks! {
 /// The instantiation flag that uploads the instance at once.
 const UPLOAD: u64 = CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD.0 as u64;
 
-/// Where a graph's need is looked up.
-#[derive(Clone, Copy)]
-enum Table {
-    Graphs,
-    Execs,
-}
-
 /// Launches (or uploads) `exec` with `call`: what its allocation nodes need beyond the device's
 /// spare graph memory is reserved first, and the device's graph memory is charged after.
 pub fn launch(exec: CUgraphExec, call: impl FnOnce() -> u32) -> u32 {
-    take_graph_memory(exec as u64, Table::Execs, call)
+    take_graph_memory(|s| s.execs.get(&(exec as u64)).copied(), call)
 }
 
-/// Runs `call`, which takes the graph memory of `handle` (a graph or an instance, per
-/// `table`): see [`launch`].
-fn take_graph_memory(handle: u64, table: Table, call: impl FnOnce() -> u32) -> u32 {
+/// Runs `call`, which takes the graph memory of the graph or instance whose need `lookup`
+/// finds: see [`launch`].
+fn take_graph_memory(
+    lookup: impl FnOnce(&State) -> Option<Need>,
+    call: impl FnOnce() -> u32,
+) -> u32 {
     if !ANY.load(Relaxed) {
         return call();
     }
-    let known = with(|s| match table {
-        Table::Graphs => s.graphs.get(&handle).copied(),
-        Table::Execs => s.execs.get(&handle).copied(),
-    });
+    let known = with(|s| lookup(s));
     // Unknown (it allocates nothing, or was made by a function not hooked): charged after.
     let Some(need) = known.or_else(|| {
         crate::driver::current_device()

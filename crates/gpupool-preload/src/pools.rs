@@ -288,32 +288,23 @@ pub fn synchronized(rc: u32) -> u32 {
     rc
 }
 
-/// Hook for `cuStreamSynchronize`.
-pub unsafe fn stream_synchronize(s: CUstream) -> u32 {
-    crate::idle_gate::enter();
-    // SAFETY: forwarding.
-    synchronized(unsafe { real::cuStreamSynchronize(s) })
+macro_rules! synchronize_hooks {
+    ($($hook:ident => $real:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        /// Hook for the synchronisation of the same name: the checkpoint gate, then
+        /// [`synchronized`].
+        pub unsafe fn $hook($($arg: $ty),*) -> u32 {
+            crate::idle_gate::enter();
+            // SAFETY: forwarding.
+            synchronized(unsafe { real::$real($($arg),*) })
+        }
+    )*};
 }
 
-/// Hook for `cuStreamSynchronize_ptsz`.
-pub unsafe fn stream_synchronize_ptsz(s: CUstream) -> u32 {
-    crate::idle_gate::enter();
-    // SAFETY: forwarding.
-    synchronized(unsafe { real::cuStreamSynchronize_ptsz(s) })
-}
-
-/// Hook for `cuCtxSynchronize`.
-pub unsafe fn ctx_synchronize() -> u32 {
-    crate::idle_gate::enter();
-    // SAFETY: forwarding.
-    synchronized(unsafe { real::cuCtxSynchronize() })
-}
-
-/// Hook for `cuEventSynchronize`.
-pub unsafe fn event_synchronize(e: CUevent) -> u32 {
-    crate::idle_gate::enter();
-    // SAFETY: forwarding.
-    synchronized(unsafe { real::cuEventSynchronize(e) })
+synchronize_hooks! {
+    stream_synchronize => cuStreamSynchronize(s: CUstream);
+    stream_synchronize_ptsz => cuStreamSynchronize_ptsz(s: CUstream);
+    ctx_synchronize => cuCtxSynchronize();
+    event_synchronize => cuEventSynchronize(e: CUevent);
 }
 
 /// When a reservation on ordinal `ord` is refused: the process's pools there give back what

@@ -212,12 +212,11 @@ impl State {
                 };
                 let config = gpupool_remote::tls::client_config(ca.as_ref(), ENV_TLS_CA)
                     .map_err(no_device)?;
-                let tls = gpupool_remote::tls::client_connection(config, a)
+                let mut conn = gpupool_remote::tls::client_connection(config, a)
                     .map_err(|e| no_device(format!("{ENV_ADDRESS}={addr}: {e}")))?;
-                let s = TcpStream::connect(a).map_err(cannot)?;
+                let mut s = TcpStream::connect(a).map_err(cannot)?;
                 let _ = s.set_nodelay(true);
                 let _ = s.set_read_timeout(Some(HANDSHAKE_DEADLINE));
-                let (mut conn, mut s) = (tls, s);
                 gpupool_remote::tls::complete_handshake(&mut conn, &mut s).map_err(|e| {
                     no_device(format!("TLS with the GPU server {addr} failed: {e}"))
                 })?;

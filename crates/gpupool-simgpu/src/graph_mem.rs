@@ -49,33 +49,47 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with(|s| f(s.get_or_insert_with(State::default)))
 }
 
+/// Grows the graph memory of device `ordinal` (charged to the card) so that `bytes` more than
+/// it has in use fit in what it reserves.
+fn grow(ordinal: i32, bytes: u64) -> u32 {
+    let (m, dev) = match device(ordinal) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let need = with(|s| {
+        let d = s.devices.entry(ordinal).or_default();
+        d.used.saturating_add(bytes).saturating_sub(d.reserved)
+    });
+    if need == 0 {
+        return CUDA_SUCCESS;
+    }
+    if let Err(e) = m.reserve(dev, need) {
+        return e;
+    }
+    with(|s| {
+        let d = s.devices.entry(ordinal).or_default();
+        d.reserved = d.reserved.saturating_add(need);
+        d.reserved_high = d.reserved_high.max(d.reserved);
+    });
+    CUDA_SUCCESS
+}
+
 /// A launch reached the allocation node of `base`: its memory is taken from the device's
-/// graph memory, which grows (charged to the card) when it has too little to spare.
+/// graph memory, which grows when it has too little to spare.
 pub(crate) fn take(base: u64) -> u32 {
     let block = with(|s| s.blocks.get(&base).copied());
     let Some(b) = block.filter(|b| !b.live) else {
         // Launched again before the allocation was freed.
         return CUDA_ERROR_INVALID_VALUE;
     };
-    let (m, dev) = match device(b.ordinal) {
-        Ok(d) => d,
-        Err(e) => return e,
-    };
-    let need = with(|s| {
-        let d = s.devices.entry(b.ordinal).or_default();
-        d.used.saturating_add(b.mapped).saturating_sub(d.reserved)
-    });
-    if need > 0 {
-        if let Err(e) = m.reserve(dev, need) {
-            return e;
-        }
+    let rc = grow(b.ordinal, b.mapped);
+    if rc != CUDA_SUCCESS {
+        return rc;
     }
     with(|s| {
         let d = s.devices.entry(b.ordinal).or_default();
-        d.reserved = d.reserved.saturating_add(need);
         d.used = d.used.saturating_add(b.mapped);
         d.used_high = d.used_high.max(d.used);
-        d.reserved_high = d.reserved_high.max(d.reserved);
         if let Some(b) = s.blocks.get_mut(&base) {
             b.live = true;
         }
@@ -84,7 +98,7 @@ pub(crate) fn take(base: u64) -> u32 {
 }
 
 /// An upload of a graph whose allocation nodes are `bases`: each device's graph memory grows
-/// (charged to the card) to what they will take beyond what is in use.
+/// to what they will take beyond what is in use.
 pub(crate) fn reserve_for(bases: impl Iterator<Item = u64>) -> u32 {
     let mut wanted: BTreeMap<i32, u64> = BTreeMap::new();
     with(|s| {
@@ -97,25 +111,10 @@ pub(crate) fn reserve_for(bases: impl Iterator<Item = u64>) -> u32 {
         }
     });
     for (ordinal, bytes) in wanted {
-        let (m, dev) = match device(ordinal) {
-            Ok(d) => d,
-            Err(e) => return e,
-        };
-        let need = with(|s| {
-            let d = s.devices.entry(ordinal).or_default();
-            d.used.saturating_add(bytes).saturating_sub(d.reserved)
-        });
-        if need == 0 {
-            continue;
+        let rc = grow(ordinal, bytes);
+        if rc != CUDA_SUCCESS {
+            return rc;
         }
-        if let Err(e) = m.reserve(dev, need) {
-            return e;
-        }
-        with(|s| {
-            let d = s.devices.entry(ordinal).or_default();
-            d.reserved = d.reserved.saturating_add(need);
-            d.reserved_high = d.reserved_high.max(d.reserved);
-        });
     }
     CUDA_SUCCESS
 }
