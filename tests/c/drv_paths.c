@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams kernels variables
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
  *        dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
@@ -156,6 +156,69 @@ int main(int argc, char **argv) {
         CHECK(exchange_mode(&mode));
         CHECK(exchange_mode(&back));
         printf("capture_mode_was %d\ncapture_mode_kept %d\n", (int)mode, (int)back);
+        return 0;
+    }
+
+    if (!strcmp(path, "stream_names")) {
+        /* Many streams and events, used together, then destroyed; flags a driver refuses. */
+        enum { N = 32 };
+        FN(stream_create, "cuStreamCreate", 2000, CUresult (*)(CUstream *, unsigned));
+        FN(stream_create_prio, "cuStreamCreateWithPriority", 5050,
+           CUresult (*)(CUstream *, unsigned, int));
+        FN(stream_destroy, "cuStreamDestroy", 4000, CUresult (*)(CUstream));
+        FN(stream_flags, "cuStreamGetFlags", 5050, CUresult (*)(CUstream, unsigned *));
+        FN(stream_wait, "cuStreamWaitEvent", 3020, CUresult (*)(CUstream, CUevent, unsigned));
+        FN(stream_sync, "cuStreamSynchronize", 2000, CUresult (*)(CUstream));
+        FN(event_create, "cuEventCreate", 2000, CUresult (*)(CUevent *, unsigned));
+        FN(event_destroy, "cuEventDestroy", 4000, CUresult (*)(CUevent));
+        FN(event_record, "cuEventRecord", 2000, CUresult (*)(CUevent, CUstream));
+        FN(event_sync, "cuEventSynchronize", 2000, CUresult (*)(CUevent));
+        FN(event_query, "cuEventQuery", 2000, CUresult (*)(CUevent));
+        FN(elapsed, "cuEventElapsedTime", 2000, CUresult (*)(float *, CUevent, CUevent));
+        CUstream streams[N];
+        CUevent events[N];
+        int flags_kept = 1, distinct = 1;
+        for (int i = 0; i < N; i++) {
+            unsigned want = (unsigned)(i & 1), got = 9;
+            if (i % 4 == 3) CHECK(stream_create_prio(&streams[i], want, -1));
+            else CHECK(stream_create(&streams[i], want));
+            CHECK(event_create(&events[i], i % 3 == 0 ? 0 : i % 3 == 1 ? CU_EVENT_DISABLE_TIMING
+                                                     : CU_EVENT_BLOCKING_SYNC));
+            CHECK(stream_flags(streams[i], &got));
+            flags_kept &= got == want;
+            for (int j = 0; j < i; j++)
+                distinct &= streams[j] != streams[i] && events[j] != events[i];
+        }
+        for (int i = 0; i < N; i++) {
+            CHECK(event_record(events[i], streams[i]));
+            CHECK(stream_wait(streams[(i + 1) % N], events[i], 0));
+        }
+        for (int i = 0; i < N; i++) CHECK(stream_sync(streams[i]));
+        int done = 1;
+        for (int i = 0; i < N; i++) {
+            CHECK(event_sync(events[i]));
+            done &= event_query(events[i]) == CUDA_SUCCESS;
+        }
+        float ms = -1;
+        CHECK(elapsed(&ms, events[0], events[3]));
+        printf("streams_flags_kept %d\nhandles_distinct %d\nevents_done %d\nelapsed_ok %d\n",
+               flags_kept, distinct, done, ms >= 0);
+        printf("untimed_elapsed_rc %d\n", (int)elapsed(&ms, events[0], events[1]));
+        for (int i = 0; i < N; i++) {
+            CHECK(event_destroy(events[i]));
+            CHECK(stream_destroy(streams[i]));
+        }
+        CUstream bad_s;
+        CUevent bad_e;
+        printf("bad_stream_flags_rc %d\n", (int)stream_create(&bad_s, 2));
+        printf("bad_event_flags_rc %d\n", (int)event_create(&bad_e, 0x100));
+        printf("interprocess_timed_rc %d\n", (int)event_create(&bad_e, CU_EVENT_INTERPROCESS));
+        printf("null_stream_out_rc %d\n", (int)stream_create(NULL, 0));
+        printf("null_event_out_rc %d\n", (int)event_create(NULL, 0));
+        CUstream last;
+        CHECK(stream_create(&last, 0));
+        CHECK(stream_sync(last));
+        printf("after_refusals_ok 1\n");
         return 0;
     }
 

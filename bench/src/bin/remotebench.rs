@@ -1,5 +1,5 @@
-//! Remote GPU over loopback: synchronous call round trip, batched launch throughput and copy
-//! bandwidth through `gpupool serve` on a simulated GPU, beside raw TCP loopback measured in the
+//! Remote GPU over loopback: synchronous call round trip, batched launch throughput, the cost
+//! of an event created, recorded and destroyed, and copy bandwidth through `gpupool serve` on a simulated GPU, beside raw TCP loopback measured in the
 //! same run. Prints a Markdown table.
 //!
 //! `cargo build --release && target/release/gpupool-remotebench`
@@ -15,6 +15,7 @@ const ROUND_TRIPS: usize = 20_000;
 const LAUNCHES: usize = 200_000;
 const COPY: usize = 256 << 20;
 const COPIES: usize = 4;
+const EVENTS: usize = 20_000;
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -46,6 +47,23 @@ fn client() {
             assert_eq!(get_flags(&mut flags), 0);
             rtt.push(t.elapsed().as_secs_f64() * 1e6);
         }
+
+        // Events as a training loop makes them: created, recorded, destroyed each step.
+        let event_create: unsafe extern "C" fn(*mut *mut c_void, u32) -> u32 =
+            std::mem::transmute(d.get("cuEventCreate", 2000));
+        let event_record: unsafe extern "C" fn(*mut c_void, *mut c_void) -> u32 =
+            std::mem::transmute(d.get("cuEventRecord", 2000));
+        let event_destroy: unsafe extern "C" fn(*mut c_void) -> u32 =
+            std::mem::transmute(d.get("cuEventDestroy", 4000));
+        let t = Instant::now();
+        for _ in 0..EVENTS {
+            let mut e = std::ptr::null_mut();
+            assert_eq!(event_create(&mut e, 0), 0);
+            assert_eq!(event_record(e, std::ptr::null_mut()), 0);
+            assert_eq!(event_destroy(e), 0);
+        }
+        assert_eq!(sync(), 0);
+        let event_us = t.elapsed().as_secs_f64() * 1e6 / EVENTS as f64;
 
         let f = d.simulated_kernel("gpupool-sim-module 1\nkernel k 1us\n", "k");
         let null = std::ptr::null_mut();
@@ -94,6 +112,7 @@ fn client() {
                 "rtt_p50_us": percentile(&mut rtt, 0.5),
                 "rtt_p99_us": percentile(&mut rtt, 0.99),
                 "launches_per_s": launches_per_s,
+                "event_us": event_us,
                 "htod_gbs": htod_gbs,
                 "dtoh_gbs": dtoh_gbs,
             })
@@ -288,6 +307,11 @@ fn main() {
         "| batched launches | {:.0} /s | {} | | ≥ 500 000 /s |",
         f("launches_per_s"),
         tls("launches_per_s", "/s", 0)
+    );
+    println!(
+        "| event created, recorded, destroyed | {:.2} µs | {} | | no round trip |",
+        f("event_us"),
+        tls("event_us", "µs", 2)
     );
     println!(
         "| host → device, 256 MiB copies | {:.2} GB/s ({:.0} % of raw) | {} | {raw_gbs:.2} GB/s | ≥ 70 % |",

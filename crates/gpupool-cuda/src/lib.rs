@@ -16,6 +16,7 @@ pub mod api;
 pub mod arrays;
 pub mod capture_mode;
 pub mod clock;
+pub mod creation_flags;
 pub mod export_tables;
 pub mod exports;
 pub mod graph_params;

@@ -28,6 +28,7 @@ pub mod local_answers;
 pub mod memory;
 pub mod memory_map;
 pub mod module;
+pub mod names;
 pub mod nvml;
 pub mod per_thread;
 pub mod stream;
@@ -218,6 +219,9 @@ gpupool_cuda::export_functions! {
     cuMemsetD32Async_ptsz => per_thread::cuMemsetD32Async_ptsz;
     cuMemAllocAsync_ptsz => per_thread::cuMemAllocAsync_ptsz;
     cuMemFreeAsync_ptsz => per_thread::cuMemFreeAsync_ptsz;
+    cuStreamCreate => names::stream_create;
+    cuStreamCreateWithPriority => names::stream_create_with_priority;
+    cuEventCreate => names::event_create;
     cuStreamIsCapturing => stream::stream_is_capturing;
     cuStreamEndCapture => stream::stream_end_capture;
     cuStreamBeginCapture_v2_ptsz => per_thread::cuStreamBeginCapture_v2_ptsz;

@@ -10,10 +10,24 @@ use std::ffi::{c_char, c_void, CStr};
 macro_rules! c_ty {
     (out $t:ty) => { *mut $t };
     (new $t:ty) => { *mut $t };
+    (named $t:ty) => { *mut $t };
     (inp $t:ty) => { *const $t };
     (prop $t:ty) => { *const $t };
     (cstr $t:ty) => { *const $t };
     ($k:ident $t:ty) => { $t };
+}
+
+/// Refuses, before anything is sent, a null pointer where the call needs one.
+macro_rules! needs {
+    (cstr, $a:ident) => {
+        if $a.is_null() {
+            return CUDA_ERROR_INVALID_VALUE;
+        }
+    };
+    (named, $a:ident) => {
+        needs!(cstr, $a)
+    };
+    ($k:ident, $a:ident) => {};
 }
 
 macro_rules! put {
@@ -34,14 +48,17 @@ macro_rules! put {
     ($w:expr, prop, $a:ident) => {
         $w.put_opt(unsafe { $a.as_ref() })
     };
+    // SAFETY: a NUL-terminated string from the caller (checked non-null by `needs!`).
     ($w:expr, cstr, $a:ident) => {
-        if $a.is_null() {
-            return CUDA_ERROR_INVALID_VALUE;
-        } else {
-            // SAFETY: a NUL-terminated string from the caller.
-            $w.put_bytes(unsafe { CStr::from_ptr($a) }.to_bytes())
-        }
+        $w.put_bytes(unsafe { CStr::from_ptr($a) }.to_bytes())
     };
+    // The handle is the client's name for it, handed out before the server has it.
+    ($w:expr, named, $a:ident) => {{
+        let name = crate::names::next();
+        // SAFETY: the caller's out pointer, checked non-null by `needs!`.
+        unsafe { $a.cast::<u64>().write_unaligned(name) };
+        $w.put(&name)
+    }};
     ($w:expr, $k:ident, $a:ident) => {
         $w.put(&($a as usize as u64))
     };
@@ -75,6 +92,22 @@ macro_rules! finish {
     (async, $s:ident, $start:ident, $r:ident => $body:block) => {
         $s.finish_async($start)
     };
+    (deferred, $s:ident, $start:ident, $r:ident => $body:block) => {
+        $s.finish_async($start)
+    };
+}
+
+/// Whether calls of this mode wait for their reply.
+macro_rules! waits {
+    (async) => {
+        false
+    };
+    (deferred) => {
+        false
+    };
+    ($mode:ident) => {
+        true
+    };
 }
 
 macro_rules! hook {
@@ -83,10 +116,13 @@ macro_rules! hook {
     ($h:path; $($a:ident),*) => { unsafe { $h($($a),*) } };
 }
 
-/// A `local` entry's forwarding function is not exported: the export list names the client
-/// function that answers it, which calls this one when it cannot.
+/// A `local` or `deferred` entry's forwarding function is not exported: the export list
+/// names the client function that answers it (or checks its arguments), which calls this one.
 macro_rules! exported_unless_local {
     (local, $item:item) => {
+        $item
+    };
+    (deferred, $item:item) => {
         $item
     };
     ($mode:ident, $item:item) => {
@@ -101,8 +137,9 @@ macro_rules! client_table {
             #[doc = concat!("`", stringify!($name), "`, forwarded to the GPU server.")]
             #[allow(non_snake_case, unused_variables, unused_unsafe, clippy::missing_safety_doc)]
             pub unsafe extern "C" fn $name($( $arg: c_ty!($kind $ty) ),*) -> u32 {
+                $( needs!($kind, $arg); )*
                 let mut s = state();
-                let start = match s.begin($id, stringify!($mode) != "async", crate::context::current()) {
+                let start = match s.begin($id, waits!($mode), crate::context::current()) {
                     Ok(p) => p,
                     Err(e) => return e,
                 };

@@ -9,12 +9,15 @@
 //! - MODE `sync` waits for the reply; `cached` too, once per argument values (answers that
 //!   never change: device and function attributes, occupancy); `local` too, when the client
 //!   function the client library exports under that name cannot answer by itself; `async` is
-//!   batched and its error deferred.
+//!   batched and its error deferred; `deferred` too, behind a client function that checks the
+//!   arguments first (as `local`, the table's function is not exported).
 //! - KIND `val` (by value), `out` (`*mut TYPE`, returned), `inp` (`*const TYPE`, sent; may be
 //!   null), `prop` (like `inp`, an allocation or pool properties structure whose Windows
 //!   security pointer at bytes 16..24 the server clears), `cstr` (a C string), `dev` (a device address the session must own),
 //!   `h(CLASS)` (a handle the session gave out), `new(CLASS)` (`*mut TYPE`, a handle the call
-//!   creates), `del(CLASS)` (a handle the call destroys).
+//!   creates), `named(CLASS)` (`*mut TYPE`, a handle the call creates under a name the client
+//!   chose and handed out at once: see [`Class::named_by_client`]), `del(CLASS)` (a handle the
+//!   call destroys).
 //! - `then HOOK`: a client-side function called with the arguments after success.
 //!
 //! Ids 1 to 19 change the session's current context.
@@ -56,6 +59,21 @@ pub enum Class {
     /// `CUgraphExec`.
     GraphExec,
 }
+
+impl Class {
+    /// Whether the client names handles of this class itself (streams and events): it creates
+    /// them without waiting for the server, which maps each name to the driver's handle.
+    pub fn named_by_client(self) -> bool {
+        matches!(self, Class::Stream | Class::Event)
+    }
+}
+
+/// First name the client gives a stream or event; names are multiples of
+/// [`CLIENT_NAME_STEP`] from here, never 0, 1 or 2 (the special streams).
+pub const FIRST_CLIENT_NAME: u64 = 0x5eed_0000_0000;
+
+/// Distance between two names the client gives.
+pub const CLIENT_NAME_STEP: u64 = 0x40;
 
 /// Numbers of the hand-written calls.
 pub mod custom {
@@ -332,9 +350,9 @@ macro_rules! for_each_call {
             sync 76 cuMemGetAllocationPropertiesFromHandle(out prop: [u8; 32], h(Generic) h: u64);
             sync 77 cuMemRetainAllocationHandle(new(Generic) h: u64, dev addr: *mut c_void);
 
-            sync 80 cuStreamCreate(new(Stream) s: CUstream, val flags: u32);
-            sync 81 cuStreamCreateWithPriority(new(Stream) s: CUstream, val flags: u32, val prio: i32);
-            sync 82 cuStreamDestroy_v2(del(Stream) s: CUstream);
+            deferred 80 cuStreamCreate(named(Stream) s: CUstream, val flags: u32);
+            deferred 81 cuStreamCreateWithPriority(named(Stream) s: CUstream, val flags: u32, val prio: i32);
+            async 82 cuStreamDestroy_v2(del(Stream) s: CUstream);
             sync 83 cuStreamSynchronize(h(Stream) s: CUstream) then crate::memory::synced_on;
             sync 84 cuStreamQuery(h(Stream) s: CUstream);
             sync 85 cuStreamGetPriority(h(Stream) s: CUstream, out p: i32);
@@ -344,8 +362,8 @@ macro_rules! for_each_call {
             sync 89 cuStreamGetDevice(h(Stream) s: CUstream, out d: CUdevice);
             local 90 cuStreamIsCapturing(h(Stream) s: CUstream, out status: u32);
             async 91 cuStreamWaitEvent(h(Stream) s: CUstream, h(Event) e: CUevent, val flags: u32);
-            sync 92 cuEventCreate(new(Event) e: CUevent, val flags: u32);
-            sync 93 cuEventDestroy_v2(del(Event) e: CUevent);
+            deferred 92 cuEventCreate(named(Event) e: CUevent, val flags: u32);
+            async 93 cuEventDestroy_v2(del(Event) e: CUevent);
             async 94 cuEventRecord(h(Event) e: CUevent, h(Stream) s: CUstream);
             async 95 cuEventRecordWithFlags(h(Event) e: CUevent, h(Stream) s: CUstream, val flags: u32);
             sync 96 cuEventSynchronize(h(Event) e: CUevent) then crate::memory::synced_on;

@@ -27,8 +27,12 @@ pub struct Session {
     pub table: Table,
     extra: Extra,
     nvml: NvmlServer,
-    /// Handles this session created, by class.
+    /// Handles this session created, by class (not those the client names itself).
     handles: HashSet<(Class, u64)>,
+    /// Streams and events the client named: its name → the driver's handle.
+    names: HashMap<(Class, u64), u64>,
+    /// The same, the driver's handle → the client's name.
+    named: HashMap<(Class, u64), u64>,
     /// Device allocations: base address → size.
     ranges: BTreeMap<u64, u64>,
     /// Virtual address ranges reserved with `cuMemAddressReserve`: base address → size.
@@ -76,6 +80,8 @@ impl Session {
             extra: Extra::resolve(resolve),
             nvml: NvmlServer::resolve(resolve),
             handles: HashSet::new(),
+            names: HashMap::new(),
+            named: HashMap::new(),
             ranges: BTreeMap::new(),
             reserved: BTreeMap::new(),
             globals: BTreeMap::new(),
@@ -90,7 +96,20 @@ impl Session {
     /// Whether `h` is a handle of `class` this session created (null and, for streams, the
     /// special streams 1 and 2 are always valid).
     pub fn valid(&self, class: Class, h: u64) -> bool {
-        h == 0 || (class == Class::Stream && h <= 2) || self.handles.contains(&(class, h))
+        self.real(class, h).is_some()
+    }
+
+    /// The driver's handle behind the client's handle `h` of `class`: a stream or event by
+    /// the name the client gave it, any other class as it is; `None` when the client has no
+    /// such handle.
+    pub fn real(&self, class: Class, h: u64) -> Option<u64> {
+        if h == 0 || (class == Class::Stream && h <= 2) {
+            Some(h)
+        } else if class.named_by_client() {
+            self.names.get(&(class, h)).copied()
+        } else {
+            self.handles.contains(&(class, h)).then_some(h)
+        }
     }
 
     /// Whether `[ptr, ptr + len)` lies inside one of this session's device allocations,
@@ -286,10 +305,9 @@ impl Session {
 
     /// The client's stream handle `h` as the driver's stream (0: the null stream).
     fn stream_of(&self, h: u64) -> Result<CUstream, u32> {
-        if self.valid(Class::Stream, h) {
-            Ok(h as usize as CUstream)
-        } else {
-            Err(CUDA_ERROR_INVALID_HANDLE)
+        match self.real(Class::Stream, h) {
+            Some(real) => Ok(real as usize as CUstream),
+            None => Err(CUDA_ERROR_INVALID_HANDLE),
         }
     }
 
@@ -1413,8 +1431,17 @@ impl TableSession for Session {
         Session::owns(self, ptr, len)
     }
 
-    fn valid(&self, class: Class, h: u64) -> bool {
-        Session::valid(self, class, h)
+    fn real(&self, class: Class, h: u64) -> Option<u64> {
+        Session::real(self, class, h)
+    }
+
+    fn fresh(&self, class: Class, name: u64) -> bool {
+        class.named_by_client() && name > 2 && !self.names.contains_key(&(class, name))
+    }
+
+    fn name(&mut self, class: Class, name: u64, real: u64) {
+        self.names.insert((class, name), real);
+        self.named.insert((class, real), name);
     }
 
     fn remember(&mut self, class: Class, h: u64) {
@@ -1428,6 +1455,9 @@ impl TableSession for Session {
     fn forget(&mut self, class: Class, h: u64) {
         if matches!(class, Class::Module | Class::Library) {
             self.unloaded(class, h);
+        }
+        if let Some(name) = self.named.remove(&(class, h)) {
+            self.names.remove(&(class, name));
         }
         self.handles.remove(&(class, h));
     }
@@ -1593,6 +1623,10 @@ mod tests {
             b"cuStreamSynchronize" => stream_sync as *mut c_void,
             b"cuGraphAddMemAllocNode" => add_mem_alloc_node as *mut c_void,
             b"cuGraphAddMemFreeNode" => add_mem_free_node as *mut c_void,
+            b"cuStreamCreate" => stream_create as *mut c_void,
+            b"cuEventCreate" => event_create as *mut c_void,
+            b"cuStreamQuery" => stream_query as *mut c_void,
+            b"cuStreamDestroy_v2" => stream_destroy as *mut c_void,
             _ => std::ptr::null_mut(),
         })
     }
@@ -1625,6 +1659,88 @@ mod tests {
     }
     unsafe extern "C" fn stream_sync(_: CUstream) -> u32 {
         CUDA_SUCCESS
+    }
+
+    /// The stand-in driver's handles: streams and events from here up, one apart.
+    static DRIVER_HANDLES: AtomicU64 = AtomicU64::new(0xd000);
+    /// The last stream the stand-in driver was asked about or destroyed.
+    static DRIVER_SAW: AtomicU64 = AtomicU64::new(0);
+
+    unsafe extern "C" fn stream_create(s: *mut CUstream, _: u32) -> u32 {
+        // SAFETY: the session's out value.
+        unsafe { *s = DRIVER_HANDLES.fetch_add(1, SeqCst) as usize as CUstream };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn event_create(e: *mut CUevent, _: u32) -> u32 {
+        // SAFETY: the session's out value.
+        unsafe { *e = DRIVER_HANDLES.fetch_add(1, SeqCst) as usize as CUevent };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn stream_query(s: CUstream) -> u32 {
+        DRIVER_SAW.store(s as u64, SeqCst);
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn stream_destroy(s: CUstream) -> u32 {
+        DRIVER_SAW.store(s as u64, SeqCst);
+        CUDA_SUCCESS
+    }
+
+    #[test]
+    fn streams_and_events_go_by_the_client_s_names_and_only_those() {
+        let mut s = session();
+        let create = |call: u16, name: u64| {
+            request(call, |w| {
+                w.put(&name);
+                w.put(&0u32);
+            })
+        };
+        let on_stream = |call: u16, h: u64| request(call, |w| w.put(&h));
+        let (stream, event) = (0x5eed_0000_0040u64, 0x5eed_0000_0080u64);
+        assert_eq!(result(&mut s, &create(80, stream)), CUDA_SUCCESS);
+        assert_eq!(result(&mut s, &create(92, event)), CUDA_SUCCESS);
+        let real = s.real(Class::Stream, stream).unwrap();
+        assert!((0xd000..0xe000).contains(&real), "{real:#x}");
+
+        assert_eq!(result(&mut s, &on_stream(84, stream)), CUDA_SUCCESS);
+        assert_eq!(
+            DRIVER_SAW.load(SeqCst),
+            real,
+            "the driver gets its own handle"
+        );
+        for (name, why) in [(real, "the driver's handle"), (event, "an event's name")] {
+            assert_eq!(
+                result(&mut s, &on_stream(84, name)),
+                CUDA_ERROR_INVALID_HANDLE,
+                "{why}"
+            );
+        }
+        for (name, why) in [(stream, "a name in use"), (2, "the per-thread stream")] {
+            assert_eq!(
+                result(&mut s, &create(80, name)),
+                CUDA_ERROR_INVALID_VALUE,
+                "{why}"
+            );
+        }
+        assert_eq!(
+            s.real(Class::Stream, stream),
+            Some(real),
+            "a refused name leaves the stream it names alone"
+        );
+
+        DRIVER_SAW.store(0, SeqCst);
+        assert_eq!(result(&mut s, &on_stream(82, stream)), CUDA_SUCCESS);
+        assert_eq!(DRIVER_SAW.load(SeqCst), real);
+        assert_eq!(
+            result(&mut s, &on_stream(84, stream)),
+            CUDA_ERROR_INVALID_HANDLE,
+            "a destroyed stream's name"
+        );
+        assert_eq!(
+            result(&mut s, &create(80, stream)),
+            CUDA_SUCCESS,
+            "a destroyed stream's name is free again"
+        );
+        assert_ne!(s.real(Class::Stream, stream), Some(real));
     }
 
     #[test]

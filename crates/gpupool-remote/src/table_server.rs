@@ -11,6 +11,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 macro_rules! c_ty {
     (out $t:ty) => { *mut $t };
     (new $t:ty) => { *mut $t };
+    (named $t:ty) => { *mut $t };
     (inp $t:ty) => { *const $t };
     (prop $t:ty) => { *const $t };
     (cstr $t:ty) => { *const $t };
@@ -27,6 +28,9 @@ macro_rules! take {
     ($r:ident, new, $a:ident, $t:ty) => {
         ($r.get_flag(stringify!($a))?, zero::<$t>())
     };
+    ($r:ident, named, $a:ident, $t:ty) => {
+        ($r.get::<u64>(stringify!($a))?, zero::<$t>())
+    };
     ($r:ident, inp, $a:ident, $t:ty) => {
         $r.get_opt::<$t>(stringify!($a))?
     };
@@ -41,19 +45,27 @@ macro_rules! take {
     };
 }
 
+/// Checks an argument before the call; a handle becomes the driver's handle it names.
 macro_rules! check {
     ($s:ident, dev, $a:ident) => {
-        (!$s.owns($a, 1)).then_some(CUDA_ERROR_INVALID_VALUE)
+        if !$s.owns($a, 1) {
+            return Ok(Some(CUDA_ERROR_INVALID_VALUE));
+        }
     };
     ($s:ident, h($c:ident), $a:ident) => {
-        (!$s.valid(Class::$c, $a)).then_some(CUDA_ERROR_INVALID_HANDLE)
+        let Some($a) = $s.real(Class::$c, $a) else {
+            return Ok(Some(CUDA_ERROR_INVALID_HANDLE));
+        };
     };
     ($s:ident, del($c:ident), $a:ident) => {
-        (!$s.valid(Class::$c, $a)).then_some(CUDA_ERROR_INVALID_HANDLE)
+        check!($s, h($c), $a)
     };
-    ($s:ident, $k:ident $(($c:ident))?, $a:ident) => {
-        None::<u32>
+    ($s:ident, named($c:ident), $a:ident) => {
+        if !$s.fresh(Class::$c, $a.0) {
+            return Ok(Some(CUDA_ERROR_INVALID_VALUE));
+        }
     };
+    ($s:ident, $k:ident $(($c:ident))?, $a:ident) => {};
 }
 
 macro_rules! pass {
@@ -73,6 +85,9 @@ macro_rules! pass {
         } else {
             std::ptr::null_mut()
         }
+    };
+    (named, $a:ident, $t:ty) => {
+        &mut $a.1 as *mut $t
     };
     (inp, $a:ident, $t:ty) => {
         $a.as_ref().map_or(std::ptr::null(), |v| v as *const $t)
@@ -95,6 +110,9 @@ macro_rules! after {
             $o.put(&$a.1);
         }
     };
+    ($s:ident, $o:ident, named($c:ident), $a:ident) => {
+        $s.name(Class::$c, $a.0, $a.1 as usize as u64);
+    };
     ($s:ident, $o:ident, del($c:ident), $a:ident) => {
         $s.forget(Class::$c, $a);
     };
@@ -113,11 +131,16 @@ pub trait TableSession {
     fn table(&self) -> &Table;
     /// Whether `[ptr, ptr + len)` is memory the client allocated or reserved.
     fn owns(&self, ptr: u64, len: u64) -> bool;
-    /// Whether `h` is a handle of `class` the client may pass (its own, or a default one).
-    fn valid(&self, class: Class, h: u64) -> bool;
+    /// The driver's handle behind the client's handle `h` of `class` (its own, or a default
+    /// one); `None` when the client has no such handle.
+    fn real(&self, class: Class, h: u64) -> Option<u64>;
+    /// Whether `name` is free for a new handle of `class` the client names itself.
+    fn fresh(&self, class: Class, name: u64) -> bool;
     /// Records a handle the driver created for the client.
     fn remember(&mut self, class: Class, h: u64);
-    /// Forgets a handle the client destroyed.
+    /// Records that the client's `name` stands for the driver's handle `real`.
+    fn name(&mut self, class: Class, name: u64, real: u64);
+    /// Forgets a handle the client destroyed (the driver's handle).
     fn forget(&mut self, class: Class, h: u64);
 }
 
@@ -172,7 +195,7 @@ macro_rules! server_table {
                 $( $id => {
                     $( let mut $arg = take!(r, $kind, $arg, $ty); )*
                     r.end()?;
-                    $( if let Some(e) = check!(s, $kind $(($class))?, $arg) { return Ok(Some(e)); } )*
+                    $( check!(s, $kind $(($class))?, $arg); )*
                     let rc = match s.table().$name {
                         // SAFETY: arguments decoded to their C types; handles and addresses were
                         // checked to be the session's own.

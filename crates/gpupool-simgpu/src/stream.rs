@@ -5,6 +5,7 @@
 use crate::ctx::{require_current, Context};
 use crate::graph::Node;
 use crate::mem::write;
+use gpupool_cuda::creation_flags::{event_flags_valid, stream_flags_valid, EVENT_DISABLE_TIMING};
 use gpupool_cuda::cu::{CUcontext, CUevent, CUgraphNodeType, CUstream};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
@@ -51,6 +52,8 @@ pub struct Event {
     pub(crate) device: AtomicU64,
     /// Address of the capture it was last recorded in (`capture`, 0 = recorded outside one).
     pub(crate) capture: AtomicUsize,
+    /// Created with `CU_EVENT_DISABLE_TIMING`: no elapsed time.
+    pub(crate) untimed: bool,
 }
 
 static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(16);
@@ -74,6 +77,9 @@ pub(crate) fn ok_or(r: Result<u32, u32>) -> u32 {
 
 /// `cuStreamCreateWithPriority`.
 pub unsafe fn stream_create_with_priority(out: *mut CUstream, flags: u32, priority: i32) -> u32 {
+    if !stream_flags_valid(flags) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     ok_or(require_current().map(|c| {
         let s = Box::new(Stream {
             ctx: c as *const Context as usize,
@@ -203,7 +209,10 @@ pub unsafe fn stream_copy_attributes(dst: CUstream, src: CUstream) -> u32 {
 }
 
 /// `cuEventCreate`.
-pub unsafe fn event_create(out: *mut CUevent, _flags: u32) -> u32 {
+pub unsafe fn event_create(out: *mut CUevent, flags: u32) -> u32 {
+    if !event_flags_valid(flags) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     ok_or(require_current().map(|_| {
         write(
             out,
@@ -212,6 +221,7 @@ pub unsafe fn event_create(out: *mut CUevent, _flags: u32) -> u32 {
                 after_seq: AtomicU64::new(0),
                 device: AtomicU64::new(0),
                 capture: AtomicUsize::new(0),
+                untimed: flags & EVENT_DISABLE_TIMING != 0,
             })) as CUevent,
         )
     }))

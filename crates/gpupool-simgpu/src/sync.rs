@@ -98,13 +98,18 @@ pub unsafe fn event_query(e: CUevent) -> u32 {
     }))
 }
 
-/// `cuEventElapsedTime` (and `_v2`).
+/// `cuEventElapsedTime` (and `_v2`): events created without timing, or never recorded, have
+/// none.
 pub unsafe fn event_elapsed_time(ms: *mut f32, start: CUevent, end: CUevent) -> u32 {
     ok_or(
         event_ref(start)
             .and_then(|s| event_ref(end).map(|e| (s, e)))
             .and_then(|(s, e)| {
-                if s.recorded_ns.load(SeqCst) == 0 || e.recorded_ns.load(SeqCst) == 0 {
+                if s.untimed
+                    || e.untimed
+                    || s.recorded_ns.load(SeqCst) == 0
+                    || e.recorded_ns.load(SeqCst) == 0
+                {
                     return Err(CUDA_ERROR_INVALID_HANDLE);
                 }
                 match (work::event_time(s), work::event_time(e)) {

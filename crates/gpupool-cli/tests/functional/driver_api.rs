@@ -108,6 +108,48 @@ fn stream_queries_and_host_work_as_pytorch_uses_them() {
 }
 
 #[test]
+fn many_streams_and_events_work_together_and_bad_flags_are_refused() {
+    expect_both(
+        "stream_names",
+        &[
+            ("streams_flags_kept", "1"),
+            ("handles_distinct", "1"),
+            ("events_done", "1"),
+            ("elapsed_ok", "1"),
+            ("untimed_elapsed_rc", "400"),
+            ("bad_stream_flags_rc", "1"),
+            ("bad_event_flags_rc", "1"),
+            ("interprocess_timed_rc", "1"),
+            ("null_stream_out_rc", "1"),
+            ("null_event_out_rc", "1"),
+            ("after_refusals_ok", "1"),
+        ],
+    );
+}
+
+#[test]
+fn streams_and_events_are_created_and_destroyed_without_waiting_for_the_server() {
+    // 32 streams and 32 events: their creations and destructions are all sent without
+    // waiting; the refused flags and null out pointers are never sent.
+    let m = Machine::new("drv-stream-names", "1x16GiB");
+    let prog = c_program("drv_paths", "driver");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("t {TOKEN} memory=1GiB\n"));
+    let out = server
+        .client(&[prog.to_str().unwrap(), "stream_names", "64"])
+        .env("GPUPOOL_REMOTE_STATS", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for (call, sent) in [(80, 25), (81, 8), (82, 32), (92, 32), (93, 32)] {
+        assert!(
+            err.contains(&format!("call {call}: waited 0, sent {sent}")),
+            "call {call}: {err}"
+        );
+    }
+}
+
+#[test]
 fn kernels_of_real_gpu_code_report_attributes_and_occupancy() {
     // On a simulated 16 GiB card, under the interception library and through a server.
     expect_both(
