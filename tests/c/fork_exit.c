@@ -19,8 +19,9 @@ static CUresult (*alloc)(CUdeviceptr *, size_t);
 static CUresult (*mfree)(CUdeviceptr);
 static CUresult (*info)(size_t *, size_t *);
 static CUresult (*set_current)(CUcontext);
+static CUresult (*ctx_device)(CUdevice *);
 static CUcontext ctx;
-static volatile int stop;
+static volatile int stop, ask_device;
 
 static void *get(const char *name, int version) {
     void *p = NULL;
@@ -38,6 +39,10 @@ static void *churn(void *arg) {
         CUdeviceptr p;
         CHECK(alloc(&p, 1 << 20));
         CHECK(mfree(p));
+        for (int i = 0; ask_device && i < 100; i++) {
+            CUdevice d;
+            CHECK(ctx_device(&d));
+        }
     }
     return NULL;
 }
@@ -57,8 +62,12 @@ static int wait_child(pid_t pid) {
 }
 
 int main(int argc, char **argv) {
-    /* "child-calls": each child also asks for memory info and exits with the result */
-    int child_calls = argc > 1 && !strcmp(argv[1], "child-calls");
+    /* "child-calls": each child also asks for memory info and exits with the result;
+     * "child-device": the threads also ask for their context's device (an answer a driver
+     * library may keep), and each child asks for it and exits with the result */
+    int child_device = argc > 1 && !strcmp(argv[1], "child-device");
+    int child_calls = child_device || (argc > 1 && !strcmp(argv[1], "child-calls"));
+    ask_device = child_device;
     void *lib = dlopen("libcuda.so.1", RTLD_NOW);
     if (!lib || !(gpa = (gpa_t)dlsym(lib, "cuGetProcAddress_v2"))) { printf("FAIL load\n"); return 1; }
     CUresult (*init)(unsigned) = (CUresult (*)(unsigned))get("cuInit", 2000);
@@ -67,6 +76,7 @@ int main(int argc, char **argv) {
     alloc = (CUresult (*)(CUdeviceptr *, size_t))get("cuMemAlloc", 3020);
     mfree = (CUresult (*)(CUdeviceptr))get("cuMemFree", 3020);
     info = (CUresult (*)(size_t *, size_t *))get("cuMemGetInfo", 3020);
+    ctx_device = (CUresult (*)(CUdevice *))get("cuCtxGetDevice", 2000);
     CHECK(init(0));
     CHECK(retain(&ctx, 0));
     CHECK(set_current(ctx));
@@ -81,6 +91,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 50; i++) {
         pid_t pid = fork();
         if (pid == 0) {
+            if (child_device) {
+                CUdevice d;
+                exit((int)ctx_device(&d));
+            }
             if (child_calls) {
                 size_t f, t;
                 exit((int)info(&f, &t));
@@ -89,7 +103,8 @@ int main(int argc, char **argv) {
         }
         int code = pid > 0 ? wait_child(pid) : -1;
         if (child_calls && child_call_rc == -2) child_call_rc = code;
-        if (code == 0 || (child_calls && code == child_call_rc && code >= 0)) children++;
+        /* children ended, each with the first one's code (0 when they call nothing) */
+        if (code == (child_calls ? child_call_rc : 0) && code >= 0) children++;
     }
     stop = 1;
     for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);

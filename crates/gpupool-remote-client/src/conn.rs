@@ -111,6 +111,9 @@ pub struct State {
     ack_pending: bool,
 }
 
+/// The client's state, held.
+pub type StateGuard = MutexGuard<'static, State>;
+
 static STATE: Mutex<State> = Mutex::new(State {
     socket: None,
     batch: Writer { buf: Vec::new() },
@@ -128,7 +131,7 @@ static STATE: Mutex<State> = Mutex::new(State {
 });
 
 /// The shared state, locked (a panic elsewhere never poisons it for good).
-pub fn state() -> MutexGuard<'static, State> {
+pub fn state() -> StateGuard {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -271,15 +274,17 @@ impl State {
     }
 
     /// In a forked child: the parent's connection is closed here (not for the parent) and,
-    /// if the parent had connected, every call answers `CUDA_ERROR_NOT_INITIALIZED`.
-    pub fn forget_connection_after_fork(&mut self) {
+    /// if the parent had connected, every call answers `CUDA_ERROR_NOT_INITIALIZED`. Whether
+    /// it had.
+    pub fn forget_connection_after_fork(&mut self) -> bool {
         if self.init.is_none() {
-            return;
+            return false;
         }
         self.socket = None;
         self.batch.buf.clear();
         self.unacked = 0;
         self.init = Some(CUDA_ERROR_NOT_INITIALIZED);
+        true
     }
 
     /// Whether `cuInit` succeeded; else the error every call answers.

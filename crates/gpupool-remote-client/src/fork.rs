@@ -2,25 +2,53 @@
 //! interleave its messages with the parent's and end the parent's session. As with a driver,
 //! CUDA is unusable in the child of a process that initialised it: every call answers
 //! `CUDA_ERROR_NOT_INITIALIZED`. The child of a process that never connected connects on its
-//! own. The client's state and address map are locked around `fork`, so a child never
-//! inherits them half-changed or locked by a thread it does not have.
+//! own. The client's state, address map and caches are locked around `fork`, so a child
+//! never inherits them half-changed or locked by a thread it does not have, and a child of a
+//! connected parent answers nothing from the parent's caches.
 
-use crate::conn::{state, State};
-use crate::memory_map;
+use crate::conn::state;
+use std::any::Any;
 use std::cell::RefCell;
-use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
-/// The locks the forking thread holds from `prepare` to `parent` / `child`.
-type Held = (MutexGuard<'static, State>, memory_map::ForkGuard);
+/// The locks the forking thread holds from `prepare` to `parent` / `child`: the state first,
+/// then the rest in the order the library takes them (the variables before the address
+/// map, which their unloading updates; the caches, which never wait for anything, last).
+type Held = Vec<Box<dyn Any>>;
 
 thread_local! {
-    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+    static HELD: RefCell<Option<(crate::conn::StateGuard, Held)>> = const { RefCell::new(None) };
+}
+
+/// Set in a child forked from a process that had connected.
+static FORKED_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a child forked after its parent connected: nothing the parent
+/// learnt answers it.
+pub fn in_forked_child() -> bool {
+    FORKED_CHILD.load(Ordering::Relaxed)
+}
+
+/// Holds `m` locked while the returned box lives.
+fn hold<T: 'static>(m: &'static Mutex<T>) -> Box<dyn Any> {
+    Box::new(m.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 extern "C" fn prepare() {
     let s = state();
-    let m = memory_map::lock_for_fork();
-    HELD.with(|h| *h.borrow_mut() = Some((s, m)));
+    let held: Held = vec![
+        hold(&crate::variables::VARIABLES),
+        hold(&crate::memory_map::RANGES),
+        hold(&crate::kernel_cache::KNOWN),
+        hold(&crate::module::LAYOUTS),
+        hold(&crate::tensor_map::KEPT_ANSWERS),
+        hold(&crate::local_answers::CONTEXT_DEVICES),
+        hold(&crate::local_answers::CONTEXT_IDS),
+        hold(&crate::local_answers::PRIMARY_STATES),
+        hold(&crate::local_answers::SET_ATTRIBUTES),
+    ];
+    HELD.with(|h| *h.borrow_mut() = Some((s, held)));
 }
 
 extern "C" fn parent() {
@@ -29,9 +57,11 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     HELD.with(|h| {
-        if let Some((mut s, m)) = h.borrow_mut().take() {
-            drop(m);
-            s.forget_connection_after_fork();
+        if let Some((mut s, held)) = h.borrow_mut().take() {
+            drop(held);
+            if s.forget_connection_after_fork() {
+                FORKED_CHILD.store(true, Ordering::Relaxed);
+            }
         }
     });
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Default)]
-struct Known {
+pub(crate) struct Known {
     /// (library, name) → kernel.
     by_name: HashMap<(u64, Vec<u8>), u64>,
     /// kernel → library.
@@ -17,7 +17,7 @@ struct Known {
     functions: HashMap<(u64, u64), (u64, u64)>,
 }
 
-static KNOWN: Mutex<Option<Known>> = Mutex::new(None);
+pub(crate) static KNOWN: Mutex<Option<Known>> = Mutex::new(None);
 
 fn with<R>(f: impl FnOnce(&mut Known) -> R) -> R {
     f(KNOWN

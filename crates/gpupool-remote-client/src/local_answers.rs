@@ -16,25 +16,25 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
 
 /// Answers kept per key, each with the epoch it was learnt in.
-type Kept<K, V> = Mutex<Option<HashMap<K, (u64, V)>>>;
+pub(crate) type Kept<K, V> = Mutex<Option<HashMap<K, (u64, V)>>>;
 
 /// What an attribute was last set to, per (call, attribute, handle, device).
-type SetValues = Mutex<Option<HashMap<(u16, i32, u64, CUdevice), i32>>>;
+pub(crate) type SetValues = Mutex<Option<HashMap<(u16, i32, u64, CUdevice), i32>>>;
 
 /// Bumped by every call that changes contexts.
 static EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// Each context's device, with the epoch it was learnt in.
-static CONTEXT_DEVICES: Kept<u64, CUdevice> = Mutex::new(None);
+pub(crate) static CONTEXT_DEVICES: Kept<u64, CUdevice> = Mutex::new(None);
 
 /// Each context's id, with the epoch it was learnt in.
-static CONTEXT_IDS: Kept<u64, u64> = Mutex::new(None);
+pub(crate) static CONTEXT_IDS: Kept<u64, u64> = Mutex::new(None);
 
 /// Each device's primary context state (flags, active), with the epoch it was learnt in.
-static PRIMARY_STATES: Kept<CUdevice, (u32, i32)> = Mutex::new(None);
+pub(crate) static PRIMARY_STATES: Kept<CUdevice, (u32, i32)> = Mutex::new(None);
 
 /// The last value set per (call, attribute, handle, device).
-static SET_ATTRIBUTES: SetValues = Mutex::new(None);
+pub(crate) static SET_ATTRIBUTES: SetValues = Mutex::new(None);
 
 /// The current context epoch.
 pub fn epoch() -> u64 {
@@ -50,6 +50,9 @@ pub fn sent(id: u16) {
 
 /// The answer kept for `key` in `map` if learnt in the current epoch.
 fn kept<K: std::hash::Hash + Eq, V: Copy>(map: &Kept<K, V>, key: &K) -> Option<V> {
+    if crate::fork::in_forked_child() {
+        return None;
+    }
     let epoch = EPOCH.load(SeqCst);
     let m = map.lock().unwrap_or_else(|e| e.into_inner());
     m.as_ref()?

@@ -29,19 +29,11 @@ pub struct Range {
     pub flags: u32,
 }
 
-static RANGES: Mutex<BTreeMap<u64, Range>> = Mutex::new(BTreeMap::new());
+/// The ranges by base address (held around `fork` too: see `fork`).
+pub(crate) static RANGES: Mutex<BTreeMap<u64, Range>> = Mutex::new(BTreeMap::new());
 
 fn ranges() -> std::sync::MutexGuard<'static, BTreeMap<u64, Range>> {
     RANGES.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The map's lock, held around `fork` (after the client's state: the order every call
-/// takes them in), so a child never inherits it held by a thread it does not have.
-pub type ForkGuard = std::sync::MutexGuard<'static, BTreeMap<u64, Range>>;
-
-/// Takes the map's lock for `fork`.
-pub fn lock_for_fork() -> ForkGuard {
-    ranges()
 }
 
 /// Records a range.

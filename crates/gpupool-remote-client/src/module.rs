@@ -18,7 +18,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::sync::Mutex;
 
 /// Parameter sizes per function (`None`: the server's driver cannot tell).
-static LAYOUTS: Mutex<Option<HashMap<u64, Option<Vec<u32>>>>> = Mutex::new(None);
+pub(crate) static LAYOUTS: Mutex<Option<HashMap<u64, Option<Vec<u32>>>>> = Mutex::new(None);
 
 const FATBIN_MAGIC: u32 = 0xBA55_ED50;
 const FATBIN_WRAPPER_MAGIC: u32 = 0x4662_43B1;

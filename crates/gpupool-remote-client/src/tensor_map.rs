@@ -17,7 +17,7 @@ use std::sync::Mutex;
 const KEPT: usize = 4096;
 
 /// Answers by context and request bytes.
-static KEPT_ANSWERS: Mutex<Option<HashMap<Vec<u8>, RawTensorMap>>> = Mutex::new(None);
+pub(crate) static KEPT_ANSWERS: Mutex<Option<HashMap<Vec<u8>, RawTensorMap>>> = Mutex::new(None);
 
 fn kept(key: &[u8]) -> Option<RawTensorMap> {
     let kept = KEPT_ANSWERS.lock().unwrap_or_else(|e| e.into_inner());

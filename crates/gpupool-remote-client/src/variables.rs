@@ -11,7 +11,7 @@ use std::ffi::{c_char, CStr};
 use std::sync::Mutex;
 
 /// Each recorded variable: (module or library handle, base address).
-static VARIABLES: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+pub(crate) static VARIABLES: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
 
 /// Asks the server for variable `name` of `owner` (a module or a library, as `of` says).
 ///

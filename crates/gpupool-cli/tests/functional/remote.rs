@@ -364,10 +364,13 @@ fn forked_children_never_use_the_parent_s_connection() {
     // A client forks 50 children while four threads allocate and free: children that exit
     // send nothing of the parent's (its unsent calls stay the parent's), children that call
     // CUDA get CUDA_ERROR_NOT_INITIALIZED as from a driver, and the parent's session goes on.
+    // With the threads also asking for their context's device (answered by the client from
+    // what it kept, under a lock), children asking for it neither hang nor get the parent's
+    // answer.
     let m = Machine::new("remote-fork", "1x16GiB");
     let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN} memory=2GiB\n"));
     let prog = c_program("fork_exit", "driver");
-    for mode in [&[][..], &["child-calls"][..]] {
+    for mode in [&[][..], &["child-calls"][..], &["child-device"][..]] {
         let mut args = vec![prog.to_str().unwrap()];
         args.extend_from_slice(mode);
         let kv = key_values(&server.client(&args).output().unwrap());
