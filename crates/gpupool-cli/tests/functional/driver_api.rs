@@ -107,6 +107,22 @@ fn stream_queries_and_host_work_as_pytorch_uses_them() {
     );
 }
 
+/// Runs `drv_paths PATH` through a server with call counting on; what the client printed on
+/// stderr (a line per call number: how many were waited for, how many sent without waiting).
+fn remote_call_counts(path: &str) -> String {
+    let m = Machine::new(&format!("drv-{path}-round-trips"), "1x16GiB");
+    let prog = c_program("drv_paths", "driver");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("t {TOKEN} memory=1GiB\n"));
+    let out = server
+        .client(&[prog.to_str().unwrap(), path, "64"])
+        .env("GPUPOOL_REMOTE_STATS", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{path}: {err}");
+    err
+}
+
 #[test]
 fn many_streams_and_events_work_together_and_bad_flags_are_refused() {
     expect_both(
@@ -131,16 +147,7 @@ fn many_streams_and_events_work_together_and_bad_flags_are_refused() {
 fn streams_and_events_are_created_and_destroyed_without_waiting_for_the_server() {
     // 32 streams and 32 events: their creations and destructions are all sent without
     // waiting; the refused flags and null out pointers are never sent.
-    let m = Machine::new("drv-stream-names", "1x16GiB");
-    let prog = c_program("drv_paths", "driver");
-    let server = Server::start(&m, "127.0.0.1:0", &format!("t {TOKEN} memory=1GiB\n"));
-    let out = server
-        .client(&[prog.to_str().unwrap(), "stream_names", "64"])
-        .env("GPUPOOL_REMOTE_STATS", "1")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let err = remote_call_counts("stream_names");
     for (call, sent) in [(80, 25), (81, 8), (82, 32), (92, 32), (93, 32)] {
         assert!(
             err.contains(&format!("call {call}: waited 0, sent {sent}")),
@@ -289,16 +296,7 @@ fn tensor_maps_are_encoded_checked_and_readdressed_like_a_driver_does() {
 fn a_repeated_tensor_map_encode_is_answered_by_the_client() {
     // The "tensor_maps" path asks eleven times: the repeated encode is answered from what the
     // client kept and rank 6 is refused before anything is sent, so nine reach the server.
-    let m = Machine::new("drv-tensor-map-round-trips", "1x16GiB");
-    let prog = c_program("drv_paths", "driver");
-    let server = Server::start(&m, "127.0.0.1:0", &format!("t {TOKEN} memory=1GiB\n"));
-    let out = server
-        .client(&[prog.to_str().unwrap(), "tensor_maps", "64"])
-        .env("GPUPOOL_REMOTE_STATS", "1")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let err = remote_call_counts("tensor_maps");
     let call = gpupool_remote::calls::custom::TENSOR_MAP;
     assert!(
         err.contains(&format!("call {call}: waited 9, sent 0")),
