@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// State folder of the simulated machine.
     #[arg(long, value_name = "DIR", requires = "sim")]
     pub state: Option<PathBuf>,
+    /// Check the address, the clients file and the TLS files, say what would be served, and
+    /// exit without listening.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Reads and checks the clients file (every limit with the library's own parser).
@@ -105,6 +109,17 @@ pub fn run(a: ServeArgs) -> Result<()> {
             bail!("--tls-cert / --tls-key: --listen {addr} is not a tls:// address")
         }
         _ => {}
+    }
+    // Each session runs under the interception library: without it no client could be served.
+    crate::artefacts::preload_library().context("the sessions' interception library")?;
+    if a.check {
+        let names: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();
+        println!(
+            "would listen on {addr} for {} client(s): {}",
+            names.len(),
+            names.join(", ")
+        );
+        return Ok(());
     }
     let listener = Listener::bind(&addr, tls).with_context(|| format!("--listen {addr}"))?;
     println!("listening on {}", listener.local_addr()?);

@@ -50,6 +50,12 @@ const EVERY_SWITCH: &[&str] = &[
     "node.metricsPort=9500",
     "metrics.serviceMonitor.enabled=true",
     "metrics.serviceMonitor.labels.release=prometheus",
+    "remoteServer.enabled=true",
+    "remoteServer.port=7443",
+    "remoteServer.tlsSecret=remote-tls",
+    "remoteServer.clientsSecret=remote-clients",
+    "remoteServer.hostNetwork=false",
+    "remoteServer.priorityClassName=gpu-servers",
 ];
 
 /// `monitoring.coreos.com/v1` `ServiceMonitor`, the parts the chart sets (unknown fields are
@@ -635,6 +641,84 @@ fn node_agent_runs_with_its_config(docs: &[(String, Value)]) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn the_remote_servers_run_with_their_flags_and_secrets() {
+    assert!(
+        documents()
+            .iter()
+            .all(|(_, v)| v["metadata"]["name"] != "gpupool-remote-server"),
+        "off by default"
+    );
+    remote_server_runs_with_its_flags(&objects(&["remoteServer.enabled=true"]), "tcp", 7070);
+    remote_server_runs_with_its_flags(&objects(EVERY_SWITCH), "tls", 7443);
+}
+
+/// The remote server of `docs` listens on `scheme://0.0.0.0:port` with the node's cards, its
+/// Service names that port, and its command line, with the files of its Secrets where they
+/// are mounted, is accepted by `gpupool serve --check`.
+fn remote_server_runs_with_its_flags(docs: &[(String, Value)], scheme: &str, port: i32) {
+    let ds: DaemonSet =
+        serde_json::from_value(find(docs, "DaemonSet", "gpupool-remote-server")).unwrap();
+    let spec = ds.spec.unwrap().template.spec.unwrap();
+    let server = &spec.containers[0];
+    let env = server.env.clone().unwrap();
+    assert!(env
+        .iter()
+        .any(|e| e.name == "NVIDIA_VISIBLE_DEVICES" && e.value.as_deref() == Some("all")));
+    assert_eq!(server.ports.as_ref().unwrap()[0].container_port, port);
+    let svc: Service =
+        serde_json::from_value(find(docs, "Service", "gpupool-remote-server")).unwrap();
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, port);
+
+    let dir = std::env::temp_dir().join(format!(
+        "gpupool-deploy-remote-{}-{scheme}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    common::certs::ca_and_server(&dir, "deploy-ca", "gpu-server");
+    std::fs::write(
+        dir.join("clients"),
+        "alpha 0123456789abcdef0123456789abcdef memory=8GiB\nbeta fedcba9876543210fedcba9876543210\n",
+    )
+    .unwrap();
+    // Each file flag names a file of a mounted Secret: the local stand-in takes its place.
+    let volumes = spec.volumes.clone().unwrap();
+    let mounts = server.volume_mounts.clone().unwrap();
+    let local = |arg: &str| -> String {
+        let Some((flag, path)) = arg.split_once('=') else {
+            return arg.to_string();
+        };
+        let (volume, key, file) = match flag {
+            "--clients" => ("clients", "clients", "clients"),
+            "--tls-cert" => ("tls", "tls.crt", "server.crt"),
+            "--tls-key" => ("tls", "tls.key", "server.key"),
+            _ => return arg.to_string(),
+        };
+        let mount = mounts.iter().find(|m| m.name == volume).unwrap();
+        assert_eq!(path, format!("{}/{key}", mount.mount_path), "{flag}");
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v.name == volume && v.secret.is_some()),
+            "{volume} is a Secret"
+        );
+        format!("{flag}={}", dir.join(file).display())
+    };
+    let cmd = server.command.clone().unwrap();
+    assert_eq!(&cmd[..2], ["gpupool", "serve"]);
+    let mut args: Vec<String> = cmd[1..].iter().map(|a| local(a)).collect();
+    args.push("--check".into());
+    let out = gpupool_ok(&args);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "would listen on {scheme}://0.0.0.0:{port} for 2 client(s): alpha, beta"
+        )),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The containers (init containers too) of the pod template of `v`.
 fn containers(v: &Value) -> Vec<Value> {
     let spec = &v["spec"]["template"]["spec"];
@@ -833,6 +917,28 @@ fn bad_values_are_refused_naming_the_value() {
     ] {
         let err = render(&[set]).expect_err(set);
         assert!(err.contains(named), "{set}: {err}");
+    }
+    // The remote servers, enabled: each with the rest of its values as they are.
+    for (sets, named) in [
+        (&["remoteServer.port=0"][..], "remoteServer.port 0"),
+        (&["remoteServer.port=70000"][..], "remoteServer.port 70000"),
+        (
+            &["remoteServer.clientsSecret="][..],
+            "remoteServer.clientsSecret is empty",
+        ),
+        (
+            // The node agent's selector, exactly.
+            &[
+                "remoteServer.nodeSelector.gpupool\\.io/remote-server=null",
+                "remoteServer.nodeSelector.gpupool\\.io/enabled=true",
+            ][..],
+            "remoteServer.nodeSelector picks the node agent's nodes",
+        ),
+    ] {
+        let mut all = vec!["remoteServer.enabled=true"];
+        all.extend_from_slice(sets);
+        let err = render(&all).expect_err(sets[0]);
+        assert!(err.contains(named), "{sets:?}: {err}");
     }
 }
 

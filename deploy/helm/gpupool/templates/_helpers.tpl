@@ -38,6 +38,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if or (lt (int .Values.node.split) 1) (gt (int .Values.node.split) 64) }}
 {{- fail (printf "node.split %v: a whole number from 1 to 64" .Values.node.split) }}
 {{- end }}
+{{- if .Values.remoteServer.enabled }}
+{{- $port := int .Values.remoteServer.port }}
+{{- if or (lt $port 1) (gt $port 65535) }}
+{{- fail (printf "remoteServer.port %v: a port from 1 to 65535" .Values.remoteServer.port) }}
+{{- end }}
+{{- if not .Values.remoteServer.clientsSecret }}
+{{- fail "remoteServer.clientsSecret is empty: name the Secret holding the clients file (key `clients`)" }}
+{{- end }}
+{{- $servers := dict }}
+{{- range $k, $v := .Values.remoteServer.nodeSelector }}{{- $_ := set $servers $k (toString $v) }}{{- end }}
+{{- $agents := dict }}
+{{- range $k, $v := .Values.node.nodeSelector }}{{- $_ := set $agents $k (toString $v) }}{{- end }}
+{{- if and .Values.node.enabled (eq (toYaml $servers) (toYaml $agents)) }}
+{{- fail "remoteServer.nodeSelector picks the node agent's nodes (node.nodeSelector): the servers' tenants are not pods, so neither the scheduler nor the node agent would count their memory; label other nodes for the servers" }}
+{{- end }}
+{{- end }}
 {{- if not (has .Values.webhook.failurePolicy (list "Ignore" "Fail")) }}
 {{- fail (printf "webhook.failurePolicy %q: Ignore or Fail" .Values.webhook.failurePolicy) }}
 {{- end }}
