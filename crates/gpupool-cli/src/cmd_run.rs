@@ -68,6 +68,13 @@ pub struct RunArgs {
     /// GPUPOOL_REMOTE_TLS_CA of the environment).
     #[arg(long, value_name = "FILE", requires = "remote")]
     pub tls_ca: Option<PathBuf>,
+    /// Certificate (PEM) to present to a `tls://` server that admits only clients with one
+    /// (default: GPUPOOL_REMOTE_TLS_CERT of the environment).
+    #[arg(long, value_name = "FILE", requires_all = ["remote", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert (default: GPUPOOL_REMOTE_TLS_KEY).
+    #[arg(long, value_name = "FILE", requires_all = ["remote", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -141,12 +148,34 @@ fn run_remote(a: &RunArgs, addr: &str) -> Result<i32> {
         cmd.env("GPUPOOL_REMOTE_TOKEN_FILE", f)
             .env_remove("GPUPOOL_REMOTE_TOKEN");
     }
-    if let Some(ca) = &a.tls_ca {
-        if !matches!(parsed, gpupool_remote::listener::Address::Tls(_)) {
-            bail!("--tls-ca is for a tls:// server; --remote {addr} is not one");
+    let tls = matches!(parsed, gpupool_remote::listener::Address::Tls(_));
+    for (flag, given) in [
+        ("--tls-ca", a.tls_ca.is_some()),
+        ("--tls-cert", a.tls_cert.is_some()),
+    ] {
+        if given && !tls {
+            bail!("{flag} is for a tls:// server; --remote {addr} is not one");
         }
-        gpupool_remote::tls::client_config(ca, "--tls-ca").map_err(anyhow::Error::msg)?;
+    }
+    let identity = a
+        .tls_cert
+        .as_deref()
+        .zip(a.tls_key.as_deref())
+        .map(|(c, k)| ((c, "--tls-cert"), (k, "--tls-key")));
+    // The files are checked here, before the program starts, whichever named them.
+    let ca = match &a.tls_ca {
+        Some(ca) => Some((ca.clone(), "--tls-ca")),
+        None => std::env::var_os("GPUPOOL_REMOTE_TLS_CA")
+            .filter(|v| tls && !v.is_empty())
+            .map(|v| (PathBuf::from(v), "GPUPOOL_REMOTE_TLS_CA")),
+    };
+    if let Some((ca, what)) = &ca {
+        gpupool_remote::tls::client_config((ca, what), identity).map_err(anyhow::Error::msg)?;
         cmd.env("GPUPOOL_REMOTE_TLS_CA", ca);
+    }
+    if let Some(((cert, _), (key, _))) = identity {
+        cmd.env("GPUPOOL_REMOTE_TLS_CERT", cert)
+            .env("GPUPOOL_REMOTE_TLS_KEY", key);
     }
     let status = cmd
         .status()
@@ -373,6 +402,8 @@ mod tests {
             remote: None,
             token_file: None,
             tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             command: vec!["true".into()],
         };
         let e = tenant_settings(&a).unwrap_err().to_string();

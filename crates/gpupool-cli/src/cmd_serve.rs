@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Admit only clients that present a certificate this CA (PEM) issued, besides their
+    /// token (`gpupool run --tls-cert/--tls-key`).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// The clients file: one `NAME TOKEN [memory=SIZE] [compute=PCT]` per line.
     #[arg(long, value_name = "FILE")]
     pub clients: PathBuf,
@@ -96,9 +100,10 @@ pub fn run(a: ServeArgs) -> Result<()> {
     }
     let exe = std::env::current_exe().context("locating the gpupool binary")?;
     let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(gpupool_remote::tls::server_config(cert, key).map_err(anyhow::Error::msg)?)
-        }
+        (Some(cert), Some(key)) => Some(
+            gpupool_remote::tls::server_config(cert, key, a.tls_client_ca.as_deref())
+                .map_err(anyhow::Error::msg)?,
+        ),
         _ => None,
     };
     match (&addr, tls.is_some()) {

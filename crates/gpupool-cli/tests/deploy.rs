@@ -53,6 +53,7 @@ const EVERY_SWITCH: &[&str] = &[
     "remoteServer.enabled=true",
     "remoteServer.port=7443",
     "remoteServer.tlsSecret=remote-tls",
+    "remoteServer.tlsClientCaSecret=remote-client-ca",
     "remoteServer.clientsSecret=remote-clients",
     "remoteServer.hostNetwork=false",
     "remoteServer.priorityClassName=gpu-servers",
@@ -650,7 +651,17 @@ fn the_remote_servers_run_with_their_flags_and_secrets() {
         "off by default"
     );
     remote_server_runs_with_its_flags(&objects(&["remoteServer.enabled=true"]), "tcp", 7070);
-    remote_server_runs_with_its_flags(&objects(EVERY_SWITCH), "tls", 7443);
+    let every = objects(EVERY_SWITCH);
+    remote_server_runs_with_its_flags(&every, "tls", 7443);
+    let ds = find(&every, "DaemonSet", "gpupool-remote-server");
+    assert!(
+        containers(&ds)[0]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--tls-client-ca=/etc/gpupool-remote-client-ca/ca.crt"),
+        "client certificates asked for"
+    );
 }
 
 /// The remote server of `docs` listens on `scheme://0.0.0.0:port` with the node's cards, its
@@ -692,6 +703,7 @@ fn remote_server_runs_with_its_flags(docs: &[(String, Value)], scheme: &str, por
             "--clients" => ("clients", "clients", "clients"),
             "--tls-cert" => ("tls", "tls.crt", "server.crt"),
             "--tls-key" => ("tls", "tls.key", "server.key"),
+            "--tls-client-ca" => ("client-ca", "ca.crt", "ca.crt"),
             _ => return arg.to_string(),
         };
         let mount = mounts.iter().find(|m| m.name == volume).unwrap();
@@ -922,6 +934,10 @@ fn bad_values_are_refused_naming_the_value() {
     for (sets, named) in [
         (&["remoteServer.port=0"][..], "remoteServer.port 0"),
         (&["remoteServer.port=70000"][..], "remoteServer.port 70000"),
+        (
+            &["remoteServer.tlsClientCaSecret=cas"][..],
+            "remoteServer.tlsClientCaSecret needs remoteServer.tlsSecret",
+        ),
         (
             &["remoteServer.clientsSecret="][..],
             "remoteServer.clientsSecret is empty",

@@ -4,12 +4,9 @@
 //! [`HANDSHAKE_TIMEOUT`]: a slow or silent client never holds up the others.
 
 use crate::error::ExtenderError;
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -31,46 +28,20 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
-fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{what} {}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{what} {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{what} {}: no PEM certificate in it",
-            path.display()
-        ));
-    }
-    Ok(certs)
-}
-
 /// The server's TLS configuration from its files.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, ExtenderError> {
     build_config(files).map_err(ExtenderError::Tls)
 }
 
 fn build_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = read_certs(&files.cert, "--tls-cert-file")?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| format!("--tls-key-file {}: {e}", files.key.display()))?;
-    let builder = ServerConfig::builder_with_provider(provider.clone())
+    let certs = gpupool_tls::certificates(&files.cert, "--tls-cert-file")?;
+    let key = gpupool_tls::private_key(&files.key, "--tls-key-file")?;
+    let builder = ServerConfig::builder_with_provider(gpupool_tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let builder = match &files.client_ca {
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in read_certs(ca, "--tls-client-ca-file")? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("--tls-client-ca-file {}: {e}", ca.display()))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| format!("--tls-client-ca-file {}: {e}", ca.display()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(ca) => builder
+            .with_client_cert_verifier(gpupool_tls::client_verifier(ca, "--tls-client-ca-file")?),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder

@@ -35,6 +35,45 @@ pub const ENV_TOKEN: &str = "GPUPOOL_REMOTE_TOKEN";
 pub const ENV_TOKEN_FILE: &str = "GPUPOOL_REMOTE_TOKEN_FILE";
 /// Variable naming the CA (PEM) a `tls://` server's certificate must come from.
 pub const ENV_TLS_CA: &str = "GPUPOOL_REMOTE_TLS_CA";
+/// The certificate (PEM) this client presents to a `tls://` server that asks for one.
+pub const ENV_TLS_CERT: &str = "GPUPOOL_REMOTE_TLS_CERT";
+/// The private key (PEM) of [`ENV_TLS_CERT`].
+pub const ENV_TLS_KEY: &str = "GPUPOOL_REMOTE_TLS_KEY";
+
+/// The alert of a TLS server that refused the client's certificate (or its lack of one).
+fn certificate_refused(e: &io::Error) -> Option<rustls::AlertDescription> {
+    use rustls::AlertDescription as A;
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(
+            a @ (A::CertificateRequired
+            | A::UnknownCA
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::AccessDenied),
+        ) => Some(*a),
+        _ => None,
+    }
+}
+
+/// The TLS configuration of this client: servers' certificates checked against `ca`; the
+/// client's own certificate and key when both variables name one.
+fn tls_client_config(ca: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    let (cert, key) = (var(ENV_TLS_CERT), var(ENV_TLS_KEY));
+    let identity = match (&cert, &key) {
+        (Some(c), Some(k)) => Some(((c.as_ref(), ENV_TLS_CERT), (k.as_ref(), ENV_TLS_KEY))),
+        (None, None) => None,
+        _ => {
+            return Err(format!(
+                "{ENV_TLS_CERT} and {ENV_TLS_KEY} go together: set both or neither"
+            ))
+        }
+    };
+    gpupool_remote::tls::client_config((ca, ENV_TLS_CA), identity)
+}
 /// How long the TLS and gpupool handshakes may take.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// A batch is sent once it holds this many bytes.
@@ -213,8 +252,7 @@ impl State {
                         "{ENV_TLS_CA} is not set: a tls:// server's certificate is checked against a CA (PEM file)"
                     )));
                 };
-                let config = gpupool_remote::tls::client_config(ca.as_ref(), ENV_TLS_CA)
-                    .map_err(no_device)?;
+                let config = tls_client_config(ca.as_ref()).map_err(no_device)?;
                 let mut conn = gpupool_remote::tls::client_connection(config, a)
                     .map_err(|e| no_device(format!("{ENV_ADDRESS}={addr}: {e}")))?;
                 let mut s = TcpStream::connect(a).map_err(cannot)?;
@@ -229,7 +267,15 @@ impl State {
         match handshake::client_side(&mut sock, &token, &client_label()) {
             Ok(()) => {}
             Err(ClientError::Io(e)) => {
-                return Err(no_device(format!("cannot reach the GPU server {addr}: {e}")))
+                if let Some(alert) = certificate_refused(&e) {
+                    return Err((
+                        CUDA_ERROR_NOT_PERMITTED,
+                        format!(
+                            "the GPU server {addr} refused this client's TLS certificate ({alert:?}): it admits only clients presenting a certificate its client CA issued ({ENV_TLS_CERT} and {ENV_TLS_KEY}, or gpupool run --tls-cert and --tls-key)"
+                        ),
+                    ));
+                }
+                return Err(no_device(format!("cannot reach the GPU server {addr}: {e}")));
             }
             Err(ClientError::Refused(STATUS_UNAUTHORIZED, msg)) => {
                 return Err((

@@ -5,9 +5,8 @@
 //! reads work on a plain socket as over TCP or a Unix socket (at the cost of one more hop on
 //! each side).
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig};
 use std::io::{self, ErrorKind::WouldBlock, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -15,55 +14,55 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The certificates of a PEM file (`what`: the option or variable that named it).
-fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{what} {}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{what} {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{what} {}: no PEM certificate in it",
-            path.display()
-        ));
-    }
-    Ok(certs)
-}
-
 /// The server's TLS configuration: its certificate chain and key (PEM files named by
-/// `--tls-cert` / `--tls-key`).
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
-    let certs = read_certs(cert, "--tls-cert")?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+/// `--tls-cert` / `--tls-key`) and, with `client_ca` (`--tls-client-ca`), only clients that
+/// present a certificate this CA issued.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, String> {
+    let certs = gpupool_tls::certificates(cert, "--tls-cert")?;
+    let key = gpupool_tls::private_key(key, "--tls-key")?;
+    let builder = ServerConfig::builder_with_provider(gpupool_tls::provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        Some(ca) => {
+            builder.with_client_cert_verifier(gpupool_tls::client_verifier(ca, "--tls-client-ca")?)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("--tls-cert / --tls-key: {e}"))?;
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
-/// A client's TLS configuration: servers must present a certificate issued by the CA in `ca`
-/// (a PEM file; `what` names where the path came from).
-pub fn client_config(ca: &Path, what: &str) -> Result<Arc<ClientConfig>, String> {
-    let mut roots = RootCertStore::empty();
-    for c in read_certs(ca, what)? {
-        roots
-            .add(c)
-            .map_err(|e| format!("{what} {}: {e}", ca.display()))?;
-    }
-    let config = ClientConfig::builder_with_provider(provider())
+/// A PEM file and the option or variable that named it.
+pub type Named<'a> = (&'a Path, &'a str);
+
+/// A client's TLS configuration: servers must present a certificate issued by the CA in `ca`;
+/// with `identity` (certificate, key), the client presents that certificate to servers that
+/// ask for one.
+pub fn client_config(
+    ca: Named<'_>,
+    identity: Option<(Named<'_>, Named<'_>)>,
+) -> Result<Arc<ClientConfig>, String> {
+    let builder = ClientConfig::builder_with_provider(gpupool_tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(gpupool_tls::roots(ca.0, ca.1)?);
+    let config = match identity {
+        Some(((cert, cert_what), (key, key_what))) => builder
+            .with_client_auth_cert(
+                gpupool_tls::certificates(cert, cert_what)?,
+                gpupool_tls::private_key(key, key_what)?,
+            )
+            .map_err(|e| format!("{cert_what} / {key_what}: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
 }
 
@@ -236,23 +235,25 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let e = client_config(&empty, "GPUPOOL_REMOTE_TLS_CA").unwrap_err();
+        let e = client_config((&empty, "GPUPOOL_REMOTE_TLS_CA"), None).unwrap_err();
         assert!(
             e.contains("GPUPOOL_REMOTE_TLS_CA") && e.contains("no PEM certificate"),
             "{e}"
         );
-        let e = server_config(&dir.join("absent.pem"), &empty).unwrap_err();
+        let e = server_config(&dir.join("absent.pem"), &empty, None).unwrap_err();
         assert!(e.contains("--tls-cert") && e.contains("absent.pem"), "{e}");
+        let e = server_config(&empty, &empty, Some(&empty)).unwrap_err();
+        assert!(e.contains("--tls-cert"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn the_server_name_is_the_host_of_the_address() {
         let config = Arc::new(
-            ClientConfig::builder_with_provider(provider())
+            ClientConfig::builder_with_provider(gpupool_tls::provider())
                 .with_safe_default_protocol_versions()
                 .unwrap()
-                .with_root_certificates(RootCertStore::empty())
+                .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth(),
         );
         assert!(client_connection(config.clone(), "gpu-7.example:7443").is_ok());

@@ -38,33 +38,43 @@ pub fn ca_and_server(dir: &Path, ca_name: &str, server_name: &str) {
             "ca.crt",
         ],
     );
-    openssl(dir, &["genrsa", "-out", "server.key", "2048"]);
-    let subject = format!("/CN={server_name}");
+    signed(
+        dir,
+        "server",
+        server_name,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+}
+
+/// In `dir`, beside the CA of [`ca_and_server`]: `client.key` and `client.crt` (named
+/// `client_name`, for client authentication, signed by that CA).
+pub fn client(dir: &Path, client_name: &str) {
+    signed(dir, "client", client_name, "extendedKeyUsage=clientAuth\n");
+}
+
+/// `NAME.key` and `NAME.crt` in `dir`: a certificate for `subject_name` with the extensions
+/// `ext`, signed by `dir`'s CA.
+fn signed(dir: &Path, name: &str, subject_name: &str, ext: &str) {
+    let (key, csr, crt, ext_file) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("{name}.ext"),
+    );
+    openssl(dir, &["genrsa", "-out", &key, "2048"]);
+    let subject = format!("/CN={subject_name}");
     openssl(
         dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "server.key",
-            "-subj",
-            &subject,
-            "-out",
-            "server.csr",
-        ],
+        &["req", "-new", "-key", &key, "-subj", &subject, "-out", &csr],
     );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join(&ext_file), ext).unwrap();
     openssl(
         dir,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.crt",
             "-CAkey",
@@ -73,9 +83,9 @@ pub fn ca_and_server(dir: &Path, ca_name: &str, server_name: &str) {
             "-days",
             "2",
             "-extfile",
-            "san.ext",
+            &ext_file,
             "-out",
-            "server.crt",
+            &crt,
         ],
     );
 }

@@ -455,6 +455,112 @@ fn tls_serves_clients_that_trust_the_server_s_ca_and_no_others() {
 }
 
 #[test]
+fn a_server_that_asks_for_client_certificates_admits_only_its_ca_s() {
+    let m = Machine::new("remote-mtls", "1xH100");
+    let certs = m.state.with_extension("certs");
+    let other = certs.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    common::certs::ca_and_server(&certs, "gpupool-test-ca", "gpu-server");
+    common::certs::client(&certs, "alpha");
+    common::certs::ca_and_server(&other, "someone-else", "gpu-server");
+    common::certs::client(&other, "alpha");
+    let file = |name: &str| certs.join(name).display().to_string();
+    let server = Server::start_with(
+        &m,
+        "tls://127.0.0.1:0",
+        &format!("alpha {TOKEN} memory=1GiB\n"),
+        &[
+            "--tls-cert",
+            &file("server.crt"),
+            "--tls-key",
+            &file("server.key"),
+            "--tls-client-ca",
+            &file("ca.crt"),
+        ],
+    );
+    let prog = c_program("rt_basic", "12.9");
+    let run = |identity: Option<&std::path::Path>, via_env: bool| {
+        let mut cmd = server.client(&[prog.to_str().unwrap()]);
+        cmd.env("GPUPOOL_REMOTE_TLS_CA", certs.join("ca.crt"))
+            .env_remove("GPUPOOL_REMOTE_TLS_CERT")
+            .env_remove("GPUPOOL_REMOTE_TLS_KEY");
+        if let Some(d) = identity {
+            if via_env {
+                cmd.env("GPUPOOL_REMOTE_TLS_CERT", d.join("client.crt"))
+                    .env("GPUPOOL_REMOTE_TLS_KEY", d.join("client.key"));
+            } else {
+                // `gpupool run --tls-cert F --tls-key F --remote …`: flags before `--`.
+                let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.into()).collect();
+                let at = args.iter().position(|a| a == "--").unwrap();
+                let mut with = args[..at].to_vec();
+                with.extend([
+                    "--tls-cert".into(),
+                    d.join("client.crt").into(),
+                    "--tls-key".into(),
+                    d.join("client.key").into(),
+                ]);
+                with.extend_from_slice(&args[at..]);
+                let mut fresh = Command::new(gpupool());
+                fresh.args(with);
+                for (k, v) in cmd.get_envs() {
+                    match v {
+                        Some(v) => fresh.env(k, v),
+                        None => fresh.env_remove(k),
+                    };
+                }
+                return fresh.output().unwrap();
+            }
+        }
+        cmd.output().unwrap()
+    };
+    // A certificate of the server's client CA, by flags or by variables: the program runs
+    // under its limit on the server.
+    for via_env in [false, true] {
+        let kv = key_values(&run(Some(&certs), via_env));
+        assert_eq!(kv["name"], "NVIDIA H100 80GB HBM3", "via_env {via_env}");
+        assert_eq!(num(&kv, "meminfo_total"), GIB, "the server's limit");
+    }
+    // No certificate, or one of another CA: refused, with the reason.
+    for (identity, why) in [(None, "no certificate"), (Some(&other), "another CA")] {
+        let err = failure_message(&run(identity.map(|p| p.as_path()), true));
+        assert!(
+            err.contains("refused this client's TLS certificate") && err.contains("--tls-cert"),
+            "{why}: {err}"
+        );
+    }
+    // A certificate without its key, and a certificate for a plain server: clear errors.
+    let out = server
+        .client(&[prog.to_str().unwrap()])
+        .env("GPUPOOL_REMOTE_TLS_CA", certs.join("ca.crt"))
+        .env("GPUPOOL_REMOTE_TLS_CERT", certs.join("client.crt"))
+        .env_remove("GPUPOOL_REMOTE_TLS_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        failure_message(&out).contains("GPUPOOL_REMOTE_TLS_KEY go together"),
+        "{}",
+        failure_message(&out)
+    );
+    let plain = server.addr.replace("tls://", "tcp://");
+    let out = Command::new(gpupool())
+        .args(["run", "--remote", &plain, "--tls-cert"])
+        .arg(certs.join("client.crt"))
+        .arg("--tls-key")
+        .arg(certs.join("client.key"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        failure_message(&out).contains("--tls-cert is for a tls:// server"),
+        "{}",
+        failure_message(&out)
+    );
+    // The server still serves.
+    let kv = key_values(&run(Some(&certs), true));
+    assert_eq!(num(&kv, "meminfo_total"), GIB);
+}
+
+#[test]
 fn the_tls_relays_carry_both_directions_at_once_and_pass_on_the_close() {
     use gpupool_remote::tls;
     use std::os::unix::net::UnixStream;
@@ -462,8 +568,8 @@ fn the_tls_relays_carry_both_directions_at_once_and_pass_on_the_close() {
     std::fs::create_dir_all(&dir).unwrap();
     common::certs::ca_and_server(&dir, "relay-ca", "relay");
     let server_config =
-        tls::server_config(&dir.join("server.crt"), &dir.join("server.key")).unwrap();
-    let client_config = tls::client_config(&dir.join("ca.crt"), "test").unwrap();
+        tls::server_config(&dir.join("server.crt"), &dir.join("server.key"), None).unwrap();
+    let client_config = tls::client_config((&dir.join("ca.crt"), "test"), None).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     const STUCK: Duration = Duration::from_secs(30);

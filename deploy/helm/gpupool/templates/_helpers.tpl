@@ -43,6 +43,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if or (lt $port 1) (gt $port 65535) }}
 {{- fail (printf "remoteServer.port %v: a port from 1 to 65535" .Values.remoteServer.port) }}
 {{- end }}
+{{- if and .Values.remoteServer.tlsClientCaSecret (not .Values.remoteServer.tlsSecret) }}
+{{- fail "remoteServer.tlsClientCaSecret needs remoteServer.tlsSecret: client certificates are checked over tls:// only" }}
+{{- end }}
 {{- if not .Values.remoteServer.clientsSecret }}
 {{- fail "remoteServer.clientsSecret is empty: name the Secret holding the clients file (key `clients`)" }}
 {{- end }}
