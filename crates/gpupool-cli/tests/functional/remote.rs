@@ -384,26 +384,45 @@ fn forked_children_never_use_the_parent_s_connection() {
     }
 }
 
-#[test]
-fn tls_serves_clients_that_trust_the_server_s_ca_and_no_others() {
-    let m = Machine::new("remote-tls", "1xH100");
+/// A `tls://` server of `m` for the client `alpha` (1 GiB) with a certificate of the CA in
+/// the returned certificate folder; a client certificate of that CA there too, and the server
+/// asks clients for one, with `client_certificates`. The folder's `other` holds another CA
+/// with a server and a client certificate.
+fn tls_server(
+    m: &Machine,
+    client_certificates: bool,
+) -> (Server, std::path::PathBuf, std::path::PathBuf) {
     let certs = m.state.with_extension("certs");
     let other = certs.join("other");
     std::fs::create_dir_all(&other).unwrap();
     common::certs::ca_and_server(&certs, "gpupool-test-ca", "gpu-server");
+    common::certs::client(&certs, "alpha");
     common::certs::ca_and_server(&other, "someone-else", "gpu-server");
+    common::certs::client(&other, "alpha");
     let file = |name: &str| certs.join(name).display().to_string();
+    let mut args = vec![
+        "--tls-cert".to_string(),
+        file("server.crt"),
+        "--tls-key".into(),
+        file("server.key"),
+    ];
+    if client_certificates {
+        args.extend(["--tls-client-ca".into(), file("ca.crt")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Server::start_with(
-        &m,
+        m,
         "tls://127.0.0.1:0",
         &format!("alpha {TOKEN} memory=1GiB\n"),
-        &[
-            "--tls-cert",
-            &file("server.crt"),
-            "--tls-key",
-            &file("server.key"),
-        ],
+        &args,
     );
+    (server, certs, other)
+}
+
+#[test]
+fn tls_serves_clients_that_trust_the_server_s_ca_and_no_others() {
+    let m = Machine::new("remote-tls", "1xH100");
+    let (server, certs, other) = tls_server(&m, false);
     assert!(
         server.addr.starts_with("tls://127.0.0.1:"),
         "{}",
@@ -457,27 +476,7 @@ fn tls_serves_clients_that_trust_the_server_s_ca_and_no_others() {
 #[test]
 fn a_server_that_asks_for_client_certificates_admits_only_its_ca_s() {
     let m = Machine::new("remote-mtls", "1xH100");
-    let certs = m.state.with_extension("certs");
-    let other = certs.join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    common::certs::ca_and_server(&certs, "gpupool-test-ca", "gpu-server");
-    common::certs::client(&certs, "alpha");
-    common::certs::ca_and_server(&other, "someone-else", "gpu-server");
-    common::certs::client(&other, "alpha");
-    let file = |name: &str| certs.join(name).display().to_string();
-    let server = Server::start_with(
-        &m,
-        "tls://127.0.0.1:0",
-        &format!("alpha {TOKEN} memory=1GiB\n"),
-        &[
-            "--tls-cert",
-            &file("server.crt"),
-            "--tls-key",
-            &file("server.key"),
-            "--tls-client-ca",
-            &file("ca.crt"),
-        ],
-    );
+    let (server, certs, other) = tls_server(&m, true);
     let prog = c_program("rt_basic", "12.9");
     let run = |identity: Option<&std::path::Path>, via_env: bool| {
         let mut cmd = server.client(&[prog.to_str().unwrap()]);
