@@ -57,6 +57,7 @@ const EVERY_SWITCH: &[&str] = &[
     "remoteServer.clientsSecret=remote-clients",
     "remoteServer.hostNetwork=false",
     "remoteServer.priorityClassName=gpu-servers",
+    "remoteServer.metricsPort=9501",
 ];
 
 /// `monitoring.coreos.com/v1` `ServiceMonitor`, the parts the chart sets (unknown fields are
@@ -662,6 +663,76 @@ fn the_remote_servers_run_with_their_flags_and_secrets() {
             .any(|a| a == "--tls-client-ca=/etc/gpupool-remote-client-ca/ca.crt"),
         "client certificates asked for"
     );
+    exporter_sees_the_server_s_tenants(&objects(&["remoteServer.enabled=true"]), 9401);
+    exporter_sees_the_server_s_tenants(&every, 9501);
+    let without = objects(&["remoteServer.enabled=true", "remoteServer.metricsPort=0"]);
+    let ds = find(&without, "DaemonSet", "gpupool-remote-server");
+    assert_eq!(containers(&ds).len(), 1, "no exporter");
+}
+
+/// The exporter beside the remote server of `docs` reads the folders the server's sessions
+/// write (the same volume at the same path), serves on `port`, and starts with its command line.
+fn exporter_sees_the_server_s_tenants(docs: &[(String, Value)], port: u16) {
+    let ds = find(docs, "DaemonSet", "gpupool-remote-server");
+    let all = containers(&ds);
+    let by_name = |n: &str| all.iter().find(|c| c["name"] == n).unwrap().clone();
+    let (server, exporter) = (by_name("gpupool-remote-server"), by_name("metrics"));
+    let tmp = |c: &Value| {
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "tmp")
+            .map(|m| m["mountPath"].clone())
+    };
+    assert!(tmp(&server).is_some());
+    assert_eq!(tmp(&server), tmp(&exporter), "the sessions' folders");
+    assert_eq!(exporter["ports"][0]["containerPort"], port);
+    assert_eq!(
+        ds["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"],
+        port.to_string()
+    );
+    let cmd: Vec<String> = exporter["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(&cmd[..2], ["gpupool", "exporter"]);
+    assert_eq!(flag(&exporter, "listen"), format!("0.0.0.0:{port}"));
+    // The rendered flags start an exporter (on a free local port, on a simulated card).
+    let state = std::env::temp_dir().join(format!(
+        "gpupool-deploy-exporter-{}-{port}",
+        std::process::id()
+    ));
+    let mut args: Vec<String> = cmd[1..]
+        .iter()
+        .map(|a| {
+            if a.starts_with("--listen=") {
+                "--listen=127.0.0.1:0".to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    args.extend(["--sim".into(), "1xH100".into(), "--state".into()]);
+    args.push(state.display().to_string());
+    let mut child = Command::new(gpupool())
+        .args(&args)
+        .env("GPUPOOL_LIB_DIR", lib_dir())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stderr.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&state);
+    assert!(line.contains("serving http://127.0.0.1:"), "{line}");
 }
 
 /// The remote server of `docs` listens on `scheme://0.0.0.0:port` with the node's cards, its
@@ -934,6 +1005,10 @@ fn bad_values_are_refused_naming_the_value() {
     for (sets, named) in [
         (&["remoteServer.port=0"][..], "remoteServer.port 0"),
         (&["remoteServer.port=70000"][..], "remoteServer.port 70000"),
+        (
+            &["remoteServer.metricsPort=7070"][..],
+            "remoteServer.metricsPort 7070",
+        ),
         (
             &["remoteServer.tlsClientCaSecret=cas"][..],
             "remoteServer.tlsClientCaSecret needs remoteServer.tlsSecret",

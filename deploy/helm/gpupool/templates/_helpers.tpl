@@ -46,6 +46,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and .Values.remoteServer.tlsClientCaSecret (not .Values.remoteServer.tlsSecret) }}
 {{- fail "remoteServer.tlsClientCaSecret needs remoteServer.tlsSecret: client certificates are checked over tls:// only" }}
 {{- end }}
+{{- $metrics := int .Values.remoteServer.metricsPort }}
+{{- if or (lt $metrics 0) (gt $metrics 65535) (eq $metrics $port) }}
+{{- fail (printf "remoteServer.metricsPort %v: a port from 1 to 65535 other than remoteServer.port, or 0 for none" .Values.remoteServer.metricsPort) }}
+{{- end }}
 {{- if not .Values.remoteServer.clientsSecret }}
 {{- fail "remoteServer.clientsSecret is empty: name the Secret holding the clients file (key `clients`)" }}
 {{- end }}
