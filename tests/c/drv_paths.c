@@ -361,6 +361,48 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (!strcmp(path, "kernel_names")) {
+        /* A library's kernels asked by name, as NVIDIA's runtime asks for every kernel it
+         * registers, then launched (the first launch of each needs its parameter sizes). */
+        FN(lib_load, "cuLibraryLoadData", 12000, CUresult (*)(CUlibrary *, const void *, CUjit_option *,
+           void **, unsigned, CUlibraryOption *, void **, unsigned));
+        FN(lib_kernel, "cuLibraryGetKernel", 12000, CUresult (*)(CUkernel *, CUlibrary, const char *));
+        FN(kernel_fn, "cuKernelGetFunction", 12000, CUresult (*)(CUfunction *, CUkernel));
+        FN(kernel_lib, "cuKernelGetLibrary", 12050, CUresult (*)(CUlibrary *, CUkernel));
+        FN(launch, "cuLaunchKernel", 4000, CUresult (*)(CUfunction, unsigned, unsigned, unsigned,
+           unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **));
+        FN(ctx_sync, "cuCtxSynchronize", 2000, CUresult (*)(void));
+        static const char image[] = "gpupool-sim-module 1\nkernel a 1us\nkernel b 2us\n";
+        CUlibrary l, back = NULL;
+        CHECK(lib_load(&l, image, NULL, NULL, 0, NULL, NULL, 0));
+        CUkernel a1, a2, b, missing = NULL;
+        CHECK(lib_kernel(&a1, l, "a"));
+        CHECK(lib_kernel(&a2, l, "a"));
+        CHECK(lib_kernel(&b, l, "b"));
+        printf("same_name_same_kernel %d\nother_name_other_kernel %d\n", a1 == a2, a1 != b);
+        printf("kernel_library_same %d\n", kernel_lib(&back, b) == CUDA_SUCCESS && back == l);
+        for (int i = 0; i < 3; i++) {
+            CHECK(launch((CUfunction)a1, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL));
+            CHECK(launch((CUfunction)b, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL));
+        }
+        CUfunction f = NULL;
+        CHECK(kernel_fn(&f, b));
+        CHECK(launch(f, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL));
+        printf("launches_rc %d\n", (int)ctx_sync());
+        /* A name the library lacks: refused at once by a driver; through a server, where the
+         * kernel is first used (its launch, its function). */
+        CUresult missing_rc = lib_kernel(&missing, l, "missing");
+        int refused_at_use = missing_rc == CUDA_ERROR_NOT_FOUND;
+        if (missing_rc == CUDA_SUCCESS) {
+            refused_at_use = launch((CUfunction)missing, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL)
+                                 == CUDA_ERROR_NOT_FOUND
+                             && kernel_fn(&f, missing) == CUDA_ERROR_NOT_FOUND;
+        }
+        printf("missing_refused %d\n", refused_at_use);
+        printf("after_missing_rc %d\n", (int)ctx_sync());
+        return 0;
+    }
+
     if (!strcmp(path, "module_file")) {
         /* Real GPU code loaded from a file, as Triton (torch.compile) loads its cubins: binary
          * bytes that are no text. */

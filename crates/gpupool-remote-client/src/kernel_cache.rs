@@ -2,9 +2,10 @@
 //! (NVIDIA's runtime asks for a kernel's handle and function at every launch): a library's
 //! kernel by name (`cuLibraryGetKernel`), a kernel's library (`cuKernelGetLibrary`) and a
 //! kernel's function in a context (`cuKernelGetFunction`, kept for the context epoch it was
-//! learnt in). A library's entries go when it is unloaded.
+//! learnt in), and the libraries this client loaded (whose kernels it names itself). A
+//! library's entries go when it is unloaded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -15,6 +16,10 @@ pub(crate) struct Known {
     library_of: HashMap<u64, u64>,
     /// (kernel, context) → (epoch, function).
     functions: HashMap<(u64, u64), (u64, u64)>,
+    /// Libraries loaded through this client whose kernels it names itself: not those whose
+    /// kernels were listed (`cuLibraryEnumerateKernels` gives the server's handles, which
+    /// asking by name must give again).
+    loaded: HashSet<u64>,
 }
 
 pub(crate) static KNOWN: Mutex<Option<Known>> = Mutex::new(None);
@@ -37,6 +42,21 @@ pub fn remember_kernel(library: u64, name: &[u8], kernel: u64) {
         k.by_name.insert((library, name.to_vec()), kernel);
         k.library_of.insert(kernel, library);
     })
+}
+
+/// Records that this client loaded `library`.
+pub fn library_loaded(library: u64) {
+    with(|k| k.loaded.insert(library));
+}
+
+/// Whether this client names the kernels of `library`: it loaded it and never listed them.
+pub fn names_kernels_of(library: u64) -> bool {
+    with(|k| k.loaded.contains(&library))
+}
+
+/// Records that `library`'s kernels were listed: asking by name goes to the server from now.
+pub fn kernels_listed(library: u64) {
+    with(|k| k.loaded.remove(&library));
 }
 
 /// Remembers that `kernel` (from `cuLibraryEnumerateKernels`) belongs to `library`.
@@ -69,6 +89,7 @@ pub fn remember_function(kernel: u64, ctx: u64, epoch: u64, function: u64) {
 /// Forgets what came from `library`.
 pub fn library_unloaded(library: u64) {
     with(|k| {
+        k.loaded.remove(&library);
         k.by_name.retain(|(l, _), _| *l != library);
         let gone: Vec<u64> = k
             .library_of

@@ -13,6 +13,7 @@ use gpupool_remote::launch_ex::{
     all_travel, travelling_attributes, write_attributes, LaunchShape, RawKernelNodeParams,
     RawLaunchConfig,
 };
+use gpupool_remote::wire::{DecodeError, Reader};
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::Mutex;
@@ -67,6 +68,9 @@ fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
     s.batch.put_bytes(image);
     s.finish_sync(start, |r| {
         let h: u64 = r.get("handle")?;
+        if call == custom::LIBRARY_LOAD {
+            kernel_cache::library_loaded(h);
+        }
         // SAFETY: non-null out pointer.
         unsafe { *out = h as usize as *mut c_void };
         Ok(())
@@ -157,25 +161,62 @@ fn get_function(
     args(&mut s.batch);
     s.finish_sync(start, |r| {
         let f: u64 = r.get("function")?;
-        let n: u32 = r.get("parameter count")?;
-        let layout = if n == u32::MAX {
-            None
-        } else {
-            Some(
-                (0..n.min(4096))
-                    .map(|_| r.get::<u32>("parameter size"))
-                    .collect::<Result<Vec<_>, _>>()?,
-            )
-        };
-        LAYOUTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(HashMap::new)
-            .insert(f, layout);
+        keep_layout(f, read_layout(r)?);
         // SAFETY: non-null out pointer.
         unsafe { *out = f as usize as *mut c_void };
         Ok(())
     })
+}
+
+/// A function's parameter sizes as the server sends them (`None`: its driver cannot tell).
+fn read_layout(r: &mut Reader<'_>) -> Result<Option<Vec<u32>>, DecodeError> {
+    let n: u32 = r.get("parameter count")?;
+    if n == u32::MAX {
+        return Ok(None);
+    }
+    Ok(Some(
+        (0..n.min(4096))
+            .map(|_| r.get::<u32>("parameter size"))
+            .collect::<Result<Vec<_>, _>>()?,
+    ))
+}
+
+/// Keeps `f`'s parameter sizes for its launches.
+fn keep_layout(f: u64, layout: Option<Vec<u32>>) {
+    LAYOUTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(f, layout);
+}
+
+/// `f`'s parameter sizes: kept, or asked of the server once (a kernel this client named).
+fn layout_of(f: u64) -> Result<Option<Vec<u32>>, u32> {
+    let kept = LAYOUTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&f).cloned());
+    if let Some(layout) = kept {
+        return Ok(layout);
+    }
+    let mut s = state();
+    let start = s.begin(custom::PARAM_LAYOUT, true, crate::context::current())?;
+    s.batch.put(&f);
+    let mut got = None;
+    let rc = s.finish_sync(start, |r| {
+        got = Some(read_layout(r)?);
+        Ok(())
+    });
+    drop(s);
+    match (rc, got) {
+        (CUDA_SUCCESS, Some(layout)) => {
+            keep_layout(f, layout.clone());
+            Ok(layout)
+        }
+        (CUDA_SUCCESS, None) => Err(CUDA_ERROR_UNKNOWN),
+        (rc, _) => Err(rc),
+    }
 }
 
 /// Asks `call` for the function named `name` in the module or library `handle`.
@@ -221,6 +262,26 @@ pub unsafe fn library_get_kernel(out: *mut CUkernel, lib: CUlibrary, name: *cons
         unsafe { *out = k as usize as CUkernel };
         return CUDA_SUCCESS;
     }
+    if kernel_cache::names_kernels_of(library) {
+        // Named here and sent without waiting: a program start asks for tens of thousands.
+        let k = crate::names::next();
+        let mut st = state();
+        let start = match st.begin(custom::NAME_KERNEL, false, crate::context::current()) {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        st.batch.put(&library);
+        st.batch.put_bytes(bytes);
+        st.batch.put(&k);
+        let rc = st.finish_async(start);
+        drop(st);
+        if rc == CUDA_SUCCESS {
+            kernel_cache::remember_kernel(library, bytes, k);
+            // SAFETY: non-null out pointer.
+            unsafe { *out = k as usize as CUkernel };
+        }
+        return rc;
+    }
     // SAFETY: the caller's name.
     let rc = unsafe { get_named(custom::LIBRARY_GET_KERNEL, out.cast(), library, name) };
     if rc == CUDA_SUCCESS {
@@ -260,6 +321,7 @@ pub unsafe fn library_enumerate_kernels(out: *mut CUkernel, n: u32, lib: CUlibra
     });
     drop(st);
     if rc == CUDA_SUCCESS {
+        kernel_cache::kernels_listed(library);
         for (i, &k) in kernels.iter().enumerate() {
             // SAFETY: the caller's array holds `n` handles; at most `n` came back.
             unsafe { *out.add(i) = k as usize as CUkernel };
@@ -340,14 +402,7 @@ unsafe fn arguments<'a>(
     params: *mut *mut c_void,
     extra: *mut *mut c_void,
 ) -> Result<Arguments<'a>, u32> {
-    let layout = LAYOUTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|m| m.get(&(f as usize as u64)).cloned());
-    let Some(layout) = layout else {
-        return Err(CUDA_ERROR_INVALID_HANDLE);
-    };
+    let layout = layout_of(f as usize as u64)?;
     // SAFETY: the caller's extra list.
     let extra = unsafe { extra_buffer(extra) }?;
     let sizes: &[u32] = match (&layout, params.is_null()) {

@@ -68,9 +68,10 @@ impl Class {
     }
 }
 
-/// First name the client gives a stream or event; names are multiples of
-/// [`CLIENT_NAME_STEP`] from here, never 0, 1 or 2 (the special streams).
-pub const FIRST_CLIENT_NAME: u64 = 0x5eed_0000_0000;
+/// First name the client gives a stream, event or kernel; names are multiples of
+/// [`CLIENT_NAME_STEP`] from here: never 0, 1 or 2 (the special streams), and in the upper
+/// half of the address space, where no driver handle (a user-space address) lies.
+pub const FIRST_CLIENT_NAME: u64 = 0xfeed_0000_0000_0000;
 
 /// Distance between two names the client gives.
 pub const CLIENT_NAME_STEP: u64 = 0x40;
@@ -169,6 +170,13 @@ pub mod custom {
     /// `cuGraphAddMemAllocNode` and `cuGraphAddMemFreeNode`: the graph, dependencies, a
     /// `NODE_*` kind and its parameters.
     pub const GRAPH_ADD_NODE: u16 = 239;
+    /// `cuLibraryGetKernel` without a round trip: the library, the kernel's name and the name
+    /// the client gave the kernel handle. Sent without waiting; a kernel the driver refuses
+    /// is refused, with the driver's error, where it is used (never a deferred error).
+    pub const NAME_KERNEL: u16 = 240;
+    /// A function's or kernel's parameter sizes, as `LIBRARY_GET_KERNEL` answers them (the
+    /// first launch of a kernel named with [`NAME_KERNEL`] asks).
+    pub const PARAM_LAYOUT: u16 = 241;
     /// Node kind: an empty node.
     pub const NODE_EMPTY: u8 = 0;
     /// Node kind: a memset node (its destination must be the session's memory).
@@ -207,7 +215,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 40] = [
+    pub const ALL: [u16; 42] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -242,6 +250,8 @@ pub mod custom {
         CAPTURE_INFO,
         GRAPH_GET_NODES,
         GRAPH_ADD_NODE,
+        NAME_KERNEL,
+        PARAM_LAYOUT,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,

@@ -29,8 +29,11 @@ pub struct Session {
     nvml: NvmlServer,
     /// Handles this session created, by class (not those the client names itself).
     handles: HashSet<(Class, u64)>,
-    /// Streams and events the client named: its name → the driver's handle.
+    /// Streams, events and kernels the client named: its name → the driver's handle.
     names: HashMap<(Class, u64), u64>,
+    /// Kernels the client named that the driver refused: the name → the driver's error,
+    /// returned where the name is used.
+    refused: HashMap<(Class, u64), u32>,
     /// The same, the driver's handle → the client's name.
     named: HashMap<(Class, u64), u64>,
     /// Device allocations: base address → size.
@@ -81,6 +84,7 @@ impl Session {
             nvml: NvmlServer::resolve(resolve),
             handles: HashSet::new(),
             names: HashMap::new(),
+            refused: HashMap::new(),
             named: HashMap::new(),
             ranges: BTreeMap::new(),
             reserved: BTreeMap::new(),
@@ -99,17 +103,40 @@ impl Session {
         self.real(class, h).is_some()
     }
 
-    /// The driver's handle behind the client's handle `h` of `class`: a stream or event by
-    /// the name the client gave it, any other class as it is; `None` when the client has no
-    /// such handle.
+    /// The driver's handle behind the client's handle `h` of `class`: a stream, event or
+    /// kernel by the name the client gave it, any other handle as it is; `None` when the
+    /// client has no such handle.
     pub fn real(&self, class: Class, h: u64) -> Option<u64> {
         if h == 0 || (class == Class::Stream && h <= 2) {
             Some(h)
+        } else if let Some(&real) = self.names.get(&(class, h)) {
+            Some(real)
         } else if class.named_by_client() {
-            self.names.get(&(class, h)).copied()
+            None
         } else {
             self.handles.contains(&(class, h)).then_some(h)
         }
+    }
+
+    /// The driver's function or kernel behind the client's `f` (never null); else the error
+    /// the driver gave when the client named it, or `CUDA_ERROR_INVALID_HANDLE`.
+    fn function(&self, f: u64) -> Result<u64, u32> {
+        match self.real(Class::Function, f) {
+            Some(real) if real != 0 => Ok(real),
+            _ => Err(self
+                .refused
+                .get(&(Class::Function, f))
+                .copied()
+                .unwrap_or(CUDA_ERROR_INVALID_HANDLE)),
+        }
+    }
+
+    /// Whether `name` is free for a handle of `class` the client names.
+    fn name_free(&self, class: Class, name: u64) -> bool {
+        name > 2
+            && !self.names.contains_key(&(class, name))
+            && !self.refused.contains_key(&(class, name))
+            && !self.handles.contains(&(class, name))
     }
 
     /// Whether `[ptr, ptr + len)` lies inside one of this session's device allocations,
@@ -583,10 +610,17 @@ impl Session {
                 if rc == CUDA_SUCCESS {
                     outs.put(&n);
                     for k in kernels {
-                        if !k.is_null() {
-                            self.handles.insert((Class::Function, k as usize as u64));
+                        let k = k as usize as u64;
+                        // A kernel the client named goes by its name.
+                        match self.named.get(&(Class::Function, k)) {
+                            Some(&name) => outs.put(&name),
+                            None => {
+                                if k != 0 {
+                                    self.handles.insert((Class::Function, k));
+                                }
+                                outs.put(&k)
+                            }
                         }
-                        outs.put(&(k as usize as u64));
                     }
                 }
                 rc
@@ -668,9 +702,10 @@ impl Session {
             custom::KERNEL_GET_FUNCTION => {
                 let k: u64 = r.get("kernel")?;
                 r.end()?;
-                if k == 0 || !self.valid(Class::Function, k) {
-                    return Ok(CUDA_ERROR_INVALID_HANDLE);
-                }
+                let k = match self.function(k) {
+                    Ok(k) => k,
+                    Err(e) => return Ok(e),
+                };
                 let mut f: CUfunction = std::ptr::null_mut();
                 let rc = unsafe { driver!(cuKernelGetFunction)(&mut f, k as usize as CUkernel) };
                 if rc == CUDA_SUCCESS {
@@ -679,6 +714,49 @@ impl Session {
                     self.param_layout(f, outs);
                 }
                 rc
+            }
+            custom::NAME_KERNEL => {
+                let (l, name, given): (u64, &[u8], u64) = (
+                    r.get("library")?,
+                    r.get_bytes("name")?,
+                    r.get("kernel name")?,
+                );
+                r.end()?;
+                let name = c_string(name, "kernel name")?;
+                if !self.name_free(Class::Function, given) {
+                    return Ok(CUDA_ERROR_INVALID_VALUE);
+                }
+                let rc = if l == 0 || !self.valid(Class::Library, l) {
+                    CUDA_ERROR_INVALID_HANDLE
+                } else {
+                    let mut k: CUkernel = std::ptr::null_mut();
+                    let get = driver!(cuLibraryGetKernel);
+                    // SAFETY: a library of this session, a C string, a local out value.
+                    let rc = unsafe { get(&mut k, l as usize as CUlibrary, name.as_ptr()) };
+                    if rc == CUDA_SUCCESS && !k.is_null() {
+                        self.name(Class::Function, given, k as usize as u64);
+                    }
+                    rc
+                };
+                if rc != CUDA_SUCCESS {
+                    self.refused.insert((Class::Function, given), rc);
+                }
+                // The error, if any, is the kernel's: returned where the kernel is used.
+                CUDA_SUCCESS
+            }
+            custom::PARAM_LAYOUT => {
+                let given: u64 = r.get("function")?;
+                r.end()?;
+                let f = match self.function(given) {
+                    Ok(f) => f,
+                    Err(e) => return Ok(e),
+                };
+                if self.names.contains_key(&(Class::Function, given)) {
+                    self.kernel_param_layout(f as usize as CUkernel, outs);
+                } else {
+                    self.param_layout(f as usize as CUfunction, outs);
+                }
+                CUDA_SUCCESS
             }
             custom::OCCUPANCY_CLUSTERS => return self.occupancy_clusters(r, outs),
             custom::GET_GLOBAL => return self.get_global(r, outs),
@@ -940,10 +1018,7 @@ impl Session {
 
     /// The function and stream of a launch shape, if both are this session's.
     fn launch_handles(&self, shape: &LaunchShape) -> Result<(CUfunction, CUstream), u32> {
-        let f = shape.function;
-        if f == 0 || !self.valid(Class::Function, f) {
-            return Err(CUDA_ERROR_INVALID_HANDLE);
-        }
+        let f = self.function(shape.function)?;
         Ok((f as usize as CUfunction, self.stream_of(shape.stream)?))
     }
 
@@ -1128,12 +1203,13 @@ impl Session {
         let shared: u32 = r.get("shared memory")?;
         let mut args = KernelArgs::read(r)?;
         r.end()?;
-        if !self.graph_and_dependencies_valid(graph, &deps)
-            || f == 0
-            || !self.valid(Class::Function, f)
-        {
+        if !self.graph_and_dependencies_valid(graph, &deps) {
             return Ok(CUDA_ERROR_INVALID_HANDLE);
         }
+        let f = match self.function(f) {
+            Ok(f) => f,
+            Err(e) => return Ok(e),
+        };
         let Some(add) = self.extra.cuGraphAddKernelNode_v2 else {
             return Ok(CUDA_ERROR_NOT_FOUND);
         };
@@ -1436,7 +1512,7 @@ impl TableSession for Session {
     }
 
     fn fresh(&self, class: Class, name: u64) -> bool {
-        class.named_by_client() && name > 2 && !self.names.contains_key(&(class, name))
+        class.named_by_client() && self.name_free(class, name)
     }
 
     fn name(&mut self, class: Class, name: u64, real: u64) {
@@ -1624,6 +1700,9 @@ mod tests {
             b"cuGraphAddMemAllocNode" => add_mem_alloc_node as *mut c_void,
             b"cuGraphAddMemFreeNode" => add_mem_free_node as *mut c_void,
             b"cuStreamCreate" => stream_create as *mut c_void,
+            b"cuLibraryGetKernel" => library_get_kernel as *mut c_void,
+            b"cuKernelGetParamInfo" => kernel_param_info as *mut c_void,
+            b"cuKernelGetFunction" => kernel_get_function as *mut c_void,
             b"cuEventCreate" => event_create as *mut c_void,
             b"cuStreamQuery" => stream_query as *mut c_void,
             b"cuStreamDestroy_v2" => stream_destroy as *mut c_void,
@@ -1683,6 +1762,120 @@ mod tests {
     unsafe extern "C" fn stream_destroy(s: CUstream) -> u32 {
         DRIVER_SAW.store(s as u64, SeqCst);
         CUDA_SUCCESS
+    }
+
+    /// The stand-in driver's one kernel: `k`, with an 8-byte and a 4-byte parameter.
+    const KERNEL: u64 = 0x6600;
+
+    unsafe extern "C" fn library_get_kernel(
+        out: *mut CUkernel,
+        _: CUlibrary,
+        name: *const std::ffi::c_char,
+    ) -> u32 {
+        // SAFETY: the session's C string and out value.
+        if unsafe { CStr::from_ptr(name) }.to_bytes() != b"k" {
+            return CUDA_ERROR_NOT_FOUND;
+        }
+        unsafe { *out = KERNEL as usize as CUkernel };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn kernel_param_info(
+        k: CUkernel,
+        i: usize,
+        off: *mut usize,
+        size: *mut usize,
+    ) -> u32 {
+        if k as u64 != KERNEL || i > 1 {
+            return CUDA_ERROR_INVALID_VALUE;
+        }
+        // SAFETY: the session's out values.
+        unsafe { (*off, *size) = ([0, 8][i], [8, 4][i]) };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn kernel_get_function(out: *mut CUfunction, k: CUkernel) -> u32 {
+        if k as u64 != KERNEL {
+            return CUDA_ERROR_INVALID_HANDLE;
+        }
+        // SAFETY: the session's out value.
+        unsafe { *out = 0x7700 as CUfunction };
+        CUDA_SUCCESS
+    }
+
+    #[test]
+    fn kernels_the_client_names_go_by_their_names_and_refusals_wait_for_their_use() {
+        let mut s = session();
+        let answer = |s: &mut Session, body: &[u8]| {
+            let mut reply = Writer::default();
+            assert!(s.handle(body, &mut reply).unwrap());
+            reply.buf
+        };
+        let load = request(custom::LIBRARY_LOAD, |w| w.put_bytes(b"code\0"));
+        let out = answer(&mut s, &load);
+        assert_eq!(out[..4], CUDA_SUCCESS.to_le_bytes());
+        let library = u64::from_le_bytes(out[8..16].try_into().unwrap());
+        let name = |library: u64, kernel: &[u8], given: u64| {
+            request(custom::NAME_KERNEL, |w| {
+                w.put(&library);
+                w.put_bytes(kernel);
+                w.put(&given);
+            })
+        };
+        let layout = |given: u64| request(custom::PARAM_LAYOUT, |w| w.put(&given));
+        let function = |given: u64| request(custom::KERNEL_GET_FUNCTION, |w| w.put(&given));
+        let (k, missing, foreign) = (
+            0xfeed_0000_0000_0040u64,
+            0xfeed_0000_0000_0080,
+            0xfeed_0000_0000_00c0,
+        );
+
+        // A name the driver knows: the session's handle stands for the driver's kernel.
+        assert_eq!(result(&mut s, &name(library, b"k", k)), CUDA_SUCCESS);
+        assert_eq!(s.real(Class::Function, k), Some(KERNEL));
+        let out = answer(&mut s, &layout(k));
+        assert_eq!(out[..4], CUDA_SUCCESS.to_le_bytes());
+        assert_eq!(
+            out[8..],
+            [2, 0, 0, 0, 8, 0, 0, 0, 4, 0, 0, 0],
+            "two parameters: 8, 4"
+        );
+        assert_eq!(result(&mut s, &function(k)), CUDA_SUCCESS);
+
+        // Names the driver refused, or of a library the session never loaded: accepted when
+        // sent (never a deferred error), refused with the driver's error where used.
+        assert_eq!(
+            result(&mut s, &name(library, b"nope", missing)),
+            CUDA_SUCCESS
+        );
+        assert_eq!(result(&mut s, &name(0x4000, b"k", foreign)), CUDA_SUCCESS);
+        for (given, rc) in [
+            (missing, CUDA_ERROR_NOT_FOUND),
+            (foreign, CUDA_ERROR_INVALID_HANDLE),
+        ] {
+            assert_eq!(result(&mut s, &layout(given)), rc);
+            assert_eq!(result(&mut s, &function(given)), rc);
+            assert_eq!(s.real(Class::Function, given), None);
+        }
+        assert_eq!(
+            result(&mut s, &layout(0xfeed_0000_0000_1000)),
+            CUDA_ERROR_INVALID_HANDLE,
+            "a name never given"
+        );
+
+        // A name in use (named or refused), the special values and the driver's own handles
+        // are never taken again.
+        for (given, why) in [
+            (k, "named"),
+            (missing, "refused"),
+            (2, "special"),
+            (0x7700, "the driver's"),
+        ] {
+            assert_eq!(
+                result(&mut s, &name(library, b"k", given)),
+                CUDA_ERROR_INVALID_VALUE,
+                "{why}"
+            );
+        }
+        assert_eq!(s.real(Class::Function, k), Some(KERNEL));
     }
 
     #[test]

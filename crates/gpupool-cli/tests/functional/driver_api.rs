@@ -220,6 +220,41 @@ fn a_library_s_kernels_are_listed_as_handles_that_work() {
 }
 
 #[test]
+fn kernels_asked_by_name_are_the_same_kernel_each_time_and_launch() {
+    expect_both(
+        "kernel_names",
+        &[
+            ("same_name_same_kernel", "1"),
+            ("other_name_other_kernel", "1"),
+            ("kernel_library_same", "1"),
+            ("launches_rc", "0"),
+            ("missing_refused", "1"),
+            ("after_missing_rc", "0"),
+        ],
+    );
+}
+
+#[test]
+fn kernels_asked_by_name_cost_no_round_trip_until_launched() {
+    // Five asks for three names (one missing): each name sent once, without waiting; the
+    // parameter sizes asked once per kernel launched (a, b, and the missing one's refusal);
+    // the old waiting call never used.
+    let err = remote_call_counts("kernel_names");
+    let custom = |id: u16| format!("call {id}: ");
+    use gpupool_remote::calls::custom::{LIBRARY_GET_KERNEL, NAME_KERNEL, PARAM_LAYOUT};
+    for (id, want) in [
+        (NAME_KERNEL, "waited 0, sent 3"),
+        (PARAM_LAYOUT, "waited 3, sent 0"),
+    ] {
+        assert!(
+            err.contains(&format!("{}{want}", custom(id))),
+            "{id}: {err}"
+        );
+    }
+    assert!(!err.contains(&custom(LIBRARY_GET_KERNEL)), "{err}");
+}
+
+#[test]
 fn real_gpu_code_loads_from_a_file() {
     // 301: CUDA_ERROR_FILE_NOT_FOUND.
     expect_both(
