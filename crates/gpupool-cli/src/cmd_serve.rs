@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// State folder of the simulated machine.
     #[arg(long, value_name = "DIR", requires = "sim")]
     pub state: Option<PathBuf>,
+    /// Module and library images kept per client, so that a client loading them again sends
+    /// only their hash (e.g. 4GiB; 0: none).
+    #[arg(long, value_name = "SIZE", default_value = "4GiB")]
+    pub image_cache: String,
     /// Check the address, the clients file and the TLS files, say what would be served, and
     /// exit without listening.
     #[arg(long)]
@@ -65,9 +69,26 @@ pub fn load_clients(path: &std::path::Path) -> Result<Vec<Client>> {
     Ok(clients)
 }
 
-/// The `gpupool run` command line of a client's session.
-fn session_command(exe: &std::path::Path, a: &ServeArgs, c: &Client) -> Command {
+/// The `gpupool run` command line of a client's session, with the folder of the images kept
+/// for it (`images`: the root of every client's, and the size each may keep).
+fn session_command(
+    exe: &std::path::Path,
+    a: &ServeArgs,
+    c: &Client,
+    images: Option<&(PathBuf, u64)>,
+) -> Command {
     let mut cmd = Command::new(exe);
+    if let Some((root, limit)) = images {
+        // Images in it are loaded into the tenant's process: nobody else may plant any.
+        let dir = gpupool_remote::image_cache::ImageCache::client_dir(root, &c.name);
+        match gpupool_region::untrusted::ensure_private_dir(&dir) {
+            Ok(()) => {
+                cmd.env(gpupool_remote::image_cache::ENV_DIR, &dir)
+                    .env(gpupool_remote::image_cache::ENV_LIMIT, limit.to_string());
+            }
+            Err(e) => eprintln!("gpupool serve: no image cache for {:?}: {e}", c.name),
+        }
+    }
     cmd.arg("run");
     if let Some(s) = &a.sim {
         cmd.args(["--sim", s]);
@@ -98,6 +119,18 @@ pub fn run(a: ServeArgs) -> Result<()> {
     if let Some(spec) = &a.sim {
         crate::sim_env::SimEnv::prepare(spec, a.state.as_deref())?;
     }
+    let limit = gpupool_config::parse_size(&a.image_cache)
+        .map_err(|e| anyhow::anyhow!("--image-cache {:?}: {e}", a.image_cache))?;
+    let images = if limit == 0 {
+        None
+    } else {
+        let root = crate::cmd_run::tenants_dir(a.state.as_deref()).with_file_name("remote-images");
+        for dir in [root.parent(), Some(root.as_path())].into_iter().flatten() {
+            gpupool_region::untrusted::ensure_private_dir(dir)
+                .with_context(|| format!("--image-cache: the folder {}", root.display()))?;
+        }
+        Some((root, limit))
+    };
     let exe = std::env::current_exe().context("locating the gpupool binary")?;
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => Some(
@@ -138,7 +171,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     );
     let a = Arc::new(a);
     let spawn = move |sock: OwnedFd, c: &Client| -> std::io::Result<ExitStatus> {
-        let mut cmd = session_command(&exe, &a, c);
+        let mut cmd = session_command(&exe, &a, c, images.as_ref());
         // SAFETY: prctl is async-signal-safe. A session never outlives its server: a restart
         // closes every client's connection, which the client reports.
         unsafe {

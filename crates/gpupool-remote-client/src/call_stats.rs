@@ -1,6 +1,7 @@
 //! Per-call counts of what the client sent, for finding round trips a program pays for:
 //! with `GPUPOOL_REMOTE_STATS=1`, each call sent waiting for its reply or without waiting is
-//! counted by its number, and the counts are printed on stderr at exit.
+//! counted by its number, and the counts are printed on stderr at exit, with how many module
+//! and library images were sent whole (and their bytes) or by key.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -10,6 +11,22 @@ const CALLS: usize = 256;
 
 static WAITED: [AtomicU64; CALLS] = [const { AtomicU64::new(0) }; CALLS];
 static SENT: [AtomicU64; CALLS] = [const { AtomicU64::new(0) }; CALLS];
+
+/// Images sent whole, their bytes, and images sent by key.
+static IMAGES: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// Counts a module or library image of `bytes` sent whole, or only its key (`by_key`).
+pub fn image(bytes: usize, by_key: bool) {
+    if !enabled() {
+        return;
+    }
+    if by_key {
+        IMAGES[2].fetch_add(1, Relaxed);
+    } else {
+        IMAGES[0].fetch_add(1, Relaxed);
+        IMAGES[1].fetch_add(bytes as u64, Relaxed);
+    }
+}
 
 fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
@@ -34,9 +51,17 @@ pub fn report() -> Vec<String> {
         .filter(|&(_, w, s)| w + s > 0)
         .collect();
     rows.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)));
-    rows.into_iter()
+    let mut lines: Vec<String> = rows
+        .into_iter()
         .map(|(i, w, s)| format!("call {i}: waited {w}, sent {s}"))
-        .collect()
+        .collect();
+    let [whole, bytes, by_key] = IMAGES.each_ref().map(|c| c.load(Relaxed));
+    if whole + by_key > 0 {
+        lines.push(format!(
+            "images: sent {whole} ({bytes} bytes), by key {by_key}"
+        ));
+    }
+    lines
 }
 
 /// Prints [`report`] on stderr when counting is on.

@@ -94,6 +94,15 @@ enum Socket {
 /// How long a read polls before it blocks (ns), set from the environment at connection.
 static SPIN_NS: AtomicU64 = AtomicU64::new(0);
 
+/// Whether the server is reached over a network (`tcp://`, `tls://`), where sending an
+/// image's hash instead of the image pays.
+static OVER_NETWORK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the server is reached over a network rather than a Unix socket.
+pub fn over_network() -> bool {
+    OVER_NETWORK.load(Relaxed)
+}
+
 impl Read for Socket {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
         let mut spin = Duration::from_nanos(SPIN_NS.load(Relaxed));
@@ -238,6 +247,7 @@ impl State {
             spin
         };
         SPIN_NS.store(spin.as_nanos() as u64, Relaxed);
+        OVER_NETWORK.store(!matches!(parsed, Address::Unix(_)), Relaxed);
         let cannot = |e: io::Error| no_device(format!("cannot reach the GPU server {addr}: {e}"));
         let mut sock = match &parsed {
             Address::Tcp(a) => {

@@ -38,6 +38,7 @@ fn hold<T: 'static>(m: &'static Mutex<T>) -> Box<dyn Any> {
 extern "C" fn prepare() {
     let s = state();
     let held: Held = vec![
+        hold(&crate::images::KEPT),
         hold(&crate::variables::VARIABLES),
         hold(&crate::memory_map::RANGES),
         hold(&crate::kernel_cache::KNOWN),

@@ -23,6 +23,7 @@ pub mod device;
 pub mod fork;
 pub mod graph;
 pub mod host;
+pub mod images;
 pub mod kernel_cache;
 pub mod local_answers;
 pub mod memory;

@@ -96,7 +96,7 @@ pub mod custom {
     pub const COPY_3D: u16 = 207;
     /// Any `cuMemsetD*`.
     pub const MEMSET: u16 = 208;
-    /// `cuModuleLoadData` (the image in the request).
+    /// `cuModuleLoadData`: a source (`IMAGE_*`), then the image or its hash.
     pub const MODULE_LOAD: u16 = 209;
     /// `cuModuleGetFunction` (with the kernel's parameter layout).
     pub const MODULE_GET_FUNCTION: u16 = 210;
@@ -177,6 +177,17 @@ pub mod custom {
     /// A function's or kernel's parameter sizes, as `LIBRARY_GET_KERNEL` answers them (the
     /// first launch of a kernel named with [`NAME_KERNEL`] asks).
     pub const PARAM_LAYOUT: u16 = 241;
+    /// The keys of the images the server keeps for this client (a flag, whether it keeps
+    /// any, then a count and the keys): see `image_cache`.
+    pub const IMAGE_INDEX: u16 = 242;
+    /// [`MODULE_LOAD`] / [`LIBRARY_LOAD`] source: the image follows.
+    pub const IMAGE_INLINE: u8 = 0;
+    /// Source: the image's key, then the image; the server keeps it under that key for this
+    /// client's next loads.
+    pub const IMAGE_KEEP: u8 = 1;
+    /// Source: only the image's key and length follow (`CUDA_ERROR_NOT_FOUND` when the
+    /// server no longer keeps it: the client sends it again).
+    pub const IMAGE_CACHED: u8 = 2;
     /// Node kind: an empty node.
     pub const NODE_EMPTY: u8 = 0;
     /// Node kind: a memset node (its destination must be the session's memory).
@@ -215,7 +226,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 42] = [
+    pub const ALL: [u16; 43] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -252,6 +263,7 @@ pub mod custom {
         GRAPH_ADD_NODE,
         NAME_KERNEL,
         PARAM_LAYOUT,
+        IMAGE_INDEX,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,

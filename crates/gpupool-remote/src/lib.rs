@@ -16,6 +16,7 @@ pub mod calls;
 pub mod copy3d;
 pub mod driver_extra;
 pub mod handshake;
+pub mod image_cache;
 pub mod kernel_args;
 pub mod launch_ex;
 pub mod listener;

@@ -53,6 +53,10 @@ pub struct Session {
     deferred: u32,
     /// Log each failing call on stderr (`GPUPOOL_REMOTE_TRACE` in the server's environment).
     pub trace: bool,
+    /// The images the server keeps for this client, if it keeps any.
+    pub images: Option<crate::image_cache::ImageCache>,
+    /// Writes the images this client asked the server to keep (started at the first).
+    keeper: Option<crate::image_cache::Keeper>,
 }
 
 /// Memory types of `CUDA_MEMCPY3D`.
@@ -94,6 +98,8 @@ impl Session {
             current: u64::MAX,
             deferred: CUDA_SUCCESS,
             trace: false,
+            images: None,
+            keeper: None,
         }
     }
 
@@ -165,6 +171,13 @@ impl Session {
         }
         if class == Class::Module {
             self.library_modules.remove(&h);
+        }
+    }
+
+    /// Waits until the images the client asked to keep are written.
+    pub fn finish_keeping(&mut self) {
+        if let Some(mut k) = self.keeper.take() {
+            k.finish();
         }
     }
 
@@ -519,8 +532,48 @@ impl Session {
             }
             custom::COPY_3D => return self.copy_3d(r, outs),
             custom::MEMSET => return self.memset(r),
+            custom::IMAGE_INDEX => {
+                r.end()?;
+                let index = self.images.as_ref().map(|c| c.index());
+                outs.put(&u8::from(index.is_some()));
+                let index = index.unwrap_or_default();
+                outs.put(&(index.len() as u32));
+                for h in index {
+                    outs.put(&h);
+                }
+                CUDA_SUCCESS
+            }
             custom::MODULE_LOAD | custom::LIBRARY_LOAD => {
-                let image = r.get_bytes("image")?;
+                let source: u8 = r.get("image source")?;
+                let key: Option<crate::image_cache::ImageKey> = match source {
+                    custom::IMAGE_KEEP => Some(r.get("image key")?),
+                    _ => None,
+                };
+                let kept;
+                let image = match source {
+                    custom::IMAGE_INLINE | custom::IMAGE_KEEP => r.get_bytes("image")?,
+                    custom::IMAGE_CACHED => {
+                        let h: crate::image_cache::ImageKey = r.get("image key")?;
+                        let len: u64 = r.get("image length")?;
+                        r.end()?;
+                        if len > crate::protocol::MAX_FRAME as u64 {
+                            return Ok(CUDA_ERROR_INVALID_VALUE);
+                        }
+                        match self.images.as_ref().and_then(|c| c.get(&h, len)) {
+                            Some(image) => {
+                                kept = image;
+                                &kept[..]
+                            }
+                            None => return Ok(CUDA_ERROR_NOT_FOUND),
+                        }
+                    }
+                    _ => {
+                        return Err(DecodeError {
+                            what: "image source",
+                            at: 0,
+                        })
+                    }
+                };
                 r.end()?;
                 let aligned = aligned_image(image);
                 let mut h: *mut c_void = std::ptr::null_mut();
@@ -550,6 +603,14 @@ impl Session {
                 if rc == CUDA_SUCCESS {
                     self.handles.insert((class, h as usize as u64));
                     outs.put(&(h as usize as u64));
+                    if let (Some(c), Some(key)) = (&self.images, key) {
+                        if self.keeper.is_none() {
+                            self.keeper = crate::image_cache::Keeper::start(c.clone());
+                        }
+                        if let Some(k) = &self.keeper {
+                            k.keep(key, image.to_vec());
+                        }
+                    }
                 }
                 rc
             }
@@ -1809,7 +1870,10 @@ mod tests {
             assert!(s.handle(body, &mut reply).unwrap());
             reply.buf
         };
-        let load = request(custom::LIBRARY_LOAD, |w| w.put_bytes(b"code\0"));
+        let load = request(custom::LIBRARY_LOAD, |w| {
+            w.put(&custom::IMAGE_INLINE);
+            w.put_bytes(b"code\0");
+        });
         let out = answer(&mut s, &load);
         assert_eq!(out[..4], CUDA_SUCCESS.to_le_bytes());
         let library = u64::from_le_bytes(out[8..16].try_into().unwrap());
@@ -2169,7 +2233,10 @@ mod tests {
             CUDA_ERROR_INVALID_HANDLE,
             "not loaded by this session"
         );
-        let load = request(custom::LIBRARY_LOAD, |w| w.put_bytes(b"code\0"));
+        let load = request(custom::LIBRARY_LOAD, |w| {
+            w.put(&custom::IMAGE_INLINE);
+            w.put_bytes(b"code\0");
+        });
         assert_eq!(result(&mut s, &load), CUDA_SUCCESS);
         assert_eq!(
             result(&mut s, &global(custom::GLOBAL_OF_LIBRARY, LIBRARY)),

@@ -54,6 +54,7 @@ pub fn run_on_stdin() -> i32 {
     };
     let mut session = Session::new(&resolve);
     session.trace = std::env::var_os("GPUPOOL_REMOTE_TRACE").is_some();
+    session.images = crate::image_cache::ImageCache::from_env();
     // SAFETY: fd 0 is the client's socket, owned by this process from here on.
     let sock = unsafe { std::fs::File::from_raw_fd(std::io::stdin().as_raw_fd()) };
     let Ok(write_half) = sock.try_clone() else {
@@ -72,11 +73,13 @@ pub fn run_on_stdin() -> i32 {
         return 1;
     }
     let reader = BufReader::with_capacity(1 << 20, PollingReader::new(sock, spin));
-    match session.serve(reader, writer) {
+    let status = match session.serve(reader, writer) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("gpupool serve: session ended: {e}");
             1
         }
-    }
+    };
+    session.finish_keeping();
+    status
 }

@@ -419,6 +419,131 @@ fn tls_server(
     (server, certs, other)
 }
 
+/// The images line a client printed with `GPUPOOL_REMOTE_STATS=1`: (sent whole, by key).
+fn images_sent(stderr: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("gpupool remote GPU: images: sent "))
+        .unwrap_or_else(|| panic!("no images line: {stderr}"));
+    let whole = line.split_whitespace().next().unwrap().parse().unwrap();
+    let by_key = line.rsplit(' ').next().unwrap().parse().unwrap();
+    (whole, by_key)
+}
+
+#[test]
+fn images_a_server_keeps_are_sent_by_key_the_next_time() {
+    let m = Machine::new("remote-images", "1xH100");
+    let prog = c_program("rt_kernel", "12.9");
+    let run = |server: &Server| {
+        let out = server
+            .client(&[prog.to_str().unwrap(), "1us", "0.05"])
+            .env("GPUPOOL_REMOTE_STATS", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
+    let (whole, by_key) = images_sent(&run(&server));
+    assert!(
+        whole > 0 && by_key == 0,
+        "first run: {whole} whole, {by_key} by key"
+    );
+    let loaded = whole;
+    // The first session writes what it keeps after its client has gone.
+    let kept = m.state.join("remote-images").join("client-alpha");
+    let written = || {
+        std::fs::read_dir(&kept).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            })
+            .count()
+        }) as u64
+    };
+    let wait_until_written = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while written() < loaded && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_until_written();
+    assert_eq!(written(), loaded, "each image kept once");
+    assert_eq!(images_sent(&run(&server)), (0, loaded), "the second run");
+    // A kept image damaged on the server is sent whole again, and kept again.
+    for f in std::fs::read_dir(&kept).unwrap() {
+        std::fs::write(f.unwrap().path(), b"junk").unwrap();
+    }
+    assert_eq!(
+        images_sent(&run(&server)),
+        (loaded, loaded),
+        "sent again after the miss"
+    );
+    wait_until_written();
+    assert_eq!(images_sent(&run(&server)), (0, loaded), "kept again");
+    drop(server);
+
+    // A server that keeps none, and one on this host: images travel whole, unhashed.
+    let none = Server::start_with(
+        &m,
+        "127.0.0.1:0",
+        &format!("alpha {TOKEN}\n"),
+        &["--image-cache", "0"],
+    );
+    for _ in 0..2 {
+        assert_eq!(images_sent(&run(&none)), (loaded, 0), "--image-cache 0");
+    }
+    drop(none);
+    let sock = m.state.with_extension("images.sock");
+    let local = Server::start(
+        &m,
+        &format!("unix:{}", sock.display()),
+        &format!("alpha {TOKEN}\n"),
+    );
+    for _ in 0..2 {
+        let err = run(&local);
+        assert_eq!(images_sent(&err), (loaded, 0), "a server on this host");
+        let index = gpupool_remote::calls::custom::IMAGE_INDEX;
+        assert!(!err.contains(&format!("call {index}:")), "{err}");
+    }
+    drop(local);
+    // A client folder someone else could write to is never used: images travel whole.
+    use std::os::unix::fs::PermissionsExt;
+    let kept = m.state.join("remote-images").join("client-alpha");
+    std::fs::remove_dir_all(&kept).unwrap();
+    std::fs::create_dir(&kept).unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let planted = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
+    for _ in 0..2 {
+        assert_eq!(
+            images_sent(&run(&planted)),
+            (loaded, 0),
+            "a folder others may write"
+        );
+    }
+    assert!(planted.log().contains("others may write to it"));
+    let clients = m.state.with_extension("clients");
+    std::fs::write(&clients, format!("alpha {TOKEN}\n")).unwrap();
+    let bad = Command::new(gpupool())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--image-cache",
+            "lots",
+            "--clients",
+        ])
+        .arg(&clients)
+        .output()
+        .unwrap();
+    assert!(
+        failure_message(&bad).contains("--image-cache \"lots\""),
+        "{}",
+        failure_message(&bad)
+    );
+}
+
 #[test]
 fn tls_serves_clients_that_trust_the_server_s_ca_and_no_others() {
     let m = Machine::new("remote-tls", "1xH100");
