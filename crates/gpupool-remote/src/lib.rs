@@ -15,6 +15,7 @@
 pub mod calls;
 pub mod copy3d;
 pub mod driver_extra;
+pub mod handles;
 pub mod handshake;
 pub mod image_cache;
 pub mod kernel_args;

@@ -7,6 +7,7 @@ use crate::calls::custom::{self, LAUNCH_COOPERATIVE, LAUNCH_EX};
 use crate::calls::Class;
 use crate::copy3d::{self, Copy3d};
 use crate::driver_extra::Extra;
+use crate::handles::Handles;
 use crate::kernel_args::KernelArgs;
 use crate::launch_ex::{
     all_travel, attribute_travels, read_attributes, LaunchShape, RawKernelNodeParams,
@@ -27,15 +28,8 @@ pub struct Session {
     pub table: Table,
     extra: Extra,
     nvml: NvmlServer,
-    /// Handles this session created, by class (not those the client names itself).
-    handles: HashSet<(Class, u64)>,
-    /// Streams, events and kernels the client named: its name → the driver's handle.
-    names: HashMap<(Class, u64), u64>,
-    /// Kernels the client named that the driver refused: the name → the driver's error,
-    /// returned where the name is used.
-    refused: HashMap<(Class, u64), u32>,
-    /// The same, the driver's handle → the client's name.
-    named: HashMap<(Class, u64), u64>,
+    /// The handles the client may pass: the driver's and the client's names for them.
+    handles: Handles,
     /// Device allocations: base address → size.
     ranges: BTreeMap<u64, u64>,
     /// Virtual address ranges reserved with `cuMemAddressReserve`: base address → size.
@@ -86,10 +80,7 @@ impl Session {
             table: Table::resolve(resolve),
             extra: Extra::resolve(resolve),
             nvml: NvmlServer::resolve(resolve),
-            handles: HashSet::new(),
-            names: HashMap::new(),
-            refused: HashMap::new(),
-            named: HashMap::new(),
+            handles: Handles::default(),
             ranges: BTreeMap::new(),
             reserved: BTreeMap::new(),
             globals: BTreeMap::new(),
@@ -109,40 +100,14 @@ impl Session {
         self.real(class, h).is_some()
     }
 
-    /// The driver's handle behind the client's handle `h` of `class`: a stream, event or
-    /// kernel by the name the client gave it, any other handle as it is; `None` when the
-    /// client has no such handle.
+    /// The driver's handle behind the client's handle `h` of `class` (see [`Handles::real`]).
     pub fn real(&self, class: Class, h: u64) -> Option<u64> {
-        if h == 0 || (class == Class::Stream && h <= 2) {
-            Some(h)
-        } else if let Some(&real) = self.names.get(&(class, h)) {
-            Some(real)
-        } else if class.named_by_client() {
-            None
-        } else {
-            self.handles.contains(&(class, h)).then_some(h)
-        }
+        self.handles.real(class, h)
     }
 
-    /// The driver's function or kernel behind the client's `f` (never null); else the error
-    /// the driver gave when the client named it, or `CUDA_ERROR_INVALID_HANDLE`.
+    /// The driver's function or kernel behind the client's `f` (see [`Handles::function`]).
     fn function(&self, f: u64) -> Result<u64, u32> {
-        match self.real(Class::Function, f) {
-            Some(real) if real != 0 => Ok(real),
-            _ => Err(self
-                .refused
-                .get(&(Class::Function, f))
-                .copied()
-                .unwrap_or(CUDA_ERROR_INVALID_HANDLE)),
-        }
-    }
-
-    /// Whether `name` is free for a handle of `class` the client names.
-    fn name_free(&self, class: Class, name: u64) -> bool {
-        name > 2
-            && !self.names.contains_key(&(class, name))
-            && !self.refused.contains_key(&(class, name))
-            && !self.handles.contains(&(class, name))
+        self.handles.function(f)
     }
 
     /// Whether `[ptr, ptr + len)` lies inside one of this session's device allocations,
@@ -601,7 +566,7 @@ impl Session {
                     (rc, Class::Library)
                 };
                 if rc == CUDA_SUCCESS {
-                    self.handles.insert((class, h as usize as u64));
+                    self.handles.insert(class, h as usize as u64);
                     outs.put(&(h as usize as u64));
                     if let (Some(c), Some(key)) = (&self.images, key) {
                         if self.keeper.is_none() {
@@ -646,7 +611,7 @@ impl Session {
                     }
                 };
                 if rc == CUDA_SUCCESS {
-                    self.handles.insert((Class::Function, f as usize as u64));
+                    self.handles.insert(Class::Function, f as usize as u64);
                     outs.put(&(f as usize as u64));
                     if id == custom::MODULE_GET_FUNCTION {
                         self.param_layout(f, outs);
@@ -673,11 +638,11 @@ impl Session {
                     for k in kernels {
                         let k = k as usize as u64;
                         // A kernel the client named goes by its name.
-                        match self.named.get(&(Class::Function, k)) {
-                            Some(&name) => outs.put(&name),
+                        match self.handles.name_of(Class::Function, k) {
+                            Some(name) => outs.put(&name),
                             None => {
                                 if k != 0 {
-                                    self.handles.insert((Class::Function, k));
+                                    self.handles.insert(Class::Function, k);
                                 }
                                 outs.put(&k)
                             }
@@ -721,11 +686,10 @@ impl Session {
                 outs.put(&(graph as usize as u64));
                 outs.put(&(n as u32));
                 if !graph.is_null() {
-                    self.handles.insert((Class::Graph, graph as usize as u64));
+                    self.handles.insert(Class::Graph, graph as usize as u64);
                 }
                 for &node in nodes {
-                    self.handles
-                        .insert((Class::GraphNode, node as usize as u64));
+                    self.handles.insert(Class::GraphNode, node as usize as u64);
                     outs.put(&(node as usize as u64));
                 }
                 rc
@@ -753,8 +717,7 @@ impl Session {
                     // A count alone may exceed what one reply lists; nodes never exceed room.
                     outs.put(&(n as u64));
                     for &node in nodes.iter().take(n.min(room as usize)) {
-                        self.handles
-                            .insert((Class::GraphNode, node as usize as u64));
+                        self.handles.insert(Class::GraphNode, node as usize as u64);
                         outs.put(&(node as usize as u64));
                     }
                 }
@@ -770,7 +733,7 @@ impl Session {
                 let mut f: CUfunction = std::ptr::null_mut();
                 let rc = unsafe { driver!(cuKernelGetFunction)(&mut f, k as usize as CUkernel) };
                 if rc == CUDA_SUCCESS {
-                    self.handles.insert((Class::Function, f as usize as u64));
+                    self.handles.insert(Class::Function, f as usize as u64);
                     outs.put(&(f as usize as u64));
                     self.param_layout(f, outs);
                 }
@@ -784,7 +747,7 @@ impl Session {
                 );
                 r.end()?;
                 let name = c_string(name, "kernel name")?;
-                if !self.name_free(Class::Function, given) {
+                if !self.handles.name_free(Class::Function, given) {
                     return Ok(CUDA_ERROR_INVALID_VALUE);
                 }
                 let rc = if l == 0 || !self.valid(Class::Library, l) {
@@ -795,12 +758,12 @@ impl Session {
                     // SAFETY: a library of this session, a C string, a local out value.
                     let rc = unsafe { get(&mut k, l as usize as CUlibrary, name.as_ptr()) };
                     if rc == CUDA_SUCCESS && !k.is_null() {
-                        self.name(Class::Function, given, k as usize as u64);
+                        self.handles.name(Class::Function, given, k as usize as u64);
                     }
                     rc
                 };
                 if rc != CUDA_SUCCESS {
-                    self.refused.insert((Class::Function, given), rc);
+                    self.handles.refuse(Class::Function, given, rc);
                 }
                 // The error, if any, is the kernel's: returned where the kernel is used.
                 CUDA_SUCCESS
@@ -812,7 +775,7 @@ impl Session {
                     Ok(f) => f,
                     Err(e) => return Ok(e),
                 };
-                if self.names.contains_key(&(Class::Function, given)) {
+                if self.handles.is_name(Class::Function, given) {
                     self.kernel_param_layout(f as usize as CUkernel, outs);
                 } else {
                     self.param_layout(f as usize as CUfunction, outs);
@@ -1240,8 +1203,7 @@ impl Session {
             },
         };
         if rc == CUDA_SUCCESS {
-            self.handles
-                .insert((Class::GraphNode, node as usize as u64));
+            self.handles.insert(Class::GraphNode, node as usize as u64);
             outs.put(&(node as usize as u64));
             if kind == custom::NODE_MEM_ALLOC {
                 // The graph's memory at this address is the session's when the graph runs.
@@ -1299,8 +1261,7 @@ impl Session {
             )
         };
         if rc == CUDA_SUCCESS {
-            self.handles
-                .insert((Class::GraphNode, node as usize as u64));
+            self.handles.insert(Class::GraphNode, node as usize as u64);
             outs.put(&(node as usize as u64));
         }
         Ok(rc)
@@ -1573,12 +1534,11 @@ impl TableSession for Session {
     }
 
     fn fresh(&self, class: Class, name: u64) -> bool {
-        class.named_by_client() && self.name_free(class, name)
+        class.named_by_client() && self.handles.name_free(class, name)
     }
 
     fn name(&mut self, class: Class, name: u64, real: u64) {
-        self.names.insert((class, name), real);
-        self.named.insert((class, real), name);
+        self.handles.name(class, name, real);
     }
 
     fn remember(&mut self, class: Class, h: u64) {
@@ -1586,17 +1546,14 @@ impl TableSession for Session {
         if class == Class::Module {
             self.library_modules.insert(h);
         }
-        self.handles.insert((class, h));
+        self.handles.insert(class, h);
     }
 
     fn forget(&mut self, class: Class, h: u64) {
         if matches!(class, Class::Module | Class::Library) {
             self.unloaded(class, h);
         }
-        if let Some(name) = self.named.remove(&(class, h)) {
-            self.names.remove(&(class, name));
-        }
-        self.handles.remove(&(class, h));
+        self.handles.remove(class, h);
     }
 }
 
@@ -2108,7 +2065,7 @@ mod tests {
     fn graph_memory_nodes_free_only_the_session_s_memory_and_lend_it_their_address() {
         let mut s = session();
         const GRAPH: u64 = 0x77;
-        s.handles.insert((Class::Graph, GRAPH));
+        s.handles.insert(Class::Graph, GRAPH);
         let node = |graph: u64, kind: u8, args: &dyn Fn(&mut Writer)| {
             request(custom::GRAPH_ADD_NODE, |w| {
                 w.put(&graph);
