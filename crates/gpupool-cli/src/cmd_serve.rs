@@ -40,7 +40,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR", requires = "sim")]
     pub state: Option<PathBuf>,
     /// Module and library images kept per client, so that a client loading them again sends
-    /// only their hash (e.g. 4GiB; 0: none).
+    /// only their key (e.g. 4GiB; 0: none).
     #[arg(long, value_name = "SIZE", default_value = "4GiB")]
     pub image_cache: String,
     /// Check the address, the clients file and the TLS files, say what would be served, and

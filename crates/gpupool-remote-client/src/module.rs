@@ -60,13 +60,13 @@ fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
     if image.len() > gpupool_remote::protocol::MAX_FRAME - 4096 {
         return CUDA_ERROR_INVALID_IMAGE;
     }
-    let (source, hash) = crate::images::source_of(image);
-    let rc = send_load(call, out, source, hash, image);
-    match (source, hash) {
+    let (source, key) = crate::images::source_of(image);
+    let rc = send_load(call, out, source, key, image);
+    match (source, key) {
         // The server no longer keeps it: sent again, to be kept again.
         (custom::IMAGE_CACHED, Some(h)) if rc == CUDA_ERROR_NOT_FOUND => {
             crate::images::kept(h, false);
-            let rc = send_load(call, out, custom::IMAGE_KEEP, hash, image);
+            let rc = send_load(call, out, custom::IMAGE_KEEP, key, image);
             crate::images::kept(h, rc == CUDA_SUCCESS);
             rc
         }
@@ -78,12 +78,13 @@ fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
     }
 }
 
-/// Sends one load of `image` (or only its hash, for `IMAGE_CACHED`).
+/// Sends one load of `image` (only its key and length for `IMAGE_CACHED`; its key first for
+/// `IMAGE_KEEP`).
 fn send_load(
     call: u16,
     out: *mut *mut c_void,
     source: u8,
-    hash: Option<gpupool_remote::image_cache::ImageKey>,
+    key: Option<gpupool_remote::image_cache::ImageKey>,
     image: &[u8],
 ) -> u32 {
     let mut s = state();
@@ -92,22 +93,16 @@ fn send_load(
         Err(e) => return e,
     };
     s.batch.put(&source);
-    match (source, hash) {
-        (custom::IMAGE_CACHED, Some(h)) => {
-            s.batch.put(&h);
-            s.batch.put(&(image.len() as u64));
-            crate::call_stats::image(image.len(), true);
-        }
-        (custom::IMAGE_KEEP, Some(h)) => {
-            s.batch.put(&h);
-            s.batch.put_bytes(image);
-            crate::call_stats::image(image.len(), false);
-        }
-        _ => {
-            s.batch.put_bytes(image);
-            crate::call_stats::image(image.len(), false);
-        }
+    if let (custom::IMAGE_CACHED | custom::IMAGE_KEEP, Some(k)) = (source, key) {
+        s.batch.put(&k);
     }
+    let by_key = source == custom::IMAGE_CACHED;
+    if by_key {
+        s.batch.put(&(image.len() as u64));
+    } else {
+        s.batch.put_bytes(image);
+    }
+    crate::call_stats::image(image.len(), by_key);
     s.finish_sync(start, |r| {
         let h: u64 = r.get("handle")?;
         if call == custom::LIBRARY_LOAD {

@@ -6,8 +6,6 @@
 //! (what one client keeps never answers another), files named by the key and checked against
 //! the image's length, the least recently used removed past the size limit.
 
-use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The key of an image (a SHA-256 the client computes over where the image comes from).
@@ -105,27 +103,6 @@ impl ImageCache {
         root.join(format!("client-{name}"))
     }
 
-    /// The cache in `dir` (which the caller made private), keeping at most `limit` bytes.
-    pub fn new(dir: PathBuf, limit: u64) -> ImageCache {
-        ImageCache { dir, limit }
-    }
-
-    /// The cache of client `name` under `root` (folders created, mode 0700), keeping at most
-    /// `limit` bytes.
-    pub fn for_client(root: &Path, name: &str, limit: u64) -> io::Result<ImageCache> {
-        let dir = Self::client_dir(root, name);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
-        Ok(ImageCache::new(dir, limit))
-    }
-
-    /// Its folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The session's cache, as `gpupool serve` set it in the environment.
     pub fn from_env() -> Option<ImageCache> {
         let dir = PathBuf::from(std::env::var_os(ENV_DIR).filter(|d| !d.is_empty())?);
@@ -214,6 +191,20 @@ impl ImageCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
+    use std::os::unix::fs::DirBuilderExt;
+
+    impl ImageCache {
+        /// The cache of client `name` under `root` (folders created), keeping at most `limit`.
+        fn for_client(root: &Path, name: &str, limit: u64) -> io::Result<ImageCache> {
+            let dir = Self::client_dir(root, name);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+            Ok(ImageCache { dir, limit })
+        }
+    }
 
     fn root(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("gpupool-images-{}-{name}", std::process::id()));
