@@ -12,22 +12,47 @@ use crate::conn::state;
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
 use gpupool_remote::image_cache::{self, ImageKey};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 
+/// What the server keeps for this client.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// Keys of the images it keeps.
+    kept: HashSet<ImageKey>,
+    /// Images pinned for this session (key → length): loadable by key without a reply.
+    pinned: HashMap<ImageKey, u64>,
+}
+
 /// What the server keeps for this client: `None` until asked; `Some(None)`: nothing (it keeps
 /// no images, or cannot say).
-pub(crate) static KEPT: Mutex<Option<Option<HashSet<ImageKey>>>> = Mutex::new(None);
+pub(crate) static KEPT: Mutex<Option<Option<Index>>> = Mutex::new(None);
 
-/// How an image travels: its source (`custom::IMAGE_*`) and its key when it has one.
-pub fn source_of(image: &[u8]) -> (u8, Option<ImageKey>) {
+/// How an image travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Travel {
+    /// Its source (`custom::IMAGE_*`).
+    pub source: u8,
+    /// Its key, when it has one.
+    pub key: Option<ImageKey>,
+    /// Whether the server pinned it for this session (then its source is `IMAGE_CACHED`).
+    pub pinned: bool,
+}
+
+/// How `image` travels.
+pub fn travel_of(image: &[u8]) -> Travel {
+    let inline = Travel {
+        source: custom::IMAGE_INLINE,
+        key: None,
+        pinned: false,
+    };
     if !crate::conn::over_network() {
-        return (custom::IMAGE_INLINE, None);
+        return inline;
     }
     let Some(key) = key_of(image) else {
-        return (custom::IMAGE_INLINE, None);
+        return inline;
     };
     // Asked without holding the list: the client's state is always taken first.
     let asked = KEPT.lock().unwrap_or_else(|e| e.into_inner()).is_some();
@@ -38,9 +63,16 @@ pub fn source_of(image: &[u8]) -> (u8, Option<ImageKey>) {
             .get_or_insert(index);
     }
     match KEPT.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        Some(Some(known)) if known.contains(&key) => (custom::IMAGE_CACHED, Some(key)),
-        Some(Some(_)) => (custom::IMAGE_KEEP, Some(key)),
-        _ => (custom::IMAGE_INLINE, None),
+        Some(Some(index)) => Travel {
+            source: if index.kept.contains(&key) {
+                custom::IMAGE_CACHED
+            } else {
+                custom::IMAGE_KEEP
+            },
+            key: Some(key),
+            pinned: index.pinned.get(&key) == Some(&(image.len() as u64)),
+        },
+        _ => inline,
     }
 }
 
@@ -90,17 +122,18 @@ fn key_of(image: &[u8]) -> Option<ImageKey> {
 /// Records that the server now keeps the image of key `h`, or no longer does.
 pub fn kept(h: ImageKey, now: bool) {
     let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(Some(known)) = kept.as_mut() {
+    if let Some(Some(index)) = kept.as_mut() {
         if now {
-            known.insert(h);
+            index.kept.insert(h);
         } else {
-            known.remove(&h);
+            index.kept.remove(&h);
+            index.pinned.remove(&h);
         }
     }
 }
 
 /// The server's index for this client (`None`: it keeps no images, or cannot say).
-fn ask_index() -> Option<HashSet<ImageKey>> {
+fn ask_index() -> Option<Index> {
     let mut s = state();
     let start = s
         .begin(custom::IMAGE_INDEX, true, crate::context::current())
@@ -108,12 +141,17 @@ fn ask_index() -> Option<HashSet<ImageKey>> {
     let mut known = None;
     let rc = s.finish_sync(start, |r| {
         let keeps: u8 = r.get("keeps images")?;
+        let pinned: u8 = r.get("images pinned")?;
         let n: u32 = r.get("image count")?;
-        let mut set = HashSet::new();
+        let mut index = Index::default();
         for _ in 0..(n as usize).min(image_cache::MAX_INDEX) {
-            set.insert(r.get::<ImageKey>("image key")?);
+            let (key, len): (ImageKey, u64) = (r.get("image key")?, r.get("image length")?);
+            index.kept.insert(key);
+            if pinned == 1 && len > 0 {
+                index.pinned.insert(key, len);
+            }
         }
-        known = (keeps == 1).then_some(set);
+        known = (keeps == 1).then_some(index);
         Ok(())
     });
     (rc == CUDA_SUCCESS).then_some(known).flatten()

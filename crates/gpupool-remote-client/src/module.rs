@@ -8,6 +8,7 @@ use gpupool_cuda::cu::*;
 use gpupool_cuda::launch::{How, Launch};
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
+use gpupool_remote::image_cache::ImageKey;
 use gpupool_remote::kernel_args;
 use gpupool_remote::launch_ex::{
     all_travel, travelling_attributes, write_attributes, LaunchShape, RawKernelNodeParams,
@@ -60,7 +61,11 @@ fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
     if image.len() > gpupool_remote::protocol::MAX_FRAME - 4096 {
         return CUDA_ERROR_INVALID_IMAGE;
     }
-    let (source, key) = crate::images::source_of(image);
+    let travel = crate::images::travel_of(image);
+    if let (true, custom::LIBRARY_LOAD, Some(key)) = (travel.pinned, call, travel.key) {
+        return load_named_library(out, key, image.len());
+    }
+    let (source, key) = (travel.source, travel.key);
     let rc = send_load(call, out, source, key, image);
     match (source, key) {
         // The server no longer keeps it: sent again, to be kept again.
@@ -78,13 +83,38 @@ fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
     }
 }
 
+/// Loads a library from an image the server pinned for this session, without waiting: the
+/// library gets a name of the client's, and the driver's error, if any, comes back where the
+/// library or one of its kernels is used.
+fn load_named_library(out: *mut *mut c_void, key: ImageKey, len: usize) -> u32 {
+    let name = crate::names::next();
+    let mut s = state();
+    let start = match s.begin(custom::LIBRARY_LOAD, false, crate::context::current()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    s.batch.put(&custom::IMAGE_CACHED);
+    s.batch.put(&name);
+    s.batch.put(&key);
+    s.batch.put(&(len as u64));
+    crate::call_stats::image(len, true);
+    let rc = s.finish_async(start);
+    drop(s);
+    if rc == CUDA_SUCCESS {
+        kernel_cache::library_loaded(name);
+        // SAFETY: non-null out pointer.
+        unsafe { *out = name as usize as *mut c_void };
+    }
+    rc
+}
+
 /// Sends one load of `image` (only its key and length for `IMAGE_CACHED`; its key first for
-/// `IMAGE_KEEP`).
+/// `IMAGE_KEEP`), waiting for the driver's handle.
 fn send_load(
     call: u16,
     out: *mut *mut c_void,
     source: u8,
-    key: Option<gpupool_remote::image_cache::ImageKey>,
+    key: Option<ImageKey>,
     image: &[u8],
 ) -> u32 {
     let mut s = state();
@@ -93,6 +123,7 @@ fn send_load(
         Err(e) => return e,
     };
     s.batch.put(&source);
+    s.batch.put(&0u64);
     if let (custom::IMAGE_CACHED | custom::IMAGE_KEEP, Some(k)) = (source, key) {
         s.batch.put(&k);
     }

@@ -61,14 +61,15 @@ pub enum Class {
 }
 
 impl Class {
-    /// Whether the client names handles of this class itself (streams and events): it creates
-    /// them without waiting for the server, which maps each name to the driver's handle.
+    /// Whether the client names handles of this class itself (streams and events always,
+    /// libraries loaded from an image the server keeps): it creates them without waiting for
+    /// the server, which maps each name to the driver's handle.
     pub fn named_by_client(self) -> bool {
-        matches!(self, Class::Stream | Class::Event)
+        matches!(self, Class::Stream | Class::Event | Class::Library)
     }
 }
 
-/// First name the client gives a stream, event or kernel; names are multiples of
+/// First name the client gives a stream, event, library or kernel; names are multiples of
 /// [`CLIENT_NAME_STEP`] from here: never 0, 1 or 2 (the special streams), and in the upper
 /// half of the address space, where no driver handle (a user-space address) lies.
 pub const FIRST_CLIENT_NAME: u64 = 0xfeed_0000_0000_0000;
@@ -96,7 +97,8 @@ pub mod custom {
     pub const COPY_3D: u16 = 207;
     /// Any `cuMemsetD*`.
     pub const MEMSET: u16 = 208;
-    /// `cuModuleLoadData`: a source (`IMAGE_*`), then the image or its hash.
+    /// `cuModuleLoadData`: a source (`IMAGE_*`), a name (always 0: the driver's handle comes
+    /// back), the key for a kept image, then the image or its length.
     pub const MODULE_LOAD: u16 = 209;
     /// `cuModuleGetFunction` (with the kernel's parameter layout).
     pub const MODULE_GET_FUNCTION: u16 = 210;
@@ -133,6 +135,10 @@ pub mod custom {
     /// calls sent without waiting. Its reply leaves their deferred error for the next call.
     pub const ACK: u16 = 222;
     /// `cuLibraryLoadData` (the image in the request; options are the server's business).
+    /// Like [`MODULE_LOAD`]: an image source, a name (0: the driver's handle comes back),
+    /// the key for a kept image, then the image or its length. A library loaded from an image
+    /// pinned for the session may carry a name the client gave it and need no reply; a load
+    /// the driver refuses then refuses the library's uses, with the driver's error.
     pub const LIBRARY_LOAD: u16 = 223;
     /// `cuLibraryGetKernel` (with the kernel's parameter layout).
     pub const LIBRARY_GET_KERNEL: u16 = 224;
@@ -177,8 +183,9 @@ pub mod custom {
     /// A function's or kernel's parameter sizes, as `LIBRARY_GET_KERNEL` answers them (the
     /// first launch of a kernel named with [`NAME_KERNEL`] asks).
     pub const PARAM_LAYOUT: u16 = 241;
-    /// The keys of the images the server keeps for this client (a flag, whether it keeps
-    /// any, then a count and the keys): see `image_cache`.
+    /// The images the server keeps for this client: a flag, whether it keeps any; another,
+    /// whether they are pinned for the session (see `image_pins`); a count, then each
+    /// image's key and length (0 unless pinned).
     pub const IMAGE_INDEX: u16 = 242;
     /// [`MODULE_LOAD`] / [`LIBRARY_LOAD`] source: the image follows.
     pub const IMAGE_INLINE: u8 = 0;

@@ -1,6 +1,7 @@
 //! The handles one client's session may pass to the driver: those the driver gave it, and
-//! the names the client gave streams, events and library kernels, each standing for a
-//! driver handle (or, for a kernel the driver refused, for the driver's error).
+//! the names the client gave streams, events, libraries and library kernels, each standing
+//! for a driver handle (or, for a library or kernel the driver refused, for the driver's
+//! error).
 
 use crate::calls::Class;
 use gpupool_cuda::result::CUDA_ERROR_INVALID_HANDLE;
@@ -15,7 +16,7 @@ pub struct Handles {
     names: HashMap<(Class, u64), u64>,
     /// The same, the driver's handle → the client's name.
     named: HashMap<(Class, u64), u64>,
-    /// Names of kernels the driver refused: name → the driver's error.
+    /// Names of libraries and kernels the driver refused: name → the driver's error.
     refused: HashMap<(Class, u64), u32>,
 }
 
@@ -33,32 +34,41 @@ impl Handles {
         self.given.remove(&(class, h));
     }
 
-    /// The driver's handle behind the client's handle `h` of `class`: a stream, event or
-    /// kernel by the name the client gave it, any other handle as it is (null and the special
-    /// streams 1 and 2 always); `None` when the client has no such handle.
+    /// The driver's handle behind the client's handle `h` of `class`: by the name the client
+    /// gave it, else as the driver gave it (null and the special streams 1 and 2 always);
+    /// `None` when the client has no such handle.
     pub fn real(&self, class: Class, h: u64) -> Option<u64> {
         if h == 0 || (class == Class::Stream && h <= 2) {
             Some(h)
         } else if let Some(&real) = self.names.get(&(class, h)) {
             Some(real)
-        } else if class.named_by_client() {
-            None
         } else {
             self.given.contains(&(class, h)).then_some(h)
         }
     }
 
-    /// The driver's function or kernel behind the client's `f` (never null); else the error
+    /// The driver's handle behind the client's `h` of `class` (never null); else the error
     /// the driver gave when the client named it, or `CUDA_ERROR_INVALID_HANDLE`.
-    pub fn function(&self, f: u64) -> Result<u64, u32> {
-        match self.real(Class::Function, f) {
+    pub fn resolve(&self, class: Class, h: u64) -> Result<u64, u32> {
+        match self.real(class, h) {
             Some(real) if real != 0 => Ok(real),
-            _ => Err(self
-                .refused
-                .get(&(Class::Function, f))
-                .copied()
-                .unwrap_or(CUDA_ERROR_INVALID_HANDLE)),
+            _ => Err(self.refusal(class, h).unwrap_or(CUDA_ERROR_INVALID_HANDLE)),
         }
+    }
+
+    /// The driver's function or kernel behind the client's `f` (see [`Handles::resolve`]).
+    pub fn function(&self, f: u64) -> Result<u64, u32> {
+        self.resolve(Class::Function, f)
+    }
+
+    /// The error the driver gave when the client named `name`, if it refused it.
+    pub fn refusal(&self, class: Class, name: u64) -> Option<u32> {
+        self.refused.get(&(class, name)).copied()
+    }
+
+    /// Forgets a refused name (the client destroyed what it named); whether it was one.
+    pub fn forget_refusal(&mut self, class: Class, name: u64) -> bool {
+        self.refused.remove(&(class, name)).is_some()
     }
 
     /// Whether `name` is free for a handle of `class` the client names: never 0, 1 or 2, a
@@ -134,5 +144,29 @@ mod tests {
         }
         assert_eq!(h.name_of(Class::Function, 0x6600), Some(0xfeed_0080));
         assert!(h.is_name(Class::Function, 0xfeed_0080));
+    }
+
+    #[test]
+    fn libraries_go_by_name_or_by_the_driver_s_handle() {
+        let mut h = Handles::default();
+        h.insert(Class::Library, 0x7100);
+        h.name(Class::Library, 0xfeed_0100, 0x7200);
+        h.refuse(Class::Library, 0xfeed_0140, 209);
+        assert_eq!(h.resolve(Class::Library, 0x7100), Ok(0x7100));
+        assert_eq!(h.resolve(Class::Library, 0xfeed_0100), Ok(0x7200));
+        assert_eq!(h.resolve(Class::Library, 0xfeed_0140), Err(209));
+        assert_eq!(
+            h.resolve(Class::Library, 0x7200),
+            Err(CUDA_ERROR_INVALID_HANDLE),
+            "the driver's handle behind a name is not the client's"
+        );
+        assert!(h.forget_refusal(Class::Library, 0xfeed_0140));
+        assert!(!h.forget_refusal(Class::Library, 0xfeed_0140));
+        assert_eq!(
+            h.resolve(Class::Library, 0xfeed_0140),
+            Err(CUDA_ERROR_INVALID_HANDLE)
+        );
+        h.remove(Class::Library, 0x7200);
+        assert_eq!(h.real(Class::Library, 0xfeed_0100), None);
     }
 }

@@ -27,11 +27,13 @@ pub fn key_of(bytes: &[u8]) -> ImageKey {
     h
 }
 
-fn hex(h: &ImageKey) -> String {
+/// `h` as the name of its file.
+pub(crate) fn hex(h: &ImageKey) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(name: &str) -> Option<ImageKey> {
+/// The key a file's name stands for (`None`: not an image's name).
+pub(crate) fn unhex(name: &str) -> Option<ImageKey> {
     if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -110,6 +112,23 @@ impl ImageCache {
         dir.is_dir().then_some(ImageCache { dir, limit })
     }
 
+    /// The folder holding the images.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cache of client `name` under `root` (folders created), keeping at most `limit`.
+    #[cfg(test)]
+    pub(crate) fn for_client(root: &Path, name: &str, limit: u64) -> std::io::Result<ImageCache> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = Self::client_dir(root, name);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        Ok(ImageCache { dir, limit })
+    }
+
     /// The cached images' hashes (at most [`MAX_INDEX`]).
     pub fn index(&self) -> Vec<ImageKey> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -141,6 +160,11 @@ impl ImageCache {
         let _ =
             std::fs::File::open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
         Some(image)
+    }
+
+    /// Removes the image kept under `h` (it no longer loads): the client sends it again.
+    pub fn forget(&self, h: &ImageKey) {
+        let _ = std::fs::remove_file(self.dir.join(hex(h)));
     }
 
     /// Keeps `image` under `h`, then removes the least recently used images past the limit.
@@ -191,20 +215,6 @@ impl ImageCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io;
-    use std::os::unix::fs::DirBuilderExt;
-
-    impl ImageCache {
-        /// The cache of client `name` under `root` (folders created), keeping at most `limit`.
-        fn for_client(root: &Path, name: &str, limit: u64) -> io::Result<ImageCache> {
-            let dir = Self::client_dir(root, name);
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)?;
-            Ok(ImageCache { dir, limit })
-        }
-    }
 
     fn root(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("gpupool-images-{}-{name}", std::process::id()));

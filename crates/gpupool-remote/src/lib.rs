@@ -18,6 +18,7 @@ pub mod driver_extra;
 pub mod handles;
 pub mod handshake;
 pub mod image_cache;
+pub mod image_pins;
 pub mod kernel_args;
 pub mod launch_ex;
 pub mod listener;

@@ -3,6 +3,8 @@
 //! its own process (with the interception library preloaded for the tenant's limits), so all a
 //! client owned is freed when it goes away.
 
+mod image_loads;
+
 use crate::calls::custom::{self, LAUNCH_COOPERATIVE, LAUNCH_EX};
 use crate::calls::Class;
 use crate::copy3d::{self, Copy3d};
@@ -51,6 +53,8 @@ pub struct Session {
     pub images: Option<crate::image_cache::ImageCache>,
     /// Writes the images this client asked the server to keep (started at the first).
     keeper: Option<crate::image_cache::Keeper>,
+    /// The kept images listed to the client, held until the session ends.
+    pinned: Option<crate::image_pins::PinnedImages>,
 }
 
 /// Memory types of `CUDA_MEMCPY3D`.
@@ -91,6 +95,7 @@ impl Session {
             trace: false,
             images: None,
             keeper: None,
+            pinned: None,
         }
     }
 
@@ -139,11 +144,13 @@ impl Session {
         }
     }
 
-    /// Waits until the images the client asked to keep are written.
+    /// Waits until the images the client asked to keep are written, and unpins the images
+    /// listed to it.
     pub fn finish_keeping(&mut self) {
         if let Some(mut k) = self.keeper.take() {
             k.finish();
         }
+        self.pinned = None;
     }
 
     /// Starts the driver and describes it for the client.
@@ -499,86 +506,10 @@ impl Session {
             custom::MEMSET => return self.memset(r),
             custom::IMAGE_INDEX => {
                 r.end()?;
-                let index = self.images.as_ref().map(|c| c.index());
-                outs.put(&u8::from(index.is_some()));
-                let index = index.unwrap_or_default();
-                outs.put(&(index.len() as u32));
-                for h in index {
-                    outs.put(&h);
-                }
+                self.image_index(outs);
                 CUDA_SUCCESS
             }
-            custom::MODULE_LOAD | custom::LIBRARY_LOAD => {
-                let source: u8 = r.get("image source")?;
-                let key: Option<crate::image_cache::ImageKey> = match source {
-                    custom::IMAGE_KEEP => Some(r.get("image key")?),
-                    _ => None,
-                };
-                let kept;
-                let image = match source {
-                    custom::IMAGE_INLINE | custom::IMAGE_KEEP => r.get_bytes("image")?,
-                    custom::IMAGE_CACHED => {
-                        let h: crate::image_cache::ImageKey = r.get("image key")?;
-                        let len: u64 = r.get("image length")?;
-                        r.end()?;
-                        if len > crate::protocol::MAX_FRAME as u64 {
-                            return Ok(CUDA_ERROR_INVALID_VALUE);
-                        }
-                        match self.images.as_ref().and_then(|c| c.get(&h, len)) {
-                            Some(image) => {
-                                kept = image;
-                                &kept[..]
-                            }
-                            None => return Ok(CUDA_ERROR_NOT_FOUND),
-                        }
-                    }
-                    _ => {
-                        return Err(DecodeError {
-                            what: "image source",
-                            at: 0,
-                        })
-                    }
-                };
-                r.end()?;
-                let aligned = aligned_image(image);
-                let mut h: *mut c_void = std::ptr::null_mut();
-                let (rc, class) = if id == custom::MODULE_LOAD {
-                    let load = driver!(cuModuleLoadData);
-                    (
-                        unsafe { load(&mut h as *mut _ as *mut CUmodule, aligned.as_ptr().cast()) },
-                        Class::Module,
-                    )
-                } else {
-                    let load = driver!(cuLibraryLoadData);
-                    let none = std::ptr::null_mut();
-                    let rc = unsafe {
-                        load(
-                            &mut h as *mut _ as *mut CUlibrary,
-                            aligned.as_ptr().cast(),
-                            none,
-                            none.cast(),
-                            0,
-                            none,
-                            none.cast(),
-                            0,
-                        )
-                    };
-                    (rc, Class::Library)
-                };
-                if rc == CUDA_SUCCESS {
-                    self.handles.insert(class, h as usize as u64);
-                    outs.put(&(h as usize as u64));
-                    if let (Some(c), Some(key)) = (&self.images, key) {
-                        if self.keeper.is_none() {
-                            self.keeper = crate::image_cache::Keeper::start(c.clone());
-                        }
-                        if let Some(k) = &self.keeper {
-                            k.keep(key, image.to_vec());
-                        }
-                    }
-                }
-                rc
-            }
+            custom::MODULE_LOAD | custom::LIBRARY_LOAD => return self.load_image(id, r, outs),
             custom::MODULE_GET_FUNCTION | custom::LIBRARY_GET_KERNEL => {
                 let m: u64 = r.get("module")?;
                 let name = r.get_bytes("name")?;
@@ -592,9 +523,10 @@ impl Session {
                 } else {
                     Class::Library
                 };
-                if m == 0 || !self.valid(class, m) {
-                    return Ok(CUDA_ERROR_INVALID_HANDLE);
-                }
+                let m = match self.handles.resolve(class, m) {
+                    Ok(m) => m,
+                    Err(e) => return Ok(e),
+                };
                 let mut f: CUfunction = std::ptr::null_mut();
                 let rc = if id == custom::MODULE_GET_FUNCTION {
                     unsafe {
@@ -624,9 +556,10 @@ impl Session {
             custom::LIBRARY_ENUMERATE_KERNELS => {
                 let (l, n): (u64, u32) = (r.get("library")?, r.get("kernel count")?);
                 r.end()?;
-                if l == 0 || !self.valid(Class::Library, l) {
-                    return Ok(CUDA_ERROR_INVALID_HANDLE);
-                }
+                let l = match self.handles.resolve(Class::Library, l) {
+                    Ok(l) => l,
+                    Err(e) => return Ok(e),
+                };
                 if n == 0 || n > custom::MAX_ENUMERATED_KERNELS {
                     return Ok(CUDA_ERROR_INVALID_VALUE);
                 }
@@ -750,17 +683,19 @@ impl Session {
                 if !self.handles.name_free(Class::Function, given) {
                     return Ok(CUDA_ERROR_INVALID_VALUE);
                 }
-                let rc = if l == 0 || !self.valid(Class::Library, l) {
-                    CUDA_ERROR_INVALID_HANDLE
-                } else {
-                    let mut k: CUkernel = std::ptr::null_mut();
-                    let get = driver!(cuLibraryGetKernel);
-                    // SAFETY: a library of this session, a C string, a local out value.
-                    let rc = unsafe { get(&mut k, l as usize as CUlibrary, name.as_ptr()) };
-                    if rc == CUDA_SUCCESS && !k.is_null() {
-                        self.handles.name(Class::Function, given, k as usize as u64);
+                // A library the driver refused passes its error on to its kernels.
+                let rc = match self.handles.resolve(Class::Library, l) {
+                    Err(e) => e,
+                    Ok(l) => {
+                        let mut k: CUkernel = std::ptr::null_mut();
+                        let get = driver!(cuLibraryGetKernel);
+                        // SAFETY: a library of this session, a C string, a local out value.
+                        let rc = unsafe { get(&mut k, l as usize as CUlibrary, name.as_ptr()) };
+                        if rc == CUDA_SUCCESS && !k.is_null() {
+                            self.handles.name(Class::Function, given, k as usize as u64);
+                        }
+                        rc
                     }
-                    rc
                 };
                 if rc != CUDA_SUCCESS {
                     self.handles.refuse(Class::Function, given, rc);
@@ -1013,9 +948,10 @@ impl Session {
                 })
             }
         };
-        if h == 0 || !self.valid(class, h) {
-            return Ok(CUDA_ERROR_INVALID_HANDLE);
-        }
+        let h = match self.handles.resolve(class, h) {
+            Ok(h) => h,
+            Err(e) => return Ok(e),
+        };
         let (mut base, mut size): (CUdeviceptr, usize) = (0, 0);
         // SAFETY: a module or library of this session; a NUL-terminated name; out pointers
         // to locals.
@@ -1510,16 +1446,6 @@ fn put_layout(outs: &mut Writer, info: impl Fn(usize, &mut usize, &mut usize) ->
     }
 }
 
-/// A copy of a module image with 8-byte alignment, as fat binaries are read.
-fn aligned_image(image: &[u8]) -> Vec<u64> {
-    let mut aligned = vec![0u64; image.len().div_ceil(8) + 1];
-    // SAFETY: `aligned` holds at least image.len() bytes.
-    unsafe {
-        std::ptr::copy_nonoverlapping(image.as_ptr(), aligned.as_mut_ptr() as *mut u8, image.len())
-    };
-    aligned
-}
-
 impl TableSession for Session {
     fn table(&self) -> &Table {
         &self.table
@@ -1529,8 +1455,16 @@ impl TableSession for Session {
         Session::owns(self, ptr, len)
     }
 
-    fn real(&self, class: Class, h: u64) -> Option<u64> {
-        Session::real(self, class, h)
+    fn handle_of(&self, class: Class, h: u64) -> Result<u64, u32> {
+        self.real(class, h).ok_or_else(|| {
+            self.handles
+                .refusal(class, h)
+                .unwrap_or(CUDA_ERROR_INVALID_HANDLE)
+        })
+    }
+
+    fn forget_refused(&mut self, class: Class, name: u64) -> bool {
+        self.handles.forget_refusal(class, name)
     }
 
     fn fresh(&self, class: Class, name: u64) -> bool {
@@ -1657,7 +1591,7 @@ mod tests {
     #[allow(clippy::too_many_arguments)]
     unsafe extern "C" fn library_load(
         out: *mut CUlibrary,
-        _: *const c_void,
+        image: *const c_void,
         _: *mut c_void,
         _: *mut *mut c_void,
         _: u32,
@@ -1665,8 +1599,13 @@ mod tests {
         _: *mut *mut c_void,
         _: u32,
     ) -> u32 {
-        // SAFETY: the session's out pointer.
-        unsafe { *out = LIBRARY as usize as CUlibrary };
+        // SAFETY: the session's image (at least 4 bytes in these tests) and out pointer.
+        unsafe {
+            if std::slice::from_raw_parts(image as *const u8, 4) == b"bad\0" {
+                return CUDA_ERROR_INVALID_IMAGE;
+            }
+            *out = LIBRARY as usize as CUlibrary
+        };
         CUDA_SUCCESS
     }
     unsafe extern "C" fn library_get_module(out: *mut CUmodule, _: CUlibrary) -> u32 {
@@ -1829,6 +1768,7 @@ mod tests {
         };
         let load = request(custom::LIBRARY_LOAD, |w| {
             w.put(&custom::IMAGE_INLINE);
+            w.put(&0u64);
             w.put_bytes(b"code\0");
         });
         let out = answer(&mut s, &load);
@@ -1897,6 +1837,133 @@ mod tests {
             );
         }
         assert_eq!(s.real(Class::Function, k), Some(KERNEL));
+    }
+
+    #[test]
+    fn libraries_named_by_the_client_load_from_pinned_images_and_refusals_wait_for_use() {
+        use crate::image_cache::{key_of, ImageCache};
+        let root = std::env::temp_dir().join(format!("gpupool-named-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut s = session();
+        let cache = ImageCache::for_client(&root, "alpha", 1 << 20).unwrap();
+        let [good, bad, damaged, missing] =
+            [&b"good"[..], b"bad", b"damaged", b"missing"].map(key_of);
+        cache.put(&good, b"code\0");
+        cache.put(&bad, b"bad\0");
+        cache.put(&damaged, b"bad\0");
+        s.images = Some(cache.clone());
+        let mut reply = Writer::default();
+        assert!(s
+            .handle(&request(custom::IMAGE_INDEX, |_| {}), &mut reply)
+            .unwrap());
+        assert_eq!(reply.buf[..4], CUDA_SUCCESS.to_le_bytes());
+        assert_eq!(reply.buf[8..10], [1, 1], "kept, and pinned");
+        assert_eq!(reply.buf[10..14], 3u32.to_le_bytes());
+        let listed: HashMap<[u8; 32], u64> = reply.buf[14..]
+            .chunks(40)
+            .map(|e| {
+                (
+                    e[..32].try_into().unwrap(),
+                    u64::from_le_bytes(e[32..].try_into().unwrap()),
+                )
+            })
+            .collect();
+        assert_eq!(listed, HashMap::from([(good, 5), (bad, 4), (damaged, 4)]));
+
+        let load = |call: u16, source: u8, name: u64, key: [u8; 32], len: u64| {
+            request(call, |w| {
+                w.put(&source);
+                w.put(&name);
+                w.put(&key);
+                w.put(&len);
+            })
+        };
+        let [l1, l2, l3, l4] = [0x40, 0x80, 0xc0, 0x100].map(|n| 0xfeed_0000_0000_0000u64 + n);
+        let lib = custom::LIBRARY_LOAD;
+        assert_eq!(
+            result(&mut s, &load(lib, custom::IMAGE_CACHED, l1, good, 5)),
+            CUDA_SUCCESS
+        );
+        assert_eq!(s.real(Class::Library, l1), Some(LIBRARY));
+        // Refused by the driver, or not kept: accepted when sent, refused where used.
+        assert_eq!(
+            result(&mut s, &load(lib, custom::IMAGE_CACHED, l2, bad, 4)),
+            CUDA_SUCCESS
+        );
+        assert_eq!(
+            result(&mut s, &load(lib, custom::IMAGE_CACHED, l3, missing, 5)),
+            CUDA_SUCCESS
+        );
+        let kernel = |l: u64, k: u64| {
+            request(custom::NAME_KERNEL, |w| {
+                w.put(&l);
+                w.put_bytes(b"k");
+                w.put(&k);
+            })
+        };
+        let global = |l: u64| {
+            request(custom::GET_GLOBAL, |w| {
+                w.put(&custom::GLOBAL_OF_LIBRARY);
+                w.put(&l);
+                w.put_bytes(b"table");
+            })
+        };
+        let module = |l: u64| {
+            request(127, |w| {
+                w.put(&1u8);
+                w.put(&l);
+            })
+        };
+        let unload = |l: u64| request(126, |w| w.put(&l));
+        assert!(
+            !cache.index().contains(&bad),
+            "an image that no longer loads is forgotten"
+        );
+        for (l, rc) in [(l2, CUDA_ERROR_INVALID_IMAGE), (l3, CUDA_ERROR_NOT_FOUND)] {
+            let k = l + 8;
+            assert_eq!(result(&mut s, &kernel(l, k)), CUDA_SUCCESS);
+            let layout = request(custom::PARAM_LAYOUT, |w| w.put(&k));
+            assert_eq!(result(&mut s, &layout), rc, "its kernel");
+            assert_eq!(result(&mut s, &global(l)), rc, "its variable");
+            assert_eq!(result(&mut s, &module(l)), rc, "its module");
+            assert_eq!(result(&mut s, &unload(l)), CUDA_SUCCESS, "unloaded");
+            assert_eq!(result(&mut s, &global(l)), CUDA_ERROR_INVALID_HANDLE);
+        }
+        // The library that loaded works by its name, and only by it.
+        assert_eq!(result(&mut s, &kernel(l1, l1 + 8)), CUDA_SUCCESS);
+        assert_eq!(s.real(Class::Function, l1 + 8), Some(KERNEL));
+        assert_eq!(result(&mut s, &global(l1)), CUDA_SUCCESS);
+        assert!(s.owns(LIBRARY_VARIABLE, 256));
+        assert_eq!(result(&mut s, &global(LIBRARY)), CUDA_ERROR_INVALID_HANDLE);
+        // Names only for libraries from pinned images, never taken twice.
+        for (call, source, name, why) in [
+            (lib, custom::IMAGE_CACHED, l1, "in use"),
+            (custom::MODULE_LOAD, custom::IMAGE_CACHED, l4, "a module"),
+            (lib, custom::IMAGE_CACHED, 2, "special"),
+        ] {
+            assert_eq!(
+                result(&mut s, &load(call, source, name, good, 5)),
+                CUDA_ERROR_INVALID_VALUE,
+                "{why}"
+            );
+        }
+        let inline = request(lib, |w| {
+            w.put(&custom::IMAGE_INLINE);
+            w.put(&l4);
+            w.put_bytes(b"code\0");
+        });
+        assert_eq!(result(&mut s, &inline), CUDA_ERROR_INVALID_VALUE, "inline");
+        // Waited for: a kept image that no longer loads is asked for again.
+        assert_eq!(
+            result(&mut s, &load(lib, custom::IMAGE_CACHED, 0, damaged, 4)),
+            CUDA_ERROR_NOT_FOUND
+        );
+        assert_eq!(cache.index(), vec![good], "the damaged one forgotten too");
+        assert_eq!(result(&mut s, &unload(l1)), CUDA_SUCCESS);
+        assert_eq!(s.real(Class::Library, l1), None);
+        assert!(!s.owns(LIBRARY_VARIABLE, 256), "its variable went with it");
+        drop(s);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
@@ -2192,6 +2259,7 @@ mod tests {
         );
         let load = request(custom::LIBRARY_LOAD, |w| {
             w.put(&custom::IMAGE_INLINE);
+            w.put(&0u64);
             w.put_bytes(b"code\0");
         });
         assert_eq!(result(&mut s, &load), CUDA_SUCCESS);

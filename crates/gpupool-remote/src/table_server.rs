@@ -53,11 +53,16 @@ macro_rules! check {
         }
     };
     ($s:ident, h($c:ident), $a:ident) => {
-        let Some($a) = $s.real(Class::$c, $a) else {
-            return Ok(Some(CUDA_ERROR_INVALID_HANDLE));
+        let $a = match $s.handle_of(Class::$c, $a) {
+            Ok(real) => real,
+            Err(e) => return Ok(Some(e)),
         };
     };
     ($s:ident, del($c:ident), $a:ident) => {
+        // A name the driver refused stands for nothing: destroying it only forgets it.
+        if $s.forget_refused(Class::$c, $a) {
+            return Ok(Some(CUDA_SUCCESS));
+        }
         check!($s, h($c), $a)
     };
     ($s:ident, named($c:ident), $a:ident) => {
@@ -132,8 +137,11 @@ pub trait TableSession {
     /// Whether `[ptr, ptr + len)` is memory the client allocated or reserved.
     fn owns(&self, ptr: u64, len: u64) -> bool;
     /// The driver's handle behind the client's handle `h` of `class` (its own, or a default
-    /// one); `None` when the client has no such handle.
-    fn real(&self, class: Class, h: u64) -> Option<u64>;
+    /// one); else the error for it: the driver's, for a name it refused, or
+    /// `CUDA_ERROR_INVALID_HANDLE`.
+    fn handle_of(&self, class: Class, h: u64) -> Result<u64, u32>;
+    /// Forgets `name` if it is one the driver refused; whether it was.
+    fn forget_refused(&mut self, class: Class, name: u64) -> bool;
     /// Whether `name` is free for a new handle of `class` the client names itself.
     fn fresh(&self, class: Class, name: u64) -> bool;
     /// Records a handle the driver created for the client.

@@ -470,10 +470,41 @@ fn images_a_server_keeps_are_sent_by_key_the_next_time() {
     };
     wait_until_written();
     assert_eq!(written(), loaded, "each image kept once");
-    assert_eq!(images_sent(&run(&server)), (0, loaded), "the second run");
+    let second = run(&server);
+    assert_eq!(images_sent(&second), (0, loaded), "the second run");
+    // Libraries from images the server pinned for the session load without a round trip.
+    let library_load = gpupool_remote::calls::custom::LIBRARY_LOAD;
+    assert!(
+        second.contains(&format!("call {library_load}: waited 0, sent {loaded}")),
+        "{second}"
+    );
+    // A kept image damaged without a change of length: the run that loads it without
+    // waiting gets the driver's error where it launches; the next run sends it again.
+    for f in std::fs::read_dir(&kept).unwrap() {
+        let path = f.unwrap().path();
+        if path.is_file() {
+            let len = std::fs::metadata(&path).unwrap().len() as usize;
+            std::fs::write(&path, vec![0u8; len]).unwrap();
+        }
+    }
+    let out = server
+        .client(&[prog.to_str().unwrap(), "1us", "0.05"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && said.contains("FAIL cudaLaunchKernel"),
+        "{said}"
+    );
+    assert_eq!(written(), 0, "damaged images forgotten");
+    assert_eq!(images_sent(&run(&server)), (loaded, 0), "sent again");
+    wait_until_written();
     // A kept image damaged on the server is sent whole again, and kept again.
     for f in std::fs::read_dir(&kept).unwrap() {
-        std::fs::write(f.unwrap().path(), b"junk").unwrap();
+        let path = f.unwrap().path();
+        if path.is_file() {
+            std::fs::write(&path, b"junk").unwrap();
+        }
     }
     assert_eq!(
         images_sent(&run(&server)),
