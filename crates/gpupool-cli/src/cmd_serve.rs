@@ -117,7 +117,11 @@ pub fn run(a: ServeArgs) -> Result<()> {
     // Sessions read it again; a bad value is refused here, before any client connects.
     gpupool_remote::polling::spin_from_env().map_err(anyhow::Error::msg)?;
     if let Some(spec) = &a.sim {
-        crate::sim_env::SimEnv::prepare(spec, a.state.as_deref())?;
+        if a.check {
+            gpupool_config::SimSpec::parse(spec)?;
+        } else {
+            crate::sim_env::SimEnv::prepare(spec, a.state.as_deref())?;
+        }
     }
     let limit = gpupool_config::parse_size(&a.image_cache)
         .map_err(|e| anyhow::anyhow!("--image-cache {:?}: {e}", a.image_cache))?;
@@ -126,8 +130,11 @@ pub fn run(a: ServeArgs) -> Result<()> {
     } else {
         let root = crate::cmd_run::tenants_dir(a.state.as_deref()).with_file_name("remote-images");
         for dir in [root.parent(), Some(root.as_path())].into_iter().flatten() {
-            gpupool_region::untrusted::ensure_private_dir(dir)
-                .with_context(|| format!("--image-cache: the folder {}", root.display()))?;
+            // A check creates nothing: it only checks the folders that exist.
+            if !a.check || dir.exists() {
+                gpupool_region::untrusted::ensure_private_dir(dir)
+                    .with_context(|| format!("--image-cache: the folder {}", root.display()))?;
+            }
         }
         Some((root, limit))
     };
@@ -157,6 +164,14 @@ pub fn run(a: ServeArgs) -> Result<()> {
             names.len(),
             names.join(", ")
         );
+        match &images {
+            Some((root, limit)) => println!(
+                "would keep up to {} of images per client under {}",
+                gpupool_config::format_size(*limit),
+                root.display()
+            ),
+            None => println!("would keep no images (--image-cache 0)"),
+        }
         return Ok(());
     }
     let listener = Listener::bind(&addr, tls).with_context(|| format!("--listen {addr}"))?;

@@ -576,6 +576,73 @@ fn images_a_server_keeps_are_sent_by_key_the_next_time() {
 }
 
 #[test]
+fn a_server_check_creates_nothing_and_says_what_it_would_keep() {
+    let m = Machine::new("remote-check", "1xH100");
+    let dir = m.state.with_extension("check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let clients = dir.join("clients");
+    std::fs::write(&clients, format!("alpha {TOKEN}\n")).unwrap();
+    let state = dir.join("state");
+    let check = |more: &[&str]| {
+        let out = Command::new(gpupool())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--sim",
+                "1xH100",
+                "--clients",
+            ])
+            .arg(&clients)
+            .arg("--state")
+            .arg(&state)
+            .args(more)
+            .arg("--check")
+            .env("GPUPOOL_LIB_DIR", lib_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", failure_message(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = check(&[]);
+    assert!(
+        said.contains("would listen on tcp://127.0.0.1:0 for 1 client(s): alpha"),
+        "{said}"
+    );
+    let root = state.join("remote-images");
+    assert!(
+        said.contains(&format!(
+            "would keep up to 4.00 GiB of images per client under {}",
+            root.display()
+        )),
+        "{said}"
+    );
+    assert!(!state.exists(), "a check created {}", state.display());
+    let said = check(&["--image-cache", "0"]);
+    assert!(said.contains("would keep no images"), "{said}");
+    // An image folder others may write to is refused by the check too.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new(gpupool())
+        .args(["serve", "--listen", "127.0.0.1:0", "--sim", "1xH100", "--clients"])
+        .arg(&clients)
+        .arg("--state")
+        .arg(&state)
+        .arg("--check")
+        .env("GPUPOOL_LIB_DIR", lib_dir())
+        .output()
+        .unwrap();
+    let why = failure_message(&out);
+    assert!(
+        !out.status.success() && why.contains("--image-cache") && why.contains("others may write"),
+        "{why}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn tls_serves_clients_that_trust_the_server_s_ca_and_no_others() {
     let m = Machine::new("remote-tls", "1xH100");
     let (server, certs, other) = tls_server(&m, false);
