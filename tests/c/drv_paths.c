@@ -1,7 +1,7 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
  * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
- *        dlsym_needs capture …)
+ *        attributes dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
 #include <dlfcn.h>
@@ -219,6 +219,30 @@ int main(int argc, char **argv) {
         CHECK(stream_create(&last, 0));
         CHECK(stream_sync(last));
         printf("after_refusals_ok 1\n");
+        return 0;
+    }
+
+    if (!strcmp(path, "attributes")) {
+        /* Every device attribute CUDA 13.0 knows, asked twice; unknown ones, a bad device. */
+        FN(attr, "cuDeviceGetAttribute", 2000, CUresult (*)(int *, CUdevice_attribute, CUdevice));
+        CHECK(init(0));
+        long long sum = 0;
+        int answered = 0, unknown = 0, same = 1;
+        for (int a = 1; a <= 147; a++) {
+            int v = -7, again = -8;
+            CUresult rc = attr(&v, (CUdevice_attribute)a, 0);
+            CUresult rc2 = attr(&again, (CUdevice_attribute)a, 0);
+            same &= rc == rc2 && (rc != CUDA_SUCCESS || v == again);
+            if (rc == CUDA_SUCCESS && a != 92 && a != 93) { answered++; sum += (long long)a * v; }
+            if (rc == CUDA_ERROR_INVALID_VALUE) unknown++;
+        }
+        int v = 0;
+        printf("answered %d\nunknown %d\nsum %lld\nsame_twice %d\n", answered, unknown, sum, same);
+        printf("past_known_rc %d\n", (int)attr(&v, (CUdevice_attribute)9999, 0));
+        printf("bad_device_rc %d\n", (int)attr(&v, CU_DEVICE_ATTRIBUTE_WARP_SIZE, 99));
+        printf("null_out_rc %d\n", (int)attr(NULL, CU_DEVICE_ATTRIBUTE_WARP_SIZE, 0));
+        CHECK(attr(&v, CU_DEVICE_ATTRIBUTE_WARP_SIZE, 0));
+        printf("warp_size %d\n", v);
         return 0;
     }
 

@@ -188,7 +188,7 @@ pub unsafe fn device_get_pci_bus_id(buf: *mut c_char, len: i32, dev: CUdevice) -
 /// operations (`CAN_USE_STREAM_MEM_OPS`, `CAN_USE_64_BIT_STREAM_MEM_OPS`) are not forwarded.
 const CLIENT_SIDE_ATTRIBUTES: [(i32, i32); 2] = [(92, 0), (93, 0)];
 
-/// Hook after `cuDeviceGetAttribute`: the client's own answers replace the server's.
+/// After `cuDeviceGetAttribute`: the client's own answers replace the server's.
 pub unsafe fn client_side_attribute(v: *mut i32, attrib: i32, _dev: CUdevice) {
     if let Some(&(_, own)) = CLIENT_SIDE_ATTRIBUTES.iter().find(|(a, _)| *a == attrib) {
         // SAFETY: the caller's out pointer, which the call just wrote.

@@ -48,6 +48,7 @@ extern "C" fn prepare() {
         hold(&crate::local_answers::CONTEXT_IDS),
         hold(&crate::local_answers::PRIMARY_STATES),
         hold(&crate::local_answers::SET_ATTRIBUTES),
+        hold(&crate::device_attributes::ANSWERS),
     ];
     HELD.with(|h| *h.borrow_mut() = Some((s, held)));
 }

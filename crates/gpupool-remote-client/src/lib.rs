@@ -20,6 +20,7 @@ pub mod conn;
 pub mod context;
 pub mod copies;
 pub mod device;
+pub mod device_attributes;
 pub mod fork;
 pub mod graph;
 pub mod host;
@@ -141,6 +142,7 @@ gpupool_cuda::export_functions! {
     cuKernelGetLibrary => module::kernel_get_library;
     cuLibraryEnumerateKernels => module::library_enumerate_kernels;
     cuCtxGetDevice => local_answers::ctx_get_device;
+    cuDeviceGetAttribute => device_attributes::device_get_attribute;
     cuCtxGetId => local_answers::ctx_get_id;
     cuDevicePrimaryCtxGetState => local_answers::primary_ctx_get_state;
     cuFuncSetAttribute => local_answers::func_set_attribute;

@@ -187,6 +187,11 @@ pub mod custom {
     /// whether they are pinned for the session (see `image_pins`); a count, then each
     /// image's key and length (0 unless pinned).
     pub const IMAGE_INDEX: u16 = 242;
+    /// Every device attribute from 1 to [`DEVICE_ATTRIBUTES_ASKED`] of one device (a
+    /// `CUdevice`): a count, then each attribute's result and value.
+    pub const DEVICE_ATTRIBUTES: u16 = 243;
+    /// The highest attribute [`DEVICE_ATTRIBUTES`] answers (CUDA 13.0 knows 147).
+    pub const DEVICE_ATTRIBUTES_ASKED: i32 = 191;
     /// [`MODULE_LOAD`] / [`LIBRARY_LOAD`] source: the image follows.
     pub const IMAGE_INLINE: u8 = 0;
     /// Source: the image's key, then the image; the server keeps it under that key for this
@@ -233,7 +238,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 43] = [
+    pub const ALL: [u16; 44] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -271,6 +276,7 @@ pub mod custom {
         NAME_KERNEL,
         PARAM_LAYOUT,
         IMAGE_INDEX,
+        DEVICE_ATTRIBUTES,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,
@@ -328,7 +334,7 @@ macro_rules! for_each_call {
             sync 8 cuDevicePrimaryCtxSetFlags_v2(val dev: CUdevice, val flags: u32);
             sync 9 cuDevicePrimaryCtxSetFlags(val dev: CUdevice, val flags: u32);
 
-            cached 20 cuDeviceGetAttribute(out v: i32, val attrib: i32, val dev: CUdevice) then crate::attributes::client_side_attribute;
+            local 20 cuDeviceGetAttribute(out v: i32, val attrib: i32, val dev: CUdevice);
             cached 21 cuDeviceTotalMem_v2(out bytes: usize, val dev: CUdevice);
             cached 22 cuDeviceComputeCapability(out major: i32, out minor: i32, val dev: CUdevice);
             cached 23 cuDeviceGetUuid(out uuid: CUuuid, val dev: CUdevice);

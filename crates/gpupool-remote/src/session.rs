@@ -510,6 +510,27 @@ impl Session {
                 CUDA_SUCCESS
             }
             custom::MODULE_LOAD | custom::LIBRARY_LOAD => return self.load_image(id, r, outs),
+            custom::DEVICE_ATTRIBUTES => {
+                let dev: CUdevice = r.get("device")?;
+                r.end()?;
+                let get = driver!(cuDeviceGetAttribute);
+                let mut answers = Vec::new();
+                for attrib in 1..=custom::DEVICE_ATTRIBUTES_ASKED {
+                    let mut v = 0i32;
+                    // SAFETY: a local out value; the driver checks the device and attribute.
+                    let rc = unsafe { get(&mut v, attrib, dev) };
+                    if rc == CUDA_ERROR_INVALID_DEVICE || rc == CUDA_ERROR_NOT_INITIALIZED {
+                        return Ok(rc);
+                    }
+                    answers.push((rc, v));
+                }
+                outs.put(&(answers.len() as u32));
+                for (rc, v) in answers {
+                    outs.put(&rc);
+                    outs.put(&v);
+                }
+                CUDA_SUCCESS
+            }
             custom::MODULE_GET_FUNCTION | custom::LIBRARY_GET_KERNEL => {
                 let m: u64 = r.get("module")?;
                 let name = r.get_bytes("name")?;

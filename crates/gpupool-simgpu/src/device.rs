@@ -141,7 +141,8 @@ pub unsafe fn device_get_by_pci_bus_id(out: *mut CUdevice, id: *const c_char) ->
     CUDA_ERROR_INVALID_DEVICE
 }
 
-/// `cuDeviceGetAttribute`: values of the spec's card; plausible data-centre values elsewhere.
+/// `cuDeviceGetAttribute`: values of the spec's card; plausible data-centre values elsewhere;
+/// `CUDA_ERROR_INVALID_VALUE` for a number no attribute has.
 pub unsafe fn device_get_attribute(out: *mut i32, attrib: i32, dev: CUdevice) -> u32 {
     let d = match device(dev) {
         Ok((_, d)) => d,
@@ -208,7 +209,11 @@ pub unsafe fn device_get_attribute(out: *mut i32, attrib: i32, dev: CUdevice) ->
         116 => 0,
         117 | 118 => 0,
         119 => 1,
-        _ => 0,
+        // Attributes CUDA 13.0 knows (below `CU_DEVICE_ATTRIBUTE_MAX`, 148) that a data-centre
+        // card lacks.
+        120..=147 | 42..=49 | 52..=74 | 77 | 94 => 0,
+        // Any other number, as a driver answers one it does not know.
+        _ => return CUDA_ERROR_INVALID_VALUE,
     };
     write(out, v)
 }

@@ -157,6 +157,44 @@ fn streams_and_events_are_created_and_destroyed_without_waiting_for_the_server()
 }
 
 #[test]
+fn device_attributes_are_answered_alike_and_fetched_in_one_round_trip() {
+    let local = run_path(Via::Local, "attributes", "1GiB", 64);
+    let remote = run_path(Via::Remote, "attributes", "1GiB", 64);
+    eprintln!("Local: {local:?}\nRemote: {remote:?}");
+    assert!(local["answered"].parse::<u32>().unwrap() > 90, "{local:?}");
+    expect_values(
+        &remote,
+        &[
+            ("same_twice", "1"),
+            ("past_known_rc", "1"),
+            ("bad_device_rc", "101"),
+            ("null_out_rc", "1"),
+            ("warp_size", "32"),
+        ],
+    );
+    for key in [
+        "answered",
+        "unknown",
+        "sum",
+        "same_twice",
+        "past_known_rc",
+        "bad_device_rc",
+    ] {
+        assert_eq!(local[key], remote[key], "{key}");
+    }
+    // 294 queries of known attributes: one fetch; an attribute past the fetched range and a
+    // bad device are asked per call (the bad device's fetch failing first).
+    let err = remote_call_counts("attributes");
+    let fetch = gpupool_remote::calls::custom::DEVICE_ATTRIBUTES;
+    for (call, waited) in [(fetch, 2), (20, 2)] {
+        assert!(
+            err.contains(&format!("call {call}: waited {waited}, sent 0")),
+            "call {call}: {err}"
+        );
+    }
+}
+
+#[test]
 fn kernels_of_real_gpu_code_report_attributes_and_occupancy() {
     // On a simulated 16 GiB card, under the interception library and through a server.
     expect_both(

@@ -626,7 +626,14 @@ fn a_server_check_creates_nothing_and_says_what_it_would_keep() {
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = Command::new(gpupool())
-        .args(["serve", "--listen", "127.0.0.1:0", "--sim", "1xH100", "--clients"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim",
+            "1xH100",
+            "--clients",
+        ])
         .arg(&clients)
         .arg("--state")
         .arg(&state)
