@@ -584,15 +584,9 @@ fn a_server_check_creates_nothing_and_says_what_it_would_keep() {
     std::fs::write(&clients, format!("alpha {TOKEN}\n")).unwrap();
     let state = dir.join("state");
     let check = |more: &[&str]| {
-        let out = Command::new(gpupool())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--sim",
-                "1xH100",
-                "--clients",
-            ])
+        Command::new(gpupool())
+            .args(["serve", "--listen", "127.0.0.1:0", "--sim", "1xH100"])
+            .arg("--clients")
             .arg(&clients)
             .arg("--state")
             .arg(&state)
@@ -600,47 +594,35 @@ fn a_server_check_creates_nothing_and_says_what_it_would_keep() {
             .arg("--check")
             .env("GPUPOOL_LIB_DIR", lib_dir())
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let said = |more: &[&str]| {
+        let out = check(more);
         assert!(out.status.success(), "{}", failure_message(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let said = check(&[]);
+    let first = said(&[]);
     assert!(
-        said.contains("would listen on tcp://127.0.0.1:0 for 1 client(s): alpha"),
-        "{said}"
+        first.contains("would listen on tcp://127.0.0.1:0 for 1 client(s): alpha"),
+        "{first}"
     );
     let root = state.join("remote-images");
     assert!(
-        said.contains(&format!(
+        first.contains(&format!(
             "would keep up to 4.00 GiB of images per client under {}",
             root.display()
         )),
-        "{said}"
+        "{first}"
     );
     assert!(!state.exists(), "a check created {}", state.display());
-    let said = check(&["--image-cache", "0"]);
-    assert!(said.contains("would keep no images"), "{said}");
+    let none = said(&["--image-cache", "0"]);
+    assert!(none.contains("would keep no images"), "{none}");
     // An image folder others may write to is refused by the check too.
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(&root).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = Command::new(gpupool())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--sim",
-            "1xH100",
-            "--clients",
-        ])
-        .arg(&clients)
-        .arg("--state")
-        .arg(&state)
-        .arg("--check")
-        .env("GPUPOOL_LIB_DIR", lib_dir())
-        .output()
-        .unwrap();
+    let out = check(&[]);
     let why = failure_message(&out);
     assert!(
         !out.status.success() && why.contains("--image-cache") && why.contains("others may write"),
