@@ -146,6 +146,15 @@ pub fn run(a: ServeArgs) -> Result<()> {
         ),
         _ => None,
     };
+    if a.tls_client_ca.is_none() {
+        if let Some(c) = clients.iter().find(|c| c.cert.is_some()) {
+            bail!(
+                "--clients {}: client {:?} must present a certificate (cert=), which needs a tls:// address and --tls-client-ca",
+                a.clients.display(),
+                c.name
+            );
+        }
+    }
     match (&addr, tls.is_some()) {
         (Address::Tls(_), false) => {
             bail!("--listen {addr}: a tls:// address needs --tls-cert and --tls-key")

@@ -76,10 +76,40 @@ pub struct Admitted<'a> {
     pub label: String,
 }
 
+/// A connection that may know the certificate its peer presented (TLS with client
+/// certificates).
+pub trait PeerCertificate {
+    /// The peer's certificate (DER), once the TLS handshake is done; `None` without one.
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+impl PeerCertificate for std::net::TcpStream {}
+impl PeerCertificate for std::os::unix::net::UnixStream {}
+
+/// Why a client whose token matched is still refused: its certificate does not carry the
+/// name its `cert=` requires.
+fn certificate_refusal(client: &Client, presented: Option<&[u8]>) -> Option<String> {
+    let name = client.cert.as_deref()?;
+    match presented {
+        None => Some(format!(
+            "client {} must present a TLS certificate naming {name} (--tls-cert / GPUPOOL_REMOTE_TLS_CERT)",
+            client.name
+        )),
+        Some(der) if !crate::tls::certificate_names(der, name) => Some(format!(
+            "the client's TLS certificate does not name {name}, which client {} requires",
+            client.name
+        )),
+        Some(_) => None,
+    }
+}
+
 /// The server's side: reads the hello, challenges, checks the proof against every client's
-/// token, and answers. On success the accept has been written.
+/// token (and the certificate a `cert=` client must present), and answers. On success the
+/// accept has been written.
 pub fn server_side<'a>(
-    conn: &mut (impl Read + Write),
+    conn: &mut (impl Read + Write + PeerCertificate),
     clients: &'a [Client],
 ) -> Result<Admitted<'a>, Refusal> {
     let refuse = |status: u32, reason: String, message: &str| Refusal {
@@ -132,6 +162,13 @@ pub fn server_side<'a>(
             "the server does not know this token (GPUPOOL_REMOTE_TOKEN / --token-file)",
         ));
     };
+    if let Some(why) = certificate_refusal(client, conn.peer_certificate().as_deref()) {
+        return Err(refuse(
+            STATUS_UNAUTHORIZED,
+            format!("({label}) {why}"),
+            &why,
+        ));
+    }
     let accept = encode_accept(
         STATUS_OK,
         "",
@@ -266,6 +303,7 @@ mod tests {
             memory: None,
             spill: None,
             compute: None,
+            cert: None,
         }
     }
 
@@ -309,6 +347,30 @@ mod tests {
             "{got:?}"
         );
         assert!(server.contains("unknown token"), "{server}");
+    }
+
+    #[test]
+    fn a_client_bound_to_a_certificate_needs_one_that_names_it() {
+        let bound = Client {
+            cert: Some("b.clients.example".into()),
+            ..client("b", "bbbbbbbbbbbbbbbbbbbb")
+        };
+        let (got, _, server) = shake("bbbbbbbbbbbbbbbbbbbb", vec![bound.clone()]);
+        assert!(
+            matches!(&got, Err(ClientError::Refused(STATUS_UNAUTHORIZED, m))
+                if m.contains("must present a TLS certificate naming b.clients.example")),
+            "{got:?}"
+        );
+        assert!(server.starts_with("refused: "), "{server}");
+        assert!(
+            certificate_refusal(&bound, Some(b"not a certificate"))
+                .is_some_and(|m| m.contains("does not name b.clients.example")),
+            "a certificate webpki cannot read names nothing"
+        );
+        assert_eq!(
+            certificate_refusal(&client("a", "aaaaaaaaaaaaaaaaaaaa"), None),
+            None
+        );
     }
 
     #[test]

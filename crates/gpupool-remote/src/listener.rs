@@ -77,6 +77,15 @@ pub enum Conn {
     Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
 }
 
+impl crate::handshake::PeerCertificate for Conn {
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match self {
+            Conn::Tls(s) => s.conn.peer_certificates()?.first().map(|c| c.to_vec()),
+            _ => None,
+        }
+    }
+}
+
 impl Conn {
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {

@@ -14,6 +14,24 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Whether `name` is a DNS name (not an IP address) a certificate can carry.
+pub fn is_dns_name(name: &str) -> bool {
+    matches!(ServerName::try_from(name), Ok(ServerName::DnsName(_)))
+}
+
+/// Whether the certificate `der` (a client's, already verified against the client CA)
+/// carries the DNS name `name` among its subject alternative names.
+pub fn certificate_names(der: &[u8], name: &str) -> bool {
+    let der = rustls::pki_types::CertificateDer::from(der);
+    let (Ok(cert), Ok(name)) = (
+        webpki::EndEntityCert::try_from(&der),
+        ServerName::try_from(name),
+    ) else {
+        return false;
+    };
+    cert.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
 /// The server's TLS configuration: its certificate chain and key (PEM files named by
 /// `--tls-cert` / `--tls-key`) and, with `client_ca` (`--tls-client-ca`), only clients that
 /// present a certificate this CA issued.

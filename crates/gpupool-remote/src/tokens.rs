@@ -20,6 +20,9 @@ pub struct Client {
     pub spill: Option<String>,
     /// Compute limit as written (`compute=`), checked by the caller.
     pub compute: Option<String>,
+    /// The DNS name the client's TLS certificate must carry (`cert=`): its token alone does
+    /// not admit it.
+    pub cert: Option<String>,
 }
 
 /// A clients file that does not parse: which line and why.
@@ -54,7 +57,8 @@ pub fn parse_clients(text: &str) -> Result<Vec<Client>, ClientsError> {
         let mut words = line.split_whitespace();
         let (Some(name), Some(token)) = (words.next(), words.next()) else {
             return Err(err(
-                "expected `NAME TOKEN [memory=SIZE] [spill=SIZE] [compute=PCT]`".into(),
+                "expected `NAME TOKEN [memory=SIZE] [spill=SIZE] [compute=PCT] [cert=DNSNAME]`"
+                    .into(),
             ));
         };
         if name.len() > 64
@@ -86,15 +90,22 @@ pub fn parse_clients(text: &str) -> Result<Vec<Client>, ClientsError> {
             memory: None,
             spill: None,
             compute: None,
+            cert: None,
         };
         for w in words {
             match w.split_once('=') {
                 Some(("memory", v)) if !v.is_empty() => c.memory = Some(v.into()),
                 Some(("spill", v)) if !v.is_empty() => c.spill = Some(v.into()),
                 Some(("compute", v)) if !v.is_empty() => c.compute = Some(v.into()),
+                Some(("cert", v)) if crate::tls::is_dns_name(v) => c.cert = Some(v.into()),
+                Some(("cert", v)) => {
+                    return Err(err(format!(
+                        "cert={v:?}: expected the DNS name the client's certificate carries (its subjectAltName)"
+                    )))
+                }
                 _ => {
                     return Err(err(format!(
-                        "{w:?}: expected memory=SIZE, spill=SIZE or compute=PCT"
+                        "{w:?}: expected memory=SIZE, spill=SIZE, compute=PCT or cert=DNSNAME"
                     )))
                 }
             }
@@ -127,10 +138,17 @@ mod tests {
         assert_eq!(c[0].compute.as_deref(), Some("30"));
         assert_eq!(c[0].spill.as_deref(), Some("2GiB"));
         assert_eq!(c[1].memory, None);
+        assert_eq!(c[1].cert, None);
         assert_eq!(c[1].token, b"fedcba9876543210fedc");
         assert!(same_secret(&c[1].token, b"fedcba9876543210fedc"));
         assert!(!same_secret(&c[1].token, b"fedcba9876543210fedd"));
         assert!(!same_secret(&c[1].token, b"fedcba9876543210fed"));
+    }
+
+    #[test]
+    fn a_client_may_name_the_certificate_it_must_present() {
+        let c = parse_clients("alpha 0123456789abcdef0123 cert=alpha.clients.example\n").unwrap();
+        assert_eq!(c[0].cert.as_deref(), Some("alpha.clients.example"));
     }
 
     #[test]
@@ -145,6 +163,12 @@ mod tests {
             ),
             ("a 0123456789abcdef0123\nb 0123456789abcdef0123", "reuses"),
             ("a 0123456789abcdef0123 memory", "expected memory=SIZE"),
+            (
+                "a 0123456789abcdef0123 cert=",
+                "cert=\"\": expected the DNS name",
+            ),
+            ("a 0123456789abcdef0123 cert=a..b", "cert=\"a..b\""),
+            ("a 0123456789abcdef0123 cert=10.0.0.1", "cert=\"10.0.0.1\""),
         ] {
             let e = parse_clients(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");

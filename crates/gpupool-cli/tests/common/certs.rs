@@ -47,9 +47,11 @@ pub fn ca_and_server(dir: &Path, ca_name: &str, server_name: &str) {
 }
 
 /// In `dir`, beside the CA of [`ca_and_server`]: `client.key` and `client.crt` (named
-/// `client_name`, for client authentication, signed by that CA).
+/// `client_name`, as its common name and DNS name, for client authentication, signed by that
+/// CA).
 pub fn client(dir: &Path, client_name: &str) {
-    signed(dir, "client", client_name, "extendedKeyUsage=clientAuth\n");
+    let ext = format!("subjectAltName=DNS:{client_name}\nextendedKeyUsage=clientAuth\n");
+    signed(dir, "client", client_name, &ext);
 }
 
 /// `NAME.key` and `NAME.crt` in `dir`: a certificate for `subject_name` with the extensions

@@ -392,6 +392,19 @@ fn tls_server(
     m: &Machine,
     client_certificates: bool,
 ) -> (Server, std::path::PathBuf, std::path::PathBuf) {
+    tls_server_for(
+        m,
+        client_certificates,
+        &format!("alpha {TOKEN} memory=1GiB\n"),
+    )
+}
+
+/// [`tls_server`] for the clients file `clients`.
+fn tls_server_for(
+    m: &Machine,
+    client_certificates: bool,
+    clients: &str,
+) -> (Server, std::path::PathBuf, std::path::PathBuf) {
     let certs = m.state.with_extension("certs");
     let other = certs.join("other");
     std::fs::create_dir_all(&other).unwrap();
@@ -410,12 +423,7 @@ fn tls_server(
         args.extend(["--tls-client-ca".into(), file("ca.crt")]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start_with(
-        m,
-        "tls://127.0.0.1:0",
-        &format!("alpha {TOKEN} memory=1GiB\n"),
-        &args,
-    );
+    let server = Server::start_with(m, "tls://127.0.0.1:0", clients, &args);
     (server, certs, other)
 }
 
@@ -683,6 +691,45 @@ fn tls_serves_clients_that_trust_the_server_s_ca_and_no_others() {
     // The server still serves.
     let kv = key_values(&run(Some(&certs.join("ca.crt")), &server.addr));
     assert_eq!(num(&kv, "meminfo_total"), GIB);
+}
+
+#[test]
+fn a_client_bound_to_a_certificate_name_needs_a_certificate_with_it() {
+    let prog = c_program("rt_basic", "12.9");
+    // The client's certificate (of the right CA) names alpha.
+    let run = |bound_to: &str| {
+        let m = Machine::new(&format!("remote-cert-{bound_to}"), "1xH100");
+        let clients = format!("alpha {TOKEN} memory=1GiB cert={bound_to}\n");
+        let (server, certs, _) = tls_server_for(&m, true, &clients);
+        server
+            .client(&[prog.to_str().unwrap()])
+            .env("GPUPOOL_REMOTE_TLS_CA", certs.join("ca.crt"))
+            .env("GPUPOOL_REMOTE_TLS_CERT", certs.join("client.crt"))
+            .env("GPUPOOL_REMOTE_TLS_KEY", certs.join("client.key"))
+            .output()
+            .unwrap()
+    };
+    let kv = key_values(&run("alpha"));
+    assert_eq!(num(&kv, "meminfo_total"), GIB, "admitted, under its limit");
+    let err = failure_message(&run("alpha.clients.example"));
+    assert!(err.contains("does not name alpha.clients.example"), "{err}");
+    // A server that asks for no client certificate cannot bind a client to one.
+    let m = Machine::new("remote-cert-plain", "1xH100");
+    let dir = m.state.with_extension("plain");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("clients"), format!("alpha {TOKEN} cert=alpha\n")).unwrap();
+    let out = Command::new(gpupool())
+        .args(["serve", "--listen", "127.0.0.1:0", "--clients"])
+        .arg(dir.join("clients"))
+        .arg("--check")
+        .env("GPUPOOL_LIB_DIR", lib_dir())
+        .output()
+        .unwrap();
+    let why = failure_message(&out);
+    assert!(
+        !out.status.success() && why.contains("\"alpha\" must present a certificate"),
+        "{why}"
+    );
 }
 
 #[test]
