@@ -243,6 +243,17 @@ int main(int argc, char **argv) {
         printf("null_out_rc %d\n", (int)attr(NULL, CU_DEVICE_ATTRIBUTE_WARP_SIZE, 0));
         CHECK(attr(&v, CU_DEVICE_ATTRIBUTE_WARP_SIZE, 0));
         printf("warp_size %d\n", v);
+        /* Names and bus ids, twice each (a short buffer: the name cut, still terminated). */
+        FN(get_name, "cuDeviceGetName", 2000, CUresult (*)(char *, int, CUdevice));
+        FN(bus_id, "cuDeviceGetPCIBusId", 4010, CUresult (*)(char *, int, CUdevice));
+        char name[64], again[64], shorter[8], bus[32], bus2[32];
+        CHECK(get_name(name, sizeof name, 0));
+        CHECK(get_name(again, sizeof again, 0));
+        CHECK(get_name(shorter, sizeof shorter, 0));
+        CHECK(bus_id(bus, sizeof bus, 0));
+        CHECK(bus_id(bus2, sizeof bus2, 0));
+        printf("names_same %d\nshort_name_cut %d\nbus_same %d\n", !strcmp(name, again),
+               strlen(shorter) == 7 && !strncmp(shorter, name, 7), !strcmp(bus, bus2));
         return 0;
     }
 

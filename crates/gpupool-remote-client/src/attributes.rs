@@ -162,7 +162,8 @@ fn device_string(call: u16, buf: *mut c_char, len: i32, dev: CUdevice) -> u32 {
         Err(e) => return e,
     };
     s.batch.put(&dev);
-    s.finish_sync(start, |r| {
+    // A device's name and bus id never change: asked once per device.
+    s.finish_cached(start, |r| {
         let text = r.get_bytes("text")?;
         let n = text.len().min(len as usize - 1);
         // SAFETY: the caller's buffer of `len` bytes.

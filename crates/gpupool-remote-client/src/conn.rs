@@ -677,7 +677,7 @@ fn call_of(batch: &Writer, start: usize) -> u16 {
 
 /// Cached queries about a function (`cuFuncGetAttribute` and the occupancy queries), whose
 /// answers an attribute change may alter.
-const FUNCTION_QUERIES: [u16; 4] = [121, 124, 125, 132];
+const FUNCTION_QUERIES: [u16; 5] = [121, 124, 125, 132, custom::OCCUPANCY_CLUSTERS];
 /// Cached queries about a kernel (`cuKernelGetAttribute`).
 const KERNEL_QUERIES: [u16; 1] = [128];
 
@@ -794,6 +794,8 @@ mod tests {
             key(128, 0xb0),
             key(121, 0xa0),
             key(121, 0xf0),
+            key(custom::OCCUPANCY_CLUSTERS, 0xa0),
+            key(custom::OCCUPANCY_CLUSTERS, 0xf0),
             key(20, 0xa0),
         ];
         s.cache = Some(entries.iter().map(|k| (k.clone(), Ok(vec![1]))).collect());
@@ -804,8 +806,19 @@ mod tests {
         want.sort();
         assert_eq!(
             left, want,
-            "kernel 0xa0's attributes and every function answer go"
+            "kernel 0xa0's attributes and every function answer (cluster occupancy too) go"
         );
+        let cluster_f0 = key(custom::OCCUPANCY_CLUSTERS, 0xf0);
+        s.cache
+            .as_mut()
+            .unwrap()
+            .insert(cluster_f0.clone(), Ok(vec![1]));
+        s.forget_cached_after_set(0xa0, &FUNCTION_QUERIES, &KERNEL_QUERIES);
+        assert!(
+            s.cache.as_ref().unwrap().contains_key(&cluster_f0),
+            "another function's cluster occupancy stays"
+        );
+        s.cache.as_mut().unwrap().remove(&cluster_f0);
         s.forget_cached_after_set(0xb0, &FUNCTION_QUERIES, &KERNEL_QUERIES);
         assert_eq!(
             s.cache

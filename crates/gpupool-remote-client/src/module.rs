@@ -570,7 +570,8 @@ unsafe fn occupancy_clusters(
     w.put(&which);
     shape(f, c.grid, c.block, c.shared, c.stream).write(w);
     write_attributes(w, attrs);
-    s.finish_sync(start, |r| {
+    // Cached as the other occupancy queries, forgotten when the function's attributes change.
+    s.finish_cached(start, |r| {
         let n: i32 = r.get("clusters")?;
         // SAFETY: non-null out pointer.
         unsafe { *out = n };

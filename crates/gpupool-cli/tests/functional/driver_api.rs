@@ -170,6 +170,9 @@ fn device_attributes_are_answered_alike_and_fetched_in_one_round_trip() {
             ("bad_device_rc", "101"),
             ("null_out_rc", "1"),
             ("warp_size", "32"),
+            ("names_same", "1"),
+            ("short_name_cut", "1"),
+            ("bus_same", "1"),
         ],
     );
     for key in [
@@ -185,8 +188,14 @@ fn device_attributes_are_answered_alike_and_fetched_in_one_round_trip() {
     // 294 queries of known attributes: one fetch; an attribute past the fetched range and a
     // bad device are asked per call (the bad device's fetch failing first).
     let err = remote_call_counts("attributes");
-    let fetch = gpupool_remote::calls::custom::DEVICE_ATTRIBUTES;
-    for (call, waited) in [(fetch, 2), (20, 2)] {
+    // A device's name and bus id: once per device, whatever the buffer's length.
+    use gpupool_remote::calls::custom::{DEVICE_ATTRIBUTES, DEVICE_NAME, DEVICE_PCI_BUS_ID};
+    for (call, waited) in [
+        (DEVICE_ATTRIBUTES, 2),
+        (20, 2),
+        (DEVICE_NAME, 1),
+        (DEVICE_PCI_BUS_ID, 1),
+    ] {
         assert!(
             err.contains(&format!("call {call}: waited {waited}, sent 0")),
             "call {call}: {err}"
