@@ -670,6 +670,7 @@ def main():
     c = Checker(os.path.abspath(a.carry), tmp)
     only = set(a.only.split(",")) if a.only else None
     card = name.replace(" ", "-").replace("/", "-")
+    os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, f"gpu-check-{datetime.date.today().isoformat()}-{card}.json")
     results = []
     for sname, fn in SECTIONS:
