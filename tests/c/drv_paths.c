@@ -756,6 +756,23 @@ int main(int argc, char **argv) {
         CUDA_MEMSET_NODE_PARAMS sp = {d, 0, 0x5a5a5a5a, 4, 4, 1};
         dep = nodes[0];
         CHECK(add_memset(&nodes[1], g, &dep, 1, &sp, primary));
+        /* A copy between device buffers: to the second half of d. */
+        CUDA_MEMCPY3D dp;
+        memset(&dp, 0, sizeof dp);
+        dp.srcMemoryType = dp.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+        dp.srcDevice = d;
+        dp.dstDevice = d + 2048;
+        dp.WidthInBytes = 16;
+        dp.Height = dp.Depth = 1;
+        dep = nodes[1];
+        CHECK(add_memcpy(&nodes[7], g, &dep, 1, &dp, primary));
+        /* One that reaches past the allocation: refused through a server. */
+        CUDA_MEMCPY3D past = dp;
+        past.dstDevice = d + 4090;
+        CUgraphNode unused;
+        CUgraph aside;
+        CHECK(graph_create(&aside, 0));
+        printf("copy_past_end_rc %d\n", (int)add_memcpy(&unused, aside, NULL, 0, &past, primary));
         CUDA_MEMCPY3D cp;
         memset(&cp, 0, sizeof cp);
         cp.srcMemoryType = CU_MEMORYTYPE_DEVICE;
@@ -765,7 +782,7 @@ int main(int argc, char **argv) {
         cp.WidthInBytes = sizeof back;
         cp.Height = cp.Depth = 1;
         /* Through a server, copies to host memory and host functions are not forwarded. */
-        dep = nodes[1];
+        dep = nodes[7];
         CUresult memcpy_rc = add_memcpy(&nodes[2], g, &dep, 1, &cp, primary);
         if (memcpy_rc == CUDA_SUCCESS) dep = nodes[2];
         CUDA_HOST_NODE_PARAMS hp = {host_fn, &calls};
@@ -796,8 +813,11 @@ int main(int argc, char **argv) {
         printf("replay_ms %.3f\nhost_calls %d\ncopied_ok %d\n", ms, calls,
                back[0] == 0x5a5a5a5a && back[3] == 0x5a5a5a5a);
         FN(dtoh, "cuMemcpyDtoH", 3020, CUresult (*)(void *, CUdeviceptr, size_t));
-        unsigned set[5] = {0};
+        unsigned set[5] = {0}, copied[5] = {0};
         CHECK(dtoh(set, d, sizeof set));
+        CHECK(dtoh(copied, d + 2048, sizeof copied));
+        printf("device_copy_ok %d\n", copied[0] == 0x5a5a5a5a && copied[3] == 0x5a5a5a5a &&
+                                       copied[4] == 0);
         printf("set_ok %d\n", set[0] == 0x5a5a5a5a && set[3] == 0x5a5a5a5a && set[4] == 0);
         return 0;
     }

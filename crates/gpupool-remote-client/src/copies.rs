@@ -378,9 +378,9 @@ fn run_3d(p: *const CUDA_MEMCPY3D, stream: Option<CUstream>) -> u32 {
     }
 }
 
-/// Runs the copy `r` describes (`three_d`: whether the caller gave a 3D descriptor).
-fn run(r: &Raw3d, three_d: u64, stream: Option<CUstream>) -> u32 {
-    let (Some(src), Some(dst)) = (
+/// Both sides of the copy `r` describes (`None`: a memory type no copy has).
+fn sides(r: &Raw3d) -> Option<(CallerSide, CallerSide)> {
+    Some((
         side(
             r.src_type,
             r.src_host as *mut u8,
@@ -389,7 +389,7 @@ fn run(r: &Raw3d, three_d: u64, stream: Option<CUstream>) -> u32 {
             (r.src_x, r.src_y, r.src_z),
             r.src_pitch,
             r.src_height,
-        ),
+        )?,
         side(
             r.dst_type,
             r.dst_host,
@@ -398,22 +398,45 @@ fn run(r: &Raw3d, three_d: u64, stream: Option<CUstream>) -> u32 {
             (r.dst_x, r.dst_y, r.dst_z),
             r.dst_pitch,
             r.dst_height,
-        ),
-    ) else {
+        )?,
+    ))
+}
+
+/// The copy `r` describes, of `depth` at least 1.
+fn copy_of(r: &Raw3d, src: Side, dst: Side, three_d: u64) -> Copy3d {
+    Copy3d {
+        src,
+        dst,
+        width: r.width as u64,
+        height: r.height as u64,
+        depth: r.depth.max(1) as u64,
+        three_d,
+    }
+}
+
+/// The copy a 3D descriptor describes, when neither side is host memory: a graph's copy
+/// node, which the server runs when the graph runs, out of reach of the client's memory
+/// (`CUDA_ERROR_NOT_SUPPORTED` for a host side).
+pub fn device_copy(p: *const CUDA_MEMCPY3D) -> Result<Copy3d, u32> {
+    // SAFETY: null or the caller's descriptor, read with the same layout.
+    let r = unsafe { (p as *const Raw3d).as_ref() }.ok_or(CUDA_ERROR_INVALID_VALUE)?;
+    let (src, dst) = sides(r).ok_or(CUDA_ERROR_INVALID_VALUE)?;
+    if src.side.kind == copy3d::HOST || dst.side.kind == copy3d::HOST {
+        return Err(CUDA_ERROR_NOT_SUPPORTED);
+    }
+    Ok(copy_of(r, src.side, dst.side, 1))
+}
+
+/// Runs the copy `r` describes (`three_d`: whether the caller gave a 3D descriptor).
+fn run(r: &Raw3d, three_d: u64, stream: Option<CUstream>) -> u32 {
+    let Some((src, dst)) = sides(r) else {
         return CUDA_ERROR_INVALID_VALUE;
     };
     let host_side = src.side.kind == copy3d::HOST || dst.side.kind == copy3d::HOST;
     if host_side && stream.is_some_and(crate::stream::captured) {
         return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     }
-    let c = Copy3d {
-        src: src.side,
-        dst: dst.side,
-        width: r.width as u64,
-        height: r.height as u64,
-        depth: r.depth.max(1) as u64,
-        three_d,
-    };
+    let c = copy_of(r, src.side, dst.side, three_d);
     copy_3d(c, src, dst, stream)
 }
 

@@ -325,7 +325,9 @@ pub unsafe fn graph_add_node_not_forwarded(
     CUDA_ERROR_NOT_SUPPORTED
 }
 
-/// `cuGraphAddMemcpyNode`: not forwarded.
+/// `cuGraphAddMemcpyNode` (in the session's current context on the server): copies between
+/// device memory and arrays; one from or to host memory is not forwarded
+/// (`CUDA_ERROR_NOT_SUPPORTED`), as the server cannot reach it when the graph runs.
 pub unsafe fn graph_add_memcpy_node(
     node: *mut CUgraphNode,
     graph: CUgraph,
@@ -334,8 +336,15 @@ pub unsafe fn graph_add_memcpy_node(
     params: *const CUDA_MEMCPY3D,
     _ctx: CUcontext,
 ) -> u32 {
+    if node.is_null() || graph.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    let c = match crate::copies::device_copy(params) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
     // SAFETY: the caller's arguments.
-    unsafe { graph_add_node_not_forwarded(node, graph, deps, ndeps, params.cast()) }
+    unsafe { add_node(node, graph, deps, ndeps, custom::NODE_MEMCPY, |w| w.put(&c)) }
 }
 
 /// `cuGraphAddHostNode`: not forwarded.

@@ -211,6 +211,9 @@ pub mod custom {
     pub const NODE_MEM_ALLOC: u8 = 3;
     /// Node kind: a memory free node (an address of the session's memory).
     pub const NODE_MEM_FREE: u8 = 4;
+    /// Node kind: a copy between the session's device memory and arrays (a `copy3d::Copy3d`
+    /// with no host side: the server cannot reach the client's memory when the graph runs).
+    pub const NODE_MEMCPY: u8 = 5;
     /// Most nodes [`GRAPH_GET_NODES`] returns.
     pub const MAX_LISTED_NODES: u32 = 1 << 16;
     /// Most kernels [`LIBRARY_ENUMERATE_KERNELS`] returns.

@@ -722,18 +722,20 @@ fn a_captured_stream_records_a_graph_that_replays_its_work() {
 
 #[test]
 fn a_graph_built_node_by_node_runs_each_node_in_order() {
-    // A kernel, a set, a copy to host memory, a host function, a child graph of one kernel and
-    // an empty node, launched twice. Through a server the copy to host memory and the host
-    // function are not forwarded; the rest runs there.
+    // A kernel, a set, a copy between device buffers, a copy to host memory, a host function,
+    // a child graph of one kernel and an empty node, launched twice. Through a server the
+    // copy to host memory and the host function are not forwarded; the rest runs there, and a
+    // copy past the end of the session's memory is refused.
     for via in BOTH {
         let kv = run_path(via, "graph_nodes", "1GiB", 64);
         eprintln!("{via:?}: {kv:?}");
         let local = via == Via::Local;
-        // kernel 0, memset 2, memcpy 1, host 3, child graph 4, empty 5
+        // kernel 0, memset 2, memcpy 1 (device to device, then to host), host 3, child
+        // graph 4, empty 5
         let (nodes, types) = if local {
-            ("6", "0,2,1,3,4,5")
+            ("7", "0,2,1,1,3,4,5")
         } else {
-            ("4", "0,2,4,5")
+            ("5", "0,2,1,4,5")
         };
         expect_values(
             &kv,
@@ -741,6 +743,7 @@ fn a_graph_built_node_by_node_runs_each_node_in_order() {
                 ("nodes", nodes),
                 ("node_types", types),
                 ("set_ok", "1"),
+                ("device_copy_ok", "1"),
                 ("memcpy_node_rc", if local { "0" } else { "801" }),
                 ("host_node_rc", if local { "0" } else { "801" }),
                 ("host_calls", if local { "2" } else { "0" }),
@@ -749,6 +752,9 @@ fn a_graph_built_node_by_node_runs_each_node_in_order() {
                 ("own_child_rc", "1"),
             ],
         );
+        if !local {
+            assert_eq!(kv["copy_past_end_rc"], "1", "{kv:?}");
+        }
         // Two 2 ms kernels (one in the child graph) per launch.
         let ms: f64 = kv["replay_ms"].parse().unwrap();
         assert!((7.9..100.0).contains(&ms), "two launches took {ms} ms");

@@ -98,24 +98,8 @@ impl Session {
         if packed > CHUNK * 4 {
             return Ok(CUDA_ERROR_INVALID_VALUE);
         }
-        for side in [&c.src, &c.dst] {
-            let ok = match side.kind {
-                copy3d::DEVICE => match c.extent(side) {
-                    Some((start, end)) => {
-                        end == start
-                            || side
-                                .ptr
-                                .checked_add(start)
-                                .is_some_and(|p| self.owns(p, end - start))
-                    }
-                    None => false,
-                },
-                copy3d::ARRAY => side.ptr != 0 && self.valid(Class::Array, side.ptr),
-                _ => true,
-            };
-            if !ok {
-                return Ok(CUDA_ERROR_INVALID_VALUE);
-            }
+        if !self.sides_owned(&c) {
+            return Ok(CUDA_ERROR_INVALID_VALUE);
         }
         if c.src.kind == copy3d::HOST || c.dst.kind == copy3d::HOST {
             if let Some(refused) = self.refuse_captured_host_copy(s) {
@@ -127,96 +111,24 @@ impl Session {
         } else {
             Vec::new()
         };
-        let host_side = |side: &copy3d::Side| -> (usize, usize, usize, usize, usize) {
-            if side.kind == copy3d::HOST {
-                (0, 0, 0, c.width as usize, c.height as usize)
-            } else {
-                (
-                    side.x as usize,
-                    side.y as usize,
-                    side.z as usize,
-                    side.pitch as usize,
-                    side.height as usize,
-                )
-            }
-        };
-        let (sx, sy, sz, sp, sh) = host_side(&c.src);
-        let (dx, dy, dz, dp, dh) = host_side(&c.dst);
         let src_host = src_data.map_or(std::ptr::null(), |d| d.as_ptr() as *const c_void);
         let dst_host = if dst_buf.is_empty() {
             std::ptr::null_mut()
         } else {
             dst_buf.as_mut_ptr() as *mut c_void
         };
-        let ptr_of = |side: &copy3d::Side| {
-            if side.kind == copy3d::DEVICE {
-                side.ptr
-            } else {
-                0
-            }
-        };
-        let arr_of = |side: &copy3d::Side| {
-            if side.kind == copy3d::ARRAY {
-                side.ptr as usize as CUarray
-            } else {
-                std::ptr::null_mut()
-            }
-        };
         let e = &self.extra;
         // SAFETY (both branches): host sides point into buffers of `packed` bytes laid out
         // densely; device sides and arrays were checked to be this session's.
         let mut rc = if c.three_d != 0 {
-            let p = CUDA_MEMCPY3D {
-                srcXInBytes: sx,
-                srcY: sy,
-                srcZ: sz,
-                srcLOD: 0,
-                srcMemoryType: memory_type(c.src.kind),
-                srcHost: src_host,
-                srcDevice: ptr_of(&c.src),
-                srcArray: arr_of(&c.src),
-                reserved0: std::ptr::null_mut(),
-                srcPitch: sp,
-                srcHeight: sh,
-                dstXInBytes: dx,
-                dstY: dy,
-                dstZ: dz,
-                dstLOD: 0,
-                dstMemoryType: memory_type(c.dst.kind),
-                dstHost: dst_host,
-                dstDevice: ptr_of(&c.dst),
-                dstArray: arr_of(&c.dst),
-                reserved1: std::ptr::null_mut(),
-                dstPitch: dp,
-                dstHeight: dh,
-                WidthInBytes: c.width as usize,
-                Height: c.height as usize,
-                Depth: c.depth as usize,
-            };
+            let p = memcpy_3d_params(&c, src_host, dst_host);
             match (s, e.cuMemcpy3D_v2, e.cuMemcpy3DAsync_v2) {
                 (None, Some(f), _) => unsafe { f(&p) },
                 (Some(s), _, Some(f)) => unsafe { f(&p, s) },
                 _ => CUDA_ERROR_NOT_FOUND,
             }
         } else {
-            let p = CUDA_MEMCPY2D {
-                srcXInBytes: sx,
-                srcY: sy,
-                srcMemoryType: memory_type(c.src.kind),
-                srcHost: src_host,
-                srcDevice: ptr_of(&c.src),
-                srcArray: arr_of(&c.src),
-                srcPitch: sp,
-                dstXInBytes: dx,
-                dstY: dy,
-                dstMemoryType: memory_type(c.dst.kind),
-                dstHost: dst_host,
-                dstDevice: ptr_of(&c.dst),
-                dstArray: arr_of(&c.dst),
-                dstPitch: dp,
-                WidthInBytes: c.width as usize,
-                Height: c.height as usize,
-            };
+            let p = memcpy_2d_params(&c, src_host, dst_host);
             match (s, e.cuMemcpy2D_v2, e.cuMemcpy2DAsync_v2) {
                 (None, Some(f), _) => unsafe { f(&p) },
                 (Some(s), _, Some(f)) => unsafe { f(&p, s) },
@@ -232,6 +144,25 @@ impl Session {
         }
         Ok(rc)
     }
+
+    /// Whether each device side of `c` lies in the session's memory and each array side is
+    /// one of its arrays.
+    pub(super) fn sides_owned(&self, c: &Copy3d) -> bool {
+        [&c.src, &c.dst].into_iter().all(|side| match side.kind {
+            copy3d::DEVICE => match c.extent(side) {
+                Some((start, end)) => {
+                    end == start
+                        || side
+                            .ptr
+                            .checked_add(start)
+                            .is_some_and(|p| self.owns(p, end - start))
+                }
+                None => false,
+            },
+            copy3d::ARRAY => side.ptr != 0 && self.valid(Class::Array, side.ptr),
+            _ => true,
+        })
+    }
 }
 
 /// Memory types of `CUDA_MEMCPY3D`.
@@ -240,5 +171,100 @@ fn memory_type(kind: u64) -> CUmemorytype {
         copy3d::HOST => CUmemorytype::CU_MEMORYTYPE_HOST,
         copy3d::ARRAY => CUmemorytype::CU_MEMORYTYPE_ARRAY,
         _ => CUmemorytype::CU_MEMORYTYPE_DEVICE,
+    }
+}
+
+/// Where one side of `c` starts and how it is laid out: (x in bytes, y, z, pitch, height);
+/// a host side is the densely packed buffer of the message.
+fn layout(c: &Copy3d, side: &copy3d::Side) -> (usize, usize, usize, usize, usize) {
+    if side.kind == copy3d::HOST {
+        (0, 0, 0, c.width as usize, c.height as usize)
+    } else {
+        (
+            side.x as usize,
+            side.y as usize,
+            side.z as usize,
+            side.pitch as usize,
+            side.height as usize,
+        )
+    }
+}
+
+/// The device address of a device side (0 otherwise).
+fn device_of(side: &copy3d::Side) -> u64 {
+    if side.kind == copy3d::DEVICE {
+        side.ptr
+    } else {
+        0
+    }
+}
+
+/// The array of an array side (null otherwise).
+fn array_of(side: &copy3d::Side) -> CUarray {
+    if side.kind == copy3d::ARRAY {
+        side.ptr as usize as CUarray
+    } else {
+        std::ptr::null_mut()
+    }
+}
+
+/// The driver's 3-D descriptor of `c`, host sides at `src_host` / `dst_host`.
+pub(super) fn memcpy_3d_params(
+    c: &Copy3d,
+    src_host: *const c_void,
+    dst_host: *mut c_void,
+) -> CUDA_MEMCPY3D {
+    let (sx, sy, sz, sp, sh) = layout(c, &c.src);
+    let (dx, dy, dz, dp, dh) = layout(c, &c.dst);
+    CUDA_MEMCPY3D {
+        srcXInBytes: sx,
+        srcY: sy,
+        srcZ: sz,
+        srcLOD: 0,
+        srcMemoryType: memory_type(c.src.kind),
+        srcHost: src_host,
+        srcDevice: device_of(&c.src),
+        srcArray: array_of(&c.src),
+        reserved0: std::ptr::null_mut(),
+        srcPitch: sp,
+        srcHeight: sh,
+        dstXInBytes: dx,
+        dstY: dy,
+        dstZ: dz,
+        dstLOD: 0,
+        dstMemoryType: memory_type(c.dst.kind),
+        dstHost: dst_host,
+        dstDevice: device_of(&c.dst),
+        dstArray: array_of(&c.dst),
+        reserved1: std::ptr::null_mut(),
+        dstPitch: dp,
+        dstHeight: dh,
+        WidthInBytes: c.width as usize,
+        Height: c.height as usize,
+        Depth: c.depth as usize,
+    }
+}
+
+/// The driver's 2-D descriptor of `c`, host sides at `src_host` / `dst_host`.
+fn memcpy_2d_params(c: &Copy3d, src_host: *const c_void, dst_host: *mut c_void) -> CUDA_MEMCPY2D {
+    let (sx, sy, _, sp, _) = layout(c, &c.src);
+    let (dx, dy, _, dp, _) = layout(c, &c.dst);
+    CUDA_MEMCPY2D {
+        srcXInBytes: sx,
+        srcY: sy,
+        srcMemoryType: memory_type(c.src.kind),
+        srcHost: src_host,
+        srcDevice: device_of(&c.src),
+        srcArray: array_of(&c.src),
+        srcPitch: sp,
+        dstXInBytes: dx,
+        dstY: dy,
+        dstMemoryType: memory_type(c.dst.kind),
+        dstHost: dst_host,
+        dstDevice: device_of(&c.dst),
+        dstArray: array_of(&c.dst),
+        dstPitch: dp,
+        WidthInBytes: c.width as usize,
+        Height: c.height as usize,
     }
 }

@@ -20,7 +20,8 @@ impl Session {
                 .all(|&d| d != 0 && self.valid(Class::GraphNode, d))
     }
 
-    /// [`custom::GRAPH_ADD_NODE`]: an empty, memset or child graph node.
+    /// [`custom::GRAPH_ADD_NODE`]: an empty, memset, device-to-device copy, child graph,
+    /// memory allocation or memory free node.
     pub(super) fn graph_add_node(
         &mut self,
         r: &mut Reader<'_>,
@@ -29,7 +30,7 @@ impl Session {
         let graph: u64 = r.get("graph")?;
         let deps = read_dependencies(r)?;
         let kind: u8 = r.get("node kind")?;
-        let (mut memset, mut child) = (None, 0u64);
+        let (mut memset, mut copy, mut child) = (None, None, 0u64);
         let (mut ordinal, mut bytes, mut address) = (0i32, 0u64, 0u64);
         match kind {
             custom::NODE_EMPTY => {}
@@ -49,6 +50,7 @@ impl Session {
                 })
             }
             custom::NODE_CHILD => child = r.get("child graph")?,
+            custom::NODE_MEMCPY => copy = Some(crate::copy3d::Copy3d::get(r)?),
             _ => {
                 return Err(DecodeError {
                     what: "node kind",
@@ -64,6 +66,14 @@ impl Session {
             match memset_extent(p) {
                 Some(len) if self.owns(p.dst, len) => {}
                 _ => return Ok(CUDA_ERROR_INVALID_VALUE),
+            }
+        }
+        if let Some(c) = &copy {
+            if c.src.kind == crate::copy3d::HOST || c.dst.kind == crate::copy3d::HOST {
+                return Ok(CUDA_ERROR_NOT_SUPPORTED);
+            }
+            if !self.sides_owned(c) {
+                return Ok(CUDA_ERROR_INVALID_VALUE);
             }
         }
         if kind == custom::NODE_MEM_FREE && !self.owns(address, 1) {
@@ -84,26 +94,41 @@ impl Session {
         let deps: Vec<CUgraphNode> = deps.iter().map(|&d| d as usize as CUgraphNode).collect();
         let (g, n) = (graph as usize as CUgraph, deps.len());
         let mut node: CUgraphNode = std::ptr::null_mut();
-        // SAFETY (each): a graph and nodes of this session, a set of its own memory, a child
-        // graph of its own; the driver copies the parameters.
-        let rc = match (kind, memset) {
-            (custom::NODE_MEMSET, Some(p)) => match (e.cuGraphAddMemsetNode, e.cuCtxGetCurrent) {
-                (Some(add), Some(current)) => unsafe {
-                    let mut ctx: CUcontext = std::ptr::null_mut();
-                    match current(&mut ctx) {
-                        CUDA_SUCCESS => add(&mut node, g, deps.as_ptr(), n, &p, ctx),
-                        err => err,
-                    }
+        let current = || {
+            let mut ctx: CUcontext = std::ptr::null_mut();
+            match e.cuCtxGetCurrent {
+                // SAFETY: a local out value.
+                Some(get) => match unsafe { get(&mut ctx) } {
+                    CUDA_SUCCESS => Ok(ctx),
+                    err => Err(err),
                 },
-                _ => CUDA_ERROR_NOT_FOUND,
+                None => Err(CUDA_ERROR_NOT_FOUND),
+            }
+        };
+        // SAFETY (each): a graph and nodes of this session, a set or copy of its own memory,
+        // a child graph of its own; the driver copies the parameters.
+        let rc = match (kind, memset, copy) {
+            (custom::NODE_MEMSET, Some(p), _) => match (e.cuGraphAddMemsetNode, current()) {
+                (Some(add), Ok(ctx)) => unsafe { add(&mut node, g, deps.as_ptr(), n, &p, ctx) },
+                (None, _) => CUDA_ERROR_NOT_FOUND,
+                (_, Err(err)) => err,
             },
-            (custom::NODE_CHILD, _) => match e.cuGraphAddChildGraphNode {
+            (custom::NODE_MEMCPY, _, Some(c)) => match (e.cuGraphAddMemcpyNode, current()) {
+                (Some(add), Ok(ctx)) => {
+                    let none = std::ptr::null_mut();
+                    let p = super::copies::memcpy_3d_params(&c, none, none);
+                    unsafe { add(&mut node, g, deps.as_ptr(), n, &p, ctx) }
+                }
+                (None, _) => CUDA_ERROR_NOT_FOUND,
+                (_, Err(err)) => err,
+            },
+            (custom::NODE_CHILD, ..) => match e.cuGraphAddChildGraphNode {
                 Some(add) => unsafe {
                     add(&mut node, g, deps.as_ptr(), n, child as usize as CUgraph)
                 },
                 None => CUDA_ERROR_NOT_FOUND,
             },
-            (custom::NODE_MEM_ALLOC, _) => match e.cuGraphAddMemAllocNode {
+            (custom::NODE_MEM_ALLOC, ..) => match e.cuGraphAddMemAllocNode {
                 Some(add) => {
                     let mut p = mem_alloc_node_params(ordinal, bytes as usize);
                     let rc = unsafe { add(&mut node, g, deps.as_ptr(), n, &mut p) };
@@ -112,7 +137,7 @@ impl Session {
                 }
                 None => CUDA_ERROR_NOT_FOUND,
             },
-            (custom::NODE_MEM_FREE, _) => match e.cuGraphAddMemFreeNode {
+            (custom::NODE_MEM_FREE, ..) => match e.cuGraphAddMemFreeNode {
                 Some(add) => unsafe { add(&mut node, g, deps.as_ptr(), n, address) },
                 None => CUDA_ERROR_NOT_FOUND,
             },
