@@ -39,19 +39,24 @@ pub struct Travel {
     pub key: Option<ImageKey>,
     /// Whether the server pinned it for this session (then its source is `IMAGE_CACHED`).
     pub pinned: bool,
+    /// Whether it lies in a shared object's file (compiled into the program or a library,
+    /// as the images NVIDIA's runtime registers), rather than built at run time.
+    pub in_file: bool,
 }
 
 /// How `image` travels.
 pub fn travel_of(image: &[u8]) -> Travel {
+    let key = key_of(image);
     let inline = Travel {
         source: custom::IMAGE_INLINE,
         key: None,
         pinned: false,
+        in_file: key.is_some(),
     };
     if !crate::conn::over_network() {
         return inline;
     }
-    let Some(key) = key_of(image) else {
+    let Some(key) = key else {
         return inline;
     };
     // Asked without holding the list: the client's state is always taken first.
@@ -71,6 +76,7 @@ pub fn travel_of(image: &[u8]) -> Travel {
             },
             key: Some(key),
             pinned: index.pinned.get(&key) == Some(&(image.len() as u64)),
+            in_file: true,
         },
         _ => inline,
     }

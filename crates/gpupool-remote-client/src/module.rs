@@ -3,6 +3,7 @@
 //! `cuModuleGetFunction` and are cached, so a launch sends the argument bytes without asking.
 
 use crate::conn::state;
+use crate::images::Travel;
 use crate::kernel_cache;
 use gpupool_cuda::cu::*;
 use gpupool_cuda::launch::{How, Launch};
@@ -62,8 +63,13 @@ fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
         return CUDA_ERROR_INVALID_IMAGE;
     }
     let travel = crate::images::travel_of(image);
-    if let (true, custom::LIBRARY_LOAD, Some(key)) = (travel.pinned, call, travel.key) {
-        return load_named_library(out, key, image.len());
+    // Compiled-in libraries load without waiting, unless the image goes by a key the server
+    // has not pinned for this session (it might no longer keep it).
+    if call == custom::LIBRARY_LOAD
+        && travel.in_file
+        && (travel.source != custom::IMAGE_CACHED || travel.pinned)
+    {
+        return load_named_library(out, travel, image);
     }
     let (source, key) = (travel.source, travel.key);
     let rc = send_load(call, out, source, key, image);
@@ -83,29 +89,41 @@ fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
     }
 }
 
-/// Loads a library from an image the server pinned for this session, without waiting: the
-/// library gets a name of the client's, and the driver's error, if any, comes back where the
-/// library or one of its kernels is used.
-fn load_named_library(out: *mut *mut c_void, key: ImageKey, len: usize) -> u32 {
+/// Loads a library without waiting: the library gets a name of the client's, and the
+/// driver's error, if any, comes back where the library or one of its kernels is used. The
+/// image travels as `travel` says (by key only when the server pinned it for this session).
+fn load_named_library(out: *mut *mut c_void, travel: Travel, image: &[u8]) -> u32 {
     let name = crate::names::next();
     let mut s = state();
     let start = match s.begin(custom::LIBRARY_LOAD, false, crate::context::current()) {
         Ok(p) => p,
         Err(e) => return e,
     };
-    s.batch.put(&custom::IMAGE_CACHED);
+    s.batch.put(&travel.source);
     s.batch.put(&name);
-    s.batch.put(&key);
-    s.batch.put(&(len as u64));
-    crate::call_stats::image(len, true);
+    if let Some(k) = travel.key {
+        s.batch.put(&k);
+    }
+    let by_key = travel.source == custom::IMAGE_CACHED;
+    if by_key {
+        s.batch.put(&(image.len() as u64));
+    } else {
+        s.batch.put_bytes(image);
+    }
+    crate::call_stats::image(image.len(), by_key);
     let rc = s.finish_async(start);
     drop(s);
-    if rc == CUDA_SUCCESS {
-        kernel_cache::library_loaded(name);
-        // SAFETY: non-null out pointer.
-        unsafe { *out = name as usize as *mut c_void };
+    if rc != CUDA_SUCCESS {
+        return rc;
     }
-    rc
+    if let (custom::IMAGE_KEEP, Some(k)) = (travel.source, travel.key) {
+        // Kept if it loads; if not, a later load by key is answered "not found" and resent.
+        crate::images::kept(k, true);
+    }
+    kernel_cache::library_loaded(name);
+    // SAFETY: non-null out pointer.
+    unsafe { *out = name as usize as *mut c_void };
+    CUDA_SUCCESS
 }
 
 /// Sends one load of `image` (only its key and length for `IMAGE_CACHED`; its key first for

@@ -1418,7 +1418,7 @@ mod tests {
     }
 
     #[test]
-    fn libraries_named_by_the_client_load_from_pinned_images_and_refusals_wait_for_use() {
+    fn libraries_named_by_the_client_load_without_a_reply_and_refusals_wait_for_use() {
         use crate::image_cache::{key_of, ImageCache};
         let root = std::env::temp_dir().join(format!("gpupool-named-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -1513,7 +1513,7 @@ mod tests {
         assert_eq!(result(&mut s, &global(l1)), CUDA_SUCCESS);
         assert!(s.owns(LIBRARY_VARIABLE, 256));
         assert_eq!(result(&mut s, &global(LIBRARY)), CUDA_ERROR_INVALID_HANDLE);
-        // Names only for libraries from pinned images, never taken twice.
+        // Names only for libraries, never taken twice.
         for (call, source, name, why) in [
             (lib, custom::IMAGE_CACHED, l1, "in use"),
             (custom::MODULE_LOAD, custom::IMAGE_CACHED, l4, "a module"),
@@ -1525,12 +1525,6 @@ mod tests {
                 "{why}"
             );
         }
-        let inline = request(lib, |w| {
-            w.put(&custom::IMAGE_INLINE);
-            w.put(&l4);
-            w.put_bytes(b"code\0");
-        });
-        assert_eq!(result(&mut s, &inline), CUDA_ERROR_INVALID_VALUE, "inline");
         // Waited for: a kept image that no longer loads is asked for again.
         assert_eq!(
             result(&mut s, &load(lib, custom::IMAGE_CACHED, 0, damaged, 4)),
@@ -1540,6 +1534,18 @@ mod tests {
         assert_eq!(result(&mut s, &unload(l1)), CUDA_SUCCESS);
         assert_eq!(s.real(Class::Library, l1), None);
         assert!(!s.owns(LIBRARY_VARIABLE, 256), "its variable went with it");
+        // A named library whose image travels, to be kept: loaded, then kept.
+        let fresh = key_of(b"fresh");
+        let keep = request(lib, |w| {
+            w.put(&custom::IMAGE_KEEP);
+            w.put(&l4);
+            w.put(&fresh);
+            w.put_bytes(b"code\0");
+        });
+        assert_eq!(result(&mut s, &keep), CUDA_SUCCESS);
+        assert_eq!(s.real(Class::Library, l4), Some(LIBRARY));
+        s.finish_keeping();
+        assert!(cache.index().contains(&fresh), "kept");
         drop(s);
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -453,12 +453,17 @@ fn images_a_server_keeps_are_sent_by_key_the_next_time() {
         err
     };
     let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
-    let (whole, by_key) = images_sent(&run(&server));
+    let first = run(&server);
+    let (whole, by_key) = images_sent(&first);
     assert!(
         whole > 0 && by_key == 0,
         "first run: {whole} whole, {by_key} by key"
     );
     let loaded = whole;
+    // Compiled-in libraries load without a round trip, whole or by key.
+    let library_load = gpupool_remote::calls::custom::LIBRARY_LOAD;
+    let unwaited = format!("call {library_load}: waited 0, sent {loaded}");
+    assert!(first.contains(&unwaited), "{first}");
     // The first session writes what it keeps after its client has gone.
     let kept = m.state.join("remote-images").join("client-alpha");
     let written = || {
@@ -480,12 +485,8 @@ fn images_a_server_keeps_are_sent_by_key_the_next_time() {
     assert_eq!(written(), loaded, "each image kept once");
     let second = run(&server);
     assert_eq!(images_sent(&second), (0, loaded), "the second run");
-    // Libraries from images the server pinned for the session load without a round trip.
-    let library_load = gpupool_remote::calls::custom::LIBRARY_LOAD;
-    assert!(
-        second.contains(&format!("call {library_load}: waited 0, sent {loaded}")),
-        "{second}"
-    );
+    // By key: images the server pinned for the session.
+    assert!(second.contains(&unwaited), "{second}");
     // A kept image damaged without a change of length: the run that loads it without
     // waiting gets the driver's error where it launches; the next run sends it again.
     for f in std::fs::read_dir(&kept).unwrap() {
@@ -543,6 +544,7 @@ fn images_a_server_keeps_are_sent_by_key_the_next_time() {
     for _ in 0..2 {
         let err = run(&local);
         assert_eq!(images_sent(&err), (loaded, 0), "a server on this host");
+        assert!(err.contains(&unwaited), "{err}");
         let index = gpupool_remote::calls::custom::IMAGE_INDEX;
         assert!(!err.contains(&format!("call {index}:")), "{err}");
     }

@@ -91,8 +91,8 @@ impl Session {
     }
 
     /// Loads a module or library from an image sent inline, kept on request, or kept
-    /// before. A library the client named itself is loaded from a kept image, without a
-    /// reply: the name stands for the library, or for the driver's error wherever it is used.
+    /// before. A library the client named itself is loaded without a reply: the name stands
+    /// for the library, or for the driver's error wherever it is used.
     pub(super) fn load_image(
         &mut self,
         id: u16,
@@ -122,40 +122,27 @@ impl Session {
             r.end()?;
             Some(image)
         };
+        if given != 0
+            && (id != custom::LIBRARY_LOAD || !self.handles.name_free(Class::Library, given))
+        {
+            return Ok(CUDA_ERROR_INVALID_VALUE);
+        }
+        let (rc, h) = match image {
+            Some(image) => self.load_with_driver(id, image),
+            None => (CUDA_ERROR_NOT_FOUND, 0),
+        };
+        // A kept image that no longer loads is forgotten; a load that waits asks for it again.
+        let damaged = source == custom::IMAGE_CACHED && self.forget_if_damaged(rc, key);
         if given != 0 {
-            if id != custom::LIBRARY_LOAD
-                || source != custom::IMAGE_CACHED
-                || !self.handles.name_free(Class::Library, given)
-            {
-                return Ok(CUDA_ERROR_INVALID_VALUE);
-            }
-            let rc = match image {
-                Some(image) => {
-                    let (rc, h) = self.load_with_driver(id, image);
-                    if rc == CUDA_SUCCESS {
-                        self.handles.name(Class::Library, given, h);
-                    }
-                    self.forget_if_damaged(rc, key);
-                    rc
-                }
-                None => CUDA_ERROR_NOT_FOUND,
-            };
-            if rc != CUDA_SUCCESS {
+            // The error, if any, is the library's: returned where the library is used.
+            if rc == CUDA_SUCCESS {
+                self.handles.name(Class::Library, given, h);
+            } else {
                 self.handles.refuse(Class::Library, given, rc);
             }
-            // The error, if any, is the library's: returned where the library is used.
-            return Ok(CUDA_SUCCESS);
-        }
-        let Some(image) = image else {
-            // No longer kept: the client sends it again.
+        } else if damaged {
             return Ok(CUDA_ERROR_NOT_FOUND);
-        };
-        let (rc, h) = self.load_with_driver(id, image);
-        if source == custom::IMAGE_CACHED && self.forget_if_damaged(rc, key) {
-            // The client sends the image again.
-            return Ok(CUDA_ERROR_NOT_FOUND);
-        }
-        if rc == CUDA_SUCCESS {
+        } else if rc == CUDA_SUCCESS {
             let class = if id == custom::MODULE_LOAD {
                 Class::Module
             } else {
@@ -163,16 +150,18 @@ impl Session {
             };
             self.handles.insert(class, h);
             outs.put(&h);
-            if let (Some(c), Some(key), custom::IMAGE_KEEP) = (&self.images, key, source) {
-                if self.keeper.is_none() {
-                    self.keeper = crate::image_cache::Keeper::start(c.clone());
-                }
-                if let Some(k) = &self.keeper {
-                    k.keep(key, image.to_vec());
-                }
+        }
+        if let (CUDA_SUCCESS, Some(c), Some(key), custom::IMAGE_KEEP, Some(image)) =
+            (rc, &self.images, key, source, image)
+        {
+            if self.keeper.is_none() {
+                self.keeper = crate::image_cache::Keeper::start(c.clone());
+            }
+            if let Some(k) = &self.keeper {
+                k.keep(key, image.to_vec());
             }
         }
-        Ok(rc)
+        Ok(if given != 0 { CUDA_SUCCESS } else { rc })
     }
 }
 
