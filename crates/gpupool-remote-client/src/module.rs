@@ -89,6 +89,29 @@ fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
     }
 }
 
+/// Writes a load's request: the image's source, the library's name (0: the driver's handle
+/// comes back), the key of a kept image, then its length (`IMAGE_CACHED`) or the image.
+fn put_load(
+    w: &mut gpupool_remote::wire::Writer,
+    source: u8,
+    name: u64,
+    key: Option<ImageKey>,
+    image: &[u8],
+) {
+    w.put(&source);
+    w.put(&name);
+    if let (custom::IMAGE_CACHED | custom::IMAGE_KEEP, Some(k)) = (source, key) {
+        w.put(&k);
+    }
+    let by_key = source == custom::IMAGE_CACHED;
+    if by_key {
+        w.put(&(image.len() as u64));
+    } else {
+        w.put_bytes(image);
+    }
+    crate::call_stats::image(image.len(), by_key);
+}
+
 /// Loads a library without waiting: the library gets a name of the client's, and the
 /// driver's error, if any, comes back where the library or one of its kernels is used. The
 /// image travels as `travel` says (by key only when the server pinned it for this session).
@@ -99,18 +122,7 @@ fn load_named_library(out: *mut *mut c_void, travel: Travel, image: &[u8]) -> u3
         Ok(p) => p,
         Err(e) => return e,
     };
-    s.batch.put(&travel.source);
-    s.batch.put(&name);
-    if let Some(k) = travel.key {
-        s.batch.put(&k);
-    }
-    let by_key = travel.source == custom::IMAGE_CACHED;
-    if by_key {
-        s.batch.put(&(image.len() as u64));
-    } else {
-        s.batch.put_bytes(image);
-    }
-    crate::call_stats::image(image.len(), by_key);
+    put_load(&mut s.batch, travel.source, name, travel.key, image);
     let rc = s.finish_async(start);
     drop(s);
     if rc != CUDA_SUCCESS {
@@ -140,18 +152,7 @@ fn send_load(
         Ok(p) => p,
         Err(e) => return e,
     };
-    s.batch.put(&source);
-    s.batch.put(&0u64);
-    if let (custom::IMAGE_CACHED | custom::IMAGE_KEEP, Some(k)) = (source, key) {
-        s.batch.put(&k);
-    }
-    let by_key = source == custom::IMAGE_CACHED;
-    if by_key {
-        s.batch.put(&(image.len() as u64));
-    } else {
-        s.batch.put_bytes(image);
-    }
-    crate::call_stats::image(image.len(), by_key);
+    put_load(&mut s.batch, source, 0, key, image);
     s.finish_sync(start, |r| {
         let h: u64 = r.get("handle")?;
         if call == custom::LIBRARY_LOAD {
