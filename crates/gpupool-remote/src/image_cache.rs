@@ -44,6 +44,17 @@ pub(crate) fn unhex(name: &str) -> Option<ImageKey> {
     Some(h)
 }
 
+/// The image in the file at `path` if it holds `len` bytes, marked as just used (the least
+/// recently used go first).
+pub(crate) fn read_used(path: &Path, len: u64) -> Option<Vec<u8>> {
+    let image = std::fs::read(path).ok()?;
+    if image.len() as u64 != len {
+        return None;
+    }
+    let _ = std::fs::File::open(path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    Some(image)
+}
+
 /// Writes images into a cache on a thread of its own, so that a load's reply never waits
 /// for the disk; [`Keeper::finish`] waits for what is still to be written.
 pub struct Keeper {
@@ -152,14 +163,7 @@ impl ImageCache {
             let _ = std::fs::remove_file(&path);
             return None;
         }
-        let image = std::fs::read(&path).ok()?;
-        if image.len() as u64 != len {
-            return None;
-        }
-        // Recently used: the last to go.
-        let _ =
-            std::fs::File::open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
-        Some(image)
+        read_used(&path, len)
     }
 
     /// Removes the image kept under `h` (it no longer loads): the client sends it again.

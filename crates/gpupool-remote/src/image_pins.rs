@@ -4,9 +4,9 @@
 //! trim the cache meanwhile. Each listed image gets a hard link in a folder of the session's
 //! own: trimming removes the cache's name, never the session's. The folder holds an owner file
 //! the session keeps locked; a folder whose owner file nobody locks (its session died) is
-//! removed by the next session that pins.
+//! removed the next time images are pinned.
 
-use crate::image_cache::{hex, unhex, ImageKey, MAX_INDEX};
+use crate::image_cache::{hex, read_used, unhex, ImageKey, MAX_INDEX};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -125,15 +125,8 @@ impl PinnedImages {
         if self.lengths.get(h) != Some(&len) {
             return None;
         }
-        let path = self.dir.join(hex(h));
-        let f = File::open(&path).ok()?;
-        if f.metadata().ok()?.len() != len {
-            return None;
-        }
-        // Recently used: the last to go (the link shares the cache's file).
-        let _ = f.set_modified(std::time::SystemTime::now());
-        let image = std::fs::read(&path).ok()?;
-        (image.len() as u64 == len).then_some(image)
+        // The link shares the cache's file, so its use counts for the cache too.
+        read_used(&self.dir.join(hex(h)), len)
     }
 }
 
