@@ -81,7 +81,7 @@ static EXPORT_TABLE_HOST: Host = Host {
         let s = state();
         s.ready().ok().map(|_| s.devices.clone())
     },
-    load_module: crate::module::module_load_data,
+    load_module: crate::module::module_load_registered,
     // SAFETY: the caller's pointers, passed on.
     context_id: |ctx, out| unsafe { crate::local_answers::ctx_get_id(ctx, out) },
 };

@@ -44,14 +44,15 @@ pub fn remember_kernel(library: u64, name: &[u8], kernel: u64) {
     })
 }
 
-/// Records that this client loaded `library`.
-pub fn library_loaded(library: u64) {
-    with(|k| k.loaded.insert(library));
+/// Records that this client loaded library or module `owner`.
+pub fn loaded(owner: u64) {
+    with(|k| k.loaded.insert(owner));
 }
 
-/// Whether this client names the kernels of `library`: it loaded it and never listed them.
-pub fn names_kernels_of(library: u64) -> bool {
-    with(|k| k.loaded.contains(&library))
+/// Whether this client names the kernels of `owner` (a library or module): it loaded it
+/// and never listed them.
+pub fn names_kernels_of(owner: u64) -> bool {
+    with(|k| k.loaded.contains(&owner))
 }
 
 /// Records that `library`'s kernels were listed: asking by name goes to the server from now.
@@ -86,8 +87,8 @@ pub fn remember_function(kernel: u64, ctx: u64, epoch: u64, function: u64) {
     with(|k| k.functions.insert((kernel, ctx), (epoch, function)));
 }
 
-/// Forgets what came from `library`.
-pub fn library_unloaded(library: u64) {
+/// Forgets what came from `library` (or module).
+pub fn unloaded(library: u64) {
     with(|k| {
         k.loaded.remove(&library);
         k.by_name.retain(|(l, _), _| *l != library);
@@ -118,7 +119,7 @@ mod tests {
         assert_eq!(library_of(0x21), Some(0x20));
         assert_eq!(function_of(0x11, 0x5), Some(0x12));
         assert_eq!(function_of(0x11, 0x6), None, "another context");
-        library_unloaded(0x10);
+        unloaded(0x10);
         assert_eq!(kernel_named(0x10, b"gemm"), None);
         assert_eq!(function_of(0x11, 0x5), None);
         assert_eq!(

@@ -55,7 +55,9 @@ pub unsafe fn image_bytes<'a>(image: *const u8) -> &'a [u8] {
 }
 
 /// Sends an image with `call` (a module or a library load); the handle comes back in `out`.
-fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
+/// With `may_name`, an image compiled into the program or a library is loaded under a name
+/// of the client's, without waiting.
+fn load_as(call: u16, out: *mut *mut c_void, image: &[u8], may_name: bool) -> u32 {
     if out.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
@@ -63,13 +65,10 @@ fn load_as(call: u16, out: *mut *mut c_void, image: &[u8]) -> u32 {
         return CUDA_ERROR_INVALID_IMAGE;
     }
     let travel = crate::images::travel_of(image);
-    // Compiled-in libraries load without waiting, unless the image goes by a key the server
+    // Compiled-in images load without waiting, unless the image goes by a key the server
     // has not pinned for this session (it might no longer keep it).
-    if call == custom::LIBRARY_LOAD
-        && travel.in_file
-        && (travel.source != custom::IMAGE_CACHED || travel.pinned)
-    {
-        return load_named_library(out, travel, image);
+    if may_name && travel.in_file && (travel.source != custom::IMAGE_CACHED || travel.pinned) {
+        return load_named(call, out, travel, image);
     }
     let (source, key) = (travel.source, travel.key);
     let rc = send_load(call, out, source, key, image);
@@ -112,13 +111,13 @@ fn put_load(
     crate::call_stats::image(image.len(), by_key);
 }
 
-/// Loads a library without waiting: the library gets a name of the client's, and the
-/// driver's error, if any, comes back where the library or one of its kernels is used. The
-/// image travels as `travel` says (by key only when the server pinned it for this session).
-fn load_named_library(out: *mut *mut c_void, travel: Travel, image: &[u8]) -> u32 {
+/// Loads a module or library (`call`) without waiting: it gets a name of the client's, and
+/// the driver's error, if any, comes back where it or one of its kernels is used. The image
+/// travels as `travel` says (by key only when the server pinned it for this session).
+fn load_named(call: u16, out: *mut *mut c_void, travel: Travel, image: &[u8]) -> u32 {
     let name = crate::names::next();
     let mut s = state();
-    let start = match s.begin(custom::LIBRARY_LOAD, false, crate::context::current()) {
+    let start = match s.begin(call, false, crate::context::current()) {
         Ok(p) => p,
         Err(e) => return e,
     };
@@ -132,7 +131,7 @@ fn load_named_library(out: *mut *mut c_void, travel: Travel, image: &[u8]) -> u3
         // Kept if it loads; if not, a later load by key is answered "not found" and resent.
         crate::images::kept(k, true);
     }
-    kernel_cache::library_loaded(name);
+    kernel_cache::loaded(name);
     // SAFETY: non-null out pointer.
     unsafe { *out = name as usize as *mut c_void };
     CUDA_SUCCESS
@@ -156,7 +155,7 @@ fn send_load(
     s.finish_sync(start, |r| {
         let h: u64 = r.get("handle")?;
         if call == custom::LIBRARY_LOAD {
-            kernel_cache::library_loaded(h);
+            kernel_cache::loaded(h);
         }
         // SAFETY: non-null out pointer.
         unsafe { *out = h as usize as *mut c_void };
@@ -164,8 +163,25 @@ fn send_load(
     })
 }
 
+/// Loads a module a program asked for, waiting for the driver's answer (JIT users check it).
 fn load(out: *mut CUmodule, image: &[u8]) -> u32 {
-    load_as(custom::MODULE_LOAD, out.cast(), image)
+    load_as(custom::MODULE_LOAD, out.cast(), image, false)
+}
+
+/// Loads a module NVIDIA's runtime registered (runtime 11.8's fat binaries), without
+/// waiting when its image lies in a loaded file: the runtime asks for every module and
+/// kernel a program holds when it starts, and meets a driver's error where the kernel is
+/// launched.
+///
+/// # Safety
+/// `image` is null or points at a module image.
+pub unsafe fn module_load_registered(out: *mut CUmodule, image: *const c_void) -> u32 {
+    if image.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: the runtime passes a module image.
+    let bytes = unsafe { image_bytes(image.cast()) };
+    load_as(custom::MODULE_LOAD, out.cast(), bytes, true)
 }
 
 /// `cuLibraryLoadData` (JIT and library options are the server's business and are dropped).
@@ -184,9 +200,12 @@ pub unsafe fn library_load_data(
         return CUDA_ERROR_INVALID_VALUE;
     }
     // SAFETY: the caller passes a module image.
-    load_as(custom::LIBRARY_LOAD, out.cast(), unsafe {
-        image_bytes(code.cast())
-    })
+    load_as(
+        custom::LIBRARY_LOAD,
+        out.cast(),
+        unsafe { image_bytes(code.cast()) },
+        true,
+    )
 }
 
 /// `cuModuleLoadData`.
@@ -322,60 +341,79 @@ unsafe fn get_named(call: u16, out: *mut c_void, handle: u64, name: *const c_cha
     })
 }
 
-/// `cuModuleGetFunction`.
+/// `cuModuleGetFunction`: named here, without a round trip, in a module this client named.
 pub unsafe fn module_get_function(out: *mut CUfunction, m: CUmodule, name: *const c_char) -> u32 {
-    // SAFETY: the caller's name.
-    unsafe {
-        get_named(
-            custom::MODULE_GET_FUNCTION,
-            out.cast(),
-            m as usize as u64,
-            name,
-        )
+    let module = m as usize as u64;
+    // SAFETY: the caller's arguments.
+    if let Some(rc) = unsafe { known_or_named(custom::NAME_FUNCTION, out.cast(), module, name) } {
+        return rc;
     }
+    // SAFETY: the caller's name.
+    unsafe { get_named(custom::MODULE_GET_FUNCTION, out.cast(), module, name) }
 }
 
 /// `cuLibraryGetKernel`: a kernel handle, which launches take as a function (asked of the
-/// server once per library and name).
+/// server once per library and name, unless this client names the library's kernels).
 pub unsafe fn library_get_kernel(out: *mut CUkernel, lib: CUlibrary, name: *const c_char) -> u32 {
-    if out.is_null() || name.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
-    }
     let library = lib as usize as u64;
-    // SAFETY: a NUL-terminated name from the caller.
-    let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
-    if let Some(k) = kernel_cache::kernel_named(library, bytes) {
-        // SAFETY: non-null out pointer.
-        unsafe { *out = k as usize as CUkernel };
-        return CUDA_SUCCESS;
-    }
-    if kernel_cache::names_kernels_of(library) {
-        // Named here and sent without waiting: a program start asks for tens of thousands.
-        let k = crate::names::next();
-        let mut st = state();
-        let start = match st.begin(custom::NAME_KERNEL, false, crate::context::current()) {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
-        st.batch.put(&library);
-        st.batch.put_bytes(bytes);
-        st.batch.put(&k);
-        let rc = st.finish_async(start);
-        drop(st);
-        if rc == CUDA_SUCCESS {
-            kernel_cache::remember_kernel(library, bytes, k);
-            // SAFETY: non-null out pointer.
-            unsafe { *out = k as usize as CUkernel };
-        }
+    // SAFETY: the caller's arguments.
+    if let Some(rc) = unsafe { known_or_named(custom::NAME_KERNEL, out.cast(), library, name) } {
         return rc;
     }
     // SAFETY: the caller's name.
     let rc = unsafe { get_named(custom::LIBRARY_GET_KERNEL, out.cast(), library, name) };
     if rc == CUDA_SUCCESS {
-        // SAFETY: set by the successful call.
-        kernel_cache::remember_kernel(library, bytes, unsafe { *out } as usize as u64);
+        // SAFETY: a NUL-terminated name from the caller; `out` set by the successful call.
+        unsafe {
+            let bytes = CStr::from_ptr(name).to_bytes();
+            kernel_cache::remember_kernel(library, bytes, *out as usize as u64);
+        }
     }
     rc
+}
+
+/// Answers a kernel or function request of `owner` here: one given before, or a new name
+/// sent with `call` without waiting when this client names `owner`'s kernels (a program
+/// start asks for tens of thousands); `None` when the server must be asked.
+///
+/// # Safety
+/// `out` is null or writable; `name` is null or NUL-terminated.
+unsafe fn known_or_named(
+    call: u16,
+    out: *mut *mut c_void,
+    owner: u64,
+    name: *const c_char,
+) -> Option<u32> {
+    if out.is_null() || name.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: a NUL-terminated name from the caller.
+    let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+    if let Some(k) = kernel_cache::kernel_named(owner, bytes) {
+        // SAFETY: non-null out pointer.
+        unsafe { *out = k as usize as *mut c_void };
+        return Some(CUDA_SUCCESS);
+    }
+    if !kernel_cache::names_kernels_of(owner) {
+        return None;
+    }
+    let k = crate::names::next();
+    let mut st = state();
+    let start = match st.begin(call, false, crate::context::current()) {
+        Ok(p) => p,
+        Err(e) => return Some(e),
+    };
+    st.batch.put(&owner);
+    st.batch.put_bytes(bytes);
+    st.batch.put(&k);
+    let rc = st.finish_async(start);
+    drop(st);
+    if rc == CUDA_SUCCESS {
+        kernel_cache::remember_kernel(owner, bytes, k);
+        // SAFETY: non-null out pointer.
+        unsafe { *out = k as usize as *mut c_void };
+    }
+    Some(rc)
 }
 
 /// `cuLibraryEnumerateKernels`: the server's handles, remembered as the library's.

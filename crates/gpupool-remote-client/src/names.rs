@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The next name to give.
 static NEXT: AtomicU64 = AtomicU64::new(FIRST_CLIENT_NAME);
 
-/// A stream or event name never given before in this process.
+/// A name never given before in this process (for a stream, event, module, library or kernel).
 pub fn next() -> u64 {
     NEXT.fetch_add(CLIENT_NAME_STEP, Ordering::Relaxed)
 }

@@ -108,13 +108,14 @@ fn unloaded(owner: u64) {
         });
 }
 
-/// Hook after `cuModuleUnload`.
+/// Hook after `cuModuleUnload` (the module's functions are forgotten too).
 pub fn module_unloaded(m: CUmodule) {
     unloaded(m as usize as u64);
+    crate::kernel_cache::unloaded(m as usize as u64);
 }
 
 /// Hook after `cuLibraryUnload` (the library's kernels are forgotten too).
 pub fn library_unloaded(l: CUlibrary) {
     unloaded(l as usize as u64);
-    crate::kernel_cache::library_unloaded(l as usize as u64);
+    crate::kernel_cache::unloaded(l as usize as u64);
 }

@@ -62,10 +62,13 @@ pub enum Class {
 
 impl Class {
     /// Whether the client names handles of this class itself (streams and events always,
-    /// libraries loaded from an image the server keeps): it creates them without waiting for
-    /// the server, which maps each name to the driver's handle.
+    /// libraries and modules NVIDIA's runtime loads from a program's images): it creates
+    /// them without waiting for the server, which maps each name to the driver's handle.
     pub fn named_by_client(self) -> bool {
-        matches!(self, Class::Stream | Class::Event | Class::Library)
+        matches!(
+            self,
+            Class::Stream | Class::Event | Class::Library | Class::Module
+        )
     }
 }
 
@@ -97,8 +100,10 @@ pub mod custom {
     pub const COPY_3D: u16 = 207;
     /// Any `cuMemsetD*`.
     pub const MEMSET: u16 = 208;
-    /// `cuModuleLoadData`: a source (`IMAGE_*`), a name (always 0: the driver's handle comes
-    /// back), the key for a kept image, then the image or its length.
+    /// `cuModuleLoadData`: a source (`IMAGE_*`), a name (0: the driver's handle comes back),
+    /// the key for a kept image, then the image or its length. A module NVIDIA's runtime
+    /// registers may carry a name the client gave it and need no reply, as a library can
+    /// ([`LIBRARY_LOAD`]).
     pub const MODULE_LOAD: u16 = 209;
     /// `cuModuleGetFunction` (with the kernel's parameter layout).
     pub const MODULE_GET_FUNCTION: u16 = 210;
@@ -190,6 +195,9 @@ pub mod custom {
     /// Every device attribute from 1 to [`DEVICE_ATTRIBUTES_ASKED`] of one device (a
     /// `CUdevice`): a count, then each attribute's result and value.
     pub const DEVICE_ATTRIBUTES: u16 = 243;
+    /// `cuModuleGetFunction` without a round trip, as [`NAME_KERNEL`] for a module the client
+    /// named: the module, the function's name and the name the client gave the function.
+    pub const NAME_FUNCTION: u16 = 244;
     /// The highest attribute [`DEVICE_ATTRIBUTES`] answers (CUDA 13.0 knows 147).
     pub const DEVICE_ATTRIBUTES_ASKED: i32 = 191;
     /// [`MODULE_LOAD`] / [`LIBRARY_LOAD`] source: the image follows.
@@ -241,7 +249,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 44] = [
+    pub const ALL: [u16; 45] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -280,6 +288,7 @@ pub mod custom {
         PARAM_LAYOUT,
         IMAGE_INDEX,
         DEVICE_ATTRIBUTES,
+        NAME_FUNCTION,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,

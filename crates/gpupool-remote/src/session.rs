@@ -42,6 +42,9 @@ pub struct Session {
     /// Modules taken from a library (`cuLibraryGetModule`): unloading any library forgets
     /// their variables, as which library each came from is not known.
     library_modules: HashSet<u64>,
+    /// The client's names that stand for a module's function (`CUfunction`), not a library's
+    /// kernel (`CUkernel`).
+    module_functions: HashSet<u64>,
     /// The context current on the session's thread (`u64::MAX`: unknown).
     current: u64,
     /// First error of an asynchronous call since the last reply.
@@ -80,6 +83,7 @@ impl Session {
             globals: BTreeMap::new(),
             global_owners: HashMap::new(),
             library_modules: HashSet::new(),
+            module_functions: HashSet::new(),
             current: u64::MAX,
             deferred: CUDA_SUCCESS,
             trace: false,
@@ -683,37 +687,7 @@ impl Session {
                 }
                 rc
             }
-            custom::NAME_KERNEL => {
-                let (l, name, given): (u64, &[u8], u64) = (
-                    r.get("library")?,
-                    r.get_bytes("name")?,
-                    r.get("kernel name")?,
-                );
-                r.end()?;
-                let name = c_string(name, "kernel name")?;
-                if !self.handles.name_free(Class::Function, given) {
-                    return Ok(CUDA_ERROR_INVALID_VALUE);
-                }
-                // A library the driver refused passes its error on to its kernels.
-                let rc = match self.handles.resolve(Class::Library, l) {
-                    Err(e) => e,
-                    Ok(l) => {
-                        let mut k: CUkernel = std::ptr::null_mut();
-                        let get = driver!(cuLibraryGetKernel);
-                        // SAFETY: a library of this session, a C string, a local out value.
-                        let rc = unsafe { get(&mut k, l as usize as CUlibrary, name.as_ptr()) };
-                        if rc == CUDA_SUCCESS && !k.is_null() {
-                            self.handles.name(Class::Function, given, k as usize as u64);
-                        }
-                        rc
-                    }
-                };
-                if rc != CUDA_SUCCESS {
-                    self.handles.refuse(Class::Function, given, rc);
-                }
-                // The error, if any, is the kernel's: returned where the kernel is used.
-                CUDA_SUCCESS
-            }
+            custom::NAME_KERNEL | custom::NAME_FUNCTION => return self.name_function(id, r),
             custom::PARAM_LAYOUT => {
                 let given: u64 = r.get("function")?;
                 r.end()?;
@@ -721,7 +695,9 @@ impl Session {
                     Ok(f) => f,
                     Err(e) => return Ok(e),
                 };
-                if self.handles.is_name(Class::Function, given) {
+                if self.handles.is_name(Class::Function, given)
+                    && !self.module_functions.contains(&given)
+                {
                     self.kernel_param_layout(f as usize as CUkernel, outs);
                 } else {
                     self.param_layout(f as usize as CUfunction, outs);
@@ -987,6 +963,63 @@ impl Session {
         Ok(rc)
     }
 
+    /// [`custom::NAME_KERNEL`] (`cuLibraryGetKernel`) and [`custom::NAME_FUNCTION`]
+    /// (`cuModuleGetFunction`) without a reply: the client's name stands for the driver's
+    /// kernel or function, or for the driver's error (the library's or module's own, if the
+    /// driver refused it), returned where the name is used.
+    fn name_function(&mut self, id: u16, r: &mut Reader<'_>) -> Result<u32, DecodeError> {
+        let (owner, name, given): (u64, &[u8], u64) = (
+            r.get("library")?,
+            r.get_bytes("name")?,
+            r.get("kernel name")?,
+        );
+        r.end()?;
+        let name = c_string(name, "kernel name")?;
+        if !self.handles.name_free(Class::Function, given) {
+            return Ok(CUDA_ERROR_INVALID_VALUE);
+        }
+        let of_module = id == custom::NAME_FUNCTION;
+        let class = if of_module {
+            Class::Module
+        } else {
+            Class::Library
+        };
+        let rc = match self.handles.resolve(class, owner) {
+            Err(e) => e,
+            Ok(owner) => {
+                let mut f: *mut c_void = std::ptr::null_mut();
+                let out = &mut f as *mut *mut c_void;
+                // SAFETY: a module or library of this session, a C string, a local out value.
+                let rc = unsafe {
+                    match (
+                        of_module,
+                        self.extra.cuModuleGetFunction,
+                        self.extra.cuLibraryGetKernel,
+                    ) {
+                        (true, Some(get), _) => {
+                            get(out.cast(), owner as usize as CUmodule, name.as_ptr())
+                        }
+                        (false, _, Some(get)) => {
+                            get(out.cast(), owner as usize as CUlibrary, name.as_ptr())
+                        }
+                        _ => CUDA_ERROR_NOT_FOUND,
+                    }
+                };
+                if rc == CUDA_SUCCESS && !f.is_null() {
+                    self.handles.name(Class::Function, given, f as usize as u64);
+                }
+                rc
+            }
+        };
+        if of_module {
+            self.module_functions.insert(given);
+        }
+        if rc != CUDA_SUCCESS {
+            self.handles.refuse(Class::Function, given, rc);
+        }
+        Ok(CUDA_SUCCESS)
+    }
+
     /// The function and stream of a launch shape, if both are this session's.
     fn launch_handles(&self, shape: &LaunchShape) -> Result<(CUfunction, CUstream), u32> {
         let f = self.function(shape.function)?;
@@ -1218,6 +1251,9 @@ mod tests {
     fn session() -> Session {
         Session::new(&|name: &CStr| match name.to_bytes() {
             b"cuLibraryLoadData" => library_load as *mut c_void,
+            b"cuModuleLoadData" => module_load as *mut c_void,
+            b"cuModuleGetFunction" => module_get_function as *mut c_void,
+            b"cuFuncGetParamInfo" => function_param_info as *mut c_void,
             b"cuLibraryGetModule" => library_get_module as *mut c_void,
             b"cuLibraryUnload" | b"cuModuleUnload" => unload as *mut c_void,
             b"cuLibraryGetGlobal" | b"cuModuleGetGlobal_v2" => get_global as *mut c_void,
@@ -1334,6 +1370,101 @@ mod tests {
         // SAFETY: the session's out value.
         unsafe { *out = 0x7700 as CUfunction };
         CUDA_SUCCESS
+    }
+
+    /// The stand-in driver's module (loaded from any image but `bad`) and its one function,
+    /// `f`, with a 4-byte parameter.
+    const MODULE: u64 = 0x5500;
+    const MODULE_FUNCTION: u64 = 0x5580;
+
+    unsafe extern "C" fn module_load(out: *mut CUmodule, image: *const c_void) -> u32 {
+        // SAFETY: the session's image (at least 4 bytes in these tests) and out pointer.
+        unsafe {
+            if std::slice::from_raw_parts(image as *const u8, 4) == b"bad\0" {
+                return CUDA_ERROR_INVALID_IMAGE;
+            }
+            *out = MODULE as usize as CUmodule
+        };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn module_get_function(
+        out: *mut CUfunction,
+        m: CUmodule,
+        name: *const std::ffi::c_char,
+    ) -> u32 {
+        // SAFETY: the session's C string and out value.
+        if m as u64 != MODULE || unsafe { CStr::from_ptr(name) }.to_bytes() != b"f" {
+            return CUDA_ERROR_NOT_FOUND;
+        }
+        unsafe { *out = MODULE_FUNCTION as usize as CUfunction };
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn function_param_info(
+        f: CUfunction,
+        i: usize,
+        off: *mut usize,
+        size: *mut usize,
+    ) -> u32 {
+        if f as u64 != MODULE_FUNCTION || i > 0 {
+            return CUDA_ERROR_INVALID_VALUE;
+        }
+        // SAFETY: the session's out values.
+        unsafe { (*off, *size) = (0, 4) };
+        CUDA_SUCCESS
+    }
+
+    #[test]
+    fn modules_and_functions_named_by_the_client_need_no_reply() {
+        let mut s = session();
+        let load = |name: u64, image: &[u8]| {
+            request(custom::MODULE_LOAD, |w| {
+                w.put(&custom::IMAGE_INLINE);
+                w.put(&name);
+                w.put_bytes(image);
+            })
+        };
+        let function = |m: u64, f: u64| {
+            request(custom::NAME_FUNCTION, |w| {
+                w.put(&m);
+                w.put_bytes(b"f");
+                w.put(&f);
+            })
+        };
+        let layout = |f: u64| request(custom::PARAM_LAYOUT, |w| w.put(&f));
+        let unload = |m: u64| request(120, |w| w.put(&m));
+        let [good, bad] = [0x40, 0x80].map(|n| 0xfeed_0000_0000_0000u64 + n);
+        assert_eq!(result(&mut s, &load(good, b"code\0")), CUDA_SUCCESS);
+        assert_eq!(s.real(Class::Module, good), Some(MODULE));
+        assert_eq!(result(&mut s, &function(good, good + 8)), CUDA_SUCCESS);
+        assert_eq!(s.real(Class::Function, good + 8), Some(MODULE_FUNCTION));
+        // The function's sizes, as `cuFuncGetParamInfo` gives them (not a kernel's).
+        let mut reply = Writer::default();
+        assert!(s.handle(&layout(good + 8), &mut reply).unwrap());
+        assert_eq!(reply.buf[..4], CUDA_SUCCESS.to_le_bytes());
+        assert_eq!(reply.buf[8..], [1, 0, 0, 0, 4, 0, 0, 0], "one parameter: 4");
+        // A module the driver refused: accepted when sent, its error where its functions are
+        // used; unloading it only forgets it.
+        assert_eq!(result(&mut s, &load(bad, b"bad\0")), CUDA_SUCCESS);
+        assert_eq!(result(&mut s, &function(bad, bad + 8)), CUDA_SUCCESS);
+        assert_eq!(result(&mut s, &layout(bad + 8)), CUDA_ERROR_INVALID_IMAGE);
+        assert_eq!(result(&mut s, &unload(bad)), CUDA_SUCCESS);
+        assert_eq!(
+            result(&mut s, &function(bad, bad + 16)),
+            CUDA_SUCCESS,
+            "sent after the unload"
+        );
+        assert_eq!(result(&mut s, &layout(bad + 16)), CUDA_ERROR_INVALID_HANDLE);
+        // Names in use are not taken again.
+        assert_eq!(
+            result(&mut s, &load(good, b"code\0")),
+            CUDA_ERROR_INVALID_VALUE
+        );
+        assert_eq!(
+            result(&mut s, &function(good, good + 8)),
+            CUDA_ERROR_INVALID_VALUE
+        );
+        assert_eq!(result(&mut s, &unload(good)), CUDA_SUCCESS);
+        assert_eq!(s.real(Class::Module, good), None);
     }
 
     #[test]
@@ -1513,10 +1644,9 @@ mod tests {
         assert_eq!(result(&mut s, &global(l1)), CUDA_SUCCESS);
         assert!(s.owns(LIBRARY_VARIABLE, 256));
         assert_eq!(result(&mut s, &global(LIBRARY)), CUDA_ERROR_INVALID_HANDLE);
-        // Names only for libraries, never taken twice.
+        // Names never taken twice.
         for (call, source, name, why) in [
             (lib, custom::IMAGE_CACHED, l1, "in use"),
-            (custom::MODULE_LOAD, custom::IMAGE_CACHED, l4, "a module"),
             (lib, custom::IMAGE_CACHED, 2, "special"),
         ] {
             assert_eq!(

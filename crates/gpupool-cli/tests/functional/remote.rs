@@ -438,6 +438,95 @@ fn images_sent(stderr: &str) -> (u64, u64) {
     (whole, by_key)
 }
 
+/// How many images a server keeps in client folder `kept`.
+fn kept_images(kept: &std::path::Path) -> u64 {
+    std::fs::read_dir(kept).map_or(0, |d| {
+        d.filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        })
+        .count()
+    }) as u64
+}
+
+/// Waits (up to 10 s) until `kept` holds `n` images: a session writes them after its client
+/// has gone.
+fn wait_for_kept(kept: &std::path::Path, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kept_images(kept) < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Zeroes every image kept in `kept`, keeping each one's length.
+fn damage_kept_images(kept: &std::path::Path) {
+    for f in std::fs::read_dir(kept).unwrap() {
+        let path = f.unwrap().path();
+        if path.is_file() {
+            let len = std::fs::metadata(&path).unwrap().len() as usize;
+            std::fs::write(&path, vec![0u8; len]).unwrap();
+        }
+    }
+}
+
+#[test]
+fn runtime_11_8_modules_and_kernels_load_without_waiting() {
+    use gpupool_remote::calls::custom::{MODULE_GET_FUNCTION, MODULE_LOAD, NAME_FUNCTION};
+    let m = Machine::new("remote-modules", "1xH100");
+    let prog = c_program("rt_kernel", "11.8");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
+    let run = || {
+        let out = server
+            .client(&[prog.to_str().unwrap(), "1us", "0.05"])
+            .env("GPUPOOL_REMOTE_STATS", "1")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.success(),
+            said,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let kept = m.state.join("remote-images").join("client-alpha");
+    for (sent, travel) in [((1, 0), "whole"), ((0, 1), "by key")] {
+        let (ok, said, err) = run();
+        assert!(
+            ok && said.contains("unregistered 98"),
+            "{travel}: {said}{err}"
+        );
+        assert_eq!(images_sent(&err), sent, "{travel}");
+        for unwaited in [MODULE_LOAD, NAME_FUNCTION] {
+            let line = format!("call {unwaited}: waited 0, sent 1");
+            assert!(err.contains(&line), "{travel}: {err}");
+        }
+        let asked = format!("call {MODULE_GET_FUNCTION}:");
+        assert!(!err.contains(&asked), "{travel}: {err}");
+        wait_for_kept(&kept, 1);
+    }
+    // A kept module the driver no longer loads: its kernel's launch gets the driver's
+    // error; the next run sends the image again.
+    damage_kept_images(&kept);
+    let (ok, said, _) = run();
+    assert!(!ok && said.contains("FAIL cudaLaunchKernel"), "{said}");
+    let (ok, said, err) = run();
+    assert!(ok, "{said}{err}");
+    assert_eq!(images_sent(&err), (1, 0), "sent again");
+    // Many modules of many kernels: none waited for.
+    let many = c_program("rt_registered", "11.8");
+    let out = server
+        .client(&[many.to_str().unwrap(), "30", "20"])
+        .env("GPUPOOL_REMOTE_STATS", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for (call, sent) in [(MODULE_LOAD, 30), (NAME_FUNCTION, 600)] {
+        let line = format!("call {call}: waited 0, sent {sent}");
+        assert!(err.contains(&line), "{err}");
+    }
+}
+
 #[test]
 fn images_a_server_keeps_are_sent_by_key_the_next_time() {
     let m = Machine::new("remote-images", "1xH100");
@@ -466,21 +555,8 @@ fn images_a_server_keeps_are_sent_by_key_the_next_time() {
     assert!(first.contains(&unwaited), "{first}");
     // The first session writes what it keeps after its client has gone.
     let kept = m.state.join("remote-images").join("client-alpha");
-    let written = || {
-        std::fs::read_dir(&kept).map_or(0, |d| {
-            d.filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            })
-            .count()
-        }) as u64
-    };
-    let wait_until_written = || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while written() < loaded && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
+    let written = || kept_images(&kept);
+    let wait_until_written = || wait_for_kept(&kept, loaded);
     wait_until_written();
     assert_eq!(written(), loaded, "each image kept once");
     let second = run(&server);
@@ -489,13 +565,7 @@ fn images_a_server_keeps_are_sent_by_key_the_next_time() {
     assert!(second.contains(&unwaited), "{second}");
     // A kept image damaged without a change of length: the run that loads it without
     // waiting gets the driver's error where it launches; the next run sends it again.
-    for f in std::fs::read_dir(&kept).unwrap() {
-        let path = f.unwrap().path();
-        if path.is_file() {
-            let len = std::fs::metadata(&path).unwrap().len() as usize;
-            std::fs::write(&path, vec![0u8; len]).unwrap();
-        }
-    }
+    damage_kept_images(&kept);
     let out = server
         .client(&[prog.to_str().unwrap(), "1us", "0.05"])
         .output()

@@ -1,5 +1,6 @@
 //! A session's module and library loads: images sent inline, kept on request or kept before
-//! (pinned for the session when it lists them), and libraries the client names itself.
+//! (pinned for the session when it lists them), and modules and libraries the client names
+//! itself.
 
 use super::Session;
 use crate::calls::custom;
@@ -122,9 +123,12 @@ impl Session {
             r.end()?;
             Some(image)
         };
-        if given != 0
-            && (id != custom::LIBRARY_LOAD || !self.handles.name_free(Class::Library, given))
-        {
+        let class = if id == custom::MODULE_LOAD {
+            Class::Module
+        } else {
+            Class::Library
+        };
+        if given != 0 && !self.handles.name_free(class, given) {
             return Ok(CUDA_ERROR_INVALID_VALUE);
         }
         let (rc, h) = match image {
@@ -134,20 +138,15 @@ impl Session {
         // A kept image that no longer loads is forgotten; a load that waits asks for it again.
         let damaged = source == custom::IMAGE_CACHED && self.forget_if_damaged(rc, key);
         if given != 0 {
-            // The error, if any, is the library's: returned where the library is used.
+            // The error, if any, is the module's or library's: returned where it is used.
             if rc == CUDA_SUCCESS {
-                self.handles.name(Class::Library, given, h);
+                self.handles.name(class, given, h);
             } else {
-                self.handles.refuse(Class::Library, given, rc);
+                self.handles.refuse(class, given, rc);
             }
         } else if damaged {
             return Ok(CUDA_ERROR_NOT_FOUND);
         } else if rc == CUDA_SUCCESS {
-            let class = if id == custom::MODULE_LOAD {
-                Class::Module
-            } else {
-                Class::Library
-            };
             self.handles.insert(class, h);
             outs.put(&h);
         }
