@@ -781,7 +781,7 @@ int main(int argc, char **argv) {
         cp.dstHost = back;
         cp.WidthInBytes = sizeof back;
         cp.Height = cp.Depth = 1;
-        /* Through a server, copies to host memory and host functions are not forwarded. */
+        /* Through a server, host functions are not forwarded. */
         dep = nodes[7];
         CUresult memcpy_rc = add_memcpy(&nodes[2], g, &dep, 1, &cp, primary);
         if (memcpy_rc == CUDA_SUCCESS) dep = nodes[2];

@@ -9,62 +9,23 @@
  *   torch.cuda.graph does, and replays it twice.
  * Prints "launches N", "seconds S", "unregistered E" (the error of that launch), with `graph`
  * "graph_nodes N", "nothing_ran_in_capture B", "replays_ms T", "memset_ok B", then "OK". */
-#include <cuda_runtime_api.h>
-#include <stdio.h>
+#include "sim_fatbin.h"
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-void **__cudaRegisterFatBinary(void *);
-void __cudaRegisterFatBinaryEnd(void **);
-void __cudaRegisterFunction(void **, const char *, char *, const char *, int, void *, void *,
-                            void *, void *, int *);
-
-/* A fat binary: 16-byte header, one entry header, the payload (the simulated module text). */
-struct entry {
-    unsigned short kind, version;
-    unsigned int header_size;
-    unsigned long long payload_size;
-    unsigned int compressed, minor, arch, pad;
-    char rest[32];
-};
 static struct {
-    unsigned int magic;
-    unsigned short version, header_size;
-    unsigned long long fat_size;
-    struct entry e;
+    struct fatbin_head h;
     char payload[256];
 } __attribute__((aligned(8))) fatbin;
-static struct {
-    int magic, version;
-    const void *data;
-    void *filename;
-} wrapper = {0x466243b1, 1, &fatbin, 0};
+static struct fatbin_wrapper wrapper = {0x466243b1, 1, &fatbin, 0};
 
 static void busy(void) {}
 static void never_registered(void) {}
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-#define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
-    printf("FAIL %s: %d %s\n", #x, e_, cudaGetErrorString(e_)); return 1; } } while (0)
-
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: %s KERNEL SECONDS\n", argv[0]); return 2; }
     double seconds = atof(argv[2]);
-    fatbin.magic = 0xBA55ED50;
-    fatbin.version = 1;
-    fatbin.header_size = 16;
-    fatbin.fat_size = sizeof fatbin - 16;
-    fatbin.e.kind = 2;
-    fatbin.e.version = 0x101;
-    fatbin.e.header_size = sizeof(struct entry);
-    fatbin.e.payload_size = sizeof fatbin.payload;
-    fatbin.e.arch = 90;
+    fatbin_init(&fatbin.h, sizeof fatbin, sizeof fatbin.payload);
     snprintf(fatbin.payload, sizeof fatbin.payload,
              "gpupool-sim-module 1\nkernel busy %s\nkernel other 1us\n", argv[1]);
     void **handle = __cudaRegisterFatBinary(&wrapper);

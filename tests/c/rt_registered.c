@@ -5,54 +5,21 @@
  * Usage: rt_registered MODULES KERNELS
  * Prints "first_call_s S" (cudaFree(0), with the loads), "first_launch_s S" (a launch and a
  * synchronisation), then "OK". */
-#include <cuda_runtime_api.h>
-#include <stdio.h>
+#include "sim_fatbin.h"
 #include <stdlib.h>
-#include <time.h>
-
-void **__cudaRegisterFatBinary(void *);
-void __cudaRegisterFatBinaryEnd(void **);
-void __cudaRegisterFunction(void **, const char *, char *, const char *, int, void *, void *,
-                            void *, void *, int *);
 
 #define MAX_MODULES 4096
 #define MAX_KERNELS 64
 #define PAYLOAD 4096
 
-struct entry {
-    unsigned short kind, version;
-    unsigned int header_size;
-    unsigned long long payload_size;
-    unsigned int compressed, minor, arch, pad;
-    char rest[32];
-};
-struct fatbin {
-    unsigned int magic;
-    unsigned short version, header_size;
-    unsigned long long fat_size;
-    struct entry e;
+static struct fatbin {
+    struct fatbin_head h;
     char payload[PAYLOAD];
-} __attribute__((aligned(8)));
-struct wrapper {
-    int magic, version;
-    const void *data;
-    void *filename;
-};
-
-static struct fatbin fatbins[MAX_MODULES];
-static struct wrapper wrappers[MAX_MODULES];
+} __attribute__((aligned(8))) fatbins[MAX_MODULES];
+static struct fatbin_wrapper wrappers[MAX_MODULES];
 /* One address per kernel: what the runtime knows a kernel by. */
 static char stubs[MAX_MODULES][MAX_KERNELS];
 static char names[MAX_MODULES][MAX_KERNELS][24];
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-#define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
-    printf("FAIL %s: %d %s\n", #x, e_, cudaGetErrorString(e_)); return 1; } } while (0)
 
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: %s MODULES KERNELS\n", argv[0]); return 2; }
@@ -63,21 +30,13 @@ int main(int argc, char **argv) {
     }
     for (int m = 0; m < modules; m++) {
         struct fatbin *f = &fatbins[m];
-        f->magic = 0xBA55ED50;
-        f->version = 1;
-        f->header_size = 16;
-        f->fat_size = sizeof *f - 16;
-        f->e.kind = 2;
-        f->e.version = 0x101;
-        f->e.header_size = sizeof(struct entry);
-        f->e.payload_size = sizeof f->payload;
-        f->e.arch = 90;
+        fatbin_init(&f->h, sizeof *f, sizeof f->payload);
         int at = snprintf(f->payload, PAYLOAD, "gpupool-sim-module 1\n");
         for (int k = 0; k < kernels; k++) {
             snprintf(names[m][k], sizeof names[m][k], "m%dk%d", m, k);
             at += snprintf(f->payload + at, PAYLOAD - at, "kernel %s 1us\n", names[m][k]);
         }
-        wrappers[m] = (struct wrapper){0x466243b1, 1, f, 0};
+        wrappers[m] = (struct fatbin_wrapper){0x466243b1, 1, f, 0};
         void **handle = __cudaRegisterFatBinary(&wrappers[m]);
         for (int k = 0; k < kernels; k++)
             __cudaRegisterFunction(handle, &stubs[m][k], names[m][k], names[m][k], -1, 0, 0, 0,

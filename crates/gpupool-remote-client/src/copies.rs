@@ -414,17 +414,42 @@ fn copy_of(r: &Raw3d, src: Side, dst: Side, three_d: u64) -> Copy3d {
     }
 }
 
-/// The copy a 3D descriptor describes, when neither side is host memory: a graph's copy
-/// node, which the server runs when the graph runs, out of reach of the client's memory
-/// (`CUDA_ERROR_NOT_SUPPORTED` for a host side).
-pub fn device_copy(p: *const CUDA_MEMCPY3D) -> Result<Copy3d, u32> {
+/// The copy a 3D descriptor describes as a copy node of `graph`, which the server runs when
+/// the graph runs, out of reach of the client's memory: a host side becomes a staging buffer
+/// of `graph` ([`crate::graph_host`]) if the copy is one row between host memory and the
+/// device or an array (`CUDA_ERROR_NOT_SUPPORTED` for other copies from or to host memory).
+pub fn node_copy(p: *const CUDA_MEMCPY3D, graph: CUgraph) -> Result<Copy3d, u32> {
     // SAFETY: null or the caller's descriptor, read with the same layout.
     let r = unsafe { (p as *const Raw3d).as_ref() }.ok_or(CUDA_ERROR_INVALID_VALUE)?;
     let (src, dst) = sides(r).ok_or(CUDA_ERROR_INVALID_VALUE)?;
-    if src.side.kind == copy3d::HOST || dst.side.kind == copy3d::HOST {
+    let mut c = copy_of(r, src.side, dst.side, 1);
+    let (src_host, dst_host) = (src.side.kind == copy3d::HOST, dst.side.kind == copy3d::HOST);
+    if !src_host && !dst_host {
+        return Ok(c);
+    }
+    if (src_host && dst_host) || c.height != 1 || c.depth != 1 || c.width == 0 {
         return Err(CUDA_ERROR_NOT_SUPPORTED);
     }
-    Ok(copy_of(r, src.side, dst.side, 1))
+    let host = if src_host { &src } else { &dst };
+    if host.host.is_null() {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    let mut row = std::ptr::null_mut();
+    rows(&c, host, |_, p| row = p);
+    let width = c.width as usize;
+    let staging = crate::graph_host::node_staging(graph, row as usize, width, src_host)?;
+    let staged = Side {
+        kind: copy3d::DEVICE,
+        ptr: staging,
+        pitch: c.width,
+        ..Side::default()
+    };
+    if src_host {
+        c.src = staged;
+    } else {
+        c.dst = staged;
+    }
+    Ok(c)
 }
 
 /// Runs the copy `r` describes (`three_d`: whether the caller gave a 3D descriptor).

@@ -1,7 +1,8 @@
 //! Graph calls answered here: the older `cuGraphInstantiate` through the forwarded
 //! `cuGraphInstantiateWithFlags`, a graph's node list (`cuGraphGetNodes`), whose nodes the
-//! server then accepts as the client's handles, empty, memset, child graph, memory allocation
-//! and free nodes (memcpy and host nodes are not forwarded), and `cuGraphInstantiateWithParams`.
+//! server then accepts as the client's handles, empty, memset, child graph, copy (through
+//! staging buffers for host memory: `graph_host`), memory allocation and free nodes (host
+//! nodes are not forwarded), and `cuGraphInstantiateWithParams`.
 
 use crate::conn::state;
 use gpupool_cuda::cu::{
@@ -307,7 +308,11 @@ pub unsafe fn graph_add_child_graph_node(
 ) -> u32 {
     let write = |w: &mut gpupool_remote::wire::Writer| w.put(&(child as usize as u64));
     // SAFETY: the caller's arguments.
-    unsafe { add_node(node, graph, deps, ndeps, custom::NODE_CHILD, write) }
+    let rc = unsafe { add_node(node, graph, deps, ndeps, custom::NODE_CHILD, write) };
+    if rc == CUDA_SUCCESS {
+        crate::graph_host::child_added(graph, child);
+    }
+    rc
 }
 
 /// `cuGraphAddMemcpyNode` and `cuGraphAddHostNode`: not forwarded (a copy node's host side
@@ -326,8 +331,9 @@ pub unsafe fn graph_add_node_not_forwarded(
 }
 
 /// `cuGraphAddMemcpyNode` (in the session's current context on the server): copies between
-/// device memory and arrays; one from or to host memory is not forwarded
-/// (`CUDA_ERROR_NOT_SUPPORTED`), as the server cannot reach it when the graph runs.
+/// device memory and arrays, and one row between host memory and either through a staging
+/// buffer (`graph_host`); other copies from or to host memory answer
+/// `CUDA_ERROR_NOT_SUPPORTED`, as the server cannot reach the client's memory.
 pub unsafe fn graph_add_memcpy_node(
     node: *mut CUgraphNode,
     graph: CUgraph,
@@ -339,7 +345,7 @@ pub unsafe fn graph_add_memcpy_node(
     if node.is_null() || graph.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    let c = match crate::copies::device_copy(params) {
+    let c = match crate::copies::node_copy(params, graph) {
         Ok(c) => c,
         Err(e) => return e,
     };

@@ -23,6 +23,7 @@ pub mod device;
 pub mod device_attributes;
 pub mod fork;
 pub mod graph;
+pub mod graph_host;
 pub mod host;
 pub mod images;
 pub mod kernel_cache;
@@ -150,6 +151,7 @@ gpupool_cuda::export_functions! {
     cuGraphInstantiate => graph::graph_instantiate;
     cuGraphInstantiate_v2 => graph::graph_instantiate;
     cuGraphGetNodes => graph::graph_get_nodes;
+    cuGraphLaunch => graph_host::graph_launch;
     cuGraphAddEmptyNode => graph::graph_add_empty_node;
     cuGraphAddMemsetNode => graph::graph_add_memset_node;
     cuGraphAddChildGraphNode => graph::graph_add_child_graph_node;

@@ -200,8 +200,8 @@ pub unsafe fn htod(dst: u64, src: *const u8, n: usize, stream: Option<CUstream>)
     if n > 0 && src.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    if stream.is_some_and(crate::stream::captured) {
-        return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    if let Some(captured) = stream.filter(|&s| crate::stream::captured(s)) {
+        return crate::graph_host::captured_copy(dst, src as usize, n, true, captured);
     }
     let mut s = state();
     let mut done = 0;
@@ -236,8 +236,8 @@ pub unsafe fn dtoh(dst: *mut u8, src: u64, n: usize, stream: Option<CUstream>) -
     if n > 0 && dst.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    if stream.is_some_and(crate::stream::captured) {
-        return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    if let Some(captured) = stream.filter(|&s| crate::stream::captured(s)) {
+        return crate::graph_host::captured_copy(src, dst as usize, n, false, captured);
     }
     let mut s = state();
     let chunks: Vec<(usize, usize)> = (0..n.div_ceil(COPY_PIECE).max(1))

@@ -13,7 +13,7 @@ gpupool_cuda::per_thread_variants! {
     cuStreamQuery_ptsz => crate::table_client::cuStreamQuery;
     cuStreamWaitEvent_ptsz => crate::table_client::cuStreamWaitEvent;
     cuEventRecord_ptsz => crate::table_client::cuEventRecord;
-    cuGraphLaunch_ptsz => crate::table_client::cuGraphLaunch;
+    cuGraphLaunch_ptsz => crate::graph_host::graph_launch;
     cuStreamBeginCapture_v2_ptsz => crate::table_client::cuStreamBeginCapture_v2;
     cuStreamEndCapture_ptsz => crate::stream::stream_end_capture;
     cuMemcpyAsync_ptsz => crate::copies::memcpy_async;

@@ -7,9 +7,10 @@
 //!   session then accepts the graph and nodes as the client's handles.
 //! - Host functions and stream callbacks run on the calling thread once the stream's work
 //!   queued so far is done (the caller waits for it), so they see the stream's results and
-//!   the stream's later work follows them; they cannot be captured into a graph. Nor can
-//!   copies between host memory and the device (the server refuses them too: a graph would
-//!   keep the address of the server's transfer buffer).
+//!   the stream's later work follows them; they cannot be captured into a graph. Copies
+//!   between host memory and the device are captured through staging buffers
+//!   (`graph_host`): the server refuses them, as a graph would keep the address of the
+//!   server's transfer buffer.
 //! - GPUDirect RDMA flushes have nothing to flush on a client without a GPU.
 //! - The thread's capture mode is kept on the client (`cuThreadExchangeStreamCaptureMode`).
 //! - Stream attributes are set on the server when their values are plain numbers.
@@ -35,11 +36,18 @@ pub fn capture_begun(_s: CUstream, _mode: u32) {
 
 /// `cuStreamEndCapture`: a capture ends with its graph, or invalidated without one.
 pub unsafe fn stream_end_capture(s: CUstream, g: *mut CUgraph) -> u32 {
+    // The graph being captured, if copies from or to host memory may have been staged in it.
+    let staging = crate::graph_host::any_staged()
+        .then(|| capture_graph(s).ok())
+        .flatten();
     // SAFETY: the caller's out pointer.
     let rc = unsafe { table_client::cuStreamEndCapture(s, g) };
     if rc == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED && !g.is_null() {
         // SAFETY: the caller's out pointer; an invalidated capture gives no graph.
         unsafe { crate::write(g, std::ptr::null_mut()) };
+    }
+    if let (Some(graph), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED) = (staging, rc) {
+        crate::graph_host::graph_destroyed(graph as usize as CUgraph);
     }
     CAPTURES.ended(rc)
 }
@@ -112,6 +120,15 @@ unsafe fn capture_now(s: CUstream) -> Result<CaptureNow, u32> {
 }
 
 gpupool_cuda::capture_info_functions!(capture_now);
+
+/// The graph stream `s` is being captured into.
+pub(crate) fn capture_graph(s: CUstream) -> Result<u64, u32> {
+    // SAFETY: the stream is checked by the server.
+    match unsafe { capture_now(s) }?.graph {
+        Some(g) if !g.is_null() => Ok(g as usize as u64),
+        _ => Err(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED),
+    }
+}
 
 /// `cuStreamGetCtx_v2`: the stream's context; never a green context.
 pub unsafe fn stream_get_ctx_v2(s: CUstream, ctx: *mut CUcontext, green: *mut *mut c_void) -> u32 {

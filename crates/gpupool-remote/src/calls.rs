@@ -419,10 +419,10 @@ macro_rules! for_each_call {
             sync 99 cuEventElapsedTime_v2(out ms: f32, h(Event) a: CUevent, h(Event) b: CUevent);
 
             sync 100 cuGraphCreate(new(Graph) g: CUgraph, val flags: u32);
-            sync 101 cuGraphDestroy(del(Graph) g: CUgraph);
-            sync 102 cuGraphInstantiateWithFlags(new(GraphExec) e: CUgraphExec, h(Graph) g: CUgraph, val flags: u64);
-            async 103 cuGraphLaunch(h(GraphExec) e: CUgraphExec, h(Stream) s: CUstream);
-            sync 104 cuGraphExecDestroy(del(GraphExec) e: CUgraphExec);
+            sync 101 cuGraphDestroy(del(Graph) g: CUgraph) then crate::graph_host::graph_destroyed;
+            sync 102 cuGraphInstantiateWithFlags(new(GraphExec) e: CUgraphExec, h(Graph) g: CUgraph, val flags: u64) then crate::graph_host::instantiated;
+            deferred 103 cuGraphLaunch(h(GraphExec) e: CUgraphExec, h(Stream) s: CUstream);
+            sync 104 cuGraphExecDestroy(del(GraphExec) e: CUgraphExec) then crate::graph_host::exec_destroyed;
             async 105 cuGraphUpload(h(GraphExec) e: CUgraphExec, h(Stream) s: CUstream);
             sync 106 cuStreamBeginCapture_v2(h(Stream) s: CUstream, val mode: u32) then crate::stream::capture_begun;
             local 107 cuStreamEndCapture(h(Stream) s: CUstream, new(Graph) g: CUgraph);

@@ -38,6 +38,30 @@ fn runtime_programs_run_through_a_remote_gpu() {
 }
 
 #[test]
+fn graphs_copying_host_memory_run_through_a_remote_gpu() {
+    let m = Machine::new("remote-graph-host", "1xH100");
+    let prog = c_program("graph_host", "12.9");
+    let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
+    let local = m.run(&[], &[prog.to_str().unwrap()]);
+    let remote = server.client(&[prog.to_str().unwrap()]).output().unwrap();
+    for (out, how) in [
+        (&local, "on the simulated GPU"),
+        (&remote, "through the server"),
+    ] {
+        let kv = key_values(out);
+        for key in ["captured_ok", "built_ok", "child_ok", "broken", "freed"] {
+            assert_eq!(
+                kv.get(key).map(String::as_str),
+                Some("1"),
+                "{how}: {key}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
 fn limits_hold_on_the_server_for_runtime_and_driver_api_clients() {
     let m = Machine::new("remote-limits", "1x16GiB");
     let server = Server::start(
@@ -438,6 +462,21 @@ fn images_sent(stderr: &str) -> (u64, u64) {
     (whole, by_key)
 }
 
+/// Runs `cmd` through `server` with the client counting its calls
+/// (`GPUPOOL_REMOTE_STATS=1`): whether it succeeded, its output and its errors.
+fn counted_run(server: &Server, cmd: &[&str]) -> (bool, String, String) {
+    let out = server
+        .client(cmd)
+        .env("GPUPOOL_REMOTE_STATS", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// How many images a server keeps in client folder `kept`.
 fn kept_images(kept: &std::path::Path) -> u64 {
     std::fs::read_dir(kept).map_or(0, |d| {
@@ -475,19 +514,7 @@ fn runtime_11_8_modules_and_kernels_load_without_waiting() {
     let m = Machine::new("remote-modules", "1xH100");
     let prog = c_program("rt_kernel", "11.8");
     let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
-    let run = || {
-        let out = server
-            .client(&[prog.to_str().unwrap(), "1us", "0.05"])
-            .env("GPUPOOL_REMOTE_STATS", "1")
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout).into_owned();
-        (
-            out.status.success(),
-            said,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = || counted_run(&server, &[prog.to_str().unwrap(), "1us", "0.05"]);
     let kept = m.state.join("remote-images").join("client-alpha");
     for (sent, travel) in [((1, 0), "whole"), ((0, 1), "by key")] {
         let (ok, said, err) = run();
@@ -514,13 +541,8 @@ fn runtime_11_8_modules_and_kernels_load_without_waiting() {
     assert_eq!(images_sent(&err), (1, 0), "sent again");
     // Many modules of many kernels: none waited for.
     let many = c_program("rt_registered", "11.8");
-    let out = server
-        .client(&[many.to_str().unwrap(), "30", "20"])
-        .env("GPUPOOL_REMOTE_STATS", "1")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (ok, said, err) = counted_run(&server, &[many.to_str().unwrap(), "30", "20"]);
+    assert!(ok, "{said}{err}");
     for (call, sent) in [(MODULE_LOAD, 30), (NAME_FUNCTION, 600)] {
         let line = format!("call {call}: waited 0, sent {sent}");
         assert!(err.contains(&line), "{err}");
@@ -532,13 +554,8 @@ fn images_a_server_keeps_are_sent_by_key_the_next_time() {
     let m = Machine::new("remote-images", "1xH100");
     let prog = c_program("rt_kernel", "12.9");
     let run = |server: &Server| {
-        let out = server
-            .client(&[prog.to_str().unwrap(), "1us", "0.05"])
-            .env("GPUPOOL_REMOTE_STATS", "1")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{err}");
+        let (ok, said, err) = counted_run(server, &[prog.to_str().unwrap(), "1us", "0.05"]);
+        assert!(ok, "{said}{err}");
         err
     };
     let server = Server::start(&m, "127.0.0.1:0", &format!("alpha {TOKEN}\n"));
