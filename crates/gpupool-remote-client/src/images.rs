@@ -3,10 +3,12 @@
 //! others. A program that starts again (PyTorch 2.15 sends 545 MB of images before its first
 //! CUDA operation) then sends none.
 //!
-//! An image's key names where it lies: the shared object holding it (`dladdr`), that file's
-//! identity (device, inode, size, modification time) and the image's place and length in it.
-//! Computing it reads nothing of the image; a file replaced or rewritten gets new keys. Images
-//! outside any shared object (compiled at run time, in heap memory) travel whole, unkept.
+//! An image's key names where it lies: the shared object holding it (the loader's list of
+//! loaded objects), that file's identity (device, inode, size, modification time) and the
+//! image's place and length in it. Computing it reads nothing of the image; a file replaced
+//! or rewritten gets new keys. An image in a writable segment of an object (a program may
+//! build it there at run time) is named by its contents instead. Images outside any loaded
+//! object (compiled at run time, in heap memory) travel whole, unkept.
 
 use crate::conn::state;
 use gpupool_cuda::result::*;
@@ -82,33 +84,30 @@ pub fn travel_of(image: &[u8]) -> Travel {
     }
 }
 
-/// The key of `image`: where it lies in a shared object's file (`None`: in no file).
+/// The key of `image`: where it lies in a shared object's file, or, in a writable segment
+/// (where a program may build or change it at run time), its contents (`None`: in no
+/// loaded object).
 fn key_of(image: &[u8]) -> Option<ImageKey> {
-    // SAFETY: Dl_info is plain data, all zeroes a valid value.
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: dladdr only reads the loader's tables and writes `info`.
-    if unsafe { libc::dladdr(image.as_ptr().cast(), &mut info) } == 0
-        || info.dli_fname.is_null()
-        || info.dli_fbase.is_null()
-    {
-        return None;
+    let place = place_of(image.as_ptr() as usize, image.len())?;
+    if place.writable {
+        let mut id = b"gpupool image contents v1\0".to_vec();
+        id.extend_from_slice(&(image.len() as u64).to_le_bytes());
+        id.extend_from_slice(image);
+        return Some(image_cache::key_of(&id));
     }
-    // SAFETY: the loader's NUL-terminated file name.
-    let name = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
-    let path = if name.is_empty() {
-        // The program itself (the loader gives it no name).
-        std::fs::read_link("/proc/self/exe").ok()?
-    } else {
-        std::path::PathBuf::from(
-            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name),
-        )
+    let path = match place.object {
+        // The program itself: the loader names it as it was started (`""`, or a relative
+        // path), which says nothing of its file.
+        None => std::fs::read_link("/proc/self/exe").ok()?,
+        Some(name) => std::path::PathBuf::from(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&name),
+        ),
     };
     if !path.is_absolute() {
         return None;
     }
     let meta = std::fs::metadata(&path).ok()?;
     let name = path.as_os_str().as_encoded_bytes();
-    let offset = (image.as_ptr() as usize).checked_sub(info.dli_fbase as usize)?;
     let mut id = b"gpupool image v1\0".to_vec();
     id.extend_from_slice(name);
     for v in [
@@ -117,12 +116,80 @@ fn key_of(image: &[u8]) -> Option<ImageKey> {
         meta.size(),
         meta.mtime() as u64,
         meta.mtime_nsec() as u64,
-        offset as u64,
+        place.offset as u64,
         image.len() as u64,
     ] {
         id.extend_from_slice(&v.to_le_bytes());
     }
     Some(image_cache::key_of(&id))
+}
+
+/// Where bytes of a loaded object lie.
+#[derive(Debug, PartialEq, Eq)]
+struct Place {
+    /// The shared object's name as the loader gives it (`None`: the program itself).
+    object: Option<Vec<u8>>,
+    /// Their address in the object (as linked, whatever address it was loaded at).
+    offset: usize,
+    /// Whether the segment holding them is writable.
+    writable: bool,
+}
+
+/// What [`place_of`] looks for and finds.
+struct Search {
+    start: usize,
+    len: usize,
+    found: Option<Place>,
+}
+
+/// The place of `[start, start + len)` when one loaded segment holds it all.
+fn place_of(start: usize, len: usize) -> Option<Place> {
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader's description of one object; `data` is the caller's Search.
+        let (info, search) = unsafe { (&*info, &mut *(data as *mut Search)) };
+        let headers: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+            &[]
+        } else {
+            // SAFETY: the loader's program headers of this object, dlpi_phnum of them.
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) }
+        };
+        for h in headers.iter().filter(|h| h.p_type == libc::PT_LOAD) {
+            let begin = (info.dlpi_addr as usize).wrapping_add(h.p_vaddr as usize);
+            let end = begin.saturating_add(h.p_memsz as usize);
+            if (begin..end).contains(&search.start) {
+                if search.start.saturating_add(search.len) > end {
+                    return 1;
+                }
+                let name = if info.dlpi_name.is_null() {
+                    &[][..]
+                } else {
+                    // SAFETY: the loader's NUL-terminated name of the object.
+                    unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes()
+                };
+                search.found = Some(Place {
+                    // The program itself comes first, unnamed.
+                    object: (!name.is_empty()).then(|| name.to_vec()),
+                    offset: search.start - info.dlpi_addr as usize,
+                    writable: h.p_flags & libc::PF_W != 0,
+                });
+                return 1;
+            }
+        }
+        0
+    }
+    let mut search = Search {
+        start,
+        len,
+        found: None,
+    };
+    // SAFETY: `visit` only reads the loader's tables and writes `search`, which outlives the
+    // call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
+    search.found
 }
 
 /// Records that the server now keeps the image of key `h`, or no longer does.
@@ -178,5 +245,27 @@ mod tests {
         assert_ne!(key_of(&in_libc[1..]), a, "another place");
         let heap: Box<[u8]> = vec![1u8; 64].into_boxed_slice();
         assert_eq!(key_of(&heap), None);
+    }
+
+    #[test]
+    fn images_in_writable_segments_are_named_by_their_contents() {
+        static WRITABLE: Mutex<[u8; 64]> = Mutex::new([7u8; 64]);
+        let mut image = WRITABLE.lock().unwrap();
+        let place = place_of(image.as_ptr() as usize, image.len()).unwrap();
+        assert!(place.writable && place.object.is_none(), "{place:?}");
+        let before = key_of(&image[..]);
+        assert!(before.is_some());
+        assert_eq!(
+            key_of(&image[..]),
+            before,
+            "the same contents, the same key"
+        );
+        image[3] = 8;
+        assert_ne!(key_of(&image[..]), before, "changed at run time");
+        // Read-only data of this program: named by its place.
+        static CONSTANT: [u8; 64] = [9u8; 64];
+        let place = place_of(CONSTANT.as_ptr() as usize, 64).unwrap();
+        assert!(!place.writable && place.object.is_none(), "{place:?}");
+        assert!(key_of(&CONSTANT).is_some());
     }
 }
