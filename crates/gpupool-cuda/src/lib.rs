@@ -20,6 +20,7 @@ pub mod creation_flags;
 pub mod export_tables;
 pub mod exports;
 pub mod graph_params;
+pub mod images;
 pub mod launch;
 pub mod md2;
 pub mod nvml_list;

@@ -23,35 +23,14 @@ use std::sync::Mutex;
 /// Parameter sizes per function (`None`: the server's driver cannot tell).
 pub(crate) static LAYOUTS: Mutex<Option<HashMap<u64, Option<Vec<u32>>>>> = Mutex::new(None);
 
-const FATBIN_MAGIC: u32 = 0xBA55_ED50;
-const FATBIN_WRAPPER_MAGIC: u32 = 0x4662_43B1;
-
-/// The bytes of a module image at `image`.
+/// The bytes of the module image at `image` (a wrapper's fat binary), as its headers give
+/// their length.
 ///
 /// # Safety
 /// `image` points at a fat binary, a fat-binary wrapper, an ELF cubin or NUL-terminated text.
-pub unsafe fn image_bytes<'a>(image: *const u8) -> &'a [u8] {
-    // SAFETY (whole function): headers are read as their formats define them; lengths come
-    // from those headers.
-    unsafe {
-        let magic = std::ptr::read_unaligned(image as *const u32);
-        if magic == FATBIN_WRAPPER_MAGIC {
-            let data = std::ptr::read_unaligned(image.add(8) as *const *const u8);
-            return image_bytes(data);
-        }
-        if magic == FATBIN_MAGIC {
-            let header = std::ptr::read_unaligned(image.add(6) as *const u16) as usize;
-            let size = std::ptr::read_unaligned(image.add(8) as *const u64) as usize;
-            return std::slice::from_raw_parts(image, header + size);
-        }
-        if std::slice::from_raw_parts(image, 4) == b"\x7fELF" {
-            let shoff = std::ptr::read_unaligned(image.add(0x28) as *const u64) as usize;
-            let shentsize = std::ptr::read_unaligned(image.add(0x3A) as *const u16) as usize;
-            let shnum = std::ptr::read_unaligned(image.add(0x3C) as *const u16) as usize;
-            return std::slice::from_raw_parts(image, shoff + shentsize * shnum);
-        }
-        CStr::from_ptr(image as *const c_char).to_bytes_with_nul()
-    }
+pub unsafe fn image_bytes<'a>(image: *const u8) -> Result<&'a [u8], u32> {
+    // SAFETY: the caller's contract.
+    unsafe { gpupool_cuda::images::image_at(image) }.map(|(_, bytes)| bytes)
 }
 
 /// Sends an image with `call` (a module or a library load); the handle comes back in `out`.
@@ -180,8 +159,10 @@ pub unsafe fn module_load_registered(out: *mut CUmodule, image: *const c_void) -
         return CUDA_ERROR_INVALID_VALUE;
     }
     // SAFETY: the runtime passes a module image.
-    let bytes = unsafe { image_bytes(image.cast()) };
-    load_as(custom::MODULE_LOAD, out.cast(), bytes, true)
+    match unsafe { image_bytes(image.cast()) } {
+        Ok(bytes) => load_as(custom::MODULE_LOAD, out.cast(), bytes, true),
+        Err(e) => e,
+    }
 }
 
 /// `cuLibraryLoadData` (JIT and library options are the server's business and are dropped).
@@ -200,12 +181,10 @@ pub unsafe fn library_load_data(
         return CUDA_ERROR_INVALID_VALUE;
     }
     // SAFETY: the caller passes a module image.
-    load_as(
-        custom::LIBRARY_LOAD,
-        out.cast(),
-        unsafe { image_bytes(code.cast()) },
-        true,
-    )
+    match unsafe { image_bytes(code.cast()) } {
+        Ok(bytes) => load_as(custom::LIBRARY_LOAD, out.cast(), bytes, true),
+        Err(e) => e,
+    }
 }
 
 /// `cuModuleLoadData`.
@@ -214,7 +193,10 @@ pub unsafe fn module_load_data(out: *mut CUmodule, image: *const c_void) -> u32 
         return CUDA_ERROR_INVALID_VALUE;
     }
     // SAFETY: the caller passes a module image.
-    load(out, unsafe { image_bytes(image.cast()) })
+    match unsafe { image_bytes(image.cast()) } {
+        Ok(bytes) => load(out, bytes),
+        Err(e) => e,
+    }
 }
 
 /// `cuModuleLoadDataEx` (JIT options are the server's business and are dropped).

@@ -24,6 +24,9 @@ use crate::ctx::require_current;
 use crate::mem::write;
 use gpupool_config::parse_duration_ns;
 use gpupool_cuda::cu::{CUdeviceptr, CUfunction, CUlaunchConfig_st, CUmodule};
+#[cfg(test)]
+use gpupool_cuda::images::FATBIN_WRAPPER_MAGIC;
+use gpupool_cuda::images::{self, ImageKind, ELF_MAGIC, FATBIN_MAGIC};
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::{HashMap, HashSet};
@@ -111,9 +114,6 @@ pub enum Image<'a> {
     Code,
 }
 
-/// Magic number of an ELF file (a cubin), as read little-endian.
-const ELF_MAGIC: u32 = 0x464C_457F;
-
 /// What a text image is: PTX (its `.version` and `.target` directives) or a simulated module.
 fn text_image(text: &str) -> Image<'_> {
     if !text.trim_start().starts_with(HEADER)
@@ -192,13 +192,6 @@ fn load(out: *mut CUmodule, image: Image) -> u32 {
     }
 }
 
-/// Magic number of a fat binary.
-const FATBIN_MAGIC: u32 = 0xBA55_ED50;
-/// Magic number of the wrapper a program registers with the runtime (`__cudaRegisterFatBinary`).
-const FATBIN_WRAPPER_MAGIC: u32 = 0x4662_43B1;
-/// Largest fat binary searched for a simulated module.
-const MAX_FATBIN: usize = 64 << 20;
-
 /// What an image holds: NUL-terminated text (a simulated module or PTX), the simulated-module
 /// text inside a fat binary's payload (up to a NUL or the payload's end) or inside the fat
 /// binary a wrapper points at, else real code (a fat binary without one, a cubin).
@@ -207,30 +200,11 @@ const MAX_FATBIN: usize = 64 << 20;
 /// `image` points at a fat-binary wrapper, a fat binary whose header gives its size, a cubin,
 /// or NUL-terminated bytes.
 pub unsafe fn image_of<'a>(image: *const c_void) -> Result<Image<'a>, u32> {
-    let image = image as *const u8;
-    // SAFETY (whole function): headers are read as their formats define them; sizes come from
-    // those headers and are bounded.
-    unsafe {
-        let magic = std::ptr::read_unaligned(image as *const u32);
-        if magic == FATBIN_WRAPPER_MAGIC {
-            let data = std::ptr::read_unaligned(image.add(8) as *const *const c_void);
-            if data.is_null() || data as *const u8 == image {
-                return Err(CUDA_ERROR_INVALID_IMAGE);
-            }
-            let inner = std::ptr::read_unaligned(data as *const u32);
-            return if inner == FATBIN_MAGIC {
-                image_of(data)
-            } else {
-                Err(CUDA_ERROR_INVALID_IMAGE)
-            };
-        }
-        if magic == FATBIN_MAGIC {
-            let header = std::ptr::read_unaligned(image.add(6) as *const u16) as usize;
-            let size = std::ptr::read_unaligned(image.add(8) as *const u64);
-            if size > MAX_FATBIN as u64 {
-                return Err(CUDA_ERROR_INVALID_IMAGE);
-            }
-            let body = std::slice::from_raw_parts(image.add(header), size as usize);
+    // SAFETY: the caller's contract.
+    let (kind, bytes) = unsafe { images::image_at(image.cast()) }?;
+    match kind {
+        ImageKind::FatBinary { header } => {
+            let body = bytes.get(header..).unwrap_or_default();
             let Some(at) = body
                 .windows(HEADER.len())
                 .position(|w| w == HEADER.as_bytes())
@@ -239,18 +213,15 @@ pub unsafe fn image_of<'a>(image: *const c_void) -> Result<Image<'a>, u32> {
             };
             let text = &body[at..];
             let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-            return std::str::from_utf8(&text[..end])
+            std::str::from_utf8(&text[..end])
                 .map(Image::Simulated)
-                .map_err(|_| CUDA_ERROR_INVALID_IMAGE);
+                .map_err(|_| CUDA_ERROR_INVALID_IMAGE)
         }
-        if magic == ELF_MAGIC {
-            return Ok(Image::Code);
-        }
+        ImageKind::Elf => Ok(Image::Code),
         // Otherwise only NUL-terminated text can be an image.
-        CStr::from_ptr(image as *const c_char)
-            .to_str()
+        ImageKind::Text => std::str::from_utf8(&bytes[..bytes.len() - 1])
             .map(text_image)
-            .map_err(|_| CUDA_ERROR_INVALID_IMAGE)
+            .map_err(|_| CUDA_ERROR_INVALID_IMAGE),
     }
 }
 
@@ -860,8 +831,11 @@ mod tests {
 
     #[test]
     fn real_code_loads_with_kernels_found_by_name() {
-        let cubin = *b"\x7fELF\x02\x01\x01\x33 cubin bytes\0";
-        // SAFETY: a cubin's first bytes.
+        // An ELF header whose section table ends the 64-byte file (no sections).
+        let mut cubin = [0u8; 64];
+        cubin[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x33");
+        cubin[0x28] = 64;
+        // SAFETY: a cubin's header.
         assert_eq!(unsafe { image_of(cubin.as_ptr().cast()) }, Ok(Image::Code));
         let ptx = c".version 8.0\n.target sm_90\n.entry k() { ret; }";
         // SAFETY: NUL-terminated text.
