@@ -38,6 +38,7 @@ import traceback
 from gpu_check_checkpoint import section_checkpoint
 from gpu_check_remote import section_remote
 from gpu_check_spill import section_spill
+from gpu_check_values import key_values
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -81,15 +82,6 @@ def smi(args, env=None):
     if rc != 0:
         raise RuntimeError(f"nvidia-smi {args}: rc {rc} {err.strip()} {out.strip()}")
     return out.strip()
-
-
-def key_values(text):
-    kv = {}
-    for line in text.splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2 and not line.startswith("FAIL"):
-            kv[parts[0]] = parts[1].strip()
-    return kv
 
 
 def process_usage():
