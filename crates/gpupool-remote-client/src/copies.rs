@@ -1,6 +1,7 @@
 //! The driver's copy and memset entry points, mapped onto the three directions and the packed
 //! 2D / 3D form.
 
+use crate::graph_host::Shape;
 use crate::memory::{copy_any, dtod, dtoh, htod, memset};
 use crate::memory_map;
 use gpupool_cuda::cu::*;
@@ -416,40 +417,92 @@ fn copy_of(r: &Raw3d, src: Side, dst: Side, three_d: u64) -> Copy3d {
 
 /// The copy a 3D descriptor describes as a copy node of `graph`, which the server runs when
 /// the graph runs, out of reach of the client's memory: a host side becomes a staging buffer
-/// of `graph` ([`crate::graph_host`]) if the copy is one row between host memory and the
-/// device or an array (`CUDA_ERROR_NOT_SUPPORTED` for other copies from or to host memory).
+/// of `graph` ([`crate::graph_host`]); a copy from host memory to host memory answers
+/// `CUDA_ERROR_NOT_SUPPORTED`.
 pub fn node_copy(p: *const CUDA_MEMCPY3D, graph: CUgraph) -> Result<Copy3d, u32> {
     // SAFETY: null or the caller's descriptor, read with the same layout.
     let r = unsafe { (p as *const Raw3d).as_ref() }.ok_or(CUDA_ERROR_INVALID_VALUE)?;
     let (src, dst) = sides(r).ok_or(CUDA_ERROR_INVALID_VALUE)?;
-    let mut c = copy_of(r, src.side, dst.side, 1);
-    let (src_host, dst_host) = (src.side.kind == copy3d::HOST, dst.side.kind == copy3d::HOST);
-    if !src_host && !dst_host {
-        return Ok(c);
+    let c = copy_of(r, src.side, dst.side, 1);
+    match (src.side.kind == copy3d::HOST, dst.side.kind == copy3d::HOST) {
+        (false, false) => Ok(c),
+        (true, true) => Err(CUDA_ERROR_NOT_SUPPORTED),
+        (true, false) => staged(c, &src, true, graph as usize as u64),
+        (false, true) => staged(c, &dst, false, graph as usize as u64),
     }
-    if (src_host && dst_host) || c.height != 1 || c.depth != 1 || c.width == 0 {
-        return Err(CUDA_ERROR_NOT_SUPPORTED);
-    }
-    let host = if src_host { &src } else { &dst };
-    if host.host.is_null() {
+}
+
+/// `c` with its host side `host` (the source when `to_device`) replaced by a staging buffer
+/// of `graph`, which each launch of the graph fills from that host memory first or copies to
+/// it once the graph has run.
+fn staged(mut c: Copy3d, host: &CallerSide, to_device: bool, graph: u64) -> Result<Copy3d, u32> {
+    let packed = c.packed_len().ok_or(CUDA_ERROR_INVALID_VALUE)?;
+    if host.host.is_null() || packed == 0 {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
-    let mut row = std::ptr::null_mut();
-    rows(&c, host, |_, p| row = p);
-    let width = c.width as usize;
-    let staging = crate::graph_host::node_staging(graph, row as usize, width, src_host)?;
-    let staged = Side {
+    // The staging buffer holds the copied rows packed.
+    let mut staged_side = Side {
         kind: copy3d::DEVICE,
-        ptr: staging,
         pitch: c.width,
+        height: c.height,
         ..Side::default()
     };
-    if src_host {
-        c.src = staged;
+    let (at, shape) = if c.height == 1 && c.depth == 1 {
+        let mut row = std::ptr::null_mut();
+        rows(&c, host, |_, p| row = p);
+        (row as usize, Shape::Linear(packed))
+    } else if packed <= 4 * gpupool_remote::protocol::CHUNK {
+        // Each launch copies between the host side as given and the staging buffer.
+        let mut launch = c;
+        if to_device {
+            launch.dst = staged_side;
+        } else {
+            launch.src = staged_side;
+        }
+        (host.host as usize, Shape::Rows(launch))
     } else {
-        c.dst = staged;
+        return Err(CUDA_ERROR_NOT_SUPPORTED);
+    };
+    staged_side.ptr = crate::graph_host::stage(graph, at, shape, to_device)?;
+    if to_device {
+        c.src = staged_side;
+    } else {
+        c.dst = staged_side;
     }
     Ok(c)
+}
+
+/// A launch's copy of rows between host memory at `host` and a staging buffer (`c`, whose
+/// staging side's address is `staging`), on `stream`.
+pub(crate) fn staged_rows(
+    mut c: Copy3d,
+    host: usize,
+    staging: u64,
+    to_device: bool,
+    stream: Option<CUstream>,
+) -> u32 {
+    let host = host as *mut u8;
+    let null = std::ptr::null_mut();
+    let (src, dst) = if to_device {
+        c.dst.ptr = staging;
+        (
+            CallerSide { side: c.src, host },
+            CallerSide {
+                side: c.dst,
+                host: null,
+            },
+        )
+    } else {
+        c.src.ptr = staging;
+        (
+            CallerSide {
+                side: c.src,
+                host: null,
+            },
+            CallerSide { side: c.dst, host },
+        )
+    };
+    copy_3d(c, src, dst, stream)
 }
 
 /// Runs the copy `r` describes (`three_d`: whether the caller gave a 3D descriptor).
@@ -457,12 +510,32 @@ fn run(r: &Raw3d, three_d: u64, stream: Option<CUstream>) -> u32 {
     let Some((src, dst)) = sides(r) else {
         return CUDA_ERROR_INVALID_VALUE;
     };
-    let host_side = src.side.kind == copy3d::HOST || dst.side.kind == copy3d::HOST;
-    if host_side && stream.is_some_and(crate::stream::captured) {
-        return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
-    }
     let c = copy_of(r, src.side, dst.side, three_d);
-    copy_3d(c, src, dst, stream)
+    let host_side = match (src.side.kind == copy3d::HOST, dst.side.kind == copy3d::HOST) {
+        (false, false) => None,
+        (true, true) => Some(None),
+        (true, false) => Some(Some((&src, true))),
+        (false, true) => Some(Some((&dst, false))),
+    };
+    match (host_side, stream.filter(|&s| crate::stream::captured(s))) {
+        (Some(None), Some(_)) => CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
+        // Captured: a copy with a staging buffer of the capture's graph.
+        (Some(Some((host, to_device))), Some(s)) => {
+            let staged =
+                crate::stream::capture_graph(s).and_then(|g| staged(c, host, to_device, g));
+            match staged {
+                Ok(c) => {
+                    let side = |side| CallerSide {
+                        side,
+                        host: std::ptr::null_mut(),
+                    };
+                    copy_3d(c, side(c.src), side(c.dst), Some(s))
+                }
+                Err(e) => e,
+            }
+        }
+        _ => copy_3d(c, src, dst, stream),
+    }
 }
 
 /// `cuMemcpy2D_v2` (and `Unaligned`).

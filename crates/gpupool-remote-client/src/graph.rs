@@ -13,7 +13,6 @@ use gpupool_cuda::cu::{
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
 use gpupool_remote::wire::{DecodeError, Reader};
-use std::ffi::c_void;
 
 /// `cuGraphInstantiate` (the error-node and log arguments are left untouched).
 pub unsafe fn graph_instantiate(
@@ -315,25 +314,10 @@ pub unsafe fn graph_add_child_graph_node(
     rc
 }
 
-/// `cuGraphAddMemcpyNode` and `cuGraphAddHostNode`: not forwarded (a copy node's host side
-/// would be the server's memory; the server cannot call the client's function).
-pub unsafe fn graph_add_node_not_forwarded(
-    node: *mut CUgraphNode,
-    graph: CUgraph,
-    _deps: *const CUgraphNode,
-    _ndeps: usize,
-    params: *const c_void,
-) -> u32 {
-    if node.is_null() || graph.is_null() || params.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    CUDA_ERROR_NOT_SUPPORTED
-}
-
 /// `cuGraphAddMemcpyNode` (in the session's current context on the server): copies between
-/// device memory and arrays, and one row between host memory and either through a staging
-/// buffer (`graph_host`); other copies from or to host memory answer
-/// `CUDA_ERROR_NOT_SUPPORTED`, as the server cannot reach the client's memory.
+/// device memory and arrays, and between host memory and either through a staging buffer
+/// (`graph_host`), as the server cannot reach the client's memory; host to host answers
+/// `CUDA_ERROR_NOT_SUPPORTED`.
 pub unsafe fn graph_add_memcpy_node(
     node: *mut CUgraphNode,
     graph: CUgraph,
@@ -353,14 +337,16 @@ pub unsafe fn graph_add_memcpy_node(
     unsafe { add_node(node, graph, deps, ndeps, custom::NODE_MEMCPY, |w| w.put(&c)) }
 }
 
-/// `cuGraphAddHostNode`: not forwarded.
+/// `cuGraphAddHostNode`: not forwarded (the server cannot call the client's function).
 pub unsafe fn graph_add_host_node(
     node: *mut CUgraphNode,
     graph: CUgraph,
-    deps: *const CUgraphNode,
-    ndeps: usize,
+    _deps: *const CUgraphNode,
+    _ndeps: usize,
     params: *const CUDA_HOST_NODE_PARAMS_st,
 ) -> u32 {
-    // SAFETY: the caller's arguments.
-    unsafe { graph_add_node_not_forwarded(node, graph, deps, ndeps, params.cast()) }
+    if node.is_null() || graph.is_null() || params.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    CUDA_ERROR_NOT_SUPPORTED
 }

@@ -4,8 +4,9 @@
 //! buffer and the device, and each launch of the graph copies the host memory to the staging
 //! buffer on the launch's stream before the graph runs, or the staging buffer to the host
 //! memory after it has run. A graph captured from a stream (`cuMemcpyHtoDAsync`,
-//! `cuMemcpyDtoHAsync`, `cuMemcpyAsync`) and a graph built node by node
-//! (`cuGraphAddMemcpyNode` of one row) work alike.
+//! `cuMemcpyDtoHAsync`, `cuMemcpyAsync`, `cuMemcpy2DAsync`, `cuMemcpy3DAsync`) and a graph
+//! built node by node (`cuGraphAddMemcpyNode`) work alike. A copy of several rows is staged
+//! packed (rows of its width, without the host side's pitch), up to 32 MiB.
 //!
 //! Host memory is therefore read when the launch is called, not when the copy node runs, and
 //! written before the launch returns (a launch with such copies waits for its graph). The
@@ -15,6 +16,7 @@
 use crate::memory::{dtoh, htod};
 use gpupool_cuda::cu::{CUdeviceptr, CUgraph, CUgraphExec, CUstream};
 use gpupool_cuda::result::*;
+use gpupool_remote::copy3d::Copy3d;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -25,10 +27,30 @@ struct Staged {
     staging: u64,
     /// The host memory: the copy's source (`to_device`) or destination.
     host: usize,
-    /// Bytes copied.
-    len: usize,
+    /// What is copied.
+    shape: Shape,
     /// Host to device (before the graph runs), else device to host (after).
     to_device: bool,
+}
+
+/// What a staged copy moves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Shape {
+    /// Bytes in a row.
+    Linear(usize),
+    /// Rows: the copy between the host side (its geometry kept) and the packed staging
+    /// buffer.
+    Rows(Copy3d),
+}
+
+impl Shape {
+    /// The bytes the staging buffer holds.
+    fn len(&self) -> Option<usize> {
+        match self {
+            Shape::Linear(n) => Some(*n),
+            Shape::Rows(c) => c.packed_len(),
+        }
+    }
 }
 
 impl Drop for Staged {
@@ -55,9 +77,10 @@ fn with<R>(f: impl FnOnce(&mut HashMap<Holder, Vec<Arc<Staged>>>) -> R) -> R {
         .get_or_insert_with(HashMap::new))
 }
 
-/// Allocates a staging buffer of `len` bytes for a copy between host memory at `host` and
-/// the device in `graph`; its address.
-fn stage(graph: u64, host: usize, len: usize, to_device: bool) -> Result<u64, u32> {
+/// Allocates a staging buffer for a copy of `shape` between host memory at `host` and the
+/// device in `graph`; its address.
+pub(crate) fn stage(graph: u64, host: usize, shape: Shape, to_device: bool) -> Result<u64, u32> {
+    let len = shape.len().ok_or(CUDA_ERROR_INVALID_VALUE)?;
     if host == 0 || len == 0 {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
@@ -70,7 +93,7 @@ fn stage(graph: u64, host: usize, len: usize, to_device: bool) -> Result<u64, u3
     let staged = Arc::new(Staged {
         staging,
         host,
-        len,
+        shape,
         to_device,
     });
     with(|m| m.entry(Holder::Graph(graph)).or_default().push(staged));
@@ -91,7 +114,8 @@ pub(crate) fn captured_copy(
     if n == 0 {
         return CUDA_SUCCESS;
     }
-    let staged = crate::stream::capture_graph(s).and_then(|g| stage(g, host, n, to_device));
+    let staged =
+        crate::stream::capture_graph(s).and_then(|g| stage(g, host, Shape::Linear(n), to_device));
     let staging = match staged {
         Ok(p) => p,
         Err(e) => return e,
@@ -102,17 +126,6 @@ pub(crate) fn captured_copy(
         (staging, device)
     };
     crate::memory::dtod(dst, src, n, Some(s))
-}
-
-/// A staging buffer standing for host memory `host` of `len` bytes in a copy node of
-/// `graph` (`to_device`: the host memory is the copy's source).
-pub(crate) fn node_staging(
-    graph: CUgraph,
-    host: usize,
-    len: usize,
-    to_device: bool,
-) -> Result<u64, u32> {
-    stage(graph as usize as u64, host, len, to_device)
 }
 
 /// Hook after `cuGraphInstantiateWithFlags`: the executable graph copies as its graph does.
@@ -175,7 +188,7 @@ pub unsafe fn graph_launch(e: CUgraphExec, s: CUstream) -> u32 {
         return unsafe { crate::table_client::cuGraphLaunch(e, s) };
     };
     for c in staged.iter().filter(|c| c.to_device) {
-        let rc = htod(c.staging, c.host as *const u8, c.len, Some(s));
+        let rc = c.transfer(s);
         if rc != CUDA_SUCCESS {
             return rc;
         }
@@ -186,10 +199,29 @@ pub unsafe fn graph_launch(e: CUgraphExec, s: CUstream) -> u32 {
         return rc;
     }
     for c in staged.iter().filter(|c| !c.to_device) {
-        let rc = dtoh(c.host as *mut u8, c.staging, c.len, Some(s));
+        let rc = c.transfer(s);
         if rc != CUDA_SUCCESS {
             return rc;
         }
     }
     CUDA_SUCCESS
+}
+
+impl Staged {
+    /// The launch's copy between the host memory and the staging buffer, on stream `s`.
+    fn transfer(&self, s: CUstream) -> u32 {
+        // SAFETY: the host memory the program gave the copy, `n` bytes (the program keeps it
+        // valid while the graph may run, as it must for a local driver).
+        match (self.shape, self.to_device) {
+            (Shape::Linear(n), true) => unsafe {
+                htod(self.staging, self.host as *const u8, n, Some(s))
+            },
+            (Shape::Linear(n), false) => unsafe {
+                dtoh(self.host as *mut u8, self.staging, n, Some(s))
+            },
+            (Shape::Rows(c), to_device) => {
+                crate::copies::staged_rows(c, self.host, self.staging, to_device, Some(s))
+            }
+        }
+    }
 }

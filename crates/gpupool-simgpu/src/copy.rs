@@ -305,18 +305,33 @@ macro_rules! last_arg {
 
 /// An asynchronous copy or memset with the declared signature of `NAME`, done at once as its
 /// synchronous form `BASE` (copies do not wait for kernels, whose results are not computed),
-/// or recorded as a node of type `KIND` on a stream being captured (`-` for the forms whose
-/// parameters are a structure, which are refused there).
+/// or recorded as a node of type `KIND` on a stream being captured (`(copied KIND)` for the
+/// forms whose parameters are a structure, which the node keeps a copy of).
 macro_rules! done_at_once {
-    ({ $fn:ident, $base:ident, - } ; $name:ident ( $($a:ident : $t:ty),* )) => {
-        #[doc = concat!("`", stringify!($name), "`: done at once, as [`", stringify!($base), "`]; not captured.")]
-        #[allow(unused_variables, clippy::too_many_arguments)]
-        pub unsafe fn $fn($($a: $t),*) -> u32 {
-            if crate::capture::of(last_arg!($($a),*)).is_some() {
-                return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    ({ $fn:ident, $base:ident, (copied $kind:ident) } ; $name:ident ( $p:ident : $pt:ty, $s:ident : $st:ty )) => {
+        #[doc = concat!("`", stringify!($name), "`: done at once, as [`", stringify!($base), "`], or captured with a copy of its parameters.")]
+        pub unsafe fn $fn($p: $pt, $s: $st) -> u32 {
+            if crate::capture::of($s).is_some() {
+                if $p.is_null() {
+                    return CUDA_ERROR_INVALID_VALUE;
+                }
+                // SAFETY: the caller's parameters, copied: the graph keeps its own.
+                let kept = Kept(unsafe { *$p });
+                let node = move || {
+                    let run = move || {
+                        let params = kept.get();
+                        // SAFETY: the parameters as captured, whose memory the caller keeps
+                        // valid until the graph runs.
+                        unsafe { $base(&params) }
+                    };
+                    Node::Work(CUgraphNodeType::$kind, Box::new(run))
+                };
+                if let Some(rc) = crate::capture::add($s, node) {
+                    return rc;
+                }
             }
-            // SAFETY: the caller's arguments but the stream, passed on.
-            unsafe { without_stream!($base; [] $($a),*) }
+            // SAFETY: the caller's parameters.
+            unsafe { $base($p) }
         }
     };
     ({ $fn:ident, $base:ident, $kind:ident } ; $name:ident ( $($a:ident : $t:ty),* )) => {
@@ -355,8 +370,8 @@ done_at_once_all! {
     cuMemcpyDtoDAsync_v2 => dtod_async as dtod, CU_GRAPH_NODE_TYPE_MEMCPY;
     cuMemcpyAsync => memcpy_async as memcpy, CU_GRAPH_NODE_TYPE_MEMCPY;
     cuMemcpyPeerAsync => memcpy_peer_async as memcpy_peer, CU_GRAPH_NODE_TYPE_MEMCPY;
-    cuMemcpy2DAsync_v2 => memcpy_2d_async as memcpy_2d, -;
-    cuMemcpy3DAsync_v2 => memcpy_3d_async as memcpy_3d, -;
+    cuMemcpy2DAsync_v2 => memcpy_2d_async as memcpy_2d, (copied CU_GRAPH_NODE_TYPE_MEMCPY);
+    cuMemcpy3DAsync_v2 => memcpy_3d_async as memcpy_3d, (copied CU_GRAPH_NODE_TYPE_MEMCPY);
     cuMemsetD8Async => memset_d8_async as memset_d8, CU_GRAPH_NODE_TYPE_MEMSET;
     cuMemsetD16Async => memset_d16_async as memset_d16, CU_GRAPH_NODE_TYPE_MEMSET;
     cuMemsetD32Async => memset_d32_async as memset_d32, CU_GRAPH_NODE_TYPE_MEMSET;

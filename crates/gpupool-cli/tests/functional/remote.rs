@@ -49,7 +49,15 @@ fn graphs_copying_host_memory_run_through_a_remote_gpu() {
         (&remote, "through the server"),
     ] {
         let kv = key_values(out);
-        for key in ["captured_ok", "built_ok", "child_ok", "broken", "freed"] {
+        for key in [
+            "captured_ok",
+            "built_ok",
+            "child_ok",
+            "rows_captured_ok",
+            "rows_built_ok",
+            "broken",
+            "freed",
+        ] {
             assert_eq!(
                 kv.get(key).map(String::as_str),
                 Some("1"),
