@@ -80,27 +80,29 @@ pub unsafe fn image_at<'a>(image: *const u8) -> Result<(ImageKind, &'a [u8]), u3
     }
 }
 
+/// A fat binary of a 16-byte header and `payload`, 8-byte aligned as a runtime registers it
+/// (for tests and tools that make images).
+pub fn fat_binary(payload: &[u8]) -> Vec<u64> {
+    let mut bytes = FATBIN_MAGIC.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(payload);
+    let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
+    // SAFETY: `aligned` holds at least bytes.len() bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), aligned.as_mut_ptr().cast(), bytes.len())
+    };
+    aligned
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fatbin(payload: &[u8]) -> Vec<u64> {
-        let mut bytes = FATBIN_MAGIC.to_le_bytes().to_vec();
-        bytes.extend_from_slice(&1u16.to_le_bytes());
-        bytes.extend_from_slice(&16u16.to_le_bytes());
-        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(payload);
-        let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
-        // SAFETY: `aligned` holds at least bytes.len() bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), aligned.as_mut_ptr().cast(), bytes.len())
-        };
-        aligned
-    }
-
     #[test]
     fn a_wrapper_leads_to_its_fat_binary_and_lengths_come_from_headers() {
-        let fb = fatbin(b"payload!");
+        let fb = fat_binary(b"payload!");
         // SAFETY: a fat binary built above.
         let (kind, bytes) = unsafe { image_at(fb.as_ptr().cast()) }.unwrap();
         assert_eq!(kind, ImageKind::FatBinary { header: 16 });
@@ -137,7 +139,7 @@ mod tests {
             let got = unsafe { image_at(w.as_ptr().cast()) };
             assert_eq!(got.err(), Some(CUDA_ERROR_INVALID_IMAGE), "{why}");
         }
-        let mut huge = fatbin(b"x");
+        let mut huge = fat_binary(b"x");
         huge[1] = (MAX_IMAGE as u64) + 1;
         // SAFETY: the header is read, its length refused before any slice is made.
         let got = unsafe { image_at(huge.as_ptr().cast()) };

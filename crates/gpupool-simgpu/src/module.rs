@@ -785,22 +785,7 @@ mod tests {
         }
     }
 
-    /// A fat binary of `payload` (8-byte aligned, header then payload), as the runtime
-    /// registers it.
-    fn fatbin(payload: &[u8]) -> Vec<u64> {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&FATBIN_MAGIC.to_le_bytes());
-        bytes.extend_from_slice(&1u16.to_le_bytes());
-        bytes.extend_from_slice(&16u16.to_le_bytes());
-        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(payload);
-        let mut words = vec![0u64; bytes.len().div_ceil(8)];
-        // SAFETY: words holds bytes.len() bytes at least.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast(), bytes.len())
-        };
-        words
-    }
+    use gpupool_cuda::images::fat_binary as fatbin;
 
     #[test]
     fn images_inside_fat_binaries_and_their_wrappers_are_found() {
