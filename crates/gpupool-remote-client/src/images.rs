@@ -37,13 +37,19 @@ pub(crate) static KEPT: Mutex<Option<Option<Index>>> = Mutex::new(None);
 pub struct Travel {
     /// Its source (`custom::IMAGE_*`).
     pub source: u8,
-    /// Its key, when it has one.
+    /// Its key, when it lies in a loaded object (compiled into the program or a library, as
+    /// the images NVIDIA's runtime registers) rather than in heap memory (built at run
+    /// time); sent only with `IMAGE_KEEP` and `IMAGE_CACHED`.
     pub key: Option<ImageKey>,
     /// Whether the server pinned it for this session (then its source is `IMAGE_CACHED`).
     pub pinned: bool,
-    /// Whether it lies in a shared object's file (compiled into the program or a library,
-    /// as the images NVIDIA's runtime registers), rather than built at run time.
-    pub in_file: bool,
+}
+
+impl Travel {
+    /// Whether it lies in a loaded object (it has a key).
+    pub fn in_file(&self) -> bool {
+        self.key.is_some()
+    }
 }
 
 /// How `image` travels.
@@ -51,9 +57,8 @@ pub fn travel_of(image: &[u8]) -> Travel {
     let key = key_of(image);
     let inline = Travel {
         source: custom::IMAGE_INLINE,
-        key: None,
+        key,
         pinned: false,
-        in_file: key.is_some(),
     };
     if !crate::conn::over_network() {
         return inline;
@@ -78,7 +83,6 @@ pub fn travel_of(image: &[u8]) -> Travel {
             },
             key: Some(key),
             pinned: index.pinned.get(&key) == Some(&(image.len() as u64)),
-            in_file: true,
         },
         _ => inline,
     }

@@ -46,7 +46,7 @@ fn load_as(call: u16, out: *mut *mut c_void, image: &[u8], may_name: bool) -> u3
     let travel = crate::images::travel_of(image);
     // Compiled-in images load without waiting, unless the image goes by a key the server
     // has not pinned for this session (it might no longer keep it).
-    if may_name && travel.in_file && (travel.source != custom::IMAGE_CACHED || travel.pinned) {
+    if may_name && travel.in_file() && (travel.source != custom::IMAGE_CACHED || travel.pinned) {
         return load_named(call, out, travel, image);
     }
     let (source, key) = (travel.source, travel.key);
