@@ -18,6 +18,7 @@ use gpupool_cuda::cu::{CUdeviceptr, CUgraph, CUgraphExec, CUstream};
 use gpupool_cuda::result::*;
 use gpupool_remote::copy3d::Copy3d;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One copy between host memory and a staging buffer, made at each launch.
@@ -70,6 +71,9 @@ enum Holder {
 /// The staged copies of each graph and executable graph that has any.
 static STAGED: Mutex<Option<HashMap<Holder, Vec<Arc<Staged>>>>> = Mutex::new(None);
 
+/// Whether this process ever staged a copy: until it does, a graph launch looks up nothing.
+static EVER_STAGED: AtomicBool = AtomicBool::new(false);
+
 fn with<R>(f: impl FnOnce(&mut HashMap<Holder, Vec<Arc<Staged>>>) -> R) -> R {
     f(STAGED
         .lock()
@@ -97,6 +101,7 @@ pub(crate) fn stage(graph: u64, host: usize, shape: Shape, to_device: bool) -> R
         to_device,
     });
     with(|m| m.entry(Holder::Graph(graph)).or_default().push(staged));
+    EVER_STAGED.store(true, Ordering::Relaxed);
     Ok(staging)
 }
 
@@ -166,7 +171,7 @@ fn forget(h: Holder) {
 
 /// Whether any graph holds staged copies.
 pub(crate) fn any_staged() -> bool {
-    with(|m| !m.is_empty())
+    EVER_STAGED.load(Ordering::Relaxed) && with(|m| !m.is_empty())
 }
 
 /// Hook after `cuGraphDestroy` (and for the graph of a capture that ended invalidated).
@@ -182,7 +187,10 @@ pub fn exec_destroyed(e: CUgraphExec) {
 /// `cuGraphLaunch` (and `_ptsz`): the graph's host memory copied to its staging buffers
 /// first, the staging buffers to host memory once it has run.
 pub unsafe fn graph_launch(e: CUgraphExec, s: CUstream) -> u32 {
-    let staged = with(|m| m.get(&Holder::Exec(e as usize as u64)).cloned());
+    let staged = EVER_STAGED
+        .load(Ordering::Relaxed)
+        .then(|| with(|m| m.get(&Holder::Exec(e as usize as u64)).cloned()))
+        .flatten();
     let Some(staged) = staged else {
         // SAFETY: the caller's arguments.
         return unsafe { crate::table_client::cuGraphLaunch(e, s) };
