@@ -49,6 +49,7 @@ extern "C" fn prepare() {
         hold(&crate::local_answers::PRIMARY_STATES),
         hold(&crate::local_answers::SET_ATTRIBUTES),
         hold(&crate::device_attributes::ANSWERS),
+        hold(&crate::graph_host::STAGED),
     ];
     HELD.with(|h| *h.borrow_mut() = Some((s, held)));
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 /// One copy between host memory and a staging buffer, made at each launch.
 #[derive(Debug)]
-struct Staged {
+pub(crate) struct Staged {
     /// The staging buffer (device memory of the server).
     staging: u64,
     /// The host memory: the copy's source (`to_device`) or destination.
@@ -63,13 +63,13 @@ impl Drop for Staged {
 
 /// What holds staged copies: a graph or an executable graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Holder {
+pub(crate) enum Holder {
     Graph(u64),
     Exec(u64),
 }
 
 /// The staged copies of each graph and executable graph that has any.
-static STAGED: Mutex<Option<HashMap<Holder, Vec<Arc<Staged>>>>> = Mutex::new(None);
+pub(crate) static STAGED: Mutex<Option<HashMap<Holder, Vec<Arc<Staged>>>>> = Mutex::new(None);
 
 /// Whether this process ever staged a copy: until it does, a graph launch looks up nothing.
 static EVER_STAGED: AtomicBool = AtomicBool::new(false);
