@@ -74,6 +74,7 @@ extra_functions! {
     fn cuMemsetD2D32Async(CUdeviceptr, usize, u32, usize, usize, CUstream);
     fn cuStreamSynchronize(CUstream);
     fn cuStreamIsCapturing(CUstream, *mut u32);
+    fn cuThreadExchangeStreamCaptureMode(*mut u32);
     fn cuGraphGetNodes(CUgraph, *mut CUgraphNode, *mut usize);
     fn cuGraphAddEmptyNode(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize);
     fn cuGraphAddMemsetNode(*mut CUgraphNode, CUgraph, *const CUgraphNode, usize, *const CUDA_MEMSET_NODE_PARAMS_st, CUcontext);

@@ -93,6 +93,27 @@ impl Session {
         }
     }
 
+    /// Runs `f` (an allocation) with the session thread's stream-capture mode relaxed. The
+    /// session thread runs every capture its client began, so in a capture's global mode the
+    /// driver would refuse allocations; a client allocates during a capture in relaxed mode
+    /// (PyTorch's allocator does; the thread's mode is kept on the client) or for a graph's
+    /// staging buffers.
+    fn relaxed<R>(&self, f: impl FnOnce() -> R) -> R {
+        const RELAXED: u32 = 2;
+        let Some(exchange) = self.extra.cuThreadExchangeStreamCaptureMode else {
+            return f();
+        };
+        let mut mode = RELAXED;
+        // SAFETY: a local in/out value.
+        let swapped = unsafe { exchange(&mut mode) } == CUDA_SUCCESS;
+        let out = f();
+        if swapped {
+            // SAFETY: as above; puts the thread's mode back.
+            unsafe { exchange(&mut mode) };
+        }
+        out
+    }
+
     /// Whether `h` is a handle of `class` this session created (null and, for streams, the
     /// special streams 1 and 2 are always valid).
     pub fn valid(&self, class: Class, h: u64) -> bool {
@@ -371,9 +392,11 @@ impl Session {
                 r.end()?;
                 let mut p: CUdeviceptr = 0;
                 let rc = if id == custom::MEM_ALLOC {
-                    unsafe { driver!(cuMemAlloc_v2)(&mut p, size as usize) }
+                    let alloc = driver!(cuMemAlloc_v2);
+                    self.relaxed(|| unsafe { alloc(&mut p, size as usize) })
                 } else {
-                    unsafe { driver!(cuMemAllocManaged)(&mut p, size as usize, flags) }
+                    let alloc = driver!(cuMemAllocManaged);
+                    self.relaxed(|| unsafe { alloc(&mut p, size as usize, flags) })
                 };
                 self.allocated(rc, p, size, outs)
             }
@@ -382,9 +405,9 @@ impl Session {
                     (r.get("width")?, r.get("height")?, r.get("element size")?);
                 r.end()?;
                 let (mut p, mut pitch) = (0, 0usize);
-                let rc = unsafe {
-                    driver!(cuMemAllocPitch_v2)(&mut p, &mut pitch, w as usize, h as usize, elem)
-                };
+                let alloc = driver!(cuMemAllocPitch_v2);
+                let rc = self
+                    .relaxed(|| unsafe { alloc(&mut p, &mut pitch, w as usize, h as usize, elem) });
                 let size = (pitch as u64).saturating_mul(h);
                 let rc = self.allocated(rc, p, size, outs);
                 outs.put(&(pitch as u64));
@@ -1156,7 +1179,22 @@ mod tests {
     unsafe extern "C" fn set_current(_: CUcontext) -> u32 {
         CUDA_SUCCESS
     }
+    thread_local! {
+        /// The stand-in driver's capture mode of this thread, and the mode the last
+        /// allocation on this thread ran in.
+        static CAPTURE_MODE: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+    }
+
+    unsafe extern "C" fn exchange_capture_mode(mode: *mut u32) -> u32 {
+        CAPTURE_MODE.with(|m| {
+            let (now, last) = m.get();
+            // SAFETY: the session's in/out value.
+            unsafe { m.set((std::mem::replace(&mut *mode, now), last)) };
+        });
+        CUDA_SUCCESS
+    }
     unsafe extern "C" fn alloc(p: *mut CUdeviceptr, _size: usize) -> u32 {
+        CAPTURE_MODE.with(|m| m.set((m.get().0, m.get().0)));
         // SAFETY: the session's out pointer.
         unsafe { *p = BASE };
         CUDA_SUCCESS
@@ -1259,6 +1297,7 @@ mod tests {
             b"cuLibraryGetGlobal" | b"cuModuleGetGlobal_v2" => get_global as *mut c_void,
             b"cuCtxSetCurrent" => set_current as *mut c_void,
             b"cuMemAlloc_v2" => alloc as *mut c_void,
+            b"cuThreadExchangeStreamCaptureMode" => exchange_capture_mode as *mut c_void,
             b"cuMemcpyHtoD_v2" => htod as *mut c_void,
             b"cuMemAddressReserve" => reserve as *mut c_void,
             b"cuMemAddressFree" => address_free as *mut c_void,
@@ -2049,6 +2088,20 @@ mod tests {
         assert!(s.valid(Class::Generic, 0x55));
         let release = request(71, |w| w.put(&0x66u64));
         assert_eq!(result(&mut s, &release), CUDA_ERROR_INVALID_HANDLE);
+    }
+
+    #[test]
+    fn allocations_run_in_relaxed_capture_mode_and_the_mode_comes_back() {
+        let mut s = session();
+        // The thread in global mode (0), as a capture the client began leaves it.
+        CAPTURE_MODE.with(|m| m.set((0, 0)));
+        let alloc = request(custom::MEM_ALLOC, |w| w.put(&64u64));
+        assert_eq!(result(&mut s, &alloc), CUDA_SUCCESS);
+        assert_eq!(
+            CAPTURE_MODE.with(|m| m.get()),
+            (0, 2),
+            "allocated in relaxed mode (2), global again after"
+        );
     }
 
     #[test]
