@@ -424,11 +424,29 @@ pub fn node_copy(p: *const CUDA_MEMCPY3D, graph: CUgraph) -> Result<Copy3d, u32>
     let r = unsafe { (p as *const Raw3d).as_ref() }.ok_or(CUDA_ERROR_INVALID_VALUE)?;
     let (src, dst) = sides(r).ok_or(CUDA_ERROR_INVALID_VALUE)?;
     let c = copy_of(r, src.side, dst.side, 1);
+    match host_side(&src, &dst) {
+        HostSide::None => Ok(c),
+        HostSide::Both => Err(CUDA_ERROR_NOT_SUPPORTED),
+        HostSide::One(host, to_device) => staged(c, host, to_device, graph as usize as u64),
+    }
+}
+
+/// Which side of a copy is host memory.
+enum HostSide<'a> {
+    /// Neither.
+    None,
+    /// Both.
+    Both,
+    /// This one; whether it is the source (the copy goes to the device).
+    One(&'a CallerSide, bool),
+}
+
+fn host_side<'a>(src: &'a CallerSide, dst: &'a CallerSide) -> HostSide<'a> {
     match (src.side.kind == copy3d::HOST, dst.side.kind == copy3d::HOST) {
-        (false, false) => Ok(c),
-        (true, true) => Err(CUDA_ERROR_NOT_SUPPORTED),
-        (true, false) => staged(c, &src, true, graph as usize as u64),
-        (false, true) => staged(c, &dst, false, graph as usize as u64),
+        (false, false) => HostSide::None,
+        (true, true) => HostSide::Both,
+        (true, false) => HostSide::One(src, true),
+        (false, true) => HostSide::One(dst, false),
     }
 }
 
@@ -511,16 +529,13 @@ fn run(r: &Raw3d, three_d: u64, stream: Option<CUstream>) -> u32 {
         return CUDA_ERROR_INVALID_VALUE;
     };
     let c = copy_of(r, src.side, dst.side, three_d);
-    let host_side = match (src.side.kind == copy3d::HOST, dst.side.kind == copy3d::HOST) {
-        (false, false) => None,
-        (true, true) => Some(None),
-        (true, false) => Some(Some((&src, true))),
-        (false, true) => Some(Some((&dst, false))),
-    };
-    match (host_side, stream.filter(|&s| crate::stream::captured(s))) {
-        (Some(None), Some(_)) => CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
+    match (
+        host_side(&src, &dst),
+        stream.filter(|&s| crate::stream::captured(s)),
+    ) {
+        (HostSide::Both, Some(_)) => CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
         // Captured: a copy with a staging buffer of the capture's graph.
-        (Some(Some((host, to_device))), Some(s)) => {
+        (HostSide::One(host, to_device), Some(s)) => {
             let staged =
                 crate::stream::capture_graph(s).and_then(|g| staged(c, host, to_device, g));
             match staged {

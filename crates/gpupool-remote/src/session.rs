@@ -556,40 +556,19 @@ impl Session {
                     what: "kernel name",
                     at: 0,
                 })?;
-                let class = if id == custom::MODULE_GET_FUNCTION {
-                    Class::Module
-                } else {
-                    Class::Library
-                };
-                let m = match self.handles.resolve(class, m) {
-                    Ok(m) => m,
+                let of_module = id == custom::MODULE_GET_FUNCTION;
+                let f = match self.driver_function(of_module, m, &name) {
+                    Ok(f) => f as usize as CUfunction,
                     Err(e) => return Ok(e),
                 };
-                let mut f: CUfunction = std::ptr::null_mut();
-                let rc = if id == custom::MODULE_GET_FUNCTION {
-                    unsafe {
-                        driver!(cuModuleGetFunction)(&mut f, m as usize as CUmodule, name.as_ptr())
-                    }
+                self.handles.insert(Class::Function, f as usize as u64);
+                outs.put(&(f as usize as u64));
+                if of_module {
+                    self.param_layout(f, outs);
                 } else {
-                    let get = driver!(cuLibraryGetKernel);
-                    unsafe {
-                        get(
-                            &mut f as *mut _ as *mut CUkernel,
-                            m as usize as CUlibrary,
-                            name.as_ptr(),
-                        )
-                    }
-                };
-                if rc == CUDA_SUCCESS {
-                    self.handles.insert(Class::Function, f as usize as u64);
-                    outs.put(&(f as usize as u64));
-                    if id == custom::MODULE_GET_FUNCTION {
-                        self.param_layout(f, outs);
-                    } else {
-                        self.kernel_param_layout(f as usize as CUkernel, outs);
-                    }
+                    self.kernel_param_layout(f as usize as CUkernel, outs);
                 }
-                rc
+                CUDA_SUCCESS
             }
             custom::LIBRARY_ENUMERATE_KERNELS => {
                 let (l, n): (u64, u32) = (r.get("library")?, r.get("kernel count")?);
@@ -986,6 +965,36 @@ impl Session {
         Ok(rc)
     }
 
+    /// The driver's function `name` of the client's module (`of_module`) or library `owner`
+    /// (`cuModuleGetFunction` / `cuLibraryGetKernel`), or the error: the driver's, or the
+    /// one the module or library stands for.
+    fn driver_function(&self, of_module: bool, owner: u64, name: &CStr) -> Result<u64, u32> {
+        let class = if of_module {
+            Class::Module
+        } else {
+            Class::Library
+        };
+        let owner = self.handles.resolve(class, owner)? as usize;
+        let mut f: *mut c_void = std::ptr::null_mut();
+        let out = &mut f as *mut *mut c_void;
+        // SAFETY: a module or library of this session, a C string, a local out value.
+        let rc = unsafe {
+            match (
+                of_module,
+                self.extra.cuModuleGetFunction,
+                self.extra.cuLibraryGetKernel,
+            ) {
+                (true, Some(get), _) => get(out.cast(), owner as CUmodule, name.as_ptr()),
+                (false, _, Some(get)) => get(out.cast(), owner as CUlibrary, name.as_ptr()),
+                _ => CUDA_ERROR_NOT_FOUND,
+            }
+        };
+        match rc {
+            CUDA_SUCCESS => Ok(f as usize as u64),
+            e => Err(e),
+        }
+    }
+
     /// [`custom::NAME_KERNEL`] (`cuLibraryGetKernel`) and [`custom::NAME_FUNCTION`]
     /// (`cuModuleGetFunction`) without a reply: the client's name stands for the driver's
     /// kernel or function, or for the driver's error (the library's or module's own, if the
@@ -1002,37 +1011,14 @@ impl Session {
             return Ok(CUDA_ERROR_INVALID_VALUE);
         }
         let of_module = id == custom::NAME_FUNCTION;
-        let class = if of_module {
-            Class::Module
-        } else {
-            Class::Library
-        };
-        let rc = match self.handles.resolve(class, owner) {
-            Err(e) => e,
-            Ok(owner) => {
-                let mut f: *mut c_void = std::ptr::null_mut();
-                let out = &mut f as *mut *mut c_void;
-                // SAFETY: a module or library of this session, a C string, a local out value.
-                let rc = unsafe {
-                    match (
-                        of_module,
-                        self.extra.cuModuleGetFunction,
-                        self.extra.cuLibraryGetKernel,
-                    ) {
-                        (true, Some(get), _) => {
-                            get(out.cast(), owner as usize as CUmodule, name.as_ptr())
-                        }
-                        (false, _, Some(get)) => {
-                            get(out.cast(), owner as usize as CUlibrary, name.as_ptr())
-                        }
-                        _ => CUDA_ERROR_NOT_FOUND,
-                    }
-                };
-                if rc == CUDA_SUCCESS && !f.is_null() {
-                    self.handles.name(Class::Function, given, f as usize as u64);
+        let rc = match self.driver_function(of_module, owner, &name) {
+            Ok(f) => {
+                if f != 0 {
+                    self.handles.name(Class::Function, given, f);
                 }
-                rc
+                CUDA_SUCCESS
             }
+            Err(e) => e,
         };
         if of_module {
             self.module_functions.insert(given);
