@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: link vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
  *        attributes dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
@@ -459,6 +459,105 @@ int main(int argc, char **argv) {
         printf("function_rc %d\n", m ? (int)get_fn(&fn, m, "triton_poi_fused_0") : -1);
         printf("missing_file_rc %d\n", (int)load(&m, "/nonexistent/gpupool.cubin"));
         unlink(file);
+        return 0;
+    }
+
+    if (!strcmp(path, "link")) {
+        /* The JIT linker as Numba and CuPy use it: inputs from memory and from a file, logs
+         * and wall time in the caller's option values, the linked image loaded and launched;
+         * then a kernel defined twice, a malformed input, and handles used after destroy. */
+        FN(create, "cuLinkCreate", 6050, CUresult (*)(unsigned, CUjit_option *, void **, CUlinkState *));
+        FN(add_data, "cuLinkAddData", 6050, CUresult (*)(CUlinkState, CUjitInputType, void *, size_t,
+           const char *, unsigned, CUjit_option *, void **));
+        FN(add_file, "cuLinkAddFile", 6050, CUresult (*)(CUlinkState, CUjitInputType, const char *,
+           unsigned, CUjit_option *, void **));
+        FN(complete, "cuLinkComplete", 5050, CUresult (*)(CUlinkState, void **, size_t *));
+        FN(destroy, "cuLinkDestroy", 5050, CUresult (*)(CUlinkState));
+        FN(load_data, "cuModuleLoadData", 2000, CUresult (*)(CUmodule *, const void *));
+        FN(get_fn, "cuModuleGetFunction", 2000, CUresult (*)(CUfunction *, CUmodule, const char *));
+        FN(launch, "cuLaunchKernel", 4000, CUresult (*)(CUfunction, unsigned, unsigned, unsigned,
+           unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **));
+        FN(ctx_sync, "cuCtxSynchronize", 2000, CUresult (*)(void));
+        static char info_log[256], error_log[256];
+        CUjit_option opts[] = {CU_JIT_INFO_LOG_BUFFER, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES,
+                               CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+                               CU_JIT_WALL_TIME, CU_JIT_LOG_VERBOSE};
+        void *vals[] = {info_log, (void *)(uintptr_t)sizeof info_log, error_log,
+                        (void *)(uintptr_t)sizeof error_log, NULL, (void *)1};
+        CUlinkState st;
+        CHECK(create(6, opts, vals, &st));
+        static char first[] = "gpupool-sim-module 1\nkernel first 1us\n";
+        static char real_ptx[] = ".version 8.0\n.target sm_90\n.entry any() { ret; }\n";
+        char file[] = "/tmp/gpupool-drv-link-XXXXXX";
+        int fd = mkstemp(file);
+        static const char second[] = "gpupool-sim-module 1\nkernel second 2us per-block=1us\n";
+        if (fd < 0 || write(fd, second, sizeof second) != (ssize_t)sizeof second || close(fd)) {
+            printf("FAIL writing %s\n", file);
+            return 1;
+        }
+        printf("add_rc %d\n", (int)add_data(st, CU_JIT_INPUT_PTX, first, sizeof first, "first.ptx", 0, NULL, NULL));
+        printf("add_file_rc %d\n", (int)add_file(st, CU_JIT_INPUT_CUBIN, file, 0, NULL, NULL));
+        printf("add_code_rc %d\n", (int)add_data(st, CU_JIT_INPUT_PTX, real_ptx, sizeof real_ptx, "real.ptx", 0, NULL, NULL));
+        printf("missing_file_rc %d\n", (int)add_file(st, CU_JIT_INPUT_CUBIN, "/nonexistent/gpupool.cubin", 0, NULL, NULL));
+        unlink(file);
+        void *image = NULL;
+        size_t size = 0;
+        printf("complete_rc %d\n", (int)complete(st, &image, &size));
+        printf("image_nonempty %d\n", image != NULL && size > 0);
+        printf("info_mentions_inputs %d\n", strstr(info_log, "first.ptx: 1 kernels") != NULL &&
+               strstr(info_log, "linked 3 inputs") != NULL);
+        printf("info_size_matches %d\n", (size_t)(uintptr_t)vals[1] == strlen(info_log) + 1);
+        float wall;
+        memcpy(&wall, &vals[4], sizeof wall);
+        printf("wall_time_set %d\n", wall >= 0.0f && wall < 60000.0f);
+        CUmodule m = NULL;
+        CUfunction f1 = NULL, f2 = NULL, f3 = NULL;
+        printf("load_rc %d\n", (int)load_data(&m, image));
+        CUresult got1 = get_fn(&f1, m, "first"), got2 = get_fn(&f2, m, "second");
+        printf("functions_rc %d %d %d\n", (int)got1, (int)got2, (int)get_fn(&f3, m, "any"));
+        CUresult launched = launch(f2, 4, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL);
+        printf("launch_rc %d %d\n", (int)launched, (int)ctx_sync());
+        printf("destroy_rc %d\n", (int)destroy(st));
+        printf("destroy_again_rc %d\n", (int)destroy(st));
+        printf("add_after_destroy_rc %d\n", (int)add_data(st, CU_JIT_INPUT_PTX, first, sizeof first, "x", 0, NULL, NULL));
+
+        /* A kernel defined twice fails the link, and the error log says where. */
+        vals[1] = (void *)(uintptr_t)sizeof info_log;
+        vals[3] = (void *)(uintptr_t)sizeof error_log;
+        CHECK(create(6, opts, vals, &st));
+        CUresult add_a = add_data(st, CU_JIT_INPUT_PTX, first, sizeof first, "a.ptx", 0, NULL, NULL);
+        CUresult add_b = add_data(st, CU_JIT_INPUT_PTX, first, sizeof first, "b.ptx", 0, NULL, NULL);
+        printf("twice_adds %d %d\n", (int)add_a, (int)add_b);
+        printf("twice_complete_rc %d\n", (int)complete(st, &image, &size));
+        printf("twice_error_named %d\n", strstr(error_log, "first defined in a.ptx and again in b.ptx") != NULL);
+        static char broken[] = "gpupool-sim-module 1\nkernel\n";
+        printf("malformed_rc %d\n", (int)add_data(st, CU_JIT_INPUT_PTX, broken, sizeof broken, "broken.ptx", 0, NULL, NULL));
+        printf("malformed_error_named %d\n", strstr(error_log, "broken.ptx: line 2") != NULL);
+        printf("bad_kind_rc %d\n", (int)add_data(st, (CUjitInputType)99, first, sizeof first, "x", 0, NULL, NULL));
+        CHECK(destroy(st));
+        CUjit_option no_size[] = {CU_JIT_ERROR_LOG_BUFFER};
+        printf("buffer_without_size_rc %d\n", (int)create(1, no_size, vals, &st));
+        /* Host symbol addresses for the link: a server cannot read them. */
+        const char *names[] = {"host_table"};
+        static int host_table;
+        void *addresses[] = {&host_table};
+        CUjit_option pointing[] = {CU_JIT_GLOBAL_SYMBOL_NAMES, CU_JIT_GLOBAL_SYMBOL_ADDRESSES,
+                                   CU_JIT_GLOBAL_SYMBOL_COUNT};
+        void *pointing_vals[] = {names, addresses, (void *)1};
+        CUresult pointing_rc = create(3, pointing, pointing_vals, &st);
+        printf("pointing_rc %d\n", (int)pointing_rc);
+        if (pointing_rc == CUDA_SUCCESS) destroy(st);
+        /* cuModuleLoadDataEx fills the same logs: why an image is refused, nothing when not. */
+        FN(load_ex, "cuModuleLoadDataEx", 2010, CUresult (*)(CUmodule *, const void *, unsigned,
+           CUjit_option *, void **));
+        CUjit_option log_opts[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+        void *log_vals[] = {error_log, (void *)(uintptr_t)sizeof error_log};
+        printf("loadex_bad_rc %d\n", (int)load_ex(&m, broken, 2, log_opts, log_vals));
+        printf("loadex_error_logged %d\n", strlen(error_log) > 0 &&
+               (size_t)(uintptr_t)log_vals[1] == strlen(error_log) + 1);
+        log_vals[1] = (void *)(uintptr_t)sizeof error_log;
+        printf("loadex_ok_rc %d\n", (int)load_ex(&m, first, 2, log_opts, log_vals));
+        printf("loadex_ok_log_empty %d\n", error_log[0] == 0 && (uintptr_t)log_vals[1] == 1);
         return 0;
     }
 

@@ -1,7 +1,5 @@
 //! Driver functions that neither the simulated driver nor the remote client carries out, with
-//! the answers a driver gives when it cannot: the JIT linker (`cuLink*`: creating a state is
-//! `CUDA_ERROR_NOT_SUPPORTED`, so no state exists and every other call is
-//! `CUDA_ERROR_INVALID_HANDLE`), stream memory operations (wait / write value: the device
+//! the answers a driver gives when it cannot: stream memory operations (wait / write value: the device
 //! attributes that allow them are 0), the kernel parameters of graph nodes and green contexts
 //! (partitions of a card's SMs: none can be created, and no stream belongs to one). Libraries
 //! such as cuBLAS and cuDNN look these functions up by name and refuse to start without them,
@@ -11,63 +9,9 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-use crate::cu::{CUDA_KERNEL_NODE_PARAMS_st, CUgraphExec, CUgraphNode, CUlinkState, CUstream};
+use crate::cu::{CUDA_KERNEL_NODE_PARAMS_st, CUgraphExec, CUgraphNode, CUstream};
 use crate::result::*;
-use std::ffi::{c_char, c_void};
-
-/// `cuLinkCreate_v2`.
-pub unsafe fn link_create(
-    _n: u32,
-    _options: *mut u32,
-    _values: *mut *mut c_void,
-    state: *mut CUlinkState,
-) -> u32 {
-    if state.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    CUDA_ERROR_NOT_SUPPORTED
-}
-
-/// `cuLinkAddData_v2`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn link_add_data(
-    _state: CUlinkState,
-    _kind: u32,
-    _data: *mut c_void,
-    _size: usize,
-    _name: *const c_char,
-    _n: u32,
-    _options: *mut u32,
-    _values: *mut *mut c_void,
-) -> u32 {
-    CUDA_ERROR_INVALID_HANDLE
-}
-
-/// `cuLinkAddFile_v2`.
-pub unsafe fn link_add_file(
-    _state: CUlinkState,
-    _kind: u32,
-    _path: *const c_char,
-    _n: u32,
-    _options: *mut u32,
-    _values: *mut *mut c_void,
-) -> u32 {
-    CUDA_ERROR_INVALID_HANDLE
-}
-
-/// `cuLinkComplete`.
-pub unsafe fn link_complete(
-    _state: CUlinkState,
-    _cubin: *mut *mut c_void,
-    _size: *mut usize,
-) -> u32 {
-    CUDA_ERROR_INVALID_HANDLE
-}
-
-/// `cuLinkDestroy`.
-pub unsafe fn link_destroy(_state: CUlinkState) -> u32 {
-    CUDA_ERROR_INVALID_HANDLE
-}
+use std::ffi::c_void;
 
 /// `cuStreamWaitValue32` / `cuStreamBatchMemOp`.
 pub unsafe fn stream_memory_operation<S, A, B, C>(_: S, _: A, _: B, _: C) -> u32 {
@@ -144,29 +88,6 @@ pub unsafe fn stream_get_green_context(_s: CUstream, g: *mut *mut c_void) -> u32
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn no_link_state_ever_exists() {
-        let mut state: CUlinkState = std::ptr::null_mut();
-        // SAFETY (each call): null or valid pointers.
-        unsafe {
-            assert_eq!(
-                link_create(0, std::ptr::null_mut(), std::ptr::null_mut(), &mut state),
-                CUDA_ERROR_NOT_SUPPORTED
-            );
-            assert!(state.is_null());
-            assert_eq!(
-                link_create(
-                    0,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut()
-                ),
-                CUDA_ERROR_INVALID_VALUE
-            );
-            assert_eq!(link_destroy(state), CUDA_ERROR_INVALID_HANDLE);
-        }
-    }
 
     #[test]
     fn graph_node_parameters_are_refused_after_their_arguments_are_checked() {

@@ -36,11 +36,6 @@ macro_rules! export_functions {
     (with_absent; $($rest:tt)*) => {
         $crate::export_functions!(
             $($rest)*
-            cuLinkCreate_v2 => absent::link_create;
-            cuLinkAddData_v2 => absent::link_add_data;
-            cuLinkAddFile_v2 => absent::link_add_file;
-            cuLinkComplete => absent::link_complete;
-            cuLinkDestroy => absent::link_destroy;
             cuStreamWaitValue32 => absent::stream_memory_operation;
             cuStreamBatchMemOp => absent::stream_memory_operation;
             cuGraphKernelNodeGetParams => absent::graph_kernel_node_get_params;

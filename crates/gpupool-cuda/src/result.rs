@@ -32,6 +32,8 @@ pub const CUDA_ERROR_NOT_READY: CuResult = R::CUDA_ERROR_NOT_READY as u32;
 pub const CUDA_ERROR_NOT_SUPPORTED: CuResult = R::CUDA_ERROR_NOT_SUPPORTED as u32;
 /// `CUDA_ERROR_INVALID_IMAGE`.
 pub const CUDA_ERROR_INVALID_IMAGE: CuResult = R::CUDA_ERROR_INVALID_IMAGE as u32;
+/// `CUDA_ERROR_INVALID_PTX`.
+pub const CUDA_ERROR_INVALID_PTX: CuResult = R::CUDA_ERROR_INVALID_PTX as u32;
 /// `CUDA_ERROR_FILE_NOT_FOUND`.
 pub const CUDA_ERROR_FILE_NOT_FOUND: CuResult = R::CUDA_ERROR_FILE_NOT_FOUND as u32;
 /// `CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE`.
@@ -118,6 +120,7 @@ fn error_text(e: u32) -> Option<(&'static CStr, &'static CStr)> {
             c"CUDA_ERROR_INVALID_IMAGE",
             c"device kernel image is invalid",
         ),
+        CUDA_ERROR_INVALID_PTX => (c"CUDA_ERROR_INVALID_PTX", c"a PTX JIT compilation failed"),
         CUDA_ERROR_PEER_ACCESS_UNSUPPORTED => (
             c"CUDA_ERROR_PEER_ACCESS_UNSUPPORTED",
             c"peer access is not supported between these two devices",
@@ -137,6 +140,11 @@ fn error_text(e: u32) -> Option<(&'static CStr, &'static CStr)> {
         800 => (c"CUDA_ERROR_NOT_PERMITTED", c"operation not permitted"),
         _ => return None,
     })
+}
+
+/// The name of a `CUresult` (`CUDA_ERROR_INVALID_IMAGE`), if it is one the crate names.
+pub fn error_name(e: u32) -> Option<&'static CStr> {
+    error_text(e).map(|(name, _)| name)
 }
 
 /// `cuGetErrorName`.

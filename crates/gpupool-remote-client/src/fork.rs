@@ -50,6 +50,7 @@ extern "C" fn prepare() {
         hold(&crate::local_answers::SET_ATTRIBUTES),
         hold(&crate::device_attributes::ANSWERS),
         hold(&crate::graph_host::STAGED),
+        hold(&crate::link::LINKS),
     ];
     HELD.with(|h| *h.borrow_mut() = Some((s, held)));
 }

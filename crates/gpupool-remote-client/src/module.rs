@@ -199,16 +199,35 @@ pub unsafe fn module_load_data(out: *mut CUmodule, image: *const c_void) -> u32 
     }
 }
 
-/// `cuModuleLoadDataEx` (JIT options are the server's business and are dropped).
+/// `cuModuleLoadDataEx`: options that carry numbers are the server's business and are
+/// dropped; the logs get why the server refused the image (empty when it loads), the wall
+/// time the loading's, round trip included.
 pub unsafe fn module_load_data_ex(
     out: *mut CUmodule,
     image: *const c_void,
-    _n: u32,
-    _options: *mut c_void,
-    _values: *mut *mut c_void,
+    n: u32,
+    options: *mut c_void,
+    values: *mut *mut c_void,
 ) -> u32 {
+    let started = std::time::Instant::now();
+    // SAFETY: the caller's arrays of `n` entries.
+    let options = match unsafe { gpupool_cuda::jit::JitOptions::read(n, options.cast(), values) } {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
     // SAFETY: same contract.
-    unsafe { module_load_data(out, image) }
+    let rc = unsafe { module_load_data(out, image) };
+    let why = match (rc, gpupool_cuda::result::error_name(rc)) {
+        (CUDA_SUCCESS, _) => String::new(),
+        (_, Some(name)) => format!(
+            "the GPU server refused the image: {}",
+            name.to_string_lossy()
+        ),
+        (_, None) => format!("the GPU server refused the image: CUresult {rc}"),
+    };
+    // SAFETY: the caller's buffers and option values.
+    unsafe { options.report(b"", why.as_bytes(), started.elapsed().as_secs_f32() * 1e3) };
+    rc
 }
 
 /// `cuModuleLoad`: the file is read here and sent.

@@ -198,6 +198,21 @@ pub mod custom {
     /// `cuModuleGetFunction` without a round trip, as [`NAME_KERNEL`] for a module the client
     /// named: the module, the function's name and the name the client gave the function.
     pub const NAME_FUNCTION: u16 = 244;
+    /// `cuLinkCreate_v2`: the options that carry numbers (a count, then each option and
+    /// value), the capacities of the info and error logs (0: not asked) and whether the wall
+    /// time is asked. Every `LINK_*` reply succeeds as a call and carries the driver's result,
+    /// the logs so far and the wall time (`f32` bits), then the call's own results: here the
+    /// link state, which the session then accepts in the other `LINK_*` calls.
+    pub const LINK_CREATE: u16 = 245;
+    /// `cuLinkAddData_v2` (and `cuLinkAddFile_v2`, the file read by the client): the link
+    /// state, the input kind, the input's name, its options that carry numbers, its bytes.
+    pub const LINK_ADD: u16 = 246;
+    /// `cuLinkComplete`: the link state; the reply adds the linked image.
+    pub const LINK_COMPLETE: u16 = 247;
+    /// `cuLinkDestroy` (sent without waiting): the link state.
+    pub const LINK_DESTROY: u16 = 248;
+    /// Most link states a session holds at once.
+    pub const MAX_LINK_STATES: usize = 64;
     /// The highest attribute [`DEVICE_ATTRIBUTES`] answers (CUDA 13.0 knows 147).
     pub const DEVICE_ATTRIBUTES_ASKED: i32 = 191;
     /// [`MODULE_LOAD`] / [`LIBRARY_LOAD`] source: the image follows.
@@ -249,7 +264,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 45] = [
+    pub const ALL: [u16; 49] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -289,6 +304,10 @@ pub mod custom {
         IMAGE_INDEX,
         DEVICE_ATTRIBUTES,
         NAME_FUNCTION,
+        LINK_CREATE,
+        LINK_ADD,
+        LINK_COMPLETE,
+        LINK_DESTROY,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,

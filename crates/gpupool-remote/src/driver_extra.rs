@@ -73,6 +73,10 @@ extra_functions! {
     fn cuMemsetD2D16Async(CUdeviceptr, usize, u16, usize, usize, CUstream);
     fn cuMemsetD2D32Async(CUdeviceptr, usize, u32, usize, usize, CUstream);
     fn cuStreamSynchronize(CUstream);
+    fn cuLinkCreate_v2(u32, *mut u32, *mut *mut c_void, *mut CUlinkState);
+    fn cuLinkAddData_v2(CUlinkState, u32, *mut c_void, usize, *const c_char, u32, *mut u32, *mut *mut c_void);
+    fn cuLinkComplete(CUlinkState, *mut *mut c_void, *mut usize);
+    fn cuLinkDestroy(CUlinkState);
     fn cuStreamIsCapturing(CUstream, *mut u32);
     fn cuThreadExchangeStreamCaptureMode(*mut u32);
     fn cuGraphGetNodes(CUgraph, *mut CUgraphNode, *mut usize);

@@ -6,6 +6,7 @@
 mod copies;
 mod graphs;
 mod image_loads;
+mod linker;
 
 use crate::calls::custom::{self, LAUNCH_COOPERATIVE, LAUNCH_EX};
 use crate::calls::Class;
@@ -45,6 +46,8 @@ pub struct Session {
     /// The client's names that stand for a module's function (`CUfunction`), not a library's
     /// kernel (`CUkernel`).
     module_functions: HashSet<u64>,
+    /// JIT link states.
+    links: linker::Links,
     /// The context current on the session's thread (`u64::MAX`: unknown).
     current: u64,
     /// First error of an asynchronous call since the last reply.
@@ -84,6 +87,7 @@ impl Session {
             global_owners: HashMap::new(),
             library_modules: HashSet::new(),
             module_functions: HashSet::new(),
+            links: linker::Links::default(),
             current: u64::MAX,
             deferred: CUDA_SUCCESS,
             trace: false,
@@ -708,6 +712,10 @@ impl Session {
             }
             custom::OCCUPANCY_CLUSTERS => return self.occupancy_clusters(r, outs),
             custom::GET_GLOBAL => return self.get_global(r, outs),
+            custom::LINK_CREATE
+            | custom::LINK_ADD
+            | custom::LINK_COMPLETE
+            | custom::LINK_DESTROY => return self.link(id, r, outs),
             custom::TENSOR_MAP => {
                 return crate::tensor_map::serve(r, outs, &self.extra, |a| self.owns(a, 1))
             }
@@ -1302,6 +1310,10 @@ mod tests {
             b"cuEventCreate" => event_create as *mut c_void,
             b"cuStreamQuery" => stream_query as *mut c_void,
             b"cuStreamDestroy_v2" => stream_destroy as *mut c_void,
+            b"cuLinkCreate_v2" => link_create as *mut c_void,
+            b"cuLinkAddData_v2" => link_add_data as *mut c_void,
+            b"cuLinkComplete" => link_complete as *mut c_void,
+            b"cuLinkDestroy" => link_destroy as *mut c_void,
             _ => std::ptr::null_mut(),
         })
     }
@@ -1873,6 +1885,164 @@ mod tests {
         assert!(s.owns(GRAPH_MEMORY, 4096) && !s.owns(GRAPH_MEMORY, 4097));
         assert_eq!(result(&mut s, &free(GRAPH_MEMORY)), CUDA_SUCCESS);
         assert_eq!(FREE_NODES.load(SeqCst), 1);
+    }
+
+    /// Link states the stand-in linker made.
+    static LINK_STATES: AtomicU64 = AtomicU64::new(0x9000);
+    /// What the stand-in linker links.
+    const LINKED: &[u8] = b"linked image";
+
+    /// Writes `text` into the log given by options `buffer` / `size`, if any.
+    unsafe fn stand_in_log(n: u32, o: *mut u32, v: *mut *mut c_void, buffer: u32, text: &[u8]) {
+        // SAFETY: the session's option arrays of `n` entries.
+        let (o, v) = unsafe {
+            (
+                std::slice::from_raw_parts(o, n as usize),
+                std::slice::from_raw_parts_mut(v, n as usize),
+            )
+        };
+        let (Some(b), Some(sz)) = (
+            o.iter().position(|&x| x == buffer),
+            o.iter().position(|&x| x == buffer + 1),
+        ) else {
+            return;
+        };
+        let cap = v[sz] as usize;
+        let n = text.len().min(cap - 1);
+        // SAFETY: the session's log buffer of `cap` bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), v[b].cast::<u8>(), n);
+            *v[b].cast::<u8>().add(n) = 0;
+        }
+        v[sz] = (n + 1) as *mut c_void;
+    }
+    unsafe extern "C" fn link_create(
+        n: u32,
+        o: *mut u32,
+        v: *mut *mut c_void,
+        out: *mut CUlinkState,
+    ) -> u32 {
+        // SAFETY: the session's arguments.
+        unsafe {
+            stand_in_log(n, o, v, 3, b"created");
+            *out = LINK_STATES.fetch_add(0x10, std::sync::atomic::Ordering::Relaxed) as usize
+                as CUlinkState;
+        }
+        CUDA_SUCCESS
+    }
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn link_add_data(
+        _: CUlinkState,
+        kind: u32,
+        data: *mut c_void,
+        size: usize,
+        _: *const std::ffi::c_char,
+        _: u32,
+        _: *mut u32,
+        _: *mut *mut c_void,
+    ) -> u32 {
+        // SAFETY: the session's input of `size` bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size) };
+        if kind == 1 && bytes == b"ptx" {
+            CUDA_SUCCESS
+        } else {
+            CUDA_ERROR_INVALID_PTX
+        }
+    }
+    unsafe extern "C" fn link_complete(
+        _: CUlinkState,
+        image: *mut *mut c_void,
+        size: *mut usize,
+    ) -> u32 {
+        // SAFETY: the session's out values.
+        unsafe {
+            *image = LINKED.as_ptr() as *mut c_void;
+            *size = LINKED.len();
+        }
+        CUDA_SUCCESS
+    }
+    unsafe extern "C" fn link_destroy(_: CUlinkState) -> u32 {
+        CUDA_SUCCESS
+    }
+
+    #[test]
+    fn link_states_carry_numbers_only_and_their_logs_come_back() {
+        let mut s = session();
+        let create = |options: &[(u32, u64)], info: u32| {
+            request(custom::LINK_CREATE, |w| {
+                w.put(&(options.len() as u32));
+                for (o, v) in options {
+                    w.put(o);
+                    w.put(v);
+                }
+                w.put(&info);
+                w.put(&0u32);
+                w.put(&1u8);
+            })
+        };
+        // Options pointing at the client's memory, or logs passed as numbers, are refused.
+        for bad in [(17, 0x1000), (18, 0x1000), (3, 0x1000), (4, 64), (99, 0)] {
+            assert_eq!(
+                result(&mut s, &create(&[bad], 0)),
+                CUDA_ERROR_INVALID_VALUE,
+                "{bad:?}"
+            );
+        }
+        let mut reply = Writer::default();
+        assert!(s
+            .handle(&create(&[(0, 32), (12, 1)], 64), &mut reply)
+            .unwrap());
+        let mut r = Reader::new(&reply.buf);
+        let words: (u32, u32, u32) = (
+            r.get("rc").unwrap(),
+            r.get("deferred").unwrap(),
+            r.get("driver").unwrap(),
+        );
+        assert_eq!(words, (CUDA_SUCCESS, CUDA_SUCCESS, CUDA_SUCCESS));
+        assert_eq!(r.get_bytes("info").unwrap(), b"created");
+        assert_eq!(r.get_bytes("error").unwrap(), b"");
+        let _wall: u32 = r.get("wall").unwrap();
+        let handle: u64 = r.get("handle").unwrap();
+        let add = |h: u64, name: &[u8], data: &[u8]| {
+            request(custom::LINK_ADD, |w| {
+                w.put(&h);
+                w.put(&1u32);
+                w.put_bytes(name);
+                w.put(&0u32);
+                w.put_bytes(data);
+            })
+        };
+        assert_eq!(
+            result(&mut s, &add(handle + 8, b"a", b"ptx")),
+            CUDA_ERROR_INVALID_HANDLE
+        );
+        assert_eq!(
+            result(&mut s, &add(handle, b"a\0b", b"ptx")),
+            CUDA_ERROR_INVALID_VALUE
+        );
+        // The driver's refusal comes back inside a reply that succeeds, with the logs.
+        let mut reply = Writer::default();
+        assert!(s.handle(&add(handle, b"a", b"bad"), &mut reply).unwrap());
+        let mut r = Reader::new(&reply.buf[8..]);
+        assert_eq!(r.get::<u32>("driver").unwrap(), CUDA_ERROR_INVALID_PTX);
+        let complete = |h: u64| request(custom::LINK_COMPLETE, |w| w.put(&h));
+        let mut reply = Writer::default();
+        assert!(s.handle(&complete(handle), &mut reply).unwrap());
+        let mut r = Reader::new(&reply.buf[8..]);
+        assert_eq!(r.get::<u32>("driver").unwrap(), CUDA_SUCCESS);
+        r.get_bytes("info").unwrap();
+        r.get_bytes("error").unwrap();
+        r.get::<u32>("wall").unwrap();
+        assert_eq!(r.get_bytes("image").unwrap(), LINKED);
+        let destroy = |h: u64| request(custom::LINK_DESTROY, |w| w.put(&h));
+        assert_eq!(result(&mut s, &destroy(handle)), CUDA_SUCCESS);
+        assert_eq!(result(&mut s, &destroy(handle)), CUDA_ERROR_INVALID_HANDLE);
+        assert_eq!(result(&mut s, &complete(handle)), CUDA_ERROR_INVALID_HANDLE);
+        // A session holds a bounded number of states.
+        for _ in 0..custom::MAX_LINK_STATES {
+            assert_eq!(result(&mut s, &create(&[], 0)), CUDA_SUCCESS);
+        }
+        assert_eq!(result(&mut s, &create(&[], 0)), CUDA_ERROR_OUT_OF_MEMORY);
     }
 
     fn request(call: u16, args: impl FnOnce(&mut Writer)) -> Vec<u8> {

@@ -15,6 +15,7 @@ fn locks() -> impl DoubleEndedIterator<Item = &'static dyn ForkLock> {
         .chain(crate::graph_mem::fork_locks())
         .chain(crate::vmm::fork_locks())
         .chain(crate::module::fork_locks())
+        .chain(crate::link::fork_locks())
         .chain(gpupool_cuda::export_tables::fork_locks())
 }
 

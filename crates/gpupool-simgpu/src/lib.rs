@@ -24,6 +24,7 @@ pub mod graph;
 pub mod graph_mem;
 pub mod launch;
 pub mod library;
+pub mod link;
 pub mod machine;
 pub mod mem;
 pub mod module;
@@ -51,6 +52,11 @@ gpupool_cuda::export_functions! {
     cuGetErrorName => proc_address::get_error_name;
     cuGetErrorString => proc_address::get_error_string;
     cuModuleGetLoadingMode => proc_address::module_get_loading_mode;
+    cuLinkCreate_v2 => link::link_create;
+    cuLinkAddData_v2 => link::link_add_data;
+    cuLinkAddFile_v2 => link::link_add_file;
+    cuLinkComplete => link::link_complete;
+    cuLinkDestroy => link::link_destroy;
 
     cuDeviceGet => device::device_get;
     cuDeviceGetCount => device::device_get_count;

@@ -15,6 +15,9 @@
 //! what `cuModuleLoad` reads from a file, or the payload of a fat binary (or of the wrapper a
 //! program registers with the runtime), which is how the runtime's own kernels arrive.
 //!
+//! A line `code` adds real GPU code to a simulated module (see below): the JIT linker's output
+//! when it links both.
+//!
 //! Real GPU code (a cubin, PTX, or a fat binary of them, as PyTorch and its libraries register)
 //! loads as a module whose kernels are found by any name and run [`CODE_KERNEL_NS`] each; their
 //! code never runs, so what they compute is not computed. Other text is refused with
@@ -27,6 +30,7 @@ use gpupool_cuda::cu::{CUdeviceptr, CUfunction, CUlaunchConfig_st, CUmodule};
 #[cfg(test)]
 use gpupool_cuda::images::FATBIN_WRAPPER_MAGIC;
 use gpupool_cuda::images::{self, ImageKind, ELF_MAGIC, FATBIN_MAGIC};
+use gpupool_cuda::jit::JitOptions;
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::{HashMap, HashSet};
@@ -115,7 +119,7 @@ pub enum Image<'a> {
 }
 
 /// What a text image is: PTX (its `.version` and `.target` directives) or a simulated module.
-fn text_image(text: &str) -> Image<'_> {
+pub(crate) fn text_image(text: &str) -> Image<'_> {
     if !text.trim_start().starts_with(HEADER)
         && text.contains(".version")
         && text.contains(".target")
@@ -124,6 +128,17 @@ fn text_image(text: &str) -> Image<'_> {
     } else {
         Image::Simulated(text)
     }
+}
+
+/// A line of a simulated module saying that it also holds real GPU code: names it does not
+/// list are found as kernels of real code (a module the JIT linker made of both).
+pub const CODE_DIRECTIVE: &str = "code";
+
+/// Whether a simulated module's text holds the [`CODE_DIRECTIVE`] line.
+pub fn declares_code(image: &str) -> bool {
+    image
+        .lines()
+        .any(|l| l.split('#').next().unwrap_or("").trim() == CODE_DIRECTIVE)
 }
 
 /// Parses a module image; the error names the line.
@@ -140,7 +155,7 @@ pub fn parse(image: &str) -> Result<Vec<Kernel>, String> {
     let mut kernels: Vec<Kernel> = Vec::new();
     for (n, line) in lines {
         let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
+        if line.is_empty() || line == CODE_DIRECTIVE {
             continue;
         }
         let bad = |why: String| format!("line {}: {why}: {line:?}", n + 1);
@@ -273,13 +288,26 @@ pub fn module(handle: *const Module) -> Result<&'static Module, u32> {
 
 /// Parses and keeps a module without a context (`cuLibraryLoadData`): its handle.
 pub fn load_unbound(image: Image) -> Result<*mut Module, u32> {
+    load_explained(image).map_err(|(e, why)| {
+        if crate::machine::tracing() {
+            eprintln!("gpupool simulated GPU: module refused: {why}");
+        }
+        e
+    })
+}
+
+/// [`load_unbound`], with why an image is refused.
+fn load_explained(image: Image) -> Result<*mut Module, (u32, String)> {
     let parsed = match image {
         Image::Simulated(text) => parse(text),
         Image::Code => Ok(Vec::new()),
     };
     match parsed {
         Ok(kernels) => {
-            let code = image == Image::Code;
+            let code = match image {
+                Image::Code => true,
+                Image::Simulated(text) => declares_code(text),
+            };
             let m: &'static Module = Box::leak(Box::new(Module { kernels, code }));
             let mut loaded = LOADED.lock();
             let loaded = loaded.get_or_insert_with(Loaded::default);
@@ -289,12 +317,7 @@ pub fn load_unbound(image: Image) -> Result<*mut Module, u32> {
             loaded.modules.insert(m as *const Module as usize);
             Ok(m as *const Module as *mut Module)
         }
-        Err(why) => {
-            if crate::machine::tracing() {
-                eprintln!("gpupool simulated GPU: module refused: {why}");
-            }
-            Err(CUDA_ERROR_INVALID_IMAGE)
-        }
+        Err(why) => Err((CUDA_ERROR_INVALID_IMAGE, why)),
     }
 }
 
@@ -335,16 +358,38 @@ pub fn find_kernel(m: *const Module, name: &CStr) -> Result<&'static Kernel, u32
     Ok(unsafe { &*(k as *const Kernel) })
 }
 
-/// `cuModuleLoadDataEx` (JIT options are ignored).
+/// `cuModuleLoadDataEx`: options that carry numbers are ignored; the logs get why an image
+/// is refused (empty when it loads), the wall time the loading's.
 pub unsafe fn module_load_data_ex(
     out: *mut CUmodule,
     image: *const c_void,
-    _n: u32,
-    _options: *mut c_void,
-    _values: *mut *mut c_void,
+    n: u32,
+    options: *mut c_void,
+    values: *mut *mut c_void,
 ) -> u32 {
-    // SAFETY: same contract.
-    unsafe { module_load_data(out, image) }
+    let started = std::time::Instant::now();
+    // SAFETY: the caller's arrays of `n` entries.
+    let options = match unsafe { JitOptions::read(n, options.cast(), values) } {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    if out.is_null() || image.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if let Err(e) = require_current() {
+        return e;
+    }
+    // SAFETY: the caller passes an image.
+    let loaded = unsafe { image_of(image) }
+        .map_err(|e| (e, "not a module image".to_string()))
+        .and_then(load_explained);
+    let (rc, why) = match loaded {
+        Ok(m) => (write(out, m as CUmodule), String::new()),
+        Err((e, why)) => (e, why),
+    };
+    // SAFETY: the caller's buffers and option values.
+    unsafe { options.report(b"", why.as_bytes(), started.elapsed().as_secs_f32() * 1e3) };
+    rc
 }
 
 /// `cuModuleLoad`: reads the image from a file.

@@ -230,7 +230,7 @@ fn what_cublas_looks_up_by_name_is_there_and_answers_like_a_driver() {
             ("cache_config_rc", "0"),
             ("enable_own_device_rc", "101"),
             ("disable_rc", "705"),
-            ("link_rc", "801"),
+            ("link_rc", "0"),
             ("stream_mem_ops", "0"),
             ("wait_value_rc", "801"),
             ("end_capture_rc", "401"),
@@ -312,6 +312,48 @@ fn real_gpu_code_loads_from_a_file() {
             ("missing_file_rc", "301"),
         ],
     );
+}
+
+#[test]
+fn the_jit_linker_links_loads_and_reports_in_the_callers_logs() {
+    // 301: FILE_NOT_FOUND, 400: INVALID_HANDLE, 200: INVALID_IMAGE, 218: INVALID_PTX,
+    // 1: INVALID_VALUE.
+    let pairs = [
+        ("add_rc", "0"),
+        ("add_file_rc", "0"),
+        ("add_code_rc", "0"),
+        ("missing_file_rc", "301"),
+        ("complete_rc", "0"),
+        ("image_nonempty", "1"),
+        ("info_mentions_inputs", "1"),
+        ("info_size_matches", "1"),
+        ("wall_time_set", "1"),
+        ("load_rc", "0"),
+        ("functions_rc", "0 0 0"),
+        ("launch_rc", "0 0"),
+        ("destroy_rc", "0"),
+        ("destroy_again_rc", "400"),
+        ("add_after_destroy_rc", "400"),
+        ("twice_adds", "0 0"),
+        ("twice_complete_rc", "200"),
+        ("twice_error_named", "1"),
+        ("malformed_rc", "218"),
+        ("malformed_error_named", "1"),
+        ("bad_kind_rc", "1"),
+        ("buffer_without_size_rc", "1"),
+        ("loadex_bad_rc", "200"),
+        ("loadex_error_logged", "1"),
+        ("loadex_ok_rc", "0"),
+        ("loadex_ok_log_empty", "1"),
+    ];
+    for via in BOTH {
+        let kv = run_path(via, "link", "1GiB", 64);
+        eprintln!("{via:?}: {kv:?}");
+        expect_values(&kv, &pairs);
+        // Host addresses cannot reach a server: 801 (NOT_SUPPORTED) through one.
+        let pointing = if via == Via::Remote { "801" } else { "0" };
+        expect_values(&kv, &[("pointing_rc", pointing)]);
+    }
 }
 
 #[test]
