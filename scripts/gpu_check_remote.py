@@ -5,6 +5,8 @@ TCP loopback, beside the same programs run locally.
 - NVIDIA's runtime 12.9 (tests/c/rt_basic) through the server;
 - graphs copying host memory (tests/c/graph_host: captured and built copies, replayed with
   new host data) locally and through the server;
+- the JIT linker (tests/c/drv_paths jit_ptx: real PTX with an extern function linked, loaded
+  and run) locally and through the server;
 - PyTorch inference (torchvision ResNet-50 in eval mode, random weights, batch 32; a small
   residual network when torchvision is missing) for RESNET_SECONDS locally and remotely,
   alternated, reporting ms per batch and the remote / local ratio; then the same forward pass
@@ -207,6 +209,21 @@ def graph_host(c, addr, token_file, env):
     return res
 
 
+def jit_ptx(c, addr, token_file, env):
+    """tests/c/drv_paths jit_ptx locally and through the server: the driver's JIT linker links
+    real PTX (a kernel calling an extern function of another input), and the linked kernel
+    turns 256 integers from 41 into 42."""
+    res = {}
+    prog = [c.bin("drv_paths"), "jit_ptx", "64"]
+    for where, cmd in (("local", prog), ("remote", remote_cmd(c.carry, addr, token_file, prog))):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        kv = key_values(r.stdout)
+        res[f"jit_ptx_{where}"] = {"rc": r.returncode, "values": kv,
+                                    "stdout": r.stdout[-1000:], "stderr": r.stderr[-1000:]}
+        res[f"pass_jit_ptx_{where}"] = r.returncode == 0 and kv.get("computed") == "256"
+    return res
+
+
 def section_remote(c, card):
     res = {}
     server, addr, token_file = start_server(c.carry, c.tmp)
@@ -218,6 +235,7 @@ def section_remote(c, card):
         res["rt_basic_12.9"] = {"rc": r.returncode, "fail_lines": fails, "stderr": r.stderr[-1000:]}
         res["pass_rt_basic_12.9"] = r.returncode == 0 and not fails
         res.update(graph_host(c, addr, token_file, env))
+        res.update(jit_ptx(c, addr, token_file, env))
         for mode, key in (("", "resnet"), ("graph", "resnet_graph")):
             try:
                 res.update(resnet(c, addr, token_file, env, mode, key))

@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: link vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: link jit_ptx vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
  *        attributes dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
@@ -558,6 +558,110 @@ int main(int argc, char **argv) {
         log_vals[1] = (void *)(uintptr_t)sizeof error_log;
         printf("loadex_ok_rc %d\n", (int)load_ex(&m, first, 2, log_opts, log_vals));
         printf("loadex_ok_log_empty %d\n", error_log[0] == 0 && (uintptr_t)log_vals[1] == 1);
+        return 0;
+    }
+
+    if (!strcmp(path, "jit_ptx")) {
+        /* Real PTX linked by the driver: a kernel calling a function of another input (extern,
+         * resolved by the link), loaded and run on 256 integers set to 41. On a real card
+         * "computed" counts those that became 42; the simulator runs no code (0). */
+        FN(create, "cuLinkCreate", 6050, CUresult (*)(unsigned, CUjit_option *, void **, CUlinkState *));
+        FN(add_data, "cuLinkAddData", 6050, CUresult (*)(CUlinkState, CUjitInputType, void *, size_t,
+           const char *, unsigned, CUjit_option *, void **));
+        FN(complete, "cuLinkComplete", 5050, CUresult (*)(CUlinkState, void **, size_t *));
+        FN(destroy, "cuLinkDestroy", 5050, CUresult (*)(CUlinkState));
+        FN(load_data, "cuModuleLoadData", 2000, CUresult (*)(CUmodule *, const void *));
+        FN(get_fn, "cuModuleGetFunction", 2000, CUresult (*)(CUfunction *, CUmodule, const char *));
+        FN(alloc, "cuMemAlloc", 3020, CUresult (*)(CUdeviceptr *, size_t));
+        FN(memset32, "cuMemsetD32", 3020, CUresult (*)(CUdeviceptr, unsigned, size_t));
+        FN(dtoh, "cuMemcpyDtoH", 3020, CUresult (*)(void *, CUdeviceptr, size_t));
+        FN(launch, "cuLaunchKernel", 4000, CUresult (*)(CUfunction, unsigned, unsigned, unsigned,
+           unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **));
+        FN(ctx_sync, "cuCtxSynchronize", 2000, CUresult (*)(void));
+        static char kernel_ptx[] =
+    ".version 7.0\n"
+    ".target sm_50\n"
+    ".address_size 64\n"
+    "\n"
+    ".extern .func (.param .b32 func_retval0) plus_one(.param .b32 x);\n"
+    "\n"
+    ".visible .entry add_one(.param .u64 p, .param .u32 n)\n"
+    "{\n"
+    "    .reg .pred %p<2>;\n"
+    "    .reg .b32 %r<8>;\n"
+    "    .reg .b64 %rd<5>;\n"
+    "\n"
+    "    ld.param.u64 %rd1, [p];\n"
+    "    ld.param.u32 %r2, [n];\n"
+    "    mov.u32 %r3, %ctaid.x;\n"
+    "    mov.u32 %r4, %ntid.x;\n"
+    "    mov.u32 %r5, %tid.x;\n"
+    "    mad.lo.s32 %r1, %r3, %r4, %r5;\n"
+    "    setp.ge.u32 %p1, %r1, %r2;\n"
+    "    @%p1 bra DONE;\n"
+    "    cvta.to.global.u64 %rd2, %rd1;\n"
+    "    mul.wide.u32 %rd3, %r1, 4;\n"
+    "    add.s64 %rd4, %rd2, %rd3;\n"
+    "    ld.global.u32 %r6, [%rd4];\n"
+    "    {\n"
+    "        .param .b32 param0;\n"
+    "        st.param.b32 [param0], %r6;\n"
+    "        .param .b32 retval0;\n"
+    "        call.uni (retval0), plus_one, (param0);\n"
+    "        ld.param.b32 %r7, [retval0];\n"
+    "    }\n"
+    "    st.global.u32 [%rd4], %r7;\n"
+    "DONE:\n"
+    "    ret;\n"
+    "}\n";
+        static char function_ptx[] =
+    ".version 7.0\n"
+    ".target sm_50\n"
+    ".address_size 64\n"
+    "\n"
+    ".visible .func (.param .b32 func_retval0) plus_one(.param .b32 x)\n"
+    "{\n"
+    "    .reg .b32 %r<3>;\n"
+    "    ld.param.b32 %r1, [x];\n"
+    "    add.s32 %r2, %r1, 1;\n"
+    "    st.param.b32 [func_retval0], %r2;\n"
+    "    ret;\n"
+    "}\n";
+        static char info_log[4096], error_log[4096];
+        CUjit_option opts[] = {CU_JIT_INFO_LOG_BUFFER, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES,
+                               CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+        void *vals[] = {info_log, (void *)(uintptr_t)sizeof info_log, error_log,
+                        (void *)(uintptr_t)sizeof error_log};
+        CUlinkState st;
+        CHECK(create(4, opts, vals, &st));
+        printf("add_kernel_rc %d\n", (int)add_data(st, CU_JIT_INPUT_PTX, kernel_ptx, sizeof kernel_ptx,
+               "add_one.ptx", 0, NULL, NULL));
+        printf("add_function_rc %d\n", (int)add_data(st, CU_JIT_INPUT_PTX, function_ptx,
+               sizeof function_ptx, "plus_one.ptx", 0, NULL, NULL));
+        void *image = NULL;
+        size_t size = 0;
+        CUresult linked = complete(st, &image, &size);
+        printf("complete_rc %d\n", (int)linked);
+        if (linked != CUDA_SUCCESS) printf("error_log %s\n", error_log);
+        CUmodule m = NULL;
+        CUfunction f = NULL;
+        printf("load_rc %d\n", linked ? -1 : (int)load_data(&m, image));
+        printf("function_rc %d\n", m ? (int)get_fn(&f, m, "add_one") : -1);
+        CHECK(destroy(st));
+        enum { N = 256 };
+        CUdeviceptr d;
+        CHECK(alloc(&d, N * sizeof(int)));
+        CHECK(memset32(d, 41, N));
+        unsigned n = N;
+        void *args[] = {&d, &n};
+        CUresult launched = f ? launch(f, 1, 1, 1, N, 1, 1, 0, NULL, args, NULL) : CUDA_ERROR_INVALID_HANDLE;
+        printf("launch_rc %d\n", (int)launched);
+        printf("sync_rc %d\n", (int)ctx_sync());
+        int host[N];
+        CHECK(dtoh(host, d, sizeof host));
+        int computed = 0;
+        for (int i = 0; i < N; i++) computed += host[i] == 42;
+        printf("computed %d\n", computed);
         return 0;
     }
 

@@ -24,8 +24,9 @@ pub const ERROR_LOG_BUFFER_SIZE_BYTES: u32 = 6;
 /// `CU_JIT_LOG_VERBOSE` (a number: 1 asks for a verbose info log).
 pub const LOG_VERBOSE: u32 = 12;
 /// Options whose values point at host memory of the caller (symbol names and addresses,
-/// referenced kernel and variable names) rather than carry a number or a log.
-pub const POINTING: [u32; 4] = [17, 18, 25, 27];
+/// referenced kernel and variable names), or count the entries of such arrays, rather than
+/// carry a number of their own or a log.
+pub const POINTING: [u32; 7] = [17, 18, 19, 25, 26, 27, 28];
 /// One past the highest option a CUDA 13.0 driver knows.
 pub const OPTION_COUNT: u32 = 40;
 

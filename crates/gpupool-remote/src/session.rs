@@ -1981,7 +1981,14 @@ mod tests {
             })
         };
         // Options pointing at the client's memory, or logs passed as numbers, are refused.
-        for bad in [(17, 0x1000), (18, 0x1000), (3, 0x1000), (4, 64), (99, 0)] {
+        for bad in [
+            (17, 0x1000),
+            (18, 0x1000),
+            (19, 4),
+            (3, 0x1000),
+            (4, 64),
+            (99, 0),
+        ] {
             assert_eq!(
                 result(&mut s, &create(&[bad], 0)),
                 CUDA_ERROR_INVALID_VALUE,
@@ -2016,6 +2023,11 @@ mod tests {
             result(&mut s, &add(handle + 8, b"a", b"ptx")),
             CUDA_ERROR_INVALID_HANDLE
         );
+        let mut bad_kind = add(handle, b"a", b"ptx");
+        // The input kind follows the request head and the state.
+        let at = crate::protocol::REQUEST_HEAD + 8;
+        bad_kind[at..at + 4].copy_from_slice(&6u32.to_le_bytes());
+        assert_eq!(result(&mut s, &bad_kind), CUDA_ERROR_INVALID_VALUE);
         assert_eq!(
             result(&mut s, &add(handle, b"a\0b", b"ptx")),
             CUDA_ERROR_INVALID_VALUE

@@ -357,6 +357,24 @@ fn the_jit_linker_links_loads_and_reports_in_the_callers_logs() {
 }
 
 #[test]
+fn real_ptx_linked_with_an_extern_function_loads_and_launches() {
+    // What the simulator cannot show (the kernel computing 42 from 41) the GPU check's remote
+    // section judges on a real card, locally and through a server.
+    expect_both(
+        "jit_ptx",
+        &[
+            ("add_kernel_rc", "0"),
+            ("add_function_rc", "0"),
+            ("complete_rc", "0"),
+            ("load_rc", "0"),
+            ("function_rc", "0"),
+            ("launch_rc", "0"),
+            ("sync_rc", "0"),
+        ],
+    );
+}
+
+#[test]
 fn copies_between_two_devices_reach_the_other_device() {
     // A source that is no allocation is refused (through a server: not the tenant's memory).
     for via in BOTH {

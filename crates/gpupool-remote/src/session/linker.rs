@@ -115,6 +115,9 @@ impl Session {
                 let options = numbers(r)?;
                 let data = r.get_bytes("input")?;
                 r.end()?;
+                if kind > jit::INPUT_NVVM {
+                    return Ok(CUDA_ERROR_INVALID_VALUE);
+                }
                 let Some(add) = self.extra.cuLinkAddData_v2 else {
                     return Ok(CUDA_ERROR_NOT_SUPPORTED);
                 };
