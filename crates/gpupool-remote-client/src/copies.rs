@@ -199,6 +199,7 @@ const _: () = assert!(std::mem::size_of::<Raw3d>() == std::mem::size_of::<CUDA_M
 const _: () = assert!(std::mem::size_of::<Raw2d>() == std::mem::size_of::<CUDA_MEMCPY2D>());
 
 /// One side as the caller described it, with its host pointer when it is host memory.
+#[derive(Clone, Copy)]
 struct CallerSide {
     side: Side,
     host: *mut u8,
@@ -268,13 +269,88 @@ fn rows(c: &Copy3d, s: &CallerSide, mut f: impl FnMut(usize, *mut u8)) {
     }
 }
 
+/// Most bytes of host rows one 2D / 3D copy request carries.
+const ROWS_PER_REQUEST: usize = 4 * gpupool_remote::protocol::CHUNK;
+
+/// Splits a copy into copies whose packed host rows fit [`ROWS_PER_REQUEST`]: groups of
+/// whole slices when a slice fits, else groups of rows of one slice (each side's rows and
+/// slices shifted, its pitch and rows per slice kept); `None` when a single row is larger.
+pub(crate) fn pieces(c: &Copy3d) -> Option<Vec<Copy3d>> {
+    let row = usize::try_from(c.width).ok()?;
+    let slice = row.checked_mul(usize::try_from(c.height).ok()?)?;
+    if row > ROWS_PER_REQUEST {
+        return None;
+    }
+    let shifted = |dy: u64, dz: u64, height: u64, depth: u64| {
+        let mut p = *c;
+        for side in [&mut p.src, &mut p.dst] {
+            side.y += dy;
+            side.z += dz;
+        }
+        p.height = height;
+        p.depth = depth;
+        p
+    };
+    let mut out = Vec::new();
+    if slice == 0 || slice <= ROWS_PER_REQUEST {
+        let per = (ROWS_PER_REQUEST / slice.max(1)) as u64;
+        let mut z = 0;
+        while z < c.depth {
+            let k = per.min(c.depth - z);
+            out.push(shifted(0, z, c.height, k));
+            z += k;
+        }
+    } else {
+        let per = (ROWS_PER_REQUEST / row.max(1)) as u64;
+        for z in 0..c.depth {
+            let mut y = 0;
+            while y < c.height {
+                let k = per.min(c.height - y);
+                out.push(shifted(y, z, k, 1));
+                y += k;
+            }
+        }
+    }
+    Some(out)
+}
+
 fn copy_3d(c: Copy3d, src: CallerSide, dst: CallerSide, stream: Option<CUstream>) -> u32 {
     let Some(packed) = c.packed_len() else {
         return CUDA_ERROR_INVALID_VALUE;
     };
-    if packed > 4 * gpupool_remote::protocol::CHUNK {
-        return CUDA_ERROR_NOT_SUPPORTED;
+    if packed <= ROWS_PER_REQUEST {
+        return copy_3d_request(c, src, dst, stream, packed);
     }
+    let Some(pieces) = pieces(&c) else {
+        return CUDA_ERROR_NOT_SUPPORTED;
+    };
+    for p in pieces {
+        let with_side = |mut s: CallerSide, of: Side| {
+            s.side = of;
+            s
+        };
+        let rc = copy_3d_request(
+            p,
+            with_side(src, p.src),
+            with_side(dst, p.dst),
+            stream,
+            p.packed_len().unwrap_or(0),
+        );
+        if rc != CUDA_SUCCESS {
+            return rc;
+        }
+    }
+    CUDA_SUCCESS
+}
+
+/// One 2D / 3D copy request of `packed` bytes of host rows at most [`ROWS_PER_REQUEST`].
+fn copy_3d_request(
+    c: Copy3d,
+    src: CallerSide,
+    dst: CallerSide,
+    stream: Option<CUstream>,
+    packed: usize,
+) -> u32 {
     let mut wire = c;
     let dense = |s: &Side| {
         if s.kind == copy3d::HOST {
@@ -469,8 +545,9 @@ fn staged(mut c: Copy3d, host: &CallerSide, to_device: bool, graph: u64) -> Resu
         let mut row = std::ptr::null_mut();
         rows(&c, host, |_, p| row = p);
         (row as usize, Shape::Linear(packed))
-    } else if packed <= 4 * gpupool_remote::protocol::CHUNK {
+    } else {
         // Each launch copies between the host side as given and the staging buffer.
+        pieces(&c).ok_or(CUDA_ERROR_NOT_SUPPORTED)?;
         let mut launch = c;
         if to_device {
             launch.dst = staged_side;
@@ -478,8 +555,6 @@ fn staged(mut c: Copy3d, host: &CallerSide, to_device: bool, graph: u64) -> Resu
             launch.src = staged_side;
         }
         (host.host as usize, Shape::Rows(launch))
-    } else {
-        return Err(CUDA_ERROR_NOT_SUPPORTED);
     };
     staged_side.ptr = crate::graph_host::stage(graph, at, shape, to_device)?;
     if to_device {
@@ -571,4 +646,63 @@ pub unsafe fn memcpy_3d(p: *const CUDA_MEMCPY3D) -> u32 {
 /// `cuMemcpy3DAsync_v2`.
 pub unsafe fn memcpy_3d_async(p: *const CUDA_MEMCPY3D, s: CUstream) -> u32 {
     run_3d(p, Some(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(width: u64, height: u64, depth: u64) -> Copy3d {
+        let side = Side {
+            kind: copy3d::DEVICE,
+            y: 1,
+            z: 2,
+            pitch: width,
+            height,
+            ..Side::default()
+        };
+        Copy3d {
+            src: side,
+            dst: Side {
+                kind: copy3d::HOST,
+                ..side
+            },
+            width,
+            height,
+            depth,
+            three_d: 1,
+        }
+    }
+
+    #[test]
+    fn large_copies_split_into_slices_or_rows_that_fit_a_request() {
+        const MIB: u64 = 1 << 20;
+        // Slices of 20 MiB: one per request, each side's slice shifted.
+        let p = pieces(&copy(MIB, 20, 5)).unwrap();
+        assert_eq!(p.len(), 5);
+        assert!(p.iter().all(|p| p.depth == 1 && p.height == 20));
+        assert_eq!(
+            p.iter().map(|p| p.src.z).collect::<Vec<_>>(),
+            [2, 3, 4, 5, 6]
+        );
+        assert_eq!(p[4].dst.z, 6);
+        // One slice of 80 MiB: 8 rows of 4 MiB per request.
+        let p = pieces(&copy(4 * MIB, 20, 1)).unwrap();
+        let rows: Vec<_> = p.iter().map(|p| (p.src.y, p.height, p.dst.y)).collect();
+        assert_eq!(rows, [(1, 8, 1), (9, 8, 9), (17, 4, 17)]);
+        assert!(p
+            .iter()
+            .all(|p| p.packed_len().unwrap() <= ROWS_PER_REQUEST));
+        // Pitch and rows per slice are kept.
+        assert!(p
+            .iter()
+            .all(|p| p.src.pitch == 4 * MIB && p.src.height == 20));
+        // Two slices of 40 MiB: rows of each slice in turn.
+        let p = pieces(&copy(4 * MIB, 10, 2)).unwrap();
+        let at: Vec<_> = p.iter().map(|p| (p.src.z, p.src.y, p.height)).collect();
+        assert_eq!(at, [(2, 1, 8), (2, 9, 2), (3, 1, 8), (3, 9, 2)]);
+        // Small slices go several to a request; one row larger than a request cannot go.
+        assert_eq!(pieces(&copy(MIB, 4, 20)).unwrap().len(), 3);
+        assert_eq!(pieces(&copy(33 * MIB, 1, 1)), None);
+    }
 }

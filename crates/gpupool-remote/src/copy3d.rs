@@ -72,7 +72,15 @@ impl Copy3d {
         if self.height > 1 && side.pitch < self.width {
             return None;
         }
-        let slice_rows = if self.depth > 1 {
+        // A 3D copy steps `side.height` rows from slice to slice, from its first slice `z` on
+        // (a driver refuses fewer rows per slice than the copy's height); a 2D copy has no
+        // slices (its depth, if a message sets one, is counted at the larger stride).
+        let slice_rows = if self.three_d != 0 && (self.depth > 1 || side.z > 0) {
+            if side.height < self.height {
+                return None;
+            }
+            side.height
+        } else if self.depth > 1 {
             side.height.max(self.height)
         } else {
             0
@@ -140,5 +148,27 @@ mod tests {
         };
         assert_eq!(c.extent(&huge), None, "overflow");
         assert_eq!(c.packed_len(), Some(300));
+        // A 3D copy's first slice counts, even for one slice.
+        let sliced = Side {
+            z: 2,
+            height: 4,
+            ..side
+        };
+        let c3 = Copy3d { three_d: 1, ..c };
+        let start = 4 + (2 * 4 + 1) * 512;
+        assert_eq!(c3.extent(&sliced), Some((start, start + 2 * 512 + 100)));
+        assert_eq!(
+            c3.extent(&Side {
+                height: 2,
+                ..sliced
+            }),
+            None,
+            "fewer rows per slice than the copy's height"
+        );
+        assert_eq!(
+            c.extent(&sliced),
+            Some((516, 516 + 2 * 512 + 100)),
+            "2D: no slices"
+        );
     }
 }

@@ -375,6 +375,23 @@ fn real_ptx_linked_with_an_extern_function_loads_and_launches() {
 }
 
 #[test]
+fn pitched_copies_larger_than_a_message_arrive_whole_plain_and_in_graphs() {
+    // 40 MB of 2D rows, 40 MB of 3D slices from slice 1 and row 100, and the 2D copies
+    // captured in a graph replayed with new host data: through a server each goes in pieces.
+    expect_both(
+        "big_copies",
+        &[
+            ("big_2d_rc", "0 0"),
+            ("big_2d_ok", "1"),
+            ("big_3d_rc", "0 0"),
+            ("big_3d_ok", "1"),
+            ("big_captured_rc", "0 0"),
+            ("big_replays_ok", "1"),
+        ],
+    );
+}
+
+#[test]
 fn copies_between_two_devices_reach_the_other_device() {
     // A source that is no allocation is refused (through a server: not the tenant's memory).
     for via in BOTH {
