@@ -203,6 +203,75 @@ pub unsafe fn file_input<'a>(path: *const c_char) -> Result<(Vec<u8>, &'a [u8]),
     Ok((bytes, path.to_bytes()))
 }
 
+/// Writes `link_add_data` (`cuLinkAddData_v2`) and `link_add_file` (`cuLinkAddFile_v2`, the
+/// file read here and added under its path) around `$add(state, kind, bytes, name, n,
+/// options, values) -> u32`, an `unsafe fn` whose contract is the JIT functions' for `n`,
+/// `options` and `values`. The arguments are checked first (an input kind out of range, null
+/// or empty data, a file that cannot be read).
+#[macro_export]
+macro_rules! link_add_entry_points {
+    ($add:path) => {
+        /// `cuLinkAddData_v2`.
+        ///
+        /// # Safety
+        /// The driver function's contract.
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn link_add_data(
+            handle: $crate::cu::CUlinkState,
+            kind: u32,
+            data: *mut std::ffi::c_void,
+            size: usize,
+            name: *const std::ffi::c_char,
+            n: u32,
+            options: *mut u32,
+            values: *mut *mut std::ffi::c_void,
+        ) -> u32 {
+            if kind > $crate::jit::INPUT_NVVM {
+                return $crate::result::CUDA_ERROR_INVALID_VALUE;
+            }
+            // SAFETY: the caller's arguments; the name is null or NUL-terminated.
+            match unsafe { $crate::jit::data_input(data, size) } {
+                Ok(bytes) => unsafe {
+                    $add(
+                        handle,
+                        kind,
+                        bytes,
+                        $crate::jit::name_bytes(name),
+                        n,
+                        options,
+                        values,
+                    )
+                },
+                Err(e) => e,
+            }
+        }
+
+        /// `cuLinkAddFile_v2`: the file is read here and added under its path.
+        ///
+        /// # Safety
+        /// The driver function's contract.
+        pub unsafe fn link_add_file(
+            handle: $crate::cu::CUlinkState,
+            kind: u32,
+            path: *const std::ffi::c_char,
+            n: u32,
+            options: *mut u32,
+            values: *mut *mut std::ffi::c_void,
+        ) -> u32 {
+            if kind > $crate::jit::INPUT_NVVM {
+                return $crate::result::CUDA_ERROR_INVALID_VALUE;
+            }
+            // SAFETY: the caller's arguments.
+            match unsafe { $crate::jit::file_input(path) } {
+                Ok((bytes, name)) => unsafe {
+                    $add(handle, kind, &bytes, name, n, options, values)
+                },
+                Err(e) => e,
+            }
+        }
+    };
+}
+
 /// A C string's bytes, or an empty name for null.
 ///
 /// # Safety

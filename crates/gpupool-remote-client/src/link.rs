@@ -14,7 +14,7 @@ use gpupool_remote::calls::custom;
 use gpupool_remote::protocol::MAX_FRAME;
 use gpupool_remote::wire::{DecodeError, Reader, Writer};
 use std::collections::HashMap;
-use std::ffi::{c_char, c_void};
+use std::ffi::c_void;
 use std::sync::Mutex;
 
 /// What the client keeps of a link state.
@@ -161,9 +161,6 @@ unsafe fn add(
     options: *mut u32,
     values: *mut *mut c_void,
 ) -> u32 {
-    if kind > jit::INPUT_NVVM {
-        return CUDA_ERROR_INVALID_VALUE;
-    }
     let handle = handle as usize as u64;
     let Some(link_options) = options_of(handle) else {
         return CUDA_ERROR_INVALID_HANDLE;
@@ -190,50 +187,7 @@ unsafe fn add(
     )
 }
 
-/// `cuLinkAddData_v2`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn link_add_data(
-    handle: CUlinkState,
-    kind: u32,
-    data: *mut c_void,
-    size: usize,
-    name: *const c_char,
-    n: u32,
-    options: *mut u32,
-    values: *mut *mut c_void,
-) -> u32 {
-    // SAFETY: the caller's arguments; the name is null or NUL-terminated.
-    match unsafe { jit::data_input(data, size) } {
-        Ok(bytes) => unsafe {
-            add(
-                handle,
-                kind,
-                bytes,
-                jit::name_bytes(name),
-                n,
-                options,
-                values,
-            )
-        },
-        Err(e) => e,
-    }
-}
-
-/// `cuLinkAddFile_v2`: the client's file, read here and added under its path.
-pub unsafe fn link_add_file(
-    handle: CUlinkState,
-    kind: u32,
-    path: *const c_char,
-    n: u32,
-    options: *mut u32,
-    values: *mut *mut c_void,
-) -> u32 {
-    // SAFETY: the caller's arguments.
-    match unsafe { jit::file_input(path) } {
-        Ok((bytes, name)) => unsafe { add(handle, kind, &bytes, name, n, options, values) },
-        Err(e) => e,
-    }
-}
+gpupool_cuda::link_add_entry_points!(add);
 
 /// `cuLinkComplete`: the image is copied here and stays the state's.
 pub unsafe fn link_complete(handle: CUlinkState, image: *mut *mut c_void, size: *mut usize) -> u32 {

@@ -17,7 +17,7 @@ use gpupool_cuda::jit::{self, JitOptions};
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::HashMap;
-use std::ffi::{c_char, c_void};
+use std::ffi::c_void;
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -233,9 +233,6 @@ unsafe fn add(
     options: *mut u32,
     values: *mut *mut c_void,
 ) -> u32 {
-    if kind > jit::INPUT_NVVM {
-        return CUDA_ERROR_INVALID_VALUE;
-    }
     // SAFETY: the caller's arrays.
     if let Err(e) = unsafe { JitOptions::read(n, options, values) } {
         return e;
@@ -244,50 +241,7 @@ unsafe fn add(
     with_state(handle, |s| s.add(kind, &name, bytes).map(|()| CUDA_SUCCESS))
 }
 
-/// `cuLinkAddData_v2`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn link_add_data(
-    handle: CUlinkState,
-    kind: u32,
-    data: *mut c_void,
-    size: usize,
-    name: *const c_char,
-    n: u32,
-    options: *mut u32,
-    values: *mut *mut c_void,
-) -> u32 {
-    // SAFETY: the caller's arguments; the name is null or NUL-terminated.
-    match unsafe { jit::data_input(data, size) } {
-        Ok(bytes) => unsafe {
-            add(
-                handle,
-                kind,
-                bytes,
-                jit::name_bytes(name),
-                n,
-                options,
-                values,
-            )
-        },
-        Err(e) => e,
-    }
-}
-
-/// `cuLinkAddFile_v2`: the file is read and added under its path.
-pub unsafe fn link_add_file(
-    handle: CUlinkState,
-    kind: u32,
-    path: *const c_char,
-    n: u32,
-    options: *mut u32,
-    values: *mut *mut c_void,
-) -> u32 {
-    // SAFETY: the caller's arguments.
-    match unsafe { jit::file_input(path) } {
-        Ok((bytes, name)) => unsafe { add(handle, kind, &bytes, name, n, options, values) },
-        Err(e) => e,
-    }
-}
+gpupool_cuda::link_add_entry_points!(add);
 
 /// `cuLinkComplete`: the image stays the state's until it is destroyed.
 pub unsafe fn link_complete(handle: CUlinkState, image: *mut *mut c_void, size: *mut usize) -> u32 {
