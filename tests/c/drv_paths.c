@@ -558,6 +558,16 @@ int main(int argc, char **argv) {
         log_vals[1] = (void *)(uintptr_t)sizeof error_log;
         printf("loadex_ok_rc %d\n", (int)load_ex(&m, first, 2, log_opts, log_vals));
         printf("loadex_ok_log_empty %d\n", error_log[0] == 0 && (uintptr_t)log_vals[1] == 1);
+        FN(lib_load, "cuLibraryLoadData", 12000, CUresult (*)(CUlibrary *, const void *, CUjit_option *,
+           void **, unsigned, CUlibraryOption *, void **, unsigned));
+        CUlibrary lib_handle;
+        log_vals[1] = (void *)(uintptr_t)sizeof error_log;
+        error_log[0] = 'x';
+        CUresult lib_rc = lib_load(&lib_handle, broken, log_opts, log_vals, 2, NULL, NULL, 0);
+        printf("libload_bad_rc %d\n", (int)lib_rc);
+        /* A library a remote client names without waiting is refused where it is used. */
+        printf("libload_logged_if_refused %d\n", (lib_rc != CUDA_SUCCESS) == (strlen(error_log) > 0) &&
+               (size_t)(uintptr_t)log_vals[1] == strlen(error_log) + 1);
         return 0;
     }
 

@@ -175,6 +175,31 @@ impl JitOptions {
     }
 }
 
+/// Runs a module or library load under the JIT options of `cuModuleLoadDataEx` /
+/// `cuLibraryLoadData`: the options are read first (`CUDA_ERROR_INVALID_VALUE` when
+/// malformed), then `load` runs and returns its result and why it failed; the error log gets
+/// that reason, the info log nothing, the wall time the load's.
+///
+/// # Safety
+/// `options` and `values` are null or hold `n` entries, as the JIT function's caller promised.
+pub unsafe fn load_with_logs(
+    n: u32,
+    options: *const u32,
+    values: *mut *mut c_void,
+    load: impl FnOnce() -> (u32, String),
+) -> u32 {
+    let started = std::time::Instant::now();
+    // SAFETY: the contract.
+    let options = match unsafe { JitOptions::read(n, options, values) } {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let (rc, why) = load();
+    // SAFETY: the caller's buffers and option values.
+    unsafe { options.report(b"", why.as_bytes(), started.elapsed().as_secs_f32() * 1e3) };
+    rc
+}
+
 /// The bytes of a `cuLinkAddData` input (`CUDA_ERROR_INVALID_VALUE` when null or empty).
 ///
 /// # Safety

@@ -165,26 +165,32 @@ pub unsafe fn module_load_registered(out: *mut CUmodule, image: *const c_void) -
     }
 }
 
-/// `cuLibraryLoadData` (JIT and library options are the server's business and are dropped).
+/// `cuLibraryLoadData`: library options and JIT options that carry numbers are the server's
+/// business and are dropped; the JIT logs are filled as by `cuModuleLoadDataEx` (a library
+/// named without waiting reports a refusal where it is used, its logs empty).
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn library_load_data(
     out: *mut CUlibrary,
     code: *const c_void,
-    _jit_options: *mut c_void,
-    _jit_values: *mut *mut c_void,
-    _jit_count: u32,
+    jit_options: *mut c_void,
+    jit_values: *mut *mut c_void,
+    jit_count: u32,
     _options: *mut c_void,
     _values: *mut *mut c_void,
     _count: u32,
 ) -> u32 {
-    if code.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    // SAFETY: the caller passes a module image.
-    match unsafe { image_bytes(code.cast()) } {
-        Ok(bytes) => load_as(custom::LIBRARY_LOAD, out.cast(), bytes, true),
-        Err(e) => e,
-    }
+    let load = || {
+        if code.is_null() {
+            return (CUDA_ERROR_INVALID_VALUE, String::new());
+        }
+        // SAFETY: the caller passes a module image.
+        refusal(match unsafe { image_bytes(code.cast()) } {
+            Ok(bytes) => load_as(custom::LIBRARY_LOAD, out.cast(), bytes, true),
+            Err(e) => e,
+        })
+    };
+    // SAFETY: the caller's JIT option arrays.
+    unsafe { gpupool_cuda::jit::load_with_logs(jit_count, jit_options.cast(), jit_values, load) }
 }
 
 /// `cuModuleLoadData`.
@@ -200,8 +206,8 @@ pub unsafe fn module_load_data(out: *mut CUmodule, image: *const c_void) -> u32 
 }
 
 /// `cuModuleLoadDataEx`: options that carry numbers are the server's business and are
-/// dropped; the logs get why the server refused the image (empty when it loads), the wall
-/// time the loading's, round trip included.
+/// dropped; the error log gets the server's refusal, the wall time the loading's, round trip
+/// included.
 pub unsafe fn module_load_data_ex(
     out: *mut CUmodule,
     image: *const c_void,
@@ -209,14 +215,14 @@ pub unsafe fn module_load_data_ex(
     options: *mut c_void,
     values: *mut *mut c_void,
 ) -> u32 {
-    let started = std::time::Instant::now();
-    // SAFETY: the caller's arrays of `n` entries.
-    let options = match unsafe { gpupool_cuda::jit::JitOptions::read(n, options.cast(), values) } {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    // SAFETY: same contract.
-    let rc = unsafe { module_load_data(out, image) };
+    // SAFETY: the caller passes a module image.
+    let load = || refusal(unsafe { module_load_data(out, image) });
+    // SAFETY: the caller's option arrays.
+    unsafe { gpupool_cuda::jit::load_with_logs(n, options.cast(), values, load) }
+}
+
+/// A load's result, with the server's refusal in words.
+fn refusal(rc: u32) -> (u32, String) {
     let why = match (rc, gpupool_cuda::result::error_name(rc)) {
         (CUDA_SUCCESS, _) => String::new(),
         (_, Some(name)) => format!(
@@ -225,9 +231,7 @@ pub unsafe fn module_load_data_ex(
         ),
         (_, None) => format!("the GPU server refused the image: CUresult {rc}"),
     };
-    // SAFETY: the caller's buffers and option values.
-    unsafe { options.report(b"", why.as_bytes(), started.elapsed().as_secs_f32() * 1e3) };
-    rc
+    (rc, why)
 }
 
 /// `cuModuleLoad`: the file is read here and sent.

@@ -10,30 +10,31 @@ use gpupool_cuda::cu::{CUdeviceptr, CUfunction, CUkernel, CUlibrary, CUmodule};
 use gpupool_cuda::result::*;
 use std::ffi::{c_char, c_void, CStr};
 
-/// `cuLibraryLoadData` (JIT and library options are ignored).
+/// `cuLibraryLoadData`: library options and JIT options that carry numbers are ignored; the
+/// JIT logs get why an image is refused, as `cuModuleLoadDataEx`'s.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn library_load_data(
     out: *mut CUlibrary,
     code: *const c_void,
-    _jit_options: *mut c_void,
-    _jit_values: *mut *mut c_void,
-    _jit_count: u32,
+    jit_options: *mut c_void,
+    jit_values: *mut *mut c_void,
+    jit_count: u32,
     _options: *mut c_void,
     _values: *mut *mut c_void,
     _count: u32,
 ) -> u32 {
-    if out.is_null() || code.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    // SAFETY: the caller passes an image.
-    let image = match unsafe { module::image_of(code) } {
-        Ok(i) => i,
-        Err(e) => return e,
+    let load = || {
+        if out.is_null() || code.is_null() {
+            return (CUDA_ERROR_INVALID_VALUE, String::new());
+        }
+        // SAFETY: the caller passes an image.
+        match unsafe { module::explained_image(code) }.and_then(module::load_explained) {
+            Ok(m) => (write(out, m as CUlibrary), String::new()),
+            Err((e, why)) => (e, why),
+        }
     };
-    match module::load_unbound(image) {
-        Ok(m) => write(out, m as CUlibrary),
-        Err(e) => e,
-    }
+    // SAFETY: the caller's JIT option arrays.
+    unsafe { gpupool_cuda::jit::load_with_logs(jit_count, jit_options.cast(), jit_values, load) }
 }
 
 /// `cuLibraryUnload` (handles of its kernels stay valid memory; its device variables are

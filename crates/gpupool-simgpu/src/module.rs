@@ -30,7 +30,7 @@ use gpupool_cuda::cu::{CUdeviceptr, CUfunction, CUlaunchConfig_st, CUmodule};
 #[cfg(test)]
 use gpupool_cuda::images::FATBIN_WRAPPER_MAGIC;
 use gpupool_cuda::images::{self, ImageKind, ELF_MAGIC, FATBIN_MAGIC};
-use gpupool_cuda::jit::JitOptions;
+use gpupool_cuda::jit;
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::{HashMap, HashSet};
@@ -288,16 +288,11 @@ pub fn module(handle: *const Module) -> Result<&'static Module, u32> {
 
 /// Parses and keeps a module without a context (`cuLibraryLoadData`): its handle.
 pub fn load_unbound(image: Image) -> Result<*mut Module, u32> {
-    load_explained(image).map_err(|(e, why)| {
-        if crate::machine::tracing() {
-            eprintln!("gpupool simulated GPU: module refused: {why}");
-        }
-        e
-    })
+    load_explained(image).map_err(|(e, _)| e)
 }
 
 /// [`load_unbound`], with why an image is refused.
-fn load_explained(image: Image) -> Result<*mut Module, (u32, String)> {
+pub(crate) fn load_explained(image: Image) -> Result<*mut Module, (u32, String)> {
     let parsed = match image {
         Image::Simulated(text) => parse(text),
         Image::Code => Ok(Vec::new()),
@@ -317,7 +312,12 @@ fn load_explained(image: Image) -> Result<*mut Module, (u32, String)> {
             loaded.modules.insert(m as *const Module as usize);
             Ok(m as *const Module as *mut Module)
         }
-        Err(why) => Err((CUDA_ERROR_INVALID_IMAGE, why)),
+        Err(why) => {
+            if crate::machine::tracing() {
+                eprintln!("gpupool simulated GPU: module refused: {why}");
+            }
+            Err((CUDA_ERROR_INVALID_IMAGE, why))
+        }
     }
 }
 
@@ -367,29 +367,30 @@ pub unsafe fn module_load_data_ex(
     options: *mut c_void,
     values: *mut *mut c_void,
 ) -> u32 {
-    let started = std::time::Instant::now();
+    let load = || {
+        if out.is_null() || image.is_null() {
+            return (CUDA_ERROR_INVALID_VALUE, String::new());
+        }
+        if let Err(e) = require_current() {
+            return (e, String::new());
+        }
+        // SAFETY: the caller passes an image.
+        match unsafe { explained_image(image) }.and_then(load_explained) {
+            Ok(m) => (write(out, m as CUmodule), String::new()),
+            Err((e, why)) => (e, why),
+        }
+    };
     // SAFETY: the caller's arrays of `n` entries.
-    let options = match unsafe { JitOptions::read(n, options.cast(), values) } {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    if out.is_null() || image.is_null() {
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    if let Err(e) = require_current() {
-        return e;
-    }
-    // SAFETY: the caller passes an image.
-    let loaded = unsafe { image_of(image) }
-        .map_err(|e| (e, "not a module image".to_string()))
-        .and_then(load_explained);
-    let (rc, why) = match loaded {
-        Ok(m) => (write(out, m as CUmodule), String::new()),
-        Err((e, why)) => (e, why),
-    };
-    // SAFETY: the caller's buffers and option values.
-    unsafe { options.report(b"", why.as_bytes(), started.elapsed().as_secs_f32() * 1e3) };
-    rc
+    unsafe { jit::load_with_logs(n, options.cast(), values, load) }
+}
+
+/// [`image_of`], with why an image is refused.
+///
+/// # Safety
+/// As [`image_of`].
+pub(crate) unsafe fn explained_image<'a>(image: *const c_void) -> Result<Image<'a>, (u32, String)> {
+    // SAFETY: the caller's contract.
+    unsafe { image_of(image) }.map_err(|e| (e, "not a module image".to_string()))
 }
 
 /// `cuModuleLoad`: reads the image from a file.

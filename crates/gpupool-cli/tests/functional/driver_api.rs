@@ -345,6 +345,7 @@ fn the_jit_linker_links_loads_and_reports_in_the_callers_logs() {
         ("loadex_error_logged", "1"),
         ("loadex_ok_rc", "0"),
         ("loadex_ok_log_empty", "1"),
+        ("libload_logged_if_refused", "1"),
     ];
     for via in BOTH {
         let kv = run_path(via, "link", "1GiB", 64);
@@ -353,6 +354,9 @@ fn the_jit_linker_links_loads_and_reports_in_the_callers_logs() {
         // Host addresses cannot reach a server: 801 (NOT_SUPPORTED) through one.
         let pointing = if via == Via::Remote { "801" } else { "0" };
         expect_values(&kv, &[("pointing_rc", pointing)]);
+        if via == Via::Local {
+            expect_values(&kv, &[("libload_bad_rc", "200")]);
+        }
     }
 }
 
