@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: link jit_ptx big_copies vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: link jit_ptx big_copies launch_events vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
  *        attributes dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
@@ -766,6 +766,51 @@ int main(int argc, char **argv) {
                     if (back[y * HP2 + x] != (x < W ? src[y * HP + x] : 0xee)) { replays_ok = 0; break; }
         }
         printf("big_replays_ok %d\n", replays_ok);
+        return 0;
+    }
+
+    if (!strcmp(path, "launch_events")) {
+        /* cuLaunchKernelEx with an event attribute: the event is recorded with the launch
+         * (launch completion; programmatic), so the time from an event recorded before it
+         * covers the 200 us kernel. */
+        FN(load_data, "cuModuleLoadData", 2000, CUresult (*)(CUmodule *, const void *));
+        FN(get_fn, "cuModuleGetFunction", 2000, CUresult (*)(CUfunction *, CUmodule, const char *));
+        FN(launch_ex, "cuLaunchKernelEx", 11060, CUresult (*)(const CUlaunchConfig *, CUfunction, void **, void **));
+        FN(event_create, "cuEventCreate", 2000, CUresult (*)(CUevent *, unsigned));
+        FN(event_record, "cuEventRecord", 2000, CUresult (*)(CUevent, CUstream));
+        FN(event_sync, "cuEventSynchronize", 2000, CUresult (*)(CUevent));
+        FN(elapsed, "cuEventElapsedTime", 2000, CUresult (*)(float *, CUevent, CUevent));
+        FN(ctx_sync, "cuCtxSynchronize", 2000, CUresult (*)(void));
+        static const char image[] = "gpupool-sim-module 1\nkernel busy 200us\n";
+        CUmodule m;
+        CUfunction f;
+        CHECK(load_data(&m, image));
+        CHECK(get_fn(&f, m, "busy"));
+        CUevent start, done, triggered;
+        CHECK(event_create(&start, 0));
+        CHECK(event_create(&done, 0));
+        CHECK(event_create(&triggered, 0));
+        CUlaunchAttribute attrs[2];
+        memset(attrs, 0, sizeof attrs);
+        attrs[0].id = CU_LAUNCH_ATTRIBUTE_LAUNCH_COMPLETION_EVENT;
+        attrs[0].value.launchCompletionEvent.event = done;
+        attrs[1].id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT;
+        attrs[1].value.programmaticEvent.event = triggered;
+        CUlaunchConfig cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.gridDimX = cfg.gridDimY = cfg.gridDimZ = 1;
+        cfg.blockDimX = cfg.blockDimY = cfg.blockDimZ = 1;
+        cfg.attrs = attrs;
+        cfg.numAttrs = 2;
+        CHECK(event_record(start, NULL));
+        printf("launch_rc %d\n", (int)launch_ex(&cfg, f, NULL, NULL));
+        printf("sync_rc %d\n", (int)event_sync(done));
+        float ms_done = 0, ms_triggered = 0;
+        CHECK(elapsed(&ms_done, start, done));
+        CHECK(elapsed(&ms_triggered, start, triggered));
+        printf("completion_covers_kernel %d\n", ms_done >= 0.2f);
+        printf("programmatic_covers_kernel %d\n", ms_triggered >= 0.2f);
+        printf("ctx_sync_rc %d\n", (int)ctx_sync());
         return 0;
     }
 

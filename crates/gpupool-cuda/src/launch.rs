@@ -23,6 +23,28 @@ pub struct RawLaunchAttribute {
     pub value: [u8; 64],
 }
 
+/// `CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT`: an event recorded once every block triggered.
+pub const ATTRIBUTE_PROGRAMMATIC_EVENT: u32 = 7;
+/// `CU_LAUNCH_ATTRIBUTE_LAUNCH_COMPLETION_EVENT`: an event recorded once every block began.
+pub const ATTRIBUTE_LAUNCH_COMPLETION_EVENT: u32 = 12;
+
+impl RawLaunchAttribute {
+    /// The event an event attribute carries (the first 8 bytes of its value).
+    pub fn event(&self) -> Option<u64> {
+        matches!(
+            self.id,
+            ATTRIBUTE_PROGRAMMATIC_EVENT | ATTRIBUTE_LAUNCH_COMPLETION_EVENT
+        )
+        .then(|| u64::from_le_bytes(self.value[..8].try_into().unwrap_or_default()))
+    }
+
+    /// This attribute with its event replaced by `e`.
+    pub fn with_event(mut self, e: u64) -> Self {
+        self.value[..8].copy_from_slice(&e.to_le_bytes());
+        self
+    }
+}
+
 /// `CUlaunchConfig`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

@@ -12,8 +12,8 @@ use gpupool_remote::calls::custom;
 use gpupool_remote::image_cache::ImageKey;
 use gpupool_remote::kernel_args;
 use gpupool_remote::launch_ex::{
-    all_travel, travelling_attributes, write_attributes, LaunchShape, RawKernelNodeParams,
-    RawLaunchConfig,
+    all_travel_in_launch, travelling_attributes, write_attributes, LaunchShape,
+    RawKernelNodeParams, RawLaunchConfig,
 };
 use gpupool_remote::wire::{DecodeError, Reader};
 use std::collections::HashMap;
@@ -564,10 +564,11 @@ fn shape(f: CUfunction, grid: [u32; 3], block: [u32; 3], shared: u32, s: CUstrea
 }
 
 /// Sends a launch without waiting: `cuLaunchKernelEx`'s attributes whose values are plain
-/// numbers travel; others (events) are `CUDA_ERROR_NOT_SUPPORTED`.
+/// numbers travel, and those carrying an event (the client's name for it, which the session
+/// maps); others are `CUDA_ERROR_NOT_SUPPORTED`.
 fn launch(l: Launch<'_>) -> u32 {
     if let How::Ex(attrs) = l.how {
-        if let Err(e) = all_travel(attrs) {
+        if let Err(e) = all_travel_in_launch(attrs) {
             return e;
         }
     }

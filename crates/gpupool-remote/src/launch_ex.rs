@@ -1,6 +1,7 @@
 //! Launches on the wire: a launch's shape, its attributes and which of them may travel (those
-//! whose values are plain numbers; attributes that carry a handle, such as events, are
-//! refused), and graph kernel nodes' parameters as a raw C structure.
+//! whose values are plain numbers, and in a launch those carrying an event, which the session
+//! maps from the client's name; other handles are refused), and graph kernel nodes'
+//! parameters as a raw C structure.
 
 use crate::wire::{DecodeError, Reader, Writer};
 use gpupool_cuda::cu::{CUcontext, CUfunction, CUstream};
@@ -133,6 +134,19 @@ pub unsafe fn travelling_attributes(c: &RawLaunchConfig) -> Result<&[RawLaunchAt
 /// `CUDA_ERROR_NOT_SUPPORTED` unless every attribute of `attrs` may travel.
 pub fn all_travel(attrs: &[RawLaunchAttribute]) -> Result<(), u32> {
     if attrs.iter().all(|a| attribute_travels(a.id)) {
+        Ok(())
+    } else {
+        Err(gpupool_cuda::result::CUDA_ERROR_NOT_SUPPORTED)
+    }
+}
+
+/// [`all_travel`] for a launch, whose event attributes travel too: their events are the
+/// client's names, which the session maps to its driver's events.
+pub fn all_travel_in_launch(attrs: &[RawLaunchAttribute]) -> Result<(), u32> {
+    if attrs
+        .iter()
+        .all(|a| attribute_travels(a.id) || a.event().is_some())
+    {
         Ok(())
     } else {
         Err(gpupool_cuda::result::CUDA_ERROR_NOT_SUPPORTED)

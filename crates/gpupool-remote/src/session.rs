@@ -13,7 +13,9 @@ use crate::calls::Class;
 use crate::driver_extra::Extra;
 use crate::handles::Handles;
 use crate::kernel_args::KernelArgs;
-use crate::launch_ex::{all_travel, attribute_travels, read_attributes, LaunchShape};
+use crate::launch_ex::{
+    all_travel, all_travel_in_launch, attribute_travels, read_attributes, LaunchShape,
+};
 use crate::protocol::*;
 use crate::session_nvml::NvmlServer;
 use crate::table_server::{self, c_string, Table, TableSession};
@@ -1061,8 +1063,16 @@ impl Session {
             Ok(h) => h,
             Err(e) => return Ok(e),
         };
-        if let Err(e) = all_travel(&attrs) {
+        if let Err(e) = all_travel_in_launch(&attrs) {
             return Ok(e);
+        }
+        for a in attrs.iter_mut() {
+            if let Some(e) = a.event() {
+                match self.real(Class::Event, e) {
+                    Some(real) if e != 0 => *a = a.with_event(real),
+                    _ => return Ok(CUDA_ERROR_INVALID_HANDLE),
+                }
+            }
         }
         let (params_ptr, extra_ptr) = args.pointers();
         let ([gx, gy, gz], [bx, by, bz], shared) = (shape.grid, shape.block, shape.shared);
@@ -1314,6 +1324,7 @@ mod tests {
             b"cuLinkAddData_v2" => link_add_data as *mut c_void,
             b"cuLinkComplete" => link_complete as *mut c_void,
             b"cuLinkDestroy" => link_destroy as *mut c_void,
+            b"cuLaunchKernelEx" => launch_ex as *mut c_void,
             _ => std::ptr::null_mut(),
         })
     }
@@ -1885,6 +1896,80 @@ mod tests {
         assert!(s.owns(GRAPH_MEMORY, 4096) && !s.owns(GRAPH_MEMORY, 4097));
         assert_eq!(result(&mut s, &free(GRAPH_MEMORY)), CUDA_SUCCESS);
         assert_eq!(FREE_NODES.load(SeqCst), 1);
+    }
+
+    /// The event the stand-in `cuLaunchKernelEx` found in its first attribute.
+    static LAUNCH_EVENT: AtomicU64 = AtomicU64::new(0);
+
+    unsafe extern "C" fn launch_ex(
+        c: *const gpupool_cuda::launch::RawLaunchConfig,
+        _: CUfunction,
+        _: *mut *mut c_void,
+        _: *mut *mut c_void,
+    ) -> u32 {
+        // SAFETY: the session's configuration with its attributes.
+        let attrs = unsafe { (*c).attributes() }.unwrap_or_default();
+        let e = attrs.first().and_then(|a| a.event()).unwrap_or(0);
+        LAUNCH_EVENT.store(e, SeqCst);
+        CUDA_SUCCESS
+    }
+
+    #[test]
+    fn launch_events_go_by_the_client_s_names_and_only_those() {
+        let mut s = session();
+        let event = 0x5eed_0000_00c0u64;
+        let create = request(92, |w| {
+            w.put(&event);
+            w.put(&0u32);
+        });
+        assert_eq!(result(&mut s, &create), CUDA_SUCCESS);
+        let real = s.real(Class::Event, event).unwrap();
+        let f = 0x7700u64;
+        s.handles.insert(Class::Function, f);
+        let launch = |id: u32, e: u64| {
+            request(custom::LAUNCH, |w| {
+                LaunchShape {
+                    function: f,
+                    grid: [1; 3],
+                    block: [1; 3],
+                    shared: 0,
+                    stream: 0,
+                }
+                .write(w);
+                w.put(&LAUNCH_EX);
+                let mut value = [0u8; 64];
+                value[..8].copy_from_slice(&e.to_le_bytes());
+                let attr = gpupool_cuda::launch::RawLaunchAttribute {
+                    id,
+                    pad: [0; 4],
+                    value,
+                };
+                crate::launch_ex::write_attributes(w, &[attr]);
+                crate::kernel_args::write(w, &[], None);
+            })
+        };
+        for id in [7, 12] {
+            LAUNCH_EVENT.store(0, SeqCst);
+            assert_eq!(result(&mut s, &launch(id, event)), CUDA_SUCCESS, "{id}");
+            assert_eq!(
+                LAUNCH_EVENT.load(SeqCst),
+                real,
+                "the driver gets its own event"
+            );
+            for (e, why) in [
+                (real, "the driver's handle"),
+                (0, "null"),
+                (0x1234, "unknown"),
+            ] {
+                assert_eq!(
+                    result(&mut s, &launch(id, e)),
+                    CUDA_ERROR_INVALID_HANDLE,
+                    "{id}: {why}"
+                );
+            }
+        }
+        // A device-updatable node attribute (13) carries no event and does not travel.
+        assert_eq!(result(&mut s, &launch(13, event)), CUDA_ERROR_NOT_SUPPORTED);
     }
 
     /// Link states the stand-in linker made.

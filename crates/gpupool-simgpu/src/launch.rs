@@ -3,7 +3,7 @@
 
 use crate::ctx::require_current;
 use crate::module::kernel;
-use gpupool_cuda::cu::{CUDA_LAUNCH_PARAMS_st, CUfunction, CUstream};
+use gpupool_cuda::cu::{CUDA_LAUNCH_PARAMS_st, CUevent, CUfunction, CUstream};
 use gpupool_cuda::launch::{How, Launch};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
@@ -63,20 +63,51 @@ fn cooperative_fits(shape: Shape) -> Result<(), u32> {
     Ok(())
 }
 
-/// Every launch path (see [`gpupool_cuda::launch_entry_points!`]): attributes are accepted
-/// without effect on the simulation; a cooperative grid must fit the device at once.
+/// Every launch path (see [`gpupool_cuda::launch_entry_points!`]): a cooperative grid must
+/// fit the device at once; the events of event attributes are recorded on the launch's
+/// stream after the kernel (every block has begun and triggered by the time it ends); other
+/// attributes are accepted without effect on the simulation.
 fn launch_any(l: Launch<'_>) -> u32 {
     let shape = Shape {
         grid: l.grid,
         block: l.block,
     };
-    if let How::Cooperative = l.how {
-        if let Err(e) = cooperative_fits(shape) {
-            return e;
+    let mut events: &[_] = &[];
+    match l.how {
+        How::Cooperative => {
+            if let Err(e) = cooperative_fits(shape) {
+                return e;
+            }
         }
+        How::Ex(attrs) => {
+            if let Some(bad) = attrs
+                .iter()
+                .filter_map(|a| a.event())
+                .find(|&e| crate::stream::event_ref(e as usize as CUevent).is_err())
+            {
+                return if bad == 0 {
+                    CUDA_ERROR_INVALID_VALUE
+                } else {
+                    CUDA_ERROR_INVALID_HANDLE
+                };
+            }
+            events = attrs;
+        }
+        How::Plain => {}
     }
     // SAFETY: the launch's parameters, as the caller passed them.
-    unsafe { launch(l.function, shape, l.stream, l.params) }
+    let rc = unsafe { launch(l.function, shape, l.stream, l.params) };
+    if rc != CUDA_SUCCESS {
+        return rc;
+    }
+    for e in events.iter().filter_map(|a| a.event()) {
+        // SAFETY: an event checked above and the launch's stream.
+        let recorded = unsafe { crate::sync::event_record(e as usize as CUevent, l.stream) };
+        if recorded != CUDA_SUCCESS {
+            return recorded;
+        }
+    }
+    CUDA_SUCCESS
 }
 
 gpupool_cuda::launch_entry_points!(launch_any);

@@ -396,6 +396,20 @@ fn pitched_copies_larger_than_a_message_arrive_whole_plain_and_in_graphs() {
 }
 
 #[test]
+fn launch_event_attributes_record_their_events_with_the_launch() {
+    expect_both(
+        "launch_events",
+        &[
+            ("launch_rc", "0"),
+            ("sync_rc", "0"),
+            ("completion_covers_kernel", "1"),
+            ("programmatic_covers_kernel", "1"),
+            ("ctx_sync_rc", "0"),
+        ],
+    );
+}
+
+#[test]
 fn copies_between_two_devices_reach_the_other_device() {
     // A source that is no allocation is refused (through a server: not the tenant's memory).
     for via in BOTH {
