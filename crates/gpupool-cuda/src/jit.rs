@@ -200,11 +200,22 @@ pub unsafe fn load_with_logs(
     rc
 }
 
-/// The bytes of a `cuLinkAddData` input (`CUDA_ERROR_INVALID_VALUE` when null or empty).
+/// `CUDA_ERROR_INVALID_VALUE` for an input kind past [`INPUT_NVVM`].
+fn known_kind(kind: u32) -> Result<(), u32> {
+    if kind > INPUT_NVVM {
+        Err(CUDA_ERROR_INVALID_VALUE)
+    } else {
+        Ok(())
+    }
+}
+
+/// The bytes of a `cuLinkAddData` input of `kind` (`CUDA_ERROR_INVALID_VALUE` for an unknown
+/// kind, null or empty data).
 ///
 /// # Safety
 /// `data` is null or holds `size` readable bytes that outlive the result.
-pub unsafe fn data_input<'a>(data: *const c_void, size: usize) -> Result<&'a [u8], u32> {
+pub unsafe fn data_input<'a>(kind: u32, data: *const c_void, size: usize) -> Result<&'a [u8], u32> {
+    known_kind(kind)?;
     if data.is_null() || size == 0 {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
@@ -212,12 +223,14 @@ pub unsafe fn data_input<'a>(data: *const c_void, size: usize) -> Result<&'a [u8
     Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size) })
 }
 
-/// The contents of a `cuLinkAddFile` input and its path (`CUDA_ERROR_INVALID_VALUE` for a
-/// null path, `CUDA_ERROR_FILE_NOT_FOUND` when it cannot be read).
+/// The contents of a `cuLinkAddFile` input of `kind` and its path
+/// (`CUDA_ERROR_INVALID_VALUE` for an unknown kind or a null path, `CUDA_ERROR_FILE_NOT_FOUND`
+/// when it cannot be read).
 ///
 /// # Safety
 /// `path` is null or NUL-terminated and outlives the result.
-pub unsafe fn file_input<'a>(path: *const c_char) -> Result<(Vec<u8>, &'a [u8]), u32> {
+pub unsafe fn file_input<'a>(kind: u32, path: *const c_char) -> Result<(Vec<u8>, &'a [u8]), u32> {
+    known_kind(kind)?;
     if path.is_null() {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
@@ -251,11 +264,8 @@ macro_rules! link_add_entry_points {
             options: *mut u32,
             values: *mut *mut std::ffi::c_void,
         ) -> u32 {
-            if kind > $crate::jit::INPUT_NVVM {
-                return $crate::result::CUDA_ERROR_INVALID_VALUE;
-            }
             // SAFETY: the caller's arguments; the name is null or NUL-terminated.
-            match unsafe { $crate::jit::data_input(data, size) } {
+            match unsafe { $crate::jit::data_input(kind, data, size) } {
                 Ok(bytes) => unsafe {
                     $add(
                         handle,
@@ -283,11 +293,8 @@ macro_rules! link_add_entry_points {
             options: *mut u32,
             values: *mut *mut std::ffi::c_void,
         ) -> u32 {
-            if kind > $crate::jit::INPUT_NVVM {
-                return $crate::result::CUDA_ERROR_INVALID_VALUE;
-            }
             // SAFETY: the caller's arguments.
-            match unsafe { $crate::jit::file_input(path) } {
+            match unsafe { $crate::jit::file_input(kind, path) } {
                 Ok((bytes, name)) => unsafe {
                     $add(handle, kind, &bytes, name, n, options, values)
                 },

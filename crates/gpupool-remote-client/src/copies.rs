@@ -292,7 +292,7 @@ pub(crate) fn pieces(c: &Copy3d) -> Option<Vec<Copy3d>> {
         p
     };
     let mut out = Vec::new();
-    if slice == 0 || slice <= ROWS_PER_REQUEST {
+    if slice <= ROWS_PER_REQUEST {
         let per = (ROWS_PER_REQUEST / slice.max(1)) as u64;
         let mut z = 0;
         while z < c.depth {
@@ -301,7 +301,8 @@ pub(crate) fn pieces(c: &Copy3d) -> Option<Vec<Copy3d>> {
             z += k;
         }
     } else {
-        let per = (ROWS_PER_REQUEST / row.max(1)) as u64;
+        // A slice past the limit has rows of at least one byte.
+        let per = (ROWS_PER_REQUEST / row) as u64;
         for z in 0..c.depth {
             let mut y = 0;
             while y < c.height {
