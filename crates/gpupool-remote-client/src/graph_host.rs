@@ -6,7 +6,8 @@
 //! memory after it has run. A graph captured from a stream (`cuMemcpyHtoDAsync`,
 //! `cuMemcpyDtoHAsync`, `cuMemcpyAsync`, `cuMemcpy2DAsync`, `cuMemcpy3DAsync`) and a graph
 //! built node by node (`cuGraphAddMemcpyNode`) work alike. A copy of several rows is staged
-//! packed (rows of its width, without the host side's pitch), up to 32 MiB.
+//! packed (rows of its width, without the host side's pitch); each launch moves it in
+//! requests of at most 32 MiB of rows.
 //!
 //! Host memory is therefore read when the launch is called, not when the copy node runs, and
 //! written before the launch returns (a launch with such copies waits for its graph). The
