@@ -4,7 +4,8 @@
 integrity      the driver's answers to the runtime integrity check (for the simulator, 11.x)
 runtimes       NVIDIA's runtimes 11.8 / 12.9 / 13.0 (tests/c/rt_basic) bare and under the library
 runtime_paths  the limit on the 8 runtime allocation paths x 3 runtimes (tests/c/rt_limits)
-driver_paths   VMM, extra contexts, _ptsz, pitch, lookups, errors, private tables, tensor maps (tests/c/drv_paths)
+driver_paths   VMM, extra contexts, _ptsz, pitch, lookups, errors, private tables, tensor maps,
+               interprocess handles (tests/c/drv_paths)
 compute        PyTorch matmul loop capped at 25 / 50 / 75 %, and two tenants at 30 % + 60 %
 priority       low priority alone and beside a 60 % high-priority tenant, back-off and resume
                times; borrowing 30 % -> 80 % alone and beside a 50 % tenant
@@ -38,7 +39,7 @@ import traceback
 from gpu_check_checkpoint import section_checkpoint
 from gpu_check_remote import section_remote
 from gpu_check_spill import section_spill
-from gpu_check_values import key_values
+from gpu_check_values import IPC_EXPECT, key_values
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -154,6 +155,8 @@ def section_runtime_paths(c, card):
 
 
 DRIVER_EXPECT = {
+    # Interprocess handles opened by a second process (the path runs itself again).
+    "ipc": IPC_EXPECT,
     "vmm": {"vmm_data_ok": "1", "allocated": str(768 * MIB), "error": "2", "free_after": str(768 * MIB)},
     "ctx": {"chunks": "3", "error": "2", "free_after": str(768 * MIB)},
     "ptsz": {"allocated": str(768 * MIB), "free_after": str(768 * MIB)},

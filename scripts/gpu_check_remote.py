@@ -7,6 +7,8 @@ TCP loopback, beside the same programs run locally.
   new host data) locally and through the server;
 - the JIT linker (tests/c/drv_paths jit_ptx: real PTX with an extern function linked, loaded
   and run) locally and through the server;
+- interprocess handles (tests/c/drv_paths ipc: memory and an event opened by a second process)
+  locally and through the server;
 - PyTorch inference (torchvision ResNet-50 in eval mode, random weights, batch 32; a small
   residual network when torchvision is missing) for RESNET_SECONDS locally and remotely,
   alternated, reporting ms per batch and the remote / local ratio; then the same forward pass
@@ -23,7 +25,7 @@ import statistics
 import subprocess
 import sys
 
-from gpu_check_values import key_values
+from gpu_check_values import IPC_EXPECT, key_values
 
 RESNET_SECONDS = 20
 # The CUDA-graph pass, an addition to the required eager one, runs shorter.
@@ -209,19 +211,30 @@ def graph_host(c, addr, token_file, env):
     return res
 
 
-def jit_ptx(c, addr, token_file, env):
-    """tests/c/drv_paths jit_ptx locally and through the server: the driver's JIT linker links
-    real PTX (a kernel calling an extern function of another input), and the linked kernel
-    turns 256 integers from 41 into 42."""
+def drv_path_both(c, addr, token_file, env, path, passes):
+    """tests/c/drv_paths PATH locally and through the server; `passes(values)` judges each."""
     res = {}
-    prog = [c.bin("drv_paths"), "jit_ptx", "64"]
+    prog = [c.bin("drv_paths"), path, "64"]
     for where, cmd in (("local", prog), ("remote", remote_cmd(c.carry, addr, token_file, prog))):
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
         kv = key_values(r.stdout)
-        res[f"jit_ptx_{where}"] = {"rc": r.returncode, "values": kv,
-                                    "stdout": r.stdout[-1000:], "stderr": r.stderr[-1000:]}
-        res[f"pass_jit_ptx_{where}"] = r.returncode == 0 and kv.get("computed") == "256"
+        res[f"{path}_{where}"] = {"rc": r.returncode, "values": kv,
+                                   "stdout": r.stdout[-1000:], "stderr": r.stderr[-1000:]}
+        res[f"pass_{path}_{where}"] = r.returncode == 0 and passes(kv)
     return res
+
+
+def jit_ptx(c, addr, token_file, env):
+    """The driver's JIT linker links real PTX (a kernel calling an extern function of another
+    input), and the linked kernel turns 256 integers from 41 into 42."""
+    return drv_path_both(c, addr, token_file, env, "jit_ptx", lambda kv: kv.get("computed") == "256")
+
+
+def ipc(c, addr, token_file, env):
+    """Interprocess handles: a second process (through the server, a second session of the
+    same tenant) opens the memory and the event, sees the data and writes into it."""
+    return drv_path_both(c, addr, token_file, env, "ipc",
+                         lambda kv: all(kv.get(k) == v for k, v in IPC_EXPECT.items()))
 
 
 def section_remote(c, card):
@@ -236,6 +249,7 @@ def section_remote(c, card):
         res["pass_rt_basic_12.9"] = r.returncode == 0 and not fails
         res.update(graph_host(c, addr, token_file, env))
         res.update(jit_ptx(c, addr, token_file, env))
+        res.update(ipc(c, addr, token_file, env))
         for mode, key in (("", "resnet"), ("graph", "resnet_graph")):
             try:
                 res.update(resnet(c, addr, token_file, env, mode, key))

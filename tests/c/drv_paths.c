@@ -1,6 +1,6 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: link jit_ptx big_copies launch_events vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: ipc link jit_ptx big_copies launch_events vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
  *        attributes dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 typedef CUresult (*gpa_t)(const char *, void **, int, cuuint64_t, CUdriverProcAddressQueryResult *);
@@ -55,12 +56,156 @@ static void print_nodes(get_nodes_t get_nodes, node_type_t node_type, CUgraph g)
     printf("\n");
 }
 
+/* Interprocess handles: "ipc" exports memory and an event, then runs this program again as
+ * "ipc_child MEM_HEX EVENT_HEX" (a second process: through a server, a second client of the
+ * same tenant), which opens both, checks and rewrites the memory and waits for the event.
+ * A simulated kernel keeps the event pending while the child looks (on a real card, whose
+ * driver refuses the simulated module, "busy_kernel 0" and no pending check). Through a
+ * server, DRV_IPC_CHILD_TOKEN_FILE makes the child another tenant. */
+enum { IPC_BYTES = 1 << 20 };
+
+static void to_hex(const void *p, char *out) {
+    const unsigned char *b = p;
+    for (int i = 0; i < 64; i++) sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+static int from_hex(const char *s, void *p) {
+    unsigned char *b = p;
+    if (strlen(s) != 128) return 0;
+    for (int i = 0; i < 64; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1) return 0;
+        b[i] = (unsigned char)v;
+    }
+    return 1;
+}
+
+static int count_bytes(CUresult (*dtoh)(void *, CUdeviceptr, size_t), CUdeviceptr d, size_t off,
+                       size_t len, unsigned char want) {
+    static unsigned char buf[IPC_BYTES];
+    if (dtoh(buf, d + off, len) != CUDA_SUCCESS) return -1;
+    int n = 0;
+    for (size_t i = 0; i < len; i++) n += buf[i] == want;
+    return n;
+}
+
+static int ipc_path(const char *path, int argc, char **argv) {
+    FN(alloc, "cuMemAlloc", 3020, CUresult (*)(CUdeviceptr *, size_t));
+    FN(mfree, "cuMemFree", 3020, CUresult (*)(CUdeviceptr));
+    FN(memset8, "cuMemsetD8", 3020, CUresult (*)(CUdeviceptr, unsigned char, size_t));
+    FN(dtoh, "cuMemcpyDtoH", 3020, CUresult (*)(void *, CUdeviceptr, size_t));
+    FN(host_alloc, "cuMemAllocHost", 3020, CUresult (*)(void **, size_t));
+    FN(event_create, "cuEventCreate", 2000, CUresult (*)(CUevent *, unsigned));
+    FN(event_record, "cuEventRecord", 2000, CUresult (*)(CUevent, CUstream));
+    FN(event_query, "cuEventQuery", 2000, CUresult (*)(CUevent));
+    FN(event_sync, "cuEventSynchronize", 2000, CUresult (*)(CUevent));
+    FN(stream_wait, "cuStreamWaitEvent", 3020, CUresult (*)(CUstream, CUevent, unsigned));
+    FN(ctx_sync, "cuCtxSynchronize", 2000, CUresult (*)(void));
+    FN(get_mem, "cuIpcGetMemHandle", 4010, CUresult (*)(CUipcMemHandle *, CUdeviceptr));
+    FN(open_mem, "cuIpcOpenMemHandle", 11000, CUresult (*)(CUdeviceptr *, CUipcMemHandle, unsigned));
+    FN(close_mem, "cuIpcCloseMemHandle", 4010, CUresult (*)(CUdeviceptr));
+    FN(get_event, "cuIpcGetEventHandle", 4010, CUresult (*)(CUipcEventHandle *, CUevent));
+    FN(open_event, "cuIpcOpenEventHandle", 4010, CUresult (*)(CUevent *, CUipcEventHandle));
+    const unsigned ipc_flags = CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS;
+    if (!strcmp(path, "ipc_child")) {
+        CUipcMemHandle mh;
+        CUipcEventHandle eh;
+        if (argc != 5 || !from_hex(argv[3], &mh) || !from_hex(argv[4], &eh)) {
+            printf("FAIL child arguments\n");
+            return 1;
+        }
+        CUevent ev;
+        CUresult rc = open_event(&ev, eh);
+        printf("child_open_event_rc %d\n", (int)rc);
+        if (rc == CUDA_SUCCESS) {
+            printf("child_event_pending %d\n", event_query(ev) == CUDA_ERROR_NOT_READY);
+            printf("child_stream_wait_rc %d\n", (int)stream_wait(NULL, ev, 0));
+            printf("child_event_sync_rc %d\n", (int)event_sync(ev));
+            printf("child_event_done %d\n", event_query(ev) == CUDA_SUCCESS);
+        }
+        CUdeviceptr d = 0, again = 0;
+        rc = open_mem(&d, mh, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
+        printf("child_open_rc %d\n", (int)rc);
+        if (rc != CUDA_SUCCESS) return 1;
+        printf("child_sees_pattern %d\n", count_bytes(dtoh, d, 0, IPC_BYTES, 0x5a) == IPC_BYTES);
+        printf("child_open_again_same %d\n",
+               open_mem(&again, mh, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS) == CUDA_SUCCESS && again == d);
+        CHECK(memset8(d, 0xa5, IPC_BYTES / 2));
+        CHECK(ctx_sync());
+        printf("child_close_rc %d\n", (int)close_mem(d));
+        printf("child_close_last_rc %d\n", (int)close_mem(d));
+        printf("child_close_extra_rc %d\n", (int)close_mem(d));
+        CUipcMemHandle forged = mh;
+        forged.reserved[63] ^= 1;
+        CUdeviceptr f = 0;
+        printf("child_forged_refused %d\n",
+               open_mem(&f, forged, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS) != CUDA_SUCCESS);
+        return 0;
+    }
+    CUdeviceptr d, other;
+    CHECK(alloc(&d, IPC_BYTES));
+    CHECK(alloc(&other, IPC_BYTES));
+    CHECK(memset8(d, 0x5a, IPC_BYTES));
+    CHECK(ctx_sync());
+    CUipcMemHandle mh, mh_again;
+    CHECK(get_mem(&mh, d));
+    CHECK(get_mem(&mh_again, d));
+    printf("same_handle_twice %d\n", !memcmp(&mh, &mh_again, sizeof mh));
+    CUdeviceptr self = 0;
+    printf("open_own_rc %d\n", (int)open_mem(&self, mh, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS));
+    void *host = NULL;
+    CHECK(host_alloc(&host, 4096));
+    CUipcMemHandle hh;
+    printf("host_handle_rc %d\n", (int)get_mem(&hh, (CUdeviceptr)(uintptr_t)host));
+    CUevent plain, ev;
+    CHECK(event_create(&plain, CU_EVENT_DISABLE_TIMING));
+    CUipcEventHandle eh;
+    printf("plain_event_handle_rc %d\n", (int)get_event(&eh, plain));
+    printf("timed_interprocess_rc %d\n", (int)event_create(&ev, CU_EVENT_INTERPROCESS));
+    CHECK(event_create(&ev, ipc_flags));
+    /* A simulated 3 s kernel before the event, so that the child finds it pending. */
+    FN(load_data, "cuModuleLoadData", 2000, CUresult (*)(CUmodule *, const void *));
+    FN(get_fn, "cuModuleGetFunction", 2000, CUresult (*)(CUfunction *, CUmodule, const char *));
+    FN(launch, "cuLaunchKernel", 4000, CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned,
+                                                    unsigned, unsigned, unsigned, CUstream, void **, void **));
+    static const char image[] = "gpupool-sim-module 1\nkernel busy 3s\n";
+    CUmodule m;
+    CUfunction busy;
+    int simulated = load_data(&m, image) == CUDA_SUCCESS && get_fn(&busy, m, "busy") == CUDA_SUCCESS;
+    printf("busy_kernel %d\n", simulated);
+    if (simulated) CHECK(launch(busy, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL));
+    CHECK(event_record(ev, NULL));
+    CHECK(get_event(&eh, ev));
+    char mem_hex[129], event_hex[129];
+    to_hex(&mh, mem_hex);
+    to_hex(&eh, event_hex);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        /* Through a server: the child may present another tenant's token. */
+        const char *other = getenv("DRV_IPC_CHILD_TOKEN_FILE");
+        if (other) setenv("GPUPOOL_REMOTE_TOKEN_FILE", other, 1);
+        execl("/proc/self/exe", argv[0], "ipc_child", "64", mem_hex, event_hex, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    printf("child_exit %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    int changed = count_bytes(dtoh, d, 0, IPC_BYTES / 2, 0xa5);
+    int kept = count_bytes(dtoh, d, IPC_BYTES / 2, IPC_BYTES / 2, 0x5a);
+    printf("child_writes_seen %d\n", changed == IPC_BYTES / 2 && kept == IPC_BYTES / 2);
+    printf("event_done %d\n", event_query(ev) == CUDA_SUCCESS);
+    printf("free_rc %d\n", (int)mfree(d));
+    printf("free_other_rc %d\n", (int)mfree(other));
+    return 0;
+}
+
 static CUdeviceptr ptrs[MAXP];
 static CUmemGenericAllocationHandle handles[MAXP];
 static CUcontext ctxs[MAXP];
 
 int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: %s PATH CHUNK_MIB\n", argv[0]); return 2; }
+    if (argc < 3) { fprintf(stderr, "usage: %s PATH CHUNK_MIB [ARGS]\n", argv[0]); return 2; }
     const char *path = argv[1];
     size_t chunk = (size_t)atol(argv[2]) << 20;
     lib = dlopen("libcuda.so.1", RTLD_NOW);
@@ -769,6 +914,7 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (!strncmp(path, "ipc", 3)) return ipc_path(path, argc, argv);
     if (!strcmp(path, "launch_events")) {
         /* cuLaunchKernelEx with an event attribute: the event is recorded with the launch
          * (launch completion; programmatic), so the time from an event recorded before it

@@ -70,14 +70,27 @@ pub fn load_clients(path: &std::path::Path) -> Result<Vec<Client>> {
 }
 
 /// The `gpupool run` command line of a client's session, with the folder of the images kept
-/// for it (`images`: the root of every client's, and the size each may keep).
+/// for it (`images`: the root of every client's, and the size each may keep) and its tenant's
+/// registry of interprocess handles (under `ipc_root`).
 fn session_command(
     exe: &std::path::Path,
     a: &ServeArgs,
     c: &Client,
     images: Option<&(PathBuf, u64)>,
+    ipc_root: &std::path::Path,
 ) -> Command {
     let mut cmd = Command::new(exe);
+    // Its entries name the tenant's memory: no other tenant's session may read them.
+    let ipc = ipc_root.join(format!("client-{}", c.name));
+    match gpupool_region::untrusted::ensure_private_dir(&ipc) {
+        Ok(()) => {
+            cmd.env(gpupool_remote::session::ipc::ENV_DIR, &ipc);
+        }
+        Err(e) => eprintln!(
+            "gpupool serve: no interprocess handles for {:?}: {e}",
+            c.name
+        ),
+    }
     if let Some((root, limit)) = images {
         // Images in it are loaded into the tenant's process: nobody else may plant any.
         let dir = gpupool_remote::image_cache::ImageCache::client_dir(root, &c.name);
@@ -138,6 +151,10 @@ pub fn run(a: ServeArgs) -> Result<()> {
         }
         Some((root, limit))
     };
+    let ipc_root = crate::cmd_run::tenants_dir(a.state.as_deref()).with_file_name("remote-ipc");
+    if !a.check {
+        fresh_ipc_registry(&ipc_root)?;
+    }
     let exe = std::env::current_exe().context("locating the gpupool binary")?;
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => Some(
@@ -195,7 +212,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     );
     let a = Arc::new(a);
     let spawn = move |sock: OwnedFd, c: &Client| -> std::io::Result<ExitStatus> {
-        let mut cmd = session_command(&exe, &a, c, images.as_ref());
+        let mut cmd = session_command(&exe, &a, c, images.as_ref(), &ipc_root);
         // SAFETY: prctl is async-signal-safe. A session never outlives its server: a restart
         // closes every client's connection, which the client reports.
         unsafe {
@@ -208,6 +225,22 @@ pub fn run(a: ServeArgs) -> Result<()> {
     };
     listener::run(listener, clients, Arc::new(spawn))?;
     Ok(())
+}
+
+/// Empties the registries of interprocess handles (what an earlier server's sessions left is
+/// stale: their memory went with them) and creates their private root.
+fn fresh_ipc_registry(root: &std::path::Path) -> Result<()> {
+    let what = || format!("the interprocess handle registry {}", root.display());
+    if let Some(parent) = root.parent() {
+        gpupool_region::untrusted::ensure_private_dir(parent).with_context(what)?;
+    }
+    match std::fs::remove_dir_all(root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(what);
+        }
+        _ => {}
+    }
+    gpupool_region::untrusted::ensure_private_dir(root).with_context(what)
 }
 
 /// `gpupool serve-session`: one client's session on standard input (started by `serve`).

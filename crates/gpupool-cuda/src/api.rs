@@ -133,6 +133,12 @@ declare_api! { $
     fn cuMemHostGetFlags(f: *mut u32, p: *mut c_void);
     fn cuMemHostRegister_v2(p: *mut c_void, size: usize, flags: u32);
     fn cuMemHostUnregister(p: *mut c_void);
+    fn cuIpcGetMemHandle(h: *mut CUipcMemHandle_st, d: CUdeviceptr);
+    fn cuIpcOpenMemHandle_v2(d: *mut CUdeviceptr, h: CUipcMemHandle_st, flags: u32);
+    fn cuIpcOpenMemHandle(d: *mut CUdeviceptr, h: CUipcMemHandle_st, flags: u32);
+    fn cuIpcCloseMemHandle(d: CUdeviceptr);
+    fn cuIpcGetEventHandle(h: *mut CUipcEventHandle_st, e: CUevent);
+    fn cuIpcOpenEventHandle(e: *mut CUevent, h: CUipcEventHandle_st);
     fn cuPointerGetAttribute(data: *mut c_void, attr: i32, ptr: CUdeviceptr);
     fn cuPointerGetAttributes(n: u32, attrs: *mut i32, data: *mut *mut c_void, ptr: CUdeviceptr);
     fn cuPointerSetAttribute(v: *const c_void, attr: i32, ptr: CUdeviceptr);

@@ -69,6 +69,8 @@ pub const CUDA_ERROR_PEER_ACCESS_NOT_ENABLED: CuResult =
     R::CUDA_ERROR_PEER_ACCESS_NOT_ENABLED as u32;
 /// `CUDA_ERROR_ILLEGAL_STATE`.
 pub const CUDA_ERROR_ILLEGAL_STATE: CuResult = R::CUDA_ERROR_ILLEGAL_STATE as u32;
+/// `CUDA_ERROR_OPERATING_SYSTEM`.
+pub const CUDA_ERROR_OPERATING_SYSTEM: CuResult = R::CUDA_ERROR_OPERATING_SYSTEM as u32;
 /// `CUDA_ERROR_UNKNOWN`.
 pub const CUDA_ERROR_UNKNOWN: CuResult = R::CUDA_ERROR_UNKNOWN as u32;
 
@@ -132,6 +134,10 @@ fn error_text(e: u32) -> Option<(&'static CStr, &'static CStr)> {
         CUDA_ERROR_ILLEGAL_STATE => (
             c"CUDA_ERROR_ILLEGAL_STATE",
             c"the operation cannot be performed in the present state",
+        ),
+        CUDA_ERROR_OPERATING_SYSTEM => (
+            c"CUDA_ERROR_OPERATING_SYSTEM",
+            c"OS call failed or operation not supported on this OS",
         ),
         46 => (
             c"CUDA_ERROR_DEVICE_UNAVAILABLE",

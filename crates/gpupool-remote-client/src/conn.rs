@@ -183,6 +183,22 @@ pub fn state() -> StateGuard {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A synchronous call in the current context: `args` writes its arguments, `outs` reads the
+/// reply's values when it succeeded.
+pub fn call_sync(
+    call: u16,
+    args: impl FnOnce(&mut Writer),
+    outs: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
+) -> u32 {
+    let mut s = state();
+    let start = match s.begin(call, true, crate::context::current()) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    args(&mut s.batch);
+    s.finish_sync(start, outs)
+}
+
 fn say(msg: &str) {
     eprintln!("gpupool remote GPU: {msg}");
 }

@@ -6,7 +6,7 @@
 //! (global symbol names and addresses, referenced names) are refused with
 //! `CUDA_ERROR_NOT_SUPPORTED`.
 
-use crate::conn::state;
+use crate::conn::{call_sync, state};
 use gpupool_cuda::cu::CUlinkState;
 use gpupool_cuda::jit::{self, JitOptions};
 use gpupool_cuda::result::*;
@@ -71,14 +71,8 @@ fn call(
     args: impl FnOnce(&mut Writer),
     rest: impl FnOnce(&mut Reader<'_>) -> Result<(), DecodeError>,
 ) -> u32 {
-    let mut s = state();
-    let start = match s.begin(id, true, crate::context::current()) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
-    args(&mut s.batch);
     let mut driver = CUDA_ERROR_UNKNOWN;
-    let rc = s.finish_sync(start, |r| {
+    let rc = call_sync(id, args, |r| {
         driver = r.get("driver result")?;
         let info = r.get_bytes("info log")?;
         let error = r.get_bytes("error log")?;

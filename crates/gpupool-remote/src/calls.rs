@@ -211,6 +211,19 @@ pub mod custom {
     pub const LINK_COMPLETE: u16 = 247;
     /// `cuLinkDestroy` (sent without waiting): the link state.
     pub const LINK_DESTROY: u16 = 248;
+    /// `cuIpcGetMemHandle`: an allocation of the session; the reply is the client's handle
+    /// (64 bytes naming an entry of the tenant's registry, never the driver's handle).
+    pub const IPC_GET_MEM_HANDLE: u16 = 249;
+    /// `cuIpcOpenMemHandle_v2`: a client's handle and the flags; the reply is the address and
+    /// the size of what was opened, which the session then accepts as its memory.
+    pub const IPC_OPEN_MEM_HANDLE: u16 = 250;
+    /// `cuIpcCloseMemHandle`: an address `IPC_OPEN_MEM_HANDLE` gave; the reply is how many
+    /// opens of it are left.
+    pub const IPC_CLOSE_MEM_HANDLE: u16 = 251;
+    /// `cuIpcGetEventHandle`: an event of the session; the reply is the client's handle.
+    pub const IPC_GET_EVENT_HANDLE: u16 = 252;
+    /// `cuIpcOpenEventHandle`: a client's handle and the name the client gives the event.
+    pub const IPC_OPEN_EVENT_HANDLE: u16 = 253;
     /// Most link states a session holds at once.
     pub const MAX_LINK_STATES: usize = 64;
     /// The highest attribute [`DEVICE_ATTRIBUTES`] answers (CUDA 13.0 knows 147).
@@ -264,7 +277,7 @@ pub mod custom {
         is_nvml(id) || id == ACK
     }
     /// Every hand-written call.
-    pub const ALL: [u16; 49] = [
+    pub const ALL: [u16; 54] = [
         MEM_ALLOC,
         MEM_ALLOC_PITCH,
         MEM_ALLOC_ASYNC,
@@ -308,6 +321,11 @@ pub mod custom {
         LINK_ADD,
         LINK_COMPLETE,
         LINK_DESTROY,
+        IPC_GET_MEM_HANDLE,
+        IPC_OPEN_MEM_HANDLE,
+        IPC_CLOSE_MEM_HANDLE,
+        IPC_GET_EVENT_HANDLE,
+        IPC_OPEN_EVENT_HANDLE,
         NVML_COUNT,
         NVML_STRING,
         NVML_MEMORY,

@@ -77,6 +77,12 @@ extra_functions! {
     fn cuLinkAddData_v2(CUlinkState, u32, *mut c_void, usize, *const c_char, u32, *mut u32, *mut *mut c_void);
     fn cuLinkComplete(CUlinkState, *mut *mut c_void, *mut usize);
     fn cuLinkDestroy(CUlinkState);
+    fn cuMemGetAddressRange_v2(*mut CUdeviceptr, *mut usize, CUdeviceptr);
+    fn cuIpcGetMemHandle(*mut CUipcMemHandle_st, CUdeviceptr);
+    fn cuIpcOpenMemHandle_v2(*mut CUdeviceptr, CUipcMemHandle_st, u32);
+    fn cuIpcCloseMemHandle(CUdeviceptr);
+    fn cuIpcGetEventHandle(*mut CUipcEventHandle_st, CUevent);
+    fn cuIpcOpenEventHandle(*mut CUevent, CUipcEventHandle_st);
     fn cuStreamIsCapturing(CUstream, *mut u32);
     fn cuThreadExchangeStreamCaptureMode(*mut u32);
     fn cuGraphGetNodes(CUgraph, *mut CUgraphNode, *mut usize);

@@ -26,7 +26,7 @@ use std::io::{self, Read, Write};
 /// First bytes of a hello and of an accept.
 pub const MAGIC: [u8; 8] = *b"GPUPOOLR";
 /// Protocol version; a server refuses any other.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 /// Largest frame either side accepts (bulk copies are chunked well below it).
 pub const MAX_FRAME: usize = (64 << 20) + 4096;
 /// Bulk copies travel in chunks of at most this many bytes.

@@ -3,9 +3,21 @@
 //! its own process (with the interception library preloaded for the tenant's limits), so all a
 //! client owned is freed when it goes away.
 
+/// The driver function `$f` the session resolved, or an early `Ok($missing)` from the
+/// enclosing decoder when the driver lacks it.
+macro_rules! extra_or {
+    ($session:expr, $f:ident, $missing:expr) => {
+        match $session.extra.$f {
+            Some(f) => f,
+            None => return Ok($missing),
+        }
+    };
+}
+
 mod copies;
 mod graphs;
 mod image_loads;
+pub mod ipc;
 mod linker;
 
 use crate::calls::custom::{self, LAUNCH_COOPERATIVE, LAUNCH_EX};
@@ -50,6 +62,8 @@ pub struct Session {
     module_functions: HashSet<u64>,
     /// JIT link states.
     links: linker::Links,
+    /// Interprocess handles exported and memory opened.
+    ipc: ipc::Ipc,
     /// The context current on the session's thread (`u64::MAX`: unknown).
     current: u64,
     /// First error of an asynchronous call since the last reply.
@@ -90,6 +104,7 @@ impl Session {
             library_modules: HashSet::new(),
             module_functions: HashSet::new(),
             links: linker::Links::default(),
+            ipc: ipc::Ipc::from_env(),
             current: u64::MAX,
             deferred: CUDA_SUCCESS,
             trace: false,
@@ -142,6 +157,7 @@ impl Session {
         inside(&self.ranges, ptr, len)
             || inside(&self.reserved, ptr, len)
             || inside(&self.globals, ptr, len)
+            || self.ipc.holds(ptr, len)
     }
 
     /// Forgets the device variables of a module or library that was unloaded.
@@ -165,9 +181,11 @@ impl Session {
         }
     }
 
-    /// Waits until the images the client asked to keep are written, and unpins the images
-    /// listed to it.
-    pub fn finish_keeping(&mut self) {
+    /// Ends what outlives the client's calls: waits until the images the client asked to keep
+    /// are written, unpins the images listed to it and removes its interprocess handles from
+    /// the tenant's registry.
+    pub fn finish(&mut self) {
+        self.ipc.finish();
         if let Some(mut k) = self.keeper.take() {
             k.finish();
         }
@@ -370,10 +388,7 @@ impl Session {
     ) -> Result<u32, DecodeError> {
         macro_rules! driver {
             ($f:ident) => {
-                match self.extra.$f {
-                    Some(f) => f,
-                    None => return Ok(CUDA_ERROR_NOT_FOUND),
-                }
+                extra_or!(self, $f, CUDA_ERROR_NOT_FOUND)
             };
         }
         macro_rules! stream {
@@ -718,6 +733,11 @@ impl Session {
             | custom::LINK_ADD
             | custom::LINK_COMPLETE
             | custom::LINK_DESTROY => return self.link(id, r, outs),
+            custom::IPC_GET_MEM_HANDLE
+            | custom::IPC_OPEN_MEM_HANDLE
+            | custom::IPC_CLOSE_MEM_HANDLE
+            | custom::IPC_GET_EVENT_HANDLE
+            | custom::IPC_OPEN_EVENT_HANDLE => return self.ipc(id, r, outs),
             custom::TENSOR_MAP => {
                 return crate::tensor_map::serve(r, outs, &self.extra, |a| self.owns(a, 1))
             }
@@ -1722,7 +1742,7 @@ mod tests {
         });
         assert_eq!(result(&mut s, &keep), CUDA_SUCCESS);
         assert_eq!(s.real(Class::Library, l4), Some(LIBRARY));
-        s.finish_keeping();
+        s.finish();
         assert!(cache.index().contains(&fresh), "kept");
         drop(s);
         std::fs::remove_dir_all(&root).unwrap();

@@ -80,6 +80,6 @@ pub fn run_on_stdin() -> i32 {
             1
         }
     };
-    session.finish_keeping();
+    session.finish();
     status
 }

@@ -41,6 +41,8 @@ pub enum Kind {
     Array,
     /// The address of a graph's allocation node (charged while a launch holds it).
     Graph,
+    /// Another process's allocation mapped by `cuIpcOpenMemHandle` (charged to that one).
+    Imported,
 }
 
 /// One allocation.
@@ -236,7 +238,12 @@ pub fn free_device(base: u64, accept: impl Fn(Kind) -> bool) -> Result<(), u32> 
 /// charged (a pool keeps it); returns what it was.
 pub fn free_keeping_charge(base: u64, accept: impl Fn(Kind) -> bool) -> Result<Alloc, u32> {
     let a = unregister_if(base, |a| accept(a.kind))?;
-    keep_or_unmap(base, a.mapped);
+    if crate::ipc::forget_export(base) {
+        // Importers still map its file: the range is not reused.
+        unmap(base, a.mapped);
+    } else {
+        keep_or_unmap(base, a.mapped);
+    }
     Ok(a)
 }
 

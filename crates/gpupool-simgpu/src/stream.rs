@@ -5,7 +5,9 @@
 use crate::ctx::{require_current, Context};
 use crate::graph::Node;
 use crate::mem::write;
-use gpupool_cuda::creation_flags::{event_flags_valid, stream_flags_valid, EVENT_DISABLE_TIMING};
+use gpupool_cuda::creation_flags::{
+    event_flags_valid, stream_flags_valid, EVENT_DISABLE_TIMING, EVENT_INTERPROCESS,
+};
 use gpupool_cuda::cu::{CUcontext, CUevent, CUgraphNodeType, CUstream};
 use gpupool_cuda::result::*;
 use std::ffi::c_void;
@@ -42,18 +44,65 @@ impl Stream {
     }
 }
 
-/// An event: when it was recorded, and the kernel it completes after.
-pub struct Event {
+/// Where and when an event was last recorded: in the event, or in a page shared with other
+/// processes (interprocess events).
+#[repr(C)]
+#[derive(Default)]
+pub struct EventMark {
     /// `CLOCK_MONOTONIC` ns of the record, 0 if never recorded.
     pub(crate) recorded_ns: AtomicU64,
     /// Timeline sequence of the last kernel of the stream at the record (0 = none).
     pub(crate) after_seq: AtomicU64,
     /// Physical index of the device whose timeline `after_seq` is on.
     pub(crate) device: AtomicU64,
+}
+
+/// An event: its mark, and the capture it was last recorded in.
+pub struct Event {
+    /// The mark of an event of this process only.
+    own: EventMark,
+    /// Address of the mark shared with other processes (interprocess events; 0: `own`).
+    shared: usize,
+    /// The shared file of an interprocess event created here (what its handle names).
+    file: Option<crate::ipc::Shared>,
     /// Address of the capture it was last recorded in (`capture`, 0 = recorded outside one).
     pub(crate) capture: AtomicUsize,
     /// Created with `CU_EVENT_DISABLE_TIMING`: no elapsed time.
     pub(crate) untimed: bool,
+}
+
+impl Event {
+    /// A new event, as the handle the program gets.
+    fn handle(untimed: bool, shared: usize, file: Option<crate::ipc::Shared>) -> CUevent {
+        Box::into_raw(Box::new(Event {
+            own: EventMark::default(),
+            shared,
+            file,
+            capture: AtomicUsize::new(0),
+            untimed,
+        })) as CUevent
+    }
+
+    /// An event of this process reading and recording another process's mark (mapped for
+    /// the process's life).
+    pub(crate) fn imported(mark: *const EventMark) -> CUevent {
+        Event::handle(true, mark as usize, None)
+    }
+
+    /// Its mark.
+    pub(crate) fn mark(&self) -> &EventMark {
+        if self.shared == 0 {
+            &self.own
+        } else {
+            // SAFETY: a shared page mapped for the process's life, aligned, holding atomics.
+            unsafe { &*(self.shared as *const EventMark) }
+        }
+    }
+
+    /// The shared file of an interprocess event created here.
+    pub(crate) fn shared_file(&self) -> Option<crate::ipc::Shared> {
+        self.file
+    }
 }
 
 static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(16);
@@ -213,17 +262,15 @@ pub unsafe fn event_create(out: *mut CUevent, flags: u32) -> u32 {
     if !event_flags_valid(flags) {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    ok_or(require_current().map(|_| {
-        write(
-            out,
-            Box::into_raw(Box::new(Event {
-                recorded_ns: AtomicU64::new(0),
-                after_seq: AtomicU64::new(0),
-                device: AtomicU64::new(0),
-                capture: AtomicUsize::new(0),
-                untimed: flags & EVENT_DISABLE_TIMING != 0,
-            })) as CUevent,
-        )
+    ok_or(require_current().and_then(|_| {
+        let untimed = flags & EVENT_DISABLE_TIMING != 0;
+        let event = if flags & EVENT_INTERPROCESS != 0 {
+            let (mark, file) = crate::ipc::shared_event_mark()?;
+            Event::handle(untimed, mark as usize, Some(file))
+        } else {
+            Event::handle(untimed, 0, None)
+        };
+        Ok(write(out, event))
     }))
 }
 

@@ -107,8 +107,8 @@ pub unsafe fn event_elapsed_time(ms: *mut f32, start: CUevent, end: CUevent) -> 
             .and_then(|(s, e)| {
                 if s.untimed
                     || e.untimed
-                    || s.recorded_ns.load(SeqCst) == 0
-                    || e.recorded_ns.load(SeqCst) == 0
+                    || s.mark().recorded_ns.load(SeqCst) == 0
+                    || e.mark().recorded_ns.load(SeqCst) == 0
                 {
                     return Err(CUDA_ERROR_INVALID_HANDLE);
                 }

@@ -112,27 +112,27 @@ pub fn wait(ctx: &Context, seq: u64) {
 /// Records `ev` after kernel `seq` of `ctx`'s device.
 pub fn event_record(ev: &Event, ctx: &Context, seq: u64) {
     let device = crate::ctx::device(ctx.ordinal).map_or(0, |(_, d)| d.physical as u64);
-    ev.device.store(device, SeqCst);
-    ev.after_seq.store(seq, SeqCst);
+    ev.mark().device.store(device, SeqCst);
+    ev.mark().after_seq.store(seq, SeqCst);
     // Launches that are not queued take no GPU time: every event reads one fixed time.
     let at = if crate::machine::null_launches() {
         1
     } else {
         now_ns()
     };
-    ev.recorded_ns.store(at, SeqCst);
+    ev.mark().recorded_ns.store(at, SeqCst);
 }
 
 fn event_timeline(ev: &Event) -> Option<&'static Timeline> {
     let m = crate::ctx::initialised().ok()?;
-    Some(&m.all.get(ev.device.load(SeqCst) as usize)?.timeline)
+    Some(&m.all.get(ev.mark().device.load(SeqCst) as usize)?.timeline)
 }
 
 /// The time an event completed (`None` while its kernels run; never-recorded events are
 /// complete at 0).
 pub fn event_time(ev: &Event) -> Option<u64> {
-    let recorded = ev.recorded_ns.load(SeqCst);
-    let seq = ev.after_seq.load(SeqCst);
+    let recorded = ev.mark().recorded_ns.load(SeqCst);
+    let seq = ev.mark().after_seq.load(SeqCst);
     if seq == 0 {
         return Some(recorded);
     }
@@ -145,7 +145,7 @@ pub fn event_time(ev: &Event) -> Option<u64> {
 
 /// Waits until an event completed.
 pub fn event_wait(ev: &Event) {
-    let seq = ev.after_seq.load(SeqCst);
+    let seq = ev.mark().after_seq.load(SeqCst);
     if seq != 0 {
         if let Some(t) = event_timeline(ev) {
             t.wait(seq);

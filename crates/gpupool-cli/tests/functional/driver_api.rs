@@ -409,6 +409,66 @@ fn launch_event_attributes_record_their_events_with_the_launch() {
     );
 }
 
+/// What the "ipc" path prints when its child, a second process, opens the handles.
+const IPC_OPENED: [(&str, &str); 21] = [
+    ("same_handle_twice", "1"),
+    ("open_own_rc", "201"),
+    ("host_handle_rc", "1"),
+    ("plain_event_handle_rc", "1"),
+    ("timed_interprocess_rc", "1"),
+    ("busy_kernel", "1"),
+    ("child_open_event_rc", "0"),
+    ("child_event_pending", "1"),
+    ("child_stream_wait_rc", "0"),
+    ("child_event_sync_rc", "0"),
+    ("child_event_done", "1"),
+    ("child_open_rc", "0"),
+    ("child_sees_pattern", "1"),
+    ("child_open_again_same", "1"),
+    ("child_close_rc", "0"),
+    ("child_close_last_rc", "0"),
+    ("child_close_extra_rc", "1"),
+    ("child_forged_refused", "1"),
+    ("child_exit", "0"),
+    ("child_writes_seen", "1"),
+    ("free_rc", "0"),
+];
+
+#[test]
+fn interprocess_handles_share_memory_and_events_with_a_second_process() {
+    // The child finds the event pending behind the parent's 3 s kernel, waits for it, sees
+    // and rewrites the memory; the parent sees the child's writes.
+    expect_both("ipc", &IPC_OPENED);
+}
+
+#[test]
+fn another_tenant_cannot_open_a_tenant_s_interprocess_handles() {
+    let m = Machine::new("drv-ipc-foreign", "1x16GiB");
+    let other = "fedcba9876543210fedcba9876543210";
+    let clients = format!("t {TOKEN} memory=1GiB\nother {other} memory=1GiB\n");
+    let server = Server::start(&m, "127.0.0.1:0", &clients);
+    let other_token = server.dir.join("other-token");
+    std::fs::write(&other_token, other).unwrap();
+    let prog = c_program("drv_paths", "driver");
+    let out = server
+        .client(&[prog.to_str().unwrap(), "ipc", "64"])
+        .env("DRV_IPC_CHILD_TOKEN_FILE", &other_token)
+        .output()
+        .unwrap();
+    let kv = key_values(&out);
+    expect_values(
+        &kv,
+        &[
+            ("same_handle_twice", "1"),
+            ("child_open_event_rc", "1"),
+            ("child_open_rc", "1"),
+            ("child_exit", "1"),
+            ("child_writes_seen", "0"),
+            ("free_rc", "0"),
+        ],
+    );
+}
+
 #[test]
 fn copies_between_two_devices_reach_the_other_device() {
     // A source that is no allocation is refused (through a server: not the tenant's memory).
