@@ -176,11 +176,14 @@ pub unsafe fn mem_alloc_pitch(
         g,
     );
     if let Err(e) = acct.reserve(estimate) {
-        return e;
+        return spill_pitched(&acct, ord, dptr, pitch, width, height, elem).unwrap_or(e);
     }
     let rc = forward();
     if rc != CUDA_SUCCESS {
         acct.release(estimate);
+        if rc == CUDA_ERROR_OUT_OF_MEMORY {
+            return spill_pitched(&acct, ord, dptr, pitch, width, height, elem).unwrap_or(rc);
+        }
         return rc;
     }
     // SAFETY: the driver succeeded, so pitch holds the real pitch.
@@ -202,6 +205,32 @@ pub unsafe fn mem_alloc_pitch(
         },
     );
     CUDA_SUCCESS
+}
+
+/// A pitched allocation past the device limit served from the spill allowance, rows at the
+/// largest pitch alignment a driver uses: `None` when arguments a driver refuses, no
+/// allowance left or a null out pointer leave the refusal as it was.
+fn spill_pitched(
+    acct: &tenant::Account,
+    ord: i32,
+    dptr: *mut CUdeviceptr,
+    pitch: *mut usize,
+    width: usize,
+    height: usize,
+    elem: u32,
+) -> Option<u32> {
+    if dptr.is_null() || ![4, 8, 16].contains(&elem) {
+        return None;
+    }
+    let row = round_up(width as u64, MAX_PITCH_ALIGNMENT);
+    let size = usize::try_from(row.checked_mul(height as u64)?).ok()?;
+    let p = crate::spill::allocate(acct, ord, size, round_up(size as u64, granularity(ord)))?;
+    // SAFETY: the caller's out pointers (pitch checked non-null by the hook, dptr above).
+    unsafe {
+        *dptr = p;
+        *pitch = row as usize;
+    }
+    Some(CUDA_SUCCESS)
 }
 
 /// Hook for `cuMemFree_v2` (spilled memory goes back to the host).

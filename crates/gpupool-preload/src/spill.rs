@@ -9,9 +9,10 @@
 //!   that fit the limit again are moved onto the device (`cuMemPrefetchAsync`) and counted as
 //!   device memory from then on.
 //!
-//! Only `cuMemAlloc` (the runtime's `cudaMalloc`) spills: its pointer works in kernels and
-//! copies like device memory. Pitched, managed, stream-ordered, pool, virtual-memory and array
-//! allocations keep failing at the limit (their semantics need device memory).
+//! `cuMemAlloc` and `cuMemAllocPitch` (the runtime's `cudaMalloc`, `cudaMallocPitch`) spill:
+//! their pointers work in kernels and copies like device memory. Managed, stream-ordered,
+//! pool, virtual-memory and array allocations keep failing at the limit (their semantics need
+//! device memory, or memory the driver places itself).
 
 use crate::driver::{managed_host, mapped_host};
 use crate::spinlock::SpinLock;
