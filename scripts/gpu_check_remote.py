@@ -7,8 +7,8 @@ TCP loopback, beside the same programs run locally.
   new host data) locally and through the server;
 - the JIT linker (tests/c/drv_paths jit_ptx: real PTX with an extern function linked, loaded
   and run) locally and through the server;
-- interprocess handles (tests/c/drv_paths ipc: memory and an event opened by a second process)
-  locally and through the server;
+- interprocess handles (tests/c/drv_paths ipc: memory and an event opened by a second process;
+  a PyTorch CUDA tensor handed to a worker process) locally and through the server;
 - PyTorch inference (torchvision ResNet-50 in eval mode, random weights, batch 32; a small
   residual network when torchvision is missing) for RESNET_SECONDS locally and remotely,
   alternated, reporting ms per batch and the remote / local ratio; then the same forward pass
@@ -237,6 +237,59 @@ def ipc(c, addr, token_file, env):
                          lambda kv: all(kv.get(k) == v for k, v in IPC_EXPECT.items()))
 
 
+# A CUDA tensor handed to a worker process (torch.multiprocessing, spawn): the worker reads
+# it and writes into it, the parent sees the write (interprocess memory and event handles).
+TORCH_IPC = r"""
+import json, sys, torch, torch.multiprocessing as mp
+N = 1 << 20
+
+
+def worker(q, r):
+    try:
+        t, = q.get(timeout=120)
+        saw = bool(torch.equal(t.cpu(), torch.arange(N, dtype=torch.float32)))
+        t.copy_(torch.full((N,), 7.0))
+        torch.cuda.synchronize()
+        r.put({"child_saw_data": saw})
+    except Exception as e:
+        r.put({"child_error": repr(e)[-500:]})
+
+
+if __name__ == "__main__":
+    mp.set_start_method("spawn")
+    t = torch.arange(N, dtype=torch.float32).cuda()
+    q, r = mp.Queue(), mp.Queue()
+    p = mp.Process(target=worker, args=(q, r))
+    p.start()
+    q.put((t,))
+    out = r.get(timeout=180)
+    p.join(timeout=60)
+    out["child_exit"] = p.exitcode
+    out["parent_sees_child_write"] = bool((t.cpu() == 7.0).all())
+    print(json.dumps(out))
+"""
+
+
+def torch_ipc(c, addr, token_file, env):
+    """TORCH_IPC locally and through the server (the worker: a second client of the tenant)."""
+    res = {}
+    # A file, not `-c`: spawned workers import the parent's main module.
+    path = os.path.join(c.tmp, "torch_ipc.py")
+    with open(path, "w") as f:
+        f.write(TORCH_IPC)
+    local = [sys.executable, path]
+    for where, cmd, e in (("local", local, dict(os.environ)),
+                          ("remote", remote_cmd(c.carry, addr, token_file, local), env)):
+        try:
+            out = run_json(cmd, e, 300)
+        except Exception as err:  # recorded; the rest of the section stands
+            out = {"error": str(err)[-2000:]}
+        res[f"torch_ipc_{where}"] = out
+        res[f"pass_torch_ipc_{where}"] = (out.get("child_saw_data") is True
+                                          and out.get("parent_sees_child_write") is True)
+    return res
+
+
 def section_remote(c, card):
     res = {}
     server, addr, token_file = start_server(c.carry, c.tmp)
@@ -250,6 +303,7 @@ def section_remote(c, card):
         res.update(graph_host(c, addr, token_file, env))
         res.update(jit_ptx(c, addr, token_file, env))
         res.update(ipc(c, addr, token_file, env))
+        res.update(torch_ipc(c, addr, token_file, env))
         for mode, key in (("", "resnet"), ("graph", "resnet_graph")):
             try:
                 res.update(resnet(c, addr, token_file, env, mode, key))
