@@ -5,7 +5,7 @@ integrity      the driver's answers to the runtime integrity check (for the simu
 runtimes       NVIDIA's runtimes 11.8 / 12.9 / 13.0 (tests/c/rt_basic) bare and under the library
 runtime_paths  the limit on the 8 runtime allocation paths x 3 runtimes (tests/c/rt_limits)
 driver_paths   VMM, extra contexts, _ptsz, pitch, lookups, errors, private tables, tensor maps,
-               interprocess handles (tests/c/drv_paths)
+               interprocess handles, memory shared as a descriptor (tests/c/drv_paths)
 compute        PyTorch matmul loop capped at 25 / 50 / 75 %, and two tenants at 30 % + 60 %
 priority       low priority alone and beside a 60 % high-priority tenant, back-off and resume
                times; borrowing 30 % -> 80 % alone and beside a 50 % tenant
@@ -157,6 +157,10 @@ def section_runtime_paths(c, card):
 DRIVER_EXPECT = {
     # Interprocess handles opened by a second process (the path runs itself again).
     "ipc": IPC_EXPECT,
+    # Physical memory exported as a file descriptor and mapped by a second process.
+    "vmm_share": {"fd_supported": "1", "plain_export_refused": "1", "bogus_import_refused": "1",
+                  "exported_fd": "1", "child_import_rc": "0", "child_sees_pattern": "1",
+                  "child_exit": "0", "child_writes_seen": "1"},
     "vmm": {"vmm_data_ok": "1", "allocated": str(768 * MIB), "error": "2", "free_after": str(768 * MIB)},
     "ctx": {"chunks": "3", "error": "2", "free_after": str(768 * MIB)},
     "ptsz": {"allocated": str(768 * MIB), "free_after": str(768 * MIB)},

@@ -1,10 +1,11 @@
 /* Driver-API allocation paths, with every function resolved through cuGetProcAddress_v2 the way
  * NVIDIA's runtime does it (only cuGetProcAddress_v2 itself comes from dlsym).
- * usage: drv_paths PATH CHUNK_MIB   (PATH: ipc link jit_ptx big_copies launch_events vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
+ * usage: drv_paths PATH CHUNK_MIB   (PATH: ipc vmm_share torch_driver_api link jit_ptx big_copies launch_events vmm ctx ptsz pool1 pool_keep pool_release graph_mem pitch lookup errors streams stream_names kernels variables
  *        attributes dlsym_needs capture …)
  * Prints "key value" lines like rt_limits. */
 #include <cuda.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,110 @@ static int ipc_path(const char *path, int argc, char **argv) {
     return 0;
 }
 
+/* Physical memory shared as a file descriptor: "vmm_share" creates memory that may be exported
+ * (CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR), writes into it, exports a descriptor and runs
+ * this program again as "vmm_share_child FD" (the descriptor inherited), which imports it, maps
+ * it, checks the bytes and rewrites half of them. Through a server, whose descriptors cannot
+ * reach the client, the device says it cannot export them ("fd_supported 0") and an export is
+ * refused. */
+static int vmm_share_path(const char *path, int argc, char **argv) {
+    FN(create, "cuMemCreate", 10020, CUresult (*)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *, unsigned long long));
+    FN(gran, "cuMemGetAllocationGranularity", 10020, CUresult (*)(size_t *, const CUmemAllocationProp *, CUmemAllocationGranularity_flags));
+    FN(release, "cuMemRelease", 10020, CUresult (*)(CUmemGenericAllocationHandle));
+    FN(reserve, "cuMemAddressReserve", 10020, CUresult (*)(CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long));
+    FN(map, "cuMemMap", 10020, CUresult (*)(CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle, unsigned long long));
+    FN(access, "cuMemSetAccess", 10020, CUresult (*)(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t));
+    FN(unmap, "cuMemUnmap", 10020, CUresult (*)(CUdeviceptr, size_t));
+    FN(afree, "cuMemAddressFree", 10020, CUresult (*)(CUdeviceptr, size_t));
+    FN(memset8, "cuMemsetD8", 3020, CUresult (*)(CUdeviceptr, unsigned char, size_t));
+    FN(dtoh, "cuMemcpyDtoH", 3020, CUresult (*)(void *, CUdeviceptr, size_t));
+    FN(ctx_sync, "cuCtxSynchronize", 2000, CUresult (*)(void));
+    FN(attr, "cuDeviceGetAttribute", 2000, CUresult (*)(int *, CUdevice_attribute, CUdevice));
+    FN(export_fd, "cuMemExportToShareableHandle", 10020, CUresult (*)(void *, CUmemGenericAllocationHandle, CUmemAllocationHandleType, unsigned long long));
+    FN(import_fd, "cuMemImportFromShareableHandle", 10020, CUresult (*)(CUmemGenericAllocationHandle *, void *, CUmemAllocationHandleType));
+    CUmemAllocationProp prop;
+    memset(&prop, 0, sizeof prop);
+    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    prop.location.id = 0;
+    prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+    size_t g = 0;
+    CHECK(gran(&g, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+    CUmemAccessDesc ad = { { CU_MEM_LOCATION_TYPE_DEVICE, 0 }, CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
+    if (!strcmp(path, "vmm_share_child")) {
+        if (argc != 4) { printf("FAIL child arguments\n"); return 1; }
+        int fd = atoi(argv[3]);
+        CUmemGenericAllocationHandle h;
+        CUresult rc = import_fd(&h, (void *)(uintptr_t)fd, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+        printf("child_import_rc %d\n", (int)rc);
+        if (rc != CUDA_SUCCESS) return 1;
+        CUdeviceptr va;
+        CHECK(reserve(&va, g, 0, 0, 0));
+        CHECK(map(va, g, 0, h, 0));
+        CHECK(access(va, g, &ad, 1));
+        printf("child_sees_pattern %d\n", count_bytes(dtoh, va, 0, IPC_BYTES < g ? IPC_BYTES : g, 0x3c) ==
+               (int)(IPC_BYTES < g ? IPC_BYTES : g));
+        CHECK(memset8(va, 0xc3, g / 2));
+        CHECK(ctx_sync());
+        CHECK(unmap(va, g));
+        CHECK(afree(va, g));
+        printf("child_release_rc %d\n", (int)release(h));
+        return 0;
+    }
+    int fd_supported = -1;
+    CHECK(attr(&fd_supported, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED, 0));
+    printf("fd_supported %d\n", fd_supported);
+    CUmemGenericAllocationHandle h, plain;
+    int fd = -1;
+    if (!fd_supported) {
+        prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_NONE;
+        CHECK(create(&h, g, &prop, 0));
+        printf("unsupported_export_rc %d\n", (int)export_fd(&fd, h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+        CHECK(release(h));
+        return 0;
+    }
+    CHECK(create(&h, g, &prop, 0));
+    CUmemAllocationProp plain_prop = prop;
+    plain_prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_NONE;
+    CHECK(create(&plain, g, &plain_prop, 0));
+    printf("plain_export_refused %d\n", export_fd(&fd, plain, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0) != CUDA_SUCCESS);
+    CUmemGenericAllocationHandle bogus;
+    printf("bogus_import_refused %d\n", import_fd(&bogus, (void *)(uintptr_t)0, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) != CUDA_SUCCESS);
+    CUdeviceptr va;
+    CHECK(reserve(&va, g, 0, 0, 0));
+    CHECK(map(va, g, 0, h, 0));
+    CHECK(access(va, g, &ad, 1));
+    CHECK(memset8(va, 0x3c, g));
+    CHECK(ctx_sync());
+    CHECK(export_fd(&fd, h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+    printf("exported_fd %d\n", fd >= 0);
+    /* The same process imports it too, as a second handle of the same memory. */
+    CUmemGenericAllocationHandle again;
+    printf("self_import_rc %d\n", (int)import_fd(&again, (void *)(uintptr_t)fd, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR));
+    CHECK(release(again));
+    fcntl(fd, F_SETFD, 0);
+    char fd_arg[16];
+    snprintf(fd_arg, sizeof fd_arg, "%d", fd);
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        execl("/proc/self/exe", argv[0], "vmm_share_child", "64", fd_arg, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    close(fd);
+    printf("child_exit %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    size_t half = g / 2 < IPC_BYTES ? g / 2 : IPC_BYTES;
+    printf("child_writes_seen %d\n", count_bytes(dtoh, va, 0, half, 0xc3) == (int)half &&
+                                         count_bytes(dtoh, va, g / 2, half, 0x3c) == (int)half);
+    CHECK(unmap(va, g));
+    CHECK(afree(va, g));
+    CHECK(release(h));
+    CHECK(release(plain));
+    return 0;
+}
+
 static CUdeviceptr ptrs[MAXP];
 static CUmemGenericAllocationHandle handles[MAXP];
 static CUcontext ctxs[MAXP];
@@ -239,6 +344,30 @@ int main(int argc, char **argv) {
     size_t free0, free1, free2, total;
     CHECK(info(&free0, &total));
 
+    if (!strcmp(path, "torch_driver_api")) {
+        /* Every driver and NVML function PyTorch's driver API table looks up at its first use
+         * (expandable segments, symmetric memory), resolved as it resolves them: the driver's
+         * at version 12000, NVML's from libnvidia-ml.so.1. A missing one stops PyTorch. */
+        static const char *driver[] = {
+            "cuCtxGetCurrent", "cuCtxSetCurrent", "cuCtxPushCurrent", "cuCtxPopCurrent",
+            "cuDeviceGet", "cuDeviceGetAttribute", "cuGetErrorString", "cuMemAddressFree",
+            "cuMemAddressReserve", "cuMemCreate", "cuMemExportToShareableHandle",
+            "cuMemGetAddressRange", "cuMemGetAllocationGranularity",
+            "cuMemGetAllocationPropertiesFromHandle", "cuMemImportFromShareableHandle",
+            "cuMemMap", "cuMemRelease", "cuMemRetainAllocationHandle", "cuMemSetAccess",
+            "cuMemUnmap", "cuMemsetD32Async", "cuStreamWriteValue32", NULL };
+        static const char *nvml[] = {
+            "nvmlInit_v2", "nvmlDeviceGetHandleByPciBusId_v2", "nvmlDeviceGetNvLinkRemoteDeviceType",
+            "nvmlDeviceGetNvLinkRemotePciInfo_v2", "nvmlDeviceGetComputeRunningProcesses",
+            "nvmlSystemGetCudaDriverVersion_v2", "nvmlDeviceGetGpuFabricInfoV", NULL };
+        int n = 0;
+        for (const char **f = driver; *f; f++, n++) get(*f, 12000, 0);
+        void *ml = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+        for (const char **f = nvml; ml && *f; f++, n++)
+            if (!dlsym(ml, *f)) { printf("FAIL nvml %s\n", *f); return 1; }
+        printf("nvml_loaded %d\nresolved %d\n", ml != NULL, n);
+        return 0;
+    }
     if (!strcmp(path, "lookup")) {
         /* Hooked symbols resolve to the interposer's export, honouring version and flags;
          * others to the driver's own variant of the requested flavour. */
@@ -915,6 +1044,7 @@ int main(int argc, char **argv) {
     }
 
     if (!strncmp(path, "ipc", 3)) return ipc_path(path, argc, argv);
+    if (!strncmp(path, "vmm_share", 9)) return vmm_share_path(path, argc, argv);
     if (!strcmp(path, "launch_events")) {
         /* cuLaunchKernelEx with an event attribute: the event is recorded with the launch
          * (launch completion; programmatic), so the time from an event recorded before it

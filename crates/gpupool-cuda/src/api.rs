@@ -233,6 +233,8 @@ declare_api! { $
     fn cuMemGetAccess(flags: *mut u64, loc: *const c_void, p: CUdeviceptr);
     fn cuMemRetainAllocationHandle(h: *mut u64, addr: *mut c_void);
     fn cuMemGetAllocationPropertiesFromHandle(prop: *mut RawAllocationProp, h: u64);
+    fn cuMemExportToShareableHandle(out: *mut c_void, h: u64, handle_type: u32, flags: u64);
+    fn cuMemImportFromShareableHandle(out: *mut u64, os_handle: *mut c_void, handle_type: u32);
 
     fn cuLaunchKernel(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void);
     fn cuLaunchKernel_ptsz(f: CUfunction, gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void);
@@ -301,6 +303,14 @@ declare_api! { $
     fn cuGreenCtxGetId(g: *mut c_void, id: *mut u64);
     fn cuStreamWaitValue32(s: CUstream, addr: CUdeviceptr, value: u32, flags: u32);
     fn cuStreamBatchMemOp(s: CUstream, n: u32, ops: *mut c_void, flags: u32);
+    fn cuStreamWaitValue32_v2(s: CUstream, addr: CUdeviceptr, value: u32, flags: u32);
+    fn cuStreamWriteValue32(s: CUstream, addr: CUdeviceptr, value: u32, flags: u32);
+    fn cuStreamWriteValue32_v2(s: CUstream, addr: CUdeviceptr, value: u32, flags: u32);
+    fn cuStreamWaitValue64(s: CUstream, addr: CUdeviceptr, value: u64, flags: u32);
+    fn cuStreamWaitValue64_v2(s: CUstream, addr: CUdeviceptr, value: u64, flags: u32);
+    fn cuStreamWriteValue64(s: CUstream, addr: CUdeviceptr, value: u64, flags: u32);
+    fn cuStreamWriteValue64_v2(s: CUstream, addr: CUdeviceptr, value: u64, flags: u32);
+    fn cuStreamBatchMemOp_v2(s: CUstream, n: u32, ops: *mut c_void, flags: u32);
     fn cuStreamBeginCapture_v2(s: CUstream, mode: u32);
     fn cuStreamBeginCapture_v2_ptsz(s: CUstream, mode: u32);
     fn cuStreamEndCapture(s: CUstream, g: *mut CUgraph);
@@ -416,4 +426,7 @@ declare_api! { $
     fn nvmlEventSetFree(s: nvmlEventSet_t);
     fn nvmlDeviceGetTemperature(h: nvmlDevice_t, sensor: c_uint, t: *mut c_uint);
     fn nvmlDeviceGetMigMode(h: nvmlDevice_t, current: *mut c_uint, pending: *mut c_uint);
+    fn nvmlDeviceGetNvLinkRemoteDeviceType(h: nvmlDevice_t, link: c_uint, t: *mut u32);
+    fn nvmlDeviceGetNvLinkRemotePciInfo_v2(h: nvmlDevice_t, link: c_uint, p: *mut nvmlPciInfo_t);
+    fn nvmlDeviceGetGpuFabricInfoV(h: nvmlDevice_t, info: *mut c_void);
 }

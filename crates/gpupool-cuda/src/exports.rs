@@ -38,6 +38,14 @@ macro_rules! export_functions {
             $($rest)*
             cuStreamWaitValue32 => absent::stream_memory_operation;
             cuStreamBatchMemOp => absent::stream_memory_operation;
+            cuStreamWaitValue32_v2 => absent::stream_memory_operation;
+            cuStreamWriteValue32 => absent::stream_memory_operation;
+            cuStreamWriteValue32_v2 => absent::stream_memory_operation;
+            cuStreamWaitValue64 => absent::stream_memory_operation;
+            cuStreamWaitValue64_v2 => absent::stream_memory_operation;
+            cuStreamWriteValue64 => absent::stream_memory_operation;
+            cuStreamWriteValue64_v2 => absent::stream_memory_operation;
+            cuStreamBatchMemOp_v2 => absent::stream_memory_operation;
             cuGraphKernelNodeGetParams => absent::graph_kernel_node_get_params;
             cuGraphExecKernelNodeSetParams => absent::graph_exec_kernel_node_set_params;
             cuGreenCtxCreate => absent::green_context_4;
@@ -53,6 +61,9 @@ macro_rules! export_functions {
             cuStreamGetGreenCtx => absent::stream_get_green_context;
             cuGreenCtxStreamCreate => absent::green_context_4;
             cuGreenCtxGetId => absent::green_context_2;
+            nvmlDeviceGetNvLinkRemoteDeviceType => absent::nvml_nvlink_query;
+            nvmlDeviceGetNvLinkRemotePciInfo_v2 => absent::nvml_nvlink_query;
+            nvmlDeviceGetGpuFabricInfoV => absent::nvml_fabric_info;
         );
     };
     (forward_via $resolver:path;

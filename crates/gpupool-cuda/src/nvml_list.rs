@@ -25,6 +25,25 @@ pub unsafe fn fill_string(buf: *mut c_char, len: c_uint, s: &[u8]) -> u32 {
     NVML_SUCCESS
 }
 
+/// Whether two PCI bus ids (`DOMAIN:BUS:DEVICE.FUNCTION`, hexadecimal, the domain 4 or 8
+/// digits or left out, any case) name the same device, as `nvmlDeviceGetHandleByPciBusId`
+/// matches them.
+pub fn same_pci_bus_id(a: &str, b: &str) -> bool {
+    fn parts(id: &str) -> Option<[u32; 4]> {
+        let mut fields: Vec<&str> = id.trim().split(':').collect();
+        if fields.len() == 2 {
+            fields.insert(0, "0");
+        }
+        let [domain, bus, rest] = fields[..] else {
+            return None;
+        };
+        let (device, function) = rest.split_once('.')?;
+        let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+        Some([hex(domain)?, hex(bus)?, hex(device)?, hex(function)?])
+    }
+    matches!((parts(a), parts(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// The text `nvmlErrorString` returns for `r`.
 pub fn error_string(r: u32) -> &'static CStr {
     match r {
@@ -68,6 +87,26 @@ pub unsafe fn fill_list<T: Copy>(items: &[T], count: *mut c_uint, infos: *mut T)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pci_bus_ids_match_in_any_spelling_of_the_same_device() {
+        for (a, b) in [
+            ("00000000:41:00.0", "0000:41:00.0"),
+            ("00000000:41:00.0", "41:00.0"),
+            ("0000:4a:00.0", "00000000:4A:00.0"),
+        ] {
+            assert!(same_pci_bus_id(a, b), "{a} {b}");
+        }
+        for (a, b) in [
+            ("00000000:41:00.0", "00000000:42:00.0"),
+            ("00000000:41:00.0", "00000001:41:00.0"),
+            ("00000000:41:00.0", "00000000:41:00.1"),
+            ("00000000:41:00.0", "nonsense"),
+            ("", ""),
+        ] {
+            assert!(!same_pci_bus_id(a, b), "{a} {b}");
+        }
+    }
 
     #[test]
     fn follows_the_count_protocol() {

@@ -186,8 +186,11 @@ pub unsafe fn device_get_pci_bus_id(buf: *mut c_char, len: i32, dev: CUdevice) -
 }
 
 /// Device attributes about what this library does rather than the server's GPU: stream memory
-/// operations (`CAN_USE_STREAM_MEM_OPS`, `CAN_USE_64_BIT_STREAM_MEM_OPS`) are not forwarded.
-const CLIENT_SIDE_ATTRIBUTES: [(i32, i32); 2] = [(92, 0), (93, 0)];
+/// operations (`CAN_USE_STREAM_MEM_OPS`, `CAN_USE_64_BIT_STREAM_MEM_OPS`) are not forwarded,
+/// and physical memory cannot be exported as a file descriptor or fabric handle
+/// (`HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED`, `HANDLE_TYPE_FABRIC_SUPPORTED`): the
+/// server's descriptors do not reach the client (interprocess handles do).
+const CLIENT_SIDE_ATTRIBUTES: [(i32, i32); 4] = [(92, 0), (93, 0), (103, 0), (128, 0)];
 
 /// After `cuDeviceGetAttribute`: the client's own answers replace the server's.
 pub unsafe fn client_side_attribute(v: *mut i32, attrib: i32, _dev: CUdevice) {

@@ -101,6 +101,8 @@ gpupool_cuda::export_functions! {
     cuMemAddressReserve => vmm::mem_address_reserve;
     cuMemAddressFree => vmm::mem_address_free;
     cuMemSetAccess => vmm::mem_set_access;
+    cuMemExportToShareableHandle => vmm::mem_export_to_shareable_handle;
+    cuMemImportFromShareableHandle => vmm::mem_import_from_shareable_handle;
     cuPointerGetAttribute => attributes::pointer_get_attribute;
     cuPointerGetAttributes => attributes::pointer_get_attributes;
     cuMemPoolGetAttribute => attributes::mem_pool_get_attribute;
@@ -197,6 +199,7 @@ gpupool_cuda::export_functions! {
     nvmlDeviceGetHandleByIndex_v2 => nvml::device_get_handle_by_index;
     nvmlDeviceGetHandleByIndex => nvml::device_get_handle_by_index;
     nvmlDeviceGetHandleByUUID => nvml::device_get_handle_by_uuid;
+    nvmlDeviceGetHandleByPciBusId_v2 => nvml::device_get_handle_by_pci_bus_id;
     nvmlDeviceGetName => nvml::device_get_name;
     nvmlDeviceGetUUID => nvml::device_get_uuid;
     nvmlDeviceGetIndex => nvml::device_get_index;

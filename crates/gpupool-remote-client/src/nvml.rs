@@ -193,6 +193,37 @@ pub unsafe fn device_get_handle_by_uuid(uuid: *const c_char, h: *mut nvmlDevice_
     NVML_ERROR_NOT_FOUND
 }
 
+/// `nvmlDeviceGetHandleByPciBusId_v2`: the device whose PCI information names that bus id.
+pub unsafe fn device_get_handle_by_pci_bus_id(id: *const c_char, h: *mut nvmlDevice_t) -> u32 {
+    if id.is_null() {
+        return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    // SAFETY: a NUL-terminated string from the caller.
+    let wanted = unsafe { CStr::from_ptr(id) }.to_string_lossy();
+    let mut n = 0;
+    // SAFETY: a valid out pointer.
+    let rc = unsafe { device_get_count(&mut n) };
+    if rc != NVML_SUCCESS {
+        return rc;
+    }
+    for i in 0..n {
+        let mut info = std::mem::MaybeUninit::<nvmlPciInfo_t>::zeroed();
+        // SAFETY: a structure of the right size.
+        if unsafe { device_get_pci_info(handle(i), info.as_mut_ptr()) } != NVML_SUCCESS {
+            continue;
+        }
+        // SAFETY: zeroed, then filled by the server's driver.
+        let info = unsafe { info.assume_init() };
+        let bus = info.busId.map(|c| c as u8);
+        let end = bus.iter().position(|&b| b == 0).unwrap_or(bus.len());
+        let bus = String::from_utf8_lossy(&bus[..end]);
+        if gpupool_cuda::nvml_list::same_pci_bus_id(&bus, &wanted) {
+            return out(h, handle(i));
+        }
+    }
+    NVML_ERROR_NOT_FOUND
+}
+
 /// `nvmlDeviceGetName`.
 pub unsafe fn device_get_name(h: nvmlDevice_t, buf: *mut c_char, len: c_uint) -> u32 {
     index(h).map_or_else(|e| e, |i| string(NvmlString::Name, i, buf, len))

@@ -1,12 +1,14 @@
 //! The virtual memory API's address calls: reservations are made on the server and recorded
 //! here as device ranges (so `cuMemcpy` knows their addresses); access descriptors travel as
-//! raw fields. Physical handles, mapping and queries go through the call table.
+//! raw fields. Physical handles, mapping and queries go through the call table; physical
+//! memory is never exported as a descriptor (it is the server's).
 
 use crate::conn::state;
 use crate::memory_map::{self, Kind};
 use gpupool_cuda::cu::*;
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
+use std::ffi::c_void;
 
 /// Most access descriptors one `cuMemSetAccess` carries (the server refuses more).
 const MAX_ACCESS_DESCRIPTORS: usize = 64;
@@ -92,4 +94,30 @@ pub unsafe fn mem_set_access(
         s.batch.put(d);
     }
     s.finish_sync(start, |_| Ok(()))
+}
+
+/// `cuMemExportToShareableHandle`: a descriptor or fabric handle of the server's memory cannot
+/// reach this process (the device attributes say so); interprocess handles can.
+pub unsafe fn mem_export_to_shareable_handle(
+    out: *mut c_void,
+    _h: u64,
+    _handle_type: u32,
+    flags: u64,
+) -> u32 {
+    if out.is_null() || flags != 0 {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    CUDA_ERROR_NOT_SUPPORTED
+}
+
+/// `cuMemImportFromShareableHandle`: nothing here was exported by the server's driver.
+pub unsafe fn mem_import_from_shareable_handle(
+    out: *mut u64,
+    _os_handle: *mut c_void,
+    _handle_type: u32,
+) -> u32 {
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    CUDA_ERROR_NOT_SUPPORTED
 }

@@ -226,6 +226,8 @@ gpupool_cuda::export_functions! {
     cuMemGetAccess => vmm::mem_get_access;
     cuMemRetainAllocationHandle => vmm::mem_retain_allocation_handle;
     cuMemGetAllocationPropertiesFromHandle => vmm::mem_get_allocation_properties_from_handle;
+    cuMemExportToShareableHandle => vmm::mem_export_to_shareable_handle;
+    cuMemImportFromShareableHandle => vmm::mem_import_from_shareable_handle;
 
     cuLaunchKernel => launch::launch_kernel;
     cuLaunchKernel_ptsz => per_thread::cuLaunchKernel_ptsz;

@@ -119,14 +119,12 @@ pub unsafe fn device_get_handle_by_pci_bus_id(id: *const c_char, h: *mut nvmlDev
         return NVML_ERROR_INVALID_ARGUMENT;
     }
     // SAFETY: NUL-terminated caller string.
-    let want = unsafe { CStr::from_ptr(id) }
-        .to_string_lossy()
-        .to_ascii_uppercase();
+    let want = unsafe { CStr::from_ptr(id) }.to_string_lossy();
     ok(m()
         .and_then(|m| {
             m.all
                 .iter()
-                .find(|d| pci_bus_id(d).ends_with(want.trim_start_matches('0')))
+                .find(|d| gpupool_cuda::nvml_list::same_pci_bus_id(&pci_bus_id(d), &want))
                 .ok_or(NVML_ERROR_NOT_FOUND)
         })
         .map(|d| out(h, d as *const Device as nvmlDevice_t)))

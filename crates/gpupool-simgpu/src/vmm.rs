@@ -1,5 +1,6 @@
-//! Virtual memory management: physical handles (`cuMemCreate`, backed by a memfd so one handle
-//! can be mapped at several addresses), address reservations and mappings.
+//! Virtual memory management: physical handles (`cuMemCreate`, backed by a sealed memfd so one
+//! handle can be mapped at several addresses and shared with other processes as a file
+//! descriptor), address reservations and mappings.
 
 use crate::ctx::device;
 use crate::mem::{find, register, unregister_if, write, Alloc, Kind};
@@ -16,7 +17,20 @@ pub(crate) struct Physical {
     ordinal: i32,
     mappings: u32,
     released: bool,
+    /// `CUmemAllocationHandleType` bits it may be exported as.
+    handle_types: u32,
+    /// Charged to this process's device (not when imported: the exporter's memory).
+    charged: bool,
 }
+
+/// `CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR`, the one shareable handle type simulated.
+const POSIX_FILE_DESCRIPTOR: u32 = 0x1;
+/// `CU_MEM_HANDLE_TYPE_FABRIC` (needs a fabric the simulated machine does not have).
+const FABRIC: u32 = 0x8;
+/// Name of the files holding physical memory, followed by the physical device index.
+const FILE_NAME: &str = "gpupool-sim-vmm-";
+/// Seals of those files: their size never changes, so no mapping can outgrow one.
+const SEALS: i32 = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 
 static HANDLES: SpinLock<Option<HashMap<u64, Physical>>> = SpinLock::new(None);
 /// Mapped ranges: start -> (handle, size).
@@ -71,39 +85,155 @@ pub unsafe fn mem_create(
         Ok(x) => x,
         Err(e) => return e,
     };
+    // SAFETY: checked non-null by prop_device.
+    let handle_types = unsafe { (*prop).handle_types };
     if out.is_null()
         || flags != 0
         || size == 0
         || !(size as u64).is_multiple_of(dev.spec.granularity)
+        || handle_types & !(POSIX_FILE_DESCRIPTOR | FABRIC) != 0
     {
         return CUDA_ERROR_INVALID_VALUE;
+    }
+    if handle_types & FABRIC != 0 {
+        return CUDA_ERROR_NOT_SUPPORTED;
     }
     if let Err(e) = m.reserve(dev, size as u64) {
         return e;
     }
-    // SAFETY: memfd_create with a static name; result checked.
-    let fd = unsafe { libc::memfd_create(c"gpupool-sim-vmm".as_ptr(), libc::MFD_CLOEXEC) };
-    // SAFETY: ftruncate on our fd.
-    if fd < 0 || unsafe { libc::ftruncate(fd, size as i64) } != 0 {
-        if fd >= 0 {
-            // SAFETY: closing our fd.
-            unsafe { libc::close(fd) };
-        }
+    let Some(fd) = physical_file(dev.physical, size as u64) else {
         m.unreserve(dev, size as u64);
         return CUDA_ERROR_OUT_OF_MEMORY;
-    }
+    };
+    let h = new_handle(Physical {
+        fd,
+        size: size as u64,
+        ordinal,
+        mappings: 0,
+        released: false,
+        handle_types,
+        charged: true,
+    });
+    write(out, h)
+}
+
+fn new_handle(p: Physical) -> u64 {
     let h = NEXT_HANDLE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    with_handles(|t| {
-        t.insert(
-            h,
-            Physical {
-                fd,
-                size: size as u64,
-                ordinal,
-                mappings: 0,
-                released: false,
-            },
-        )
+    with_handles(|t| t.insert(h, p));
+    h
+}
+
+/// A sealed memfd of `size` bytes named after physical device `physical`.
+fn physical_file(physical: usize, size: u64) -> Option<i32> {
+    let name = std::ffi::CString::new(format!("{FILE_NAME}{physical}")).ok()?;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: a NUL-terminated name; result checked.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: our descriptor.
+    let made = unsafe {
+        libc::ftruncate(fd, size as i64) == 0 && libc::fcntl(fd, libc::F_ADD_SEALS, SEALS) == 0
+    };
+    if !made {
+        // SAFETY: closing our descriptor.
+        unsafe { libc::close(fd) };
+        return None;
+    }
+    Some(fd)
+}
+
+/// The physical device index and size of a file [`physical_file`] made (`None` for any
+/// other descriptor).
+fn physical_file_facts(fd: i32) -> Option<(usize, u64)> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    let link = link.to_str()?;
+    let rest = link.strip_prefix("/memfd:")?.strip_prefix(FILE_NAME)?;
+    let physical = rest
+        .strip_suffix(" (deleted)")
+        .unwrap_or(rest)
+        .parse()
+        .ok()?;
+    // SAFETY: our descriptor; a zeroed stat filled by fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_size <= 0 {
+        return None;
+    }
+    // SAFETY: the caller's descriptor.
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    (seals >= 0 && seals & SEALS == SEALS).then_some((physical, st.st_size as u64))
+}
+
+/// `cuMemExportToShareableHandle`: a new descriptor of the handle's memory (the caller's to
+/// close), for handles created asking for `CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR`.
+pub unsafe fn mem_export_to_shareable_handle(
+    out: *mut c_void,
+    h: u64,
+    handle_type: u32,
+    flags: u64,
+) -> u32 {
+    if out.is_null() || flags != 0 {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if handle_type != POSIX_FILE_DESCRIPTOR {
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    let fd = with_handles(|t| match t.get(&h) {
+        Some(p) if p.handle_types & POSIX_FILE_DESCRIPTOR != 0 => Ok(p.fd),
+        Some(_) => Err(CUDA_ERROR_INVALID_VALUE),
+        None => Err(CUDA_ERROR_INVALID_HANDLE),
+    });
+    match fd {
+        // SAFETY: duplicating our descriptor.
+        Ok(fd) => match unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) } {
+            -1 => CUDA_ERROR_OPERATING_SYSTEM,
+            copy => write(out as *mut i32, copy),
+        },
+        Err(e) => e,
+    }
+}
+
+/// `cuMemImportFromShareableHandle`: a handle for the memory behind a descriptor another
+/// process (or this one) exported; the descriptor stays the caller's. Anything but such a
+/// descriptor is `CUDA_ERROR_INVALID_VALUE`. Imported memory is charged to its exporter.
+pub unsafe fn mem_import_from_shareable_handle(
+    out: *mut u64,
+    os_handle: *mut c_void,
+    handle_type: u32,
+) -> u32 {
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if handle_type != POSIX_FILE_DESCRIPTOR {
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    let Ok(fd) = i32::try_from(os_handle as usize) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let Some((physical, size)) = physical_file_facts(fd) else {
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    let Some(ordinal) = crate::ctx::initialised()
+        .ok()
+        .and_then(|m| m.visible.iter().position(|&p| p == physical))
+    else {
+        return CUDA_ERROR_INVALID_DEVICE;
+    };
+    // SAFETY: duplicating the caller's descriptor, checked above.
+    let own = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if own < 0 {
+        return CUDA_ERROR_OPERATING_SYSTEM;
+    }
+    let h = new_handle(Physical {
+        fd: own,
+        size,
+        ordinal: ordinal as i32,
+        mappings: 0,
+        released: false,
+        handle_types: POSIX_FILE_DESCRIPTOR,
+        charged: false,
     });
     write(out, h)
 }
@@ -111,6 +241,9 @@ pub unsafe fn mem_create(
 fn drop_physical(p: Physical) {
     // SAFETY: closing the memfd we created.
     unsafe { libc::close(p.fd) };
+    if !p.charged {
+        return;
+    }
     if let Ok((m, dev)) = device(p.ordinal) {
         m.unreserve(dev, p.size);
     }
@@ -286,8 +419,14 @@ pub unsafe fn mem_get_allocation_properties_from_handle(
     prop: *mut RawAllocationProp,
     h: u64,
 ) -> u32 {
-    match with_handles(|t| t.get(&h).map(|p| p.ordinal)) {
-        Some(ordinal) => write(prop, RawAllocationProp::device(ordinal)),
+    match with_handles(|t| t.get(&h).map(|p| (p.ordinal, p.handle_types))) {
+        Some((ordinal, handle_types)) => write(
+            prop,
+            RawAllocationProp {
+                handle_types,
+                ..RawAllocationProp::device(ordinal)
+            },
+        ),
         None => CUDA_ERROR_INVALID_VALUE,
     }
 }
@@ -295,4 +434,44 @@ pub unsafe fn mem_get_allocation_properties_from_handle(
 /// This module's locks, in the order they nest (for fork handlers).
 pub fn fork_locks() -> [&'static dyn ForkLock; 2] {
     [&HANDLES, &MAPPINGS]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memfd(name: &std::ffi::CStr, size: i64, sealed: bool) -> i32 {
+        // SAFETY: a NUL-terminated name; descriptors of this test.
+        unsafe {
+            let fd = libc::memfd_create(name.as_ptr(), libc::MFD_ALLOW_SEALING);
+            assert!(fd >= 0 && libc::ftruncate(fd, size) == 0);
+            if sealed {
+                assert_eq!(libc::fcntl(fd, libc::F_ADD_SEALS, SEALS), 0);
+            }
+            fd
+        }
+    }
+
+    #[test]
+    fn only_sealed_files_of_physical_memory_import() {
+        let ours = physical_file(3, 2 << 20).unwrap();
+        assert_eq!(physical_file_facts(ours), Some((3, 2 << 20)));
+        let unsealed = memfd(c"gpupool-sim-vmm-0", 4096, false);
+        assert_eq!(
+            physical_file_facts(unsealed),
+            None,
+            "could shrink under a mapping"
+        );
+        let other = memfd(c"something-else", 4096, true);
+        assert_eq!(physical_file_facts(other), None);
+        let no_index = memfd(c"gpupool-sim-vmm-x", 4096, true);
+        assert_eq!(physical_file_facts(no_index), None);
+        let empty = memfd(c"gpupool-sim-vmm-0", 0, true);
+        assert_eq!(physical_file_facts(empty), None);
+        assert_eq!(physical_file_facts(-1), None);
+        for fd in [ours, unsealed, other, no_index, empty] {
+            // SAFETY: closing this test's descriptors.
+            unsafe { libc::close(fd) };
+        }
+    }
 }

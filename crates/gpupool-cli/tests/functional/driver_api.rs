@@ -442,6 +442,41 @@ fn interprocess_handles_share_memory_and_events_with_a_second_process() {
 }
 
 #[test]
+fn every_function_pytorch_s_driver_api_table_needs_is_there() {
+    expect_both(
+        "torch_driver_api",
+        &[("nvml_loaded", "1"), ("resolved", "29")],
+    );
+}
+
+#[test]
+fn physical_memory_exported_as_a_descriptor_maps_in_a_second_process() {
+    let kv = run_path(Via::Local, "vmm_share", "1GiB", 64);
+    expect_values(
+        &kv,
+        &[
+            ("fd_supported", "1"),
+            ("plain_export_refused", "1"),
+            ("bogus_import_refused", "1"),
+            ("exported_fd", "1"),
+            ("self_import_rc", "0"),
+            ("child_import_rc", "0"),
+            ("child_sees_pattern", "1"),
+            ("child_release_rc", "0"),
+            ("child_exit", "0"),
+            ("child_writes_seen", "1"),
+        ],
+    );
+    // A server's descriptors cannot reach its client: the device says so, and an export is
+    // refused (CUDA_ERROR_NOT_SUPPORTED).
+    let kv = run_path(Via::Remote, "vmm_share", "1GiB", 64);
+    expect_values(
+        &kv,
+        &[("fd_supported", "0"), ("unsupported_export_rc", "801")],
+    );
+}
+
+#[test]
 fn another_tenant_cannot_open_a_tenant_s_interprocess_handles() {
     let m = Machine::new("drv-ipc-foreign", "1x16GiB");
     let other = "fedcba9876543210fedcba9876543210";

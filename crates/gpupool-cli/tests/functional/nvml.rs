@@ -95,6 +95,9 @@ fn bare_card_lists_processes_with_their_memory() {
     assert_eq!(d["free_v2"], d["free"]);
     assert_eq!(d["processes"].as_array().unwrap().len(), 1);
     assert_eq!(d["processes"][0]["used"], GIB + 256 * MIB);
+    assert_eq!(d["found_by_pci"], true, "{d}");
+    assert_eq!(d["nvlink_remote_type"], "Not Supported");
+    assert_eq!(d["fabric_state"], 0, "NVML_GPU_FABRIC_STATE_NOT_SUPPORTED");
     h.wait().unwrap();
     assert_eq!(nvml_bare(&m)["devices"][0]["used"], 0);
 }
