@@ -10,6 +10,7 @@ use gpupool_cuda::spinlock::ForkLock;
 fn locks() -> impl DoubleEndedIterator<Item = &'static dyn ForkLock> {
     crate::ctx::fork_locks()
         .into_iter()
+        .chain(crate::ipc::fork_locks())
         .chain(crate::mem::fork_locks())
         .chain(crate::pool::fork_locks())
         .chain(crate::graph_mem::fork_locks())

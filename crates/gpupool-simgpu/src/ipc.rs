@@ -16,7 +16,7 @@ use crate::mem::{find, register, result, write, Alloc, Kind};
 use crate::stream::{event_ref, ok_or, Event, EventMark};
 use gpupool_cuda::cu::{CUdeviceptr, CUevent, CUipcEventHandle_st, CUipcMemHandle_st};
 use gpupool_cuda::result::*;
-use gpupool_cuda::spinlock::SpinLock;
+use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 
@@ -259,6 +259,12 @@ static EXPORTED: SpinLock<BTreeMap<u64, (u64, Shared)>> = SpinLock::new(BTreeMap
 
 /// Allocations of other processes mapped here: base → (key, references).
 static OPENED: SpinLock<BTreeMap<u64, ([u8; 16], u64)>> = SpinLock::new(BTreeMap::new());
+
+/// This module's locks, in the order they nest (for fork handlers); each is taken before the
+/// memory registry's.
+pub fn fork_locks() -> [&'static dyn ForkLock; 2] {
+    [&EXPORTED, &OPENED]
+}
 
 /// Forgets the export of the allocation at `base`, freed: whether it had one (its mapping is
 /// then shared with importers and must not be reused).

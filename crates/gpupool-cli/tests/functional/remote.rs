@@ -378,7 +378,10 @@ fn nvml_on_the_client_shows_the_tenant_s_view_from_the_server() {
     // What PyTorch asks at start: the device by bus id, no NVLink peer, no fabric.
     assert_eq!(idle["found_by_pci"], true, "{idle}");
     assert_eq!(idle["nvlink_remote_type"], "Not Supported");
-    assert_eq!(idle["fabric_state"], 0, "NVML_GPU_FABRIC_STATE_NOT_SUPPORTED");
+    assert_eq!(
+        idle["fabric_state"], 0,
+        "NVML_GPU_FABRIC_STATE_NOT_SUPPORTED"
+    );
 
     let mut holder = spawn_holder(&server, "512");
     let busy = view();
