@@ -21,6 +21,7 @@ pub mod export_tables;
 pub mod exports;
 pub mod graph_params;
 pub mod images;
+pub mod ipc_handle;
 pub mod jit;
 pub mod launch;
 pub mod md2;

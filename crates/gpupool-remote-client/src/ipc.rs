@@ -7,6 +7,7 @@
 use crate::conn::call_sync;
 use crate::memory_map::{self, Kind};
 use gpupool_cuda::cu::{CUdeviceptr, CUevent, CUipcEventHandle_st, CUipcMemHandle_st};
+use gpupool_cuda::ipc_handle;
 use gpupool_cuda::result::*;
 use gpupool_remote::calls::custom;
 
@@ -33,10 +34,6 @@ fn get_handle<H>(call: u16, arg: u64, out: *mut H) -> u32 {
     rc
 }
 
-fn bytes(reserved: &[std::ffi::c_char; 64]) -> [u8; 64] {
-    reserved.map(|c| c as u8)
-}
-
 /// `cuIpcGetMemHandle` (the server checks that the address is the program's allocation).
 pub unsafe fn ipc_get_mem_handle(out: *mut CUipcMemHandle_st, dptr: CUdeviceptr) -> u32 {
     // The driver takes any address inside an allocation.
@@ -57,7 +54,7 @@ pub unsafe fn ipc_open_mem_handle(
     let rc = call_sync(
         custom::IPC_OPEN_MEM_HANDLE,
         |w| {
-            w.put(&bytes(&handle.reserved));
+            w.put(&ipc_handle::bytes(&handle.reserved));
             w.put(&flags);
         },
         |r| {
@@ -106,7 +103,7 @@ pub unsafe fn ipc_open_event_handle(out: *mut CUevent, handle: CUipcEventHandle_
     let rc = call_sync(
         custom::IPC_OPEN_EVENT_HANDLE,
         |w| {
-            w.put(&bytes(&handle.reserved));
+            w.put(&ipc_handle::bytes(&handle.reserved));
             w.put(&name);
         },
         |_| Ok(()),

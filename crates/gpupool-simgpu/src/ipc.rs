@@ -15,6 +15,7 @@ use crate::ctx::require_current;
 use crate::mem::{find, register, result, write, Alloc, Kind};
 use crate::stream::{event_ref, ok_or, Event, EventMark};
 use gpupool_cuda::cu::{CUdeviceptr, CUevent, CUipcEventHandle_st, CUipcMemHandle_st};
+use gpupool_cuda::ipc_handle;
 use gpupool_cuda::result::*;
 use gpupool_cuda::spinlock::{ForkLock, SpinLock};
 use std::collections::BTreeMap;
@@ -22,8 +23,6 @@ use std::ffi::c_void;
 
 const MAGIC: [u8; 8] = *b"GPSIMIPC";
 const PAGE: u64 = 4096;
-/// The seals an exported file carries.
-const SEALS: i32 = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 /// `CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS`, the one flag `cuIpcOpenMemHandle` takes.
 const LAZY_ENABLE_PEER_ACCESS: u32 = 1;
 
@@ -104,7 +103,7 @@ pub struct Shared {
 
 impl Shared {
     /// Creates a sealed file of `len` bytes (a multiple of the page) plus the key's page; with
-    /// `fill`, the resident pages of the `len` bytes at `fill` are copied into it first.
+    /// `fill`, the resident pages of the `len` bytes at `fill` are copied into it.
     fn create(len: u64, fill: Option<u64>) -> Result<Shared, u32> {
         let mut key = [0u8; 16];
         // SAFETY: getrandom writes at most 16 bytes into the buffer.
@@ -112,30 +111,17 @@ impl Shared {
         if got != 16 {
             return Err(CUDA_ERROR_OPERATING_SYSTEM);
         }
-        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-        // SAFETY: a static name; result checked.
-        let fd = unsafe { libc::memfd_create(c"gpupool-sim-ipc".as_ptr(), flags) };
-        if fd < 0 {
-            return Err(CUDA_ERROR_OPERATING_SYSTEM);
-        }
+        let fd = crate::sealed_file::create(c"gpupool-sim-ipc", len + PAGE)
+            .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
         let shared = Shared { fd, key };
         let built = (|| {
-            // SAFETY: our descriptor; a checked length.
-            if unsafe { libc::ftruncate(fd, (len + PAGE) as i64) } != 0 {
-                return Err(CUDA_ERROR_OUT_OF_MEMORY);
-            }
             if let Some(base) = fill {
                 copy_resident(fd, base, len)?;
             }
             let mut trailer = [0u8; 24];
             trailer[..8].copy_from_slice(&MAGIC);
             trailer[8..].copy_from_slice(&key);
-            pwrite_all(fd, &trailer, len)?;
-            // SAFETY: our descriptor.
-            if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, SEALS) } != 0 {
-                return Err(CUDA_ERROR_OPERATING_SYSTEM);
-            }
-            Ok(())
+            pwrite_all(fd, &trailer, len)
         })();
         built.map(|()| shared).inspect_err(|_| shared.close())
     }
@@ -149,15 +135,7 @@ impl Shared {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let checked = (|| {
-            // SAFETY: a zeroed stat filled by fstat on our descriptor.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_size as u64 != h.len + PAGE {
-                return Err(CUDA_ERROR_INVALID_VALUE);
-            }
-            // SAFETY: our descriptor.
-            let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
-            if seals < 0 || seals & SEALS != SEALS {
+            if crate::sealed_file::sealed_size(fd) != Some(h.len + PAGE) {
                 return Err(CUDA_ERROR_INVALID_VALUE);
             }
             let mut trailer = [0u8; 24];
@@ -308,18 +286,8 @@ pub unsafe fn ipc_get_mem_handle(out: *mut CUipcMemHandle_st, dptr: CUdeviceptr)
             device,
             key: shared.key,
         };
-        Ok(write(out, to_handle(h.encode())))
+        Ok(write(out, ipc_handle::mem_handle(h.encode())))
     })())
-}
-
-fn to_handle(b: [u8; 64]) -> CUipcMemHandle_st {
-    CUipcMemHandle_st {
-        reserved: b.map(|c| c as _),
-    }
-}
-
-fn bytes_of(reserved: &[std::ffi::c_char; 64]) -> [u8; 64] {
-    reserved.map(|c| c as u8)
 }
 
 /// The ordinal of physical device `physical` in this process.
@@ -342,7 +310,7 @@ pub unsafe fn ipc_open_mem_handle(
         if out.is_null() || flags & !LAZY_ENABLE_PEER_ACCESS != 0 {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let h = Handle::decode(&bytes_of(&handle.reserved), What::Memory)?;
+        let h = Handle::decode(&ipc_handle::bytes(&handle.reserved), What::Memory)?;
         if h.pid == pid() {
             return Err(CUDA_ERROR_INVALID_CONTEXT);
         }
@@ -415,8 +383,7 @@ pub unsafe fn ipc_get_event_handle(out: *mut CUipcEventHandle_st, e: CUevent) ->
             device: 0,
             key: s.key,
         };
-        let reserved = h.encode().map(|c| c as _);
-        Ok(write(out, CUipcEventHandle_st { reserved }))
+        Ok(write(out, ipc_handle::event_handle(h.encode())))
     }))
 }
 
@@ -428,7 +395,7 @@ pub unsafe fn ipc_open_event_handle(out: *mut CUevent, handle: CUipcEventHandle_
         if out.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let h = Handle::decode(&bytes_of(&handle.reserved), What::Event)?;
+        let h = Handle::decode(&ipc_handle::bytes(&handle.reserved), What::Event)?;
         if h.pid == pid() {
             return Err(CUDA_ERROR_INVALID_CONTEXT);
         }

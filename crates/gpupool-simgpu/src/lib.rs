@@ -35,6 +35,7 @@ pub mod nvml_util;
 pub mod per_thread;
 pub mod pool;
 pub mod proc_address;
+pub mod sealed_file;
 pub mod stream;
 pub mod sync;
 pub mod tensor_map;

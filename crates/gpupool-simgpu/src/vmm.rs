@@ -29,8 +29,6 @@ const POSIX_FILE_DESCRIPTOR: u32 = 0x1;
 const FABRIC: u32 = 0x8;
 /// Name of the files holding physical memory, followed by the physical device index.
 const FILE_NAME: &str = "gpupool-sim-vmm-";
-/// Seals of those files: their size never changes, so no mapping can outgrow one.
-const SEALS: i32 = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 
 static HANDLES: SpinLock<Option<HashMap<u64, Physical>>> = SpinLock::new(None);
 /// Mapped ranges: start -> (handle, size).
@@ -123,25 +121,10 @@ fn new_handle(p: Physical) -> u64 {
     h
 }
 
-/// A sealed memfd of `size` bytes named after physical device `physical`.
+/// A sealed file of `size` bytes named after physical device `physical`.
 fn physical_file(physical: usize, size: u64) -> Option<i32> {
     let name = std::ffi::CString::new(format!("{FILE_NAME}{physical}")).ok()?;
-    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // SAFETY: a NUL-terminated name; result checked.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: our descriptor.
-    let made = unsafe {
-        libc::ftruncate(fd, size as i64) == 0 && libc::fcntl(fd, libc::F_ADD_SEALS, SEALS) == 0
-    };
-    if !made {
-        // SAFETY: closing our descriptor.
-        unsafe { libc::close(fd) };
-        return None;
-    }
-    Some(fd)
+    crate::sealed_file::create(&name, size)
 }
 
 /// The physical device index and size of a file [`physical_file`] made (`None` for any
@@ -155,15 +138,8 @@ fn physical_file_facts(fd: i32) -> Option<(usize, u64)> {
         .unwrap_or(rest)
         .parse()
         .ok()?;
-    // SAFETY: our descriptor; a zeroed stat filled by fstat.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_size <= 0 {
-        return None;
-    }
-    // SAFETY: the caller's descriptor.
-    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
-    (seals >= 0 && seals & SEALS == SEALS).then_some((physical, st.st_size as u64))
+    let size = crate::sealed_file::sealed_size(fd).filter(|&s| s > 0)?;
+    Some((physical, size))
 }
 
 /// `cuMemExportToShareableHandle`: a new descriptor of the handle's memory (the caller's to
@@ -446,7 +422,14 @@ mod tests {
             let fd = libc::memfd_create(name.as_ptr(), libc::MFD_ALLOW_SEALING);
             assert!(fd >= 0 && libc::ftruncate(fd, size) == 0);
             if sealed {
-                assert_eq!(libc::fcntl(fd, libc::F_ADD_SEALS, SEALS), 0);
+                assert_eq!(
+                    libc::fcntl(
+                        fd,
+                        libc::F_ADD_SEALS,
+                        libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL
+                    ),
+                    0
+                );
             }
             fd
         }

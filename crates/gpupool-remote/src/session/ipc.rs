@@ -8,7 +8,8 @@
 use super::Session;
 use crate::calls::custom;
 use crate::wire::{DecodeError, Reader, Writer};
-use gpupool_cuda::cu::{CUevent, CUipcEventHandle_st, CUipcMemHandle_st};
+use gpupool_cuda::cu::CUevent;
+use gpupool_cuda::ipc_handle::{self, event_handle, mem_handle};
 use gpupool_cuda::result::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -82,8 +83,9 @@ impl Ipc {
         if self.exported.len() >= MAX_EXPORTS {
             return Err(CUDA_ERROR_OUT_OF_MEMORY);
         }
+        let nonce = crate::handshake::nonce().map_err(|_| CUDA_ERROR_OPERATING_SYSTEM)?;
         let mut id = [0u8; 16];
-        getrandom(&mut id)?;
+        id.copy_from_slice(&nonce[..16]);
         let mut entry = Vec::with_capacity(ENTRY_LEN);
         entry.extend_from_slice(&what.to_le_bytes());
         entry.extend_from_slice(&real);
@@ -130,28 +132,6 @@ impl Ipc {
     }
 }
 
-fn getrandom(buf: &mut [u8]) -> Result<(), u32> {
-    // SAFETY: getrandom writes at most buf.len() bytes into it.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n == buf.len() as isize {
-        Ok(())
-    } else {
-        Err(CUDA_ERROR_OPERATING_SYSTEM)
-    }
-}
-
-fn mem_handle(b: [u8; 64]) -> CUipcMemHandle_st {
-    CUipcMemHandle_st {
-        reserved: b.map(|c| c as _),
-    }
-}
-
-fn event_handle(b: [u8; 64]) -> CUipcEventHandle_st {
-    CUipcEventHandle_st {
-        reserved: b.map(|c| c as _),
-    }
-}
-
 impl Session {
     /// Answers an `IPC_*` call.
     pub(super) fn ipc(
@@ -176,7 +156,7 @@ impl Session {
                     return Ok(rc);
                 }
                 self.ipc
-                    .export_into(MEMORY, h.reserved.map(|c| c as u8), outs)
+                    .export_into(MEMORY, ipc_handle::bytes(&h.reserved), outs)
             }
             custom::IPC_OPEN_MEM_HANDLE => {
                 let (handle, flags): ([u8; 64], u32) = (r.get("handle")?, r.get("flags")?);
@@ -250,7 +230,7 @@ impl Session {
                     return Ok(rc);
                 }
                 self.ipc
-                    .export_into(EVENT, h.reserved.map(|c| c as u8), outs)
+                    .export_into(EVENT, ipc_handle::bytes(&h.reserved), outs)
             }
             custom::IPC_OPEN_EVENT_HANDLE => {
                 let (handle, name): ([u8; 64], u64) = (r.get("handle")?, r.get("event name")?);
